@@ -1,0 +1,1 @@
+//! Placeholder: replaced by the RFC 7622 implementation.

@@ -16,5 +16,4 @@ pub mod sasl;
 pub mod stanza;
 pub mod xml;
 
-pub use element::Element;
 pub use jid::{BareJid, FullJid, Jid, JidError};

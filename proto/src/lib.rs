@@ -16,4 +16,5 @@ pub mod sasl;
 pub mod stanza;
 pub mod xml;
 
+pub use element::Element;
 pub use jid::{BareJid, FullJid, Jid, JidError};

@@ -1,1 +1,207 @@
-//! stanza
+//! Stanza envelopes (RFC 6120 §8): the kind, addresses, id and type of a
+//! `<message/>`, `<presence/>` or `<iq/>`, parsed from the start tag only,
+//! with the raw bytes kept for forwarding.
+
+use bytes::Bytes;
+
+use crate::element::{Element, ParseError, escape};
+use crate::error::{StanzaCondition, StanzaError};
+use crate::jid::Jid;
+use crate::xml::TopElement;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Message,
+    Presence,
+    Iq,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Message => "message",
+            Kind::Presence => "presence",
+            Kind::Iq => "iq",
+        }
+    }
+
+    pub fn from_name(n: &str) -> Option<Kind> {
+        match n {
+            "message" => Some(Kind::Message),
+            "presence" => Some(Kind::Presence),
+            "iq" => Some(Kind::Iq),
+            _ => None,
+        }
+    }
+}
+
+/// Why a top-level element is not a usable stanza.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("not a stanza")]
+    NotAStanza,
+    /// The stanza is answerable with this error (e.g. jid-malformed); the
+    /// stanza is given back with the unusable address left out.
+    #[error("bad stanza: {error:?}")]
+    Bad { error: StanzaError, stanza: Box<Stanza> },
+}
+
+/// A stanza as it travels: envelope fields plus its raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stanza {
+    pub kind: Kind,
+    pub to: Option<Jid>,
+    pub from: Option<Jid>,
+    pub id: Option<String>,
+    /// The `type` attribute as written, if any.
+    pub stype: Option<String>,
+    /// Attributes other than to/from (for rewriting the start tag).
+    pub attrs: Vec<(String, String)>,
+    pub raw: Bytes,
+    pub head_len: usize,
+    pub empty: bool,
+}
+
+impl Stanza {
+    /// Build the envelope of a top-level element in the content namespace.
+    pub fn from_top(top: TopElement) -> Result<Stanza, EnvelopeError> {
+        let kind = Kind::from_name(&top.name).ok_or(EnvelopeError::NotAStanza)?;
+        let mut to = None;
+        let mut from = None;
+        let mut id = None;
+        let mut stype = None;
+        let mut attrs = Vec::with_capacity(top.attrs.len());
+        for (k, v) in top.attrs {
+            match k.as_str() {
+                "to" => to = Some(v),
+                "from" => from = Some(v),
+                _ => {
+                    if k == "id" {
+                        id = Some(v.clone());
+                    } else if k == "type" {
+                        stype = Some(v.clone());
+                    }
+                    attrs.push((k, v));
+                }
+            }
+        }
+        let mut st = Stanza {
+            kind,
+            to: None,
+            from: None,
+            id,
+            stype,
+            attrs,
+            raw: top.raw,
+            head_len: top.head_len,
+            empty: top.empty,
+        };
+        let from = from.map(|f| Jid::parse(&f));
+        let to = to.map(|t| Jid::parse(&t));
+        let mut bad = false;
+        match from {
+            Some(Ok(f)) => st.from = Some(f),
+            Some(Err(_)) => bad = true,
+            None => {}
+        }
+        match to {
+            Some(Ok(t)) => st.to = Some(t),
+            Some(Err(_)) => bad = true,
+            None => {}
+        }
+        if bad {
+            let error = StanzaError::new(StanzaCondition::JidMalformed);
+            return Err(EnvelopeError::Bad { error, stanza: Box::new(st) });
+        }
+        Ok(st)
+    }
+
+    pub fn stype(&self) -> &str {
+        self.stype.as_deref().unwrap_or("")
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.stype() == "error"
+    }
+
+    /// The stanza's bytes with `from` and `to` set as given.
+    pub fn rewrite(&self, from: Option<&Jid>, to: Option<&Jid>) -> Bytes {
+        let mut s = String::with_capacity(self.raw.len() + 64);
+        s.push('<');
+        s.push_str(self.kind.name());
+        if let Some(f) = from {
+            s.push_str(" from='");
+            s.push_str(&escape(f.as_str()));
+            s.push('\'');
+        }
+        if let Some(t) = to {
+            s.push_str(" to='");
+            s.push_str(&escape(t.as_str()));
+            s.push('\'');
+        }
+        for (k, v) in &self.attrs {
+            s.push(' ');
+            s.push_str(k);
+            s.push_str("='");
+            s.push_str(&escape(v));
+            s.push('\'');
+        }
+        if self.empty {
+            s.push_str("/>");
+            return Bytes::from(s);
+        }
+        s.push('>');
+        let mut out = s.into_bytes();
+        out.extend_from_slice(self.raw.get(self.head_len..).unwrap_or_default());
+        Bytes::from(out)
+    }
+
+    /// Parse the whole stanza into an element tree (for modules that need
+    /// the payload).
+    pub fn element(&self, default_ns: &str) -> Result<Element, ParseError> {
+        Element::parse(&self.raw, default_ns, &[])
+    }
+
+    /// The error reply to this stanza (RFC 6120 §8.3.1): addresses swapped,
+    /// `type='error'`, the same id. `server_from` is used when the stanza had
+    /// no `to` (addressed to the account or server).
+    pub fn error_reply(&self, err: &StanzaError, server_from: &Jid) -> Bytes {
+        let from = self.to.as_ref().unwrap_or(server_from);
+        let mut s = format!("<{} from='{}'", self.kind.name(), escape(from.as_str()));
+        if let Some(to) = &self.from {
+            s.push_str(&format!(" to='{}'", escape(to.as_str())));
+        }
+        if let Some(id) = &self.id {
+            s.push_str(&format!(" id='{}'", escape(id)));
+        }
+        s.push_str(" type='error'>");
+        s.push_str(&err.to_xml());
+        s.push_str(&format!("</{}>", self.kind.name()));
+        Bytes::from(s)
+    }
+}
+
+/// Build an IQ result with an optional payload.
+pub fn iq_result(id: &str, from: Option<&Jid>, to: &Jid, payload: Option<&Element>) -> Bytes {
+    let mut s = String::with_capacity(96);
+    s.push_str("<iq type='result' id='");
+    s.push_str(&escape(id));
+    s.push('\'');
+    if let Some(f) = from {
+        s.push_str(" from='");
+        s.push_str(&escape(f.as_str()));
+        s.push('\'');
+    }
+    s.push_str(" to='");
+    s.push_str(&escape(to.as_str()));
+    s.push('\'');
+    match payload {
+        Some(p) => {
+            s.push('>');
+            p.write(&mut s, crate::ns::CLIENT);
+            s.push_str("</iq>");
+        }
+        None => s.push_str("/>"),
+    }
+    Bytes::from(s)
+}

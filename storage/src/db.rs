@@ -1,0 +1,194 @@
+//! The shared handle under every store: the RocksDB instance with its column
+//! families, the write options (WAL always on, fsync per write when
+//! `sync_writes` is set), the striped per-user locks that serialise
+//! read-modify-write of a user's counters, and small get/scan helpers that
+//! turn RocksDB results into `StorageError`.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, FlushOptions, IteratorMode,
+    Options, ReadOptions, WriteBatch, WriteOptions,
+};
+
+use crate::keys::{self, KeyRange};
+use crate::{StorageError, StoreOptions, codec};
+
+/// The schema this build writes; `open` refuses a database from a newer one.
+pub(crate) const SCHEMA_VERSION: u64 = 1;
+
+/// Number of lock stripes: enough that unrelated users rarely share one.
+const STRIPES: usize = 256;
+
+pub(crate) struct Db {
+    db: DB,
+    write_opts: WriteOptions,
+    /// Writes to one user's records take that user's stripe. The router
+    /// already gives each user one writer; this makes the counters right
+    /// even for a caller that does not (an admin tool, a test).
+    stripes: Box<[Mutex<()>]>,
+    /// Serialises the global account counter (create and delete only).
+    account_count: Mutex<()>,
+    pub(crate) opts: StoreOptions,
+}
+
+fn cf_options() -> Options {
+    let mut o = Options::default();
+    o.set_compression_type(DBCompressionType::Lz4);
+    o
+}
+
+impl Db {
+    pub(crate) fn open(path: &Path, opts: StoreOptions) -> Result<Db, StorageError> {
+        std::fs::create_dir_all(path)?;
+        let mut db_opts = cf_options();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        // Open every column family already on disk too (a newer build may
+        // have added some), then ours.
+        let mut names: Vec<String> = DB::list_cf(&db_opts, path).unwrap_or_default();
+        for cf in keys::COLUMN_FAMILIES {
+            if !names.iter().any(|n| n == cf) {
+                names.push(cf.to_string());
+            }
+        }
+        let cfs = names
+            .into_iter()
+            .map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
+
+        let mut write_opts = WriteOptions::default();
+        write_opts.disable_wal(false);
+        write_opts.set_sync(opts.sync_writes);
+
+        let this = Db {
+            db,
+            write_opts,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            account_count: Mutex::new(()),
+            opts,
+        };
+        this.check_schema()?;
+        Ok(this)
+    }
+
+    fn check_schema(&self) -> Result<(), StorageError> {
+        let key = keys::schema();
+        match self.db.get(&key)? {
+            Some(v) => {
+                let found = codec::decode_counter("schema version", &v)?;
+                if found > SCHEMA_VERSION {
+                    return Err(StorageError::UnsupportedSchema {
+                        found: u32::try_from(found).unwrap_or(u32::MAX),
+                        supported: SCHEMA_VERSION as u32,
+                    });
+                }
+                Ok(())
+            }
+            None => {
+                self.db.put_opt(
+                    &key,
+                    codec::encode_counter(SCHEMA_VERSION),
+                    &self.write_opts,
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StorageError> {
+        self.db
+            .cf_handle(name)
+            .ok_or(StorageError::MissingColumnFamily(name))
+    }
+
+    /// Locks the stripe of one user for a read-modify-write.
+    pub(crate) fn lock_user(&self, user: &str) -> MutexGuard<'_, ()> {
+        let mut h = DefaultHasher::new();
+        user.hash(&mut h);
+        let i = (h.finish() % STRIPES as u64) as usize;
+        // The guarded value is (), so a poisoned lock protects nothing.
+        self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn lock_account_count(&self) -> MutexGuard<'_, ()> {
+        self.account_count.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn get(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(cf)?, key)?)
+    }
+
+    pub(crate) fn exists(&self, cf: &'static str, key: &[u8]) -> Result<bool, StorageError> {
+        Ok(self.db.get_pinned_cf(self.cf(cf)?, key)?.is_some())
+    }
+
+    /// Writes one batch atomically, through the WAL.
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        Ok(self.db.write_opt(batch, &self.write_opts)?)
+    }
+
+    /// A point read and a scan from one consistent snapshot.
+    pub(crate) fn get_and_scan<T>(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+        range: &KeyRange,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<T, StorageError>,
+    ) -> Result<(Option<Vec<u8>>, Vec<T>), StorageError> {
+        let snap = self.db.snapshot();
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&snap);
+        let handle = self.cf(cf)?;
+        let value = self.db.get_cf_opt(handle, key, &ro)?;
+        let items = self.scan_opt(handle, ro, range, &mut each)?;
+        Ok((value, items))
+    }
+
+    /// Maps every record in `range`, in key order.
+    pub(crate) fn scan<T>(
+        &self,
+        cf: &'static str,
+        range: &KeyRange,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<T, StorageError>,
+    ) -> Result<Vec<T>, StorageError> {
+        self.scan_opt(self.cf(cf)?, ReadOptions::default(), range, &mut each)
+    }
+
+    fn scan_opt<T>(
+        &self,
+        handle: &ColumnFamily,
+        mut ro: ReadOptions,
+        range: &KeyRange,
+        each: &mut impl FnMut(&[u8], &[u8]) -> Result<T, StorageError>,
+    ) -> Result<Vec<T>, StorageError> {
+        ro.set_iterate_lower_bound(range.start.clone());
+        ro.set_iterate_upper_bound(range.end.clone());
+        let mut out = Vec::new();
+        for kv in self.db.iterator_cf_opt(handle, ro, IteratorMode::Start) {
+            let (k, v) = kv?;
+            out.push(each(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Syncs the WAL and flushes every memtable to SST files.
+    pub(crate) fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush_wal(true)?;
+        let mut handles = Vec::with_capacity(keys::COLUMN_FAMILIES.len());
+        for cf in keys::COLUMN_FAMILIES {
+            handles.push(self.cf(cf)?);
+        }
+        let mut fo = FlushOptions::default();
+        fo.set_wait(true);
+        self.db.flush_opt(&fo)?;
+        self.db.flush_cfs_opt(&handles, &fo)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,279 @@
+//! Every key this crate writes, with its codec, in one place: the on-disk
+//! layout of the database. A key starts with a prefix byte naming the record
+//! kind inside its column family; a user's bare JID is followed by a 0x00
+//! separator (JIDs never contain NUL, and we refuse any that does), so a
+//! prefix scan for `al@x` can never reach the keys of `al@xy`; integers are
+//! big-endian so that keys sort by them.
+//!
+//! ```text
+//! cf default   0x01                                    -> schema version
+//! cf accounts  0x01 domain 0x00 local                  -> credentials
+//!              0x02                                    -> account count
+//! cf rosters   0x01 user 0x00                          -> roster version
+//!              0x02 user 0x00 contact                  -> roster item
+//! cf offline   0x01 user 0x00                          -> queue meta (next seq, count)
+//!              0x02 user 0x00 seq:u64be                -> stanza bytes
+//! cf vcards    0x01 user 0x00                          -> vCard bytes
+//! ```
+//!
+//! A domain-only account (no localpart) has an empty local after the 0x00.
+
+use proto::BareJid;
+
+use crate::StorageError;
+
+/// Column family names, in the order `Store::open` creates them.
+pub(crate) const CF_ACCOUNTS: &str = "accounts";
+pub(crate) const CF_ROSTERS: &str = "rosters";
+pub(crate) const CF_OFFLINE: &str = "offline";
+pub(crate) const CF_VCARDS: &str = "vcards";
+pub(crate) const COLUMN_FAMILIES: [&str; 4] = [CF_ACCOUNTS, CF_ROSTERS, CF_OFFLINE, CF_VCARDS];
+
+const SEP: u8 = 0x00;
+
+/// Prefix bytes per record kind, unique within their column family.
+mod kind {
+    pub const SCHEMA: u8 = 0x01;
+    pub const ACCOUNT: u8 = 0x01;
+    pub const ACCOUNT_COUNT: u8 = 0x02;
+    pub const ROSTER_VERSION: u8 = 0x01;
+    pub const ROSTER_ITEM: u8 = 0x02;
+    pub const OFFLINE_META: u8 = 0x01;
+    pub const OFFLINE_MSG: u8 = 0x02;
+    pub const VCARD: u8 = 0x01;
+}
+
+/// A half-open key range `[start, end)`, for scans and range deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyRange {
+    pub start: Vec<u8>,
+    pub end: Vec<u8>,
+}
+
+impl KeyRange {
+    /// All keys that begin with `prefix`. The prefix must contain a byte
+    /// below 0xFF (ours always end with a kind byte or the 0x00 separator).
+    fn prefixed(prefix: Vec<u8>) -> KeyRange {
+        let mut end = prefix.clone();
+        while let Some(last) = end.pop() {
+            if last < 0xFF {
+                end.push(last + 1);
+                break;
+            }
+        }
+        KeyRange { start: prefix, end }
+    }
+}
+
+fn checked(jid: &str) -> Result<&[u8], StorageError> {
+    if jid.as_bytes().contains(&SEP) {
+        return Err(StorageError::InvalidJid(jid.to_string()));
+    }
+    Ok(jid.as_bytes())
+}
+
+/// `kind user 0x00`
+fn user_key(kind: u8, user: &BareJid, extra: usize) -> Result<Vec<u8>, StorageError> {
+    let u = checked(user.as_str())?;
+    let mut k = Vec::with_capacity(2 + u.len() + extra);
+    k.push(kind);
+    k.extend_from_slice(u);
+    k.push(SEP);
+    Ok(k)
+}
+
+fn utf8<'a>(record: &'static str, b: &'a [u8]) -> Result<&'a str, StorageError> {
+    std::str::from_utf8(b).map_err(|_| StorageError::corrupt(record, "key is not utf-8"))
+}
+
+// ---- default cf ----
+
+pub(crate) fn schema() -> Vec<u8> {
+    vec![kind::SCHEMA]
+}
+
+// ---- accounts ----
+
+/// `0x01 domain 0x00 local`: accounts sort by domain, so one domain is a
+/// prefix scan.
+pub(crate) fn account(user: &BareJid) -> Result<Vec<u8>, StorageError> {
+    let d = checked(user.domain())?;
+    let l = checked(user.local().unwrap_or(""))?;
+    let mut k = Vec::with_capacity(2 + d.len() + l.len());
+    k.push(kind::ACCOUNT);
+    k.extend_from_slice(d);
+    k.push(SEP);
+    k.extend_from_slice(l);
+    Ok(k)
+}
+
+/// Every account, or those of one (canonical) domain.
+pub(crate) fn accounts(domain: Option<&str>) -> Result<KeyRange, StorageError> {
+    let mut p = vec![kind::ACCOUNT];
+    if let Some(d) = domain {
+        p.extend_from_slice(checked(d)?);
+        p.push(SEP);
+    }
+    Ok(KeyRange::prefixed(p))
+}
+
+pub(crate) fn decode_account(key: &[u8]) -> Result<BareJid, StorageError> {
+    const R: &str = "account key";
+    let rest = match key.split_first() {
+        Some((&kind::ACCOUNT, rest)) => rest,
+        _ => return Err(StorageError::corrupt(R, "wrong kind byte")),
+    };
+    let i = rest
+        .iter()
+        .position(|&b| b == SEP)
+        .ok_or(StorageError::corrupt(R, "no separator"))?;
+    let domain = utf8(R, &rest[..i])?;
+    let local = utf8(R, &rest[i + 1..])?;
+    let local = (!local.is_empty()).then_some(local);
+    BareJid::new(local, domain).map_err(|_| StorageError::corrupt(R, "not a valid jid"))
+}
+
+pub(crate) fn account_count() -> Vec<u8> {
+    vec![kind::ACCOUNT_COUNT]
+}
+
+// ---- rosters ----
+
+pub(crate) fn roster_version(user: &BareJid) -> Result<Vec<u8>, StorageError> {
+    user_key(kind::ROSTER_VERSION, user, 0)
+}
+
+pub(crate) fn roster_item(user: &BareJid, contact: &BareJid) -> Result<Vec<u8>, StorageError> {
+    let c = checked(contact.as_str())?;
+    let mut k = user_key(kind::ROSTER_ITEM, user, c.len())?;
+    k.extend_from_slice(c);
+    Ok(k)
+}
+
+pub(crate) fn roster_items(user: &BareJid) -> Result<KeyRange, StorageError> {
+    Ok(KeyRange::prefixed(user_key(kind::ROSTER_ITEM, user, 0)?))
+}
+
+/// The contact of a roster item key found by a scan of `range`.
+pub(crate) fn decode_roster_contact(range: &KeyRange, key: &[u8]) -> Result<BareJid, StorageError> {
+    const R: &str = "roster item key";
+    let rest = key
+        .strip_prefix(range.start.as_slice())
+        .ok_or(StorageError::corrupt(R, "outside its user's range"))?;
+    BareJid::parse(utf8(R, rest)?).map_err(|_| StorageError::corrupt(R, "not a valid jid"))
+}
+
+// ---- offline ----
+
+pub(crate) fn offline_meta(user: &BareJid) -> Result<Vec<u8>, StorageError> {
+    user_key(kind::OFFLINE_META, user, 0)
+}
+
+pub(crate) fn offline_msg(user: &BareJid, seq: u64) -> Result<Vec<u8>, StorageError> {
+    let mut k = user_key(kind::OFFLINE_MSG, user, 8)?;
+    k.extend_from_slice(&seq.to_be_bytes());
+    Ok(k)
+}
+
+pub(crate) fn offline_msgs(user: &BareJid) -> Result<KeyRange, StorageError> {
+    Ok(KeyRange::prefixed(user_key(kind::OFFLINE_MSG, user, 0)?))
+}
+
+/// The messages of `user` with a sequence number up to `seq` included.
+pub(crate) fn offline_msgs_through(user: &BareJid, seq: u64) -> Result<KeyRange, StorageError> {
+    let mut r = offline_msgs(user)?;
+    if let Some(next) = seq.checked_add(1) {
+        r.end = offline_msg(user, next)?;
+    }
+    Ok(r)
+}
+
+pub(crate) fn decode_offline_seq(range: &KeyRange, key: &[u8]) -> Result<u64, StorageError> {
+    const R: &str = "offline message key";
+    let rest = key
+        .strip_prefix(range.start.as_slice())
+        .ok_or(StorageError::corrupt(R, "outside its user's range"))?;
+    let b: [u8; 8] = rest
+        .try_into()
+        .map_err(|_| StorageError::corrupt(R, "sequence is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(b))
+}
+
+// ---- vcards ----
+
+pub(crate) fn vcard(user: &BareJid) -> Result<Vec<u8>, StorageError> {
+    user_key(kind::VCARD, user, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> BareJid {
+        BareJid::parse(s).expect("test jid")
+    }
+
+    #[test]
+    fn layout_is_pinned() {
+        assert_eq!(account(&jid("al@x")).expect("key"), b"\x01x\x00al");
+        assert_eq!(roster_version(&jid("al@x")).expect("key"), b"\x01al@x\x00");
+        assert_eq!(
+            roster_item(&jid("al@x"), &jid("b@y")).expect("key"),
+            b"\x02al@x\x00b@y"
+        );
+        assert_eq!(
+            offline_msg(&jid("al@x"), 258).expect("key"),
+            b"\x02al@x\x00\x00\x00\x00\x00\x00\x00\x01\x02"
+        );
+        assert_eq!(vcard(&jid("al@x")).expect("key"), b"\x01al@x\x00");
+    }
+
+    #[test]
+    fn user_ranges_do_not_bleed_into_longer_jids() {
+        let short = roster_items(&jid("al@x")).expect("range");
+        let long = roster_item(&jid("al@xy"), &jid("b@y")).expect("key");
+        assert!(!(short.start <= long && long < short.end));
+        let own = roster_item(&jid("al@x"), &jid("b@y")).expect("key");
+        assert!(short.start <= own && own < short.end);
+    }
+
+    #[test]
+    fn offline_through_bounds() {
+        let u = jid("al@x");
+        let r = offline_msgs_through(&u, 5).expect("range");
+        assert!(offline_msg(&u, 5).expect("key") < r.end);
+        assert!(offline_msg(&u, 6).expect("key") >= r.end);
+        let all = offline_msgs_through(&u, u64::MAX).expect("range");
+        assert!(offline_msg(&u, u64::MAX).expect("key") < all.end);
+        assert_eq!(
+            decode_offline_seq(&r, &offline_msg(&u, 42).expect("key")).expect("seq"),
+            42
+        );
+    }
+
+    #[test]
+    fn account_keys_round_trip() {
+        for s in ["al@x", "x", "a.b@sub.example"] {
+            let j = jid(s);
+            assert_eq!(
+                decode_account(&account(&j).expect("key")).expect("decode"),
+                j
+            );
+        }
+        assert!(decode_account(b"\x01nosep").is_err());
+        assert!(decode_account(b"\x07x\x00a").is_err());
+        assert!(decode_account(b"").is_err());
+    }
+
+    #[test]
+    fn nul_in_jid_is_refused() {
+        // Once PRECIS rejects NUL in proto this JID cannot even be built.
+        if let Ok(j) = BareJid::parse("a\0b@x") {
+            assert!(matches!(
+                roster_version(&j),
+                Err(StorageError::InvalidJid(_))
+            ));
+            assert!(matches!(account(&j), Err(StorageError::InvalidJid(_))));
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Rosters (RFC 6121 §2): per user the items keyed by contact bare JID, each
+//! with its name, groups and full subscription state (RFC 6121 Appendix A),
+//! and a version counter (XEP-0237 roster versioning) that every change
+//! bumps in the same batch as the change itself.
+
+use std::sync::Arc;
+
+use proto::BareJid;
+use proto::roster::SubState;
+use rocksdb::WriteBatch;
+
+use crate::db::Db;
+use crate::keys::{self, CF_ROSTERS};
+use crate::{StorageError, codec};
+
+const VERSION: &str = "roster version";
+
+/// One contact in a user's roster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterItem {
+    pub jid: BareJid,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+    pub state: SubState,
+}
+
+/// The roster store; reach it through `Store::rosters`.
+pub struct Rosters {
+    db: Arc<Db>,
+}
+
+impl Rosters {
+    pub(crate) fn new(db: Arc<Db>) -> Rosters {
+        Rosters { db }
+    }
+
+    /// The roster version and all items sorted by JID, read from one
+    /// snapshot so the version matches the items.
+    pub fn get_all(&self, user: &BareJid) -> Result<(u64, Vec<RosterItem>), StorageError> {
+        let range = keys::roster_items(user)?;
+        let (version, items) =
+            self.db
+                .get_and_scan(CF_ROSTERS, &keys::roster_version(user)?, &range, |k, v| {
+                    codec::decode_roster_item(keys::decode_roster_contact(&range, k)?, v)
+                })?;
+        Ok((decode_version(version)?, items))
+    }
+
+    pub fn get(
+        &self,
+        user: &BareJid,
+        contact: &BareJid,
+    ) -> Result<Option<RosterItem>, StorageError> {
+        match self
+            .db
+            .get(CF_ROSTERS, &keys::roster_item(user, contact)?)?
+        {
+            Some(v) => Ok(Some(codec::decode_roster_item(contact.clone(), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds or replaces the item for `item.jid` and bumps the version;
+    /// returns the new version.
+    pub fn put(&self, user: &BareJid, item: &RosterItem) -> Result<u64, StorageError> {
+        let key = keys::roster_item(user, &item.jid)?;
+        let value = codec::encode_roster_item(item)?;
+        let version_key = keys::roster_version(user)?;
+        let _user = self.db.lock_user(user.as_str());
+        let version = self.bumped(&version_key)?;
+        let cf = self.db.cf(CF_ROSTERS)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, key, value);
+        batch.put_cf(cf, version_key, codec::encode_counter(version));
+        self.db.write(batch)?;
+        Ok(version)
+    }
+
+    /// Removes the item for `contact` and bumps the version; returns the
+    /// new version. Removing an absent item changes nothing and returns
+    /// the current version.
+    pub fn remove(&self, user: &BareJid, contact: &BareJid) -> Result<u64, StorageError> {
+        let key = keys::roster_item(user, contact)?;
+        let version_key = keys::roster_version(user)?;
+        let _user = self.db.lock_user(user.as_str());
+        if !self.db.exists(CF_ROSTERS, &key)? {
+            return decode_version(self.db.get(CF_ROSTERS, &version_key)?);
+        }
+        let version = self.bumped(&version_key)?;
+        let cf = self.db.cf(CF_ROSTERS)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(cf, key);
+        batch.put_cf(cf, version_key, codec::encode_counter(version));
+        self.db.write(batch)?;
+        Ok(version)
+    }
+
+    /// The current version; 0 for a roster never written.
+    pub fn version(&self, user: &BareJid) -> Result<u64, StorageError> {
+        decode_version(self.db.get(CF_ROSTERS, &keys::roster_version(user)?)?)
+    }
+
+    /// The version after one more change; the caller holds the user lock.
+    fn bumped(&self, version_key: &[u8]) -> Result<u64, StorageError> {
+        let v = decode_version(self.db.get(CF_ROSTERS, version_key)?)?;
+        v.checked_add(1)
+            .ok_or(StorageError::corrupt(VERSION, "counter overflow"))
+    }
+}
+
+fn decode_version(v: Option<Vec<u8>>) -> Result<u64, StorageError> {
+    match v {
+        Some(v) => codec::decode_counter(VERSION, &v),
+        None => Ok(0),
+    }
+}

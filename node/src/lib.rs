@@ -1,1 +1,16 @@
-//! node
+//! The edge tier and the `xmppd` binary: client listeners (STARTTLS on the
+//! plain port, XEP-0368 direct TLS), the client stream state machine
+//! (RFC 6120 §4–§8) and its socket driver, TLS (rustls), configuration, the
+//! admin socket and the command line. The edge reaches state only through
+//! `router::Core`; it never opens RocksDB itself.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+mod conn;
+pub mod edge;
+mod io;
+pub mod listener;
+pub mod server;
+pub mod stream;
+pub mod tls;

@@ -1,1 +1,54 @@
-fn main() {}
+//! `xmppd`: see `xmppd --help`.
+
+use clap::Parser;
+use node::cli::{Cli, Command, ConfigCommand};
+use node::server::Server;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("xmppd: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xmppd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Config(ConfigCommand::Check)) = &cli.command {
+        let cfg = node::cli::load_config(cli.config.as_ref())?;
+        cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("configuration is valid");
+        return Ok(());
+    }
+    let cfg = node::cli::load_config(cli.config.as_ref())?;
+    match cli.command {
+        Some(Command::User(cmd)) => node::cli::user_command(&cfg, cmd).await,
+        Some(Command::Serve) | None => serve(cfg).await,
+        Some(Command::Config(_)) => Ok(()),
+    }
+}
+
+async fn serve(cfg: node::config::Config) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let server = Server::start(cfg).await?;
+    tracing::info!("xmppd is running");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+    }
+    server.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}

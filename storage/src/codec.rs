@@ -196,6 +196,9 @@ const PENDING_OUT: u8 = 0b0000_0100;
 const PENDING_IN: u8 = 0b0000_1000;
 const APPROVED: u8 = 0b0001_0000;
 
+/// Roster item flag: kept for its subscription state, not shown.
+const HIDDEN: u8 = 0x80;
+
 fn state_flags(s: &SubState) -> u8 {
     let sub = match s.sub {
         Subscription::None => 0,
@@ -228,7 +231,7 @@ fn flags_state(f: u8) -> Result<SubState, StorageError> {
 
 pub(crate) fn encode_roster_item(item: &RosterItem) -> Result<Vec<u8>, StorageError> {
     let mut w = Writer::new(ROSTER_ITEM, 16);
-    w.u8(state_flags(&item.state));
+    w.u8(state_flags(&item.state) | if item.hidden { HIDDEN } else { 0 });
     match &item.name {
         Some(n) => {
             w.u8(1);
@@ -245,7 +248,9 @@ pub(crate) fn encode_roster_item(item: &RosterItem) -> Result<Vec<u8>, StorageEr
 
 pub(crate) fn decode_roster_item(jid: BareJid, b: &[u8]) -> Result<RosterItem, StorageError> {
     let mut r = Reader::new(ROSTER_ITEM, b)?;
-    let state = flags_state(r.u8()?)?;
+    let flags = r.u8()?;
+    let hidden = flags & HIDDEN != 0;
+    let state = flags_state(flags & !HIDDEN)?;
     let name = match r.u8()? {
         0 => None,
         1 => Some(r.string()?),
@@ -264,6 +269,7 @@ pub(crate) fn decode_roster_item(jid: BareJid, b: &[u8]) -> Result<RosterItem, S
         name,
         groups,
         state,
+        hidden,
     })
 }
 
@@ -328,6 +334,7 @@ mod tests {
                 pending_in: false,
                 approved: true,
             },
+            hidden: true,
         }
     }
 

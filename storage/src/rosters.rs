@@ -22,6 +22,10 @@ pub struct RosterItem {
     pub name: Option<String>,
     pub groups: Vec<String>,
     pub state: SubState,
+    /// Kept for the subscription state only (e.g. a pending inbound request
+    /// from someone the user never added): not shown in the roster
+    /// (RFC 6121 §3.1.3).
+    pub hidden: bool,
 }
 
 /// The roster store; reach it through `Store::rosters`.

@@ -62,6 +62,7 @@ pub fn item(contact: &str, name: Option<&str>, groups: &[&str], sub: Subscriptio
             pending_in: false,
             approved: false,
         },
+        hidden: false,
     }
 }
 

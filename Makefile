@@ -1,0 +1,24 @@
+# xmppd: `make run` starts a server with the embedded default,
+# `make test` builds and runs every test. Both install what they need.
+
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/xmppd-target
+ifneq ($(shell command -v sccache 2>/dev/null),)
+export RUSTC_WRAPPER ?= sccache
+endif
+
+.PHONY: setup run test build fmt
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	cargo build --workspace --all-targets
+
+run: setup
+	cargo run --bin xmppd -- serve
+
+test: setup
+	cargo test --workspace --all-targets
+
+fmt:
+	cargo fmt --all

@@ -1,0 +1,353 @@
+//! The connection driver: reads bytes into the stream parser, feeds the
+//! parser's events to the stream machine, carries out its actions on the
+//! socket and the core, writes what the core delivers, and keeps the
+//! timers (handshake deadline, idle ping, ping answer) and the read rate.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use proto::error::StreamCondition;
+use proto::xml::{StreamEvent, StreamParser};
+use router::session::OverflowSignal;
+use router::{Outbound, SessionSink};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::edge::{Edge, Slot};
+use crate::io::Io;
+use crate::stream::{Action, Event, Machine};
+
+const READ_CHUNK: usize = 4096;
+
+struct Conn {
+    edge: Arc<Edge>,
+    io: Io,
+    parser: StreamParser,
+    machine: Machine,
+    inbox: Option<mpsc::Receiver<Outbound>>,
+    overflow: Option<OverflowSignal>,
+    conn_id: u64,
+    peer: SocketAddr,
+    /// Read-rate bucket (bytes).
+    tokens: f64,
+    last_refill: Instant,
+    last_read: Instant,
+    ping_sent: Option<Instant>,
+    started: Instant,
+    done: bool,
+}
+
+/// Serve one accepted TCP connection to the end.
+pub(crate) async fn run(edge: Arc<Edge>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool, _slot: Slot) {
+    let _ = tcp.set_nodelay(true);
+    let conn_id = edge.next_conn_id();
+    let mut io = Io::Plain(tcp);
+    let mut cb = None;
+    if direct_tls {
+        let Some(tls) = edge.tls.clone() else { return };
+        let Io::Plain(tcp) = io else { return };
+        match timeout(edge.limits.handshake_timeout, tls.direct.accept(tcp)).await {
+            Ok(Ok(t)) => io = Io::Tls(Box::new(t)),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "tls handshake failed");
+                return;
+            }
+            Err(_) => return,
+        }
+        cb = io.channel_binding();
+    }
+    let stream_id = format!("{:016x}", rand::random::<u64>());
+    let mut machine = Machine::new(edge.settings.clone(), stream_id);
+    if direct_tls {
+        machine.on_event(Event::TlsEstablished { channel_binding: cb });
+    }
+    let now = Instant::now();
+    let mut c = Conn {
+        parser: StreamParser::new(edge.limits.parser),
+        tokens: edge.limits.read_burst as f64,
+        edge,
+        io,
+        machine,
+        inbox: None,
+        overflow: None,
+        conn_id,
+        peer,
+        last_refill: now,
+        last_read: now,
+        ping_sent: None,
+        started: now,
+        done: false,
+    };
+    c.main_loop().await;
+    c.finish().await;
+}
+
+impl Conn {
+    async fn main_loop(&mut self) {
+        let mut shutdown = self.edge.shutdown.clone();
+        let mut buf = vec![0u8; READ_CHUNK];
+        while !self.done {
+            let deadline = self.next_deadline();
+            let read_at = self.read_allowed_at();
+            tokio::select! {
+                r = self.io.read(&mut buf), if read_at.is_none() => match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        self.charge(n);
+                        self.last_read = Instant::now();
+                        self.parser.feed(&buf[..n]);
+                        self.pump().await;
+                        self.parser.shrink();
+                    }
+                },
+                _ = sleep_until(read_at.unwrap_or_else(Instant::now)), if read_at.is_some() => {}
+                out = recv(&mut self.inbox) => match out {
+                    Some(Outbound::Stanza(b)) => self.write(&b).await,
+                    Some(Outbound::Close(cond, text)) => self.fail(cond, text).await,
+                    None => self.fail(StreamCondition::InternalServerError, None).await,
+                },
+                _ = overflowed(&self.overflow) => {
+                    self.fail(StreamCondition::PolicyViolation, Some("too many stanzas queued: the client reads too slowly".into())).await;
+                }
+                _ = sleep_until(deadline) => self.on_timer().await,
+                _ = shutdown.changed() => {
+                    self.fail(StreamCondition::SystemShutdown, Some("the server is shutting down".into())).await;
+                }
+            }
+        }
+    }
+
+    /// Turn buffered bytes into events and events into actions.
+    async fn pump(&mut self) {
+        while !self.done {
+            let ev = match self.parser.next_event() {
+                Ok(Some(StreamEvent::Open(h))) => Event::Header(h),
+                Ok(Some(StreamEvent::Element(e))) => Event::Element(e),
+                Ok(Some(StreamEvent::Close)) => Event::PeerClosed,
+                Ok(None) => break,
+                Err(e) => Event::XmlError(e),
+            };
+            self.feed(ev).await;
+        }
+    }
+
+    /// Give the machine one event and carry out what follows, including the
+    /// events that the actions produce.
+    async fn feed(&mut self, ev: Event) {
+        let mut events = VecDeque::from([ev]);
+        while let Some(ev) = events.pop_front() {
+            let actions = self.machine.on_event(ev);
+            for a in actions {
+                if self.done {
+                    return;
+                }
+                if let Some(next) = self.act(a).await {
+                    events.push_back(next);
+                }
+            }
+        }
+    }
+
+    async fn act(&mut self, a: Action) -> Option<Event> {
+        match a {
+            Action::Send(b) => self.write(&b).await,
+            Action::ResetParser => self.parser.reset(),
+            Action::StartTls => return self.start_tls().await,
+            Action::LookupCredentials(user) => {
+                let creds = match self.edge.core.accounts().credentials(&user) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(error = %e, "credential lookup failed");
+                        None
+                    }
+                };
+                return Some(Event::Credentials(creds));
+            }
+            Action::Register { iq_type, id, payload, domain } => {
+                let r = router::modules::register::unauthenticated(
+                    self.edge.core.accounts(),
+                    self.edge.registration,
+                    &domain,
+                    &iq_type,
+                    &payload,
+                );
+                let id = proto::element::escape(&id).into_owned();
+                let reply = match r {
+                    Ok(Some(form)) => format!("<iq type='result' id='{id}'>{}</iq>", form.to_xml(proto::ns::CLIENT)),
+                    Ok(None) => format!("<iq type='result' id='{id}'/>"),
+                    Err(e) => format!("<iq type='error' id='{id}'>{}</iq>", e.to_xml()),
+                };
+                return Some(Event::Registered(Bytes::from(reply)));
+            }
+            Action::Bind(jid) => {
+                let (sink, inbox) = SessionSink::channel(self.conn_id, self.edge.limits.outbound_queue);
+                let r = self.edge.core.bind(jid, sink).await;
+                if r.is_ok() {
+                    self.inbox = Some(inbox.rx);
+                    self.overflow = Some(inbox.overflow);
+                }
+                return Some(Event::Bound(r));
+            }
+            Action::Route(st) => {
+                if self.edge.core.route(st).await.is_err() {
+                    self.fail(StreamCondition::SystemShutdown, None).await;
+                }
+            }
+            Action::Fail(cond, text) => {
+                self.write(&cond.to_bytes(text.as_deref())).await;
+                self.done = true;
+            }
+            Action::Close => {
+                self.write(b"</stream:stream>").await;
+                self.done = true;
+            }
+        }
+        None
+    }
+
+    async fn start_tls(&mut self) -> Option<Event> {
+        let _ = self.io.flush().await;
+        let Some(tls) = self.edge.tls.clone() else {
+            self.done = true;
+            return None;
+        };
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Upgrading) else {
+            self.done = true;
+            return None;
+        };
+        match timeout(self.edge.limits.handshake_timeout, tls.starttls.accept(tcp)).await {
+            Ok(Ok(t)) => {
+                self.io = Io::Tls(Box::new(t));
+                self.parser.discard_buffer();
+                self.parser.reset();
+                Some(Event::TlsEstablished { channel_binding: self.io.channel_binding() })
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "starttls handshake failed");
+                self.done = true;
+                None
+            }
+            Err(_) => {
+                self.done = true;
+                None
+            }
+        }
+    }
+
+    async fn write(&mut self, b: &[u8]) {
+        if self.done {
+            return;
+        }
+        let w = async {
+            self.io.write_all(b).await?;
+            self.io.flush().await
+        };
+        match timeout(self.edge.limits.write_timeout, w).await {
+            Ok(Ok(())) => {}
+            _ => self.done = true,
+        }
+    }
+
+    async fn fail(&mut self, cond: StreamCondition, text: Option<String>) {
+        let mut out = Vec::new();
+        self.machine.fail(cond, text, &mut out);
+        for a in out {
+            match a {
+                Action::Send(b) => self.write(&b).await,
+                Action::Fail(cond, text) => self.write(&cond.to_bytes(text.as_deref())).await,
+                _ => {}
+            }
+        }
+        self.done = true;
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let l = &self.edge.limits;
+        if !self.machine.is_bound() {
+            return self.started + l.handshake_timeout;
+        }
+        match self.ping_sent {
+            Some(t) => t + l.ping_timeout,
+            None => self.last_read + l.idle_timeout,
+        }
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        if now < self.next_deadline() {
+            return;
+        }
+        if !self.machine.is_bound() {
+            return self.fail(StreamCondition::ConnectionTimeout, Some("no session was established in time".into())).await;
+        }
+        match self.ping_sent {
+            // The client answered something since the ping: it is alive.
+            Some(t) if self.last_read > t => {
+                self.ping_sent = None;
+                self.machine.ping_id = None;
+            }
+            Some(_) => self.fail(StreamCondition::ConnectionTimeout, Some("no answer to ping".into())).await,
+            None => {
+                // XEP-0199 §4.2: the server pings a silent client.
+                let id = format!("ping-{:x}", rand::random::<u32>());
+                let to = self.machine.jid().map(|j| j.to_string()).unwrap_or_default();
+                let ping = format!(
+                    "<iq type='get' id='{id}' from='{}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+                    proto::element::escape(self.machine.domain()),
+                    proto::element::escape(&to)
+                );
+                self.machine.ping_id = Some(id);
+                self.ping_sent = Some(now);
+                self.write(ping.as_bytes()).await;
+            }
+        }
+    }
+
+    /// When reading may resume, if the rate limit says wait.
+    fn read_allowed_at(&mut self) -> Option<Instant> {
+        let rate = self.edge.limits.read_rate as f64;
+        if rate <= 0.0 {
+            return None;
+        }
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last_refill).as_secs_f64();
+        self.last_refill = now;
+        self.tokens = (self.tokens + elapsed * rate).min(self.edge.limits.read_burst as f64);
+        if self.tokens >= 0.0 {
+            return None;
+        }
+        Some(now + Duration::from_secs_f64(-self.tokens / rate))
+    }
+
+    fn charge(&mut self, n: usize) {
+        if self.edge.limits.read_rate > 0 {
+            self.tokens -= n as f64;
+        }
+    }
+
+    async fn finish(&mut self) {
+        if let (true, Some(jid)) = (self.inbox.is_some(), self.machine.jid().cloned()) {
+            self.edge.core.unbind(jid, self.conn_id).await;
+        }
+        let _ = timeout(Duration::from_secs(2), self.io.shutdown()).await;
+    }
+}
+
+async fn recv(inbox: &mut Option<mpsc::Receiver<Outbound>>) -> Option<Outbound> {
+    match inbox {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn overflowed(signal: &Option<OverflowSignal>) {
+    match signal {
+        Some(s) => s.wait().await,
+        None => std::future::pending().await,
+    }
+}

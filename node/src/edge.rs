@@ -1,0 +1,135 @@
+//! The edge: what every connection of this node shares (the core handle,
+//! TLS, limits, connection counts) and the shutdown signal.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use router::Core;
+use tokio::sync::watch;
+
+use crate::stream::StreamSettings;
+
+/// Connection limits and timers, from the configuration.
+#[derive(Debug, Clone)]
+pub struct EdgeLimits {
+    pub parser: proto::xml::Limits,
+    /// Bytes per second a connection may send; 0 = unlimited.
+    pub read_rate: u64,
+    pub read_burst: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// From connect to a bound session.
+    pub handshake_timeout: Duration,
+    /// Silence after which the server pings the client.
+    pub idle_timeout: Duration,
+    /// Time allowed for the ping's answer.
+    pub ping_timeout: Duration,
+    /// Stanzas queued for one session before it is closed as too slow.
+    pub outbound_queue: usize,
+    /// Time allowed to write to a client before it is considered dead.
+    pub write_timeout: Duration,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> EdgeLimits {
+        EdgeLimits {
+            parser: proto::xml::Limits::default(),
+            read_rate: 100 * 1024,
+            read_burst: 512 * 1024,
+            max_connections: 15_000,
+            max_connections_per_ip: 100,
+            handshake_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            ping_timeout: Duration::from_secs(60),
+            outbound_queue: 1024,
+            write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// TLS server configurations.
+#[derive(Clone)]
+pub struct EdgeTls {
+    pub starttls: tokio_rustls::TlsAcceptor,
+    pub direct: tokio_rustls::TlsAcceptor,
+}
+
+pub struct Edge {
+    pub core: Core,
+    pub settings: Arc<StreamSettings>,
+    pub tls: Option<EdgeTls>,
+    pub limits: EdgeLimits,
+    pub registration: bool,
+    next_conn: AtomicU64,
+    total: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Held by a connection; gives its slot back when dropped.
+pub struct Slot {
+    edge: Arc<Edge>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.edge.total.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.edge.per_ip.lock() {
+            if let Some(n) = m.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+impl Edge {
+    pub fn new(
+        core: Core,
+        settings: StreamSettings,
+        tls: Option<EdgeTls>,
+        limits: EdgeLimits,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Edge> {
+        Arc::new(Edge {
+            core,
+            registration: settings.registration,
+            settings: Arc::new(settings),
+            tls,
+            limits,
+            next_conn: AtomicU64::new(1),
+            total: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            shutdown,
+        })
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Take a connection slot, or None when over the global or per-IP limit.
+    pub fn admit(self: &Arc<Edge>, ip: IpAddr) -> Option<Slot> {
+        let mut m = self.per_ip.lock().ok()?;
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.limits.max_connections_per_ip || self.total.load(Ordering::Relaxed) >= self.limits.max_connections {
+            if *n == 0 {
+                m.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Some(Slot { edge: self.clone(), ip })
+    }
+
+    pub fn connections(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,120 @@
+//! A whole node in one value: store, core, edge, listeners and the admin
+//! socket, started from a [`Config`] and stopped by a shutdown signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use router::{Core, CoreConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::edge::{Edge, EdgeLimits, EdgeTls};
+use crate::stream::StreamSettings;
+
+/// A running node.
+pub struct Server {
+    pub c2s_addr: Option<SocketAddr>,
+    pub direct_tls_addr: Option<SocketAddr>,
+    pub admin_socket: PathBuf,
+    pub core: Core,
+    pub edge: Arc<Edge>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+pub fn edge_limits(cfg: &Config) -> EdgeLimits {
+    let l = &cfg.limits;
+    EdgeLimits {
+        parser: proto::xml::Limits {
+            max_stanza_bytes: l.max_stanza_bytes,
+            max_depth: l.max_depth,
+            max_attrs: l.max_attrs,
+        },
+        read_rate: l.read_rate_bytes_per_sec,
+        read_burst: l.read_burst_bytes,
+        max_connections: l.max_connections,
+        max_connections_per_ip: l.max_connections_per_ip,
+        handshake_timeout: Duration::from_secs(l.handshake_timeout_secs),
+        idle_timeout: Duration::from_secs(l.idle_timeout_secs),
+        ping_timeout: Duration::from_secs(l.ping_timeout_secs),
+        outbound_queue: l.outbound_queue,
+        write_timeout: Duration::from_secs(30),
+    }
+}
+
+/// Normalised domains of the configuration.
+fn domains(cfg: &Config) -> anyhow::Result<Vec<String>> {
+    cfg.domains
+        .iter()
+        .map(|d| proto::jid::normalize_domain(d).map_err(|e| anyhow::anyhow!("domain {d}: {e}")))
+        .collect()
+}
+
+impl Server {
+    /// Open the store, start the core and bind the listeners.
+    pub async fn start(cfg: Config) -> anyhow::Result<Server> {
+        cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let domains = domains(&cfg)?;
+        std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+        let store = router::open_store(&cfg.data_dir.join("db"), cfg.storage.sync_writes, cfg.offline.max_per_user)
+            .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+        let core_cfg = CoreConfig {
+            domains: domains.clone(),
+            shards: 16,
+            registration: cfg.registration.enabled,
+            allow_password_change: cfg.registration.allow_password_change,
+            min_password_len: cfg.registration.min_password_len,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let core = Core::start(core_cfg, store)?;
+        let tls = crate::tls::load(&cfg.tls, &domains, &cfg.data_dir)?;
+        let edge_tls = EdgeTls {
+            starttls: tokio_rustls::TlsAcceptor::from(tls.starttls.clone()),
+            direct: tokio_rustls::TlsAcceptor::from(tls.direct.clone()),
+        };
+        let settings = StreamSettings {
+            domains,
+            require_tls: cfg.tls.require_starttls,
+            tls_available: true,
+            registration: cfg.registration.enabled,
+            server_features: core.server_features(),
+        };
+        let (tx, rx) = watch::channel(false);
+        let edge = Edge::new(core.clone(), settings, Some(edge_tls), edge_limits(&cfg), rx.clone());
+        let mut tasks = Vec::new();
+        let mut c2s_addr = None;
+        if let Some(addr) = &cfg.listeners.c2s {
+            let l = TcpListener::bind(addr).await.with_context(|| format!("binding c2s listener {addr}"))?;
+            c2s_addr = Some(l.local_addr()?);
+            tracing::info!(addr = %l.local_addr()?, "client listener (STARTTLS)");
+            tasks.push(tokio::spawn(crate::listener::serve(l, edge.clone(), false, rx.clone())));
+        }
+        let mut direct_tls_addr = None;
+        if let Some(addr) = &cfg.listeners.c2s_direct_tls {
+            let l = TcpListener::bind(addr).await.with_context(|| format!("binding direct TLS listener {addr}"))?;
+            direct_tls_addr = Some(l.local_addr()?);
+            tracing::info!(addr = %l.local_addr()?, "client listener (direct TLS, XEP-0368)");
+            tasks.push(tokio::spawn(crate::listener::serve(l, edge.clone(), true, rx.clone())));
+        }
+        let admin_socket = cfg.listeners.admin_socket.clone().unwrap_or_else(|| cfg.data_dir.join("admin.sock"));
+        tasks.push(crate::admin::serve(&admin_socket, core.clone(), rx.clone())?);
+        Ok(Server { c2s_addr, direct_tls_addr, admin_socket, core, edge, shutdown: tx, tasks })
+    }
+
+    /// Graceful stop: every stream gets `<system-shutdown/>`, the shards
+    /// finish what they hold (offline messages are stored), the store is
+    /// flushed.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.core.shutdown().await;
+        let _ = std::fs::remove_file(&self.admin_socket);
+    }
+}

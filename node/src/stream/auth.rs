@@ -1,0 +1,203 @@
+//! SASL negotiation (RFC 6120 §6) over the mechanisms of `proto::sasl`,
+//! and XEP-0077 registration before authentication.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use proto::error::{StanzaCondition, StanzaError, StreamCondition};
+use proto::ns;
+use proto::sasl::{ChannelBinding, Mechanism, SaslFailure, ServerSession, Step, StoredCredentials};
+use proto::xml::TopElement;
+use proto::{BareJid, Element};
+
+use super::{Action, Machine, Phase};
+
+/// Failed attempts allowed before the stream is closed (RFC 6120 §6.4.5).
+const MAX_SASL_FAILURES: u8 = 3;
+
+pub(crate) struct SaslState {
+    session: ServerSession,
+    /// The account being looked up.
+    user: Option<BareJid>,
+}
+
+impl std::fmt::Debug for SaslState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslState").field("user", &self.user).finish()
+    }
+}
+
+impl Machine {
+    /// The mechanisms offered on this stream, strongest first.
+    pub(super) fn mechanisms(&self) -> Vec<Mechanism> {
+        let mut m = Vec::new();
+        if self.channel_binding.is_some() {
+            m.push(Mechanism::ScramSha256Plus);
+            m.push(Mechanism::ScramSha1Plus);
+        }
+        m.push(Mechanism::ScramSha256);
+        m.push(Mechanism::ScramSha1);
+        if self.tls {
+            // PLAIN only inside TLS.
+            m.push(Mechanism::Plain);
+        }
+        m
+    }
+
+    pub(super) fn sasl_element(&mut self, e: TopElement, out: &mut Vec<Action>) {
+        match e.name.as_str() {
+            "auth" => self.sasl_auth(e, out),
+            "response" => self.sasl_response(e, out),
+            "abort" => {
+                self.sasl = None;
+                self.sasl_failed(SaslFailure::Aborted, out);
+            }
+            _ => self.fail(StreamCondition::UnsupportedStanzaType, None, out),
+        }
+    }
+
+    fn sasl_auth(&mut self, e: TopElement, out: &mut Vec<Action>) {
+        if self.sasl.is_some() {
+            return self.fail(StreamCondition::PolicyViolation, Some("a SASL exchange is already running".into()), out);
+        }
+        if !self.sasl_allowed() {
+            return self.sasl_failed(SaslFailure::EncryptionRequired, out);
+        }
+        let offered = self.mechanisms();
+        let Some(mech) = e.attr("mechanism").and_then(Mechanism::parse).filter(|m| offered.contains(m)) else {
+            return self.sasl_failed(SaslFailure::InvalidMechanism, out);
+        };
+        let Some(input) = decode_payload(&e) else {
+            return self.sasl_failed(SaslFailure::IncorrectEncoding, out);
+        };
+        let cb = self.channel_binding.clone().map(|data| ChannelBinding { kind: "tls-exporter", data });
+        let plus_offered = offered.iter().any(|m| m.is_plus());
+        let mut session = ServerSession::new(mech, cb, plus_offered);
+        let step = session.step(&input);
+        self.sasl = Some(SaslState { session, user: None });
+        self.phase = Phase::Sasl;
+        self.sasl_step(step, out);
+    }
+
+    fn sasl_response(&mut self, e: TopElement, out: &mut Vec<Action>) {
+        let Some(input) = decode_payload(&e) else {
+            self.sasl = None;
+            return self.sasl_failed(SaslFailure::IncorrectEncoding, out);
+        };
+        let Some(state) = self.sasl.as_mut() else {
+            return self.fail(StreamCondition::PolicyViolation, Some("no SASL exchange is running".into()), out);
+        };
+        let step = state.session.step(&input);
+        self.sasl_step(step, out);
+    }
+
+    pub(super) fn on_credentials(&mut self, c: Option<StoredCredentials>, out: &mut Vec<Action>) {
+        let Some(state) = self.sasl.as_mut() else { return };
+        let step = state.session.credentials(c);
+        self.sasl_step(step, out);
+    }
+
+    fn sasl_step(&mut self, step: Step, out: &mut Vec<Action>) {
+        match step {
+            Step::Challenge(data) => {
+                out.push(Action::Send(Bytes::from(format!(
+                    "<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</challenge>",
+                    B64.encode(data)
+                ))));
+            }
+            Step::Lookup { username } => {
+                let user = proto::jid::normalize_local(&username)
+                    .ok()
+                    .and_then(|u| BareJid::new(Some(&u), &self.domain).ok());
+                match user {
+                    Some(u) => {
+                        if let Some(s) = self.sasl.as_mut() {
+                            s.user = Some(u.clone());
+                        }
+                        out.push(Action::LookupCredentials(u));
+                    }
+                    None => {
+                        // Not a possible account: continue without credentials so
+                        // the failure looks like any other.
+                        if let Some(s) = self.sasl.as_mut() {
+                            let step = s.session.credentials(None);
+                            self.sasl_step(step, out);
+                        }
+                    }
+                }
+            }
+            Step::Success { authzid, additional, .. } => {
+                let Some(user) = self.sasl.take().and_then(|s| s.user) else {
+                    return self.sasl_failed(SaslFailure::NotAuthorized, out);
+                };
+                if let Some(a) = authzid.filter(|a| !a.is_empty()) {
+                    if BareJid::parse(&a).ok().as_ref() != Some(&user) {
+                        return self.sasl_failed(SaslFailure::InvalidAuthzid, out);
+                    }
+                }
+                let body = additional.map(|a| B64.encode(a)).unwrap_or_default();
+                out.push(Action::Send(Bytes::from(format!(
+                    "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{body}</success>"
+                ))));
+                tracing::debug!(user = %user, "authenticated");
+                self.user = Some(user);
+                // RFC 6120 §6.4.6: the client opens a new stream.
+                self.phase = Phase::Header;
+                self.header_sent = false;
+                out.push(Action::ResetParser);
+            }
+            Step::Failure(f) => {
+                self.sasl = None;
+                self.sasl_failed(f, out);
+            }
+        }
+    }
+
+    fn sasl_failed(&mut self, f: SaslFailure, out: &mut Vec<Action>) {
+        self.phase = Phase::Negotiating;
+        out.push(Action::Send(Bytes::from(format!(
+            "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><{}/></failure>",
+            f.condition()
+        ))));
+        if f != SaslFailure::Aborted {
+            self.sasl_failures += 1;
+        }
+        if self.sasl_failures >= MAX_SASL_FAILURES {
+            self.fail(StreamCondition::PolicyViolation, Some("too many failed authentication attempts".into()), out);
+        }
+    }
+
+    /// An IQ before authentication: only XEP-0077 registration is allowed.
+    pub(super) fn pre_auth_iq(&mut self, e: TopElement, out: &mut Vec<Action>) {
+        let el = match Element::parse(&e.raw, ns::CLIENT, &[]) {
+            Ok(el) => el,
+            Err(_) => return self.fail(StreamCondition::NotWellFormed, None, out),
+        };
+        let id = el.attr("id").unwrap_or("").to_string();
+        let iq_type = el.attr("type").unwrap_or("").to_string();
+        let payload = el.elements().next().cloned();
+        match payload {
+            Some(p) if p.ns == ns::REGISTER && matches!(iq_type.as_str(), "get" | "set") && self.sasl_allowed() => {
+                out.push(Action::Register { iq_type, id, payload: p, domain: self.domain.clone() });
+            }
+            _ => {
+                let err = StanzaError::with_text(StanzaCondition::NotAuthorized, "authenticate first");
+                out.push(Action::Send(Bytes::from(format!(
+                    "<iq type='error' id='{}'>{}</iq>",
+                    proto::element::escape(&id),
+                    err.to_xml()
+                ))));
+            }
+        }
+    }
+}
+
+/// The base64 body of `<auth/>` or `<response/>`; "=" means empty (RFC 6120 §6.4.2).
+fn decode_payload(e: &TopElement) -> Option<Vec<u8>> {
+    let el = Element::parse(&e.raw, ns::SASL, &[]).ok()?;
+    let text: String = el.text().chars().filter(|c| !c.is_whitespace()).collect();
+    if text.is_empty() || text == "=" {
+        return Some(Vec::new());
+    }
+    B64.decode(text.as_bytes()).ok()
+}

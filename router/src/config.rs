@@ -1,0 +1,36 @@
+//! What the core needs to know from the node's configuration.
+
+/// Core settings; the node fills them from its TOML config.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Domains served (normalised).
+    pub domains: Vec<String>,
+    /// Number of user shards (tasks) in this process.
+    pub shards: usize,
+    /// XEP-0077: allow in-band registration of new accounts.
+    pub registration: bool,
+    /// XEP-0077: allow authenticated users to change their password.
+    pub allow_password_change: bool,
+    pub min_password_len: usize,
+    /// Server software name and version for XEP-0092.
+    pub version: String,
+}
+
+impl Default for CoreConfig {
+    fn default() -> CoreConfig {
+        CoreConfig {
+            domains: vec!["localhost".to_string()],
+            shards: 16,
+            registration: false,
+            allow_password_change: true,
+            min_password_len: 8,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+impl CoreConfig {
+    pub fn serves(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d == domain)
+    }
+}

@@ -1,0 +1,144 @@
+//! Message delivery at the recipient's shard (RFC 6121 §8.5.2, §8.5.3) and
+//! offline storage (XEP-0160) with delayed-delivery stamps (XEP-0203).
+
+use bytes::Bytes;
+use proto::error::StanzaCondition;
+use proto::ns;
+use proto::stanza::Stanza;
+use proto::{BareJid, Element, Jid};
+
+use super::Ctx;
+use crate::session::Outbound;
+
+/// Deliver a message to a local, existing user.
+pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
+    // RFC 6121 §5.2.2: an unknown type is handled as 'normal'.
+    let mtype = match s.stype() {
+        t @ ("chat" | "groupchat" | "headline" | "error") => t,
+        _ => "normal",
+    };
+    if let Some(Jid::Full(full)) = &s.to {
+        if let Some(sess) = ctx.st.session(full) {
+            sess.sink.send(Outbound::Stanza(s.raw.clone()));
+            return;
+        }
+        // §8.5.3.2.1: no such resource.
+        match mtype {
+            "chat" | "normal" => {}
+            "groupchat" => return ctx.bounce(&s, StanzaCondition::ServiceUnavailable, None),
+            _ => return,
+        }
+    }
+    match mtype {
+        "error" => {}
+        "groupchat" => ctx.bounce(&s, StanzaCondition::ServiceUnavailable, None),
+        "headline" => {
+            ctx.deliver_to(user, |x| x.available && x.priority >= 0, &s.raw);
+        }
+        _ => {
+            // §8.5.2.1.1: the available resources with the highest non-negative priority.
+            let best = ctx.st.sessions(user).iter().filter(|x| x.available && x.priority >= 0).map(|x| x.priority).max();
+            match best {
+                Some(p) => {
+                    let n = ctx.deliver_to(user, |x| x.available && x.priority == p, &s.raw);
+                    if n == 0 {
+                        store_offline(ctx, user, &s);
+                    }
+                }
+                None => store_offline(ctx, user, &s),
+            }
+        }
+    }
+}
+
+/// Whether a message is worth keeping for later: it carries something other
+/// than chat states (XEP-0085) or receipts-only noise.
+fn worth_storing(s: &Stanza) -> bool {
+    let Ok(el) = s.element(ns::CLIENT) else { return false };
+    el.elements().any(|c| c.ns != "http://jabber.org/protocol/chatstates")
+}
+
+fn store_offline(ctx: &mut Ctx<'_>, user: &BareJid, s: &Stanza) {
+    if !worth_storing(s) {
+        return;
+    }
+    let stamped = with_delay(&s.raw, user.domain());
+    match ctx.store().offline().push(user, &stamped) {
+        Ok(Ok(_)) => {}
+        Ok(Err(_full)) => ctx.bounce(
+            s,
+            StanzaCondition::ServiceUnavailable,
+            Some("the recipient's offline storage is full"),
+        ),
+        Err(e) => {
+            tracing::error!(user = %user, error = %e, "offline store failed");
+            ctx.bounce(s, StanzaCondition::InternalServerError, None);
+        }
+    }
+}
+
+/// Insert `<delay/>` (XEP-0203) before the closing tag.
+fn with_delay(raw: &[u8], domain: &str) -> Bytes {
+    let delay = format!(
+        "<delay xmlns='{}' from='{}' stamp='{}'>Offline Storage</delay>",
+        ns::DELAY,
+        proto::element::escape(domain),
+        crate::time::now_stamp()
+    );
+    let close = raw.iter().rposition(|&b| b == b'<').unwrap_or(raw.len());
+    let mut out = Vec::with_capacity(raw.len() + delay.len());
+    out.extend_from_slice(&raw[..close]);
+    out.extend_from_slice(delay.as_bytes());
+    out.extend_from_slice(&raw[close..]);
+    Bytes::from(out)
+}
+
+/// Send stored messages to a resource that just became available with a
+/// non-negative priority (XEP-0160 §5), then drop them from storage.
+pub(crate) fn flush_offline(ctx: &mut Ctx<'_>, full: &proto::FullJid) {
+    let user = full.bare();
+    let items = match ctx.store().offline().list(&user) {
+        Ok(items) => items,
+        Err(e) => {
+            tracing::error!(user = %user, error = %e, "reading offline messages failed");
+            return;
+        }
+    };
+    let Some(last) = items.last().map(|(seq, _)| *seq) else { return };
+    let Some(sess) = ctx.st.session(full) else { return };
+    let mut delivered_all = true;
+    let mut through = None;
+    for (seq, raw) in items {
+        if sess.sink.send(Outbound::Stanza(Bytes::from(raw))) {
+            through = Some(seq);
+        } else {
+            delivered_all = false;
+            break;
+        }
+    }
+    let upto = if delivered_all { Some(last) } else { through };
+    if let Some(seq) = upto {
+        if let Err(e) = ctx.store().offline().remove_through(&user, seq) {
+            tracing::error!(user = %user, error = %e, "removing delivered offline messages failed");
+        }
+    }
+}
+
+/// Element helper for tests of this module.
+#[allow(dead_code)]
+fn body_of(raw: &[u8]) -> Option<String> {
+    let el = Element::parse(raw, ns::CLIENT, &[]).ok()?;
+    el.child("body", ns::CLIENT).map(Element::text)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn delay_goes_before_the_closing_tag() {
+        let out = super::with_delay(b"<message to='a@b'><body>x</body></message>", "b");
+        let s = std::str::from_utf8(&out).expect("utf8");
+        assert!(s.starts_with("<message to='a@b'><body>x</body><delay xmlns='urn:xmpp:delay' from='b' stamp='"));
+        assert!(s.ends_with("</delay></message>"));
+        assert_eq!(super::body_of(&out).as_deref(), Some("x"));
+    }
+}

@@ -1,0 +1,29 @@
+//! XEP-0199 XMPP Ping, answered for the server and for the sender's own account.
+
+use proto::stanza::Stanza;
+use proto::{Element, ns};
+
+use super::Ctx;
+use super::iq::{Target, TargetKind};
+use super::registry::IqHandler;
+
+pub(crate) struct Ping;
+
+impl IqHandler for Ping {
+    fn namespace(&self) -> &'static str {
+        ns::PING
+    }
+    fn targets(&self) -> &'static [TargetKind] {
+        &[TargetKind::Server, TargetKind::OwnAccount]
+    }
+    fn server_features(&self) -> &'static [&'static str] {
+        &[ns::PING]
+    }
+    fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, _p: &Element, _t: &Target) {
+        if iq.stype() == "get" {
+            ctx.iq_result(iq, None);
+        } else {
+            ctx.bounce(iq, proto::error::StanzaCondition::BadRequest, None);
+        }
+    }
+}

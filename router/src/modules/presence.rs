@@ -1,0 +1,278 @@
+//! Presence (RFC 6121 §4): initial presence with probes, broadcast to
+//! contacts with a subscription from the user, directed presence,
+//! unavailable presence when a session ends, and probe answers.
+//! Subscription requests are in `subscription.rs`.
+
+use bytes::Bytes;
+use proto::roster::SubAction;
+use proto::stanza::{Kind, Stanza};
+use proto::{BareJid, FullJid, Jid, ns};
+
+use super::{Ctx, message, subscription, synth};
+use crate::session::Outbound;
+
+/// A presence from one of this shard's users' sessions.
+pub(crate) fn outbound(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
+    let ptype = s.stype().to_string();
+    match (&s.to, ptype.as_str()) {
+        (None, "" | "unavailable") => broadcast(ctx, from, s),
+        (Some(to), t) => {
+            if let Some(action) = SubAction::parse(t) {
+                subscription::outbound(ctx, from, to.bare(), action, s);
+            } else if matches!(t, "" | "unavailable" | "error") {
+                directed(ctx, from, to.clone(), s);
+            }
+            // A client may not probe (RFC 6121 §4.3); anything else is ignored.
+        }
+        _ => {}
+    }
+}
+
+/// RFC 6121 §4.6: presence sent to one entity; remembered so that it gets
+/// unavailable presence when the session goes offline.
+fn directed(ctx: &mut Ctx<'_>, from: &FullJid, to: Jid, s: Stanza) {
+    if let Some(sess) = ctx.st.session_mut(from) {
+        let unavailable = s.stype() == "unavailable";
+        sess.directed.retain(|j| j != &to);
+        if !unavailable && s.stype() != "error" {
+            sess.directed.push(to.clone());
+        }
+    }
+    ctx.route(s);
+}
+
+fn priority_of(s: &Stanza) -> i32 {
+    s.element(ns::CLIENT)
+        .ok()
+        .and_then(|e| e.child("priority", ns::CLIENT).map(|p| p.text()))
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .map(|p| p.clamp(-128, 127))
+        .unwrap_or(0)
+}
+
+/// Presence to the server: broadcast (RFC 6121 §4.2, §4.4, §4.5).
+fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
+    let available = s.stype() != "unavailable";
+    let priority = if available { priority_of(&s) } else { 0 };
+    let user = from.bare();
+    let (was_available, directed) = match ctx.st.session_mut(from) {
+        Some(sess) => {
+            let was = sess.available;
+            sess.available = available;
+            sess.priority = priority;
+            sess.presence = if available { Some(s.clone()) } else { None };
+            let directed = if available { Vec::new() } else { std::mem::take(&mut sess.directed) };
+            (was, directed)
+        }
+        None => return,
+    };
+    if !available && !was_available {
+        return;
+    }
+    let fromj = Jid::Full(from.clone());
+    let roster = match ctx.store().rosters().get_all(&user) {
+        Ok((_, items)) => items,
+        Err(e) => {
+            tracing::error!(user = %user, error = %e, "roster read failed");
+            Vec::new()
+        }
+    };
+    for item in roster.iter().filter(|i| i.state.sub.has_from()) {
+        let to = Jid::Bare(item.jid.clone());
+        let raw = s.rewrite(Some(&fromj), Some(&to));
+        ctx.route(synth(Kind::Presence, fromj.clone(), to, s.id.clone(), s.stype.as_deref(), raw));
+    }
+    for to in directed {
+        if roster.iter().any(|i| i.state.sub.has_from() && i.jid.as_str() == to.bare_str()) {
+            continue;
+        }
+        let raw = s.rewrite(Some(&fromj), Some(&to));
+        ctx.route(synth(Kind::Presence, fromj.clone(), to, s.id.clone(), s.stype.as_deref(), raw));
+    }
+    // The user's own available resources, this one included (§4.2.2).
+    for sess in ctx.st.sessions(&user) {
+        if sess.available || &sess.jid == from {
+            let to = Jid::Full(sess.jid.clone());
+            sess.sink.send(Outbound::Stanza(s.rewrite(Some(&fromj), Some(&to))));
+        }
+    }
+    if available && !was_available {
+        // Initial presence: probe the contacts we are subscribed to (§4.3),
+        // collect the others' presence, re-send pending requests (§3.1.3),
+        // deliver offline messages (XEP-0160).
+        let me = Jid::Bare(user.clone());
+        for item in roster.iter().filter(|i| i.state.sub.has_to()) {
+            let to = Jid::Bare(item.jid.clone());
+            let raw = Bytes::from(format!(
+                "<presence type='probe' from='{}' to='{}'/>",
+                proto::element::escape(me.as_str()),
+                proto::element::escape(to.as_str())
+            ));
+            ctx.route(synth(Kind::Presence, me.clone(), to, None, Some("probe"), raw));
+        }
+        for other in ctx.st.sessions(&user) {
+            if other.available && &other.jid != from {
+                if let (Some(p), Some(me_sess)) = (&other.presence, ctx.st.session(from)) {
+                    let to = Jid::Full(from.clone());
+                    let ofrom = Jid::Full(other.jid.clone());
+                    me_sess.sink.send(Outbound::Stanza(p.rewrite(Some(&ofrom), Some(&to))));
+                }
+            }
+        }
+        if let Some(sess) = ctx.st.session(from) {
+            for item in roster.iter().filter(|i| i.state.pending_in) {
+                let raw = Bytes::from(format!(
+                    "<presence type='subscribe' from='{}' to='{}'/>",
+                    proto::element::escape(item.jid.as_str()),
+                    proto::element::escape(user.as_str())
+                ));
+                sess.sink.send(Outbound::Stanza(raw));
+            }
+        }
+        if priority >= 0 {
+            message::flush_offline(ctx, from);
+        }
+    }
+}
+
+/// The session is going away: broadcast unavailable if it was available.
+pub(crate) fn went_offline(ctx: &mut Ctx<'_>, jid: &FullJid) {
+    let Some(sess) = ctx.st.session(jid) else { return };
+    if !sess.available && sess.directed.is_empty() {
+        return;
+    }
+    let raw = Bytes::from(format!("<presence type='unavailable' from='{}'/>", proto::element::escape(jid.as_str())));
+    let fromj = Jid::Full(jid.clone());
+    let s = Stanza {
+        kind: Kind::Presence,
+        to: None,
+        from: Some(fromj),
+        id: None,
+        stype: Some("unavailable".into()),
+        attrs: vec![("type".into(), "unavailable".into())],
+        raw,
+        head_len: 0,
+        empty: true,
+    };
+    if sess.available {
+        broadcast(ctx, jid, s);
+    } else if let Some(sess) = ctx.st.session_mut(jid) {
+        let directed = std::mem::take(&mut sess.directed);
+        for to in directed {
+            let raw = s.rewrite(s.from.as_ref(), Some(&to));
+            ctx.route(Stanza { to: Some(to), raw, ..s.clone() });
+        }
+    }
+}
+
+/// Presence for an existing local user (inbound, RFC 6121 §4 and §8.5).
+pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
+    let t = s.stype().to_string();
+    if let Some(action) = SubAction::parse(&t) {
+        let Some(from) = s.from.as_ref().map(Jid::bare) else { return };
+        subscription::inbound(ctx, user, from, action, s);
+        return;
+    }
+    match t.as_str() {
+        "probe" => answer_probe(ctx, user, s),
+        "" | "unavailable" | "error" => match &s.to {
+            Some(Jid::Full(full)) => {
+                if let Some(sess) = ctx.st.session(full) {
+                    sess.sink.send(Outbound::Stanza(s.raw.clone()));
+                }
+            }
+            _ => {
+                if t != "error" {
+                    ctx.deliver_to(user, |x| x.available, &s.raw);
+                }
+            }
+        },
+        _ => {}
+    }
+}
+
+/// RFC 6121 §4.3.2: answer a probe with the presence of each available
+/// resource if the prober is subscribed, with unavailable if none is, and
+/// with unsubscribed if the prober has no subscription.
+fn answer_probe(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
+    let Some(prober) = s.from.clone() else { return };
+    let subscribed = match ctx.store().rosters().get(user, &prober.bare()) {
+        Ok(Some(item)) => item.state.sub.has_from(),
+        _ => false,
+    };
+    let me = Jid::Bare(user.clone());
+    if !subscribed {
+        let raw = Bytes::from(format!(
+            "<presence type='unsubscribed' from='{}' to='{}'/>",
+            proto::element::escape(me.as_str()),
+            proto::element::escape(prober.as_str())
+        ));
+        ctx.route(synth(Kind::Presence, me, prober, None, Some("unsubscribed"), raw));
+        return;
+    }
+    let mut sent = false;
+    let mut out = Vec::new();
+    for sess in ctx.st.sessions(user) {
+        if let (true, Some(p)) = (sess.available, &sess.presence) {
+            let from = Jid::Full(sess.jid.clone());
+            out.push(synth(Kind::Presence, from.clone(), prober.clone(), None, None, p.rewrite(Some(&from), Some(&prober))));
+            sent = true;
+        }
+    }
+    for st in out {
+        ctx.route(st);
+    }
+    if !sent {
+        let raw = Bytes::from(format!(
+            "<presence type='unavailable' from='{}' to='{}'/>",
+            proto::element::escape(me.as_str()),
+            proto::element::escape(prober.as_str())
+        ));
+        ctx.route(synth(Kind::Presence, me, prober, None, Some("unavailable"), raw));
+    }
+}
+
+/// Presence for a local address with no account: subscription requests and
+/// probes are answered with unsubscribed (RFC 6121 §3.1.3, §4.3.2).
+pub(crate) fn to_unknown_user(ctx: &mut Ctx<'_>, s: &Stanza) {
+    if !matches!(s.stype(), "subscribe" | "probe") {
+        return;
+    }
+    let (Some(to), Some(from)) = (s.to.clone(), s.from.clone()) else { return };
+    let to = Jid::Bare(to.bare());
+    let raw = Bytes::from(format!(
+        "<presence type='unsubscribed' from='{}' to='{}'/>",
+        proto::element::escape(to.as_str()),
+        proto::element::escape(from.bare_str())
+    ));
+    ctx.route(synth(Kind::Presence, to, Jid::Bare(from.bare()), None, Some("unsubscribed"), raw));
+}
+
+/// Send the presence of each available resource of `user` to `to`
+/// (after a new subscription from it, RFC 6121 §3.1.5), or unavailable.
+pub(crate) fn send_current(ctx: &mut Ctx<'_>, user: &BareJid, to: &Jid, unavailable: bool) {
+    let mut out = Vec::new();
+    for sess in ctx.st.sessions(user) {
+        if !sess.available {
+            continue;
+        }
+        let from = Jid::Full(sess.jid.clone());
+        let raw = if unavailable {
+            Bytes::from(format!(
+                "<presence type='unavailable' from='{}' to='{}'/>",
+                proto::element::escape(from.as_str()),
+                proto::element::escape(to.as_str())
+            ))
+        } else {
+            match &sess.presence {
+                Some(p) => p.rewrite(Some(&from), Some(to)),
+                None => continue,
+            }
+        };
+        let t = if unavailable { Some("unavailable") } else { None };
+        out.push(synth(Kind::Presence, from, to.clone(), None, t, raw));
+    }
+    for s in out {
+        ctx.route(s);
+    }
+}

@@ -1,0 +1,131 @@
+//! Presence subscriptions (RFC 6121 §3): the server side of subscribe,
+//! subscribed, unsubscribe and unsubscribed, for the user who sends them
+//! (outbound) and the user who receives them (inbound), using the state
+//! machine of RFC 6121 Appendix A in `proto::roster`.
+
+use bytes::Bytes;
+use proto::roster::{SubAction, SubState, Subscription};
+use proto::stanza::{Kind, Stanza};
+use proto::{BareJid, FullJid, Jid};
+use storage::RosterItem;
+
+use super::{Ctx, presence, roster, synth};
+use crate::session::Outbound;
+
+fn load(ctx: &Ctx<'_>, user: &BareJid, contact: &BareJid) -> Option<RosterItem> {
+    match ctx.store().rosters().get(user, contact) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(user = %user, error = %e, "roster read failed");
+            None
+        }
+    }
+}
+
+fn new_item(contact: &BareJid) -> RosterItem {
+    RosterItem { jid: contact.clone(), name: None, groups: Vec::new(), state: SubState::default(), hidden: true }
+}
+
+/// Persist the new state and push it if the item is in the roster.
+fn save(ctx: &mut Ctx<'_>, user: &BareJid, mut item: RosterItem, new: SubState, push: bool) {
+    item.state = new;
+    let empty = new == SubState::default();
+    let result = if empty && item.hidden {
+        ctx.store().rosters().remove(user, &item.jid)
+    } else {
+        ctx.store().rosters().put(user, &item)
+    };
+    match result {
+        Ok(ver) => {
+            if push && !item.hidden {
+                roster::push(ctx, user, &item, ver, false);
+            }
+        }
+        Err(e) => tracing::error!(user = %user, error = %e, "roster write failed"),
+    }
+}
+
+/// The user sends a subscription stanza to a contact.
+pub(crate) fn outbound(ctx: &mut Ctx<'_>, from: &FullJid, contact: BareJid, action: SubAction, s: Stanza) {
+    let user = from.bare();
+    if contact == user {
+        return;
+    }
+    let existing = load(ctx, &user, &contact);
+    let mut item = existing.clone().unwrap_or_else(|| new_item(&contact));
+    let old = item.state;
+    let t = old.outbound(action);
+    // Asking for or granting a subscription puts the contact in the roster.
+    let becomes_visible = item.hidden
+        && (t.new.pending_out || t.new.sub != Subscription::None || (action == SubAction::Subscribed && t.new.approved));
+    if becomes_visible {
+        item.hidden = false;
+    }
+    if t.new != old || becomes_visible {
+        save(ctx, &user, item, t.new, t.push || becomes_visible);
+    }
+    if t.forward {
+        // Subscription stanzas are stamped with the bare JID (RFC 6121 §3.1.2).
+        let me = Jid::Bare(user.clone());
+        let to = Jid::Bare(contact.clone());
+        let raw = s.rewrite(Some(&me), Some(&to));
+        ctx.route(Stanza { from: Some(me), to: Some(to), raw, ..s });
+    }
+    let contact_j = Jid::Bare(contact);
+    if !old.sub.has_from() && t.new.sub.has_from() {
+        // §3.1.5: the contact now gets the user's presence.
+        presence::send_current(ctx, &user, &contact_j, false);
+    }
+    if old.sub.has_from() && !t.new.sub.has_from() {
+        // §3.2.1: the contact no longer gets it.
+        presence::send_current(ctx, &user, &contact_j, true);
+    }
+}
+
+/// A subscription stanza from a contact reaches the user's shard.
+pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, contact: BareJid, action: SubAction, s: Stanza) {
+    if &contact == user {
+        return;
+    }
+    let existing = load(ctx, user, &contact);
+    let item = existing.unwrap_or_else(|| new_item(&contact));
+    let old = item.state;
+    let t = old.inbound(action);
+    if t.new != old {
+        save(ctx, user, item, t.new, t.push);
+    }
+    let me = Jid::Bare(user.clone());
+    let contact_j = Jid::Bare(contact.clone());
+    if t.forward {
+        let raw = s.rewrite(Some(&contact_j), Some(&me));
+        for sess in ctx.st.sessions(user) {
+            if sess.available {
+                sess.sink.send(Outbound::Stanza(raw.clone()));
+            }
+        }
+    }
+    if t.auto_reply_subscribed {
+        let raw = Bytes::from(format!(
+            "<presence type='subscribed' from='{}' to='{}'/>",
+            proto::element::escape(me.as_str()),
+            proto::element::escape(contact_j.as_str())
+        ));
+        ctx.route(synth(Kind::Presence, me.clone(), contact_j.clone(), None, Some("subscribed"), raw));
+        if !old.sub.has_from() && t.new.sub.has_from() {
+            presence::send_current(ctx, user, &contact_j, false);
+        }
+    }
+    if t.auto_reply_unsubscribed {
+        // RFC 6121 A.3.2 note 1: confirm the cancellation.
+        let raw = Bytes::from(format!(
+            "<presence type='unsubscribed' from='{}' to='{}'/>",
+            proto::element::escape(me.as_str()),
+            proto::element::escape(contact_j.as_str())
+        ));
+        ctx.route(synth(Kind::Presence, me.clone(), contact_j.clone(), None, Some("unsubscribed"), raw));
+    }
+    if action == SubAction::Unsubscribe && old.sub.has_from() && !t.new.sub.has_from() {
+        // §3.3.3: the contact stops getting the user's presence.
+        presence::send_current(ctx, user, &contact_j, true);
+    }
+}

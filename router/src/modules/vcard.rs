@@ -1,0 +1,55 @@
+//! XEP-0054 vcard-temp: a user stores one vCard; anyone may read it.
+
+use proto::error::StanzaCondition;
+use proto::stanza::Stanza;
+use proto::{Element, Jid, ns};
+
+use super::Ctx;
+use super::iq::{Target, TargetKind};
+use super::registry::IqHandler;
+
+pub(crate) struct VCard;
+
+impl IqHandler for VCard {
+    fn namespace(&self) -> &'static str {
+        ns::VCARD
+    }
+    fn targets(&self) -> &'static [TargetKind] {
+        &[TargetKind::OwnAccount, TargetKind::Account]
+    }
+    fn account_features(&self) -> &'static [&'static str] {
+        &[ns::VCARD]
+    }
+    fn server_features(&self) -> &'static [&'static str] {
+        &[ns::VCARD]
+    }
+    fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, t: &Target) {
+        let Some(from) = iq.from.as_ref() else { return };
+        let owner = match t {
+            Target::Account(b) => b.clone(),
+            _ => from.bare(),
+        };
+        if iq.stype() == "get" {
+            return match ctx.store().vcards().get(&owner) {
+                Ok(Some(raw)) => match Element::parse(&raw, ns::CLIENT, &[]) {
+                    Ok(v) => ctx.iq_result(iq, Some(&v)),
+                    Err(_) => ctx.bounce(iq, StanzaCondition::InternalServerError, None),
+                },
+                Ok(None) => ctx.iq_result(iq, Some(&Element::new("vCard", ns::VCARD))),
+                Err(_) => ctx.bounce(iq, StanzaCondition::InternalServerError, None),
+            };
+        }
+        if matches!(t, Target::Account(_)) || !matches!(from, Jid::Full(_)) {
+            return ctx.bounce(iq, StanzaCondition::Forbidden, Some("you can only set your own vCard"));
+        }
+        if p.name != "vCard" {
+            return ctx.bounce(iq, StanzaCondition::BadRequest, None);
+        }
+        let xml = p.to_xml(ns::CLIENT);
+        let stored = if p.children.is_empty() { None } else { Some(xml.as_bytes()) };
+        match ctx.store().vcards().set(&owner, stored) {
+            Ok(()) => ctx.iq_result(iq, None),
+            Err(_) => ctx.bounce(iq, StanzaCondition::InternalServerError, None),
+        }
+    }
+}

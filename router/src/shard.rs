@@ -1,0 +1,249 @@
+//! A user shard: one task owning the live sessions and presence of the users
+//! that hash to it, applying every stanza for them in order.
+
+use std::collections::HashMap;
+
+use proto::stanza::{Kind, Stanza};
+use proto::{BareJid, FullJid, Jid};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::{BindError, Shared};
+use crate::modules::{Ctx, iq, message, presence};
+use crate::session::SessionSink;
+use std::sync::Arc;
+
+/// What a shard is asked to do.
+pub(crate) enum ShardMsg {
+    Bind { jid: FullJid, sink: SessionSink, reply: oneshot::Sender<Result<(), BindError>> },
+    Unbind { jid: FullJid, conn_id: u64 },
+    /// A stanza from a client of this core, at its first hop.
+    FromClient(Box<Stanza>),
+    /// A stanza for a user of this shard (inbound processing).
+    Inbound(Box<Stanza>),
+    /// End all sessions of a user (account deleted).
+    Kick { user: BareJid, reply: oneshot::Sender<()> },
+    Count { reply: oneshot::Sender<usize> },
+    /// Process everything queued, then answer.
+    Stop { reply: oneshot::Sender<()> },
+}
+
+/// One bound resource.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub jid: FullJid,
+    pub sink: SessionSink,
+    /// Sent available presence and not since unavailable (RFC 6121 §4.2).
+    pub available: bool,
+    pub priority: i32,
+    /// The last presence broadcast, `from` stamped, without `to`.
+    pub presence: Option<Stanza>,
+    /// Asked for the roster: gets roster pushes (RFC 6121 §2.1.6).
+    pub interested: bool,
+    /// Directed presence sent to entities outside the roster (RFC 6121 §4.6).
+    pub directed: Vec<Jid>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct UserState {
+    pub sessions: Vec<Session>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ShardState {
+    pub users: HashMap<BareJid, UserState>,
+}
+
+impl ShardState {
+    pub fn sessions(&self, user: &BareJid) -> &[Session] {
+        self.users.get(user).map(|u| u.sessions.as_slice()).unwrap_or(&[])
+    }
+
+    pub fn session_mut(&mut self, jid: &FullJid) -> Option<&mut Session> {
+        self.users.get_mut(&jid.bare())?.sessions.iter_mut().find(|s| &s.jid == jid)
+    }
+
+    pub fn session(&self, jid: &FullJid) -> Option<&Session> {
+        self.users.get(&jid.bare())?.sessions.iter().find(|s| &s.jid == jid)
+    }
+}
+
+/// The bare JID whose shard sees a client's stanza first: the sender's for
+/// presence and for IQs to the account or server, the recipient's for
+/// messages and IQs to others.
+pub(crate) fn first_hop<'a>(s: &'a Stanza, from_bare: &'a str) -> &'a str {
+    match (s.kind, &s.to) {
+        (_, None) => from_bare,
+        (Kind::Presence, Some(_)) => from_bare,
+        (Kind::Iq, Some(to)) if to.local().is_none() => from_bare,
+        (_, Some(to)) => to.bare_str(),
+    }
+}
+
+pub(crate) async fn run(
+    index: usize,
+    shared: Arc<Shared>,
+    mut edge: mpsc::Receiver<ShardMsg>,
+    mut internal: mpsc::UnboundedReceiver<ShardMsg>,
+) {
+    let mut st = ShardState::default();
+    loop {
+        let msg = tokio::select! {
+            biased;
+            Some(m) = internal.recv() => m,
+            Some(m) = edge.recv() => m,
+            else => break,
+        };
+        if let ShardMsg::Stop { reply } = msg {
+            while let Ok(m) = internal.try_recv() {
+                handle(&mut st, &shared, m);
+            }
+            let _ = reply.send(());
+            continue;
+        }
+        handle(&mut st, &shared, msg);
+    }
+    tracing::debug!(shard = index, "shard stopped");
+}
+
+fn handle(st: &mut ShardState, shared: &Shared, msg: ShardMsg) {
+    let mut ctx = Ctx { st, sh: shared };
+    match msg {
+        ShardMsg::Bind { jid, sink, reply } => {
+            let _ = reply.send(bind(&mut ctx, jid, sink));
+        }
+        ShardMsg::Unbind { jid, conn_id } => unbind(&mut ctx, &jid, conn_id),
+        ShardMsg::FromClient(s) => from_client(&mut ctx, *s),
+        ShardMsg::Inbound(s) => inbound(&mut ctx, *s),
+        ShardMsg::Kick { user, reply } => {
+            if let Some(u) = ctx.st.users.remove(&user) {
+                for s in u.sessions {
+                    s.sink.send(crate::Outbound::Close(
+                        proto::error::StreamCondition::NotAuthorized,
+                        Some("account deleted".into()),
+                    ));
+                }
+            }
+            let _ = reply.send(());
+        }
+        ShardMsg::Count { reply } => {
+            let _ = reply.send(ctx.st.users.values().map(|u| u.sessions.len()).sum());
+        }
+        ShardMsg::Stop { reply } => {
+            let _ = reply.send(());
+        }
+    }
+}
+
+fn bind(ctx: &mut Ctx<'_>, jid: FullJid, sink: SessionSink) -> Result<(), BindError> {
+    let bare = jid.bare();
+    match ctx.sh.accounts.exists(&bare) {
+        Ok(true) => {}
+        _ => return Err(BindError::NoSuchUser),
+    }
+    // RFC 6120 §7.7.2.2: the new session replaces the old one.
+    if let Some(old) = ctx.st.session(&jid).map(|s| s.sink.clone()) {
+        old.send(crate::Outbound::Close(
+            proto::error::StreamCondition::Conflict,
+            Some("replaced by a new session".into()),
+        ));
+        let conn = old.conn_id;
+        unbind(ctx, &jid, conn);
+    }
+    let session = Session {
+        jid,
+        sink,
+        available: false,
+        priority: 0,
+        presence: None,
+        interested: false,
+        directed: Vec::new(),
+    };
+    ctx.st.users.entry(bare).or_default().sessions.push(session);
+    Ok(())
+}
+
+/// A session ended: if it was available, contacts get unavailable presence
+/// (RFC 6121 §4.5.2, also when the connection just dropped).
+fn unbind(ctx: &mut Ctx<'_>, jid: &FullJid, conn_id: u64) {
+    let matches = ctx.st.session(jid).is_some_and(|s| s.sink.conn_id == conn_id);
+    if !matches {
+        return;
+    }
+    presence::went_offline(ctx, jid);
+    let bare = jid.bare();
+    if let Some(u) = ctx.st.users.get_mut(&bare) {
+        u.sessions.retain(|s| &s.jid != jid);
+        if u.sessions.is_empty() {
+            ctx.st.users.remove(&bare);
+        }
+    }
+}
+
+fn from_client(ctx: &mut Ctx<'_>, s: Stanza) {
+    let Some(Jid::Full(from)) = s.from.clone() else {
+        return;
+    };
+    match s.kind {
+        Kind::Presence => presence::outbound(ctx, &from, s),
+        Kind::Message => {
+            // A message with no 'to' is for the sender's own account (RFC 6120 §10.3.1).
+            let s = match s.to {
+                Some(_) => s,
+                None => Stanza { to: Some(Jid::Bare(from.bare())), ..s },
+            };
+            inbound(ctx, s)
+        }
+        Kind::Iq => match &s.to {
+            None => iq::handle(ctx, s, iq::Target::OwnAccount),
+            Some(Jid::Bare(b)) if b.as_str() == from.bare_str() => iq::handle(ctx, s, iq::Target::OwnAccount),
+            Some(to) if to.local().is_none() && to.resource().is_none() => {
+                if ctx.sh.cfg.serves(to.domain()) {
+                    iq::handle(ctx, s, iq::Target::Server)
+                } else {
+                    ctx.bounce(&s, proto::error::StanzaCondition::RemoteServerNotFound, None)
+                }
+            }
+            Some(_) => inbound(ctx, s),
+        },
+    }
+}
+
+/// Inbound processing at the recipient's shard (RFC 6121 §8.5).
+pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
+    let Some(to) = s.to.clone() else {
+        return;
+    };
+    use proto::error::StanzaCondition as C;
+    if !ctx.sh.cfg.serves(to.domain()) {
+        // No server-to-server yet: a remote domain cannot be reached.
+        if s.kind != Kind::Presence {
+            ctx.bounce(&s, C::RemoteServerNotFound, Some("server-to-server is not enabled"));
+        }
+        return;
+    }
+    if to.local().is_none() {
+        // Addressed to the server or one of its domains.
+        match s.kind {
+            Kind::Iq => iq::handle(ctx, s, iq::Target::Server),
+            _ => {}
+        }
+        return;
+    }
+    let user = to.bare();
+    let exists = !ctx.st.sessions(&user).is_empty() || ctx.sh.accounts.exists(&user).unwrap_or(false);
+    if !exists {
+        match s.kind {
+            Kind::Presence => presence::to_unknown_user(ctx, &s),
+            _ => ctx.bounce(&s, C::ServiceUnavailable, None),
+        }
+        return;
+    }
+    match s.kind {
+        Kind::Message => message::inbound(ctx, &user, s),
+        Kind::Presence => presence::inbound(ctx, &user, s),
+        Kind::Iq => match &to {
+            Jid::Full(full) => iq::to_resource(ctx, full, s),
+            Jid::Bare(_) => iq::handle(ctx, s, iq::Target::Account(user)),
+        },
+    }
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install what building and testing xmppd needs beyond the Rust toolchain:
+# clang/libclang (RocksDB's bindings), sccache (optional build cache) and
+# slixmpp (the real XMPP client the interop tests drive). Idempotent.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+
+need_apt=()
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+  need_apt+=(libclang-dev clang)
+fi
+command -v sccache >/dev/null 2>&1 || need_apt+=(sccache)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  # sccache is optional: a mirror without it must not stop the build.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null \
+    || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libclang-dev clang >/dev/null
+fi
+
+if ! python3 -c 'import slixmpp' >/dev/null 2>&1; then
+  echo "setup: installing slixmpp"
+  python3 -m pip install -q slixmpp 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages slixmpp 2>/dev/null \
+    || { $SUDO apt-get install -y -qq python3-slixmpp >/dev/null; }
+fi
+python3 -c 'import slixmpp' || { echo "setup: slixmpp is missing" >&2; exit 1; }
+echo "setup: ok"

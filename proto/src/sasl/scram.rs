@@ -1,0 +1,313 @@
+//! The server side of SCRAM (RFC 5802 §5, §7; RFC 7677 for SHA-256) with
+//! `tls-exporter` channel binding for the -PLUS variants (RFC 9266 §3):
+//!
+//! 1. client-first-message: GS2 header and username → [`Step::Lookup`];
+//! 2. stored credentials → server-first-message (combined nonce, salt,
+//!    iteration count) as a challenge;
+//! 3. client-final-message: channel binding, nonce and proof checked →
+//!    [`Step::Success`] carrying the server-final-message ("v=").
+//!
+//! An unknown user gets a [`Decoy`] salt and fails only at the proof.
+
+use super::crypto::{ScramHash, ct_eq, xor};
+use super::decoy::Decoy;
+use super::message::{
+    attr, b64_decode, b64_encode, decode_saslname, is_attr_val, is_cb_name, is_nonce, random_nonce,
+};
+use super::{
+    ChannelBinding, MAX_MESSAGE_LEN, SaslFailure, ScramCredentials, Step, StoredCredentials,
+};
+
+/// Random bytes in the server's part of the nonce.
+const SERVER_NONCE_BYTES: usize = 24;
+
+/// The channel-binding flag of the GS2 header (RFC 5802 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CbFlag {
+    /// 'n': the client does not support channel binding.
+    None,
+    /// 'y': the client supports it but thinks the server does not.
+    Unused,
+    /// 'p=<type>': the client binds to our channel (type already checked).
+    Bound,
+}
+
+/// What the client-first-message told us.
+#[derive(Debug)]
+struct ClientFirst {
+    /// The GS2 header exactly as sent, up to and including the second ','.
+    gs2_header: String,
+    cb_flag: CbFlag,
+    authzid: Option<String>,
+    username: String,
+    /// client-first-message-bare, part of AuthMessage.
+    bare: String,
+    client_nonce: String,
+}
+
+enum State {
+    /// Waiting for client-first; `asked` once an empty challenge went out.
+    Start {
+        asked: bool,
+    },
+    /// Waiting for [`ScramServer::credentials`].
+    Lookup(ClientFirst),
+    /// Waiting for client-final.
+    Final {
+        first: ClientFirst,
+        server_first: String,
+        nonce: String,
+        creds: ScramCredentials,
+        /// Made-up credentials: the proof can never be right.
+        decoy: bool,
+    },
+    Done,
+}
+
+pub(crate) struct ScramServer {
+    hash: ScramHash,
+    plus: bool,
+    cb: Option<ChannelBinding>,
+    plus_offered: bool,
+    decoy: Decoy,
+    server_nonce: Option<String>,
+    state: State,
+}
+
+impl ScramServer {
+    pub(crate) fn new(
+        hash: ScramHash,
+        plus: bool,
+        cb: Option<ChannelBinding>,
+        plus_offered: bool,
+    ) -> ScramServer {
+        ScramServer {
+            hash,
+            plus,
+            cb,
+            plus_offered,
+            decoy: Decoy::process_default(),
+            server_nonce: None,
+            state: State::Start { asked: false },
+        }
+    }
+
+    pub(crate) fn set_decoy(&mut self, decoy: Decoy) {
+        self.decoy = decoy;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_server_nonce(&mut self, nonce: &str) {
+        self.server_nonce = Some(nonce.to_owned());
+    }
+
+    pub(crate) fn abort(&mut self) {
+        self.state = State::Done;
+    }
+
+    pub(crate) fn step(&mut self, input: &[u8]) -> Step {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Start { asked: false } if input.is_empty() => {
+                self.state = State::Start { asked: true };
+                Step::Challenge(Vec::new())
+            }
+            State::Start { .. } => match self.client_first(input) {
+                Ok(first) => {
+                    let username = first.username.clone();
+                    self.state = State::Lookup(first);
+                    Step::Lookup { username }
+                }
+                Err(f) => Step::Failure(f),
+            },
+            State::Final {
+                first,
+                server_first,
+                nonce,
+                creds,
+                decoy,
+            } => self.client_final(input, first, &server_first, &nonce, &creds, decoy),
+            State::Lookup(_) | State::Done => Step::Failure(SaslFailure::MalformedRequest),
+        }
+    }
+
+    pub(crate) fn credentials(&mut self, stored: Option<StoredCredentials>) -> Step {
+        let State::Lookup(first) = std::mem::replace(&mut self.state, State::Done) else {
+            return Step::Failure(SaslFailure::MalformedRequest);
+        };
+        let (creds, decoy) = match stored {
+            Some(s) => {
+                let c = s.for_hash(self.hash).clone();
+                if !c.is_valid_for(self.hash) {
+                    // Damaged record: a server problem, not the client's.
+                    return Step::Failure(SaslFailure::TemporaryAuthFailure);
+                }
+                (c, false)
+            }
+            None => (self.decoy.credentials(self.hash, &first.username), true),
+        };
+        let server_part = self
+            .server_nonce
+            .clone()
+            .unwrap_or_else(|| random_nonce(SERVER_NONCE_BYTES));
+        let nonce = format!("{}{}", first.client_nonce, server_part);
+        let server_first = format!(
+            "r={nonce},s={},i={}",
+            b64_encode(&creds.salt),
+            creds.iterations
+        );
+        let challenge = server_first.clone().into_bytes();
+        self.state = State::Final {
+            first,
+            server_first,
+            nonce,
+            creds,
+            decoy,
+        };
+        Step::Challenge(challenge)
+    }
+
+    /// Parses client-first-message (RFC 5802 §7) and applies the
+    /// channel-binding rules of §6 and RFC 9266 §3.
+    fn client_first(&self, input: &[u8]) -> Result<ClientFirst, SaslFailure> {
+        use SaslFailure::{MalformedRequest, NotAuthorized};
+        if input.len() > MAX_MESSAGE_LEN {
+            return Err(MalformedRequest);
+        }
+        let msg = std::str::from_utf8(input).map_err(|_| MalformedRequest)?;
+        let (flag, rest) = msg.split_once(',').ok_or(MalformedRequest)?;
+        let (authz, bare) = rest.split_once(',').ok_or(MalformedRequest)?;
+        let gs2_header = &msg[..msg.len() - bare.len()];
+
+        let cb_flag = match flag {
+            "n" => CbFlag::None,
+            "y" => CbFlag::Unused,
+            _ => {
+                let name = attr(flag, 'p')
+                    .filter(|n| is_cb_name(n))
+                    .ok_or(MalformedRequest)?;
+                if !self.plus {
+                    // 'p' with a mechanism that has no channel binding.
+                    return Err(MalformedRequest);
+                }
+                match &self.cb {
+                    Some(cb) if cb.kind == name => CbFlag::Bound,
+                    // A type we do not have, or no binding at all.
+                    _ => return Err(NotAuthorized),
+                }
+            }
+        };
+        if self.plus && cb_flag != CbFlag::Bound {
+            return Err(MalformedRequest);
+        }
+        if cb_flag == CbFlag::Unused && self.plus_offered {
+            // The client would have bound had it seen our -PLUS offer: an
+            // attacker removed it (RFC 5802 §6, downgrade protection).
+            return Err(NotAuthorized);
+        }
+
+        let authzid = match authz {
+            "" => None,
+            a => Some(
+                attr(a, 'a')
+                    .and_then(decode_saslname)
+                    .ok_or(MalformedRequest)?,
+            ),
+        };
+
+        let mut parts = bare.split(',');
+        let username = parts
+            .next()
+            .and_then(|p| attr(p, 'n'))
+            .and_then(decode_saslname)
+            .ok_or(MalformedRequest)?;
+        let client_nonce = parts
+            .next()
+            .and_then(|p| attr(p, 'r'))
+            .filter(|r| is_nonce(r))
+            .ok_or(MalformedRequest)?;
+        // Optional extensions may follow; a mandatory one ('m=', RFC 5802
+        // §5.1) we do not know must fail the exchange.
+        for ext in parts {
+            if !is_attr_val(ext) || attr(ext, 'm').is_some() {
+                return Err(MalformedRequest);
+            }
+        }
+        Ok(ClientFirst {
+            gs2_header: gs2_header.to_owned(),
+            cb_flag,
+            authzid,
+            username,
+            bare: bare.to_owned(),
+            client_nonce: client_nonce.to_owned(),
+        })
+    }
+
+    /// Checks client-final-message (RFC 5802 §5.1, §7): channel binding,
+    /// nonce, then the proof.
+    fn client_final(
+        &self,
+        input: &[u8],
+        first: ClientFirst,
+        server_first: &str,
+        nonce: &str,
+        creds: &ScramCredentials,
+        decoy: bool,
+    ) -> Step {
+        use SaslFailure::{MalformedRequest, NotAuthorized};
+        let hash = self.hash;
+        let parsed = parse_client_final(input, hash);
+        let Some((without_proof, cb_input, client_nonce, proof)) = parsed else {
+            return Step::Failure(MalformedRequest);
+        };
+
+        // c= is base64(gs2-header [cbind-data]) (RFC 5802 §7).
+        let mut expected_cb = first.gs2_header.clone().into_bytes();
+        if first.cb_flag == CbFlag::Bound {
+            match &self.cb {
+                Some(cb) => expected_cb.extend_from_slice(&cb.data),
+                None => return Step::Failure(NotAuthorized),
+            }
+        }
+        if !ct_eq(&cb_input, &expected_cb) || client_nonce != nonce {
+            return Step::Failure(NotAuthorized);
+        }
+
+        // AuthMessage = client-first-bare "," server-first "," client-final-without-proof
+        let auth_message = format!("{},{server_first},{without_proof}", first.bare);
+        let client_signature = hash.hmac(&creds.stored_key, auth_message.as_bytes());
+        let client_key = xor(&proof, &client_signature);
+        let proof_ok = ct_eq(&hash.hash(&client_key), &creds.stored_key);
+        if !proof_ok || decoy {
+            return Step::Failure(NotAuthorized);
+        }
+        let server_signature = hash.hmac(&creds.server_key, auth_message.as_bytes());
+        Step::Success {
+            username: first.username,
+            authzid: first.authzid,
+            additional: Some(format!("v={}", b64_encode(&server_signature)).into_bytes()),
+        }
+    }
+}
+
+/// Splits client-final-message into client-final-message-without-proof, the
+/// decoded channel-binding input, the nonce and the decoded proof (of the
+/// hash's size). `None` when malformed.
+fn parse_client_final(input: &[u8], hash: ScramHash) -> Option<(&str, Vec<u8>, &str, Vec<u8>)> {
+    if input.len() > MAX_MESSAGE_LEN {
+        return None;
+    }
+    let msg = std::str::from_utf8(input).ok()?;
+    // The proof is the last attribute.
+    let (without_proof, proof) = msg.rsplit_once(",p=")?;
+    let proof = b64_decode(proof).filter(|p| p.len() == hash.output_len())?;
+    let mut parts = without_proof.split(',');
+    let cb_input = parts
+        .next()
+        .and_then(|p| attr(p, 'c'))
+        .and_then(b64_decode)?;
+    let nonce = parts.next().and_then(|p| attr(p, 'r'))?;
+    if !parts.all(is_attr_val) {
+        return None;
+    }
+    Some((without_proof, cb_input, nonce, proof))
+}

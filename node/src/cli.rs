@@ -94,13 +94,15 @@ fn read_password(given: Option<String>) -> anyhow::Result<String> {
 /// Run a `user` command: through the running server's admin socket if it
 /// is up, else on the store directly.
 pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> {
+    // Ask for the password once, whichever way the command goes.
+    let password = match &cmd {
+        UserCommand::Add { password, .. } | UserCommand::Passwd { password, .. } => Some(read_password(password.clone())?),
+        _ => None,
+    };
+    let pw = || password.clone().unwrap_or_default();
     let line = match &cmd {
-        UserCommand::Add { jid, password } => {
-            format!("add {jid} {}", crate::admin::encode_password(&read_password(password.clone())?))
-        }
-        UserCommand::Passwd { jid, password } => {
-            format!("passwd {jid} {}", crate::admin::encode_password(&read_password(password.clone())?))
-        }
+        UserCommand::Add { jid, .. } => format!("add {jid} {}", crate::admin::encode_password(&pw())),
+        UserCommand::Passwd { jid, .. } => format!("passwd {jid} {}", crate::admin::encode_password(&pw())),
         UserCommand::Del { jid } => format!("del {jid}"),
         UserCommand::List { domain } => format!("list {}", domain.clone().unwrap_or_default()),
     };
@@ -119,14 +121,8 @@ pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> 
     let accounts = router::Accounts::new(store.clone(), domains, cfg.registration.min_password_len);
     let jid = |s: &str| proto::BareJid::parse(s).map_err(|e| anyhow::anyhow!("invalid JID {s}: {e}"));
     match cmd {
-        UserCommand::Add { jid: j, password } => {
-            let p = read_password(password)?;
-            accounts.add(&jid(&j)?, &p)?;
-        }
-        UserCommand::Passwd { jid: j, password } => {
-            let p = read_password(password)?;
-            accounts.set_password(&jid(&j)?, &p)?;
-        }
+        UserCommand::Add { jid: j, .. } => accounts.add(&jid(&j)?, &pw())?,
+        UserCommand::Passwd { jid: j, .. } => accounts.set_password(&jid(&j)?, &pw())?,
         UserCommand::Del { jid: j } => accounts.delete(&jid(&j)?)?,
         UserCommand::List { domain } => {
             for u in accounts.list(domain.as_deref())? {

@@ -116,6 +116,21 @@ impl Stanza {
         Ok(st)
     }
 
+    /// Parse a stanza the server wrote itself (for its envelope).
+    pub fn parse(raw: &[u8]) -> Result<Stanza, EnvelopeError> {
+        let mut p = crate::xml::StreamParser::new(crate::xml::Limits {
+            max_stanza_bytes: raw.len() + 1024,
+            ..crate::xml::Limits::default()
+        });
+        p.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>");
+        p.feed(raw);
+        let _ = p.next_event();
+        match p.next_event() {
+            Ok(Some(crate::xml::StreamEvent::Element(e))) => Stanza::from_top(e),
+            _ => Err(EnvelopeError::NotAStanza),
+        }
+    }
+
     pub fn stype(&self) -> &str {
         self.stype.as_deref().unwrap_or("")
     }
@@ -126,6 +141,17 @@ impl Stanza {
 
     /// The stanza's bytes with `from` and `to` set as given.
     pub fn rewrite(&self, from: Option<&Jid>, to: Option<&Jid>) -> Bytes {
+        self.rewrite_head(from, to).0
+    }
+
+    /// The same stanza with `from` and `to` set as given (raw bytes too).
+    pub fn restamped(&self, from: Option<Jid>, to: Option<Jid>) -> Stanza {
+        let (raw, head_len) = self.rewrite_head(from.as_ref(), to.as_ref());
+        Stanza { from, to, raw, head_len, ..self.clone() }
+    }
+
+    /// New bytes and the new start tag's length.
+    fn rewrite_head(&self, from: Option<&Jid>, to: Option<&Jid>) -> (Bytes, usize) {
         let mut s = String::with_capacity(self.raw.len() + 64);
         s.push('<');
         s.push_str(self.kind.name());
@@ -148,12 +174,14 @@ impl Stanza {
         }
         if self.empty {
             s.push_str("/>");
-            return Bytes::from(s);
+            let n = s.len();
+            return (Bytes::from(s), n);
         }
         s.push('>');
+        let head = s.len();
         let mut out = s.into_bytes();
         out.extend_from_slice(self.raw.get(self.head_len..).unwrap_or_default());
-        Bytes::from(out)
+        (Bytes::from(out), head)
     }
 
     /// Parse the whole stanza into an element tree (for modules that need
@@ -204,4 +232,55 @@ pub fn iq_result(id: &str, from: Option<&Jid>, to: &Jid, payload: Option<&Elemen
         None => s.push_str("/>"),
     }
     Bytes::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::{Limits, StreamEvent, StreamParser};
+
+    fn stanza(xml: &str) -> Stanza {
+        let mut p = StreamParser::new(Limits::default());
+        p.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>");
+        p.feed(xml.as_bytes());
+        let _ = p.next_event();
+        match p.next_event() {
+            Ok(Some(StreamEvent::Element(e))) => Stanza::from_top(e).expect("stanza"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn restamping_twice_keeps_the_payload_once() {
+        let s = stanza("<presence id='p' from='x@y/z'><priority>5</priority></presence>");
+        let a = Jid::parse("a@b/c").expect("jid");
+        let t = Jid::parse("d@e").expect("jid");
+        let once = s.restamped(Some(a.clone()), None);
+        let twice = once.restamped(Some(a), Some(t));
+        assert_eq!(&twice.raw[..], b"<presence from='a@b/c' to='d@e' id='p'><priority>5</priority></presence>");
+        let e = Stanza::from_top(crate::xml::TopElement {
+            name: "presence".into(),
+            ns: crate::ns::CLIENT.into(),
+            attrs: vec![],
+            raw: twice.raw.clone(),
+            head_len: twice.head_len,
+            empty: false,
+        });
+        assert!(e.is_ok());
+    }
+
+    #[test]
+    fn jid_malformed_addresses_are_reported_with_the_stanza() {
+        let mut p = StreamParser::new(Limits::default());
+        p.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><message to='a@b@c' id='m'/>");
+        let _ = p.next_event();
+        let Ok(Some(StreamEvent::Element(e))) = p.next_event() else { panic!("element") };
+        match Stanza::from_top(e) {
+            Err(EnvelopeError::Bad { error, stanza }) => {
+                assert_eq!(error.condition, StanzaCondition::JidMalformed);
+                assert_eq!(stanza.id.as_deref(), Some("m"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

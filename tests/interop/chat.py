@@ -22,6 +22,7 @@ class Client(slixmpp.ClientXMPP):
         # The test server uses a generated self-signed certificate.
         self.ssl_context.check_hostname = False
         self.ssl_context.verify_mode = ssl.CERT_NONE
+        self.register_plugin("xep_0203")  # delayed delivery stamps
         if mech:
             self["feature_mechanisms"].use_mech = mech
         self.messages = asyncio.Queue()
@@ -36,6 +37,8 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler("failed_auth", lambda *_: print("auth failed", flush=True))
 
     async def on_start(self, _):
+        mech = getattr(self["feature_mechanisms"], "mech", None)
+        self.mech = getattr(mech, "name", None)
         await self.get_roster()
         self.send_presence()
         self.started.set()
@@ -64,7 +67,8 @@ async def start(jid, password, host, port):
     c = Client(jid, password)
     c.connect(host, port)
     await asyncio.wait_for(c.started.wait(), TIMEOUT)
-    print(f"{jid} logged in", flush=True)
+    print(f"{jid} logged in with {c.mech} after STARTTLS", flush=True)
+    assert c.mech and c.mech.startswith("SCRAM-"), f"expected SCRAM, got {c.mech}"
     return c
 
 

@@ -55,10 +55,8 @@ impl Machine {
             out.push(Action::Send(st.error_reply(&err, &server_jid(&self.domain, &fromj))));
             return;
         }
-        let raw = st.rewrite(Some(&fromj), st.to.as_ref());
-        st.head_len = 0;
-        st.raw = raw;
-        out.push(Action::Route(st));
+        let to = st.to.clone();
+        out.push(Action::Route(st.restamped(Some(fromj), to)));
     }
 
     /// Stanzas the edge answers alone: XEP-0199 pings to the server, the

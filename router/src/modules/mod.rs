@@ -103,6 +103,11 @@ fn unreachable_domain() -> BareJid {
 
 /// A stanza made by the server, ready to route.
 pub(crate) fn synth(kind: Kind, from: Jid, to: Jid, id: Option<String>, stype: Option<&str>, raw: Bytes) -> Stanza {
+    if let Ok(mut s) = Stanza::parse(&raw) {
+        s.from = Some(from);
+        s.to = Some(to);
+        return s;
+    }
     Stanza {
         kind,
         to: Some(to),

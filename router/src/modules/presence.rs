@@ -78,16 +78,13 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
         }
     };
     for item in roster.iter().filter(|i| i.state.sub.has_from()) {
-        let to = Jid::Bare(item.jid.clone());
-        let raw = s.rewrite(Some(&fromj), Some(&to));
-        ctx.route(synth(Kind::Presence, fromj.clone(), to, s.id.clone(), s.stype.as_deref(), raw));
+        ctx.route(s.restamped(Some(fromj.clone()), Some(Jid::Bare(item.jid.clone()))));
     }
     for to in directed {
         if roster.iter().any(|i| i.state.sub.has_from() && i.jid.as_str() == to.bare_str()) {
             continue;
         }
-        let raw = s.rewrite(Some(&fromj), Some(&to));
-        ctx.route(synth(Kind::Presence, fromj.clone(), to, s.id.clone(), s.stype.as_deref(), raw));
+        ctx.route(s.restamped(Some(fromj.clone()), Some(to)));
     }
     // The user's own available resources, this one included (§4.2.2).
     for sess in ctx.st.sessions(&user) {
@@ -159,8 +156,7 @@ pub(crate) fn went_offline(ctx: &mut Ctx<'_>, jid: &FullJid) {
     } else if let Some(sess) = ctx.st.session_mut(jid) {
         let directed = std::mem::take(&mut sess.directed);
         for to in directed {
-            let raw = s.rewrite(s.from.as_ref(), Some(&to));
-            ctx.route(Stanza { to: Some(to), raw, ..s.clone() });
+            ctx.route(s.restamped(s.from.clone(), Some(to)));
         }
     }
 }
@@ -215,7 +211,7 @@ fn answer_probe(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
     for sess in ctx.st.sessions(user) {
         if let (true, Some(p)) = (sess.available, &sess.presence) {
             let from = Jid::Full(sess.jid.clone());
-            out.push(synth(Kind::Presence, from.clone(), prober.clone(), None, None, p.rewrite(Some(&from), Some(&prober))));
+            out.push(p.restamped(Some(from), Some(prober.clone())));
             sent = true;
         }
     }

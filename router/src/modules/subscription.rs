@@ -68,8 +68,7 @@ pub(crate) fn outbound(ctx: &mut Ctx<'_>, from: &FullJid, contact: BareJid, acti
         // Subscription stanzas are stamped with the bare JID (RFC 6121 §3.1.2).
         let me = Jid::Bare(user.clone());
         let to = Jid::Bare(contact.clone());
-        let raw = s.rewrite(Some(&me), Some(&to));
-        ctx.route(Stanza { from: Some(me), to: Some(to), raw, ..s });
+        ctx.route(s.restamped(Some(me), Some(to)));
     }
     let contact_j = Jid::Bare(contact);
     if !old.sub.has_from() && t.new.sub.has_from() {

@@ -1,0 +1,229 @@
+//! A minimal XMPP client for load: STARTTLS, direct TLS or plain; SCRAM
+//! or PLAIN; optional in-band registration (XEP-0077); bind; then raw
+//! stanzas. It works against any RFC 6120 server.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use proto::Element;
+use proto::sasl::Mechanism;
+use proto::sasl::client::ScramClient;
+use proto::xml::{Limits, StreamEvent, StreamParser};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsMode {
+    Plain,
+    Starttls,
+    Direct,
+}
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub domain: String,
+    pub tls: TlsMode,
+    pub mechanism: String,
+    pub register: bool,
+    pub tls_config: Arc<rustls::ClientConfig>,
+}
+
+pub enum Conn {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Reads whole top-level elements.
+pub struct Reader<R> {
+    io: R,
+    parser: StreamParser,
+    buf: Vec<u8>,
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    fn new(io: R) -> Reader<R> {
+        Reader { io, parser: StreamParser::new(Limits::default()), buf: vec![0u8; 8192] }
+    }
+
+    /// The next top-level element's raw bytes.
+    pub async fn next_raw(&mut self) -> anyhow::Result<Bytes> {
+        loop {
+            match self.parser.next_event() {
+                Ok(Some(StreamEvent::Element(e))) => return Ok(e.raw),
+                Ok(Some(StreamEvent::Close)) => bail!("stream closed by the server"),
+                Ok(Some(StreamEvent::Open(_))) => continue,
+                Ok(None) => {}
+                Err(e) => bail!("parse error: {e}"),
+            }
+            let n = self.io.read(&mut self.buf).await?;
+            if n == 0 {
+                bail!("connection closed");
+            }
+            self.parser.feed(&self.buf[..n]);
+        }
+    }
+
+    pub async fn next_element(&mut self) -> anyhow::Result<Element> {
+        let raw = self.next_raw().await?;
+        Element::parse(&raw, proto::ns::CLIENT, self.parser.stream_prefixes()).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// A logged-in session, split for concurrent reading and writing.
+pub struct Session {
+    pub jid: String,
+    pub reader: Reader<ReadHalf<Conn>>,
+    pub writer: WriteHalf<Conn>,
+}
+
+fn header(domain: &str) -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+    )
+}
+
+async fn tcp(addr: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStream> {
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(ip) = source {
+        sock.bind(SocketAddr::new(ip, 0))?;
+    }
+    let s = sock.connect(addr).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+async fn tls(t: &Target, s: TcpStream) -> anyhow::Result<(Conn, Option<Vec<u8>>)> {
+    let name = rustls_pki_types::ServerName::try_from(t.domain.clone()).context("server name")?;
+    let c = tokio_rustls::TlsConnector::from(t.tls_config.clone()).connect(name, s).await?;
+    let conn = c.get_ref().1;
+    let cb = if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+        conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None).ok()
+    } else {
+        None
+    };
+    Ok((Conn::Tls(Box::new(c)), cb))
+}
+
+async fn open(r: &mut Reader<Conn>, domain: &str) -> anyhow::Result<Element> {
+    r.parser.reset();
+    r.io.write_all(header(domain).as_bytes()).await?;
+    let f = r.next_element().await?;
+    if f.name != "features" {
+        bail!("expected stream features, got {}", f.name);
+    }
+    Ok(f)
+}
+
+fn failure(e: &Element) -> String {
+    e.first_element().map(|c| c.name.clone()).unwrap_or_else(|| e.name.clone())
+}
+
+/// Connect, (register,) authenticate, bind and send initial presence.
+pub async fn login(t: &Target, user: &str, password: &str, resource: &str, source: Option<IpAddr>) -> anyhow::Result<Session> {
+    let s = tcp(t.addr, source).await?;
+    let mut cb = None;
+    let conn = match t.tls {
+        TlsMode::Direct => {
+            let (c, b) = tls(t, s).await?;
+            cb = b;
+            c
+        }
+        _ => Conn::Tcp(s),
+    };
+    let mut r = Reader::new(conn);
+    open(&mut r, &t.domain).await?;
+    if t.tls == TlsMode::Starttls {
+        r.io.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await?;
+        let p = r.next_element().await?;
+        if p.name != "proceed" {
+            bail!("starttls refused");
+        }
+        let Conn::Tcp(s) = r.io else { bail!("starttls on a TLS connection") };
+        let (c, b) = tls(t, s).await?;
+        cb = b;
+        r = Reader::new(c);
+        open(&mut r, &t.domain).await?;
+    }
+    if t.register {
+        let q = format!(
+            "<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>{user}</username><password>{password}</password></query></iq>"
+        );
+        r.io.write_all(q.as_bytes()).await?;
+        // A conflict means the account exists already: fine.
+        let _ = r.next_element().await?;
+    }
+    let mech = Mechanism::parse(&t.mechanism).context("unknown mechanism")?;
+    if mech == Mechanism::Plain {
+        let m = B64.encode(format!("\0{user}\0{password}"));
+        r.io.write_all(format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{m}</auth>").as_bytes()).await?;
+    } else {
+        let mut c = ScramClient::new(mech, user, password, if mech.is_plus() { cb.clone() } else { None })?;
+        let first = B64.encode(c.first());
+        r.io.write_all(format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{}'>{first}</auth>", t.mechanism).as_bytes()).await?;
+        let ch = r.next_element().await?;
+        if ch.name != "challenge" {
+            bail!("authentication failed: {}", failure(&ch));
+        }
+        let fin = c.finish(&B64.decode(ch.text().trim())?)?;
+        r.io.write_all(format!("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>", B64.encode(fin)).as_bytes()).await?;
+    }
+    let ok = r.next_element().await?;
+    if ok.name != "success" {
+        bail!("authentication failed: {}", failure(&ok));
+    }
+    open(&mut r, &t.domain).await?;
+    r.io.write_all(
+        format!("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>")
+            .as_bytes(),
+    )
+    .await?;
+    let b = r.next_element().await?;
+    let jid = b
+        .child("bind", proto::ns::BIND)
+        .and_then(|x| x.child("jid", proto::ns::BIND))
+        .map(Element::text)
+        .with_context(|| format!("bind failed: {}", failure(&b)))?;
+    r.io.write_all(b"<presence/>").await?;
+    let parser = r.parser;
+    let (rh, wh) = tokio::io::split(r.io);
+    Ok(Session { jid, reader: Reader { io: rh, parser, buf: r.buf }, writer: wh })
+}

@@ -1,0 +1,847 @@
+//! The server's configuration: one TOML file, read once at start-up.
+//!
+//! Every table is a serde struct with `#[serde(default, deny_unknown_fields)]`:
+//! anything left out takes its documented default and a misspelt key is an
+//! error, not a silently ignored setting. [`Config::validate`] then checks
+//! the values together and reports every problem at once, one line each
+//! (`field.path: what is wrong`), so `xmppd config check` can list them all.
+//! `xmppd.example.toml` at the repository root documents every option.
+//!
+//! Relative paths are taken relative to the process's working directory.
+//! This module only reads and checks the settings; it must not open
+//! sockets, stores or TLS material (see `tls.rs` for that).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Virtual hosts served, as XMPP domainparts in canonical form
+    /// (RFC 7622 §3.2). Default `["localhost"]`.
+    pub domains: Vec<String>,
+    /// Where the database, the admin socket and a generated certificate
+    /// live. Default `"./data"`.
+    pub data_dir: PathBuf,
+    /// `[listeners]`: addresses to listen on.
+    pub listeners: Listeners,
+    /// `[tls]`: certificate and protocol versions.
+    pub tls: TlsConfig,
+    /// `[limits]`: protection against misbehaving clients.
+    pub limits: LimitsConfig,
+    /// `[registration]`: XEP-0077 in-band registration.
+    pub registration: RegistrationConfig,
+    /// `[offline]`: messages stored for unavailable users.
+    pub offline: OfflineConfig,
+    /// `[storage]`: durability of the database.
+    pub storage: StorageConfig,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            domains: vec!["localhost".to_string()],
+            data_dir: PathBuf::from("./data"),
+            listeners: Listeners::default(),
+            tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
+            registration: RegistrationConfig::default(),
+            offline: OfflineConfig::default(),
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// `[listeners]`. A client listener is turned off by setting it to `false`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listeners {
+    /// Client connections with STARTTLS (RFC 6120 §5). Default
+    /// `"0.0.0.0:5222"`; `false` turns it off.
+    #[serde(with = "listener_addr")]
+    pub c2s: Option<String>,
+    /// Client connections with TLS from the first byte (XEP-0368). Default
+    /// `"0.0.0.0:5223"`; `false` turns it off.
+    #[serde(with = "listener_addr")]
+    pub c2s_direct_tls: Option<String>,
+    /// Unix socket of the `xmppd user ...` commands. Default: none given,
+    /// which means `<data_dir>/admin.sock`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_socket: Option<PathBuf>,
+}
+
+impl Default for Listeners {
+    fn default() -> Listeners {
+        Listeners {
+            c2s: Some("0.0.0.0:5222".to_string()),
+            c2s_direct_tls: Some("0.0.0.0:5223".to_string()),
+            admin_socket: None,
+        }
+    }
+}
+
+impl Listeners {
+    /// The STARTTLS listener's address; `None` when it is off (or, before
+    /// [`Config::validate`] passed, when it does not parse).
+    pub fn c2s_addr(&self) -> Option<SocketAddr> {
+        self.c2s.as_deref().and_then(|a| a.parse().ok())
+    }
+
+    /// The direct TLS listener's address, like [`Listeners::c2s_addr`].
+    pub fn c2s_direct_tls_addr(&self) -> Option<SocketAddr> {
+        self.c2s_direct_tls.as_deref().and_then(|a| a.parse().ok())
+    }
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first. Give both `cert` and `key`, or
+    /// neither: then a self-signed certificate for the domains is generated
+    /// at start-up (development only). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert` (PKCS#8, RSA or SEC1). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// On the plain port, refuse SASL and resource binding before STARTTLS.
+    /// Default `true`.
+    pub require_starttls: bool,
+    /// Also offer TLS 1.2; TLS 1.3 is always on and nothing older exists.
+    /// Default `true`.
+    pub allow_tls12: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> TlsConfig {
+        TlsConfig {
+            cert: None,
+            key: None,
+            require_starttls: true,
+            allow_tls12: true,
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest stanza accepted, in bytes; at least 10000 (RFC 6120 §13.12).
+    /// Default 262144.
+    pub max_stanza_bytes: usize,
+    /// Deepest element nesting inside a stanza. Default 32.
+    pub max_depth: usize,
+    /// Most attributes on one element. Default 64.
+    pub max_attrs: usize,
+    /// Bytes per second one connection may send; 0 = unlimited.
+    /// Default 102400.
+    pub read_rate_bytes_per_sec: u64,
+    /// Bytes a connection may send at once above the rate. Default 524288.
+    pub read_burst_bytes: u64,
+    /// Connections from one IP address. Default 100.
+    pub max_connections_per_ip: usize,
+    /// Connections to this node. Default 15000.
+    pub max_connections: usize,
+    /// Seconds from connecting to a bound session. Default 30.
+    pub handshake_timeout_secs: u64,
+    /// Seconds without traffic before the server pings the client
+    /// (XEP-0199). Default 300.
+    pub idle_timeout_secs: u64,
+    /// Seconds allowed for the answer to that ping before the connection is
+    /// closed. Default 60.
+    pub ping_timeout_secs: u64,
+    /// Stanzas queued for one session before it is closed as too slow.
+    /// Default 1024.
+    pub outbound_queue: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            max_stanza_bytes: 256 * 1024,
+            max_depth: 32,
+            max_attrs: 64,
+            read_rate_bytes_per_sec: 100 * 1024,
+            read_burst_bytes: 512 * 1024,
+            max_connections_per_ip: 100,
+            max_connections: 15_000,
+            handshake_timeout_secs: 30,
+            idle_timeout_secs: 300,
+            ping_timeout_secs: 60,
+            outbound_queue: 1024,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The stream parser's limits.
+    pub fn xml_limits(&self) -> proto::xml::Limits {
+        proto::xml::Limits {
+            max_stanza_bytes: self.max_stanza_bytes,
+            max_depth: self.max_depth,
+            max_attrs: self.max_attrs,
+        }
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_secs(self.ping_timeout_secs)
+    }
+}
+
+/// `[registration]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// Let anyone create an account over XMPP (XEP-0077). Default `false`.
+    pub enabled: bool,
+    /// Let signed-in users change their password (XEP-0077 §3.3).
+    /// Default `true`.
+    pub allow_password_change: bool,
+    /// Shortest password accepted, in characters; 1 to 1023. Default 8.
+    pub min_password_len: usize,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> RegistrationConfig {
+        RegistrationConfig {
+            enabled: false,
+            allow_password_change: true,
+            min_password_len: 8,
+        }
+    }
+}
+
+/// `[offline]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OfflineConfig {
+    /// Messages stored per user while no resource is available; the ones
+    /// after that are bounced. Default 1000.
+    pub max_per_user: usize,
+}
+
+impl Default for OfflineConfig {
+    fn default() -> OfflineConfig {
+        OfflineConfig { max_per_user: 1000 }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `false`: each write reaches the write-ahead log before it is
+    /// acknowledged, and the OS decides when to flush it to disk (a crash
+    /// of the process loses nothing, a power cut may lose the last
+    /// moments). `true`: fsync every write. Default `false`.
+    pub sync_writes: bool,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` EnvFilter directive such as `"info"` or
+    /// `"info,node=debug"`; the `RUST_LOG` environment variable overrides
+    /// it. Default `"info"`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where, as a TOML path: `limits.max_depth`, `domains[1]`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bad TOML, an unknown key or a value of the wrong type; the message
+    /// carries the line and column.
+    #[error("{0}")]
+    Syntax(#[from] toml::de::Error),
+    /// Values that parse but cannot work, one line each.
+    #[error("{}", lines(.0))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    /// The problems found by [`Config::validate`]; empty for other errors.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid(p) => p,
+            _ => &[],
+        }
+    }
+}
+
+fn lines(problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(Problem::to_string).collect();
+    lines.join("\n")
+}
+
+/// RFC 6120 §13.12: a server must accept stanzas of at least 10000 bytes.
+const MIN_STANZA_BYTES: usize = 10_000;
+/// Beyond this one stanza could hold a good share of a small machine's memory.
+const MAX_STANZA_BYTES: usize = 64 * 1024 * 1024;
+/// `<stream:stream>` > stanza > payload > child: anything less breaks XMPP.
+const MIN_DEPTH: usize = 4;
+/// A stream header carries up to 7 attributes (with its namespaces).
+const MIN_ATTRS: usize = 8;
+/// Timers longer than a day are a mistake, and huge ones overflow `Instant`.
+const MAX_TIMEOUT_SECS: u64 = 86_400;
+/// RFC 7622 §3.3 bounds a localpart, and so sensible passwords, to 1023.
+const MAX_MIN_PASSWORD_LEN: usize = 1023;
+/// `sun_path` holds 108 bytes including the final NUL (Linux unix(7)).
+const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+impl Config {
+    /// Read, parse and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text)
+    }
+
+    /// Parse and validate a configuration.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The admin socket's path: as configured, or `<data_dir>/admin.sock`.
+    pub fn admin_socket_path(&self) -> PathBuf {
+        self.listeners
+            .admin_socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin.sock"))
+    }
+
+    /// Check the values together; every problem found is reported.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        self.check_domains(&mut p);
+        if self.data_dir.as_os_str().is_empty() {
+            p.add("data_dir", "must not be empty");
+        }
+        self.check_listeners(&mut p);
+        self.check_tls(&mut p);
+        self.check_limits(&mut p);
+        let min = self.registration.min_password_len;
+        if min == 0 || min > MAX_MIN_PASSWORD_LEN {
+            p.add(
+                "registration.min_password_len",
+                format!("is {min}, must be 1 to {MAX_MIN_PASSWORD_LEN}"),
+            );
+        }
+        if self.offline.max_per_user == 0 {
+            p.add("offline.max_per_user", "must be at least 1");
+        }
+        check_log_level(&self.log.level, &mut p);
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(p.0))
+        }
+    }
+
+    fn check_domains(&self, p: &mut Problems) {
+        if self.domains.is_empty() {
+            p.add("domains", "at least one domain must be served");
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for (i, d) in self.domains.iter().enumerate() {
+            let field = format!("domains[{i}]");
+            match proto::jid::normalize_domain(d) {
+                Err(e) => p.add(
+                    &field,
+                    format!("{d:?} is not a valid XMPP domainpart (RFC 7622 §3.2): {e}"),
+                ),
+                Ok(n) => {
+                    if n != *d {
+                        p.add(
+                            &field,
+                            format!("{d:?} is not in canonical form, write {n:?}"),
+                        );
+                    }
+                    if seen.contains(&n) {
+                        p.add(&field, format!("{n:?} is listed more than once"));
+                    } else {
+                        seen.push(n);
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_listeners(&self, p: &mut Problems) {
+        let l = &self.listeners;
+        let mut bound: Vec<(SocketAddr, &str)> = Vec::new();
+        for (field, addr) in [
+            ("listeners.c2s", &l.c2s),
+            ("listeners.c2s_direct_tls", &l.c2s_direct_tls),
+        ] {
+            let Some(addr) = addr else { continue };
+            match addr.parse::<SocketAddr>() {
+                Err(_) => p.add(
+                    field,
+                    format!("{addr:?} is not an address like \"0.0.0.0:5222\" or \"[::]:5222\""),
+                ),
+                Ok(a) if a.port() != 0 => match bound.iter().find(|(b, _)| *b == a) {
+                    Some((_, other)) => p.add(field, format!("{a} is also used by {other}")),
+                    None => bound.push((a, field)),
+                },
+                Ok(_) => {} // port 0: the OS picks one, never a clash
+            }
+        }
+        if l.c2s.is_none() && l.c2s_direct_tls.is_none() {
+            p.add(
+                "listeners",
+                "c2s and c2s_direct_tls are both off, clients could not connect",
+            );
+        }
+        let socket = self.admin_socket_path();
+        if socket.as_os_str().len() > MAX_SOCKET_PATH_BYTES {
+            p.add(
+                "listeners.admin_socket",
+                format!(
+                    "{} is longer than the {MAX_SOCKET_PATH_BYTES} bytes a unix socket path may have",
+                    socket.display()
+                ),
+            );
+        }
+    }
+
+    fn check_tls(&self, p: &mut Problems) {
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => p.add("tls.key", "must be given with tls.cert"),
+            (None, Some(_)) => p.add("tls.cert", "must be given with tls.key"),
+            _ => {}
+        }
+        for (field, path) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+            let Some(path) = path else { continue };
+            if let Err(e) = check_readable(path) {
+                p.add(field, format!("cannot read {}: {e}", path.display()));
+            }
+        }
+    }
+
+    fn check_limits(&self, p: &mut Problems) {
+        let l = &self.limits;
+        if !(MIN_STANZA_BYTES..=MAX_STANZA_BYTES).contains(&l.max_stanza_bytes) {
+            p.add(
+                "limits.max_stanza_bytes",
+                format!(
+                    "is {}, must be {MIN_STANZA_BYTES} (RFC 6120 §13.12) to {MAX_STANZA_BYTES}",
+                    l.max_stanza_bytes
+                ),
+            );
+        }
+        p.at_least("limits.max_depth", l.max_depth, MIN_DEPTH);
+        p.at_least("limits.max_attrs", l.max_attrs, MIN_ATTRS);
+        if l.read_rate_bytes_per_sec > 0 && l.read_burst_bytes == 0 {
+            p.add(
+                "limits.read_burst_bytes",
+                "must be at least 1 when limits.read_rate_bytes_per_sec is set",
+            );
+        }
+        p.at_least("limits.max_connections", l.max_connections, 1);
+        p.at_least("limits.max_connections_per_ip", l.max_connections_per_ip, 1);
+        if l.max_connections_per_ip > l.max_connections {
+            p.add(
+                "limits.max_connections_per_ip",
+                format!(
+                    "is {}, more than limits.max_connections ({})",
+                    l.max_connections_per_ip, l.max_connections
+                ),
+            );
+        }
+        for (field, secs) in [
+            ("limits.handshake_timeout_secs", l.handshake_timeout_secs),
+            ("limits.idle_timeout_secs", l.idle_timeout_secs),
+            ("limits.ping_timeout_secs", l.ping_timeout_secs),
+        ] {
+            if !(1..=MAX_TIMEOUT_SECS).contains(&secs) {
+                p.add(field, format!("is {secs}, must be 1 to {MAX_TIMEOUT_SECS}"));
+            }
+        }
+        p.at_least("limits.outbound_queue", l.outbound_queue, 1);
+    }
+}
+
+fn check_readable(path: &Path) -> std::io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(())
+}
+
+fn check_log_level(level: &str, p: &mut Problems) {
+    if level.trim().is_empty() {
+        p.add("log.level", "must not be empty, e.g. \"info\"");
+    } else if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+        p.add("log.level", format!("{level:?} is not a log filter: {e}"));
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(Problem {
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn at_least(&mut self, field: &str, value: usize, min: usize) {
+        if value < min {
+            self.add(field, format!("is {value}, must be at least {min}"));
+        }
+    }
+}
+
+/// A listener address: a `"host:port"` string, or `false` for off (TOML
+/// has no null, and a left-out key means the default).
+mod listener_addr {
+    use std::fmt;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(a) => s.serialize_str(a),
+            None => s.serialize_bool(false),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_any(AddrVisitor)
+    }
+
+    struct AddrVisitor;
+
+    impl Visitor<'_> for AddrVisitor {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an address such as \"0.0.0.0:5222\", or false to turn the listener off")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            if v {
+                Err(E::invalid_value(de::Unexpected::Bool(true), &self))
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../xmppd.example.toml");
+
+    fn problems(cfg: &Config) -> Vec<String> {
+        match cfg.validate() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.problems().iter().map(Problem::to_string).collect(),
+        }
+    }
+
+    /// The one problem of `cfg`, which must be about `field`.
+    fn only_problem(cfg: &Config, field: &str) -> String {
+        let p = problems(cfg);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(p[0].starts_with(&format!("{field}: ")), "{p:#?}");
+        p[0].clone()
+    }
+
+    #[test]
+    fn defaults_round_trip_and_validate() {
+        let def = Config::default();
+        def.validate().expect("defaults are valid");
+        let text = toml::to_string(&def).expect("serialize");
+        assert_eq!(Config::from_toml(&text).expect("parse"), def);
+        assert_eq!(Config::from_toml("").expect("empty file"), def);
+    }
+
+    #[test]
+    fn example_file_documents_the_defaults() {
+        let cfg = Config::from_toml(EXAMPLE).expect("example is valid");
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let e = Config::from_toml("[limits]\nmax_stanza_byte = 5\n").expect_err("typo");
+        let msg = e.to_string();
+        assert!(matches!(e, ConfigError::Syntax(_)));
+        assert!(msg.contains("max_stanza_byte"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+        let e = Config::from_toml("domain = [\"a.example\"]\n").expect_err("typo");
+        assert!(e.to_string().contains("domain"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let msg = Config::from_toml("domains = [\"a\"\n[tls]\n")
+            .expect_err("bad")
+            .to_string();
+        assert!(msg.contains("line") && msg.contains("column"), "{msg}");
+    }
+
+    #[test]
+    fn listener_can_be_turned_off_and_round_trips() {
+        let cfg = Config::from_toml("[listeners]\nc2s_direct_tls = false\n").expect("valid");
+        assert_eq!(cfg.listeners.c2s_direct_tls, None);
+        assert_eq!(cfg.listeners.c2s_addr(), "0.0.0.0:5222".parse().ok());
+        let text = toml::to_string(&cfg).expect("serialize");
+        assert_eq!(Config::from_toml(&text).expect("parse"), cfg);
+        let e = Config::from_toml("[listeners]\nc2s = true\n").expect_err("true");
+        assert!(
+            e.to_string().contains("false to turn the listener off"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn domains_are_required_canonical_and_unique() {
+        let mut cfg = Config {
+            domains: vec![],
+            ..Config::default()
+        };
+        only_problem(&cfg, "domains");
+        cfg.domains = vec!["Example.COM".into()];
+        let p = only_problem(&cfg, "domains[0]");
+        assert!(p.contains("\"example.com\""), "{p}");
+        cfg.domains = vec!["a..b".into()];
+        only_problem(&cfg, "domains[0]");
+        cfg.domains = vec!["a.example".into(), "b.example".into(), "a.example".into()];
+        let p = only_problem(&cfg, "domains[2]");
+        assert!(p.contains("more than once"), "{p}");
+        cfg.domains = vec!["a.example".into(), "127.0.0.1".into(), "[::1]".into()];
+        assert_eq!(problems(&cfg), Vec::<String>::new());
+    }
+
+    #[test]
+    fn listener_addresses_parse_and_differ() {
+        let mut cfg = Config::default();
+        cfg.listeners.c2s = Some("localhost:5222".into());
+        only_problem(&cfg, "listeners.c2s");
+        cfg.listeners.c2s = Some("0.0.0.0:5223".into());
+        let p = only_problem(&cfg, "listeners.c2s_direct_tls");
+        assert!(p.contains("listeners.c2s"), "{p}");
+        cfg.listeners.c2s = Some("127.0.0.1:0".into());
+        cfg.listeners.c2s_direct_tls = Some("127.0.0.1:0".into());
+        assert_eq!(problems(&cfg), Vec::<String>::new());
+        cfg.listeners.c2s = None;
+        cfg.listeners.c2s_direct_tls = None;
+        only_problem(&cfg, "listeners");
+    }
+
+    #[test]
+    fn admin_socket_path_defaults_into_data_dir_and_is_bounded() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.admin_socket_path(), PathBuf::from("./data/admin.sock"));
+        cfg.data_dir = PathBuf::from("/d".repeat(60));
+        only_problem(&cfg, "listeners.admin_socket");
+        cfg.listeners.admin_socket = Some(PathBuf::from("/run/xmppd.sock"));
+        assert_eq!(problems(&cfg), Vec::<String>::new());
+        cfg.data_dir = PathBuf::new();
+        only_problem(&cfg, "data_dir");
+    }
+
+    #[test]
+    fn cert_and_key_go_together_and_must_be_readable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = dir.path().join("c.pem");
+        std::fs::write(&cert, "x").expect("write");
+        let mut cfg = Config::default();
+        cfg.tls.cert = Some(cert.clone());
+        only_problem(&cfg, "tls.key");
+        cfg.tls = TlsConfig {
+            key: Some(cert.clone()),
+            ..TlsConfig::default()
+        };
+        only_problem(&cfg, "tls.cert");
+        cfg.tls.cert = Some(dir.path().join("missing.pem"));
+        let p = only_problem(&cfg, "tls.cert");
+        assert!(p.contains("missing.pem"), "{p}");
+        cfg.tls.cert = Some(dir.path().to_path_buf());
+        only_problem(&cfg, "tls.cert");
+        cfg.tls.cert = Some(cert);
+        assert_eq!(problems(&cfg), Vec::<String>::new());
+    }
+
+    #[test]
+    fn limits_must_be_sane() {
+        let field_of = |f: fn(&mut LimitsConfig)| {
+            let mut cfg = Config::default();
+            f(&mut cfg.limits);
+            problems(&cfg)
+        };
+        let cases: [(fn(&mut LimitsConfig), &str); 12] = [
+            (|l| l.max_stanza_bytes = 9_999, "limits.max_stanza_bytes"),
+            (|l| l.max_depth = 3, "limits.max_depth"),
+            (|l| l.max_attrs = 0, "limits.max_attrs"),
+            (|l| l.read_burst_bytes = 0, "limits.read_burst_bytes"),
+            (
+                |l| l.max_connections_per_ip = 0,
+                "limits.max_connections_per_ip",
+            ),
+            (|l| l.max_connections = 10, "limits.max_connections_per_ip"),
+            (
+                |l| l.handshake_timeout_secs = 0,
+                "limits.handshake_timeout_secs",
+            ),
+            (|l| l.idle_timeout_secs = 0, "limits.idle_timeout_secs"),
+            (|l| l.ping_timeout_secs = 0, "limits.ping_timeout_secs"),
+            (
+                |l| l.ping_timeout_secs = u64::MAX,
+                "limits.ping_timeout_secs",
+            ),
+            (|l| l.outbound_queue = 0, "limits.outbound_queue"),
+            (
+                |l| l.max_stanza_bytes = usize::MAX,
+                "limits.max_stanza_bytes",
+            ),
+        ];
+        for (change, field) in cases {
+            let p = field_of(change);
+            assert_eq!(p.len(), 1, "{field}: {p:#?}");
+            assert!(p[0].starts_with(&format!("{field}: ")), "{p:#?}");
+        }
+        // 0 = unlimited rate, and then the burst does not matter.
+        assert!(
+            field_of(|l| {
+                l.read_rate_bytes_per_sec = 0;
+                l.read_burst_bytes = 0;
+            })
+            .is_empty()
+        );
+        assert_eq!(
+            field_of(|l| l.max_stanza_bytes = 10_000),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn registration_offline_and_log_are_checked() {
+        let mut cfg = Config::default();
+        cfg.registration.min_password_len = 1024;
+        only_problem(&cfg, "registration.min_password_len");
+        cfg.registration.min_password_len = 0;
+        only_problem(&cfg, "registration.min_password_len");
+        cfg.registration.min_password_len = 1023;
+        cfg.offline.max_per_user = 0;
+        only_problem(&cfg, "offline.max_per_user");
+        cfg.offline.max_per_user = 1;
+        cfg.log.level = "info,node=loud".into();
+        only_problem(&cfg, "log.level");
+        cfg.log.level = " ".into();
+        only_problem(&cfg, "log.level");
+        cfg.log.level = "warn,node=debug".into();
+        assert_eq!(problems(&cfg), Vec::<String>::new());
+    }
+
+    #[test]
+    fn all_problems_are_reported_together() {
+        let text = r#"
+            domains = ["Upper.Example", "ok.example", "ok.example"]
+            [listeners]
+            c2s = "nowhere"
+            [tls]
+            cert = "/nonexistent/cert.pem"
+            [limits]
+            max_depth = 1
+            max_stanza_bytes = 100
+        "#;
+        let e = Config::from_toml(text).expect_err("invalid");
+        let fields: Vec<&str> = e.problems().iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "domains[0]",
+                "domains[2]",
+                "listeners.c2s",
+                "tls.key",
+                "tls.cert",
+                "limits.max_stanza_bytes",
+                "limits.max_depth",
+            ]
+        );
+        let shown = e.to_string();
+        assert_eq!(shown.lines().count(), 7, "{shown}");
+        assert!(
+            shown
+                .lines()
+                .all(|l| l.contains(": ") && !l.starts_with(' '))
+        );
+    }
+
+    #[test]
+    fn load_reads_a_file_and_names_it_when_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("xmppd.toml");
+        std::fs::write(&path, "domains = [\"chat.example\"]\n").expect("write");
+        let cfg = Config::load(&path).expect("load");
+        assert_eq!(cfg.domains, ["chat.example"]);
+        let missing = dir.path().join("nope.toml");
+        let e = Config::load(&missing).expect_err("missing");
+        assert!(matches!(e, ConfigError::Read { .. }));
+        assert!(e.to_string().contains("nope.toml"), "{e}");
+    }
+}

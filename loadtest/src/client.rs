@@ -43,7 +43,11 @@ pub enum Conn {
 }
 
 impl AsyncRead for Conn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -52,7 +56,11 @@ impl AsyncRead for Conn {
 }
 
 impl AsyncWrite for Conn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -81,7 +89,11 @@ pub struct Reader<R> {
 
 impl<R: AsyncRead + Unpin> Reader<R> {
     fn new(io: R) -> Reader<R> {
-        Reader { io, parser: StreamParser::new(Limits::default()), buf: vec![0u8; 8192] }
+        Reader {
+            io,
+            parser: StreamParser::new(Limits::default()),
+            buf: vec![0u8; 8192],
+        }
     }
 
     /// The next top-level element's raw bytes.
@@ -104,7 +116,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 
     pub async fn next_element(&mut self) -> anyhow::Result<Element> {
         let raw = self.next_raw().await?;
-        Element::parse(&raw, proto::ns::CLIENT, self.parser.stream_prefixes()).map_err(|e| anyhow::anyhow!("{e}"))
+        Element::parse(&raw, proto::ns::CLIENT, self.parser.stream_prefixes())
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
 
@@ -122,7 +135,11 @@ fn header(domain: &str) -> String {
 }
 
 async fn tcp(addr: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStream> {
-    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     if let Some(ip) = source {
         sock.bind(SocketAddr::new(ip, 0))?;
     }
@@ -133,10 +150,13 @@ async fn tcp(addr: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStre
 
 async fn tls(t: &Target, s: TcpStream) -> anyhow::Result<(Conn, Option<Vec<u8>>)> {
     let name = rustls_pki_types::ServerName::try_from(t.domain.clone()).context("server name")?;
-    let c = tokio_rustls::TlsConnector::from(t.tls_config.clone()).connect(name, s).await?;
+    let c = tokio_rustls::TlsConnector::from(t.tls_config.clone())
+        .connect(name, s)
+        .await?;
     let conn = c.get_ref().1;
     let cb = if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
-        conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None).ok()
+        conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
+            .ok()
     } else {
         None
     };
@@ -154,11 +174,19 @@ async fn open(r: &mut Reader<Conn>, domain: &str) -> anyhow::Result<Element> {
 }
 
 fn failure(e: &Element) -> String {
-    e.first_element().map(|c| c.name.clone()).unwrap_or_else(|| e.name.clone())
+    e.first_element()
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| e.name.clone())
 }
 
 /// Connect, (register,) authenticate, bind and send initial presence.
-pub async fn login(t: &Target, user: &str, password: &str, resource: &str, source: Option<IpAddr>) -> anyhow::Result<Session> {
+pub async fn login(
+    t: &Target,
+    user: &str,
+    password: &str,
+    resource: &str,
+    source: Option<IpAddr>,
+) -> anyhow::Result<Session> {
     let s = tcp(t.addr, source).await?;
     let mut cb = None;
     let conn = match t.tls {
@@ -172,12 +200,15 @@ pub async fn login(t: &Target, user: &str, password: &str, resource: &str, sourc
     let mut r = Reader::new(conn);
     open(&mut r, &t.domain).await?;
     if t.tls == TlsMode::Starttls {
-        r.io.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await?;
+        r.io.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await?;
         let p = r.next_element().await?;
         if p.name != "proceed" {
             bail!("starttls refused");
         }
-        let Conn::Tcp(s) = r.io else { bail!("starttls on a TLS connection") };
+        let Conn::Tcp(s) = r.io else {
+            bail!("starttls on a TLS connection")
+        };
         let (c, b) = tls(t, s).await?;
         cb = b;
         r = Reader::new(c);
@@ -194,17 +225,40 @@ pub async fn login(t: &Target, user: &str, password: &str, resource: &str, sourc
     let mech = Mechanism::parse(&t.mechanism).context("unknown mechanism")?;
     if mech == Mechanism::Plain {
         let m = B64.encode(format!("\0{user}\0{password}"));
-        r.io.write_all(format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{m}</auth>").as_bytes()).await?;
+        r.io.write_all(
+            format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{m}</auth>")
+                .as_bytes(),
+        )
+        .await?;
     } else {
-        let mut c = ScramClient::new(mech, user, password, if mech.is_plus() { cb.clone() } else { None })?;
+        let mut c = ScramClient::new(
+            mech,
+            user,
+            password,
+            if mech.is_plus() { cb.clone() } else { None },
+        )?;
         let first = B64.encode(c.first());
-        r.io.write_all(format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{}'>{first}</auth>", t.mechanism).as_bytes()).await?;
+        r.io.write_all(
+            format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{}'>{first}</auth>",
+                t.mechanism
+            )
+            .as_bytes(),
+        )
+        .await?;
         let ch = r.next_element().await?;
         if ch.name != "challenge" {
             bail!("authentication failed: {}", failure(&ch));
         }
         let fin = c.finish(&B64.decode(ch.text().trim())?)?;
-        r.io.write_all(format!("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>", B64.encode(fin)).as_bytes()).await?;
+        r.io.write_all(
+            format!(
+                "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+                B64.encode(fin)
+            )
+            .as_bytes(),
+        )
+        .await?;
     }
     let ok = r.next_element().await?;
     if ok.name != "success" {
@@ -225,5 +279,13 @@ pub async fn login(t: &Target, user: &str, password: &str, resource: &str, sourc
     r.io.write_all(b"<presence/>").await?;
     let parser = r.parser;
     let (rh, wh) = tokio::io::split(r.io);
-    Ok(Session { jid, reader: Reader { io: rh, parser, buf: r.buf }, writer: wh })
+    Ok(Session {
+        jid,
+        reader: Reader {
+            io: rh,
+            parser,
+            buf: r.buf,
+        },
+        writer: wh,
+    })
 }

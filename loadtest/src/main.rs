@@ -77,11 +77,19 @@ struct Args {
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 fn user(args: &Args, n: usize) -> String {
@@ -91,7 +99,9 @@ fn user(args: &Args, n: usize) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().context("host and port")?;
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .context("host and port")?;
     let target = Target {
         addr,
         domain: args.domain.clone(),
@@ -112,7 +122,12 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Log in `count` users at `rate` per second; failures are counted by cause.
-async fn ramp(args: &Args, target: &Target, first: usize, count: usize) -> (Vec<Session>, Vec<String>, Duration) {
+async fn ramp(
+    args: &Args,
+    target: &Target,
+    first: usize,
+    count: usize,
+) -> (Vec<Session>, Vec<String>, Duration) {
     let start = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for i in 0..count {
@@ -123,9 +138,12 @@ async fn ramp(args: &Args, target: &Target, first: usize, count: usize) -> (Vec<
         let source = (!args.sources.is_empty()).then(|| args.sources[i % args.sources.len()]);
         set.spawn(async move {
             tokio::time::sleep_until(due.into()).await;
-            tokio::time::timeout(Duration::from_secs(60), client::login(&t, &name, &pw, "load", source))
-                .await
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("login timed out")))
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                client::login(&t, &name, &pw, "load", source),
+            )
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("login timed out")))
         });
         if i % 1000 == 999 {
             eprint!("\rstarted {} logins", i + 1);
@@ -161,7 +179,9 @@ async fn connect(args: &Args, target: &Target) -> anyhow::Result<serde_json::Val
     let hold = Duration::from_secs_f64(args.duration);
     tokio::time::sleep(hold).await;
     let per_session = match (before, after) {
-        (Some(b), Some(a)) if !sessions.is_empty() => Some((a.saturating_sub(b)) as f64 * 1024.0 / sessions.len() as f64),
+        (Some(b), Some(a)) if !sessions.is_empty() => {
+            Some((a.saturating_sub(b)) as f64 * 1024.0 / sessions.len() as f64)
+        }
         _ => None,
     };
     Ok(serde_json::json!({
@@ -180,7 +200,11 @@ async fn connect(args: &Args, target: &Target) -> anyhow::Result<serde_json::Val
 async fn chat(args: &Args, target: &Target) -> anyhow::Result<serde_json::Value> {
     let (mut sessions, failures, _) = ramp(args, target, 0, args.pairs * 2).await;
     if !failures.is_empty() {
-        anyhow::bail!("{} logins failed: {:?}", failures.len(), failure_counts(&failures));
+        anyhow::bail!(
+            "{} logins failed: {:?}",
+            failures.len(),
+            failure_counts(&failures)
+        );
     }
     sessions.sort_by(|a, b| a.jid.cmp(&b.jid));
     let sent = Arc::new(AtomicU64::new(0));
@@ -245,7 +269,10 @@ async fn pair(
     let mut in_flight = 0usize;
     loop {
         while in_flight < window && Instant::now() < end {
-            let m = format!("<message to='{to}' type='chat' id='{next}'><body>{}</body></message>", now_micros());
+            let m = format!(
+                "<message to='{to}' type='chat' id='{next}'><body>{}</body></message>",
+                now_micros()
+            );
             writer.write_all(m.as_bytes()).await?;
             next += 1;
             in_flight += 1;
@@ -262,7 +289,12 @@ async fn pair(
             continue;
         }
         let text = String::from_utf8_lossy(&raw);
-        if let Some(ts) = text.split("<body>").nth(1).and_then(|b| b.split('<').next()).and_then(|t| t.parse::<u64>().ok()) {
+        if let Some(ts) = text
+            .split("<body>")
+            .nth(1)
+            .and_then(|b| b.split('<').next())
+            .and_then(|t| t.parse::<u64>().ok())
+        {
             let _ = hist.record(now_micros().saturating_sub(ts).max(1));
             seen += 1;
             in_flight -= 1;

@@ -15,7 +15,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Bind the socket and serve it until shutdown.
-pub fn serve(path: &Path, core: Core, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<JoinHandle<()>> {
+pub fn serve(
+    path: &Path,
+    core: Core,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<()>> {
     if path.exists() {
         // A stale socket from a killed server: the store lock already proved
         // no other server runs on this data directory.
@@ -62,7 +66,9 @@ fn parse_jid(s: Option<&str>) -> Result<proto::BareJid, String> {
 }
 
 fn password(s: Option<&str>) -> Result<String, String> {
-    let raw = B64.decode(s.ok_or("missing password")?).map_err(|_| "bad password encoding".to_string())?;
+    let raw = B64
+        .decode(s.ok_or("missing password")?)
+        .map_err(|_| "bad password encoding".to_string())?;
     String::from_utf8(raw).map_err(|_| "password is not UTF-8".to_string())
 }
 
@@ -72,17 +78,23 @@ async fn execute(core: &Core, line: &str) -> Result<String, String> {
     match parts.next() {
         Some("add") => {
             let jid = parse_jid(parts.next())?;
-            core.accounts().add(&jid, &password(parts.next())?).map_err(err)?;
+            core.accounts()
+                .add(&jid, &password(parts.next())?)
+                .map_err(err)?;
             Ok(String::new())
         }
         Some("passwd") => {
             let jid = parse_jid(parts.next())?;
-            core.accounts().set_password(&jid, &password(parts.next())?).map_err(err)?;
+            core.accounts()
+                .set_password(&jid, &password(parts.next())?)
+                .map_err(err)?;
             Ok(String::new())
         }
         Some("del") => {
             let jid = parse_jid(parts.next())?;
-            core.delete_account(&jid).await.map_err(|e: CoreError| e.to_string())?;
+            core.delete_account(&jid)
+                .await
+                .map_err(|e: CoreError| e.to_string())?;
             Ok(String::new())
         }
         Some("list") => {
@@ -95,7 +107,10 @@ async fn execute(core: &Core, line: &str) -> Result<String, String> {
 
 /// Client side: send one request to a running server. `Ok(None)` if no
 /// server listens on the socket.
-pub async fn request(path: &Path, line: &str) -> anyhow::Result<Option<Result<Vec<String>, String>>> {
+pub async fn request(
+    path: &Path,
+    line: &str,
+) -> anyhow::Result<Option<Result<Vec<String>, String>>> {
     let s = match UnixStream::connect(path).await {
         Ok(s) => s,
         Err(_) => return Ok(None),

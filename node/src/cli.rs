@@ -96,17 +96,27 @@ fn read_password(given: Option<String>) -> anyhow::Result<String> {
 pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> {
     // Ask for the password once, whichever way the command goes.
     let password = match &cmd {
-        UserCommand::Add { password, .. } | UserCommand::Passwd { password, .. } => Some(read_password(password.clone())?),
+        UserCommand::Add { password, .. } | UserCommand::Passwd { password, .. } => {
+            Some(read_password(password.clone())?)
+        }
         _ => None,
     };
     let pw = || password.clone().unwrap_or_default();
     let line = match &cmd {
-        UserCommand::Add { jid, .. } => format!("add {jid} {}", crate::admin::encode_password(&pw())),
-        UserCommand::Passwd { jid, .. } => format!("passwd {jid} {}", crate::admin::encode_password(&pw())),
+        UserCommand::Add { jid, .. } => {
+            format!("add {jid} {}", crate::admin::encode_password(&pw()))
+        }
+        UserCommand::Passwd { jid, .. } => {
+            format!("passwd {jid} {}", crate::admin::encode_password(&pw()))
+        }
         UserCommand::Del { jid } => format!("del {jid}"),
         UserCommand::List { domain } => format!("list {}", domain.clone().unwrap_or_default()),
     };
-    let socket = cfg.listeners.admin_socket.clone().unwrap_or_else(|| cfg.data_dir.join("admin.sock"));
+    let socket = cfg
+        .listeners
+        .admin_socket
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("admin.sock"));
     if let Some(r) = crate::admin::request(&socket, &line).await? {
         let body = r.map_err(|e| anyhow::anyhow!(e))?;
         for l in body {
@@ -115,11 +125,20 @@ pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> 
         return Ok(());
     }
     // No server running: work on the store directly.
-    let domains: Vec<String> = cfg.domains.iter().filter_map(|d| proto::jid::normalize_domain(d).ok()).collect();
-    let store = router::open_store(&cfg.data_dir.join("db"), cfg.storage.sync_writes, cfg.offline.max_per_user)
-        .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+    let domains: Vec<String> = cfg
+        .domains
+        .iter()
+        .filter_map(|d| proto::jid::normalize_domain(d).ok())
+        .collect();
+    let store = router::open_store(
+        &cfg.data_dir.join("db"),
+        cfg.storage.sync_writes,
+        cfg.offline.max_per_user,
+    )
+    .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
     let accounts = router::Accounts::new(store.clone(), domains, cfg.registration.min_password_len);
-    let jid = |s: &str| proto::BareJid::parse(s).map_err(|e| anyhow::anyhow!("invalid JID {s}: {e}"));
+    let jid =
+        |s: &str| proto::BareJid::parse(s).map_err(|e| anyhow::anyhow!("invalid JID {s}: {e}"));
     match cmd {
         UserCommand::Add { jid: j, .. } => accounts.add(&jid(&j)?, &pw())?,
         UserCommand::Passwd { jid: j, .. } => accounts.set_password(&jid(&j)?, &pw())?,

@@ -43,7 +43,13 @@ struct Conn {
 }
 
 /// Serve one accepted TCP connection to the end.
-pub(crate) async fn run(edge: Arc<Edge>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool, _slot: Slot) {
+pub(crate) async fn run(
+    edge: Arc<Edge>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    direct_tls: bool,
+    _slot: Slot,
+) {
     let _ = tcp.set_nodelay(true);
     let conn_id = edge.next_conn_id();
     let mut io = Io::Plain(tcp);
@@ -64,7 +70,9 @@ pub(crate) async fn run(edge: Arc<Edge>, tcp: TcpStream, peer: SocketAddr, direc
     let stream_id = format!("{:016x}", rand::random::<u64>());
     let mut machine = Machine::new(edge.settings.clone(), stream_id);
     if direct_tls {
-        machine.on_event(Event::TlsEstablished { channel_binding: cb });
+        machine.on_event(Event::TlsEstablished {
+            channel_binding: cb,
+        });
     }
     let now = Instant::now();
     let mut c = Conn {
@@ -168,7 +176,12 @@ impl Conn {
                 };
                 return Some(Event::Credentials(creds));
             }
-            Action::Register { iq_type, id, payload, domain } => {
+            Action::Register {
+                iq_type,
+                id,
+                payload,
+                domain,
+            } => {
                 let r = router::modules::register::unauthenticated(
                     self.edge.core.accounts(),
                     self.edge.registration,
@@ -178,14 +191,18 @@ impl Conn {
                 );
                 let id = proto::element::escape(&id).into_owned();
                 let reply = match r {
-                    Ok(Some(form)) => format!("<iq type='result' id='{id}'>{}</iq>", form.to_xml(proto::ns::CLIENT)),
+                    Ok(Some(form)) => format!(
+                        "<iq type='result' id='{id}'>{}</iq>",
+                        form.to_xml(proto::ns::CLIENT)
+                    ),
                     Ok(None) => format!("<iq type='result' id='{id}'/>"),
                     Err(e) => format!("<iq type='error' id='{id}'>{}</iq>", e.to_xml()),
                 };
                 return Some(Event::Registered(Bytes::from(reply)));
             }
             Action::Bind(jid) => {
-                let (sink, inbox) = SessionSink::channel(self.conn_id, self.edge.limits.outbound_queue);
+                let (sink, inbox) =
+                    SessionSink::channel(self.conn_id, self.edge.limits.outbound_queue);
                 let r = self.edge.core.bind(jid, sink).await;
                 if r.is_ok() {
                     self.inbox = Some(inbox.rx);
@@ -225,7 +242,9 @@ impl Conn {
                 self.io = Io::Tls(Box::new(t));
                 self.parser.discard_buffer();
                 self.parser.reset();
-                Some(Event::TlsEstablished { channel_binding: self.io.channel_binding() })
+                Some(Event::TlsEstablished {
+                    channel_binding: self.io.channel_binding(),
+                })
             }
             Ok(Err(e)) => {
                 tracing::debug!(peer = %self.peer, error = %e, "starttls handshake failed");
@@ -283,7 +302,12 @@ impl Conn {
             return;
         }
         if !self.machine.is_bound() {
-            return self.fail(StreamCondition::ConnectionTimeout, Some("no session was established in time".into())).await;
+            return self
+                .fail(
+                    StreamCondition::ConnectionTimeout,
+                    Some("no session was established in time".into()),
+                )
+                .await;
         }
         match self.ping_sent {
             // The client answered something since the ping: it is alive.
@@ -291,11 +315,21 @@ impl Conn {
                 self.ping_sent = None;
                 self.machine.ping_id = None;
             }
-            Some(_) => self.fail(StreamCondition::ConnectionTimeout, Some("no answer to ping".into())).await,
+            Some(_) => {
+                self.fail(
+                    StreamCondition::ConnectionTimeout,
+                    Some("no answer to ping".into()),
+                )
+                .await
+            }
             None => {
                 // XEP-0199 §4.2: the server pings a silent client.
                 let id = format!("ping-{:x}", rand::random::<u32>());
-                let to = self.machine.jid().map(|j| j.to_string()).unwrap_or_default();
+                let to = self
+                    .machine
+                    .jid()
+                    .map(|j| j.to_string())
+                    .unwrap_or_default();
                 let ping = format!(
                     "<iq type='get' id='{id}' from='{}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
                     proto::element::escape(self.machine.domain()),

@@ -118,7 +118,9 @@ impl Edge {
     pub fn admit(self: &Arc<Edge>, ip: IpAddr) -> Option<Slot> {
         let mut m = self.per_ip.lock().ok()?;
         let n = m.entry(ip).or_insert(0);
-        if *n >= self.limits.max_connections_per_ip || self.total.load(Ordering::Relaxed) >= self.limits.max_connections {
+        if *n >= self.limits.max_connections_per_ip
+            || self.total.load(Ordering::Relaxed) >= self.limits.max_connections
+        {
             if *n == 0 {
                 m.remove(&ip);
             }
@@ -126,7 +128,10 @@ impl Edge {
         }
         *n += 1;
         self.total.fetch_add(1, Ordering::Relaxed);
-        Some(Slot { edge: self.clone(), ip })
+        Some(Slot {
+            edge: self.clone(),
+            ip,
+        })
     }
 
     pub fn connections(&self) -> usize {

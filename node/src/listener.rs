@@ -17,7 +17,12 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 /// Accept client connections until shutdown; then wait for them to end.
 /// `direct_tls`: XEP-0368 TLS from the first byte.
-pub async fn serve(listener: TcpListener, edge: Arc<Edge>, direct_tls: bool, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    edge: Arc<Edge>,
+    direct_tls: bool,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {

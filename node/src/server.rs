@@ -60,9 +60,14 @@ impl Server {
     pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         let domains = domains(&cfg)?;
-        std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-        let store = router::open_store(&cfg.data_dir.join("db"), cfg.storage.sync_writes, cfg.offline.max_per_user)
-            .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+        let store = router::open_store(
+            &cfg.data_dir.join("db"),
+            cfg.storage.sync_writes,
+            cfg.offline.max_per_user,
+        )
+        .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
         let core_cfg = CoreConfig {
             domains: domains.clone(),
             shards: 16,
@@ -85,25 +90,61 @@ impl Server {
             server_features: core.server_features(),
         };
         let (tx, rx) = watch::channel(false);
-        let edge = Edge::new(core.clone(), settings, Some(edge_tls), edge_limits(&cfg), rx.clone());
+        let edge = Edge::new(
+            core.clone(),
+            settings,
+            Some(edge_tls),
+            edge_limits(&cfg),
+            rx.clone(),
+        );
         let mut tasks = Vec::new();
         let mut c2s_addr = None;
         if let Some(addr) = &cfg.listeners.c2s {
-            let l = TcpListener::bind(addr).await.with_context(|| format!("binding c2s listener {addr}"))?;
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding c2s listener {addr}"))?;
             c2s_addr = Some(l.local_addr()?);
             tracing::info!(addr = %l.local_addr()?, "client listener (STARTTLS)");
-            tasks.push(tokio::spawn(crate::listener::serve(l, edge.clone(), false, rx.clone())));
+            tasks.push(tokio::spawn(crate::listener::serve(
+                l,
+                edge.clone(),
+                false,
+                rx.clone(),
+            )));
         }
         let mut direct_tls_addr = None;
         if let Some(addr) = &cfg.listeners.c2s_direct_tls {
-            let l = TcpListener::bind(addr).await.with_context(|| format!("binding direct TLS listener {addr}"))?;
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding direct TLS listener {addr}"))?;
             direct_tls_addr = Some(l.local_addr()?);
             tracing::info!(addr = %l.local_addr()?, "client listener (direct TLS, XEP-0368)");
-            tasks.push(tokio::spawn(crate::listener::serve(l, edge.clone(), true, rx.clone())));
+            tasks.push(tokio::spawn(crate::listener::serve(
+                l,
+                edge.clone(),
+                true,
+                rx.clone(),
+            )));
         }
-        let admin_socket = cfg.listeners.admin_socket.clone().unwrap_or_else(|| cfg.data_dir.join("admin.sock"));
-        tasks.push(crate::admin::serve(&admin_socket, core.clone(), rx.clone())?);
-        Ok(Server { c2s_addr, direct_tls_addr, admin_socket, core, edge, shutdown: tx, tasks })
+        let admin_socket = cfg
+            .listeners
+            .admin_socket
+            .clone()
+            .unwrap_or_else(|| cfg.data_dir.join("admin.sock"));
+        tasks.push(crate::admin::serve(
+            &admin_socket,
+            core.clone(),
+            rx.clone(),
+        )?);
+        Ok(Server {
+            c2s_addr,
+            direct_tls_addr,
+            admin_socket,
+            core,
+            edge,
+            shutdown: tx,
+            tasks,
+        })
     }
 
     /// Graceful stop: every stream gets `<system-shutdown/>`, the shards

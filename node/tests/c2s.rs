@@ -15,13 +15,22 @@ async fn plain_port_requires_starttls_before_sasl() {
     let mut c = Client::connect(t.addr).await;
     let f = c.open("localhost").await.expect("features");
     let tls = f.child("starttls", ns::TLS).expect("starttls offered");
-    assert!(tls.child("required", ns::TLS).is_some(), "starttls is required by default");
-    assert!(f.child("mechanisms", ns::SASL).is_none(), "no SASL before TLS");
+    assert!(
+        tls.child("required", ns::TLS).is_some(),
+        "starttls is required by default"
+    );
+    assert!(
+        f.child("mechanisms", ns::SASL).is_none(),
+        "no SASL before TLS"
+    );
     // Trying anyway is refused with encryption-required.
     c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>biwsbj11c2VyLHI9YWJj</auth>").await;
     let e = c.next_element().await.expect("failure");
     assert_eq!(e.name, "failure");
-    assert_eq!(e.first_element().map(|c| c.name.as_str()), Some("encryption-required"));
+    assert_eq!(
+        e.first_element().map(|c| c.name.as_str()),
+        Some("encryption-required")
+    );
     t.stop().await;
 }
 
@@ -29,17 +38,34 @@ async fn plain_port_requires_starttls_before_sasl() {
 async fn every_mechanism_authenticates_after_starttls() {
     let mut t = TestServer::start().await;
     t.add_user("alice@localhost", PW);
-    let mechs = ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"];
+    let mechs = [
+        "SCRAM-SHA-256-PLUS",
+        "SCRAM-SHA-1-PLUS",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-1",
+        "PLAIN",
+    ];
     for m in mechs {
         let mut c = Client::connect(t.addr).await;
         c.open("localhost").await.expect("features");
         c.starttls().await.expect("starttls");
         c.open("localhost").await.expect("features after tls");
-        assert!(c.mechanisms().iter().any(|x| x == m), "{m} offered: {:?}", c.mechanisms());
+        assert!(
+            c.mechanisms().iter().any(|x| x == m),
+            "{m} offered: {:?}",
+            c.mechanisms()
+        );
         let f = c.features.clone().expect("features");
-        let cb = f.child("sasl-channel-binding", ns::SASL_CB).expect("XEP-0440 advertised");
-        assert_eq!(cb.first_element().and_then(|e| e.attr("type")), Some("tls-exporter"));
-        c.sasl(m, "alice", PW).await.unwrap_or_else(|e| panic!("{m}: {e}"));
+        let cb = f
+            .child("sasl-channel-binding", ns::SASL_CB)
+            .expect("XEP-0440 advertised");
+        assert_eq!(
+            cb.first_element().and_then(|e| e.attr("type")),
+            Some("tls-exporter")
+        );
+        c.sasl(m, "alice", PW)
+            .await
+            .unwrap_or_else(|e| panic!("{m}: {e}"));
         c.open("localhost").await.expect("features after sasl");
         let jid = c.bind(Some("r1")).await.expect("bind");
         assert_eq!(jid, "alice@localhost/r1");
@@ -58,7 +84,10 @@ async fn wrong_password_and_unknown_user_fail_alike() {
             c.starttls().await.expect("tls");
             c.open("localhost").await.expect("features");
             let err = c.sasl(m, user, pw).await.expect_err("must fail");
-            assert!(err.to_string().contains("not-authorized"), "{m} {user}: {err}");
+            assert!(
+                err.to_string().contains("not-authorized"),
+                "{m} {user}: {err}"
+            );
         }
     }
     t.stop().await;
@@ -74,8 +103,14 @@ async fn scram_plus_with_a_foreign_channel_binding_fails() {
     c.open("localhost").await.expect("features");
     // A man in the middle would have a different TLS session.
     c.cb = Some(vec![7u8; 32]);
-    let err = c.sasl("SCRAM-SHA-256-PLUS", "alice", PW).await.expect_err("must fail");
-    assert!(err.to_string().contains("not-authorized") || err.to_string().contains("failure"), "{err}");
+    let err = c
+        .sasl("SCRAM-SHA-256-PLUS", "alice", PW)
+        .await
+        .expect_err("must fail");
+    assert!(
+        err.to_string().contains("not-authorized") || err.to_string().contains("failure"),
+        "{err}"
+    );
     t.stop().await;
 }
 
@@ -85,8 +120,13 @@ async fn direct_tls_port_logs_in() {
     t.add_user("alice@localhost", PW);
     let mut c = Client::connect_direct_tls(t.tls_addr).await;
     let f = c.open("localhost").await.expect("features");
-    assert!(f.child("starttls", ns::TLS).is_none(), "no STARTTLS inside TLS");
-    c.sasl("SCRAM-SHA-256-PLUS", "alice", PW).await.expect("sasl");
+    assert!(
+        f.child("starttls", ns::TLS).is_none(),
+        "no STARTTLS inside TLS"
+    );
+    c.sasl("SCRAM-SHA-256-PLUS", "alice", PW)
+        .await
+        .expect("sasl");
     c.open("localhost").await.expect("features");
     let jid = c.bind(None).await.expect("bind with a generated resource");
     assert!(jid.starts_with("alice@localhost/"), "{jid}");
@@ -98,12 +138,21 @@ async fn direct_tls_port_logs_in() {
 async fn a_new_session_with_the_same_resource_replaces_the_old() {
     let mut t = TestServer::start().await;
     t.add_user("alice@localhost", PW);
-    let mut first = Client::login(t.addr, "alice@localhost", PW, "desk").await.expect("first");
-    let mut second = Client::login(t.addr, "alice@localhost", PW, "desk").await.expect("second");
+    let mut first = Client::login(t.addr, "alice@localhost", PW, "desk")
+        .await
+        .expect("first");
+    let mut second = Client::login(t.addr, "alice@localhost", PW, "desk")
+        .await
+        .expect("second");
     assert_eq!(first.stream_error().await.expect("conflict"), "conflict");
     // The new session works.
-    second.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    let e = second.expect(|e| e.attr("id") == Some("p1")).await.expect("pong");
+    second
+        .send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let e = second
+        .expect(|e| e.attr("id") == Some("p1"))
+        .await
+        .expect("pong");
     assert_eq!(e.attr("type"), Some("result"));
     t.stop().await;
 }
@@ -111,7 +160,9 @@ async fn a_new_session_with_the_same_resource_replaces_the_old() {
 async fn error_for(t: &TestServer, input: &str) -> String {
     let mut c = Client::connect(t.addr).await;
     c.send(input).await;
-    c.stream_error().await.unwrap_or_else(|e| format!("no stream error: {e}"))
+    c.stream_error()
+        .await
+        .unwrap_or_else(|e| format!("no stream error: {e}"))
 }
 
 #[tokio::test]
@@ -126,11 +177,30 @@ async fn bad_streams_get_the_stream_error_rfc_6120_names() {
         error_for(&t, "<stream:stream to='localhost' version='2.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>").await,
         "unsupported-version"
     );
-    assert_eq!(error_for(&t, &format!("{}<a></b>", header("localhost"))).await, "not-well-formed");
-    assert_eq!(error_for(&t, &format!("{}<!-- hi -->", header("localhost"))).await, "restricted-xml");
-    assert_eq!(error_for(&t, &format!("{}<!DOCTYPE x>", header("localhost"))).await, "restricted-xml");
-    assert_eq!(error_for(&t, &format!("{}<?pi x?>", header("localhost"))).await, "restricted-xml");
-    assert_eq!(error_for(&t, &format!("{}<message>&ent;</message>", header("localhost"))).await, "restricted-xml");
+    assert_eq!(
+        error_for(&t, &format!("{}<a></b>", header("localhost"))).await,
+        "not-well-formed"
+    );
+    assert_eq!(
+        error_for(&t, &format!("{}<!-- hi -->", header("localhost"))).await,
+        "restricted-xml"
+    );
+    assert_eq!(
+        error_for(&t, &format!("{}<!DOCTYPE x>", header("localhost"))).await,
+        "restricted-xml"
+    );
+    assert_eq!(
+        error_for(&t, &format!("{}<?pi x?>", header("localhost"))).await,
+        "restricted-xml"
+    );
+    assert_eq!(
+        error_for(
+            &t,
+            &format!("{}<message>&ent;</message>", header("localhost"))
+        )
+        .await,
+        "restricted-xml"
+    );
     t.stop().await;
 }
 
@@ -138,9 +208,15 @@ async fn bad_streams_get_the_stream_error_rfc_6120_names() {
 async fn oversized_stanza_is_a_policy_violation() {
     let mut t = TestServer::start_with(|c| c.limits.max_stanza_bytes = 10_000).await;
     t.add_user("alice@localhost", PW);
-    let mut c = Client::login(t.addr, "alice@localhost", PW, "r").await.expect("login");
+    let mut c = Client::login(t.addr, "alice@localhost", PW, "r")
+        .await
+        .expect("login");
     let body = "x".repeat(20_000);
-    let _ = c.send_bytes(format!("<message to='alice@localhost'><body>{body}</body></message>").as_bytes()).await;
+    let _ = c
+        .send_bytes(
+            format!("<message to='alice@localhost'><body>{body}</body></message>").as_bytes(),
+        )
+        .await;
     assert_eq!(c.stream_error().await.expect("error"), "policy-violation");
     t.stop().await;
 }
@@ -149,8 +225,12 @@ async fn oversized_stanza_is_a_policy_violation() {
 async fn deep_nesting_is_a_policy_violation() {
     let mut t = TestServer::start().await;
     t.add_user("alice@localhost", PW);
-    let mut c = Client::login(t.addr, "alice@localhost", PW, "r").await.expect("login");
-    let _ = c.send_bytes(format!("<message>{}", "<a>".repeat(100)).as_bytes()).await;
+    let mut c = Client::login(t.addr, "alice@localhost", PW, "r")
+        .await
+        .expect("login");
+    let _ = c
+        .send_bytes(format!("<message>{}", "<a>".repeat(100)).as_bytes())
+        .await;
     assert_eq!(c.stream_error().await.expect("error"), "policy-violation");
     t.stop().await;
 }
@@ -160,7 +240,8 @@ async fn stanzas_before_authentication_are_not_authorized() {
     let mut t = TestServer::start().await;
     let mut c = Client::connect(t.addr).await;
     c.open("localhost").await.expect("features");
-    c.send("<message to='a@localhost'><body>x</body></message>").await;
+    c.send("<message to='a@localhost'><body>x</body></message>")
+        .await;
     assert_eq!(c.stream_error().await.expect("error"), "not-authorized");
     t.stop().await;
 }
@@ -169,8 +250,11 @@ async fn stanzas_before_authentication_are_not_authorized() {
 async fn a_forged_from_is_invalid_from() {
     let mut t = TestServer::start().await;
     t.add_user("alice@localhost", PW);
-    let mut c = Client::login(t.addr, "alice@localhost", PW, "r").await.expect("login");
-    c.send("<message from='bob@localhost/x' to='alice@localhost'><body>x</body></message>").await;
+    let mut c = Client::login(t.addr, "alice@localhost", PW, "r")
+        .await
+        .expect("login");
+    c.send("<message from='bob@localhost/x' to='alice@localhost'><body>x</body></message>")
+        .await;
     assert_eq!(c.stream_error().await.expect("error"), "invalid-from");
     t.stop().await;
 }
@@ -179,9 +263,14 @@ async fn a_forged_from_is_invalid_from() {
 async fn unknown_first_level_element_is_unsupported_stanza_type() {
     let mut t = TestServer::start().await;
     t.add_user("alice@localhost", PW);
-    let mut c = Client::login(t.addr, "alice@localhost", PW, "r").await.expect("login");
+    let mut c = Client::login(t.addr, "alice@localhost", PW, "r")
+        .await
+        .expect("login");
     c.send("<enable xmlns='urn:example:unknown'/>").await;
-    assert_eq!(c.stream_error().await.expect("error"), "unsupported-stanza-type");
+    assert_eq!(
+        c.stream_error().await.expect("error"),
+        "unsupported-stanza-type"
+    );
     t.stop().await;
 }
 
@@ -189,7 +278,9 @@ async fn unknown_first_level_element_is_unsupported_stanza_type() {
 async fn the_closing_handshake_closes_both_streams() {
     let mut t = TestServer::start().await;
     t.add_user("alice@localhost", PW);
-    let mut c = Client::login(t.addr, "alice@localhost", PW, "r").await.expect("login");
+    let mut c = Client::login(t.addr, "alice@localhost", PW, "r")
+        .await
+        .expect("login");
     c.send("</stream:stream>").await;
     match c.next().await {
         Ok(proto::xml::StreamEvent::Close) => {}
@@ -202,11 +293,14 @@ async fn the_closing_handshake_closes_both_streams() {
 async fn whitespace_keepalives_are_accepted() {
     let mut t = TestServer::start().await;
     t.add_user("alice@localhost", PW);
-    let mut c = Client::login(t.addr, "alice@localhost", PW, "r").await.expect("login");
+    let mut c = Client::login(t.addr, "alice@localhost", PW, "r")
+        .await
+        .expect("login");
     for _ in 0..5 {
         c.send(" \n ").await;
     }
-    c.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    c.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
     let e = c.expect(|e| e.attr("id") == Some("p")).await.expect("pong");
     assert_eq!(e.attr("type"), Some("result"));
     t.stop().await;
@@ -220,10 +314,19 @@ async fn a_silent_client_is_pinged_and_dropped_when_it_does_not_answer() {
     })
     .await;
     t.add_user("alice@localhost", PW);
-    let mut c = Client::login(t.addr, "alice@localhost", PW, "r").await.expect("login");
+    let mut c = Client::login(t.addr, "alice@localhost", PW, "r")
+        .await
+        .expect("login");
     let ping = c.expect(|e| e.name == "iq").await.expect("server ping");
-    assert!(ping.child("ping", ns::PING).is_some(), "{}", ping.to_xml(ns::CLIENT));
-    assert_eq!(c.stream_error().await.expect("timeout"), "connection-timeout");
+    assert!(
+        ping.child("ping", ns::PING).is_some(),
+        "{}",
+        ping.to_xml(ns::CLIENT)
+    );
+    assert_eq!(
+        c.stream_error().await.expect("timeout"),
+        "connection-timeout"
+    );
     t.stop().await;
 }
 
@@ -235,14 +338,23 @@ async fn a_client_that_answers_pings_stays() {
     })
     .await;
     t.add_user("alice@localhost", PW);
-    let mut c = Client::login(t.addr, "alice@localhost", PW, "r").await.expect("login");
+    let mut c = Client::login(t.addr, "alice@localhost", PW, "r")
+        .await
+        .expect("login");
     for _ in 0..2 {
-        let ping = c.expect(|e| e.name == "iq" && e.child("ping", ns::PING).is_some()).await.expect("ping");
+        let ping = c
+            .expect(|e| e.name == "iq" && e.child("ping", ns::PING).is_some())
+            .await
+            .expect("ping");
         let id = ping.attr("id").unwrap_or_default().to_string();
-        c.send(&format!("<iq type='result' id='{id}' to='localhost'/>")).await;
+        c.send(&format!("<iq type='result' id='{id}' to='localhost'/>"))
+            .await;
     }
-    c.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    c.expect(|e| e.attr("id") == Some("p")).await.expect("still connected");
+    c.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    c.expect(|e| e.attr("id") == Some("p"))
+        .await
+        .expect("still connected");
     t.stop().await;
 }
 
@@ -264,7 +376,9 @@ async fn connections_per_ip_are_limited() {
 async fn graceful_stop_sends_system_shutdown() {
     let mut t = TestServer::start().await;
     t.add_user("alice@localhost", PW);
-    let mut c = Client::login(t.addr, "alice@localhost", PW, "r").await.expect("login");
+    let mut c = Client::login(t.addr, "alice@localhost", PW, "r")
+        .await
+        .expect("login");
     let stopper = tokio::spawn(async move {
         t.stop().await;
         t

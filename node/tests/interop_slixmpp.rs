@@ -26,7 +26,10 @@ async fn slixmpp_clients_chat_subscribe_and_get_offline_messages() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
-    assert!(out.status.success(), "slixmpp scenario failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "slixmpp scenario failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("interop ok"));
     t.stop().await;
 }

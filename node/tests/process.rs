@@ -27,7 +27,12 @@ fn write_config(dir: &Path) -> PathBuf {
 }
 
 fn xmppd(cfg: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN).arg("--config").arg(cfg).args(args).output().expect("run xmppd")
+    Command::new(BIN)
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .expect("run xmppd")
 }
 
 /// A server process that is killed if the test ends early.
@@ -71,7 +76,11 @@ fn start(cfg: &Path) -> (Proc, SocketAddr) {
         let mut sent = false;
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             if !sent && line.contains("client listener (STARTTLS)") {
-                if let Some(addr) = line.split("addr=").nth(1).and_then(|a| a.split_whitespace().next()) {
+                if let Some(addr) = line
+                    .split("addr=")
+                    .nth(1)
+                    .and_then(|a| a.split_whitespace().next())
+                {
                     let _ = tx.send(addr.trim_matches('"').to_string());
                     sent = true;
                 }
@@ -79,14 +88,20 @@ fn start(cfg: &Path) -> (Proc, SocketAddr) {
         }
     });
     let child = Proc(child);
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("xmppd announced its port");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("xmppd announced its port");
     (child, addr.parse().expect("socket address"))
 }
 
 fn signal(child: &Proc, sig: i32) {
     let pid = i32::try_from(child.id()).expect("pid");
     let name = if sig == 9 { "-KILL" } else { "-TERM" };
-    let status = Command::new("kill").arg(name).arg(pid.to_string()).status().expect("kill");
+    let status = Command::new("kill")
+        .arg(name)
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
     assert!(status.success());
 }
 
@@ -95,28 +110,70 @@ fn user_commands_work_with_the_server_stopped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path());
     let out = xmppd(&cfg, &["user", "add", "alice@localhost", "--password", PW]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = xmppd(&cfg, &["user", "add", "alice@localhost", "--password", PW]);
     assert!(!out.status.success(), "adding twice must fail");
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
     // Password from stdin.
     let mut child = Command::new(BIN)
-        .args(["--config", cfg.to_str().expect("path"), "user", "add", "bob@localhost"])
+        .args([
+            "--config",
+            cfg.to_str().expect("path"),
+            "user",
+            "add",
+            "bob@localhost",
+        ])
         .stdin(Stdio::piped())
         .spawn()
         .expect("spawn");
     {
         use std::io::Write;
-        child.stdin.take().expect("stdin").write_all(b"bob's password\n").expect("write");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"bob's password\n")
+            .expect("write");
     }
     assert!(child.wait().expect("wait").success());
     let out = xmppd(&cfg, &["user", "list"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "alice@localhost\nbob@localhost\n");
-    assert!(xmppd(&cfg, &["user", "passwd", "bob@localhost", "--password", "another one"]).status.success());
-    assert!(xmppd(&cfg, &["user", "del", "bob@localhost"]).status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "alice@localhost\nbob@localhost\n"
+    );
+    assert!(
+        xmppd(
+            &cfg,
+            &[
+                "user",
+                "passwd",
+                "bob@localhost",
+                "--password",
+                "another one"
+            ]
+        )
+        .status
+        .success()
+    );
+    assert!(
+        xmppd(&cfg, &["user", "del", "bob@localhost"])
+            .status
+            .success()
+    );
     let out = xmppd(&cfg, &["user", "list"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "alice@localhost\n");
-    assert!(!xmppd(&cfg, &["user", "add", "carol@elsewhere.org", "--password", PW]).status.success());
+    assert!(
+        !xmppd(
+            &cfg,
+            &["user", "add", "carol@elsewhere.org", "--password", PW]
+        )
+        .status
+        .success()
+    );
 }
 
 #[test]
@@ -124,12 +181,20 @@ fn config_check_reports_problems() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path());
     let out = xmppd(&cfg, &["config", "check"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "domains = []\nunknown_key = 1\n").expect("write");
     let out = xmppd(&bad, &["config", "check"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_key"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown_key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,9 +202,19 @@ async fn user_commands_reach_a_running_server() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path());
     let (mut child, addr) = start(&cfg);
-    assert!(xmppd(&cfg, &["user", "add", "dave@localhost", "--password", PW]).status.success());
-    let mut c = Client::login(addr, "dave@localhost", PW, "r").await.expect("dave logs in");
-    assert!(xmppd(&cfg, &["user", "del", "dave@localhost"]).status.success());
+    assert!(
+        xmppd(&cfg, &["user", "add", "dave@localhost", "--password", PW])
+            .status
+            .success()
+    );
+    let mut c = Client::login(addr, "dave@localhost", PW, "r")
+        .await
+        .expect("dave logs in");
+    assert!(
+        xmppd(&cfg, &["user", "del", "dave@localhost"])
+            .status
+            .success()
+    );
     assert_eq!(c.stream_error().await.expect("kicked"), "not-authorized");
     signal(&child, 15);
     assert!(child.wait().expect("wait").success());
@@ -151,45 +226,88 @@ async fn kill_9_loses_nothing_acknowledged() {
     let cfg = write_config(dir.path());
     let (mut child, addr) = start(&cfg);
     for u in ["alice", "bob"] {
-        assert!(xmppd(&cfg, &["user", "add", &format!("{u}@localhost"), "--password", PW]).status.success());
+        assert!(
+            xmppd(
+                &cfg,
+                &["user", "add", &format!("{u}@localhost"), "--password", PW]
+            )
+            .status
+            .success()
+        );
     }
-    let mut a = Client::online(addr, "alice@localhost", PW, "a").await.expect("alice");
+    let mut a = Client::online(addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
     a.send("<iq type='set' id='rs'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' name='Bob'/></query></iq>").await;
-    a.expect(|e| e.attr("id") == Some("rs")).await.expect("roster set acknowledged");
+    a.expect(|e| e.attr("id") == Some("rs"))
+        .await
+        .expect("roster set acknowledged");
     let n = 50;
     for i in 0..n {
-        a.send(&format!("<message to='bob@localhost' id='k{i}'><body>before the kill {i}</body></message>")).await;
+        a.send(&format!(
+            "<message to='bob@localhost' id='k{i}'><body>before the kill {i}</body></message>"
+        ))
+        .await;
     }
     // An IQ answered by bob's shard after the messages: all are stored now.
-    a.send("<iq to='bob@localhost' type='get' id='sync'><vCard xmlns='vcard-temp'/></iq>").await;
-    a.expect(|e| e.attr("id") == Some("sync")).await.expect("sync");
+    a.send("<iq to='bob@localhost' type='get' id='sync'><vCard xmlns='vcard-temp'/></iq>")
+        .await;
+    a.expect(|e| e.attr("id") == Some("sync"))
+        .await
+        .expect("sync");
     // More traffic in flight while the process dies.
     for i in n..n + 50 {
-        a.send(&format!("<message to='bob@localhost' id='k{i}'><body>in flight {i}</body></message>")).await;
+        a.send(&format!(
+            "<message to='bob@localhost' id='k{i}'><body>in flight {i}</body></message>"
+        ))
+        .await;
     }
     signal(&child, 9);
     let _ = child.wait();
 
     let (mut child, addr) = start(&cfg);
-    let mut a = Client::login(addr, "alice@localhost", PW, "a").await.expect("alice after restart");
-    a.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>").await;
-    let r = a.expect(|e| e.attr("id") == Some("r")).await.expect("roster");
-    let item = r.child("query", ns::ROSTER).and_then(|q| q.child("item", ns::ROSTER)).expect("roster item survived");
+    let mut a = Client::login(addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice after restart");
+    a.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let r = a
+        .expect(|e| e.attr("id") == Some("r"))
+        .await
+        .expect("roster");
+    let item = r
+        .child("query", ns::ROSTER)
+        .and_then(|q| q.child("item", ns::ROSTER))
+        .expect("roster item survived");
     assert_eq!(item.attr("name"), Some("Bob"));
-    let mut b = Client::online(addr, "bob@localhost", PW, "b").await.expect("bob after restart");
+    let mut b = Client::online(addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob after restart");
     // An IQ to bob's own account is answered by his shard after it has
     // handled his initial presence, so every offline message comes first.
-    b.send("<iq type='get' id='end'><vCard xmlns='vcard-temp'/></iq>").await;
+    b.send("<iq type='get' id='end'><vCard xmlns='vcard-temp'/></iq>")
+        .await;
     let mut got = Vec::new();
     loop {
-        let e = b.expect(|e| e.name == "message" || e.attr("id") == Some("end")).await.expect("next");
+        let e = b
+            .expect(|e| e.name == "message" || e.attr("id") == Some("end"))
+            .await
+            .expect("next");
         if e.name != "message" {
             break;
         }
-        got.push(e.child("body", ns::CLIENT).map(Element::text).unwrap_or_default());
+        got.push(
+            e.child("body", ns::CLIENT)
+                .map(Element::text)
+                .unwrap_or_default(),
+        );
     }
     for i in 0..n {
-        assert!(got.contains(&format!("before the kill {i}")), "acknowledged message {i} lost; got {} messages", got.len());
+        assert!(
+            got.contains(&format!("before the kill {i}")),
+            "acknowledged message {i} lost; got {} messages",
+            got.len()
+        );
     }
     signal(&child, 15);
     assert!(child.wait().expect("wait").success());
@@ -201,24 +319,50 @@ async fn sigterm_sends_system_shutdown_and_exits_zero() {
     let cfg = write_config(dir.path());
     let (mut child, addr) = start(&cfg);
     for u in ["alice", "bob"] {
-        assert!(xmppd(&cfg, &["user", "add", &format!("{u}@localhost"), "--password", PW]).status.success());
+        assert!(
+            xmppd(
+                &cfg,
+                &["user", "add", &format!("{u}@localhost"), "--password", PW]
+            )
+            .status
+            .success()
+        );
     }
-    let mut a = Client::online(addr, "alice@localhost", PW, "a").await.expect("alice");
-    let mut other = Client::login(addr, "bob@localhost", PW, "x").await.expect("bob");
+    let mut a = Client::online(addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    let mut other = Client::login(addr, "bob@localhost", PW, "x")
+        .await
+        .expect("bob");
     for i in 0..20 {
-        a.send(&format!("<message to='carol@localhost' id='n{i}'><body>{i}</body></message>")).await;
+        a.send(&format!(
+            "<message to='carol@localhost' id='n{i}'><body>{i}</body></message>"
+        ))
+        .await;
     }
-    a.send("<message to='bob@localhost' id='last'><body>stored at shutdown</body></message>").await;
-    a.send("<iq to='bob@localhost' type='get' id='sync'><vCard xmlns='vcard-temp'/></iq>").await;
-    a.expect(|e| e.attr("id") == Some("sync")).await.expect("sync");
+    a.send("<message to='bob@localhost' id='last'><body>stored at shutdown</body></message>")
+        .await;
+    a.send("<iq to='bob@localhost' type='get' id='sync'><vCard xmlns='vcard-temp'/></iq>")
+        .await;
+    a.expect(|e| e.attr("id") == Some("sync"))
+        .await
+        .expect("sync");
     drop(other.io.shutdown().await);
     signal(&child, 15);
-    assert_eq!(a.stream_error().await.expect("shutdown error"), "system-shutdown");
+    assert_eq!(
+        a.stream_error().await.expect("shutdown error"),
+        "system-shutdown"
+    );
     let status = child.wait().expect("wait");
     assert!(status.success(), "exit status {status:?}");
     let (mut child, addr) = start(&cfg);
-    let mut b = Client::online(addr, "bob@localhost", PW, "b").await.expect("bob");
-    let m = b.expect(|e| e.name == "message").await.expect("offline message kept");
+    let mut b = Client::online(addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    let m = b
+        .expect(|e| e.name == "message")
+        .await
+        .expect("offline message kept");
     assert_eq!(m.attr("id"), Some("last"));
     signal(&child, 15);
     assert!(child.wait().expect("wait").success());

@@ -53,7 +53,22 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
             }
         }
         2 => {
-            let junk: &[&[u8]] = &[b"<", b">", b"&", b"'", b"\"", b"</x>", b"<!--", b"<?x", b"]]>", b"\0", b"\xff\xfe", b"<![CDATA[", b"&#0;", b"&#x110000;"];
+            let junk: &[&[u8]] = &[
+                b"<",
+                b">",
+                b"&",
+                b"'",
+                b"\"",
+                b"</x>",
+                b"<!--",
+                b"<?x",
+                b"]]>",
+                b"\0",
+                b"\xff\xfe",
+                b"<![CDATA[",
+                b"&#0;",
+                b"&#x110000;",
+            ];
             for _ in 0..1 + rng.below(4) {
                 let i = rng.below(v.len() + 1);
                 let j = junk[rng.below(junk.len())];
@@ -70,7 +85,9 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 
 /// Send the bytes, then read until the server closes or a short deadline.
 async fn throw(addr: std::net::SocketAddr, bytes: Vec<u8>) -> bool {
-    let Ok(mut s) = TcpStream::connect(addr).await else { return false };
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return false;
+    };
     let _ = s.write_all(&bytes).await;
     let _ = s.shutdown().await;
     let mut buf = [0u8; 4096];
@@ -91,14 +108,24 @@ async fn malformed_corpus_never_disturbs_other_sessions() {
     t.add_user("bob@localhost", PW);
     let addr = t.addr;
     // The canary: alice and bob chat through the whole run.
-    let mut a = Client::login(addr, "alice@localhost", PW, "canary").await.expect("alice");
-    let mut b = Client::login(addr, "bob@localhost", PW, "canary").await.expect("bob");
+    let mut a = Client::login(addr, "alice@localhost", PW, "canary")
+        .await
+        .expect("alice");
+    let mut b = Client::login(addr, "bob@localhost", PW, "canary")
+        .await
+        .expect("bob");
     let canary = tokio::spawn(async move {
         let mut n = 0u32;
         let end = Instant::now() + Duration::from_secs(8);
         while Instant::now() < end {
-            a.send(&format!("<message to='bob@localhost/canary' id='c{n}'><body>{n}</body></message>")).await;
-            let m = b.expect(|e| e.name == "message").await.expect("canary message");
+            a.send(&format!(
+                "<message to='bob@localhost/canary' id='c{n}'><body>{n}</body></message>"
+            ))
+            .await;
+            let m = b
+                .expect(|e| e.name == "message")
+                .await
+                .expect("canary message");
             assert_eq!(m.attr("id"), Some(format!("c{n}").as_str()));
             n += 1;
         }
@@ -129,9 +156,15 @@ async fn malformed_corpus_never_disturbs_other_sessions() {
     assert!(exchanged > 10, "canary exchanged only {exchanged} messages");
     // Most malformed streams are closed by the server promptly; the rest end
     // at their handshake timeout. Either way the server still serves.
-    assert!(closed > total / 2, "only {closed} of {total} connections were closed by the server");
-    let mut c = Client::login(addr, "alice@localhost", PW, "after").await.expect("login after the corpus");
-    c.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    assert!(
+        closed > total / 2,
+        "only {closed} of {total} connections were closed by the server"
+    );
+    let mut c = Client::login(addr, "alice@localhost", PW, "after")
+        .await
+        .expect("login after the corpus");
+    c.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
     c.expect(|e| e.attr("id") == Some("p")).await.expect("pong");
     t.stop().await;
 }
@@ -141,24 +174,40 @@ async fn malformed_stanzas_after_authentication_close_only_that_stream() {
     let mut t = TestServer::start().await;
     t.add_user("alice@localhost", PW);
     t.add_user("bob@localhost", PW);
-    let mut bob = Client::online(t.addr, "bob@localhost", PW, "b").await.expect("bob");
+    let mut bob = Client::online(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
     let mut rng = Rng(42);
     let stanzas: Vec<Vec<u8>> = vec![
         b"<message to='bob@localhost/b'><body>x</body></message>".to_vec(),
-        b"<iq type='set' id='r'><query xmlns='jabber:iq:roster'><item jid='c@d'/></query></iq>".to_vec(),
+        b"<iq type='set' id='r'><query xmlns='jabber:iq:roster'><item jid='c@d'/></query></iq>"
+            .to_vec(),
         b"<presence to='bob@localhost' type='subscribe'/>".to_vec(),
     ];
     for round in 0..60 {
-        let mut a = Client::login(t.addr, "alice@localhost", PW, &format!("m{round}")).await.expect("alice");
+        let mut a = Client::login(t.addr, "alice@localhost", PW, &format!("m{round}"))
+            .await
+            .expect("alice");
         let bytes = mutate(&mut rng, &stanzas[round % stanzas.len()]);
         let _ = a.send_bytes(&bytes).await;
-        let _ = a.send_bytes(b"<iq type='get' id='after' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+        let _ = a
+            .send_bytes(
+                b"<iq type='get' id='after' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+            )
+            .await;
         // Either the stream ended with an error, or the server went on, or it
         // waits for the rest of an unfinished stanza.
-        let _ = tokio::time::timeout(Duration::from_secs(2), a.expect(|e| e.attr("id") == Some("after") || e.name == "error")).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            a.expect(|e| e.attr("id") == Some("after") || e.name == "error"),
+        )
+        .await;
     }
-    bob.send("<iq type='get' id='alive' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    bob.expect(|e| e.attr("id") == Some("alive")).await.expect("bob is unaffected");
+    bob.send("<iq type='get' id='alive' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    bob.expect(|e| e.attr("id") == Some("alive"))
+        .await
+        .expect("bob is unaffected");
     t.stop().await;
 }
 
@@ -170,16 +219,27 @@ async fn a_fast_sender_is_slowed_to_the_read_rate() {
     })
     .await;
     t.add_user("alice@localhost", PW);
-    let mut a = Client::login(t.addr, "alice@localhost", PW, "a").await.expect("alice");
+    let mut a = Client::login(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
     let body = "y".repeat(1000);
     let start = Instant::now();
     // 80 kB at 20 kB/s after a 20 kB burst: at least ~2.5 s.
     for i in 0..80 {
-        a.send(&format!("<message to='alice@localhost/a' id='f{i}'><body>{body}</body></message>")).await;
+        a.send(&format!(
+            "<message to='alice@localhost/a' id='f{i}'><body>{body}</body></message>"
+        ))
+        .await;
     }
-    a.send("<iq type='get' id='done' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
-    a.expect(|e| e.attr("id") == Some("done")).await.expect("pong");
+    a.send("<iq type='get' id='done' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    a.expect(|e| e.attr("id") == Some("done"))
+        .await
+        .expect("pong");
     let took = start.elapsed();
-    assert!(took >= Duration::from_secs(2), "80 kB were read in {took:?}, faster than the limit allows");
+    assert!(
+        took >= Duration::from_secs(2),
+        "80 kB were read in {took:?}, faster than the limit allows"
+    );
     t.stop().await;
 }

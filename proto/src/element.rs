@@ -35,7 +35,12 @@ struct Scope {
 
 impl Element {
     pub fn new(name: &str, ns: &str) -> Element {
-        Element { name: name.to_string(), ns: ns.to_string(), attrs: Vec::new(), children: Vec::new() }
+        Element {
+            name: name.to_string(),
+            ns: ns.to_string(),
+            attrs: Vec::new(),
+            children: Vec::new(),
+        }
     }
 
     /// Builder: add an attribute.
@@ -57,7 +62,10 @@ impl Element {
     }
 
     pub fn attr(&self, k: &str) -> Option<&str> {
-        self.attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn set_attr(&mut self, k: &str, v: impl Into<String>) {
@@ -107,11 +115,18 @@ impl Element {
 
     /// Parse one element from bytes. `default_ns` and `prefixes` give the
     /// namespace context the bytes were written in (the stream's).
-    pub fn parse(raw: &[u8], default_ns: &str, prefixes: &[(String, String)]) -> Result<Element, ParseError> {
+    pub fn parse(
+        raw: &[u8],
+        default_ns: &str,
+        prefixes: &[(String, String)],
+    ) -> Result<Element, ParseError> {
         let text = std::str::from_utf8(raw).map_err(|_| ParseError("invalid utf-8".into()))?;
         let mut reader = Reader::from_str(text);
         reader.config_mut().check_end_names = true;
-        let mut scopes = vec![Scope { default_ns: default_ns.to_string(), prefixes: prefixes.to_vec() }];
+        let mut scopes = vec![Scope {
+            default_ns: default_ns.to_string(),
+            prefixes: prefixes.to_vec(),
+        }];
         let mut stack: Vec<Element> = Vec::new();
         loop {
             let ev = reader.read_event().map_err(|e| ParseError(e.to_string()))?;
@@ -119,12 +134,18 @@ impl Element {
                 Event::Start(ref s) | Event::Empty(ref s) => {
                     let is_empty = matches!(ev, Event::Empty(_));
                     let parent = scopes.last().ok_or_else(|| ParseError("scope".into()))?;
-                    let mut scope = Scope { default_ns: parent.default_ns.clone(), prefixes: Vec::new() };
+                    let mut scope = Scope {
+                        default_ns: parent.default_ns.clone(),
+                        prefixes: Vec::new(),
+                    };
                     let mut attrs = Vec::new();
                     for a in s.attributes() {
                         let a = a.map_err(|e| ParseError(e.to_string()))?;
                         let k = a.key.as_ref().to_string();
-                        let v = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| ParseError(e.to_string()))?.into_owned();
+                        let v = a
+                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .map_err(|e| ParseError(e.to_string()))?
+                            .into_owned();
                         if k == "xmlns" {
                             scope.default_ns = v;
                         } else if let Some(p) = k.strip_prefix("xmlns:") {
@@ -137,9 +158,15 @@ impl Element {
                     let (prefix, local) = crate::xml::split_qname(&qname);
                     let ns = match prefix {
                         None => scope.default_ns.clone(),
-                        Some(p) => resolve(&scopes, &scope, p).ok_or_else(|| ParseError(format!("unbound prefix {p}")))?,
+                        Some(p) => resolve(&scopes, &scope, p)
+                            .ok_or_else(|| ParseError(format!("unbound prefix {p}")))?,
                     };
-                    let el = Element { name: local.to_string(), ns, attrs, children: Vec::new() };
+                    let el = Element {
+                        name: local.to_string(),
+                        ns,
+                        attrs,
+                        children: Vec::new(),
+                    };
                     if is_empty {
                         match stack.last_mut() {
                             Some(parent) => parent.children.push(Node::Element(el)),
@@ -152,7 +179,9 @@ impl Element {
                 }
                 Event::End(_) => {
                     scopes.pop();
-                    let el = stack.pop().ok_or_else(|| ParseError("unbalanced end tag".into()))?;
+                    let el = stack
+                        .pop()
+                        .ok_or_else(|| ParseError("unbalanced end tag".into()))?;
                     match stack.last_mut() {
                         Some(parent) => parent.children.push(Node::Element(el)),
                         None => return Ok(el),
@@ -252,7 +281,12 @@ fn resolve(scopes: &[Scope], current: &Scope, p: &str) -> Option<String> {
     if let Some((_, v)) = current.prefixes.iter().find(|(k, _)| k == p) {
         return Some(v.clone());
     }
-    scopes.iter().rev().find_map(|s| s.prefixes.iter().find(|(k, _)| k == p).map(|(_, v)| v.clone()))
+    scopes.iter().rev().find_map(|s| {
+        s.prefixes
+            .iter()
+            .find(|(k, _)| k == p)
+            .map(|(_, v)| v.clone())
+    })
 }
 
 /// Escape text or an attribute value (both quote kinds are escaped).
@@ -295,7 +329,10 @@ mod tests {
             .with_attr("id", "a'b")
             .with_child(Element::new("query", "jabber:iq:roster").with_text("<&>"));
         let s = e.to_xml("jabber:client");
-        assert_eq!(s, "<iq id='a&apos;b'><query xmlns='jabber:iq:roster'>&lt;&amp;&gt;</query></iq>");
+        assert_eq!(
+            s,
+            "<iq id='a&apos;b'><query xmlns='jabber:iq:roster'>&lt;&amp;&gt;</query></iq>"
+        );
         let back = Element::parse(s.as_bytes(), "jabber:client", &[]).expect("parse");
         assert_eq!(back, e);
     }

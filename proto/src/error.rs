@@ -59,9 +59,17 @@ impl StreamCondition {
     /// `<stream:error>` with an optional human-readable text, followed by the
     /// closing `</stream:stream>`.
     pub fn to_bytes(self, text: Option<&str>) -> Vec<u8> {
-        let mut s = format!("<stream:error><{} xmlns='{}'/>", self.name(), ns::STREAMS_ERR);
+        let mut s = format!(
+            "<stream:error><{} xmlns='{}'/>",
+            self.name(),
+            ns::STREAMS_ERR
+        );
         if let Some(t) = text {
-            s.push_str(&format!("<text xmlns='{}' xml:lang='en'>{}</text>", ns::STREAMS_ERR, escape(t)));
+            s.push_str(&format!(
+                "<text xmlns='{}' xml:lang='en'>{}</text>",
+                ns::STREAMS_ERR,
+                escape(t)
+            ));
         }
         s.push_str("</stream:error></stream:stream>");
         s.into_bytes()
@@ -150,11 +158,14 @@ impl StanzaCondition {
     pub fn default_type(self) -> ErrorType {
         use StanzaCondition::*;
         match self {
-            BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect => ErrorType::Modify,
-            Forbidden | NotAuthorized | RegistrationRequired | SubscriptionRequired => ErrorType::Auth,
-            InternalServerError | RecipientUnavailable | RemoteServerTimeout | ResourceConstraint => {
-                ErrorType::Wait
+            BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect => {
+                ErrorType::Modify
             }
+            Forbidden | NotAuthorized | RegistrationRequired | SubscriptionRequired => {
+                ErrorType::Auth
+            }
+            InternalServerError | RecipientUnavailable | RemoteServerTimeout
+            | ResourceConstraint => ErrorType::Wait,
             _ => ErrorType::Cancel,
         }
     }
@@ -170,11 +181,19 @@ pub struct StanzaError {
 
 impl StanzaError {
     pub fn new(condition: StanzaCondition) -> StanzaError {
-        StanzaError { condition, kind: condition.default_type(), text: None }
+        StanzaError {
+            condition,
+            kind: condition.default_type(),
+            text: None,
+        }
     }
 
     pub fn with_text(condition: StanzaCondition, text: impl Into<String>) -> StanzaError {
-        StanzaError { condition, kind: condition.default_type(), text: Some(text.into()) }
+        StanzaError {
+            condition,
+            kind: condition.default_type(),
+            text: Some(text.into()),
+        }
     }
 
     /// The `<error/>` child element.
@@ -186,7 +205,11 @@ impl StanzaError {
             ns::STANZAS_ERR
         );
         if let Some(t) = &self.text {
-            s.push_str(&format!("<text xmlns='{}' xml:lang='en'>{}</text>", ns::STANZAS_ERR, escape(t)));
+            s.push_str(&format!(
+                "<text xmlns='{}' xml:lang='en'>{}</text>",
+                ns::STANZAS_ERR,
+                escape(t)
+            ));
         }
         s.push_str("</error>");
         s

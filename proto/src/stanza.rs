@@ -43,7 +43,10 @@ pub enum EnvelopeError {
     /// The stanza is answerable with this error (e.g. jid-malformed); the
     /// stanza is given back with the unusable address left out.
     #[error("bad stanza: {error:?}")]
-    Bad { error: StanzaError, stanza: Box<Stanza> },
+    Bad {
+        error: StanzaError,
+        stanza: Box<Stanza>,
+    },
 }
 
 /// A stanza as it travels: envelope fields plus its raw bytes.
@@ -111,7 +114,10 @@ impl Stanza {
         }
         if bad {
             let error = StanzaError::new(StanzaCondition::JidMalformed);
-            return Err(EnvelopeError::Bad { error, stanza: Box::new(st) });
+            return Err(EnvelopeError::Bad {
+                error,
+                stanza: Box::new(st),
+            });
         }
         Ok(st)
     }
@@ -147,7 +153,13 @@ impl Stanza {
     /// The same stanza with `from` and `to` set as given (raw bytes too).
     pub fn restamped(&self, from: Option<Jid>, to: Option<Jid>) -> Stanza {
         let (raw, head_len) = self.rewrite_head(from.as_ref(), to.as_ref());
-        Stanza { from, to, raw, head_len, ..self.clone() }
+        Stanza {
+            from,
+            to,
+            raw,
+            head_len,
+            ..self.clone()
+        }
     }
 
     /// New bytes and the new start tag's length.
@@ -257,7 +269,10 @@ mod tests {
         let t = Jid::parse("d@e").expect("jid");
         let once = s.restamped(Some(a.clone()), None);
         let twice = once.restamped(Some(a), Some(t));
-        assert_eq!(&twice.raw[..], b"<presence from='a@b/c' to='d@e' id='p'><priority>5</priority></presence>");
+        assert_eq!(
+            &twice.raw[..],
+            b"<presence from='a@b/c' to='d@e' id='p'><priority>5</priority></presence>"
+        );
         let e = Stanza::from_top(crate::xml::TopElement {
             name: "presence".into(),
             ns: crate::ns::CLIENT.into(),
@@ -274,7 +289,9 @@ mod tests {
         let mut p = StreamParser::new(Limits::default());
         p.feed(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><message to='a@b@c' id='m'/>");
         let _ = p.next_event();
-        let Ok(Some(StreamEvent::Element(e))) = p.next_event() else { panic!("element") };
+        let Ok(Some(StreamEvent::Element(e))) = p.next_event() else {
+            panic!("element")
+        };
         match Stanza::from_top(e) {
             Err(EnvelopeError::Bad { error, stanza }) => {
                 assert_eq!(error.condition, StanzaCondition::JidMalformed);

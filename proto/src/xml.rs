@@ -34,7 +34,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_stanza_bytes: 256 * 1024, max_depth: 32, max_attrs: 64 }
+        Limits {
+            max_stanza_bytes: 256 * 1024,
+            max_depth: 32,
+            max_attrs: 64,
+        }
     }
 }
 
@@ -48,7 +52,10 @@ pub struct XmlError {
 
 impl XmlError {
     fn new(condition: StreamCondition, text: impl Into<String>) -> XmlError {
-        XmlError { condition, text: text.into() }
+        XmlError {
+            condition,
+            text: text.into(),
+        }
     }
 
     fn nwf(text: impl Into<String>) -> XmlError {
@@ -87,7 +94,10 @@ pub struct TopElement {
 
 impl TopElement {
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -297,7 +307,8 @@ impl StreamParser {
         let tag = match ev {
             Event::Eof => return Ok(Step::NeedMore),
             Event::Text(t) => {
-                if self.depth <= 1 && !t.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
+                if self.depth <= 1 && !t.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                {
                     return Err(XmlError::nwf("character data at stream level"));
                 }
                 // Text is complete only once the next markup begins.
@@ -332,7 +343,10 @@ impl StreamParser {
                 None
             }
             Event::Comment(_) => {
-                return Err(XmlError::new(StreamCondition::RestrictedXml, "comments are not allowed"));
+                return Err(XmlError::new(
+                    StreamCondition::RestrictedXml,
+                    "comments are not allowed",
+                ));
             }
             Event::PI(_) => {
                 return Err(XmlError::new(
@@ -341,7 +355,10 @@ impl StreamParser {
                 ));
             }
             Event::DocType(_) => {
-                return Err(XmlError::new(StreamCondition::RestrictedXml, "a DTD is not allowed"));
+                return Err(XmlError::new(
+                    StreamCondition::RestrictedXml,
+                    "a DTD is not allowed",
+                ));
             }
             Event::Start(s) => Some(Tag::Start(read_tag(&s, self.limits.max_attrs)?, false)),
             Event::Empty(s) => Some(Tag::Start(read_tag(&s, self.limits.max_attrs)?, true)),
@@ -373,13 +390,18 @@ impl StreamParser {
         match self.depth {
             0 => {
                 if empty {
-                    return Err(XmlError::new(StreamCondition::BadFormat, "the stream header is empty"));
+                    return Err(XmlError::new(
+                        StreamCondition::BadFormat,
+                        "the stream header is empty",
+                    ));
                 }
                 self.open_stream(prefix, local, attrs).map(Some)
             }
             1 => {
                 let elem_ns = match prefix {
-                    None => attr_of(&attrs, "xmlns").map(str::to_string).unwrap_or_else(|| self.default_ns.clone()),
+                    None => attr_of(&attrs, "xmlns")
+                        .map(str::to_string)
+                        .unwrap_or_else(|| self.default_ns.clone()),
                     Some(p) => {
                         let decl = format!("xmlns:{p}");
                         match attr_of(&attrs, &decl) {
@@ -416,7 +438,10 @@ impl StreamParser {
             }
             d => {
                 if d > self.limits.max_depth {
-                    return Err(XmlError::new(StreamCondition::PolicyViolation, "elements nested too deep"));
+                    return Err(XmlError::new(
+                        StreamCondition::PolicyViolation,
+                        "elements nested too deep",
+                    ));
                 }
                 for (k, _) in &attrs {
                     if let Some(p) = k.strip_prefix("xmlns:") {
@@ -442,13 +467,19 @@ impl StreamParser {
         if p == "xml" || p == "xmlns" {
             return Ok(());
         }
-        if self.inner_prefixes.iter().any(|(_, k)| k == p) || self.stream_prefixes.iter().any(|(k, _)| k == p) {
+        if self.inner_prefixes.iter().any(|(_, k)| k == p)
+            || self.stream_prefixes.iter().any(|(k, _)| k == p)
+        {
             return Ok(());
         }
         Err(XmlError::nwf(format!("unbound prefix {p}")))
     }
 
-    fn check_attr_prefixes(&mut self, attrs: &[(String, String)], depth: usize) -> Result<(), XmlError> {
+    fn check_attr_prefixes(
+        &mut self,
+        attrs: &[(String, String)],
+        depth: usize,
+    ) -> Result<(), XmlError> {
         if depth == 2 {
             for (k, _) in attrs {
                 if let Some(p) = k.strip_prefix("xmlns:") {
@@ -470,7 +501,10 @@ impl StreamParser {
             1 => {
                 let (prefix, local) = split_qname(qname);
                 let ok_prefix = match prefix {
-                    Some(p) => self.stream_prefixes.iter().any(|(k, v)| k == p && v == ns::STREAM),
+                    Some(p) => self
+                        .stream_prefixes
+                        .iter()
+                        .any(|(k, v)| k == p && v == ns::STREAM),
                     None => false,
                 };
                 if local != "stream" || !ok_prefix {
@@ -538,7 +572,10 @@ impl StreamParser {
         // RFC 6120 §4.9.3.10 invalid-namespace: the stream element itself must
         // be qualified by the streams namespace.
         let stream_ns = match prefix {
-            Some(p) => prefixes.iter().find(|(k, _)| k == p).map(|(_, v)| v.as_str()),
+            Some(p) => prefixes
+                .iter()
+                .find(|(k, _)| k == p)
+                .map(|(_, v)| v.as_str()),
             None => header.default_ns.as_deref(),
         };
         if local != "stream" || stream_ns != Some(ns::STREAM) {
@@ -549,7 +586,10 @@ impl StreamParser {
         }
         if prefix.is_none() {
             // <stream xmlns='http://etherx.jabber.org/streams'> leaves no content namespace.
-            return Err(XmlError::new(StreamCondition::InvalidNamespace, "missing content namespace"));
+            return Err(XmlError::new(
+                StreamCondition::InvalidNamespace,
+                "missing content namespace",
+            ));
         }
         self.stream_prefixes = prefixes;
         self.default_ns = header.default_ns.clone().unwrap_or_default();
@@ -559,18 +599,26 @@ impl StreamParser {
 }
 
 /// The name and attributes of a start tag, checked.
-fn read_tag(s: &BytesStart<'_>, max_attrs: usize) -> Result<(String, Vec<(String, String)>), XmlError> {
+fn read_tag(
+    s: &BytesStart<'_>,
+    max_attrs: usize,
+) -> Result<(String, Vec<(String, String)>), XmlError> {
     let qname = s.name().as_ref().to_string();
     check_name(&qname)?;
     let mut attrs: Vec<(String, String)> = Vec::new();
     for a in s.attributes().with_checks(true) {
         let a = a.map_err(|e| XmlError::nwf(e.to_string()))?;
         if attrs.len() >= max_attrs {
-            return Err(XmlError::new(StreamCondition::PolicyViolation, "too many attributes"));
+            return Err(XmlError::new(
+                StreamCondition::PolicyViolation,
+                "too many attributes",
+            ));
         }
         let key = a.key.as_ref().to_string();
         check_name(&key)?;
-        let value = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| XmlError::nwf(e.to_string()))?;
+        let value = a
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map_err(|e| XmlError::nwf(e.to_string()))?;
         check_chars(&value)?;
         attrs.push((key, value.into_owned()));
     }
@@ -578,7 +626,10 @@ fn read_tag(s: &BytesStart<'_>, max_attrs: usize) -> Result<(String, Vec<(String
 }
 
 fn attr_of<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    attrs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Split `prefix:local`.
@@ -597,20 +648,29 @@ fn check_name(n: &str) -> Result<(), XmlError> {
         return Err(XmlError::nwf("empty name"));
     };
     let bad_first = first.is_ascii_digit() || matches!(first, '-' | '.') || !is_name_char(first);
-    if bad_first || !chars.all(is_name_char) || n.matches(':').count() > 1 || n.ends_with(':') || n.starts_with(':') {
+    if bad_first
+        || !chars.all(is_name_char)
+        || n.matches(':').count() > 1
+        || n.ends_with(':')
+        || n.starts_with(':')
+    {
         return Err(XmlError::nwf(format!("invalid name {n:?}")));
     }
     Ok(())
 }
 
 fn is_name_char(c: char) -> bool {
-    c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '\u{B7}') || (c as u32) >= 0x300 && !c.is_whitespace() && !c.is_control()
+    c.is_alphanumeric()
+        || matches!(c, '_' | '-' | '.' | ':' | '\u{B7}')
+        || (c as u32) >= 0x300 && !c.is_whitespace() && !c.is_control()
 }
 
 /// XML 1.0 Char production: no C0 controls other than tab, CR, LF; no
 /// U+FFFE/U+FFFF.
 fn check_chars(s: &str) -> Result<(), XmlError> {
-    let bad = s.bytes().any(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'));
+    let bad = s
+        .bytes()
+        .any(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'));
     if bad || s.contains(['\u{FFFE}', '\u{FFFF}']) {
         return Err(XmlError::nwf("character not allowed in XML"));
     }
@@ -626,7 +686,10 @@ fn check_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<(), XmlError> {
     }
     match &**r {
         "amp" | "lt" | "gt" | "quot" | "apos" => Ok(()),
-        _ => Err(XmlError::new(StreamCondition::RestrictedXml, "undefined entity")),
+        _ => Err(XmlError::new(
+            StreamCondition::RestrictedXml,
+            "undefined entity",
+        )),
     }
 }
 
@@ -652,7 +715,9 @@ mod tests {
 
     #[test]
     fn header_stanzas_and_close() {
-        let input = format!("{HEADER} <message to='a@b'><body>hi &amp; <b/></body></message>\n<presence/></stream:stream>");
+        let input = format!(
+            "{HEADER} <message to='a@b'><body>hi &amp; <b/></body></message>\n<presence/></stream:stream>"
+        );
         let ev = parse_whole(&input).expect("parse");
         assert_eq!(ev.len(), 4);
         match &ev[0] {
@@ -666,7 +731,10 @@ mod tests {
             StreamEvent::Element(e) => {
                 assert_eq!(e.name, "message");
                 assert_eq!(e.ns, "jabber:client");
-                assert_eq!(&e.raw[..], b"<message to='a@b'><body>hi &amp; <b/></body></message>");
+                assert_eq!(
+                    &e.raw[..],
+                    b"<message to='a@b'><body>hi &amp; <b/></body></message>"
+                );
                 assert_eq!(e.head_len, "<message to='a@b'>".len());
             }
             other => panic!("{other:?}"),
@@ -700,7 +768,8 @@ mod tests {
             let err = parse_whole(&input).expect_err(bad);
             assert_eq!(err.condition, StreamCondition::RestrictedXml, "{bad}");
         }
-        let err = parse_whole(&format!("{HEADER}<message><body>&foo;</body></message>")).expect_err("entity");
+        let err = parse_whole(&format!("{HEADER}<message><body>&foo;</body></message>"))
+            .expect_err("entity");
         assert_eq!(err.condition, StreamCondition::RestrictedXml);
     }
 
@@ -722,13 +791,18 @@ mod tests {
 
     #[test]
     fn wrong_stream_namespace_is_invalid_namespace() {
-        let err = parse_whole("<stream:stream xmlns='jabber:client' xmlns:stream='urn:wrong'>").expect_err("ns");
+        let err = parse_whole("<stream:stream xmlns='jabber:client' xmlns:stream='urn:wrong'>")
+            .expect_err("ns");
         assert_eq!(err.condition, StreamCondition::InvalidNamespace);
     }
 
     #[test]
     fn limits_are_enforced() {
-        let limits = Limits { max_stanza_bytes: 100, max_depth: 3, max_attrs: 2 };
+        let limits = Limits {
+            max_stanza_bytes: 100,
+            max_depth: 3,
+            max_attrs: 2,
+        };
         let mut p = StreamParser::new(limits);
         p.feed(HEADER.as_bytes());
         p.feed(b"<message><body>");
@@ -744,12 +818,18 @@ mod tests {
         let mut p = StreamParser::new(limits);
         p.feed(HEADER.as_bytes());
         p.feed(b"<a><b><c><d>");
-        assert_eq!(all_events(&mut p).expect_err("depth").condition, StreamCondition::PolicyViolation);
+        assert_eq!(
+            all_events(&mut p).expect_err("depth").condition,
+            StreamCondition::PolicyViolation
+        );
 
         let mut p = StreamParser::new(limits);
         p.feed(HEADER.as_bytes());
         p.feed(b"<a x='1' y='2' z='3'/>");
-        assert_eq!(all_events(&mut p).expect_err("attrs").condition, StreamCondition::PolicyViolation);
+        assert_eq!(
+            all_events(&mut p).expect_err("attrs").condition,
+            StreamCondition::PolicyViolation
+        );
     }
 
     #[test]
@@ -765,7 +845,10 @@ mod tests {
         }
         p.reset();
         p.feed(HEADER.as_bytes());
-        assert!(matches!(all_events(&mut p).expect("restart").first(), Some(StreamEvent::Open(_))));
+        assert!(matches!(
+            all_events(&mut p).expect("restart").first(),
+            Some(StreamEvent::Open(_))
+        ));
     }
 
     #[test]
@@ -773,7 +856,11 @@ mod tests {
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         let alphabet = b"<>/='\"&;:ab xmlns!-?[]CDATA\x00\xc3\xa9\xff";
         for _ in 0..3000 {
-            let mut p = StreamParser::new(Limits { max_stanza_bytes: 4096, max_depth: 8, max_attrs: 8 });
+            let mut p = StreamParser::new(Limits {
+                max_stanza_bytes: 4096,
+                max_depth: 8,
+                max_attrs: 8,
+            });
             p.feed(HEADER.as_bytes());
             let mut buf = Vec::new();
             for _ in 0..64 {

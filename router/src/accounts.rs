@@ -33,7 +33,11 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn new(store: Store, domains: Vec<String>, min_password_len: usize) -> Accounts {
-        Accounts { store, domains, min_password_len }
+        Accounts {
+            store,
+            domains,
+            min_password_len,
+        }
     }
 
     fn check_user(&self, user: &BareJid) -> Result<(), AccountError> {
@@ -53,7 +57,8 @@ impl Accounts {
                 self.min_password_len
             )));
         }
-        StoredCredentials::new(password, DEFAULT_ITERATIONS).map_err(|e| AccountError::BadPassword(e.to_string()))
+        StoredCredentials::new(password, DEFAULT_ITERATIONS)
+            .map_err(|e| AccountError::BadPassword(e.to_string()))
     }
 
     pub fn add(&self, user: &BareJid, password: &str) -> Result<(), AccountError> {

@@ -9,12 +9,12 @@ use proto::stanza::Stanza;
 use proto::{BareJid, FullJid};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::Store;
 use crate::accounts::{AccountError, Accounts};
 use crate::config::CoreConfig;
 use crate::modules::registry::Registry;
 use crate::session::SessionSink;
 use crate::shard::{self, ShardMsg};
-use crate::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
@@ -98,7 +98,10 @@ impl Core {
         for _ in 0..n {
             let (etx, erx) = mpsc::channel(4096);
             let (itx, irx) = mpsc::unbounded_channel();
-            handles.push(ShardHandle { edge: etx, internal: itx });
+            handles.push(ShardHandle {
+                edge: etx,
+                internal: itx,
+            });
             receivers.push((erx, irx));
         }
         let accounts = Accounts::new(store.clone(), cfg.domains.clone(), cfg.min_password_len);
@@ -137,8 +140,16 @@ impl Core {
     /// JID is replaced: it gets a `<conflict/>` stream error.
     pub async fn bind(&self, jid: FullJid, sink: SessionSink) -> Result<(), BindError> {
         let (reply, rx) = oneshot::channel();
-        let msg = ShardMsg::Bind { jid: jid.clone(), sink, reply };
-        self.shard(jid.bare_str()).edge.send(msg).await.map_err(|_| BindError::ShuttingDown)?;
+        let msg = ShardMsg::Bind {
+            jid: jid.clone(),
+            sink,
+            reply,
+        };
+        self.shard(jid.bare_str())
+            .edge
+            .send(msg)
+            .await
+            .map_err(|_| BindError::ShuttingDown)?;
         rx.await.map_err(|_| BindError::ShuttingDown)?
     }
 
@@ -156,14 +167,24 @@ impl Core {
         };
         let target = shard::first_hop(&stanza, from.bare_str());
         let h = self.shard(target).clone();
-        h.edge.send(ShardMsg::FromClient(Box::new(stanza))).await.map_err(|_| CoreError::ShuttingDown)
+        h.edge
+            .send(ShardMsg::FromClient(Box::new(stanza)))
+            .await
+            .map_err(|_| CoreError::ShuttingDown)
     }
 
     /// Delete an account: its sessions are closed, then its data removed.
     pub async fn delete_account(&self, user: &BareJid) -> Result<(), CoreError> {
         let (reply, rx) = oneshot::channel();
-        let msg = ShardMsg::Kick { user: user.clone(), reply };
-        self.shard(user.as_str()).edge.send(msg).await.map_err(|_| CoreError::ShuttingDown)?;
+        let msg = ShardMsg::Kick {
+            user: user.clone(),
+            reply,
+        };
+        self.shard(user.as_str())
+            .edge
+            .send(msg)
+            .await
+            .map_err(|_| CoreError::ShuttingDown)?;
         let _ = rx.await;
         self.shared.accounts.delete(user)?;
         Ok(())
@@ -204,7 +225,10 @@ impl Core {
 mod tests {
     #[test]
     fn shard_function_is_stable_and_in_range() {
-        assert_eq!(super::shard_of("alice@localhost", 16), super::shard_of("alice@localhost", 16));
+        assert_eq!(
+            super::shard_of("alice@localhost", 16),
+            super::shard_of("alice@localhost", 16)
+        );
         for i in 0..1000 {
             assert!(super::shard_of(&format!("u{i}@x"), 7) < 7);
         }

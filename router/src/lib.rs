@@ -27,8 +27,19 @@ pub use session::{Outbound, SessionSink};
 pub use storage::StorageError;
 
 /// Open the node's data store (the edge never names RocksDB itself).
-pub fn open_store(dir: &std::path::Path, sync_writes: bool, offline_limit: usize) -> Result<Store, StorageError> {
-    storage::Store::open(dir, storage::StoreOptions { sync_writes, offline_limit }).map(Store)
+pub fn open_store(
+    dir: &std::path::Path,
+    sync_writes: bool,
+    offline_limit: usize,
+) -> Result<Store, StorageError> {
+    storage::Store::open(
+        dir,
+        storage::StoreOptions {
+            sync_writes,
+            offline_limit,
+        },
+    )
+    .map(Store)
 }
 
 /// An opened data store, opaque to the edge.

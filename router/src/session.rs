@@ -32,7 +32,17 @@ impl SessionSink {
     pub fn channel(conn_id: u64, capacity: usize) -> (SessionSink, SessionInbox) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let overflow = Arc::new((AtomicBool::new(false), Notify::new()));
-        (SessionSink { conn_id, tx, overflow: overflow.clone() }, SessionInbox { rx, overflow: OverflowSignal(overflow) })
+        (
+            SessionSink {
+                conn_id,
+                tx,
+                overflow: overflow.clone(),
+            },
+            SessionInbox {
+                rx,
+                overflow: OverflowSignal(overflow),
+            },
+        )
     }
 
     /// Queue bytes for the client; false if the session is gone or overflowed.

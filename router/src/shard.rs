@@ -14,17 +14,31 @@ use std::sync::Arc;
 
 /// What a shard is asked to do.
 pub(crate) enum ShardMsg {
-    Bind { jid: FullJid, sink: SessionSink, reply: oneshot::Sender<Result<(), BindError>> },
-    Unbind { jid: FullJid, conn_id: u64 },
+    Bind {
+        jid: FullJid,
+        sink: SessionSink,
+        reply: oneshot::Sender<Result<(), BindError>>,
+    },
+    Unbind {
+        jid: FullJid,
+        conn_id: u64,
+    },
     /// A stanza from a client of this core, at its first hop.
     FromClient(Box<Stanza>),
     /// A stanza for a user of this shard (inbound processing).
     Inbound(Box<Stanza>),
     /// End all sessions of a user (account deleted).
-    Kick { user: BareJid, reply: oneshot::Sender<()> },
-    Count { reply: oneshot::Sender<usize> },
+    Kick {
+        user: BareJid,
+        reply: oneshot::Sender<()>,
+    },
+    Count {
+        reply: oneshot::Sender<usize>,
+    },
     /// Process everything queued, then answer.
-    Stop { reply: oneshot::Sender<()> },
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// One bound resource.
@@ -55,15 +69,26 @@ pub(crate) struct ShardState {
 
 impl ShardState {
     pub fn sessions(&self, user: &BareJid) -> &[Session] {
-        self.users.get(user).map(|u| u.sessions.as_slice()).unwrap_or(&[])
+        self.users
+            .get(user)
+            .map(|u| u.sessions.as_slice())
+            .unwrap_or(&[])
     }
 
     pub fn session_mut(&mut self, jid: &FullJid) -> Option<&mut Session> {
-        self.users.get_mut(&jid.bare())?.sessions.iter_mut().find(|s| &s.jid == jid)
+        self.users
+            .get_mut(&jid.bare())?
+            .sessions
+            .iter_mut()
+            .find(|s| &s.jid == jid)
     }
 
     pub fn session(&self, jid: &FullJid) -> Option<&Session> {
-        self.users.get(&jid.bare())?.sessions.iter().find(|s| &s.jid == jid)
+        self.users
+            .get(&jid.bare())?
+            .sessions
+            .iter()
+            .find(|s| &s.jid == jid)
     }
 }
 
@@ -165,7 +190,10 @@ fn bind(ctx: &mut Ctx<'_>, jid: FullJid, sink: SessionSink) -> Result<(), BindEr
 /// A session ended: if it was available, contacts get unavailable presence
 /// (RFC 6121 §4.5.2, also when the connection just dropped).
 fn unbind(ctx: &mut Ctx<'_>, jid: &FullJid, conn_id: u64) {
-    let matches = ctx.st.session(jid).is_some_and(|s| s.sink.conn_id == conn_id);
+    let matches = ctx
+        .st
+        .session(jid)
+        .is_some_and(|s| s.sink.conn_id == conn_id);
     if !matches {
         return;
     }
@@ -189,18 +217,27 @@ fn from_client(ctx: &mut Ctx<'_>, s: Stanza) {
             // A message with no 'to' is for the sender's own account (RFC 6120 §10.3.1).
             let s = match s.to {
                 Some(_) => s,
-                None => Stanza { to: Some(Jid::Bare(from.bare())), ..s },
+                None => Stanza {
+                    to: Some(Jid::Bare(from.bare())),
+                    ..s
+                },
             };
             inbound(ctx, s)
         }
         Kind::Iq => match &s.to {
             None => iq::handle(ctx, s, iq::Target::OwnAccount),
-            Some(Jid::Bare(b)) if b.as_str() == from.bare_str() => iq::handle(ctx, s, iq::Target::OwnAccount),
+            Some(Jid::Bare(b)) if b.as_str() == from.bare_str() => {
+                iq::handle(ctx, s, iq::Target::OwnAccount)
+            }
             Some(to) if to.local().is_none() && to.resource().is_none() => {
                 if ctx.sh.cfg.serves(to.domain()) {
                     iq::handle(ctx, s, iq::Target::Server)
                 } else {
-                    ctx.bounce(&s, proto::error::StanzaCondition::RemoteServerNotFound, None)
+                    ctx.bounce(
+                        &s,
+                        proto::error::StanzaCondition::RemoteServerNotFound,
+                        None,
+                    )
                 }
             }
             Some(_) => inbound(ctx, s),
@@ -217,7 +254,11 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
     if !ctx.sh.cfg.serves(to.domain()) {
         // No server-to-server yet: a remote domain cannot be reached.
         if s.kind != Kind::Presence {
-            ctx.bounce(&s, C::RemoteServerNotFound, Some("server-to-server is not enabled"));
+            ctx.bounce(
+                &s,
+                C::RemoteServerNotFound,
+                Some("server-to-server is not enabled"),
+            );
         }
         return;
     }
@@ -230,7 +271,8 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
         return;
     }
     let user = to.bare();
-    let exists = !ctx.st.sessions(&user).is_empty() || ctx.sh.accounts.exists(&user).unwrap_or(false);
+    let exists =
+        !ctx.st.sessions(&user).is_empty() || ctx.sh.accounts.exists(&user).unwrap_or(false);
     if !exists {
         match s.kind {
             Kind::Presence => presence::to_unknown_user(ctx, &s),

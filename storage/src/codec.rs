@@ -384,9 +384,15 @@ mod tests {
         enc[1] |= 0x40;
         assert!(decode_roster_item(item().jid, &enc).is_err());
         // 0x80 is the hidden flag and round-trips.
-        let visible = RosterItem { hidden: false, ..item() };
+        let visible = RosterItem {
+            hidden: false,
+            ..item()
+        };
         let enc = encode_roster_item(&visible).expect("encode");
-        assert_eq!(decode_roster_item(item().jid, &enc).expect("decode"), visible);
+        assert_eq!(
+            decode_roster_item(item().jid, &enc).expect("decode"),
+            visible
+        );
         let mut enc = encode_roster_item(&item()).expect("encode");
         enc[2] = 9;
         assert!(decode_roster_item(item().jid, &enc).is_err());

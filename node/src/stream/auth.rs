@@ -23,7 +23,9 @@ pub(crate) struct SaslState {
 
 impl std::fmt::Debug for SaslState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SaslState").field("user", &self.user).finish()
+        f.debug_struct("SaslState")
+            .field("user", &self.user)
+            .finish()
     }
 }
 
@@ -58,23 +60,37 @@ impl Machine {
 
     fn sasl_auth(&mut self, e: TopElement, out: &mut Vec<Action>) {
         if self.sasl.is_some() {
-            return self.fail(StreamCondition::PolicyViolation, Some("a SASL exchange is already running".into()), out);
+            return self.fail(
+                StreamCondition::PolicyViolation,
+                Some("a SASL exchange is already running".into()),
+                out,
+            );
         }
         if !self.sasl_allowed() {
             return self.sasl_failed(SaslFailure::EncryptionRequired, out);
         }
         let offered = self.mechanisms();
-        let Some(mech) = e.attr("mechanism").and_then(Mechanism::parse).filter(|m| offered.contains(m)) else {
+        let Some(mech) = e
+            .attr("mechanism")
+            .and_then(Mechanism::parse)
+            .filter(|m| offered.contains(m))
+        else {
             return self.sasl_failed(SaslFailure::InvalidMechanism, out);
         };
         let Some(input) = decode_payload(&e) else {
             return self.sasl_failed(SaslFailure::IncorrectEncoding, out);
         };
-        let cb = self.channel_binding.clone().map(|data| ChannelBinding { kind: "tls-exporter", data });
+        let cb = self.channel_binding.clone().map(|data| ChannelBinding {
+            kind: "tls-exporter",
+            data,
+        });
         let plus_offered = offered.iter().any(|m| m.is_plus());
         let mut session = ServerSession::new(mech, cb, plus_offered);
         let step = session.step(&input);
-        self.sasl = Some(SaslState { session, user: None });
+        self.sasl = Some(SaslState {
+            session,
+            user: None,
+        });
         self.phase = Phase::Sasl;
         self.sasl_step(step, out);
     }
@@ -85,14 +101,20 @@ impl Machine {
             return self.sasl_failed(SaslFailure::IncorrectEncoding, out);
         };
         let Some(state) = self.sasl.as_mut() else {
-            return self.fail(StreamCondition::PolicyViolation, Some("no SASL exchange is running".into()), out);
+            return self.fail(
+                StreamCondition::PolicyViolation,
+                Some("no SASL exchange is running".into()),
+                out,
+            );
         };
         let step = state.session.step(&input);
         self.sasl_step(step, out);
     }
 
     pub(super) fn on_credentials(&mut self, c: Option<StoredCredentials>, out: &mut Vec<Action>) {
-        let Some(state) = self.sasl.as_mut() else { return };
+        let Some(state) = self.sasl.as_mut() else {
+            return;
+        };
         let step = state.session.credentials(c);
         self.sasl_step(step, out);
     }
@@ -126,7 +148,11 @@ impl Machine {
                     }
                 }
             }
-            Step::Success { authzid, additional, .. } => {
+            Step::Success {
+                authzid,
+                additional,
+                ..
+            } => {
                 let Some(user) = self.sasl.take().and_then(|s| s.user) else {
                     return self.sasl_failed(SaslFailure::NotAuthorized, out);
                 };
@@ -163,7 +189,11 @@ impl Machine {
             self.sasl_failures += 1;
         }
         if self.sasl_failures >= MAX_SASL_FAILURES {
-            self.fail(StreamCondition::PolicyViolation, Some("too many failed authentication attempts".into()), out);
+            self.fail(
+                StreamCondition::PolicyViolation,
+                Some("too many failed authentication attempts".into()),
+                out,
+            );
         }
     }
 
@@ -177,11 +207,21 @@ impl Machine {
         let iq_type = el.attr("type").unwrap_or("").to_string();
         let payload = el.elements().next().cloned();
         match payload {
-            Some(p) if p.ns == ns::REGISTER && matches!(iq_type.as_str(), "get" | "set") && self.sasl_allowed() => {
-                out.push(Action::Register { iq_type, id, payload: p, domain: self.domain.clone() });
+            Some(p)
+                if p.ns == ns::REGISTER
+                    && matches!(iq_type.as_str(), "get" | "set")
+                    && self.sasl_allowed() =>
+            {
+                out.push(Action::Register {
+                    iq_type,
+                    id,
+                    payload: p,
+                    domain: self.domain.clone(),
+                });
             }
             _ => {
-                let err = StanzaError::with_text(StanzaCondition::NotAuthorized, "authenticate first");
+                let err =
+                    StanzaError::with_text(StanzaCondition::NotAuthorized, "authenticate first");
                 out.push(Action::Send(Bytes::from(format!(
                     "<iq type='error' id='{}'>{}</iq>",
                     proto::element::escape(&id),

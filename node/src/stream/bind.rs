@@ -2,10 +2,10 @@
 //! resources; a conflict replaces the old session (§7.7.2.2).
 
 use bytes::Bytes;
+use proto::Element;
 use proto::error::{StanzaCondition, StanzaError, StreamCondition};
 use proto::ns;
 use proto::xml::TopElement;
-use proto::Element;
 use router::BindError;
 
 use super::{Action, Machine, Phase};
@@ -33,21 +33,38 @@ impl Machine {
         };
         let id = el.attr("id").unwrap_or("").to_string();
         let Some(bind) = el.child("bind", ns::BIND) else {
-            out.push(Action::Send(iq_error(&id, StanzaCondition::NotAuthorized, "bind a resource first")));
+            out.push(Action::Send(iq_error(
+                &id,
+                StanzaCondition::NotAuthorized,
+                "bind a resource first",
+            )));
             return;
         };
         if el.attr("type") != Some("set") {
-            out.push(Action::Send(iq_error(&id, StanzaCondition::BadRequest, "bind is a set")));
+            out.push(Action::Send(iq_error(
+                &id,
+                StanzaCondition::BadRequest,
+                "bind is a set",
+            )));
             return;
         }
-        let Some(user) = self.user.clone() else { return };
-        let wanted = bind.child("resource", ns::BIND).map(Element::text).filter(|r| !r.is_empty());
+        let Some(user) = self.user.clone() else {
+            return;
+        };
+        let wanted = bind
+            .child("resource", ns::BIND)
+            .map(Element::text)
+            .filter(|r| !r.is_empty());
         let jid = match wanted {
             // RFC 6120 §7.7.2.1: a resource that cannot be prepared is bad-request.
             Some(r) => match user.with_resource(&r) {
                 Ok(j) => j,
                 Err(_) => {
-                    out.push(Action::Send(iq_error(&id, StanzaCondition::BadRequest, "invalid resource")));
+                    out.push(Action::Send(iq_error(
+                        &id,
+                        StanzaCondition::BadRequest,
+                        "invalid resource",
+                    )));
                     return;
                 }
             },
@@ -76,7 +93,11 @@ impl Machine {
             }
             Err(BindError::NoSuchUser) => {
                 self.jid = None;
-                self.fail(StreamCondition::NotAuthorized, Some("the account no longer exists".into()), out)
+                self.fail(
+                    StreamCondition::NotAuthorized,
+                    Some("the account no longer exists".into()),
+                    out,
+                )
             }
             Err(BindError::ShuttingDown) => {
                 self.jid = None;

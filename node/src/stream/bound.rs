@@ -3,28 +3,36 @@
 //! legacy session request are answered here at the edge.
 
 use bytes::Bytes;
+use proto::Jid;
 use proto::error::{StanzaCondition, StanzaError, StreamCondition};
 use proto::ns;
 use proto::stanza::{EnvelopeError, Kind, Stanza};
 use proto::xml::TopElement;
-use proto::Jid;
 
 use super::{Action, Machine};
 
 impl Machine {
     pub(super) fn bound(&mut self, e: TopElement, out: &mut Vec<Action>) {
         if e.ns != ns::CLIENT {
-            return self.fail(StreamCondition::UnsupportedStanzaType, Some(format!("{} in {} is not supported", e.name, e.ns)), out);
+            return self.fail(
+                StreamCondition::UnsupportedStanzaType,
+                Some(format!("{} in {} is not supported", e.name, e.ns)),
+                out,
+            );
         }
         let Some(full) = self.jid.clone() else { return };
         let fromj = Jid::Full(full.clone());
         let mut st = match Stanza::from_top(e) {
             Ok(s) => s,
-            Err(EnvelopeError::NotAStanza) => return self.fail(StreamCondition::UnsupportedStanzaType, None, out),
+            Err(EnvelopeError::NotAStanza) => {
+                return self.fail(StreamCondition::UnsupportedStanzaType, None, out);
+            }
             Err(EnvelopeError::Bad { error, stanza }) => {
                 let mut s = *stanza;
                 s.from = Some(fromj.clone());
-                out.push(Action::Send(s.error_reply(&error, &server_jid(&self.domain, &fromj))));
+                out.push(Action::Send(
+                    s.error_reply(&error, &server_jid(&self.domain, &fromj)),
+                ));
                 return;
             }
         };
@@ -37,8 +45,13 @@ impl Machine {
         st.from = Some(fromj.clone());
         if st.kind == Kind::Iq {
             if !matches!(st.stype(), "get" | "set" | "result" | "error") || st.id.is_none() {
-                let err = StanzaError::with_text(StanzaCondition::BadRequest, "an iq needs an id and a type");
-                out.push(Action::Send(st.error_reply(&err, &server_jid(&self.domain, &fromj))));
+                let err = StanzaError::with_text(
+                    StanzaCondition::BadRequest,
+                    "an iq needs an id and a type",
+                );
+                out.push(Action::Send(
+                    st.error_reply(&err, &server_jid(&self.domain, &fromj)),
+                ));
                 return;
             }
             if self.answer_locally(&st, out) {
@@ -48,11 +61,19 @@ impl Machine {
         if st.kind == Kind::Presence
             && !matches!(
                 st.stype(),
-                "" | "unavailable" | "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed" | "probe" | "error"
+                "" | "unavailable"
+                    | "subscribe"
+                    | "subscribed"
+                    | "unsubscribe"
+                    | "unsubscribed"
+                    | "probe"
+                    | "error"
             )
         {
             let err = StanzaError::with_text(StanzaCondition::BadRequest, "unknown presence type");
-            out.push(Action::Send(st.error_reply(&err, &server_jid(&self.domain, &fromj))));
+            out.push(Action::Send(
+                st.error_reply(&err, &server_jid(&self.domain, &fromj)),
+            ));
             return;
         }
         let to = st.to.clone();
@@ -76,8 +97,12 @@ impl Machine {
             }
             return false;
         }
-        let Ok(el) = st.element(ns::CLIENT) else { return false };
-        let Some(child) = el.first_element() else { return false };
+        let Ok(el) = st.element(ns::CLIENT) else {
+            return false;
+        };
+        let Some(child) = el.first_element() else {
+            return false;
+        };
         let local = match (st.stype(), child.name.as_str(), child.ns.as_str()) {
             ("get", "ping", ns::PING) => true,
             ("set", "session", ns::SESSION) => true,
@@ -100,5 +125,7 @@ fn result(st: &Stanza, domain: &str) -> Bytes {
 }
 
 fn server_jid(domain: &str, fallback: &Jid) -> Jid {
-    proto::BareJid::domain_jid(domain).map(Jid::Bare).unwrap_or_else(|_| fallback.clone())
+    proto::BareJid::domain_jid(domain)
+        .map(Jid::Bare)
+        .unwrap_or_else(|_| fallback.clone())
 }

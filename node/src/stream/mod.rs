@@ -48,7 +48,9 @@ pub enum Event {
     XmlError(XmlError),
     /// TLS is up (after STARTTLS, or from the start on the direct-TLS port);
     /// `channel_binding` is the tls-exporter value when TLS 1.3.
-    TlsEstablished { channel_binding: Option<Vec<u8>> },
+    TlsEstablished {
+        channel_binding: Option<Vec<u8>>,
+    },
     /// Answer to [`Action::LookupCredentials`].
     Credentials(Option<StoredCredentials>),
     /// Answer to [`Action::Bind`].
@@ -68,7 +70,12 @@ pub enum Action {
     LookupCredentials(BareJid),
     /// XEP-0077 before authentication: the driver asks the core and answers
     /// with [`Event::Registered`]. Carries the IQ's type, id and payload.
-    Register { iq_type: String, id: String, payload: proto::Element, domain: String },
+    Register {
+        iq_type: String,
+        id: String,
+        payload: proto::Element,
+        domain: String,
+    },
     Bind(FullJid),
     /// Hand a stanza (from stamped) to the core.
     Route(Stanza),
@@ -178,7 +185,11 @@ impl Machine {
         match self.phase {
             Phase::Header => self.fail(StreamCondition::NotWellFormed, None, out),
             Phase::Negotiating | Phase::Sasl => self.negotiate(e, out),
-            Phase::Binding => self.fail(StreamCondition::PolicyViolation, Some("wait for the bind result".into()), out),
+            Phase::Binding => self.fail(
+                StreamCondition::PolicyViolation,
+                Some("wait for the bind result".into()),
+                out,
+            ),
             Phase::Bound => self.bound(e, out),
             Phase::Closed => {}
         }

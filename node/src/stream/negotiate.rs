@@ -10,7 +10,11 @@ use super::{Action, Machine, Phase};
 impl Machine {
     pub(super) fn on_header(&mut self, h: StreamHeader, out: &mut Vec<Action>) {
         if self.phase != Phase::Header {
-            return self.fail(StreamCondition::NotWellFormed, Some("unexpected stream header".into()), out);
+            return self.fail(
+                StreamCondition::NotWellFormed,
+                Some("unexpected stream header".into()),
+                out,
+            );
         }
         // RFC 6120 §4.7.1: 'to' names the domain; unknown -> host-unknown.
         if let Some(to) = &h.to {
@@ -26,12 +30,24 @@ impl Machine {
             }
         }
         if h.default_ns.as_deref() != Some(ns::CLIENT) {
-            return self.fail(StreamCondition::InvalidNamespace, Some("the content namespace must be jabber:client".into()), out);
+            return self.fail(
+                StreamCondition::InvalidNamespace,
+                Some("the content namespace must be jabber:client".into()),
+                out,
+            );
         }
         // RFC 6120 §4.7.5: a major version other than 1 is unsupported.
-        let major = h.version.as_deref().and_then(|v| v.split('.').next()).and_then(|m| m.parse::<u32>().ok());
+        let major = h
+            .version
+            .as_deref()
+            .and_then(|v| v.split('.').next())
+            .and_then(|m| m.parse::<u32>().ok());
         if major != Some(1) {
-            return self.fail(StreamCondition::UnsupportedVersion, Some("version 1.0 is required".into()), out);
+            return self.fail(
+                StreamCondition::UnsupportedVersion,
+                Some("version 1.0 is required".into()),
+                out,
+            );
         }
         let mut s = self.header_bytes();
         self.header_sent = true;
@@ -46,7 +62,9 @@ impl Machine {
         if self.user.is_some() {
             // After SASL: bind (RFC 6120 §7), and the legacy session as optional (RFC 6121 §A? — RFC 3921 compatibility).
             f.push_str("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>");
-            f.push_str("<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>");
+            f.push_str(
+                "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>",
+            );
             f.push_str("<ver xmlns='urn:xmpp:features:rosterver'/>");
             f.push_str("<sub xmlns='urn:xmpp:features:pre-approval'/>");
         } else if !self.tls && self.settings.tls_available && self.settings.require_tls {
@@ -80,7 +98,11 @@ impl Machine {
             (ns::SASL, _) if self.user.is_none() => self.sasl_element(e, out),
             (ns::CLIENT, "iq") if self.user.is_some() => self.bind_iq(e, out),
             (ns::CLIENT, "iq") => self.pre_auth_iq(e, out),
-            (ns::CLIENT, _) => self.fail(StreamCondition::NotAuthorized, Some("authenticate first".into()), out),
+            (ns::CLIENT, _) => self.fail(
+                StreamCondition::NotAuthorized,
+                Some("authenticate first".into()),
+                out,
+            ),
             _ => self.fail(StreamCondition::UnsupportedStanzaType, None, out),
         }
     }
@@ -95,7 +117,9 @@ impl Machine {
             out.push(Action::Close);
             return;
         }
-        out.push(Action::Send(Bytes::from_static(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")));
+        out.push(Action::Send(Bytes::from_static(
+            b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        )));
         out.push(Action::StartTls);
     }
 

@@ -49,12 +49,20 @@ impl TestServer {
         let server = Server::start(cfg).await.expect("server starts");
         let addr = server.c2s_addr.expect("c2s");
         let tls_addr = server.direct_tls_addr.expect("direct tls");
-        TestServer { server: Some(server), addr, tls_addr, dir }
+        TestServer {
+            server: Some(server),
+            addr,
+            tls_addr,
+            dir,
+        }
     }
 
     pub fn add_user(&self, jid: &str, password: &str) {
         let s = self.server.as_ref().expect("running");
-        s.core.accounts().add(&proto::BareJid::parse(jid).expect("jid"), password).expect("add user");
+        s.core
+            .accounts()
+            .add(&proto::BareJid::parse(jid).expect("jid"), password)
+            .expect("add user");
     }
 
     pub async fn stop(&mut self) {
@@ -119,7 +127,8 @@ fn client_cb(c: &tokio_rustls::client::TlsStream<TcpStream>) -> Option<Vec<u8>> 
     if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
         return None;
     }
-    conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None).ok()
+    conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
+        .ok()
 }
 
 pub fn header(domain: &str) -> String {
@@ -132,7 +141,13 @@ impl Client {
     /// A plain TCP connection, nothing sent yet.
     pub async fn connect(addr: SocketAddr) -> Client {
         let tcp = TcpStream::connect(addr).await.expect("connect");
-        Client { io: CIo::Tcp(tcp), parser: StreamParser::new(Limits::default()), jid: String::new(), cb: None, features: None }
+        Client {
+            io: CIo::Tcp(tcp),
+            parser: StreamParser::new(Limits::default()),
+            jid: String::new(),
+            cb: None,
+            features: None,
+        }
     }
 
     /// Direct TLS (XEP-0368), nothing sent yet.
@@ -141,7 +156,13 @@ impl Client {
         let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
         let tls = tls_connector().connect(name, tcp).await.expect("tls");
         let cb = client_cb(&tls);
-        Client { io: CIo::Tls(Box::new(tls)), parser: StreamParser::new(Limits::default()), jid: String::new(), cb, features: None }
+        Client {
+            io: CIo::Tls(Box::new(tls)),
+            parser: StreamParser::new(Limits::default()),
+            jid: String::new(),
+            cb,
+            features: None,
+        }
     }
 
     pub async fn send(&mut self, s: &str) {
@@ -163,7 +184,9 @@ impl Client {
                 Ok(None) => {}
                 Err(e) => bail!("client parser: {e}"),
             }
-            let n = tokio::time::timeout(TIMEOUT, self.io.read(&mut buf)).await.context("read timed out")??;
+            let n = tokio::time::timeout(TIMEOUT, self.io.read(&mut buf))
+                .await
+                .context("read timed out")??;
             if n == 0 {
                 bail!("connection closed");
             }
@@ -176,8 +199,12 @@ impl Client {
         loop {
             match self.next().await? {
                 StreamEvent::Element(e) => {
-                    return Element::parse(&e.raw, proto::ns::CLIENT, self.parser.stream_prefixes())
-                        .map_err(|e| anyhow::anyhow!("{e}"));
+                    return Element::parse(
+                        &e.raw,
+                        proto::ns::CLIENT,
+                        self.parser.stream_prefixes(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("{e}"));
                 }
                 StreamEvent::Open(_) => continue,
                 StreamEvent::Close => bail!("stream closed"),
@@ -200,7 +227,9 @@ impl Client {
         loop {
             let e = self.next_element().await?;
             if e.name == "error" && e.ns == proto::ns::STREAM {
-                let cond = e.elements().find(|c| c.ns == proto::ns::STREAMS_ERR && c.name != "text");
+                let cond = e
+                    .elements()
+                    .find(|c| c.ns == proto::ns::STREAMS_ERR && c.name != "text");
                 return Ok(cond.map(|c| c.name.clone()).unwrap_or_default());
             }
         }
@@ -223,12 +252,15 @@ impl Client {
     }
 
     pub async fn starttls(&mut self) -> anyhow::Result<()> {
-        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await;
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
         let e = self.next_element().await?;
         if e.name != "proceed" {
             bail!("starttls refused: {}", e.name);
         }
-        let CIo::Tcp(tcp) = std::mem::replace(&mut self.io, CIo::None) else { bail!("not plain TCP") };
+        let CIo::Tcp(tcp) = std::mem::replace(&mut self.io, CIo::None) else {
+            bail!("not plain TCP")
+        };
         let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
         let tls = tls_connector().connect(name, tcp).await?;
         self.cb = client_cb(&tls);
@@ -252,32 +284,64 @@ impl Client {
         let m = Mechanism::parse(mech).context("mechanism")?;
         if m == Mechanism::Plain {
             let msg = format!("\0{user}\0{password}");
-            self.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>", B64.encode(msg))).await;
+            self.send(&format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+                B64.encode(msg)
+            ))
+            .await;
             let e = self.next_element().await?;
-            return if e.name == "success" { Ok(()) } else { bail!("sasl {}: {:?}", e.name, e.first_element().map(|c| c.name.clone())) };
+            return if e.name == "success" {
+                Ok(())
+            } else {
+                bail!(
+                    "sasl {}: {:?}",
+                    e.name,
+                    e.first_element().map(|c| c.name.clone())
+                )
+            };
         }
         let cb = if m.is_plus() { self.cb.clone() } else { None };
         let mut c = ScramClient::new(m, user, password, cb)?;
-        self.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{}</auth>", B64.encode(c.first()))).await;
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{}</auth>",
+            B64.encode(c.first())
+        ))
+        .await;
         let e = self.next_element().await?;
         if e.name != "challenge" {
-            bail!("sasl {}: {:?}", e.name, e.first_element().map(|c| c.name.clone()));
+            bail!(
+                "sasl {}: {:?}",
+                e.name,
+                e.first_element().map(|c| c.name.clone())
+            );
         }
         let server_first = B64.decode(e.text().trim())?;
         let final_msg = c.finish(&server_first)?;
-        self.send(&format!("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>", B64.encode(final_msg))).await;
+        self.send(&format!(
+            "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+            B64.encode(final_msg)
+        ))
+        .await;
         let e = self.next_element().await?;
         if e.name != "success" {
-            bail!("sasl {}: {:?}", e.name, e.first_element().map(|c| c.name.clone()));
+            bail!(
+                "sasl {}: {:?}",
+                e.name,
+                e.first_element().map(|c| c.name.clone())
+            );
         }
         c.verify(&B64.decode(e.text().trim())?)?;
         Ok(())
     }
 
     pub async fn bind(&mut self, resource: Option<&str>) -> anyhow::Result<String> {
-        let r = resource.map(|r| format!("<resource>{r}</resource>")).unwrap_or_default();
+        let r = resource
+            .map(|r| format!("<resource>{r}</resource>"))
+            .unwrap_or_default();
         self.send(&format!("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{r}</bind></iq>")).await;
-        let e = self.expect(|e| e.name == "iq" && e.attr("id") == Some("bind1")).await?;
+        let e = self
+            .expect(|e| e.name == "iq" && e.attr("id") == Some("bind1"))
+            .await?;
         let jid = e
             .child("bind", proto::ns::BIND)
             .and_then(|b| b.child("jid", proto::ns::BIND))
@@ -288,7 +352,12 @@ impl Client {
     }
 
     /// STARTTLS, SCRAM-SHA-256, bind: a ready session.
-    pub async fn login(addr: SocketAddr, user: &str, password: &str, resource: &str) -> anyhow::Result<Client> {
+    pub async fn login(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        resource: &str,
+    ) -> anyhow::Result<Client> {
         let (local, domain) = user.split_once('@').context("jid")?;
         let mut c = Client::connect(addr).await;
         c.open(domain).await?;
@@ -301,12 +370,17 @@ impl Client {
     }
 
     /// Login, roster get and initial presence.
-    pub async fn online(addr: SocketAddr, user: &str, password: &str, resource: &str) -> anyhow::Result<Client> {
+    pub async fn online(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        resource: &str,
+    ) -> anyhow::Result<Client> {
         let mut c = Client::login(addr, user, password, resource).await?;
-        c.send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>").await;
+        c.send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>")
+            .await;
         c.expect(|e| e.attr("id") == Some("r1")).await?;
         c.send("<presence/>").await;
         Ok(c)
     }
 }
-

@@ -11,7 +11,11 @@ use super::registry::IqHandler;
 pub(crate) struct DiscoInfo;
 pub(crate) struct DiscoItems;
 
-const ALL: &[TargetKind] = &[TargetKind::Server, TargetKind::OwnAccount, TargetKind::Account];
+const ALL: &[TargetKind] = &[
+    TargetKind::Server,
+    TargetKind::OwnAccount,
+    TargetKind::Account,
+];
 
 impl IqHandler for DiscoInfo {
     fn namespace(&self) -> &'static str {
@@ -39,7 +43,11 @@ impl IqHandler for DiscoInfo {
                 ctx.sh.registry.server_features()
             }
             Target::OwnAccount | Target::Account(_) => {
-                q.push(Element::new("identity", ns::DISCO_INFO).with_attr("category", "account").with_attr("type", "registered"));
+                q.push(
+                    Element::new("identity", ns::DISCO_INFO)
+                        .with_attr("category", "account")
+                        .with_attr("type", "registered"),
+                );
                 ctx.sh.registry.account_features()
             }
         };

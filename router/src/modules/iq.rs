@@ -60,7 +60,11 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, s: Stanza, target: Target) {
     // RFC 6120 §8.2.3: a get or set has exactly one payload child.
     let mut children = el.elements();
     let (Some(payload), None) = (children.next(), children.next()) else {
-        return ctx.bounce(&s, StanzaCondition::BadRequest, Some("an IQ get or set carries exactly one child"));
+        return ctx.bounce(
+            &s,
+            StanzaCondition::BadRequest,
+            Some("an IQ get or set carries exactly one child"),
+        );
     };
     let handler = ctx.sh.registry.get(&payload.ns, target.kind()).cloned();
     match handler {

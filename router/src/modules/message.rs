@@ -37,7 +37,13 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
         }
         _ => {
             // §8.5.2.1.1: the available resources with the highest non-negative priority.
-            let best = ctx.st.sessions(user).iter().filter(|x| x.available && x.priority >= 0).map(|x| x.priority).max();
+            let best = ctx
+                .st
+                .sessions(user)
+                .iter()
+                .filter(|x| x.available && x.priority >= 0)
+                .map(|x| x.priority)
+                .max();
             match best {
                 Some(p) => {
                     let n = ctx.deliver_to(user, |x| x.available && x.priority == p, &s.raw);
@@ -54,8 +60,11 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
 /// Whether a message is worth keeping for later: it carries something other
 /// than chat states (XEP-0085) or receipts-only noise.
 fn worth_storing(s: &Stanza) -> bool {
-    let Ok(el) = s.element(ns::CLIENT) else { return false };
-    el.elements().any(|c| c.ns != "http://jabber.org/protocol/chatstates")
+    let Ok(el) = s.element(ns::CLIENT) else {
+        return false;
+    };
+    el.elements()
+        .any(|c| c.ns != "http://jabber.org/protocol/chatstates")
 }
 
 fn store_offline(ctx: &mut Ctx<'_>, user: &BareJid, s: &Stanza) {
@@ -104,8 +113,12 @@ pub(crate) fn flush_offline(ctx: &mut Ctx<'_>, full: &proto::FullJid) {
             return;
         }
     };
-    let Some(last) = items.last().map(|(seq, _)| *seq) else { return };
-    let Some(sess) = ctx.st.session(full) else { return };
+    let Some(last) = items.last().map(|(seq, _)| *seq) else {
+        return;
+    };
+    let Some(sess) = ctx.st.session(full) else {
+        return;
+    };
     let mut delivered_all = true;
     let mut through = None;
     for (seq, raw) in items {
@@ -137,7 +150,9 @@ mod tests {
     fn delay_goes_before_the_closing_tag() {
         let out = super::with_delay(b"<message to='a@b'><body>x</body></message>", "b");
         let s = std::str::from_utf8(&out).expect("utf8");
-        assert!(s.starts_with("<message to='a@b'><body>x</body><delay xmlns='urn:xmpp:delay' from='b' stamp='"));
+        assert!(s.starts_with(
+            "<message to='a@b'><body>x</body><delay xmlns='urn:xmpp:delay' from='b' stamp='"
+        ));
         assert!(s.ends_with("</delay></message>"));
         assert_eq!(super::body_of(&out).as_deref(), Some("x"));
     }

@@ -43,7 +43,12 @@ impl Ctx<'_> {
     }
 
     /// Deliver bytes to every listed session of a user of this shard.
-    pub fn deliver_to(&self, user: &BareJid, pick: impl Fn(&crate::shard::Session) -> bool, bytes: &Bytes) -> usize {
+    pub fn deliver_to(
+        &self,
+        user: &BareJid,
+        pick: impl Fn(&crate::shard::Session) -> bool,
+        bytes: &Bytes,
+    ) -> usize {
         let mut n = 0;
         for s in self.st.sessions(user) {
             if pick(s) && s.sink.send(Outbound::Stanza(bytes.clone())) {
@@ -71,7 +76,14 @@ impl Ctx<'_> {
         let server = self.server_jid(from.domain());
         let raw = s.error_reply(err, &server);
         let reply_from = s.to.clone().unwrap_or(server);
-        self.route(synth(s.kind, reply_from, from, s.id.clone(), Some("error"), raw));
+        self.route(synth(
+            s.kind,
+            reply_from,
+            from,
+            s.id.clone(),
+            Some("error"),
+            raw,
+        ));
     }
 
     /// Answer an IQ with a result.
@@ -81,14 +93,17 @@ impl Ctx<'_> {
         // Results to the account's own requests carry no 'from' (RFC 6120 §10.3.3 lets
         // the server omit it); results from others name the entity asked.
         let reply_from = if s.to.is_none() { None } else { Some(&me) };
-        let raw = proto::stanza::iq_result(s.id.as_deref().unwrap_or(""), reply_from, &from, payload);
+        let raw =
+            proto::stanza::iq_result(s.id.as_deref().unwrap_or(""), reply_from, &from, payload);
         self.route(synth(Kind::Iq, me, from, s.id.clone(), Some("result"), raw));
     }
 
     pub fn server_jid(&self, domain: &str) -> Jid {
         match BareJid::domain_jid(domain) {
             Ok(b) => Jid::Bare(b),
-            Err(_) => Jid::Bare(BareJid::domain_jid("localhost").unwrap_or_else(|_| unreachable_domain())),
+            Err(_) => {
+                Jid::Bare(BareJid::domain_jid("localhost").unwrap_or_else(|_| unreachable_domain()))
+            }
         }
     }
 }
@@ -102,7 +117,14 @@ fn unreachable_domain() -> BareJid {
 }
 
 /// A stanza made by the server, ready to route.
-pub(crate) fn synth(kind: Kind, from: Jid, to: Jid, id: Option<String>, stype: Option<&str>, raw: Bytes) -> Stanza {
+pub(crate) fn synth(
+    kind: Kind,
+    from: Jid,
+    to: Jid,
+    id: Option<String>,
+    stype: Option<&str>,
+    raw: Bytes,
+) -> Stanza {
     if let Ok(mut s) = Stanza::parse(&raw) {
         s.from = Some(from);
         s.to = Some(to);

@@ -61,7 +61,11 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
             sess.available = available;
             sess.priority = priority;
             sess.presence = if available { Some(s.clone()) } else { None };
-            let directed = if available { Vec::new() } else { std::mem::take(&mut sess.directed) };
+            let directed = if available {
+                Vec::new()
+            } else {
+                std::mem::take(&mut sess.directed)
+            };
             (was, directed)
         }
         None => return,
@@ -81,7 +85,10 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
         ctx.route(s.restamped(Some(fromj.clone()), Some(Jid::Bare(item.jid.clone()))));
     }
     for to in directed {
-        if roster.iter().any(|i| i.state.sub.has_from() && i.jid.as_str() == to.bare_str()) {
+        if roster
+            .iter()
+            .any(|i| i.state.sub.has_from() && i.jid.as_str() == to.bare_str())
+        {
             continue;
         }
         ctx.route(s.restamped(Some(fromj.clone()), Some(to)));
@@ -90,7 +97,8 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
     for sess in ctx.st.sessions(&user) {
         if sess.available || &sess.jid == from {
             let to = Jid::Full(sess.jid.clone());
-            sess.sink.send(Outbound::Stanza(s.rewrite(Some(&fromj), Some(&to))));
+            sess.sink
+                .send(Outbound::Stanza(s.rewrite(Some(&fromj), Some(&to))));
         }
     }
     if available && !was_available {
@@ -105,14 +113,23 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
                 proto::element::escape(me.as_str()),
                 proto::element::escape(to.as_str())
             ));
-            ctx.route(synth(Kind::Presence, me.clone(), to, None, Some("probe"), raw));
+            ctx.route(synth(
+                Kind::Presence,
+                me.clone(),
+                to,
+                None,
+                Some("probe"),
+                raw,
+            ));
         }
         for other in ctx.st.sessions(&user) {
             if other.available && &other.jid != from {
                 if let (Some(p), Some(me_sess)) = (&other.presence, ctx.st.session(from)) {
                     let to = Jid::Full(from.clone());
                     let ofrom = Jid::Full(other.jid.clone());
-                    me_sess.sink.send(Outbound::Stanza(p.rewrite(Some(&ofrom), Some(&to))));
+                    me_sess
+                        .sink
+                        .send(Outbound::Stanza(p.rewrite(Some(&ofrom), Some(&to))));
                 }
             }
         }
@@ -134,11 +151,16 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
 
 /// The session is going away: broadcast unavailable if it was available.
 pub(crate) fn went_offline(ctx: &mut Ctx<'_>, jid: &FullJid) {
-    let Some(sess) = ctx.st.session(jid) else { return };
+    let Some(sess) = ctx.st.session(jid) else {
+        return;
+    };
     if !sess.available && sess.directed.is_empty() {
         return;
     }
-    let raw = Bytes::from(format!("<presence type='unavailable' from='{}'/>", proto::element::escape(jid.as_str())));
+    let raw = Bytes::from(format!(
+        "<presence type='unavailable' from='{}'/>",
+        proto::element::escape(jid.as_str())
+    ));
     let fromj = Jid::Full(jid.clone());
     let s = Stanza {
         kind: Kind::Presence,
@@ -165,7 +187,9 @@ pub(crate) fn went_offline(ctx: &mut Ctx<'_>, jid: &FullJid) {
 pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
     let t = s.stype().to_string();
     if let Some(action) = SubAction::parse(&t) {
-        let Some(from) = s.from.as_ref().map(Jid::bare) else { return };
+        let Some(from) = s.from.as_ref().map(Jid::bare) else {
+            return;
+        };
         subscription::inbound(ctx, user, from, action, s);
         return;
     }
@@ -203,7 +227,14 @@ fn answer_probe(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
             proto::element::escape(me.as_str()),
             proto::element::escape(prober.as_str())
         ));
-        ctx.route(synth(Kind::Presence, me, prober, None, Some("unsubscribed"), raw));
+        ctx.route(synth(
+            Kind::Presence,
+            me,
+            prober,
+            None,
+            Some("unsubscribed"),
+            raw,
+        ));
         return;
     }
     let mut sent = false;
@@ -224,7 +255,14 @@ fn answer_probe(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
             proto::element::escape(me.as_str()),
             proto::element::escape(prober.as_str())
         ));
-        ctx.route(synth(Kind::Presence, me, prober, None, Some("unavailable"), raw));
+        ctx.route(synth(
+            Kind::Presence,
+            me,
+            prober,
+            None,
+            Some("unavailable"),
+            raw,
+        ));
     }
 }
 
@@ -234,14 +272,23 @@ pub(crate) fn to_unknown_user(ctx: &mut Ctx<'_>, s: &Stanza) {
     if !matches!(s.stype(), "subscribe" | "probe") {
         return;
     }
-    let (Some(to), Some(from)) = (s.to.clone(), s.from.clone()) else { return };
+    let (Some(to), Some(from)) = (s.to.clone(), s.from.clone()) else {
+        return;
+    };
     let to = Jid::Bare(to.bare());
     let raw = Bytes::from(format!(
         "<presence type='unsubscribed' from='{}' to='{}'/>",
         proto::element::escape(to.as_str()),
         proto::element::escape(from.bare_str())
     ));
-    ctx.route(synth(Kind::Presence, to, Jid::Bare(from.bare()), None, Some("unsubscribed"), raw));
+    ctx.route(synth(
+        Kind::Presence,
+        to,
+        Jid::Bare(from.bare()),
+        None,
+        Some("unsubscribed"),
+        raw,
+    ));
 }
 
 /// Send the presence of each available resource of `user` to `to`
@@ -265,7 +312,11 @@ pub(crate) fn send_current(ctx: &mut Ctx<'_>, user: &BareJid, to: &Jid, unavaila
                 None => continue,
             }
         };
-        let t = if unavailable { Some("unavailable") } else { None };
+        let t = if unavailable {
+            Some("unavailable")
+        } else {
+            None
+        };
         out.push(synth(Kind::Presence, from, to.clone(), None, t, raw));
     }
     for s in out {

@@ -25,9 +25,15 @@ fn form(instructions: &str) -> Element {
 
 fn account_error(e: &AccountError) -> StanzaError {
     match e {
-        AccountError::Exists(_) => StanzaError::with_text(StanzaCondition::Conflict, "the username is taken"),
-        AccountError::BadPassword(t) => StanzaError::with_text(StanzaCondition::NotAcceptable, t.clone()),
-        AccountError::NotAUser(_) => StanzaError::with_text(StanzaCondition::JidMalformed, "invalid username"),
+        AccountError::Exists(_) => {
+            StanzaError::with_text(StanzaCondition::Conflict, "the username is taken")
+        }
+        AccountError::BadPassword(t) => {
+            StanzaError::with_text(StanzaCondition::NotAcceptable, t.clone())
+        }
+        AccountError::NotAUser(_) => {
+            StanzaError::with_text(StanzaCondition::JidMalformed, "invalid username")
+        }
         AccountError::UnknownDomain(_) => StanzaError::new(StanzaCondition::ItemNotFound),
         AccountError::NoSuchUser(_) => StanzaError::new(StanzaCondition::ItemNotFound),
         AccountError::Storage(_) => StanzaError::new(StanzaCondition::InternalServerError),
@@ -44,19 +50,33 @@ pub fn unauthenticated(
     payload: &Element,
 ) -> Result<Option<Element>, StanzaError> {
     if !enabled {
-        return Err(StanzaError::with_text(StanzaCondition::ServiceUnavailable, "in-band registration is disabled"));
+        return Err(StanzaError::with_text(
+            StanzaCondition::ServiceUnavailable,
+            "in-band registration is disabled",
+        ));
     }
     if iq_type == "get" {
         return Ok(Some(form("Choose a username and password.")));
     }
-    let username = payload.child("username", ns::REGISTER).map(Element::text).unwrap_or_default();
-    let password = payload.child("password", ns::REGISTER).map(Element::text).unwrap_or_default();
+    let username = payload
+        .child("username", ns::REGISTER)
+        .map(Element::text)
+        .unwrap_or_default();
+    let password = payload
+        .child("password", ns::REGISTER)
+        .map(Element::text)
+        .unwrap_or_default();
     if username.is_empty() || password.is_empty() {
-        return Err(StanzaError::with_text(StanzaCondition::NotAcceptable, "username and password are required"));
+        return Err(StanzaError::with_text(
+            StanzaCondition::NotAcceptable,
+            "username and password are required",
+        ));
     }
     let user = BareJid::new(Some(&username), domain)
         .map_err(|_| StanzaError::with_text(StanzaCondition::JidMalformed, "invalid username"))?;
-    accounts.add(&user, &password).map_err(|e| account_error(&e))?;
+    accounts
+        .add(&user, &password)
+        .map_err(|e| account_error(&e))?;
     tracing::info!(user = %user, "account registered in-band");
     Ok(None)
 }
@@ -72,27 +92,44 @@ impl IqHandler for Register {
         &[ns::REGISTER]
     }
     fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, _t: &Target) {
-        let Some(Jid::Full(from)) = iq.from.clone() else { return };
+        let Some(Jid::Full(from)) = iq.from.clone() else {
+            return;
+        };
         let user = from.bare();
         if iq.stype() == "get" {
             let q = Element::new("query", ns::REGISTER)
                 .with_child(Element::new("registered", ns::REGISTER))
-                .with_child(Element::new("username", ns::REGISTER).with_text(user.local().unwrap_or_default()))
+                .with_child(
+                    Element::new("username", ns::REGISTER)
+                        .with_text(user.local().unwrap_or_default()),
+                )
                 .with_child(Element::new("password", ns::REGISTER));
             return ctx.iq_result(iq, Some(&q));
         }
         if p.child("remove", ns::REGISTER).is_some() {
             if !self.registration {
-                return ctx.bounce(iq, StanzaCondition::NotAllowed, Some("account removal is disabled"));
+                return ctx.bounce(
+                    iq,
+                    StanzaCondition::NotAllowed,
+                    Some("account removal is disabled"),
+                );
             }
             // XEP-0077 §3.2: answer, then end every session and remove the account.
-            let result = proto::stanza::iq_result(iq.id.as_deref().unwrap_or(""), None, &Jid::Full(from.clone()), None);
+            let result = proto::stanza::iq_result(
+                iq.id.as_deref().unwrap_or(""),
+                None,
+                &Jid::Full(from.clone()),
+                None,
+            );
             if let Some(u) = ctx.st.users.remove(&user) {
                 for s in u.sessions {
                     if s.jid == from {
                         s.sink.send(Outbound::Stanza(result.clone()));
                     }
-                    s.sink.send(Outbound::Close(proto::error::StreamCondition::NotAuthorized, Some("account removed".into())));
+                    s.sink.send(Outbound::Close(
+                        proto::error::StreamCondition::NotAuthorized,
+                        Some("account removed".into()),
+                    ));
                 }
             }
             if let Err(e) = ctx.sh.accounts.delete(&user) {
@@ -101,13 +138,27 @@ impl IqHandler for Register {
             return;
         }
         if !self.allow_password_change {
-            return ctx.bounce(iq, StanzaCondition::NotAllowed, Some("password changes are disabled"));
+            return ctx.bounce(
+                iq,
+                StanzaCondition::NotAllowed,
+                Some("password changes are disabled"),
+            );
         }
-        let username = p.child("username", ns::REGISTER).map(Element::text).unwrap_or_default();
-        let password = p.child("password", ns::REGISTER).map(Element::text).unwrap_or_default();
+        let username = p
+            .child("username", ns::REGISTER)
+            .map(Element::text)
+            .unwrap_or_default();
+        let password = p
+            .child("password", ns::REGISTER)
+            .map(Element::text)
+            .unwrap_or_default();
         let same_user = BareJid::new(Some(&username), user.domain()).is_ok_and(|b| b == user);
         if !same_user || password.is_empty() {
-            return ctx.bounce(iq, StanzaCondition::BadRequest, Some("give your own username and the new password"));
+            return ctx.bounce(
+                iq,
+                StanzaCondition::BadRequest,
+                Some("give your own username and the new password"),
+            );
         }
         match ctx.sh.accounts.set_password(&user, &password) {
             Ok(()) => ctx.iq_result(iq, None),

@@ -46,7 +46,9 @@ impl Registry {
             // XEP-0199 XMPP Ping: https://xmpp.org/extensions/xep-0199.html
             Arc::new(super::ping::Ping),
             // XEP-0092 Software Version: https://xmpp.org/extensions/xep-0092.html
-            Arc::new(super::version::Version { version: cfg.version.clone() }),
+            Arc::new(super::version::Version {
+                version: cfg.version.clone(),
+            }),
             // RFC 6121 §2 Roster Management: https://www.rfc-editor.org/rfc/rfc6121#section-2
             Arc::new(super::roster::Roster),
             // XEP-0054 vcard-temp: https://xmpp.org/extensions/xep-0054.html

@@ -43,7 +43,9 @@ pub(crate) fn item_element(item: &RosterItem, remove: bool) -> Element {
 
 /// Push a changed item to every interested resource (RFC 6121 §2.1.6).
 pub(crate) fn push(ctx: &Ctx<'_>, user: &BareJid, item: &RosterItem, ver: u64, remove: bool) {
-    let query = Element::new("query", ns::ROSTER).with_attr("ver", ver.to_string()).with_child(item_element(item, remove));
+    let query = Element::new("query", ns::ROSTER)
+        .with_attr("ver", ver.to_string())
+        .with_child(item_element(item, remove));
     for sess in ctx.st.sessions(user) {
         if !sess.interested {
             continue;
@@ -73,7 +75,9 @@ impl IqHandler for Roster {
     }
 
     fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, payload: &Element, _t: &Target) {
-        let Some(Jid::Full(from)) = iq.from.clone() else { return };
+        let Some(Jid::Full(from)) = iq.from.clone() else {
+            return;
+        };
         let user = from.bare();
         if iq.stype() == "get" {
             if let Some(sess) = ctx.st.session_mut(&from) {
@@ -101,18 +105,36 @@ impl IqHandler for Roster {
 }
 
 fn set(ctx: &mut Ctx<'_>, iq: &Stanza, user: &BareJid, payload: &Element) {
-    let mut items = payload.elements().filter(|e| e.name == "item" && e.ns == ns::ROSTER);
+    let mut items = payload
+        .elements()
+        .filter(|e| e.name == "item" && e.ns == ns::ROSTER);
     let (Some(el), None) = (items.next(), items.next()) else {
-        return ctx.bounce(iq, StanzaCondition::BadRequest, Some("a roster set carries exactly one item"));
+        return ctx.bounce(
+            iq,
+            StanzaCondition::BadRequest,
+            Some("a roster set carries exactly one item"),
+        );
     };
     let Some(contact) = el.attr("jid").and_then(|j| Jid::parse(j).ok()) else {
-        return ctx.bounce(iq, StanzaCondition::BadRequest, Some("the item's jid is missing or invalid"));
+        return ctx.bounce(
+            iq,
+            StanzaCondition::BadRequest,
+            Some("the item's jid is missing or invalid"),
+        );
     };
     let Jid::Bare(contact) = contact else {
-        return ctx.bounce(iq, StanzaCondition::BadRequest, Some("roster items are bare JIDs"));
+        return ctx.bounce(
+            iq,
+            StanzaCondition::BadRequest,
+            Some("roster items are bare JIDs"),
+        );
     };
     if &contact == user {
-        return ctx.bounce(iq, StanzaCondition::NotAllowed, Some("you cannot add yourself"));
+        return ctx.bounce(
+            iq,
+            StanzaCondition::NotAllowed,
+            Some("you cannot add yourself"),
+        );
     }
     let existing = match ctx.store().rosters().get(user, &contact) {
         Ok(v) => v,
@@ -124,15 +146,25 @@ fn set(ctx: &mut Ctx<'_>, iq: &Stanza, user: &BareJid, payload: &Element) {
         };
         return remove(ctx, iq, user, item);
     }
-    let name = el.attr("name").filter(|n| !n.is_empty()).map(str::to_string);
+    let name = el
+        .attr("name")
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
     if name.as_ref().is_some_and(|n| n.len() > MAX_NAME) {
         return ctx.bounce(iq, StanzaCondition::NotAcceptable, Some("name too long"));
     }
     let mut groups: Vec<String> = Vec::new();
-    for g in el.elements().filter(|e| e.name == "group" && e.ns == ns::ROSTER) {
+    for g in el
+        .elements()
+        .filter(|e| e.name == "group" && e.ns == ns::ROSTER)
+    {
         let text = g.text();
         if text.is_empty() || text.len() > MAX_NAME {
-            return ctx.bounce(iq, StanzaCondition::NotAcceptable, Some("empty or too long group name"));
+            return ctx.bounce(
+                iq,
+                StanzaCondition::NotAcceptable,
+                Some("empty or too long group name"),
+            );
         }
         if groups.contains(&text) {
             return ctx.bounce(iq, StanzaCondition::BadRequest, Some("duplicate group"));
@@ -144,7 +176,13 @@ fn set(ctx: &mut Ctx<'_>, iq: &Stanza, user: &BareJid, payload: &Element) {
     }
     // §2.1.2: the client cannot set subscription or ask; they are kept.
     let state = existing.as_ref().map(|i| i.state).unwrap_or_default();
-    let item = RosterItem { jid: contact, name, groups, state, hidden: false };
+    let item = RosterItem {
+        jid: contact,
+        name,
+        groups,
+        state,
+        hidden: false,
+    };
     match ctx.store().rosters().put(user, &item) {
         Ok(ver) => {
             push(ctx, user, &item, ver, false);
@@ -159,7 +197,9 @@ fn set(ctx: &mut Ctx<'_>, iq: &Stanza, user: &BareJid, payload: &Element) {
 
 /// §2.5.2: removing an item cancels the subscriptions both ways first.
 fn remove(ctx: &mut Ctx<'_>, iq: &Stanza, user: &BareJid, item: RosterItem) {
-    let Some(Jid::Full(from)) = iq.from.clone() else { return };
+    let Some(Jid::Full(from)) = iq.from.clone() else {
+        return;
+    };
     let st: SubState = item.state;
     let mut actions = Vec::new();
     if st.sub.has_to() || st.pending_out {
@@ -174,7 +214,14 @@ fn remove(ctx: &mut Ctx<'_>, iq: &Stanza, user: &BareJid, item: RosterItem) {
             a.as_str(),
             proto::element::escape(item.jid.as_str())
         ));
-        let s = super::synth(Kind::Presence, Jid::Full(from.clone()), Jid::Bare(item.jid.clone()), None, Some(a.as_str()), raw);
+        let s = super::synth(
+            Kind::Presence,
+            Jid::Full(from.clone()),
+            Jid::Bare(item.jid.clone()),
+            None,
+            Some(a.as_str()),
+            raw,
+        );
         subscription::outbound(ctx, &from, item.jid.clone(), a, s);
     }
     match ctx.store().rosters().remove(user, &item.jid) {

@@ -23,7 +23,13 @@ fn load(ctx: &Ctx<'_>, user: &BareJid, contact: &BareJid) -> Option<RosterItem> 
 }
 
 fn new_item(contact: &BareJid) -> RosterItem {
-    RosterItem { jid: contact.clone(), name: None, groups: Vec::new(), state: SubState::default(), hidden: true }
+    RosterItem {
+        jid: contact.clone(),
+        name: None,
+        groups: Vec::new(),
+        state: SubState::default(),
+        hidden: true,
+    }
 }
 
 /// Persist the new state and push it if the item is in the roster.
@@ -46,7 +52,13 @@ fn save(ctx: &mut Ctx<'_>, user: &BareJid, mut item: RosterItem, new: SubState, 
 }
 
 /// The user sends a subscription stanza to a contact.
-pub(crate) fn outbound(ctx: &mut Ctx<'_>, from: &FullJid, contact: BareJid, action: SubAction, s: Stanza) {
+pub(crate) fn outbound(
+    ctx: &mut Ctx<'_>,
+    from: &FullJid,
+    contact: BareJid,
+    action: SubAction,
+    s: Stanza,
+) {
     let user = from.bare();
     if contact == user {
         return;
@@ -57,7 +69,9 @@ pub(crate) fn outbound(ctx: &mut Ctx<'_>, from: &FullJid, contact: BareJid, acti
     let t = old.outbound(action);
     // Asking for or granting a subscription puts the contact in the roster.
     let becomes_visible = item.hidden
-        && (t.new.pending_out || t.new.sub != Subscription::None || (action == SubAction::Subscribed && t.new.approved));
+        && (t.new.pending_out
+            || t.new.sub != Subscription::None
+            || (action == SubAction::Subscribed && t.new.approved));
     if becomes_visible {
         item.hidden = false;
     }
@@ -82,7 +96,13 @@ pub(crate) fn outbound(ctx: &mut Ctx<'_>, from: &FullJid, contact: BareJid, acti
 }
 
 /// A subscription stanza from a contact reaches the user's shard.
-pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, contact: BareJid, action: SubAction, s: Stanza) {
+pub(crate) fn inbound(
+    ctx: &mut Ctx<'_>,
+    user: &BareJid,
+    contact: BareJid,
+    action: SubAction,
+    s: Stanza,
+) {
     if &contact == user {
         return;
     }
@@ -109,7 +129,14 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, contact: BareJid, actio
             proto::element::escape(me.as_str()),
             proto::element::escape(contact_j.as_str())
         ));
-        ctx.route(synth(Kind::Presence, me.clone(), contact_j.clone(), None, Some("subscribed"), raw));
+        ctx.route(synth(
+            Kind::Presence,
+            me.clone(),
+            contact_j.clone(),
+            None,
+            Some("subscribed"),
+            raw,
+        ));
         if !old.sub.has_from() && t.new.sub.has_from() {
             presence::send_current(ctx, user, &contact_j, false);
         }
@@ -121,7 +148,14 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, contact: BareJid, actio
             proto::element::escape(me.as_str()),
             proto::element::escape(contact_j.as_str())
         ));
-        ctx.route(synth(Kind::Presence, me.clone(), contact_j.clone(), None, Some("unsubscribed"), raw));
+        ctx.route(synth(
+            Kind::Presence,
+            me.clone(),
+            contact_j.clone(),
+            None,
+            Some("unsubscribed"),
+            raw,
+        ));
     }
     if action == SubAction::Unsubscribe && old.sub.has_from() && !t.new.sub.has_from() {
         // §3.3.3: the contact stops getting the user's presence.

@@ -40,13 +40,21 @@ impl IqHandler for VCard {
             };
         }
         if matches!(t, Target::Account(_)) || !matches!(from, Jid::Full(_)) {
-            return ctx.bounce(iq, StanzaCondition::Forbidden, Some("you can only set your own vCard"));
+            return ctx.bounce(
+                iq,
+                StanzaCondition::Forbidden,
+                Some("you can only set your own vCard"),
+            );
         }
         if p.name != "vCard" {
             return ctx.bounce(iq, StanzaCondition::BadRequest, None);
         }
         let xml = p.to_xml(ns::CLIENT);
-        let stored = if p.children.is_empty() { None } else { Some(xml.as_bytes()) };
+        let stored = if p.children.is_empty() {
+            None
+        } else {
+            Some(xml.as_bytes())
+        };
         match ctx.store().vcards().set(&owner, stored) {
             Ok(()) => ctx.iq_result(iq, None),
             Err(_) => ctx.bounce(iq, StanzaCondition::InternalServerError, None),

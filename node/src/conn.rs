@@ -13,7 +13,7 @@ use proto::error::StreamCondition;
 use proto::xml::{StreamEvent, StreamParser};
 use router::session::OverflowSignal;
 use router::{Outbound, SessionSink};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -22,7 +22,34 @@ use crate::edge::{Edge, Slot};
 use crate::io::Io;
 use crate::stream::{Action, Event, Machine};
 
-const READ_CHUNK: usize = 4096;
+const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// The one read buffer of each worker thread: an idle connection holds
+    /// no buffer of its own (bytes go straight into the stream parser).
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK]);
+}
+
+/// Read what is available into the parser, through the thread's buffer.
+/// Each poll borrows the buffer only for its own duration, so nothing is
+/// held across an await.
+async fn read_into(io: &mut Io, parser: &mut StreamParser) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        READ_BUF.with_borrow_mut(|buf| {
+            let mut rb = tokio::io::ReadBuf::new(buf);
+            match std::pin::Pin::new(&mut *io).poll_read(cx, &mut rb) {
+                std::task::Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    parser.feed(rb.filled());
+                    std::task::Poll::Ready(Ok(n))
+                }
+                std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        })
+    })
+    .await
+}
 
 struct Conn {
     edge: Arc<Edge>,
@@ -51,64 +78,71 @@ pub(crate) async fn run(
     _slot: Slot,
 ) {
     let _ = tcp.set_nodelay(true);
-    let conn_id = edge.next_conn_id();
-    let mut io = Io::Plain(tcp);
-    let mut cb = None;
-    if direct_tls {
-        let Some(tls) = edge.tls.clone() else { return };
-        let Io::Plain(tcp) = io else { return };
-        match timeout(edge.limits.handshake_timeout, tls.direct.accept(tcp)).await {
-            Ok(Ok(t)) => io = Io::Tls(Box::new(t)),
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "tls handshake failed");
-                return;
-            }
-            Err(_) => return,
-        }
-        cb = io.channel_binding();
+    let mut c = Conn::new(edge, tcp, peer);
+    // Boxed: the handshake's state is large and needed only once; the task
+    // of an idle session keeps only what the main loop needs.
+    if direct_tls && !Box::pin(c.accept_direct_tls()).await {
+        return;
     }
-    let stream_id = format!("{:016x}", rand::random::<u64>());
-    let mut machine = Machine::new(edge.settings.clone(), stream_id);
-    if direct_tls {
-        machine.on_event(Event::TlsEstablished {
+    c.main_loop().await;
+    Box::pin(c.finish()).await;
+}
+impl Conn {
+    fn new(edge: Arc<Edge>, tcp: TcpStream, peer: SocketAddr) -> Conn {
+        let stream_id = format!("{:016x}", rand::random::<u64>());
+        let now = Instant::now();
+        Conn {
+            parser: StreamParser::new(edge.limits.parser),
+            tokens: edge.limits.read_burst as f64,
+            machine: Machine::new(edge.settings.clone(), stream_id),
+            conn_id: edge.next_conn_id(),
+            edge,
+            io: Io::Plain(tcp),
+            inbox: None,
+            overflow: None,
+            peer,
+            last_refill: now,
+            last_read: now,
+            ping_sent: None,
+            started: now,
+            done: false,
+        }
+    }
+
+    /// XEP-0368: TLS from the first byte. False if the handshake failed.
+    async fn accept_direct_tls(&mut self) -> bool {
+        let Some(tls) = self.edge.tls.clone() else {
+            return false;
+        };
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Upgrading) else {
+            return false;
+        };
+        match timeout(self.edge.limits.handshake_timeout, tls.direct.accept(tcp)).await {
+            Ok(Ok(t)) => self.io = Io::Tls(Box::new(t)),
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "tls handshake failed");
+                return false;
+            }
+            Err(_) => return false,
+        }
+        let cb = self.io.channel_binding();
+        self.machine.on_event(Event::TlsEstablished {
             channel_binding: cb,
         });
+        true
     }
-    let now = Instant::now();
-    let mut c = Conn {
-        parser: StreamParser::new(edge.limits.parser),
-        tokens: edge.limits.read_burst as f64,
-        edge,
-        io,
-        machine,
-        inbox: None,
-        overflow: None,
-        conn_id,
-        peer,
-        last_refill: now,
-        last_read: now,
-        ping_sent: None,
-        started: now,
-        done: false,
-    };
-    c.main_loop().await;
-    c.finish().await;
-}
 
-impl Conn {
     async fn main_loop(&mut self) {
         let mut shutdown = self.edge.shutdown.clone();
-        let mut buf = vec![0u8; READ_CHUNK];
         while !self.done {
             let deadline = self.next_deadline();
             let read_at = self.read_allowed_at();
             tokio::select! {
-                r = self.io.read(&mut buf), if read_at.is_none() => match r {
+                r = read_into(&mut self.io, &mut self.parser), if read_at.is_none() => match r {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         self.charge(n);
                         self.last_read = Instant::now();
-                        self.parser.feed(&buf[..n]);
                         self.pump().await;
                         self.parser.shrink();
                     }
@@ -165,7 +199,8 @@ impl Conn {
         match a {
             Action::Send(b) => self.write(&b).await,
             Action::ResetParser => self.parser.reset(),
-            Action::StartTls => return self.start_tls().await,
+            // Boxed: the handshake state is large and needed only once.
+            Action::StartTls => return Box::pin(self.start_tls()).await,
             Action::LookupCredentials(user) => {
                 let creds = match self.edge.core.accounts().credentials(&user) {
                     Ok(c) => c,

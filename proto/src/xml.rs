@@ -129,6 +129,8 @@ pub struct StreamParser {
     current: Option<TopElement>,
     /// Whether anything (a declaration) has been seen in this stream.
     seen_decl: bool,
+    /// A byte-order mark opened the stream.
+    seen_bom: bool,
     closed: bool,
     limits: Limits,
 }
@@ -157,6 +159,7 @@ impl StreamParser {
             default_ns: String::new(),
             current: None,
             seen_decl: false,
+            seen_bom: false,
             closed: false,
             limits,
         }
@@ -175,6 +178,7 @@ impl StreamParser {
         self.default_ns.clear();
         self.current = None;
         self.seen_decl = false;
+        self.seen_bom = false;
         self.closed = false;
     }
 
@@ -279,6 +283,20 @@ impl StreamParser {
         if text.is_empty() {
             return Ok(Step::NeedMore);
         }
+        // A byte-order mark may open the stream, nowhere else; quick-xml would
+        // skip one at the start of any slice, so deal with it here.
+        let text = match text.strip_prefix('\u{FEFF}') {
+            Some(rest) if self.pos == 0 && self.depth == 0 && !self.seen_decl && !self.seen_bom => {
+                self.seen_bom = true;
+                self.pos += 3;
+                rest
+            }
+            Some(_) => return Err(XmlError::nwf("byte-order mark inside the stream")),
+            None => text,
+        };
+        if text.is_empty() {
+            return Ok(Step::NeedMore);
+        }
         let mut reader = Reader::from_str(text);
         {
             let cfg = reader.config_mut();
@@ -333,7 +351,10 @@ impl StreamParser {
                 None
             }
             Event::Decl(_) => {
-                if self.depth != 0 || self.seen_decl || start != 0 {
+                if self.depth != 0
+                    || self.seen_decl
+                    || (start != 0 && !(self.seen_bom && start == 3))
+                {
                     return Err(XmlError::new(
                         StreamCondition::RestrictedXml,
                         "xml declaration inside the stream",
@@ -647,8 +668,7 @@ fn check_name(n: &str) -> Result<(), XmlError> {
     let Some(first) = chars.next() else {
         return Err(XmlError::nwf("empty name"));
     };
-    let bad_first = first.is_ascii_digit() || matches!(first, '-' | '.') || !is_name_char(first);
-    if bad_first
+    if !is_name_start_char(first)
         || !chars.all(is_name_char)
         || n.matches(':').count() > 1
         || n.ends_with(':')
@@ -659,10 +679,21 @@ fn check_name(n: &str) -> Result<(), XmlError> {
     Ok(())
 }
 
+/// XML 1.0 (fifth edition) NameStartChar.
+fn is_name_start_char(c: char) -> bool {
+    matches!(c,
+        ':' | 'A'..='Z' | '_' | 'a'..='z'
+        | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}' | '\u{F8}'..='\u{2FF}'
+        | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}' | '\u{200C}'..='\u{200D}'
+        | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}' | '\u{3001}'..='\u{D7FF}'
+        | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}' | '\u{10000}'..='\u{EFFFF}')
+        && c != '\u{FEFF}'
+}
+
+/// XML 1.0 (fifth edition) NameChar.
 fn is_name_char(c: char) -> bool {
-    c.is_alphanumeric()
-        || matches!(c, '_' | '-' | '.' | ':' | '\u{B7}')
-        || (c as u32) >= 0x300 && !c.is_whitespace() && !c.is_control()
+    is_name_start_char(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
 }
 
 /// XML 1.0 Char production: no C0 controls other than tab, CR, LF; no
@@ -787,6 +818,17 @@ mod tests {
             let err = parse_whole(&input).expect_err(bad);
             assert_eq!(err.condition, StreamCondition::NotWellFormed, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_may_only_open_the_stream() {
+        let ev = parse_whole(&format!("\u{FEFF}{HEADER}<presence/>")).expect("bom at the start");
+        assert_eq!(ev.len(), 2);
+        let err = parse_whole(&format!("{HEADER}\u{FEFF}<presence/>")).expect_err("bom inside");
+        assert_eq!(err.condition, StreamCondition::NotWellFormed);
+        // Found by fuzzing: a BOM as an element name.
+        let err = parse_whole(&format!("{HEADER}<\u{FEFF}/>")).expect_err("bom as a name");
+        assert_eq!(err.condition, StreamCondition::NotWellFormed);
     }
 
     #[test]

@@ -163,6 +163,9 @@ pub struct LimitsConfig {
     /// Stanzas queued for one session before it is closed as too slow.
     /// Default 1024.
     pub outbound_queue: usize,
+    /// Seconds a write to a client may take before the client is considered
+    /// dead and the connection closed. Default 30.
+    pub write_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -179,6 +182,7 @@ impl Default for LimitsConfig {
             idle_timeout_secs: 300,
             ping_timeout_secs: 60,
             outbound_queue: 1024,
+            write_timeout_secs: 30,
         }
     }
 }
@@ -503,6 +507,7 @@ impl Config {
             ("limits.handshake_timeout_secs", l.handshake_timeout_secs),
             ("limits.idle_timeout_secs", l.idle_timeout_secs),
             ("limits.ping_timeout_secs", l.ping_timeout_secs),
+            ("limits.write_timeout_secs", l.write_timeout_secs),
         ] {
             if !(1..=MAX_TIMEOUT_SECS).contains(&secs) {
                 p.add(field, format!("is {secs}, must be 1 to {MAX_TIMEOUT_SECS}"));

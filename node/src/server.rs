@@ -43,7 +43,7 @@ pub fn edge_limits(cfg: &Config) -> EdgeLimits {
         idle_timeout: Duration::from_secs(l.idle_timeout_secs),
         ping_timeout: Duration::from_secs(l.ping_timeout_secs),
         outbound_queue: l.outbound_queue,
-        write_timeout: Duration::from_secs(30),
+        write_timeout: Duration::from_secs(l.write_timeout_secs),
     }
 }
 

@@ -655,3 +655,108 @@ async fn ten_sessions_chat_concurrently_without_loss() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     t.stop().await;
 }
+
+#[tokio::test]
+async fn pre_approved_subscription_is_accepted_without_asking() {
+    let mut t = two_users().await;
+    let mut a = Client::online(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    let mut b = Client::online(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    // RFC 6121 §3.4: alice approves bob before he asks.
+    a.send("<presence to='bob@localhost' type='subscribed'/>")
+        .await;
+    let push = a
+        .expect(|e| e.name == "iq" && e.attr("type") == Some("set"))
+        .await
+        .expect("roster push");
+    let item = push
+        .child("query", ns::ROSTER)
+        .and_then(|q| q.child("item", ns::ROSTER))
+        .expect("item");
+    assert_eq!(item.attr("approved"), Some("true"));
+    assert_eq!(item.attr("subscription"), Some("none"));
+    b.send("<presence to='alice@localhost' type='subscribe'/>")
+        .await;
+    // bob is answered by alice's server at once, and gets her presence.
+    let ok = b
+        .expect(|e| e.name == "presence" && e.attr("type") == Some("subscribed"))
+        .await
+        .expect("auto-approved");
+    assert_eq!(ok.attr("from"), Some("alice@localhost"));
+    b.expect(|e| is_presence_from(e, "alice@localhost/a", None))
+        .await
+        .expect("alice's presence");
+    let push = a
+        .expect(|e| e.name == "iq" && e.attr("type") == Some("set"))
+        .await
+        .expect("push after approval");
+    let item = push
+        .child("query", ns::ROSTER)
+        .and_then(|q| q.child("item", ns::ROSTER))
+        .expect("item");
+    assert_eq!(item.attr("subscription"), Some("from"));
+    assert_eq!(item.attr("approved"), None);
+    // alice never saw a request to answer.
+    a.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let e = a
+        .expect(|e| e.attr("id") == Some("p") || e.attr("type") == Some("subscribe"))
+        .await
+        .expect("next");
+    assert_eq!(
+        e.name, "iq",
+        "a pre-approved request must not reach the user"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn unsubscribing_stops_presence_and_updates_both_rosters() {
+    let mut t = two_users().await;
+    let (mut a, mut b) = befriend(&t).await;
+    // alice cancels bob's subscription to her (RFC 6121 §3.2).
+    a.send("<presence to='bob@localhost' type='unsubscribed'/>")
+        .await;
+    // Both arrive, in either order.
+    let (mut unavailable, mut cancelled) = (false, false);
+    while !(unavailable && cancelled) {
+        let e = b.expect(|e| e.name == "presence").await.expect("presence");
+        unavailable |= is_presence_from(&e, "alice@localhost/a", Some("unavailable"));
+        cancelled |=
+            e.attr("type") == Some("unsubscribed") && e.attr("from") == Some("alice@localhost");
+    }
+    b.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let r = b
+        .expect(|e| e.attr("id") == Some("r"))
+        .await
+        .expect("roster");
+    let item = r
+        .child("query", ns::ROSTER)
+        .and_then(|q| q.child("item", ns::ROSTER))
+        .expect("item");
+    assert_eq!(
+        item.attr("subscription"),
+        Some("from"),
+        "bob keeps only 'from'"
+    );
+    // alice's new presence no longer reaches bob.
+    a.send("<presence><status>away</status></presence>").await;
+    b.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.send("<iq type='get' id='p2'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let e = b
+        .expect(|e| e.attr("id") == Some("p2") || is_presence_from(e, "alice@localhost/a", None))
+        .await
+        .expect("next");
+    assert_eq!(
+        e.name, "iq",
+        "presence leaked after the subscription was cancelled"
+    );
+    t.stop().await;
+}

@@ -243,3 +243,69 @@ async fn a_fast_sender_is_slowed_to_the_read_rate() {
     );
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_disconnected_not_buffered() {
+    let mut t = TestServer::start_with(|c| {
+        c.limits.outbound_queue = 16;
+        c.limits.write_timeout_secs = 2;
+        c.limits.read_rate_bytes_per_sec = 0;
+    })
+    .await;
+    t.add_user("alice@localhost", PW);
+    t.add_user("bob@localhost", PW);
+    let mut a = Client::login(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    let mut b = Client::login(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    // bob stops reading; alice sends him far more than any socket buffer holds.
+    let body = "z".repeat(4000);
+    for i in 0..2000 {
+        // Headlines: once bob is gone they are dropped, so alice gets no errors back.
+        let m = format!(
+            "<message to='bob@localhost/b' type='headline' id='s{i}'><body>{body}</body></message>"
+        );
+        if a.send_bytes(m.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    // The server gives up on bob within its write timeout...
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match b.io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a client that does not read must be disconnected"
+    );
+    // ...and alice is unaffected.
+    a.send("<iq type='get' id='alive' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    a.expect(|e| e.attr("id") == Some("alive"))
+        .await
+        .expect("alice still served");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_attributes_is_a_policy_violation() {
+    let mut t = TestServer::start_with(|c| c.limits.max_attrs = 8).await;
+    t.add_user("alice@localhost", PW);
+    let mut a = Client::login(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    let attrs: String = (0..20).map(|i| format!(" a{i}='x'")).collect();
+    let _ = a
+        .send_bytes(format!("<message to='alice@localhost'{attrs}/>").as_bytes())
+        .await;
+    assert_eq!(a.stream_error().await.expect("error"), "policy-violation");
+    t.stop().await;
+}

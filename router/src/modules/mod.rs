@@ -116,6 +116,28 @@ fn unreachable_domain() -> BareJid {
     }
 }
 
+/// A presence without children (`probe`, `unavailable`, `subscribed`, ...)
+/// from `from` to `to`, ready to route.
+pub(crate) fn presence_of(ptype: &str, from: Jid, to: Jid) -> Stanza {
+    let raw = Bytes::from(format!(
+        "<presence type='{}' from='{}' to='{}'/>",
+        ptype,
+        proto::element::escape(from.as_str()),
+        proto::element::escape(to.as_str())
+    ));
+    Stanza {
+        kind: Kind::Presence,
+        head_len: raw.len(),
+        to: Some(to),
+        from: Some(from),
+        id: None,
+        stype: Some(ptype.to_string()),
+        attrs: vec![("type".to_string(), ptype.to_string())],
+        raw,
+        empty: true,
+    }
+}
+
 /// A stanza made by the server, ready to route.
 pub(crate) fn synth(
     kind: Kind,

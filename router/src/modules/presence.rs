@@ -8,7 +8,7 @@ use proto::roster::SubAction;
 use proto::stanza::{Kind, Stanza};
 use proto::{BareJid, FullJid, Jid, ns};
 
-use super::{Ctx, message, subscription, synth};
+use super::{Ctx, message, presence_of, subscription};
 use crate::session::Outbound;
 
 /// A presence from one of this shard's users' sessions.
@@ -107,19 +107,10 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
         // deliver offline messages (XEP-0160).
         let me = Jid::Bare(user.clone());
         for item in roster.iter().filter(|i| i.state.sub.has_to()) {
-            let to = Jid::Bare(item.jid.clone());
-            let raw = Bytes::from(format!(
-                "<presence type='probe' from='{}' to='{}'/>",
-                proto::element::escape(me.as_str()),
-                proto::element::escape(to.as_str())
-            ));
-            ctx.route(synth(
-                Kind::Presence,
+            ctx.route(presence_of(
+                "probe",
                 me.clone(),
-                to,
-                None,
-                Some("probe"),
-                raw,
+                Jid::Bare(item.jid.clone()),
             ));
         }
         for other in ctx.st.sessions(&user) {
@@ -222,19 +213,7 @@ fn answer_probe(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
     };
     let me = Jid::Bare(user.clone());
     if !subscribed {
-        let raw = Bytes::from(format!(
-            "<presence type='unsubscribed' from='{}' to='{}'/>",
-            proto::element::escape(me.as_str()),
-            proto::element::escape(prober.as_str())
-        ));
-        ctx.route(synth(
-            Kind::Presence,
-            me,
-            prober,
-            None,
-            Some("unsubscribed"),
-            raw,
-        ));
+        ctx.route(presence_of("unsubscribed", me, prober));
         return;
     }
     let mut sent = false;
@@ -250,19 +229,7 @@ fn answer_probe(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
         ctx.route(st);
     }
     if !sent {
-        let raw = Bytes::from(format!(
-            "<presence type='unavailable' from='{}' to='{}'/>",
-            proto::element::escape(me.as_str()),
-            proto::element::escape(prober.as_str())
-        ));
-        ctx.route(synth(
-            Kind::Presence,
-            me,
-            prober,
-            None,
-            Some("unavailable"),
-            raw,
-        ));
+        ctx.route(presence_of("unavailable", me, prober));
     }
 }
 
@@ -275,19 +242,10 @@ pub(crate) fn to_unknown_user(ctx: &mut Ctx<'_>, s: &Stanza) {
     let (Some(to), Some(from)) = (s.to.clone(), s.from.clone()) else {
         return;
     };
-    let to = Jid::Bare(to.bare());
-    let raw = Bytes::from(format!(
-        "<presence type='unsubscribed' from='{}' to='{}'/>",
-        proto::element::escape(to.as_str()),
-        proto::element::escape(from.bare_str())
-    ));
-    ctx.route(synth(
-        Kind::Presence,
-        to,
+    ctx.route(presence_of(
+        "unsubscribed",
+        Jid::Bare(to.bare()),
         Jid::Bare(from.bare()),
-        None,
-        Some("unsubscribed"),
-        raw,
     ));
 }
 
@@ -300,24 +258,11 @@ pub(crate) fn send_current(ctx: &mut Ctx<'_>, user: &BareJid, to: &Jid, unavaila
             continue;
         }
         let from = Jid::Full(sess.jid.clone());
-        let raw = if unavailable {
-            Bytes::from(format!(
-                "<presence type='unavailable' from='{}' to='{}'/>",
-                proto::element::escape(from.as_str()),
-                proto::element::escape(to.as_str())
-            ))
-        } else {
-            match &sess.presence {
-                Some(p) => p.rewrite(Some(&from), Some(to)),
-                None => continue,
-            }
-        };
-        let t = if unavailable {
-            Some("unavailable")
-        } else {
-            None
-        };
-        out.push(synth(Kind::Presence, from, to.clone(), None, t, raw));
+        if unavailable {
+            out.push(presence_of("unavailable", from, to.clone()));
+        } else if let Some(p) = &sess.presence {
+            out.push(p.restamped(Some(from), Some(to.clone())));
+        }
     }
     for s in out {
         ctx.route(s);

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use proto::error::StanzaCondition;
 use proto::roster::{SubAction, SubState};
-use proto::stanza::{Kind, Stanza};
+use proto::stanza::Stanza;
 use proto::{BareJid, Element, Jid, ns};
 use storage::RosterItem;
 
@@ -209,18 +209,10 @@ fn remove(ctx: &mut Ctx<'_>, iq: &Stanza, user: &BareJid, item: RosterItem) {
         actions.push(SubAction::Unsubscribed);
     }
     for a in actions {
-        let raw = Bytes::from(format!(
-            "<presence type='{}' to='{}'/>",
+        let s = super::presence_of(
             a.as_str(),
-            proto::element::escape(item.jid.as_str())
-        ));
-        let s = super::synth(
-            Kind::Presence,
             Jid::Full(from.clone()),
             Jid::Bare(item.jid.clone()),
-            None,
-            Some(a.as_str()),
-            raw,
         );
         subscription::outbound(ctx, &from, item.jid.clone(), a, s);
     }

@@ -3,13 +3,12 @@
 //! (outbound) and the user who receives them (inbound), using the state
 //! machine of RFC 6121 Appendix A in `proto::roster`.
 
-use bytes::Bytes;
 use proto::roster::{SubAction, SubState, Subscription};
-use proto::stanza::{Kind, Stanza};
+use proto::stanza::Stanza;
 use proto::{BareJid, FullJid, Jid};
 use storage::RosterItem;
 
-use super::{Ctx, presence, roster, synth};
+use super::{Ctx, presence, presence_of, roster};
 use crate::session::Outbound;
 
 fn load(ctx: &Ctx<'_>, user: &BareJid, contact: &BareJid) -> Option<RosterItem> {
@@ -124,38 +123,14 @@ pub(crate) fn inbound(
         }
     }
     if t.auto_reply_subscribed {
-        let raw = Bytes::from(format!(
-            "<presence type='subscribed' from='{}' to='{}'/>",
-            proto::element::escape(me.as_str()),
-            proto::element::escape(contact_j.as_str())
-        ));
-        ctx.route(synth(
-            Kind::Presence,
-            me.clone(),
-            contact_j.clone(),
-            None,
-            Some("subscribed"),
-            raw,
-        ));
+        ctx.route(presence_of("subscribed", me.clone(), contact_j.clone()));
         if !old.sub.has_from() && t.new.sub.has_from() {
             presence::send_current(ctx, user, &contact_j, false);
         }
     }
     if t.auto_reply_unsubscribed {
         // RFC 6121 A.3.2 note 1: confirm the cancellation.
-        let raw = Bytes::from(format!(
-            "<presence type='unsubscribed' from='{}' to='{}'/>",
-            proto::element::escape(me.as_str()),
-            proto::element::escape(contact_j.as_str())
-        ));
-        ctx.route(synth(
-            Kind::Presence,
-            me.clone(),
-            contact_j.clone(),
-            None,
-            Some("unsubscribed"),
-            raw,
-        ));
+        ctx.route(presence_of("unsubscribed", me.clone(), contact_j.clone()));
     }
     if action == SubAction::Unsubscribe && old.sub.has_from() && !t.new.sub.has_from() {
         // §3.3.3: the contact stops getting the user's presence.

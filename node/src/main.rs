@@ -44,7 +44,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(cfg: node::config::Config) -> anyhow::Result<()> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Colours only on a terminal: logs that go to files stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .init();
     let server = Server::start(cfg).await?;
     tracing::info!("xmppd is running");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

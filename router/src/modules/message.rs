@@ -5,7 +5,7 @@ use bytes::Bytes;
 use proto::error::StanzaCondition;
 use proto::ns;
 use proto::stanza::Stanza;
-use proto::{BareJid, Element, Jid};
+use proto::{BareJid, Jid};
 
 use super::Ctx;
 use crate::session::Outbound;
@@ -137,11 +137,11 @@ pub(crate) fn flush_offline(ctx: &mut Ctx<'_>, full: &proto::FullJid) {
     }
 }
 
-/// Element helper for tests of this module.
-#[allow(dead_code)]
+/// The body of a message, for this module's tests.
+#[cfg(test)]
 fn body_of(raw: &[u8]) -> Option<String> {
-    let el = Element::parse(raw, ns::CLIENT, &[]).ok()?;
-    el.child("body", ns::CLIENT).map(Element::text)
+    let el = proto::Element::parse(raw, ns::CLIENT, &[]).ok()?;
+    el.child("body", ns::CLIENT).map(proto::Element::text)
 }
 
 #[cfg(test)]

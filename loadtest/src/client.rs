@@ -116,7 +116,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 
     pub async fn next_element(&mut self) -> anyhow::Result<Element> {
         let raw = self.next_raw().await?;
-        Element::parse(&raw, proto::ns::CLIENT, self.parser.stream_prefixes())
+        self.parse(&raw)
+    }
+
+    pub fn parse(&self, raw: &[u8]) -> anyhow::Result<Element> {
+        Element::parse(raw, proto::ns::CLIENT, self.parser.stream_prefixes())
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
@@ -126,6 +130,86 @@ pub struct Session {
     pub jid: String,
     pub reader: Reader<ReadHalf<Conn>>,
     pub writer: WriteHalf<Conn>,
+}
+
+impl Session {
+    pub fn bare(&self) -> &str {
+        self.jid.split('/').next().unwrap_or(&self.jid)
+    }
+
+    pub async fn send(&mut self, xml: &str) -> anyhow::Result<()> {
+        self.writer.write_all(xml.as_bytes()).await?;
+        Ok(())
+    }
+
+    /// Send an IQ and wait for the reply with its `id`, answering server
+    /// pings and passing every other stanza to `other`.
+    pub async fn request(
+        &mut self,
+        xml: &str,
+        id: &str,
+        mut other: impl FnMut(&Element),
+    ) -> anyhow::Result<Element> {
+        self.send(xml).await?;
+        loop {
+            let raw = self.reader.next_raw().await?;
+            if let Some(pong) = ping_reply(&raw) {
+                self.send(&pong).await?;
+                continue;
+            }
+            let e = self.reader.parse(&raw)?;
+            if e.name == "iq" && e.attr("id") == Some(id) {
+                return Ok(e);
+            }
+            other(&e);
+        }
+    }
+
+    /// Close the stream and wait (a few seconds at most) for the server to
+    /// close its own (RFC 6120 §4.4) before dropping the connection.
+    /// Dropping it at once would lose data: anything the server sends after
+    /// that draws a reset, and a reset discards what the server has not
+    /// yet read from us, such as a final unavailable presence.
+    pub async fn close(mut self) {
+        if self.writer.write_all(b"</stream:stream>").await.is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while self.reader.next_raw().await.is_ok() {}
+        })
+        .await;
+        let _ = self.writer.shutdown().await;
+    }
+}
+
+/// The reply to a server's XEP-0199 ping, if `raw` is one.
+pub fn ping_reply(raw: &[u8]) -> Option<String> {
+    if !raw.starts_with(b"<iq") || !contains(raw, b"urn:xmpp:ping") {
+        return None;
+    }
+    let e = Element::parse(raw, proto::ns::CLIENT, &[]).ok()?;
+    if e.attr("type") != Some("get") {
+        return None;
+    }
+    let id = e.attr("id").unwrap_or_default();
+    let to = e.attr("from").unwrap_or_default();
+    Some(format!(
+        "<iq type='result' id='{}' to='{}'/>",
+        proto::element::escape(id),
+        proto::element::escape(to)
+    ))
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// An IQ reply's error condition, or the element's name.
+pub fn condition(e: &Element) -> String {
+    e.child("error", proto::ns::CLIENT)
+        .and_then(Element::first_element)
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| e.attr("type").unwrap_or("no type").to_string())
 }
 
 fn header(domain: &str) -> String {
@@ -167,6 +251,9 @@ async fn open(r: &mut Reader<Conn>, domain: &str) -> anyhow::Result<Element> {
     r.parser.reset();
     r.io.write_all(header(domain).as_bytes()).await?;
     let f = r.next_element().await?;
+    if f.name == "error" {
+        bail!("stream error: {}", failure(&f));
+    }
     if f.name != "features" {
         bail!("expected stream features, got {}", f.name);
     }
@@ -179,13 +266,15 @@ fn failure(e: &Element) -> String {
         .unwrap_or_else(|| e.name.clone())
 }
 
-/// Connect, (register,) authenticate, bind and send initial presence.
+/// Connect, (register,) authenticate, bind and send `presence` (the
+/// initial presence, or nothing when empty).
 pub async fn login(
     t: &Target,
     user: &str,
     password: &str,
     resource: &str,
     source: Option<IpAddr>,
+    presence: &str,
 ) -> anyhow::Result<Session> {
     let s = tcp(t.addr, source).await?;
     let mut cb = None;
@@ -276,7 +365,9 @@ pub async fn login(
         .and_then(|x| x.child("jid", proto::ns::BIND))
         .map(Element::text)
         .with_context(|| format!("bind failed: {}", failure(&b)))?;
-    r.io.write_all(b"<presence/>").await?;
+    if !presence.is_empty() {
+        r.io.write_all(presence.as_bytes()).await?;
+    }
     let parser = r.parser;
     let (rh, wh) = tokio::io::split(r.io);
     Ok(Session {

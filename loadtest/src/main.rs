@@ -1,42 +1,68 @@
 //! `xmpp-loadtest`: drive any XMPP server with many clients over real
-//! sockets and report rates, latencies and the server's memory.
+//! sockets and report rates, latencies and the server's memory and CPU.
 //!
-//! Scenarios so far: `connect` (ramp to N sessions at a login rate, hold,
-//! report RSS per session given the server's PID) and `chat` (P pairs
-//! exchanging one-to-one messages flat out for a duration; delivered/s and
-//! latency percentiles from timestamps carried in the messages). Every run
-//! is bounded by counts and `--duration` and stops by itself.
+//! Scenarios: `connect`, `chat`, `presence`, `muc`, `pubsub` and `mixed`
+//! (see `scenario/`). Options come from the command line or from a TOML
+//! scenario file whose keys are the long option names; the command line
+//! wins. Every run is bounded by counts and `--duration` and stops by
+//! itself. While it runs, a progress line goes to stderr; at the end, a
+//! table goes to stdout, and optionally JSON (`--json`) and an HTML page
+//! with plots (`--html`). The exit status is 0 only if nothing was lost,
+//! duplicated or refused and no session failed.
 
 mod client;
+mod metrics;
+mod report;
+mod scenario;
 mod tls;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use client::{Session, Target, TlsMode};
-use tokio::io::AsyncWriteExt;
+use client::{Target, TlsMode};
+use metrics::{Metrics, Sampler, cpu_seconds, cpus};
+use scenario::{Ctx, Report, chat, connect, fanout, presence};
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Scenario {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
     Connect,
     Chat,
+    Presence,
+    Muc,
+    Pubsub,
+    Mixed,
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "xmpp-loadtest", about = "Load test an XMPP server")]
-struct Args {
+#[command(
+    name = "xmpp-loadtest",
+    about = "Load test an XMPP server",
+    args_override_self = true
+)]
+pub struct Args {
+    /// The scenario; may instead come from `scenario = "..."` in the file.
     #[arg(value_enum)]
-    scenario: Scenario,
+    scenario: Option<Scenario>,
+    /// A TOML file of options, `key = value` with the long option names.
+    #[arg(long)]
+    scenario_file: Option<PathBuf>,
+    #[arg(long, value_enum, hide = true)]
+    scenario_from_file: Option<Scenario>,
+
+    // --- the server and the accounts
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     #[arg(long, default_value_t = 5222)]
     port: u16,
     #[arg(long, default_value = "localhost")]
     domain: String,
+    /// Certificates are never verified: this is a test tool.
     #[arg(long, value_enum, default_value = "starttls")]
     tls: TlsMode,
     #[arg(long, default_value = "SCRAM-SHA-256")]
@@ -46,62 +72,184 @@ struct Args {
     user_pattern: String,
     #[arg(long, default_value = "loadtest-password")]
     password: String,
-    /// Create accounts by in-band registration (XEP-0077) first.
+    #[arg(long, default_value = "load")]
+    resource: String,
+    /// Create accounts by in-band registration (XEP-0077) before logging in.
     #[arg(long)]
     register: bool,
-    /// Sessions for `connect`.
+    /// Create each account with this shell command first; `{user}`,
+    /// `{password}` and `{domain}` are replaced.
+    #[arg(long)]
+    create_command: Option<String>,
+    /// Local source addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3).
+    #[arg(long, value_delimiter = ',')]
+    sources: Vec<IpAddr>,
+
+    // --- the load
+    /// Sessions for `connect` (and idle sessions in `mixed`).
     #[arg(long, default_value_t = 100)]
     sessions: usize,
     /// Logins started per second.
     #[arg(long, default_value_t = 200.0)]
     login_rate: f64,
-    /// Pairs for `chat`.
-    #[arg(long, default_value_t = 10)]
-    pairs: usize,
-    /// Messages in flight per sender in `chat`.
-    #[arg(long, default_value_t = 16)]
-    window: usize,
     /// Length of the measured phase, seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// The server's PID, to read its memory from /proc.
+    /// Stanzas in flight per sender (chat, muc, pubsub).
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// Sender/receiver pairs for `chat`.
+    #[arg(long, default_value_t = 10)]
+    pairs: usize,
+    /// Chat messages per second in all; 0 is as fast as the window allows.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Users for `presence`, in groups of `--contacts` + 1.
+    #[arg(long, default_value_t = 20)]
+    presence_users: usize,
+    /// Roster size in `presence`: everyone in a group is everyone's contact.
+    #[arg(long, default_value_t = 4)]
+    contacts: usize,
+    /// Seconds between a churning user's logins in `presence`.
+    #[arg(long, default_value_t = 1.0)]
+    churn_interval: f64,
+    /// Rooms for `muc`.
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Occupants per room, the sender included.
+    #[arg(long, default_value_t = 10)]
+    occupants: usize,
+    /// Room messages per second in all; 0 is as fast as the window allows.
+    #[arg(long, default_value_t = 0.0)]
+    muc_rate: f64,
+    /// The MUC service (default `conference.` + domain).
+    #[arg(long)]
+    muc_service: Option<String>,
+    /// Subscribers for `pubsub`.
+    #[arg(long, default_value_t = 10)]
+    subscribers: usize,
+    /// Publishes per second; 0 is as fast as the window allows.
+    #[arg(long, default_value_t = 0.0)]
+    publish_rate: f64,
+    /// The PubSub service (default `pubsub.` + domain).
+    #[arg(long)]
+    pubsub_service: Option<String>,
+
+    // --- the report
+    /// The server's PID, to read its memory and CPU from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Local source addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3).
-    #[arg(long, value_delimiter = ',')]
-    sources: Vec<IpAddr>,
     /// Write the report as JSON here.
     #[arg(long)]
-    json: Option<std::path::PathBuf>,
+    json: Option<PathBuf>,
+    /// Write an HTML report with plots here.
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+impl Args {
+    fn scenario(&self) -> Option<Scenario> {
+        self.scenario.or(self.scenario_from_file)
+    }
+
+    pub fn scenario_name(&self) -> &'static str {
+        match self.scenario() {
+            Some(Scenario::Connect) => "connect",
+            Some(Scenario::Chat) => "chat",
+            Some(Scenario::Presence) => "presence",
+            Some(Scenario::Muc) => "muc",
+            Some(Scenario::Pubsub) => "pubsub",
+            Some(Scenario::Mixed) => "mixed",
+            None => "none",
+        }
+    }
 }
 
-fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+/// The command line with the scenario file's options put first, so that
+/// options given on the command line override them.
+fn argv() -> anyhow::Result<Vec<String>> {
+    let mut raw: Vec<String> = std::env::args().collect();
+    let mut file = None;
+    let mut i = 1;
+    while i < raw.len() {
+        if raw[i] == "--scenario-file" && i + 1 < raw.len() {
+            file = Some(raw.remove(i + 1));
+            raw.remove(i);
+        } else if let Some(f) = raw[i].strip_prefix("--scenario-file=") {
+            file = Some(f.to_string());
+            raw.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    let Some(file) = file else { return Ok(raw) };
+    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
+    let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {file}"))?;
+    let mut out = vec![raw[0].clone()];
+    for (k, v) in table {
+        let key = if k == "scenario" {
+            "scenario-from-file".to_string()
+        } else {
+            k.replace('_', "-")
+        };
+        let value = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(true) => {
+                out.push(format!("--{key}"));
+                continue;
+            }
+            toml::Value::Boolean(false) => continue,
+            toml::Value::Array(a) => a
+                .iter()
+                .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => anyhow::bail!("{file}: {k}: unsupported value {other}"),
+        };
+        out.push(format!("--{key}={value}"));
+    }
+    out.extend(raw.into_iter().skip(1));
+    Ok(out)
 }
 
-fn user(args: &Args, n: usize) -> String {
-    args.user_pattern.replace("{n}", &n.to_string())
+fn main() -> ExitCode {
+    let args = match argv() {
+        Ok(a) => Args::parse_from(a),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.scenario().is_none() {
+        eprintln!("error: name a scenario (connect, chat, presence, muc, pubsub, mixed)");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(Arc::new(args))) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
-        .parse()
-        .context("host and port")?;
+/// Run the scenario and report; true if the run passed.
+async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
+    let addr: SocketAddr = tokio::net::lookup_host((args.host.as_str(), args.port))
+        .await
+        .context("resolving --host")?
+        .next()
+        .context("--host has no address")?;
     let target = Target {
         addr,
         domain: args.domain.clone(),
@@ -110,196 +258,184 @@ async fn main() -> anyhow::Result<()> {
         register: args.register,
         tls_config: tls::insecure_client_config()?,
     };
-    let report = match args.scenario {
-        Scenario::Connect => connect(&args, &target).await?,
-        Scenario::Chat => chat(&args, &target).await?,
+    let metrics = Arc::new(Metrics::default());
+    let ctx = Ctx {
+        args: args.clone(),
+        target,
+        metrics: metrics.clone(),
     };
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    if let Some(p) = &args.json {
-        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
-    }
-    Ok(())
-}
+    let pid = args.server_pid.map(|p| p.to_string());
+    let gen0 = cpu_seconds("self");
+    let srv0 = pid.as_deref().and_then(cpu_seconds);
+    let wall0 = Instant::now();
+    let sampler = Sampler::start(metrics.clone(), args.server_pid);
 
-/// Log in `count` users at `rate` per second; failures are counted by cause.
-async fn ramp(
-    args: &Args,
-    target: &Target,
-    first: usize,
-    count: usize,
-) -> (Vec<Session>, Vec<String>, Duration) {
-    let start = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for i in 0..count {
-        let due = start + Duration::from_secs_f64(i as f64 / args.login_rate.max(0.001));
-        let t = target.clone();
-        let name = user(args, first + i);
-        let pw = args.password.clone();
-        let source = (!args.sources.is_empty()).then(|| args.sources[i % args.sources.len()]);
-        set.spawn(async move {
-            tokio::time::sleep_until(due.into()).await;
-            tokio::time::timeout(
-                Duration::from_secs(60),
-                client::login(&t, &name, &pw, "load", source),
-            )
-            .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("login timed out")))
-        });
-        if i % 1000 == 999 {
-            eprint!("\rstarted {} logins", i + 1);
+    let result = match args.scenario() {
+        Some(Scenario::Connect) => connect::run(&ctx, 0, args.sessions).await,
+        Some(Scenario::Chat) => chat::run(&ctx, 0, args.pairs, args.rate).await,
+        Some(Scenario::Presence) => {
+            presence::run(&ctx, 0, args.presence_users, args.contacts, args.churn_interval).await
         }
-    }
-    let mut sessions = Vec::with_capacity(count);
-    let mut failures = Vec::new();
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok(Ok(s)) => sessions.push(s),
-            Ok(Err(e)) => failures.push(e.to_string()),
-            Err(e) => failures.push(e.to_string()),
+        Some(Scenario::Muc) => {
+            fanout::muc(&ctx, 0, args.rooms, args.occupants, args.muc_rate).await
         }
-    }
-    eprintln!();
-    (sessions, failures, start.elapsed())
-}
-
-fn failure_counts(failures: &[String]) -> serde_json::Value {
-    let mut m = std::collections::BTreeMap::<String, u64>::new();
-    for f in failures {
-        *m.entry(f.clone()).or_default() += 1;
-    }
-    serde_json::to_value(m).unwrap_or_default()
-}
-
-async fn connect(args: &Args, target: &Target) -> anyhow::Result<serde_json::Value> {
-    let before = args.server_pid.and_then(rss_kib);
-    let (sessions, failures, took) = ramp(args, target, 0, args.sessions).await;
-    // Let the server settle before reading its memory.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = args.server_pid.and_then(rss_kib);
-    let hold = Duration::from_secs_f64(args.duration);
-    tokio::time::sleep(hold).await;
-    let per_session = match (before, after) {
-        (Some(b), Some(a)) if !sessions.is_empty() => {
-            Some((a.saturating_sub(b)) as f64 * 1024.0 / sessions.len() as f64)
+        Some(Scenario::Pubsub) => {
+            fanout::pubsub(&ctx, 0, args.subscribers, args.publish_rate).await
         }
-        _ => None,
+        Some(Scenario::Mixed) => mixed(&ctx).await,
+        None => unreachable!("checked in main"),
     };
-    Ok(serde_json::json!({
-        "scenario": "connect",
-        "sessions": sessions.len(),
-        "failed": failures.len(),
-        "failures": failure_counts(&failures),
-        "login_seconds": took.as_secs_f64(),
-        "logins_per_second": sessions.len() as f64 / took.as_secs_f64(),
-        "server_rss_kib_before": before,
-        "server_rss_kib_after": after,
-        "server_bytes_per_session": per_session,
-    }))
-}
+    let samples = sampler.finish().await;
+    let wall = wall0.elapsed().as_secs_f64();
+    let result = match result {
+        Ok(r) => serde_json::Value::Object(r),
+        Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
+    };
 
-async fn chat(args: &Args, target: &Target) -> anyhow::Result<serde_json::Value> {
-    let (mut sessions, failures, _) = ramp(args, target, 0, args.pairs * 2).await;
-    if !failures.is_empty() {
-        anyhow::bail!(
-            "{} logins failed: {:?}",
-            failures.len(),
-            failure_counts(&failures)
-        );
-    }
-    sessions.sort_by(|a, b| a.jid.cmp(&b.jid));
-    let sent = Arc::new(AtomicU64::new(0));
-    let received = Arc::new(AtomicU64::new(0));
-    let duration = Duration::from_secs_f64(args.duration);
-    let start = Instant::now();
-    let end = start + duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut it = sessions.into_iter();
-    while let (Some(a), Some(b)) = (it.next(), it.next()) {
-        let to = b.jid.clone();
-        let window = args.window.max(1);
-        let (sent, received) = (sent.clone(), received.clone());
-        tasks.spawn(pair(a, b, to, window, end, sent, received));
-    }
-    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut lost = 0u64;
-    while let Some(r) = tasks.join_next().await {
-        let (h, l) = r??;
-        hist.add(h)?;
-        lost += l;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let got = received.load(Ordering::Relaxed);
-    Ok(serde_json::json!({
-        "scenario": "chat",
-        "pairs": args.pairs,
-        "window": args.window,
-        "seconds": secs,
-        "sent": sent.load(Ordering::Relaxed),
-        "delivered": got,
-        "lost": lost,
-        "delivered_per_second": got as f64 / secs,
-        "latency_us": {
-            "p50": hist.value_at_quantile(0.5),
-            "p90": hist.value_at_quantile(0.9),
-            "p99": hist.value_at_quantile(0.99),
-            "p999": hist.value_at_quantile(0.999),
-            "max": hist.max(),
+    let gen_cpu = gen0.and_then(|a| cpu_seconds("self").map(|b| b - a));
+    let srv_cpu = srv0.and_then(|a| pid.as_deref().and_then(cpu_seconds).map(|b| b - a));
+    let n = cpus() as f64;
+    let gen_cores = gen_cpu.map(|c| c / wall);
+    let srv_cores = srv_cpu.map(|c| c / wall);
+    let (limited, note) = verdict_on_cpu(n, gen_cores, srv_cores);
+
+    let errors = metrics.errors.load(Ordering::Relaxed);
+    let problems = report::problems(&result, errors);
+    let ok = problems.is_empty();
+    let report = serde_json::json!({
+        "scenario": args.scenario_name(),
+        "ok": ok,
+        "problems": problems,
+        "server": {
+            "address": addr.to_string(),
+            "domain": args.domain,
+            "tls": format!("{:?}", args.tls).to_lowercase(),
+            "mechanism": args.mechanism,
         },
-    }))
+        "result": result,
+        "errors": metrics.causes(),
+        "cpu": {
+            "wall_seconds": wall,
+            "machine_cpus": n,
+            "generator_seconds": gen_cpu,
+            "server_seconds": srv_cpu,
+            "generator_cores": gen_cores,
+            "server_cores": srv_cores,
+            "generator_limited": limited,
+            "note": note,
+        },
+        "timeline": samples,
+    });
+    let title = format!(
+        "xmpp-loadtest {} against {} ({})",
+        args.scenario_name(),
+        addr,
+        args.domain
+    );
+    println!("{title}");
+    print!("{}", report::table(&report));
+    println!(
+        "  {}",
+        if ok {
+            "PASSED".to_string()
+        } else {
+            format!("FAILED: {}", problems.join("; "))
+        }
+    );
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.html {
+        std::fs::write(p, report::html(&title, &report, &samples))
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(ok)
 }
 
-/// One sender and one receiver: keep `window` messages in flight until
-/// `end`, then wait for the rest. Returns the latency histogram and the
-/// count of messages that never arrived.
-async fn pair(
-    a: Session,
-    b: Session,
-    to: String,
-    window: usize,
-    end: Instant,
-    sent: Arc<AtomicU64>,
-    received: Arc<AtomicU64>,
-) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64)> {
-    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut writer = a.writer;
-    let _keep = a.reader;
-    let mut reader = b.reader;
-    let mut next = 0u64;
-    let mut seen = 0u64;
-    let mut in_flight = 0usize;
-    loop {
-        while in_flight < window && Instant::now() < end {
-            let m = format!(
-                "<message to='{to}' type='chat' id='{next}'><body>{}</body></message>",
-                now_micros()
-            );
-            writer.write_all(m.as_bytes()).await?;
-            next += 1;
-            in_flight += 1;
-            sent.fetch_add(1, Ordering::Relaxed);
-        }
-        if in_flight == 0 {
-            break;
-        }
-        let raw = match tokio::time::timeout(Duration::from_secs(5), reader.next_raw()).await {
-            Ok(r) => r?,
-            Err(_) => break,
-        };
-        if !raw.starts_with(b"<message") {
-            continue;
-        }
-        let text = String::from_utf8_lossy(&raw);
-        if let Some(ts) = text
-            .split("<body>")
-            .nth(1)
-            .and_then(|b| b.split('<').next())
-            .and_then(|t| t.parse::<u64>().ok())
-        {
-            let _ = hist.record(now_micros().saturating_sub(ts).max(1));
-            seen += 1;
-            in_flight -= 1;
-            received.fetch_add(1, Ordering::Relaxed);
+/// Whether the generator, rather than the server, may have set the pace.
+fn verdict_on_cpu(cpus: f64, generator: Option<f64>, server: Option<f64>) -> (bool, String) {
+    let Some(g) = generator else {
+        return (false, "generator CPU unknown".into());
+    };
+    let s = server.unwrap_or(0.0);
+    let saturated = g + s >= 0.85 * cpus;
+    if g >= 0.9 * cpus || (saturated && g >= s) {
+        (
+            true,
+            format!(
+                "generator-limited: the generator used {g:.2} of {cpus} cores; the server's figures are a lower bound"
+            ),
+        )
+    } else if saturated {
+        (
+            false,
+            format!("the machine was saturated: server {s:.2}, generator {g:.2} of {cpus} cores"),
+        )
+    } else {
+        (false, format!("generator {g:.2} cores, server {s:.2} cores of {cpus}"))
+    }
+}
+
+/// `mixed`: chat, presence churn, rooms, a PubSub node and idle sessions
+/// at once, each with its own users; a part whose count is 0 is left out.
+async fn mixed(ctx: &Ctx) -> anyhow::Result<Report> {
+    let a = &ctx.args;
+    let chat_first = 0;
+    let presence_first = chat_first + a.pairs * 2;
+    let muc_first = presence_first + a.presence_users;
+    let pubsub_first = muc_first + a.rooms * a.occupants;
+    let idle_first = pubsub_first + if a.subscribers > 0 { a.subscribers + 1 } else { 0 };
+    let part = |r: Option<anyhow::Result<Report>>| match r {
+        None => None,
+        Some(Ok(r)) => Some(serde_json::Value::Object(r)),
+        Some(Err(e)) => Some(serde_json::json!({ "error": format!("{e:#}") })),
+    };
+    let (c, p, m, s, i) = tokio::join!(
+        async {
+            if a.pairs > 0 {
+                Some(chat::run(ctx, chat_first, a.pairs, a.rate).await)
+            } else {
+                None
+            }
+        },
+        async {
+            if a.presence_users > 0 {
+                Some(
+                    presence::run(ctx, presence_first, a.presence_users, a.contacts, a.churn_interval)
+                        .await,
+                )
+            } else {
+                None
+            }
+        },
+        async {
+            if a.rooms > 0 {
+                Some(fanout::muc(ctx, muc_first, a.rooms, a.occupants, a.muc_rate).await)
+            } else {
+                None
+            }
+        },
+        async {
+            if a.subscribers > 0 {
+                Some(fanout::pubsub(ctx, pubsub_first, a.subscribers, a.publish_rate).await)
+            } else {
+                None
+            }
+        },
+        async {
+            if a.sessions > 0 {
+                Some(connect::run(ctx, idle_first, a.sessions).await)
+            } else {
+                None
+            }
+        },
+    );
+    let mut r = Report::new();
+    for (name, v) in [("chat", c), ("presence", p), ("muc", m), ("pubsub", s), ("idle", i)] {
+        if let Some(v) = part(v) {
+            r.insert(name.into(), v);
         }
     }
-    Ok((hist, next - seen))
+    Ok(r)
 }

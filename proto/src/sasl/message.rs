@@ -35,7 +35,7 @@ pub(crate) fn encode_saslname(s: &str) -> String {
 }
 
 /// The value of `attr=value` when the pair has the expected attribute.
-pub(crate) fn attr<'a>(pair: &'a str, name: char) -> Option<&'a str> {
+pub(crate) fn attr(pair: &str, name: char) -> Option<&str> {
     let mut chars = pair.chars();
     if chars.next() == Some(name) && chars.next() == Some('=') {
         Some(&pair[2..])

@@ -1,0 +1,569 @@
+//! `muc` and `pubsub`: one sender, many recipients. In `muc`, R rooms of M
+//! occupants each (XEP-0045), where the room's first occupant sends
+//! groupchat messages and every occupant, the sender included, receives
+//! them. In `pubsub`, one publisher and S subscribers of one node
+//! (XEP-0060), with the publisher keeping `--window` publishes in flight.
+//!
+//! For each stanza the harness records the latency of its first and of its
+//! last recipient. Rooms and nodes get names unique to the run, so nothing
+//! left over from an earlier run interferes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::{Ctx, Pace, Report, age, ramp, read_stamp, require_all, sleep_until, stamp};
+use crate::client::{Session, condition, ping_reply};
+use crate::metrics::{Metrics, histogram, latency_json};
+
+const DRAIN: Duration = Duration::from_secs(5);
+const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+const MUC: &str = "http://jabber.org/protocol/muc";
+const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+
+/// Who got what: per stanza, how many recipients have it so far.
+struct Tracker {
+    recipients: u32,
+    pending: Mutex<HashMap<u64, u32>>,
+    first: Mutex<Histogram<u64>>,
+    last: Mutex<Histogram<u64>>,
+    all: Mutex<Histogram<u64>>,
+    delivered: AtomicU64,
+    duplicates: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl Tracker {
+    fn new(recipients: usize, metrics: Arc<Metrics>) -> Tracker {
+        Tracker {
+            recipients: recipients as u32,
+            pending: Mutex::default(),
+            first: Mutex::new(histogram()),
+            last: Mutex::new(histogram()),
+            all: Mutex::new(histogram()),
+            delivered: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            metrics,
+        }
+    }
+
+    /// A recipient of `group` got stanza `n` sent at `ts`; `seen` is that
+    /// recipient's own record, to catch duplicates.
+    fn receive(&self, group: usize, n: u64, ts: u64, seen: &mut Vec<u64>) {
+        let (word, bit) = ((n / 64) as usize, 1u64 << (n % 64));
+        if seen.len() <= word {
+            seen.resize(word + 1, 0);
+        }
+        if seen[word] & bit != 0 {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        seen[word] |= bit;
+        let lat = age(ts);
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.metrics.delivered(1);
+        self.metrics.latency(lat);
+        let _ = lock(&self.all).record(lat);
+        let key = ((group as u64) << 40) | n;
+        let count = {
+            let mut p = lock(&self.pending);
+            let c = p.entry(key).or_insert(0);
+            *c += 1;
+            let c = *c;
+            if c >= self.recipients {
+                p.remove(&key);
+            }
+            c
+        };
+        if count == 1 {
+            let _ = lock(&self.first).record(lat);
+        }
+        if count == self.recipients {
+            let _ = lock(&self.last).record(lat);
+        }
+    }
+
+    fn incomplete(&self) -> usize {
+        lock(&self.pending).len()
+    }
+
+    fn report(&self, r: &mut Report, sent: u64) {
+        let delivered = self.delivered.load(Ordering::Relaxed);
+        let expected = sent * self.recipients as u64;
+        r.insert("sent".into(), sent.into());
+        r.insert("expected_deliveries".into(), expected.into());
+        r.insert("delivered".into(), delivered.into());
+        r.insert("lost".into(), expected.saturating_sub(delivered).into());
+        r.insert(
+            "duplicates".into(),
+            self.duplicates.load(Ordering::Relaxed).into(),
+        );
+        r.insert("latency_us".into(), latency_json(&lock(&self.all)));
+        r.insert("first_recipient_us".into(), latency_json(&lock(&self.first)));
+        r.insert("last_recipient_us".into(), latency_json(&lock(&self.last)));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A recipient: reads until told to stop, feeding stamped stanzas of the
+/// kind `is_load` accepts to the tracker.
+async fn receive(
+    ctx: Ctx,
+    mut s: Session,
+    group: usize,
+    tracker: Arc<Tracker>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    is_load: fn(&[u8]) -> bool,
+) -> Session {
+    let mut seen = Vec::new();
+    loop {
+        let raw = tokio::select! {
+            _ = stop.changed() => break,
+            r = s.reader.next_raw() => r,
+        };
+        match raw {
+            Ok(raw) => {
+                if let Some(pong) = ping_reply(&raw) {
+                    let _ = s.send(&pong).await;
+                } else if is_load(&raw)
+                    && let Some((n, ts)) = read_stamp(&raw)
+                {
+                    tracker.receive(group, n, ts, &mut seen);
+                }
+            }
+            Err(e) => {
+                ctx.metrics.error(format!("{}: recipient lost: {e}", ctx.args.scenario_name()));
+                break;
+            }
+        }
+    }
+    s
+}
+
+fn is_groupchat(raw: &[u8]) -> bool {
+    raw.starts_with(b"<message") && crate::client::contains(raw, b"groupchat")
+}
+
+fn is_pubsub_event(raw: &[u8]) -> bool {
+    raw.starts_with(b"<message") && crate::client::contains(raw, b"pubsub#event")
+}
+
+/// Wait for the recipients to catch up (or `DRAIN` to pass), then stop
+/// them and collect their sessions.
+async fn finish_recipients(
+    tracker: &Tracker,
+    stop: tokio::sync::watch::Sender<bool>,
+    mut set: tokio::task::JoinSet<Session>,
+) -> Vec<Session> {
+    let until = Instant::now() + DRAIN;
+    while tracker.incomplete() > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(true);
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(s) = r {
+            out.push(s);
+        }
+    }
+    out
+}
+
+// ---- MUC -----------------------------------------------------------------
+
+pub async fn muc(
+    ctx: &Ctx,
+    first: usize,
+    rooms: usize,
+    occupants: usize,
+    rate: f64,
+) -> anyhow::Result<Report> {
+    let occupants = occupants.max(1);
+    let (sessions, failed) = ramp(ctx, first, rooms * occupants, "<presence/>").await;
+    require_all("muc", failed, rooms * occupants)?;
+    let service = ctx
+        .args
+        .muc_service
+        .clone()
+        .unwrap_or_else(|| format!("conference.{}", ctx.args.domain));
+    let t0 = Instant::now();
+    let mut setups = tokio::task::JoinSet::new();
+    let mut it = sessions.into_iter();
+    for r in 0..rooms {
+        let members: Vec<Session> = it.by_ref().take(occupants).map(|(_, s)| s).collect();
+        let room = format!("loadtest-{}-{r}@{service}", std::process::id());
+        setups.spawn(async move { setup_room(room.clone(), members).await.map(|m| (r, room, m)) });
+    }
+    let mut prepared = Vec::new();
+    while let Some(r) = setups.join_next().await {
+        prepared.push(r??);
+    }
+    let setup_secs = t0.elapsed().as_secs_f64();
+
+    let tracker = Arc::new(Tracker::new(occupants, ctx.metrics.clone()));
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let start = Instant::now();
+    let end = start + ctx.duration();
+    let mut senders = tokio::task::JoinSet::new();
+    let mut recipients = tokio::task::JoinSet::new();
+    for (r, room, mut members) in prepared {
+        let owner = members.remove(0);
+        for m in members {
+            recipients.spawn(receive(
+                ctx.clone(),
+                m,
+                r,
+                tracker.clone(),
+                stop_rx.clone(),
+                is_groupchat,
+            ));
+        }
+        senders.spawn(muc_sender(
+            ctx.clone(),
+            owner,
+            r,
+            room,
+            rate / rooms as f64,
+            end,
+            tracker.clone(),
+        ));
+    }
+    let mut sent = 0;
+    let mut done = Vec::new();
+    while let Some(r) = senders.join_next().await {
+        if let Ok((n, s)) = r {
+            sent += n;
+            done.push(s);
+        }
+    }
+    done.extend(finish_recipients(&tracker, stop, recipients).await);
+    for s in done {
+        ctx.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+        s.close().await;
+    }
+    let mut r = Report::new();
+    r.insert("service".into(), service.into());
+    r.insert("rooms".into(), rooms.into());
+    r.insert("occupants_per_room".into(), occupants.into());
+    r.insert("setup_seconds".into(), setup_secs.into());
+    tracker.report(&mut r, sent);
+    r.insert(
+        "delivered_per_second".into(),
+        (tracker.delivered.load(Ordering::Relaxed) as f64 / ctx.args.duration.max(1e-3)).into(),
+    );
+    Ok(r)
+}
+
+/// Everyone joins `room`, the first creating it (and accepting the default
+/// configuration if the service locks new rooms, XEP-0045 §10.1.2).
+async fn setup_room(room: String, mut members: Vec<Session>) -> anyhow::Result<Vec<Session>> {
+    let Some(owner) = members.first_mut() else {
+        return Ok(members);
+    };
+    if join(owner, &room).await? {
+        let iq = format!(
+            "<iq type='set' to='{room}' id='instant'><query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+        );
+        let reply = tokio::time::timeout(SETUP_TIMEOUT, owner.request(&iq, "instant", |_| {}))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer to the room configuration of {room}"))??;
+        if reply.attr("type") != Some("result") {
+            anyhow::bail!("configuring {room}: {}", condition(&reply));
+        }
+    }
+    let mut set = tokio::task::JoinSet::new();
+    let room = Arc::new(room);
+    for (i, mut m) in members.drain(1..).enumerate() {
+        let room = room.clone();
+        set.spawn(async move { join(&mut m, &room).await.map(|_| (i, m)) });
+    }
+    let mut rest = Vec::new();
+    while let Some(r) = set.join_next().await {
+        rest.push(r??);
+    }
+    rest.sort_by_key(|(i, _)| *i);
+    members.extend(rest.into_iter().map(|(_, m)| m));
+    Ok(members)
+}
+
+/// Join a room under the user's name as nickname; true if this created it.
+async fn join(s: &mut Session, room: &str) -> anyhow::Result<bool> {
+    let nick = s.bare().split('@').next().unwrap_or("user").to_string();
+    let me = format!("{room}/{nick}");
+    s.send(&format!(
+        "<presence to='{me}'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>"
+    ))
+    .await?;
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    loop {
+        let raw = tokio::time::timeout_at(deadline.into(), s.reader.next_raw())
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer from the MUC service when joining {room}"))??;
+        if let Some(pong) = ping_reply(&raw) {
+            s.send(&pong).await?;
+            continue;
+        }
+        let e = s.reader.parse(&raw)?;
+        if e.name != "presence" || !e.attr("from").is_some_and(|f| f.eq_ignore_ascii_case(&me)) {
+            continue;
+        }
+        if e.attr("type") == Some("error") {
+            anyhow::bail!("joining {room}: {}", condition(&e));
+        }
+        let codes: Vec<&str> = e
+            .child("x", MUC_USER)
+            .map(|x| {
+                x.elements()
+                    .filter(|c| c.name == "status")
+                    .filter_map(|c| c.attr("code"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if codes.contains(&"110") || e.attr("type").is_none() {
+            return Ok(codes.contains(&"201"));
+        }
+    }
+}
+
+async fn muc_sender(
+    ctx: Ctx,
+    mut s: Session,
+    group: usize,
+    room: String,
+    rate: f64,
+    end: Instant,
+    tracker: Arc<Tracker>,
+) -> (u64, Session) {
+    let m = ctx.metrics.clone();
+    let window = ctx.args.window.max(1) as u64;
+    let mut pace = Pace::new(rate);
+    let mut seen = Vec::new();
+    let (mut sent, mut back) = (0u64, 0u64);
+    let drain_end = end + DRAIN;
+    loop {
+        let now = Instant::now();
+        while sent - back.min(sent) < window && now < end && pace.wait().is_none() {
+            let msg = format!(
+                "<message to='{room}' type='groupchat'><body>{}</body></message>",
+                stamp(sent)
+            );
+            if let Err(e) = s.send(&msg).await {
+                m.error(format!("muc: send failed: {e}"));
+                return (sent, s);
+            }
+            sent += 1;
+            m.sent(1);
+            pace.sent();
+        }
+        if (now >= end && back >= sent) || now >= drain_end {
+            break;
+        }
+        let wake = if now < end { pace.wait() } else { None };
+        let raw = tokio::select! {
+            r = s.reader.next_raw() => r,
+            _ = sleep_until(wake) => continue,
+            _ = tokio::time::sleep_until(drain_end.into()) => break,
+        };
+        match raw {
+            Ok(raw) => {
+                if let Some(pong) = ping_reply(&raw) {
+                    let _ = s.send(&pong).await;
+                } else if is_groupchat(&raw)
+                    && let Some((n, ts)) = read_stamp(&raw)
+                {
+                    tracker.receive(group, n, ts, &mut seen);
+                    back += 1;
+                } else if raw.starts_with(b"<message") && crate::client::contains(&raw, b"error") {
+                    m.error(format!(
+                        "muc: message error: {}",
+                        s.reader.parse(&raw).map(|e| condition(&e)).unwrap_or_default()
+                    ));
+                    back += 1;
+                }
+            }
+            Err(e) => {
+                m.error(format!("muc: sender lost: {e}"));
+                break;
+            }
+        }
+    }
+    let nick = s.bare().split('@').next().unwrap_or("user").to_string();
+    let _ = s
+        .send(&format!("<presence to='{room}/{nick}' type='unavailable'/>"))
+        .await;
+    (sent, s)
+}
+
+// ---- PubSub --------------------------------------------------------------
+
+pub async fn pubsub(
+    ctx: &Ctx,
+    first: usize,
+    subscribers: usize,
+    rate: f64,
+) -> anyhow::Result<Report> {
+    let (mut sessions, failed) = ramp(ctx, first, subscribers + 1, "<presence/>").await;
+    require_all("pubsub", failed, subscribers + 1)?;
+    let service = ctx
+        .args
+        .pubsub_service
+        .clone()
+        .unwrap_or_else(|| format!("pubsub.{}", ctx.args.domain));
+    let node = format!("loadtest-{}-{first}", std::process::id());
+    let (_, mut publisher) = sessions.remove(0);
+    let t0 = Instant::now();
+    let create = format!(
+        "<iq type='set' to='{service}' id='create'><pubsub xmlns='{PUBSUB}'><create node='{node}'/></pubsub></iq>"
+    );
+    let reply = tokio::time::timeout(SETUP_TIMEOUT, publisher.request(&create, "create", |_| {}))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from the PubSub service {service}"))??;
+    if reply.attr("type") != Some("result") {
+        anyhow::bail!("creating node {node} on {service}: {}", condition(&reply));
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (_, mut s) in sessions {
+        let (service, node) = (service.clone(), node.clone());
+        set.spawn(async move {
+            let iq = format!(
+                "<iq type='set' to='{service}' id='sub'><pubsub xmlns='{PUBSUB}'><subscribe node='{node}' jid='{}'/></pubsub></iq>",
+                s.jid
+            );
+            let reply = tokio::time::timeout(SETUP_TIMEOUT, s.request(&iq, "sub", |_| {}))
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer to a subscription"))??;
+            if reply.attr("type") != Some("result") {
+                anyhow::bail!("subscribing to {node}: {}", condition(&reply));
+            }
+            Ok(s)
+        });
+    }
+    let mut subs = Vec::new();
+    while let Some(r) = set.join_next().await {
+        subs.push(r??);
+    }
+    let setup_secs = t0.elapsed().as_secs_f64();
+
+    let tracker = Arc::new(Tracker::new(subscribers, ctx.metrics.clone()));
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let start = Instant::now();
+    let end = start + ctx.duration();
+    let mut recipients = tokio::task::JoinSet::new();
+    for s in subs {
+        recipients.spawn(receive(
+            ctx.clone(),
+            s,
+            0,
+            tracker.clone(),
+            stop_rx.clone(),
+            is_pubsub_event,
+        ));
+    }
+    let (published, refused, mut publisher) =
+        publish(ctx, publisher, &service, &node, rate, end).await;
+    let mut done = finish_recipients(&tracker, stop, recipients).await;
+    let delete = format!(
+        "<iq type='set' to='{service}' id='delete'><pubsub xmlns='{PUBSUB}#owner'><delete node='{node}'/></pubsub></iq>"
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        publisher.request(&delete, "delete", |_| {}),
+    )
+    .await;
+    done.push(publisher);
+    for s in done {
+        ctx.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+        s.close().await;
+    }
+    let mut r = Report::new();
+    r.insert("service".into(), service.into());
+    r.insert("subscribers".into(), subscribers.into());
+    r.insert("setup_seconds".into(), setup_secs.into());
+    r.insert("publishes_refused".into(), refused.into());
+    tracker.report(&mut r, published);
+    r.insert(
+        "publishes_per_second".into(),
+        (published as f64 / ctx.args.duration.max(1e-3)).into(),
+    );
+    r.insert(
+        "delivered_per_second".into(),
+        (tracker.delivered.load(Ordering::Relaxed) as f64 / ctx.args.duration.max(1e-3)).into(),
+    );
+    Ok(r)
+}
+
+/// Publish until `end` with `--window` publishes awaiting their result.
+/// Returns the publishes the service accepted and those it refused.
+async fn publish(
+    ctx: &Ctx,
+    mut s: Session,
+    service: &str,
+    node: &str,
+    rate: f64,
+    end: Instant,
+) -> (u64, u64, Session) {
+    let m = &ctx.metrics;
+    let window = ctx.args.window.max(1) as u64;
+    let mut pace = Pace::new(rate);
+    let (mut sent, mut ok, mut refused) = (0u64, 0u64, 0u64);
+    let drain_end = end + DRAIN;
+    loop {
+        let now = Instant::now();
+        while sent - (ok + refused) < window && now < end && pace.wait().is_none() {
+            let iq = format!(
+                "<iq type='set' to='{service}' id='p{sent}'><pubsub xmlns='{PUBSUB}'><publish node='{node}'><item id='{sent}'><entry xmlns='urn:xmpp-loadtest'>{}</entry></item></publish></pubsub></iq>",
+                stamp(sent)
+            );
+            if let Err(e) = s.send(&iq).await {
+                m.error(format!("pubsub: send failed: {e}"));
+                return (ok, refused, s);
+            }
+            sent += 1;
+            m.sent(1);
+            pace.sent();
+        }
+        if (now >= end && ok + refused >= sent) || now >= drain_end {
+            break;
+        }
+        let wake = if now < end { pace.wait() } else { None };
+        let raw = tokio::select! {
+            r = s.reader.next_raw() => r,
+            _ = sleep_until(wake) => continue,
+            _ = tokio::time::sleep_until(drain_end.into()) => break,
+        };
+        match raw {
+            Ok(raw) => {
+                if let Some(pong) = ping_reply(&raw) {
+                    let _ = s.send(&pong).await;
+                    continue;
+                }
+                if !raw.starts_with(b"<iq") {
+                    continue;
+                }
+                let Ok(e) = s.reader.parse(&raw) else { continue };
+                if !e.attr("id").is_some_and(|id| id.starts_with('p')) {
+                    continue;
+                }
+                if e.attr("type") == Some("result") {
+                    ok += 1;
+                } else {
+                    refused += 1;
+                    m.error(format!("pubsub: publish refused: {}", condition(&e)));
+                }
+            }
+            Err(e) => {
+                m.error(format!("pubsub: publisher lost: {e}"));
+                break;
+            }
+        }
+    }
+    (ok, refused, s)
+}

@@ -1,0 +1,230 @@
+//! The scenarios and what they share: the run context, account
+//! provisioning, the login ramp, and the stamps that load stanzas carry so
+//! that a receiver can tell which stanza it got and how late.
+//!
+//! Every scenario reports a JSON object of its figures; `lost`,
+//! `duplicates` and `failed_logins` in it make the run fail.
+
+pub mod chat;
+pub mod connect;
+pub mod fanout;
+pub mod presence;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::Args;
+use crate::client::{self, Session, Target};
+use crate::metrics::Metrics;
+
+pub type Report = serde_json::Map<String, serde_json::Value>;
+
+/// What every scenario gets.
+#[derive(Clone)]
+pub struct Ctx {
+    pub args: Arc<Args>,
+    pub target: Target,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Ctx {
+    pub fn user(&self, n: usize) -> String {
+        self.args.user_pattern.replace("{n}", &n.to_string())
+    }
+
+    pub fn bare(&self, n: usize) -> String {
+        format!("{}@{}", self.user(n), self.args.domain)
+    }
+
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.args.duration.max(0.0))
+    }
+}
+
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// The text a load stanza carries: its number and the time it was sent.
+pub fn stamp(n: u64) -> String {
+    format!("LT!{n}!{}", now_micros())
+}
+
+/// The number and send time from a stanza's stamp, if it has one.
+pub fn read_stamp(raw: &[u8]) -> Option<(u64, u64)> {
+    let at = raw.windows(3).position(|w| w == b"LT!")? + 3;
+    let mut fields = raw[at..].splitn(3, |b| *b == b'!');
+    let n = digits(fields.next()?)?;
+    let ts = digits(fields.next()?)?;
+    Some((n, ts))
+}
+
+fn digits(b: &[u8]) -> Option<u64> {
+    let end = b.iter().position(|c| !c.is_ascii_digit()).unwrap_or(b.len());
+    std::str::from_utf8(&b[..end]).ok()?.parse().ok()
+}
+
+/// Microseconds since a stamp's send time.
+pub fn age(ts: u64) -> u64 {
+    now_micros().saturating_sub(ts).max(1)
+}
+
+/// Create accounts `first..first+count` with the `--create-command`
+/// template, a few at a time. Failures are reported, not fatal: the logins
+/// that follow show whether the accounts exist.
+pub async fn provision(ctx: &Ctx, first: usize, count: usize) {
+    let Some(template) = ctx.args.create_command.clone() else {
+        return;
+    };
+    let sem = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut set = tokio::task::JoinSet::new();
+    for n in first..first + count {
+        let cmd = template
+            .replace("{user}", &ctx.user(n))
+            .replace("{password}", &ctx.args.password)
+            .replace("{domain}", &ctx.args.domain);
+        let sem = sem.clone();
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            match tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(&cmd)
+                .output()
+                .await
+            {
+                Ok(o) if o.status.success() => None,
+                Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+                Err(e) => Some(e.to_string()),
+            }
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(Some(e)) = r {
+            failed.push(e);
+        }
+    }
+    if !failed.is_empty() {
+        eprintln!(
+            "create-command failed for {} of {count} accounts (they may exist already); first: {}",
+            failed.len(),
+            failed[0]
+        );
+    }
+}
+
+/// Log in users `first..first+count` at `--login-rate`, each sending
+/// `presence` as its initial presence. Returns the sessions with their user
+/// numbers, in order; each failed login is counted in the metrics by cause.
+pub async fn ramp(
+    ctx: &Ctx,
+    first: usize,
+    count: usize,
+    presence: &str,
+) -> (Vec<(usize, Session)>, usize) {
+    provision(ctx, first, count).await;
+    let start = Instant::now();
+    let rate = ctx.args.login_rate.max(0.001);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        let ctx2 = ctx.clone();
+        let n = first + i;
+        let presence = presence.to_string();
+        set.spawn(async move {
+            tokio::time::sleep_until(due.into()).await;
+            let r = login(&ctx2, n, i, &presence).await;
+            (n, r)
+        });
+    }
+    let mut sessions = Vec::with_capacity(count);
+    let mut failed = 0;
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((n, Ok(s))) => sessions.push((n, s)),
+            Ok((_, Err(e))) => {
+                failed += 1;
+                ctx.metrics.error(format!("login: {e}"));
+            }
+            Err(e) => {
+                failed += 1;
+                ctx.metrics.error(format!("login task: {e}"));
+            }
+        }
+    }
+    sessions.sort_by_key(|(n, _)| *n);
+    (sessions, failed)
+}
+
+/// One login of user `n` (the `i`th of its ramp, which picks the source
+/// address), counted in the metrics.
+pub async fn login(ctx: &Ctx, n: usize, i: usize, presence: &str) -> anyhow::Result<Session> {
+    let args = &ctx.args;
+    let source = (!args.sources.is_empty()).then(|| args.sources[i % args.sources.len()]);
+    let s = tokio::time::timeout(
+        Duration::from_secs(60),
+        client::login(
+            &ctx.target,
+            &ctx.user(n),
+            &args.password,
+            &args.resource,
+            source,
+            presence,
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")))?;
+    ctx.metrics.logins.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics.sessions.fetch_add(1, Ordering::Relaxed);
+    Ok(s)
+}
+
+/// Fail the scenario when some of the sessions it needs could not log in.
+pub fn require_all(what: &str, failed: usize, count: usize) -> anyhow::Result<()> {
+    if failed > 0 {
+        anyhow::bail!("{failed} of {count} {what} logins failed");
+    }
+    Ok(())
+}
+
+/// Paces a sender: at most `rate` per second when `rate` > 0, else as fast
+/// as the window allows.
+pub struct Pace {
+    interval: Option<Duration>,
+    next: Instant,
+}
+
+impl Pace {
+    pub fn new(rate: f64) -> Pace {
+        Pace {
+            interval: (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate)),
+            next: Instant::now(),
+        }
+    }
+
+    /// When the next send is due, or `None` if it is due now.
+    pub fn wait(&self) -> Option<Instant> {
+        self.interval?;
+        (self.next > Instant::now()).then_some(self.next)
+    }
+
+    pub fn sent(&mut self) {
+        if let Some(i) = self.interval {
+            // Never bank more than one interval of credit after a stall.
+            let floor = Instant::now().checked_sub(i).unwrap_or(self.next);
+            self.next = (self.next + i).max(floor);
+        }
+    }
+}
+
+/// Sleep until `at`, or forever when `None` (for `select!` arms).
+pub async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}

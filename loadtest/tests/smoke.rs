@@ -1,0 +1,407 @@
+//! Smoke runs of every scenario at a small scale against real servers:
+//! the `xmppd` binary of this workspace (built beside `xmpp-loadtest` by
+//! `cargo test --workspace`) and, for `muc` and `pubsub`, which xmppd does
+//! not serve yet, Prosody started from `loadtest/servers/prosody.sh`.
+//!
+//! Each test runs the real harness binary and checks its JSON: what it
+//! sent against what arrived, and that a server that dies midway makes the
+//! harness report failures and exit non-zero instead of hanging.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const HARNESS: &str = env!("CARGO_BIN_EXE_xmpp-loadtest");
+
+fn xmppd_bin() -> PathBuf {
+    let p = Path::new(HARNESS).with_file_name("xmppd");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace (cargo test --workspace) first",
+        p.display()
+    );
+    p
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Xmppd {
+    proc: Proc,
+    addr: SocketAddr,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Xmppd {
+    fn start() -> Xmppd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("xmppd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\
+                 [listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = \"127.0.0.1:0\"\n\
+                 [limits]\nread_rate_bytes_per_sec = 0\nmax_connections_per_ip = 5000\n\
+                 [registration]\nenabled = true\nmin_password_len = 4\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("config");
+        let mut child = Command::new(xmppd_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn xmppd");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line.contains("client listener (STARTTLS)")
+                    && let Some(a) = line.split("addr=").nth(1)
+                {
+                    let a = a.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(a.trim_matches('"').to_string());
+                }
+            }
+        });
+        let proc = Proc(child);
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("xmppd announced its port")
+            .parse()
+            .expect("address");
+        Xmppd {
+            proc,
+            addr,
+            config,
+            _dir: dir,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.proc.0.id()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.proc.0.kill();
+        let _ = self.proc.0.wait();
+    }
+}
+
+struct Run {
+    code: i32,
+    report: Value,
+    took: Duration,
+    out: String,
+}
+
+/// Run the harness with `args` plus `--json`; give up after `limit`.
+fn harness(args: &[&str], limit: Duration) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("report.json");
+    let start = Instant::now();
+    let mut child = Command::new(HARNESS)
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn harness");
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut out = String::new();
+            for s in [
+                child.stdout.take().map(|o| Box::new(o) as Box<dyn std::io::Read>),
+                child.stderr.take().map(|o| Box::new(o) as Box<dyn std::io::Read>),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut s = s;
+                let _ = s.read_to_string(&mut out);
+            }
+            let report = std::fs::read_to_string(&json)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(Value::Null);
+            return Run {
+                code: status.code().unwrap_or(-1),
+                report,
+                took: start.elapsed(),
+                out,
+            };
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the harness did not stop within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+
+fn port(x: &Xmppd) -> String {
+    x.addr.port().to_string()
+}
+
+fn num(r: &Value, path: &str) -> u64 {
+    let mut v = r;
+    for k in path.split('.') {
+        v = &v[k];
+    }
+    v.as_u64()
+        .or_else(|| v.as_f64().map(|f| f as u64))
+        .unwrap_or_else(|| panic!("{path} missing in {r}"))
+}
+
+fn passed(run: &Run) {
+    assert_eq!(run.code, 0, "the run failed:\n{}", run.out);
+    assert_eq!(run.report["ok"], Value::Bool(true));
+}
+
+#[test]
+fn connect_creates_accounts_by_command_and_holds_sessions() {
+    let x = Xmppd::start();
+    let create = format!(
+        "{} --config {} user add {{user}}@{{domain}} --password {{password}}",
+        xmppd_bin().display(),
+        x.config.display()
+    );
+    let run = harness(
+        &[
+            "connect",
+            "--port",
+            &port(&x),
+            "--create-command",
+            &create,
+            "--sessions",
+            "20",
+            "--login-rate",
+            "100",
+            "--duration",
+            "1",
+            "--server-pid",
+            &x.pid().to_string(),
+        ],
+        Duration::from_secs(60),
+    );
+    passed(&run);
+    let r = &run.report["result"];
+    assert_eq!(num(r, "sessions"), 20);
+    assert_eq!(num(r, "failed_logins"), 0);
+    assert!(num(r, "server_bytes_per_session") > 0);
+    assert!(run.report["cpu"]["server_seconds"].as_f64().is_some());
+    assert!(!run.report["timeline"].as_array().expect("timeline").is_empty());
+}
+
+#[test]
+fn chat_counts_every_message_flat_out_and_paced() {
+    let x = Xmppd::start();
+    let p = port(&x);
+    let run = harness(
+        &["chat", "--port", &p, "--register", "--pairs", "4", "--duration", "2"],
+        Duration::from_secs(60),
+    );
+    passed(&run);
+    let r = &run.report["result"];
+    assert!(num(r, "sent") > 100, "{r}");
+    assert_eq!(num(r, "sent"), num(r, "delivered"));
+    assert_eq!(num(r, "lost"), 0);
+    assert!(num(r, "latency_us.p99") >= num(r, "latency_us.p50"));
+
+    // 100 messages/s for 2 s: 200 messages, give or take the pacing's edges.
+    let run = harness(
+        &["chat", "--port", &p, "--pairs", "4", "--rate", "100", "--duration", "2"],
+        Duration::from_secs(60),
+    );
+    passed(&run);
+    let sent = num(&run.report["result"], "sent");
+    assert!((180..=220).contains(&sent), "paced run sent {sent}");
+    assert_eq!(sent, num(&run.report["result"], "delivered"));
+}
+
+#[test]
+fn presence_churn_reaches_every_watcher() {
+    let x = Xmppd::start();
+    let run = harness(
+        &[
+            "presence",
+            "--port",
+            &port(&x),
+            "--register",
+            "--presence-users",
+            "12",
+            "--contacts",
+            "3",
+            "--churn-interval",
+            "0.5",
+            "--duration",
+            "3",
+        ],
+        Duration::from_secs(90),
+    );
+    passed(&run);
+    let r = &run.report["result"];
+    assert_eq!(num(r, "users"), 12);
+    assert!(num(r, "churn_presences_sent") >= 6, "{r}");
+    assert_eq!(num(r, "expected_at_watchers"), num(r, "churn_presences_sent") * 2);
+    assert_eq!(num(r, "received_at_watchers"), num(r, "expected_at_watchers"));
+}
+
+#[test]
+fn mixed_runs_the_blend_from_a_scenario_file() {
+    let x = Xmppd::start();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/mixed.toml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let html = dir.path().join("report.html");
+    // The file's scale, cut down on the command line; xmppd has no MUC or
+    // PubSub service yet.
+    let run = harness(
+        &[
+            "--scenario-file",
+            file.to_str().expect("path"),
+            "--port",
+            &port(&x),
+            "--register",
+            "--duration",
+            "3",
+            "--sessions",
+            "20",
+            "--pairs",
+            "5",
+            "--rate",
+            "100",
+            "--presence-users",
+            "11",
+            "--contacts",
+            "10",
+            "--churn-interval",
+            "1",
+            "--rooms",
+            "0",
+            "--subscribers",
+            "0",
+            "--html",
+            html.to_str().expect("path"),
+        ],
+        Duration::from_secs(90),
+    );
+    passed(&run);
+    let r = &run.report["result"];
+    assert_eq!(run.report["scenario"], "mixed");
+    assert_eq!(num(r, "chat.sent"), num(r, "chat.delivered"));
+    assert!(num(r, "chat.sent") >= 250, "{r}");
+    assert_eq!(
+        num(r, "presence.received_at_watchers"),
+        num(r, "presence.expected_at_watchers")
+    );
+    assert_eq!(num(r, "idle.sessions"), 20);
+    assert!(r.get("muc").is_none() && r.get("pubsub").is_none());
+    let page = std::fs::read_to_string(&html).expect("html report");
+    assert!(page.contains("<svg") && page.contains("chat.delivered"));
+}
+
+#[test]
+fn a_server_killed_midway_fails_the_run_without_hanging() {
+    let mut x = Xmppd::start();
+    let p = port(&x);
+    // Accounts first, so that the killed run is only messaging.
+    passed(&harness(
+        &["chat", "--port", &p, "--register", "--pairs", "3", "--duration", "0.5"],
+        Duration::from_secs(60),
+    ));
+    let killer = {
+        let pid = x.pid();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        })
+    };
+    let run = harness(
+        &["chat", "--port", &p, "--pairs", "3", "--duration", "30"],
+        Duration::from_secs(60),
+    );
+    killer.join().expect("killer");
+    x.kill();
+    assert_eq!(run.code, 1, "{}", run.out);
+    assert!(run.took < Duration::from_secs(25), "took {:?}", run.took);
+    assert_eq!(run.report["ok"], Value::Bool(false));
+    let causes = run.report["errors"].as_object().expect("errors");
+    assert!(
+        causes.keys().any(|k| k.contains("lost") || k.contains("failed")),
+        "{causes:?}"
+    );
+    assert!(run.out.contains("FAILED"), "{}", run.out);
+}
+
+#[test]
+fn a_server_killed_during_the_hold_fails_connect() {
+    let mut x = Xmppd::start();
+    let pid = x.pid();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(5));
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    });
+    let run = harness(
+        &[
+            "connect",
+            "--port",
+            &port(&x),
+            "--register",
+            "--sessions",
+            "10",
+            "--duration",
+            "20",
+        ],
+        Duration::from_secs(60),
+    );
+    killer.join().expect("killer");
+    x.kill();
+    assert_eq!(run.code, 1, "{}", run.out);
+    assert_eq!(num(&run.report["result"], "sessions_lost_during_hold"), 10);
+}
+
+#[test]
+fn muc_and_pubsub_report_a_server_without_those_services() {
+    let x = Xmppd::start();
+    for scenario in ["muc", "pubsub"] {
+        let run = harness(
+            &[
+                scenario,
+                "--port",
+                &port(&x),
+                "--register",
+                "--occupants",
+                "2",
+                "--subscribers",
+                "2",
+                "--duration",
+                "1",
+            ],
+            Duration::from_secs(60),
+        );
+        assert_eq!(run.code, 1, "{}", run.out);
+        let err = run.report["result"]["error"].as_str().expect("an error");
+        assert!(
+            err.contains("conference.localhost") || err.contains("pubsub.localhost"),
+            "{err}"
+        );
+    }
+}

@@ -23,6 +23,9 @@ use crate::io::Io;
 use crate::stream::{Action, Event, Machine};
 
 const READ_CHUNK: usize = 16 * 1024;
+/// Queued stanzas written together, at most this many bytes (a TLS record
+/// holds 16 KiB).
+const BATCH_BYTES: usize = 16 * 1024;
 
 thread_local! {
     /// The one read buffer of each worker thread: an idle connection holds
@@ -148,11 +151,7 @@ impl Conn {
                     }
                 },
                 _ = sleep_until(read_at.unwrap_or_else(Instant::now)), if read_at.is_some() => {}
-                out = recv(&mut self.inbox) => match out {
-                    Some(Outbound::Stanza(b)) => self.write(&b).await,
-                    Some(Outbound::Close(cond, text)) => self.fail(cond, text).await,
-                    None => self.fail(StreamCondition::InternalServerError, None).await,
-                },
+                out = recv(&mut self.inbox) => self.deliver(out).await,
                 _ = overflowed(&self.overflow) => {
                     self.fail(StreamCondition::PolicyViolation, Some("too many stanzas queued: the client reads too slowly".into())).await;
                 }
@@ -290,6 +289,45 @@ impl Conn {
                 self.done = true;
                 None
             }
+        }
+    }
+
+    /// Write what the core delivered, together with whatever else is
+    /// already queued (up to `BATCH_BYTES`): one TLS record and one system
+    /// call for a burst rather than one per stanza.
+    async fn deliver(&mut self, first: Option<Outbound>) {
+        let b = match first {
+            Some(Outbound::Stanza(b)) => b,
+            Some(Outbound::Close(cond, text)) => return self.fail(cond, text).await,
+            None => return self.fail(StreamCondition::InternalServerError, None).await,
+        };
+        let mut batch: Option<Vec<u8>> = None;
+        let mut then = None;
+        if let Some(rx) = self.inbox.as_mut() {
+            while batch.as_ref().map_or(b.len(), Vec::len) < BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(Outbound::Stanza(more)) => {
+                        let buf = batch.get_or_insert_with(|| {
+                            let mut v = Vec::with_capacity(2 * (b.len() + more.len()));
+                            v.extend_from_slice(&b);
+                            v
+                        });
+                        buf.extend_from_slice(&more);
+                    }
+                    Ok(close) => {
+                        then = Some(close);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        match &batch {
+            Some(buf) => self.write(buf).await,
+            None => self.write(&b).await,
+        }
+        if let Some(Outbound::Close(cond, text)) = then {
+            self.fail(cond, text).await;
         }
     }
 

@@ -107,7 +107,7 @@ async fn pair(ctx: Ctx, a: Session, mut b: Session, rate: f64, end: Instant) -> 
         if now >= drain_end {
             break;
         }
-        let wake = if now < end { pace.wait() } else { None };
+        let wake = pace.wake(t.sent - t.received.min(t.sent) < window && Instant::now() < end);
         let raw = tokio::select! {
             r = b.reader.next_raw() => r,
             _ = sleep_until(wake) => continue,

@@ -366,7 +366,7 @@ async fn muc_sender(
         if (now >= end && back >= sent) || now >= drain_end {
             break;
         }
-        let wake = if now < end { pace.wait() } else { None };
+        let wake = pace.wake(sent - back.min(sent) < window && Instant::now() < end);
         let raw = tokio::select! {
             r = s.reader.next_raw() => r,
             _ = sleep_until(wake) => continue,
@@ -533,7 +533,7 @@ async fn publish(
         if (now >= end && ok + refused >= sent) || now >= drain_end {
             break;
         }
-        let wake = if now < end { pace.wait() } else { None };
+        let wake = pace.wake(sent - (ok + refused) < window && Instant::now() < end);
         let raw = tokio::select! {
             r = s.reader.next_raw() => r,
             _ = sleep_until(wake) => continue,

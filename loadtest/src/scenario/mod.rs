@@ -212,10 +212,26 @@ impl Pace {
         (self.next > Instant::now()).then_some(self.next)
     }
 
+    /// When a sender that `can_send` (its window has room and the run has
+    /// not ended) should wake up to send, or `None` to wait for a reply.
+    /// Due already means now: waiting for a reply instead would make the
+    /// rate depend on the latency.
+    pub fn wake(&self, can_send: bool) -> Option<Instant> {
+        if !can_send {
+            return None;
+        }
+        Some(self.wait().unwrap_or_else(Instant::now))
+    }
+
     pub fn sent(&mut self) {
         if let Some(i) = self.interval {
-            // Never bank more than one interval of credit after a stall.
-            let floor = Instant::now().checked_sub(i).unwrap_or(self.next);
+            // Bank at most 10 ms of credit (or one interval if longer): the
+            // timer wakes a sender about once a millisecond, so at higher
+            // rates several sends are due at each wake-up, but a stall must
+            // not turn into a burst.
+            let floor = Instant::now()
+                .checked_sub(i.max(Duration::from_millis(10)))
+                .unwrap_or(self.next);
             self.next = (self.next + i).max(floor);
         }
     }

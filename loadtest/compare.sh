@@ -1,100 +1,128 @@
 #!/usr/bin/env bash
-# Side-by-side load test on this machine: the same scenarios against
-# Prosody and xmppd, one after the other, each server on loopback ports of
-# its own with a throw-away configuration and data directory. Prints one
-# line per run; RESULTS.md quotes the medians.
-#
-# Status: Prosody and xmppd. ejabberd (also in Debian) is not wired in yet.
+# Side by side on this machine: the same scenarios against xmppd, Prosody
+# and ejabberd, one server after the other, each as the current user on
+# loopback ports of its own with a throw-away configuration and data
+# directory (loadtest/servers/*.sh). Installs Prosody and ejabberd from
+# Debian if missing, never touches their system services, stops everything
+# at the end, and replaces the comparison section of loadtest/RESULTS.md.
 #
 # usage: bash loadtest/compare.sh
+# knobs (environment): SERVERS="xmppd prosody ejabberd" RUNS=3
+#   SESSIONS=10000 LOGIN_RATE=250 DURATION=10 PACED_RATE=10000 KEEP=1
 set -u
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/xmppd-target}"
-command -v prosody >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prosody >/dev/null; }
-cargo build --profile perf -p node -p loadtest
-T=$CARGO_TARGET_DIR/perf
-work=$(mktemp -d)
+SERVERS=${SERVERS:-"xmppd prosody ejabberd"}
+RUNS=${RUNS:-3}
 SESSIONS=${SESSIONS:-10000}
-RATE=${RATE:-250}
-MECH=SCRAM-SHA-1   # what both servers offer by default
+LOGIN_RATE=${LOGIN_RATE:-250}
+DURATION=${DURATION:-10}
+PACED_RATE=${PACED_RATE:-10000}
+MECH=SCRAM-SHA-1 # offered by all three with their default settings
+DOMAIN=localhost
 
-cpu() { awk '{print $14+$15}' /proc/$1/stat; }
-
-# --- xmppd -------------------------------------------------------------
-mkdir -p "$work/xmppd"
-cat > "$work/xmppd/xmppd.toml" <<TOML
-domains = ["localhost"]
-data_dir = "$work/xmppd/data"
-[listeners]
-c2s = "127.0.0.1:15222"
-c2s_direct_tls = "127.0.0.1:15223"
-[limits]
-max_connections = 19000
-max_connections_per_ip = 19000
-read_rate_bytes_per_sec = 0
-[registration]
-enabled = true
-[log]
-level = "warn"
-TOML
-xstart() { $T/xmppd --config "$work/xmppd/xmppd.toml" serve > "$work/xmppd/log" 2>&1 & sleep 2; PID=$(pgrep -f "$work/xmppd/xmppd.toml"); }
-
-# --- Prosody -----------------------------------------------------------
-mkdir -p "$work/prosody/data"
-pstart_once=0
-pconfig() {
-  # Reuse xmppd's generated self-signed certificate.
-  cp "$work/xmppd/data/tls/selfsigned.crt" "$work/prosody/cert.pem"
-  cp "$work/xmppd/data/tls/selfsigned.key" "$work/prosody/key.pem"
-  cat > "$work/prosody/prosody.cfg.lua" <<LUA
-run_as_root = true
-pidfile = "$work/prosody/prosody.pid"
-data_path = "$work/prosody/data"
-interfaces = { "127.0.0.1" }
-c2s_ports = { 25222 }
-c2s_direct_tls_ports = { }
-s2s_ports = { }
-http_ports = { }
-https_ports = { }
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "register"; "offline"; "vcard" }
-modules_disabled = { "s2s" }
-allow_registration = true
-min_seconds_between_registrations = 0
-registration_throttle_max = 1000000
-c2s_require_encryption = true
-authentication = "internal_hashed"
-storage = "internal"
-log = { warn = "$work/prosody/prosody.log" }
-VirtualHost "localhost"
-  ssl = { key = "$work/prosody/key.pem"; certificate = "$work/prosody/cert.pem" }
-LUA
-}
-pstart() { (cd "$work/prosody" && prosody -F --config "$work/prosody/prosody.cfg.lua" > "$work/prosody/stdout" 2>&1 &); sleep 3; PID=$(pgrep -f "prosody -F --config $work"); }
-
-stop() { kill -TERM "$PID"; sleep 3; }
-
-run_suite() { # name port start-function
-  local name=$1 port=$2 start=$3
-  $start
-  $T/xmpp-loadtest connect --port "$port" --register --mechanism $MECH --sessions "$SESSIONS" --login-rate "$RATE" --duration 0 > /dev/null 2>&1
-  stop
-  for i in 1 2 3; do
-    $start
-    echo "$name connect: $($T/xmpp-loadtest connect --port "$port" --mechanism $MECH --sessions "$SESSIONS" --login-rate "$RATE" --duration 2 --server-pid "$PID" 2>/dev/null | grep -E '"failed"|bytes_per|logins_per' | tr -d '\n ')"
-    stop
+need=()
+for s in $SERVERS; do
+  case $s in
+    prosody) command -v prosody > /dev/null || need+=(prosody) ;;
+    ejabberd) command -v ejabberdctl > /dev/null || need+=(ejabberd) ;;
+  esac
+done
+command -v openssl > /dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" > /dev/null
+  # Installing must not leave the distribution's services running.
+  for s in prosody ejabberd; do
+    systemctl stop "$s" 2> /dev/null || service "$s" stop 2> /dev/null || true
   done
-  $start
-  for i in 1 2 3; do
-    local c0 c1
-    c0=$(cpu "$PID")
-    out=$(/usr/bin/time -f "loadgen_cpu_s=%U+%S wall_s=%e" $T/xmpp-loadtest chat --port "$port" --mechanism $MECH --pairs 50 --window 16 --duration 10 2>"$work/time" | grep -E 'delivered_per|"lost"|p50|p99"|max' | tr -d '\n ')
-    c1=$(cpu "$PID")
-    echo "$name chat: $out server_cpu_s=$(( (c1 - c0) / 100 )) $(tail -1 "$work/time")"
-  done
-  stop
+fi
+cargo build --profile perf -p node -p loadtest || exit 1
+T=$CARGO_TARGET_DIR/perf
+LT=$T/xmpp-loadtest
+
+work=$(mktemp -d)
+results=$work/results
+mkdir -p "$results"
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$DOMAIN" \
+  -addext "subjectAltName=DNS:$DOMAIN,DNS:conference.$DOMAIN,DNS:pubsub.$DOMAIN" \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2> /dev/null
+
+PID=
+cleanup() { [ -n "${CURRENT:-}" ] && "${CURRENT}_stop" "$work/$CURRENT"; [ -z "${KEEP:-}" ] && rm -rf "$work"; }
+trap cleanup EXIT
+
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+# run SERVER SCENARIO RUN ARGS...: one harness run, its JSON kept.
+run() {
+  local server=$1 scenario=$2 n=$3
+  shift 3
+  "$LT" "$@" --port "$PORT" --domain $DOMAIN --mechanism $MECH --server-pid "$PID" \
+    --json "$results/$server-$scenario-$n.json" > "$work/$server-$scenario-$n.txt" 2> /dev/null
+  log "$server $scenario $n: $(tail -1 "$work/$server-$scenario-$n.txt" | sed 's/^ *//')"
 }
 
-run_suite xmppd 15222 xstart
-pconfig
-run_suite prosody 25222 pstart
-rm -rf "$work"
+port=15222
+for s in $SERVERS; do
+  # shellcheck source=/dev/null
+  . "loadtest/servers/$s.sh"
+  PORT=$port
+  port=$((port + 10000))
+  w=$work/$s
+  "${s}_config" "$w" "$PORT" $DOMAIN "$work/cert.pem" "$work/key.pem"
+  CURRENT=$s
+  "${s}_start" "$w" || { log "$s did not start"; CURRENT=; continue; }
+  log "$s started (pid $PID); creating accounts"
+  "$LT" connect --port "$PORT" --domain $DOMAIN --mechanism $MECH --register \
+    --sessions "$SESSIONS" --login-rate $((LOGIN_RATE * 2)) --duration 0 > "$work/$s-register.txt" 2>&1
+  log "$s: $(tail -1 "$work/$s-register.txt")"
+  for i in $(seq 1 "$RUNS"); do
+    "${s}_stop" "$w"
+    "${s}_start" "$w" || break
+    run "$s" connect "$i" connect --sessions "$SESSIONS" --login-rate "$LOGIN_RATE" --duration 2
+  done
+  for i in $(seq 1 "$RUNS"); do
+    run "$s" chat "$i" chat --pairs 50 --window 16 --duration "$DURATION"
+  done
+  for i in $(seq 1 "$RUNS"); do
+    run "$s" paced "$i" chat --pairs 50 --window 64 --rate "$PACED_RATE" --duration "$DURATION"
+  done
+  for i in $(seq 1 "$RUNS"); do
+    run "$s" presence "$i" presence --presence-users 200 --contacts 9 --churn-interval 2 \
+      --duration "$DURATION" --user-pattern "pres{n}" --register
+  done
+  if [ "$s" != xmppd ]; then # xmppd has no MUC or PubSub service yet
+    for i in $(seq 1 "$RUNS"); do
+      run "$s" muc "$i" muc --rooms 5 --occupants 20 --window 4 --duration "$DURATION" \
+        --user-pattern "muc{n}" --register
+    done
+    for i in $(seq 1 "$RUNS"); do
+      run "$s" pubsub "$i" pubsub --subscribers 100 --window 8 --duration "$DURATION" \
+        --user-pattern "ps{n}" --register
+    done
+  fi
+  "${s}_stop" "$w"
+  CURRENT=
+done
+
+cmd="SERVERS=\"$SERVERS\" RUNS=$RUNS SESSIONS=$SESSIONS LOGIN_RATE=$LOGIN_RATE DURATION=$DURATION PACED_RATE=$PACED_RATE bash loadtest/compare.sh"
+section=$work/section.md
+{
+  echo "<!-- compare:begin (written by loadtest/compare.sh on $(date -u +%Y-%m-%d); do not edit by hand) -->"
+  echo "## Side by side with Prosody and ejabberd, $(date -u +%Y-%m-%d)"
+  echo
+  python3 loadtest/summarize.py "$results" "$cmd"
+  echo "<!-- compare:end -->"
+} > "$section"
+mkdir -p loadtest/results
+cp "$section" "loadtest/results/compare-$(date -u +%Y%m%d-%H%M).md"
+python3 - "$ROOT/loadtest/RESULTS.md" "$section" <<'PY'
+import re, sys
+path, section = sys.argv[1], open(sys.argv[2]).read().rstrip() + "\n"
+text = open(path).read()
+pat = re.compile(r"<!-- compare:begin.*?<!-- compare:end -->\n?", re.S)
+text = pat.sub(lambda _: section, text) if pat.search(text) else text.rstrip() + "\n\n" + section
+open(path, "w").write(text)
+PY
+cat "$section"

@@ -312,6 +312,7 @@ pub async fn login(
         let _ = r.next_element().await?;
     }
     let mech = Mechanism::parse(&t.mechanism).context("unknown mechanism")?;
+    let mut scram = None;
     if mech == Mechanism::Plain {
         let m = B64.encode(format!("\0{user}\0{password}"));
         r.io.write_all(
@@ -320,7 +321,7 @@ pub async fn login(
         )
         .await?;
     } else {
-        let mut c = ScramClient::new(
+        let c = ScramClient::new(
             mech,
             user,
             password,
@@ -339,7 +340,18 @@ pub async fn login(
         if ch.name != "challenge" {
             bail!("authentication failed: {}", failure(&ch));
         }
-        let fin = c.finish(&B64.decode(ch.text().trim())?)?;
+        // The salted password takes thousands of hash rounds: off the
+        // async workers, so that a login does not stall other sessions'
+        // reading (and their measured latency).
+        let server_first = B64.decode(ch.text().trim())?;
+        let (c, fin) = tokio::task::spawn_blocking(move || {
+            let mut c = c;
+            let fin = c.finish(&server_first);
+            (c, fin)
+        })
+        .await?;
+        let fin = fin?;
+        scram = Some(c);
         r.io.write_all(
             format!(
                 "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
@@ -352,6 +364,11 @@ pub async fn login(
     let ok = r.next_element().await?;
     if ok.name != "success" {
         bail!("authentication failed: {}", failure(&ok));
+    }
+    if let Some(c) = scram {
+        // RFC 5802 §5: the server proves it knows the password too.
+        c.verify(&B64.decode(ok.text().trim())?)
+            .context("the server's SCRAM signature does not verify")?;
     }
     open(&mut r, &t.domain).await?;
     r.io.write_all(

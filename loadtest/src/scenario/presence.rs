@@ -298,9 +298,14 @@ async fn churn(
 ) -> Option<Session> {
     let m = ctx.metrics.clone();
     let mut s = s;
+    // Spread the churners over the interval (a golden-ratio sequence by
+    // user number) rather than have them all leave at the same instant.
+    let phase = (user as f64 * 0.618_033_988_75).fract();
+    let mut online_for = interval.mul_f64(0.5 * phase.max(0.02));
     loop {
         // Online: read what arrives for half an interval.
-        let until = (Instant::now() + interval / 2).min(end);
+        let until = (Instant::now() + online_for).min(end);
+        online_for = interval / 2;
         loop {
             let raw = tokio::select! {
                 r = s.reader.next_raw() => r,

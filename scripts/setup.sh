@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install what building and testing xmppd needs beyond the Rust toolchain:
-# clang/libclang (RocksDB's bindings), sccache (optional build cache) and
-# slixmpp (the real XMPP client the interop tests drive). Idempotent.
+# clang/libclang (RocksDB's bindings), sccache (optional build cache),
+# slixmpp (the real XMPP client the interop tests drive), and Prosody with
+# openssl (the load harness's MUC and PubSub smoke runs use a Prosody of
+# their own on a loopback port; the distribution's service is not
+# started). Idempotent.
 set -euo pipefail
 
 SUDO=""
@@ -13,6 +16,9 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_6
 fi
 command -v sccache >/dev/null 2>&1 || need_apt+=(sccache)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+need_prosody=0
+command -v prosody >/dev/null 2>&1 || need_prosody=1
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
@@ -20,6 +26,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # sccache is optional: a mirror without it must not stop the build.
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null \
     || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libclang-dev clang >/dev/null
+fi
+
+if [ "$need_prosody" = 1 ]; then
+  echo "setup: installing prosody"
+  [ ${#need_apt[@]} -gt 0 ] || $SUDO apt-get update -qq
+  # Keep the package from starting its system service.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+    made_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prosody >/dev/null
+  if [ "$made_policy" = 1 ]; then $SUDO rm -f "$policy"; fi
 fi
 
 if ! python3 -c 'import slixmpp' >/dev/null 2>&1; then

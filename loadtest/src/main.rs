@@ -203,7 +203,11 @@ fn argv() -> anyhow::Result<Vec<String>> {
             toml::Value::Boolean(false) => continue,
             toml::Value::Array(a) => a
                 .iter()
-                .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| x.to_string())
+                })
                 .collect::<Vec<_>>()
                 .join(","),
             other => anyhow::bail!("{file}: {k}: unsupported value {other}"),
@@ -226,7 +230,10 @@ fn main() -> ExitCode {
         eprintln!("error: name a scenario (connect, chat, presence, muc, pubsub, mixed)");
         return ExitCode::from(2);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
@@ -274,7 +281,14 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
         Some(Scenario::Connect) => connect::run(&ctx, 0, args.sessions).await,
         Some(Scenario::Chat) => chat::run(&ctx, 0, args.pairs, args.rate).await,
         Some(Scenario::Presence) => {
-            presence::run(&ctx, 0, args.presence_users, args.contacts, args.churn_interval).await
+            presence::run(
+                &ctx,
+                0,
+                args.presence_users,
+                args.contacts,
+                args.churn_interval,
+            )
+            .await
         }
         Some(Scenario::Muc) => {
             fanout::muc(&ctx, 0, args.rooms, args.occupants, args.muc_rate).await
@@ -373,7 +387,10 @@ fn verdict_on_cpu(cpus: f64, generator: Option<f64>, server: Option<f64>) -> (bo
             format!("the machine was saturated: server {s:.2}, generator {g:.2} of {cpus} cores"),
         )
     } else {
-        (false, format!("generator {g:.2} cores, server {s:.2} cores of {cpus}"))
+        (
+            false,
+            format!("generator {g:.2} cores, server {s:.2} cores of {cpus}"),
+        )
     }
 }
 
@@ -381,11 +398,18 @@ fn verdict_on_cpu(cpus: f64, generator: Option<f64>, server: Option<f64>) -> (bo
 /// at once, each with its own users; a part whose count is 0 is left out.
 async fn mixed(ctx: &Ctx) -> anyhow::Result<Report> {
     let a = &ctx.args;
-    let chat_first = 0;
+    // The PubSub publisher comes first, so that it is user 0 as in the
+    // `pubsub` scenario (Prosody lets only admins create nodes).
+    let pubsub_first = 0;
+    let chat_first = pubsub_first
+        + if a.subscribers > 0 {
+            a.subscribers + 1
+        } else {
+            0
+        };
     let presence_first = chat_first + a.pairs * 2;
     let muc_first = presence_first + a.presence_users;
-    let pubsub_first = muc_first + a.rooms * a.occupants;
-    let idle_first = pubsub_first + if a.subscribers > 0 { a.subscribers + 1 } else { 0 };
+    let idle_first = muc_first + a.rooms * a.occupants;
     let part = |r: Option<anyhow::Result<Report>>| match r {
         None => None,
         Some(Ok(r)) => Some(serde_json::Value::Object(r)),
@@ -402,8 +426,14 @@ async fn mixed(ctx: &Ctx) -> anyhow::Result<Report> {
         async {
             if a.presence_users > 0 {
                 Some(
-                    presence::run(ctx, presence_first, a.presence_users, a.contacts, a.churn_interval)
-                        .await,
+                    presence::run(
+                        ctx,
+                        presence_first,
+                        a.presence_users,
+                        a.contacts,
+                        a.churn_interval,
+                    )
+                    .await,
                 )
             } else {
                 None
@@ -432,7 +462,13 @@ async fn mixed(ctx: &Ctx) -> anyhow::Result<Report> {
         },
     );
     let mut r = Report::new();
-    for (name, v) in [("chat", c), ("presence", p), ("muc", m), ("pubsub", s), ("idle", i)] {
+    for (name, v) in [
+        ("chat", c),
+        ("presence", p),
+        ("muc", m),
+        ("pubsub", s),
+        ("idle", i),
+    ] {
         if let Some(v) = part(v) {
             r.insert(name.into(), v);
         }

@@ -38,7 +38,10 @@ impl Metrics {
     }
 
     pub fn causes(&self) -> BTreeMap<String, u64> {
-        self.causes.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.causes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// One delivery's latency, for the timeline.

@@ -143,7 +143,11 @@ td:last-child{{text-align:right;font-family:monospace}}\
         "stanzas/s",
         &[
             ("sent", "#1f77b4", t(samples, |x| Some(x.sent_per_s))),
-            ("delivered", "#2ca02c", t(samples, |x| Some(x.delivered_per_s))),
+            (
+                "delivered",
+                "#2ca02c",
+                t(samples, |x| Some(x.delivered_per_s)),
+            ),
             ("logins", "#ff7f0e", t(samples, |x| Some(x.logins_per_s))),
         ],
     ));
@@ -151,15 +155,27 @@ td:last-child{{text-align:right;font-family:monospace}}\
     s.push_str(&chart(
         "ms",
         &[
-            ("p50", "#2ca02c", t(samples, |x| x.p50_us.map(|v| v as f64 / 1000.0))),
-            ("p99", "#d62728", t(samples, |x| x.p99_us.map(|v| v as f64 / 1000.0))),
+            (
+                "p50",
+                "#2ca02c",
+                t(samples, |x| x.p50_us.map(|v| v as f64 / 1000.0)),
+            ),
+            (
+                "p99",
+                "#d62728",
+                t(samples, |x| x.p99_us.map(|v| v as f64 / 1000.0)),
+            ),
         ],
     ));
     s.push_str("<h2>Sessions and server memory</h2>");
     s.push_str(&chart(
         "sessions / MiB",
         &[
-            ("sessions", "#1f77b4", t(samples, |x| Some(x.sessions as f64))),
+            (
+                "sessions",
+                "#1f77b4",
+                t(samples, |x| Some(x.sessions as f64)),
+            ),
             (
                 "server RSS MiB",
                 "#9467bd",
@@ -305,7 +321,11 @@ mod tests {
                 server_rss_kib: Some(2048),
             })
             .collect();
-        let h = html("chat <test>", &serde_json::json!({"ok": true, "sent": 300}), &samples);
+        let h = html(
+            "chat <test>",
+            &serde_json::json!({"ok": true, "sent": 300}),
+            &samples,
+        );
         assert!(h.contains("chat &lt;test&gt;"));
         assert_eq!(h.matches("<polyline").count(), 7);
         assert!(h.contains("<td>sent</td><td>300</td>"));

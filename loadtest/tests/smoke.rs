@@ -128,8 +128,14 @@ fn harness(args: &[&str], limit: Duration) -> Run {
         if let Some(status) = child.try_wait().expect("wait") {
             let mut out = String::new();
             for s in [
-                child.stdout.take().map(|o| Box::new(o) as Box<dyn std::io::Read>),
-                child.stderr.take().map(|o| Box::new(o) as Box<dyn std::io::Read>),
+                child
+                    .stdout
+                    .take()
+                    .map(|o| Box::new(o) as Box<dyn std::io::Read>),
+                child
+                    .stderr
+                    .take()
+                    .map(|o| Box::new(o) as Box<dyn std::io::Read>),
             ]
             .into_iter()
             .flatten()
@@ -155,7 +161,6 @@ fn harness(args: &[&str], limit: Duration) -> Run {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
-
 
 fn port(x: &Xmppd) -> String {
     x.addr.port().to_string()
@@ -208,7 +213,12 @@ fn connect_creates_accounts_by_command_and_holds_sessions() {
     assert_eq!(num(r, "failed_logins"), 0);
     assert!(num(r, "server_bytes_per_session") > 0);
     assert!(run.report["cpu"]["server_seconds"].as_f64().is_some());
-    assert!(!run.report["timeline"].as_array().expect("timeline").is_empty());
+    assert!(
+        !run.report["timeline"]
+            .as_array()
+            .expect("timeline")
+            .is_empty()
+    );
 }
 
 #[test]
@@ -216,7 +226,16 @@ fn chat_counts_every_message_flat_out_and_paced() {
     let x = Xmppd::start();
     let p = port(&x);
     let run = harness(
-        &["chat", "--port", &p, "--register", "--pairs", "4", "--duration", "2"],
+        &[
+            "chat",
+            "--port",
+            &p,
+            "--register",
+            "--pairs",
+            "4",
+            "--duration",
+            "2",
+        ],
         Duration::from_secs(60),
     );
     passed(&run);
@@ -228,7 +247,17 @@ fn chat_counts_every_message_flat_out_and_paced() {
 
     // 100 messages/s for 2 s: 200 messages, give or take the pacing's edges.
     let run = harness(
-        &["chat", "--port", &p, "--pairs", "4", "--rate", "100", "--duration", "2"],
+        &[
+            "chat",
+            "--port",
+            &p,
+            "--pairs",
+            "4",
+            "--rate",
+            "100",
+            "--duration",
+            "2",
+        ],
         Duration::from_secs(60),
     );
     passed(&run);
@@ -261,8 +290,14 @@ fn presence_churn_reaches_every_watcher() {
     let r = &run.report["result"];
     assert_eq!(num(r, "users"), 12);
     assert!(num(r, "churn_presences_sent") >= 6, "{r}");
-    assert_eq!(num(r, "expected_at_watchers"), num(r, "churn_presences_sent") * 2);
-    assert_eq!(num(r, "received_at_watchers"), num(r, "expected_at_watchers"));
+    assert_eq!(
+        num(r, "expected_at_watchers"),
+        num(r, "churn_presences_sent") * 2
+    );
+    assert_eq!(
+        num(r, "received_at_watchers"),
+        num(r, "expected_at_watchers")
+    );
 }
 
 #[test]
@@ -324,7 +359,16 @@ fn a_server_killed_midway_fails_the_run_without_hanging() {
     let p = port(&x);
     // Accounts first, so that the killed run is only messaging.
     passed(&harness(
-        &["chat", "--port", &p, "--register", "--pairs", "3", "--duration", "0.5"],
+        &[
+            "chat",
+            "--port",
+            &p,
+            "--register",
+            "--pairs",
+            "3",
+            "--duration",
+            "0.5",
+        ],
         Duration::from_secs(60),
     ));
     let killer = {
@@ -345,7 +389,9 @@ fn a_server_killed_midway_fails_the_run_without_hanging() {
     assert_eq!(run.report["ok"], Value::Bool(false));
     let causes = run.report["errors"].as_object().expect("errors");
     assert!(
-        causes.keys().any(|k| k.contains("lost") || k.contains("failed")),
+        causes
+            .keys()
+            .any(|k| k.contains("lost") || k.contains("failed")),
         "{causes:?}"
     );
     assert!(run.out.contains("FAILED"), "{}", run.out);
@@ -404,4 +450,162 @@ fn muc_and_pubsub_report_a_server_without_those_services() {
             "{err}"
         );
     }
+}
+
+/// A Prosody of our own (loadtest/servers/prosody.sh) on a free loopback
+/// port, with MUC and PubSub, stopped when dropped.
+struct Prosody {
+    pid: u32,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Prosody {
+    fn start() -> Prosody {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/prosody.sh");
+        let w = dir.path().display().to_string();
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -e; . '{script}'; \
+                 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+                   -subj /CN=localhost -keyout '{w}/key.pem' -out '{w}/cert.pem' 2>/dev/null; \
+                 prosody_config '{w}/p' {port} localhost '{w}/cert.pem' '{w}/key.pem'; \
+                 prosody_start '{w}/p' > /dev/null; echo $PID",
+                script = script.display()
+            ))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run prosody.sh (is bash there?)");
+        assert!(
+            out.status.success(),
+            "Prosody did not start: install it with scripts/setup.sh"
+        );
+        let pid = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("prosody's pid");
+        Prosody { pid, port, dir }
+    }
+}
+
+impl Drop for Prosody {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+        let pattern = format!("prosody -F --config {}/p/", self.dir.path().display());
+        for _ in 0..50 {
+            let alive = Command::new("pgrep")
+                .arg("-f")
+                .arg(&pattern)
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if !alive {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("pkill")
+            .arg("-KILL")
+            .arg("-f")
+            .arg(&pattern)
+            .status();
+    }
+}
+
+#[test]
+fn muc_pubsub_and_the_whole_mix_against_prosody() {
+    let p = Prosody::start();
+    let port = p.port.to_string();
+    let pid = p.pid.to_string();
+    let common = [
+        "--port",
+        port.as_str(),
+        "--register",
+        "--mechanism",
+        "SCRAM-SHA-1",
+        "--server-pid",
+        pid.as_str(),
+    ];
+
+    let mut args = vec![
+        "muc",
+        "--rooms",
+        "2",
+        "--occupants",
+        "4",
+        "--window",
+        "4",
+        "--duration",
+        "2",
+    ];
+    args.extend(common);
+    let run = harness(&args, Duration::from_secs(90));
+    passed(&run);
+    let r = &run.report["result"];
+    assert!(num(r, "sent") > 10, "{r}");
+    // Every occupant, the sender included, gets every message.
+    assert_eq!(num(r, "expected_deliveries"), num(r, "sent") * 4);
+    assert_eq!(num(r, "delivered"), num(r, "expected_deliveries"));
+    assert!(num(r, "last_recipient_us.p50") >= num(r, "first_recipient_us.p50"));
+
+    let mut args = vec![
+        "pubsub",
+        "--subscribers",
+        "3",
+        "--window",
+        "4",
+        "--duration",
+        "2",
+    ];
+    args.extend(common);
+    let run = harness(&args, Duration::from_secs(90));
+    passed(&run);
+    let r = &run.report["result"];
+    assert!(num(r, "sent") > 10, "{r}");
+    assert_eq!(num(r, "delivered"), num(r, "sent") * 3);
+
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/mixed.toml");
+    let mut args = vec![
+        "--scenario-file",
+        file.to_str().expect("path"),
+        "--duration",
+        "3",
+        "--sessions",
+        "10",
+        "--pairs",
+        "3",
+        "--rate",
+        "60",
+        "--presence-users",
+        "6",
+        "--contacts",
+        "2",
+        "--churn-interval",
+        "1",
+        "--rooms",
+        "2",
+        "--occupants",
+        "3",
+        "--muc-rate",
+        "20",
+        "--subscribers",
+        "3",
+        "--publish-rate",
+        "10",
+    ];
+    args.extend(common);
+    let run = harness(&args, Duration::from_secs(120));
+    passed(&run);
+    let r = &run.report["result"];
+    for part in ["chat", "presence", "muc", "pubsub", "idle"] {
+        assert!(r.get(part).is_some(), "{part} missing: {r}");
+    }
+    assert_eq!(num(r, "muc.delivered"), num(r, "muc.sent") * 3);
+    assert_eq!(num(r, "pubsub.delivered"), num(r, "pubsub.sent") * 3);
 }

@@ -160,7 +160,8 @@ pub fn normalize_domain(s: &str) -> Result<String, JidError> {
     }
     // Letters, digits, '-' and '.' without A-labels: UTS #46 only lowers
     // the case of these.
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         && !s
             .split('.')
             .any(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("xn--"))
@@ -453,8 +454,19 @@ mod fast_path_tests {
             }
         }
         inputs.extend(
-            ["Load123", "a.b-c", "Example.COM", "-a.b", "a-.b", "a..b", "xn--bcher-kva", "x.XN--bcher-kva.ch", "Romeo Montague", "ab_c~d"]
-                .map(String::from),
+            [
+                "Load123",
+                "a.b-c",
+                "Example.COM",
+                "-a.b",
+                "a-.b",
+                "a..b",
+                "xn--bcher-kva",
+                "x.XN--bcher-kva.ch",
+                "Romeo Montague",
+                "ab_c~d",
+            ]
+            .map(String::from),
         );
         for s in &inputs {
             assert_eq!(normalize_local(s), slow_local(s), "local {s:?}");

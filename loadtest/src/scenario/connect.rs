@@ -37,7 +37,9 @@ pub async fn run(ctx: &Ctx, first: usize, count: usize) -> anyhow::Result<Report
         }
     }
     let per_session = match (before, after) {
-        (Some(b), Some(a)) if online > 0 => Some(a.saturating_sub(b) as f64 * 1024.0 / online as f64),
+        (Some(b), Some(a)) if online > 0 => {
+            Some(a.saturating_sub(b) as f64 * 1024.0 / online as f64)
+        }
         _ => None,
     };
     let mut r = Report::new();

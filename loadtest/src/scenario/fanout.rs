@@ -104,7 +104,10 @@ impl Tracker {
             self.duplicates.load(Ordering::Relaxed).into(),
         );
         r.insert("latency_us".into(), latency_json(&lock(&self.all)));
-        r.insert("first_recipient_us".into(), latency_json(&lock(&self.first)));
+        r.insert(
+            "first_recipient_us".into(),
+            latency_json(&lock(&self.first)),
+        );
         r.insert("last_recipient_us".into(), latency_json(&lock(&self.last)));
     }
 }
@@ -140,7 +143,8 @@ async fn receive(
                 }
             }
             Err(e) => {
-                ctx.metrics.error(format!("{}: recipient lost: {e}", ctx.args.scenario_name()));
+                ctx.metrics
+                    .error(format!("{}: recipient lost: {e}", ctx.args.scenario_name()));
                 break;
             }
         }
@@ -200,7 +204,11 @@ pub async fn muc(
     for r in 0..rooms {
         let members: Vec<Session> = it.by_ref().take(occupants).map(|(_, s)| s).collect();
         let room = format!("loadtest-{}-{r}@{service}", std::process::id());
-        setups.spawn(async move { setup_room(room.clone(), members).await.map(|m| (r, room, m)) });
+        setups.spawn(async move {
+            setup_room(room.clone(), members)
+                .await
+                .map(|m| (r, room, m))
+        });
     }
     let mut prepared = Vec::new();
     while let Some(r) = setups.join_next().await {
@@ -384,7 +392,10 @@ async fn muc_sender(
                 } else if raw.starts_with(b"<message") && crate::client::contains(&raw, b"error") {
                     m.error(format!(
                         "muc: message error: {}",
-                        s.reader.parse(&raw).map(|e| condition(&e)).unwrap_or_default()
+                        s.reader
+                            .parse(&raw)
+                            .map(|e| condition(&e))
+                            .unwrap_or_default()
                     ));
                     back += 1;
                 }
@@ -397,7 +408,9 @@ async fn muc_sender(
     }
     let nick = s.bare().split('@').next().unwrap_or("user").to_string();
     let _ = s
-        .send(&format!("<presence to='{room}/{nick}' type='unavailable'/>"))
+        .send(&format!(
+            "<presence to='{room}/{nick}' type='unavailable'/>"
+        ))
         .await;
     (sent, s)
 }
@@ -548,7 +561,9 @@ async fn publish(
                 if !raw.starts_with(b"<iq") {
                     continue;
                 }
-                let Ok(e) = s.reader.parse(&raw) else { continue };
+                let Ok(e) = s.reader.parse(&raw) else {
+                    continue;
+                };
                 if !e.attr("id").is_some_and(|id| id.starts_with('p')) {
                     continue;
                 }

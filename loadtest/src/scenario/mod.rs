@@ -64,7 +64,10 @@ pub fn read_stamp(raw: &[u8]) -> Option<(u64, u64)> {
 }
 
 fn digits(b: &[u8]) -> Option<u64> {
-    let end = b.iter().position(|c| !c.is_ascii_digit()).unwrap_or(b.len());
+    let end = b
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(b.len());
     std::str::from_utf8(&b[..end]).ok()?.parse().ok()
 }
 

@@ -57,7 +57,13 @@ pub async fn run(
             let churners: HashSet<String> = (watchers..size)
                 .map(|p| ctx.bare(first + group * size + p).to_lowercase())
                 .collect();
-            watching.spawn(watch(ctx.clone(), s, churners, delivered.clone(), stop_rx.clone()));
+            watching.spawn(watch(
+                ctx.clone(),
+                s,
+                churners,
+                delivered.clone(),
+                stop_rx.clone(),
+            ));
         } else {
             let ev = events.clone();
             let d = delivered.clone();
@@ -97,7 +103,10 @@ pub async fn run(
     r.insert("expected_at_watchers".into(), expected.into());
     r.insert("received_at_watchers".into(), received.into());
     r.insert("lost".into(), expected.saturating_sub(received).into());
-    r.insert("duplicates".into(), received.saturating_sub(expected).into());
+    r.insert(
+        "duplicates".into(),
+        received.saturating_sub(expected).into(),
+    );
     r.insert("presence_delivered".into(), all.into());
     r.insert(
         "presence_delivered_per_second".into(),
@@ -187,11 +196,13 @@ async fn befriend_one(
             for m in &mates {
                 let state = subs.get(m).map(String::as_str).unwrap_or("none");
                 if (state == "none" || state == "from") && asked.insert(m.clone()) {
-                    s.send(&format!("<presence to='{m}' type='subscribe'/>")).await?;
+                    s.send(&format!("<presence to='{m}' type='subscribe'/>"))
+                        .await?;
                 }
             }
         }
-        let raw = match tokio::time::timeout(Duration::from_millis(200), s.reader.next_raw()).await {
+        let raw = match tokio::time::timeout(Duration::from_millis(200), s.reader.next_raw()).await
+        {
             Ok(r) => r?,
             Err(_) => continue,
         };

@@ -1,46 +1,61 @@
 #!/usr/bin/env bash
-# Measure idle-session memory and one-to-one throughput of xmppd (perf build).
-# Builds with the `perf` profile, runs the server on 127.0.0.1:15222 with
-# a throw-away data directory, and stops everything at the end.
+# xmppd alone: its maximum one-to-one rate, and latency at fixed fractions
+# of that rate (the target: p99 under 5 ms at 80% of the maximum). Uses the
+# perf build and loadtest/servers/xmppd.sh; prints a Markdown table.
+#
+# usage: bash loadtest/bench-single-node.sh   (RUNS=3 DURATION=10 PAIRS=50)
 set -u
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/xmppd-target}"
-cargo build --profile perf -p node -p loadtest
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10}
+PAIRS=${PAIRS:-50}
+cargo build --profile perf -p node -p loadtest || exit 1
 T=$CARGO_TARGET_DIR/perf
+. loadtest/servers/xmppd.sh
 work=$(mktemp -d)
-cfg=$work/xmppd.toml
-cat > "$cfg" <<TOML
-domains = ["localhost"]
-data_dir = "$work/data"
-[listeners]
-c2s = "127.0.0.1:15222"
-c2s_direct_tls = "127.0.0.1:15223"
-[limits]
-max_connections = 19000
-max_connections_per_ip = 19000
-read_rate_bytes_per_sec = 0
-[registration]
-enabled = true
-[log]
-level = "warn"
-TOML
-# Accounts: load0..load9999 by in-band registration (first pass only).
-$T/xmppd --config "$cfg" serve > "$work/server.log" 2>&1 & sleep 2
-$T/xmpp-loadtest connect --port 15222 --register --sessions 10000 --login-rate 500 --duration 0 > /dev/null 2>&1
-kill -TERM $(pgrep -f "$cfg") ; sleep 2
-start() { $T/xmppd --config "$cfg" serve > "$work/server.log" 2>&1 & sleep 2; PID=$(pgrep -f "$cfg"); }
-stop() { kill -TERM $PID; wait 2>/dev/null; sleep 1; }
-cpu() { awk '{print $14+$15}' /proc/$1/stat; }
-for i in 1 2 3; do
-  start
-  $T/xmpp-loadtest connect --port 15222 --sessions 10000 --login-rate 500 --duration 2 --server-pid $PID 2>/dev/null | grep -E '"failed"|bytes_per|logins_per' | tr -d '\n '; echo
-  stop
+trap 'xmppd_stop "$work/x"; rm -rf "$work"' EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2> /dev/null
+xmppd_config "$work/x" 15222 localhost "$work/cert.pem" "$work/key.pem"
+xmppd_start "$work/x" || exit 1
+"$T/xmpp-loadtest" chat --port 15222 --register --pairs "$PAIRS" --duration 1 > /dev/null 2>&1
+run() { # name args...
+  local name=$1
+  shift
+  "$T/xmpp-loadtest" chat --port 15222 --pairs "$PAIRS" --duration "$DURATION" --server-pid "$PID" \
+    --json "$work/$name.json" "$@" > /dev/null 2>&1
+}
+for i in $(seq 1 "$RUNS"); do run "max-$i" --window 16; done
+max=$(python3 -c '
+import json, statistics, sys
+print(int(statistics.median(json.load(open(f))["result"]["delivered_per_second"] for f in sys.argv[1:])))' "$work"/max-*.json)
+for pct in 20 40 60 80; do
+  for i in $(seq 1 "$RUNS"); do run "rate$pct-$i" --window 64 --rate $((max * pct / 100)); done
 done
-start
-for i in 1 2 3; do
-  c0=$(cpu $PID)
-  /usr/bin/time -f "loadgen_cpu_s=%U+%S wall_s=%e" $T/xmpp-loadtest chat --port 15222 --pairs 50 --window 16 --duration 10 2>"$work/time.txt" | grep -E 'delivered_per|"lost"|p50|p90|p99"|p999|max' | tr -d '\n '
-  c1=$(cpu $PID); echo " server_cpu_s=$(( (c1-c0) / 100 )) $(tail -1 "$work/time.txt")"
-done
-stop
-rm -rf "$work"
+python3 - "$work" "$max" <<'PY'
+import glob, json, os, statistics, sys
+work, top = sys.argv[1], int(sys.argv[2])
+def med(files, path):
+    vals = []
+    for f in files:
+        d = json.load(open(f))
+        for k in path.split("."):
+            d = d.get(k) if isinstance(d, dict) else None
+        if isinstance(d, (int, float)):
+            vals.append(d)
+    return statistics.median(vals) if vals else float("nan")
+print(f"maximum (flat out, window 16): {top:,} delivered/s (median of runs)")
+print()
+print("| load | target/s | delivered/s | p50 | p99 | p99.9 | server cores | generator cores | runs passed |")
+print("|---|---|---|---|---|---|---|---|---|")
+for name in ["max"] + [f"rate{p}" for p in (20, 40, 60, 80)]:
+    fs = sorted(glob.glob(os.path.join(work, f"{name}-*.json")))
+    ok = sum(1 for f in fs if json.load(open(f)).get("ok"))
+    label = "flat out" if name == "max" else name[4:] + " % of max"
+    target = "–" if name == "max" else f"{top * int(name[4:]) // 100:,}"
+    ms = lambda p: f"{med(fs, p) / 1000:.2f} ms"
+    print(f"| {label} | {target} | {med(fs, 'result.delivered_per_second'):,.0f} | {ms('result.latency_us.p50')} | "
+          f"{ms('result.latency_us.p99')} | {ms('result.latency_us.p999')} | {med(fs, 'cpu.server_cores'):.2f} | "
+          f"{med(fs, 'cpu.generator_cores'):.2f} | {ok} of {len(fs)} |")
+PY

@@ -7,7 +7,8 @@ RESULTS_DIR holds <server>-<scenario>-<run>.json files written by
 xmpp-loadtest --json. For each scenario there is one table: a row per
 server with the median of its runs, and xmppd's ratio to each other server
 for the scenario's headline figure. A run that failed counts as failed, and
-its figures are left out of the medians.
+its figures are left out of the medians, except in `connect`, where memory
+per session is per session that did log in.
 """
 
 import glob
@@ -41,8 +42,8 @@ def load(results):
     return runs
 
 
-def median(runs, path):
-    vals = [get(r, path) for r in runs if r.get("ok")]
+def median(runs, path, all_runs=False):
+    vals = [get(r, path) for r in runs if all_runs or r.get("ok")]
     vals = [v for v in vals if isinstance(v, (int, float))]
     return statistics.median(vals) if vals else None
 
@@ -68,6 +69,7 @@ TABLES = {
         ("result.server_bytes_per_session", False),
         [
             ("sessions", "result.sessions", "n"),
+            ("failed logins", "result.failed_logins", "n"),
             ("logins/s", "result.logins_per_second", "rate"),
             ("server RSS per session", "result.server_bytes_per_session", "bytes"),
         ],
@@ -183,14 +185,17 @@ def main():
         hdr = ["server", "runs passed"] + [c[0] for c in cols] + ["generator-limited runs", "xmppd ratio"]
         print("| " + " | ".join(hdr) + " |")
         print("|" + "---|" * len(hdr))
-        ours = median(runs.get(("xmppd", scenario), []), head)
+        ours = median(runs.get(("xmppd", scenario), []), head, scenario == "connect")
         for s in present:
             rs = runs[(s, scenario)]
             ok = sum(1 for r in rs if r.get("ok"))
             row = [s, f"{ok} of {len(rs)}"]
-            row += [fmt(median(rs, path), kind) for _, path, kind in cols]
+            # Memory per session is per session that logged in: a run with
+            # some failed logins still measures it.
+            every = scenario == "connect"
+            row += [fmt(median(rs, path, every), kind) for _, path, kind in cols]
             row.append(str(sum(1 for r in rs if get(r, "cpu.generator_limited"))))
-            theirs = median(rs, head)
+            theirs = median(rs, head, every)
             if s == "xmppd" or ours is None or not theirs:
                 row.append("–")
             else:

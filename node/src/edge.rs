@@ -78,12 +78,12 @@ pub struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.edge.total.fetch_sub(1, Ordering::Relaxed);
-        if let Ok(mut m) = self.edge.per_ip.lock() {
-            if let Some(n) = m.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&self.ip);
-                }
+        if let Ok(mut m) = self.edge.per_ip.lock()
+            && let Some(n) = m.get_mut(&self.ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
             }
         }
     }

@@ -75,15 +75,15 @@ fn start(cfg: &Path) -> (Proc, SocketAddr) {
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if !sent && line.contains("client listener (STARTTLS)") {
-                if let Some(addr) = line
+            if !sent
+                && line.contains("client listener (STARTTLS)")
+                && let Some(addr) = line
                     .split("addr=")
                     .nth(1)
                     .and_then(|a| a.split_whitespace().next())
-                {
-                    let _ = tx.send(addr.trim_matches('"').to_string());
-                    sent = true;
-                }
+            {
+                let _ = tx.send(addr.trim_matches('"').to_string());
+                sent = true;
             }
         }
     });

@@ -23,7 +23,7 @@ mod time;
 pub use accounts::{AccountError, Accounts};
 pub use config::CoreConfig;
 pub use core::{BindError, Core, CoreError};
-pub use session::{Outbound, SessionSink};
+pub use session::{Outbound, Received, SessionInbox, SessionSink};
 pub use storage::StorageError;
 
 /// Open the node's data store (the edge never names RocksDB itself).

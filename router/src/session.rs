@@ -1,11 +1,17 @@
-//! How the core reaches a bound session on the edge.
+//! How the core reaches a bound session on the edge: a bounded queue per
+//! session, written by the shards without waiting and read by the
+//! session's connection task.
+//!
+//! The queue allocates nothing until it holds something: an idle session
+//! costs a few dozen bytes here, where a tokio mpsc channel allocates its
+//! first block of 32 slots (about 1.5 KB) up front, for every session.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use proto::error::StreamCondition;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// What the core sends down to a session.
 #[derive(Debug, Clone)]
@@ -17,72 +23,234 @@ pub enum Outbound {
     Close(StreamCondition, Option<String>),
 }
 
+#[derive(Debug)]
+struct State {
+    items: VecDeque<Outbound>,
+    /// A send found the queue full: the session must be closed.
+    overflowed: bool,
+    /// The connection task is gone.
+    receiver_gone: bool,
+    /// Live `SessionSink`s.
+    senders: usize,
+}
+
+#[derive(Debug)]
+struct Queue {
+    state: Mutex<State>,
+    notify: Notify,
+    capacity: usize,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The core's handle on one bound session. Sends never wait: a session
 /// whose queue is full is told to close (a slow reader must not make the
 /// server buffer without bound).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SessionSink {
     pub conn_id: u64,
-    tx: mpsc::Sender<Outbound>,
-    overflow: Arc<(AtomicBool, Notify)>,
+    queue: Arc<Queue>,
+}
+
+/// What the connection task gets from its queue.
+#[derive(Debug)]
+pub enum Received {
+    Item(Outbound),
+    /// The queue overflowed: close the stream (RFC 6120 §4.9.3.12
+    /// policy-violation is what the edge sends).
+    Overflowed,
+    /// Every sink is gone.
+    Closed,
 }
 
 impl SessionSink {
     /// A sink and the receiving half for the connection task.
     pub fn channel(conn_id: u64, capacity: usize) -> (SessionSink, SessionInbox) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let overflow = Arc::new((AtomicBool::new(false), Notify::new()));
+        let queue = Arc::new(Queue {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                overflowed: false,
+                receiver_gone: false,
+                senders: 1,
+            }),
+            notify: Notify::new(),
+            capacity: capacity.max(1),
+        });
         (
             SessionSink {
                 conn_id,
-                tx,
-                overflow: overflow.clone(),
+                queue: queue.clone(),
             },
-            SessionInbox {
-                rx,
-                overflow: OverflowSignal(overflow),
-            },
+            SessionInbox { queue },
         )
     }
 
     /// Queue bytes for the client; false if the session is gone or overflowed.
     pub fn send(&self, out: Outbound) -> bool {
-        match self.tx.try_send(out) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow.0.store(true, Ordering::Relaxed);
-                self.overflow.1.notify_one();
-                false
+        let was_empty = {
+            let mut st = self.queue.lock();
+            if st.receiver_gone || st.overflowed {
+                return false;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            if st.items.len() >= self.queue.capacity {
+                st.overflowed = true;
+                st.items.clear();
+                drop(st);
+                self.queue.notify.notify_one();
+                return false;
+            }
+            st.items.push_back(out);
+            st.items.len() == 1
+        };
+        // The reader drains everything it finds, so only the first item
+        // after it emptied the queue needs to wake it.
+        if was_empty {
+            self.queue.notify.notify_one();
         }
+        true
     }
 
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.queue.lock().receiver_gone
+    }
+}
+
+impl Clone for SessionSink {
+    fn clone(&self) -> SessionSink {
+        self.queue.lock().senders += 1;
+        SessionSink {
+            conn_id: self.conn_id,
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl Drop for SessionSink {
+    fn drop(&mut self) {
+        let last = {
+            let mut st = self.queue.lock();
+            st.senders -= 1;
+            st.senders == 0
+        };
+        if last {
+            self.queue.notify.notify_one();
+        }
     }
 }
 
 /// The connection task's end.
 #[derive(Debug)]
 pub struct SessionInbox {
-    pub rx: mpsc::Receiver<Outbound>,
-    pub overflow: OverflowSignal,
+    queue: Arc<Queue>,
 }
 
-/// Set when the core found a session's queue full.
-#[derive(Debug, Clone)]
-pub struct OverflowSignal(Arc<(AtomicBool, Notify)>);
-
-impl OverflowSignal {
-    /// Resolves once the queue has overflowed.
-    pub async fn wait(&self) {
-        let overflow = &self.0;
+impl SessionInbox {
+    /// The next thing to do for the session. Overflow comes first: what
+    /// is still queued is dropped with the stream.
+    pub async fn recv(&mut self) -> Received {
         loop {
-            if overflow.0.load(Ordering::Relaxed) {
-                return;
+            // Created before looking, so that a send in between is not
+            // missed (`notify_one` leaves a permit when nobody waits).
+            let notified = self.queue.notify.notified();
+            if let Some(r) = self.try_next() {
+                return r;
             }
-            overflow.1.notified().await;
+            notified.await;
         }
+    }
+
+    /// An item already queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        match self.try_next() {
+            Some(Received::Item(o)) => Some(o),
+            _ => None,
+        }
+    }
+
+    fn try_next(&self) -> Option<Received> {
+        let mut st = self.queue.lock();
+        if st.overflowed {
+            return Some(Received::Overflowed);
+        }
+        if let Some(o) = st.items.pop_front() {
+            return Some(Received::Item(o));
+        }
+        if st.senders == 0 {
+            return Some(Received::Closed);
+        }
+        None
+    }
+}
+
+impl Drop for SessionInbox {
+    fn drop(&mut self) {
+        let mut st = self.queue.lock();
+        st.receiver_gone = true;
+        st.items = VecDeque::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stanza(s: &'static str) -> Outbound {
+        Outbound::Stanza(Bytes::from_static(s.as_bytes()))
+    }
+
+    fn text(r: Received) -> String {
+        match r {
+            Received::Item(Outbound::Stanza(b)) => String::from_utf8_lossy(&b).into_owned(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn items_arrive_in_order_and_the_end_is_seen() {
+        let (sink, mut inbox) = SessionSink::channel(1, 8);
+        let other = sink.clone();
+        assert!(sink.send(stanza("a")));
+        assert!(other.send(stanza("b")));
+        assert_eq!(text(inbox.recv().await), "a");
+        assert!(matches!(inbox.try_recv(), Some(Outbound::Stanza(b)) if &b[..] == b"b"));
+        assert!(inbox.try_recv().is_none());
+        drop(sink);
+        let waiter = tokio::spawn(async move { inbox.recv().await });
+        tokio::task::yield_now().await;
+        drop(other);
+        assert!(matches!(waiter.await.expect("task"), Received::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_is_woken_by_a_send() {
+        let (sink, mut inbox) = SessionSink::channel(1, 8);
+        let waiter = tokio::spawn(async move { text(inbox.recv().await) });
+        tokio::task::yield_now().await;
+        assert!(sink.send(stanza("late")));
+        assert_eq!(waiter.await.expect("task"), "late");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_overflows_and_takes_no_more() {
+        let (sink, mut inbox) = SessionSink::channel(1, 2);
+        assert!(sink.send(stanza("1")));
+        assert!(sink.send(stanza("2")));
+        assert!(!sink.send(stanza("3")));
+        assert!(!sink.send(stanza("4")));
+        assert!(matches!(inbox.recv().await, Received::Overflowed));
+        assert!(inbox.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn sends_to_a_gone_session_fail() {
+        let (sink, inbox) = SessionSink::channel(1, 2);
+        assert!(!sink.is_closed());
+        drop(inbox);
+        assert!(sink.is_closed());
+        assert!(!sink.send(stanza("x")));
     }
 }

@@ -264,9 +264,8 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
     }
     if to.local().is_none() {
         // Addressed to the server or one of its domains.
-        match s.kind {
-            Kind::Iq => iq::handle(ctx, s, iq::Target::Server),
-            _ => {}
+        if s.kind == Kind::Iq {
+            iq::handle(ctx, s, iq::Target::Server)
         }
         return;
     }

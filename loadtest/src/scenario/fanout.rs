@@ -88,10 +88,6 @@ impl Tracker {
         }
     }
 
-    fn incomplete(&self) -> usize {
-        lock(&self.pending).len()
-    }
-
     fn report(&self, r: &mut Report, sent: u64) {
         let delivered = self.delivered.load(Ordering::Relaxed);
         let expected = sent * self.recipients as u64;
@@ -160,15 +156,19 @@ fn is_pubsub_event(raw: &[u8]) -> bool {
     raw.starts_with(b"<message") && crate::client::contains(raw, b"pubsub#event")
 }
 
-/// Wait for the recipients to catch up (or `DRAIN` to pass), then stop
-/// them and collect their sessions.
+/// Wait until every recipient has had every one of the `sent` stanzas (or
+/// `DRAIN` has passed), then stop them and collect their sessions. A
+/// stanza that no recipient has seen yet is still to come: waiting only for
+/// the ones partly delivered would stop too early.
 async fn finish_recipients(
     tracker: &Tracker,
+    sent: u64,
     stop: tokio::sync::watch::Sender<bool>,
     mut set: tokio::task::JoinSet<Session>,
 ) -> Vec<Session> {
     let until = Instant::now() + DRAIN;
-    while tracker.incomplete() > 0 && Instant::now() < until {
+    let expected = sent * tracker.recipients as u64;
+    while tracker.delivered.load(Ordering::Relaxed) < expected && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = stop.send(true);
@@ -252,7 +252,7 @@ pub async fn muc(
             done.push(s);
         }
     }
-    done.extend(finish_recipients(&tracker, stop, recipients).await);
+    done.extend(finish_recipients(&tracker, sent, stop, recipients).await);
     for s in done {
         ctx.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
         s.close().await;
@@ -482,7 +482,7 @@ pub async fn pubsub(
     }
     let (published, refused, mut publisher) =
         publish(ctx, publisher, &service, &node, rate, end).await;
-    let mut done = finish_recipients(&tracker, stop, recipients).await;
+    let mut done = finish_recipients(&tracker, published, stop, recipients).await;
     let delete = format!(
         "<iq type='set' to='{service}' id='delete'><pubsub xmlns='{PUBSUB}#owner'><delete node='{node}'/></pubsub></iq>"
     );

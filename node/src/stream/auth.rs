@@ -156,10 +156,10 @@ impl Machine {
                 let Some(user) = self.sasl.take().and_then(|s| s.user) else {
                     return self.sasl_failed(SaslFailure::NotAuthorized, out);
                 };
-                if let Some(a) = authzid.filter(|a| !a.is_empty()) {
-                    if BareJid::parse(&a).ok().as_ref() != Some(&user) {
-                        return self.sasl_failed(SaslFailure::InvalidAuthzid, out);
-                    }
+                if let Some(a) = authzid.filter(|a| !a.is_empty())
+                    && BareJid::parse(&a).ok().as_ref() != Some(&user)
+                {
+                    return self.sasl_failed(SaslFailure::InvalidAuthzid, out);
                 }
                 let body = additional.map(|a| B64.encode(a)).unwrap_or_default();
                 out.push(Action::Send(Bytes::from(format!(

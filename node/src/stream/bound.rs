@@ -37,10 +37,11 @@ impl Machine {
             }
         };
         // RFC 6120 §8.1.2.1: a 'from' must be the session's full or bare JID.
-        if let Some(f) = &st.from {
-            if f.as_str() != full.as_str() && f.as_str() != full.bare_str() {
-                return self.fail(StreamCondition::InvalidFrom, None, out);
-            }
+        if let Some(f) = &st.from
+            && f.as_str() != full.as_str()
+            && f.as_str() != full.bare_str()
+        {
+            return self.fail(StreamCondition::InvalidFrom, None, out);
         }
         st.from = Some(fromj.clone());
         if st.kind == Kind::Iq {

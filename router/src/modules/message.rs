@@ -130,10 +130,10 @@ pub(crate) fn flush_offline(ctx: &mut Ctx<'_>, full: &proto::FullJid) {
         }
     }
     let upto = if delivered_all { Some(last) } else { through };
-    if let Some(seq) = upto {
-        if let Err(e) = ctx.store().offline().remove_through(&user, seq) {
-            tracing::error!(user = %user, error = %e, "removing delivered offline messages failed");
-        }
+    if let Some(seq) = upto
+        && let Err(e) = ctx.store().offline().remove_through(&user, seq)
+    {
+        tracing::error!(user = %user, error = %e, "removing delivered offline messages failed");
     }
 }
 

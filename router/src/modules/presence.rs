@@ -114,14 +114,15 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
             ));
         }
         for other in ctx.st.sessions(&user) {
-            if other.available && &other.jid != from {
-                if let (Some(p), Some(me_sess)) = (&other.presence, ctx.st.session(from)) {
-                    let to = Jid::Full(from.clone());
-                    let ofrom = Jid::Full(other.jid.clone());
-                    me_sess
-                        .sink
-                        .send(Outbound::Stanza(p.rewrite(Some(&ofrom), Some(&to))));
-                }
+            if other.available
+                && &other.jid != from
+                && let (Some(p), Some(me_sess)) = (&other.presence, ctx.st.session(from))
+            {
+                let to = Jid::Full(from.clone());
+                let ofrom = Jid::Full(other.jid.clone());
+                me_sess
+                    .sink
+                    .send(Outbound::Stanza(p.rewrite(Some(&ofrom), Some(&to))));
             }
         }
         if let Some(sess) = ctx.st.session(from) {

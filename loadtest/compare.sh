@@ -9,6 +9,8 @@
 # usage: bash loadtest/compare.sh
 # knobs (environment): SERVERS="xmppd prosody ejabberd" RUNS=3
 #   SESSIONS=10000 LOGIN_RATE=250 DURATION=10 PACED_RATE=10000 KEEP=1
+#   SCENARIOS="connect chat paced presence muc pubsub" (a subset writes
+#   loadtest/results/ only and leaves RESULTS.md alone)
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -21,6 +23,9 @@ DURATION=${DURATION:-10}
 PACED_RATE=${PACED_RATE:-10000}
 MECH=SCRAM-SHA-1 # offered by all three with their default settings
 DOMAIN=localhost
+ALL_SCENARIOS="connect chat paced presence muc pubsub"
+SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
+want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 need=()
 for s in $SERVERS; do
@@ -82,27 +87,27 @@ for s in $SERVERS; do
       --sessions "$SESSIONS" --login-rate "$rate" --duration 0 > "$work/$s-register.txt" 2>&1 && break
     log "$s registration at $rate/s: $(tail -1 "$work/$s-register.txt")"
   done
-  for i in $(seq 1 "$RUNS"); do
+  want connect && for i in $(seq 1 "$RUNS"); do
     "${s}_stop" "$w"
     "${s}_start" "$w" || break
     run "$s" connect "$i" connect --sessions "$SESSIONS" --login-rate "$LOGIN_RATE" --duration 2
   done
-  for i in $(seq 1 "$RUNS"); do
+  want chat && for i in $(seq 1 "$RUNS"); do
     run "$s" chat "$i" chat --pairs 50 --window 16 --duration "$DURATION"
   done
-  for i in $(seq 1 "$RUNS"); do
+  want paced && for i in $(seq 1 "$RUNS"); do
     run "$s" paced "$i" chat --pairs 50 --window 64 --rate "$PACED_RATE" --duration "$DURATION"
   done
-  for i in $(seq 1 "$RUNS"); do
+  want presence && for i in $(seq 1 "$RUNS"); do
     run "$s" presence "$i" presence --presence-users 200 --contacts 9 --churn-interval 2 \
       --duration "$DURATION" --user-pattern "pres{n}" --register
   done
   if [ "$s" != xmppd ]; then # xmppd has no MUC or PubSub service yet
-    for i in $(seq 1 "$RUNS"); do
+    want muc && for i in $(seq 1 "$RUNS"); do
       run "$s" muc "$i" muc --rooms 5 --occupants 20 --window 4 --duration "$DURATION" \
         --user-pattern "muc{n}" --register
     done
-    for i in $(seq 1 "$RUNS"); do
+    want pubsub && for i in $(seq 1 "$RUNS"); do
       run "$s" pubsub "$i" pubsub --subscribers 100 --window 8 --duration "$DURATION" \
         --user-pattern "ps{n}" --register
     done
@@ -111,7 +116,7 @@ for s in $SERVERS; do
   CURRENT=
 done
 
-cmd="SERVERS=\"$SERVERS\" RUNS=$RUNS SESSIONS=$SESSIONS LOGIN_RATE=$LOGIN_RATE DURATION=$DURATION PACED_RATE=$PACED_RATE bash loadtest/compare.sh"
+cmd="SERVERS=\"$SERVERS\" SCENARIOS=\"$SCENARIOS\" RUNS=$RUNS SESSIONS=$SESSIONS LOGIN_RATE=$LOGIN_RATE DURATION=$DURATION PACED_RATE=$PACED_RATE bash loadtest/compare.sh"
 section=$work/section.md
 {
   echo "<!-- compare:begin (written by loadtest/compare.sh on $(date -u +%Y-%m-%d); do not edit by hand) -->"
@@ -122,7 +127,7 @@ section=$work/section.md
 } > "$section"
 mkdir -p loadtest/results
 cp "$section" "loadtest/results/compare-$(date -u +%Y%m%d-%H%M).md"
-python3 - "$ROOT/loadtest/RESULTS.md" "$section" <<'PY'
+[ "$SCENARIOS" = "$ALL_SCENARIOS" ] && python3 - "$ROOT/loadtest/RESULTS.md" "$section" <<'PY'
 import re, sys
 path, section = sys.argv[1], open(sys.argv[2]).read().rstrip() + "\n"
 text = open(path).read()

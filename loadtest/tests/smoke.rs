@@ -17,6 +17,12 @@ use serde_json::Value;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_xmpp-loadtest");
 
+/// This crate's directory, read when the test runs: a compiler cache may
+/// hand back a test binary built from a clone at another path.
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+}
+
 fn xmppd_bin() -> PathBuf {
     let p = Path::new(HARNESS).with_file_name("xmppd");
     assert!(
@@ -303,7 +309,7 @@ fn presence_churn_reaches_every_watcher() {
 #[test]
 fn mixed_runs_the_blend_from_a_scenario_file() {
     let x = Xmppd::start();
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/mixed.toml");
+    let file = manifest_dir().join("scenarios/mixed.toml");
     let dir = tempfile::tempdir().expect("tempdir");
     let html = dir.path().join("report.html");
     // The file's scale, cut down on the command line; xmppd has no MUC or
@@ -467,7 +473,7 @@ impl Prosody {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/prosody.sh");
+        let script = manifest_dir().join("servers/prosody.sh");
         let w = dir.path().display().to_string();
         let out = Command::new("bash")
             .arg("-c")
@@ -570,7 +576,7 @@ fn muc_pubsub_and_the_whole_mix_against_prosody() {
     assert!(num(r, "sent") > 10, "{r}");
     assert_eq!(num(r, "delivered"), num(r, "sent") * 3);
 
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/mixed.toml");
+    let file = manifest_dir().join("scenarios/mixed.toml");
     let mut args = vec![
         "--scenario-file",
         file.to_str().expect("path"),

@@ -30,7 +30,8 @@ TOML
 xmppd_start() {
   local w=$1 port
   port=$(sed -n 's/^c2s = "127.0.0.1:\([0-9]*\)"/\1/p' "$w/xmppd.toml")
-  "$T/xmppd" --config "$w/xmppd.toml" serve >> "$w/server.log" 2>&1 &
+  # XMPPD_WRAPPER: a command to run it under, e.g. "taskset -c 0".
+  ${XMPPD_WRAPPER:-} "$T/xmppd" --config "$w/xmppd.toml" serve >> "$w/server.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0

@@ -95,6 +95,12 @@ pub struct Args {
     /// Length of the measured phase, seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Leave the latencies of `chat` messages sent in the first seconds of
+    /// the measured phase out of the result (they still count as sent and
+    /// delivered, and show in the timeline): the start-up of every sender at
+    /// once is not the steady state that a latency target is about.
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
     /// Stanzas in flight per sender (chat, muc, pubsub).
     #[arg(long, default_value_t = 16)]
     window: usize,

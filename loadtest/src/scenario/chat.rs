@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::{Ctx, Pace, Report, age, ramp, read_stamp, require_all, sleep_until, stamp};
+use std::fmt::Write as _;
+
+use super::{
+    Ctx, Pace, Report, age, now_micros, ramp, read_stamp, require_all, sleep_until, stamp,
+};
 use crate::client::{Session, ping_reply};
 use crate::metrics::{histogram, latency_json};
 
@@ -54,6 +58,7 @@ pub async fn run(ctx: &Ctx, first: usize, pairs: usize, rate: f64) -> anyhow::Re
     let mut r = Report::new();
     r.insert("pairs".into(), pairs.into());
     r.insert("window".into(), ctx.args.window.into());
+    r.insert("warmup_seconds".into(), ctx.args.warmup.into());
     r.insert("target_rate".into(), rate.into());
     r.insert("seconds".into(), secs.into());
     r.insert("sent".into(), all.sent.into());
@@ -83,23 +88,34 @@ async fn pair(ctx: Ctx, a: Session, mut b: Session, rate: f64, end: Instant) -> 
         hist: histogram(),
     };
     let mut seen = Vec::<u64>::new(); // a bit per message number
+    let mut out = String::new();
+    // Stamps before this (µs since the epoch) are warm-up: not in the result's latencies.
+    let warm_until = now_micros() + (ctx.args.warmup.max(0.0) * 1e6) as u64;
     let m = &ctx.metrics;
     let drain_end = end + DRAIN;
     loop {
         let now = Instant::now();
-        while t.sent - t.received.min(t.sent) < window && now < end && pace.wait().is_none() {
-            let msg = format!(
-                "<message to='{to}' type='chat' id='c{}'><body>{}</body></message>",
-                t.sent,
-                stamp(t.sent)
+        // Everything due goes out in one write, as a client with several
+        // messages queued would send them.
+        out.clear();
+        let mut due = 0;
+        while t.sent + due - t.received.min(t.sent) < window && now < end && pace.wait().is_none() {
+            let n = t.sent + due;
+            let _ = write!(
+                out,
+                "<message to='{to}' type='chat' id='c{n}'><body>{}</body></message>",
+                stamp(n)
             );
-            if let Err(e) = writer.send(&msg).await {
+            due += 1;
+            pace.sent();
+        }
+        if due > 0 {
+            if let Err(e) = writer.send(&out).await {
                 m.error(format!("chat: send failed: {e}"));
                 return t;
             }
-            t.sent += 1;
-            m.sent(1);
-            pace.sent();
+            t.sent += due;
+            m.sent(due);
         }
         if now >= end && t.received >= t.sent {
             break;
@@ -140,7 +156,9 @@ async fn pair(ctx: Ctx, a: Session, mut b: Session, rate: f64, end: Instant) -> 
         }
         seen[word] |= bit;
         let lat = age(ts);
-        let _ = t.hist.record(lat);
+        if ts >= warm_until {
+            let _ = t.hist.record(lat);
+        }
         m.latency(lat);
         m.delivered(1);
         t.received += 1;

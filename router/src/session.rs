@@ -182,6 +182,11 @@ impl SessionInbox {
         if st.senders == 0 {
             return Some(Received::Closed);
         }
+        // Drained: an idle session keeps no buffer (one allocation per
+        // burst is cheap next to holding it for hours).
+        if st.items.capacity() > 0 {
+            st.items = VecDeque::new();
+        }
         None
     }
 }

@@ -183,7 +183,11 @@ fn bind(ctx: &mut Ctx<'_>, jid: FullJid, sink: SessionSink) -> Result<(), BindEr
         interested: false,
         directed: Vec::new(),
     };
-    ctx.st.users.entry(bare).or_default().sessions.push(session);
+    // Exactly as many slots as sessions: a Session is a few hundred bytes,
+    // and most users have one (a Vec's first growth would reserve four).
+    let sessions = &mut ctx.st.users.entry(bare).or_default().sessions;
+    sessions.reserve_exact(1);
+    sessions.push(session);
     Ok(())
 }
 

@@ -30,6 +30,38 @@ pub enum StreamCondition {
 }
 
 impl StreamCondition {
+    /// Every condition, in the order of RFC 6120 §4.9.3.
+    pub const ALL: [StreamCondition; 20] = {
+        use StreamCondition::*;
+        [
+            BadFormat,
+            BadNamespacePrefix,
+            Conflict,
+            ConnectionTimeout,
+            HostUnknown,
+            InternalServerError,
+            InvalidFrom,
+            InvalidNamespace,
+            InvalidXml,
+            NotAuthorized,
+            NotWellFormed,
+            PolicyViolation,
+            ResetThisStream,
+            ResourceConstraint,
+            RestrictedXml,
+            SystemShutdown,
+            UndefinedCondition,
+            UnsupportedEncoding,
+            UnsupportedStanzaType,
+            UnsupportedVersion,
+        ]
+    };
+
+    /// The condition with this element name.
+    pub fn from_name(name: &str) -> Option<StreamCondition> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         use StreamCondition::*;
         match self {

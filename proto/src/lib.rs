@@ -3,10 +3,14 @@
 //! keep their raw bytes, a small element tree for the payloads that a module
 //! parses, stanza and stream error conditions (RFC 6120 §4.9, §8.3), the
 //! roster subscription model (RFC 6121) and the SASL mechanisms (RFC 5802,
-//! RFC 7677, RFC 4616, RFC 9266).
+//! RFC 7677, RFC 4616, RFC 9266), and the cluster's gRPC messages and
+//! services with their conversions (`cluster`, from `cluster.proto`).
 //!
-//! This crate must not depend on tokio, RocksDB or any other crate of ours.
+//! This crate does no I/O and must not depend on RocksDB or any other crate
+//! of ours; tonic (and through it tokio's types) comes in only for the
+//! generated service stubs of `cluster`.
 
+pub mod cluster;
 pub mod element;
 pub mod error;
 pub mod jid;

@@ -42,6 +42,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[cluster]`: the node's role in a cluster.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             offline: OfflineConfig::default(),
             storage: StorageConfig::default(),
             log: LogConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -277,6 +280,45 @@ impl Default for LogConfig {
     }
 }
 
+/// What a node does in a cluster (docs/cluster.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Edge and core in one process: the single-node server.
+    Both,
+    /// Holds the data and the sessions' state; serves edges over gRPC.
+    Core,
+    /// Holds client connections only; forwards to a core node.
+    Edge,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `"both"` (default), `"core"` or `"edge"`.
+    pub role: Role,
+    /// This node's id, unique in the cluster, 1 to 65535. Default 1.
+    pub node_id: u64,
+    /// Core: the address the gRPC services listen on. Default
+    /// `"127.0.0.1:7000"`.
+    pub listen: String,
+    /// Edge: the core node's gRPC address, e.g. `"127.0.0.1:7000"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core: Option<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> ClusterConfig {
+        ClusterConfig {
+            role: Role::Both,
+            node_id: 1,
+            listen: "127.0.0.1:7000".to_string(),
+            core: None,
+        }
+    }
+}
+
 /// One thing wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -385,10 +427,35 @@ impl Config {
             p.add("offline.max_per_user", "must be at least 1");
         }
         check_log_level(&self.log.level, &mut p);
+        self.check_cluster(&mut p);
         if p.0.is_empty() {
             Ok(())
         } else {
             Err(ConfigError::Invalid(p.0))
+        }
+    }
+
+    fn check_cluster(&self, p: &mut Problems) {
+        let c = &self.cluster;
+        if c.node_id == 0 || c.node_id > 65_535 {
+            p.add(
+                "cluster.node_id",
+                format!("is {}, must be 1 to 65535", c.node_id),
+            );
+        }
+        if c.role == Role::Core && c.listen.parse::<SocketAddr>().is_err() {
+            p.add(
+                "cluster.listen",
+                format!("{:?} is not an address such as \"127.0.0.1:7000\"", c.listen),
+            );
+        }
+        match (c.role, &c.core) {
+            (Role::Edge, None) => p.add("cluster.core", "an edge needs the core node's address"),
+            (Role::Edge, Some(a)) if a.parse::<SocketAddr>().is_err() => p.add(
+                "cluster.core",
+                format!("{a:?} is not an address such as \"127.0.0.1:7000\""),
+            ),
+            _ => {}
         }
     }
 
@@ -621,6 +688,27 @@ mod tests {
         let text = toml::to_string(&def).expect("serialize");
         assert_eq!(Config::from_toml(&text).expect("parse"), def);
         assert_eq!(Config::from_toml("").expect("empty file"), def);
+    }
+
+    #[test]
+    fn cluster_roles_need_their_addresses() {
+        let mut c = Config::default();
+        c.cluster.role = Role::Edge;
+        only_problem(&c, "cluster.core");
+        c.cluster.core = Some("core.example:7000".into());
+        only_problem(&c, "cluster.core");
+        c.cluster.core = Some("127.0.0.1:7000".into());
+        assert!(problems(&c).is_empty());
+        c.cluster.node_id = 0;
+        only_problem(&c, "cluster.node_id");
+        let mut c = Config::default();
+        c.cluster.role = Role::Core;
+        c.cluster.listen = "nowhere".into();
+        only_problem(&c, "cluster.listen");
+        let parsed = Config::from_toml("[cluster]\nrole = \"edge\"\nnode_id = 7\ncore = \"127.0.0.1:1\"\n")
+            .expect("parses");
+        assert_eq!(parsed.cluster.role, Role::Edge);
+        assert!(Config::from_toml("[cluster]\nrole = \"leader\"\n").is_err());
     }
 
     #[test]

@@ -200,7 +200,7 @@ impl Conn {
             // Boxed: the handshake state is large and needed only once.
             Action::StartTls => return Box::pin(self.start_tls()).await,
             Action::LookupCredentials(user) => {
-                let creds = match self.edge.core.accounts().credentials(&user) {
+                let creds = match self.edge.core.credentials(&user).await {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!(error = %e, "credential lookup failed");
@@ -215,21 +215,24 @@ impl Conn {
                 payload,
                 domain,
             } => {
-                let r = router::modules::register::unauthenticated(
-                    self.edge.core.accounts(),
-                    self.edge.registration,
-                    &domain,
-                    &iq_type,
-                    &payload,
-                );
+                use crate::core_link::RegisterOutcome;
+                let r = self.edge.core.register(&domain, &iq_type, &payload).await;
                 let id = proto::element::escape(&id).into_owned();
                 let reply = match r {
-                    Ok(Some(form)) => format!(
-                        "<iq type='result' id='{id}'>{}</iq>",
-                        form.to_xml(proto::ns::CLIENT)
-                    ),
-                    Ok(None) => format!("<iq type='result' id='{id}'/>"),
-                    Err(e) => format!("<iq type='error' id='{id}'>{}</iq>", e.to_xml()),
+                    Ok(RegisterOutcome::Form(form)) => {
+                        format!("<iq type='result' id='{id}'>{form}</iq>")
+                    }
+                    Ok(RegisterOutcome::Done) => format!("<iq type='result' id='{id}'/>"),
+                    Ok(RegisterOutcome::Error(e)) => {
+                        format!("<iq type='error' id='{id}'>{e}</iq>")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "registration failed at the core");
+                        let e = proto::error::StanzaError::new(
+                            proto::error::StanzaCondition::InternalServerError,
+                        );
+                        format!("<iq type='error' id='{id}'>{}</iq>", e.to_xml())
+                    }
                 };
                 return Some(Event::Registered(Bytes::from(reply)));
             }

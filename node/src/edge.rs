@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use router::Core;
+use crate::core_link::CoreLink;
 use tokio::sync::watch;
 
 use crate::stream::StreamSettings;
@@ -58,7 +58,7 @@ pub struct EdgeTls {
 }
 
 pub struct Edge {
-    pub core: Core,
+    pub core: CoreLink,
     pub settings: Arc<StreamSettings>,
     pub tls: Option<EdgeTls>,
     pub limits: EdgeLimits,
@@ -90,8 +90,11 @@ impl Drop for Slot {
 }
 
 impl Edge {
+    /// `node_id` goes into the top bits of the edge's connection ids, so
+    /// that they are unique in the cluster.
     pub fn new(
-        core: Core,
+        core: CoreLink,
+        node_id: u64,
         settings: StreamSettings,
         tls: Option<EdgeTls>,
         limits: EdgeLimits,
@@ -103,7 +106,7 @@ impl Edge {
             settings: Arc::new(settings),
             tls,
             limits,
-            next_conn: AtomicU64::new(1),
+            next_conn: AtomicU64::new((node_id << router::cluster::EDGE_SHIFT) + 1),
             total: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
             shutdown,

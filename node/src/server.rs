@@ -12,7 +12,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
+use crate::core_link::CoreLink;
+use crate::remote::RemoteCore;
 use crate::edge::{Edge, EdgeLimits, EdgeTls};
 use crate::stream::StreamSettings;
 
@@ -20,11 +22,15 @@ use crate::stream::StreamSettings;
 pub struct Server {
     pub c2s_addr: Option<SocketAddr>,
     pub direct_tls_addr: Option<SocketAddr>,
+    /// Where the cluster's gRPC services listen (role `core`).
+    pub cluster_addr: Option<SocketAddr>,
     pub admin_socket: PathBuf,
-    pub core: Core,
+    /// The core of this process (roles `both` and `core`).
+    pub core: Option<Core>,
     pub edge: Arc<Edge>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    grpc: Option<JoinHandle<()>>,
 }
 
 pub fn edge_limits(cfg: &Config) -> EdgeLimits {
@@ -56,18 +62,16 @@ fn domains(cfg: &Config) -> anyhow::Result<Vec<String>> {
 }
 
 impl Server {
-    /// Open the store, start the core and bind the listeners.
+    /// Open the store, start the core and bind the listeners, as the
+    /// configured role asks: `both` runs everything in this process, `core`
+    /// serves edges over gRPC and takes no clients, `edge` takes clients
+    /// and forwards them to its core node.
     pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         let domains = domains(&cfg)?;
+        let role = cfg.cluster.role;
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-        let store = router::open_store(
-            &cfg.data_dir.join("db"),
-            cfg.storage.sync_writes,
-            cfg.offline.max_per_user,
-        )
-        .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
         let core_cfg = CoreConfig {
             domains: domains.clone(),
             shards: 16,
@@ -76,30 +80,81 @@ impl Server {
             min_password_len: cfg.registration.min_password_len,
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        let core = Core::start(core_cfg, store)?;
-        let tls = crate::tls::load(&cfg.tls, &domains, &cfg.data_dir)?;
-        let edge_tls = EdgeTls {
-            starttls: tokio_rustls::TlsAcceptor::from(tls.starttls.clone()),
-            direct: tokio_rustls::TlsAcceptor::from(tls.direct.clone()),
+        let server_features = router::server_features(&core_cfg)?;
+        let core = if role == Role::Edge {
+            None
+        } else {
+            let store = router::open_store(
+                &cfg.data_dir.join("db"),
+                cfg.storage.sync_writes,
+                cfg.offline.max_per_user,
+            )
+            .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+            Some(Core::start(core_cfg, store)?)
+        };
+        let (tx, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut grpc = None;
+        let mut cluster_addr = None;
+        if let (Role::Core, Some(core)) = (role, &core) {
+            let addr = &cfg.cluster.listen;
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding cluster listener {addr}"))?;
+            cluster_addr = Some(l.local_addr()?);
+            tracing::info!(addr = %l.local_addr()?, "cluster listener (gRPC)");
+            let svc = router::cluster::CoreService::new(core.clone()).into_server();
+            let mut stop = rx.clone();
+            grpc = Some(tokio::spawn(async move {
+                let r = tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(l),
+                        async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        },
+                    )
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "cluster listener failed");
+                }
+            }));
+        }
+        let link = match (&core, &cfg.cluster.core) {
+            (Some(c), _) => CoreLink::Local(c.clone()),
+            (None, Some(addr)) => CoreLink::Remote(
+                RemoteCore::connect(cfg.cluster.node_id, addr, Duration::from_secs(30)).await?,
+            ),
+            (None, None) => anyhow::bail!("an edge needs cluster.core"),
         };
         let settings = StreamSettings {
-            domains,
+            domains: domains.clone(),
             require_tls: cfg.tls.require_starttls,
             tls_available: true,
             registration: cfg.registration.enabled,
-            server_features: core.server_features(),
+            server_features,
         };
-        let (tx, rx) = watch::channel(false);
+        // A core node takes no clients: its edges do.
+        let clients = role != Role::Core;
+        let edge_tls = if clients {
+            let tls = crate::tls::load(&cfg.tls, &domains, &cfg.data_dir)?;
+            Some(EdgeTls {
+                starttls: tokio_rustls::TlsAcceptor::from(tls.starttls.clone()),
+                direct: tokio_rustls::TlsAcceptor::from(tls.direct.clone()),
+            })
+        } else {
+            None
+        };
         let edge = Edge::new(
-            core.clone(),
+            link,
+            cfg.cluster.node_id,
             settings,
-            Some(edge_tls),
+            edge_tls,
             edge_limits(&cfg),
             rx.clone(),
         );
-        let mut tasks = Vec::new();
         let mut c2s_addr = None;
-        if let Some(addr) = &cfg.listeners.c2s {
+        if let (true, Some(addr)) = (clients, &cfg.listeners.c2s) {
             let l = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding c2s listener {addr}"))?;
@@ -113,7 +168,7 @@ impl Server {
             )));
         }
         let mut direct_tls_addr = None;
-        if let Some(addr) = &cfg.listeners.c2s_direct_tls {
+        if let (true, Some(addr)) = (clients, &cfg.listeners.c2s_direct_tls) {
             let l = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding direct TLS listener {addr}"))?;
@@ -131,19 +186,20 @@ impl Server {
             .admin_socket
             .clone()
             .unwrap_or_else(|| cfg.data_dir.join("admin.sock"));
-        tasks.push(crate::admin::serve(
-            &admin_socket,
-            core.clone(),
-            rx.clone(),
-        )?);
+        // Accounts live in the core: the user commands go to a core node.
+        if let Some(core) = &core {
+            tasks.push(crate::admin::serve(&admin_socket, core.clone(), rx.clone())?);
+        }
         Ok(Server {
             c2s_addr,
             direct_tls_addr,
+            cluster_addr,
             admin_socket,
             core,
             edge,
             shutdown: tx,
             tasks,
+            grpc,
         })
     }
 
@@ -155,7 +211,17 @@ impl Server {
         for t in self.tasks {
             let _ = t.await;
         }
-        self.core.shutdown().await;
-        let _ = std::fs::remove_file(&self.admin_socket);
+        // Edges' forward streams last as long as the edges: give them a
+        // moment to go, then stop serving.
+        if let Some(g) = self.grpc {
+            let abort = g.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), g).await.is_err() {
+                abort.abort();
+            }
+        }
+        if let Some(core) = self.core {
+            core.shutdown().await;
+            let _ = std::fs::remove_file(&self.admin_socket);
+        }
     }
 }

@@ -65,6 +65,13 @@ impl Core for Echo {
         Ok(Response::new(pb::CredentialsReply { credentials: None }))
     }
 
+    async fn register(
+        &self,
+        _: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterReply>, Status> {
+        Err(Status::unimplemented("no registration here"))
+    }
+
     async fn lease(
         &self,
         req: Request<Streaming<pb::Heartbeat>>,

@@ -82,6 +82,14 @@ pub fn shard_of(bare: &str, shards: usize) -> usize {
     (h % shards.max(1) as u64) as usize
 }
 
+/// The disco features (XEP-0030) of a server with this configuration, for
+/// the stream features of an edge that has no core in its process.
+pub fn server_features(cfg: &CoreConfig) -> Result<Vec<&'static str>, CoreError> {
+    Ok(Registry::new(cfg)
+        .map_err(CoreError::Registry)?
+        .server_features())
+}
+
 /// The core, cheap to clone.
 #[derive(Clone)]
 pub struct Core {
@@ -188,6 +196,21 @@ impl Core {
         let _ = rx.await;
         self.shared.accounts.delete(user)?;
         Ok(())
+    }
+
+    /// End every session bound through `link` (its edge is gone): each
+    /// shard unbinds them, and contacts see them go unavailable.
+    pub async fn drop_edge_sessions(&self, link: Arc<crate::session::EdgeLink>) {
+        for h in &self.shared.shards {
+            let (reply, rx) = oneshot::channel();
+            let msg = ShardMsg::DropEdge {
+                link: link.clone(),
+                reply,
+            };
+            if h.edge.send(msg).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
     }
 
     /// Number of bound sessions in all shards (for metrics and tests).

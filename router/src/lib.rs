@@ -13,6 +13,7 @@
 //! stream: it receives envelopes with raw bytes.
 
 pub mod accounts;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod modules;
@@ -22,8 +23,8 @@ mod time;
 
 pub use accounts::{AccountError, Accounts};
 pub use config::CoreConfig;
-pub use core::{BindError, Core, CoreError};
-pub use session::{Outbound, Received, SessionInbox, SessionSink};
+pub use core::{BindError, Core, CoreError, server_features};
+pub use session::{EdgeLink, Outbound, Received, SessionInbox, SessionSink};
 pub use storage::StorageError;
 
 /// Open the node's data store (the edge never names RocksDB itself).

@@ -53,7 +53,51 @@ impl Queue {
 #[derive(Debug)]
 pub struct SessionSink {
     pub conn_id: u64,
-    queue: Arc<Queue>,
+    target: Target,
+}
+
+#[derive(Debug)]
+enum Target {
+    /// A connection task of this process.
+    Local(Arc<Queue>),
+    /// A session on a remote edge, reached through that edge's stream.
+    Remote(Arc<EdgeLink>),
+}
+
+/// The core's link to one remote edge: a bounded queue of deliveries that
+/// the edge's `Forward` stream carries down. A full queue refuses the
+/// delivery (the edge reads too slowly), as a full session queue does.
+#[derive(Debug)]
+pub struct EdgeLink {
+    pub edge: u64,
+    tx: tokio::sync::mpsc::Sender<proto::cluster::pb::Delivery>,
+}
+
+impl EdgeLink {
+    /// A link and the receiving end that feeds the edge's stream.
+    pub fn new(
+        edge: u64,
+        capacity: usize,
+    ) -> (
+        Arc<EdgeLink>,
+        tokio::sync::mpsc::Receiver<proto::cluster::pb::Delivery>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        (Arc::new(EdgeLink { edge, tx }), rx)
+    }
+
+    fn deliver(&self, session: u64, out: Outbound) -> bool {
+        use proto::cluster::envelope::{DeliveryAction, to_delivery};
+        let action = match out {
+            Outbound::Stanza(b) => DeliveryAction::Stanza(b),
+            Outbound::Close(c, t) => DeliveryAction::Close(c, t),
+        };
+        self.tx.try_send(to_delivery(vec![session], action)).is_ok()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
 }
 
 /// What the connection task gets from its queue.
@@ -83,24 +127,39 @@ impl SessionSink {
         (
             SessionSink {
                 conn_id,
-                queue: queue.clone(),
+                target: Target::Local(queue.clone()),
             },
             SessionInbox { queue },
         )
     }
 
+    /// A sink for session `conn_id` of a remote edge.
+    pub fn remote(conn_id: u64, link: Arc<EdgeLink>) -> SessionSink {
+        SessionSink {
+            conn_id,
+            target: Target::Remote(link),
+        }
+    }
+
     /// Queue bytes for the client; false if the session is gone or overflowed.
     pub fn send(&self, out: Outbound) -> bool {
+        match &self.target {
+            Target::Local(q) => Self::send_local(q, out),
+            Target::Remote(link) => link.deliver(self.conn_id, out),
+        }
+    }
+
+    fn send_local(queue: &Arc<Queue>, out: Outbound) -> bool {
         let was_empty = {
-            let mut st = self.queue.lock();
+            let mut st = queue.lock();
             if st.receiver_gone || st.overflowed {
                 return false;
             }
-            if st.items.len() >= self.queue.capacity {
+            if st.items.len() >= queue.capacity {
                 st.overflowed = true;
                 st.items.clear();
                 drop(st);
-                self.queue.notify.notify_one();
+                queue.notify.notify_one();
                 return false;
             }
             st.items.push_back(out);
@@ -109,35 +168,52 @@ impl SessionSink {
         // The reader drains everything it finds, so only the first item
         // after it emptied the queue needs to wake it.
         if was_empty {
-            self.queue.notify.notify_one();
+            queue.notify.notify_one();
         }
         true
     }
 
+    /// Whether this sink reaches its session through `link`.
+    pub fn is_via(&self, link: &Arc<EdgeLink>) -> bool {
+        matches!(&self.target, Target::Remote(l) if Arc::ptr_eq(l, link))
+    }
+
     pub fn is_closed(&self) -> bool {
-        self.queue.lock().receiver_gone
+        match &self.target {
+            Target::Local(q) => q.lock().receiver_gone,
+            Target::Remote(link) => link.is_closed(),
+        }
     }
 }
 
 impl Clone for SessionSink {
     fn clone(&self) -> SessionSink {
-        self.queue.lock().senders += 1;
+        let target = match &self.target {
+            Target::Local(q) => {
+                q.lock().senders += 1;
+                Target::Local(q.clone())
+            }
+            Target::Remote(link) => Target::Remote(link.clone()),
+        };
         SessionSink {
             conn_id: self.conn_id,
-            queue: self.queue.clone(),
+            target,
         }
     }
 }
 
 impl Drop for SessionSink {
     fn drop(&mut self) {
+        let Target::Local(q) = &self.target else {
+            return;
+        };
         let last = {
-            let mut st = self.queue.lock();
+            let mut st = q.lock();
             st.senders -= 1;
             st.senders == 0
         };
         if last {
-            self.queue.notify.notify_one();
+            q.notify.notify_one();
         }
     }
 }

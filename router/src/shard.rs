@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{BindError, Shared};
 use crate::modules::{Ctx, iq, message, presence};
-use crate::session::SessionSink;
+use crate::session::{EdgeLink, SessionSink};
 use std::sync::Arc;
 
 /// What a shard is asked to do.
@@ -34,6 +34,11 @@ pub(crate) enum ShardMsg {
     },
     Count {
         reply: oneshot::Sender<usize>,
+    },
+    /// A remote edge's stream ended: end the sessions bound through it.
+    DropEdge {
+        link: Arc<EdgeLink>,
+        reply: oneshot::Sender<()>,
     },
     /// Process everything queued, then answer.
     Stop {
@@ -152,6 +157,20 @@ fn handle(st: &mut ShardState, shared: &Shared, msg: ShardMsg) {
         }
         ShardMsg::Count { reply } => {
             let _ = reply.send(ctx.st.users.values().map(|u| u.sessions.len()).sum());
+        }
+        ShardMsg::DropEdge { link, reply } => {
+            let gone: Vec<(FullJid, u64)> = ctx
+                .st
+                .users
+                .values()
+                .flat_map(|u| &u.sessions)
+                .filter(|s| s.sink.is_via(&link))
+                .map(|s| (s.jid.clone(), s.sink.conn_id))
+                .collect();
+            for (jid, conn) in gone {
+                unbind(&mut ctx, &jid, conn);
+            }
+            let _ = reply.send(());
         }
         ShardMsg::Stop { reply } => {
             let _ = reply.send(());

@@ -60,6 +60,8 @@ impl TestServer {
     pub fn add_user(&self, jid: &str, password: &str) {
         let s = self.server.as_ref().expect("running");
         s.core
+            .as_ref()
+            .expect("a core in this process")
             .accounts()
             .add(&proto::BareJid::parse(jid).expect("jid"), password)
             .expect("add user");

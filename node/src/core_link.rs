@@ -1,0 +1,99 @@
+//! The edge's one handle on the core tier. In the single-node server (role
+//! `both`) it calls the in-process [`Core`]; on an edge node it calls a core
+//! node over gRPC ([`RemoteCore`]). The connection code is the same for both:
+//! only the transport differs (docs/cluster.md, "one code path").
+
+use std::sync::Arc;
+
+use proto::sasl::StoredCredentials;
+use proto::stanza::Stanza;
+use proto::{BareJid, Element, FullJid};
+use router::{BindError, Core, SessionSink};
+
+use crate::remote::RemoteCore;
+
+/// What an in-band registration request (XEP-0077) came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// A result IQ with this payload (the form, for a get).
+    Form(String),
+    /// An empty result IQ.
+    Done,
+    /// An error IQ with this `<error/>` element.
+    Error(String),
+}
+
+/// Why a stanza could not be handed to the core.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("the core is shutting down")]
+    ShuttingDown,
+    #[error("the core cannot be reached: {0}")]
+    Unreachable(String),
+}
+
+#[derive(Clone)]
+pub enum CoreLink {
+    Local(Core),
+    Remote(Arc<RemoteCore>),
+}
+
+impl CoreLink {
+    /// Bind a resource (RFC 6120 §7); `sink` reaches the connection.
+    pub async fn bind(&self, jid: FullJid, sink: SessionSink) -> Result<(), BindError> {
+        match self {
+            CoreLink::Local(c) => c.bind(jid, sink).await,
+            CoreLink::Remote(r) => r.bind(jid, sink).await,
+        }
+    }
+
+    /// The session ended: contacts see it go unavailable.
+    pub async fn unbind(&self, jid: FullJid, conn_id: u64) {
+        match self {
+            CoreLink::Local(c) => c.unbind(jid, conn_id).await,
+            CoreLink::Remote(r) => r.unbind(jid, conn_id).await,
+        }
+    }
+
+    /// Route a stanza of a bound session (`from` stamped). Waits while the
+    /// core's queue is full (back-pressure on the client's socket).
+    pub async fn route(&self, stanza: Stanza) -> Result<(), RouteError> {
+        match self {
+            CoreLink::Local(c) => c.route(stanza).await.map_err(|_| RouteError::ShuttingDown),
+            CoreLink::Remote(r) => r.route(stanza).await,
+        }
+    }
+
+    /// The stored credentials of an account, for SASL.
+    pub async fn credentials(&self, user: &BareJid) -> Result<Option<StoredCredentials>, String> {
+        match self {
+            CoreLink::Local(c) => c.accounts().credentials(user).map_err(|e| e.to_string()),
+            CoreLink::Remote(r) => r.credentials(user).await,
+        }
+    }
+
+    /// XEP-0077 registration before authentication.
+    pub async fn register(
+        &self,
+        domain: &str,
+        iq_type: &str,
+        payload: &Element,
+    ) -> Result<RegisterOutcome, String> {
+        match self {
+            CoreLink::Local(c) => Ok(
+                match router::modules::register::unauthenticated(
+                    c.accounts(),
+                    c.config().registration,
+                    domain,
+                    iq_type,
+                    payload,
+                ) {
+                    Ok(Some(form)) => RegisterOutcome::Form(form.to_xml(proto::ns::CLIENT)),
+                    Ok(None) => RegisterOutcome::Done,
+                    Err(e) => RegisterOutcome::Error(e.to_xml()),
+                },
+            ),
+            CoreLink::Remote(r) => r.register(domain, iq_type, payload).await,
+        }
+    }
+}

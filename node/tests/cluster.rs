@@ -1,0 +1,300 @@
+//! Two tiers as real processes: one `xmppd` with `role = "core"` and two
+//! with `role = "edge"`, on loopback ports chosen by the OS, talking gRPC.
+//! Clients on different edges subscribe to each other, chat and see each
+//! other's presence exactly as on one node; an edge killed with -9 makes
+//! its users go unavailable to their contacts, and they log in again
+//! through the other edge and find what was sent meanwhile.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::Client;
+use proto::Element;
+
+const PW: &str = "correct horse";
+const BIN: &str = env!("CARGO_BIN_EXE_xmppd");
+
+/// A process that is killed if the test ends early.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\n[registration]\nenabled = true\nmin_password_len = 4\n\n{body}",
+        dir.join(name).display()
+    );
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+/// Start `xmppd serve` and return it with the address in its first log
+/// line that contains `announce`.
+fn start(cfg: &Path, announce: &'static str) -> (Proc, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(cfg)
+        .arg("serve")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn xmppd");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if !sent
+                && line.contains(announce)
+                && let Some(addr) = line
+                    .split("addr=")
+                    .nth(1)
+                    .and_then(|a| a.split_whitespace().next())
+            {
+                let _ = tx.send(addr.trim_matches('"').to_string());
+                sent = true;
+            }
+        }
+    });
+    let child = Proc(child);
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("xmppd announced its address");
+    (child, addr.parse().expect("socket address"))
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    core_cfg: PathBuf,
+    core_addr: SocketAddr,
+    _core: Proc,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let core_cfg = config(
+            dir.path(),
+            "core",
+            "[cluster]\nrole = \"core\"\nnode_id = 1\nlisten = \"127.0.0.1:0\"\n",
+        );
+        let (core, core_addr) = start(&core_cfg, "cluster listener (gRPC)");
+        Cluster {
+            dir,
+            core_cfg,
+            core_addr,
+            _core: core,
+        }
+    }
+
+    /// An edge with this node id; returns it and its STARTTLS address.
+    fn edge(&self, id: u64) -> (Proc, SocketAddr) {
+        let cfg = config(
+            self.dir.path(),
+            &format!("edge{id}"),
+            &format!(
+                "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\n\n[cluster]\nrole = \"edge\"\nnode_id = {id}\ncore = \"{}\"\n",
+                self.core_addr
+            ),
+        );
+        start(&cfg, "client listener (STARTTLS)")
+    }
+
+    /// `xmppd user add` against the running core (its admin socket).
+    fn add_user(&self, jid: &str) {
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.core_cfg)
+            .args(["user", "add", jid, "--password", PW])
+            .output()
+            .expect("run xmppd user add");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn is_presence_from(e: &Element, from_prefix: &str, ptype: Option<&str>) -> bool {
+    e.name == "presence"
+        && e.attr("from").is_some_and(|f| f.starts_with(from_prefix))
+        && e.attr("type") == ptype
+}
+
+fn body(e: &Element) -> Option<String> {
+    (e.name == "message")
+        .then(|| e.child("body", proto::ns::CLIENT).map(Element::text))
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_on_different_edges_work_as_on_one_node_and_survive_an_edge_kill() {
+    let cluster = Cluster::start();
+    cluster.add_user("alice@localhost");
+    cluster.add_user("bob@localhost");
+    let (_edge_a, addr_a) = cluster.edge(2);
+    let (edge_b, addr_b) = cluster.edge(3);
+
+    let mut a = Client::online(addr_a, "alice@localhost", PW, "a")
+        .await
+        .expect("alice logs in through edge 2");
+    let mut b = Client::online(addr_b, "bob@localhost", PW, "b")
+        .await
+        .expect("bob logs in through edge 3");
+
+    // RFC 6121 §3: the subscription handshake, both ways, across edges.
+    a.send("<presence to='bob@localhost' type='subscribe'/>")
+        .await;
+    let req = b
+        .expect(|e| e.name == "presence" && e.attr("type") == Some("subscribe"))
+        .await
+        .expect("bob gets alice's request");
+    assert_eq!(req.attr("from"), Some("alice@localhost"));
+    b.send("<presence to='alice@localhost' type='subscribed'/>")
+        .await;
+    a.expect(|e| e.name == "presence" && e.attr("type") == Some("subscribed"))
+        .await
+        .expect("alice sees the approval");
+    a.expect(|e| is_presence_from(e, "bob@localhost/b", None))
+        .await
+        .expect("alice gets bob's presence");
+    b.send("<presence to='alice@localhost' type='subscribe'/>")
+        .await;
+    a.expect(|e| e.name == "presence" && e.attr("type") == Some("subscribe"))
+        .await
+        .expect("alice gets bob's request");
+    a.send("<presence to='bob@localhost' type='subscribed'/>")
+        .await;
+    b.expect(|e| is_presence_from(e, "alice@localhost/a", None))
+        .await
+        .expect("bob gets alice's presence");
+
+    // The roster is the core's: both see each other with subscription both.
+    a.send("<iq type='get' id='r2'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let roster = a
+        .expect(|e| e.attr("id") == Some("r2"))
+        .await
+        .expect("roster");
+    let item = roster
+        .child("query", "jabber:iq:roster")
+        .and_then(|q| q.elements().find(|i| i.attr("jid") == Some("bob@localhost")))
+        .expect("bob in alice's roster");
+    assert_eq!(item.attr("subscription"), Some("both"));
+
+    // Messages both ways, in order.
+    for i in 0..50 {
+        a.send(&format!(
+            "<message to='bob@localhost/b' type='chat' id='a{i}'><body>a{i}</body></message>"
+        ))
+        .await;
+    }
+    for i in 0..50 {
+        let m = b
+            .expect(|e| e.name == "message")
+            .await
+            .expect("bob's message");
+        assert_eq!(body(&m).as_deref(), Some(format!("a{i}").as_str()));
+        assert_eq!(m.attr("from"), Some("alice@localhost/a"));
+    }
+    b.send("<message to='alice@localhost' type='chat'><body>hello back</body></message>")
+        .await;
+    let m = a
+        .expect(|e| e.name == "message")
+        .await
+        .expect("alice's message");
+    assert_eq!(body(&m).as_deref(), Some("hello back"));
+
+    // Kill bob's edge: alice sees him go unavailable (RFC 6121 §4.5.2).
+    drop(edge_b);
+    a.expect(|e| is_presence_from(e, "bob@localhost/b", Some("unavailable")))
+        .await
+        .expect("bob goes unavailable when his edge dies");
+
+    // Sent while bob has no session: stored offline by the core.
+    a.send("<message to='bob@localhost' type='chat'><body>while you were out</body></message>")
+        .await;
+    let (_edge_c, addr_c) = cluster.edge(4);
+    let mut b = Client::login(addr_c, "bob@localhost", PW, "b2")
+        .await
+        .expect("bob logs in again through another edge");
+    b.send("<presence/>").await;
+    let m = b
+        .expect(|e| e.name == "message")
+        .await
+        .expect("the offline message");
+    assert_eq!(body(&m).as_deref(), Some("while you were out"));
+    a.expect(|e| is_presence_from(e, "bob@localhost/b2", None))
+        .await
+        .expect("alice sees bob back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_on_one_edge_and_log_in_on_another() {
+    let cluster = Cluster::start();
+    let (_edge_a, addr_a) = cluster.edge(2);
+    let (_edge_b, addr_b) = cluster.edge(3);
+
+    // XEP-0077 before authentication, answered by the core.
+    let mut c = Client::connect(addr_a).await;
+    c.open("localhost").await.expect("open");
+    c.starttls().await.expect("starttls");
+    c.open("localhost").await.expect("reopen");
+    c.send("<iq type='get' id='g1'><query xmlns='jabber:iq:register'/></iq>")
+        .await;
+    let form = c
+        .expect(|e| e.attr("id") == Some("g1"))
+        .await
+        .expect("the registration form");
+    assert_eq!(form.attr("type"), Some("result"));
+    assert!(
+        form.child("query", "jabber:iq:register")
+            .and_then(|q| q.child("password", "jabber:iq:register"))
+            .is_some()
+    );
+    c.send("<iq type='set' id='s1'><query xmlns='jabber:iq:register'><username>carol</username><password>carol's secret</password></query></iq>").await;
+    let done = c
+        .expect(|e| e.attr("id") == Some("s1"))
+        .await
+        .expect("registration result");
+    assert_eq!(done.attr("type"), Some("result"));
+    c.send("<iq type='set' id='s2'><query xmlns='jabber:iq:register'><username>carol</username><password>other</password></query></iq>").await;
+    let again = c
+        .expect(|e| e.attr("id") == Some("s2"))
+        .await
+        .expect("second registration answer");
+    assert_eq!(again.attr("type"), Some("error"), "the name is taken");
+
+    // SCRAM on the other edge uses the credentials stored by the core.
+    let mut carol = Client::login(addr_b, "carol@localhost", "carol's secret", "x")
+        .await
+        .expect("carol logs in through the other edge");
+    carol
+        .send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let pong = carol
+        .expect(|e| e.attr("id") == Some("p1"))
+        .await
+        .expect("the server answers");
+    assert_eq!(pong.attr("type"), Some("result"));
+    assert!(
+        Client::login(addr_b, "carol@localhost", "wrong", "y")
+            .await
+            .is_err(),
+        "a wrong password fails"
+    );
+}

@@ -1,0 +1,245 @@
+//! The core tier's gRPC face (`cluster.proto`, service `Core`): remote
+//! edges forward their clients' stanzas here and receive, on the same
+//! stream, the deliveries for their sessions. Bind, unbind, credentials and
+//! registration are unary calls. A session of a remote edge is a
+//! [`SessionSink::remote`] in its shard, so the shards process its stanzas
+//! exactly as they do a local connection's.
+//!
+//! An edge is known by the id in the `x-xmppd-edge` header of its calls
+//! (its node id); its session ids carry that id in their top bits
+//! ([`edge_of`]). When an edge's stream ends (the edge stopped, crashed or
+//! lost its connection), its sessions are removed and their contacts get
+//! unavailable presence (RFC 6121 §4.5.2).
+//!
+//! One core node serves every shard for now; the shard map and Raft
+//! replication (docs/cluster.md) put a leader lookup in front of this.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use proto::cluster::envelope::from_envelope;
+use proto::cluster::pb;
+use proto::cluster::ClusterError;
+use proto::{BareJid, FullJid};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::core::{BindError, Core};
+use crate::session::{EdgeLink, SessionSink};
+
+/// The call header that names the calling edge.
+pub const EDGE_HEADER: &str = "x-xmppd-edge";
+
+/// Session ids of edge `e` are `e << EDGE_SHIFT | n`.
+pub const EDGE_SHIFT: u32 = 40;
+
+/// The edge a session id belongs to.
+pub fn edge_of(session: u64) -> u64 {
+    session >> EDGE_SHIFT
+}
+
+/// Deliveries queued for one edge before further ones are refused.
+const EDGE_QUEUE: usize = 65_536;
+/// Deliveries per batch on the way down.
+const BATCH: usize = 256;
+
+type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The `Core` service of one core node.
+#[derive(Clone)]
+pub struct CoreService {
+    core: Core,
+    edges: Arc<Mutex<HashMap<u64, Arc<EdgeLink>>>>,
+}
+
+impl CoreService {
+    pub fn new(core: Core) -> CoreService {
+        CoreService {
+            core,
+            edges: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The tonic service to add to a server.
+    pub fn into_server(self) -> pb::core_server::CoreServer<CoreService> {
+        pb::core_server::CoreServer::new(self)
+    }
+
+    fn link(&self, edge: u64) -> Option<Arc<EdgeLink>> {
+        self.edges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&edge)
+            .cloned()
+    }
+}
+
+fn edge_id<T>(req: &Request<T>) -> Result<u64, Status> {
+    req.metadata()
+        .get(EDGE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .filter(|e| *e > 0)
+        .ok_or_else(|| {
+            ClusterError::BadRequest(format!("no valid {EDGE_HEADER} header")).into()
+        })
+}
+
+fn full_jid(s: &str) -> Result<FullJid, Status> {
+    match proto::Jid::parse(s) {
+        Ok(proto::Jid::Full(f)) => Ok(f),
+        _ => Err(ClusterError::BadRequest(format!("not a full JID: {s:?}")).into()),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Status {
+    ClusterError::Unavailable(e.to_string()).into()
+}
+
+#[tonic::async_trait]
+impl pb::core_server::Core for CoreService {
+    type ForwardStream = Out<pb::DeliveryBatch>;
+    type LeaseStream = Out<pb::LeaseGrant>;
+
+    async fn forward(
+        &self,
+        req: Request<Streaming<pb::EnvelopeBatch>>,
+    ) -> Result<Response<Self::ForwardStream>, Status> {
+        let edge = edge_id(&req)?;
+        let (link, rx) = EdgeLink::new(edge, EDGE_QUEUE);
+        let old = self
+            .edges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(edge, link.clone());
+        if old.is_some() {
+            tracing::info!(edge, "edge reconnected; its old stream is replaced");
+        }
+        tracing::info!(edge, "edge connected");
+        let mut up = req.into_inner();
+        let core = self.core.clone();
+        let edges = self.edges.clone();
+        tokio::spawn(async move {
+            'stream: while let Some(batch) = up.next().await {
+                let Ok(batch) = batch else { break };
+                for e in batch.envelopes {
+                    match from_envelope(e) {
+                        // `from` was stamped by the edge from the session.
+                        Ok((_, st)) => {
+                            if core.route(st).await.is_err() {
+                                break 'stream;
+                            }
+                        }
+                        Err(e) => tracing::warn!(edge, error = %e, "bad envelope dropped"),
+                    }
+                }
+            }
+            // The edge is gone (or replaced): its sessions end.
+            {
+                let mut m = edges.lock().unwrap_or_else(|p| p.into_inner());
+                if m.get(&edge).is_some_and(|l| Arc::ptr_eq(l, &link)) {
+                    m.remove(&edge);
+                }
+            }
+            tracing::info!(edge, "edge stream ended; removing its sessions");
+            core.drop_edge_sessions(link).await;
+        });
+        let down = futures::stream::unfold(rx, |mut rx| async move {
+            let first = rx.recv().await?;
+            let mut deliveries = vec![first];
+            while deliveries.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(d) => deliveries.push(d),
+                    Err(_) => break,
+                }
+            }
+            Some((Ok(pb::DeliveryBatch { deliveries }), rx))
+        });
+        Ok(Response::new(Box::pin(down)))
+    }
+
+    async fn bind(&self, req: Request<pb::BindRequest>) -> Result<Response<pb::BindReply>, Status> {
+        let edge = edge_id(&req)?;
+        let r = req.into_inner();
+        if edge_of(r.session) != edge {
+            return Err(ClusterError::BadRequest("session id of another edge".into()).into());
+        }
+        let jid = full_jid(&r.full_jid)?;
+        let link = self
+            .link(edge)
+            .ok_or_else(|| unavailable("the edge has no forward stream"))?;
+        let result = match self.core.bind(jid, SessionSink::remote(r.session, link)).await {
+            Ok(()) => pb::bind_reply::Result::Bound,
+            Err(BindError::NoSuchUser) => pb::bind_reply::Result::NoSuchUser,
+            Err(BindError::ShuttingDown) => return Err(unavailable("the core is stopping")),
+        };
+        Ok(Response::new(pb::BindReply {
+            result: result as i32,
+        }))
+    }
+
+    async fn unbind(&self, req: Request<pb::UnbindRequest>) -> Result<Response<pb::Empty>, Status> {
+        let r = req.into_inner();
+        let jid = full_jid(&r.full_jid)?;
+        self.core.unbind(jid, r.session).await;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn credentials(
+        &self,
+        req: Request<pb::AccountRequest>,
+    ) -> Result<Response<pb::CredentialsReply>, Status> {
+        let r = req.into_inner();
+        let user = BareJid::parse(&r.bare_jid)
+            .map_err(|e| Status::from(ClusterError::BadRequest(e.to_string())))?;
+        let creds = self
+            .core
+            .accounts()
+            .credentials(&user)
+            .map_err(|e| Status::from(ClusterError::Internal(e.to_string())))?;
+        Ok(Response::new(pb::CredentialsReply {
+            credentials: creds.map(|c| c.to_bytes().into()),
+        }))
+    }
+
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterReply>, Status> {
+        let r = req.into_inner();
+        let payload = proto::Element::parse(r.payload.as_bytes(), proto::ns::CLIENT, &[])
+            .map_err(|e| Status::from(ClusterError::BadRequest(e.to_string())))?;
+        let reply = match crate::modules::register::unauthenticated(
+            self.core.accounts(),
+            self.core.config().registration,
+            &r.domain,
+            &r.iq_type,
+            &payload,
+        ) {
+            Ok(Some(form)) => pb::RegisterReply {
+                result: Some(pb::register_reply::Result::Form(form.to_xml(proto::ns::CLIENT))),
+                empty: false,
+            },
+            Ok(None) => pb::RegisterReply {
+                result: None,
+                empty: true,
+            },
+            Err(e) => pb::RegisterReply {
+                result: Some(pb::register_reply::Result::Error(e.to_xml())),
+                empty: false,
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn lease(
+        &self,
+        _req: Request<Streaming<pb::Heartbeat>>,
+    ) -> Result<Response<Self::LeaseStream>, Status> {
+        // The forward stream's end removes a dead edge's sessions for now;
+        // leases that also cover a silent (partitioned) edge come with the
+        // Raft-replicated session table.
+        Err(Status::unimplemented("leases are not served yet"))
+    }
+}

@@ -306,6 +306,10 @@ pub struct ClusterConfig {
     /// Edge: the core node's gRPC address, e.g. `"127.0.0.1:7000"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub core: Option<String>,
+    /// Seconds after which a node that stopped answering (crashed, hung,
+    /// cut off) is dropped by its peer: an edge's users then go
+    /// unavailable to their contacts. 1 to 300, default 4.
+    pub liveness_secs: u64,
 }
 
 impl Default for ClusterConfig {
@@ -315,6 +319,7 @@ impl Default for ClusterConfig {
             node_id: 1,
             listen: "127.0.0.1:7000".to_string(),
             core: None,
+            liveness_secs: 4,
         }
     }
 }
@@ -441,6 +446,12 @@ impl Config {
             p.add(
                 "cluster.node_id",
                 format!("is {}, must be 1 to 65535", c.node_id),
+            );
+        }
+        if c.liveness_secs == 0 || c.liveness_secs > 300 {
+            p.add(
+                "cluster.liveness_secs",
+                format!("is {}, must be 1 to 300", c.liveness_secs),
             );
         }
         if c.role == Role::Core && c.listen.parse::<SocketAddr>().is_err() {

@@ -50,14 +50,20 @@ fn lock(m: &Sessions) -> std::sync::MutexGuard<'_, HashMap<u64, SessionSink>> {
 
 impl RemoteCore {
     /// Connect to the core node at `addr` (host:port), retrying for up to
-    /// `patience` while it starts, and open the forward stream.
+    /// `patience` while it starts, and open the forward stream. A core that
+    /// stops answering HTTP/2 pings for about `liveness` is taken as lost.
     pub async fn connect(
         edge: u64,
         addr: &str,
         patience: Duration,
+        liveness: Duration,
     ) -> anyhow::Result<Arc<RemoteCore>> {
+        let (ping, answer) = router::cluster::liveness(liveness);
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(Duration::from_secs(2))
+            .http2_keep_alive_interval(ping)
+            .keep_alive_timeout(answer)
+            .keep_alive_while_idle(true)
             .tcp_nodelay(true);
         let deadline = tokio::time::Instant::now() + patience;
         let channel = loop {

@@ -70,6 +70,7 @@ impl Server {
         cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         let domains = domains(&cfg)?;
         let role = cfg.cluster.role;
+        let liveness = Duration::from_secs(cfg.cluster.liveness_secs);
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
         let core_cfg = CoreConfig {
@@ -104,9 +105,12 @@ impl Server {
             cluster_addr = Some(l.local_addr()?);
             tracing::info!(addr = %l.local_addr()?, "cluster listener (gRPC)");
             let svc = router::cluster::CoreService::new(core.clone()).into_server();
+            let (ping, answer) = router::cluster::liveness(liveness);
             let mut stop = rx.clone();
             grpc = Some(tokio::spawn(async move {
                 let r = tonic::transport::Server::builder()
+                    .http2_keepalive_interval(Some(ping))
+                    .http2_keepalive_timeout(Some(answer))
                     .add_service(svc)
                     .serve_with_incoming_shutdown(
                         tonic::transport::server::TcpIncoming::from(l),
@@ -123,7 +127,8 @@ impl Server {
         let link = match (&core, &cfg.cluster.core) {
             (Some(c), _) => CoreLink::Local(c.clone()),
             (None, Some(addr)) => CoreLink::Remote(
-                RemoteCore::connect(cfg.cluster.node_id, addr, Duration::from_secs(30)).await?,
+                RemoteCore::connect(cfg.cluster.node_id, addr, Duration::from_secs(30), liveness)
+                    .await?,
             ),
             (None, None) => anyhow::bail!("an edge needs cluster.core"),
         };

@@ -80,7 +80,16 @@ struct Cluster {
     dir: tempfile::TempDir,
     core_cfg: PathBuf,
     core_addr: SocketAddr,
-    _core: Proc,
+    core: Proc,
+}
+
+fn signal(p: &Proc, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(p.0.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
 }
 
 impl Cluster {
@@ -89,14 +98,14 @@ impl Cluster {
         let core_cfg = config(
             dir.path(),
             "core",
-            "[cluster]\nrole = \"core\"\nnode_id = 1\nlisten = \"127.0.0.1:0\"\n",
+            "[cluster]\nrole = \"core\"\nnode_id = 1\nlisten = \"127.0.0.1:0\"\nliveness_secs = 2\n",
         );
         let (core, core_addr) = start(&core_cfg, "cluster listener (gRPC)");
         Cluster {
             dir,
             core_cfg,
             core_addr,
-            _core: core,
+            core,
         }
     }
 
@@ -106,7 +115,7 @@ impl Cluster {
             self.dir.path(),
             &format!("edge{id}"),
             &format!(
-                "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\n\n[cluster]\nrole = \"edge\"\nnode_id = {id}\ncore = \"{}\"\n",
+                "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\n\n[cluster]\nrole = \"edge\"\nnode_id = {id}\ncore = \"{}\"\nliveness_secs = 2\n",
                 self.core_addr
             ),
         );
@@ -297,4 +306,64 @@ async fn register_on_one_edge_and_log_in_on_another() {
             .is_err(),
         "a wrong password fails"
     );
+}
+
+/// `x` (`xj`) subscribes to `y` (`yj`), who approves; `x` gets `y`'s presence.
+async fn subscribe(x: &mut Client, y: &mut Client, xj: &str, yj: &str) {
+    x.send(&format!("<presence to='{yj}' type='subscribe'/>"))
+        .await;
+    y.expect(|e| e.name == "presence" && e.attr("type") == Some("subscribe"))
+        .await
+        .expect("request");
+    y.send(&format!("<presence to='{xj}' type='subscribed'/>"))
+        .await;
+    x.expect(|e| is_presence_from(e, yj, None))
+        .await
+        .expect("presence after approval");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_edge_is_dropped_and_a_lost_core_ends_the_edges_sessions() {
+    let mut cluster = Cluster::start();
+    cluster.add_user("alice@localhost");
+    cluster.add_user("bob@localhost");
+    let (edge_a, addr_a) = cluster.edge(2);
+    let (edge_b, addr_b) = cluster.edge(3);
+    let mut a = Client::online(addr_a, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    let mut b = Client::online(addr_b, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    // Mutual subscription, so that each sees the other's presence.
+    subscribe(&mut a, &mut b, "alice@localhost", "bob@localhost").await;
+    subscribe(&mut b, &mut a, "bob@localhost", "alice@localhost").await;
+
+    // Edge 3 hangs (SIGSTOP: its sockets stay open, nothing answers). The
+    // core stops hearing its HTTP/2 pings and drops it within the
+    // liveness time (2 s here): alice sees bob go unavailable.
+    signal(&edge_b, "STOP");
+    let started = std::time::Instant::now();
+    a.expect(|e| is_presence_from(e, "bob@localhost/b", Some("unavailable")))
+        .await
+        .expect("bob goes unavailable while his edge hangs");
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(8),
+        "dropped after {waited:?}, liveness is 2 s"
+    );
+    // When it wakes up, the edge finds its stream gone and ends bob's
+    // stream with an error: his client reconnects.
+    signal(&edge_b, "CONT");
+    let cond = b.stream_error().await.expect("bob's stream ends");
+    assert_eq!(cond, "internal-server-error");
+    drop(edge_b);
+
+    // The core dies: edge 2 ends alice's stream rather than keep a session
+    // that nothing routes to.
+    let core = std::mem::replace(&mut cluster.core, Proc(Command::new("true").spawn().expect("spawn")));
+    drop(core);
+    let cond = a.stream_error().await.expect("alice's stream ends");
+    assert_eq!(cond, "internal-server-error");
+    drop(edge_a);
 }

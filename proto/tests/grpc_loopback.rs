@@ -25,7 +25,6 @@ struct Echo;
 #[tonic::async_trait]
 impl Core for Echo {
     type ForwardStream = Out<pb::DeliveryBatch>;
-    type LeaseStream = Out<pb::LeaseGrant>;
 
     async fn forward(
         &self,
@@ -70,16 +69,6 @@ impl Core for Echo {
         _: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterReply>, Status> {
         Err(Status::unimplemented("no registration here"))
-    }
-
-    async fn lease(
-        &self,
-        req: Request<Streaming<pb::Heartbeat>>,
-    ) -> Result<Response<Self::LeaseStream>, Status> {
-        let out = req
-            .into_inner()
-            .map(|hb| hb.map(|_| pb::LeaseGrant { ttl_ms: 3000 }));
-        Ok(Response::new(Box::pin(out)))
     }
 }
 
@@ -180,14 +169,4 @@ async fn a_redirect_to_the_leader_crosses_the_wire() {
             address: Some("127.0.0.2:7001".into())
         }
     );
-    let mut lease = client
-        .lease(futures::stream::iter([pb::Heartbeat {
-            edge: 1,
-            sessions: 0,
-        }]))
-        .await
-        .expect("lease")
-        .into_inner();
-    let grant = lease.next().await.expect("a grant").expect("ok");
-    assert_eq!(grant.ttl_ms, 3000);
 }

@@ -7,9 +7,10 @@
 //!
 //! An edge is known by the id in the `x-xmppd-edge` header of its calls
 //! (its node id); its session ids carry that id in their top bits
-//! ([`edge_of`]). When an edge's stream ends (the edge stopped, crashed or
-//! lost its connection), its sessions are removed and their contacts get
-//! unavailable presence (RFC 6121 §4.5.2).
+//! ([`edge_of`]). The forward stream is the edge's lease: when it ends (the
+//! edge stopped, crashed, or stopped answering the HTTP/2 pings that the
+//! server sends, see [`liveness`]), its sessions are removed and their
+//! contacts get unavailable presence (RFC 6121 §4.5.2).
 //!
 //! One core node serves every shard for now; the shard map and Raft
 //! replication (docs/cluster.md) put a leader lookup in front of this.
@@ -45,6 +46,13 @@ const EDGE_QUEUE: usize = 65_536;
 const BATCH: usize = 256;
 
 type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// HTTP/2 ping interval and answer timeout for a liveness bound of
+/// `within`: a peer that stops answering is dropped after about `within`.
+pub fn liveness(within: std::time::Duration) -> (std::time::Duration, std::time::Duration) {
+    let interval = (within / 4).max(std::time::Duration::from_millis(100));
+    (interval, within.saturating_sub(interval).max(interval))
+}
 
 /// The `Core` service of one core node.
 #[derive(Clone)]
@@ -100,7 +108,6 @@ fn unavailable(e: impl std::fmt::Display) -> Status {
 #[tonic::async_trait]
 impl pb::core_server::Core for CoreService {
     type ForwardStream = Out<pb::DeliveryBatch>;
-    type LeaseStream = Out<pb::LeaseGrant>;
 
     async fn forward(
         &self,
@@ -231,15 +238,5 @@ impl pb::core_server::Core for CoreService {
             },
         };
         Ok(Response::new(reply))
-    }
-
-    async fn lease(
-        &self,
-        _req: Request<Streaming<pb::Heartbeat>>,
-    ) -> Result<Response<Self::LeaseStream>, Status> {
-        // The forward stream's end removes a dead edge's sessions for now;
-        // leases that also cover a silent (partitioned) edge come with the
-        // Raft-replicated session table.
-        Err(Status::unimplemented("leases are not served yet"))
     }
 }

@@ -157,7 +157,7 @@ impl pb::core_server::Core for CoreService {
             let mut deliveries = vec![first];
             while deliveries.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(d) => deliveries.push(d),
+                    Ok(d) => push_merged(&mut deliveries, d),
                     Err(_) => break,
                 }
             }
@@ -238,5 +238,87 @@ impl pb::core_server::Core for CoreService {
             },
         };
         Ok(Response::new(reply))
+    }
+}
+
+/// Append `d`, or add its sessions to the last delivery when both carry
+/// the same bytes (the same buffer: a broadcast's sends share one): a
+/// fan-out to many sessions of one edge crosses the wire once. Only the
+/// last delivery is merged into, so no session sees its stanzas reordered.
+fn push_merged(deliveries: &mut Vec<pb::Delivery>, d: pb::Delivery) {
+    use pb::delivery::What;
+    if let (Some(last), Some(What::Stanza(b))) = (deliveries.last_mut(), &d.what)
+        && let Some(What::Stanza(a)) = &last.what
+        && a.as_ptr() == b.as_ptr()
+        && a.len() == b.len()
+    {
+        last.sessions.extend_from_slice(&d.sessions);
+        return;
+    }
+    deliveries.push(d);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use proto::cluster::envelope::{DeliveryAction, to_delivery};
+
+    fn stanza(sessions: &[u64], b: &Bytes) -> pb::Delivery {
+        to_delivery(sessions.to_vec(), DeliveryAction::Stanza(b.clone()))
+    }
+
+    #[test]
+    fn a_broadcast_to_one_edge_travels_once_and_order_is_kept() {
+        let presence = Bytes::from_static(b"<presence from='a@x/r'/>");
+        let message = Bytes::from(b"<message/>".to_vec());
+        let same_text = Bytes::from(b"<presence from='a@x/r'/>".to_vec());
+        let mut out = Vec::new();
+        for d in [
+            stanza(&[1], &presence),
+            stanza(&[2], &presence),
+            stanza(&[3, 4], &presence),
+            stanza(&[2], &message),
+            // The same bytes again, but after a message to session 2:
+            // merging it into the first delivery would reorder session 2.
+            stanza(&[2], &presence),
+            // Equal text in another buffer is another stanza.
+            stanza(&[5], &same_text),
+        ] {
+            push_merged(&mut out, d);
+        }
+        let got: Vec<(Vec<u64>, Vec<u8>)> = out
+            .into_iter()
+            .map(|d| match d.what {
+                Some(pb::delivery::What::Stanza(b)) => (d.sessions, b.to_vec()),
+                _ => panic!("a stanza"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (vec![1, 2, 3, 4], presence.to_vec()),
+                (vec![2], message.to_vec()),
+                (vec![2], presence.to_vec()),
+                (vec![5], same_text.to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn session_ids_name_their_edge() {
+        for edge in [1u64, 2, 65_535] {
+            assert_eq!(edge_of((edge << EDGE_SHIFT) + 1), edge);
+            assert_eq!(edge_of((edge << EDGE_SHIFT) + (1 << EDGE_SHIFT) - 1), edge);
+        }
+    }
+
+    #[test]
+    fn liveness_splits_into_ping_interval_and_timeout() {
+        use std::time::Duration;
+        let (i, t) = liveness(Duration::from_secs(4));
+        assert_eq!((i, t), (Duration::from_secs(1), Duration::from_secs(3)));
+        let (i, t) = liveness(Duration::from_millis(100));
+        assert!(i >= Duration::from_millis(100) && t >= i);
     }
 }

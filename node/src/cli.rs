@@ -1,5 +1,5 @@
 //! The command line: `xmppd [serve]`, `xmppd user add|passwd|del|list`,
-//! `xmppd config check`.
+//! `xmppd config check`, `xmppd cluster status`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -30,6 +30,21 @@ pub enum Command {
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Ask a core node about the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Members with their roles and health, the shard map, each shard's
+    /// leader and replicas.
+    Status {
+        /// A core node's gRPC address; default: this node's (a core's
+        /// `cluster.listen`, an edge's `cluster.core`).
+        #[arg(long)]
+        core: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,4 +166,98 @@ pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> 
     }
     store.flush()?;
     Ok(())
+}
+
+/// Run a `cluster` command against a core node.
+pub async fn cluster_command(cfg: &Config, cmd: ClusterCommand) -> anyhow::Result<()> {
+    use crate::config::Role;
+    use proto::cluster::pb;
+    let ClusterCommand::Status { core } = cmd;
+    let addr = match (core, cfg.cluster.role) {
+        (Some(a), _) => a,
+        (None, Role::Core) => cfg.cluster.listen.clone(),
+        (None, Role::Edge) => cfg
+            .cluster
+            .core
+            .clone()
+            .context("cluster.core is not set")?,
+        (None, Role::Both) => bail!(
+            "this configuration is a single node (cluster.role = \"both\"); name a core node with --core"
+        ),
+    };
+    let mut client = pb::admin_client::AdminClient::connect(format!("http://{addr}"))
+        .await
+        .with_context(|| format!("connecting to the core node at {addr}"))?;
+    let st = client
+        .status(pb::Empty {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", proto::cluster::ClusterError::from(s)))?
+        .into_inner();
+    print!("{}", format_status(&st));
+    Ok(())
+}
+
+/// The status as an operator reads it: a member table, then the shards
+/// grouped by leader and replicas.
+pub fn format_status(st: &proto::cluster::pb::ClusterStatus) -> String {
+    use proto::cluster::pb;
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "members:");
+    let _ = writeln!(
+        out,
+        "  {:>5}  {:<5}  {:<22}  {:<7}  {:>8}",
+        "id", "role", "address", "health", "sessions"
+    );
+    for m in &st.members {
+        let role = match pb::Role::try_from(m.role) {
+            Ok(pb::Role::Core) => "core",
+            Ok(pb::Role::Edge) => "edge",
+            _ => "?",
+        };
+        let sessions = if role == "edge" {
+            m.sessions.to_string()
+        } else {
+            "-".to_string()
+        };
+        let health = if m.healthy { "ok" } else { "down" };
+        let _ = writeln!(
+            out,
+            "  {:>5}  {:<5}  {:<22}  {:<7}  {:>8}",
+            m.id, role, m.address, health, sessions
+        );
+    }
+    let meta = st
+        .meta_leader
+        .map_or_else(|| "none".to_string(), |l| l.to_string());
+    let _ = writeln!(out, "meta leader: {meta}");
+    let _ = writeln!(out, "shards: {}", st.shards.len());
+    // Runs of consecutive shards with the same leader and replicas.
+    let mut i = 0;
+    while i < st.shards.len() {
+        let s = &st.shards[i];
+        let mut j = i;
+        while j + 1 < st.shards.len()
+            && st.shards[j + 1].leader == s.leader
+            && st.shards[j + 1].replicas == s.replicas
+        {
+            j += 1;
+        }
+        let range = if i == j {
+            format!("{}", s.shard)
+        } else {
+            format!("{}-{}", s.shard, st.shards[j].shard)
+        };
+        let leader = s
+            .leader
+            .map_or_else(|| "none".to_string(), |l| l.to_string());
+        let replicas: Vec<String> = s.replicas.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "  {range:<9} leader {leader:<5} replicas {}",
+            replicas.join(",")
+        );
+        i = j + 1;
+    }
+    out
 }

@@ -38,6 +38,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::User(cmd)) => node::cli::user_command(&cfg, cmd).await,
         Some(Command::Serve) | None => serve(cfg).await,
         Some(Command::Config(_)) => Ok(()),
+        Some(Command::Cluster(cmd)) => node::cli::cluster_command(&cfg, cmd).await,
     }
 }
 

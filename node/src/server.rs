@@ -104,14 +104,19 @@ impl Server {
                 .with_context(|| format!("binding cluster listener {addr}"))?;
             cluster_addr = Some(l.local_addr()?);
             tracing::info!(addr = %l.local_addr()?, "cluster listener (gRPC)");
-            let svc = router::cluster::CoreService::new(core.clone()).into_server();
+            let svc = router::cluster::CoreService::new(
+                core.clone(),
+                cfg.cluster.node_id,
+                l.local_addr()?.to_string(),
+            );
             let (ping, answer) = router::cluster::liveness(liveness);
             let mut stop = rx.clone();
             grpc = Some(tokio::spawn(async move {
                 let r = tonic::transport::Server::builder()
                     .http2_keepalive_interval(Some(ping))
                     .http2_keepalive_timeout(Some(answer))
-                    .add_service(svc)
+                    .add_service(svc.core_server())
+                    .add_service(svc.admin_server())
                     .serve_with_incoming_shutdown(
                         tonic::transport::server::TcpIncoming::from(l),
                         async move {

@@ -122,6 +122,22 @@ impl Cluster {
         start(&cfg, "client listener (STARTTLS)")
     }
 
+    /// `xmppd cluster status` against the running core.
+    fn status(&self) -> String {
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.core_cfg)
+            .args(["cluster", "status", "--core", &self.core_addr.to_string()])
+            .output()
+            .expect("run xmppd cluster status");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `xmppd user add` against the running core (its admin socket).
     fn add_user(&self, jid: &str) {
         let out = Command::new(BIN)
@@ -228,11 +244,35 @@ async fn users_on_different_edges_work_as_on_one_node_and_survive_an_edge_kill()
         .expect("alice's message");
     assert_eq!(body(&m).as_deref(), Some("hello back"));
 
+    // The operator's view: the core, both edges with a session each, and
+    // every shard led by the core.
+    let st = cluster.status();
+    let row = |id: &str| {
+        st.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(row("1").get(1).copied(), Some("core"), "{st}");
+    for edge in ["2", "3"] {
+        let r = row(edge);
+        assert_eq!(r.get(1).copied(), Some("edge"), "{st}");
+        assert_eq!(r.get(3).copied(), Some("ok"), "{st}");
+        assert_eq!(r.get(4).copied(), Some("1"), "one session on edge {edge}: {st}");
+    }
+    assert!(st.contains("shards: 16"), "{st}");
+    assert!(st.contains("0-15      leader 1     replicas 1"), "{st}");
+
     // Kill bob's edge: alice sees him go unavailable (RFC 6121 §4.5.2).
     drop(edge_b);
     a.expect(|e| is_presence_from(e, "bob@localhost/b", Some("unavailable")))
         .await
         .expect("bob goes unavailable when his edge dies");
+    let st = cluster.status();
+    assert!(
+        !st.lines().any(|l| l.split_whitespace().next() == Some("3")),
+        "the dead edge is gone: {st}"
+    );
 
     // Sent while bob has no session: stored offline by the core.
     a.send("<message to='bob@localhost' type='chat'><body>while you were out</body></message>")

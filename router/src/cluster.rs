@@ -54,24 +54,42 @@ pub fn liveness(within: std::time::Duration) -> (std::time::Duration, std::time:
     (interval, within.saturating_sub(interval).max(interval))
 }
 
-/// The `Core` service of one core node.
+/// A connected edge: its link and where it connects from.
+struct EdgeEntry {
+    link: Arc<EdgeLink>,
+    from: String,
+}
+
+type Edges = Arc<Mutex<HashMap<u64, EdgeEntry>>>;
+
+/// The `Core` and `Admin` services of one core node.
 #[derive(Clone)]
 pub struct CoreService {
     core: Core,
-    edges: Arc<Mutex<HashMap<u64, Arc<EdgeLink>>>>,
+    node_id: u64,
+    address: String,
+    edges: Edges,
 }
 
 impl CoreService {
-    pub fn new(core: Core) -> CoreService {
+    /// The services of core node `node_id`, reachable at `address`.
+    pub fn new(core: Core, node_id: u64, address: String) -> CoreService {
         CoreService {
             core,
+            node_id,
+            address,
             edges: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    /// The tonic service to add to a server.
-    pub fn into_server(self) -> pb::core_server::CoreServer<CoreService> {
-        pb::core_server::CoreServer::new(self)
+    /// The tonic service for edges.
+    pub fn core_server(&self) -> pb::core_server::CoreServer<CoreService> {
+        pb::core_server::CoreServer::new(self.clone())
+    }
+
+    /// The tonic service for operators.
+    pub fn admin_server(&self) -> pb::admin_server::AdminServer<CoreService> {
+        pb::admin_server::AdminServer::new(self.clone())
     }
 
     fn link(&self, edge: u64) -> Option<Arc<EdgeLink>> {
@@ -79,7 +97,7 @@ impl CoreService {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&edge)
-            .cloned()
+            .map(|e| e.link.clone())
     }
 }
 
@@ -114,12 +132,18 @@ impl pb::core_server::Core for CoreService {
         req: Request<Streaming<pb::EnvelopeBatch>>,
     ) -> Result<Response<Self::ForwardStream>, Status> {
         let edge = edge_id(&req)?;
+        let from = req
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let (link, rx) = EdgeLink::new(edge, EDGE_QUEUE);
-        let old = self
-            .edges
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(edge, link.clone());
+        let old = self.edges.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            edge,
+            EdgeEntry {
+                link: link.clone(),
+                from,
+            },
+        );
         if old.is_some() {
             tracing::info!(edge, "edge reconnected; its old stream is replaced");
         }
@@ -145,7 +169,7 @@ impl pb::core_server::Core for CoreService {
             // The edge is gone (or replaced): its sessions end.
             {
                 let mut m = edges.lock().unwrap_or_else(|p| p.into_inner());
-                if m.get(&edge).is_some_and(|l| Arc::ptr_eq(l, &link)) {
+                if m.get(&edge).is_some_and(|e| Arc::ptr_eq(&e.link, &link)) {
                     m.remove(&edge);
                 }
             }
@@ -238,6 +262,49 @@ impl pb::core_server::Core for CoreService {
             },
         };
         Ok(Response::new(reply))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for CoreService {
+    /// This core node, the edges connected to it, and the shard map: one
+    /// core node leads every shard until the Raft groups exist.
+    async fn status(&self, _: Request<pb::Empty>) -> Result<Response<pb::ClusterStatus>, Status> {
+        let mut members = vec![pb::Member {
+            id: self.node_id,
+            role: pb::Role::Core as i32,
+            address: self.address.clone(),
+            healthy: true,
+            sessions: 0,
+        }];
+        let edges: Vec<(u64, Arc<EdgeLink>, String)> = {
+            let m = self.edges.lock().unwrap_or_else(|p| p.into_inner());
+            m.iter()
+                .map(|(id, e)| (*id, e.link.clone(), e.from.clone()))
+                .collect()
+        };
+        for (id, link, from) in edges {
+            members.push(pb::Member {
+                id,
+                role: pb::Role::Edge as i32,
+                address: from,
+                healthy: !link.is_closed(),
+                sessions: self.core.session_count_via(&link).await as u64,
+            });
+        }
+        members.sort_by_key(|m| (m.role, m.id));
+        let shards = (0..self.core.shard_count() as u32)
+            .map(|shard| pb::ShardPlacement {
+                shard,
+                leader: Some(self.node_id),
+                replicas: vec![self.node_id],
+            })
+            .collect();
+        Ok(Response::new(pb::ClusterStatus {
+            members,
+            shards,
+            meta_leader: Some(self.node_id),
+        }))
     }
 }
 

@@ -215,14 +215,32 @@ impl Core {
 
     /// Number of bound sessions in all shards (for metrics and tests).
     pub async fn session_count(&self) -> usize {
+        self.count(None).await
+    }
+
+    /// Number of sessions bound through one remote edge's link.
+    pub async fn session_count_via(&self, link: &Arc<crate::session::EdgeLink>) -> usize {
+        self.count(Some(link.clone())).await
+    }
+
+    async fn count(&self, via: Option<Arc<crate::session::EdgeLink>>) -> usize {
         let mut total = 0;
         for h in &self.shared.shards {
             let (reply, rx) = oneshot::channel();
-            if h.edge.send(ShardMsg::Count { reply }).await.is_ok() {
+            let msg = ShardMsg::Count {
+                via: via.clone(),
+                reply,
+            };
+            if h.edge.send(msg).await.is_ok() {
                 total += rx.await.unwrap_or(0);
             }
         }
         total
+    }
+
+    /// How many shards this core runs.
+    pub fn shard_count(&self) -> usize {
+        self.shared.shards.len()
     }
 
     /// Stop every shard after it has processed what it holds, then flush the

@@ -32,7 +32,9 @@ pub(crate) enum ShardMsg {
         user: BareJid,
         reply: oneshot::Sender<()>,
     },
+    /// Bound sessions: all, or those bound through one edge's link.
     Count {
+        via: Option<Arc<EdgeLink>>,
         reply: oneshot::Sender<usize>,
     },
     /// A remote edge's stream ended: end the sessions bound through it.
@@ -155,8 +157,15 @@ fn handle(st: &mut ShardState, shared: &Shared, msg: ShardMsg) {
             }
             let _ = reply.send(());
         }
-        ShardMsg::Count { reply } => {
-            let _ = reply.send(ctx.st.users.values().map(|u| u.sessions.len()).sum());
+        ShardMsg::Count { via, reply } => {
+            let n = ctx
+                .st
+                .users
+                .values()
+                .flat_map(|u| &u.sessions)
+                .filter(|s| via.as_ref().is_none_or(|l| s.sink.is_via(l)))
+                .count();
+            let _ = reply.send(n);
         }
         ShardMsg::DropEdge { link, reply } => {
             let gone: Vec<(FullJid, u64)> = ctx

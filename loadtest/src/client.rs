@@ -29,7 +29,9 @@ pub enum TlsMode {
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct Target {
-    pub addr: SocketAddr,
+    /// The server's addresses (several: the edges of a cluster); user `n`
+    /// connects to `addrs[n % len]`.
+    pub addrs: Vec<SocketAddr>,
     pub domain: String,
     pub tls: TlsMode,
     pub mechanism: String,
@@ -270,13 +272,14 @@ fn failure(e: &Element) -> String {
 /// initial presence, or nothing when empty).
 pub async fn login(
     t: &Target,
+    addr: SocketAddr,
     user: &str,
     password: &str,
     resource: &str,
     source: Option<IpAddr>,
     presence: &str,
 ) -> anyhow::Result<Session> {
-    let s = tcp(t.addr, source).await?;
+    let s = tcp(addr, source).await?;
     let mut cb = None;
     let conn = match t.tls {
         TlsMode::Direct => {

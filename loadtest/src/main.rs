@@ -60,6 +60,11 @@ pub struct Args {
     host: String,
     #[arg(long, default_value_t = 5222)]
     port: u16,
+    /// More servers to spread the users over, as host:port (e.g. the other
+    /// edges of a cluster): user n connects to the (n mod k)th of --host
+    /// and these, so the two users of a `chat` pair are on different edges.
+    #[arg(long, value_delimiter = ',')]
+    also: Vec<String>,
     #[arg(long, default_value = "localhost")]
     domain: String,
     /// Certificates are never verified: this is a test tool.
@@ -258,13 +263,24 @@ fn main() -> ExitCode {
 
 /// Run the scenario and report; true if the run passed.
 async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
-    let addr: SocketAddr = tokio::net::lookup_host((args.host.as_str(), args.port))
-        .await
-        .context("resolving --host")?
-        .next()
-        .context("--host has no address")?;
+    let mut addrs: Vec<SocketAddr> = vec![
+        tokio::net::lookup_host((args.host.as_str(), args.port))
+            .await
+            .context("resolving --host")?
+            .next()
+            .context("--host has no address")?,
+    ];
+    for a in &args.also {
+        addrs.push(
+            tokio::net::lookup_host(a.as_str())
+                .await
+                .with_context(|| format!("resolving --also {a}"))?
+                .next()
+                .with_context(|| format!("--also {a} has no address"))?,
+        );
+    }
     let target = Target {
-        addr,
+        addrs,
         domain: args.domain.clone(),
         tls: args.tls,
         mechanism: args.mechanism.clone(),
@@ -322,12 +338,19 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
     let errors = metrics.errors.load(Ordering::Relaxed);
     let problems = report::problems(&result, errors);
     let ok = problems.is_empty();
+    let addr_list = ctx
+        .target
+        .addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let report = serde_json::json!({
         "scenario": args.scenario_name(),
         "ok": ok,
         "problems": problems,
         "server": {
-            "address": addr.to_string(),
+            "address": addr_list,
             "domain": args.domain,
             "tls": format!("{:?}", args.tls).to_lowercase(),
             "mechanism": args.mechanism,
@@ -349,7 +372,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
     let title = format!(
         "xmpp-loadtest {} against {} ({})",
         args.scenario_name(),
-        addr,
+        addr_list,
         args.domain
     );
     println!("{title}");

@@ -172,6 +172,7 @@ pub async fn login(ctx: &Ctx, n: usize, i: usize, presence: &str) -> anyhow::Res
         Duration::from_secs(60),
         client::login(
             &ctx.target,
+            ctx.target.addrs[n % ctx.target.addrs.len()],
             &ctx.user(n),
             &args.password,
             &args.resource,

@@ -52,13 +52,21 @@ struct Xmppd {
 
 impl Xmppd {
     fn start() -> Xmppd {
+        Self::start_with(
+            "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = \"127.0.0.1:0\"\n",
+            "client listener (STARTTLS)",
+        )
+    }
+
+    /// A node with `extra` configuration; `addr` is the one in its first
+    /// log line containing `announce`.
+    fn start_with(extra: &str, announce: &'static str) -> Xmppd {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("xmppd.toml");
         std::fs::write(
             &config,
             format!(
-                "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\
-                 [listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = \"127.0.0.1:0\"\n\
+                "domains = [\"localhost\"]\ndata_dir = \"{}\"\n{extra}\
                  [limits]\nread_rate_bytes_per_sec = 0\nmax_connections_per_ip = 5000\n\
                  [registration]\nenabled = true\nmin_password_len = 4\n",
                 dir.path().join("data").display()
@@ -70,6 +78,7 @@ impl Xmppd {
             .arg(&config)
             .arg("serve")
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -78,7 +87,7 @@ impl Xmppd {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if line.contains("client listener (STARTTLS)")
+                if line.contains(announce)
                     && let Some(a) = line.split("addr=").nth(1)
                 {
                     let a = a.split_whitespace().next().unwrap_or_default();
@@ -614,4 +623,53 @@ fn muc_pubsub_and_the_whole_mix_against_prosody() {
     }
     assert_eq!(num(r, "muc.delivered"), num(r, "muc.sent") * 3);
     assert_eq!(num(r, "pubsub.delivered"), num(r, "pubsub.sent") * 3);
+}
+
+/// `--also`: the two users of each pair log in through different edges of
+/// a cluster (one core node, two edges), and every message crosses the
+/// core; the harness counts them all.
+#[test]
+fn chat_across_the_edges_of_a_cluster() {
+    let core = Xmppd::start_with(
+        "[cluster]\nrole = \"core\"\nlisten = \"127.0.0.1:0\"\n",
+        "cluster listener (gRPC)",
+    );
+    let edge = |id: u64| {
+        Xmppd::start_with(
+            &format!(
+                "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\n\
+                 [cluster]\nrole = \"edge\"\nnode_id = {id}\ncore = \"{}\"\n",
+                core.addr
+            ),
+            "client listener (STARTTLS)",
+        )
+    };
+    let (e2, e3) = (edge(2), edge(3));
+    let also = format!("127.0.0.1:{}", port(&e3));
+    let run = harness(
+        &[
+            "chat",
+            "--port",
+            &port(&e2),
+            "--also",
+            &also,
+            "--register",
+            "--pairs",
+            "5",
+            "--window",
+            "8",
+            "--duration",
+            "2",
+        ],
+        Duration::from_secs(60),
+    );
+    passed(&run);
+    let r = &run.report;
+    assert!(num(r, "result.sent") > 0, "{r}");
+    assert_eq!(num(r, "result.delivered"), num(r, "result.sent"), "{r}");
+    let addrs = r["server"]["address"].as_str().unwrap_or_default();
+    assert!(
+        addrs.contains(&port(&e2)) && addrs.contains(&port(&e3)),
+        "both edges in the report: {addrs}"
+    );
 }

@@ -760,3 +760,39 @@ async fn unsubscribing_stops_presence_and_updates_both_rosters() {
     );
     t.stop().await;
 }
+
+/// Joining a room of a MUC service on another domain (here
+/// conference.localhost, which this server does not serve) is directed
+/// presence that cannot be delivered without server-to-server: the client
+/// gets a presence error at once instead of waiting for a join that never
+/// comes; its own unavailable presence later is not answered.
+#[tokio::test]
+async fn directed_presence_to_an_unserved_domain_is_answered_with_an_error() {
+    let t = two_users().await;
+    let mut a = Client::online(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    a.send("<presence to='room@conference.localhost/alice' id='j1'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+        .await;
+    let e = a
+        .expect(|e| e.name == "presence" && e.attr("type") == Some("error"))
+        .await
+        .expect("a presence error");
+    assert_eq!(e.attr("from"), Some("room@conference.localhost/alice"));
+    assert_eq!(e.attr("id"), Some("j1"));
+    assert!(
+        e.child("error", ns::CLIENT)
+            .and_then(|x| x.child("remote-server-not-found", ns::STANZAS_ERR))
+            .is_some(),
+        "{}",
+        e.to_xml(ns::CLIENT)
+    );
+    // Unavailable presence to it is dropped without an answer: the next
+    // thing alice reads is the answer to her ping.
+    a.send("<presence to='room@conference.localhost/alice' type='unavailable'/>")
+        .await;
+    a.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let next = a.next_element().await.expect("the ping answer");
+    assert_eq!(next.attr("id"), Some("p1"), "{}", next.to_xml(ns::CLIENT));
+}

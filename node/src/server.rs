@@ -118,7 +118,7 @@ impl Server {
                     .add_service(svc.core_server())
                     .add_service(svc.admin_server())
                     .serve_with_incoming_shutdown(
-                        tonic::transport::server::TcpIncoming::from(l),
+                        tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
                         async move {
                             let _ = stop.wait_for(|s| *s).await;
                         },

@@ -134,6 +134,34 @@ impl Db {
         Ok(self.db.write_opt(batch, &self.write_opts)?)
     }
 
+    /// Writes one batch atomically through the WAL, fsynced if `sync`
+    /// whatever the store's default.
+    pub(crate) fn write_sync(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(false);
+        wo.set_sync(sync || self.opts.sync_writes);
+        Ok(self.db.write_opt(batch, &wo)?)
+    }
+
+    /// The last record of `range` in key order, if any.
+    pub(crate) fn last_in(
+        &self,
+        cf: &'static str,
+        range: &KeyRange,
+    ) -> Result<Option<crate::raft::Record>, StorageError> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(range.start.clone());
+        ro.set_iterate_upper_bound(range.end.clone());
+        let mut it = self.db.iterator_cf_opt(self.cf(cf)?, ro, IteratorMode::End);
+        match it.next() {
+            Some(kv) => {
+                let (k, v) = kv?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// A point read and a scan from one consistent snapshot.
     pub(crate) fn get_and_scan<T>(
         &self,
@@ -148,6 +176,26 @@ impl Db {
         let handle = self.cf(cf)?;
         let value = self.db.get_cf_opt(handle, key, &ro)?;
         let items = self.scan_opt(handle, ro, range, &mut each)?;
+        Ok((value, items))
+    }
+
+    /// A point read in one column family and a scan of another, from one
+    /// consistent snapshot of the database.
+    pub(crate) fn get_and_scan_across<T>(
+        &self,
+        get_cf: &'static str,
+        key: &[u8],
+        scan_cf: &'static str,
+        range: &KeyRange,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<T, StorageError>,
+    ) -> Result<(Option<Vec<u8>>, Vec<T>), StorageError> {
+        let snap = self.db.snapshot();
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&snap);
+        let value = self.db.get_cf_opt(self.cf(get_cf)?, key, &ro)?;
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&snap);
+        let items = self.scan_opt(self.cf(scan_cf)?, ro, range, &mut each)?;
         Ok((value, items))
     }
 

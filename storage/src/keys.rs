@@ -27,7 +27,15 @@ pub(crate) const CF_ACCOUNTS: &str = "accounts";
 pub(crate) const CF_ROSTERS: &str = "rosters";
 pub(crate) const CF_OFFLINE: &str = "offline";
 pub(crate) const CF_VCARDS: &str = "vcards";
-pub(crate) const COLUMN_FAMILIES: [&str; 4] = [CF_ACCOUNTS, CF_ROSTERS, CF_OFFLINE, CF_VCARDS];
+pub(crate) const COLUMN_FAMILIES: [&str; 7] = [
+    CF_ACCOUNTS,
+    CF_ROSTERS,
+    CF_OFFLINE,
+    CF_VCARDS,
+    crate::raft::keys::CF_RAFT_LOG,
+    crate::raft::keys::CF_RAFT_META,
+    crate::raft::keys::CF_SHARD_DATA,
+];
 
 const SEP: u8 = 0x00;
 

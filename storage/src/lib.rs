@@ -1,7 +1,8 @@
 //! Persistence for one node: a single RocksDB database with a column family
 //! per aggregate and one store type per aggregate: `Accounts` (SCRAM
 //! credentials, RFC 5802), `Rosters` (RFC 6121 items and XEP-0237 versions),
-//! `Offline` (XEP-0160 queues) and `Vcards` (XEP-0054). Keys and their
+//! `Offline` (XEP-0160 queues) and `Vcards` (XEP-0054), plus the Raft log
+//! and state machine of every Raft group on the node (`raft`, openraft). Keys and their
 //! layout live in `keys.rs`, value formats in `codec.rs`.
 //!
 //! The API is synchronous and every call is short; async callers run it
@@ -10,8 +11,8 @@
 //! counters (roster version, offline sequence and count) live in the
 //! database and are updated in the same batch as the data they count.
 //!
-//! This crate knows nothing of routing, sockets or tokio; it depends only on
-//! `proto` for the types it stores.
+//! This crate knows nothing of routing, sockets or tokio; it depends on
+//! `proto` for the types it stores and on openraft for its storage traits.
 
 mod accounts;
 mod codec;
@@ -19,6 +20,7 @@ mod db;
 mod error;
 mod keys;
 mod offline;
+pub mod raft;
 mod rosters;
 mod vcards;
 
@@ -104,6 +106,10 @@ impl Store {
 
     pub fn vcards(&self) -> &Vcards {
         &self.inner.vcards
+    }
+
+    pub(crate) fn db(&self) -> Arc<db::Db> {
+        self.inner.db.clone()
     }
 
     /// The options the store was opened with.

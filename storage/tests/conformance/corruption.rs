@@ -7,7 +7,15 @@ use storage::StorageError;
 
 use super::*;
 
-const CFS: [&str; 4] = ["accounts", "rosters", "offline", "vcards"];
+const CFS: [&str; 7] = [
+    "accounts",
+    "rosters",
+    "offline",
+    "vcards",
+    "raft_log",
+    "raft_meta",
+    "shard_data",
+];
 
 /// Writes raw `(cf, key, value)` records into a closed store at `path`.
 fn poke(path: &Path, records: &[(&str, &[u8], &[u8])]) {
@@ -162,6 +170,9 @@ fn unknown_column_families_do_not_stop_open() {
         "rosters",
         "offline",
         "vcards",
+        "raft_log",
+        "raft_meta",
+        "shard_data",
         "from_the_future",
     ];
     drop(DB::open_cf(&opts, d.path(), names).expect("raw open"));

@@ -1,0 +1,263 @@
+//! The state machine of one Raft group: its data in the `shard_data` column
+//! family, and its last applied log id and membership in `raft_meta`, both
+//! written in one batch per `apply`, so a crash never leaves data and
+//! applied index apart. Snapshots are the group's data range.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageIOError, StoredMembership,
+};
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+
+use super::keys::{self, CF_RAFT_META, CF_SHARD_DATA, Meta};
+use super::{Applied, Op, RaftStorageError, ShardRaft, snapshot};
+use crate::db::Db;
+
+type Entry = openraft::Entry<ShardRaft>;
+type Membership = StoredMembership<u64, openraft::BasicNode>;
+
+/// What `raft_meta` keeps of the state machine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AppliedState {
+    last_applied: Option<LogId<u64>>,
+    membership: Membership,
+}
+
+/// The current snapshot as kept in `raft_meta`.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<u64, openraft::BasicNode>,
+    data: Vec<u8>,
+}
+
+/// The state machine of one Raft group. Cheap to clone; a clone is also
+/// its snapshot builder.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<Db>,
+    group: u64,
+}
+
+fn sm_read(e: impl std::error::Error + 'static) -> RaftStorageError {
+    StorageIOError::read_state_machine(AnyError::new(&e)).into()
+}
+
+fn sm_write(e: impl std::error::Error + 'static) -> RaftStorageError {
+    StorageIOError::write_state_machine(AnyError::new(&e)).into()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt snapshot: {0}")]
+struct CorruptSnapshot(&'static str);
+
+impl StateMachine {
+    pub(crate) fn new(db: Arc<Db>, group: u64) -> StateMachine {
+        StateMachine { db, group }
+    }
+
+    /// The group this state machine belongs to.
+    pub fn group(&self) -> u64 {
+        self.group
+    }
+
+    /// The value of `key` in the group's data, as applied so far.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::StorageError> {
+        self.db.get(CF_SHARD_DATA, &keys::data(self.group, key))
+    }
+
+    /// Every record of the group's data, keys relative to the group.
+    pub fn records(&self) -> Result<Vec<super::Record>, crate::StorageError> {
+        self.db
+            .scan(CF_SHARD_DATA, &keys::group_range(self.group), |k, v| {
+                Ok((k[8..].to_vec(), v.to_vec()))
+            })
+    }
+
+    fn applied(&self) -> Result<AppliedState, RaftStorageError> {
+        match self
+            .db
+            .get(CF_RAFT_META, &keys::meta(self.group, Meta::Applied))
+            .map_err(sm_read)?
+        {
+            Some(v) => serde_json::from_slice(&v).map_err(sm_read),
+            None => Ok(AppliedState::default()),
+        }
+    }
+
+    fn put_applied(&self, b: &mut WriteBatch, st: &AppliedState) -> Result<(), RaftStorageError> {
+        let v = serde_json::to_vec(st).map_err(sm_write)?;
+        b.put_cf(
+            self.db.cf(CF_RAFT_META).map_err(sm_write)?,
+            keys::meta(self.group, Meta::Applied),
+            v,
+        );
+        Ok(())
+    }
+
+    fn put_snapshot(&self, b: &mut WriteBatch, s: &StoredSnapshot) -> Result<(), RaftStorageError> {
+        let v = serde_json::to_vec(s).map_err(sm_write)?;
+        b.put_cf(
+            self.db.cf(CF_RAFT_META).map_err(sm_write)?,
+            keys::meta(self.group, Meta::Snapshot),
+            v,
+        );
+        Ok(())
+    }
+}
+
+impl RaftSnapshotBuilder<ShardRaft> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<ShardRaft>, RaftStorageError> {
+        // Applied state and data from one consistent read: apply may run
+        // while the snapshot is built.
+        let (applied, records) = self
+            .db
+            .get_and_scan_across(
+                CF_RAFT_META,
+                &keys::meta(self.group, Meta::Applied),
+                CF_SHARD_DATA,
+                &keys::group_range(self.group),
+                |k, v| Ok((k[8..].to_vec(), v.to_vec())),
+            )
+            .map_err(sm_read)?;
+        let applied: AppliedState = match applied {
+            Some(v) => serde_json::from_slice(&v).map_err(sm_read)?,
+            None => AppliedState::default(),
+        };
+        let data = snapshot::encode(records.iter().map(|(k, v)| (&k[..], &v[..])));
+        let id = match applied.last_applied {
+            Some(l) => format!("{}-{}-{}", self.group, l.leader_id.term, l.index),
+            None => format!("{}-empty", self.group),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership,
+            snapshot_id: id,
+        };
+        let mut b = WriteBatch::default();
+        self.put_snapshot(
+            &mut b,
+            &StoredSnapshot {
+                meta: meta.clone(),
+                data: data.clone(),
+            },
+        )?;
+        self.db.write_sync(b, false).map_err(sm_write)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<ShardRaft> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<u64>>, Membership), RaftStorageError> {
+        let st = self.applied()?;
+        Ok((st.last_applied, st.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut st = self.applied()?;
+        let cf = self.db.cf(CF_SHARD_DATA).map_err(sm_write)?;
+        let mut b = WriteBatch::default();
+        let mut out = Vec::new();
+        for e in entries {
+            match e.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(cmd) => {
+                    for op in cmd.ops {
+                        match op {
+                            Op::Put { key, value } => {
+                                b.put_cf(cf, keys::data(self.group, &key), value)
+                            }
+                            Op::Delete { key } => b.delete_cf(cf, keys::data(self.group, &key)),
+                        }
+                    }
+                }
+                EntryPayload::Membership(m) => {
+                    st.membership = StoredMembership::new(Some(e.log_id), m);
+                }
+            }
+            st.last_applied = Some(e.log_id);
+            out.push(Applied {
+                index: e.log_id.index,
+            });
+        }
+        self.put_applied(&mut b, &st)?;
+        self.db.write_sync(b, false).map_err(sm_write)?;
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), RaftStorageError> {
+        let data = snapshot.into_inner();
+        let records = snapshot::decode(&data).map_err(|e| {
+            RaftStorageError::from(StorageIOError::read_snapshot(
+                Some(meta.signature()),
+                AnyError::new(&CorruptSnapshot(e)),
+            ))
+        })?;
+        // Replace the group's data, applied state and current snapshot in
+        // one batch.
+        let cf = self.db.cf(CF_SHARD_DATA).map_err(sm_write)?;
+        let range = keys::group_range(self.group);
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(cf, &range.start, &range.end);
+        for (k, v) in &records {
+            b.put_cf(cf, keys::data(self.group, k), v);
+        }
+        self.put_applied(
+            &mut b,
+            &AppliedState {
+                last_applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+            },
+        )?;
+        self.put_snapshot(
+            &mut b,
+            &StoredSnapshot {
+                meta: meta.clone(),
+                data,
+            },
+        )?;
+        self.db.write_sync(b, true).map_err(sm_write)
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<ShardRaft>>, RaftStorageError> {
+        match self
+            .db
+            .get(CF_RAFT_META, &keys::meta(self.group, Meta::Snapshot))
+            .map_err(sm_read)?
+        {
+            Some(v) => {
+                let s: StoredSnapshot = serde_json::from_slice(&v).map_err(sm_read)?;
+                Ok(Some(Snapshot {
+                    meta: s.meta,
+                    snapshot: Box::new(Cursor::new(s.data)),
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+}

@@ -29,6 +29,9 @@ pub enum StorageError {
     /// The database was written by a newer schema than this build knows.
     #[error("database schema version {found} is newer than the supported {supported}")]
     UnsupportedSchema { found: u32, supported: u32 },
+    /// A Raft group id above `raft::MAX_GROUP`.
+    #[error("raft group id {0} is out of range")]
+    InvalidGroup(u64),
     /// A column family that `Store::open` creates was not there.
     #[error("column family {0} is missing")]
     MissingColumnFamily(&'static str),

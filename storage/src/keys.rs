@@ -14,6 +14,7 @@
 //! cf offline   0x01 user 0x00                          -> queue meta (next seq, count)
 //!              0x02 user 0x00 seq:u64be                -> stanza bytes
 //! cf vcards    0x01 user 0x00                          -> vCard bytes
+//! cf raft_log, raft_meta, shard_data: keyed by Raft group, see raft/keys.rs
 //! ```
 //!
 //! A domain-only account (no localpart) has an empty local after the 0x00.

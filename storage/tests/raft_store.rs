@@ -11,7 +11,7 @@ use openraft::{
     CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder,
     StorageError, Vote,
 };
-use storage::raft::{Command, LogStore, Op, ShardRaft, StateMachine};
+use storage::raft::{Command, LogStore, MAX_GROUP, Op, ShardRaft, StateMachine};
 use storage::{Store, StoreOptions};
 
 struct Builder;
@@ -23,7 +23,7 @@ impl StoreBuilder<ShardRaft, LogStore, StateMachine, tempfile::TempDir> for Buil
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
         // A group other than 0, so that key prefixes are really exercised.
-        let (log, sm) = store.raft_group(7, false);
+        let (log, sm) = store.raft_group(7, false).expect("group");
         Ok((dir, log, sm))
     }
 }
@@ -60,8 +60,8 @@ async fn groups_share_a_database_without_seeing_each_other_and_survive_a_reopen(
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
-        let (mut log1, mut sm1) = store.raft_group(1, true);
-        let (mut log2, mut sm2) = store.raft_group(2, false);
+        let (mut log1, mut sm1) = store.raft_group(1, true).expect("group");
+        let (mut log2, mut sm2) = store.raft_group(2, false).expect("group");
         append(&mut log1, vec![put(1, "k", "one"), put(2, "j", "uno")]).await;
         append(&mut log2, vec![put(1, "k", "two")]).await;
         log1.save_vote(&Vote::new(3, 1)).await.expect("vote");
@@ -73,7 +73,11 @@ async fn groups_share_a_database_without_seeing_each_other_and_survive_a_reopen(
         assert_eq!(sm1.get(b"k").expect("get"), Some(b"one".to_vec()));
         assert_eq!(sm2.get(b"k").expect("get"), Some(b"two".to_vec()));
         assert_eq!(sm2.get(b"j").expect("get"), None, "group 1's key");
-        assert_eq!(log2.read_vote().await.expect("vote"), None, "group 1's vote");
+        assert_eq!(
+            log2.read_vote().await.expect("vote"),
+            None,
+            "group 1's vote"
+        );
         assert_eq!(
             log2.try_get_log_entries(0..10).await.expect("read").len(),
             1
@@ -83,11 +87,8 @@ async fn groups_share_a_database_without_seeing_each_other_and_survive_a_reopen(
     }
     // Reopened: log, vote and applied state are where they were.
     let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
-    let (mut log1, mut sm1) = store.raft_group(1, true);
-    assert_eq!(
-        log1.read_vote().await.expect("vote"),
-        Some(Vote::new(3, 1))
-    );
+    let (mut log1, mut sm1) = store.raft_group(1, true).expect("group");
+    assert_eq!(log1.read_vote().await.expect("vote"), Some(Vote::new(3, 1)));
     let entries = log1.try_get_log_entries(1..=2).await.expect("read");
     assert_eq!(
         entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
@@ -102,7 +103,7 @@ async fn groups_share_a_database_without_seeing_each_other_and_survive_a_reopen(
     let st = log1.get_log_state().await.expect("state");
     assert_eq!(st.last_purged_log_id, Some(log_id(1, 1)));
     assert_eq!(st.last_log_id, Some(log_id(1, 2)));
-    let (mut log2, _) = store.raft_group(2, false);
+    let (mut log2, _) = store.raft_group(2, false).expect("group");
     assert_eq!(
         log2.try_get_log_entries(0..10).await.expect("read").len(),
         1
@@ -115,7 +116,7 @@ async fn a_snapshot_moves_a_group_to_another_node() {
     let b_dir = tempfile::tempdir().expect("tempdir");
     let a = Store::open(a_dir.path(), StoreOptions::default()).expect("open a");
     let b = Store::open(b_dir.path(), StoreOptions::default()).expect("open b");
-    let (_, mut sm_a) = a.raft_group(5, false);
+    let (_, mut sm_a) = a.raft_group(5, false).expect("group");
     let entries: Vec<_> = (1..=50)
         .map(|i| put(i, &format!("user{i:03}"), &format!("roster of {i}")))
         .collect();
@@ -140,10 +141,11 @@ async fn a_snapshot_moves_a_group_to_another_node() {
     assert_eq!(snap.meta.last_log_id, Some(log_id(1, 51)));
 
     // Node b has stale data in that group, and data in another group.
-    let (_, mut sm_b) = b.raft_group(5, false);
-    let (_, mut other_b) = b.raft_group(6, false);
+    let (_, mut sm_b) = b.raft_group(5, false).expect("group");
+    let (_, mut other_b) = b.raft_group(6, false).expect("group");
     sm_b.apply(vec![put(1, "stale", "x")]).await.expect("stale");
-    other_b.apply(vec![put(1, "user001", "keep me")])
+    other_b
+        .apply(vec![put(1, "user001", "keep me")])
         .await
         .expect("other");
     let data = snap.snapshot.into_inner();
@@ -177,4 +179,103 @@ async fn a_snapshot_moves_a_group_to_another_node() {
             .is_err()
     );
     assert_eq!(sm_b.records().expect("b").len(), 49);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_snapshot_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let built = {
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+        let (_, mut sm) = store.raft_group(3, false).expect("group");
+        assert!(sm.get_current_snapshot().await.expect("current").is_none());
+        sm.apply(vec![put(1, "a", "1"), put(2, "b", "2")])
+            .await
+            .expect("apply");
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+        (snap.meta, snap.snapshot.into_inner())
+    };
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
+    let (_, mut sm) = store.raft_group(3, false).expect("group");
+    let current = sm
+        .get_current_snapshot()
+        .await
+        .expect("current")
+        .expect("some");
+    assert_eq!(current.meta, built.0);
+    assert_eq!(current.snapshot.into_inner(), built.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_raft_gains_the_raft_column_families() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let old = ["accounts", "rosters", "offline", "vcards"];
+        drop(rocksdb::DB::open_cf(&opts, dir.path(), old).expect("raw open"));
+    }
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let (mut log, mut sm) = store.raft_group(0, true).expect("group");
+    append(&mut log, vec![put(1, "k", "v")]).await;
+    sm.apply(vec![put(1, "k", "v")]).await.expect("apply");
+    assert_eq!(sm.get(b"k").expect("get"), Some(b"v".to_vec()));
+}
+
+#[test]
+fn group_ids_past_max_group_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    assert!(store.raft_group(MAX_GROUP, false).is_ok());
+    assert!(matches!(
+        store.raft_group(u64::MAX, false),
+        Err(storage::StorageError::InvalidGroup(u64::MAX))
+    ));
+}
+
+/// Writes raw records into the closed store at `path`.
+fn poke(path: &std::path::Path, cf: &str, key: &[u8], value: &[u8]) {
+    let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).expect("list");
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, names).expect("raw open");
+    db.put_cf(db.cf_handle(cf).expect("cf"), key, value)
+        .expect("raw put");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_raft_records_are_storage_errors_not_panics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(Store::open(dir.path(), StoreOptions::default()).expect("open"));
+    let group: u64 = 255;
+    let mut log_key = group.to_be_bytes().to_vec();
+    log_key.extend_from_slice(&1u64.to_be_bytes());
+    poke(dir.path(), "raft_log", &log_key, b"\x01\xff\xff");
+    // Seven bytes: shorter than a group prefix, yet inside group 255's
+    // range (it sorts between 00..00ff and 00..0100).
+    poke(dir.path(), "shard_data", &[0, 0, 0, 0, 0, 0, 1], b"v");
+    let mut meta_key = group.to_be_bytes().to_vec();
+    meta_key.push(4); // applied state
+    poke(dir.path(), "raft_meta", &meta_key, b"not json");
+
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
+    let (mut log, mut sm) = store.raft_group(group, false).expect("group");
+    assert!(log.get_log_state().await.is_err());
+    assert!(log.try_get_log_entries(0..10).await.is_err());
+    assert!(sm.records().is_err());
+    assert!(sm.applied_state().await.is_err());
+    assert!(
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .is_err()
+    );
+    // The neighbours are unaffected.
+    let (mut log0, sm0) = store.raft_group(group - 1, false).expect("group");
+    assert_eq!(log0.get_log_state().await.expect("state").last_log_id, None);
+    assert_eq!(sm0.records().expect("records"), Vec::new());
 }

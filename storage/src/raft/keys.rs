@@ -1,10 +1,14 @@
 //! Keys of the Raft column families. Every key starts with the group id,
 //! big-endian, so that a group's records sort together and form a range.
 //!
-//! - `raft_log`:   group (8) | log index (8)  → entry (JSON)
+//! - `raft_log`:   group (8) | log index (8)  → entry (`codec.rs`)
 //! - `raft_meta`:  group (8) | kind (1)       → vote, committed, last purged,
-//!   applied state, current snapshot
+//!   applied state (JSON), current snapshot (`snapshot.rs`)
 //! - `shard_data`: group (8) | key            → value written by a command
+//!
+//! Group ids run from 0 to [`MAX_GROUP`]: `u64::MAX` is refused, because
+//! keys of arbitrary length after its prefix have no finite upper bound for
+//! a range delete.
 
 use crate::keys::KeyRange;
 
@@ -22,6 +26,9 @@ pub(crate) enum Meta {
     Applied = 4,
     Snapshot = 5,
 }
+
+/// The largest group id; see the module documentation.
+pub const MAX_GROUP: u64 = u64::MAX - 1;
 
 pub(crate) fn log(group: u64, index: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
@@ -54,16 +61,18 @@ pub(crate) fn data(group: u64, key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The range of `group`'s keys in a column family.
+/// The key of a `shard_data` record of `group` relative to the group, if
+/// `key` is one (a shorter key is corrupt, not a reason to panic).
+pub(crate) fn data_suffix(group: u64, key: &[u8]) -> Option<&[u8]> {
+    key.strip_prefix(&group.to_be_bytes())
+}
+
+/// The range of `group`'s keys in a column family. `group` is at most
+/// [`MAX_GROUP`] (`Store::raft_group` checks), so `group + 1` exists.
 pub(crate) fn group_range(group: u64) -> KeyRange {
     KeyRange {
         start: group.to_be_bytes().to_vec(),
-        end: match group.checked_add(1) {
-            Some(g) => g.to_be_bytes().to_vec(),
-            // Past every key of the last group (keys are at most 8 bytes of
-            // group, 8 of index, or a data key after it).
-            None => vec![0xff; 64],
-        },
+        end: group.saturating_add(1).to_be_bytes().to_vec(),
     }
 }
 
@@ -91,13 +100,20 @@ mod tests {
     #[test]
     fn a_group_range_holds_exactly_its_keys() {
         let r = group_range(5);
-        for k in [data(5, b""), data(5, b"\xff\xff"), log(5, u64::MAX).to_vec()] {
+        for k in [
+            data(5, b""),
+            data(5, b"\xff\xff"),
+            log(5, u64::MAX).to_vec(),
+        ] {
             assert!(k >= r.start && k < r.end);
         }
         for k in [data(4, b"\xff"), data(6, b"")] {
             assert!(!(k >= r.start && k < r.end));
         }
-        let last = group_range(u64::MAX);
-        assert!(log(u64::MAX, u64::MAX).to_vec() < last.end);
+        let last = group_range(MAX_GROUP);
+        assert!(data(MAX_GROUP, &[0xff; 100]) < last.end);
+        assert_eq!(data_suffix(5, &data(5, b"key")), Some(&b"key"[..]));
+        assert_eq!(data_suffix(5, &data(6, b"key")), None);
+        assert_eq!(data_suffix(5, &[0, 0, 0]), None);
     }
 }

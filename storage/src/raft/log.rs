@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::keys::{self, CF_RAFT_LOG, CF_RAFT_META, Meta};
-use super::{RaftStorageError, ShardRaft};
+use super::{RaftStorageError, ShardRaft, codec};
 use crate::db::Db;
 
 type Entry = openraft::Entry<ShardRaft>;
@@ -74,7 +74,7 @@ impl LogStore {
     fn last_entry(&self) -> Result<Option<Entry>, RaftStorageError> {
         let range = keys::log_range(self.group, 0, u64::MAX);
         match self.db.last_in(CF_RAFT_LOG, &range).map_err(io_read)? {
-            Some((_, v)) => serde_json::from_slice(&v).map(Some).map_err(io_read),
+            Some((_, v)) => codec::decode_entry(&v).map(Some).map_err(io_read),
             None => Ok(None),
         }
     }
@@ -104,20 +104,19 @@ impl RaftLogReader<ShardRaft> for LogStore {
             return Ok(Vec::new());
         }
         let group = self.group;
-        self.db
+        let decoded = self
+            .db
             .scan(CF_RAFT_LOG, &keys::log_range(group, from, to), |k, v| {
                 if keys::log_index(group, k).is_none() {
-                    return Err(crate::StorageError::Corrupt {
-                        record: "raft log key",
-                        reason: "not a key of this group",
-                    });
+                    return Err(crate::StorageError::corrupt(
+                        "raft log key",
+                        "not a key of this group",
+                    ));
                 }
-                serde_json::from_slice::<Entry>(v).map_err(|_| crate::StorageError::Corrupt {
-                    record: "raft log entry",
-                    reason: "not a JSON entry",
-                })
+                Ok(codec::decode_entry(v))
             })
-            .map_err(io_read)
+            .map_err(io_read)?;
+        decoded.into_iter().map(|e| e.map_err(io_read)).collect()
     }
 }
 
@@ -147,15 +146,24 @@ impl RaftLogStorage<ShardRaft> for LogStore {
         self.read_meta(Meta::Vote)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), RaftStorageError> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<u64>>,
+    ) -> Result<(), RaftStorageError> {
         self.write_meta(Meta::Committed, &committed, false)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, RaftStorageError> {
-        Ok(self.read_meta::<Option<LogId<u64>>>(Meta::Committed)?.flatten())
+        Ok(self
+            .read_meta::<Option<LogId<u64>>>(Meta::Committed)?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<ShardRaft>) -> Result<(), RaftStorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<ShardRaft>,
+    ) -> Result<(), RaftStorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -163,7 +171,7 @@ impl RaftLogStorage<ShardRaft> for LogStore {
         let cf = self.db.cf(CF_RAFT_LOG).map_err(io_write)?;
         let mut b = WriteBatch::default();
         for e in entries {
-            let v = serde_json::to_vec(&e).map_err(io_write)?;
+            let v = codec::encode_entry(&e).map_err(io_write)?;
             b.put_cf(cf, keys::log(self.group, e.log_id.index), v);
         }
         // Written (and fsynced when asked) before openraft hears of it.

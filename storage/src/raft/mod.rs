@@ -13,13 +13,15 @@
 //! Log appends are one `WriteBatch` through the WAL, fsynced when the store
 //! is opened with `sync` (durable data: rosters, offline queues) and not
 //! otherwise (volatile data: sessions and presence), as DESIGN.md asks.
-//! Entries, votes and membership are encoded with serde_json; snapshots
-//! with a length-prefixed binary format ([`snapshot`]).
+//! Entries are encoded compactly with postcard (`codec.rs`); votes,
+//! committed ids, applied state and snapshot meta with serde_json; snapshot
+//! data with a length-prefixed binary format (`snapshot.rs`).
 
 // openraft's StorageError is the error type of its storage traits; the
 // helpers here return it too.
 #![allow(clippy::result_large_err)]
 
+mod codec;
 pub(crate) mod keys;
 mod log;
 mod snapshot;
@@ -29,6 +31,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+pub use keys::MAX_GROUP;
 pub use log::LogStore;
 pub use state::StateMachine;
 
@@ -70,13 +73,22 @@ pub type Record = (Vec<u8>, Vec<u8>);
 pub type RaftStorageError = openraft::StorageError<u64>;
 
 impl crate::Store {
-    /// The log store and state machine of Raft group `group`. `sync`: fsync
-    /// every log append (for groups whose data must survive a power cut).
-    pub fn raft_group(&self, group: u64, sync: bool) -> (LogStore, StateMachine) {
+    /// The log store and state machine of Raft group `group` (at most
+    /// [`MAX_GROUP`]). `sync`: fsync every log append (for groups whose data
+    /// must survive a power cut). Opening a group twice gives two handles
+    /// on the same records; openraft expects one of each per group.
+    pub fn raft_group(
+        &self,
+        group: u64,
+        sync: bool,
+    ) -> Result<(LogStore, StateMachine), crate::StorageError> {
+        if group > MAX_GROUP {
+            return Err(crate::StorageError::InvalidGroup(group));
+        }
         let db = self.db();
-        (
+        Ok((
             LogStore::new(db.clone(), group, sync),
             StateMachine::new(db, group),
-        )
+        ))
     }
 }

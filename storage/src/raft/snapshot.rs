@@ -1,11 +1,19 @@
-//! The bytes of a group snapshot: its data records as a sequence of
+//! The bytes of a group snapshot, as sent to other nodes: a format version
+//! byte, then the group's data records as a sequence of
 //! `u32 key length | key | u32 value length | value`, big-endian lengths,
 //! keys relative to the group. Decoding checks every length, so a truncated
 //! or corrupt snapshot is an error, never a panic or a partial install.
+//!
+//! The current snapshot kept in `raft_meta` is one value, so that its meta
+//! and data can never come from two different builds:
+//! `u32 meta length | meta (JSON) | snapshot bytes`.
+
+/// The snapshot format this build writes.
+const SNAPSHOT_V1: u8 = 1;
 
 /// Encode records (in key order) into snapshot bytes.
 pub(crate) fn encode<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = vec![SNAPSHOT_V1];
     for (k, v) in records {
         for part in [k, v] {
             // Keys and values come from RocksDB records, far below 4 GiB.
@@ -16,21 +24,27 @@ pub(crate) fn encode<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>
     out
 }
 
-/// Decode snapshot bytes into records.
-pub(crate) fn decode(mut b: &[u8]) -> Result<Vec<super::Record>, &'static str> {
-    fn part<'a>(b: &mut &'a [u8]) -> Result<&'a [u8], &'static str> {
-        if b.len() < 4 {
-            return Err("truncated length");
-        }
-        let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        let rest = &b[4..];
-        if rest.len() < n {
-            return Err("truncated record");
-        }
-        let (p, tail) = rest.split_at(n);
-        *b = tail;
-        Ok(p)
+/// Takes one `u32 length | bytes` part off the front of `b`.
+fn part<'a>(b: &mut &'a [u8]) -> Result<&'a [u8], &'static str> {
+    let Some((len, rest)) = b.split_first_chunk::<4>() else {
+        return Err("truncated length");
+    };
+    let n = u32::from_be_bytes(*len) as usize;
+    if rest.len() < n {
+        return Err("truncated record");
     }
+    let (p, tail) = rest.split_at(n);
+    *b = tail;
+    Ok(p)
+}
+
+/// Decode snapshot bytes into records.
+pub(crate) fn decode(b: &[u8]) -> Result<Vec<super::Record>, &'static str> {
+    let mut b = match b.split_first() {
+        Some((&SNAPSHOT_V1, rest)) => rest,
+        Some(_) => return Err("unknown format version"),
+        None => return Err("empty"),
+    };
     let mut out = Vec::new();
     while !b.is_empty() {
         let k = part(&mut b)?;
@@ -38,6 +52,22 @@ pub(crate) fn decode(mut b: &[u8]) -> Result<Vec<super::Record>, &'static str> {
         out.push((k.to_vec(), v.to_vec()));
     }
     Ok(out)
+}
+
+/// The stored form of the current snapshot: its meta and its bytes.
+pub(crate) fn frame(meta: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + meta.len() + data.len());
+    // Snapshot meta is a few hundred bytes of JSON.
+    out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    out.extend_from_slice(meta);
+    out.extend_from_slice(data);
+    out
+}
+
+/// Splits a stored snapshot into its meta and its bytes.
+pub(crate) fn unframe(mut b: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
+    let meta = part(&mut b)?;
+    Ok((meta, b))
 }
 
 #[cfg(test)]
@@ -56,6 +86,20 @@ mod tests {
                 assert!(v.len() < recs.len());
             }
         }
-        assert!(super::decode(&[0, 0, 0, 9, 1]).is_err());
+        assert!(super::decode(&[]).is_err());
+        assert!(super::decode(&[2]).is_err(), "unknown version");
+        assert!(super::decode(&[1, 0, 0, 0, 9, 1]).is_err());
+        assert_eq!(super::decode(&[1]), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn stored_snapshot_frames_round_trip() {
+        let framed = super::frame(b"{\"m\":1}", b"\x01data");
+        assert_eq!(
+            super::unframe(&framed),
+            Ok((&b"{\"m\":1}"[..], &b"\x01data"[..]))
+        );
+        assert!(super::unframe(&framed[..6]).is_err());
+        assert!(super::unframe(&[0, 0]).is_err());
     }
 }

@@ -20,19 +20,13 @@ use crate::db::Db;
 
 type Entry = openraft::Entry<ShardRaft>;
 type Membership = StoredMembership<u64, openraft::BasicNode>;
+type SnapMeta = SnapshotMeta<u64, openraft::BasicNode>;
 
 /// What `raft_meta` keeps of the state machine.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct AppliedState {
     last_applied: Option<LogId<u64>>,
     membership: Membership,
-}
-
-/// The current snapshot as kept in `raft_meta`.
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<u64, openraft::BasicNode>,
-    data: Vec<u8>,
 }
 
 /// The state machine of one Raft group. Cheap to clone; a clone is also
@@ -72,9 +66,10 @@ impl StateMachine {
 
     /// Every record of the group's data, keys relative to the group.
     pub fn records(&self) -> Result<Vec<super::Record>, crate::StorageError> {
+        let group = self.group;
         self.db
-            .scan(CF_SHARD_DATA, &keys::group_range(self.group), |k, v| {
-                Ok((k[8..].to_vec(), v.to_vec()))
+            .scan(CF_SHARD_DATA, &keys::group_range(group), |k, v| {
+                record(group, k, v)
             })
     }
 
@@ -99,14 +94,30 @@ impl StateMachine {
         Ok(())
     }
 
-    fn put_snapshot(&self, b: &mut WriteBatch, s: &StoredSnapshot) -> Result<(), RaftStorageError> {
-        let v = serde_json::to_vec(s).map_err(sm_write)?;
+    fn put_snapshot(
+        &self,
+        b: &mut WriteBatch,
+        meta: &SnapMeta,
+        data: &[u8],
+    ) -> Result<(), RaftStorageError> {
+        let m = serde_json::to_vec(meta).map_err(sm_write)?;
         b.put_cf(
             self.db.cf(CF_RAFT_META).map_err(sm_write)?,
             keys::meta(self.group, Meta::Snapshot),
-            v,
+            snapshot::frame(&m, data),
         );
         Ok(())
+    }
+}
+
+/// A `shard_data` record of `group` with its key made relative.
+fn record(group: u64, k: &[u8], v: &[u8]) -> Result<super::Record, crate::StorageError> {
+    match keys::data_suffix(group, k) {
+        Some(k) => Ok((k.to_vec(), v.to_vec())),
+        None => Err(crate::StorageError::corrupt(
+            "shard data key",
+            "not a key of this group",
+        )),
     }
 }
 
@@ -114,14 +125,15 @@ impl RaftSnapshotBuilder<ShardRaft> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<ShardRaft>, RaftStorageError> {
         // Applied state and data from one consistent read: apply may run
         // while the snapshot is built.
+        let group = self.group;
         let (applied, records) = self
             .db
             .get_and_scan_across(
                 CF_RAFT_META,
-                &keys::meta(self.group, Meta::Applied),
+                &keys::meta(group, Meta::Applied),
                 CF_SHARD_DATA,
-                &keys::group_range(self.group),
-                |k, v| Ok((k[8..].to_vec(), v.to_vec())),
+                &keys::group_range(group),
+                |k, v| record(group, k, v),
             )
             .map_err(sm_read)?;
         let applied: AppliedState = match applied {
@@ -139,13 +151,7 @@ impl RaftSnapshotBuilder<ShardRaft> for StateMachine {
             snapshot_id: id,
         };
         let mut b = WriteBatch::default();
-        self.put_snapshot(
-            &mut b,
-            &StoredSnapshot {
-                meta: meta.clone(),
-                data: data.clone(),
-            },
-        )?;
+        self.put_snapshot(&mut b, &meta, &data)?;
         self.db.write_sync(b, false).map_err(sm_write)?;
         Ok(Snapshot {
             meta,
@@ -157,7 +163,9 @@ impl RaftSnapshotBuilder<ShardRaft> for StateMachine {
 impl RaftStateMachine<ShardRaft> for StateMachine {
     type SnapshotBuilder = StateMachine;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId<u64>>, Membership), RaftStorageError> {
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, Membership), RaftStorageError> {
         let st = self.applied()?;
         Ok((st.last_applied, st.membership))
     }
@@ -208,7 +216,7 @@ impl RaftStateMachine<ShardRaft> for StateMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        meta: &SnapMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), RaftStorageError> {
         let data = snapshot.into_inner();
@@ -234,27 +242,25 @@ impl RaftStateMachine<ShardRaft> for StateMachine {
                 membership: meta.last_membership.clone(),
             },
         )?;
-        self.put_snapshot(
-            &mut b,
-            &StoredSnapshot {
-                meta: meta.clone(),
-                data,
-            },
-        )?;
+        self.put_snapshot(&mut b, meta, &data)?;
         self.db.write_sync(b, true).map_err(sm_write)
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<ShardRaft>>, RaftStorageError> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<ShardRaft>>, RaftStorageError> {
         match self
             .db
             .get(CF_RAFT_META, &keys::meta(self.group, Meta::Snapshot))
             .map_err(sm_read)?
         {
             Some(v) => {
-                let s: StoredSnapshot = serde_json::from_slice(&v).map_err(sm_read)?;
+                let (meta, data) =
+                    snapshot::unframe(&v).map_err(|e| sm_read(CorruptSnapshot(e)))?;
+                let meta: SnapMeta = serde_json::from_slice(meta).map_err(sm_read)?;
                 Ok(Some(Snapshot {
-                    meta: s.meta,
-                    snapshot: Box::new(Cursor::new(s.data)),
+                    meta,
+                    snapshot: Box::new(Cursor::new(data.to_vec())),
                 }))
             }
             None => Ok(None),

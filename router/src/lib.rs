@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod modules;
+pub mod raft;
 pub mod session;
 mod shard;
 mod time;

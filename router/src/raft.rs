@@ -146,16 +146,60 @@ impl pb::raft_server::Raft for RaftService {
     }
 }
 
+/// Links cut on purpose, for partition tests of the in-process harness: a
+/// call from node `a` to node `b` fails as unreachable while `(a, b)` is
+/// in the set. Empty (and unused) in a real deployment.
+#[derive(Clone, Default)]
+pub struct Faults(Arc<RwLock<std::collections::HashSet<(u64, u64)>>>);
+
+impl Faults {
+    /// Cut `node` off from `others`, both ways.
+    pub fn isolate(&self, node: u64, others: &[u64]) {
+        let mut s = self.0.write().unwrap_or_else(|p| p.into_inner());
+        for o in others {
+            s.insert((node, *o));
+            s.insert((*o, node));
+        }
+    }
+
+    /// Restore every link.
+    pub fn heal(&self) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn cut(&self, from: u64, to: u64) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(from, to))
+    }
+}
+
 /// openraft's network for one group: a client per peer, at the address in
 /// its `BasicNode`.
 #[derive(Clone)]
 pub struct Network {
     group: u64,
+    from: u64,
+    faults: Faults,
 }
 
 impl Network {
     pub fn new(group: u64) -> Network {
-        Network { group }
+        Network {
+            group,
+            from: 0,
+            faults: Faults::default(),
+        }
+    }
+
+    /// The same network as node `from`, whose links `faults` may cut.
+    pub fn with_faults(group: u64, from: u64, faults: Faults) -> Network {
+        Network {
+            group,
+            from,
+            faults,
+        }
     }
 }
 
@@ -176,8 +220,10 @@ impl RaftNetworkFactory<ShardRaft> for Network {
             .map_err(|e| e.to_string());
         Peer {
             group: self.group,
+            from: self.from,
             target,
             client,
+            faults: self.faults.clone(),
         }
     }
 }
@@ -185,8 +231,10 @@ impl RaftNetworkFactory<ShardRaft> for Network {
 /// One peer of one group.
 pub struct Peer {
     group: u64,
+    from: u64,
     target: u64,
     client: Result<RaftClient<Channel>, String>,
+    faults: Faults,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +255,11 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        if self.faults.cut(self.from, self.target) {
+            return Err(RPCError::Unreachable(Unreachable::new(&WireError(
+                "link cut (partition test)".into(),
+            ))));
+        }
         let client = match &mut self.client {
             Ok(c) => c,
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&WireError(e.clone())))),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
-use router::raft::{Groups, Network, Raft, RaftService, config};
+use router::raft::{Faults, Groups, Network, Raft, RaftService, config};
 use storage::raft::{Command, Op};
 use storage::{Store, StoreOptions};
 use tokio::task::JoinHandle;
@@ -41,9 +41,14 @@ async fn open(dir: &Path) -> Store {
 }
 
 async fn start(id: u64, dir: PathBuf, addr: SocketAddr) -> Node {
+    start_with(id, dir, addr, Faults::default()).await
+}
+
+async fn start_with(id: u64, dir: PathBuf, addr: SocketAddr, faults: Faults) -> Node {
     let store = open(&dir).await;
     let (log, sm) = store.raft_group(GROUP, true).expect("group");
-    let raft = Raft::new(id, config(50).expect("config"), Network::new(GROUP), log, sm)
+    let net = Network::with_faults(GROUP, id, faults);
+    let raft = Raft::new(id, config(50).expect("config"), net, log, sm)
         .await
         .expect("raft");
     let groups = Groups::default();
@@ -171,6 +176,78 @@ async fn a_group_survives_losing_its_leader_and_the_lost_node_catches_up() {
     })
     .await;
     nodes.push(back);
+    for n in nodes {
+        stop(n).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_stops_taking_writes_the_majority_goes_on_and_healing_converges() {
+    let faults = Faults::default();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tmp")).collect();
+    let mut nodes = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        nodes.push(start_with(i as u64 + 1, d.path().to_path_buf(), any, faults.clone()).await);
+    }
+    let members: BTreeMap<u64, BasicNode> = nodes
+        .iter()
+        .map(|n| (n.id, BasicNode::new(n.addr.to_string())))
+        .collect();
+    nodes[0].raft.initialize(members).await.expect("initialize");
+    wait_until("a leader", Duration::from_secs(10), || leader_of(&nodes).is_some()).await;
+    let old = leader_of(&nodes).expect("leader");
+    let others: Vec<u64> = nodes.iter().map(|n| n.id).filter(|i| *i != old).collect();
+    let old_node = nodes.iter().find(|n| n.id == old).expect("node");
+    old_node
+        .raft
+        .client_write(put("before", "1"))
+        .await
+        .expect("write before the partition");
+
+    // Cut the leader off: it is a minority of one.
+    faults.isolate(old, &others);
+    // Its writes cannot commit: they neither succeed nor hang forever.
+    let w = tokio::time::timeout(
+        Duration::from_secs(2),
+        old_node.raft.client_write(put("minority", "lost")),
+    )
+    .await;
+    assert!(
+        !matches!(w, Ok(Ok(_))),
+        "a write on the minority side must not be acknowledged"
+    );
+    // The majority elects a leader of its own and takes writes.
+    let majority: Vec<&Node> = nodes.iter().filter(|n| n.id != old).collect();
+    wait_until("a majority leader", Duration::from_secs(10), || {
+        majority.iter().any(|n| {
+            let m = n.raft.metrics().borrow().clone();
+            m.current_leader == Some(n.id)
+        })
+    })
+    .await;
+    let new = majority
+        .iter()
+        .find(|n| n.raft.metrics().borrow().current_leader == Some(n.id))
+        .expect("majority leader");
+    new.raft
+        .client_write(put("majority", "kept"))
+        .await
+        .expect("majority write");
+
+    // Heal: everyone converges on the majority's log; the minority's
+    // unacknowledged write is gone everywhere.
+    faults.heal();
+    for n in &nodes {
+        let s = n.store.clone();
+        wait_until("converged", Duration::from_secs(15), || {
+            value(&s, "majority").as_deref() == Some("kept")
+                && value(&s, "before").as_deref() == Some("1")
+        })
+        .await;
+        assert_eq!(value(&n.store, "minority"), None, "node {}", n.id);
+    }
+    wait_until("one leader", Duration::from_secs(10), || leader_of(&nodes).is_some()).await;
     for n in nodes {
         stop(n).await;
     }

@@ -7,8 +7,10 @@
 //! The up queue is bounded: when the core falls behind, a connection task
 //! waits to hand over its stanza, which stops it reading its socket (the
 //! same back-pressure as the in-process shard queue). When the stream to
-//! the core ends, every session of this edge is closed: its clients
-//! reconnect, and the core has removed the sessions on its side.
+//! the core ends, every session of this edge is closed (its clients
+//! reconnect, and the core has removed the sessions on its side), and the
+//! edge keeps trying to open a new stream, so that a restarted core is
+//! found again without restarting the edge.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,7 +39,9 @@ const BATCH: usize = 256;
 pub struct RemoteCore {
     edge: u64,
     client: CoreClient<Channel>,
-    up: mpsc::Sender<pb::Envelope>,
+    /// The up queue of the current forward stream (replaced when the
+    /// stream is opened again after the core was lost).
+    up: Arc<Mutex<mpsc::Sender<pb::Envelope>>>,
     /// The sessions of this edge, by id, for deliveries.
     sessions: Arc<Mutex<HashMap<u64, SessionSink>>>,
 }
@@ -75,26 +79,19 @@ impl RemoteCore {
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         };
-        let mut client = CoreClient::new(channel);
-        let (up, rx) = mpsc::channel::<pb::Envelope>(UP_QUEUE);
-        let batches = futures::stream::unfold(rx, |mut rx| async move {
-            let first = rx.recv().await?;
-            let mut envelopes = vec![first];
-            while envelopes.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(e) => envelopes.push(e),
-                    Err(_) => break,
-                }
-            }
-            Some((pb::EnvelopeBatch { envelopes }, rx))
-        });
-        let down = client
-            .forward(with_edge(edge, batches))
+        let client = CoreClient::new(channel);
+        let (tx, down) = open_stream(&client, edge)
             .await
-            .map_err(|s| anyhow::anyhow!("opening the forward stream: {}", ClusterError::from(s)))?
-            .into_inner();
+            .map_err(|e| anyhow::anyhow!("opening the forward stream: {e}"))?;
+        let up = Arc::new(Mutex::new(tx));
         let sessions: Sessions = Arc::new(Mutex::new(HashMap::new()));
-        tokio::spawn(dispatch(down, sessions.clone()));
+        tokio::spawn(link(
+            client.clone(),
+            edge,
+            down,
+            up.clone(),
+            sessions.clone(),
+        ));
         tracing::info!(edge, core = addr, "connected to the core");
         Ok(Arc::new(RemoteCore {
             edge,
@@ -144,8 +141,8 @@ impl RemoteCore {
 
     pub async fn route(&self, stanza: Stanza) -> Result<(), RouteError> {
         // One core node holds every shard for now: shard 0.
-        self.up
-            .send(to_envelope(0, &stanza))
+        let up = self.up.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        up.send(to_envelope(0, &stanza))
             .await
             .map_err(|_| RouteError::Unreachable("the forward stream ended".into()))
     }
@@ -199,6 +196,65 @@ fn with_edge<T>(edge: u64, msg: T) -> tonic::Request<T> {
     req.metadata_mut()
         .insert(EDGE_HEADER, tonic::metadata::MetadataValue::from(edge));
     req
+}
+
+/// Open a forward stream: the sender of its up queue and the stream of
+/// deliveries.
+async fn open_stream(
+    client: &CoreClient<Channel>,
+    edge: u64,
+) -> Result<(mpsc::Sender<pb::Envelope>, tonic::Streaming<pb::DeliveryBatch>), ClusterError> {
+    let (up, rx) = mpsc::channel::<pb::Envelope>(UP_QUEUE);
+    let batches = futures::stream::unfold(rx, |mut rx| async move {
+        let first = rx.recv().await?;
+        let mut envelopes = vec![first];
+        while envelopes.len() < BATCH {
+            match rx.try_recv() {
+                Ok(e) => envelopes.push(e),
+                Err(_) => break,
+            }
+        }
+        Some((pb::EnvelopeBatch { envelopes }, rx))
+    });
+    let down = client
+        .clone()
+        .forward(with_edge(edge, batches))
+        .await
+        .map_err(ClusterError::from)?
+        .into_inner();
+    Ok((up, down))
+}
+
+/// The edge's link to its core for the life of the process: deliver until
+/// the stream ends (which closes every session of the edge: the core has
+/// dropped them), then open a new stream, backing off up to 5 s between
+/// tries, so that a restarted core is found again without restarting the
+/// edge.
+async fn link(
+    client: CoreClient<Channel>,
+    edge: u64,
+    mut down: tonic::Streaming<pb::DeliveryBatch>,
+    up: Arc<Mutex<mpsc::Sender<pb::Envelope>>>,
+    sessions: Sessions,
+) {
+    loop {
+        dispatch(down, sessions.clone()).await;
+        let mut backoff = Duration::from_millis(100);
+        down = loop {
+            tokio::time::sleep(backoff).await;
+            match open_stream(&client, edge).await {
+                Ok((tx, d)) => {
+                    *up.lock().unwrap_or_else(|p| p.into_inner()) = tx;
+                    tracing::info!(edge, "connected to the core again");
+                    break d;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "the core is still unreachable");
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+    }
 }
 
 /// Hand each delivery to its sessions' queues until the stream ends, then

@@ -363,7 +363,7 @@ async fn subscribe(x: &mut Client, y: &mut Client, xj: &str, yj: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_edge_is_dropped_and_a_lost_core_ends_the_edges_sessions() {
+async fn a_hung_edge_is_dropped_a_lost_core_ends_sessions_and_a_restarted_core_is_found_again() {
     let mut cluster = Cluster::start();
     cluster.add_user("alice@localhost");
     cluster.add_user("bob@localhost");
@@ -405,5 +405,40 @@ async fn a_hung_edge_is_dropped_and_a_lost_core_ends_the_edges_sessions() {
     drop(core);
     let cond = a.stream_error().await.expect("alice's stream ends");
     assert_eq!(cond, "internal-server-error");
+
+    // The core comes back on its data and address: the edge finds it
+    // again by itself, alice logs in through it, and her roster (durable
+    // data of the core) is as it was.
+    let cfg = config(
+        cluster.dir.path(),
+        "core",
+        &format!(
+            "[cluster]\nrole = \"core\"\nnode_id = 1\nlisten = \"{}\"\nliveness_secs = 2\n",
+            cluster.core_addr
+        ),
+    );
+    let (core, _) = start(&cfg, "cluster listener (gRPC)");
+    cluster.core = core;
+    let started = std::time::Instant::now();
+    let mut a = loop {
+        match Client::login(addr_a, "alice@localhost", PW, "a2").await {
+            Ok(c) => break c,
+            Err(e) if started.elapsed() > Duration::from_secs(20) => {
+                panic!("alice cannot log in through edge 2 after the core restart: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    a.send("<iq type='get' id='r3'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let roster = a
+        .expect(|e| e.attr("id") == Some("r3"))
+        .await
+        .expect("roster after the core restart");
+    let item = roster
+        .child("query", "jabber:iq:roster")
+        .and_then(|q| q.elements().find(|i| i.attr("jid") == Some("bob@localhost")))
+        .expect("bob is still in alice's roster");
+    assert_eq!(item.attr("subscription"), Some("both"));
     drop(edge_a);
 }

@@ -837,7 +837,8 @@ mod tests {
             f(&mut cfg.limits);
             problems(&cfg)
         };
-        let cases: [(fn(&mut LimitsConfig), &str); 12] = [
+        type Case = (fn(&mut LimitsConfig), &'static str);
+        let cases: [Case; 12] = [
             (|l| l.max_stanza_bytes = 9_999, "limits.max_stanza_bytes"),
             (|l| l.max_depth = 3, "limits.max_depth"),
             (|l| l.max_attrs = 0, "limits.max_attrs"),

@@ -104,11 +104,10 @@ impl Machine {
         let Some(child) = el.first_element() else {
             return false;
         };
-        let local = match (st.stype(), child.name.as_str(), child.ns.as_str()) {
-            ("get", "ping", ns::PING) => true,
-            ("set", "session", ns::SESSION) => true,
-            _ => false,
-        };
+        let local = matches!(
+            (st.stype(), child.name.as_str(), child.ns.as_str()),
+            ("get", "ping", ns::PING) | ("set", "session", ns::SESSION)
+        );
         if local {
             out.push(Action::Send(result(st, &self.domain)));
         }

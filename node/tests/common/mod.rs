@@ -22,8 +22,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A test configuration: loopback, port 0, data in `dir`.
 pub fn test_config(dir: &Path) -> Config {
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.to_path_buf();
+    let mut cfg = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
     cfg.listeners.c2s = Some("127.0.0.1:0".into());
     cfg.listeners.c2s_direct_tls = Some("127.0.0.1:0".into());
     cfg.registration.min_password_len = 4;

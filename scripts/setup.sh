@@ -11,7 +11,14 @@ SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 
 need_apt=()
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+# bindgen needs libclang itself (libclang.so or libclang-N.so), not just
+# libclang-cpp, which some images carry without it.
+have_libclang() {
+  ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+     /usr/lib/x86_64-linux-gnu/libclang.so* /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* \
+     >/dev/null 2>&1
+}
+if ! have_libclang || ! command -v clang >/dev/null 2>&1; then
   need_apt+=(libclang-dev clang)
 fi
 command -v sccache >/dev/null 2>&1 || need_apt+=(sccache)

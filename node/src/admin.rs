@@ -78,15 +78,15 @@ async fn execute(core: &Core, line: &str) -> Result<String, String> {
     match parts.next() {
         Some("add") => {
             let jid = parse_jid(parts.next())?;
-            core.accounts()
-                .add(&jid, &password(parts.next())?)
+            core.add_account(&jid, &password(parts.next())?)
+                .await
                 .map_err(err)?;
             Ok(String::new())
         }
         Some("passwd") => {
             let jid = parse_jid(parts.next())?;
-            core.accounts()
-                .set_password(&jid, &password(parts.next())?)
+            core.set_password(&jid, &password(parts.next())?)
+                .await
                 .map_err(err)?;
             Ok(String::new())
         }

@@ -82,12 +82,14 @@ impl CoreLink {
         match self {
             CoreLink::Local(c) => Ok(
                 match router::modules::register::unauthenticated(
-                    c.accounts(),
+                    c,
                     c.config().registration,
                     domain,
                     iq_type,
                     payload,
-                ) {
+                )
+                .await
+                {
                     Ok(Some(form)) => RegisterOutcome::Form(form.to_xml(proto::ns::CLIENT)),
                     Ok(None) => RegisterOutcome::Done,
                     Err(e) => RegisterOutcome::Error(e.to_xml()),

@@ -80,6 +80,9 @@ impl Server {
             allow_password_change: cfg.registration.allow_password_change,
             min_password_len: cfg.registration.min_password_len,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            node_id: cfg.cluster.node_id,
+            raft_addr: cfg.cluster.listen.clone(),
+            heartbeat_ms: 100,
         };
         let server_features = router::server_features(&core_cfg)?;
         let core = if role == Role::Edge {
@@ -91,7 +94,7 @@ impl Server {
                 cfg.offline.max_per_user,
             )
             .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
-            Some(Core::start(core_cfg, store)?)
+            Some(Core::start(core_cfg, store).await?)
         };
         let (tx, rx) = watch::channel(false);
         let mut tasks = Vec::new();

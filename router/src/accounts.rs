@@ -1,6 +1,12 @@
 //! Accounts: creation, password changes and removal, with credentials kept
 //! as SCRAM verifiers only (RFC 5802 §3), passwords prepared with PRECIS
 //! OpaqueString (RFC 8265 §4).
+//!
+//! A running core changes accounts through the user's shard, which commits
+//! the planned writes (`plan_*`) through its Raft group
+//! (`Core::add_account`, ...). The direct `add`, `set_password` and
+//! `delete` write the local store at once: they are for `xmppd user ...`
+//! on a single node that is not running.
 
 use proto::BareJid;
 use proto::sasl::{StoredCredentials, credentials::DEFAULT_ITERATIONS};
@@ -21,6 +27,8 @@ pub enum AccountError {
     UnknownDomain(String),
     #[error("storage: {0}")]
     Storage(#[from] storage::StorageError),
+    #[error("the change was not committed: {0}")]
+    NotCommitted(String),
 }
 
 /// The account operations; cheap to clone.
@@ -84,6 +92,61 @@ impl Accounts {
     /// [`crate::Core::delete_account`], which calls this.
     pub fn delete(&self, user: &BareJid) -> Result<(), AccountError> {
         if self.store.0.accounts().delete(user)? {
+            Ok(())
+        } else {
+            Err(AccountError::NoSuchUser(user.to_string()))
+        }
+    }
+
+    /// Checks `user` and derives the stored credentials for `password`
+    /// (slow on purpose: SCRAM's iterated hash).
+    pub fn prepare(&self, user: &BareJid, password: &str) -> Result<StoredCredentials, AccountError> {
+        self.check_user(user)?;
+        self.credentials_for(password)
+    }
+
+    /// Plans the creation of `user` into `b` (the shard of `user` commits it).
+    pub fn plan_add(
+        &self,
+        b: &mut storage::Batch,
+        user: &BareJid,
+        creds: &StoredCredentials,
+    ) -> Result<(), AccountError> {
+        if self.store.0.accounts().create_in(b, user, creds)? {
+            Ok(())
+        } else {
+            Err(AccountError::Exists(user.to_string()))
+        }
+    }
+
+    /// Plans [`Accounts::set_password`] into `b`.
+    pub fn plan_set_password(
+        &self,
+        b: &mut storage::Batch,
+        user: &BareJid,
+        password: &str,
+    ) -> Result<(), AccountError> {
+        let creds = self.credentials_for(password)?;
+        self.plan_set_credentials(b, user, &creds)
+    }
+
+    /// Plans replacing the credentials of `user` into `b`.
+    pub fn plan_set_credentials(
+        &self,
+        b: &mut storage::Batch,
+        user: &BareJid,
+        creds: &StoredCredentials,
+    ) -> Result<(), AccountError> {
+        if self.store.0.accounts().set_credentials_in(b, user, creds)? {
+            Ok(())
+        } else {
+            Err(AccountError::NoSuchUser(user.to_string()))
+        }
+    }
+
+    /// Plans [`Accounts::delete`] into `b`.
+    pub fn plan_delete(&self, b: &mut storage::Batch, user: &BareJid) -> Result<(), AccountError> {
+        if self.store.0.accounts().delete_in(b, user)? {
             Ok(())
         } else {
             Err(AccountError::NoSuchUser(user.to_string()))

@@ -242,12 +242,14 @@ impl pb::core_server::Core for CoreService {
         let payload = proto::Element::parse(r.payload.as_bytes(), proto::ns::CLIENT, &[])
             .map_err(|e| Status::from(ClusterError::BadRequest(e.to_string())))?;
         let reply = match crate::modules::register::unauthenticated(
-            self.core.accounts(),
+            &self.core,
             self.core.config().registration,
             &r.domain,
             &r.iq_type,
             &payload,
-        ) {
+        )
+        .await
+        {
             Ok(Some(form)) => pb::RegisterReply {
                 result: Some(pb::register_reply::Result::Form(form.to_xml(proto::ns::CLIENT))),
                 empty: false,

@@ -14,6 +14,13 @@ pub struct CoreConfig {
     pub min_password_len: usize,
     /// Server software name and version for XEP-0092.
     pub version: String,
+    /// This node's id in the shards' Raft groups.
+    pub node_id: u64,
+    /// The address other core nodes reach this node's Raft service at.
+    pub raft_addr: String,
+    /// Raft heartbeat interval in milliseconds (elections time out after
+    /// three to six of them).
+    pub heartbeat_ms: u64,
 }
 
 impl Default for CoreConfig {
@@ -25,6 +32,9 @@ impl Default for CoreConfig {
             allow_password_change: true,
             min_password_len: 8,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            node_id: 1,
+            raft_addr: String::new(),
+            heartbeat_ms: 100,
         }
     }
 }

@@ -2,8 +2,12 @@
 //! calls become messages on the shard tasks' channels; in a cluster the same
 //! messages travel over gRPC to the shard's leader.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use openraft::BasicNode;
 
 use proto::stanza::Stanza;
 use proto::{BareJid, FullJid};
@@ -13,6 +17,7 @@ use crate::Store;
 use crate::accounts::{AccountError, Accounts};
 use crate::config::CoreConfig;
 use crate::modules::registry::Registry;
+use crate::raft::{Network, Raft};
 use crate::session::SessionSink;
 use crate::shard::{self, ShardMsg};
 
@@ -24,6 +29,8 @@ pub enum CoreError {
     Account(#[from] AccountError),
     #[error("module registry: {0}")]
     Registry(String),
+    #[error("raft: {0}")]
+    Raft(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +55,8 @@ pub(crate) struct Shared {
     pub store: Store,
     pub accounts: Accounts,
     pub shards: Vec<ShardHandle>,
+    /// The Raft group of each shard, by shard index.
+    pub rafts: Vec<Raft>,
     pub registry: Registry,
     next_id: AtomicU64,
 }
@@ -65,10 +74,54 @@ impl Shared {
         }
     }
 
+    /// Commit planned writes through the Raft group of shard `index`:
+    /// when this returns `Ok`, a majority of the group has them in its log
+    /// and this replica has applied them.
+    pub async fn commit(&self, index: usize, writes: storage::Batch) -> Result<(), CoreError> {
+        let raft = self.rafts.get(index).ok_or(CoreError::ShuttingDown)?;
+        raft.client_write(storage::raft::Command::from_batch(writes))
+            .await
+            .map(|_| ())
+            .map_err(|e| CoreError::Raft(e.to_string()))
+    }
+
     /// A fresh id for server-generated stanzas.
     pub fn next_id(&self) -> String {
         format!("xmppd-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
     }
+}
+
+/// Open (or create) the Raft group of every shard on this node, as its
+/// only member, and wait until each has elected this node.
+async fn start_groups(cfg: &CoreConfig, store: &Store, n: usize) -> Result<Vec<Raft>, CoreError> {
+    let raft_err = |e: &dyn std::fmt::Display| CoreError::Raft(e.to_string());
+    let rconf = crate::raft::config(cfg.heartbeat_ms).map_err(|e| raft_err(&e))?;
+    let sync = store.0.options().sync_writes;
+    let me = cfg.node_id;
+    let mut rafts = Vec::with_capacity(n);
+    for i in 0..n {
+        let group = proto::cluster::shard_group(i as u32);
+        let owns: storage::raft::Owns = Arc::new(move |bare: &str| shard_of(bare, n) == i);
+        let (log, sm) = store
+            .0
+            .raft_group_owning(group, sync, owns)
+            .map_err(|e| raft_err(&e))?;
+        let raft = Raft::new(me, rconf.clone(), Network::new(group), log, sm)
+            .await
+            .map_err(|e| raft_err(&e))?;
+        if !raft.is_initialized().await.map_err(|e| raft_err(&e))? {
+            let members = BTreeMap::from([(me, BasicNode::new(cfg.raft_addr.clone()))]);
+            raft.initialize(members).await.map_err(|e| raft_err(&e))?;
+        }
+        rafts.push(raft);
+    }
+    for r in &rafts {
+        r.wait(Some(Duration::from_secs(30)))
+            .current_leader(me, "this node leads its single-member shard groups")
+            .await
+            .map_err(|e| raft_err(&e))?;
+    }
+    Ok(rafts)
 }
 
 /// Stable shard function: FNV-1a over the canonical bare JID. Stable across
@@ -97,10 +150,14 @@ pub struct Core {
 }
 
 impl Core {
-    /// Start the shard tasks on the current tokio runtime.
-    pub fn start(cfg: CoreConfig, store: Store) -> Result<Core, CoreError> {
+    /// Start the shards on the current tokio runtime: each shard's Raft
+    /// group (created with this node as its only member on first start,
+    /// reloaded from the store after), then its task. Returns once every
+    /// group has a leader.
+    pub async fn start(cfg: CoreConfig, store: Store) -> Result<Core, CoreError> {
         let registry = Registry::new(&cfg).map_err(CoreError::Registry)?;
         let n = cfg.shards.max(1);
+        let rafts = start_groups(&cfg, &store, n).await?;
         let mut handles = Vec::with_capacity(n);
         let mut receivers = Vec::with_capacity(n);
         for _ in 0..n {
@@ -119,6 +176,7 @@ impl Core {
             store,
             accounts,
             shards: handles,
+            rafts,
             next_id: AtomicU64::new(1),
         });
         for (i, (erx, irx)) in receivers.into_iter().enumerate() {
@@ -181,20 +239,95 @@ impl Core {
             .map_err(|_| CoreError::ShuttingDown)
     }
 
-    /// Delete an account: its sessions are closed, then its data removed.
-    pub async fn delete_account(&self, user: &BareJid) -> Result<(), CoreError> {
-        let (reply, rx) = oneshot::channel();
-        let msg = ShardMsg::Kick {
-            user: user.clone(),
-            reply,
-        };
-        self.shard(user.as_str())
+    /// Run `f` on the shard of `bare` and wait for it to be handled.
+    async fn exec(
+        &self,
+        bare: &str,
+        f: Box<dyn FnOnce(&mut crate::modules::Ctx<'_>) + Send>,
+    ) -> Result<(), CoreError> {
+        self.shard(bare)
             .edge
-            .send(msg)
+            .send(ShardMsg::Exec(f))
             .await
-            .map_err(|_| CoreError::ShuttingDown)?;
-        let _ = rx.await;
-        self.shared.accounts.delete(user)?;
+            .map_err(|_| CoreError::ShuttingDown)
+    }
+
+    /// Register an account, committed through the user's shard.
+    pub async fn add_account(&self, user: &BareJid, password: &str) -> Result<(), AccountError> {
+        // SCRAM derivation is slow on purpose: do it here, not in the shard.
+        let creds = self.shared.accounts.prepare(user, password)?;
+        let (tx, rx) = oneshot::channel();
+        let u = user.clone();
+        let f = Box::new(move |ctx: &mut crate::modules::Ctx<'_>| {
+            let sh = ctx.sh;
+            match sh.accounts.plan_add(&mut ctx.writes, &u, &creds) {
+                Ok(()) => ctx.after_commit(move || {
+                    let _ = tx.send(Ok(()));
+                }),
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+        self.exec(user.as_str(), f)
+            .await
+            .map_err(|e| AccountError::NotCommitted(e.to_string()))?;
+        rx.await
+            .map_err(|_| AccountError::NotCommitted("the shard did not commit it".into()))?
+    }
+
+    /// Change an account's password, committed through the user's shard.
+    pub async fn set_password(&self, user: &BareJid, password: &str) -> Result<(), AccountError> {
+        let creds = self.shared.accounts.prepare(user, password)?;
+        let (tx, rx) = oneshot::channel();
+        let u = user.clone();
+        let f = Box::new(move |ctx: &mut crate::modules::Ctx<'_>| {
+            let sh = ctx.sh;
+            match sh.accounts.plan_set_credentials(&mut ctx.writes, &u, &creds) {
+                Ok(()) => ctx.after_commit(move || {
+                    let _ = tx.send(Ok(()));
+                }),
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+        self.exec(user.as_str(), f)
+            .await
+            .map_err(|e| AccountError::NotCommitted(e.to_string()))?;
+        rx.await
+            .map_err(|_| AccountError::NotCommitted("the shard did not commit it".into()))?
+    }
+
+    /// Delete an account: its data is removed through the user's shard,
+    /// and once that is committed its sessions are closed.
+    pub async fn delete_account(&self, user: &BareJid) -> Result<(), CoreError> {
+        let (tx, rx) = oneshot::channel();
+        let u = user.clone();
+        let f = Box::new(move |ctx: &mut crate::modules::Ctx<'_>| {
+            let sh = ctx.sh;
+            if let Err(e) = sh.accounts.plan_delete(&mut ctx.writes, &u) {
+                let _ = tx.send(Err(e));
+                return;
+            }
+            if let Some(gone) = ctx.st.users.remove(&u) {
+                for s in gone.sessions {
+                    ctx.send(
+                        &s.sink,
+                        crate::Outbound::Close(
+                            proto::error::StreamCondition::NotAuthorized,
+                            Some("account deleted".into()),
+                        ),
+                    );
+                }
+            }
+            ctx.after_commit(move || {
+                let _ = tx.send(Ok(()));
+            });
+        });
+        self.exec(user.as_str(), f).await?;
+        rx.await
+            .map_err(|_| CoreError::Raft("the shard did not commit the deletion".into()))??;
         Ok(())
     }
 
@@ -254,6 +387,11 @@ impl Core {
                 if h.edge.send(ShardMsg::Stop { reply }).await.is_ok() {
                     let _ = rx.await;
                 }
+            }
+        }
+        for r in &self.shared.rafts {
+            if let Err(e) = r.shutdown().await {
+                tracing::warn!(error = %e, "stopping a raft group failed");
             }
         }
         if let Err(e) = self.shared.store.flush() {

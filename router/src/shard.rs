@@ -27,11 +27,10 @@ pub(crate) enum ShardMsg {
     FromClient(Box<Stanza>),
     /// A stanza for a user of this shard (inbound processing).
     Inbound(Box<Stanza>),
-    /// End all sessions of a user (account deleted).
-    Kick {
-        user: BareJid,
-        reply: oneshot::Sender<()>,
-    },
+    /// Run a planned change on the shard (an account change from outside
+    /// a stanza): the closure plans writes into the context and answers
+    /// through `Ctx::after_commit`.
+    Exec(Box<dyn FnOnce(&mut Ctx<'_>) + Send>),
     /// Bound sessions: all, or those bound through one edge's link.
     Count {
         via: Option<Arc<EdgeLink>>,
@@ -127,36 +126,50 @@ pub(crate) async fn run(
         };
         if let ShardMsg::Stop { reply } = msg {
             while let Ok(m) = internal.try_recv() {
-                handle(&mut st, &shared, m);
+                step(&mut st, &shared, index, m).await;
             }
             let _ = reply.send(());
             continue;
         }
-        handle(&mut st, &shared, msg);
+        step(&mut st, &shared, index, msg).await;
     }
     tracing::debug!(shard = index, "shard stopped");
 }
 
-fn handle(st: &mut ShardState, shared: &Shared, msg: ShardMsg) {
-    let mut ctx = Ctx { st, sh: shared };
+/// Handle one message; if it planned writes, commit them through the
+/// shard's Raft group before letting out what waits on them. The shard
+/// takes its next message only after the commit, so every handler reads
+/// the effects of all earlier ones.
+async fn step(st: &mut ShardState, shared: &Shared, index: usize, msg: ShardMsg) {
+    let (writes, held) = {
+        let mut ctx = Ctx::new(st, shared);
+        handle(&mut ctx, msg);
+        ctx.into_pending()
+    };
+    if writes.is_empty() {
+        return;
+    }
+    match shared.commit(index, writes).await {
+        Ok(()) => {
+            for e in held {
+                e.release(shared);
+            }
+        }
+        Err(e) => {
+            tracing::error!(shard = index, error = %e, "commit failed: the change is not made and its replies are dropped");
+        }
+    }
+}
+
+fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
     match msg {
         ShardMsg::Bind { jid, sink, reply } => {
-            let _ = reply.send(bind(&mut ctx, jid, sink));
+            let _ = reply.send(bind(ctx, jid, sink));
         }
-        ShardMsg::Unbind { jid, conn_id } => unbind(&mut ctx, &jid, conn_id),
-        ShardMsg::FromClient(s) => from_client(&mut ctx, *s),
-        ShardMsg::Inbound(s) => inbound(&mut ctx, *s),
-        ShardMsg::Kick { user, reply } => {
-            if let Some(u) = ctx.st.users.remove(&user) {
-                for s in u.sessions {
-                    s.sink.send(crate::Outbound::Close(
-                        proto::error::StreamCondition::NotAuthorized,
-                        Some("account deleted".into()),
-                    ));
-                }
-            }
-            let _ = reply.send(());
-        }
+        ShardMsg::Unbind { jid, conn_id } => unbind(ctx, &jid, conn_id),
+        ShardMsg::FromClient(s) => from_client(ctx, *s),
+        ShardMsg::Inbound(s) => inbound(ctx, *s),
+        ShardMsg::Exec(f) => f(ctx),
         ShardMsg::Count { via, reply } => {
             let n = ctx
                 .st
@@ -177,7 +190,7 @@ fn handle(st: &mut ShardState, shared: &Shared, msg: ShardMsg) {
                 .map(|s| (s.jid.clone(), s.sink.conn_id))
                 .collect();
             for (jid, conn) in gone {
-                unbind(&mut ctx, &jid, conn);
+                unbind(ctx, &jid, conn);
             }
             let _ = reply.send(());
         }

@@ -1,6 +1,5 @@
 //! Accounts: one record per registered bare JID holding its SCRAM
-//! credentials (RFC 5802 StoredKey/ServerKey, never a password), plus a
-//! stored account count kept in the same batches. Deleting an account
+//! credentials (RFC 5802 StoredKey/ServerKey, never a password). Deleting an account
 //! removes everything stored for that user, in every column family, in one
 //! atomic batch.
 
@@ -8,13 +7,11 @@ use std::sync::Arc;
 
 use proto::BareJid;
 use proto::sasl::StoredCredentials;
-use rocksdb::WriteBatch;
 
+use crate::batch::{Batch, Family};
 use crate::db::Db;
-use crate::keys::{self, CF_ACCOUNTS, CF_OFFLINE, CF_ROSTERS, CF_VCARDS};
+use crate::keys::{self, CF_ACCOUNTS};
 use crate::{StorageError, codec};
-
-const COUNT: &str = "account count";
 
 /// The accounts store; reach it through `Store::accounts`.
 pub struct Accounts {
@@ -28,19 +25,27 @@ impl Accounts {
 
     /// Registers `user`; `false` (and no change) if it already existed.
     pub fn create(&self, user: &BareJid, creds: &StoredCredentials) -> Result<bool, StorageError> {
+        let _user = self.db.lock_user(user.as_str());
+        let mut b = Batch::new();
+        let created = self.create_in(&mut b, user, creds)?;
+        self.db.apply(&b)?;
+        Ok(created)
+    }
+
+    /// Plans [`Accounts::create`] into `b`, for a caller that is the only
+    /// writer of `user`'s records.
+    pub fn create_in(
+        &self,
+        b: &mut Batch,
+        user: &BareJid,
+        creds: &StoredCredentials,
+    ) -> Result<bool, StorageError> {
         let key = keys::account(user)?;
         let value = codec::encode_credentials(creds)?;
-        let _user = self.db.lock_user(user.as_str());
-        if self.db.exists(CF_ACCOUNTS, &key)? {
+        if self.db.exists_through(b, Family::Accounts, &key)? {
             return Ok(false);
         }
-        let _count = self.db.lock_account_count();
-        let count = self.count()?;
-        let cf = self.db.cf(CF_ACCOUNTS)?;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(cf, key, value);
-        batch.put_cf(cf, keys::account_count(), codec::encode_counter(count + 1));
-        self.db.write(batch)?;
+        b.put(Family::Accounts, key, value);
         Ok(true)
     }
 
@@ -63,15 +68,26 @@ impl Accounts {
         user: &BareJid,
         creds: &StoredCredentials,
     ) -> Result<bool, StorageError> {
+        let _user = self.db.lock_user(user.as_str());
+        let mut b = Batch::new();
+        let changed = self.set_credentials_in(&mut b, user, creds)?;
+        self.db.apply(&b)?;
+        Ok(changed)
+    }
+
+    /// Plans [`Accounts::set_credentials`] into `b`.
+    pub fn set_credentials_in(
+        &self,
+        b: &mut Batch,
+        user: &BareJid,
+        creds: &StoredCredentials,
+    ) -> Result<bool, StorageError> {
         let key = keys::account(user)?;
         let value = codec::encode_credentials(creds)?;
-        let _user = self.db.lock_user(user.as_str());
-        if !self.db.exists(CF_ACCOUNTS, &key)? {
+        if !self.db.exists_through(b, Family::Accounts, &key)? {
             return Ok(false);
         }
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.db.cf(CF_ACCOUNTS)?, key, value);
-        self.db.write(batch)?;
+        b.put(Family::Accounts, key, value);
         Ok(true)
     }
 
@@ -79,31 +95,27 @@ impl Accounts {
     /// version, offline queue and its counters, vCard. `false` if there was
     /// no such account (then nothing is touched).
     pub fn delete(&self, user: &BareJid) -> Result<bool, StorageError> {
-        let key = keys::account(user)?;
-        let roster = keys::roster_items(user)?;
-        let offline = keys::offline_msgs(user)?;
         let _user = self.db.lock_user(user.as_str());
-        if !self.db.exists(CF_ACCOUNTS, &key)? {
+        let mut b = Batch::new();
+        let deleted = self.delete_in(&mut b, user)?;
+        self.db.apply(&b)?;
+        Ok(deleted)
+    }
+
+    /// Plans [`Accounts::delete`] into `b`.
+    pub fn delete_in(&self, b: &mut Batch, user: &BareJid) -> Result<bool, StorageError> {
+        let key = keys::account(user)?;
+        if !self.db.exists_through(b, Family::Accounts, &key)? {
             return Ok(false);
         }
-        let _count = self.db.lock_account_count();
-        let count = self.count()?;
-        let accounts = self.db.cf(CF_ACCOUNTS)?;
-        let rosters = self.db.cf(CF_ROSTERS)?;
-        let offline_cf = self.db.cf(CF_OFFLINE)?;
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(accounts, key);
-        batch.put_cf(
-            accounts,
-            keys::account_count(),
-            codec::encode_counter(count.saturating_sub(1)),
-        );
-        batch.delete_cf(rosters, keys::roster_version(user)?);
-        batch.delete_range_cf(rosters, roster.start, roster.end);
-        batch.delete_cf(offline_cf, keys::offline_meta(user)?);
-        batch.delete_range_cf(offline_cf, offline.start, offline.end);
-        batch.delete_cf(self.db.cf(CF_VCARDS)?, keys::vcard(user)?);
-        self.db.write(batch)?;
+        let roster = keys::roster_items(user)?;
+        let offline = keys::offline_msgs(user)?;
+        b.delete(Family::Accounts, key);
+        b.delete(Family::Rosters, keys::roster_version(user)?);
+        b.delete_range(Family::Rosters, roster.start, roster.end);
+        b.delete(Family::Offline, keys::offline_meta(user)?);
+        b.delete_range(Family::Offline, offline.start, offline.end);
+        b.delete(Family::Vcards, keys::vcard(user)?);
         Ok(true)
     }
 
@@ -124,11 +136,10 @@ impl Accounts {
         Ok(all)
     }
 
-    /// Number of registered accounts, O(1).
+    /// Number of registered accounts (a scan of the account keys: there
+    /// is no global counter, because accounts are written by many shards).
     pub fn count(&self) -> Result<u64, StorageError> {
-        match self.db.get(CF_ACCOUNTS, &keys::account_count())? {
-            Some(v) => codec::decode_counter(COUNT, &v),
-            None => Ok(0),
-        }
+        let all = self.db.scan(CF_ACCOUNTS, &keys::accounts(None)?, |_, _| Ok(()))?;
+        Ok(all.len() as u64)
     }
 }

@@ -13,6 +13,7 @@ use rocksdb::{
     Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
+use crate::batch::{Batch, Family, Write};
 use crate::keys::{self, KeyRange};
 use crate::{StorageError, StoreOptions, codec};
 
@@ -29,8 +30,6 @@ pub(crate) struct Db {
     /// already gives each user one writer; this makes the counters right
     /// even for a caller that does not (an admin tool, a test).
     stripes: Box<[Mutex<()>]>,
-    /// Serialises the global account counter (create and delete only).
-    account_count: Mutex<()>,
     pub(crate) opts: StoreOptions,
 }
 
@@ -67,7 +66,6 @@ impl Db {
             db,
             write_opts,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            account_count: Mutex::new(()),
             opts,
         };
         this.check_schema()?;
@@ -113,10 +111,6 @@ impl Db {
         self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn lock_account_count(&self) -> MutexGuard<'_, ()> {
-        self.account_count.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub(crate) fn get(
         &self,
         cf: &'static str,
@@ -132,6 +126,124 @@ impl Db {
     /// Writes one batch atomically, through the WAL.
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
         Ok(self.db.write_opt(batch, &self.write_opts)?)
+    }
+
+    /// Adds the writes of a planned batch to a RocksDB batch.
+    pub(crate) fn add_to(&self, b: &Batch, out: &mut WriteBatch) -> Result<(), StorageError> {
+        for w in b.writes() {
+            self.add_write(w, out)?;
+        }
+        Ok(())
+    }
+
+    /// Adds one planned write to a RocksDB batch.
+    pub(crate) fn add_write(&self, w: &Write, out: &mut WriteBatch) -> Result<(), StorageError> {
+        match w {
+            Write::Put { family, key, value } => out.put_cf(self.cf(family.cf())?, key, value),
+            Write::Delete { family, key } => out.delete_cf(self.cf(family.cf())?, key),
+            Write::DeleteRange { family, start, end } => {
+                out.delete_range_cf(self.cf(family.cf())?, start, end)
+            }
+        }
+        Ok(())
+    }
+
+    /// From one consistent snapshot of the database: a point read in
+    /// `get_cf`, the records of `range` in `scan_cf`, and the user data
+    /// records whose owner `owns` accepts (with their family).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn read_group(
+        &self,
+        get_cf: &'static str,
+        key: &[u8],
+        scan_cf: &'static str,
+        range: &KeyRange,
+        owns: Option<&crate::raft::Owns>,
+    ) -> Result<
+        (
+            Option<Vec<u8>>,
+            Vec<crate::raft::Record>,
+            Vec<(Family, crate::raft::Record)>,
+        ),
+        StorageError,
+    > {
+        let snap = self.db.snapshot();
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&snap);
+        let value = self.db.get_cf_opt(self.cf(get_cf)?, key, &ro)?;
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&snap);
+        let records = self.scan_opt(self.cf(scan_cf)?, ro, range, &mut |k, v| {
+            Ok((k.to_vec(), v.to_vec()))
+        })?;
+        let mut owned = Vec::new();
+        if let Some(owns) = owns {
+            for family in Family::ALL {
+                let mut ro = ReadOptions::default();
+                ro.set_snapshot(&snap);
+                for kv in self
+                    .db
+                    .iterator_cf_opt(self.cf(family.cf())?, ro, IteratorMode::Start)
+                {
+                    let (k, v) = kv?;
+                    if keys::owner(family, &k).is_some_and(|u| owns(&u)) {
+                        owned.push((family, (k.to_vec(), v.to_vec())));
+                    }
+                }
+            }
+        }
+        Ok((value, records, owned))
+    }
+
+    /// Adds deletes of every user data record `owns` accepts to `out`.
+    pub(crate) fn delete_owned(
+        &self,
+        owns: &crate::raft::Owns,
+        out: &mut WriteBatch,
+    ) -> Result<(), StorageError> {
+        for family in Family::ALL {
+            let cf = self.cf(family.cf())?;
+            for kv in self.db.iterator_cf(cf, IteratorMode::Start) {
+                let (k, _) = kv?;
+                if keys::owner(family, &k).is_some_and(|u| owns(&u)) {
+                    out.delete_cf(cf, k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a planned batch atomically, through the WAL.
+    pub(crate) fn apply(&self, b: &Batch) -> Result<(), StorageError> {
+        let mut out = WriteBatch::default();
+        self.add_to(b, &mut out)?;
+        self.write(out)
+    }
+
+    /// The value of `key` as it will be once `pending` is written.
+    pub(crate) fn get_through(
+        &self,
+        pending: &Batch,
+        family: Family,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        match pending.written(family, key) {
+            Some(v) => Ok(v.map(<[u8]>::to_vec)),
+            None => self.get(family.cf(), key),
+        }
+    }
+
+    /// Whether `key` will exist once `pending` is written.
+    pub(crate) fn exists_through(
+        &self,
+        pending: &Batch,
+        family: Family,
+        key: &[u8],
+    ) -> Result<bool, StorageError> {
+        match pending.written(family, key) {
+            Some(v) => Ok(v.is_some()),
+            None => self.exists(family.cf(), key),
+        }
     }
 
     /// Writes one batch atomically through the WAL, fsynced if `sync`

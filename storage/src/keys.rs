@@ -8,7 +8,6 @@
 //! ```text
 //! cf default   0x01                                    -> schema version
 //! cf accounts  0x01 domain 0x00 local                  -> credentials
-//!              0x02                                    -> account count
 //! cf rosters   0x01 user 0x00                          -> roster version
 //!              0x02 user 0x00 contact                  -> roster item
 //! cf offline   0x01 user 0x00                          -> queue meta (next seq, count)
@@ -44,7 +43,7 @@ const SEP: u8 = 0x00;
 mod kind {
     pub const SCHEMA: u8 = 0x01;
     pub const ACCOUNT: u8 = 0x01;
-    pub const ACCOUNT_COUNT: u8 = 0x02;
+    /// 0x02 held a global account count in schema 1; no longer written.
     pub const ROSTER_VERSION: u8 = 0x01;
     pub const ROSTER_ITEM: u8 = 0x02;
     pub const OFFLINE_META: u8 = 0x01;
@@ -142,8 +141,30 @@ pub(crate) fn decode_account(key: &[u8]) -> Result<BareJid, StorageError> {
     BareJid::new(local, domain).map_err(|_| StorageError::corrupt(R, "not a valid jid"))
 }
 
-pub(crate) fn account_count() -> Vec<u8> {
-    vec![kind::ACCOUNT_COUNT]
+/// The bare JID whose record `key` is in `family`'s column family, for
+/// telling which shard owns it; `None` for records of no user.
+pub(crate) fn owner(family: crate::Family, key: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
+    let (&k, rest) = key.split_first()?;
+    match family {
+        crate::Family::Accounts => {
+            if k != kind::ACCOUNT {
+                return None;
+            }
+            let i = rest.iter().position(|&b| b == SEP)?;
+            let domain = std::str::from_utf8(&rest[..i]).ok()?;
+            let local = std::str::from_utf8(&rest[i + 1..]).ok()?;
+            Some(if local.is_empty() {
+                Cow::Borrowed(domain)
+            } else {
+                Cow::Owned(format!("{local}@{domain}"))
+            })
+        }
+        crate::Family::Rosters | crate::Family::Offline | crate::Family::Vcards => {
+            let i = rest.iter().position(|&b| b == SEP)?;
+            std::str::from_utf8(&rest[..i]).ok().map(Cow::Borrowed)
+        }
+    }
 }
 
 // ---- rosters ----
@@ -235,6 +256,32 @@ mod tests {
             b"\x02al@x\x00\x00\x00\x00\x00\x00\x00\x01\x02"
         );
         assert_eq!(vcard(&jid("al@x")).expect("key"), b"\x01al@x\x00");
+    }
+
+    #[test]
+    fn every_user_record_names_its_owner() {
+        use crate::Family as F;
+        let u = jid("al@x");
+        let own = |f, k: Vec<u8>| owner(f, &k).map(|c| c.into_owned());
+        assert_eq!(own(F::Accounts, account(&u).expect("k")), Some("al@x".into()));
+        assert_eq!(
+            own(F::Accounts, account(&jid("x")).expect("k")),
+            Some("x".into())
+        );
+        assert_eq!(own(F::Accounts, vec![0x02]), None);
+        let ri = roster_item(&u, &jid("b@y")).expect("k");
+        assert_eq!(own(F::Rosters, ri), Some("al@x".into()));
+        assert_eq!(
+            own(F::Rosters, roster_version(&u).expect("k")),
+            Some("al@x".into())
+        );
+        assert_eq!(
+            own(F::Offline, offline_msg(&u, 7).expect("k")),
+            Some("al@x".into())
+        );
+        assert_eq!(own(F::Vcards, vcard(&u).expect("k")), Some("al@x".into()));
+        assert_eq!(own(F::Vcards, Vec::new()), None);
+        assert_eq!(own(F::Rosters, b"\x01no-separator".to_vec()), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! `proto` for the types it stores and on openraft for its storage traits.
 
 mod accounts;
+mod batch;
 mod codec;
 mod db;
 mod error;
@@ -28,6 +29,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use accounts::Accounts;
+pub use batch::{Batch, Family, Write};
 pub use error::StorageError;
 pub use offline::{Offline, OfflineFull};
 pub use rosters::{RosterItem, Rosters};

@@ -9,9 +9,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use proto::BareJid;
-use rocksdb::WriteBatch;
 
 use crate::StorageError;
+use crate::batch::{Batch, Family};
 use crate::codec::{self, OfflineMeta};
 use crate::db::Db;
 use crate::keys::{self, CF_OFFLINE};
@@ -43,8 +43,8 @@ impl Offline {
         Offline { db }
     }
 
-    fn meta(&self, key: &[u8]) -> Result<OfflineMeta, StorageError> {
-        match self.db.get(CF_OFFLINE, key)? {
+    fn meta(&self, pending: &Batch, key: &[u8]) -> Result<OfflineMeta, StorageError> {
+        match self.db.get_through(pending, Family::Offline, key)? {
             Some(v) => codec::decode_offline_meta(&v),
             None => Ok(OfflineMeta {
                 next_seq: 1,
@@ -60,10 +60,23 @@ impl Offline {
         user: &BareJid,
         stanza: &[u8],
     ) -> Result<Result<u64, OfflineFull>, StorageError> {
+        let _user = self.db.lock_user(user.as_str());
+        let mut b = Batch::new();
+        let r = self.push_in(&mut b, user, stanza)?;
+        self.db.apply(&b)?;
+        Ok(r)
+    }
+
+    /// Plans [`Offline::push`] into `b`, for the only writer of `user`.
+    pub fn push_in(
+        &self,
+        b: &mut Batch,
+        user: &BareJid,
+        stanza: &[u8],
+    ) -> Result<Result<u64, OfflineFull>, StorageError> {
         let meta_key = keys::offline_meta(user)?;
         let limit = self.db.opts.offline_limit;
-        let _user = self.db.lock_user(user.as_str());
-        let meta = self.meta(&meta_key)?;
+        let meta = self.meta(b, &meta_key)?;
         if meta.count >= limit as u64 {
             return Ok(Err(OfflineFull { limit }));
         }
@@ -75,21 +88,18 @@ impl Offline {
             ))?,
             count: meta.count + 1,
         };
-        let cf = self.db.cf(CF_OFFLINE)?;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            cf,
+        b.put(
+            Family::Offline,
             keys::offline_msg(user, seq)?,
             codec::encode_blob(stanza),
         );
-        batch.put_cf(cf, meta_key, codec::encode_offline_meta(&next));
-        self.db.write(batch)?;
+        b.put(Family::Offline, meta_key, codec::encode_offline_meta(&next));
         Ok(Ok(seq))
     }
 
     /// Number of stored messages, O(1).
     pub fn count(&self, user: &BareJid) -> Result<usize, StorageError> {
-        let count = self.meta(&keys::offline_meta(user)?)?.count;
+        let count = self.meta(&Batch::new(), &keys::offline_meta(user)?)?.count;
         Ok(usize::try_from(count).unwrap_or(usize::MAX))
     }
 
@@ -107,14 +117,27 @@ impl Offline {
     /// Deletes every message with a sequence number up to `seq` included
     /// (after they were delivered).
     pub fn remove_through(&self, user: &BareJid, seq: u64) -> Result<(), StorageError> {
+        let _user = self.db.lock_user(user.as_str());
+        let mut b = Batch::new();
+        self.remove_through_in(&mut b, user, seq)?;
+        self.db.apply(&b)
+    }
+
+    /// Plans [`Offline::remove_through`] into `b`. Messages pushed in `b`
+    /// itself are not removed.
+    pub fn remove_through_in(
+        &self,
+        b: &mut Batch,
+        user: &BareJid,
+        seq: u64,
+    ) -> Result<(), StorageError> {
         let meta_key = keys::offline_meta(user)?;
         let range = keys::offline_msgs_through(user, seq)?;
-        let _user = self.db.lock_user(user.as_str());
         let doomed = self.db.scan(CF_OFFLINE, &range, |k, _| Ok(k.to_vec()))?;
         if doomed.is_empty() {
             return Ok(());
         }
-        let mut meta = self.meta(&meta_key)?;
+        let mut meta = self.meta(b, &meta_key)?;
         meta.count = meta
             .count
             .checked_sub(doomed.len() as u64)
@@ -122,12 +145,10 @@ impl Offline {
                 "offline queue meta",
                 "count below stored messages",
             ))?;
-        let cf = self.db.cf(CF_OFFLINE)?;
-        let mut batch = WriteBatch::default();
         for k in doomed {
-            batch.delete_cf(cf, k);
+            b.delete(Family::Offline, k);
         }
-        batch.put_cf(cf, meta_key, codec::encode_offline_meta(&meta));
-        self.db.write(batch)
+        b.put(Family::Offline, meta_key, codec::encode_offline_meta(&meta));
+        Ok(())
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use proto::BareJid;
 use proto::roster::SubState;
-use rocksdb::WriteBatch;
 
+use crate::batch::{Batch, Family};
 use crate::db::Db;
 use crate::keys::{self, CF_ROSTERS};
 use crate::{StorageError, codec};
@@ -64,19 +64,43 @@ impl Rosters {
         }
     }
 
+    /// [`Rosters::get`] as it will be once `pending` is written.
+    pub fn get_in(
+        &self,
+        pending: &Batch,
+        user: &BareJid,
+        contact: &BareJid,
+    ) -> Result<Option<RosterItem>, StorageError> {
+        let key = keys::roster_item(user, contact)?;
+        match self.db.get_through(pending, Family::Rosters, &key)? {
+            Some(v) => Ok(Some(codec::decode_roster_item(contact.clone(), &v)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Adds or replaces the item for `item.jid` and bumps the version;
     /// returns the new version.
     pub fn put(&self, user: &BareJid, item: &RosterItem) -> Result<u64, StorageError> {
+        let _user = self.db.lock_user(user.as_str());
+        let mut b = Batch::new();
+        let v = self.put_in(&mut b, user, item)?;
+        self.db.apply(&b)?;
+        Ok(v)
+    }
+
+    /// Plans [`Rosters::put`] into `b`, for the only writer of `user`.
+    pub fn put_in(
+        &self,
+        b: &mut Batch,
+        user: &BareJid,
+        item: &RosterItem,
+    ) -> Result<u64, StorageError> {
         let key = keys::roster_item(user, &item.jid)?;
         let value = codec::encode_roster_item(item)?;
         let version_key = keys::roster_version(user)?;
-        let _user = self.db.lock_user(user.as_str());
-        let version = self.bumped(&version_key)?;
-        let cf = self.db.cf(CF_ROSTERS)?;
-        let mut batch = WriteBatch::default();
-        batch.put_cf(cf, key, value);
-        batch.put_cf(cf, version_key, codec::encode_counter(version));
-        self.db.write(batch)?;
+        let version = self.bumped(b, &version_key)?;
+        b.put(Family::Rosters, key, value);
+        b.put(Family::Rosters, version_key, codec::encode_counter(version));
         Ok(version)
     }
 
@@ -84,18 +108,28 @@ impl Rosters {
     /// new version. Removing an absent item changes nothing and returns
     /// the current version.
     pub fn remove(&self, user: &BareJid, contact: &BareJid) -> Result<u64, StorageError> {
+        let _user = self.db.lock_user(user.as_str());
+        let mut b = Batch::new();
+        let v = self.remove_in(&mut b, user, contact)?;
+        self.db.apply(&b)?;
+        Ok(v)
+    }
+
+    /// Plans [`Rosters::remove`] into `b`.
+    pub fn remove_in(
+        &self,
+        b: &mut Batch,
+        user: &BareJid,
+        contact: &BareJid,
+    ) -> Result<u64, StorageError> {
         let key = keys::roster_item(user, contact)?;
         let version_key = keys::roster_version(user)?;
-        let _user = self.db.lock_user(user.as_str());
-        if !self.db.exists(CF_ROSTERS, &key)? {
-            return decode_version(self.db.get(CF_ROSTERS, &version_key)?);
+        if !self.db.exists_through(b, Family::Rosters, &key)? {
+            return decode_version(self.db.get_through(b, Family::Rosters, &version_key)?);
         }
-        let version = self.bumped(&version_key)?;
-        let cf = self.db.cf(CF_ROSTERS)?;
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(cf, key);
-        batch.put_cf(cf, version_key, codec::encode_counter(version));
-        self.db.write(batch)?;
+        let version = self.bumped(b, &version_key)?;
+        b.delete(Family::Rosters, key);
+        b.put(Family::Rosters, version_key, codec::encode_counter(version));
         Ok(version)
     }
 
@@ -104,9 +138,9 @@ impl Rosters {
         decode_version(self.db.get(CF_ROSTERS, &keys::roster_version(user)?)?)
     }
 
-    /// The version after one more change; the caller holds the user lock.
-    fn bumped(&self, version_key: &[u8]) -> Result<u64, StorageError> {
-        let v = decode_version(self.db.get(CF_ROSTERS, version_key)?)?;
+    /// The version after one more change (and those planned in `b`).
+    fn bumped(&self, b: &Batch, version_key: &[u8]) -> Result<u64, StorageError> {
+        let v = decode_version(self.db.get_through(b, Family::Rosters, version_key)?)?;
         v.checked_add(1)
             .ok_or(StorageError::corrupt(VERSION, "counter overflow"))
     }

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use proto::BareJid;
-use rocksdb::WriteBatch;
 
+use crate::batch::{Batch, Family};
 use crate::db::Db;
 use crate::keys::{self, CF_VCARDS};
 use crate::{StorageError, codec};
@@ -33,13 +33,23 @@ impl Vcards {
 
     /// Stores the vCard, or removes it with `None`.
     pub fn set(&self, user: &BareJid, vcard: Option<&[u8]>) -> Result<(), StorageError> {
+        let mut b = Batch::new();
+        self.set_in(&mut b, user, vcard)?;
+        self.db.apply(&b)
+    }
+
+    /// Plans [`Vcards::set`] into `b`.
+    pub fn set_in(
+        &self,
+        b: &mut Batch,
+        user: &BareJid,
+        vcard: Option<&[u8]>,
+    ) -> Result<(), StorageError> {
         let key = keys::vcard(user)?;
-        let cf = self.db.cf(CF_VCARDS)?;
-        let mut batch = WriteBatch::default();
         match vcard {
-            Some(v) => batch.put_cf(cf, key, codec::encode_blob(v)),
-            None => batch.delete_cf(cf, key),
+            Some(v) => b.put(Family::Vcards, key, codec::encode_blob(v)),
+            None => b.delete(Family::Vcards, key),
         }
-        self.db.write(batch)
+        Ok(())
     }
 }

@@ -77,7 +77,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, s: Stanza, target: Target) {
 /// else get/set are answered with service-unavailable.
 pub(crate) fn to_resource(ctx: &mut Ctx<'_>, full: &FullJid, s: Stanza) {
     if let Some(sess) = ctx.st.session(full) {
-        sess.sink.send(Outbound::Stanza(s.raw.clone()));
+        ctx.send(&sess.sink, Outbound::Stanza(s.raw.clone()));
         return;
     }
     if matches!(s.stype(), "get" | "set") {

@@ -19,7 +19,7 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
     };
     if let Some(Jid::Full(full)) = &s.to {
         if let Some(sess) = ctx.st.session(full) {
-            sess.sink.send(Outbound::Stanza(s.raw.clone()));
+            ctx.send(&sess.sink, Outbound::Stanza(s.raw.clone()));
             return;
         }
         // §8.5.3.2.1: no such resource.
@@ -72,7 +72,8 @@ fn store_offline(ctx: &mut Ctx<'_>, user: &BareJid, s: &Stanza) {
         return;
     }
     let stamped = with_delay(&s.raw, user.domain());
-    match ctx.store().offline().push(user, &stamped) {
+    let sh = ctx.sh;
+    match sh.store.0.offline().push_in(&mut ctx.writes, user, &stamped) {
         Ok(Ok(_)) => {}
         Ok(Err(_full)) => ctx.bounce(
             s,
@@ -122,7 +123,7 @@ pub(crate) fn flush_offline(ctx: &mut Ctx<'_>, full: &proto::FullJid) {
     let mut delivered_all = true;
     let mut through = None;
     for (seq, raw) in items {
-        if sess.sink.send(Outbound::Stanza(Bytes::from(raw))) {
+        if ctx.send(&sess.sink, Outbound::Stanza(Bytes::from(raw))) {
             through = Some(seq);
         } else {
             delivered_all = false;
@@ -131,7 +132,12 @@ pub(crate) fn flush_offline(ctx: &mut Ctx<'_>, full: &proto::FullJid) {
     }
     let upto = if delivered_all { Some(last) } else { through };
     if let Some(seq) = upto
-        && let Err(e) = ctx.store().offline().remove_through(&user, seq)
+        && let Err(e) = ctx
+            .sh
+            .store
+            .0
+            .offline()
+            .remove_through_in(&mut ctx.writes, &user, seq)
     {
         tracing::error!(user = %user, error = %e, "removing delivered offline messages failed");
     }

@@ -20,14 +20,60 @@ use proto::stanza::{Kind, Stanza};
 use proto::{BareJid, Jid};
 
 use crate::core::Shared;
-use crate::session::Outbound;
+use std::cell::RefCell;
+
+use crate::session::{Outbound, SessionSink};
 use crate::shard::{ShardMsg, ShardState};
 
-/// What a module sees while handling one stanza: the shard's state and the
-/// core's shared parts.
+/// What a module sees while handling one stanza: the shard's state, the
+/// core's shared parts, and the writes planned so far.
+///
+/// Durable writes are planned into `writes` (the stores' `*_in` calls),
+/// never made directly: after the handler returns, the shard commits them
+/// through its Raft group and only then lets out what the handler sent
+/// after its first write (roster pushes, IQ results, routed stanzas). So
+/// nothing acknowledges a change before it is committed, and if the commit
+/// fails those effects are dropped.
 pub(crate) struct Ctx<'a> {
     pub st: &'a mut ShardState,
     pub sh: &'a Shared,
+    pub writes: storage::Batch,
+    held: RefCell<Vec<Effect>>,
+}
+
+/// Something a handler sent after planning a write: let out on commit.
+pub(crate) enum Effect {
+    Deliver(SessionSink, Outbound),
+    Route(String, ShardMsg),
+    Run(Box<dyn FnOnce() + Send>),
+}
+
+impl Effect {
+    pub fn release(self, sh: &Shared) {
+        match self {
+            Effect::Deliver(sink, out) => {
+                sink.send(out);
+            }
+            Effect::Route(bare, msg) => sh.send_internal(&bare, msg),
+            Effect::Run(f) => f(),
+        }
+    }
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(st: &'a mut ShardState, sh: &'a Shared) -> Ctx<'a> {
+        Ctx {
+            st,
+            sh,
+            writes: storage::Batch::new(),
+            held: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The planned writes and the effects waiting for their commit.
+    pub fn into_pending(self) -> (storage::Batch, Vec<Effect>) {
+        (self.writes, self.held.into_inner())
+    }
 }
 
 impl Ctx<'_> {
@@ -35,11 +81,44 @@ impl Ctx<'_> {
         &self.sh.store.0
     }
 
+    /// Whether effects now wait for the commit of planned writes.
+    fn holding(&self) -> bool {
+        !self.writes.is_empty()
+    }
+
+    /// Send to one session (at once, or on commit if writes are planned).
+    /// `false` if the session is gone.
+    pub fn send(&self, sink: &SessionSink, out: Outbound) -> bool {
+        if self.holding() {
+            self.held
+                .borrow_mut()
+                .push(Effect::Deliver(sink.clone(), out));
+            true
+        } else {
+            sink.send(out)
+        }
+    }
+
+    /// Run `f` once the planned writes are committed (at once if none
+    /// are); never if the commit fails.
+    pub fn after_commit(&self, f: impl FnOnce() + Send + 'static) {
+        if self.holding() {
+            self.held.borrow_mut().push(Effect::Run(Box::new(f)));
+        } else {
+            f()
+        }
+    }
+
     /// Send a stanza on to the shard of its `to` for inbound processing.
     pub fn route(&self, s: Stanza) {
         let Some(to) = &s.to else { return };
         let bare = to.bare_str().to_string();
-        self.sh.send_internal(&bare, ShardMsg::Inbound(Box::new(s)));
+        let msg = ShardMsg::Inbound(Box::new(s));
+        if self.holding() {
+            self.held.borrow_mut().push(Effect::Route(bare, msg));
+        } else {
+            self.sh.send_internal(&bare, msg);
+        }
     }
 
     /// Deliver bytes to every listed session of a user of this shard.
@@ -51,7 +130,7 @@ impl Ctx<'_> {
     ) -> usize {
         let mut n = 0;
         for s in self.st.sessions(user) {
-            if pick(s) && s.sink.send(Outbound::Stanza(bytes.clone())) {
+            if pick(s) && self.send(&s.sink, Outbound::Stanza(bytes.clone())) {
                 n += 1;
             }
         }

@@ -109,8 +109,7 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
     for sess in ctx.st.sessions(&user) {
         if sess.available || &sess.jid == from {
             let to = Jid::Full(sess.jid.clone());
-            sess.sink
-                .send(Outbound::Stanza(s.rewrite(Some(&fromj), Some(&to))));
+            ctx.send(&sess.sink, Outbound::Stanza(s.rewrite(Some(&fromj), Some(&to))));
         }
     }
     if available && !was_available {
@@ -132,9 +131,7 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
             {
                 let to = Jid::Full(from.clone());
                 let ofrom = Jid::Full(other.jid.clone());
-                me_sess
-                    .sink
-                    .send(Outbound::Stanza(p.rewrite(Some(&ofrom), Some(&to))));
+                ctx.send(&me_sess.sink, Outbound::Stanza(p.rewrite(Some(&ofrom), Some(&to))));
             }
         }
         if let Some(sess) = ctx.st.session(from) {
@@ -144,7 +141,7 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
                     proto::element::escape(item.jid.as_str()),
                     proto::element::escape(user.as_str())
                 ));
-                sess.sink.send(Outbound::Stanza(raw));
+                ctx.send(&sess.sink, Outbound::Stanza(raw));
             }
         }
         if priority >= 0 {
@@ -202,7 +199,7 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
         "" | "unavailable" | "error" => match &s.to {
             Some(Jid::Full(full)) => {
                 if let Some(sess) = ctx.st.session(full) {
-                    sess.sink.send(Outbound::Stanza(s.raw.clone()));
+                    ctx.send(&sess.sink, Outbound::Stanza(s.raw.clone()));
                 }
             }
             _ => {

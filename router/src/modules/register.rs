@@ -8,7 +8,7 @@ use proto::{BareJid, Element, Jid, ns};
 use super::Ctx;
 use super::iq::{Target, TargetKind};
 use super::registry::IqHandler;
-use crate::accounts::{AccountError, Accounts};
+use crate::accounts::AccountError;
 use crate::session::Outbound;
 
 pub(crate) struct Register {
@@ -36,14 +36,16 @@ fn account_error(e: &AccountError) -> StanzaError {
         }
         AccountError::UnknownDomain(_) => StanzaError::new(StanzaCondition::ItemNotFound),
         AccountError::NoSuchUser(_) => StanzaError::new(StanzaCondition::ItemNotFound),
-        AccountError::Storage(_) => StanzaError::new(StanzaCondition::InternalServerError),
+        AccountError::Storage(_) | AccountError::NotCommitted(_) => {
+            StanzaError::new(StanzaCondition::InternalServerError)
+        }
     }
 }
 
 /// Registration before authentication (XEP-0077 §3.1), answered by the
 /// edge. `Ok(Some(form))` for a get, `Ok(None)` for a successful set.
-pub fn unauthenticated(
-    accounts: &Accounts,
+pub async fn unauthenticated(
+    core: &crate::Core,
     enabled: bool,
     domain: &str,
     iq_type: &str,
@@ -74,8 +76,8 @@ pub fn unauthenticated(
     }
     let user = BareJid::new(Some(&username), domain)
         .map_err(|_| StanzaError::with_text(StanzaCondition::JidMalformed, "invalid username"))?;
-    accounts
-        .add(&user, &password)
+    core.add_account(&user, &password)
+        .await
         .map_err(|e| account_error(&e))?;
     tracing::info!(user = %user, "account registered in-band");
     Ok(None)
@@ -114,7 +116,13 @@ impl IqHandler for Register {
                     Some("account removal is disabled"),
                 );
             }
-            // XEP-0077 §3.2: answer, then end every session and remove the account.
+            // XEP-0077 §3.2: remove the account, then (once that is
+            // committed) answer and end every session.
+            let sh = ctx.sh;
+            if let Err(e) = sh.accounts.plan_delete(&mut ctx.writes, &user) {
+                tracing::error!(user = %user, error = %e, "account removal failed");
+                return ctx.bounce_with(iq, &account_error(&e));
+            }
             let result = proto::stanza::iq_result(
                 iq.id.as_deref().unwrap_or(""),
                 None,
@@ -124,16 +132,16 @@ impl IqHandler for Register {
             if let Some(u) = ctx.st.users.remove(&user) {
                 for s in u.sessions {
                     if s.jid == from {
-                        s.sink.send(Outbound::Stanza(result.clone()));
+                        ctx.send(&s.sink, Outbound::Stanza(result.clone()));
                     }
-                    s.sink.send(Outbound::Close(
-                        proto::error::StreamCondition::NotAuthorized,
-                        Some("account removed".into()),
-                    ));
+                    ctx.send(
+                        &s.sink,
+                        Outbound::Close(
+                            proto::error::StreamCondition::NotAuthorized,
+                            Some("account removed".into()),
+                        ),
+                    );
                 }
-            }
-            if let Err(e) = ctx.sh.accounts.delete(&user) {
-                tracing::error!(user = %user, error = %e, "account removal failed");
             }
             return;
         }
@@ -160,7 +168,8 @@ impl IqHandler for Register {
                 Some("give your own username and the new password"),
             );
         }
-        match ctx.sh.accounts.set_password(&user, &password) {
+        let sh = ctx.sh;
+        match sh.accounts.plan_set_password(&mut ctx.writes, &user, &password) {
             Ok(()) => ctx.iq_result(iq, None),
             Err(e) => ctx.bounce_with(iq, &account_error(&e)),
         }

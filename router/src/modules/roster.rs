@@ -57,7 +57,7 @@ pub(crate) fn push(ctx: &Ctx<'_>, user: &BareJid, item: &RosterItem, ver: u64, r
         );
         query.write(&mut s, ns::CLIENT);
         s.push_str("</iq>");
-        sess.sink.send(crate::Outbound::Stanza(Bytes::from(s)));
+        ctx.send(&sess.sink, crate::Outbound::Stanza(Bytes::from(s)));
     }
 }
 
@@ -183,7 +183,8 @@ fn set(ctx: &mut Ctx<'_>, iq: &Stanza, user: &BareJid, payload: &Element) {
         state,
         hidden: false,
     };
-    match ctx.store().rosters().put(user, &item) {
+    let sh = ctx.sh;
+    match sh.store.0.rosters().put_in(&mut ctx.writes, user, &item) {
         Ok(ver) => {
             push(ctx, user, &item, ver, false);
             ctx.iq_result(iq, None);
@@ -216,7 +217,8 @@ fn remove(ctx: &mut Ctx<'_>, iq: &Stanza, user: &BareJid, item: RosterItem) {
         );
         subscription::outbound(ctx, &from, item.jid.clone(), a, s);
     }
-    match ctx.store().rosters().remove(user, &item.jid) {
+    let sh = ctx.sh;
+    match sh.store.0.rosters().remove_in(&mut ctx.writes, user, &item.jid) {
         Ok(ver) => {
             push(ctx, user, &item, ver, true);
             ctx.iq_result(iq, None);

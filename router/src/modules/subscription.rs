@@ -12,7 +12,7 @@ use super::{Ctx, presence, presence_of, roster};
 use crate::session::Outbound;
 
 fn load(ctx: &Ctx<'_>, user: &BareJid, contact: &BareJid) -> Option<RosterItem> {
-    match ctx.store().rosters().get(user, contact) {
+    match ctx.store().rosters().get_in(&ctx.writes, user, contact) {
         Ok(i) => i,
         Err(e) => {
             tracing::error!(user = %user, error = %e, "roster read failed");
@@ -35,10 +35,11 @@ fn new_item(contact: &BareJid) -> RosterItem {
 fn save(ctx: &mut Ctx<'_>, user: &BareJid, mut item: RosterItem, new: SubState, push: bool) {
     item.state = new;
     let empty = new == SubState::default();
+    let rosters = ctx.sh.store.0.rosters();
     let result = if empty && item.hidden {
-        ctx.store().rosters().remove(user, &item.jid)
+        rosters.remove_in(&mut ctx.writes, user, &item.jid)
     } else {
-        ctx.store().rosters().put(user, &item)
+        rosters.put_in(&mut ctx.writes, user, &item)
     };
     match result {
         Ok(ver) => {
@@ -118,7 +119,7 @@ pub(crate) fn inbound(
         let raw = s.rewrite(Some(&contact_j), Some(&me));
         for sess in ctx.st.sessions(user) {
             if sess.available {
-                sess.sink.send(Outbound::Stanza(raw.clone()));
+                ctx.send(&sess.sink, Outbound::Stanza(raw.clone()));
             }
         }
     }

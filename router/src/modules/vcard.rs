@@ -55,7 +55,8 @@ impl IqHandler for VCard {
         } else {
             Some(xml.as_bytes())
         };
-        match ctx.store().vcards().set(&owner, stored) {
+        let sh = ctx.sh;
+        match sh.store.0.vcards().set_in(&mut ctx.writes, &owner, stored) {
             Ok(()) => ctx.iq_result(iq, None),
             Err(_) => ctx.bounce(iq, StanzaCondition::InternalServerError, None),
         }

@@ -35,12 +35,28 @@ pub use keys::MAX_GROUP;
 pub use log::LogStore;
 pub use state::StateMachine;
 
-/// One key write of a command; keys are relative to the group's range.
+/// One key write of a command: `Put` and `Delete` in the group's own
+/// range of `shard_data` (keys relative to the group), `Store` in the user
+/// data the group owns (a write planned by a store, see `Batch`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     Put { key: Vec<u8>, value: Vec<u8> },
     Delete { key: Vec<u8> },
+    Store(crate::Write),
 }
+
+impl Command {
+    /// The command that makes the writes of `b`.
+    pub fn from_batch(b: crate::Batch) -> Command {
+        Command {
+            ops: b.into_writes().into_iter().map(Op::Store).collect(),
+        }
+    }
+}
+
+/// Which users' data a group owns, by bare JID: its snapshots carry their
+/// records and installing one replaces them.
+pub type Owns = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// What a group replicates: key writes applied together.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,7 +104,26 @@ impl crate::Store {
         let db = self.db();
         Ok((
             LogStore::new(db.clone(), group, sync),
-            StateMachine::new(db, group),
+            StateMachine::new(db, group, None),
+        ))
+    }
+
+    /// As [`Store::raft_group`](crate::Store::raft_group), for a group that
+    /// also owns user data: the records in the user data column families
+    /// whose user `owns` accepts (a shard's users).
+    pub fn raft_group_owning(
+        &self,
+        group: u64,
+        sync: bool,
+        owns: Owns,
+    ) -> Result<(LogStore, StateMachine), crate::StorageError> {
+        if group > MAX_GROUP {
+            return Err(crate::StorageError::InvalidGroup(group));
+        }
+        let db = self.db();
+        Ok((
+            LogStore::new(db.clone(), group, sync),
+            StateMachine::new(db, group, Some(owns)),
         ))
     }
 }

@@ -1,7 +1,9 @@
 //! The bytes of a group snapshot, as sent to other nodes: a format version
 //! byte, then the group's data records as a sequence of
-//! `u32 key length | key | u32 value length | value`, big-endian lengths,
-//! keys relative to the group. Decoding checks every length, so a truncated
+//! `u32 key length | key | u32 value length | value`, big-endian lengths.
+//! Each key starts with a tag byte: 0 for the group's own `shard_data`
+//! records (key relative to the group), or a `Family` tag for user data
+//! the group owns (absolute key in that family's column family). Decoding checks every length, so a truncated
 //! or corrupt snapshot is an error, never a panic or a partial install.
 //!
 //! The current snapshot kept in `raft_meta` is one value, so that its meta
@@ -9,11 +11,11 @@
 //! `u32 meta length | meta (JSON) | snapshot bytes`.
 
 /// The snapshot format this build writes.
-const SNAPSHOT_V1: u8 = 1;
+const SNAPSHOT_V2: u8 = 2;
 
 /// Encode records (in key order) into snapshot bytes.
 pub(crate) fn encode<'a>(records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
-    let mut out = vec![SNAPSHOT_V1];
+    let mut out = vec![SNAPSHOT_V2];
     for (k, v) in records {
         for part in [k, v] {
             // Keys and values come from RocksDB records, far below 4 GiB.
@@ -41,7 +43,7 @@ fn part<'a>(b: &mut &'a [u8]) -> Result<&'a [u8], &'static str> {
 /// Decode snapshot bytes into records.
 pub(crate) fn decode(b: &[u8]) -> Result<Vec<super::Record>, &'static str> {
     let mut b = match b.split_first() {
-        Some((&SNAPSHOT_V1, rest)) => rest,
+        Some((&SNAPSHOT_V2, rest)) => rest,
         Some(_) => return Err("unknown format version"),
         None => return Err("empty"),
     };
@@ -87,9 +89,9 @@ mod tests {
             }
         }
         assert!(super::decode(&[]).is_err());
-        assert!(super::decode(&[2]).is_err(), "unknown version");
-        assert!(super::decode(&[1, 0, 0, 0, 9, 1]).is_err());
-        assert_eq!(super::decode(&[1]), Ok(Vec::new()));
+        assert!(super::decode(&[1]).is_err(), "unknown version");
+        assert!(super::decode(&[2, 0, 0, 0, 9, 1]).is_err());
+        assert_eq!(super::decode(&[2]), Ok(Vec::new()));
     }
 
     #[test]

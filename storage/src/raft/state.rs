@@ -35,6 +35,8 @@ struct AppliedState {
 pub struct StateMachine {
     db: Arc<Db>,
     group: u64,
+    /// The users whose data this group owns, if it owns any.
+    owns: Option<super::Owns>,
 }
 
 fn sm_read(e: impl std::error::Error + 'static) -> RaftStorageError {
@@ -50,8 +52,8 @@ fn sm_write(e: impl std::error::Error + 'static) -> RaftStorageError {
 struct CorruptSnapshot(&'static str);
 
 impl StateMachine {
-    pub(crate) fn new(db: Arc<Db>, group: u64) -> StateMachine {
-        StateMachine { db, group }
+    pub(crate) fn new(db: Arc<Db>, group: u64, owns: Option<super::Owns>) -> StateMachine {
+        StateMachine { db, group, owns }
     }
 
     /// The group this state machine belongs to.
@@ -126,20 +128,40 @@ impl RaftSnapshotBuilder<ShardRaft> for StateMachine {
         // Applied state and data from one consistent read: apply may run
         // while the snapshot is built.
         let group = self.group;
-        let (applied, records) = self
+        let (applied, records, owned) = self
             .db
-            .get_and_scan_across(
+            .read_group(
                 CF_RAFT_META,
                 &keys::meta(group, Meta::Applied),
                 CF_SHARD_DATA,
                 &keys::group_range(group),
-                |k, v| record(group, k, v),
+                self.owns.as_ref(),
             )
             .map_err(sm_read)?;
+        let mut tagged = Vec::with_capacity(records.len() + owned.len());
+        for (k, v) in records {
+            let Some(rel) = keys::data_suffix(group, &k) else {
+                return Err(sm_read(crate::StorageError::corrupt(
+                    "shard data key",
+                    "not a key of this group",
+                )));
+            };
+            let mut t = Vec::with_capacity(1 + rel.len());
+            t.push(0);
+            t.extend_from_slice(rel);
+            tagged.push((t, v));
+        }
+        for (family, (k, v)) in owned {
+            let mut t = Vec::with_capacity(1 + k.len());
+            t.push(family.tag());
+            t.extend_from_slice(&k);
+            tagged.push((t, v));
+        }
         let applied: AppliedState = match applied {
             Some(v) => serde_json::from_slice(&v).map_err(sm_read)?,
             None => AppliedState::default(),
         };
+        let records = tagged;
         let data = snapshot::encode(records.iter().map(|(k, v)| (&k[..], &v[..])));
         let id = match applied.last_applied {
             Some(l) => format!("{}-{}-{}", self.group, l.leader_id.term, l.index),
@@ -189,6 +211,7 @@ impl RaftStateMachine<ShardRaft> for StateMachine {
                                 b.put_cf(cf, keys::data(self.group, &key), value)
                             }
                             Op::Delete { key } => b.delete_cf(cf, keys::data(self.group, &key)),
+                            Op::Store(w) => self.db.add_write(&w, &mut b).map_err(sm_write)?,
                         }
                     }
                 }
@@ -232,8 +255,24 @@ impl RaftStateMachine<ShardRaft> for StateMachine {
         let range = keys::group_range(self.group);
         let mut b = WriteBatch::default();
         b.delete_range_cf(cf, &range.start, &range.end);
+        if let Some(owns) = &self.owns {
+            self.db.delete_owned(owns, &mut b).map_err(sm_write)?;
+        }
         for (k, v) in &records {
-            b.put_cf(cf, keys::data(self.group, k), v);
+            let bad = || {
+                RaftStorageError::from(StorageIOError::read_snapshot(
+                    Some(meta.signature()),
+                    AnyError::new(&CorruptSnapshot("record of an unknown family")),
+                ))
+            };
+            match k.split_first() {
+                Some((0, rel)) => b.put_cf(cf, keys::data(self.group, rel), v),
+                Some((&t, abs)) => {
+                    let family = crate::Family::from_tag(t).ok_or_else(bad)?;
+                    b.put_cf(self.db.cf(family.cf()).map_err(sm_write)?, abs, v);
+                }
+                None => return Err(bad()),
+            }
         }
         self.put_applied(
             &mut b,

@@ -310,6 +310,37 @@ pub struct ClusterConfig {
     /// cut off) is dropped by its peer: an edge's users then go
     /// unavailable to their contacts. 1 to 300, default 4.
     pub liveness_secs: u64,
+    /// Core: every core node of the cluster as `"id=address"` (its gRPC
+    /// address as the others reach it), this one included. Each shard's
+    /// Raft group has all of them as members. Empty (default): this core
+    /// node alone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
+}
+
+impl ClusterConfig {
+    /// `peers` as (id, address) pairs; the first problem found otherwise.
+    pub fn peer_list(&self) -> Result<Vec<(u64, String)>, (usize, String)> {
+        let mut out: Vec<(u64, String)> = Vec::with_capacity(self.peers.len());
+        for (i, p) in self.peers.iter().enumerate() {
+            let Some((id, addr)) = p.split_once('=') else {
+                return Err((i, format!("{p:?} is not \"id=address\"")));
+            };
+            let id: u64 = match id.trim().parse() {
+                Ok(n) if (1..=65_535).contains(&n) => n,
+                _ => return Err((i, format!("{id:?} is not a node id (1 to 65535)"))),
+            };
+            let addr = addr.trim();
+            if addr.parse::<SocketAddr>().is_err() {
+                return Err((i, format!("{addr:?} is not an address such as \"127.0.0.1:7000\"")));
+            }
+            if out.iter().any(|(o, _)| *o == id) {
+                return Err((i, format!("node id {id} is listed more than once")));
+            }
+            out.push((id, addr.to_string()));
+        }
+        Ok(out)
+    }
 }
 
 impl Default for ClusterConfig {
@@ -320,6 +351,7 @@ impl Default for ClusterConfig {
             listen: "127.0.0.1:7000".to_string(),
             core: None,
             liveness_secs: 4,
+            peers: Vec::new(),
         }
     }
 }
@@ -459,6 +491,20 @@ impl Config {
                 "cluster.listen",
                 format!("{:?} is not an address such as \"127.0.0.1:7000\"", c.listen),
             );
+        }
+        match c.peer_list() {
+            Err((i, e)) => p.add(&format!("cluster.peers[{i}]"), e),
+            Ok(peers) if !peers.is_empty() => {
+                if c.role != Role::Core {
+                    p.add("cluster.peers", "only core nodes (role = \"core\") have peers");
+                } else if !peers.iter().any(|(id, _)| *id == c.node_id) {
+                    p.add(
+                        "cluster.peers",
+                        format!("must list this node (node_id {}) too", c.node_id),
+                    );
+                }
+            }
+            Ok(_) => {}
         }
         match (c.role, &c.core) {
             (Role::Edge, None) => p.add("cluster.core", "an edge needs the core node's address"),

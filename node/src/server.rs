@@ -73,6 +73,7 @@ impl Server {
         let liveness = Duration::from_secs(cfg.cluster.liveness_secs);
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+        let peers = cfg.cluster.peer_list().unwrap_or_default();
         let core_cfg = CoreConfig {
             domains: domains.clone(),
             shards: 16,
@@ -81,10 +82,17 @@ impl Server {
             min_password_len: cfg.registration.min_password_len,
             version: env!("CARGO_PKG_VERSION").to_string(),
             node_id: cfg.cluster.node_id,
-            raft_addr: cfg.cluster.listen.clone(),
+            raft_addr: peers
+                .iter()
+                .find(|(id, _)| *id == cfg.cluster.node_id)
+                .map(|(_, a)| a.clone())
+                .unwrap_or_else(|| cfg.cluster.listen.clone()),
+            peers: peers.clone(),
             heartbeat_ms: 100,
         };
         let server_features = router::server_features(&core_cfg)?;
+        // The shards' Raft groups, served to the other core nodes.
+        let groups = router::raft::Groups::default();
         let core = if role == Role::Edge {
             None
         } else {
@@ -94,7 +102,7 @@ impl Server {
                 cfg.offline.max_per_user,
             )
             .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
-            Some(Core::start(core_cfg, store).await?)
+            Some(Core::start_with(core_cfg, store, &groups).await?)
         };
         let (tx, rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -114,12 +122,14 @@ impl Server {
             );
             let (ping, answer) = router::cluster::liveness(liveness);
             let mut stop = rx.clone();
+            let raft_groups = groups.clone();
             grpc = Some(tokio::spawn(async move {
                 let r = tonic::transport::Server::builder()
                     .http2_keepalive_interval(Some(ping))
                     .http2_keepalive_timeout(Some(answer))
                     .add_service(svc.core_server())
                     .add_service(svc.admin_server())
+                    .add_service(router::raft::RaftService::new(raft_groups).server())
                     .serve_with_incoming_shutdown(
                         tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
                         async move {
@@ -131,6 +141,10 @@ impl Server {
                     tracing::error!(error = %e, "cluster listener failed");
                 }
             }));
+        }
+        if let Some(core) = &core {
+            // Peers reach this node's groups through the listener above.
+            core.wait_for_leaders(Duration::from_secs(60)).await?;
         }
         let link = match (&core, &cfg.cluster.core) {
             (Some(c), _) => CoreLink::Local(c.clone()),

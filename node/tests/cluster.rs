@@ -442,3 +442,159 @@ async fn a_hung_edge_is_dropped_a_lost_core_ends_sessions_and_a_restarted_core_i
     assert_eq!(item.attr("subscription"), Some("both"));
     drop(edge_a);
 }
+
+/// A loopback address with a port that was free a moment ago (the core
+/// nodes must know each other's addresses before they start).
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// Run `xmppd` with a node's configuration; (success, stdout + stderr).
+fn xmppd(cfg: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .expect("run xmppd");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The leader of `shard` in `xmppd cluster status` output, if it has one.
+fn leader_in_status(status: &str, shard: usize) -> Option<u64> {
+    status
+        .lines()
+        .skip_while(|l| !l.starts_with("shards:"))
+        .skip(1)
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            let range = w.next()?;
+            let (a, b) = match range.split_once('-') {
+                Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
+                None => {
+                    let a = range.parse::<usize>().ok()?;
+                    (a, a)
+                }
+            };
+            if !(a..=b).contains(&shard) {
+                return None;
+            }
+            (w.next() == Some("leader")).then(|| w.next()?.parse().ok())?
+        })
+}
+
+fn lists_user(cfg: &Path, jid: &str) -> bool {
+    let (ok, out) = xmppd(cfg, &["user", "list"]);
+    ok && out.lines().any(|l| l.trim() == jid)
+}
+
+async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    start.elapsed()
+}
+
+/// Three `role = "core"` processes listing each other as peers replicate
+/// every shard: an account added at its shard's leader is in all three
+/// stores, a follower refuses the write and says it is not the leader;
+/// after `kill -9` of that leader the other two elect a new one within
+/// seconds, which has the account and takes new writes; the killed node,
+/// started again on its data, catches up on what it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let peers: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("\"{}={a}\"", i + 1))
+        .collect();
+    let cfgs: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            config(
+                dir.path(),
+                &format!("core{}", i + 1),
+                &format!(
+                    "[cluster]\nrole = \"core\"\nnode_id = {}\nlisten = \"{}\"\npeers = [{}]\n",
+                    i + 1,
+                    addrs[i],
+                    peers.join(", ")
+                ),
+            )
+        })
+        .collect();
+    let mut procs: Vec<Option<Proc>> = cfgs
+        .iter()
+        .map(|c| Some(start(c, "cluster listener (gRPC)").0))
+        .collect();
+    let status = |i: usize| xmppd(&cfgs[i], &["cluster", "status", "--core", &addrs[i].to_string()]);
+
+    // A node serves its admin socket once its shards have leaders.
+    for i in 0..3 {
+        let sock = dir.path().join(format!("core{}", i + 1)).join("admin.sock");
+        until("the admin socket", Duration::from_secs(30), || sock.exists()).await;
+    }
+    let alice = "alice@localhost";
+    let shard = router::core::shard_of(alice, 16);
+    until("alice's shard has a leader", Duration::from_secs(30), || {
+        leader_in_status(&status(0).1, shard).is_some()
+    })
+    .await;
+    let (_, st) = status(0);
+    assert!(st.contains("replicas 1,2,3"), "{st}");
+    let leader = leader_in_status(&st, shard).expect("leader") as usize;
+    let follower = leader % 3 + 1;
+
+    let (ok, out) = xmppd(&cfgs[follower - 1], &["user", "add", alice, "--password", PW]);
+    assert!(!ok && out.contains("not the shard's leader"), "{out}");
+    let (ok, out) = xmppd(&cfgs[leader - 1], &["user", "add", alice, "--password", PW]);
+    assert!(ok, "{out}");
+    for c in &cfgs {
+        until("alice is in every node's store", Duration::from_secs(10), || {
+            lists_user(c, alice)
+        })
+        .await;
+    }
+
+    // kill -9 the leader; a survivor reports a new one for the shard.
+    let victim = procs[leader - 1].take().expect("leader process");
+    signal(&victim, "KILL");
+    drop(victim);
+    let survivor = follower - 1;
+    let took = until("a new leader for alice's shard", Duration::from_secs(15), || {
+        leader_in_status(&status(survivor).1, shard).is_some_and(|l| l as usize != leader)
+    })
+    .await;
+    eprintln!("shard fail-over after kill -9 of its leader: {took:?}");
+    let new_leader = leader_in_status(&status(survivor).1, shard).expect("leader") as usize;
+    // A user of the same shard, added through the new leader.
+    let carol = (0..)
+        .map(|i| format!("carol{i}@localhost"))
+        .find(|j| router::core::shard_of(j, 16) == shard)
+        .expect("a name in the shard");
+    let (ok, out) = xmppd(&cfgs[new_leader - 1], &["user", "add", &carol, "--password", PW]);
+    assert!(ok, "{out}");
+    assert!(lists_user(&cfgs[survivor], alice), "alice survived on the new majority");
+
+    // The killed node comes back on its data and catches up.
+    let sock = dir.path().join(format!("core{leader}")).join("admin.sock");
+    let _ = std::fs::remove_file(&sock);
+    procs[leader - 1] = Some(start(&cfgs[leader - 1], "cluster listener (gRPC)").0);
+    until("the admin socket", Duration::from_secs(30), || sock.exists()).await;
+    until("the restarted node has carol", Duration::from_secs(30), || {
+        lists_user(&cfgs[leader - 1], &carol)
+    })
+    .await;
+    assert!(lists_user(&cfgs[leader - 1], alice));
+    let (ok, st) = status(leader - 1);
+    assert!(ok && leader_in_status(&st, shard).is_some(), "{st}");
+}

@@ -269,8 +269,8 @@ impl pb::core_server::Core for CoreService {
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for CoreService {
-    /// This core node, the edges connected to it, and the shard map: one
-    /// core node leads every shard until the Raft groups exist.
+    /// This core node, the edges connected to it, and the shard map as
+    /// the shards' Raft groups report it.
     async fn status(&self, _: Request<pb::Empty>) -> Result<Response<pb::ClusterStatus>, Status> {
         let mut members = vec![pb::Member {
             id: self.node_id,
@@ -295,11 +295,15 @@ impl pb::admin_server::Admin for CoreService {
             });
         }
         members.sort_by_key(|m| (m.role, m.id));
-        let shards = (0..self.core.shard_count() as u32)
-            .map(|shard| pb::ShardPlacement {
-                shard,
-                leader: Some(self.node_id),
-                replicas: vec![self.node_id],
+        let shards = self
+            .core
+            .shard_groups()
+            .into_iter()
+            .map(|g| pb::ShardPlacement {
+                shard: g.shard,
+                leader: g.leader,
+                replicas: g.replicas,
+                applied: g.applied,
             })
             .collect();
         Ok(Response::new(pb::ClusterStatus {

@@ -18,6 +18,9 @@ pub struct CoreConfig {
     pub node_id: u64,
     /// The address other core nodes reach this node's Raft service at.
     pub raft_addr: String,
+    /// The core nodes (id, Raft address) that replicate every shard,
+    /// this one included; empty for a single node.
+    pub peers: Vec<(u64, String)>,
     /// Raft heartbeat interval in milliseconds (elections time out after
     /// three to six of them).
     pub heartbeat_ms: u64,
@@ -34,6 +37,7 @@ impl Default for CoreConfig {
             version: env!("CARGO_PKG_VERSION").to_string(),
             node_id: 1,
             raft_addr: String::new(),
+            peers: Vec::new(),
             heartbeat_ms: 100,
         }
     }

@@ -17,7 +17,7 @@ use crate::Store;
 use crate::accounts::{AccountError, Accounts};
 use crate::config::CoreConfig;
 use crate::modules::registry::Registry;
-use crate::raft::{Network, Raft};
+use crate::raft::{Groups, Network, Raft};
 use crate::session::SessionSink;
 use crate::shard::{self, ShardMsg};
 
@@ -31,6 +31,12 @@ pub enum CoreError {
     Registry(String),
     #[error("raft: {0}")]
     Raft(String),
+    /// This node does not lead the shard; `leader` does, if known.
+    #[error("not the shard's leader (leader: {leader:?} at {addr:?})")]
+    NotLeader {
+        leader: Option<u64>,
+        addr: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,16 @@ pub enum BindError {
     NoSuchUser,
     #[error("the core is shutting down")]
     ShuttingDown,
+}
+
+/// One shard's Raft group, for status and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardGroup {
+    pub shard: u32,
+    pub leader: Option<u64>,
+    pub replicas: Vec<u64>,
+    /// The last log index applied on this node.
+    pub applied: Option<u64>,
 }
 
 /// A shard's two queues: a bounded one for stanzas from edges (so a busy
@@ -79,10 +95,20 @@ impl Shared {
     /// and this replica has applied them.
     pub async fn commit(&self, index: usize, writes: storage::Batch) -> Result<(), CoreError> {
         let raft = self.rafts.get(index).ok_or(CoreError::ShuttingDown)?;
-        raft.client_write(storage::raft::Command::from_batch(writes))
+        use openraft::error::{ClientWriteError, RaftError};
+        match raft
+            .client_write(storage::raft::Command::from_batch(writes))
             .await
-            .map(|_| ())
-            .map_err(|e| CoreError::Raft(e.to_string()))
+        {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(CoreError::NotLeader {
+                    leader: f.leader_id,
+                    addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(e) => Err(CoreError::Raft(e.to_string())),
+        }
     }
 
     /// A fresh id for server-generated stanzas.
@@ -91,13 +117,28 @@ impl Shared {
     }
 }
 
-/// Open (or create) the Raft group of every shard on this node, as its
-/// only member, and wait until each has elected this node.
-async fn start_groups(cfg: &CoreConfig, store: &Store, n: usize) -> Result<Vec<Raft>, CoreError> {
+/// Open (or create) the Raft group of every shard on this node. The
+/// voters are `cfg.peers`, or this node alone when that is empty; on a
+/// first start the peer with the lowest id creates each group.
+async fn open_groups(
+    cfg: &CoreConfig,
+    store: &Store,
+    n: usize,
+    groups: &Groups,
+) -> Result<Vec<Raft>, CoreError> {
     let raft_err = |e: &dyn std::fmt::Display| CoreError::Raft(e.to_string());
     let rconf = crate::raft::config(cfg.heartbeat_ms).map_err(|e| raft_err(&e))?;
     let sync = store.0.options().sync_writes;
     let me = cfg.node_id;
+    let voters: BTreeMap<u64, BasicNode> = if cfg.peers.is_empty() {
+        BTreeMap::from([(me, BasicNode::new(cfg.raft_addr.clone()))])
+    } else {
+        cfg.peers
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
+            .collect()
+    };
+    let founder = voters.keys().next().copied() == Some(me);
     let mut rafts = Vec::with_capacity(n);
     for i in 0..n {
         let group = proto::cluster::shard_group(i as u32);
@@ -109,17 +150,13 @@ async fn start_groups(cfg: &CoreConfig, store: &Store, n: usize) -> Result<Vec<R
         let raft = Raft::new(me, rconf.clone(), Network::new(group), log, sm)
             .await
             .map_err(|e| raft_err(&e))?;
-        if !raft.is_initialized().await.map_err(|e| raft_err(&e))? {
-            let members = BTreeMap::from([(me, BasicNode::new(cfg.raft_addr.clone()))]);
-            raft.initialize(members).await.map_err(|e| raft_err(&e))?;
+        groups.insert(group, raft.clone());
+        if founder && !raft.is_initialized().await.map_err(|e| raft_err(&e))? {
+            raft.initialize(voters.clone())
+                .await
+                .map_err(|e| raft_err(&e))?;
         }
         rafts.push(raft);
-    }
-    for r in &rafts {
-        r.wait(Some(Duration::from_secs(30)))
-            .current_leader(me, "this node leads its single-member shard groups")
-            .await
-            .map_err(|e| raft_err(&e))?;
     }
     Ok(rafts)
 }
@@ -151,13 +188,26 @@ pub struct Core {
 
 impl Core {
     /// Start the shards on the current tokio runtime: each shard's Raft
-    /// group (created with this node as its only member on first start,
-    /// reloaded from the store after), then its task. Returns once every
-    /// group has a leader.
+    /// group (created on first start, reloaded from the store after), then
+    /// its task. Returns once every group has a leader. With no peers
+    /// configured this node is the only member of every group.
     pub async fn start(cfg: CoreConfig, store: Store) -> Result<Core, CoreError> {
+        let core = Core::start_with(cfg, store, &Groups::default()).await?;
+        core.wait_for_leaders(Duration::from_secs(30)).await?;
+        Ok(core)
+    }
+
+    /// [`Core::start`] for a node with peers: the shard groups are added
+    /// to `groups` for the caller to serve to the other core nodes
+    /// (`raft::RaftService`); then [`Core::wait_for_leaders`].
+    pub async fn start_with(
+        cfg: CoreConfig,
+        store: Store,
+        groups: &Groups,
+    ) -> Result<Core, CoreError> {
         let registry = Registry::new(&cfg).map_err(CoreError::Registry)?;
         let n = cfg.shards.max(1);
-        let rafts = start_groups(&cfg, &store, n).await?;
+        let rafts = open_groups(&cfg, &store, n, groups).await?;
         let mut handles = Vec::with_capacity(n);
         let mut receivers = Vec::with_capacity(n);
         for _ in 0..n {
@@ -261,8 +311,11 @@ impl Core {
         let f = Box::new(move |ctx: &mut crate::modules::Ctx<'_>| {
             let sh = ctx.sh;
             match sh.accounts.plan_add(&mut ctx.writes, &u, &creds) {
-                Ok(()) => ctx.after_commit(move || {
-                    let _ = tx.send(Ok(()));
+                Ok(()) => ctx.after_commit(move |err| {
+                    let _ = tx.send(match err {
+                        None => Ok(()),
+                        Some(e) => Err(AccountError::NotCommitted(e.to_string())),
+                    });
                 }),
                 Err(e) => {
                     let _ = tx.send(Err(e));
@@ -284,8 +337,11 @@ impl Core {
         let f = Box::new(move |ctx: &mut crate::modules::Ctx<'_>| {
             let sh = ctx.sh;
             match sh.accounts.plan_set_credentials(&mut ctx.writes, &u, &creds) {
-                Ok(()) => ctx.after_commit(move || {
-                    let _ = tx.send(Ok(()));
+                Ok(()) => ctx.after_commit(move |err| {
+                    let _ = tx.send(match err {
+                        None => Ok(()),
+                        Some(e) => Err(AccountError::NotCommitted(e.to_string())),
+                    });
                 }),
                 Err(e) => {
                     let _ = tx.send(Err(e));
@@ -321,8 +377,11 @@ impl Core {
                     );
                 }
             }
-            ctx.after_commit(move || {
-                let _ = tx.send(Ok(()));
+            ctx.after_commit(move |err| {
+                let _ = tx.send(match err {
+                    None => Ok(()),
+                    Some(e) => Err(AccountError::NotCommitted(e.to_string())),
+                });
             });
         });
         self.exec(user.as_str(), f).await?;
@@ -371,6 +430,42 @@ impl Core {
         total
     }
 
+    /// Wait until every shard group has a leader (this node or a peer).
+    pub async fn wait_for_leaders(&self, limit: Duration) -> Result<(), CoreError> {
+        for r in &self.shared.rafts {
+            r.wait(Some(limit))
+                .metrics(|m| m.current_leader.is_some(), "every shard group has a leader")
+                .await
+                .map_err(|e| CoreError::Raft(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Commit planned writes through the Raft group of shard `shard`
+    /// (for tools and benchmarks; handlers commit through their shard).
+    pub async fn commit(&self, shard: usize, writes: storage::Batch) -> Result<(), CoreError> {
+        self.shared.commit(shard, writes).await
+    }
+
+    /// Each shard's Raft group as this node sees it: leader, voters and
+    /// the last log index applied here.
+    pub fn shard_groups(&self) -> Vec<ShardGroup> {
+        self.shared
+            .rafts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let m = r.metrics().borrow().clone();
+                ShardGroup {
+                    shard: i as u32,
+                    leader: m.current_leader,
+                    replicas: m.membership_config.membership().voter_ids().collect(),
+                    applied: m.last_applied.map(|l| l.index),
+                }
+            })
+            .collect()
+    }
+
     /// How many shards this core runs.
     pub fn shard_count(&self) -> usize {
         self.shared.shards.len()
@@ -388,6 +483,9 @@ impl Core {
                     let _ = rx.await;
                 }
             }
+        }
+        for h in &self.shared.shards {
+            let _ = h.edge.send(ShardMsg::Exit).await;
         }
         for r in &self.shared.rafts {
             if let Err(e) = r.shutdown().await {

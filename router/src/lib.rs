@@ -49,6 +49,12 @@ pub fn open_store(
 pub struct Store(pub(crate) storage::Store);
 
 impl Store {
+    /// The storage crate's handle, for tools and benchmarks that read or
+    /// write the stores directly.
+    pub fn storage(&self) -> &storage::Store {
+        &self.0
+    }
+
     /// Flush memtables and the WAL (graceful shutdown).
     pub fn flush(&self) -> Result<(), StorageError> {
         self.0.flush()

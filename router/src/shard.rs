@@ -45,6 +45,9 @@ pub(crate) enum ShardMsg {
     Stop {
         reply: oneshot::Sender<()>,
     },
+    /// End the task (after the last `Stop`): it drops its share of the
+    /// core, so the store can close.
+    Exit,
 }
 
 /// One bound resource.
@@ -124,12 +127,16 @@ pub(crate) async fn run(
             Some(m) = edge.recv() => m,
             else => break,
         };
-        if let ShardMsg::Stop { reply } = msg {
-            while let Ok(m) = internal.try_recv() {
-                step(&mut st, &shared, index, m).await;
+        match msg {
+            ShardMsg::Stop { reply } => {
+                while let Ok(m) = internal.try_recv() {
+                    step(&mut st, &shared, index, m).await;
+                }
+                let _ = reply.send(());
+                continue;
             }
-            let _ = reply.send(());
-            continue;
+            ShardMsg::Exit => break,
+            _ => {}
         }
         step(&mut st, &shared, index, msg).await;
     }
@@ -156,7 +163,10 @@ async fn step(st: &mut ShardState, shared: &Shared, index: usize, msg: ShardMsg)
             }
         }
         Err(e) => {
-            tracing::error!(shard = index, error = %e, "commit failed: the change is not made and its replies are dropped");
+            tracing::warn!(shard = index, error = %e, "commit failed: the change is not made and its replies are dropped");
+            for h in held {
+                h.fail(&e);
+            }
         }
     }
 }
@@ -197,6 +207,7 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
         ShardMsg::Stop { reply } => {
             let _ = reply.send(());
         }
+        ShardMsg::Exit => {}
     }
 }
 

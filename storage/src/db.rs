@@ -291,26 +291,6 @@ impl Db {
         Ok((value, items))
     }
 
-    /// A point read in one column family and a scan of another, from one
-    /// consistent snapshot of the database.
-    pub(crate) fn get_and_scan_across<T>(
-        &self,
-        get_cf: &'static str,
-        key: &[u8],
-        scan_cf: &'static str,
-        range: &KeyRange,
-        mut each: impl FnMut(&[u8], &[u8]) -> Result<T, StorageError>,
-    ) -> Result<(Option<Vec<u8>>, Vec<T>), StorageError> {
-        let snap = self.db.snapshot();
-        let mut ro = ReadOptions::default();
-        ro.set_snapshot(&snap);
-        let value = self.db.get_cf_opt(self.cf(get_cf)?, key, &ro)?;
-        let mut ro = ReadOptions::default();
-        ro.set_snapshot(&snap);
-        let items = self.scan_opt(self.cf(scan_cf)?, ro, range, &mut each)?;
-        Ok((value, items))
-    }
-
     /// Maps every record in `range`, in key order.
     pub(crate) fn scan<T>(
         &self,

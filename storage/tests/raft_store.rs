@@ -279,3 +279,104 @@ async fn corrupt_raft_records_are_storage_errors_not_panics() {
     assert_eq!(log0.get_log_state().await.expect("state").last_log_id, None);
     assert_eq!(sm0.records().expect("records"), Vec::new());
 }
+
+/// A shard group owns the user data of its users: a committed batch of
+/// store writes lands in the stores, a snapshot carries exactly the
+/// owned users' records, and installing it on another node replaces that
+/// node's copy of those users and leaves every other user alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_group_replicates_and_snapshots_the_user_data_it_owns() {
+    use std::sync::Arc;
+
+    use proto::BareJid;
+    use storage::raft::Owns;
+    use storage::{Batch, RosterItem};
+
+    let jid = |s: &str| BareJid::parse(s).expect("jid");
+    let item = |c: &str| RosterItem {
+        jid: jid(c),
+        name: Some("friend".into()),
+        groups: vec!["g".into()],
+        state: Default::default(),
+        hidden: false,
+    };
+    // The group owns users whose localpart starts with "a".
+    let owns: Owns = Arc::new(|bare: &str| bare.starts_with('a'));
+    let (da, db) = (tempfile::tempdir().expect("a"), tempfile::tempdir().expect("b"));
+    let a = Store::open(da.path(), StoreOptions::default()).expect("open a");
+    let b = Store::open(db.path(), StoreOptions::default()).expect("open b");
+
+    // Plan writes for an owned user and commit them as a log entry.
+    let (_, mut sm_a) = a.raft_group_owning(3, false, owns.clone()).expect("group");
+    let mut batch = Batch::new();
+    a.rosters()
+        .put_in(&mut batch, &jid("alice@x"), &item("bob@x"))
+        .expect("plan roster");
+    a.rosters()
+        .put_in(&mut batch, &jid("alice@x"), &item("carol@x"))
+        .expect("plan roster");
+    a.offline()
+        .push_in(&mut batch, &jid("alice@x"), b"<message/>")
+        .expect("plan offline")
+        .expect("room");
+    a.vcards()
+        .set_in(&mut batch, &jid("alice@x"), Some(b"<vCard/>"))
+        .expect("plan vcard");
+    assert_eq!(
+        a.rosters().get_all(&jid("alice@x")).expect("read").1,
+        Vec::new(),
+        "planning writes nothing"
+    );
+    sm_a.apply(vec![Entry {
+        log_id: log_id(1, 1),
+        payload: EntryPayload::Normal(Command::from_batch(batch)),
+    }])
+    .await
+    .expect("apply");
+    let (ver, items) = a.rosters().get_all(&jid("alice@x")).expect("read");
+    assert_eq!((ver, items.len()), (2, 2), "the second put saw the first");
+    assert_eq!(a.offline().count(&jid("alice@x")).expect("count"), 1);
+    // A user of another shard, written directly: not the group's.
+    a.rosters()
+        .put(&jid("zed@x"), &item("bob@x"))
+        .expect("zed");
+
+    let snap = sm_a
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+
+    // Node b has a stale copy of alice and a user of its own.
+    b.vcards()
+        .set(&jid("alice@x"), Some(b"<vCard>stale</vCard>"))
+        .expect("stale");
+    b.rosters()
+        .put(&jid("alice@x"), &item("mallory@x"))
+        .expect("stale roster");
+    b.rosters().put(&jid("yan@x"), &item("bob@x")).expect("yan");
+    let (_, mut sm_b) = b.raft_group_owning(3, false, owns).expect("group");
+    sm_b.install_snapshot(&snap.meta, snap.snapshot)
+        .await
+        .expect("install");
+
+    assert_eq!(
+        b.rosters().get_all(&jid("alice@x")).expect("read"),
+        a.rosters().get_all(&jid("alice@x")).expect("read")
+    );
+    assert_eq!(
+        b.vcards().get(&jid("alice@x")).expect("vcard"),
+        Some(b"<vCard/>".to_vec())
+    );
+    assert_eq!(
+        b.offline().list(&jid("alice@x")).expect("list").len(),
+        1
+    );
+    assert_eq!(b.rosters().get_all(&jid("zed@x")).expect("zed").1, Vec::new());
+    assert_eq!(
+        b.rosters().get_all(&jid("yan@x")).expect("yan").1.len(),
+        1,
+        "a user the group does not own is untouched"
+    );
+}

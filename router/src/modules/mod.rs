@@ -19,7 +19,7 @@ use proto::error::{StanzaCondition, StanzaError};
 use proto::stanza::{Kind, Stanza};
 use proto::{BareJid, Jid};
 
-use crate::core::Shared;
+use crate::core::{CoreError, Shared};
 use std::cell::RefCell;
 
 use crate::session::{Outbound, SessionSink};
@@ -45,17 +45,25 @@ pub(crate) struct Ctx<'a> {
 pub(crate) enum Effect {
     Deliver(SessionSink, Outbound),
     Route(String, ShardMsg),
-    Run(Box<dyn FnOnce() + Send>),
+    Run(Box<dyn FnOnce(Option<&CoreError>) + Send>),
 }
 
 impl Effect {
+    /// The commit succeeded: let it out.
     pub fn release(self, sh: &Shared) {
         match self {
             Effect::Deliver(sink, out) => {
                 sink.send(out);
             }
             Effect::Route(bare, msg) => sh.send_internal(&bare, msg),
-            Effect::Run(f) => f(),
+            Effect::Run(f) => f(None),
+        }
+    }
+
+    /// The commit failed: only callbacks hear of it.
+    pub fn fail(self, e: &CoreError) {
+        if let Effect::Run(f) = self {
+            f(Some(e))
         }
     }
 }
@@ -100,12 +108,12 @@ impl Ctx<'_> {
     }
 
     /// Run `f` once the planned writes are committed (at once if none
-    /// are); never if the commit fails.
-    pub fn after_commit(&self, f: impl FnOnce() + Send + 'static) {
+    /// are), with the error if the commit failed.
+    pub fn after_commit(&self, f: impl FnOnce(Option<&CoreError>) + Send + 'static) {
         if self.holding() {
             self.held.borrow_mut().push(Effect::Run(Box::new(f)));
         } else {
-            f()
+            f(None)
         }
     }
 

@@ -17,7 +17,7 @@ use crate::Store;
 use crate::accounts::{AccountError, Accounts};
 use crate::config::CoreConfig;
 use crate::modules::registry::Registry;
-use crate::raft::{Groups, Network, Raft};
+use crate::raft::{Groups, Network, ProposeError, Proposer, Raft};
 use crate::session::SessionSink;
 use crate::shard::{self, ShardMsg};
 
@@ -47,6 +47,9 @@ pub enum BindError {
     ShuttingDown,
 }
 
+/// How long a commit waits for its shard group to have a leader.
+const COMMIT_PATIENCE: Duration = Duration::from_secs(10);
+
 /// One shard's Raft group, for status and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardGroup {
@@ -73,6 +76,8 @@ pub(crate) struct Shared {
     pub shards: Vec<ShardHandle>,
     /// The Raft group of each shard, by shard index.
     pub rafts: Vec<Raft>,
+    /// Where a replica sends commands for groups it does not lead.
+    pub proposer: Proposer,
     pub registry: Registry,
     next_id: AtomicU64,
 }
@@ -92,22 +97,71 @@ impl Shared {
 
     /// Commit planned writes through the Raft group of shard `index`:
     /// when this returns `Ok`, a majority of the group has them in its log
-    /// and this replica has applied them.
+    /// and this replica has applied them. A replica that does not lead the
+    /// group hands the command to the leader and waits until it has
+    /// applied it itself; while there is no leader (an election) it
+    /// retries, for at most `COMMIT_PATIENCE`.
     pub async fn commit(&self, index: usize, writes: storage::Batch) -> Result<(), CoreError> {
-        let raft = self.rafts.get(index).ok_or(CoreError::ShuttingDown)?;
         use openraft::error::{ClientWriteError, RaftError};
-        match raft
-            .client_write(storage::raft::Command::from_batch(writes))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(CoreError::NotLeader {
-                    leader: f.leader_id,
-                    addr: f.leader_node.map(|n| n.addr),
-                })
+        let raft = self.rafts.get(index).ok_or(CoreError::ShuttingDown)?;
+        let cmd = storage::raft::Command::from_batch(writes);
+        let me = self.cfg.node_id;
+        let group = proto::cluster::shard_group(index as u32);
+        let deadline = tokio::time::Instant::now() + COMMIT_PATIENCE;
+        let mut pause = Duration::from_millis(20);
+        let mut last = CoreError::Raft("no leader".into());
+        loop {
+            let (leader, addr) = {
+                let m = raft.metrics();
+                let m = m.borrow();
+                let leader = m.current_leader;
+                let addr = leader.and_then(|l| {
+                    m.membership_config
+                        .membership()
+                        .get_node(&l)
+                        .map(|n| n.addr.clone())
+                });
+                (leader, addr)
+            };
+            match (leader, addr) {
+                (Some(l), _) if l == me => {
+                    return match raft.client_write(cmd).await {
+                        Ok(_) => Ok(()),
+                        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                            Err(CoreError::NotLeader {
+                                leader: f.leader_id,
+                                addr: f.leader_node.map(|n| n.addr),
+                            })
+                        }
+                        Err(e) => Err(CoreError::Raft(e.to_string())),
+                    };
+                }
+                (Some(l), Some(addr)) => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    match self.proposer.propose(&addr, group, &cmd, left).await {
+                        Ok(at) => {
+                            return raft
+                                .wait(Some(left.max(Duration::from_millis(100))))
+                                .applied_index_at_least(Some(at), "a forwarded write applied here")
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| CoreError::Raft(e.to_string()));
+                        }
+                        Err(ProposeError::NotLeader { leader, addr }) => {
+                            last = CoreError::NotLeader { leader, addr };
+                        }
+                        Err(ProposeError::Failed(e)) => {
+                            last = CoreError::Raft(format!("proposing to leader {l}: {e}"));
+                        }
+                    }
+                }
+                _ => {}
             }
-            Err(e) => Err(CoreError::Raft(e.to_string())),
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(last);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
         }
     }
 
@@ -227,6 +281,7 @@ impl Core {
             accounts,
             shards: handles,
             rafts,
+            proposer: Proposer::default(),
             next_id: AtomicU64::new(1),
         });
         for (i, (erx, irx)) in receivers.into_iter().enumerate() {

@@ -144,6 +144,103 @@ impl pb::raft_server::Raft for RaftService {
         let msg: InstallSnapshotRequest<ShardRaft> = decode(&r.payload)?;
         reply(raft.install_snapshot(msg).await)
     }
+
+    async fn propose(
+        &self,
+        req: Request<pb::RaftRequest>,
+    ) -> Result<Response<pb::RaftReply>, Status> {
+        let r = req.into_inner();
+        let raft = self.group(r.group)?;
+        let cmd: storage::raft::Command = decode(&r.payload)?;
+        reply(raft.client_write(cmd).await.map(|w| w.log_id))
+    }
+}
+
+/// Clients of peers' `Raft` services by address, for proposals that a
+/// replica sends to its group's leader.
+#[derive(Clone, Default)]
+pub struct Proposer(Arc<RwLock<HashMap<String, RaftClient<Channel>>>>);
+
+/// Why a proposal through the leader failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// The node asked is not the leader either (an election is going on).
+    #[error("{leader:?} is not the leader any more")]
+    NotLeader {
+        leader: Option<u64>,
+        addr: Option<String>,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Proposer {
+    fn client(&self, addr: &str) -> Result<RaftClient<Channel>, ProposeError> {
+        if let Some(c) = self
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(addr)
+        {
+            return Ok(c.clone());
+        }
+        let c = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| ProposeError::Failed(e.to_string()))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let c = RaftClient::new(c);
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Have the leader at `addr` commit `cmd` to `group`'s log; the log
+    /// index it was committed at.
+    pub async fn propose(
+        &self,
+        addr: &str,
+        group: u64,
+        cmd: &storage::raft::Command,
+        timeout: Duration,
+    ) -> Result<u64, ProposeError> {
+        use openraft::error::ClientWriteError;
+        let mut client = self.client(addr)?;
+        let payload = serde_json::to_vec(cmd).map_err(|e| ProposeError::Failed(e.to_string()))?;
+        let mut req = Request::new(pb::RaftRequest {
+            group,
+            payload: payload.into(),
+        });
+        req.set_timeout(timeout);
+        let reply = client
+            .propose(req)
+            .await
+            .map_err(|s| ProposeError::Failed(s.to_string()))?
+            .into_inner();
+        match reply.result {
+            Some(pb::raft_reply::Result::Payload(p)) => {
+                let id: openraft::LogId<u64> = serde_json::from_slice(&p)
+                    .map_err(|e| ProposeError::Failed(e.to_string()))?;
+                Ok(id.index)
+            }
+            Some(pb::raft_reply::Result::Error(b)) => {
+                let e: RaftError<u64, ClientWriteError<u64, BasicNode>> =
+                    serde_json::from_slice(&b).map_err(|e| ProposeError::Failed(e.to_string()))?;
+                match e {
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                        Err(ProposeError::NotLeader {
+                            leader: f.leader_id,
+                            addr: f.leader_node.map(|n| n.addr),
+                        })
+                    }
+                    other => Err(ProposeError::Failed(other.to_string())),
+                }
+            }
+            None => Err(ProposeError::Failed("empty reply".into())),
+        }
+    }
 }
 
 /// Links cut on purpose, for partition tests of the in-process harness: a

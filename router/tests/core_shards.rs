@@ -172,8 +172,8 @@ fn leader_of(nodes: &[Node], shard: usize) -> Option<u64> {
 
 /// Three core nodes, each with its own RocksDB and Raft gRPC server on a
 /// loopback port, replicate every shard: a write committed by a shard's
-/// leader reaches the other two stores, a follower refuses writes and
-/// names the leader, the shard survives its leader's stop (a new leader
+/// replica reaches the other two stores (a follower hands its writes to
+/// the leader), the shard survives its leader's stop (a new leader
 /// with the data accepts writes), and the stopped node catches up when it
 /// comes back on its database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,18 +207,20 @@ async fn three_core_nodes_replicate_shard_data_and_survive_a_leader_stop() {
     let leader = leader_of(&nodes, shard).expect("leader");
     let li = nodes.iter().position(|n| n.id == leader).expect("leader node");
 
-    // A follower does not take the write, and says who leads.
+    // A follower hands the write to the leader and returns once it has
+    // applied it itself.
     let fi = (li + 1) % 3;
-    let refused = nodes[fi].core.add_account(&alice, "correct horse").await;
-    assert!(
-        matches!(&refused, Err(router::AccountError::NotCommitted(t)) if t.contains("not the shard's leader")),
-        "{refused:?}"
-    );
-    nodes[li]
+    nodes[fi]
         .core
         .add_account(&alice, "correct horse")
         .await
-        .expect("the leader commits");
+        .expect("a follower's write goes through the leader");
+    assert!(nodes[fi].core.accounts().exists(&alice).expect("read"));
+    let again = nodes[li].core.add_account(&alice, "correct horse").await;
+    assert!(
+        matches!(again, Err(router::AccountError::Exists(_))),
+        "{again:?}"
+    );
     for n in &nodes {
         let core = n.core.clone();
         let a = alice.clone();
@@ -233,6 +235,7 @@ async fn three_core_nodes_replicate_shard_data_and_survive_a_leader_stop() {
     eventually("a new leader for alice's shard", || leader_of(&nodes, shard).is_some_and(|l| l != gone.0)).await;
     let nl = leader_of(&nodes, shard).expect("new leader");
     let ni = nodes.iter().position(|n| n.id == nl).expect("node");
+    assert!(nodes[ni].core.accounts().exists(&alice).expect("read"));
     nodes[ni]
         .core
         .set_password(&alice, "battery staple")

@@ -227,10 +227,9 @@ pub fn format_status(st: &proto::cluster::pb::ClusterStatus) -> String {
             m.id, role, m.address, health, sessions
         );
     }
-    let meta = st
-        .meta_leader
-        .map_or_else(|| "none".to_string(), |l| l.to_string());
-    let _ = writeln!(out, "meta leader: {meta}");
+    if let Some(meta) = st.meta_leader {
+        let _ = writeln!(out, "meta leader: {meta}");
+    }
     let _ = writeln!(out, "shards: {}", st.shards.len());
     // Runs of consecutive shards with the same leader and replicas.
     let mut i = 0;

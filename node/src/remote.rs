@@ -1,25 +1,33 @@
-//! An edge's connection to a core node over gRPC (`cluster.proto`, service
-//! `Core`). Stanzas of the edge's sessions go up one `Forward` stream in
-//! batches; deliveries for those sessions come down the same stream and are
-//! handed to each session's queue by its id. Bind, unbind, credentials and
-//! registration are unary calls, each carrying the edge's id.
+//! An edge's connections to the core tier over gRPC (`cluster.proto`,
+//! service `Core`). The edge learns the core nodes and the shard map (which
+//! node leads each shard) from any core node's `Admin.Status`, keeps one
+//! `Forward` stream to every core node, and sends each stanza up the stream
+//! of the node that leads its first shard, in batches; deliveries come down
+//! any stream and are handed to each session's queue by its id. A session
+//! is bound at the leader of its user's shard (`Bind` is refused elsewhere
+//! with the leader's address, and retried there a few times); unbind goes
+//! to the node it was bound at. Credentials and registration are unary
+//! calls to any node. The map is refreshed every `REFRESH` and after a
+//! redirect; a stanza sent to a node that no longer leads its shard is
+//! relayed by that node to the leader.
 //!
-//! The up queue is bounded: when the core falls behind, a connection task
+//! The up queues are bounded: when a core falls behind, a connection task
 //! waits to hand over its stanza, which stops it reading its socket (the
-//! same back-pressure as the in-process shard queue). When the stream to
-//! the core ends, every session of this edge is closed (its clients
-//! reconnect, and the core has removed the sessions on its side), and the
-//! edge keeps trying to open a new stream, so that a restarted core is
-//! found again without restarting the edge.
+//! same back-pressure as the in-process shard queue). When the stream to a
+//! core node ends, the sessions bound at that node are closed (their
+//! clients reconnect and bind at the shard's new leader), and the edge
+//! keeps trying to open a new stream, so that a restarted core is found
+//! again without restarting the edge.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
-use proto::cluster::envelope::{DeliveryAction, from_delivery, to_envelope};
-use proto::cluster::pb::{self, core_client::CoreClient};
 use proto::cluster::ClusterError;
+use proto::cluster::envelope::{DeliveryAction, from_delivery, to_envelope};
+use proto::cluster::pb::{self, admin_client::AdminClient, core_client::CoreClient};
 use proto::error::StreamCondition;
 use proto::sasl::StoredCredentials;
 use proto::stanza::Stanza;
@@ -31,127 +39,329 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::core_link::{RegisterOutcome, RouteError};
 
-/// Envelopes waiting to go up before senders wait.
+/// Envelopes waiting to go up to one core node before senders wait.
 const UP_QUEUE: usize = 4096;
 /// Envelopes per batch on the way up.
 const BATCH: usize = 256;
+/// How often the shard map is asked for again.
+const REFRESH: Duration = Duration::from_millis(500);
+/// Tries of a bind that is redirected or finds no leader.
+const BIND_TRIES: u32 = 6;
 
-pub struct RemoteCore {
-    edge: u64,
+/// One core node as the edge sees it.
+struct CoreConn {
+    id: u64,
+    channel: Channel,
     client: CoreClient<Channel>,
     /// The up queue of the current forward stream (replaced when the
-    /// stream is opened again after the core was lost).
-    up: Arc<Mutex<mpsc::Sender<pb::Envelope>>>,
-    /// The sessions of this edge, by id, for deliveries.
-    sessions: Arc<Mutex<HashMap<u64, SessionSink>>>,
+    /// stream is opened again after the node was lost).
+    up: Mutex<mpsc::Sender<pb::Envelope>>,
+    /// The forward stream is open.
+    alive: AtomicBool,
 }
 
-type Sessions = Arc<Mutex<HashMap<u64, SessionSink>>>;
+/// Which node leads each shard, and where the nodes are.
+#[derive(Default)]
+struct ShardMap {
+    leaders: Vec<Option<u64>>,
+    addrs: HashMap<u64, String>,
+}
 
-fn lock(m: &Sessions) -> std::sync::MutexGuard<'_, HashMap<u64, SessionSink>> {
+/// A session of this edge: its queue and the core node it is bound at.
+struct Bound {
+    sink: SessionSink,
+    core: u64,
+}
+
+type Sessions = Arc<Mutex<HashMap<u64, Bound>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+pub struct RemoteCore {
+    edge: u64,
+    ping: (Duration, Duration),
+    cores: RwLock<HashMap<u64, Arc<CoreConn>>>,
+    map: RwLock<ShardMap>,
+    sessions: Sessions,
+}
+
 impl RemoteCore {
-    /// Connect to the core node at `addr` (host:port), retrying for up to
-    /// `patience` while it starts, and open the forward stream. A core that
-    /// stops answering HTTP/2 pings for about `liveness` is taken as lost.
+    /// Reach the core tier through the node at `seed` (host:port),
+    /// retrying for up to `patience` while it starts; learn the other core
+    /// nodes and the shard map from it and open a forward stream to each.
+    /// A core node that stops answering HTTP/2 pings for about `liveness`
+    /// is taken as lost.
     pub async fn connect(
         edge: u64,
-        addr: &str,
+        seed: &str,
         patience: Duration,
         liveness: Duration,
     ) -> anyhow::Result<Arc<RemoteCore>> {
-        let (ping, answer) = router::cluster::liveness(liveness);
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .http2_keep_alive_interval(ping)
-            .keep_alive_timeout(answer)
-            .keep_alive_while_idle(true)
-            .tcp_nodelay(true);
+        let ping = router::cluster::liveness(liveness);
         let deadline = tokio::time::Instant::now() + patience;
         let channel = loop {
-            match endpoint.connect().await {
+            match endpoint(seed, ping)?.connect().await {
                 Ok(c) => break c,
                 Err(e) if tokio::time::Instant::now() >= deadline => {
-                    anyhow::bail!("cannot reach the core node at {addr}: {e}")
+                    anyhow::bail!("cannot reach the core node at {seed}: {e}")
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         };
-        let client = CoreClient::new(channel);
-        let (tx, down) = open_stream(&client, edge)
-            .await
-            .map_err(|e| anyhow::anyhow!("opening the forward stream: {e}"))?;
-        let up = Arc::new(Mutex::new(tx));
-        let sessions: Sessions = Arc::new(Mutex::new(HashMap::new()));
-        tokio::spawn(link(
-            client.clone(),
+        let status = loop {
+            match AdminClient::new(channel.clone()).status(pb::Empty {}).await {
+                Ok(s) => break s.into_inner(),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    anyhow::bail!("the core node at {seed} gives no status: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        let me = Arc::new(RemoteCore {
             edge,
-            down,
-            up.clone(),
-            sessions.clone(),
-        ));
-        tracing::info!(edge, core = addr, "connected to the core");
-        Ok(Arc::new(RemoteCore {
-            edge,
+            ping,
+            cores: RwLock::new(HashMap::new()),
+            map: RwLock::new(ShardMap::default()),
+            sessions: Arc::new(Mutex::new(HashMap::new())),
+        });
+        me.apply_status(&status);
+        let cores: Vec<u64> = status
+            .members
+            .iter()
+            .filter(|m| m.role == pb::Role::Core as i32)
+            .map(|m| m.id)
+            .collect();
+        if let [only] = cores[..] {
+            // A single core node: the seed address is how this edge reaches
+            // it (it may listen on an unspecified address).
+            me.add_core(only, channel)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening the forward stream: {e}"))?;
+        } else {
+            // Several: each at the address its peers know it by.
+            me.connect_missing().await;
+            if me.conn(None).is_none() {
+                anyhow::bail!("no core node listed by {seed} can be reached");
+            }
+        }
+        tokio::spawn(refresh(Arc::downgrade(&me)));
+        tracing::info!(edge, core = seed, "connected to the core");
+        Ok(me)
+    }
+
+    fn apply_status(&self, st: &pb::ClusterStatus) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        for m in &st.members {
+            if m.role == pb::Role::Core as i32 && !m.address.is_empty() {
+                map.addrs.insert(m.id, m.address.clone());
+            }
+        }
+        if !st.shards.is_empty() {
+            map.leaders = vec![None; st.shards.len()];
+            for s in &st.shards {
+                if let Some(slot) = map.leaders.get_mut(s.shard as usize) {
+                    *slot = s.leader;
+                }
+            }
+        }
+    }
+
+    /// Open the forward stream to core node `id` over `channel`.
+    async fn add_core(&self, id: u64, channel: Channel) -> Result<(), ClusterError> {
+        let client = CoreClient::new(channel.clone());
+        let (tx, down) = open_stream(&client, self.edge).await?;
+        let conn = Arc::new(CoreConn {
+            id,
+            channel,
             client,
-            up,
-            sessions,
-        }))
+            up: Mutex::new(tx),
+            alive: AtomicBool::new(true),
+        });
+        self.cores
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, conn.clone());
+        tokio::spawn(link(conn, self.edge, down, self.sessions.clone()));
+        Ok(())
+    }
+
+    /// Connect to the core nodes in the map that have no stream yet.
+    async fn connect_missing(&self) {
+        let missing: Vec<(u64, String)> = {
+            let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+            let cores = self.cores.read().unwrap_or_else(|p| p.into_inner());
+            map.addrs
+                .iter()
+                .filter(|(id, _)| !cores.contains_key(id))
+                .map(|(id, a)| (*id, a.clone()))
+                .collect()
+        };
+        for (id, addr) in missing {
+            let Ok(ep) = endpoint(&addr, self.ping) else {
+                continue;
+            };
+            match ep.connect().await {
+                Ok(ch) => {
+                    if let Err(e) = self.add_core(id, ch).await {
+                        tracing::debug!(core = id, error = %e, "no forward stream yet");
+                    } else {
+                        tracing::info!(edge = self.edge, core = id, addr = %addr, "connected to a core node");
+                    }
+                }
+                Err(e) => tracing::debug!(core = id, error = %e, "core node unreachable"),
+            }
+        }
+    }
+
+    /// The shard of `bare` and its leader, as last known.
+    fn shard_of(&self, bare: &str) -> (u32, Option<u64>) {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let n = map.leaders.len().max(1);
+        let shard = router::core::shard_of(bare, n);
+        (shard as u32, map.leaders.get(shard).copied().flatten())
+    }
+
+    /// The live connection to `id`, or else to any live core node.
+    fn conn(&self, id: Option<u64>) -> Option<Arc<CoreConn>> {
+        let cores = self.cores.read().unwrap_or_else(|p| p.into_inner());
+        id.and_then(|i| cores.get(&i))
+            .filter(|c| c.alive.load(Ordering::Relaxed))
+            .or_else(|| cores.values().find(|c| c.alive.load(Ordering::Relaxed)))
+            .cloned()
+    }
+
+    /// Ask any live core node for the map again.
+    async fn refresh_now(&self) {
+        let conns: Vec<Arc<CoreConn>> = self
+            .cores
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|c| c.alive.load(Ordering::Relaxed))
+            .cloned()
+            .collect();
+        for c in conns {
+            let mut admin = AdminClient::new(c.channel.clone());
+            if let Ok(st) = admin.status(pb::Empty {}).await {
+                self.apply_status(&st.into_inner());
+                break;
+            }
+        }
+        self.connect_missing().await;
     }
 
     pub async fn bind(&self, jid: FullJid, sink: SessionSink) -> Result<(), BindError> {
         let session = sink.conn_id;
-        lock(&self.sessions).insert(session, sink);
-        let req = pb::BindRequest {
-            edge: self.edge,
-            session,
-            full_jid: jid.to_string(),
-        };
-        let r = self.client.clone().bind(with_edge(self.edge, req)).await;
-        let result = match r {
-            Ok(reply) => match pb::bind_reply::Result::try_from(reply.into_inner().result) {
-                Ok(pb::bind_reply::Result::Bound) => Ok(()),
-                Ok(pb::bind_reply::Result::NoSuchUser) => Err(BindError::NoSuchUser),
-                _ => Err(BindError::ShuttingDown),
-            },
-            Err(s) => {
-                tracing::warn!(error = %ClusterError::from(s), "bind failed at the core");
-                Err(BindError::ShuttingDown)
+        let mut pause = Duration::from_millis(50);
+        let mut last = BindError::ShuttingDown;
+        for _ in 0..BIND_TRIES {
+            let (shard, leader) = self.shard_of(jid.bare_str());
+            let Some(conn) = self.conn(leader) else {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                self.refresh_now().await;
+                continue;
+            };
+            // Deliveries may come before the reply: register first.
+            lock(&self.sessions).insert(
+                session,
+                Bound {
+                    sink: sink.clone(),
+                    core: conn.id,
+                },
+            );
+            let req = pb::BindRequest {
+                edge: self.edge,
+                session,
+                full_jid: jid.to_string(),
+            };
+            let r = conn.client.clone().bind(with_edge(self.edge, req)).await;
+            match r {
+                Ok(reply) => match pb::bind_reply::Result::try_from(reply.into_inner().result) {
+                    Ok(pb::bind_reply::Result::Bound) => return Ok(()),
+                    Ok(pb::bind_reply::Result::NoSuchUser) => {
+                        lock(&self.sessions).remove(&session);
+                        return Err(BindError::NoSuchUser);
+                    }
+                    _ => last = BindError::ShuttingDown,
+                },
+                Err(s) => match ClusterError::from(s) {
+                    ClusterError::NotLeader { leader, address } => {
+                        {
+                            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+                            if let Some(slot) = map.leaders.get_mut(shard as usize) {
+                                *slot = leader;
+                            }
+                            if let (Some(l), Some(a)) = (leader, address.clone()) {
+                                map.addrs.insert(l, a);
+                            }
+                        }
+                        last = BindError::NotLeader {
+                            leader,
+                            addr: address,
+                        };
+                        self.connect_missing().await;
+                    }
+                    e => {
+                        tracing::warn!(error = %e, "bind failed at the core");
+                        last = BindError::ShuttingDown;
+                    }
+                },
             }
-        };
-        if result.is_err() {
             lock(&self.sessions).remove(&session);
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            self.refresh_now().await;
         }
-        result
+        Err(last)
     }
 
     pub async fn unbind(&self, jid: FullJid, session: u64) {
-        lock(&self.sessions).remove(&session);
+        let Some(b) = lock(&self.sessions).remove(&session) else {
+            return;
+        };
+        let Some(conn) = self.conn(Some(b.core)).filter(|c| c.id == b.core) else {
+            // That node is gone, and the session with it.
+            return;
+        };
         let req = pb::UnbindRequest {
             edge: self.edge,
             session,
             full_jid: jid.to_string(),
         };
-        if let Err(s) = self.client.clone().unbind(with_edge(self.edge, req)).await {
+        if let Err(s) = conn.client.clone().unbind(with_edge(self.edge, req)).await {
             tracing::debug!(error = %ClusterError::from(s), "unbind failed at the core");
         }
     }
 
     pub async fn route(&self, stanza: Stanza) -> Result<(), RouteError> {
-        // One core node holds every shard for now: shard 0.
-        let up = self.up.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        up.send(to_envelope(0, &stanza))
-            .await
-            .map_err(|_| RouteError::Unreachable("the forward stream ended".into()))
+        let Some(from) = &stanza.from else {
+            return Ok(());
+        };
+        let target = router::shard::first_hop(&stanza, from.bare_str());
+        let (shard, leader) = self.shard_of(target);
+        let env = to_envelope(shard, &stanza);
+        // The leader's stream, else any live one (that node relays it).
+        for pick in [leader, None] {
+            let Some(conn) = self.conn(pick) else { break };
+            let up = lock(&conn.up).clone();
+            match up.send(env.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(_) => conn.alive.store(false, Ordering::Relaxed),
+            }
+        }
+        Err(RouteError::Unreachable("no core node is reachable".into()))
     }
 
     pub async fn credentials(&self, user: &BareJid) -> Result<Option<StoredCredentials>, String> {
+        let (_, leader) = self.shard_of(user.as_str());
+        let conn = self.conn(leader).ok_or("no core node is reachable")?;
         let req = pb::AccountRequest {
             bare_jid: user.to_string(),
         };
-        let reply = self
+        let reply = conn
             .client
             .clone()
             .credentials(with_edge(self.edge, req))
@@ -170,12 +380,13 @@ impl RemoteCore {
         iq_type: &str,
         payload: &Element,
     ) -> Result<RegisterOutcome, String> {
+        let conn = self.conn(None).ok_or("no core node is reachable")?;
         let req = pb::RegisterRequest {
             domain: domain.to_owned(),
             iq_type: iq_type.to_owned(),
             payload: payload.to_xml(proto::ns::CLIENT),
         };
-        let reply = self
+        let reply = conn
             .client
             .clone()
             .register(with_edge(self.edge, req))
@@ -187,6 +398,24 @@ impl RemoteCore {
             Some(pb::register_reply::Result::Error(e)) => RegisterOutcome::Error(e),
             None => RegisterOutcome::Done,
         })
+    }
+}
+
+fn endpoint(addr: &str, (ping, answer): (Duration, Duration)) -> anyhow::Result<Endpoint> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(ping)
+        .keep_alive_timeout(answer)
+        .keep_alive_while_idle(true)
+        .tcp_nodelay(true))
+}
+
+/// Refresh the shard map every `REFRESH` while the edge runs.
+async fn refresh(me: std::sync::Weak<RemoteCore>) {
+    loop {
+        tokio::time::sleep(REFRESH).await;
+        let Some(me) = me.upgrade() else { return };
+        me.refresh_now().await;
     }
 }
 
@@ -225,31 +454,31 @@ async fn open_stream(
     Ok((up, down))
 }
 
-/// The edge's link to its core for the life of the process: deliver until
-/// the stream ends (which closes every session of the edge: the core has
-/// dropped them), then open a new stream, backing off up to 5 s between
-/// tries, so that a restarted core is found again without restarting the
-/// edge.
+/// The edge's link to one core node for the life of the process: deliver
+/// until the stream ends (which closes the sessions bound at that node:
+/// it has dropped them), then open a new stream, backing off up to 5 s
+/// between tries, so that a restarted node is found again without
+/// restarting the edge.
 async fn link(
-    client: CoreClient<Channel>,
+    conn: Arc<CoreConn>,
     edge: u64,
     mut down: tonic::Streaming<pb::DeliveryBatch>,
-    up: Arc<Mutex<mpsc::Sender<pb::Envelope>>>,
     sessions: Sessions,
 ) {
     loop {
-        dispatch(down, sessions.clone()).await;
+        dispatch(&conn, down, sessions.clone()).await;
         let mut backoff = Duration::from_millis(100);
         down = loop {
             tokio::time::sleep(backoff).await;
-            match open_stream(&client, edge).await {
+            match open_stream(&conn.client, edge).await {
                 Ok((tx, d)) => {
-                    *up.lock().unwrap_or_else(|p| p.into_inner()) = tx;
-                    tracing::info!(edge, "connected to the core again");
+                    *lock(&conn.up) = tx;
+                    conn.alive.store(true, Ordering::Relaxed);
+                    tracing::info!(edge, core = conn.id, "connected to the core node again");
                     break d;
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "the core is still unreachable");
+                    tracing::debug!(core = conn.id, error = %e, "the core node is still unreachable");
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
@@ -258,8 +487,8 @@ async fn link(
 }
 
 /// Hand each delivery to its sessions' queues until the stream ends, then
-/// close every session of the edge.
-async fn dispatch(mut down: tonic::Streaming<pb::DeliveryBatch>, sessions: Sessions) {
+/// close the sessions bound at that node.
+async fn dispatch(conn: &CoreConn, mut down: tonic::Streaming<pb::DeliveryBatch>, sessions: Sessions) {
     let why = loop {
         match down.next().await {
             Some(Ok(batch)) => {
@@ -277,22 +506,33 @@ async fn dispatch(mut down: tonic::Streaming<pb::DeliveryBatch>, sessions: Sessi
                         DeliveryAction::Close(c, t) => Outbound::Close(c, t),
                     };
                     for id in ids {
-                        if let Some(sink) = m.get(&id) {
-                            sink.send(out.clone());
+                        if let Some(b) = m.get(&id) {
+                            b.sink.send(out.clone());
                         }
                     }
                 }
             }
             Some(Err(s)) => break ClusterError::from(s).to_string(),
-            None => break "the core closed the stream".to_string(),
+            None => break "the core node closed the stream".to_string(),
         }
     };
-    tracing::error!(reason = %why, "lost the core; closing this edge's sessions");
-    let all: Vec<SessionSink> = lock(&sessions).drain().map(|(_, s)| s).collect();
-    for s in all {
+    conn.alive.store(false, Ordering::Relaxed);
+    tracing::error!(core = conn.id, reason = %why, "lost a core node; closing the sessions bound there");
+    let gone: Vec<SessionSink> = {
+        let mut m = lock(&sessions);
+        let ids: Vec<u64> = m
+            .iter()
+            .filter(|(_, b)| b.core == conn.id)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| m.remove(&id).map(|b| b.sink))
+            .collect()
+    };
+    for s in gone {
         s.send(Outbound::Close(
             StreamCondition::InternalServerError,
-            Some("the server lost its core node".into()),
+            Some("the server lost a core node".into()),
         ));
     }
 }

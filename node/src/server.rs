@@ -115,11 +115,14 @@ impl Server {
                 .with_context(|| format!("binding cluster listener {addr}"))?;
             cluster_addr = Some(l.local_addr()?);
             tracing::info!(addr = %l.local_addr()?, "cluster listener (gRPC)");
-            let svc = router::cluster::CoreService::new(
-                core.clone(),
-                cfg.cluster.node_id,
-                l.local_addr()?.to_string(),
-            );
+            // The address the other nodes know this one by.
+            let advertised = peers
+                .iter()
+                .find(|(id, _)| *id == cfg.cluster.node_id)
+                .map(|(_, a)| a.clone())
+                .unwrap_or(l.local_addr()?.to_string());
+            let svc =
+                router::cluster::CoreService::new(core.clone(), cfg.cluster.node_id, advertised);
             let (ping, answer) = router::cluster::liveness(liveness);
             let mut stop = rx.clone();
             let raft_groups = groups.clone();

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::Client;
+use proto::xml::StreamEvent;
 use proto::Element;
 
 const PW: &str = "correct horse";
@@ -501,6 +502,193 @@ async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Dur
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     start.elapsed()
+}
+
+/// Three core processes that list each other as peers, with their
+/// configurations and gRPC addresses, once each serves its admin socket.
+struct Cores {
+    dir: tempfile::TempDir,
+    cfgs: Vec<PathBuf>,
+    addrs: Vec<SocketAddr>,
+    procs: Vec<Option<Proc>>,
+}
+
+impl Cores {
+    async fn start() -> Cores {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+        let peers: Vec<String> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("\"{}={a}\"", i + 1))
+            .collect();
+        let cfgs: Vec<PathBuf> = (0..3)
+            .map(|i| {
+                config(
+                    dir.path(),
+                    &format!("core{}", i + 1),
+                    &format!(
+                        "[cluster]\nrole = \"core\"\nnode_id = {}\nlisten = \"{}\"\nliveness_secs = 2\npeers = [{}]\n",
+                        i + 1,
+                        addrs[i],
+                        peers.join(", ")
+                    ),
+                )
+            })
+            .collect();
+        let procs = cfgs
+            .iter()
+            .map(|c| Some(start(c, "cluster listener (gRPC)").0))
+            .collect();
+        let cores = Cores {
+            dir,
+            cfgs,
+            addrs,
+            procs,
+        };
+        for i in 0..3 {
+            cores.wait_admin(i).await;
+        }
+        cores
+    }
+
+    /// Node `i` (0-based) serves its admin socket (after its shards have
+    /// leaders).
+    async fn wait_admin(&self, i: usize) {
+        let sock = self.dir.path().join(format!("core{}", i + 1)).join("admin.sock");
+        until("the admin socket", Duration::from_secs(30), || sock.exists()).await;
+    }
+
+    fn status(&self, i: usize) -> (bool, String) {
+        xmppd(
+            &self.cfgs[i],
+            &["cluster", "status", "--core", &self.addrs[i].to_string()],
+        )
+    }
+
+    /// Wait until node `i` reports every shard `s` led by node `s % 3 + 1`
+    /// (the leaders spread over the nodes).
+    async fn wait_balanced(&self, i: usize) {
+        until("leaders spread over the core nodes", Duration::from_secs(30), || {
+            let (_, st) = self.status(i);
+            (0..16).all(|s| leader_in_status(&st, s) == Some(s as u64 % 3 + 1))
+        })
+        .await;
+    }
+
+    fn kill(&mut self, i: usize) {
+        let p = self.procs[i].take().expect("running");
+        signal(&p, "KILL");
+        drop(p);
+        let _ = std::fs::remove_file(self.dir.path().join(format!("core{}", i + 1)).join("admin.sock"));
+    }
+
+    async fn restart(&mut self, i: usize) {
+        self.procs[i] = Some(start(&self.cfgs[i], "cluster listener (gRPC)").0);
+        self.wait_admin(i).await;
+    }
+
+    /// An edge whose seed is core node `seed` (0-based); its STARTTLS address.
+    fn edge(&self, id: u64, seed: usize) -> (Proc, SocketAddr) {
+        let cfg = config(
+            self.dir.path(),
+            &format!("edge{id}"),
+            &format!(
+                "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\n\n[cluster]\nrole = \"edge\"\nnode_id = {id}\ncore = \"{}\"\nliveness_secs = 2\n",
+                self.addrs[seed]
+            ),
+        );
+        start(&cfg, "client listener (STARTTLS)")
+    }
+}
+
+/// A user name whose shard (of 16) is `shard`.
+fn user_in_shard(prefix: &str, shard: usize) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}@localhost"))
+        .find(|j| router::core::shard_of(j, 16) == shard)
+        .expect("a name in the shard")
+}
+
+/// Three core nodes and two edges, with shard leaders spread over the
+/// core nodes: users whose shards two different nodes lead, on different
+/// edges, subscribe, see each other's presence and chat (each stanza goes
+/// from its edge to the leader of its shard, and between core nodes where
+/// a contact's shard is led elsewhere). Killing the core node that leads
+/// one user's shard ends that user's session; a message sent to them
+/// meanwhile is committed by the shard's new leader and delivered when
+/// they log in again; the killed node, started again, catches up and
+/// takes its shards back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edges_follow_shard_leaders_over_three_core_nodes() {
+    let mut cores = Cores::start().await;
+    cores.wait_balanced(0).await;
+    // alice's shard is led by node 2, bob's by node 3.
+    let alice = user_in_shard("alice", 1);
+    let bob = user_in_shard("bob", 2);
+    for u in [&alice, &bob] {
+        let (ok, out) = xmppd(&cores.cfgs[0], &["user", "add", u, "--password", PW]);
+        assert!(ok, "{out}");
+    }
+    let (_edge_a, addr_a) = cores.edge(11, 0);
+    let (_edge_b, addr_b) = cores.edge(12, 1);
+    let mut a = Client::online(addr_a, &alice, PW, "a")
+        .await
+        .expect("alice logs in through edge 11");
+    let mut b = Client::online(addr_b, &bob, PW, "b")
+        .await
+        .expect("bob logs in through edge 12");
+    subscribe(&mut a, &mut b, &alice, &bob).await;
+    subscribe(&mut b, &mut a, &bob, &alice).await;
+    for i in 0..20 {
+        a.send(&format!(
+            "<message to='{bob}' type='chat' id='a{i}'><body>a{i}</body></message>"
+        ))
+        .await;
+    }
+    for i in 0..20 {
+        let m = b.expect(|e| e.name == "message").await.expect("bob's message");
+        assert_eq!(body(&m).as_deref(), Some(format!("a{i}").as_str()));
+    }
+    b.send(&format!("<message to='{alice}' type='chat'><body>back</body></message>"))
+        .await;
+    let m = a.expect(|e| e.name == "message").await.expect("alice's message");
+    assert_eq!(body(&m).as_deref(), Some("back"));
+
+    // Kill node 3, the leader of bob's shard: bob's stream ends.
+    cores.kill(2);
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match b.next().await {
+                Ok(StreamEvent::Element(_)) => continue,
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "bob's session ends with its shard's leader");
+    until("a new leader for bob's shard", Duration::from_secs(15), || {
+        leader_in_status(&cores.status(0).1, 2).is_some_and(|l| l != 3)
+    })
+    .await;
+    // Stored by the new leader while bob is away.
+    a.send(&format!(
+        "<message to='{bob}' type='chat'><body>while you were out</body></message>"
+    ))
+    .await;
+    let mut b = Client::login(addr_b, &bob, PW, "b2")
+        .await
+        .expect("bob logs in again");
+    b.send("<presence/>").await;
+    let m = b.expect(|e| e.name == "message").await.expect("the offline message");
+    assert_eq!(body(&m).as_deref(), Some("while you were out"));
+    a.expect(|e| is_presence_from(e, &format!("{bob}/b2"), None))
+        .await
+        .expect("alice sees bob back");
+
+    // Node 3 comes back, catches up and leads its shards again.
+    cores.restart(2).await;
+    cores.wait_balanced(0).await;
 }
 
 /// Three `role = "core"` processes listing each other as peers replicate

@@ -12,8 +12,10 @@
 //! server sends, see [`liveness`]), its sessions are removed and their
 //! contacts get unavailable presence (RFC 6121 §4.5.2).
 //!
-//! One core node serves every shard for now; the shard map and Raft
-//! replication (docs/cluster.md) put a leader lookup in front of this.
+//! With several core nodes (`CoreConfig::peers`) each shard is served by
+//! the node that leads its Raft group: `bind` elsewhere is refused with
+//! the leader's address, and stanzas that arrive at the wrong node are
+//! relayed to the leader (`Relay`, `crate::relay`).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -204,6 +206,13 @@ impl pb::core_server::Core for CoreService {
             Ok(()) => pb::bind_reply::Result::Bound,
             Err(BindError::NoSuchUser) => pb::bind_reply::Result::NoSuchUser,
             Err(BindError::ShuttingDown) => return Err(unavailable("the core is stopping")),
+            Err(BindError::NotLeader { leader, addr }) => {
+                return Err(ClusterError::NotLeader {
+                    leader,
+                    address: addr,
+                }
+                .into());
+            }
         };
         Ok(Response::new(pb::BindReply {
             result: result as i32,
@@ -265,6 +274,28 @@ impl pb::core_server::Core for CoreService {
         };
         Ok(Response::new(reply))
     }
+
+    async fn relay(
+        &self,
+        req: Request<Streaming<pb::EnvelopeBatch>>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let mut up = req.into_inner();
+        while let Some(batch) = up.next().await {
+            let batch = batch?;
+            for e in batch.envelopes {
+                let (inbound, hops) = (e.inbound, e.hops);
+                match from_envelope(e) {
+                    Ok((_, st)) => {
+                        if self.core.relayed(st, inbound, hops).await.is_err() {
+                            return Err(unavailable("the core is stopping"));
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "bad relayed envelope dropped"),
+                }
+            }
+        }
+        Ok(Response::new(pb::Empty {}))
+    }
 }
 
 #[tonic::async_trait]
@@ -272,6 +303,7 @@ impl pb::admin_server::Admin for CoreService {
     /// This core node, the edges connected to it, and the shard map as
     /// the shards' Raft groups report it.
     async fn status(&self, _: Request<pb::Empty>) -> Result<Response<pb::ClusterStatus>, Status> {
+        let groups = self.core.shard_groups();
         let mut members = vec![pb::Member {
             id: self.node_id,
             role: pb::Role::Core as i32,
@@ -279,6 +311,20 @@ impl pb::admin_server::Admin for CoreService {
             healthy: true,
             sessions: 0,
         }];
+        // The other core nodes: healthy when this node sees one of them
+        // lead a shard, or, leading a shard itself, sees it caught up.
+        for (id, addr) in &self.core.config().peers {
+            if *id == self.node_id {
+                continue;
+            }
+            members.push(pb::Member {
+                id: *id,
+                role: pb::Role::Core as i32,
+                address: addr.clone(),
+                healthy: self.core.peer_seen(*id),
+                sessions: 0,
+            });
+        }
         let edges: Vec<(u64, Arc<EdgeLink>, String)> = {
             let m = self.edges.lock().unwrap_or_else(|p| p.into_inner());
             m.iter()
@@ -295,9 +341,7 @@ impl pb::admin_server::Admin for CoreService {
             });
         }
         members.sort_by_key(|m| (m.role, m.id));
-        let shards = self
-            .core
-            .shard_groups()
+        let shards = groups
             .into_iter()
             .map(|g| pb::ShardPlacement {
                 shard: g.shard,
@@ -309,7 +353,8 @@ impl pb::admin_server::Admin for CoreService {
         Ok(Response::new(pb::ClusterStatus {
             members,
             shards,
-            meta_leader: Some(self.node_id),
+            // No meta group yet: the shards' groups are all there is.
+            meta_leader: None,
         }))
     }
 }

@@ -18,6 +18,7 @@ use crate::accounts::{AccountError, Accounts};
 use crate::config::CoreConfig;
 use crate::modules::registry::Registry;
 use crate::raft::{Groups, Network, ProposeError, Proposer, Raft};
+use crate::relay::Relays;
 use crate::session::SessionSink;
 use crate::shard::{self, ShardMsg};
 
@@ -43,9 +44,66 @@ pub enum CoreError {
 pub enum BindError {
     #[error("no such account")]
     NoSuchUser,
+    /// Another core node leads the user's shard.
+    #[error("not the shard's leader (leader: {leader:?} at {addr:?})")]
+    NotLeader {
+        leader: Option<u64>,
+        addr: Option<String>,
+    },
     #[error("the core is shutting down")]
     ShuttingDown,
 }
+
+/// Tell shard task `tx` when this node stops leading its group.
+async fn watch_leadership(raft: Raft, me: u64, tx: mpsc::UnboundedSender<ShardMsg>) {
+    let mut rx = raft.metrics();
+    let mut leading = rx.borrow().current_leader == Some(me);
+    while rx.changed().await.is_ok() {
+        let now = rx.borrow().current_leader == Some(me);
+        if leading && !now && tx.send(ShardMsg::Demoted).is_err() {
+            return;
+        }
+        leading = now;
+    }
+}
+
+/// The core node that should lead shard `i`: the peers take the shards in
+/// turn, by id.
+fn preferred(peers: &[(u64, String)], i: usize) -> Option<u64> {
+    let mut ids: Vec<u64> = peers.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.get(i % ids.len().max(1)).copied()
+}
+
+/// Spread the shards' leaders over the core nodes: a node asks for an
+/// election in each shard it should lead but does not (after a start, or
+/// after it comes back from a failure and has caught up). An election
+/// that this node cannot win (its log is behind) changes nothing.
+async fn balance(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(BALANCE_EVERY);
+    loop {
+        tick.tick().await;
+        let Some(sh) = shared.upgrade() else { return };
+        let me = sh.cfg.node_id;
+        for (i, r) in sh.rafts.iter().enumerate() {
+            if preferred(&sh.cfg.peers, i) != Some(me) {
+                continue;
+            }
+            let (leader, lagging) = {
+                let m = r.metrics();
+                let m = m.borrow();
+                (m.current_leader, m.last_applied.map(|l| l.index) < m.last_log_index)
+            };
+            if leader.is_some() && leader != Some(me) && !lagging {
+                tracing::debug!(shard = i, "asking to lead this shard");
+                let _ = r.trigger().elect().await;
+            }
+        }
+    }
+}
+
+/// How often a core node checks that it leads the shards it should.
+const BALANCE_EVERY: Duration = Duration::from_secs(2);
 
 /// How long a commit waits for its shard group to have a leader.
 const COMMIT_PATIENCE: Duration = Duration::from_secs(10);
@@ -78,6 +136,8 @@ pub(crate) struct Shared {
     pub rafts: Vec<Raft>,
     /// Where a replica sends commands for groups it does not lead.
     pub proposer: Proposer,
+    /// Where stanzas for shards led by other core nodes go.
+    pub relays: Relays,
     pub registry: Registry,
     next_id: AtomicU64,
 }
@@ -87,9 +147,57 @@ impl Shared {
         shard_of(bare, self.shards.len())
     }
 
-    /// Hand a stanza to the shard of `bare` for inbound processing.
+    /// Whether other core nodes share the shards (then a shard is served
+    /// by the node that leads its group).
+    pub fn clustered(&self) -> bool {
+        !self.cfg.peers.is_empty()
+    }
+
+    /// The leader of shard `i` as this node knows it, and its address.
+    pub fn leader(&self, i: usize) -> (Option<u64>, Option<String>) {
+        let Some(r) = self.rafts.get(i) else {
+            return (None, None);
+        };
+        let m = r.metrics();
+        let m = m.borrow();
+        let leader = m.current_leader;
+        let addr = leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        });
+        (leader, addr)
+    }
+
+    /// Where a stanza for shard `i` is processed: `None` here, or the
+    /// address of the core node that leads it. A shard with no leader yet
+    /// (an election) is processed here: its writes wait for the leader.
+    pub fn elsewhere(&self, i: usize) -> Option<String> {
+        if !self.clustered() {
+            return None;
+        }
+        match self.leader(i) {
+            (Some(l), Some(addr)) if l != self.cfg.node_id => Some(addr),
+            _ => None,
+        }
+    }
+
+    /// Hand a stanza to the shard of `bare` for inbound processing, on
+    /// this node or the one that leads the shard.
     pub fn send_internal(&self, bare: &str, msg: ShardMsg) {
+        self.send_internal_hop(bare, msg, 0)
+    }
+
+    fn send_internal_hop(&self, bare: &str, msg: ShardMsg, hops: u32) {
         let i = self.shard_index(bare);
+        if let (Some(addr), ShardMsg::Inbound(s)) = (self.elsewhere(i), &msg) {
+            let mut env = proto::cluster::envelope::to_envelope(i as u32, s);
+            env.inbound = true;
+            env.hops = hops + 1;
+            self.relays.send(&addr, env);
+            return;
+        }
         if self.shards[i].internal.send(msg).is_err() {
             tracing::debug!(to = bare, "shard stopped, stanza dropped");
         }
@@ -282,10 +390,21 @@ impl Core {
             shards: handles,
             rafts,
             proposer: Proposer::default(),
+            relays: Relays::default(),
             next_id: AtomicU64::new(1),
         });
         for (i, (erx, irx)) in receivers.into_iter().enumerate() {
             tokio::spawn(shard::run(i, shared.clone(), erx, irx));
+        }
+        if shared.clustered() {
+            for (i, r) in shared.rafts.iter().enumerate() {
+                tokio::spawn(watch_leadership(
+                    r.clone(),
+                    shared.cfg.node_id,
+                    shared.shards[i].internal.clone(),
+                ));
+            }
+            tokio::spawn(balance(Arc::downgrade(&shared)));
         }
         Ok(Core { shared })
     }
@@ -310,6 +429,11 @@ impl Core {
     /// Bind a resource (RFC 6120 §7). An existing session with the same full
     /// JID is replaced: it gets a `<conflict/>` stream error.
     pub async fn bind(&self, jid: FullJid, sink: SessionSink) -> Result<(), BindError> {
+        let i = self.shared.shard_index(jid.bare_str());
+        if self.shared.elsewhere(i).is_some() {
+            let (leader, addr) = self.shared.leader(i);
+            return Err(BindError::NotLeader { leader, addr });
+        }
         let (reply, rx) = oneshot::channel();
         let msg = ShardMsg::Bind {
             jid: jid.clone(),
@@ -326,6 +450,11 @@ impl Core {
 
     /// The session ended (cleanly or not): contacts see it go unavailable.
     pub async fn unbind(&self, jid: FullJid, conn_id: u64) {
+        let i = self.shared.shard_index(jid.bare_str());
+        if self.shared.elsewhere(i).is_some() {
+            // The session was bound at the shard's leader, not here.
+            return;
+        }
         let h = self.shard(jid.bare_str()).clone();
         let _ = h.edge.send(ShardMsg::Unbind { jid, conn_id }).await;
     }
@@ -337,8 +466,43 @@ impl Core {
             return Ok(());
         };
         let target = shard::first_hop(&stanza, from.bare_str());
-        let h = self.shard(target).clone();
+        let i = self.shared.shard_index(target);
+        if let Some(addr) = self.shared.elsewhere(i) {
+            self.shared
+                .relays
+                .send(&addr, proto::cluster::envelope::to_envelope(i as u32, &stanza));
+            return Ok(());
+        }
+        let h = self.shared.shards[i].clone();
         h.edge
+            .send(ShardMsg::FromClient(Box::new(stanza)))
+            .await
+            .map_err(|_| CoreError::ShuttingDown)
+    }
+
+    /// A stanza another core node relayed here (`Core.Relay`): processed
+    /// here if this node leads its shard, relayed on otherwise.
+    pub async fn relayed(&self, stanza: Stanza, inbound: bool, hops: u32) -> Result<(), CoreError> {
+        if inbound {
+            let Some(to) = &stanza.to else { return Ok(()) };
+            let bare = to.bare_str().to_string();
+            self.shared
+                .send_internal_hop(&bare, ShardMsg::Inbound(Box::new(stanza)), hops);
+            return Ok(());
+        }
+        let Some(from) = &stanza.from else {
+            return Ok(());
+        };
+        let target = shard::first_hop(&stanza, from.bare_str());
+        let i = self.shared.shard_index(target);
+        if let Some(addr) = self.shared.elsewhere(i) {
+            let mut env = proto::cluster::envelope::to_envelope(i as u32, &stanza);
+            env.hops = hops + 1;
+            self.shared.relays.send(&addr, env);
+            return Ok(());
+        }
+        self.shared.shards[i]
+            .edge
             .send(ShardMsg::FromClient(Box::new(stanza)))
             .await
             .map_err(|_| CoreError::ShuttingDown)
@@ -519,6 +683,22 @@ impl Core {
                 }
             })
             .collect()
+    }
+
+    /// Whether this node sees core node `id` alive: leading a shard, or
+    /// caught up in a shard this node leads.
+    pub fn peer_seen(&self, id: u64) -> bool {
+        self.shared.rafts.iter().any(|r| {
+            let m = r.metrics();
+            let m = m.borrow();
+            if m.current_leader == Some(id) {
+                return true;
+            }
+            m.replication.as_ref().is_some_and(|rep| {
+                rep.get(&id)
+                    .is_some_and(|matched| matched.map(|l| l.index) == m.last_log_index)
+            })
+        })
     }
 
     /// How many shards this core runs.

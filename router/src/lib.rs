@@ -18,8 +18,9 @@ pub mod config;
 pub mod core;
 pub mod modules;
 pub mod raft;
+pub mod relay;
 pub mod session;
-mod shard;
+pub mod shard;
 mod time;
 
 pub use accounts::{AccountError, Accounts};

@@ -45,6 +45,9 @@ pub(crate) enum ShardMsg {
     Stop {
         reply: oneshot::Sender<()>,
     },
+    /// This node no longer leads the shard: its sessions here end (their
+    /// clients reconnect and bind at the new leader).
+    Demoted,
     /// End the task (after the last `Stop`): it drops its share of the
     /// core, so the store can close.
     Exit,
@@ -104,7 +107,7 @@ impl ShardState {
 /// The bare JID whose shard sees a client's stanza first: the sender's for
 /// presence and for IQs to the account or server, the recipient's for
 /// messages and IQs to others.
-pub(crate) fn first_hop<'a>(s: &'a Stanza, from_bare: &'a str) -> &'a str {
+pub fn first_hop<'a>(s: &'a Stanza, from_bare: &'a str) -> &'a str {
     match (s.kind, &s.to) {
         (_, None) => from_bare,
         (Kind::Presence, Some(_)) => from_bare,
@@ -208,6 +211,25 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
             let _ = reply.send(());
         }
         ShardMsg::Exit => {}
+        ShardMsg::Demoted => {
+            let gone: Vec<(FullJid, SessionSink)> = ctx
+                .st
+                .users
+                .values()
+                .flat_map(|u| &u.sessions)
+                .map(|s| (s.jid.clone(), s.sink.clone()))
+                .collect();
+            if !gone.is_empty() {
+                tracing::info!(sessions = gone.len(), "shard led elsewhere now; ending its sessions here");
+            }
+            for (jid, sink) in gone {
+                sink.send(crate::Outbound::Close(
+                    proto::error::StreamCondition::InternalServerError,
+                    Some("the account moved to another core node; reconnect".into()),
+                ));
+                unbind(ctx, &jid, sink.conn_id);
+            }
+        }
     }
 }
 

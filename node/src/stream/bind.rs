@@ -103,6 +103,14 @@ impl Machine {
                 self.jid = None;
                 self.fail(StreamCondition::SystemShutdown, None, out)
             }
+            Err(BindError::NotLeader { .. }) => {
+                self.jid = None;
+                self.fail(
+                    StreamCondition::InternalServerError,
+                    Some("the account's shard has no reachable leader; try again".into()),
+                    out,
+                )
+            }
         }
     }
 }

@@ -57,6 +57,8 @@ pub fn to_envelope(shard: u32, stanza: &Stanza) -> pb::Envelope {
         // A start tag longer than 4 GiB cannot pass the parser's limits.
         head_len: u32::try_from(stanza.head_len).unwrap_or(u32::MAX),
         empty: stanza.empty,
+        inbound: false,
+        hops: 0,
     }
 }
 

@@ -19,8 +19,8 @@
 //! keeps trying to open a new stream, so that a restarted core is found
 //! again without restarting the edge.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -47,6 +47,11 @@ const BATCH: usize = 256;
 const REFRESH: Duration = Duration::from_millis(500);
 /// Tries of a bind that is redirected or finds no leader.
 const BIND_TRIES: u32 = 6;
+/// Unconfirmed envelopes kept per core node; past it the oldest is
+/// forgotten (and would not be sent again if the node were lost).
+const MAX_UNCONFIRMED: usize = 65_536;
+/// How long envelopes of a lost node wait for their shard's new leader.
+const RESEND_PATIENCE: Duration = Duration::from_secs(15);
 
 /// One core node as the edge sees it.
 struct CoreConn {
@@ -58,6 +63,11 @@ struct CoreConn {
     up: Mutex<mpsc::Sender<pb::Envelope>>,
     /// The forward stream is open.
     alive: AtomicBool,
+    /// The number of the next envelope sent to this node.
+    next_seq: AtomicU64,
+    /// Envelopes sent to this node and not yet confirmed processed, by
+    /// number: sent again elsewhere if the node is lost.
+    unconfirmed: Mutex<BTreeMap<u64, pb::Envelope>>,
 }
 
 /// Which node leads each shard, and where the nodes are.
@@ -169,7 +179,7 @@ impl RemoteCore {
     }
 
     /// Open the forward stream to core node `id` over `channel`.
-    async fn add_core(&self, id: u64, channel: Channel) -> Result<(), ClusterError> {
+    async fn add_core(self: &Arc<Self>, id: u64, channel: Channel) -> Result<(), ClusterError> {
         let client = CoreClient::new(channel.clone());
         let (tx, down) = open_stream(&client, self.edge).await?;
         let conn = Arc::new(CoreConn {
@@ -178,17 +188,25 @@ impl RemoteCore {
             client,
             up: Mutex::new(tx),
             alive: AtomicBool::new(true),
+            next_seq: AtomicU64::new(1),
+            unconfirmed: Mutex::new(BTreeMap::new()),
         });
         self.cores
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, conn.clone());
-        tokio::spawn(link(conn, self.edge, down, self.sessions.clone()));
+        tokio::spawn(link(
+            conn,
+            self.edge,
+            down,
+            self.sessions.clone(),
+            Arc::downgrade(self),
+        ));
         Ok(())
     }
 
     /// Connect to the core nodes in the map that have no stream yet.
-    async fn connect_missing(&self) {
+    async fn connect_missing(self: &Arc<Self>) {
         let missing: Vec<(u64, String)> = {
             let map = self.map.read().unwrap_or_else(|p| p.into_inner());
             let cores = self.cores.read().unwrap_or_else(|p| p.into_inner());
@@ -233,7 +251,7 @@ impl RemoteCore {
     }
 
     /// Ask any live core node for the map again.
-    async fn refresh_now(&self) {
+    async fn refresh_now(self: &Arc<Self>) {
         let conns: Vec<Arc<CoreConn>> = self
             .cores
             .read()
@@ -252,7 +270,7 @@ impl RemoteCore {
         self.connect_missing().await;
     }
 
-    pub async fn bind(&self, jid: FullJid, sink: SessionSink) -> Result<(), BindError> {
+    pub async fn bind(self: &Arc<Self>, jid: FullJid, sink: SessionSink) -> Result<(), BindError> {
         let session = sink.conn_id;
         let mut pause = Duration::from_millis(50);
         let mut last = BindError::ShuttingDown;
@@ -336,23 +354,88 @@ impl RemoteCore {
         }
     }
 
-    pub async fn route(&self, stanza: Stanza) -> Result<(), RouteError> {
+    pub async fn route(self: &Arc<Self>, stanza: Stanza) -> Result<(), RouteError> {
         let Some(from) = &stanza.from else {
             return Ok(());
         };
         let target = router::shard::first_hop(&stanza, from.bare_str());
-        let (shard, leader) = self.shard_of(target);
-        let env = to_envelope(shard, &stanza);
-        // The leader's stream, else any live one (that node relays it).
+        let (shard, _) = self.shard_of(target);
+        let leader = self.live_leader(shard, None).await;
+        self.send_envelope(to_envelope(shard, &stanza), leader).await
+    }
+
+    /// The leader of `shard` if the edge has a live stream to it (and it
+    /// is not `lost`). While it has none (the leader died and the shard
+    /// elects another), ask for the map again until it names a live one,
+    /// for at most `RESEND_PATIENCE`: the caller waits, which holds back
+    /// its client (back-pressure) rather than hand the stanza to a node
+    /// that would relay it to the dead one.
+    async fn live_leader(self: &Arc<Self>, shard: u32, lost: Option<u64>) -> Option<u64> {
+        let deadline = tokio::time::Instant::now() + RESEND_PATIENCE;
+        loop {
+            let leader = {
+                let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+                map.leaders.get(shard as usize).copied().flatten()
+            };
+            let live = leader.is_some_and(|l| {
+                Some(l) != lost && self.conn(Some(l)).is_some_and(|c| c.id == l)
+            });
+            if live || tokio::time::Instant::now() >= deadline {
+                return leader;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.refresh_now().await;
+        }
+    }
+
+    /// Send `env` up the stream of `leader`, else of any live node (that
+    /// node relays it), keeping it until the node confirms it.
+    async fn send_envelope(&self, mut env: pb::Envelope, leader: Option<u64>) -> Result<(), RouteError> {
         for pick in [leader, None] {
             let Some(conn) = self.conn(pick) else { break };
+            let seq = conn.next_seq.fetch_add(1, Ordering::Relaxed);
+            env.seq = seq;
+            {
+                let mut u = lock(&conn.unconfirmed);
+                if u.len() >= MAX_UNCONFIRMED {
+                    u.pop_first();
+                }
+                u.insert(seq, env.clone());
+            }
             let up = lock(&conn.up).clone();
             match up.send(env.clone()).await {
                 Ok(()) => return Ok(()),
-                Err(_) => conn.alive.store(false, Ordering::Relaxed),
+                Err(_) => {
+                    lock(&conn.unconfirmed).remove(&seq);
+                    conn.alive.store(false, Ordering::Relaxed);
+                }
             }
         }
         Err(RouteError::Unreachable("no core node is reachable".into()))
+    }
+
+    /// Send again what a lost core node had not confirmed, each to its
+    /// shard's new leader once the map names a live one.
+    /// (Boxed: it reconnects, which starts links, which call it.)
+    fn resend(
+        self: Arc<Self>,
+        lost: u64,
+        envelopes: Vec<pb::Envelope>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move { self.resend_now(lost, envelopes).await })
+    }
+
+    async fn resend_now(self: &Arc<Self>, lost: u64, envelopes: Vec<pb::Envelope>) {
+        if envelopes.is_empty() {
+            return;
+        }
+        tracing::info!(core = lost, count = envelopes.len(), "sending unconfirmed stanzas again");
+        for env in envelopes {
+            let leader = self.live_leader(env.shard, Some(lost)).await;
+            if let Err(e) = self.send_envelope(env, leader).await {
+                tracing::warn!(error = %e, "an unconfirmed stanza could not be sent again");
+            }
+        }
     }
 
     pub async fn credentials(&self, user: &BareJid) -> Result<Option<StoredCredentials>, String> {
@@ -464,9 +547,17 @@ async fn link(
     edge: u64,
     mut down: tonic::Streaming<pb::DeliveryBatch>,
     sessions: Sessions,
+    cluster: std::sync::Weak<RemoteCore>,
 ) {
     loop {
         dispatch(&conn, down, sessions.clone()).await;
+        let pending: Vec<pb::Envelope> = std::mem::take(&mut *lock(&conn.unconfirmed))
+            .into_values()
+            .collect();
+        if let Some(c) = cluster.upgrade() {
+            let id = conn.id;
+            tokio::spawn(c.resend(id, pending));
+        }
         let mut backoff = Duration::from_millis(100);
         down = loop {
             tokio::time::sleep(backoff).await;
@@ -504,6 +595,10 @@ async fn dispatch(conn: &CoreConn, mut down: tonic::Streaming<pb::DeliveryBatch>
                     let out = match action {
                         DeliveryAction::Stanza(b) => Outbound::Stanza(b),
                         DeliveryAction::Close(c, t) => Outbound::Close(c, t),
+                        DeliveryAction::Processed(seq) => {
+                            lock(&conn.unconfirmed).remove(&seq);
+                            continue;
+                        }
                     };
                     for id in ids {
                         if let Some(b) = m.get(&id) {

@@ -691,6 +691,73 @@ async fn edges_follow_shard_leaders_over_three_core_nodes() {
     cores.wait_balanced(0).await;
 }
 
+/// kill -9 of a shard's leader while a client sends to a user of that
+/// shard who is offline: every message is stored by the shard (committed
+/// by a majority before the edge counts it as processed; what the dead
+/// node had not confirmed the edge sends again to the new leader), so the
+/// user finds all of them on logging in. Duplicates are allowed (a message
+/// committed just before the kill is sent again); losses are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_message_is_lost_when_the_recipients_shard_leader_is_killed_mid_stream() {
+    const N: usize = 300;
+    let mut cores = Cores::start().await;
+    cores.wait_balanced(0).await;
+    let alice = user_in_shard("alice", 1); // led by node 2
+    let bob = user_in_shard("bob", 2); // led by node 3
+    for u in [&alice, &bob] {
+        let (ok, out) = xmppd(&cores.cfgs[0], &["user", "add", u, "--password", PW]);
+        assert!(ok, "{out}");
+    }
+    let (_edge, addr) = cores.edge(21, 0);
+    let mut a = Client::online(addr, &alice, PW, "a")
+        .await
+        .expect("alice logs in");
+    let started = std::time::Instant::now();
+    let mut killed_at = None;
+    for i in 0..N {
+        a.send(&format!(
+            "<message to='{bob}' type='chat' id='m{i}'><body>m{i}</body></message>"
+        ))
+        .await;
+        if i == N / 3 {
+            cores.kill(2);
+            killed_at = Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A round trip through alice's own shard: everything before it has
+    // left her connection.
+    a.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    a.expect(|e| e.attr("id") == Some("sync"))
+        .await
+        .expect("ping answered");
+    eprintln!("killed node 3 after {killed_at:?}; sent {N} in {:?}", started.elapsed());
+
+    let want: std::collections::BTreeSet<String> = (0..N).map(|i| format!("m{i}")).collect();
+    let mut got = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    // Log in until every message has arrived (the last ones may still be
+    // waiting for the new leader when bob first logs in).
+    while got != want && std::time::Instant::now() < deadline {
+        let Ok(mut b) = Client::login(addr, &bob, PW, "b").await else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        b.send("<presence/>").await;
+        while let Ok(Ok(m)) =
+            tokio::time::timeout(Duration::from_secs(2), b.expect(|e| e.name == "message")).await
+        {
+            if let Some(t) = body(&m) {
+                got.insert(t);
+            }
+        }
+        drop(b);
+    }
+    let missing: Vec<&String> = want.difference(&got).collect();
+    assert!(missing.is_empty(), "{} of {N} lost: {missing:?}", missing.len());
+}
+
 /// Three `role = "core"` processes listing each other as peers replicate
 /// every shard: an account added through any of them (a follower hands
 /// the write to the shard's leader) is in all three stores; after `kill -9` of that leader the other two elect a new one within

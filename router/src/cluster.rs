@@ -29,7 +29,7 @@ use proto::{BareJid, FullJid};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::core::{BindError, Core};
-use crate::session::{EdgeLink, SessionSink};
+use crate::session::{Confirm, EdgeLink, SessionSink};
 
 /// The call header that names the calling edge.
 pub const EDGE_HEADER: &str = "x-xmppd-edge";
@@ -157,14 +157,24 @@ impl pb::core_server::Core for CoreService {
             'stream: while let Some(batch) = up.next().await {
                 let Ok(batch) = batch else { break };
                 for e in batch.envelopes {
+                    let seq = e.seq;
                     match from_envelope(e) {
                         // `from` was stamped by the edge from the session.
                         Ok((_, st)) => {
-                            if core.route(st).await.is_err() {
+                            let confirm = (seq != 0).then(|| Confirm {
+                                link: link.clone(),
+                                seq,
+                            });
+                            if core.route_confirmed(st, confirm).await.is_err() {
                                 break 'stream;
                             }
                         }
-                        Err(e) => tracing::warn!(edge, error = %e, "bad envelope dropped"),
+                        Err(e) => {
+                            tracing::warn!(edge, error = %e, "bad envelope dropped");
+                            if seq != 0 {
+                                link.processed(seq);
+                            }
+                        }
                     }
                 }
             }

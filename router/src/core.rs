@@ -19,7 +19,7 @@ use crate::config::CoreConfig;
 use crate::modules::registry::Registry;
 use crate::raft::{Groups, Network, ProposeError, Proposer, Raft};
 use crate::relay::Relays;
-use crate::session::SessionSink;
+use crate::session::{Confirm, SessionSink};
 use crate::shard::{self, ShardMsg};
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +170,18 @@ impl Shared {
         (leader, addr)
     }
 
+    /// Wait (up to `COMMIT_PATIENCE`) until shard `i` has a leader.
+    pub async fn wait_leader(&self, i: usize) {
+        let Some(r) = self.rafts.get(i) else { return };
+        if r.metrics().borrow().current_leader.is_some() {
+            return;
+        }
+        let _ = r
+            .wait(Some(COMMIT_PATIENCE))
+            .metrics(|m| m.current_leader.is_some(), "the shard has a leader")
+            .await;
+    }
+
     /// Where a stanza for shard `i` is processed: `None` here, or the
     /// address of the core node that leads it. A shard with no leader yet
     /// (an election) is processed here: its writes wait for the leader.
@@ -209,7 +221,12 @@ impl Shared {
     /// group hands the command to the leader and waits until it has
     /// applied it itself; while there is no leader (an election) it
     /// retries, for at most `COMMIT_PATIENCE`.
-    pub async fn commit(&self, index: usize, writes: storage::Batch) -> Result<(), CoreError> {
+    pub async fn commit(
+        &self,
+        index: usize,
+        writes: storage::Batch,
+        forward: bool,
+    ) -> Result<(), CoreError> {
         use openraft::error::{ClientWriteError, RaftError};
         let raft = self.rafts.get(index).ok_or(CoreError::ShuttingDown)?;
         let cmd = storage::raft::Command::from_batch(writes);
@@ -243,6 +260,9 @@ impl Shared {
                         }
                         Err(e) => Err(CoreError::Raft(e.to_string())),
                     };
+                }
+                (Some(l), addr) if !forward => {
+                    return Err(CoreError::NotLeader { leader: Some(l), addr });
                 }
                 (Some(l), Some(addr)) => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -430,6 +450,9 @@ impl Core {
     /// JID is replaced: it gets a `<conflict/>` stream error.
     pub async fn bind(&self, jid: FullJid, sink: SessionSink) -> Result<(), BindError> {
         let i = self.shared.shard_index(jid.bare_str());
+        if self.shared.clustered() {
+            self.shared.wait_leader(i).await;
+        }
         if self.shared.elsewhere(i).is_some() {
             let (leader, addr) = self.shared.leader(i);
             return Err(BindError::NotLeader { leader, addr });
@@ -462,20 +485,51 @@ impl Core {
     /// Route a stanza from a bound session; `from` is already stamped with
     /// the session's full JID. Waits while the shard's queue is full.
     pub async fn route(&self, stanza: Stanza) -> Result<(), CoreError> {
+        self.route_hop(stanza, None, 0).await
+    }
+
+    /// [`Core::route`] for a remote edge's envelope: `confirm` is told
+    /// once the shard has processed it (or it was handed to the node that
+    /// leads the shard).
+    pub async fn route_confirmed(
+        &self,
+        stanza: Stanza,
+        confirm: Option<Confirm>,
+    ) -> Result<(), CoreError> {
+        self.route_hop(stanza, confirm, 0).await
+    }
+
+    async fn route_hop(
+        &self,
+        stanza: Stanza,
+        confirm: Option<Confirm>,
+        hops: u32,
+    ) -> Result<(), CoreError> {
         let Some(from) = &stanza.from else {
+            if let Some(c) = confirm {
+                c.done();
+            }
             return Ok(());
         };
         let target = shard::first_hop(&stanza, from.bare_str());
         let i = self.shared.shard_index(target);
+        if self.shared.clustered() {
+            // During an election, wait for its outcome rather than serve
+            // the shard from a replica that may not win it.
+            self.shared.wait_leader(i).await;
+        }
         if let Some(addr) = self.shared.elsewhere(i) {
-            self.shared
-                .relays
-                .send(&addr, proto::cluster::envelope::to_envelope(i as u32, &stanza));
+            let mut env = proto::cluster::envelope::to_envelope(i as u32, &stanza);
+            env.hops = hops;
+            self.shared.relays.send(&addr, env);
+            if let Some(c) = confirm {
+                c.done();
+            }
             return Ok(());
         }
         let h = self.shared.shards[i].clone();
         h.edge
-            .send(ShardMsg::FromClient(Box::new(stanza)))
+            .send(ShardMsg::FromClient(Box::new(stanza), confirm))
             .await
             .map_err(|_| CoreError::ShuttingDown)
     }
@@ -490,22 +544,7 @@ impl Core {
                 .send_internal_hop(&bare, ShardMsg::Inbound(Box::new(stanza)), hops);
             return Ok(());
         }
-        let Some(from) = &stanza.from else {
-            return Ok(());
-        };
-        let target = shard::first_hop(&stanza, from.bare_str());
-        let i = self.shared.shard_index(target);
-        if let Some(addr) = self.shared.elsewhere(i) {
-            let mut env = proto::cluster::envelope::to_envelope(i as u32, &stanza);
-            env.hops = hops + 1;
-            self.shared.relays.send(&addr, env);
-            return Ok(());
-        }
-        self.shared.shards[i]
-            .edge
-            .send(ShardMsg::FromClient(Box::new(stanza)))
-            .await
-            .map_err(|_| CoreError::ShuttingDown)
+        self.route_hop(stanza, None, hops + 1).await
     }
 
     /// Run `f` on the shard of `bare` and wait for it to be handled.
@@ -663,7 +702,7 @@ impl Core {
     /// Commit planned writes through the Raft group of shard `shard`
     /// (for tools and benchmarks; handlers commit through their shard).
     pub async fn commit(&self, shard: usize, writes: storage::Batch) -> Result<(), CoreError> {
-        self.shared.commit(shard, writes).await
+        self.shared.commit(shard, writes, true).await
     }
 
     /// Each shard's Raft group as this node sees it: leader, voters and

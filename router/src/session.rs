@@ -95,8 +95,33 @@ impl EdgeLink {
         self.tx.try_send(to_delivery(vec![session], action)).is_ok()
     }
 
+    /// Tell the edge that its envelope `seq` was processed. After the
+    /// deliveries it caused, on the same queue.
+    pub fn processed(&self, seq: u64) {
+        use proto::cluster::envelope::{DeliveryAction, to_delivery};
+        if self
+            .tx
+            .try_send(to_delivery(Vec::new(), DeliveryAction::Processed(seq)))
+            .is_err()
+        {
+            tracing::debug!(edge = self.edge, seq, "confirmation dropped (queue full)");
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+}
+
+/// An edge's envelope to confirm once processed (see `EdgeLink::processed`).
+pub struct Confirm {
+    pub link: Arc<EdgeLink>,
+    pub seq: u64,
+}
+
+impl Confirm {
+    pub fn done(self) {
+        self.link.processed(self.seq);
     }
 }
 

@@ -23,8 +23,9 @@ pub(crate) enum ShardMsg {
         jid: FullJid,
         conn_id: u64,
     },
-    /// A stanza from a client of this core, at its first hop.
-    FromClient(Box<Stanza>),
+    /// A stanza from a client of this core, at its first hop, and what to
+    /// tell its edge once it is processed.
+    FromClient(Box<Stanza>, Option<crate::session::Confirm>),
     /// A stanza for a user of this shard (inbound processing).
     Inbound(Box<Stanza>),
     /// Run a planned change on the shard (an account change from outside
@@ -150,28 +151,65 @@ pub(crate) async fn run(
 /// shard's Raft group before letting out what waits on them. The shard
 /// takes its next message only after the commit, so every handler reads
 /// the effects of all earlier ones.
-async fn step(st: &mut ShardState, shared: &Shared, index: usize, msg: ShardMsg) {
+async fn step(st: &mut ShardState, shared: &Shared, index: usize, mut msg: ShardMsg) {
+    let confirm = match &mut msg {
+        ShardMsg::FromClient(_, c) => c.take(),
+        _ => None,
+    };
+    // In a cluster, a stanza is processed by the shard's leader: one that
+    // reached this node after its leadership moved is handed on, and one
+    // that arrives during an election waits for its outcome.
+    let stanza = matches!(msg, ShardMsg::FromClient(..) | ShardMsg::Inbound(_));
+    if stanza && shared.clustered() {
+        shared.wait_leader(index).await;
+        if let Some(addr) = shared.elsewhere(index) {
+            let (s, inbound) = match &msg {
+                ShardMsg::FromClient(s, _) => (s, false),
+                ShardMsg::Inbound(s) => (s, true),
+                _ => unreachable_msg(),
+            };
+            let mut env = proto::cluster::envelope::to_envelope(index as u32, s);
+            env.inbound = inbound;
+            env.hops = 1;
+            shared.relays.send(&addr, env);
+            if let Some(c) = confirm {
+                c.done();
+            }
+            return;
+        }
+    }
+    // Account changes may be planned on any replica (an operator's
+    // command); a stanza's writes only on the leader, whose state is the
+    // one they were planned from.
+    let forward = matches!(msg, ShardMsg::Exec(_));
     let (writes, held) = {
         let mut ctx = Ctx::new(st, shared);
         handle(&mut ctx, msg);
         ctx.into_pending()
     };
-    if writes.is_empty() {
-        return;
-    }
-    match shared.commit(index, writes).await {
-        Ok(()) => {
-            for e in held {
-                e.release(shared);
+    if !writes.is_empty() {
+        match shared.commit(index, writes, forward).await {
+            Ok(()) => {
+                for e in held {
+                    e.release(shared);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(shard = index, error = %e, "commit failed: the change is not made and its replies are dropped");
+                for h in held {
+                    h.fail(&e);
+                }
             }
         }
-        Err(e) => {
-            tracing::warn!(shard = index, error = %e, "commit failed: the change is not made and its replies are dropped");
-            for h in held {
-                h.fail(&e);
-            }
-        }
     }
+    if let Some(c) = confirm {
+        c.done();
+    }
+}
+
+/// `step` only matches stanza messages there.
+fn unreachable_msg() -> ! {
+    unreachable!("only stanza messages are handed on")
 }
 
 fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
@@ -180,7 +218,7 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
             let _ = reply.send(bind(ctx, jid, sink));
         }
         ShardMsg::Unbind { jid, conn_id } => unbind(ctx, &jid, conn_id),
-        ShardMsg::FromClient(s) => from_client(ctx, *s),
+        ShardMsg::FromClient(s, _) => from_client(ctx, *s),
         ShardMsg::Inbound(s) => inbound(ctx, *s),
         ShardMsg::Exec(f) => f(ctx),
         ShardMsg::Count { via, reply } => {

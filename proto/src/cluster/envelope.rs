@@ -59,6 +59,7 @@ pub fn to_envelope(shard: u32, stanza: &Stanza) -> pb::Envelope {
         empty: stanza.empty,
         inbound: false,
         hops: 0,
+        seq: 0,
     }
 }
 
@@ -103,6 +104,8 @@ pub fn from_envelope(e: pb::Envelope) -> Result<(u32, Stanza), ConvertError> {
 pub enum DeliveryAction {
     Stanza(bytes::Bytes),
     Close(StreamCondition, Option<String>),
+    /// The envelope with this sequence number was processed.
+    Processed(u64),
 }
 
 /// A delivery of `action` to `sessions` of one edge.
@@ -113,6 +116,7 @@ pub fn to_delivery(sessions: Vec<u64>, action: DeliveryAction) -> pb::Delivery {
             condition: cond.name().to_owned(),
             text,
         }),
+        DeliveryAction::Processed(seq) => pb::delivery::What::Processed(seq),
     };
     pb::Delivery {
         sessions,
@@ -129,6 +133,7 @@ pub fn from_delivery(d: pb::Delivery) -> Result<(Vec<u64>, DeliveryAction), Conv
                 .ok_or(ConvertError::UnknownCondition(c.condition))?;
             DeliveryAction::Close(cond, c.text)
         }
+        Some(pb::delivery::What::Processed(seq)) => DeliveryAction::Processed(seq),
         None => return Err(ConvertError::EmptyDelivery),
     };
     Ok((d.sessions, action))

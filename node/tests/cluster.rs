@@ -758,6 +758,138 @@ async fn no_message_is_lost_when_the_recipients_shard_leader_is_killed_mid_strea
     assert!(missing.is_empty(), "{} of {N} lost: {missing:?}", missing.len());
 }
 
+/// Rolling restart: each core node in turn is stopped with SIGTERM and
+/// started again, while alice sends to bob without pause. A client here
+/// has no stream management, so alice counts a message as acknowledged
+/// when a ping sent after it is answered (the edge has routed it), and
+/// sends again what was not acknowledged when her stream ends, as a
+/// client with XEP-0198 would. Sessions end when their shard's leader
+/// stops; both log in again. Every acknowledged message reaches bob,
+/// online or from offline storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_every_core_node_loses_no_message() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let mut cores = Cores::start().await;
+    cores.wait_balanced(0).await;
+    let alice = user_in_shard("alice", 1); // led by node 2
+    let bob = user_in_shard("bob", 2); // led by node 3
+    for u in [&alice, &bob] {
+        let (ok, out) = xmppd(&cores.cfgs[0], &["user", "add", u, "--password", PW]);
+        assert!(ok, "{out}");
+    }
+    let (_edge_a, addr_a) = cores.edge(31, 0);
+    let (_edge_b, addr_b) = cores.edge(32, 1);
+
+    let got = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::<String>::new()));
+    let stop_rx = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let (got, stop, bob) = (got.clone(), stop_rx.clone(), bob.clone());
+        tokio::spawn(async move {
+            let mut logins = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(mut b) = Client::login(addr_b, &bob, PW, "b").await else {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    continue;
+                };
+                logins += 1;
+                if b.send_bytes(b"<presence/>").await.is_err() {
+                    continue;
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    match tokio::time::timeout(Duration::from_secs(1), b.next_element()).await {
+                        Ok(Ok(m)) => {
+                            if let Some(t) = body(&m) {
+                                got.lock().expect("lock").insert(t);
+                            }
+                        }
+                        Ok(Err(_)) => break,
+                        Err(_) => {}
+                    }
+                }
+            }
+            logins
+        })
+    };
+    let acked = Arc::new(AtomicUsize::new(0));
+    let stop_tx = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (acked, stop, alice, bob) = (acked.clone(), stop_tx.clone(), alice.clone(), bob.clone());
+        tokio::spawn(async move {
+            'conn: while !stop.load(Ordering::Relaxed) {
+                let Ok(mut a) = Client::login(addr_a, &alice, PW, "a").await else {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    continue;
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    // From the last acknowledged one: a batch, then a ping.
+                    let from = acked.load(Ordering::Relaxed);
+                    for i in from..from + 10 {
+                        let m = format!("<message to='{bob}' type='chat'><body>m{i}</body></message>");
+                        if a.send_bytes(m.as_bytes()).await.is_err() {
+                            continue 'conn;
+                        }
+                    }
+                    let ping = format!("<iq type='get' id='p{from}'><ping xmlns='urn:xmpp:ping'/></iq>");
+                    if a.send_bytes(ping.as_bytes()).await.is_err() {
+                        continue 'conn;
+                    }
+                    let id = format!("p{from}");
+                    match tokio::time::timeout(
+                        Duration::from_secs(5),
+                        a.expect(|e| e.attr("id") == Some(id.as_str())),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) => acked.store(from + 10, Ordering::Relaxed),
+                        _ => continue 'conn,
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        })
+    };
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 0..3 {
+        let before = acked.load(Ordering::Relaxed);
+        {
+            let p = cores.procs[i].as_mut().expect("running");
+            signal(p, "TERM");
+            let status = p.0.wait().expect("wait");
+            assert!(status.success(), "core node {} stops cleanly: {status}", i + 1);
+        }
+        cores.procs[i] = None;
+        let _ = std::fs::remove_file(cores.dir.path().join(format!("core{}", i + 1)).join("admin.sock"));
+        cores.restart(i).await;
+        cores.wait_balanced((i + 1) % 3).await;
+        assert!(
+            acked.load(Ordering::Relaxed) > before,
+            "messages went on while node {} restarted",
+            i + 1
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_tx.store(true, Ordering::Relaxed);
+    sender.await.expect("sender");
+    let total = acked.load(Ordering::Relaxed);
+    let want: std::collections::BTreeSet<String> = (0..total).map(|i| format!("m{i}")).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !want.is_subset(&got.lock().expect("lock")) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_rx.store(true, Ordering::Relaxed);
+    let missing: Vec<String> = want
+        .difference(&got.lock().expect("lock"))
+        .cloned()
+        .collect();
+    assert!(missing.is_empty(), "{} of {total} lost: {missing:?}", missing.len());
+    let logins = receiver.await.expect("receiver");
+    eprintln!("rolling restart: {total} messages acknowledged, bob logged in {logins} times");
+    assert!(total >= 100, "only {total} messages acknowledged");
+}
+
 /// Three `role = "core"` processes listing each other as peers replicate
 /// every shard: an account added through any of them (a follower hands
 /// the write to the shard's leader) is in all three stores; after `kill -9` of that leader the other two elect a new one within

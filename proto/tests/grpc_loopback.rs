@@ -70,6 +70,10 @@ impl Core for Echo {
     ) -> Result<Response<pb::RegisterReply>, Status> {
         Err(Status::unimplemented("no registration here"))
     }
+
+    async fn relay(&self, _: Request<Streaming<EnvelopeBatch>>) -> Result<Response<pb::Empty>, Status> {
+        Err(Status::unimplemented("no relaying here"))
+    }
 }
 
 async fn serve() -> String {

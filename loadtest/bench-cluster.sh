@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-to-one chat across two edges of a cluster (one core node and two edge
-# nodes, separate processes talking gRPC) against the same chat on one
-# embedded node, in one run: the maximum rate (flat out) and the latency at
+# nodes, separate processes talking gRPC; and three core nodes that
+# replicate every shard with Raft, with leaders spread over them, and two
+# edges) against the same chat on one embedded node, in one run: the maximum rate (flat out) and the latency at
 # fixed paced rates. Every sender is on edge 1 and its receiver on edge 2,
 # so every message crosses both tiers. Uses the perf build; prints a
 # Markdown table.
@@ -80,12 +81,35 @@ role = \"edge\"
 node_id = $i
 core = \"127.0.0.1:16300\""
 done
+# Three core nodes (gRPC 16401-16403) and two edges (16442, 16452).
+PEERS='"1=127.0.0.1:16401", "2=127.0.0.1:16402", "3=127.0.0.1:16403"'
+for n in 1 2 3; do
+  conf "rcore$n" "[cluster]
+role = \"core\"
+node_id = $n
+listen = \"127.0.0.1:1640$n\"
+peers = [$PEERS]"
+done
+for i in 4 5; do
+  conf "redge$i" "[listeners]
+c2s = \"127.0.0.1:164${i}2\"
+c2s_direct_tls = false
+[cluster]
+role = \"edge\"
+node_id = $i
+core = \"127.0.0.1:16401\""
+done
 start embedded 16222
 EMBEDDED=$LAST
 start core 16300
 CORE=$LAST
 start edge2 16232
 start edge3 16332
+for n in 1 2 3; do start "rcore$n" "1640$n"; [ "$n" = 1 ] && RCORE=$LAST; done
+# The edges start once every shard has a leader (they wait for it).
+start redge4 16442
+start redge5 16452
+sleep 3 # leaders spread over the three core nodes
 
 run() { # NAME PID ARGS...
   local name=$1 pid=$2
@@ -95,14 +119,18 @@ run() { # NAME PID ARGS...
 }
 EMB=(--port 16222)
 CLU=(--port 16232 --also 127.0.0.1:16332)
+REP=(--port 16442 --also 127.0.0.1:16452)
 "$LT" chat "${EMB[@]}" --register --pairs "$PAIRS" --duration 1 > /dev/null 2>&1
 "$LT" chat "${CLU[@]}" --register --pairs "$PAIRS" --duration 1 > /dev/null 2>&1
+"$LT" chat "${REP[@]}" --register --pairs "$PAIRS" --duration 1 > /dev/null 2>&1
 for i in $(seq 1 "$RUNS"); do
   run "embedded-max-$i" "$EMBEDDED" "${EMB[@]}" --window 16
   run "cluster-max-$i" "$CORE" "${CLU[@]}" --window 16
+  run "replicated-max-$i" "$RCORE" "${REP[@]}" --window 16
   for r in $RATES; do
     run "embedded-rate$r-$i" "$EMBEDDED" "${EMB[@]}" --window 64 --warmup 2 --rate "$r"
     run "cluster-rate$r-$i" "$CORE" "${CLU[@]}" --window 64 --warmup 2 --rate "$r"
+    run "replicated-rate$r-$i" "$RCORE" "${REP[@]}" --window 64 --warmup 2 --rate "$r"
   done
 done
 RATES=$RATES python3 - "$work" << 'PY'
@@ -128,8 +156,11 @@ files = lambda n: sorted(glob.glob(os.path.join(work, f"{n}-*.json")))
 for load, tag in [("flat out", "max")] + [(f"{int(r):,}/s", f"rate{r}") for r in os.environ["RATES"].split()]:
     row(load, "one embedded node", files(f"embedded-{tag}"))
     row(load, "1 core + 2 edges", files(f"cluster-{tag}"))
+    row(load, "3 cores (Raft) + 2 edges", files(f"replicated-{tag}"))
 e = med(files("embedded-max"), "result.delivered_per_second")
 c = med(files("cluster-max"), "result.delivered_per_second")
+r = med(files("replicated-max"), "result.delivered_per_second")
 print()
 print(f"cluster / embedded maximum rate: {c / e:.2f}")
+print(f"3 cores + 2 edges / embedded maximum rate: {r / e:.2f}")
 PY

@@ -117,6 +117,19 @@ pub fn first_hop<'a>(s: &'a Stanza, from_bare: &'a str) -> &'a str {
     }
 }
 
+/// Messages handled together and committed with one Raft entry, at most.
+const GROUP: usize = 64;
+
+/// A message stanza: its handling reads nothing that an earlier message of
+/// the same group may have written, except through the pending batch
+/// (offline queue counters), so consecutive ones can share one commit.
+fn groupable(m: &ShardMsg) -> bool {
+    match m {
+        ShardMsg::FromClient(s, _) | ShardMsg::Inbound(s) => s.kind == Kind::Message,
+        _ => false,
+    }
+}
+
 pub(crate) async fn run(
     index: usize,
     shared: Arc<Shared>,
@@ -124,17 +137,21 @@ pub(crate) async fn run(
     mut internal: mpsc::UnboundedReceiver<ShardMsg>,
 ) {
     let mut st = ShardState::default();
+    let mut next: Option<ShardMsg> = None;
     loop {
-        let msg = tokio::select! {
-            biased;
-            Some(m) = internal.recv() => m,
-            Some(m) = edge.recv() => m,
-            else => break,
+        let msg = match next.take() {
+            Some(m) => m,
+            None => tokio::select! {
+                biased;
+                Some(m) = internal.recv() => m,
+                Some(m) = edge.recv() => m,
+                else => break,
+            },
         };
         match msg {
             ShardMsg::Stop { reply } => {
                 while let Ok(m) = internal.try_recv() {
-                    step(&mut st, &shared, index, m).await;
+                    step(&mut st, &shared, index, m, Vec::new()).await;
                 }
                 let _ = reply.send(());
                 continue;
@@ -142,51 +159,81 @@ pub(crate) async fn run(
             ShardMsg::Exit => break,
             _ => {}
         }
-        step(&mut st, &shared, index, msg).await;
+        // Group commit: messages waiting behind this one are handled with
+        // it and their writes (offline storage) committed together.
+        let mut more = Vec::new();
+        if groupable(&msg) {
+            while more.len() + 1 < GROUP {
+                let m = match internal.try_recv() {
+                    Ok(m) => m,
+                    Err(_) => match edge.try_recv() {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    },
+                };
+                if groupable(&m) {
+                    more.push(m);
+                } else {
+                    next = Some(m);
+                    break;
+                }
+            }
+        }
+        step(&mut st, &shared, index, msg, more).await;
     }
     tracing::debug!(shard = index, "shard stopped");
 }
 
-/// Handle one message; if it planned writes, commit them through the
-/// shard's Raft group before letting out what waits on them. The shard
-/// takes its next message only after the commit, so every handler reads
-/// the effects of all earlier ones.
-async fn step(st: &mut ShardState, shared: &Shared, index: usize, mut msg: ShardMsg) {
-    let confirm = match &mut msg {
-        ShardMsg::FromClient(_, c) => c.take(),
-        _ => None,
-    };
-    // In a cluster, a stanza is processed by the shard's leader: one that
-    // reached this node after its leadership moved is handed on, and one
-    // that arrives during an election waits for its outcome.
-    let stanza = matches!(msg, ShardMsg::FromClient(..) | ShardMsg::Inbound(_));
-    if stanza && shared.clustered() {
-        shared.wait_leader(index).await;
-        if let Some(addr) = shared.elsewhere(index) {
-            let (s, inbound) = match &msg {
-                ShardMsg::FromClient(s, _) => (s, false),
-                ShardMsg::Inbound(s) => (s, true),
-                _ => unreachable_msg(),
-            };
-            let mut env = proto::cluster::envelope::to_envelope(index as u32, s);
-            env.inbound = inbound;
-            env.hops = 1;
-            shared.relays.send(&addr, env);
-            if let Some(c) = confirm {
-                c.done();
-            }
-            return;
-        }
-    }
+/// Handle `first` and then `more`; if they planned writes, commit them
+/// through the shard's Raft group (one entry) before letting out what
+/// waits on them. The shard takes its next message only after the
+/// commit, so every handler reads the effects of all earlier ones.
+async fn step(
+    st: &mut ShardState,
+    shared: &Shared,
+    index: usize,
+    first: ShardMsg,
+    more: Vec<ShardMsg>,
+) {
     // Account changes may be planned on any replica (an operator's
     // command); a stanza's writes only on the leader, whose state is the
     // one they were planned from.
-    let forward = matches!(msg, ShardMsg::Exec(_));
-    let (writes, held) = {
-        let mut ctx = Ctx::new(st, shared);
+    let forward = matches!(first, ShardMsg::Exec(_));
+    let mut confirms = Vec::new();
+    let mut ctx = Ctx::new(st, shared);
+    for mut msg in std::iter::once(first).chain(more) {
+        let confirm = match &mut msg {
+            ShardMsg::FromClient(_, c) => c.take(),
+            _ => None,
+        };
+        // In a cluster, a stanza is processed by the shard's leader: one
+        // that reached this node after its leadership moved is handed on,
+        // and one that arrives during an election waits for its outcome.
+        let stanza = matches!(msg, ShardMsg::FromClient(..) | ShardMsg::Inbound(_));
+        if stanza && shared.clustered() {
+            shared.wait_leader(index).await;
+            if let Some(addr) = shared.elsewhere(index) {
+                let (s, inbound) = match &msg {
+                    ShardMsg::FromClient(s, _) => (s, false),
+                    ShardMsg::Inbound(s) => (s, true),
+                    _ => unreachable_msg(),
+                };
+                let mut env = proto::cluster::envelope::to_envelope(index as u32, s);
+                env.inbound = inbound;
+                env.hops = 1;
+                shared.relays.send(&addr, env);
+                if let Some(c) = confirm {
+                    c.done();
+                }
+                continue;
+            }
+        }
         handle(&mut ctx, msg);
-        ctx.into_pending()
-    };
+        if let Some(c) = confirm {
+            confirms.push(c);
+        }
+    }
+    let (writes, held) = ctx.into_pending();
     if !writes.is_empty() {
         match shared.commit(index, writes, forward).await {
             Ok(()) => {
@@ -202,7 +249,7 @@ async fn step(st: &mut ShardState, shared: &Shared, index: usize, mut msg: Shard
             }
         }
     }
-    if let Some(c) = confirm {
+    for c in confirms {
         c.done();
     }
 }

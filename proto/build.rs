@@ -12,10 +12,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc);
     // Raw stanza bytes stay `Bytes`: no copy between the socket and the wire.
     config.bytes(["."]);
-    tonic_prost_build::configure().compile_with_config(
-        config,
-        &["cluster.proto"],
-        &["."],
-    )?;
+    tonic_prost_build::configure().compile_with_config(config, &["cluster.proto"], &["."])?;
     Ok(())
 }

@@ -20,7 +20,9 @@ const HARNESS: &str = env!("CARGO_BIN_EXE_xmpp-loadtest");
 /// This crate's directory, read when the test runs: a compiler cache may
 /// hand back a test binary built from a clone at another path.
 fn manifest_dir() -> PathBuf {
-    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
 }
 
 fn xmppd_bin() -> PathBuf {

@@ -332,7 +332,10 @@ impl ClusterConfig {
             };
             let addr = addr.trim();
             if addr.parse::<SocketAddr>().is_err() {
-                return Err((i, format!("{addr:?} is not an address such as \"127.0.0.1:7000\"")));
+                return Err((
+                    i,
+                    format!("{addr:?} is not an address such as \"127.0.0.1:7000\""),
+                ));
             }
             if out.iter().any(|(o, _)| *o == id) {
                 return Err((i, format!("node id {id} is listed more than once")));
@@ -489,14 +492,20 @@ impl Config {
         if c.role == Role::Core && c.listen.parse::<SocketAddr>().is_err() {
             p.add(
                 "cluster.listen",
-                format!("{:?} is not an address such as \"127.0.0.1:7000\"", c.listen),
+                format!(
+                    "{:?} is not an address such as \"127.0.0.1:7000\"",
+                    c.listen
+                ),
             );
         }
         match c.peer_list() {
             Err((i, e)) => p.add(&format!("cluster.peers[{i}]"), e),
             Ok(peers) if !peers.is_empty() => {
                 if c.role != Role::Core {
-                    p.add("cluster.peers", "only core nodes (role = \"core\") have peers");
+                    p.add(
+                        "cluster.peers",
+                        "only core nodes (role = \"core\") have peers",
+                    );
                 } else if !peers.iter().any(|(id, _)| *id == c.node_id) {
                     p.add(
                         "cluster.peers",
@@ -762,8 +771,9 @@ mod tests {
         c.cluster.role = Role::Core;
         c.cluster.listen = "nowhere".into();
         only_problem(&c, "cluster.listen");
-        let parsed = Config::from_toml("[cluster]\nrole = \"edge\"\nnode_id = 7\ncore = \"127.0.0.1:1\"\n")
-            .expect("parses");
+        let parsed =
+            Config::from_toml("[cluster]\nrole = \"edge\"\nnode_id = 7\ncore = \"127.0.0.1:1\"\n")
+                .expect("parses");
         assert_eq!(parsed.cluster.role, Role::Edge);
         assert!(Config::from_toml("[cluster]\nrole = \"leader\"\n").is_err());
     }

@@ -361,7 +361,8 @@ impl RemoteCore {
         let target = router::shard::first_hop(&stanza, from.bare_str());
         let (shard, _) = self.shard_of(target);
         let leader = self.live_leader(shard, None).await;
-        self.send_envelope(to_envelope(shard, &stanza), leader).await
+        self.send_envelope(to_envelope(shard, &stanza), leader)
+            .await
     }
 
     /// The leader of `shard` if the edge has a live stream to it (and it
@@ -377,9 +378,8 @@ impl RemoteCore {
                 let map = self.map.read().unwrap_or_else(|p| p.into_inner());
                 map.leaders.get(shard as usize).copied().flatten()
             };
-            let live = leader.is_some_and(|l| {
-                Some(l) != lost && self.conn(Some(l)).is_some_and(|c| c.id == l)
-            });
+            let live = leader
+                .is_some_and(|l| Some(l) != lost && self.conn(Some(l)).is_some_and(|c| c.id == l));
             if live || tokio::time::Instant::now() >= deadline {
                 return leader;
             }
@@ -390,7 +390,11 @@ impl RemoteCore {
 
     /// Send `env` up the stream of `leader`, else of any live node (that
     /// node relays it), keeping it until the node confirms it.
-    async fn send_envelope(&self, mut env: pb::Envelope, leader: Option<u64>) -> Result<(), RouteError> {
+    async fn send_envelope(
+        &self,
+        mut env: pb::Envelope,
+        leader: Option<u64>,
+    ) -> Result<(), RouteError> {
         for pick in [leader, None] {
             let Some(conn) = self.conn(pick) else { break };
             let seq = conn.next_seq.fetch_add(1, Ordering::Relaxed);
@@ -403,9 +407,10 @@ impl RemoteCore {
                 u.insert(seq, env.clone());
             }
             let up = lock(&conn.up).clone();
-            match up.send(env.clone()).await {
+            match up.send(env).await {
                 Ok(()) => return Ok(()),
-                Err(_) => {
+                Err(back) => {
+                    env = back.0;
                     lock(&conn.unconfirmed).remove(&seq);
                     conn.alive.store(false, Ordering::Relaxed);
                 }
@@ -429,7 +434,11 @@ impl RemoteCore {
         if envelopes.is_empty() {
             return;
         }
-        tracing::info!(core = lost, count = envelopes.len(), "sending unconfirmed stanzas again");
+        tracing::info!(
+            core = lost,
+            count = envelopes.len(),
+            "sending unconfirmed stanzas again"
+        );
         for env in envelopes {
             let leader = self.live_leader(env.shard, Some(lost)).await;
             if let Err(e) = self.send_envelope(env, leader).await {
@@ -515,7 +524,13 @@ fn with_edge<T>(edge: u64, msg: T) -> tonic::Request<T> {
 async fn open_stream(
     client: &CoreClient<Channel>,
     edge: u64,
-) -> Result<(mpsc::Sender<pb::Envelope>, tonic::Streaming<pb::DeliveryBatch>), ClusterError> {
+) -> Result<
+    (
+        mpsc::Sender<pb::Envelope>,
+        tonic::Streaming<pb::DeliveryBatch>,
+    ),
+    ClusterError,
+> {
     let (up, rx) = mpsc::channel::<pb::Envelope>(UP_QUEUE);
     let batches = futures::stream::unfold(rx, |mut rx| async move {
         let first = rx.recv().await?;
@@ -579,7 +594,11 @@ async fn link(
 
 /// Hand each delivery to its sessions' queues until the stream ends, then
 /// close the sessions bound at that node.
-async fn dispatch(conn: &CoreConn, mut down: tonic::Streaming<pb::DeliveryBatch>, sessions: Sessions) {
+async fn dispatch(
+    conn: &CoreConn,
+    mut down: tonic::Streaming<pb::DeliveryBatch>,
+    sessions: Sessions,
+) {
     let why = loop {
         match down.next().await {
             Some(Ok(batch)) => {

@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Role};
 use crate::core_link::CoreLink;
-use crate::remote::RemoteCore;
 use crate::edge::{Edge, EdgeLimits, EdgeTls};
+use crate::remote::RemoteCore;
 use crate::stream::StreamSettings;
 
 /// A running node.
@@ -218,7 +218,11 @@ impl Server {
             .unwrap_or_else(|| cfg.data_dir.join("admin.sock"));
         // Accounts live in the core: the user commands go to a core node.
         if let Some(core) = &core {
-            tasks.push(crate::admin::serve(&admin_socket, core.clone(), rx.clone())?);
+            tasks.push(crate::admin::serve(
+                &admin_socket,
+                core.clone(),
+                rx.clone(),
+            )?);
         }
         Ok(Server {
             c2s_addr,
@@ -245,7 +249,10 @@ impl Server {
         // moment to go, then stop serving.
         if let Some(g) = self.grpc {
             let abort = g.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(2), g).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), g)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }

@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::Client;
-use proto::xml::StreamEvent;
 use proto::Element;
+use proto::xml::StreamEvent;
 
 const PW: &str = "correct horse";
 const BIN: &str = env!("CARGO_BIN_EXE_xmppd");
@@ -218,7 +218,10 @@ async fn users_on_different_edges_work_as_on_one_node_and_survive_an_edge_kill()
         .expect("roster");
     let item = roster
         .child("query", "jabber:iq:roster")
-        .and_then(|q| q.elements().find(|i| i.attr("jid") == Some("bob@localhost")))
+        .and_then(|q| {
+            q.elements()
+                .find(|i| i.attr("jid") == Some("bob@localhost"))
+        })
         .expect("bob in alice's roster");
     assert_eq!(item.attr("subscription"), Some("both"));
 
@@ -259,7 +262,11 @@ async fn users_on_different_edges_work_as_on_one_node_and_survive_an_edge_kill()
         let r = row(edge);
         assert_eq!(r.get(1).copied(), Some("edge"), "{st}");
         assert_eq!(r.get(3).copied(), Some("ok"), "{st}");
-        assert_eq!(r.get(4).copied(), Some("1"), "one session on edge {edge}: {st}");
+        assert_eq!(
+            r.get(4).copied(),
+            Some("1"),
+            "one session on edge {edge}: {st}"
+        );
     }
     assert!(st.contains("shards: 16"), "{st}");
     assert!(st.contains("0-15      leader 1     replicas 1"), "{st}");
@@ -402,7 +409,10 @@ async fn a_hung_edge_is_dropped_a_lost_core_ends_sessions_and_a_restarted_core_i
 
     // The core dies: edge 2 ends alice's stream rather than keep a session
     // that nothing routes to.
-    let core = std::mem::replace(&mut cluster.core, Proc(Command::new("true").spawn().expect("spawn")));
+    let core = std::mem::replace(
+        &mut cluster.core,
+        Proc(Command::new("true").spawn().expect("spawn")),
+    );
     drop(core);
     let cond = a.stream_error().await.expect("alice's stream ends");
     assert_eq!(cond, "internal-server-error");
@@ -438,7 +448,10 @@ async fn a_hung_edge_is_dropped_a_lost_core_ends_sessions_and_a_restarted_core_i
         .expect("roster after the core restart");
     let item = roster
         .child("query", "jabber:iq:roster")
-        .and_then(|q| q.elements().find(|i| i.attr("jid") == Some("bob@localhost")))
+        .and_then(|q| {
+            q.elements()
+                .find(|i| i.attr("jid") == Some("bob@localhost"))
+        })
         .expect("bob is still in alice's roster");
     assert_eq!(item.attr("subscription"), Some("both"));
     drop(edge_a);
@@ -555,8 +568,15 @@ impl Cores {
     /// Node `i` (0-based) serves its admin socket (after its shards have
     /// leaders).
     async fn wait_admin(&self, i: usize) {
-        let sock = self.dir.path().join(format!("core{}", i + 1)).join("admin.sock");
-        until("the admin socket", Duration::from_secs(30), || sock.exists()).await;
+        let sock = self
+            .dir
+            .path()
+            .join(format!("core{}", i + 1))
+            .join("admin.sock");
+        until("the admin socket", Duration::from_secs(30), || {
+            sock.exists()
+        })
+        .await;
     }
 
     fn status(&self, i: usize) -> (bool, String) {
@@ -569,10 +589,14 @@ impl Cores {
     /// Wait until node `i` reports every shard `s` led by node `s % 3 + 1`
     /// (the leaders spread over the nodes).
     async fn wait_balanced(&self, i: usize) {
-        until("leaders spread over the core nodes", Duration::from_secs(30), || {
-            let (_, st) = self.status(i);
-            (0..16).all(|s| leader_in_status(&st, s) == Some(s as u64 % 3 + 1))
-        })
+        until(
+            "leaders spread over the core nodes",
+            Duration::from_secs(30),
+            || {
+                let (_, st) = self.status(i);
+                (0..16).all(|s| leader_in_status(&st, s) == Some(s as u64 % 3 + 1))
+            },
+        )
         .await;
     }
 
@@ -580,7 +604,12 @@ impl Cores {
         let p = self.procs[i].take().expect("running");
         signal(&p, "KILL");
         drop(p);
-        let _ = std::fs::remove_file(self.dir.path().join(format!("core{}", i + 1)).join("admin.sock"));
+        let _ = std::fs::remove_file(
+            self.dir
+                .path()
+                .join(format!("core{}", i + 1))
+                .join("admin.sock"),
+        );
     }
 
     async fn restart(&mut self, i: usize) {
@@ -647,29 +676,34 @@ async fn edges_follow_shard_leaders_over_three_core_nodes() {
         .await;
     }
     for i in 0..20 {
-        let m = b.expect(|e| e.name == "message").await.expect("bob's message");
+        let m = b
+            .expect(|e| e.name == "message")
+            .await
+            .expect("bob's message");
         assert_eq!(body(&m).as_deref(), Some(format!("a{i}").as_str()));
     }
-    b.send(&format!("<message to='{alice}' type='chat'><body>back</body></message>"))
-        .await;
-    let m = a.expect(|e| e.name == "message").await.expect("alice's message");
+    b.send(&format!(
+        "<message to='{alice}' type='chat'><body>back</body></message>"
+    ))
+    .await;
+    let m = a
+        .expect(|e| e.name == "message")
+        .await
+        .expect("alice's message");
     assert_eq!(body(&m).as_deref(), Some("back"));
 
     // Kill node 3, the leader of bob's shard: bob's stream ends.
     cores.kill(2);
     let closed = tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            match b.next().await {
-                Ok(StreamEvent::Element(_)) => continue,
-                _ => break,
-            }
-        }
+        while let Ok(StreamEvent::Element(_)) = b.next().await {}
     })
     .await;
     assert!(closed.is_ok(), "bob's session ends with its shard's leader");
-    until("a new leader for bob's shard", Duration::from_secs(15), || {
-        leader_in_status(&cores.status(0).1, 2).is_some_and(|l| l != 3)
-    })
+    until(
+        "a new leader for bob's shard",
+        Duration::from_secs(15),
+        || leader_in_status(&cores.status(0).1, 2).is_some_and(|l| l != 3),
+    )
     .await;
     // Stored by the new leader while bob is away.
     a.send(&format!(
@@ -680,7 +714,10 @@ async fn edges_follow_shard_leaders_over_three_core_nodes() {
         .await
         .expect("bob logs in again");
     b.send("<presence/>").await;
-    let m = b.expect(|e| e.name == "message").await.expect("the offline message");
+    let m = b
+        .expect(|e| e.name == "message")
+        .await
+        .expect("the offline message");
     assert_eq!(body(&m).as_deref(), Some("while you were out"));
     a.expect(|e| is_presence_from(e, &format!("{bob}/b2"), None))
         .await
@@ -732,7 +769,10 @@ async fn no_message_is_lost_when_the_recipients_shard_leader_is_killed_mid_strea
     a.expect(|e| e.attr("id") == Some("sync"))
         .await
         .expect("ping answered");
-    eprintln!("killed node 3 after {killed_at:?}; sent {N} in {:?}", started.elapsed());
+    eprintln!(
+        "killed node 3 after {killed_at:?}; sent {N} in {:?}",
+        started.elapsed()
+    );
 
     let want: std::collections::BTreeSet<String> = (0..N).map(|i| format!("m{i}")).collect();
     let mut got = std::collections::BTreeSet::new();
@@ -755,7 +795,11 @@ async fn no_message_is_lost_when_the_recipients_shard_leader_is_killed_mid_strea
         drop(b);
     }
     let missing: Vec<&String> = want.difference(&got).collect();
-    assert!(missing.is_empty(), "{} of {N} lost: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} of {N} lost: {missing:?}",
+        missing.len()
+    );
 }
 
 /// Rolling restart: each core node in turn is stopped with SIGTERM and
@@ -782,7 +826,9 @@ async fn a_rolling_restart_of_every_core_node_loses_no_message() {
     let (_edge_a, addr_a) = cores.edge(31, 0);
     let (_edge_b, addr_b) = cores.edge(32, 1);
 
-    let got = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::<String>::new()));
+    let got = Arc::new(std::sync::Mutex::new(
+        std::collections::BTreeSet::<String>::new(),
+    ));
     let stop_rx = Arc::new(AtomicBool::new(false));
     let receiver = {
         let (got, stop, bob) = (got.clone(), stop_rx.clone(), bob.clone());
@@ -815,7 +861,8 @@ async fn a_rolling_restart_of_every_core_node_loses_no_message() {
     let acked = Arc::new(AtomicUsize::new(0));
     let stop_tx = Arc::new(AtomicBool::new(false));
     let sender = {
-        let (acked, stop, alice, bob) = (acked.clone(), stop_tx.clone(), alice.clone(), bob.clone());
+        let (acked, stop, alice, bob) =
+            (acked.clone(), stop_tx.clone(), alice.clone(), bob.clone());
         tokio::spawn(async move {
             'conn: while !stop.load(Ordering::Relaxed) {
                 let Ok(mut a) = Client::login(addr_a, &alice, PW, "a").await else {
@@ -826,12 +873,14 @@ async fn a_rolling_restart_of_every_core_node_loses_no_message() {
                     // From the last acknowledged one: a batch, then a ping.
                     let from = acked.load(Ordering::Relaxed);
                     for i in from..from + 10 {
-                        let m = format!("<message to='{bob}' type='chat'><body>m{i}</body></message>");
+                        let m =
+                            format!("<message to='{bob}' type='chat'><body>m{i}</body></message>");
                         if a.send_bytes(m.as_bytes()).await.is_err() {
                             continue 'conn;
                         }
                     }
-                    let ping = format!("<iq type='get' id='p{from}'><ping xmlns='urn:xmpp:ping'/></iq>");
+                    let ping =
+                        format!("<iq type='get' id='p{from}'><ping xmlns='urn:xmpp:ping'/></iq>");
                     if a.send_bytes(ping.as_bytes()).await.is_err() {
                         continue 'conn;
                     }
@@ -858,10 +907,20 @@ async fn a_rolling_restart_of_every_core_node_loses_no_message() {
             let p = cores.procs[i].as_mut().expect("running");
             signal(p, "TERM");
             let status = p.0.wait().expect("wait");
-            assert!(status.success(), "core node {} stops cleanly: {status}", i + 1);
+            assert!(
+                status.success(),
+                "core node {} stops cleanly: {status}",
+                i + 1
+            );
         }
         cores.procs[i] = None;
-        let _ = std::fs::remove_file(cores.dir.path().join(format!("core{}", i + 1)).join("admin.sock"));
+        let _ = std::fs::remove_file(
+            cores
+                .dir
+                .path()
+                .join(format!("core{}", i + 1))
+                .join("admin.sock"),
+        );
         cores.restart(i).await;
         cores.wait_balanced((i + 1) % 3).await;
         until(
@@ -885,7 +944,11 @@ async fn a_rolling_restart_of_every_core_node_loses_no_message() {
         .difference(&got.lock().expect("lock"))
         .cloned()
         .collect();
-    assert!(missing.is_empty(), "{} of {total} lost: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} of {total} lost: {missing:?}",
+        missing.len()
+    );
     let logins = receiver.await.expect("receiver");
     eprintln!("rolling restart: {total} messages acknowledged, bob logged in {logins} times");
     assert!(total >= 100, "only {total} messages acknowledged");
@@ -923,18 +986,28 @@ async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
         .iter()
         .map(|c| Some(start(c, "cluster listener (gRPC)").0))
         .collect();
-    let status = |i: usize| xmppd(&cfgs[i], &["cluster", "status", "--core", &addrs[i].to_string()]);
+    let status = |i: usize| {
+        xmppd(
+            &cfgs[i],
+            &["cluster", "status", "--core", &addrs[i].to_string()],
+        )
+    };
 
     // A node serves its admin socket once its shards have leaders.
     for i in 0..3 {
         let sock = dir.path().join(format!("core{}", i + 1)).join("admin.sock");
-        until("the admin socket", Duration::from_secs(30), || sock.exists()).await;
+        until("the admin socket", Duration::from_secs(30), || {
+            sock.exists()
+        })
+        .await;
     }
     let alice = "alice@localhost";
     let shard = router::core::shard_of(alice, 16);
-    until("alice's shard has a leader", Duration::from_secs(30), || {
-        leader_in_status(&status(0).1, shard).is_some()
-    })
+    until(
+        "alice's shard has a leader",
+        Duration::from_secs(30),
+        || leader_in_status(&status(0).1, shard).is_some(),
+    )
     .await;
     let (_, st) = status(0);
     assert!(st.contains("replicas 1,2,3"), "{st}");
@@ -942,14 +1015,19 @@ async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
     let follower = leader % 3 + 1;
 
     // Added through a follower, which hands the write to the leader.
-    let (ok, out) = xmppd(&cfgs[follower - 1], &["user", "add", alice, "--password", PW]);
+    let (ok, out) = xmppd(
+        &cfgs[follower - 1],
+        &["user", "add", alice, "--password", PW],
+    );
     assert!(ok, "{out}");
     let (ok, out) = xmppd(&cfgs[leader - 1], &["user", "add", alice, "--password", PW]);
     assert!(!ok && out.contains("already exists"), "{out}");
     for c in &cfgs {
-        until("alice is in every node's store", Duration::from_secs(10), || {
-            lists_user(c, alice)
-        })
+        until(
+            "alice is in every node's store",
+            Duration::from_secs(10),
+            || lists_user(c, alice),
+        )
         .await;
     }
 
@@ -958,9 +1036,11 @@ async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
     signal(&victim, "KILL");
     drop(victim);
     let survivor = follower - 1;
-    let took = until("a new leader for alice's shard", Duration::from_secs(15), || {
-        leader_in_status(&status(survivor).1, shard).is_some_and(|l| l as usize != leader)
-    })
+    let took = until(
+        "a new leader for alice's shard",
+        Duration::from_secs(15),
+        || leader_in_status(&status(survivor).1, shard).is_some_and(|l| l as usize != leader),
+    )
     .await;
     eprintln!("shard fail-over after kill -9 of its leader: {took:?}");
     let new_leader = leader_in_status(&status(survivor).1, shard).expect("leader") as usize;
@@ -969,18 +1049,29 @@ async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
         .map(|i| format!("carol{i}@localhost"))
         .find(|j| router::core::shard_of(j, 16) == shard)
         .expect("a name in the shard");
-    let (ok, out) = xmppd(&cfgs[new_leader - 1], &["user", "add", &carol, "--password", PW]);
+    let (ok, out) = xmppd(
+        &cfgs[new_leader - 1],
+        &["user", "add", &carol, "--password", PW],
+    );
     assert!(ok, "{out}");
-    assert!(lists_user(&cfgs[survivor], alice), "alice survived on the new majority");
+    assert!(
+        lists_user(&cfgs[survivor], alice),
+        "alice survived on the new majority"
+    );
 
     // The killed node comes back on its data and catches up.
     let sock = dir.path().join(format!("core{leader}")).join("admin.sock");
     let _ = std::fs::remove_file(&sock);
     procs[leader - 1] = Some(start(&cfgs[leader - 1], "cluster listener (gRPC)").0);
-    until("the admin socket", Duration::from_secs(30), || sock.exists()).await;
-    until("the restarted node has carol", Duration::from_secs(30), || {
-        lists_user(&cfgs[leader - 1], &carol)
+    until("the admin socket", Duration::from_secs(30), || {
+        sock.exists()
     })
+    .await;
+    until(
+        "the restarted node has carol",
+        Duration::from_secs(30),
+        || lists_user(&cfgs[leader - 1], &carol),
+    )
     .await;
     assert!(lists_user(&cfgs[leader - 1], alice));
     let (ok, st) = status(leader - 1);

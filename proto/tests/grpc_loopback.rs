@@ -6,13 +6,13 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
+use proto::cluster::ClusterError;
 use proto::cluster::envelope::{
     DeliveryAction, from_delivery, from_envelope, to_delivery, to_envelope,
 };
 use proto::cluster::pb::core_client::CoreClient;
 use proto::cluster::pb::core_server::{Core, CoreServer};
 use proto::cluster::pb::{self, EnvelopeBatch};
-use proto::cluster::ClusterError;
 use proto::stanza::Stanza;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -71,7 +71,10 @@ impl Core for Echo {
         Err(Status::unimplemented("no registration here"))
     }
 
-    async fn relay(&self, _: Request<Streaming<EnvelopeBatch>>) -> Result<Response<pb::Empty>, Status> {
+    async fn relay(
+        &self,
+        _: Request<Streaming<EnvelopeBatch>>,
+    ) -> Result<Response<pb::Empty>, Status> {
         Err(Status::unimplemented("no relaying here"))
     }
 }

@@ -68,7 +68,13 @@ async fn main() {
             core.route(st).await.expect("route");
         }
         stored += n;
-        while store.storage().offline().count(&offline_user).expect("count") < stored {
+        while store
+            .storage()
+            .offline()
+            .count(&offline_user)
+            .expect("count")
+            < stored
+        {
             tokio::time::sleep(std::time::Duration::from_micros(200)).await;
         }
         routed.push(n as f64 / t.elapsed().as_secs_f64());

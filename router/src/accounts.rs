@@ -100,7 +100,11 @@ impl Accounts {
 
     /// Checks `user` and derives the stored credentials for `password`
     /// (slow on purpose: SCRAM's iterated hash).
-    pub fn prepare(&self, user: &BareJid, password: &str) -> Result<StoredCredentials, AccountError> {
+    pub fn prepare(
+        &self,
+        user: &BareJid,
+        password: &str,
+    ) -> Result<StoredCredentials, AccountError> {
         self.check_user(user)?;
         self.credentials_for(password)
     }

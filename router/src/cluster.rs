@@ -22,9 +22,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
+use proto::cluster::ClusterError;
 use proto::cluster::envelope::from_envelope;
 use proto::cluster::pb;
-use proto::cluster::ClusterError;
 use proto::{BareJid, FullJid};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -109,9 +109,7 @@ fn edge_id<T>(req: &Request<T>) -> Result<u64, Status> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .filter(|e| *e > 0)
-        .ok_or_else(|| {
-            ClusterError::BadRequest(format!("no valid {EDGE_HEADER} header")).into()
-        })
+        .ok_or_else(|| ClusterError::BadRequest(format!("no valid {EDGE_HEADER} header")).into())
 }
 
 fn full_jid(s: &str) -> Result<FullJid, Status> {
@@ -134,10 +132,7 @@ impl pb::core_server::Core for CoreService {
         req: Request<Streaming<pb::EnvelopeBatch>>,
     ) -> Result<Response<Self::ForwardStream>, Status> {
         let edge = edge_id(&req)?;
-        let from = req
-            .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let from = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let (link, rx) = EdgeLink::new(edge, EDGE_QUEUE);
         let old = self.edges.lock().unwrap_or_else(|p| p.into_inner()).insert(
             edge,
@@ -212,7 +207,11 @@ impl pb::core_server::Core for CoreService {
         let link = self
             .link(edge)
             .ok_or_else(|| unavailable("the edge has no forward stream"))?;
-        let result = match self.core.bind(jid, SessionSink::remote(r.session, link)).await {
+        let result = match self
+            .core
+            .bind(jid, SessionSink::remote(r.session, link))
+            .await
+        {
             Ok(()) => pb::bind_reply::Result::Bound,
             Err(BindError::NoSuchUser) => pb::bind_reply::Result::NoSuchUser,
             Err(BindError::ShuttingDown) => return Err(unavailable("the core is stopping")),
@@ -270,7 +269,9 @@ impl pb::core_server::Core for CoreService {
         .await
         {
             Ok(Some(form)) => pb::RegisterReply {
-                result: Some(pb::register_reply::Result::Form(form.to_xml(proto::ns::CLIENT))),
+                result: Some(pb::register_reply::Result::Form(
+                    form.to_xml(proto::ns::CLIENT),
+                )),
                 empty: false,
             },
             Ok(None) => pb::RegisterReply {

@@ -92,7 +92,10 @@ async fn balance(shared: std::sync::Weak<Shared>) {
             let (leader, lagging) = {
                 let m = r.metrics();
                 let m = m.borrow();
-                (m.current_leader, m.last_applied.map(|l| l.index) < m.last_log_index)
+                (
+                    m.current_leader,
+                    m.last_applied.map(|l| l.index) < m.last_log_index,
+                )
             };
             if leader.is_some() && leader != Some(me) && !lagging {
                 tracing::debug!(shard = i, "asking to lead this shard");
@@ -262,7 +265,10 @@ impl Shared {
                     };
                 }
                 (Some(l), addr) if !forward => {
-                    return Err(CoreError::NotLeader { leader: Some(l), addr });
+                    return Err(CoreError::NotLeader {
+                        leader: Some(l),
+                        addr,
+                    });
                 }
                 (Some(l), Some(addr)) => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -594,7 +600,10 @@ impl Core {
         let u = user.clone();
         let f = Box::new(move |ctx: &mut crate::modules::Ctx<'_>| {
             let sh = ctx.sh;
-            match sh.accounts.plan_set_credentials(&mut ctx.writes, &u, &creds) {
+            match sh
+                .accounts
+                .plan_set_credentials(&mut ctx.writes, &u, &creds)
+            {
                 Ok(()) => ctx.after_commit(move |err| {
                     let _ = tx.send(match err {
                         None => Ok(()),
@@ -692,7 +701,10 @@ impl Core {
     pub async fn wait_for_leaders(&self, limit: Duration) -> Result<(), CoreError> {
         for r in &self.shared.rafts {
             r.wait(Some(limit))
-                .metrics(|m| m.current_leader.is_some(), "every shard group has a leader")
+                .metrics(
+                    |m| m.current_leader.is_some(),
+                    "every shard group has a leader",
+                )
                 .await
                 .map_err(|e| CoreError::Raft(e.to_string()))?;
         }

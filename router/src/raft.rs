@@ -15,7 +15,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::BasicNode;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -94,7 +96,8 @@ impl RaftService {
 }
 
 fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, Status> {
-    serde_json::from_slice(b).map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))
+    serde_json::from_slice(b)
+        .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))
 }
 
 /// The reply for an openraft result: its response, or its error.
@@ -176,12 +179,7 @@ pub enum ProposeError {
 
 impl Proposer {
     fn client(&self, addr: &str) -> Result<RaftClient<Channel>, ProposeError> {
-        if let Some(c) = self
-            .0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(addr)
-        {
+        if let Some(c) = self.0.read().unwrap_or_else(|p| p.into_inner()).get(addr) {
             return Ok(c.clone());
         }
         let c = Endpoint::from_shared(format!("http://{addr}"))
@@ -221,8 +219,8 @@ impl Proposer {
             .into_inner();
         match reply.result {
             Some(pb::raft_reply::Result::Payload(p)) => {
-                let id: openraft::LogId<u64> = serde_json::from_slice(&p)
-                    .map_err(|e| ProposeError::Failed(e.to_string()))?;
+                let id: openraft::LogId<u64> =
+                    serde_json::from_slice(&p).map_err(|e| ProposeError::Failed(e.to_string()))?;
                 Ok(id.index)
             }
             Some(pb::raft_reply::Result::Error(b)) => {
@@ -359,10 +357,14 @@ impl Peer {
         }
         let client = match &mut self.client {
             Ok(c) => c,
-            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&WireError(e.clone())))),
+            Err(e) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&WireError(
+                    e.clone(),
+                ))));
+            }
         };
-        let payload = serde_json::to_vec(msg)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload =
+            serde_json::to_vec(msg).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut req = Request::new(pb::RaftRequest {
             group: self.group,
             payload: payload.into(),
@@ -377,8 +379,9 @@ impl Peer {
             .map_err(|s| RPCError::Unreachable(Unreachable::new(&WireError(s.to_string()))))?
             .into_inner();
         match reply.result {
-            Some(pb::raft_reply::Result::Payload(p)) => serde_json::from_slice(&p)
-                .map_err(|e| RPCError::Network(NetworkError::new(&e))),
+            Some(pb::raft_reply::Result::Payload(p)) => {
+                serde_json::from_slice(&p).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+            }
             Some(pb::raft_reply::Result::Error(b)) => {
                 let e: RaftError<u64, E> = serde_json::from_slice(&b)
                     .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;

@@ -305,7 +305,10 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
                 .map(|s| (s.jid.clone(), s.sink.clone()))
                 .collect();
             if !gone.is_empty() {
-                tracing::info!(sessions = gone.len(), "shard led elsewhere now; ending its sessions here");
+                tracing::info!(
+                    sessions = gone.len(),
+                    "shard led elsewhere now; ending its sessions here"
+                );
             }
             for (jid, sink) in gone {
                 sink.send(crate::Outbound::Close(

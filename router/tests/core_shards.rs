@@ -77,7 +77,10 @@ async fn account_changes_go_through_the_shard_log_and_survive_a_restart() {
         .credentials(&alice)
         .expect("read")
         .expect("alice is still there");
-    assert!(creds.verify_plain("battery staple"), "the new password was kept");
+    assert!(
+        creds.verify_plain("battery staple"),
+        "the new password was kept"
+    );
     core.delete_account(&alice).await.expect("delete");
     assert!(!core.accounts().exists(&alice).expect("exists"));
     core.shutdown().await;
@@ -156,7 +159,10 @@ async fn stop(n: Node) -> (u64, std::path::PathBuf, std::net::SocketAddr) {
 async fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !ok() {
-        assert!(start.elapsed() < Duration::from_secs(15), "{what}: not within 15 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{what}: not within 15 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -192,9 +198,10 @@ async fn three_core_nodes_replicate_shard_data_and_survive_a_leader_stop() {
         .enumerate()
         .map(|(i, l)| (i as u64 + 1, l.local_addr().expect("addr").to_string()))
         .collect();
-    let boots = listeners.into_iter().enumerate().map(|(i, l)| {
-        boot(i as u64 + 1, dirs[i].path().to_path_buf(), l, peers.clone())
-    });
+    let boots = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| boot(i as u64 + 1, dirs[i].path().to_path_buf(), l, peers.clone()));
     let mut nodes = futures::future::join_all(boots).await;
     for n in &nodes {
         let gs = n.core.shard_groups();
@@ -203,9 +210,15 @@ async fn three_core_nodes_replicate_shard_data_and_survive_a_leader_stop() {
 
     let alice = BareJid::parse("alice@localhost").expect("jid");
     let shard = router::core::shard_of(alice.as_str(), 4);
-    eventually("one leader for alice's shard", || leader_of(&nodes, shard).is_some()).await;
+    eventually("one leader for alice's shard", || {
+        leader_of(&nodes, shard).is_some()
+    })
+    .await;
     let leader = leader_of(&nodes, shard).expect("leader");
-    let li = nodes.iter().position(|n| n.id == leader).expect("leader node");
+    let li = nodes
+        .iter()
+        .position(|n| n.id == leader)
+        .expect("leader node");
 
     // A follower hands the write to the leader and returns once it has
     // applied it itself.
@@ -232,7 +245,10 @@ async fn three_core_nodes_replicate_shard_data_and_survive_a_leader_stop() {
 
     // Stop the leader: the other two elect a new one that has alice.
     let gone = stop(nodes.remove(li)).await;
-    eventually("a new leader for alice's shard", || leader_of(&nodes, shard).is_some_and(|l| l != gone.0)).await;
+    eventually("a new leader for alice's shard", || {
+        leader_of(&nodes, shard).is_some_and(|l| l != gone.0)
+    })
+    .await;
     let nl = leader_of(&nodes, shard).expect("new leader");
     let ni = nodes.iter().position(|n| n.id == nl).expect("node");
     assert!(nodes[ni].core.accounts().exists(&alice).expect("read"));

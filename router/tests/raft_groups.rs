@@ -127,12 +127,18 @@ async fn a_group_survives_losing_its_leader_and_the_lost_node_catches_up() {
         .map(|n| (n.id, BasicNode::new(n.addr.to_string())))
         .collect();
     nodes[0].raft.initialize(members).await.expect("initialize");
-    wait_until("a leader", Duration::from_secs(10), || leader_of(&nodes).is_some()).await;
+    wait_until("a leader", Duration::from_secs(10), || {
+        leader_of(&nodes).is_some()
+    })
+    .await;
 
     // A write through the leader reaches every replica.
     let leader = leader_of(&nodes).expect("leader");
     let l = nodes.iter().find(|n| n.id == leader).expect("leader node");
-    l.raft.client_write(put("alice", "roster v1")).await.expect("write");
+    l.raft
+        .client_write(put("alice", "roster v1"))
+        .await
+        .expect("write");
     for n in &nodes {
         let s = n.store.clone();
         wait_until("replicated", Duration::from_secs(10), || {
@@ -195,7 +201,10 @@ async fn a_partitioned_leader_stops_taking_writes_the_majority_goes_on_and_heali
         .map(|n| (n.id, BasicNode::new(n.addr.to_string())))
         .collect();
     nodes[0].raft.initialize(members).await.expect("initialize");
-    wait_until("a leader", Duration::from_secs(10), || leader_of(&nodes).is_some()).await;
+    wait_until("a leader", Duration::from_secs(10), || {
+        leader_of(&nodes).is_some()
+    })
+    .await;
     let old = leader_of(&nodes).expect("leader");
     let others: Vec<u64> = nodes.iter().map(|n| n.id).filter(|i| *i != old).collect();
     let old_node = nodes.iter().find(|n| n.id == old).expect("node");
@@ -247,7 +256,10 @@ async fn a_partitioned_leader_stops_taking_writes_the_majority_goes_on_and_heali
         .await;
         assert_eq!(value(&n.store, "minority"), None, "node {}", n.id);
     }
-    wait_until("one leader", Duration::from_secs(10), || leader_of(&nodes).is_some()).await;
+    wait_until("one leader", Duration::from_secs(10), || {
+        leader_of(&nodes).is_some()
+    })
+    .await;
     for n in nodes {
         stop(n).await;
     }

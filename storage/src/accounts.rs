@@ -139,7 +139,9 @@ impl Accounts {
     /// Number of registered accounts (a scan of the account keys: there
     /// is no global counter, because accounts are written by many shards).
     pub fn count(&self) -> Result<u64, StorageError> {
-        let all = self.db.scan(CF_ACCOUNTS, &keys::accounts(None)?, |_, _| Ok(()))?;
+        let all = self
+            .db
+            .scan(CF_ACCOUNTS, &keys::accounts(None)?, |_, _| Ok(()))?;
         Ok(all.len() as u64)
     }
 }

@@ -117,8 +117,7 @@ impl Batch {
     }
 
     pub(crate) fn delete_range(&mut self, family: Family, start: Vec<u8>, end: Vec<u8>) {
-        self.writes
-            .push(Write::DeleteRange { family, start, end });
+        self.writes.push(Write::DeleteRange { family, start, end });
     }
 
     /// What this batch last wrote to `key`: `Some(Some(value))` after a

@@ -263,7 +263,10 @@ mod tests {
         use crate::Family as F;
         let u = jid("al@x");
         let own = |f, k: Vec<u8>| owner(f, &k).map(|c| c.into_owned());
-        assert_eq!(own(F::Accounts, account(&u).expect("k")), Some("al@x".into()));
+        assert_eq!(
+            own(F::Accounts, account(&u).expect("k")),
+            Some("al@x".into())
+        );
         assert_eq!(
             own(F::Accounts, account(&jid("x")).expect("k")),
             Some("x".into())

@@ -84,7 +84,12 @@ pub fn from_envelope(e: pb::Envelope) -> Result<(u32, Stanza), ConvertError> {
         });
     }
     let attrs: Vec<(String, String)> = e.attrs.into_iter().map(|a| (a.name, a.value)).collect();
-    let find = |name: &str| attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let find = |name: &str| {
+        attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let stanza = Stanza {
         kind,
         to: jid("to", e.to)?,
@@ -190,10 +195,16 @@ mod tests {
         assert_eq!(from_envelope(e), Err(ConvertError::NoKind));
         let mut e = good.clone();
         e.head_len = e.raw.len() as u32 + 1;
-        assert!(matches!(from_envelope(e), Err(ConvertError::BadHead { .. })));
+        assert!(matches!(
+            from_envelope(e),
+            Err(ConvertError::BadHead { .. })
+        ));
         let mut e = good.clone();
         e.head_len = 0;
-        assert!(matches!(from_envelope(e), Err(ConvertError::BadHead { .. })));
+        assert!(matches!(
+            from_envelope(e),
+            Err(ConvertError::BadHead { .. })
+        ));
         let mut e = good.clone();
         e.to = Some("@example.com".into());
         assert!(matches!(

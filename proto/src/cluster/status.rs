@@ -180,6 +180,10 @@ mod tests {
                 StanzaCondition::RemoteServerTimeout,
             ]
         );
-        assert!(all().iter().all(|e| e.is_retryable() != matches!(e, ClusterError::BadRequest(_))));
+        assert!(
+            all()
+                .iter()
+                .all(|e| e.is_retryable() != matches!(e, ClusterError::BadRequest(_)))
+        );
     }
 }

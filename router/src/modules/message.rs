@@ -73,7 +73,12 @@ fn store_offline(ctx: &mut Ctx<'_>, user: &BareJid, s: &Stanza) {
     }
     let stamped = with_delay(&s.raw, user.domain());
     let sh = ctx.sh;
-    match sh.store.0.offline().push_in(&mut ctx.writes, user, &stamped) {
+    match sh
+        .store
+        .0
+        .offline()
+        .push_in(&mut ctx.writes, user, &stamped)
+    {
         Ok(Ok(_)) => {}
         Ok(Err(_full)) => ctx.bounce(
             s,

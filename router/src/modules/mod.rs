@@ -45,8 +45,11 @@ pub(crate) struct Ctx<'a> {
 pub(crate) enum Effect {
     Deliver(SessionSink, Outbound),
     Route(String, ShardMsg),
-    Run(Box<dyn FnOnce(Option<&CoreError>) + Send>),
+    Run(AfterCommit),
 }
+
+/// A callback told whether the commit it waited on failed.
+pub(crate) type AfterCommit = Box<dyn FnOnce(Option<&CoreError>) + Send>;
 
 impl Effect {
     /// The commit succeeded: let it out.

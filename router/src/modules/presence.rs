@@ -109,7 +109,10 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
     for sess in ctx.st.sessions(&user) {
         if sess.available || &sess.jid == from {
             let to = Jid::Full(sess.jid.clone());
-            ctx.send(&sess.sink, Outbound::Stanza(s.rewrite(Some(&fromj), Some(&to))));
+            ctx.send(
+                &sess.sink,
+                Outbound::Stanza(s.rewrite(Some(&fromj), Some(&to))),
+            );
         }
     }
     if available && !was_available {
@@ -131,7 +134,10 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
             {
                 let to = Jid::Full(from.clone());
                 let ofrom = Jid::Full(other.jid.clone());
-                ctx.send(&me_sess.sink, Outbound::Stanza(p.rewrite(Some(&ofrom), Some(&to))));
+                ctx.send(
+                    &me_sess.sink,
+                    Outbound::Stanza(p.rewrite(Some(&ofrom), Some(&to))),
+                );
             }
         }
         if let Some(sess) = ctx.st.session(from) {

@@ -169,7 +169,10 @@ impl IqHandler for Register {
             );
         }
         let sh = ctx.sh;
-        match sh.accounts.plan_set_password(&mut ctx.writes, &user, &password) {
+        match sh
+            .accounts
+            .plan_set_password(&mut ctx.writes, &user, &password)
+        {
             Ok(()) => ctx.iq_result(iq, None),
             Err(e) => ctx.bounce_with(iq, &account_error(&e)),
         }

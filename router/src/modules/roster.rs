@@ -218,7 +218,12 @@ fn remove(ctx: &mut Ctx<'_>, iq: &Stanza, user: &BareJid, item: RosterItem) {
         subscription::outbound(ctx, &from, item.jid.clone(), a, s);
     }
     let sh = ctx.sh;
-    match sh.store.0.rosters().remove_in(&mut ctx.writes, user, &item.jid) {
+    match sh
+        .store
+        .0
+        .rosters()
+        .remove_in(&mut ctx.writes, user, &item.jid)
+    {
         Ok(ver) => {
             push(ctx, user, &item, ver, true);
             ctx.iq_result(iq, None);

@@ -268,7 +268,8 @@ pub struct StorageConfig {
 pub struct LogConfig {
     /// A `tracing` EnvFilter directive such as `"info"` or
     /// `"info,node=debug"`; the `RUST_LOG` environment variable overrides
-    /// it. Default `"info"`.
+    /// it. Default `"info"`. openraft (the cluster's consensus) logs at
+    /// `warn` unless the directive names it, e.g. `"info,openraft=info"`.
     pub level: String,
 }
 

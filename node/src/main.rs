@@ -43,8 +43,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: node::config::Config) -> anyhow::Result<()> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    // openraft reports every election and replication retry at info:
+    // keep it at warn unless the directive names it.
+    let level = if cfg.log.level.contains("openraft") {
+        cfg.log.level.clone()
+    } else {
+        format!("{},openraft=warn", cfg.log.level)
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&level));
     // Colours only on a terminal: logs that go to files stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()

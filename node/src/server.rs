@@ -31,6 +31,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     grpc: Option<JoinHandle<()>>,
+    /// The core's services to edges, to drain them on stop.
+    core_service: Option<router::cluster::CoreService>,
 }
 
 pub fn edge_limits(cfg: &Config) -> EdgeLimits {
@@ -107,6 +109,7 @@ impl Server {
         let (tx, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut grpc = None;
+        let mut core_service = None;
         let mut cluster_addr = None;
         if let (Role::Core, Some(core)) = (role, &core) {
             let addr = &cfg.cluster.listen;
@@ -123,6 +126,7 @@ impl Server {
                 .unwrap_or(l.local_addr()?.to_string());
             let svc =
                 router::cluster::CoreService::new(core.clone(), cfg.cluster.node_id, advertised);
+            core_service = Some(svc.clone());
             let (ping, answer) = router::cluster::liveness(liveness);
             let mut stop = rx.clone();
             let raft_groups = groups.clone();
@@ -234,6 +238,7 @@ impl Server {
             shutdown: tx,
             tasks,
             grpc,
+            core_service,
         })
     }
 
@@ -241,6 +246,14 @@ impl Server {
     /// finish what they hold (offline messages are stored), the store is
     /// flushed.
     pub async fn stop(self) {
+        // A core node with edges: first process what its shards hold and
+        // let the deliveries it produced reach the edges, then close the
+        // streams; what the edges sent after that is not confirmed, and
+        // they send it to the shards' new leaders.
+        if let (Some(svc), Some(core)) = (&self.core_service, &self.core) {
+            core.shutdown().await;
+            svc.flush(Duration::from_secs(2)).await;
+        }
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
@@ -257,7 +270,9 @@ impl Server {
             }
         }
         if let Some(core) = self.core {
-            core.shutdown().await;
+            if self.core_service.is_none() {
+                core.shutdown().await;
+            }
             let _ = std::fs::remove_file(&self.admin_socket);
         }
     }

@@ -1009,6 +1009,16 @@ async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
         || leader_in_status(&status(0).1, shard).is_some(),
     )
     .await;
+    // Leaders move to their preferred nodes first (shard s to node s % 3 + 1).
+    until(
+        "leaders spread over the core nodes",
+        Duration::from_secs(30),
+        || {
+            let st = status(0).1;
+            (0..16).all(|s| leader_in_status(&st, s) == Some(s as u64 % 3 + 1))
+        },
+    )
+    .await;
     let (_, st) = status(0);
     assert!(st.contains("replicas 1,2,3"), "{st}");
     let leader = leader_in_status(&st, shard).expect("leader") as usize;
@@ -1043,7 +1053,13 @@ async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
     )
     .await;
     eprintln!("shard fail-over after kill -9 of its leader: {took:?}");
-    let new_leader = leader_in_status(&status(survivor).1, shard).expect("leader") as usize;
+    let mut new_leader = None;
+    until("the new leader is stable", Duration::from_secs(15), || {
+        new_leader = leader_in_status(&status(survivor).1, shard).filter(|l| *l as usize != leader);
+        new_leader.is_some()
+    })
+    .await;
+    let new_leader = new_leader.expect("leader") as usize;
     // A user of the same shard, added through the new leader.
     let carol = (0..)
         .map(|i| format!("carol{i}@localhost"))

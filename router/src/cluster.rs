@@ -94,6 +94,21 @@ impl CoreService {
         pb::admin_server::AdminServer::new(self.clone())
     }
 
+    /// Wait (up to `limit`) until every edge's delivery queue is empty.
+    pub async fn flush(&self, limit: std::time::Duration) {
+        let links: Vec<Arc<EdgeLink>> = self
+            .edges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|e| e.link.clone())
+            .collect();
+        let deadline = tokio::time::Instant::now() + limit;
+        while links.iter().any(|l| !l.is_empty()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     fn link(&self, edge: u64) -> Option<Arc<EdgeLink>> {
         self.edges
             .lock()

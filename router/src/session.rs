@@ -111,6 +111,11 @@ impl EdgeLink {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    /// Nothing waits in the queue to the edge.
+    pub fn is_empty(&self) -> bool {
+        self.tx.is_closed() || self.tx.capacity() == self.tx.max_capacity()
+    }
 }
 
 /// An edge's envelope to confirm once processed (see `EdgeLink::processed`).

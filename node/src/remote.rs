@@ -77,9 +77,11 @@ struct ShardMap {
     addrs: HashMap<u64, String>,
 }
 
-/// A session of this edge: its queue and the core node it is bound at.
+/// A session of this edge: its queue, its address and the core node it is
+/// bound at.
 struct Bound {
     sink: SessionSink,
+    jid: FullJid,
     core: u64,
 }
 
@@ -287,6 +289,7 @@ impl RemoteCore {
                 session,
                 Bound {
                     sink: sink.clone(),
+                    jid: jid.clone(),
                     core: conn.id,
                 },
             );
@@ -348,6 +351,7 @@ impl RemoteCore {
             edge: self.edge,
             session,
             full_jid: jid.to_string(),
+            lost: false,
         };
         if let Err(s) = conn.client.clone().unbind(with_edge(self.edge, req)).await {
             tracing::debug!(error = %ClusterError::from(s), "unbind failed at the core");
@@ -417,6 +421,42 @@ impl RemoteCore {
             }
         }
         Err(RouteError::Unreachable("no core node is reachable".into()))
+    }
+
+    /// Tell the new leaders of their shards that these sessions, bound at
+    /// core node `lost`, ended with it (their contacts get unavailable
+    /// presence). Boxed for the same reason as `resend`.
+    fn report_lost(
+        self: Arc<Self>,
+        lost: u64,
+        sessions: Vec<(u64, FullJid)>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            for (session, jid) in sessions {
+                let (shard, _) = self.shard_of(jid.bare_str());
+                // A few tries: the map may name a node that no longer leads.
+                for _ in 0..BIND_TRIES {
+                    let leader = self.live_leader(shard, Some(lost)).await;
+                    let Some(conn) = self.conn(leader).filter(|c| c.id != lost) else {
+                        break;
+                    };
+                    let req = pb::UnbindRequest {
+                        edge: self.edge,
+                        session,
+                        full_jid: jid.to_string(),
+                        lost: true,
+                    };
+                    match conn.client.clone().unbind(with_edge(self.edge, req)).await {
+                        Ok(_) => break,
+                        Err(s) => {
+                            tracing::debug!(error = %ClusterError::from(s), "reporting a lost session failed");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            self.refresh_now().await;
+                        }
+                    }
+                }
+            }
+        })
     }
 
     /// Send again what a lost core node had not confirmed, each to its
@@ -565,13 +605,16 @@ async fn link(
     cluster: std::sync::Weak<RemoteCore>,
 ) {
     loop {
-        dispatch(&conn, down, sessions.clone()).await;
+        let gone = dispatch(&conn, down, sessions.clone()).await;
         let pending: Vec<pb::Envelope> = std::mem::take(&mut *lock(&conn.unconfirmed))
             .into_values()
             .collect();
         if let Some(c) = cluster.upgrade() {
             let id = conn.id;
-            tokio::spawn(c.resend(id, pending));
+            tokio::spawn(c.clone().resend(id, pending));
+            if c.map.read().unwrap_or_else(|p| p.into_inner()).addrs.len() > 1 {
+                tokio::spawn(c.report_lost(id, gone));
+            }
         }
         let mut backoff = Duration::from_millis(100);
         down = loop {
@@ -593,12 +636,12 @@ async fn link(
 }
 
 /// Hand each delivery to its sessions' queues until the stream ends, then
-/// close the sessions bound at that node.
+/// close the sessions bound at that node; returns them.
 async fn dispatch(
     conn: &CoreConn,
     mut down: tonic::Streaming<pb::DeliveryBatch>,
     sessions: Sessions,
-) {
+) -> Vec<(u64, FullJid)> {
     let why = loop {
         match down.next().await {
             Some(Ok(batch)) => {
@@ -632,7 +675,7 @@ async fn dispatch(
     };
     conn.alive.store(false, Ordering::Relaxed);
     tracing::error!(core = conn.id, reason = %why, "lost a core node; closing the sessions bound there");
-    let gone: Vec<SessionSink> = {
+    let gone: Vec<(u64, Bound)> = {
         let mut m = lock(&sessions);
         let ids: Vec<u64> = m
             .iter()
@@ -640,13 +683,16 @@ async fn dispatch(
             .map(|(id, _)| *id)
             .collect();
         ids.into_iter()
-            .filter_map(|id| m.remove(&id).map(|b| b.sink))
+            .filter_map(|id| m.remove(&id).map(|b| (id, b)))
             .collect()
     };
-    for s in gone {
-        s.send(Outbound::Close(
-            StreamCondition::InternalServerError,
-            Some("the server lost a core node".into()),
-        ));
-    }
+    gone.into_iter()
+        .map(|(id, b)| {
+            b.sink.send(Outbound::Close(
+                StreamCondition::InternalServerError,
+                Some("the server lost a core node".into()),
+            ));
+            (id, b.jid)
+        })
+        .collect()
 }

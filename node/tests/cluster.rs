@@ -699,6 +699,10 @@ async fn edges_follow_shard_leaders_over_three_core_nodes() {
     })
     .await;
     assert!(closed.is_ok(), "bob's session ends with its shard's leader");
+    // The shard's new leader tells alice that bob's resource is gone.
+    a.expect(|e| is_presence_from(e, &format!("{bob}/b"), Some("unavailable")))
+        .await
+        .expect("alice sees bob go unavailable with the dead node");
     until(
         "a new leader for bob's shard",
         Duration::from_secs(15),

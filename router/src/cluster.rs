@@ -246,7 +246,21 @@ impl pb::core_server::Core for CoreService {
     async fn unbind(&self, req: Request<pb::UnbindRequest>) -> Result<Response<pb::Empty>, Status> {
         let r = req.into_inner();
         let jid = full_jid(&r.full_jid)?;
-        self.core.unbind(jid, r.session).await;
+        if r.lost {
+            match self.core.session_lost(jid).await {
+                Ok(()) => {}
+                Err(BindError::NotLeader { leader, addr }) => {
+                    return Err(ClusterError::NotLeader {
+                        leader,
+                        address: addr,
+                    }
+                    .into());
+                }
+                Err(_) => return Err(unavailable("the core is stopping")),
+            }
+        } else {
+            self.core.unbind(jid, r.session).await;
+        }
         Ok(Response::new(pb::Empty {}))
     }
 

@@ -488,6 +488,25 @@ impl Core {
         let _ = h.edge.send(ShardMsg::Unbind { jid, conn_id }).await;
     }
 
+    /// A session bound at a core node that died: if this node leads the
+    /// user's shard, the contacts hear that the resource is unavailable;
+    /// `NotLeader` if another node leads it.
+    pub async fn session_lost(&self, jid: FullJid) -> Result<(), BindError> {
+        let i = self.shared.shard_index(jid.bare_str());
+        if self.shared.clustered() {
+            self.shared.wait_leader(i).await;
+        }
+        if self.shared.elsewhere(i).is_some() {
+            let (leader, addr) = self.shared.leader(i);
+            return Err(BindError::NotLeader { leader, addr });
+        }
+        self.shared.shards[i]
+            .edge
+            .send(ShardMsg::Lost { jid })
+            .await
+            .map_err(|_| BindError::ShuttingDown)
+    }
+
     /// Route a stanza from a bound session; `from` is already stamped with
     /// the session's full JID. Waits while the shard's queue is full.
     pub async fn route(&self, stanza: Stanza) -> Result<(), CoreError> {

@@ -46,6 +46,10 @@ pub(crate) enum ShardMsg {
     Stop {
         reply: oneshot::Sender<()>,
     },
+    /// A session of this user was bound at a core node that died.
+    Lost {
+        jid: FullJid,
+    },
     /// This node no longer leads the shard: its sessions here end (their
     /// clients reconnect and bind at the new leader).
     Demoted,
@@ -296,6 +300,7 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
             let _ = reply.send(());
         }
         ShardMsg::Exit => {}
+        ShardMsg::Lost { jid } => presence::lost_elsewhere(ctx, &jid),
         ShardMsg::Demoted => {
             let gone: Vec<(FullJid, SessionSink)> = ctx
                 .st

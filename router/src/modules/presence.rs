@@ -190,6 +190,31 @@ pub(crate) fn went_offline(ctx: &mut Ctx<'_>, jid: &FullJid) {
     }
 }
 
+/// A session of `jid` ended at a core node that died, so its state is gone
+/// with it: unless the resource is bound here again, the user's contacts
+/// with a subscription to its presence get unavailable presence from it
+/// (RFC 6121 §4.5.2). Directed presence it had sent is not known here.
+pub(crate) fn lost_elsewhere(ctx: &mut Ctx<'_>, jid: &FullJid) {
+    if ctx.st.session(jid).is_some() {
+        return;
+    }
+    let user = jid.bare();
+    let roster = match ctx.store().rosters().get_all(&user) {
+        Ok((_, items)) => items,
+        Err(e) => {
+            tracing::error!(user = %user, error = %e, "roster read failed");
+            return;
+        }
+    };
+    for item in roster.iter().filter(|i| i.state.sub.has_from()) {
+        ctx.route(super::presence_of(
+            "unavailable",
+            Jid::Full(jid.clone()),
+            Jid::Bare(item.jid.clone()),
+        ));
+    }
+}
+
 /// Presence for an existing local user (inbound, RFC 6121 §4 and §8.5).
 pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
     let t = s.stype().to_string();

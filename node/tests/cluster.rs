@@ -965,65 +965,19 @@ async fn a_rolling_restart_of_every_core_node_loses_no_message() {
 /// started again on its data, catches up on what it missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
-    let peers: Vec<String> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("\"{}={a}\"", i + 1))
-        .collect();
-    let cfgs: Vec<PathBuf> = (0..3)
-        .map(|i| {
-            config(
-                dir.path(),
-                &format!("core{}", i + 1),
-                &format!(
-                    "[cluster]\nrole = \"core\"\nnode_id = {}\nlisten = \"{}\"\npeers = [{}]\n",
-                    i + 1,
-                    addrs[i],
-                    peers.join(", ")
-                ),
-            )
-        })
-        .collect();
-    let mut procs: Vec<Option<Proc>> = cfgs
-        .iter()
-        .map(|c| Some(start(c, "cluster listener (gRPC)").0))
-        .collect();
-    let status = |i: usize| {
-        xmppd(
-            &cfgs[i],
-            &["cluster", "status", "--core", &addrs[i].to_string()],
-        )
-    };
-
-    // A node serves its admin socket once its shards have leaders.
-    for i in 0..3 {
-        let sock = dir.path().join(format!("core{}", i + 1)).join("admin.sock");
-        until("the admin socket", Duration::from_secs(30), || {
-            sock.exists()
-        })
-        .await;
-    }
+    let mut cores = Cores::start().await;
+    let cfgs = cores.cfgs.clone();
     let alice = "alice@localhost";
     let shard = router::core::shard_of(alice, 16);
     until(
         "alice's shard has a leader",
         Duration::from_secs(30),
-        || leader_in_status(&status(0).1, shard).is_some(),
+        || leader_in_status(&cores.status(0).1, shard).is_some(),
     )
     .await;
     // Leaders move to their preferred nodes first (shard s to node s % 3 + 1).
-    until(
-        "leaders spread over the core nodes",
-        Duration::from_secs(30),
-        || {
-            let st = status(0).1;
-            (0..16).all(|s| leader_in_status(&st, s) == Some(s as u64 % 3 + 1))
-        },
-    )
-    .await;
-    let (_, st) = status(0);
+    cores.wait_balanced(0).await;
+    let (_, st) = cores.status(0);
     assert!(st.contains("replicas 1,2,3"), "{st}");
     let leader = leader_in_status(&st, shard).expect("leader") as usize;
     let follower = leader % 3 + 1;
@@ -1046,20 +1000,19 @@ async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
     }
 
     // kill -9 the leader; a survivor reports a new one for the shard.
-    let victim = procs[leader - 1].take().expect("leader process");
-    signal(&victim, "KILL");
-    drop(victim);
+    cores.kill(leader - 1);
     let survivor = follower - 1;
     let took = until(
         "a new leader for alice's shard",
         Duration::from_secs(15),
-        || leader_in_status(&status(survivor).1, shard).is_some_and(|l| l as usize != leader),
+        || leader_in_status(&cores.status(survivor).1, shard).is_some_and(|l| l as usize != leader),
     )
     .await;
     eprintln!("shard fail-over after kill -9 of its leader: {took:?}");
     let mut new_leader = None;
     until("the new leader is stable", Duration::from_secs(15), || {
-        new_leader = leader_in_status(&status(survivor).1, shard).filter(|l| *l as usize != leader);
+        new_leader =
+            leader_in_status(&cores.status(survivor).1, shard).filter(|l| *l as usize != leader);
         new_leader.is_some()
     })
     .await;
@@ -1080,13 +1033,7 @@ async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
     );
 
     // The killed node comes back on its data and catches up.
-    let sock = dir.path().join(format!("core{leader}")).join("admin.sock");
-    let _ = std::fs::remove_file(&sock);
-    procs[leader - 1] = Some(start(&cfgs[leader - 1], "cluster listener (gRPC)").0);
-    until("the admin socket", Duration::from_secs(30), || {
-        sock.exists()
-    })
-    .await;
+    cores.restart(leader - 1).await;
     until(
         "the restarted node has carol",
         Duration::from_secs(30),
@@ -1094,6 +1041,6 @@ async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
     )
     .await;
     assert!(lists_user(&cfgs[leader - 1], alice));
-    let (ok, st) = status(leader - 1);
+    let (ok, st) = cores.status(leader - 1);
     assert!(ok && leader_in_status(&st, shard).is_some(), "{st}");
 }

@@ -589,69 +589,33 @@ impl Core {
     pub async fn add_account(&self, user: &BareJid, password: &str) -> Result<(), AccountError> {
         // SCRAM derivation is slow on purpose: do it here, not in the shard.
         let creds = self.shared.accounts.prepare(user, password)?;
-        let (tx, rx) = oneshot::channel();
         let u = user.clone();
-        let f = Box::new(move |ctx: &mut crate::modules::Ctx<'_>| {
+        self.account_change(user, move |ctx| {
             let sh = ctx.sh;
-            match sh.accounts.plan_add(&mut ctx.writes, &u, &creds) {
-                Ok(()) => ctx.after_commit(move |err| {
-                    let _ = tx.send(match err {
-                        None => Ok(()),
-                        Some(e) => Err(AccountError::NotCommitted(e.to_string())),
-                    });
-                }),
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            }
-        });
-        self.exec(user.as_str(), f)
-            .await
-            .map_err(|e| AccountError::NotCommitted(e.to_string()))?;
-        rx.await
-            .map_err(|_| AccountError::NotCommitted("the shard did not commit it".into()))?
+            sh.accounts.plan_add(&mut ctx.writes, &u, &creds)
+        })
+        .await
     }
 
     /// Change an account's password, committed through the user's shard.
     pub async fn set_password(&self, user: &BareJid, password: &str) -> Result<(), AccountError> {
         let creds = self.shared.accounts.prepare(user, password)?;
-        let (tx, rx) = oneshot::channel();
         let u = user.clone();
-        let f = Box::new(move |ctx: &mut crate::modules::Ctx<'_>| {
+        self.account_change(user, move |ctx| {
             let sh = ctx.sh;
-            match sh
-                .accounts
+            sh.accounts
                 .plan_set_credentials(&mut ctx.writes, &u, &creds)
-            {
-                Ok(()) => ctx.after_commit(move |err| {
-                    let _ = tx.send(match err {
-                        None => Ok(()),
-                        Some(e) => Err(AccountError::NotCommitted(e.to_string())),
-                    });
-                }),
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            }
-        });
-        self.exec(user.as_str(), f)
-            .await
-            .map_err(|e| AccountError::NotCommitted(e.to_string()))?;
-        rx.await
-            .map_err(|_| AccountError::NotCommitted("the shard did not commit it".into()))?
+        })
+        .await
     }
 
     /// Delete an account: its data is removed through the user's shard,
     /// and once that is committed its sessions are closed.
     pub async fn delete_account(&self, user: &BareJid) -> Result<(), CoreError> {
-        let (tx, rx) = oneshot::channel();
         let u = user.clone();
-        let f = Box::new(move |ctx: &mut crate::modules::Ctx<'_>| {
+        self.account_change(user, move |ctx| {
             let sh = ctx.sh;
-            if let Err(e) = sh.accounts.plan_delete(&mut ctx.writes, &u) {
-                let _ = tx.send(Err(e));
-                return;
-            }
+            sh.accounts.plan_delete(&mut ctx.writes, &u)?;
             if let Some(gone) = ctx.st.users.remove(&u) {
                 for s in gone.sessions {
                     ctx.send(
@@ -663,17 +627,36 @@ impl Core {
                     );
                 }
             }
-            ctx.after_commit(move |err| {
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Run `plan` on the shard of `user` and wait until what it planned is
+    /// committed (or for its error).
+    async fn account_change(
+        &self,
+        user: &BareJid,
+        plan: impl FnOnce(&mut crate::modules::Ctx<'_>) -> Result<(), AccountError> + Send + 'static,
+    ) -> Result<(), AccountError> {
+        let (tx, rx) = oneshot::channel();
+        let f = Box::new(move |ctx: &mut crate::modules::Ctx<'_>| match plan(ctx) {
+            Ok(()) => ctx.after_commit(move |err| {
                 let _ = tx.send(match err {
                     None => Ok(()),
                     Some(e) => Err(AccountError::NotCommitted(e.to_string())),
                 });
-            });
+            }),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
         });
-        self.exec(user.as_str(), f).await?;
+        self.exec(user.as_str(), f)
+            .await
+            .map_err(|e| AccountError::NotCommitted(e.to_string()))?;
         rx.await
-            .map_err(|_| CoreError::Raft("the shard did not commit the deletion".into()))??;
-        Ok(())
+            .map_err(|_| AccountError::NotCommitted("the shard did not commit it".into()))?
     }
 
     /// End every session bound through `link` (its edge is gone): each

@@ -98,14 +98,7 @@ impl crate::Store {
         group: u64,
         sync: bool,
     ) -> Result<(LogStore, StateMachine), crate::StorageError> {
-        if group > MAX_GROUP {
-            return Err(crate::StorageError::InvalidGroup(group));
-        }
-        let db = self.db();
-        Ok((
-            LogStore::new(db.clone(), group, sync),
-            StateMachine::new(db, group, None),
-        ))
+        self.open_group(group, sync, None)
     }
 
     /// As [`Store::raft_group`](crate::Store::raft_group), for a group that
@@ -117,13 +110,22 @@ impl crate::Store {
         sync: bool,
         owns: Owns,
     ) -> Result<(LogStore, StateMachine), crate::StorageError> {
+        self.open_group(group, sync, Some(owns))
+    }
+
+    fn open_group(
+        &self,
+        group: u64,
+        sync: bool,
+        owns: Option<Owns>,
+    ) -> Result<(LogStore, StateMachine), crate::StorageError> {
         if group > MAX_GROUP {
             return Err(crate::StorageError::InvalidGroup(group));
         }
         let db = self.db();
         Ok((
             LogStore::new(db.clone(), group, sync),
-            StateMachine::new(db, group, Some(owns)),
+            StateMachine::new(db, group, owns),
         ))
     }
 }

@@ -487,6 +487,30 @@ impl RemoteCore {
         }
     }
 
+    /// Envelopes a node answered with a redirect (it does not lead their
+    /// shard): ask for the map again and send each to the leader, at
+    /// most `router::relay::MAX_HOPS` times.
+    fn redirected(
+        self: Arc<Self>,
+        envelopes: Vec<pb::Envelope>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.refresh_now().await;
+            for mut env in envelopes {
+                env.hops += 1;
+                if env.hops > router::relay::MAX_HOPS {
+                    tracing::warn!(shard = env.shard, "stanza redirected too often; dropped");
+                    continue;
+                }
+                let leader = self.live_leader(env.shard, None).await;
+                if let Err(e) = self.send_envelope(env, leader).await {
+                    tracing::warn!(error = %e, "a redirected stanza could not be sent");
+                }
+            }
+        })
+    }
+
     pub async fn credentials(&self, user: &BareJid) -> Result<Option<StoredCredentials>, String> {
         let (_, leader) = self.shard_of(user.as_str());
         let conn = self.conn(leader).ok_or("no core node is reachable")?;
@@ -605,7 +629,7 @@ async fn link(
     cluster: std::sync::Weak<RemoteCore>,
 ) {
     loop {
-        let gone = dispatch(&conn, down, sessions.clone()).await;
+        let gone = dispatch(&conn, down, sessions.clone(), &cluster).await;
         let pending: Vec<pb::Envelope> = std::mem::take(&mut *lock(&conn.unconfirmed))
             .into_values()
             .collect();
@@ -641,10 +665,12 @@ async fn dispatch(
     conn: &CoreConn,
     mut down: tonic::Streaming<pb::DeliveryBatch>,
     sessions: Sessions,
+    cluster: &std::sync::Weak<RemoteCore>,
 ) -> Vec<(u64, FullJid)> {
     let why = loop {
         match down.next().await {
             Some(Ok(batch)) => {
+                let mut redirected = Vec::new();
                 let m = lock(&sessions);
                 for d in batch.deliveries {
                     let (ids, action) = match from_delivery(d) {
@@ -661,12 +687,24 @@ async fn dispatch(
                             lock(&conn.unconfirmed).remove(&seq);
                             continue;
                         }
+                        DeliveryAction::Redirect(seq) => {
+                            if let Some(env) = lock(&conn.unconfirmed).remove(&seq) {
+                                redirected.push(env);
+                            }
+                            continue;
+                        }
                     };
                     for id in ids {
                         if let Some(b) = m.get(&id) {
                             b.sink.send(out.clone());
                         }
                     }
+                }
+                drop(m);
+                if !redirected.is_empty()
+                    && let Some(c) = cluster.upgrade()
+                {
+                    tokio::spawn(c.redirected(redirected));
                 }
             }
             Some(Err(s)) => break ClusterError::from(s).to_string(),

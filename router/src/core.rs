@@ -544,11 +544,16 @@ impl Core {
             self.shared.wait_leader(i).await;
         }
         if let Some(addr) = self.shared.elsewhere(i) {
-            let mut env = proto::cluster::envelope::to_envelope(i as u32, &stanza);
-            env.hops = hops;
-            self.shared.relays.send(&addr, env);
-            if let Some(c) = confirm {
-                c.done();
+            // An edge that waits for an answer sends it to the leader
+            // itself (and keeps it until the leader has processed it);
+            // otherwise the leader gets it from here.
+            match confirm {
+                Some(c) => c.redirect(),
+                None => {
+                    let mut env = proto::cluster::envelope::to_envelope(i as u32, &stanza);
+                    env.hops = hops;
+                    self.shared.relays.send(&addr, env);
+                }
             }
             return Ok(());
         }

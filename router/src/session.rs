@@ -98,13 +98,25 @@ impl EdgeLink {
     /// Tell the edge that its envelope `seq` was processed. After the
     /// deliveries it caused, on the same queue.
     pub fn processed(&self, seq: u64) {
-        use proto::cluster::envelope::{DeliveryAction, to_delivery};
+        self.answer(proto::cluster::envelope::DeliveryAction::Processed(seq));
+    }
+
+    /// Tell the edge that its envelope `seq` was not processed here (this
+    /// node does not lead its shard): it sends it to the leader.
+    pub fn redirect(&self, seq: u64) {
+        self.answer(proto::cluster::envelope::DeliveryAction::Redirect(seq));
+    }
+
+    fn answer(&self, a: proto::cluster::envelope::DeliveryAction) {
         if self
             .tx
-            .try_send(to_delivery(Vec::new(), DeliveryAction::Processed(seq)))
+            .try_send(proto::cluster::envelope::to_delivery(Vec::new(), a))
             .is_err()
         {
-            tracing::debug!(edge = self.edge, seq, "confirmation dropped (queue full)");
+            tracing::debug!(
+                edge = self.edge,
+                "answer to an envelope dropped (queue full)"
+            );
         }
     }
 
@@ -127,6 +139,11 @@ pub struct Confirm {
 impl Confirm {
     pub fn done(self) {
         self.link.processed(self.seq);
+    }
+
+    /// Not processed here: the edge sends it to the shard's leader.
+    pub fn redirect(self) {
+        self.link.redirect(self.seq);
     }
 }
 

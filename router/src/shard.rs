@@ -222,12 +222,15 @@ async fn step(
                     ShardMsg::Inbound(s) => (s, true),
                     _ => unreachable_msg(),
                 };
-                let mut env = proto::cluster::envelope::to_envelope(index as u32, s);
-                env.inbound = inbound;
-                env.hops = 1;
-                shared.relays.send(&addr, env);
-                if let Some(c) = confirm {
-                    c.done();
+                match confirm {
+                    // The edge sends it to the leader itself.
+                    Some(c) => c.redirect(),
+                    None => {
+                        let mut env = proto::cluster::envelope::to_envelope(index as u32, s);
+                        env.inbound = inbound;
+                        env.hops = 1;
+                        shared.relays.send(&addr, env);
+                    }
                 }
                 continue;
             }

@@ -111,6 +111,9 @@ pub enum DeliveryAction {
     Close(StreamCondition, Option<String>),
     /// The envelope with this sequence number was processed.
     Processed(u64),
+    /// The envelope with this sequence number was not processed here:
+    /// send it to its shard's leader.
+    Redirect(u64),
 }
 
 /// A delivery of `action` to `sessions` of one edge.
@@ -122,6 +125,7 @@ pub fn to_delivery(sessions: Vec<u64>, action: DeliveryAction) -> pb::Delivery {
             text,
         }),
         DeliveryAction::Processed(seq) => pb::delivery::What::Processed(seq),
+        DeliveryAction::Redirect(seq) => pb::delivery::What::Redirect(seq),
     };
     pb::Delivery {
         sessions,
@@ -139,6 +143,7 @@ pub fn from_delivery(d: pb::Delivery) -> Result<(Vec<u64>, DeliveryAction), Conv
             DeliveryAction::Close(cond, c.text)
         }
         Some(pb::delivery::What::Processed(seq)) => DeliveryAction::Processed(seq),
+        Some(pb::delivery::What::Redirect(seq)) => DeliveryAction::Redirect(seq),
         None => return Err(ConvertError::EmptyDelivery),
     };
     Ok((d.sessions, action))

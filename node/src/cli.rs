@@ -45,6 +45,25 @@ pub enum ClusterCommand {
         #[arg(long)]
         core: Option<String>,
     },
+    /// Add a core node to the running cluster. Start it first, with a
+    /// `cluster.peers` that lists a running member and itself: it waits to
+    /// be added, then gets a replica of every shard and leads its share.
+    AddNode {
+        /// The new node's id (`cluster.node_id`).
+        id: u64,
+        /// The address the other core nodes reach it at.
+        address: String,
+        /// A running core node's gRPC address (as for `status`).
+        #[arg(long)]
+        core: Option<String>,
+    },
+    /// Remove a core node: its replicas and leaderships move to the
+    /// others, then it stops by itself.
+    RemoveNode {
+        id: u64,
+        #[arg(long)]
+        core: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,7 +191,11 @@ pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> 
 pub async fn cluster_command(cfg: &Config, cmd: ClusterCommand) -> anyhow::Result<()> {
     use crate::config::Role;
     use proto::cluster::pb;
-    let ClusterCommand::Status { core } = cmd;
+    let core = match &cmd {
+        ClusterCommand::Status { core }
+        | ClusterCommand::AddNode { core, .. }
+        | ClusterCommand::RemoveNode { core, .. } => core.clone(),
+    };
     let addr = match (core, cfg.cluster.role) {
         (Some(a), _) => a,
         (None, Role::Core) => cfg.cluster.listen.clone(),
@@ -188,13 +211,37 @@ pub async fn cluster_command(cfg: &Config, cmd: ClusterCommand) -> anyhow::Resul
     let mut client = pb::admin_client::AdminClient::connect(format!("http://{addr}"))
         .await
         .with_context(|| format!("connecting to the core node at {addr}"))?;
-    let st = client
-        .status(pb::Empty {})
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", proto::cluster::ClusterError::from(s)))?
-        .into_inner();
-    print!("{}", format_status(&st));
+    let failed = |s: tonic::Status| anyhow::anyhow!("{}", proto::cluster::ClusterError::from(s));
+    match cmd {
+        ClusterCommand::Status { .. } => {
+            let st = client.status(pb::Empty {}).await.map_err(failed)?.into_inner();
+            print!("{}", format_status(&st));
+        }
+        ClusterCommand::AddNode { id, address, .. } => {
+            let r = client
+                .add_node(pb::AddNodeRequest { id, address })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            println!("node {id} added; members: {}", join_ids(&r.members));
+        }
+        ClusterCommand::RemoveNode { id, .. } => {
+            let r = client
+                .remove_node(pb::RemoveNodeRequest { id })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            println!(
+                "node {id} removed; members: {}; its shards move now, then it stops",
+                join_ids(&r.members)
+            );
+        }
+    }
     Ok(())
+}
+
+fn join_ids(ids: &[u64]) -> String {
+    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// The status as an operator reads it: a member table, then the shards
@@ -220,7 +267,11 @@ pub fn format_status(st: &proto::cluster::pb::ClusterStatus) -> String {
         } else {
             "-".to_string()
         };
-        let health = if m.healthy { "ok" } else { "down" };
+        let health = match (m.state.as_str(), m.healthy) {
+            ("", true) => "ok",
+            ("", false) => "down",
+            (state, _) => state,
+        };
         let _ = writeln!(
             out,
             "  {:>5}  {:<5}  {:<22}  {:<7}  {:>8}",

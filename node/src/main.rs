@@ -63,6 +63,7 @@ async fn serve(cfg: node::config::Config) -> anyhow::Result<()> {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+        _ = server.left() => tracing::info!("removed from the cluster: shutting down"),
     }
     server.stop().await;
     tracing::info!("stopped");

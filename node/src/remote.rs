@@ -52,6 +52,9 @@ const BIND_TRIES: u32 = 6;
 const MAX_UNCONFIRMED: usize = 65_536;
 /// How long envelopes of a lost node wait for their shard's new leader.
 const RESEND_PATIENCE: Duration = Duration::from_secs(15);
+/// How often one envelope is sent on after a redirect (with pauses of
+/// 50 ms doubling up to 2 s: about 9 s in all) before it is dropped.
+const REDIRECTS: u32 = 9;
 
 /// One core node as the edge sees it.
 struct CoreConn {
@@ -165,10 +168,18 @@ impl RemoteCore {
 
     fn apply_status(&self, st: &pb::ClusterStatus) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        for m in &st.members {
-            if m.role == pb::Role::Core as i32 && !m.address.is_empty() {
-                map.addrs.insert(m.id, m.address.clone());
-            }
+        // The members as the answering node knows them: nodes added since
+        // are connected to, removed ones are not reconnected to.
+        let cores: HashMap<u64, String> = st
+            .members
+            .iter()
+            .filter(|m| {
+                m.role == pb::Role::Core as i32 && !m.address.is_empty() && m.state.is_empty()
+            })
+            .map(|m| (m.id, m.address.clone()))
+            .collect();
+        if !cores.is_empty() {
+            map.addrs = cores;
         }
         if !st.shards.is_empty() {
             map.leaders = vec![None; st.shards.len()];
@@ -489,17 +500,21 @@ impl RemoteCore {
 
     /// Envelopes a node answered with a redirect (it does not lead their
     /// shard): ask for the map again and send each to the leader, at
-    /// most `router::relay::MAX_HOPS` times.
+    /// most `REDIRECTS` times, waiting longer each time (while a shard's
+    /// leadership is handed over, the map may name the old leader for a
+    /// second or so).
     fn redirected(
         self: Arc<Self>,
         envelopes: Vec<pb::Envelope>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let hops = envelopes.iter().map(|e| e.hops).max().unwrap_or(0);
+            let pause = Duration::from_millis(50u64 << hops.min(6)).min(Duration::from_secs(2));
+            tokio::time::sleep(pause).await;
             self.refresh_now().await;
             for mut env in envelopes {
                 env.hops += 1;
-                if env.hops > router::relay::MAX_HOPS {
+                if env.hops > REDIRECTS {
                     tracing::warn!(shard = env.shard, "stanza redirected too often; dropped");
                     continue;
                 }
@@ -643,6 +658,23 @@ async fn link(
         let mut backoff = Duration::from_millis(100);
         down = loop {
             tokio::time::sleep(backoff).await;
+            // A core node removed from the cluster is not waited for.
+            if let Some(c) = cluster.upgrade() {
+                let member = c
+                    .map
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .addrs
+                    .contains_key(&conn.id);
+                if !member {
+                    let mut cores = c.cores.write().unwrap_or_else(|p| p.into_inner());
+                    if cores.get(&conn.id).is_some_and(|k| Arc::ptr_eq(k, &conn)) {
+                        cores.remove(&conn.id);
+                    }
+                    tracing::info!(edge, core = conn.id, "core node left the cluster");
+                    return;
+                }
+            }
             match open_stream(&conn.client, edge).await {
                 Ok((tx, d)) => {
                     *lock(&conn.up) = tx;

@@ -245,6 +245,21 @@ impl Server {
     /// Graceful stop: every stream gets `<system-shutdown/>`, the shards
     /// finish what they hold (offline messages are stored), the store is
     /// flushed.
+    /// Resolves when this core node was removed from its cluster and has
+    /// handed over its shards (`xmppd cluster remove-node`); never for a
+    /// node that is not a core.
+    pub async fn left(&self) {
+        match &self.core {
+            Some(core) => {
+                let mut rx = core.left();
+                if rx.wait_for(|l| *l).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
     pub async fn stop(self) {
         // A core node with edges: first process what its shards hold and
         // let the deliveries it produced reach the edges, then close the

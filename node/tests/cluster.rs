@@ -55,9 +55,17 @@ fn start(cfg: &Path, announce: &'static str) -> (Proc, SocketAddr) {
         .expect("spawn xmppd");
     let out = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
+    // CLUSTER_TEST_LOG=1 shows every node's log, prefixed with its name.
+    let echo = std::env::var_os("CLUSTER_TEST_LOG")
+        .is_some()
+        .then(|| cfg.file_stem().map(|n| n.to_string_lossy().into_owned()))
+        .flatten();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(name) = &echo {
+                eprintln!("[{name}] {line}");
+            }
             if !sent
                 && line.contains(announce)
                 && let Some(addr) = line
@@ -503,6 +511,35 @@ fn leader_in_status(status: &str, shard: usize) -> Option<u64> {
         })
 }
 
+/// The replicas of `shard` in `xmppd cluster status` output.
+fn replicas_in_status(status: &str, shard: usize) -> Vec<u64> {
+    status
+        .lines()
+        .skip_while(|l| !l.starts_with("shards:"))
+        .skip(1)
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            let range = w.next()?;
+            let (a, b) = match range.split_once('-') {
+                Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
+                None => {
+                    let a = range.parse::<usize>().ok()?;
+                    (a, a)
+                }
+            };
+            (a..=b).contains(&shard).then(|| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                let at = words.iter().position(|w| *w == "replicas")?;
+                words
+                    .get(at + 1)?
+                    .split(',')
+                    .map(|x| x.parse().ok())
+                    .collect::<Option<Vec<u64>>>()
+            })?
+        })
+        .unwrap_or_default()
+}
+
 fn lists_user(cfg: &Path, jid: &str) -> bool {
     let (ok, out) = xmppd(cfg, &["user", "list"]);
     ok && out.lines().any(|l| l.trim() == jid)
@@ -615,6 +652,25 @@ impl Cores {
     async fn restart(&mut self, i: usize) {
         self.procs[i] = Some(start(&self.cfgs[i], "cluster listener (gRPC)").0);
         self.wait_admin(i).await;
+    }
+
+    /// Start core node `id`, which lists node 1 and itself as peers and so
+    /// waits to be added to the running cluster; its index here.
+    async fn start_joining(&mut self, id: u64) -> usize {
+        let addr = free_addr();
+        let cfg = config(
+            self.dir.path(),
+            &format!("core{id}"),
+            &format!(
+                "[cluster]\nrole = \"core\"\nnode_id = {id}\nlisten = \"{addr}\"\nliveness_secs = 2\npeers = [\"1={}\", \"{id}={addr}\"]\n",
+                self.addrs[0]
+            ),
+        );
+        let p = start(&cfg, "cluster listener (gRPC)").0;
+        self.cfgs.push(cfg);
+        self.addrs.push(addr);
+        self.procs.push(Some(p));
+        self.cfgs.len() - 1
     }
 
     /// An edge whose seed is core node `seed` (0-based); its STARTTLS address.
@@ -816,9 +872,6 @@ async fn no_message_is_lost_when_the_recipients_shard_leader_is_killed_mid_strea
 /// online or from offline storage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_every_core_node_loses_no_message() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
     let mut cores = Cores::start().await;
     cores.wait_balanced(0).await;
     let alice = user_in_shard("alice", 1); // led by node 2
@@ -829,84 +882,11 @@ async fn a_rolling_restart_of_every_core_node_loses_no_message() {
     }
     let (_edge_a, addr_a) = cores.edge(31, 0);
     let (_edge_b, addr_b) = cores.edge(32, 1);
-
-    let got = Arc::new(std::sync::Mutex::new(
-        std::collections::BTreeSet::<String>::new(),
-    ));
-    let stop_rx = Arc::new(AtomicBool::new(false));
-    let receiver = {
-        let (got, stop, bob) = (got.clone(), stop_rx.clone(), bob.clone());
-        tokio::spawn(async move {
-            let mut logins = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(mut b) = Client::login(addr_b, &bob, PW, "b").await else {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    continue;
-                };
-                logins += 1;
-                if b.send_bytes(b"<presence/>").await.is_err() {
-                    continue;
-                }
-                while !stop.load(Ordering::Relaxed) {
-                    match tokio::time::timeout(Duration::from_secs(1), b.next_element()).await {
-                        Ok(Ok(m)) => {
-                            if let Some(t) = body(&m) {
-                                got.lock().expect("lock").insert(t);
-                            }
-                        }
-                        Ok(Err(_)) => break,
-                        Err(_) => {}
-                    }
-                }
-            }
-            logins
-        })
-    };
-    let acked = Arc::new(AtomicUsize::new(0));
-    let stop_tx = Arc::new(AtomicBool::new(false));
-    let sender = {
-        let (acked, stop, alice, bob) =
-            (acked.clone(), stop_tx.clone(), alice.clone(), bob.clone());
-        tokio::spawn(async move {
-            'conn: while !stop.load(Ordering::Relaxed) {
-                let Ok(mut a) = Client::login(addr_a, &alice, PW, "a").await else {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    continue;
-                };
-                while !stop.load(Ordering::Relaxed) {
-                    // From the last acknowledged one: a batch, then a ping.
-                    let from = acked.load(Ordering::Relaxed);
-                    for i in from..from + 10 {
-                        let m =
-                            format!("<message to='{bob}' type='chat'><body>m{i}</body></message>");
-                        if a.send_bytes(m.as_bytes()).await.is_err() {
-                            continue 'conn;
-                        }
-                    }
-                    let ping =
-                        format!("<iq type='get' id='p{from}'><ping xmlns='urn:xmpp:ping'/></iq>");
-                    if a.send_bytes(ping.as_bytes()).await.is_err() {
-                        continue 'conn;
-                    }
-                    let id = format!("p{from}");
-                    match tokio::time::timeout(
-                        Duration::from_secs(5),
-                        a.expect(|e| e.attr("id") == Some(id.as_str())),
-                    )
-                    .await
-                    {
-                        Ok(Ok(_)) => acked.store(from + 10, Ordering::Relaxed),
-                        _ => continue 'conn,
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        })
-    };
+    let traffic = Traffic::start(addr_a, &alice, addr_b, &bob);
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     for i in 0..3 {
-        let before = acked.load(Ordering::Relaxed);
+        let before = traffic.acked();
         {
             let p = cores.procs[i].as_mut().expect("running");
             signal(p, "TERM");
@@ -927,35 +907,272 @@ async fn a_rolling_restart_of_every_core_node_loses_no_message() {
         );
         cores.restart(i).await;
         cores.wait_balanced((i + 1) % 3).await;
+        traffic
+            .goes_on(&format!("after node {} restarted", i + 1), before)
+            .await;
+    }
+    let (total, logins) = traffic.finish().await;
+    eprintln!("rolling restart: {total} messages acknowledged, bob logged in {logins} times");
+}
+
+/// alice sends to bob without pause, through two edges, while the test
+/// changes the core tier. A client here has no stream management, so
+/// alice counts a message as acknowledged when a ping sent after it is
+/// answered (the edge has routed it), and sends again what was not
+/// acknowledged when her stream ends, as a client with XEP-0198 would.
+/// Sessions end when their shard's leader changes; both log in again.
+/// [`Traffic::finish`] checks that every acknowledged message reached
+/// bob, online or from offline storage.
+struct Traffic {
+    acked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    got: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    stop_tx: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop_rx: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sender: tokio::task::JoinHandle<()>,
+    receiver: tokio::task::JoinHandle<usize>,
+}
+
+impl Traffic {
+    fn start(addr_a: SocketAddr, alice: &str, addr_b: SocketAddr, bob: &str) -> Traffic {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let got = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let stop_rx = Arc::new(AtomicBool::new(false));
+        let receiver = {
+            let (got, stop, bob) = (got.clone(), stop_rx.clone(), bob.to_string());
+            tokio::spawn(async move {
+                let mut logins = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut b) = Client::login(addr_b, &bob, PW, "b").await else {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        continue;
+                    };
+                    logins += 1;
+                    if b.send_bytes(b"<presence/>").await.is_err() {
+                        continue;
+                    }
+                    while !stop.load(Ordering::Relaxed) {
+                        match tokio::time::timeout(Duration::from_secs(1), b.next_element()).await
+                        {
+                            Ok(Ok(m)) => {
+                                if let Some(t) = body(&m) {
+                                    got.lock().expect("lock").insert(t);
+                                }
+                            }
+                            Ok(Err(_)) => break,
+                            Err(_) => {}
+                        }
+                    }
+                }
+                logins
+            })
+        };
+        let acked = Arc::new(AtomicUsize::new(0));
+        let stop_tx = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let (acked, stop, alice, bob) = (
+                acked.clone(),
+                stop_tx.clone(),
+                alice.to_string(),
+                bob.to_string(),
+            );
+            tokio::spawn(async move {
+                'conn: while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut a) = Client::login(addr_a, &alice, PW, "a").await else {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        continue;
+                    };
+                    while !stop.load(Ordering::Relaxed) {
+                        // From the last acknowledged one: a batch, then a ping.
+                        let from = acked.load(Ordering::Relaxed);
+                        for i in from..from + 10 {
+                            let m = format!(
+                                "<message to='{bob}' type='chat'><body>m{i}</body></message>"
+                            );
+                            if a.send_bytes(m.as_bytes()).await.is_err() {
+                                continue 'conn;
+                            }
+                        }
+                        let ping = format!(
+                            "<iq type='get' id='p{from}'><ping xmlns='urn:xmpp:ping'/></iq>"
+                        );
+                        if a.send_bytes(ping.as_bytes()).await.is_err() {
+                            continue 'conn;
+                        }
+                        let id = format!("p{from}");
+                        match tokio::time::timeout(
+                            Duration::from_secs(5),
+                            a.expect(|e| e.attr("id") == Some(id.as_str())),
+                        )
+                        .await
+                        {
+                            Ok(Ok(_)) => acked.store(from + 10, Ordering::Relaxed),
+                            _ => continue 'conn,
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            })
+        };
+        Traffic {
+            acked,
+            got,
+            stop_tx,
+            stop_rx,
+            sender,
+            receiver,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Wait until more than `before` messages are acknowledged.
+    async fn goes_on(&self, when: &str, before: usize) {
         until(
-            &format!("messages go on after node {} restarted", i + 1),
+            &format!("messages go on {when}"),
             Duration::from_secs(30),
-            || acked.load(Ordering::Relaxed) > before,
+            || self.acked() > before,
         )
         .await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    stop_tx.store(true, Ordering::Relaxed);
-    sender.await.expect("sender");
-    let total = acked.load(Ordering::Relaxed);
-    let want: std::collections::BTreeSet<String> = (0..total).map(|i| format!("m{i}")).collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !want.is_subset(&got.lock().expect("lock")) && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+
+    /// Stop sending, wait for bob to get everything acknowledged, and
+    /// check that nothing was lost; (acknowledged, bob's logins).
+    async fn finish(mut self) -> (usize, usize) {
+        use std::sync::atomic::Ordering;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.stop_tx.store(true, Ordering::Relaxed);
+        let total = {
+            let Traffic { sender, acked, .. } = &mut self;
+            sender.await.expect("sender");
+            acked.load(Ordering::Relaxed)
+        };
+        let want: std::collections::BTreeSet<String> =
+            (0..total).map(|i| format!("m{i}")).collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !want.is_subset(&self.got.lock().expect("lock"))
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.stop_rx.store(true, Ordering::Relaxed);
+        let missing: Vec<String> = want
+            .difference(&self.got.lock().expect("lock"))
+            .cloned()
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} of {total} lost: {missing:?}",
+            missing.len()
+        );
+        let logins = (&mut self.receiver).await.expect("receiver");
+        assert!(total >= 100, "only {total} messages acknowledged");
+        (total, logins)
     }
-    stop_rx.store(true, Ordering::Relaxed);
-    let missing: Vec<String> = want
-        .difference(&got.lock().expect("lock"))
-        .cloned()
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {total} lost: {missing:?}",
-        missing.len()
+}
+
+/// Membership changes while messages flow: a fourth core node is started
+/// and added with `xmppd cluster add-node`; it gets a replica of every
+/// shard (with the accounts made before it came) and leads its share.
+/// Then node 1 is removed with `xmppd cluster remove-node`: its replicas
+/// and leaderships move to the other three and it stops by itself. No
+/// acknowledged message is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_and_another_removed_under_traffic_lose_no_message() {
+    let mut cores = Cores::start().await;
+    cores.wait_balanced(0).await;
+    let alice = user_in_shard("alice", 1);
+    let bob = user_in_shard("bob", 2);
+    for u in [&alice, &bob] {
+        let (ok, out) = xmppd(&cores.cfgs[0], &["user", "add", u, "--password", PW]);
+        assert!(ok, "{out}");
+    }
+    let (_edge_a, addr_a) = cores.edge(41, 0);
+    let (_edge_b, addr_b) = cores.edge(42, 1);
+    let traffic = Traffic::start(addr_a, &alice, addr_b, &bob);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Node 4 starts, lists node 1 and itself, and waits to be added.
+    let before = traffic.acked();
+    let i4 = cores.start_joining(4).await;
+    let (_, st) = cores.status(i4);
+    assert!(st.contains("joining"), "{st}");
+    let (ok, out) = xmppd(
+        &cores.cfgs[0],
+        &[
+            "cluster",
+            "add-node",
+            "4",
+            &cores.addrs[i4].to_string(),
+            "--core",
+            &cores.addrs[1].to_string(),
+        ],
     );
-    let logins = receiver.await.expect("receiver");
-    eprintln!("rolling restart: {total} messages acknowledged, bob logged in {logins} times");
-    assert!(total >= 100, "only {total} messages acknowledged");
+    assert!(ok, "{out}");
+    assert!(out.contains("members: 1,2,3,4"), "{out}");
+    cores.wait_admin(i4).await;
+    let took = until(
+        "every shard on four nodes, leaders spread",
+        Duration::from_secs(60),
+        || {
+            let (_, st) = cores.status(1);
+            (0..16).all(|s| {
+                leader_in_status(&st, s) == Some(s as u64 % 4 + 1)
+                    && replicas_in_status(&st, s) == vec![1, 2, 3, 4]
+            })
+        },
+    )
+    .await;
+    eprintln!("node 4 added and balanced in {took:?}");
+    assert!(
+        lists_user(&cores.cfgs[i4], &alice),
+        "the new node has the accounts made before it joined"
+    );
+    traffic.goes_on("after node 4 joined", before).await;
+
+    // Node 1 is removed (asked through node 3) and stops by itself.
+    let before = traffic.acked();
+    let (ok, out) = xmppd(
+        &cores.cfgs[0],
+        &[
+            "cluster",
+            "remove-node",
+            "1",
+            "--core",
+            &cores.addrs[2].to_string(),
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("members: 2,3,4"), "{out}");
+    let took = until("node 1 stops by itself", Duration::from_secs(60), || {
+        cores.procs[0]
+            .as_mut()
+            .is_some_and(|p| p.0.try_wait().ok().flatten().is_some())
+    })
+    .await;
+    eprintln!("node 1 handed over and stopped {took:?} after remove-node");
+    let status = cores.procs[0].take().expect("node 1").0.wait().expect("wait");
+    assert!(status.success(), "node 1 stops cleanly: {status}");
+    until(
+        "every shard on nodes 2-4, each with a leader",
+        Duration::from_secs(60),
+        || {
+            let (_, st) = cores.status(1);
+            (0..16).all(|s| {
+                leader_in_status(&st, s).is_some_and(|l| l != 1)
+                    && replicas_in_status(&st, s) == vec![2, 3, 4]
+            }) && !st
+                .lines()
+                .take_while(|l| !l.starts_with("shards:"))
+                .any(|l| l.split_whitespace().next() == Some("1"))
+        },
+    )
+    .await;
+    traffic.goes_on("after node 1 left", before).await;
+    let (total, logins) = traffic.finish().await;
+    eprintln!("membership changes: {total} messages acknowledged, bob logged in {logins} times");
 }
 
 /// Three `role = "core"` processes listing each other as peers replicate

@@ -28,7 +28,7 @@ use proto::cluster::pb;
 use proto::{BareJid, FullJid};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::core::{BindError, Core};
+use crate::core::{BindError, Core, CoreError};
 use crate::session::{Confirm, EdgeLink, SessionSink};
 
 /// The call header that names the calling edge.
@@ -344,26 +344,42 @@ impl pb::admin_server::Admin for CoreService {
     /// the shards' Raft groups report it.
     async fn status(&self, _: Request<pb::Empty>) -> Result<Response<pb::ClusterStatus>, Status> {
         let groups = self.core.shard_groups();
-        let mut members = vec![pb::Member {
-            id: self.node_id,
+        let member = |id: u64, address: String, healthy: bool, state: &str| pb::Member {
+            id,
             role: pb::Role::Core as i32,
-            address: self.address.clone(),
-            healthy: true,
+            address,
+            healthy,
             sessions: 0,
-        }];
-        // The other core nodes: healthy when this node sees one of them
-        // lead a shard, or, leading a shard itself, sees it caught up.
-        for (id, addr) in &self.core.config().peers {
-            if *id == self.node_id {
+            state: state.to_string(),
+        };
+        // The members as the meta group has them (this node alone, with
+        // its own address, when it is a single node). Another node is
+        // healthy when this node sees it lead a group, or, leading one
+        // itself, sees it caught up.
+        let current = self.core.members();
+        let mut cores = current.clone();
+        // This node is listed even when it is not a member (yet, or any
+        // more).
+        cores
+            .entry(self.node_id)
+            .or_insert_with(|| self.address.clone());
+        let mut members: Vec<pb::Member> = Vec::new();
+        for (id, addr) in cores {
+            let healthy = id == self.node_id || self.core.peer_seen(id);
+            let state = match (current.contains_key(&id), self.core.is_left(id)) {
+                (true, _) => "",
+                (false, true) => "leaving",
+                (false, false) => "joining",
+            };
+            members.push(member(id, addr, healthy, state));
+        }
+        for (id, addr, leaving) in self.core.transient_members() {
+            if members.iter().any(|m| m.id == id) {
                 continue;
             }
-            members.push(pb::Member {
-                id: *id,
-                role: pb::Role::Core as i32,
-                address: addr.clone(),
-                healthy: self.core.peer_seen(*id),
-                sessions: 0,
-            });
+            let healthy = id == self.node_id || self.core.peer_seen(id);
+            let state = if leaving { "leaving" } else { "joining" };
+            members.push(member(id, addr, healthy, state));
         }
         let edges: Vec<(u64, Arc<EdgeLink>, String)> = {
             let m = self.edges.lock().unwrap_or_else(|p| p.into_inner());
@@ -378,6 +394,7 @@ impl pb::admin_server::Admin for CoreService {
                 address: from,
                 healthy: !link.is_closed(),
                 sessions: self.core.session_count_via(&link).await as u64,
+                state: String::new(),
             });
         }
         members.sort_by_key(|m| (m.role, m.id));
@@ -393,9 +410,65 @@ impl pb::admin_server::Admin for CoreService {
         Ok(Response::new(pb::ClusterStatus {
             members,
             shards,
-            // No meta group yet: the shards' groups are all there is.
-            meta_leader: None,
+            meta_leader: self.core.meta_leader(),
         }))
+    }
+
+    async fn add_node(
+        &self,
+        req: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::MembersReply>, Status> {
+        let r = req.into_inner();
+        match self.core.add_node(r.id, r.address.clone()).await {
+            Err(CoreError::NotLeader {
+                addr: Some(leader), ..
+            }) => {
+                let mut admin = admin_at(&leader).await?;
+                admin.add_node(r).await
+            }
+            other => other.map(|members| Response::new(pb::MembersReply { members })).map_err(membership_status),
+        }
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::MembersReply>, Status> {
+        let r = req.into_inner();
+        match self.core.remove_node(r.id).await {
+            Err(CoreError::NotLeader {
+                addr: Some(leader), ..
+            }) => {
+                let mut admin = admin_at(&leader).await?;
+                admin.remove_node(r).await
+            }
+            other => other.map(|members| Response::new(pb::MembersReply { members })).map_err(membership_status),
+        }
+    }
+}
+
+/// The `Admin` service of the core node at `addr` (the meta leader, for a
+/// membership change that reached another node).
+async fn admin_at(
+    addr: &str,
+) -> Result<pb::admin_client::AdminClient<tonic::transport::Channel>, Status> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Status::from(ClusterError::Internal(e.to_string())))?
+        .connect_timeout(std::time::Duration::from_secs(2));
+    let ch = ep.connect().await.map_err(unavailable)?;
+    Ok(pb::admin_client::AdminClient::new(ch))
+}
+
+/// A failed membership change as the operator's tool gets it.
+fn membership_status(e: CoreError) -> Status {
+    match e {
+        CoreError::Membership(m) => ClusterError::BadRequest(m).into(),
+        CoreError::NotLeader { leader, addr } => ClusterError::NotLeader {
+            leader,
+            address: addr,
+        }
+        .into(),
+        other => ClusterError::Unavailable(other.to_string()).into(),
     }
 }
 

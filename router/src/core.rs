@@ -32,6 +32,9 @@ pub enum CoreError {
     Registry(String),
     #[error("raft: {0}")]
     Raft(String),
+    /// A membership change that cannot be made as asked.
+    #[error("membership: {0}")]
+    Membership(String),
     /// This node does not lead the shard; `leader` does, if known.
     #[error("not the shard's leader (leader: {leader:?} at {addr:?})")]
     NotLeader {
@@ -67,43 +70,89 @@ async fn watch_leadership(raft: Raft, me: u64, tx: mpsc::UnboundedSender<ShardMs
     }
 }
 
-/// The core node that should lead shard `i`: the peers take the shards in
-/// turn, by id.
-fn preferred(peers: &[(u64, String)], i: usize) -> Option<u64> {
-    let mut ids: Vec<u64> = peers.iter().map(|(id, _)| *id).collect();
-    ids.sort_unstable();
-    ids.get(i % ids.len().max(1)).copied()
+/// The core node that should lead shard `i`: the members take the shards
+/// in turn, by id.
+fn preferred(members: &BTreeMap<u64, String>, i: usize) -> Option<u64> {
+    members.keys().nth(i % members.len().max(1)).copied()
 }
 
-/// Spread the shards' leaders over the core nodes: a node asks for an
-/// election in each shard it should lead but does not (after a start, or
-/// after it comes back from a failure and has caught up). An election
-/// that this node cannot win (its log is behind) changes nothing.
+/// Spread the shards' leaders over the core nodes: a node takes over each
+/// shard it should lead but does not (after a start, after it comes back
+/// from a failure and has caught up, or after it joined), see
+/// [`take_over`].
 async fn balance(shared: std::sync::Weak<Shared>) {
     let mut tick = tokio::time::interval(BALANCE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(sh) = shared.upgrade() else { return };
         let me = sh.cfg.node_id;
+        let members = sh.members();
         for (i, r) in sh.rafts.iter().enumerate() {
-            if preferred(&sh.cfg.peers, i) != Some(me) {
+            if preferred(&members, i) != Some(me) {
                 continue;
             }
-            let (leader, lagging) = {
+            let (leader, ready, others) = {
                 let m = r.metrics();
                 let m = m.borrow();
+                let mem = m.membership_config.membership();
+                let voter = mem.voter_ids().any(|v| v == me);
+                let joint = mem.get_joint_config().len() > 1;
+                let others: Vec<String> = mem
+                    .nodes()
+                    .filter(|(id, _)| **id != me)
+                    .map(|(_, n)| n.addr.clone())
+                    .collect();
                 (
                     m.current_leader,
-                    m.last_applied.map(|l| l.index) < m.last_log_index,
+                    voter && !joint && m.last_applied.map(|l| l.index) >= m.last_log_index,
+                    others,
                 )
             };
-            if leader.is_some() && leader != Some(me) && !lagging {
-                tracing::debug!(shard = i, "asking to lead this shard");
-                let _ = r.trigger().elect().await;
+            if leader.is_some() && leader != Some(me) && ready {
+                take_over(&sh, i, r, &others).await;
             }
         }
     }
 }
+
+/// Hand-over of shard `i`'s leadership to this node, which is caught up.
+/// openraft 0.9 has no leadership transfer, and a follower refuses votes
+/// while its leader's lease runs; with more than three voters the leader's
+/// vote alone is not enough. So the other replicas first hold their own
+/// elections back for a while (`Raft.Hold`); this node's first election
+/// makes the old leader step down (its own lease is long over), and one of
+/// the next ones, once the followers' leases have run out, wins.
+async fn take_over(sh: &Shared, i: usize, r: &Raft, others: &[String]) {
+    let me = sh.cfg.node_id;
+    let group = proto::cluster::shard_group(i as u32);
+    tracing::debug!(shard = i, "taking over the lead of this shard");
+    let hold = HAND_OVER + Duration::from_millis(sh.cfg.heartbeat_ms * 6);
+    for addr in others {
+        if let Err(e) = sh.proposer.hold(addr, group, hold).await {
+            tracing::debug!(shard = i, peer = %addr, error = %e, "a replica did not hold its elections");
+        }
+    }
+    let deadline = tokio::time::Instant::now() + HAND_OVER;
+    let step = Duration::from_millis(sh.cfg.heartbeat_ms * 4);
+    while tokio::time::Instant::now() < deadline {
+        if r.trigger().elect().await.is_err() {
+            return;
+        }
+        let won = r
+            .wait(Some(step))
+            .metrics(|m| m.current_leader == Some(me), "this node leads")
+            .await
+            .is_ok();
+        if won {
+            tracing::info!(shard = i, "took over the lead of this shard");
+            return;
+        }
+    }
+}
+
+/// How long a hand-over of a shard's leadership may take.
+const HAND_OVER: Duration = Duration::from_secs(3);
 
 /// How often a core node checks that it leads the shards it should.
 const BALANCE_EVERY: Duration = Duration::from_secs(2);
@@ -137,6 +186,14 @@ pub(crate) struct Shared {
     pub shards: Vec<ShardHandle>,
     /// The Raft group of each shard, by shard index.
     pub rafts: Vec<Raft>,
+    /// The meta group: its voters are the cluster's members.
+    pub meta: Raft,
+    /// A reading handle on the meta group's state (removed nodes).
+    pub meta_state: storage::raft::StateMachine,
+    /// Membership changes are made one at a time.
+    pub membership: tokio::sync::Mutex<()>,
+    /// Set when this node was removed from the cluster and may stop.
+    pub left: tokio::sync::watch::Sender<bool>,
     /// Where a replica sends commands for groups it does not lead.
     pub proposer: Proposer,
     /// Where stanzas for shards led by other core nodes go.
@@ -305,15 +362,25 @@ impl Shared {
     }
 }
 
-/// Open (or create) the Raft group of every shard on this node. The
-/// voters are `cfg.peers`, or this node alone when that is empty; on a
-/// first start the peer with the lowest id creates each group.
+/// The Raft groups of one node: the meta group, a reading handle on its
+/// state, and every shard's group.
+struct Opened {
+    meta: Raft,
+    meta_state: storage::raft::StateMachine,
+    rafts: Vec<Raft>,
+}
+
+/// Open (or create) the meta group and the Raft group of every shard on
+/// this node. The first voters are `cfg.peers`, or this node alone when
+/// that is empty; on a first start the peer with the lowest id creates the
+/// groups (a node that joins a running cluster lists a lower id, and waits
+/// to be added).
 async fn open_groups(
     cfg: &CoreConfig,
     store: &Store,
     n: usize,
     groups: &Groups,
-) -> Result<Vec<Raft>, CoreError> {
+) -> Result<Opened, CoreError> {
     let raft_err = |e: &dyn std::fmt::Display| CoreError::Raft(e.to_string());
     let rconf = crate::raft::config(cfg.heartbeat_ms).map_err(|e| raft_err(&e))?;
     let sync = store.0.options().sync_writes;
@@ -327,6 +394,27 @@ async fn open_groups(
             .collect()
     };
     let founder = voters.keys().next().copied() == Some(me);
+    let open = |group: u64, log, sm| {
+        let rconf = rconf.clone();
+        let voters = voters.clone();
+        async move {
+            let raft = Raft::new(me, rconf, Network::new(group), log, sm)
+                .await
+                .map_err(|e| raft_err(&e))?;
+            groups.insert(group, raft.clone());
+            if founder && !raft.is_initialized().await.map_err(|e| raft_err(&e))? {
+                raft.initialize(voters).await.map_err(|e| raft_err(&e))?;
+            }
+            Ok::<Raft, CoreError>(raft)
+        }
+    };
+    let meta_group = proto::cluster::META_GROUP;
+    let (log, sm) = store
+        .0
+        .raft_group(meta_group, sync)
+        .map_err(|e| raft_err(&e))?;
+    let meta_state = sm.clone();
+    let meta = open(meta_group, log, sm).await?;
     let mut rafts = Vec::with_capacity(n);
     for i in 0..n {
         let group = proto::cluster::shard_group(i as u32);
@@ -335,18 +423,13 @@ async fn open_groups(
             .0
             .raft_group_owning(group, sync, owns)
             .map_err(|e| raft_err(&e))?;
-        let raft = Raft::new(me, rconf.clone(), Network::new(group), log, sm)
-            .await
-            .map_err(|e| raft_err(&e))?;
-        groups.insert(group, raft.clone());
-        if founder && !raft.is_initialized().await.map_err(|e| raft_err(&e))? {
-            raft.initialize(voters.clone())
-                .await
-                .map_err(|e| raft_err(&e))?;
-        }
-        rafts.push(raft);
+        rafts.push(open(group, log, sm).await?);
     }
-    Ok(rafts)
+    Ok(Opened {
+        meta,
+        meta_state,
+        rafts,
+    })
 }
 
 /// Stable shard function: FNV-1a over the canonical bare JID. Stable across
@@ -395,7 +478,11 @@ impl Core {
     ) -> Result<Core, CoreError> {
         let registry = Registry::new(&cfg).map_err(CoreError::Registry)?;
         let n = cfg.shards.max(1);
-        let rafts = open_groups(&cfg, &store, n, groups).await?;
+        let Opened {
+            meta,
+            meta_state,
+            rafts,
+        } = open_groups(&cfg, &store, n, groups).await?;
         let mut handles = Vec::with_capacity(n);
         let mut receivers = Vec::with_capacity(n);
         for _ in 0..n {
@@ -415,6 +502,10 @@ impl Core {
             accounts,
             shards: handles,
             rafts,
+            meta,
+            meta_state,
+            membership: tokio::sync::Mutex::new(()),
+            left: tokio::sync::watch::channel(false).0,
             proposer: Proposer::default(),
             relays: Relays::default(),
             next_id: AtomicU64::new(1),
@@ -431,6 +522,7 @@ impl Core {
                 ));
             }
             tokio::spawn(balance(Arc::downgrade(&shared)));
+            tokio::spawn(crate::membership::reconcile(Arc::downgrade(&shared)));
         }
         Ok(Core { shared })
     }
@@ -705,8 +797,24 @@ impl Core {
     }
 
     /// Wait until every shard group has a leader (this node or a peer).
+    /// A node that is not in a cluster yet (it joins a running one) first
+    /// waits, without a limit, to be added (`xmppd cluster add-node`).
     pub async fn wait_for_leaders(&self, limit: Duration) -> Result<(), CoreError> {
-        for r in &self.shared.rafts {
+        let meta = &self.shared.meta;
+        if !meta.is_initialized().await.map_err(|e| CoreError::Raft(e.to_string()))? {
+            tracing::info!(
+                node = self.shared.cfg.node_id,
+                "waiting for the cluster's groups: the lowest id in cluster.peers creates them; a node joining a running cluster waits for xmppd cluster add-node"
+            );
+            meta.wait(None)
+                .metrics(
+                    |m| m.membership_config.membership().nodes().next().is_some(),
+                    "added to a cluster",
+                )
+                .await
+                .map_err(|e| CoreError::Raft(e.to_string()))?;
+        }
+        for r in std::iter::once(meta).chain(&self.shared.rafts) {
             r.wait(Some(limit))
                 .metrics(
                     |m| m.current_leader.is_some(),
@@ -746,7 +854,8 @@ impl Core {
     /// Whether this node sees core node `id` alive: leading a shard, or
     /// caught up in a shard this node leads.
     pub fn peer_seen(&self, id: u64) -> bool {
-        self.shared.rafts.iter().any(|r| {
+        let sh = &self.shared;
+        std::iter::once(&sh.meta).chain(&sh.rafts).any(|r| {
             let m = r.metrics();
             let m = m.borrow();
             if m.current_leader == Some(id) {
@@ -757,6 +866,43 @@ impl Core {
                     .is_some_and(|matched| matched.map(|l| l.index) == m.last_log_index)
             })
         })
+    }
+
+    /// The members of the cluster (id, address), from the meta group.
+    pub fn members(&self) -> BTreeMap<u64, String> {
+        self.shared.members()
+    }
+
+    /// Nodes joining or leaving: (id, address, leaving).
+    pub fn transient_members(&self) -> Vec<(u64, String, bool)> {
+        self.shared.transient_members()
+    }
+
+    /// Whether node `id` was removed from the cluster.
+    pub fn is_left(&self, id: u64) -> bool {
+        self.shared.is_left(id)
+    }
+
+    /// The meta group's leader, as this node knows it.
+    pub fn meta_leader(&self) -> Option<u64> {
+        self.shared.meta.metrics().borrow().current_leader
+    }
+
+    /// Add a core node to the cluster (at the meta leader; `NotLeader`
+    /// otherwise); the members after the change.
+    pub async fn add_node(&self, id: u64, addr: String) -> Result<Vec<u64>, CoreError> {
+        self.shared.add_node(id, addr).await
+    }
+
+    /// Remove a core node from the cluster (at the meta leader).
+    pub async fn remove_node(&self, id: u64) -> Result<Vec<u64>, CoreError> {
+        self.shared.remove_node(id).await
+    }
+
+    /// Becomes true when this node was removed from the cluster and has
+    /// handed over its shards: the process may stop.
+    pub fn left(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shared.left.subscribe()
     }
 
     /// How many shards this core runs.
@@ -780,7 +926,7 @@ impl Core {
         for h in &self.shared.shards {
             let _ = h.edge.send(ShardMsg::Exit).await;
         }
-        for r in &self.shared.rafts {
+        for r in std::iter::once(&self.shared.meta).chain(&self.shared.rafts) {
             if let Err(e) = r.shutdown().await {
                 tracing::warn!(error = %e, "stopping a raft group failed");
             }

@@ -16,6 +16,7 @@ pub mod accounts;
 pub mod cluster;
 pub mod config;
 pub mod core;
+mod membership;
 pub mod modules;
 pub mod raft;
 pub mod relay;

@@ -77,11 +77,16 @@ pub fn config(heartbeat_ms: u64) -> Result<Arc<openraft::Config>, openraft::Conf
 #[derive(Clone)]
 pub struct RaftService {
     groups: Groups,
+    /// Until when each group holds its elections back (see `hold`).
+    holds: Arc<std::sync::Mutex<HashMap<u64, tokio::time::Instant>>>,
 }
 
 impl RaftService {
     pub fn new(groups: Groups) -> RaftService {
-        RaftService { groups }
+        RaftService {
+            groups,
+            holds: Arc::default(),
+        }
     }
 
     pub fn server(&self) -> pb::raft_server::RaftServer<RaftService> {
@@ -157,7 +162,34 @@ impl pb::raft_server::Raft for RaftService {
         let cmd: storage::raft::Command = decode(&r.payload)?;
         reply(raft.client_write(cmd).await.map(|w| w.log_id))
     }
+
+    async fn hold(&self, req: Request<pb::HoldRequest>) -> Result<Response<pb::Empty>, Status> {
+        let r = req.into_inner();
+        let raft = self.group(r.group)?;
+        let until =
+            tokio::time::Instant::now() + Duration::from_millis(r.millis.min(MAX_HOLD_MS));
+        self.holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(r.group, until);
+        raft.runtime_config().elect(false);
+        let holds = self.holds.clone();
+        let group = r.group;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(until).await;
+            let mut h = holds.lock().unwrap_or_else(|p| p.into_inner());
+            // A later hold of the same group ends later.
+            if h.get(&group).is_some_and(|u| *u <= tokio::time::Instant::now()) {
+                h.remove(&group);
+                raft.runtime_config().elect(true);
+            }
+        });
+        Ok(Response::new(pb::Empty {}))
+    }
 }
+
+/// The longest a peer holds its elections back for a hand-over.
+const MAX_HOLD_MS: u64 = 10_000;
 
 /// Clients of peers' `Raft` services by address, for proposals that a
 /// replica sends to its group's leader.
@@ -193,6 +225,21 @@ impl Proposer {
             .unwrap_or_else(|p| p.into_inner())
             .insert(addr.to_string(), c.clone());
         Ok(c)
+    }
+
+    /// Ask the peer at `addr` to call no election in `group` for `hold`.
+    pub async fn hold(&self, addr: &str, group: u64, hold: Duration) -> Result<(), ProposeError> {
+        let mut client = self.client(addr)?;
+        let mut req = Request::new(pb::HoldRequest {
+            group,
+            millis: hold.as_millis() as u64,
+        });
+        req.set_timeout(Duration::from_secs(1));
+        client
+            .hold(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| ProposeError::Failed(s.to_string()))
     }
 
     /// Have the leader at `addr` commit `cmd` to `group`'s log; the log

@@ -1,0 +1,375 @@
+//! Cluster membership while it runs (`xmppd cluster add-node/remove-node`).
+//!
+//! The members of the cluster are the voters of the meta group (Raft group
+//! [`proto::cluster::META_GROUP`]), each with its address in its
+//! `BasicNode`. `cluster.peers` only founds the groups on a first start;
+//! after that every node takes the members from the meta group.
+//!
+//! - Adding a node (at the meta leader): the node becomes a learner of the
+//!   meta group, catches up, and is promoted to voter.
+//! - Removing one: a `left/<id>` record is committed to the meta group's
+//!   state, then the node is demoted to learner there (so it still hears
+//!   that it was removed).
+//! - Every node then brings each shard group it leads to the members
+//!   ([`reconcile`]): new members are added as learners (they catch up from
+//!   the log or a snapshot) and promoted; removed ones are demoted, and
+//!   dropped from the group once they have seen that. A leader that is
+//!   removed itself steps down when the change commits, and the remaining
+//!   voters elect another.
+//! - A removed node that sees itself out of every shard group says so on
+//!   [`Shared::left`]; the server then stops the process.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use openraft::{BasicNode, ChangeMembers};
+use storage::raft::{Command, Op};
+
+use crate::core::{CoreError, Shared};
+use crate::raft::Raft;
+
+/// How often each node checks its shard groups against the members.
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// How long a new replica may take to catch up before the change is
+/// retried on a later round.
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// The meta group's key marking node `id` as removed.
+fn left_key(id: u64) -> Vec<u8> {
+    format!("left/{id}").into_bytes()
+}
+
+/// A group's membership as its metrics show it.
+struct View {
+    leading: bool,
+    /// A joint configuration: a change is in progress.
+    joint: bool,
+    voters: BTreeSet<u64>,
+    learners: BTreeSet<u64>,
+    /// Replicas whose log matches the leader's (leader only).
+    caught_up: BTreeSet<u64>,
+}
+
+fn view(r: &Raft, me: u64) -> View {
+    let m = r.metrics();
+    let m = m.borrow();
+    let mem = m.membership_config.membership();
+    let last = m.last_log_index;
+    View {
+        leading: m.current_leader == Some(me) && m.state.is_leader(),
+        joint: mem.get_joint_config().len() > 1,
+        voters: mem.voter_ids().collect(),
+        learners: mem.learner_ids().collect(),
+        caught_up: m
+            .replication
+            .as_ref()
+            .map(|rep| {
+                rep.iter()
+                    .filter(|(_, matched)| matched.map(|l| l.index) == last)
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn raft_err(e: impl std::fmt::Display) -> CoreError {
+    CoreError::Raft(e.to_string())
+}
+
+impl Shared {
+    /// The members of the cluster (the meta group's voters) and their
+    /// addresses; empty while this node has not joined one.
+    pub fn members(&self) -> BTreeMap<u64, String> {
+        let m = self.meta.metrics();
+        let m = m.borrow();
+        let mem = m.membership_config.membership();
+        let voters: BTreeSet<u64> = mem.voter_ids().collect();
+        mem.nodes()
+            .filter(|(id, _)| voters.contains(id))
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect()
+    }
+
+    /// Nodes in the meta group that are not voters: joining (a learner
+    /// catching up) or leaving (marked removed), with their addresses.
+    pub fn transient_members(&self) -> Vec<(u64, String, bool)> {
+        let m = self.meta.metrics();
+        let m = m.borrow();
+        let mem = m.membership_config.membership();
+        let voters: BTreeSet<u64> = mem.voter_ids().collect();
+        mem.nodes()
+            .filter(|(id, _)| !voters.contains(id))
+            .map(|(id, n)| (*id, n.addr.clone(), self.is_left(*id)))
+            .collect()
+    }
+
+    /// Whether node `id` was removed from the cluster.
+    pub fn is_left(&self, id: u64) -> bool {
+        matches!(self.meta_state.get(&left_key(id)), Ok(Some(_)))
+    }
+
+    /// The meta leader, if known, and its address.
+    fn meta_leader(&self) -> (Option<u64>, Option<String>) {
+        let m = self.meta.metrics();
+        let m = m.borrow();
+        let leader = m.current_leader;
+        let addr = leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        });
+        (leader, addr)
+    }
+
+    fn ensure_meta_leader(&self) -> Result<(), CoreError> {
+        if !self.clustered() {
+            return Err(CoreError::Membership(
+                "a single node (no cluster.peers) cannot take members".into(),
+            ));
+        }
+        match self.meta_leader() {
+            (Some(l), _) if l == self.cfg.node_id => Ok(()),
+            (leader, addr) => Err(CoreError::NotLeader { leader, addr }),
+        }
+    }
+
+    /// Add core node `id`, reachable at `addr`, to the cluster; the
+    /// members after the change. Only at the meta leader (`NotLeader`
+    /// names it otherwise). The shard groups follow within seconds.
+    pub async fn add_node(&self, id: u64, addr: String) -> Result<Vec<u64>, CoreError> {
+        if id == 0 || addr.is_empty() {
+            return Err(CoreError::Membership("a node needs an id > 0 and an address".into()));
+        }
+        self.ensure_meta_leader()?;
+        let _one_at_a_time = self.membership.lock().await;
+        let members = self.members();
+        match members.get(&id) {
+            Some(a) if *a == addr => return Ok(members.into_keys().collect()),
+            Some(a) => {
+                return Err(CoreError::Membership(format!(
+                    "node {id} is already a member, at {a}"
+                )));
+            }
+            None => {}
+        }
+        if let Some((other, _)) = members.iter().find(|(_, a)| **a == addr) {
+            return Err(CoreError::Membership(format!(
+                "{addr} is the address of member {other}"
+            )));
+        }
+        // A node that was removed before may come back.
+        self.meta
+            .client_write(Command {
+                ops: vec![Op::Delete { key: left_key(id) }],
+            })
+            .await
+            .map_err(raft_err)?;
+        tokio::time::timeout(
+            CATCH_UP,
+            self.meta.add_learner(id, BasicNode::new(addr), true),
+        )
+        .await
+        .map_err(|_| CoreError::Membership(format!("node {id} did not catch up in time")))?
+        .map_err(raft_err)?;
+        let mut voters: BTreeSet<u64> = members.into_keys().collect();
+        voters.insert(id);
+        self.meta
+            .change_membership(voters.clone(), false)
+            .await
+            .map_err(raft_err)?;
+        tracing::info!(node = id, members = ?voters, "node added to the cluster");
+        Ok(voters.into_iter().collect())
+    }
+
+    /// Remove core node `id` from the cluster; the members after the
+    /// change. Its shard replicas move to the others within seconds, and
+    /// the node stops by itself once it is out of every shard group.
+    pub async fn remove_node(&self, id: u64) -> Result<Vec<u64>, CoreError> {
+        self.ensure_meta_leader()?;
+        let _one_at_a_time = self.membership.lock().await;
+        let mut voters: BTreeSet<u64> = self.members().into_keys().collect();
+        if !voters.remove(&id) {
+            return Err(CoreError::Membership(format!("node {id} is not a member")));
+        }
+        if voters.is_empty() {
+            return Err(CoreError::Membership(
+                "the last member cannot be removed".into(),
+            ));
+        }
+        self.meta
+            .client_write(Command {
+                ops: vec![Op::Put {
+                    key: left_key(id),
+                    value: b"1".to_vec(),
+                }],
+            })
+            .await
+            .map_err(raft_err)?;
+        // Kept as a learner: it goes on hearing the meta group, and so
+        // learns that it was removed.
+        self.meta
+            .change_membership(voters.clone(), true)
+            .await
+            .map_err(raft_err)?;
+        tracing::info!(node = id, members = ?voters, "node removed from the cluster");
+        Ok(voters.into_iter().collect())
+    }
+
+    /// Bring the membership of group `r`, if this node leads it, one step
+    /// closer to `want`: add missing members as learners and promote them,
+    /// demote removed ones, then drop demoted ones that are caught up (they
+    /// have seen their demotion). Errors are retried on the next round.
+    async fn reconcile_group(&self, what: &str, r: &Raft, want: &BTreeMap<u64, String>) {
+        let v = view(r, self.cfg.node_id);
+        if !v.leading {
+            return;
+        }
+        // A leader that is to go stays until another member has taken
+        // over (`core::take_over` by the shard's preferred node); openraft
+        // would keep it leading as a learner.
+        let me = self.cfg.node_id;
+        let mut target: BTreeSet<u64> = want.keys().copied().collect();
+        target.insert(me);
+        // A joint configuration left by a leader that changed while it
+        // made a change is finished here (openraft leaves that to a new
+        // call).
+        if v.joint || v.voters != target {
+            for (id, addr) in want {
+                if v.voters.contains(id) || v.learners.contains(id) {
+                    continue;
+                }
+                let added = tokio::time::timeout(
+                    CATCH_UP,
+                    r.add_learner(*id, BasicNode::new(addr.clone()), true),
+                )
+                .await;
+                if !matches!(added, Ok(Ok(_))) {
+                    tracing::warn!(group = what, node = id, "adding a replica failed; retrying later");
+                    return;
+                }
+            }
+            match r.change_membership(target.clone(), true).await {
+                Ok(_) => tracing::info!(group = what, replicas = ?target, "replicas changed"),
+                Err(e) => tracing::warn!(group = what, error = %e, "changing replicas failed"),
+            }
+            return;
+        }
+        // Former members, demoted to learners: drop them once they have
+        // the entry that demoted them. (A joining node is a member, and
+        // only the meta group holds it as a learner before it is one.)
+        let stale: BTreeSet<u64> = v
+            .learners
+            .iter()
+            .filter(|id| !want.contains_key(id) && v.caught_up.contains(id))
+            .copied()
+            .collect();
+        if !stale.is_empty() {
+            match r
+                .change_membership(ChangeMembers::RemoveNodes(stale.clone()), false)
+                .await
+            {
+                Ok(_) => tracing::info!(group = what, removed = ?stale, "former replicas dropped"),
+                Err(e) => tracing::warn!(group = what, error = %e, "dropping replicas failed"),
+            }
+        }
+    }
+
+    /// The meta leader drops removed nodes from the meta group once no
+    /// shard group (as this node sees them) has them as a voter.
+    async fn reconcile_meta(&self) {
+        let _one_at_a_time = self.membership.lock().await;
+        let v = view(&self.meta, self.cfg.node_id);
+        if !v.leading {
+            return;
+        }
+        if v.joint {
+            // Left by a leader that changed during a change: go on to the
+            // configuration it was going to.
+            let last = self
+                .meta
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .get_joint_config()
+                .last()
+                .cloned()
+                .unwrap_or_default();
+            if let Err(e) = self.meta.change_membership(last, true).await {
+                tracing::warn!(error = %e, "finishing a membership change failed");
+            }
+            return;
+        }
+        let gone: BTreeSet<u64> = v
+            .learners
+            .iter()
+            .filter(|id| self.is_left(**id))
+            .filter(|id| {
+                self.rafts.iter().all(|r| {
+                    !r.metrics()
+                        .borrow()
+                        .membership_config
+                        .membership()
+                        .voter_ids()
+                        .any(|x| x == **id)
+                })
+            })
+            .copied()
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        match self
+            .meta
+            .change_membership(ChangeMembers::RemoveNodes(gone.clone()), false)
+            .await
+        {
+            Ok(_) => tracing::info!(removed = ?gone, "removed nodes dropped from the meta group"),
+            Err(e) => tracing::warn!(error = %e, "dropping removed nodes failed"),
+        }
+    }
+
+    /// Whether this node was removed and no shard group has it as a
+    /// voter any more (it leads nothing and holds nobody's only copy).
+    fn has_left(&self) -> bool {
+        let me = self.cfg.node_id;
+        self.is_left(me)
+            && !self.members().contains_key(&me)
+            && self.rafts.iter().all(|r| {
+                let m = r.metrics();
+                let m = m.borrow();
+                !m.state.is_leader()
+                    && !m.membership_config.membership().voter_ids().any(|x| x == me)
+            })
+    }
+}
+
+/// Keep this node's shard groups in line with the cluster's members, and
+/// say when this node has left (see the module's text).
+pub(crate) async fn reconcile(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(RECONCILE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(sh) = shared.upgrade() else { return };
+        let members = sh.members();
+        if members.is_empty() {
+            continue;
+        }
+        let leaving = sh.is_left(sh.cfg.node_id);
+        for (i, r) in sh.rafts.iter().enumerate() {
+            if leaving {
+                // A removed node wins no election: it hands over.
+                r.runtime_config().elect(false);
+            }
+            sh.reconcile_group(&format!("shard {i}"), r, &members).await;
+        }
+        sh.reconcile_meta().await;
+        if sh.has_left() {
+            tracing::warn!("this node was removed from the cluster and holds no shard: stopping");
+            let _ = sh.left.send(true);
+        }
+    }
+}

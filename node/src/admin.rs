@@ -98,7 +98,7 @@ async fn execute(core: &Core, line: &str) -> Result<String, String> {
             Ok(String::new())
         }
         Some("list") => {
-            let users = core.accounts().list(parts.next()).map_err(err)?;
+            let users = core.list_users(parts.next()).await.map_err(err)?;
             Ok(users.iter().map(|u| format!("{u}\n")).collect())
         }
         _ => Err("unknown command".into()),

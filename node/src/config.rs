@@ -311,12 +311,17 @@ pub struct ClusterConfig {
     /// cut off) is dropped by its peer: an edge's users then go
     /// unavailable to their contacts. 1 to 300, default 4.
     pub liveness_secs: u64,
-    /// Core: every core node of the cluster as `"id=address"` (its gRPC
-    /// address as the others reach it), this one included. Each shard's
-    /// Raft group has all of them as members. Empty (default): this core
-    /// node alone.
+    /// Core: the core nodes that found the cluster, as `"id=address"`
+    /// (its gRPC address as the others reach it), this one included. On
+    /// the first start the lowest id creates the groups with them as
+    /// members; later members come and go with `xmppd cluster add-node` /
+    /// `remove-node` (a node that joins a running cluster lists a running
+    /// member and itself). Empty (default): this core node alone.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<String>,
+    /// Core: how many core nodes hold a replica of each shard (its Raft
+    /// group), 1 to 7, default 3; all of them when there are fewer.
+    pub replication: usize,
 }
 
 impl ClusterConfig {
@@ -356,6 +361,7 @@ impl Default for ClusterConfig {
             core: None,
             liveness_secs: 4,
             peers: Vec::new(),
+            replication: 3,
         }
     }
 }
@@ -482,6 +488,12 @@ impl Config {
             p.add(
                 "cluster.node_id",
                 format!("is {}, must be 1 to 65535", c.node_id),
+            );
+        }
+        if !(1..=7).contains(&c.replication) {
+            p.add(
+                "cluster.replication",
+                format!("is {}, must be 1 to 7", c.replication),
             );
         }
         if c.liveness_secs == 0 || c.liveness_secs > 300 {

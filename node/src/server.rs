@@ -90,6 +90,7 @@ impl Server {
                 .map(|(_, a)| a.clone())
                 .unwrap_or_else(|| cfg.cluster.listen.clone()),
             peers: peers.clone(),
+            replication: cfg.cluster.replication,
             heartbeat_ms: 100,
         };
         let server_features = router::server_features(&core_cfg)?;

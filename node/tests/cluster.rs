@@ -110,6 +110,14 @@ impl Cluster {
             "[cluster]\nrole = \"core\"\nnode_id = 1\nlisten = \"127.0.0.1:0\"\nliveness_secs = 2\n",
         );
         let (core, core_addr) = start(&core_cfg, "cluster listener (gRPC)");
+        // The user commands reach the running core through its admin
+        // socket, which is there once the shards have leaders.
+        let sock = dir.path().join("core").join("admin.sock");
+        let t = std::time::Instant::now();
+        while !sock.exists() {
+            assert!(t.elapsed() < Duration::from_secs(30), "no admin socket");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Cluster {
             dir,
             core_cfg,
@@ -1074,8 +1082,9 @@ impl Traffic {
 }
 
 /// Membership changes while messages flow: a fourth core node is started
-/// and added with `xmppd cluster add-node`; it gets a replica of every
-/// shard (with the accounts made before it came) and leads its share.
+/// and added with `xmppd cluster add-node`; each shard then has three
+/// replicas out of the four nodes (the default replication), so every
+/// node gains or loses replicas, and the new one leads its share.
 /// Then node 1 is removed with `xmppd cluster remove-node`: its replicas
 /// and leaderships move to the other three and it stops by itself. No
 /// acknowledged message is lost.
@@ -1113,14 +1122,21 @@ async fn a_node_added_and_another_removed_under_traffic_lose_no_message() {
     assert!(ok, "{out}");
     assert!(out.contains("members: 1,2,3,4"), "{out}");
     cores.wait_admin(i4).await;
+    // Three replicas per shard (the default): shard s on nodes s, s+1,
+    // s+2 (mod 4, counting from node 1), led by the first.
+    let placed = |s: usize| {
+        let mut r: Vec<u64> = (0..3).map(|k| ((s + k) % 4) as u64 + 1).collect();
+        r.sort_unstable();
+        r
+    };
     let took = until(
-        "every shard on four nodes, leaders spread",
+        "three replicas of every shard over four nodes, leaders spread",
         Duration::from_secs(60),
         || {
             let (_, st) = cores.status(1);
             (0..16).all(|s| {
                 leader_in_status(&st, s) == Some(s as u64 % 4 + 1)
-                    && replicas_in_status(&st, s) == vec![1, 2, 3, 4]
+                    && replicas_in_status(&st, s) == placed(s)
             })
         },
     )

@@ -28,7 +28,8 @@ use proto::cluster::pb;
 use proto::{BareJid, FullJid};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::core::{BindError, Core, CoreError};
+use crate::accounts::AccountError;
+use crate::core::{AccountOp, BindError, Core, CoreError};
 use crate::session::{Confirm, EdgeLink, SessionSink};
 
 /// The call header that names the calling edge.
@@ -430,6 +431,42 @@ impl pb::admin_server::Admin for CoreService {
         }
     }
 
+    async fn account(
+        &self,
+        req: Request<pb::AccountChange>,
+    ) -> Result<Response<pb::AccountReply>, Status> {
+        use pb::account_change::Kind;
+        let r = req.into_inner();
+        let user = BareJid::parse(&r.bare_jid)
+            .map_err(|e| Status::from(ClusterError::BadRequest(e.to_string())))?;
+        let creds = || {
+            proto::sasl::StoredCredentials::from_bytes(&r.credentials)
+                .map_err(|e| Status::from(ClusterError::BadRequest(e.to_string())))
+        };
+        let op = match Kind::try_from(r.kind) {
+            Ok(Kind::Add) => AccountOp::Add(creds()?),
+            Ok(Kind::SetCredentials) => AccountOp::SetCredentials(creds()?),
+            Ok(Kind::Delete) => AccountOp::Delete,
+            Err(_) => return Err(ClusterError::BadRequest("unknown account change".into()).into()),
+        };
+        let result = self.core.account_op(&user, op, r.hops).await;
+        Ok(Response::new(account_reply(result)))
+    }
+
+    async fn list_users(
+        &self,
+        req: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::UserList>, Status> {
+        let r = req.into_inner();
+        let users = self
+            .core
+            .led_users(r.domain.as_deref())
+            .map_err(|e| Status::from(ClusterError::Internal(e.to_string())))?;
+        Ok(Response::new(pb::UserList {
+            bare_jids: users.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
     async fn remove_node(
         &self,
         req: Request<pb::RemoveNodeRequest>,
@@ -447,6 +484,66 @@ impl pb::admin_server::Admin for CoreService {
     }
 }
 
+/// Hand an account change on to the core node at `addr` (the leader of
+/// the user's shard).
+pub(crate) async fn forward_account(
+    addr: &str,
+    user: &BareJid,
+    op: &AccountOp,
+    hops: u32,
+) -> Result<(), AccountError> {
+    use pb::account_change::Kind;
+    use pb::account_reply::Failure;
+    let not_committed = |s: Status| AccountError::NotCommitted(ClusterError::from(s).to_string());
+    let mut admin = admin_at(addr).await.map_err(not_committed)?;
+    let (kind, credentials) = match op {
+        AccountOp::Add(c) => (Kind::Add, c.to_bytes()),
+        AccountOp::SetCredentials(c) => (Kind::SetCredentials, c.to_bytes()),
+        AccountOp::Delete => (Kind::Delete, Vec::new()),
+    };
+    let r = admin
+        .account(pb::AccountChange {
+            kind: kind as i32,
+            bare_jid: user.to_string(),
+            credentials: credentials.into(),
+            hops,
+        })
+        .await
+        .map_err(not_committed)?
+        .into_inner();
+    let u = user.to_string();
+    match Failure::try_from(r.failure).unwrap_or(Failure::NotCommitted) {
+        Failure::None => Ok(()),
+        Failure::Exists => Err(AccountError::Exists(u)),
+        Failure::NoSuchUser => Err(AccountError::NoSuchUser(u)),
+        Failure::BadPassword => Err(AccountError::BadPassword(r.message)),
+        Failure::NotAUser => Err(AccountError::NotAUser(u)),
+        Failure::UnknownDomain => Err(AccountError::UnknownDomain(user.domain().to_string())),
+        Failure::NotCommitted => Err(AccountError::NotCommitted(r.message)),
+    }
+}
+
+/// The accounts in the shards that the core node at `addr` leads.
+pub(crate) async fn list_users_at(
+    addr: &str,
+    domain: Option<&str>,
+) -> Result<Vec<BareJid>, AccountError> {
+    let failed = |s: Status| AccountError::NotCommitted(ClusterError::from(s).to_string());
+    let mut admin = admin_at(addr).await.map_err(failed)?;
+    let list = admin
+        .list_users(pb::ListUsersRequest {
+            domain: domain.map(str::to_string),
+        })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    Ok(list
+        .bare_jids
+        .iter()
+        .filter_map(|j| BareJid::parse(j).ok())
+        .collect())
+}
+
 /// The `Admin` service of the core node at `addr` (the meta leader, for a
 /// membership change that reached another node).
 async fn admin_at(
@@ -457,6 +554,33 @@ async fn admin_at(
         .connect_timeout(std::time::Duration::from_secs(2));
     let ch = ep.connect().await.map_err(unavailable)?;
     Ok(pb::admin_client::AdminClient::new(ch))
+}
+
+/// An account change's outcome on the wire.
+fn account_reply(r: Result<(), AccountError>) -> pb::AccountReply {
+    use pb::account_reply::Failure;
+    let (failure, message) = match r {
+        Ok(()) => (Failure::None, String::new()),
+        Err(e) => {
+            let kind = match &e {
+                AccountError::Exists(_) => Failure::Exists,
+                AccountError::NoSuchUser(_) => Failure::NoSuchUser,
+                AccountError::BadPassword(m) => return reply_of(Failure::BadPassword, m.clone()),
+                AccountError::NotAUser(_) => Failure::NotAUser,
+                AccountError::UnknownDomain(_) => Failure::UnknownDomain,
+                AccountError::Storage(_) | AccountError::NotCommitted(_) => Failure::NotCommitted,
+            };
+            (kind, e.to_string())
+        }
+    };
+    reply_of(failure, message)
+}
+
+fn reply_of(failure: pb::account_reply::Failure, message: String) -> pb::AccountReply {
+    pb::AccountReply {
+        failure: failure as i32,
+        message,
+    }
 }
 
 /// A failed membership change as the operator's tool gets it.

@@ -18,9 +18,11 @@ pub struct CoreConfig {
     pub node_id: u64,
     /// The address other core nodes reach this node's Raft service at.
     pub raft_addr: String,
-    /// The core nodes (id, Raft address) that replicate every shard,
-    /// this one included; empty for a single node.
+    /// The core nodes (id, Raft address) that found the cluster, this one
+    /// included; empty for a single node.
     pub peers: Vec<(u64, String)>,
+    /// Replicas per shard (all members when there are fewer).
+    pub replication: usize,
     /// Raft heartbeat interval in milliseconds (elections time out after
     /// three to six of them).
     pub heartbeat_ms: u64,
@@ -38,6 +40,7 @@ impl Default for CoreConfig {
             node_id: 1,
             raft_addr: String::new(),
             peers: Vec::new(),
+            replication: 3,
             heartbeat_ms: 100,
         }
     }

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::Store;
 use crate::accounts::{AccountError, Accounts};
 use crate::config::CoreConfig;
+use crate::membership::placement;
 use crate::modules::registry::Registry;
 use crate::raft::{Groups, Network, ProposeError, Proposer, Raft};
 use crate::relay::Relays;
@@ -41,6 +42,14 @@ pub enum CoreError {
         leader: Option<u64>,
         addr: Option<String>,
     },
+}
+
+/// An account change, as the leader of the user's shard makes it.
+#[derive(Debug, Clone)]
+pub enum AccountOp {
+    Add(proto::sasl::StoredCredentials),
+    SetCredentials(proto::sasl::StoredCredentials),
+    Delete,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +79,6 @@ async fn watch_leadership(raft: Raft, me: u64, tx: mpsc::UnboundedSender<ShardMs
     }
 }
 
-/// The core node that should lead shard `i`: the members take the shards
-/// in turn, by id.
-fn preferred(members: &BTreeMap<u64, String>, i: usize) -> Option<u64> {
-    members.keys().nth(i % members.len().max(1)).copied()
-}
-
 /// Spread the shards' leaders over the core nodes: a node takes over each
 /// shard it should lead but does not (after a start, after it comes back
 /// from a failure and has caught up, or after it joined), see
@@ -89,7 +92,8 @@ async fn balance(shared: std::sync::Weak<Shared>) {
         let me = sh.cfg.node_id;
         let members = sh.members();
         for (i, r) in sh.rafts.iter().enumerate() {
-            if preferred(&members, i) != Some(me) {
+            let first = placement(&members, i, sh.cfg.replication).first().copied();
+            if first != Some(me) {
                 continue;
             }
             let (leader, ready, others) = {
@@ -215,31 +219,16 @@ impl Shared {
 
     /// The leader of shard `i` as this node knows it, and its address.
     pub fn leader(&self, i: usize) -> (Option<u64>, Option<String>) {
-        let Some(r) = self.rafts.get(i) else {
-            return (None, None);
-        };
-        let m = r.metrics();
-        let m = m.borrow();
-        let leader = m.current_leader;
-        let addr = leader.and_then(|l| {
-            m.membership_config
-                .membership()
-                .get_node(&l)
-                .map(|n| n.addr.clone())
-        });
-        (leader, addr)
+        let v = self.shard_view(i);
+        (v.leader, v.addr)
     }
 
     /// Wait (up to `COMMIT_PATIENCE`) until shard `i` has a leader.
     pub async fn wait_leader(&self, i: usize) {
-        let Some(r) = self.rafts.get(i) else { return };
-        if r.metrics().borrow().current_leader.is_some() {
-            return;
+        let deadline = tokio::time::Instant::now() + COMMIT_PATIENCE;
+        while self.leader(i).0.is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let _ = r
-            .wait(Some(COMMIT_PATIENCE))
-            .metrics(|m| m.current_leader.is_some(), "the shard has a leader")
-            .await;
     }
 
     /// Where a stanza for shard `i` is processed: `None` here, or the
@@ -296,18 +285,7 @@ impl Shared {
         let mut pause = Duration::from_millis(20);
         let mut last = CoreError::Raft("no leader".into());
         loop {
-            let (leader, addr) = {
-                let m = raft.metrics();
-                let m = m.borrow();
-                let leader = m.current_leader;
-                let addr = leader.and_then(|l| {
-                    m.membership_config
-                        .membership()
-                        .get_node(&l)
-                        .map(|n| n.addr.clone())
-                });
-                (leader, addr)
-            };
+            let (leader, addr) = self.leader(index);
             match (leader, addr) {
                 (Some(l), _) if l == me => {
                     return match raft.client_write(cmd).await {
@@ -330,6 +308,9 @@ impl Shared {
                 (Some(l), Some(addr)) => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                     match self.proposer.propose(&addr, group, &cmd, left).await {
+                        // A node with no replica of the shard has nothing
+                        // to wait for.
+                        Ok(_) if !self.holds_replica(index) => return Ok(()),
                         Ok(at) => {
                             return raft
                                 .wait(Some(left.max(Duration::from_millis(100))))
@@ -354,6 +335,19 @@ impl Shared {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(500));
         }
+    }
+
+    /// Whether this node is a voter of shard `i`'s group.
+    pub fn holds_replica(&self, i: usize) -> bool {
+        let me = self.cfg.node_id;
+        self.rafts.get(i).is_some_and(|r| {
+            r.metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == me)
+        })
     }
 
     /// A fresh id for server-generated stanzas.
@@ -523,6 +517,7 @@ impl Core {
             }
             tokio::spawn(balance(Arc::downgrade(&shared)));
             tokio::spawn(crate::membership::reconcile(Arc::downgrade(&shared)));
+            tokio::spawn(crate::membership::publish(Arc::downgrade(&shared)));
         }
         Ok(Core { shared })
     }
@@ -686,48 +681,138 @@ impl Core {
     pub async fn add_account(&self, user: &BareJid, password: &str) -> Result<(), AccountError> {
         // SCRAM derivation is slow on purpose: do it here, not in the shard.
         let creds = self.shared.accounts.prepare(user, password)?;
-        let u = user.clone();
-        self.account_change(user, move |ctx| {
-            let sh = ctx.sh;
-            sh.accounts.plan_add(&mut ctx.writes, &u, &creds)
-        })
-        .await
+        self.account_op(user, AccountOp::Add(creds), 0).await
     }
 
     /// Change an account's password, committed through the user's shard.
     pub async fn set_password(&self, user: &BareJid, password: &str) -> Result<(), AccountError> {
         let creds = self.shared.accounts.prepare(user, password)?;
-        let u = user.clone();
-        self.account_change(user, move |ctx| {
-            let sh = ctx.sh;
-            sh.accounts
-                .plan_set_credentials(&mut ctx.writes, &u, &creds)
-        })
-        .await
+        self.account_op(user, AccountOp::SetCredentials(creds), 0)
+            .await
     }
 
     /// Delete an account: its data is removed through the user's shard,
     /// and once that is committed its sessions are closed.
     pub async fn delete_account(&self, user: &BareJid) -> Result<(), CoreError> {
-        let u = user.clone();
-        self.account_change(user, move |ctx| {
-            let sh = ctx.sh;
-            sh.accounts.plan_delete(&mut ctx.writes, &u)?;
-            if let Some(gone) = ctx.st.users.remove(&u) {
-                for s in gone.sessions {
-                    ctx.send(
-                        &s.sink,
-                        crate::Outbound::Close(
-                            proto::error::StreamCondition::NotAuthorized,
-                            Some("account deleted".into()),
-                        ),
-                    );
+        Ok(self.account_op(user, AccountOp::Delete, 0).await?)
+    }
+
+    /// Make an account change at the leader of the user's shard: here,
+    /// or handed on to the node that leads it (`hops` times already).
+    pub async fn account_op(
+        &self,
+        user: &BareJid,
+        op: AccountOp,
+        hops: u32,
+    ) -> Result<(), AccountError> {
+        let i = self.shared.shard_index(user.as_str());
+        if self.shared.clustered() {
+            self.shared.wait_leader(i).await;
+            if let Some(addr) = self.shared.elsewhere(i) {
+                if hops >= crate::relay::MAX_HOPS {
+                    return Err(AccountError::NotCommitted(
+                        "the shard's leader moved too often".into(),
+                    ));
                 }
+                return crate::cluster::forward_account(&addr, user, &op, hops + 1).await;
             }
-            Ok(())
-        })
-        .await?;
-        Ok(())
+        }
+        let u = user.clone();
+        match op {
+            AccountOp::Add(creds) => {
+                self.account_change(user, move |ctx| {
+                    let sh = ctx.sh;
+                    sh.accounts.plan_add(&mut ctx.writes, &u, &creds)
+                })
+                .await
+            }
+            AccountOp::SetCredentials(creds) => {
+                self.account_change(user, move |ctx| {
+                    let sh = ctx.sh;
+                    sh.accounts
+                        .plan_set_credentials(&mut ctx.writes, &u, &creds)
+                })
+                .await
+            }
+            AccountOp::Delete => {
+                self.account_change(user, move |ctx| {
+                    let sh = ctx.sh;
+                    sh.accounts.plan_delete(&mut ctx.writes, &u)?;
+                    if let Some(gone) = ctx.st.users.remove(&u) {
+                        for s in gone.sessions {
+                            ctx.send(
+                                &s.sink,
+                                crate::Outbound::Close(
+                                    proto::error::StreamCondition::NotAuthorized,
+                                    Some("account deleted".into()),
+                                ),
+                            );
+                        }
+                    }
+                    Ok(())
+                })
+                .await
+            }
+        }
+    }
+
+    /// The accounts (of `domain`, or all), across the cluster: each core
+    /// node lists those in the shards it leads; for a shard whose leader
+    /// does not answer, this node's replica (if it has one) stands in.
+    pub async fn list_users(&self, domain: Option<&str>) -> Result<Vec<BareJid>, AccountError> {
+        let sh = &self.shared;
+        if !sh.clustered() {
+            return sh.accounts.list(domain);
+        }
+        let me = sh.cfg.node_id;
+        let mut answered = std::collections::BTreeSet::from([me]);
+        let mut all = Vec::new();
+        for (id, addr) in sh.members() {
+            if id == me {
+                continue;
+            }
+            match crate::cluster::list_users_at(&addr, domain).await {
+                Ok(users) => {
+                    answered.insert(id);
+                    all.extend(users);
+                }
+                Err(e) => tracing::debug!(node = id, error = %e, "a member did not list its users"),
+            }
+        }
+        let here: Vec<bool> = (0..sh.shards.len())
+            .map(|i| match sh.leader(i).0 {
+                Some(l) if answered.contains(&l) => l == me,
+                _ => sh.holds_replica(i),
+            })
+            .collect();
+        all.extend(self.users_where(domain, &here)?);
+        all.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        all.dedup_by(|a, b| a.as_str() == b.as_str());
+        Ok(all)
+    }
+
+    /// The accounts in the shards this node leads.
+    pub fn led_users(&self, domain: Option<&str>) -> Result<Vec<BareJid>, AccountError> {
+        let me = self.shared.cfg.node_id;
+        let led: Vec<bool> = (0..self.shared.shards.len())
+            .map(|i| self.shared.leader(i).0 == Some(me))
+            .collect();
+        self.users_where(domain, &led)
+    }
+
+    /// The accounts in this node's store of the shards marked in `shards`.
+    fn users_where(
+        &self,
+        domain: Option<&str>,
+        shards: &[bool],
+    ) -> Result<Vec<BareJid>, AccountError> {
+        Ok(self
+            .shared
+            .accounts
+            .list(domain)?
+            .into_iter()
+            .filter(|u| shards[self.shared.shard_index(u.as_str())])
+            .collect())
     }
 
     /// Run `plan` on the shard of `user` and wait until what it planned is
@@ -814,14 +899,18 @@ impl Core {
                 .await
                 .map_err(|e| CoreError::Raft(e.to_string()))?;
         }
-        for r in std::iter::once(meta).chain(&self.shared.rafts) {
-            r.wait(Some(limit))
-                .metrics(
-                    |m| m.current_leader.is_some(),
-                    "every shard group has a leader",
-                )
-                .await
-                .map_err(|e| CoreError::Raft(e.to_string()))?;
+        meta.wait(Some(limit))
+            .metrics(|m| m.current_leader.is_some(), "the meta group has a leader")
+            .await
+            .map_err(|e| CoreError::Raft(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + limit;
+        for i in 0..self.shared.rafts.len() {
+            while self.shared.leader(i).0.is_none() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(CoreError::Raft(format!("shard {i} has no leader")));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         Ok(())
     }
@@ -840,12 +929,12 @@ impl Core {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let m = r.metrics().borrow().clone();
+                let v = self.shared.shard_view(i);
                 ShardGroup {
                     shard: i as u32,
-                    leader: m.current_leader,
-                    replicas: m.membership_config.membership().voter_ids().collect(),
-                    applied: m.last_applied.map(|l| l.index),
+                    leader: v.leader,
+                    replicas: v.voters,
+                    applied: r.metrics().borrow().last_applied.map(|l| l.index),
                 }
             })
             .collect()

@@ -364,12 +364,165 @@ pub(crate) async fn reconcile(shared: std::sync::Weak<Shared>) {
                 // A removed node wins no election: it hands over.
                 r.runtime_config().elect(false);
             }
-            sh.reconcile_group(&format!("shard {i}"), r, &members).await;
+            let want: BTreeMap<u64, String> = placement(&members, i, sh.cfg.replication)
+                .into_iter()
+                .filter_map(|id| members.get(&id).map(|a| (id, a.clone())))
+                .collect();
+            sh.reconcile_group(&format!("shard {i}"), r, &want).await;
         }
         sh.reconcile_meta().await;
         if sh.has_left() {
             tracing::warn!("this node was removed from the cluster and holds no shard: stopping");
             let _ = sh.left.send(true);
+        }
+    }
+}
+
+/// The replicas of shard `i` among `members`: `rf` of them in turn from
+/// the `i`-th by id (all of them when there are fewer), the first being
+/// the node that should lead it. A member that joins or leaves moves
+/// each shard's replica set by about one node.
+pub(crate) fn placement(members: &BTreeMap<u64, String>, i: usize, rf: usize) -> Vec<u64> {
+    let ids: Vec<u64> = members.keys().copied().collect();
+    let n = ids.len();
+    (0..rf.clamp(1, n.max(1)).min(n))
+        .map(|k| ids[(i + k) % n])
+        .collect()
+}
+
+/// A shard's leader and replicas as its leader last published them in
+/// the meta group, for the nodes that hold no replica of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ShardInfo {
+    pub leader: u64,
+    pub term: u64,
+    pub voters: Vec<u64>,
+}
+
+fn shard_key(i: usize) -> Vec<u8> {
+    format!("shard/{i}").into_bytes()
+}
+
+/// Where shard `i` is served, as this node knows it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ShardView {
+    pub leader: Option<u64>,
+    pub addr: Option<String>,
+    pub voters: Vec<u64>,
+}
+
+/// How often a leader checks that the meta group has its shards right.
+const PUBLISH_EVERY: Duration = Duration::from_millis(200);
+
+impl Shared {
+    /// Shard `i`'s entry in the meta group.
+    pub(crate) fn shard_info(&self, i: usize) -> Option<ShardInfo> {
+        let v = self.meta_state.get(&shard_key(i)).ok().flatten()?;
+        serde_json::from_slice(&v).ok()
+    }
+
+    /// The address of node `id`, from the meta group or shard `i`'s group.
+    fn node_addr(&self, id: u64, r: Option<&Raft>) -> Option<String> {
+        for g in std::iter::once(&self.meta).chain(r) {
+            if let Some(n) = g.metrics().borrow().membership_config.membership().get_node(&id) {
+                return Some(n.addr.clone());
+            }
+        }
+        None
+    }
+
+    /// Where shard `i` is served: this node's own view when it holds a
+    /// replica (it hears from the leader first), else what the leader
+    /// published in the meta group (or whichever is newer).
+    pub(crate) fn shard_view(&self, i: usize) -> ShardView {
+        let me = self.cfg.node_id;
+        let Some(r) = self.rafts.get(i) else {
+            return ShardView::default();
+        };
+        let (local, term, member) = {
+            let m = r.metrics();
+            let m = m.borrow();
+            let mem = m.membership_config.membership();
+            let leader = m.current_leader;
+            let addr = leader.and_then(|l| mem.get_node(&l).map(|n| n.addr.clone()));
+            (
+                ShardView {
+                    leader,
+                    addr,
+                    voters: mem.voter_ids().collect(),
+                },
+                m.current_term,
+                mem.nodes().any(|(id, _)| *id == me),
+            )
+        };
+        if local.leader == Some(me) || !self.clustered() {
+            return local;
+        }
+        match self.shard_info(i) {
+            Some(info) if !member || local.leader.is_none() || info.term > term => ShardView {
+                leader: Some(info.leader),
+                addr: self.node_addr(info.leader, Some(r)),
+                voters: info.voters,
+            },
+            _ => local,
+        }
+    }
+
+    /// Commit `ops` to the meta group, at its leader.
+    async fn meta_write(&self, ops: Vec<Op>) -> Result<(), CoreError> {
+        let cmd = Command { ops };
+        match self.meta_leader() {
+            (Some(l), _) if l == self.cfg.node_id => {
+                self.meta.client_write(cmd).await.map_err(raft_err)?;
+            }
+            (Some(_), Some(addr)) => {
+                self.proposer
+                    .propose(&addr, proto::cluster::META_GROUP, &cmd, Duration::from_secs(2))
+                    .await
+                    .map_err(raft_err)?;
+            }
+            _ => return Err(CoreError::Raft("the meta group has no leader".into())),
+        }
+        Ok(())
+    }
+}
+
+/// Keep the meta group's shard map right for the shards this node leads:
+/// the other nodes route by it to shards they hold no replica of.
+pub(crate) async fn publish(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(PUBLISH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(sh) = shared.upgrade() else { return };
+        let me = sh.cfg.node_id;
+        let mut ops = Vec::new();
+        for (i, r) in sh.rafts.iter().enumerate() {
+            let info = {
+                let m = r.metrics();
+                let m = m.borrow();
+                if !m.state.is_leader() {
+                    continue;
+                }
+                ShardInfo {
+                    leader: me,
+                    term: m.current_term,
+                    voters: m.membership_config.membership().voter_ids().collect(),
+                }
+            };
+            if sh.shard_info(i).as_ref() != Some(&info)
+                && let Ok(value) = serde_json::to_vec(&info)
+            {
+                ops.push(Op::Put {
+                    key: shard_key(i),
+                    value,
+                });
+            }
+        }
+        if !ops.is_empty()
+            && let Err(e) = sh.meta_write(ops).await
+        {
+            tracing::debug!(error = %e, "publishing the shard map failed; retrying");
         }
     }
 }

@@ -203,7 +203,12 @@ async fn step(
     // command); a stanza's writes only on the leader, whose state is the
     // one they were planned from.
     let forward = matches!(first, ShardMsg::Exec(_));
+    // Each confirmation, and whether its stanza came after the first
+    // write (its effects wait for the commit).
     let mut confirms = Vec::new();
+    // Stanzas whose effects wait for the commit, to hand on to the new
+    // leader should this node lose the lead before the commit.
+    let mut again: Vec<ShardMsg> = Vec::new();
     let mut ctx = Ctx::new(st, shared);
     for mut msg in std::iter::once(first).chain(more) {
         let confirm = match &mut msg {
@@ -235,12 +240,27 @@ async fn step(
                 continue;
             }
         }
+        // A copy, in case the commit fails because the lead moved (an
+        // edge's stanza is sent again by its edge instead).
+        let copy = match &msg {
+            _ if !shared.clustered() => None,
+            ShardMsg::FromClient(s, None) if confirm.is_none() => {
+                Some(ShardMsg::FromClient(s.clone(), None))
+            }
+            ShardMsg::Inbound(s) => Some(ShardMsg::Inbound(s.clone())),
+            _ => None,
+        };
         handle(&mut ctx, msg);
+        let waits = !ctx.writes.is_empty();
         if let Some(c) = confirm {
-            confirms.push(c);
+            confirms.push((c, waits));
+        }
+        if let (true, Some(m)) = (waits, copy) {
+            again.push(m);
         }
     }
     let (writes, held) = ctx.into_pending();
+    let mut moved = false;
     if !writes.is_empty() {
         match shared.commit(index, writes, forward).await {
             Ok(()) => {
@@ -249,15 +269,33 @@ async fn step(
                 }
             }
             Err(e) => {
-                tracing::warn!(shard = index, error = %e, "commit failed: the change is not made and its replies are dropped");
                 for h in held {
                     h.fail(&e);
+                }
+                // Not committed because this node stopped leading the
+                // shard: the stanzas go to the new leader (at least once;
+                // one whose entry the new leader still commits is stored
+                // twice, never lost).
+                moved = shared.clustered()
+                    && (matches!(e, crate::core::CoreError::NotLeader { .. })
+                        || shared.leader(index).0 != Some(shared.cfg.node_id));
+                if moved {
+                    tracing::info!(shard = index, error = %e, stanzas = again.len() + confirms.iter().filter(|c| c.1).count(), "commit failed as the lead moved; the stanzas go to the new leader");
+                    for m in again {
+                        let _ = shared.shards[index].internal.send(m);
+                    }
+                } else {
+                    tracing::warn!(shard = index, error = %e, "commit failed: the change is not made and its replies are dropped");
                 }
             }
         }
     }
-    for c in confirms {
-        c.done();
+    for (c, waited) in confirms {
+        if moved && waited {
+            c.redirect();
+        } else {
+            c.done();
+        }
     }
 }
 

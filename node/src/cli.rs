@@ -214,7 +214,11 @@ pub async fn cluster_command(cfg: &Config, cmd: ClusterCommand) -> anyhow::Resul
     let failed = |s: tonic::Status| anyhow::anyhow!("{}", proto::cluster::ClusterError::from(s));
     match cmd {
         ClusterCommand::Status { .. } => {
-            let st = client.status(pb::Empty {}).await.map_err(failed)?.into_inner();
+            let st = client
+                .status(pb::Empty {})
+                .await
+                .map_err(failed)?
+                .into_inner();
             print!("{}", format_status(&st));
         }
         ClusterCommand::AddNode { id, address, .. } => {
@@ -241,7 +245,10 @@ pub async fn cluster_command(cfg: &Config, cmd: ClusterCommand) -> anyhow::Resul
 }
 
 fn join_ids(ids: &[u64]) -> String {
-    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The status as an operator reads it: a member table, then the shards

@@ -322,6 +322,10 @@ pub struct ClusterConfig {
     /// Core: how many core nodes hold a replica of each shard (its Raft
     /// group), 1 to 7, default 3; all of them when there are fewer.
     pub replication: usize,
+    /// Core: the number of user shards, 1 to 1024, default 16. The same on
+    /// every core node, and fixed once the cluster (or the single node)
+    /// has started: a node configured otherwise refuses to start.
+    pub shards: usize,
 }
 
 impl ClusterConfig {
@@ -362,6 +366,7 @@ impl Default for ClusterConfig {
             liveness_secs: 4,
             peers: Vec::new(),
             replication: 3,
+            shards: 16,
         }
     }
 }
@@ -488,6 +493,12 @@ impl Config {
             p.add(
                 "cluster.node_id",
                 format!("is {}, must be 1 to 65535", c.node_id),
+            );
+        }
+        if !(1..=1024).contains(&c.shards) {
+            p.add(
+                "cluster.shards",
+                format!("is {}, must be 1 to 1024", c.shards),
             );
         }
         if !(1..=7).contains(&c.replication) {

@@ -78,7 +78,7 @@ impl Server {
         let peers = cfg.cluster.peer_list().unwrap_or_default();
         let core_cfg = CoreConfig {
             domains: domains.clone(),
-            shards: 16,
+            shards: cfg.cluster.shards,
             registration: cfg.registration.enabled,
             allow_password_change: cfg.registration.allow_password_change,
             min_password_len: cfg.registration.min_password_len,

@@ -960,8 +960,7 @@ impl Traffic {
                         continue;
                     }
                     while !stop.load(Ordering::Relaxed) {
-                        match tokio::time::timeout(Duration::from_secs(1), b.next_element()).await
-                        {
+                        match tokio::time::timeout(Duration::from_secs(1), b.next_element()).await {
                             Ok(Ok(m)) => {
                                 if let Some(t) = body(&m) {
                                     got.lock().expect("lock").insert(t);
@@ -1169,7 +1168,12 @@ async fn a_node_added_and_another_removed_under_traffic_lose_no_message() {
     })
     .await;
     eprintln!("node 1 handed over and stopped {took:?} after remove-node");
-    let status = cores.procs[0].take().expect("node 1").0.wait().expect("wait");
+    let status = cores.procs[0]
+        .take()
+        .expect("node 1")
+        .0
+        .wait()
+        .expect("wait");
     assert!(status.success(), "node 1 stops cleanly: {status}");
     until(
         "every shard on nodes 2-4, each with a leader",

@@ -427,7 +427,9 @@ impl pb::admin_server::Admin for CoreService {
                 let mut admin = admin_at(&leader).await?;
                 admin.add_node(r).await
             }
-            other => other.map(|members| Response::new(pb::MembersReply { members })).map_err(membership_status),
+            other => other
+                .map(|members| Response::new(pb::MembersReply { members }))
+                .map_err(membership_status),
         }
     }
 
@@ -479,7 +481,9 @@ impl pb::admin_server::Admin for CoreService {
                 let mut admin = admin_at(&leader).await?;
                 admin.remove_node(r).await
             }
-            other => other.map(|members| Response::new(pb::MembersReply { members })).map_err(membership_status),
+            other => other
+                .map(|members| Response::new(pb::MembersReply { members }))
+                .map_err(membership_status),
         }
     }
 }

@@ -458,7 +458,11 @@ impl Core {
     /// configured this node is the only member of every group.
     pub async fn start(cfg: CoreConfig, store: Store) -> Result<Core, CoreError> {
         let core = Core::start_with(cfg, store, &Groups::default()).await?;
-        core.wait_for_leaders(Duration::from_secs(30)).await?;
+        if let Err(e) = core.wait_for_leaders(Duration::from_secs(30)).await {
+            // Its tasks let go of the store.
+            core.shutdown().await;
+            return Err(e);
+        }
         Ok(core)
     }
 
@@ -886,7 +890,11 @@ impl Core {
     /// waits, without a limit, to be added (`xmppd cluster add-node`).
     pub async fn wait_for_leaders(&self, limit: Duration) -> Result<(), CoreError> {
         let meta = &self.shared.meta;
-        if !meta.is_initialized().await.map_err(|e| CoreError::Raft(e.to_string()))? {
+        if !meta
+            .is_initialized()
+            .await
+            .map_err(|e| CoreError::Raft(e.to_string()))?
+        {
             tracing::info!(
                 node = self.shared.cfg.node_id,
                 "waiting for the cluster's groups: the lowest id in cluster.peers creates them; a node joining a running cluster waits for xmppd cluster add-node"
@@ -900,9 +908,13 @@ impl Core {
                 .map_err(|e| CoreError::Raft(e.to_string()))?;
         }
         meta.wait(Some(limit))
-            .metrics(|m| m.current_leader.is_some(), "the meta group has a leader")
+            .metrics(
+                |m| m.current_leader.is_some(),
+                "the meta group has a leader",
+            )
             .await
             .map_err(|e| CoreError::Raft(e.to_string()))?;
+        self.shared.check_shard_count().await?;
         let deadline = tokio::time::Instant::now() + limit;
         for i in 0..self.shared.rafts.len() {
             while self.shared.leader(i).0.is_none() {

@@ -34,6 +34,9 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 /// retried on a later round.
 const CATCH_UP: Duration = Duration::from_secs(60);
 
+/// The meta group's key holding the cluster's number of shards.
+const SHARDS_KEY: &[u8] = b"config/shards";
+
 /// The meta group's key marking node `id` as removed.
 fn left_key(id: u64) -> Vec<u8> {
     format!("left/{id}").into_bytes()
@@ -140,7 +143,9 @@ impl Shared {
     /// names it otherwise). The shard groups follow within seconds.
     pub async fn add_node(&self, id: u64, addr: String) -> Result<Vec<u64>, CoreError> {
         if id == 0 || addr.is_empty() {
-            return Err(CoreError::Membership("a node needs an id > 0 and an address".into()));
+            return Err(CoreError::Membership(
+                "a node needs an id > 0 and an address".into(),
+            ));
         }
         self.ensure_meta_leader()?;
         let _one_at_a_time = self.membership.lock().await;
@@ -246,7 +251,11 @@ impl Shared {
                 )
                 .await;
                 if !matches!(added, Ok(Ok(_))) {
-                    tracing::warn!(group = what, node = id, "adding a replica failed; retrying later");
+                    tracing::warn!(
+                        group = what,
+                        node = id,
+                        "adding a replica failed; retrying later"
+                    );
                     return;
                 }
             }
@@ -341,7 +350,11 @@ impl Shared {
                 let m = r.metrics();
                 let m = m.borrow();
                 !m.state.is_leader()
-                    && !m.membership_config.membership().voter_ids().any(|x| x == me)
+                    && !m
+                        .membership_config
+                        .membership()
+                        .voter_ids()
+                        .any(|x| x == me)
             })
     }
 }
@@ -424,7 +437,13 @@ impl Shared {
     /// The address of node `id`, from the meta group or shard `i`'s group.
     fn node_addr(&self, id: u64, r: Option<&Raft>) -> Option<String> {
         for g in std::iter::once(&self.meta).chain(r) {
-            if let Some(n) = g.metrics().borrow().membership_config.membership().get_node(&id) {
+            if let Some(n) = g
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .get_node(&id)
+            {
                 return Some(n.addr.clone());
             }
         }
@@ -468,6 +487,40 @@ impl Shared {
         }
     }
 
+    /// Check this node's number of shards against the cluster's, which
+    /// the first node to get here records in the meta group.
+    pub(crate) async fn check_shard_count(&self) -> Result<(), CoreError> {
+        let mine = self.shards.len() as u64;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(v) = self.meta_state.get(SHARDS_KEY).map_err(raft_err)? {
+                let theirs: u64 = String::from_utf8_lossy(&v).parse().unwrap_or(0);
+                return if theirs == mine {
+                    Ok(())
+                } else {
+                    Err(CoreError::Membership(format!(
+                        "the cluster has {theirs} shards and this node is configured with {mine} (cluster.shards)"
+                    )))
+                };
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CoreError::Raft(
+                    "the number of shards could not be recorded".into(),
+                ));
+            }
+            if let Err(e) = self
+                .meta_write(vec![Op::Put {
+                    key: SHARDS_KEY.to_vec(),
+                    value: mine.to_string().into_bytes(),
+                }])
+                .await
+            {
+                tracing::debug!(error = %e, "recording the number of shards failed; retrying");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Commit `ops` to the meta group, at its leader.
     async fn meta_write(&self, ops: Vec<Op>) -> Result<(), CoreError> {
         let cmd = Command { ops };
@@ -477,7 +530,12 @@ impl Shared {
             }
             (Some(_), Some(addr)) => {
                 self.proposer
-                    .propose(&addr, proto::cluster::META_GROUP, &cmd, Duration::from_secs(2))
+                    .propose(
+                        &addr,
+                        proto::cluster::META_GROUP,
+                        &cmd,
+                        Duration::from_secs(2),
+                    )
                     .await
                     .map_err(raft_err)?;
             }

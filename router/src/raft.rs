@@ -166,8 +166,7 @@ impl pb::raft_server::Raft for RaftService {
     async fn hold(&self, req: Request<pb::HoldRequest>) -> Result<Response<pb::Empty>, Status> {
         let r = req.into_inner();
         let raft = self.group(r.group)?;
-        let until =
-            tokio::time::Instant::now() + Duration::from_millis(r.millis.min(MAX_HOLD_MS));
+        let until = tokio::time::Instant::now() + Duration::from_millis(r.millis.min(MAX_HOLD_MS));
         self.holds
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -179,7 +178,9 @@ impl pb::raft_server::Raft for RaftService {
             tokio::time::sleep_until(until).await;
             let mut h = holds.lock().unwrap_or_else(|p| p.into_inner());
             // A later hold of the same group ends later.
-            if h.get(&group).is_some_and(|u| *u <= tokio::time::Instant::now()) {
+            if h.get(&group)
+                .is_some_and(|u| *u <= tokio::time::Instant::now())
+            {
                 h.remove(&group);
                 raft.runtime_config().elect(true);
             }

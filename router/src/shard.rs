@@ -199,9 +199,10 @@ async fn step(
     first: ShardMsg,
     more: Vec<ShardMsg>,
 ) {
-    // Account changes may be planned on any replica (an operator's
-    // command); a stanza's writes only on the leader, whose state is the
-    // one they were planned from.
+    // Writes are planned at the shard's leader, whose state is the one
+    // they were planned from (account changes are handed on to it); a
+    // planned change run here while the lead moves is still handed to the
+    // new leader's log rather than lost.
     let forward = matches!(first, ShardMsg::Exec(_));
     // Each confirmation, and whether its stanza came after the first
     // write (its effects wait for the commit).

@@ -92,6 +92,7 @@ struct Node {
     addr: std::net::SocketAddr,
     core: Core,
     server: tokio::task::JoinHandle<()>,
+    stop_server: tokio::sync::oneshot::Sender<()>,
 }
 
 fn cluster_cfg(id: u64, addr: std::net::SocketAddr, peers: &[(u64, String)]) -> CoreConfig {
@@ -126,17 +127,27 @@ async fn boot(
 ) -> Node {
     let addr = listener.local_addr().expect("addr");
     let groups = router::raft::Groups::default();
-    let svc = router::raft::RaftService::new(groups.clone());
-    let server = tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(svc.server())
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-            .await;
-    });
     let store = open(&dir).await;
     let core = Core::start_with(cluster_cfg(id, addr, &peers), store, &groups)
         .await
         .expect("core start");
+    // The Raft groups and the admin calls (account changes handed on to
+    // a shard's leader), as a core node serves them.
+    let raft = router::raft::RaftService::new(groups.clone());
+    let admin = router::cluster::CoreService::new(core.clone(), id, addr.to_string());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(raft.server())
+            .add_service(admin.admin_server())
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async move {
+                    let _ = stop_rx.await;
+                },
+            )
+            .await;
+    });
     core.wait_for_leaders(Duration::from_secs(30))
         .await
         .expect("leaders");
@@ -146,12 +157,21 @@ async fn boot(
         addr,
         core,
         server,
+        stop_server: stop_tx,
     }
 }
 
 async fn stop(n: Node) -> (u64, std::path::PathBuf, std::net::SocketAddr) {
-    n.server.abort();
-    let _ = n.server.await;
+    // A graceful stop closes the connections, whose tasks hold the core
+    // (and so the store) otherwise.
+    let _ = n.stop_server.send(());
+    let mut server = n.server;
+    if tokio::time::timeout(Duration::from_secs(5), &mut server)
+        .await
+        .is_err()
+    {
+        server.abort();
+    }
     n.core.shutdown().await;
     (n.id, n.dir, n.addr)
 }
@@ -177,9 +197,9 @@ fn leader_of(nodes: &[Node], shard: usize) -> Option<u64> {
 }
 
 /// Three core nodes, each with its own RocksDB and Raft gRPC server on a
-/// loopback port, replicate every shard: a write committed by a shard's
-/// replica reaches the other two stores (a follower hands its writes to
-/// the leader), the shard survives its leader's stop (a new leader
+/// loopback port, replicate every shard: an account change asked of a
+/// follower is made by the shard's leader and reaches the other two
+/// stores, the shard survives its leader's stop (a new leader
 /// with the data accepts writes), and the stopped node catches up when it
 /// comes back on its database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,15 +240,14 @@ async fn three_core_nodes_replicate_shard_data_and_survive_a_leader_stop() {
         .position(|n| n.id == leader)
         .expect("leader node");
 
-    // A follower hands the write to the leader and returns once it has
-    // applied it itself.
+    // A follower hands the change to the leader, which makes it.
     let fi = (li + 1) % 3;
     nodes[fi]
         .core
         .add_account(&alice, "correct horse")
         .await
-        .expect("a follower's write goes through the leader");
-    assert!(nodes[fi].core.accounts().exists(&alice).expect("read"));
+        .expect("a follower's change goes through the leader");
+    assert!(nodes[li].core.accounts().exists(&alice).expect("read"));
     let again = nodes[li].core.add_account(&alice, "correct horse").await;
     assert!(
         matches!(again, Err(router::AccountError::Exists(_))),
@@ -275,4 +294,36 @@ async fn three_core_nodes_replicate_shard_data_and_survive_a_leader_stop() {
     for n in nodes {
         stop(n).await;
     }
+}
+
+/// The number of shards is recorded when a node first starts: started
+/// again with another number on the same data, it refuses to run (its
+/// users' data would be looked for in the wrong shards).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_another_number_of_shards_on_its_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let with = |shards| CoreConfig {
+        shards,
+        ..CoreConfig::default()
+    };
+    {
+        let store = open(dir.path()).await;
+        let core = Core::start(with(4), store).await.expect("first start");
+        core.shutdown().await;
+    }
+    let store = open(dir.path()).await;
+    let err = match Core::start(with(8), store).await {
+        Ok(_) => panic!("started with 8 shards on data made with 4"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("4 shards") && err.contains("cluster.shards"),
+        "{err}"
+    );
+    let store = open(dir.path()).await;
+    Core::start(with(4), store)
+        .await
+        .expect("the recorded number still starts")
+        .shutdown()
+        .await;
 }

@@ -420,6 +420,18 @@ impl pb::admin_server::Admin for CoreService {
         req: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::MembersReply>, Status> {
         let r = req.into_inner();
+        if self
+            .edges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&r.id)
+        {
+            return Err(ClusterError::BadRequest(format!(
+                "node id {} is an edge's: every node needs its own",
+                r.id
+            ))
+            .into());
+        }
         match self.core.add_node(r.id, r.address.clone()).await {
             Err(CoreError::NotLeader {
                 addr: Some(leader), ..

@@ -384,7 +384,7 @@ pub(crate) async fn reconcile(shared: std::sync::Weak<Shared>) {
             sh.reconcile_group(&format!("shard {i}"), r, &want).await;
         }
         sh.reconcile_meta().await;
-        if sh.has_left() {
+        if !*sh.left.borrow() && sh.has_left() {
             tracing::warn!("this node was removed from the cluster and holds no shard: stopping");
             let _ = sh.left.send(true);
         }

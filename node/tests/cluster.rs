@@ -7,98 +7,23 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use common::Client;
+use common::procs::*;
 use proto::Element;
 use proto::xml::StreamEvent;
 
 const PW: &str = "correct horse";
-const BIN: &str = env!("CARGO_BIN_EXE_xmppd");
-
-/// A process that is killed if the test ends early.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    let text = format!(
-        "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\n[registration]\nenabled = true\nmin_password_len = 4\n\n{body}",
-        dir.join(name).display()
-    );
-    std::fs::write(&path, text).expect("config");
-    path
-}
-
-/// Start `xmppd serve` and return it with the address in its first log
-/// line that contains `announce`.
-fn start(cfg: &Path, announce: &'static str) -> (Proc, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(cfg)
-        .arg("serve")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn xmppd");
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    // CLUSTER_TEST_LOG=1 shows every node's log, prefixed with its name.
-    let echo = std::env::var_os("CLUSTER_TEST_LOG")
-        .is_some()
-        .then(|| cfg.file_stem().map(|n| n.to_string_lossy().into_owned()))
-        .flatten();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(name) = &echo {
-                eprintln!("[{name}] {line}");
-            }
-            if !sent
-                && line.contains(announce)
-                && let Some(addr) = line
-                    .split("addr=")
-                    .nth(1)
-                    .and_then(|a| a.split_whitespace().next())
-            {
-                let _ = tx.send(addr.trim_matches('"').to_string());
-                sent = true;
-            }
-        }
-    });
-    let child = Proc(child);
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("xmppd announced its address");
-    (child, addr.parse().expect("socket address"))
-}
 
 struct Cluster {
     dir: tempfile::TempDir,
     core_cfg: PathBuf,
     core_addr: SocketAddr,
     core: Proc,
-}
-
-fn signal(p: &Proc, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(p.0.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
 }
 
 impl Cluster {
@@ -471,95 +396,6 @@ async fn a_hung_edge_is_dropped_a_lost_core_ends_sessions_and_a_restarted_core_i
         .expect("bob is still in alice's roster");
     assert_eq!(item.attr("subscription"), Some("both"));
     drop(edge_a);
-}
-
-/// A loopback address with a port that was free a moment ago (the core
-/// nodes must know each other's addresses before they start).
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
-/// Run `xmppd` with a node's configuration; (success, stdout + stderr).
-fn xmppd(cfg: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .expect("run xmppd");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-/// The leader of `shard` in `xmppd cluster status` output, if it has one.
-fn leader_in_status(status: &str, shard: usize) -> Option<u64> {
-    status
-        .lines()
-        .skip_while(|l| !l.starts_with("shards:"))
-        .skip(1)
-        .find_map(|l| {
-            let mut w = l.split_whitespace();
-            let range = w.next()?;
-            let (a, b) = match range.split_once('-') {
-                Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
-                None => {
-                    let a = range.parse::<usize>().ok()?;
-                    (a, a)
-                }
-            };
-            if !(a..=b).contains(&shard) {
-                return None;
-            }
-            (w.next() == Some("leader")).then(|| w.next()?.parse().ok())?
-        })
-}
-
-/// The replicas of `shard` in `xmppd cluster status` output.
-fn replicas_in_status(status: &str, shard: usize) -> Vec<u64> {
-    status
-        .lines()
-        .skip_while(|l| !l.starts_with("shards:"))
-        .skip(1)
-        .find_map(|l| {
-            let mut w = l.split_whitespace();
-            let range = w.next()?;
-            let (a, b) = match range.split_once('-') {
-                Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
-                None => {
-                    let a = range.parse::<usize>().ok()?;
-                    (a, a)
-                }
-            };
-            (a..=b).contains(&shard).then(|| {
-                let words: Vec<&str> = l.split_whitespace().collect();
-                let at = words.iter().position(|w| *w == "replicas")?;
-                words
-                    .get(at + 1)?
-                    .split(',')
-                    .map(|x| x.parse().ok())
-                    .collect::<Option<Vec<u64>>>()
-            })?
-        })
-        .unwrap_or_default()
-}
-
-fn lists_user(cfg: &Path, jid: &str) -> bool {
-    let (ok, out) = xmppd(cfg, &["user", "list"]);
-    ok && out.lines().any(|l| l.trim() == jid)
-}
-
-async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = std::time::Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    start.elapsed()
 }
 
 /// Three core processes that list each other as peers, with their

@@ -288,7 +288,17 @@ impl Shared {
             let (leader, addr) = self.leader(index);
             match (leader, addr) {
                 (Some(l), _) if l == me => {
-                    return match raft.client_write(cmd).await {
+                    // A leader cut off from its majority commits nothing
+                    // (openraft keeps it leading until it hears of a newer
+                    // term): give up rather than hold the shard forever.
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let written = tokio::time::timeout(left, raft.client_write(cmd)).await;
+                    let Ok(written) = written else {
+                        return Err(CoreError::Raft(format!(
+                            "not committed within {COMMIT_PATIENCE:?}: no majority"
+                        )));
+                    };
+                    return match written {
                         Ok(_) => Ok(()),
                         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                             Err(CoreError::NotLeader {

@@ -584,3 +584,42 @@ pub(crate) async fn publish(shared: std::sync::Weak<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(ids: &[u64]) -> BTreeMap<u64, String> {
+        ids.iter()
+            .map(|i| (*i, format!("127.0.0.1:{}", 7000 + i)))
+            .collect()
+    }
+
+    #[test]
+    fn placement_takes_replicas_in_turn_and_moves_little() {
+        let three = members(&[1, 2, 3]);
+        // No more replicas than members; the first leads.
+        assert_eq!(placement(&three, 0, 3), vec![1, 2, 3]);
+        assert_eq!(placement(&three, 4, 3), vec![2, 3, 1]);
+        assert_eq!(placement(&three, 5, 5), vec![3, 1, 2]);
+        assert_eq!(placement(&three, 1, 1), vec![2]);
+        assert!(placement(&members(&[]), 0, 3).is_empty());
+        // Four members, three replicas: each node holds 12 of 16 shards
+        // and leads 4.
+        let four = members(&[1, 2, 3, 4]);
+        for id in 1..=4u64 {
+            let held = (0..16)
+                .filter(|s| placement(&four, *s, 3).contains(&id))
+                .count();
+            let led = (0..16).filter(|s| placement(&four, *s, 3)[0] == id).count();
+            assert_eq!((held, led), (12, 4), "node {id}");
+        }
+        // Going from three to four members changes each shard's replica
+        // set by at most one node.
+        for s in 0..16 {
+            let before: BTreeSet<u64> = placement(&three, s, 3).into_iter().collect();
+            let after: BTreeSet<u64> = placement(&four, s, 3).into_iter().collect();
+            assert!(before.difference(&after).count() <= 1, "shard {s}");
+        }
+    }
+}

@@ -4,6 +4,8 @@
 //! stream parser.
 #![allow(dead_code)]
 
+pub mod procs;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;

@@ -1,0 +1,187 @@
+//! Running `xmppd` processes for the cluster tests: start one on its
+//! configuration and learn its address from its log, signal it, run the
+//! command-line tools against it, read `xmppd cluster status`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_xmppd");
+
+/// A process that is killed if the test ends early.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\n[registration]\nenabled = true\nmin_password_len = 4\n\n{body}",
+        dir.join(name).display()
+    );
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+/// Start `xmppd serve` and return it with the address in its first log
+/// line that contains `announce`.
+pub fn start(cfg: &Path, announce: &'static str) -> (Proc, SocketAddr) {
+    start_in(None, cfg, announce)
+}
+
+/// [`start`] in network namespace `netns` (`ip netns exec`), if given.
+pub fn start_in(netns: Option<&str>, cfg: &Path, announce: &'static str) -> (Proc, SocketAddr) {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = cmd
+        .arg("--config")
+        .arg(cfg)
+        .arg("serve")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn xmppd");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // CLUSTER_TEST_LOG=1 shows every node's log, prefixed with its name.
+    let echo = std::env::var_os("CLUSTER_TEST_LOG")
+        .is_some()
+        .then(|| cfg.file_stem().map(|n| n.to_string_lossy().into_owned()))
+        .flatten();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(name) = &echo {
+                eprintln!("[{name}] {line}");
+            }
+            if !sent
+                && line.contains(announce)
+                && let Some(addr) = line
+                    .split("addr=")
+                    .nth(1)
+                    .and_then(|a| a.split_whitespace().next())
+            {
+                let _ = tx.send(addr.trim_matches('"').to_string());
+                sent = true;
+            }
+        }
+    });
+    let child = Proc(child);
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("xmppd announced its address");
+    (child, addr.parse().expect("socket address"))
+}
+
+pub fn signal(p: &Proc, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(p.0.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// A loopback address with a port that was free a moment ago (the core
+/// nodes must know each other's addresses before they start).
+pub fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// Run `xmppd` with a node's configuration; (success, stdout + stderr).
+pub fn xmppd(cfg: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .expect("run xmppd");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The leader of `shard` in `xmppd cluster status` output, if it has one.
+pub fn leader_in_status(status: &str, shard: usize) -> Option<u64> {
+    status
+        .lines()
+        .skip_while(|l| !l.starts_with("shards:"))
+        .skip(1)
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            let range = w.next()?;
+            let (a, b) = match range.split_once('-') {
+                Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
+                None => {
+                    let a = range.parse::<usize>().ok()?;
+                    (a, a)
+                }
+            };
+            if !(a..=b).contains(&shard) {
+                return None;
+            }
+            (w.next() == Some("leader")).then(|| w.next()?.parse().ok())?
+        })
+}
+
+/// The replicas of `shard` in `xmppd cluster status` output.
+pub fn replicas_in_status(status: &str, shard: usize) -> Vec<u64> {
+    status
+        .lines()
+        .skip_while(|l| !l.starts_with("shards:"))
+        .skip(1)
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            let range = w.next()?;
+            let (a, b) = match range.split_once('-') {
+                Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
+                None => {
+                    let a = range.parse::<usize>().ok()?;
+                    (a, a)
+                }
+            };
+            (a..=b).contains(&shard).then(|| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                let at = words.iter().position(|w| *w == "replicas")?;
+                words
+                    .get(at + 1)?
+                    .split(',')
+                    .map(|x| x.parse().ok())
+                    .collect::<Option<Vec<u64>>>()
+            })?
+        })
+        .unwrap_or_default()
+}
+
+pub fn lists_user(cfg: &Path, jid: &str) -> bool {
+    let (ok, out) = xmppd(cfg, &["user", "list"]);
+    ok && out.lines().any(|l| l.trim() == jid)
+}
+
+pub async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    start.elapsed()
+}

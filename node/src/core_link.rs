@@ -50,7 +50,9 @@ impl CoreLink {
     /// The session ended: contacts see it go unavailable.
     pub async fn unbind(&self, jid: FullJid, conn_id: u64) {
         match self {
-            CoreLink::Local(c) => c.unbind(jid, conn_id).await,
+            CoreLink::Local(c) => {
+                let _ = c.unbind(jid, conn_id).await;
+            }
             CoreLink::Remote(r) => r.unbind(jid, conn_id).await,
         }
     }

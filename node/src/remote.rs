@@ -350,22 +350,32 @@ impl RemoteCore {
         Err(last)
     }
 
-    pub async fn unbind(&self, jid: FullJid, session: u64) {
-        let Some(b) = lock(&self.sessions).remove(&session) else {
+    pub async fn unbind(self: &Arc<Self>, jid: FullJid, session: u64) {
+        if lock(&self.sessions).remove(&session).is_none() {
             return;
-        };
-        let Some(conn) = self.conn(Some(b.core)).filter(|c| c.id == b.core) else {
-            // That node is gone, and the session with it.
-            return;
-        };
-        let req = pb::UnbindRequest {
-            edge: self.edge,
-            session,
-            full_jid: jid.to_string(),
-            lost: false,
-        };
-        if let Err(s) = conn.client.clone().unbind(with_edge(self.edge, req)).await {
-            tracing::debug!(error = %ClusterError::from(s), "unbind failed at the core");
+        }
+        // At the leader of the user's shard, which serves the session
+        // (it may have moved since the bind).
+        let (shard, _) = self.shard_of(jid.bare_str());
+        for _ in 0..BIND_TRIES {
+            let leader = self.live_leader(shard, None).await;
+            let Some(conn) = self.conn(leader) else {
+                return;
+            };
+            let req = pb::UnbindRequest {
+                edge: self.edge,
+                session,
+                full_jid: jid.to_string(),
+                lost: false,
+            };
+            match conn.client.clone().unbind(with_edge(self.edge, req)).await {
+                Ok(_) => return,
+                Err(s) => {
+                    tracing::debug!(error = %ClusterError::from(s), "unbind failed at the core; trying again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    self.refresh_now().await;
+                }
+            }
         }
     }
 
@@ -443,8 +453,10 @@ impl RemoteCore {
         sessions: Vec<(u64, FullJid)>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
+            let (mut kept, mut ended) = (0usize, 0usize);
             for (session, jid) in sessions {
                 let (shard, _) = self.shard_of(jid.bare_str());
+                let mut at = None;
                 // A few tries: the map may name a node that no longer leads.
                 for _ in 0..BIND_TRIES {
                     let leader = self.live_leader(shard, Some(lost)).await;
@@ -458,7 +470,12 @@ impl RemoteCore {
                         lost: true,
                     };
                     match conn.client.clone().unbind(with_edge(self.edge, req)).await {
-                        Ok(_) => break,
+                        Ok(r) => {
+                            if r.into_inner().kept {
+                                at = Some(conn.id);
+                            }
+                            break;
+                        }
                         Err(s) => {
                             tracing::debug!(error = %ClusterError::from(s), "reporting a lost session failed");
                             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -466,7 +483,22 @@ impl RemoteCore {
                         }
                     }
                 }
+                match at {
+                    // Replicated: the new leader serves it, the client's
+                    // stream goes on.
+                    Some(core) => {
+                        if let Some(b) = lock(&self.sessions).get_mut(&session) {
+                            b.core = core;
+                        }
+                        kept += 1;
+                    }
+                    None => {
+                        close_session(&self.sessions, session, "the server lost a core node");
+                        ended += 1;
+                    }
+                }
             }
+            tracing::info!(core = lost, kept, ended, "sessions of a lost core node");
         })
     }
 
@@ -581,6 +613,16 @@ fn endpoint(addr: &str, (ping, answer): (Duration, Duration)) -> anyhow::Result<
         .tcp_nodelay(true))
 }
 
+/// End the client stream of `session`, whose core node is gone.
+fn close_session(sessions: &Sessions, session: u64, why: &str) {
+    if let Some(b) = lock(sessions).remove(&session) {
+        b.sink.send(Outbound::Close(
+            StreamCondition::InternalServerError,
+            Some(why.to_string()),
+        ));
+    }
+}
+
 /// Refresh the shard map every `REFRESH` while the edge runs.
 async fn refresh(me: std::sync::Weak<RemoteCore>) {
     loop {
@@ -653,6 +695,15 @@ async fn link(
             tokio::spawn(c.clone().resend(id, pending));
             if c.map.read().unwrap_or_else(|p| p.into_inner()).addrs.len() > 1 {
                 tokio::spawn(c.report_lost(id, gone));
+            } else {
+                // The only core node: its sessions end with it.
+                for (session, _) in gone {
+                    close_session(&sessions, session, "the server lost its core node");
+                }
+            }
+        } else {
+            for (session, _) in gone {
+                close_session(&sessions, session, "the server lost its core node");
             }
         }
         let mut backoff = Duration::from_millis(100);
@@ -744,25 +795,12 @@ async fn dispatch(
         }
     };
     conn.alive.store(false, Ordering::Relaxed);
-    tracing::error!(core = conn.id, reason = %why, "lost a core node; closing the sessions bound there");
-    let gone: Vec<(u64, Bound)> = {
-        let mut m = lock(&sessions);
-        let ids: Vec<u64> = m
-            .iter()
-            .filter(|(_, b)| b.core == conn.id)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.into_iter()
-            .filter_map(|id| m.remove(&id).map(|b| (id, b)))
-            .collect()
-    };
-    gone.into_iter()
-        .map(|(id, b)| {
-            b.sink.send(Outbound::Close(
-                StreamCondition::InternalServerError,
-                Some("the server lost a core node".into()),
-            ));
-            (id, b.jid)
-        })
+    tracing::error!(core = conn.id, reason = %why, "lost a core node");
+    // The sessions bound there: the shards' new leaders have them if they
+    // were replicated (see `report_lost`).
+    lock(&sessions)
+        .iter()
+        .filter(|(_, b)| b.core == conn.id)
+        .map(|(id, b)| (*id, b.jid.clone()))
         .collect()
 }

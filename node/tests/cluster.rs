@@ -15,7 +15,6 @@ use std::time::Duration;
 use common::Client;
 use common::procs::*;
 use proto::Element;
-use proto::xml::StreamEvent;
 
 const PW: &str = "correct horse";
 
@@ -544,10 +543,11 @@ fn user_in_shard(prefix: &str, shard: usize) -> String {
 /// edges, subscribe, see each other's presence and chat (each stanza goes
 /// from its edge to the leader of its shard, and between core nodes where
 /// a contact's shard is led elsewhere). Killing the core node that leads
-/// one user's shard ends that user's session; a message sent to them
-/// meanwhile is committed by the shard's new leader and delivered when
-/// they log in again; the killed node, started again, catches up and
-/// takes its shards back.
+/// one user's shard does not end that user's session: it was replicated,
+/// and the shard's new leader serves it (messages both ways, presence);
+/// when the user logs out, the contact sees it; a message sent meanwhile
+/// is committed by the new leader and delivered at the next login; the
+/// killed node, started again, catches up and takes its shards back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edges_follow_shard_leaders_over_three_core_nodes() {
     let mut cores = Cores::start().await;
@@ -592,23 +592,50 @@ async fn edges_follow_shard_leaders_over_three_core_nodes() {
         .expect("alice's message");
     assert_eq!(body(&m).as_deref(), Some("back"));
 
-    // Kill node 3, the leader of bob's shard: bob's stream ends.
+    // Kill node 3, the leader of bob's shard. Bob's session was
+    // replicated with his shard: the new leader serves it, and his stream
+    // goes on; alice sees no unavailable presence.
     cores.kill(2);
-    let closed = tokio::time::timeout(Duration::from_secs(15), async {
-        while let Ok(StreamEvent::Element(_)) = b.next().await {}
-    })
-    .await;
-    assert!(closed.is_ok(), "bob's session ends with its shard's leader");
-    // The shard's new leader tells alice that bob's resource is gone.
-    a.expect(|e| is_presence_from(e, &format!("{bob}/b"), Some("unavailable")))
-        .await
-        .expect("alice sees bob go unavailable with the dead node");
-    until(
+    let took = until(
         "a new leader for bob's shard",
         Duration::from_secs(15),
         || leader_in_status(&cores.status(0).1, 2).is_some_and(|l| l != 3),
     )
     .await;
+    eprintln!("bob's shard has a new leader after {took:?}");
+    a.send(&format!(
+        "<message to='{bob}/b' type='chat'><body>still there?</body></message>"
+    ))
+    .await;
+    let m = b
+        .expect(|e| e.name == "message")
+        .await
+        .expect("bob's stream goes on: the new leader delivers to it");
+    assert_eq!(body(&m).as_deref(), Some("still there?"));
+    b.send(&format!(
+        "<message to='{alice}' type='chat'><body>yes</body></message>"
+    ))
+    .await;
+    let m = a
+        .expect(|e| e.name == "message")
+        .await
+        .expect("bob's answer");
+    assert_eq!(body(&m).as_deref(), Some("yes"));
+    // His session is still available there: alice's new presence reaches
+    // him (his shard delivers presence to available resources only).
+    a.send("<presence><show>away</show></presence>").await;
+    let p = b
+        .expect(|e| is_presence_from(e, &format!("{alice}/a"), None))
+        .await
+        .expect("bob gets alice's new presence");
+    assert!(p.child("show", proto::ns::CLIENT).is_some());
+
+    // Bob logs out while the shard's lead is on another node: alice sees
+    // him go (the unbind reaches the node that serves the session now).
+    drop(b);
+    a.expect(|e| is_presence_from(e, &format!("{bob}/b"), Some("unavailable")))
+        .await
+        .expect("alice sees bob go when he logs out");
     // Stored by the new leader while bob is away.
     a.send(&format!(
         "<message to='{bob}' type='chat'><body>while you were out</body></message>"
@@ -707,13 +734,12 @@ async fn no_message_is_lost_when_the_recipients_shard_leader_is_killed_mid_strea
 }
 
 /// Rolling restart: each core node in turn is stopped with SIGTERM and
-/// started again, while alice sends to bob without pause. A client here
+/// started again, while alice sends to bob without pause; bob's session
+/// (replicated with his shard) survives every restart. A client here
 /// has no stream management, so alice counts a message as acknowledged
 /// when a ping sent after it is answered (the edge has routed it), and
 /// sends again what was not acknowledged when her stream ends, as a
-/// client with XEP-0198 would. Sessions end when their shard's leader
-/// stops; both log in again. Every acknowledged message reaches bob,
-/// online or from offline storage.
+/// client with XEP-0198 would. Every acknowledged message reaches bob.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_every_core_node_loses_no_message() {
     let mut cores = Cores::start().await;
@@ -757,6 +783,9 @@ async fn a_rolling_restart_of_every_core_node_loses_no_message() {
     }
     let (total, logins) = traffic.finish().await;
     eprintln!("rolling restart: {total} messages acknowledged, bob logged in {logins} times");
+    // Sessions are replicated with their shard: bob's stream outlived
+    // every node.
+    assert_eq!(logins, 1, "bob had to log in again");
 }
 
 /// alice sends to bob without pause, through two edges, while the test
@@ -764,8 +793,7 @@ async fn a_rolling_restart_of_every_core_node_loses_no_message() {
 /// alice counts a message as acknowledged when a ping sent after it is
 /// answered (the edge has routed it), and sends again what was not
 /// acknowledged when her stream ends, as a client with XEP-0198 would.
-/// Sessions end when their shard's leader changes; both log in again.
-/// [`Traffic::finish`] checks that every acknowledged message reached
+/// Both log in again if their stream ends. [`Traffic::finish`] checks that every acknowledged message reached
 /// bob, online or from offline storage.
 struct Traffic {
     acked: std::sync::Arc<std::sync::atomic::AtomicUsize>,

@@ -160,6 +160,7 @@ impl pb::core_server::Core for CoreService {
         if old.is_some() {
             tracing::info!(edge, "edge reconnected; its old stream is replaced");
         }
+        self.core.edge_up(edge, link.clone());
         tracing::info!(edge, "edge connected");
         let mut up = req.into_inner();
         let core = self.core.clone();
@@ -197,6 +198,7 @@ impl pb::core_server::Core for CoreService {
                 }
             }
             tracing::info!(edge, "edge stream ended; removing its sessions");
+            core.edge_down(edge, &link);
             core.drop_edge_sessions(link).await;
         });
         let down = futures::stream::unfold(rx, |mut rx| async move {
@@ -244,25 +246,26 @@ impl pb::core_server::Core for CoreService {
         }))
     }
 
-    async fn unbind(&self, req: Request<pb::UnbindRequest>) -> Result<Response<pb::Empty>, Status> {
+    async fn unbind(
+        &self,
+        req: Request<pb::UnbindRequest>,
+    ) -> Result<Response<pb::UnbindReply>, Status> {
         let r = req.into_inner();
         let jid = full_jid(&r.full_jid)?;
-        if r.lost {
-            match self.core.session_lost(jid).await {
-                Ok(()) => {}
-                Err(BindError::NotLeader { leader, addr }) => {
-                    return Err(ClusterError::NotLeader {
-                        leader,
-                        address: addr,
-                    }
-                    .into());
-                }
-                Err(_) => return Err(unavailable("the core is stopping")),
-            }
+        let result = if r.lost {
+            self.core.session_lost(jid, r.session).await
         } else {
-            self.core.unbind(jid, r.session).await;
+            self.core.unbind(jid, r.session).await.map(|()| false)
+        };
+        match result {
+            Ok(kept) => Ok(Response::new(pb::UnbindReply { kept })),
+            Err(BindError::NotLeader { leader, addr }) => Err(ClusterError::NotLeader {
+                leader,
+                address: addr,
+            }
+            .into()),
+            Err(_) => Err(unavailable("the core is stopping")),
         }
-        Ok(Response::new(pb::Empty {}))
     }
 
     async fn credentials(

@@ -2,7 +2,7 @@
 //! calls become messages on the shard tasks' channels; in a cluster the same
 //! messages travel over gRPC to the shard's leader.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -198,6 +198,10 @@ pub(crate) struct Shared {
     pub membership: tokio::sync::Mutex<()>,
     /// Set when this node was removed from the cluster and may stop.
     pub left: tokio::sync::watch::Sender<bool>,
+    /// Reading handles on the shard groups' states (replicated sessions).
+    pub shard_states: Vec<storage::raft::StateMachine>,
+    /// The streams of the edges connected to this node, by edge id.
+    pub edge_links: std::sync::Mutex<HashMap<u64, Arc<crate::session::EdgeLink>>>,
     /// Where a replica sends commands for groups it does not lead.
     pub proposer: Proposer,
     /// Where stanzas for shards led by other core nodes go.
@@ -275,10 +279,12 @@ impl Shared {
         index: usize,
         writes: storage::Batch,
         forward: bool,
+        group_ops: Vec<storage::raft::Op>,
     ) -> Result<(), CoreError> {
         use openraft::error::{ClientWriteError, RaftError};
         let raft = self.rafts.get(index).ok_or(CoreError::ShuttingDown)?;
-        let cmd = storage::raft::Command::from_batch(writes);
+        let mut cmd = storage::raft::Command::from_batch(writes);
+        cmd.ops.extend(group_ops);
         let me = self.cfg.node_id;
         let group = proto::cluster::shard_group(index as u32);
         let deadline = tokio::time::Instant::now() + COMMIT_PATIENCE;
@@ -360,6 +366,15 @@ impl Shared {
         })
     }
 
+    /// The stream of edge `edge` to this node, if it has one.
+    pub fn edge_link(&self, edge: u64) -> Option<Arc<crate::session::EdgeLink>> {
+        self.edge_links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&edge)
+            .cloned()
+    }
+
     /// A fresh id for server-generated stanzas.
     pub fn next_id(&self) -> String {
         format!("xmppd-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
@@ -372,6 +387,7 @@ struct Opened {
     meta: Raft,
     meta_state: storage::raft::StateMachine,
     rafts: Vec<Raft>,
+    shard_states: Vec<storage::raft::StateMachine>,
 }
 
 /// Open (or create) the meta group and the Raft group of every shard on
@@ -420,6 +436,7 @@ async fn open_groups(
     let meta_state = sm.clone();
     let meta = open(meta_group, log, sm).await?;
     let mut rafts = Vec::with_capacity(n);
+    let mut shard_states = Vec::with_capacity(n);
     for i in 0..n {
         let group = proto::cluster::shard_group(i as u32);
         let owns: storage::raft::Owns = Arc::new(move |bare: &str| shard_of(bare, n) == i);
@@ -427,12 +444,14 @@ async fn open_groups(
             .0
             .raft_group_owning(group, sync, owns)
             .map_err(|e| raft_err(&e))?;
+        shard_states.push(sm.clone());
         rafts.push(open(group, log, sm).await?);
     }
     Ok(Opened {
         meta,
         meta_state,
         rafts,
+        shard_states,
     })
 }
 
@@ -490,6 +509,7 @@ impl Core {
             meta,
             meta_state,
             rafts,
+            shard_states,
         } = open_groups(&cfg, &store, n, groups).await?;
         let mut handles = Vec::with_capacity(n);
         let mut receivers = Vec::with_capacity(n);
@@ -514,6 +534,8 @@ impl Core {
             meta_state,
             membership: tokio::sync::Mutex::new(()),
             left: tokio::sync::watch::channel(false).0,
+            shard_states,
+            edge_links: std::sync::Mutex::new(HashMap::new()),
             proposer: Proposer::default(),
             relays: Relays::default(),
             next_id: AtomicU64::new(1),
@@ -579,20 +601,9 @@ impl Core {
     }
 
     /// The session ended (cleanly or not): contacts see it go unavailable.
-    pub async fn unbind(&self, jid: FullJid, conn_id: u64) {
-        let i = self.shared.shard_index(jid.bare_str());
-        if self.shared.elsewhere(i).is_some() {
-            // The session was bound at the shard's leader, not here.
-            return;
-        }
-        let h = self.shard(jid.bare_str()).clone();
-        let _ = h.edge.send(ShardMsg::Unbind { jid, conn_id }).await;
-    }
-
-    /// A session bound at a core node that died: if this node leads the
-    /// user's shard, the contacts hear that the resource is unavailable;
-    /// `NotLeader` if another node leads it.
-    pub async fn session_lost(&self, jid: FullJid) -> Result<(), BindError> {
+    /// In a cluster, `NotLeader` when another node leads the user's shard
+    /// (the session is served there).
+    pub async fn unbind(&self, jid: FullJid, conn_id: u64) -> Result<(), BindError> {
         let i = self.shared.shard_index(jid.bare_str());
         if self.shared.clustered() {
             self.shared.wait_leader(i).await;
@@ -601,11 +612,58 @@ impl Core {
             let (leader, addr) = self.shared.leader(i);
             return Err(BindError::NotLeader { leader, addr });
         }
-        self.shared.shards[i]
-            .edge
-            .send(ShardMsg::Lost { jid })
+        let h = self.shard(jid.bare_str()).clone();
+        h.edge
+            .send(ShardMsg::Unbind { jid, conn_id })
             .await
             .map_err(|_| BindError::ShuttingDown)
+    }
+
+    /// A session bound at a core node that died, if this node leads the
+    /// user's shard: `true` when the shard has it (it was replicated, and
+    /// goes on); otherwise the contacts hear that the resource is
+    /// unavailable. `NotLeader` if another node leads it.
+    pub async fn session_lost(&self, jid: FullJid, session: u64) -> Result<bool, BindError> {
+        let i = self.shared.shard_index(jid.bare_str());
+        if self.shared.clustered() {
+            self.shared.wait_leader(i).await;
+        }
+        if self.shared.elsewhere(i).is_some() {
+            let (leader, addr) = self.shared.leader(i);
+            return Err(BindError::NotLeader { leader, addr });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.shared.shards[i]
+            .edge
+            .send(ShardMsg::Lost {
+                jid,
+                session,
+                reply,
+            })
+            .await
+            .map_err(|_| BindError::ShuttingDown)?;
+        rx.await.map_err(|_| BindError::ShuttingDown)
+    }
+
+    /// Edge `edge` opened its stream to this node (`link`).
+    pub fn edge_up(&self, edge: u64, link: Arc<crate::session::EdgeLink>) {
+        self.shared
+            .edge_links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(edge, link);
+    }
+
+    /// Edge `edge`'s stream `link` ended.
+    pub fn edge_down(&self, edge: u64, link: &Arc<crate::session::EdgeLink>) {
+        let mut m = self
+            .shared
+            .edge_links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if m.get(&edge).is_some_and(|l| Arc::ptr_eq(l, link)) {
+            m.remove(&edge);
+        }
     }
 
     /// Route a stanza from a bound session; `from` is already stamped with
@@ -752,7 +810,7 @@ impl Core {
                 self.account_change(user, move |ctx| {
                     let sh = ctx.sh;
                     sh.accounts.plan_delete(&mut ctx.writes, &u)?;
-                    if let Some(gone) = ctx.st.users.remove(&u) {
+                    if let Some(gone) = ctx.st.remove_user(&u) {
                         for s in gone.sessions {
                             ctx.send(
                                 &s.sink,
@@ -940,7 +998,7 @@ impl Core {
     /// Commit planned writes through the Raft group of shard `shard`
     /// (for tools and benchmarks; handlers commit through their shard).
     pub async fn commit(&self, shard: usize, writes: storage::Batch) -> Result<(), CoreError> {
-        self.shared.commit(shard, writes, true).await
+        self.shared.commit(shard, writes, true, Vec::new()).await
     }
 
     /// Each shard's Raft group as this node sees it: leader, voters and

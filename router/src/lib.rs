@@ -21,6 +21,7 @@ pub mod modules;
 pub mod raft;
 pub mod relay;
 pub mod session;
+mod sessions;
 pub mod shard;
 mod time;
 

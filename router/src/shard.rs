@@ -1,7 +1,7 @@
 //! A user shard: one task owning the live sessions and presence of the users
 //! that hash to it, applying every stanza for them in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use proto::stanza::{Kind, Stanza};
 use proto::{BareJid, FullJid, Jid};
@@ -49,6 +49,10 @@ pub(crate) enum ShardMsg {
     /// A session of this user was bound at a core node that died.
     Lost {
         jid: FullJid,
+        session: u64,
+        /// Whether the shard has the session (replicated here, so it
+        /// goes on).
+        reply: oneshot::Sender<bool>,
     },
     /// This node no longer leads the shard: its sessions here end (their
     /// clients reconnect and bind at the new leader).
@@ -82,6 +86,12 @@ pub(crate) struct UserState {
 #[derive(Debug, Default)]
 pub(crate) struct ShardState {
     pub users: HashMap<BareJid, UserState>,
+    /// In a cluster: sessions changed since the last commit (their
+    /// records go into the shard's log, see `sessions.rs`).
+    pub dirty: Option<HashSet<FullJid>>,
+    /// In a cluster: the Raft term whose sessions are loaded here (this
+    /// node leads the shard in it).
+    pub term: Option<u64>,
 }
 
 impl ShardState {
@@ -93,11 +103,28 @@ impl ShardState {
     }
 
     pub fn session_mut(&mut self, jid: &FullJid) -> Option<&mut Session> {
+        self.changed(jid);
         self.users
             .get_mut(&jid.bare())?
             .sessions
             .iter_mut()
             .find(|s| &s.jid == jid)
+    }
+
+    /// Note that the session `jid` changed (a cluster replicates it).
+    pub fn changed(&mut self, jid: &FullJid) {
+        if let Some(d) = &mut self.dirty {
+            d.insert(jid.clone());
+        }
+    }
+
+    /// Forget a user and their sessions.
+    pub fn remove_user(&mut self, user: &BareJid) -> Option<UserState> {
+        let gone = self.users.remove(user)?;
+        for s in &gone.sessions {
+            self.changed(&s.jid);
+        }
+        Some(gone)
     }
 
     pub fn session(&self, jid: &FullJid) -> Option<&Session> {
@@ -141,6 +168,9 @@ pub(crate) async fn run(
     mut internal: mpsc::UnboundedReceiver<ShardMsg>,
 ) {
     let mut st = ShardState::default();
+    if shared.clustered() {
+        st.dirty = Some(HashSet::new());
+    }
     let mut next: Option<ShardMsg> = None;
     loop {
         let msg = match next.take() {
@@ -210,7 +240,17 @@ async fn step(
     // Stanzas whose effects wait for the commit, to hand on to the new
     // leader should this node lose the lead before the commit.
     let mut again: Vec<ShardMsg> = Vec::new();
+    // A node that has just come to lead the shard serves its replicated
+    // sessions first.
+    let orphans = if shared.clustered() {
+        crate::sessions::ensure_loaded(st, shared, index).await
+    } else {
+        Vec::new()
+    };
     let mut ctx = Ctx::new(st, shared);
+    for (jid, session) in orphans {
+        unbind(&mut ctx, &jid, session);
+    }
     for mut msg in std::iter::once(first).chain(more) {
         let confirm = match &mut msg {
             ShardMsg::FromClient(_, c) => c.take(),
@@ -260,10 +300,12 @@ async fn step(
             again.push(m);
         }
     }
+    // Sessions' changes go into the same entry; nothing waits on them.
+    let session_ops = crate::sessions::take_changes(ctx.st);
     let (writes, held) = ctx.into_pending();
     let mut moved = false;
-    if !writes.is_empty() {
-        match shared.commit(index, writes, forward).await {
+    if !writes.is_empty() || !session_ops.is_empty() {
+        match shared.commit(index, writes, forward, session_ops).await {
             Ok(()) => {
                 for e in held {
                     e.release(shared);
@@ -342,27 +384,35 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
             let _ = reply.send(());
         }
         ShardMsg::Exit => {}
-        ShardMsg::Lost { jid } => presence::lost_elsewhere(ctx, &jid),
-        ShardMsg::Demoted => {
-            let gone: Vec<(FullJid, SessionSink)> = ctx
+        ShardMsg::Lost {
+            jid,
+            session,
+            reply,
+        } => {
+            let kept = ctx
                 .st
-                .users
-                .values()
-                .flat_map(|u| &u.sessions)
-                .map(|s| (s.jid.clone(), s.sink.clone()))
-                .collect();
-            if !gone.is_empty() {
+                .session(&jid)
+                .is_some_and(|s| s.sink.conn_id == session);
+            if !kept {
+                presence::lost_elsewhere(ctx, &jid);
+            }
+            let _ = reply.send(kept);
+        }
+        ShardMsg::Demoted => {
+            // The shard's new leader has the sessions from the log (they
+            // are replicated) and serves them from now on; the clients'
+            // streams go on.
+            let n: usize = ctx.st.users.values().map(|u| u.sessions.len()).sum();
+            if n > 0 {
                 tracing::info!(
-                    sessions = gone.len(),
-                    "shard led elsewhere now; ending its sessions here"
+                    sessions = n,
+                    "shard led elsewhere now; its new leader serves its sessions"
                 );
             }
-            for (jid, sink) in gone {
-                sink.send(crate::Outbound::Close(
-                    proto::error::StreamCondition::InternalServerError,
-                    Some("the account moved to another core node; reconnect".into()),
-                ));
-                unbind(ctx, &jid, sink.conn_id);
+            ctx.st.users.clear();
+            ctx.st.term = None;
+            if let Some(d) = &mut ctx.st.dirty {
+                d.clear();
             }
         }
     }
@@ -394,6 +444,7 @@ fn bind(ctx: &mut Ctx<'_>, jid: FullJid, sink: SessionSink) -> Result<(), BindEr
     };
     // Exactly as many slots as sessions: a Session is a few hundred bytes,
     // and most users have one (a Vec's first growth would reserve four).
+    ctx.st.changed(&session.jid);
     let sessions = &mut ctx.st.users.entry(bare).or_default().sessions;
     sessions.reserve_exact(1);
     sessions.push(session);
@@ -411,6 +462,7 @@ fn unbind(ctx: &mut Ctx<'_>, jid: &FullJid, conn_id: u64) {
         return;
     }
     presence::went_offline(ctx, jid);
+    ctx.st.changed(jid);
     let bare = jid.bare();
     if let Some(u) = ctx.st.users.get_mut(&bare) {
         u.sessions.retain(|s| &s.jid != jid);

@@ -129,7 +129,7 @@ impl IqHandler for Register {
                 &Jid::Full(from.clone()),
                 None,
             );
-            if let Some(u) = ctx.st.users.remove(&user) {
+            if let Some(u) = ctx.st.remove_user(&user) {
                 for s in u.sessions {
                     if s.jid == from {
                         ctx.send(&s.sink, Outbound::Stanza(result.clone()));

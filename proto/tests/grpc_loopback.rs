@@ -53,8 +53,11 @@ impl Core for Echo {
         .into())
     }
 
-    async fn unbind(&self, _: Request<pb::UnbindRequest>) -> Result<Response<pb::Empty>, Status> {
-        Ok(Response::new(pb::Empty {}))
+    async fn unbind(
+        &self,
+        _: Request<pb::UnbindRequest>,
+    ) -> Result<Response<pb::UnbindReply>, Status> {
+        Ok(Response::new(pb::UnbindReply { kept: false }))
     }
 
     async fn credentials(

@@ -5,7 +5,8 @@
 # cluster the bind and the presence are each written to the shard's Raft
 # log. Uses the perf build; prints a Markdown table of medians.
 #
-# usage: bash loadtest/bench-logins.sh   (RUNS=3 SESSIONS=2000 RATE=4000)
+# usage: bash loadtest/bench-logins.sh   (RUNS=3 SESSIONS=2000 RATE=4000; KEEP=1 keeps
+# the logs and JSON reports)
 set -u
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/xmppd-target}"
@@ -21,7 +22,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2> /dev/null; done
   sleep 1
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2> /dev/null; done
-  rm -rf "$work"
+  if [ -n "${KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \

@@ -153,9 +153,7 @@ pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> 
         .unwrap_or_else(|| cfg.data_dir.join("admin.sock"));
     if let Some(r) = crate::admin::request(&socket, &line).await? {
         let body = r.map_err(|e| anyhow::anyhow!(e))?;
-        for l in body {
-            println!("{l}");
-        }
+        print_lines(body);
         return Ok(());
     }
     // No server running: work on the store directly.
@@ -178,13 +176,24 @@ pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> 
         UserCommand::Passwd { jid: j, .. } => accounts.set_password(&jid(&j)?, &pw())?,
         UserCommand::Del { jid: j } => accounts.delete(&jid(&j)?)?,
         UserCommand::List { domain } => {
-            for u in accounts.list(domain.as_deref())? {
-                println!("{u}");
-            }
+            print_lines(accounts.list(domain.as_deref())?);
         }
     }
     store.flush()?;
     Ok(())
+}
+
+/// Print one item per line; a reader that went away (`| head`) ends the
+/// output quietly instead of a panic.
+fn print_lines<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for i in items {
+        if writeln!(out, "{i}").is_err() {
+            return;
+        }
+    }
+    let _ = out.flush();
 }
 
 /// Run a `cluster` command against a core node.

@@ -778,17 +778,42 @@ impl Core {
         hops: u32,
     ) -> Result<(), AccountError> {
         let i = self.shared.shard_index(user.as_str());
-        if self.shared.clustered() {
-            self.shared.wait_leader(i).await;
-            if let Some(addr) = self.shared.elsewhere(i) {
-                if hops >= crate::relay::MAX_HOPS {
-                    return Err(AccountError::NotCommitted(
-                        "the shard's leader moved too often".into(),
-                    ));
+        let me = self.shared.cfg.node_id;
+        let mut tries = 0;
+        loop {
+            if self.shared.clustered() {
+                self.shared.wait_leader(i).await;
+                if let Some(addr) = self.shared.elsewhere(i) {
+                    if hops >= crate::relay::MAX_HOPS {
+                        return Err(AccountError::NotCommitted(
+                            "the shard's leader moved too often".into(),
+                        ));
+                    }
+                    return crate::cluster::forward_account(&addr, user, &op, hops + 1).await;
                 }
-                return crate::cluster::forward_account(&addr, user, &op, hops + 1).await;
+            }
+            let result = self.account_change_here(user, op.clone()).await;
+            tries += 1;
+            // Not committed because the lead moved meanwhile (a hand-over):
+            // again, at the new leader. The entry may have been committed
+            // all the same: an account found with these very credentials
+            // was this change.
+            let moved = self.shared.clustered() && self.shared.leader(i).0 != Some(me);
+            match (&result, &op) {
+                (Err(AccountError::NotCommitted(_)), _) if moved && tries < 3 => continue,
+                (Err(AccountError::Exists(_)), AccountOp::Add(creds)) if tries > 1 => {
+                    return match self.shared.accounts.credentials(user) {
+                        Ok(Some(c)) if c == *creds => Ok(()),
+                        _ => result,
+                    };
+                }
+                _ => return result,
             }
         }
+    }
+
+    /// [`Core::account_op`] at this node, the shard's leader.
+    async fn account_change_here(&self, user: &BareJid, op: AccountOp) -> Result<(), AccountError> {
         let u = user.clone();
         match op {
             AccountOp::Add(creds) => {

@@ -91,7 +91,8 @@ CLU=(--port 17442 --also 127.0.0.1:17452)
 # The accounts first (in-band registration), then the measured logins.
 for s in EMB CLU; do
   declare -n a=$s
-  "$LT" connect "${a[@]}" --register --sessions "$SESSIONS" --login-rate "$RATE" --duration 1 > /dev/null 2>&1
+  "$LT" connect "${a[@]}" --register --sessions "$SESSIONS" --login-rate "$RATE" --duration 1 \
+    --json "$work/register-$s.json" > /dev/null 2>&1
 done
 for i in $(seq 1 "$RUNS"); do
   "$LT" connect "${EMB[@]}" --sessions "$SESSIONS" --login-rate "$RATE" --duration 1 \

@@ -312,7 +312,22 @@ pub async fn login(
         );
         r.io.write_all(q.as_bytes()).await?;
         // A conflict means the account exists already: fine.
-        let _ = r.next_element().await?;
+        let reply = r.next_element().await?;
+        if reply.attr("type") == Some("error") {
+            let condition = reply
+                .child("error", proto::ns::CLIENT)
+                .and_then(|e| e.elements().next())
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            if condition != "conflict" {
+                let text = reply
+                    .child("error", proto::ns::CLIENT)
+                    .and_then(|e| e.elements().find(|c| c.name == "text"))
+                    .map(|t| t.text())
+                    .unwrap_or_default();
+                bail!("registration failed: {condition} {text}");
+            }
+        }
     }
     let mech = Mechanism::parse(&t.mechanism).context("unknown mechanism")?;
     let mut scram = None;

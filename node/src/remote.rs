@@ -558,23 +558,45 @@ impl RemoteCore {
         })
     }
 
-    pub async fn credentials(&self, user: &BareJid) -> Result<Option<StoredCredentials>, String> {
-        let (_, leader) = self.shard_of(user.as_str());
-        let conn = self.conn(leader).ok_or("no core node is reachable")?;
-        let req = pb::AccountRequest {
-            bare_jid: user.to_string(),
-        };
-        let reply = conn
-            .client
-            .clone()
-            .credentials(with_edge(self.edge, req))
-            .await
-            .map_err(|s| ClusterError::from(s).to_string())?
-            .into_inner();
-        reply
-            .credentials
-            .map(|b| StoredCredentials::from_bytes(&b).map_err(|e| e.to_string()))
-            .transpose()
+    pub async fn credentials(
+        self: &Arc<Self>,
+        user: &BareJid,
+    ) -> Result<Option<StoredCredentials>, String> {
+        // At the leader of the user's shard; a few tries while the map
+        // names a node that no longer leads it.
+        let mut last = String::from("no core node is reachable");
+        for _ in 0..BIND_TRIES {
+            let (shard, _) = self.shard_of(user.as_str());
+            let leader = self.live_leader(shard, None).await;
+            let conn = self.conn(leader).ok_or("no core node is reachable")?;
+            let req = pb::AccountRequest {
+                bare_jid: user.to_string(),
+            };
+            match conn
+                .client
+                .clone()
+                .credentials(with_edge(self.edge, req))
+                .await
+            {
+                Ok(reply) => {
+                    return reply
+                        .into_inner()
+                        .credentials
+                        .map(|b| StoredCredentials::from_bytes(&b).map_err(|e| e.to_string()))
+                        .transpose();
+                }
+                Err(s) => {
+                    let e = ClusterError::from(s);
+                    last = e.to_string();
+                    if !e.is_retryable() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    self.refresh_now().await;
+                }
+            }
+        }
+        Err(last)
     }
 
     pub async fn register(

@@ -275,6 +275,11 @@ impl pb::core_server::Core for CoreService {
         let r = req.into_inner();
         let user = BareJid::parse(&r.bare_jid)
             .map_err(|e| Status::from(ClusterError::BadRequest(e.to_string())))?;
+        // Read where the account's changes are made: a replica may not
+        // have applied a registration made a moment ago.
+        if let Some((leader, address)) = self.core.led_elsewhere(user.as_str()) {
+            return Err(ClusterError::NotLeader { leader, address }.into());
+        }
         let creds = self
             .core
             .accounts()
@@ -563,15 +568,30 @@ pub(crate) async fn list_users_at(
         .collect())
 }
 
-/// The `Admin` service of the core node at `addr` (the meta leader, for a
-/// membership change that reached another node).
+/// The `Admin` service of the core node at `addr` (a shard's leader or
+/// the meta leader, for a change that reached another node).
+///
+/// One channel per address for the life of the process (HTTP/2 carries
+/// many calls at once): a burst of registrations handed on to a shard's
+/// leader must not open a connection each.
 async fn admin_at(
     addr: &str,
 ) -> Result<pb::admin_client::AdminClient<tonic::transport::Channel>, Status> {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    static CHANNELS: std::sync::OnceLock<Mutex<HashMap<String, tonic::transport::Channel>>> =
+        std::sync::OnceLock::new();
+    let channels = CHANNELS.get_or_init(Default::default);
+    if let Some(ch) = channels.lock().unwrap_or_else(|p| p.into_inner()).get(addr) {
+        return Ok(pb::admin_client::AdminClient::new(ch.clone()));
+    }
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| Status::from(ClusterError::Internal(e.to_string())))?
-        .connect_timeout(std::time::Duration::from_secs(2));
-    let ch = ep.connect().await.map_err(unavailable)?;
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .connect_lazy();
+    channels
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(addr.to_string(), ch.clone());
     Ok(pb::admin_client::AdminClient::new(ch))
 }
 

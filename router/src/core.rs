@@ -778,7 +778,6 @@ impl Core {
         hops: u32,
     ) -> Result<(), AccountError> {
         let i = self.shared.shard_index(user.as_str());
-        let me = self.shared.cfg.node_id;
         let mut tries = 0;
         loop {
             if self.shared.clustered() {
@@ -794,18 +793,24 @@ impl Core {
             }
             let result = self.account_change_here(user, op.clone()).await;
             tries += 1;
-            // Not committed because the lead moved meanwhile (a hand-over):
-            // again, at the new leader. The entry may have been committed
-            // all the same: an account found with these very credentials
-            // was this change.
-            let moved = self.shared.clustered() && self.shared.leader(i).0 != Some(me);
+            // Not committed, typically because the lead moved meanwhile (a
+            // hand-over; this node's view of the leader may lag): again, at
+            // whichever node leads now. The entry may have been committed
+            // all the same: an account found with these very credentials,
+            // or gone when it was to be deleted, was this change.
             match (&result, &op) {
-                (Err(AccountError::NotCommitted(_)), _) if moved && tries < 3 => continue,
+                (Err(AccountError::NotCommitted(_)), _) if self.shared.clustered() && tries < 4 => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
                 (Err(AccountError::Exists(_)), AccountOp::Add(creds)) if tries > 1 => {
                     return match self.shared.accounts.credentials(user) {
                         Ok(Some(c)) if c == *creds => Ok(()),
                         _ => result,
                     };
+                }
+                (Err(AccountError::NoSuchUser(_)), AccountOp::Delete) if tries > 1 => {
+                    return Ok(());
                 }
                 _ => return result,
             }
@@ -851,6 +856,14 @@ impl Core {
                 .await
             }
         }
+    }
+
+    /// In a cluster, the leader of the shard of `bare` (and its address)
+    /// when that is another node.
+    pub fn led_elsewhere(&self, bare: &str) -> Option<(Option<u64>, Option<String>)> {
+        let i = self.shared.shard_index(bare);
+        self.shared.elsewhere(i)?;
+        Some(self.shared.leader(i))
     }
 
     /// The accounts (of `domain`, or all), across the cluster: each core

@@ -37,6 +37,7 @@ fn account_error(e: &AccountError) -> StanzaError {
         AccountError::UnknownDomain(_) => StanzaError::new(StanzaCondition::ItemNotFound),
         AccountError::NoSuchUser(_) => StanzaError::new(StanzaCondition::ItemNotFound),
         AccountError::Storage(_) | AccountError::NotCommitted(_) => {
+            tracing::warn!(error = %e, "a registration was not made");
             StanzaError::new(StanzaCondition::InternalServerError)
         }
     }

@@ -4,17 +4,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use common::Client;
+use common::procs::{self, BIN, Proc, signal};
 use proto::{Element, ns};
 
 const PW: &str = "correct horse";
-const BIN: &str = env!("CARGO_BIN_EXE_xmppd");
 
 fn write_config(dir: &Path) -> PathBuf {
     let path = dir.join("xmppd.toml");
@@ -35,74 +33,9 @@ fn xmppd(cfg: &Path, args: &[&str]) -> std::process::Output {
         .expect("run xmppd")
 }
 
-/// A server process that is killed if the test ends early.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl std::ops::Deref for Proc {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Proc {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
 /// Start `xmppd serve`; return it and its client port (read from its log).
 fn start(cfg: &Path) -> (Proc, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(cfg)
-        .arg("serve")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn xmppd");
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if !sent
-                && line.contains("client listener (STARTTLS)")
-                && let Some(addr) = line
-                    .split("addr=")
-                    .nth(1)
-                    .and_then(|a| a.split_whitespace().next())
-            {
-                let _ = tx.send(addr.trim_matches('"').to_string());
-                sent = true;
-            }
-        }
-    });
-    let child = Proc(child);
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("xmppd announced its port");
-    (child, addr.parse().expect("socket address"))
-}
-
-fn signal(child: &Proc, sig: i32) {
-    let pid = i32::try_from(child.id()).expect("pid");
-    let name = if sig == 9 { "-KILL" } else { "-TERM" };
-    let status = Command::new("kill")
-        .arg(name)
-        .arg(pid.to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    procs::start(cfg, "client listener (STARTTLS)")
 }
 
 #[test]
@@ -216,7 +149,7 @@ async fn user_commands_reach_a_running_server() {
             .success()
     );
     assert_eq!(c.stream_error().await.expect("kicked"), "not-authorized");
-    signal(&child, 15);
+    signal(&child, "TERM");
     assert!(child.wait().expect("wait").success());
 }
 
@@ -262,7 +195,7 @@ async fn kill_9_loses_nothing_acknowledged() {
         ))
         .await;
     }
-    signal(&child, 9);
+    signal(&child, "KILL");
     let _ = child.wait();
 
     let (mut child, addr) = start(&cfg);
@@ -309,7 +242,7 @@ async fn kill_9_loses_nothing_acknowledged() {
             got.len()
         );
     }
-    signal(&child, 15);
+    signal(&child, "TERM");
     assert!(child.wait().expect("wait").success());
 }
 
@@ -348,7 +281,7 @@ async fn sigterm_sends_system_shutdown_and_exits_zero() {
         .await
         .expect("sync");
     drop(other.io.shutdown().await);
-    signal(&child, 15);
+    signal(&child, "TERM");
     assert_eq!(
         a.stream_error().await.expect("shutdown error"),
         "system-shutdown"
@@ -364,6 +297,6 @@ async fn sigterm_sends_system_shutdown_and_exits_zero() {
         .await
         .expect("offline message kept");
     assert_eq!(m.attr("id"), Some("last"));
-    signal(&child, 15);
+    signal(&child, "TERM");
     assert!(child.wait().expect("wait").success());
 }

@@ -575,10 +575,10 @@ impl Core {
         &self.shared.shards[self.shared.shard_index(bare)]
     }
 
-    /// Bind a resource (RFC 6120 §7). An existing session with the same full
-    /// JID is replaced: it gets a `<conflict/>` stream error.
-    pub async fn bind(&self, jid: FullJid, sink: SessionSink) -> Result<(), BindError> {
-        let i = self.shared.shard_index(jid.bare_str());
+    /// The shard of `bare`, when this node serves it (in a cluster, after
+    /// waiting out an election); `NotLeader` naming the node that does.
+    async fn served_here(&self, bare: &str) -> Result<usize, BindError> {
+        let i = self.shared.shard_index(bare);
         if self.shared.clustered() {
             self.shared.wait_leader(i).await;
         }
@@ -586,13 +586,16 @@ impl Core {
             let (leader, addr) = self.shared.leader(i);
             return Err(BindError::NotLeader { leader, addr });
         }
+        Ok(i)
+    }
+
+    /// Bind a resource (RFC 6120 §7). An existing session with the same full
+    /// JID is replaced: it gets a `<conflict/>` stream error.
+    pub async fn bind(&self, jid: FullJid, sink: SessionSink) -> Result<(), BindError> {
+        let i = self.served_here(jid.bare_str()).await?;
         let (reply, rx) = oneshot::channel();
-        let msg = ShardMsg::Bind {
-            jid: jid.clone(),
-            sink,
-            reply,
-        };
-        self.shard(jid.bare_str())
+        let msg = ShardMsg::Bind { jid, sink, reply };
+        self.shared.shards[i]
             .edge
             .send(msg)
             .await
@@ -604,16 +607,9 @@ impl Core {
     /// In a cluster, `NotLeader` when another node leads the user's shard
     /// (the session is served there).
     pub async fn unbind(&self, jid: FullJid, conn_id: u64) -> Result<(), BindError> {
-        let i = self.shared.shard_index(jid.bare_str());
-        if self.shared.clustered() {
-            self.shared.wait_leader(i).await;
-        }
-        if self.shared.elsewhere(i).is_some() {
-            let (leader, addr) = self.shared.leader(i);
-            return Err(BindError::NotLeader { leader, addr });
-        }
-        let h = self.shard(jid.bare_str()).clone();
-        h.edge
+        let i = self.served_here(jid.bare_str()).await?;
+        self.shared.shards[i]
+            .edge
             .send(ShardMsg::Unbind { jid, conn_id })
             .await
             .map_err(|_| BindError::ShuttingDown)
@@ -624,14 +620,7 @@ impl Core {
     /// goes on); otherwise the contacts hear that the resource is
     /// unavailable. `NotLeader` if another node leads it.
     pub async fn session_lost(&self, jid: FullJid, session: u64) -> Result<bool, BindError> {
-        let i = self.shared.shard_index(jid.bare_str());
-        if self.shared.clustered() {
-            self.shared.wait_leader(i).await;
-        }
-        if self.shared.elsewhere(i).is_some() {
-            let (leader, addr) = self.shared.leader(i);
-            return Err(BindError::NotLeader { leader, addr });
-        }
+        let i = self.served_here(jid.bare_str()).await?;
         let (reply, rx) = oneshot::channel();
         self.shared.shards[i]
             .edge

@@ -20,6 +20,19 @@ impl Drop for Proc {
     }
 }
 
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 pub fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
@@ -120,15 +133,16 @@ pub fn xmppd(cfg: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// The leader of `shard` in `xmppd cluster status` output, if it has one.
-pub fn leader_in_status(status: &str, shard: usize) -> Option<u64> {
+/// The words of the `xmppd cluster status` shard-map row that covers
+/// `shard` (rows are `FIRST[-LAST] leader ID replicas A,B,C`).
+fn shard_row(status: &str, shard: usize) -> Option<Vec<&str>> {
     status
         .lines()
         .skip_while(|l| !l.starts_with("shards:"))
         .skip(1)
         .find_map(|l| {
-            let mut w = l.split_whitespace();
-            let range = w.next()?;
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let range = *words.first()?;
             let (a, b) = match range.split_once('-') {
                 Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
                 None => {
@@ -136,39 +150,26 @@ pub fn leader_in_status(status: &str, shard: usize) -> Option<u64> {
                     (a, a)
                 }
             };
-            if !(a..=b).contains(&shard) {
-                return None;
-            }
-            (w.next() == Some("leader")).then(|| w.next()?.parse().ok())?
+            (a..=b).contains(&shard).then_some(words)
         })
+}
+
+/// The word after `label` in `shard`'s row.
+fn row_field<'a>(status: &'a str, shard: usize, label: &str) -> Option<&'a str> {
+    let words = shard_row(status, shard)?;
+    let at = words.iter().position(|w| *w == label)?;
+    words.get(at + 1).copied()
+}
+
+/// The leader of `shard` in `xmppd cluster status` output, if it has one.
+pub fn leader_in_status(status: &str, shard: usize) -> Option<u64> {
+    row_field(status, shard, "leader")?.parse().ok()
 }
 
 /// The replicas of `shard` in `xmppd cluster status` output.
 pub fn replicas_in_status(status: &str, shard: usize) -> Vec<u64> {
-    status
-        .lines()
-        .skip_while(|l| !l.starts_with("shards:"))
-        .skip(1)
-        .find_map(|l| {
-            let mut w = l.split_whitespace();
-            let range = w.next()?;
-            let (a, b) = match range.split_once('-') {
-                Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
-                None => {
-                    let a = range.parse::<usize>().ok()?;
-                    (a, a)
-                }
-            };
-            (a..=b).contains(&shard).then(|| {
-                let words: Vec<&str> = l.split_whitespace().collect();
-                let at = words.iter().position(|w| *w == "replicas")?;
-                words
-                    .get(at + 1)?
-                    .split(',')
-                    .map(|x| x.parse().ok())
-                    .collect::<Option<Vec<u64>>>()
-            })?
-        })
+    row_field(status, shard, "replicas")
+        .and_then(|r| r.split(',').map(|x| x.parse().ok()).collect())
         .unwrap_or_default()
 }
 

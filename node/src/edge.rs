@@ -108,7 +108,7 @@ impl Edge {
             settings: Arc::new(settings),
             tls,
             limits,
-            next_conn: AtomicU64::new((node_id << router::cluster::EDGE_SHIFT) + 1),
+            next_conn: AtomicU64::new((node_id << router::session::EDGE_SHIFT) + 1),
             total: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
             shutdown,

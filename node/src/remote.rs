@@ -32,7 +32,7 @@ use proto::error::StreamCondition;
 use proto::sasl::StoredCredentials;
 use proto::stanza::Stanza;
 use proto::{BareJid, Element, FullJid};
-use router::cluster::EDGE_HEADER;
+use router::service::EDGE_HEADER;
 use router::{BindError, Outbound, SessionSink};
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
@@ -114,7 +114,7 @@ impl RemoteCore {
         patience: Duration,
         liveness: Duration,
     ) -> anyhow::Result<Arc<RemoteCore>> {
-        let ping = router::cluster::liveness(liveness);
+        let ping = router::service::liveness(liveness);
         let deadline = tokio::time::Instant::now() + patience;
         let channel = loop {
             match endpoint(seed, ping)?.connect().await {
@@ -250,7 +250,7 @@ impl RemoteCore {
     fn shard_of(&self, bare: &str) -> (u32, Option<u64>) {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         let n = map.leaders.len().max(1);
-        let shard = router::core::shard_of(bare, n);
+        let shard = router::cluster::shard_of(bare, n);
         (shard as u32, map.leaders.get(shard).copied().flatten())
     }
 

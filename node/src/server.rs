@@ -32,7 +32,7 @@ pub struct Server {
     tasks: Vec<JoinHandle<()>>,
     grpc: Option<JoinHandle<()>>,
     /// The core's services to edges, to drain them on stop.
-    core_service: Option<router::cluster::CoreService>,
+    core_service: Option<router::service::CoreService>,
 }
 
 pub fn edge_limits(cfg: &Config) -> EdgeLimits {
@@ -95,7 +95,7 @@ impl Server {
         };
         let server_features = router::server_features(&core_cfg)?;
         // The shards' Raft groups, served to the other core nodes.
-        let groups = router::raft::Groups::default();
+        let groups = router::cluster::raft::Groups::default();
         let core = if role == Role::Edge {
             None
         } else {
@@ -126,9 +126,9 @@ impl Server {
                 .map(|(_, a)| a.clone())
                 .unwrap_or(l.local_addr()?.to_string());
             let svc =
-                router::cluster::CoreService::new(core.clone(), cfg.cluster.node_id, advertised);
+                router::service::CoreService::new(core.clone(), cfg.cluster.node_id, advertised);
             core_service = Some(svc.clone());
-            let (ping, answer) = router::cluster::liveness(liveness);
+            let (ping, answer) = router::service::liveness(liveness);
             let mut stop = rx.clone();
             let raft_groups = groups.clone();
             grpc = Some(tokio::spawn(async move {
@@ -137,7 +137,7 @@ impl Server {
                     .http2_keepalive_timeout(Some(answer))
                     .add_service(svc.core_server())
                     .add_service(svc.admin_server())
-                    .add_service(router::raft::RaftService::new(raft_groups).server())
+                    .add_service(router::cluster::raft::RaftService::new(raft_groups).server())
                     .serve_with_incoming_shutdown(
                         tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
                         async move {

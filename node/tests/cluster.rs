@@ -534,7 +534,7 @@ impl Cores {
 fn user_in_shard(prefix: &str, shard: usize) -> String {
     (0..)
         .map(|i| format!("{prefix}{i}@localhost"))
-        .find(|j| router::core::shard_of(j, 16) == shard)
+        .find(|j| router::cluster::shard_of(j, 16) == shard)
         .expect("a name in the shard")
 }
 
@@ -1069,7 +1069,7 @@ async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
     let mut cores = Cores::start().await;
     let cfgs = cores.cfgs.clone();
     let alice = "alice@localhost";
-    let shard = router::core::shard_of(alice, 16);
+    let shard = router::cluster::shard_of(alice, 16);
     until(
         "alice's shard has a leader",
         Duration::from_secs(30),
@@ -1121,7 +1121,7 @@ async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
     // A user of the same shard, added through the new leader.
     let carol = (0..)
         .map(|i| format!("carol{i}@localhost"))
-        .find(|j| router::core::shard_of(j, 16) == shard)
+        .find(|j| router::cluster::shard_of(j, 16) == shard)
         .expect("a name in the shard");
     let (ok, out) = xmppd(
         &cfgs[new_leader - 1],

@@ -113,7 +113,7 @@ fn status(cfg: &Path, addr: &str) -> String {
 fn user_in_shard(prefix: &str, shard: usize) -> String {
     (0..)
         .map(|i| format!("{prefix}{i}@localhost"))
-        .find(|j| router::core::shard_of(j, 16) == shard)
+        .find(|j| router::cluster::shard_of(j, 16) == shard)
         .expect("a name in the shard")
 }
 

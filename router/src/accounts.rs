@@ -173,3 +173,11 @@ impl Accounts {
         Ok(self.store.0.accounts().count()?)
     }
 }
+
+/// An account change, as the leader of the user's shard makes it.
+#[derive(Debug, Clone)]
+pub enum AccountOp {
+    Add(proto::sasl::StoredCredentials),
+    SetCredentials(proto::sasl::StoredCredentials),
+    Delete,
+}

@@ -16,18 +16,18 @@ pub mod accounts;
 pub mod cluster;
 pub mod config;
 pub mod core;
-mod membership;
+pub mod error;
 pub mod modules;
-pub mod raft;
-pub mod relay;
+mod replicated;
+pub mod service;
 pub mod session;
-mod sessions;
 pub mod shard;
 mod time;
 
 pub use accounts::{AccountError, Accounts};
 pub use config::CoreConfig;
-pub use core::{BindError, Core, CoreError, server_features};
+pub use core::{Core, server_features};
+pub use error::{BindError, CoreError};
 pub use session::{EdgeLink, Outbound, Received, SessionInbox, SessionSink};
 pub use storage::StorageError;
 

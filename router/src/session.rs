@@ -382,3 +382,11 @@ mod tests {
         assert!(!sink.send(stanza("x")));
     }
 }
+
+/// Session ids of edge `e` are `e << EDGE_SHIFT | n`.
+pub const EDGE_SHIFT: u32 = 40;
+
+/// The edge a session id belongs to.
+pub fn edge_of(session: u64) -> u64 {
+    session >> EDGE_SHIFT
+}

@@ -1,16 +1,82 @@
 //! A user shard: one task owning the live sessions and presence of the users
 //! that hash to it, applying every stanza for them in order.
+//!
+//! The shard is the seam between the two rooms of this crate: it runs the
+//! XMPP modules (`crate::modules`) on its state through their narrow
+//! context, then commits what they planned through the cluster machinery
+//! (`crate::cluster`) and lets out what waited on the commit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 
+use proto::FullJid;
 use proto::stanza::{Kind, Stanza};
-use proto::{BareJid, FullJid, Jid};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{BindError, Shared};
-use crate::modules::{Ctx, iq, message, presence};
+use crate::cluster::{Cluster, shard_of};
+use crate::error::{BindError, CoreError};
+use crate::modules::dispatch::{bind, from_client, inbound, unbind};
+use crate::modules::state::ShardState;
+use crate::modules::{CommitFailed, Ctx, Effect, Env, presence};
 use crate::session::{EdgeLink, SessionSink};
-use std::sync::Arc;
+
+/// A shard's two queues: a bounded one for stanzas from edges (so a busy
+/// shard slows its senders down) and an unbounded one for stanzas between
+/// shards (which must never wait on each other).
+#[derive(Clone)]
+pub(crate) struct ShardHandle {
+    pub edge: mpsc::Sender<ShardMsg>,
+    pub internal: mpsc::UnboundedSender<ShardMsg>,
+}
+
+/// What the shards of a core node share: the modules' environment, the
+/// cluster machinery, and each shard's queues.
+pub(crate) struct Shared {
+    pub env: Env,
+    pub cluster: Arc<Cluster>,
+    pub shards: Vec<ShardHandle>,
+}
+
+impl Shared {
+    pub fn shard_index(&self, bare: &str) -> usize {
+        shard_of(bare, self.shards.len())
+    }
+
+    /// Hand a stanza to the shard of `bare` for inbound processing, on
+    /// this node or the one that leads the shard.
+    pub fn send_internal(&self, bare: &str, msg: ShardMsg) {
+        self.send_internal_hop(bare, msg, 0)
+    }
+
+    pub fn send_internal_hop(&self, bare: &str, msg: ShardMsg, hops: u32) {
+        let i = self.shard_index(bare);
+        if let (Some(addr), ShardMsg::Inbound(s)) = (self.cluster.elsewhere(i), &msg) {
+            let mut env = proto::cluster::envelope::to_envelope(i as u32, s);
+            env.inbound = true;
+            env.hops = hops + 1;
+            self.cluster.relays.send(&addr, env);
+            return;
+        }
+        if self.shards[i].internal.send(msg).is_err() {
+            tracing::debug!(to = bare, "shard stopped, stanza dropped");
+        }
+    }
+
+    /// Let out an effect of a handler whose writes (if any) committed.
+    pub fn release(&self, e: Effect) {
+        match e {
+            Effect::Deliver(sink, out) => {
+                sink.send(out);
+            }
+            Effect::Route(s) => {
+                let Some(to) = &s.to else { return };
+                let bare = to.bare_str().to_string();
+                self.send_internal(&bare, ShardMsg::Inbound(Box::new(s)));
+            }
+            Effect::Run(f) => f(None),
+        }
+    }
+}
 
 /// What a shard is asked to do.
 pub(crate) enum ShardMsg {
@@ -62,91 +128,7 @@ pub(crate) enum ShardMsg {
     Exit,
 }
 
-/// One bound resource.
-#[derive(Debug)]
-pub(crate) struct Session {
-    pub jid: FullJid,
-    pub sink: SessionSink,
-    /// Sent available presence and not since unavailable (RFC 6121 §4.2).
-    pub available: bool,
-    pub priority: i32,
-    /// The last presence broadcast, `from` stamped, without `to`.
-    pub presence: Option<Stanza>,
-    /// Asked for the roster: gets roster pushes (RFC 6121 §2.1.6).
-    pub interested: bool,
-    /// Directed presence sent to entities outside the roster (RFC 6121 §4.6).
-    pub directed: Vec<Jid>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct UserState {
-    pub sessions: Vec<Session>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct ShardState {
-    pub users: HashMap<BareJid, UserState>,
-    /// In a cluster: sessions changed since the last commit (their
-    /// records go into the shard's log, see `sessions.rs`).
-    pub dirty: Option<HashSet<FullJid>>,
-    /// In a cluster: the Raft term whose sessions are loaded here (this
-    /// node leads the shard in it).
-    pub term: Option<u64>,
-}
-
-impl ShardState {
-    pub fn sessions(&self, user: &BareJid) -> &[Session] {
-        self.users
-            .get(user)
-            .map(|u| u.sessions.as_slice())
-            .unwrap_or(&[])
-    }
-
-    pub fn session_mut(&mut self, jid: &FullJid) -> Option<&mut Session> {
-        self.changed(jid);
-        self.users
-            .get_mut(&jid.bare())?
-            .sessions
-            .iter_mut()
-            .find(|s| &s.jid == jid)
-    }
-
-    /// Note that the session `jid` changed (a cluster replicates it).
-    pub fn changed(&mut self, jid: &FullJid) {
-        if let Some(d) = &mut self.dirty {
-            d.insert(jid.clone());
-        }
-    }
-
-    /// Forget a user and their sessions.
-    pub fn remove_user(&mut self, user: &BareJid) -> Option<UserState> {
-        let gone = self.users.remove(user)?;
-        for s in &gone.sessions {
-            self.changed(&s.jid);
-        }
-        Some(gone)
-    }
-
-    pub fn session(&self, jid: &FullJid) -> Option<&Session> {
-        self.users
-            .get(&jid.bare())?
-            .sessions
-            .iter()
-            .find(|s| &s.jid == jid)
-    }
-}
-
-/// The bare JID whose shard sees a client's stanza first: the sender's for
-/// presence and for IQs to the account or server, the recipient's for
-/// messages and IQs to others.
-pub fn first_hop<'a>(s: &'a Stanza, from_bare: &'a str) -> &'a str {
-    match (s.kind, &s.to) {
-        (_, None) => from_bare,
-        (Kind::Presence, Some(_)) => from_bare,
-        (Kind::Iq, Some(to)) if to.local().is_none() => from_bare,
-        (_, Some(to)) => to.bare_str(),
-    }
-}
+pub use crate::modules::dispatch::first_hop;
 
 /// Messages handled together and committed with one Raft entry, at most.
 const GROUP: usize = 64;
@@ -168,7 +150,7 @@ pub(crate) async fn run(
     mut internal: mpsc::UnboundedReceiver<ShardMsg>,
 ) {
     let mut st = ShardState::default();
-    if shared.clustered() {
+    if shared.cluster.clustered() {
         st.dirty = Some(HashSet::new());
     }
     let mut next: Option<ShardMsg> = None;
@@ -242,12 +224,12 @@ async fn step(
     let mut again: Vec<ShardMsg> = Vec::new();
     // A node that has just come to lead the shard serves its replicated
     // sessions first.
-    let orphans = if shared.clustered() {
-        crate::sessions::ensure_loaded(st, shared, index).await
+    let orphans = if shared.cluster.clustered() {
+        crate::replicated::ensure_loaded(st, &shared.cluster, index).await
     } else {
         Vec::new()
     };
-    let mut ctx = Ctx::new(st, shared);
+    let mut ctx = Ctx::new(st, &shared.env);
     for (jid, session) in orphans {
         unbind(&mut ctx, &jid, session);
     }
@@ -260,9 +242,9 @@ async fn step(
         // that reached this node after its leadership moved is handed on,
         // and one that arrives during an election waits for its outcome.
         let stanza = matches!(msg, ShardMsg::FromClient(..) | ShardMsg::Inbound(_));
-        if stanza && shared.clustered() {
-            shared.wait_leader(index).await;
-            if let Some(addr) = shared.elsewhere(index) {
+        if stanza && shared.cluster.clustered() {
+            shared.cluster.wait_leader(index).await;
+            if let Some(addr) = shared.cluster.elsewhere(index) {
                 let (s, inbound) = match &msg {
                     ShardMsg::FromClient(s, _) => (s, false),
                     ShardMsg::Inbound(s) => (s, true),
@@ -275,7 +257,7 @@ async fn step(
                         let mut env = proto::cluster::envelope::to_envelope(index as u32, s);
                         env.inbound = inbound;
                         env.hops = 1;
-                        shared.relays.send(&addr, env);
+                        shared.cluster.relays.send(&addr, env);
                     }
                 }
                 continue;
@@ -284,7 +266,7 @@ async fn step(
         // A copy, in case the commit fails because the lead moved (an
         // edge's stanza is sent again by its edge instead).
         let copy = match &msg {
-            _ if !shared.clustered() => None,
+            _ if !shared.cluster.clustered() => None,
             ShardMsg::FromClient(s, None) if confirm.is_none() => {
                 Some(ShardMsg::FromClient(s.clone(), None))
             }
@@ -301,27 +283,41 @@ async fn step(
         }
     }
     // Sessions' changes go into the same entry; nothing waits on them.
-    let session_ops = crate::sessions::take_changes(ctx.st);
+    let session_ops = crate::replicated::take_changes(ctx.st);
     let (writes, held) = ctx.into_pending();
     let mut moved = false;
-    if !writes.is_empty() || !session_ops.is_empty() {
-        match shared.commit(index, writes, forward, session_ops).await {
+    if writes.is_empty() && session_ops.is_empty() {
+        for (e, _) in held {
+            shared.release(e);
+        }
+    } else {
+        match shared
+            .cluster
+            .commit(index, writes, forward, session_ops)
+            .await
+        {
             Ok(()) => {
-                for e in held {
-                    e.release(shared);
+                for (e, _) in held {
+                    shared.release(e);
                 }
             }
             Err(e) => {
-                for h in held {
-                    h.fail(&e);
+                let failed = CommitFailed(e.to_string());
+                for (h, waits) in held {
+                    if waits {
+                        h.fail(&failed);
+                    } else {
+                        shared.release(h);
+                    }
                 }
                 // Not committed because this node stopped leading the
                 // shard: the stanzas go to the new leader (at least once;
                 // one whose entry the new leader still commits is stored
                 // twice, never lost).
-                moved = shared.clustered()
-                    && (matches!(e, crate::core::CoreError::NotLeader { .. })
-                        || shared.leader(index).0 != Some(shared.cfg.node_id));
+                let me = shared.cluster.cfg.node_id;
+                moved = shared.cluster.clustered()
+                    && (matches!(e, CoreError::NotLeader { .. })
+                        || shared.cluster.leader(index).0 != Some(me));
                 if moved {
                     tracing::info!(shard = index, error = %e, stanzas = again.len() + confirms.iter().filter(|c| c.1).count(), "commit failed as the lead moved; the stanzas go to the new leader");
                     for m in again {
@@ -415,144 +411,5 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
                 d.clear();
             }
         }
-    }
-}
-
-fn bind(ctx: &mut Ctx<'_>, jid: FullJid, sink: SessionSink) -> Result<(), BindError> {
-    let bare = jid.bare();
-    match ctx.sh.accounts.exists(&bare) {
-        Ok(true) => {}
-        _ => return Err(BindError::NoSuchUser),
-    }
-    // RFC 6120 §7.7.2.2: the new session replaces the old one.
-    if let Some(old) = ctx.st.session(&jid).map(|s| s.sink.clone()) {
-        old.send(crate::Outbound::Close(
-            proto::error::StreamCondition::Conflict,
-            Some("replaced by a new session".into()),
-        ));
-        let conn = old.conn_id;
-        unbind(ctx, &jid, conn);
-    }
-    let session = Session {
-        jid,
-        sink,
-        available: false,
-        priority: 0,
-        presence: None,
-        interested: false,
-        directed: Vec::new(),
-    };
-    // Exactly as many slots as sessions: a Session is a few hundred bytes,
-    // and most users have one (a Vec's first growth would reserve four).
-    ctx.st.changed(&session.jid);
-    let sessions = &mut ctx.st.users.entry(bare).or_default().sessions;
-    sessions.reserve_exact(1);
-    sessions.push(session);
-    Ok(())
-}
-
-/// A session ended: if it was available, contacts get unavailable presence
-/// (RFC 6121 §4.5.2, also when the connection just dropped).
-fn unbind(ctx: &mut Ctx<'_>, jid: &FullJid, conn_id: u64) {
-    let matches = ctx
-        .st
-        .session(jid)
-        .is_some_and(|s| s.sink.conn_id == conn_id);
-    if !matches {
-        return;
-    }
-    presence::went_offline(ctx, jid);
-    ctx.st.changed(jid);
-    let bare = jid.bare();
-    if let Some(u) = ctx.st.users.get_mut(&bare) {
-        u.sessions.retain(|s| &s.jid != jid);
-        if u.sessions.is_empty() {
-            ctx.st.users.remove(&bare);
-        }
-    }
-}
-
-fn from_client(ctx: &mut Ctx<'_>, s: Stanza) {
-    let Some(Jid::Full(from)) = s.from.clone() else {
-        return;
-    };
-    match s.kind {
-        Kind::Presence => presence::outbound(ctx, &from, s),
-        Kind::Message => {
-            // A message with no 'to' is for the sender's own account (RFC 6120 §10.3.1).
-            let s = match s.to {
-                Some(_) => s,
-                None => Stanza {
-                    to: Some(Jid::Bare(from.bare())),
-                    ..s
-                },
-            };
-            inbound(ctx, s)
-        }
-        Kind::Iq => match &s.to {
-            None => iq::handle(ctx, s, iq::Target::OwnAccount),
-            Some(Jid::Bare(b)) if b.as_str() == from.bare_str() => {
-                iq::handle(ctx, s, iq::Target::OwnAccount)
-            }
-            Some(to) if to.local().is_none() && to.resource().is_none() => {
-                if ctx.sh.cfg.serves(to.domain()) {
-                    iq::handle(ctx, s, iq::Target::Server)
-                } else {
-                    ctx.bounce(
-                        &s,
-                        proto::error::StanzaCondition::RemoteServerNotFound,
-                        None,
-                    )
-                }
-            }
-            Some(_) => inbound(ctx, s),
-        },
-    }
-}
-
-/// Inbound processing at the recipient's shard (RFC 6121 §8.5).
-pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
-    let Some(to) = s.to.clone() else {
-        return;
-    };
-    use proto::error::StanzaCondition as C;
-    if !ctx.sh.cfg.serves(to.domain()) {
-        // No server-to-server yet: a remote domain cannot be reached.
-        if s.kind != Kind::Presence {
-            ctx.bounce(
-                &s,
-                C::RemoteServerNotFound,
-                Some("server-to-server is not enabled"),
-            );
-        }
-        return;
-    }
-    if to.local().is_none() {
-        // Addressed to the server or one of its domains.
-        if s.kind == Kind::Iq {
-            iq::handle(ctx, s, iq::Target::Server)
-        }
-        return;
-    }
-    let user = to.bare();
-    let exists =
-        !ctx.st.sessions(&user).is_empty() || ctx.sh.accounts.exists(&user).unwrap_or(false);
-    if !exists {
-        // RFC 6121 §8.5.1: service-unavailable, but a headline is dropped
-        // like everywhere else it cannot be delivered.
-        match s.kind {
-            Kind::Presence => presence::to_unknown_user(ctx, &s),
-            Kind::Message if s.stype() == "headline" => {}
-            _ => ctx.bounce(&s, C::ServiceUnavailable, None),
-        }
-        return;
-    }
-    match s.kind {
-        Kind::Message => message::inbound(ctx, &user, s),
-        Kind::Presence => presence::inbound(ctx, &user, s),
-        Kind::Iq => match &to {
-            Jid::Full(full) => iq::to_resource(ctx, full, s),
-            Jid::Bare(_) => iq::handle(ctx, s, iq::Target::Account(user)),
-        },
     }
 }

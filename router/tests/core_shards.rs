@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use proto::BareJid;
-use router::core::ShardGroup;
+use router::cluster::ShardGroup;
 use router::{Core, CoreConfig};
 
 fn applied(groups: &[ShardGroup]) -> u64 {
@@ -126,15 +126,15 @@ async fn boot(
     peers: Vec<(u64, String)>,
 ) -> Node {
     let addr = listener.local_addr().expect("addr");
-    let groups = router::raft::Groups::default();
+    let groups = router::cluster::raft::Groups::default();
     let store = open(&dir).await;
     let core = Core::start_with(cluster_cfg(id, addr, &peers), store, &groups)
         .await
         .expect("core start");
     // The Raft groups and the admin calls (account changes handed on to
     // a shard's leader), as a core node serves them.
-    let raft = router::raft::RaftService::new(groups.clone());
-    let admin = router::cluster::CoreService::new(core.clone(), id, addr.to_string());
+    let raft = router::cluster::raft::RaftService::new(groups.clone());
+    let admin = router::service::CoreService::new(core.clone(), id, addr.to_string());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
@@ -229,7 +229,7 @@ async fn three_core_nodes_replicate_shard_data_and_survive_a_leader_stop() {
     }
 
     let alice = BareJid::parse("alice@localhost").expect("jid");
-    let shard = router::core::shard_of(alice.as_str(), 4);
+    let shard = router::cluster::shard_of(alice.as_str(), 4);
     eventually("one leader for alice's shard", || {
         leader_of(&nodes, shard).is_some()
     })

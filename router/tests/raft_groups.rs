@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
-use router::raft::{Faults, Groups, Network, Raft, RaftService, config};
+use router::cluster::raft::{Faults, Groups, Network, Raft, RaftService, config};
 use storage::raft::{Command, Op};
 use storage::{Store, StoreOptions};
 use tokio::task::JoinHandle;

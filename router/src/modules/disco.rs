@@ -5,8 +5,7 @@ use proto::stanza::Stanza;
 use proto::{Element, ns};
 
 use super::Ctx;
-use super::iq::{Target, TargetKind};
-use super::registry::IqHandler;
+use super::handler::{IqHandler, Target, TargetKind};
 
 pub(crate) struct DiscoInfo;
 pub(crate) struct DiscoItems;
@@ -48,7 +47,7 @@ impl IqHandler for DiscoInfo {
                     .with_attr("type", "registered"),
             ),
         }
-        let features = ctx.sh.registry.features(t.kind());
+        let features = ctx.env.registry.features(t.kind());
         for f in features {
             q.push(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
         }

@@ -5,54 +5,11 @@
 
 use proto::error::StanzaCondition;
 use proto::stanza::Stanza;
-use proto::{BareJid, FullJid, ns};
+use proto::{FullJid, ns};
 
 use super::Ctx;
+use super::handler::Target;
 use crate::session::Outbound;
-
-/// Who an IQ is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Target {
-    /// A domain served here.
-    Server,
-    /// The sender's own account (no 'to', or its bare JID).
-    OwnAccount,
-    /// Another local account, by bare JID.
-    Account(BareJid),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum TargetKind {
-    Server,
-    OwnAccount,
-    Account,
-}
-
-impl TargetKind {
-    pub const ALL: [TargetKind; 3] = [
-        TargetKind::Server,
-        TargetKind::OwnAccount,
-        TargetKind::Account,
-    ];
-
-    pub fn index(self) -> usize {
-        match self {
-            TargetKind::Server => 0,
-            TargetKind::OwnAccount => 1,
-            TargetKind::Account => 2,
-        }
-    }
-}
-
-impl Target {
-    pub fn kind(&self) -> TargetKind {
-        match self {
-            Target::Server => TargetKind::Server,
-            Target::OwnAccount => TargetKind::OwnAccount,
-            Target::Account(_) => TargetKind::Account,
-        }
-    }
-}
 
 pub(crate) fn handle(ctx: &mut Ctx<'_>, s: Stanza, target: Target) {
     if !matches!(s.stype(), "get" | "set") {
@@ -67,7 +24,7 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, s: Stanza, target: Target) {
         Ok(p) => p,
         Err(e) => return ctx.bounce_with(&s, &e),
     };
-    let handler = ctx.sh.registry.get(&payload.ns, target.kind()).cloned();
+    let handler = ctx.env.registry.get(&payload.ns, target.kind()).cloned();
     match handler {
         Some(h) => h.handle(ctx, &s, payload, &target),
         None => ctx.bounce(&s, StanzaCondition::ServiceUnavailable, None),

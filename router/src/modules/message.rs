@@ -77,7 +77,7 @@ fn store_offline(ctx: &mut Ctx<'_>, user: &BareJid, s: &Stanza) {
         return;
     }
     let stamped = with_delay(&s.raw, user.domain());
-    let sh = ctx.sh;
+    let sh = ctx.env;
     match sh
         .store
         .0
@@ -143,7 +143,7 @@ pub(crate) fn flush_offline(ctx: &mut Ctx<'_>, full: &proto::FullJid) {
     let upto = if delivered_all { Some(last) } else { through };
     if let Some(seq) = upto
         && let Err(e) = ctx
-            .sh
+            .env
             .store
             .0
             .offline()

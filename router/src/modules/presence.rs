@@ -35,7 +35,7 @@ fn directed(ctx: &mut Ctx<'_>, from: &FullJid, to: Jid, s: Stanza) {
     // does not serve (a room of a MUC service elsewhere, say) cannot be
     // delivered, and the sender is told rather than left waiting (RFC 6120
     // §10.4.3). Unavailable and error presence are not answered.
-    if s.stype().is_empty() && !ctx.sh.cfg.serves(to.domain()) {
+    if s.stype().is_empty() && !ctx.cfg().serves(to.domain()) {
         ctx.bounce(
             &s,
             proto::error::StanzaCondition::RemoteServerNotFound,
@@ -182,7 +182,7 @@ fn keep_last_unavailable(ctx: &mut Ctx<'_>, user: &BareJid, from: &FullJid, s: &
     if ctx.st.sessions(user).iter().any(|x| x.available) {
         return;
     }
-    let rosters = ctx.sh.store.0.rosters();
+    let rosters = ctx.env.store.0.rosters();
     let says_something = !s.empty
         && s.element(ns::CLIENT)
             .is_ok_and(|e| e.elements().next().is_some());

@@ -6,8 +6,7 @@ use proto::stanza::Stanza;
 use proto::{BareJid, Element, Jid, ns};
 
 use super::Ctx;
-use super::iq::{Target, TargetKind};
-use super::registry::IqHandler;
+use super::handler::{IqHandler, Target, TargetKind};
 use crate::accounts::AccountError;
 use crate::session::Outbound;
 
@@ -124,7 +123,7 @@ impl IqHandler for Register {
             }
             // XEP-0077 §3.2: remove the account, then (once that is
             // committed) answer and end every session.
-            let sh = ctx.sh;
+            let sh = ctx.env;
             if let Err(e) = sh.accounts.plan_delete(&mut ctx.writes, &user) {
                 tracing::error!(user = %user, error = %e, "account removal failed");
                 return ctx.bounce_with(iq, &account_error(&e));
@@ -174,7 +173,7 @@ impl IqHandler for Register {
                 Some("give your own username and the new password"),
             );
         }
-        let sh = ctx.sh;
+        let sh = ctx.env;
         match sh
             .accounts
             .plan_set_password(&mut ctx.writes, &user, &password)

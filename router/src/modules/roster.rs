@@ -9,8 +9,7 @@ use proto::stanza::Stanza;
 use proto::{BareJid, Element, Jid, ns};
 use storage::RosterItem;
 
-use super::iq::{Target, TargetKind};
-use super::registry::IqHandler;
+use super::handler::{IqHandler, Target, TargetKind};
 use super::{Ctx, subscription};
 
 const MAX_NAME: usize = 1023;
@@ -52,7 +51,7 @@ pub(crate) fn push(ctx: &Ctx<'_>, user: &BareJid, item: &RosterItem, ver: u64, r
         }
         let mut s = format!(
             "<iq type='set' id='{}' to='{}'>",
-            ctx.sh.next_id(),
+            ctx.env.next_id(),
             proto::element::escape(sess.jid.as_str())
         );
         query.write(&mut s, ns::CLIENT);
@@ -186,7 +185,7 @@ fn set(ctx: &mut Ctx<'_>, iq: &Stanza, user: &BareJid, payload: &Element) {
         state,
         hidden: false,
     };
-    let sh = ctx.sh;
+    let sh = ctx.env;
     match sh.store.0.rosters().put_in(&mut ctx.writes, user, &item) {
         Ok(ver) => {
             push(ctx, user, &item, ver, false);
@@ -220,7 +219,7 @@ fn remove(ctx: &mut Ctx<'_>, iq: &Stanza, user: &BareJid, item: RosterItem) {
         );
         subscription::outbound(ctx, &from, item.jid.clone(), a, s);
     }
-    let sh = ctx.sh;
+    let sh = ctx.env;
     match sh
         .store
         .0

@@ -40,18 +40,18 @@ const MAX_STORED_REQUEST: usize = 16 * 1024;
 fn save(ctx: &mut Ctx<'_>, user: &BareJid, mut item: RosterItem, new: SubState, push: bool) {
     if item.state.pending_in
         && !new.pending_in
-        && let Err(e) = ctx
-            .sh
-            .store
-            .0
-            .rosters()
-            .remove_request_in(&mut ctx.writes, user, &item.jid)
+        && let Err(e) =
+            ctx.env
+                .store
+                .0
+                .rosters()
+                .remove_request_in(&mut ctx.writes, user, &item.jid)
     {
         tracing::error!(user = %user, error = %e, "forgetting a subscription request failed");
     }
     item.state = new;
     let empty = new == SubState::default();
-    let rosters = ctx.sh.store.0.rosters();
+    let rosters = ctx.env.store.0.rosters();
     let result = if empty && item.hidden {
         rosters.remove_in(&mut ctx.writes, user, &item.jid)
     } else {
@@ -138,7 +138,7 @@ pub(crate) fn inbound(
         if raw.len() > MAX_STORED_REQUEST {
             raw = presence_of("subscribe", contact_j.clone(), me.clone()).raw;
         }
-        let rosters = ctx.sh.store.0.rosters();
+        let rosters = ctx.env.store.0.rosters();
         if let Err(e) = rosters.put_request_in(&mut ctx.writes, user, &contact, &raw) {
             tracing::error!(user = %user, error = %e, "keeping a subscription request failed");
         }

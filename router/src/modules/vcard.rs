@@ -5,8 +5,7 @@ use proto::stanza::Stanza;
 use proto::{Element, Jid, ns};
 
 use super::Ctx;
-use super::iq::{Target, TargetKind};
-use super::registry::IqHandler;
+use super::handler::{IqHandler, Target, TargetKind};
 
 pub(crate) struct VCard;
 
@@ -54,7 +53,7 @@ impl IqHandler for VCard {
         } else {
             Some(xml.as_bytes())
         };
-        let sh = ctx.sh;
+        let sh = ctx.env;
         match sh.store.0.vcards().set_in(&mut ctx.writes, &owner, stored) {
             Ok(()) => ctx.iq_result(iq, None),
             Err(_) => ctx.bounce(iq, StanzaCondition::InternalServerError, None),

@@ -4,8 +4,7 @@ use proto::stanza::Stanza;
 use proto::{Element, ns};
 
 use super::Ctx;
-use super::iq::{Target, TargetKind};
-use super::registry::IqHandler;
+use super::handler::{IqHandler, Target, TargetKind};
 
 pub(crate) struct Version {
     pub version: String,

@@ -25,8 +25,9 @@ use std::time::Duration;
 use openraft::{BasicNode, ChangeMembers};
 use storage::raft::{Command, Op};
 
-use crate::core::{CoreError, Shared};
-use crate::raft::Raft;
+use super::Cluster;
+use super::raft::Raft;
+use crate::error::CoreError;
 
 /// How often each node checks its shard groups against the members.
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
@@ -80,7 +81,7 @@ fn raft_err(e: impl std::fmt::Display) -> CoreError {
     CoreError::Raft(e.to_string())
 }
 
-impl Shared {
+impl Cluster {
     /// The members of the cluster (the meta group's voters) and their
     /// addresses; empty while this node has not joined one.
     pub fn members(&self) -> BTreeMap<u64, String> {
@@ -361,7 +362,7 @@ impl Shared {
 
 /// Keep this node's shard groups in line with the cluster's members, and
 /// say when this node has left (see the module's text).
-pub(crate) async fn reconcile(shared: std::sync::Weak<Shared>) {
+pub(crate) async fn reconcile(shared: std::sync::Weak<Cluster>) {
     let mut tick = tokio::time::interval(RECONCILE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -427,7 +428,7 @@ pub(crate) struct ShardView {
 /// How often a leader checks that the meta group has its shards right.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
-impl Shared {
+impl Cluster {
     /// Shard `i`'s entry in the meta group.
     pub(crate) fn shard_info(&self, i: usize) -> Option<ShardInfo> {
         let v = self.meta_state.get(&shard_key(i)).ok().flatten()?;
@@ -490,7 +491,7 @@ impl Shared {
     /// Check this node's number of shards against the cluster's, which
     /// the first node to get here records in the meta group.
     pub(crate) async fn check_shard_count(&self) -> Result<(), CoreError> {
-        let mine = self.shards.len() as u64;
+        let mine = self.shard_count as u64;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(v) = self.meta_state.get(SHARDS_KEY).map_err(raft_err)? {
@@ -547,7 +548,7 @@ impl Shared {
 
 /// Keep the meta group's shard map right for the shards this node leads:
 /// the other nodes route by it to shards they hold no replica of.
-pub(crate) async fn publish(shared: std::sync::Weak<Shared>) {
+pub(crate) async fn publish(shared: std::sync::Weak<Cluster>) {
     let mut tick = tokio::time::interval(PUBLISH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

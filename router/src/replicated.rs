@@ -22,10 +22,9 @@ use proto::Jid;
 use serde::{Deserialize, Serialize};
 use storage::raft::Op;
 
-use crate::cluster::edge_of;
-use crate::core::Shared;
-use crate::session::{EdgeLink, SessionSink};
-use crate::shard::{Session, ShardState};
+use crate::cluster::Cluster;
+use crate::modules::state::{Session, ShardState};
+use crate::session::{EdgeLink, SessionSink, edge_of};
 
 const PREFIX: &[u8] = b"s/";
 
@@ -84,7 +83,7 @@ const CATCH_UP: Duration = Duration::from_secs(5);
 /// sessions whose edge has no stream to this node (they are to end).
 pub(crate) async fn ensure_loaded(
     st: &mut ShardState,
-    sh: &Shared,
+    sh: &Cluster,
     index: usize,
 ) -> Vec<(FullJid, u64)> {
     let me = sh.cfg.node_id;

@@ -28,20 +28,15 @@ use proto::cluster::pb;
 use proto::{BareJid, FullJid};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::accounts::AccountError;
-use crate::core::{AccountOp, BindError, Core, CoreError};
+use crate::accounts::{AccountError, AccountOp};
+use crate::cluster::admin_client::admin_at;
+use crate::core::Core;
+use crate::error::{BindError, CoreError};
 use crate::session::{Confirm, EdgeLink, SessionSink};
+pub use crate::session::{EDGE_SHIFT, edge_of};
 
 /// The call header that names the calling edge.
 pub const EDGE_HEADER: &str = "x-xmppd-edge";
-
-/// Session ids of edge `e` are `e << EDGE_SHIFT | n`.
-pub const EDGE_SHIFT: u32 = 40;
-
-/// The edge a session id belongs to.
-pub fn edge_of(session: u64) -> u64 {
-    session >> EDGE_SHIFT
-}
 
 /// Deliveries queued for one edge before further ones are refused.
 const EDGE_QUEUE: usize = 65_536;
@@ -506,93 +501,6 @@ impl pb::admin_server::Admin for CoreService {
                 .map_err(membership_status),
         }
     }
-}
-
-/// Hand an account change on to the core node at `addr` (the leader of
-/// the user's shard).
-pub(crate) async fn forward_account(
-    addr: &str,
-    user: &BareJid,
-    op: &AccountOp,
-    hops: u32,
-) -> Result<(), AccountError> {
-    use pb::account_change::Kind;
-    use pb::account_reply::Failure;
-    let not_committed = |s: Status| AccountError::NotCommitted(ClusterError::from(s).to_string());
-    let mut admin = admin_at(addr).await.map_err(not_committed)?;
-    let (kind, credentials) = match op {
-        AccountOp::Add(c) => (Kind::Add, c.to_bytes()),
-        AccountOp::SetCredentials(c) => (Kind::SetCredentials, c.to_bytes()),
-        AccountOp::Delete => (Kind::Delete, Vec::new()),
-    };
-    let r = admin
-        .account(pb::AccountChange {
-            kind: kind as i32,
-            bare_jid: user.to_string(),
-            credentials: credentials.into(),
-            hops,
-        })
-        .await
-        .map_err(not_committed)?
-        .into_inner();
-    let u = user.to_string();
-    match Failure::try_from(r.failure).unwrap_or(Failure::NotCommitted) {
-        Failure::None => Ok(()),
-        Failure::Exists => Err(AccountError::Exists(u)),
-        Failure::NoSuchUser => Err(AccountError::NoSuchUser(u)),
-        Failure::BadPassword => Err(AccountError::BadPassword(r.message)),
-        Failure::NotAUser => Err(AccountError::NotAUser(u)),
-        Failure::UnknownDomain => Err(AccountError::UnknownDomain(user.domain().to_string())),
-        Failure::NotCommitted => Err(AccountError::NotCommitted(r.message)),
-    }
-}
-
-/// The accounts in the shards that the core node at `addr` leads.
-pub(crate) async fn list_users_at(
-    addr: &str,
-    domain: Option<&str>,
-) -> Result<Vec<BareJid>, AccountError> {
-    let failed = |s: Status| AccountError::NotCommitted(ClusterError::from(s).to_string());
-    let mut admin = admin_at(addr).await.map_err(failed)?;
-    let list = admin
-        .list_users(pb::ListUsersRequest {
-            domain: domain.map(str::to_string),
-        })
-        .await
-        .map_err(failed)?
-        .into_inner();
-    Ok(list
-        .bare_jids
-        .iter()
-        .filter_map(|j| BareJid::parse(j).ok())
-        .collect())
-}
-
-/// The `Admin` service of the core node at `addr` (a shard's leader or
-/// the meta leader, for a change that reached another node).
-///
-/// One channel per address for the life of the process (HTTP/2 carries
-/// many calls at once): a burst of registrations handed on to a shard's
-/// leader must not open a connection each.
-async fn admin_at(
-    addr: &str,
-) -> Result<pb::admin_client::AdminClient<tonic::transport::Channel>, Status> {
-    static CHANNELS: std::sync::OnceLock<Mutex<HashMap<String, tonic::transport::Channel>>> =
-        std::sync::OnceLock::new();
-    let channels = CHANNELS.get_or_init(Default::default);
-    if let Some(ch) = channels.lock().unwrap_or_else(|p| p.into_inner()).get(addr) {
-        return Ok(pb::admin_client::AdminClient::new(ch.clone()));
-    }
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| Status::from(ClusterError::Internal(e.to_string())))?
-        .connect_timeout(std::time::Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .connect_lazy();
-    channels
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(addr.to_string(), ch.clone());
-    Ok(pb::admin_client::AdminClient::new(ch))
 }
 
 /// An account change's outcome on the wire.

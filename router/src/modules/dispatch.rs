@@ -1,0 +1,164 @@
+//! Where each stanza goes in its shard, by kind and address (RFC 6120
+//! §10, RFC 6121 §8.5): the sender's shard sees a client's stanza first
+//! ([`first_hop`]), then the recipient's shard handles it inbound. Also
+//! binding and ending a session here (RFC 6120 §7).
+
+use proto::stanza::{Kind, Stanza};
+use proto::{FullJid, Jid};
+
+use super::handler::Target;
+use super::state::Session;
+use super::{Ctx, iq, message, presence};
+use crate::error::BindError;
+use crate::session::SessionSink;
+
+/// The bare JID whose shard sees a client's stanza first: the sender's for
+/// presence and for IQs to the account or server, the recipient's for
+/// messages and IQs to others.
+pub fn first_hop<'a>(s: &'a Stanza, from_bare: &'a str) -> &'a str {
+    match (s.kind, &s.to) {
+        (_, None) => from_bare,
+        (Kind::Presence, Some(_)) => from_bare,
+        (Kind::Iq, Some(to)) if to.local().is_none() => from_bare,
+        (_, Some(to)) => to.bare_str(),
+    }
+}
+
+pub(crate) fn bind(ctx: &mut Ctx<'_>, jid: FullJid, sink: SessionSink) -> Result<(), BindError> {
+    let bare = jid.bare();
+    match ctx.env.accounts.exists(&bare) {
+        Ok(true) => {}
+        _ => return Err(BindError::NoSuchUser),
+    }
+    // RFC 6120 §7.7.2.2: the new session replaces the old one.
+    if let Some(old) = ctx.st.session(&jid).map(|s| s.sink.clone()) {
+        old.send(crate::Outbound::Close(
+            proto::error::StreamCondition::Conflict,
+            Some("replaced by a new session".into()),
+        ));
+        let conn = old.conn_id;
+        unbind(ctx, &jid, conn);
+    }
+    let session = Session {
+        jid,
+        sink,
+        available: false,
+        priority: 0,
+        presence: None,
+        interested: false,
+        directed: Vec::new(),
+    };
+    // Exactly as many slots as sessions: a Session is a few hundred bytes,
+    // and most users have one (a Vec's first growth would reserve four).
+    ctx.st.changed(&session.jid);
+    let sessions = &mut ctx.st.users.entry(bare).or_default().sessions;
+    sessions.reserve_exact(1);
+    sessions.push(session);
+    Ok(())
+}
+
+/// A session ended: if it was available, contacts get unavailable presence
+/// (RFC 6121 §4.5.2, also when the connection just dropped).
+pub(crate) fn unbind(ctx: &mut Ctx<'_>, jid: &FullJid, conn_id: u64) {
+    let matches = ctx
+        .st
+        .session(jid)
+        .is_some_and(|s| s.sink.conn_id == conn_id);
+    if !matches {
+        return;
+    }
+    presence::went_offline(ctx, jid);
+    ctx.st.changed(jid);
+    let bare = jid.bare();
+    if let Some(u) = ctx.st.users.get_mut(&bare) {
+        u.sessions.retain(|s| &s.jid != jid);
+        if u.sessions.is_empty() {
+            ctx.st.users.remove(&bare);
+        }
+    }
+}
+
+pub(crate) fn from_client(ctx: &mut Ctx<'_>, s: Stanza) {
+    let Some(Jid::Full(from)) = s.from.clone() else {
+        return;
+    };
+    match s.kind {
+        Kind::Presence => presence::outbound(ctx, &from, s),
+        Kind::Message => {
+            // A message with no 'to' is for the sender's own account (RFC 6120 §10.3.1).
+            let s = match s.to {
+                Some(_) => s,
+                None => Stanza {
+                    to: Some(Jid::Bare(from.bare())),
+                    ..s
+                },
+            };
+            inbound(ctx, s)
+        }
+        Kind::Iq => match &s.to {
+            None => iq::handle(ctx, s, Target::OwnAccount),
+            Some(Jid::Bare(b)) if b.as_str() == from.bare_str() => {
+                iq::handle(ctx, s, Target::OwnAccount)
+            }
+            Some(to) if to.local().is_none() && to.resource().is_none() => {
+                if ctx.cfg().serves(to.domain()) {
+                    iq::handle(ctx, s, Target::Server)
+                } else {
+                    ctx.bounce(
+                        &s,
+                        proto::error::StanzaCondition::RemoteServerNotFound,
+                        None,
+                    )
+                }
+            }
+            Some(_) => inbound(ctx, s),
+        },
+    }
+}
+
+/// Inbound processing at the recipient's shard (RFC 6121 §8.5).
+pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
+    let Some(to) = s.to.clone() else {
+        return;
+    };
+    use proto::error::StanzaCondition as C;
+    if !ctx.cfg().serves(to.domain()) {
+        // No server-to-server yet: a remote domain cannot be reached.
+        if s.kind != Kind::Presence {
+            ctx.bounce(
+                &s,
+                C::RemoteServerNotFound,
+                Some("server-to-server is not enabled"),
+            );
+        }
+        return;
+    }
+    if to.local().is_none() {
+        // Addressed to the server or one of its domains.
+        if s.kind == Kind::Iq {
+            iq::handle(ctx, s, Target::Server)
+        }
+        return;
+    }
+    let user = to.bare();
+    let exists =
+        !ctx.st.sessions(&user).is_empty() || ctx.env.accounts.exists(&user).unwrap_or(false);
+    if !exists {
+        // RFC 6121 §8.5.1: service-unavailable, but a headline is dropped
+        // like everywhere else it cannot be delivered.
+        match s.kind {
+            Kind::Presence => presence::to_unknown_user(ctx, &s),
+            Kind::Message if s.stype() == "headline" => {}
+            _ => ctx.bounce(&s, C::ServiceUnavailable, None),
+        }
+        return;
+    }
+    match s.kind {
+        Kind::Message => message::inbound(ctx, &user, s),
+        Kind::Presence => presence::inbound(ctx, &user, s),
+        Kind::Iq => match &to {
+            Jid::Full(full) => iq::to_resource(ctx, full, s),
+            Jid::Bare(_) => iq::handle(ctx, s, Target::Account(user)),
+        },
+    }
+}

@@ -298,6 +298,7 @@ impl Conn {
     async fn deliver(&mut self, first: Received) {
         let b = match first {
             Received::Item(Outbound::Stanza(b)) => b,
+            Received::Item(Outbound::Addressed(b)) => addressed(&self.machine, &b),
             Received::Item(Outbound::Close(cond, text)) => return self.fail(cond, text).await,
             Received::Overflowed => {
                 let text = "too many stanzas queued: the client reads too slowly";
@@ -313,21 +314,21 @@ impl Conn {
         let mut then = None;
         if let Some(rx) = self.inbox.as_mut() {
             while batch.as_ref().map_or(b.len(), Vec::len) < BATCH_BYTES {
-                match rx.try_recv() {
-                    Some(Outbound::Stanza(more)) => {
-                        let buf = batch.get_or_insert_with(|| {
-                            let mut v = Vec::with_capacity(2 * (b.len() + more.len()));
-                            v.extend_from_slice(&b);
-                            v
-                        });
-                        buf.extend_from_slice(&more);
-                    }
+                let more = match rx.try_recv() {
+                    Some(Outbound::Stanza(more)) => more,
+                    Some(Outbound::Addressed(more)) => addressed(&self.machine, &more),
                     Some(close) => {
                         then = Some(close);
                         break;
                     }
                     None => break,
-                }
+                };
+                let buf = batch.get_or_insert_with(|| {
+                    let mut v = Vec::with_capacity(2 * (b.len() + more.len()));
+                    v.extend_from_slice(&b);
+                    v
+                });
+                buf.extend_from_slice(&more);
             }
         }
         match &batch {
@@ -451,6 +452,12 @@ impl Conn {
         }
         let _ = timeout(Duration::from_secs(2), self.io.shutdown()).await;
     }
+}
+
+/// A stanza written without 'to' for many sessions, addressed to this one.
+fn addressed(machine: &Machine, raw: &[u8]) -> Bytes {
+    let to = machine.jid().map(|j| j.to_string()).unwrap_or_default();
+    proto::stanza::with_to(raw, &to)
 }
 
 async fn recv(inbox: &mut Option<SessionInbox>) -> Received {

@@ -787,6 +787,7 @@ async fn dispatch(
                     };
                     let out = match action {
                         DeliveryAction::Stanza(b) => Outbound::Stanza(b),
+                        DeliveryAction::Addressed(b) => Outbound::Addressed(b),
                         DeliveryAction::Close(c, t) => Outbound::Close(c, t),
                         DeliveryAction::Processed(seq) => {
                             lock(&conn.unconfirmed).remove(&seq);

@@ -227,6 +227,23 @@ impl Stanza {
     }
 }
 
+/// `raw`, a stanza the server wrote without a 'to', with `to` set on its
+/// start tag: the per-session part of a delivery addressed to many.
+pub fn with_to(raw: &[u8], to: &str) -> Bytes {
+    // After '<' and the element name.
+    let name_end = raw
+        .iter()
+        .skip(1)
+        .position(|b| matches!(b, b' ' | b'/' | b'>' | b'\t' | b'\n' | b'\r'))
+        .map_or(raw.len(), |p| p + 1);
+    let attr = format!(" to='{}'", escape(to));
+    let mut out = Vec::with_capacity(raw.len() + attr.len());
+    out.extend_from_slice(&raw[..name_end]);
+    out.extend_from_slice(attr.as_bytes());
+    out.extend_from_slice(&raw[name_end..]);
+    Bytes::from(out)
+}
+
 /// RFC 6120 §8.2.3 rule 6: an IQ get or set carries exactly one payload
 /// child, whichever it is; anything else is `bad-request`. Every IQ
 /// dispatch (the edge's own answers and the core's handlers) goes through
@@ -303,6 +320,17 @@ mod tests {
             empty: false,
         });
         assert!(e.is_ok());
+    }
+
+    #[test]
+    fn with_to_addresses_a_stanza_without_to() {
+        let s = with_to(b"<message from='pubsub.x' id='n1'><event/></message>", "a@x/r");
+        assert_eq!(&s[..], b"<message to='a@x/r' from='pubsub.x' id='n1'><event/></message>");
+        let s = with_to(b"<message/>", "a'b@x");
+        assert_eq!(&s[..], b"<message to='a&apos;b@x'/>");
+        let parsed = Stanza::parse(&with_to(b"<message from='p'><b/></message>", "c@d/e"))
+            .expect("a stanza");
+        assert_eq!(parsed.to.map(|j| j.to_string()).as_deref(), Some("c@d/e"));
     }
 
     #[test]

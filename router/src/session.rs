@@ -18,6 +18,10 @@ use tokio::sync::Notify;
 pub enum Outbound {
     /// Write these stanza bytes to the client.
     Stanza(Bytes),
+    /// Stanza bytes without 'to': the connection writes its own full JID
+    /// in (`proto::stanza::with_to`), so that one buffer serves a fan-out
+    /// to many sessions.
+    Addressed(Bytes),
     /// End the stream with this error (e.g. `<conflict/>` when a new session
     /// took the resource).
     Close(StreamCondition, Option<String>),
@@ -90,6 +94,7 @@ impl EdgeLink {
         use proto::cluster::envelope::{DeliveryAction, to_delivery};
         let action = match out {
             Outbound::Stanza(b) => DeliveryAction::Stanza(b),
+            Outbound::Addressed(b) => DeliveryAction::Addressed(b),
             Outbound::Close(c, t) => DeliveryAction::Close(c, t),
         };
         self.tx.try_send(to_delivery(vec![session], action)).is_ok()

@@ -60,6 +60,8 @@ pub fn to_envelope(shard: u32, stanza: &Stanza) -> pb::Envelope {
         inbound: false,
         hops: 0,
         seq: 0,
+        route_key: None,
+        recipients: Vec::new(),
     }
 }
 
@@ -108,6 +110,8 @@ pub fn from_envelope(e: pb::Envelope) -> Result<(u32, Stanza), ConvertError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryAction {
     Stanza(bytes::Bytes),
+    /// Stanza bytes without 'to': each session writes its own JID in.
+    Addressed(bytes::Bytes),
     Close(StreamCondition, Option<String>),
     /// The envelope with this sequence number was processed.
     Processed(u64),
@@ -120,6 +124,7 @@ pub enum DeliveryAction {
 pub fn to_delivery(sessions: Vec<u64>, action: DeliveryAction) -> pb::Delivery {
     let what = match action {
         DeliveryAction::Stanza(b) => pb::delivery::What::Stanza(b),
+        DeliveryAction::Addressed(b) => pb::delivery::What::Addressed(b),
         DeliveryAction::Close(cond, text) => pb::delivery::What::Close(pb::StreamClose {
             condition: cond.name().to_owned(),
             text,
@@ -137,6 +142,7 @@ pub fn to_delivery(sessions: Vec<u64>, action: DeliveryAction) -> pb::Delivery {
 pub fn from_delivery(d: pb::Delivery) -> Result<(Vec<u64>, DeliveryAction), ConvertError> {
     let action = match d.what {
         Some(pb::delivery::What::Stanza(b)) => DeliveryAction::Stanza(b),
+        Some(pb::delivery::What::Addressed(b)) => DeliveryAction::Addressed(b),
         Some(pb::delivery::What::Close(c)) => {
             let cond = StreamCondition::from_name(&c.condition)
                 .ok_or(ConvertError::UnknownCondition(c.condition))?;

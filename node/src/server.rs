@@ -216,16 +216,13 @@ impl Server {
                 rx.clone(),
             )));
         }
-        let admin_socket = cfg
-            .listeners
-            .admin_socket
-            .clone()
-            .unwrap_or_else(|| cfg.data_dir.join("admin.sock"));
+        let admin_socket = cfg.admin_socket_path();
         // Accounts live in the core: the user commands go to a core node.
         if let Some(core) = &core {
             tasks.push(crate::admin::serve(
                 &admin_socket,
                 core.clone(),
+                domains.clone(),
                 rx.clone(),
             )?);
         }

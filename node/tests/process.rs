@@ -153,6 +153,108 @@ async fn user_commands_reach_a_running_server() {
     assert!(child.wait().expect("wait").success());
 }
 
+/// The JIDs of issue 11 item 8: a newline that started a second admin
+/// command, and a space that made the rest of the JID the password.
+const INJECTED_DEL: &str = "zed@localhost\ndel lisa@localhost";
+const SPACE_IN_JID: &str = "eve@localhost c2VjcmV0";
+
+fn users(cfg: &Path) -> String {
+    let out = xmppd(cfg, &["user", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Both injection attempts fail with a clear message and change nothing.
+fn injections_are_refused(cfg: &Path) {
+    for jid in [
+        INJECTED_DEL,
+        SPACE_IN_JID,
+        "lisa@localhost/res",
+        "localhost",
+    ] {
+        let out = xmppd(cfg, &["user", "add", jid, "--password", "Xpass"]);
+        assert!(!out.status.success(), "{jid:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("not a valid JID") || err.contains("not an account address"),
+            "{jid:?}: {err}"
+        );
+        let out = xmppd(cfg, &["user", "del", jid]);
+        assert!(!out.status.success(), "del {jid:?} was accepted");
+    }
+    let out = xmppd(
+        cfg,
+        &["user", "add", "carol@elsewhere.org", "--password", PW],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not served here"));
+    assert_eq!(users(cfg), "lisa@localhost\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newline_in_jid_deleted_another_account_through_the_admin_socket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path());
+    let (mut child, addr) = start(&cfg);
+    assert!(
+        xmppd(&cfg, &["user", "add", "lisa@localhost", "--password", PW])
+            .status
+            .success()
+    );
+    injections_are_refused(&cfg);
+    // The server checks what reaches it too, and a line of the old protocol
+    // is no request at all.
+    let socket = dir.path().join("data").join("admin.sock");
+    let ask = |line: &str| {
+        use std::io::{BufRead, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).expect("admin socket");
+        s.write_all(line.as_bytes()).expect("write");
+        let mut answer = String::new();
+        std::io::BufReader::new(s)
+            .read_line(&mut answer)
+            .expect("answer");
+        answer
+    };
+    let answer =
+        ask("{\"op\":\"add\",\"jid\":\"eve@localhost c2VjcmV0\",\"password\":\"Xpass\"}\n");
+    assert!(
+        answer.contains("\"err\"") && answer.contains("not a valid JID"),
+        "{answer}"
+    );
+    let answer = ask("del lisa@localhost\n");
+    assert!(answer.contains("malformed request"), "{answer}");
+    let answer = ask("{\"op\":\"del\",\"jid\":\"lisa@localhost/x\"}\n");
+    assert!(answer.contains("\"err\""), "{answer}");
+    assert_eq!(users(&cfg), "lisa@localhost\n");
+    Client::login(addr, "lisa@localhost", PW, "r")
+        .await
+        .expect("lisa still logs in with her password");
+    signal(&child, "TERM");
+    assert!(child.wait().expect("wait").success());
+}
+
+#[test]
+fn newline_in_jid_is_refused_with_the_server_stopped_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path());
+    assert!(
+        xmppd(&cfg, &["user", "add", "lisa@localhost", "--password", PW])
+            .status
+            .success()
+    );
+    injections_are_refused(&cfg);
+    // A JID is normalised before use, whichever way the command goes.
+    assert!(
+        xmppd(&cfg, &["user", "add", "Mixed@LocalHost", "--password", PW])
+            .status
+            .success()
+    );
+    assert_eq!(users(&cfg), "lisa@localhost\nmixed@localhost\n");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -402,3 +402,36 @@ async fn sigterm_sends_system_shutdown_and_exits_zero() {
     signal(&child, "TERM");
     assert!(child.wait().expect("wait").success());
 }
+
+/// Every `--help` of the binary prints whole (issue 11 item 5: clap ate a
+/// `{n}` in another binary's help), each with the text of its command.
+#[test]
+fn help_texts_print_whole_for_every_command() {
+    let cases: [(&[&str], &str); 12] = [
+        (&[], "A clustered XMPP server"),
+        (&["serve"], "Run the server"),
+        (&["user"], "Manage accounts"),
+        (&["user", "add"], "Create an account"),
+        (&["user", "passwd"], "Change an account's password"),
+        (&["user", "del"], "Delete an account"),
+        (&["user", "list"], "List accounts"),
+        (&["config"], "Check the configuration"),
+        (&["config", "check"], "Validate the configuration"),
+        (&["cluster", "status"], "shard map"),
+        (&["cluster", "add-node"], "Add a core node"),
+        (&["cluster", "remove-node"], "Remove a core node"),
+    ];
+    for (path, expected) in cases {
+        for flag in ["-h", "--help"] {
+            let out = Command::new(BIN)
+                .args(path)
+                .arg(flag)
+                .output()
+                .expect("run xmppd");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{path:?} {flag}: {text}");
+            assert!(text.contains(expected), "{path:?} {flag}:\n{text}");
+            assert!(!text.contains('\u{1b}'), "{path:?} {flag}:\n{text:?}");
+        }
+    }
+}

@@ -99,7 +99,15 @@ pub enum ConfigCommand {
 /// The configuration named on the command line, or the embedded default.
 pub fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     match path {
-        Some(p) => Config::load(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display())),
+        Some(p) => Config::load(p).map_err(|e| match e.problems() {
+            [] => anyhow::anyhow!("{}: {e}", p.display()),
+            all => {
+                let lines: Vec<String> = all.iter().map(|x| format!("  {x}")).collect();
+                let n = all.len();
+                let s = if n == 1 { "" } else { "s" };
+                anyhow::anyhow!("{}: {n} problem{s}:\n{}", p.display(), lines.join("\n"))
+            }
+        }),
         None => Ok(Config::default()),
     }
 }

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod check;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -374,13 +376,19 @@ impl Default for ClusterConfig {
 /// One thing wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// Where, as a TOML path: `limits.max_depth`, `domains[1]`.
+    /// Where, as a TOML path: `limits.max_depth`, `domains[1]`; `TOML
+    /// syntax` for text that is no TOML.
     pub field: String,
     pub message: String,
+    /// The line of the file (from 1), when the problem was found in one.
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
         write!(f, "{}: {}", self.field, self.message)
     }
 }
@@ -394,17 +402,14 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// Bad TOML, an unknown key or a value of the wrong type; the message
-    /// carries the line and column.
-    #[error("{0}")]
-    Syntax(#[from] toml::de::Error),
-    /// Values that parse but cannot work, one line each.
+    /// Everything wrong with the file, one line each: bad TOML, unknown
+    /// keys, values of the wrong type, values that cannot work.
     #[error("{}", lines(.0))]
     Invalid(Vec<Problem>),
 }
 
 impl ConfigError {
-    /// The problems found by [`Config::validate`]; empty for other errors.
+    /// The problems found in the file; empty when it could not be read.
     pub fn problems(&self) -> &[Problem] {
         match self {
             ConfigError::Invalid(p) => p,
@@ -443,11 +448,10 @@ impl Config {
         Config::from_toml(&text)
     }
 
-    /// Parse and validate a configuration.
+    /// Parse and validate a configuration; the error lists every problem
+    /// of the text at once, each with its line (see `config/check.rs`).
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text)?;
-        cfg.validate()?;
-        Ok(cfg)
+        check::parse(text)
     }
 
     /// The admin socket's path: as configured, or `<data_dir>/admin.sock`.
@@ -682,10 +686,36 @@ fn check_readable(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The levels a `log.level` directive may name.
+const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// `log.level` must be an EnvFilter whose every directive names a real
+/// level: EnvFilter reads a lone unknown word such as `warning` as a
+/// target name with no level, which turns every other log off.
 fn check_log_level(level: &str, p: &mut Problems) {
     if level.trim().is_empty() {
         p.add("log.level", "must not be empty, e.g. \"info\"");
-    } else if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+        return;
+    }
+    for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        // `target=level`, `target[span{field=value}]=level` or `level`:
+        // the level follows the last '=' that is outside brackets.
+        let named = match directive.rsplit_once('=') {
+            Some((_, lvl)) if !lvl.contains([']', '}']) => lvl.trim(),
+            _ => directive,
+        };
+        if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(named)) {
+            p.add(
+                "log.level",
+                format!(
+                    "{named:?} is not a log level; use one of {}, alone or per target as in \"info,node=debug\"",
+                    LOG_LEVELS.join(", ")
+                ),
+            );
+            return;
+        }
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
         p.add("log.level", format!("{level:?} is not a log filter: {e}"));
     }
 }
@@ -698,6 +728,7 @@ impl Problems {
         self.0.push(Problem {
             field: field.to_string(),
             message: message.into(),
+            line: None,
         });
     }
 
@@ -812,9 +843,10 @@ mod tests {
     fn unknown_key_is_an_error_naming_it() {
         let e = Config::from_toml("[limits]\nmax_stanza_byte = 5\n").expect_err("typo");
         let msg = e.to_string();
-        assert!(matches!(e, ConfigError::Syntax(_)));
-        assert!(msg.contains("max_stanza_byte"), "{msg}");
-        assert!(msg.contains("line 2"), "{msg}");
+        assert!(
+            msg.starts_with("line 2: limits.max_stanza_byte: unknown field"),
+            "{msg}"
+        );
         let e = Config::from_toml("domain = [\"a.example\"]\n").expect_err("typo");
         assert!(e.to_string().contains("domain"), "{e}");
     }
@@ -824,7 +856,7 @@ mod tests {
         let msg = Config::from_toml("domains = [\"a\"\n[tls]\n")
             .expect_err("bad")
             .to_string();
-        assert!(msg.contains("line") && msg.contains("column"), "{msg}");
+        assert!(msg.contains("line 2: TOML syntax: "), "{msg}");
     }
 
     #[test]
@@ -980,6 +1012,22 @@ mod tests {
         only_problem(&cfg, "log.level");
         cfg.log.level = "warn,node=debug".into();
         assert_eq!(problems(&cfg), Vec::<String>::new());
+        for ok in ["off", "INFO", "info,openraft=warn", "node::conn=trace,info"] {
+            cfg.log.level = ok.into();
+            assert_eq!(problems(&cfg), Vec::<String>::new(), "{ok}");
+        }
+    }
+
+    /// EnvFilter took `warning` for a target name: the level check passed
+    /// and the server then logged nothing.
+    #[test]
+    fn unknown_log_level_word_silenced_the_server() {
+        let mut cfg = Config::default();
+        for bad in ["warning", "info,node=warning", "node", "info,verbose"] {
+            cfg.log.level = bad.into();
+            let p = only_problem(&cfg, "log.level");
+            assert!(p.contains("error, warn, info, debug, trace, off"), "{p}");
+        }
     }
 
     #[test]

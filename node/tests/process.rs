@@ -153,6 +153,46 @@ async fn user_commands_reach_a_running_server() {
     assert!(child.wait().expect("wait").success());
 }
 
+/// Issue 11 item 9: `config check` showed the first unknown key, wrong
+/// type or syntax error alone, and let `log.level = "warning"` through.
+#[test]
+fn config_check_hid_all_but_the_first_mistake() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "domains = [\"localhost\"]\nunknown_key = 1\n[limits]\nmax_depth = \"deep\"\nmax_attrs = 1\nthis line is no toml\n[log]\nlevel = \"warning\"\n",
+    )
+    .expect("write");
+    let out = xmppd(&bad, &["config", "check"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for wanted in [
+        "5 problems",
+        "line 6: TOML syntax: ",
+        "line 2: unknown_key: unknown field",
+        "line 4: limits.max_depth: invalid type",
+        "line 5: limits.max_attrs: is 1",
+        "line 8: log.level: \"warning\" is not a log level",
+    ] {
+        assert!(err.contains(wanted), "no {wanted:?} in:\n{err}");
+    }
+    let level = dir.path().join("level.toml");
+    std::fs::write(&level, "[log]\nlevel = \"warning\"\n").expect("write");
+    let out = xmppd(&level, &["config", "check"]);
+    assert!(!out.status.success());
+    // Read when the test runs: a compiler cache may hand back a test binary
+    // built in a clone at another path.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let example = std::path::Path::new(&manifest).join("../xmppd.example.toml");
+    let out = xmppd(&example, &["config", "check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The JIDs of issue 11 item 8: a newline that started a second admin
 /// command, and a space that made the rest of the JID the password.
 const INJECTED_DEL: &str = "zed@localhost\ndel lisa@localhost";

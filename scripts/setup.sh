@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what building and testing xmppd needs beyond the Rust toolchain:
 # clang/libclang (RocksDB's bindings), sccache (optional build cache),
-# slixmpp (the real XMPP client the interop tests drive), and Prosody with
+# slixmpp (the real XMPP client the interop tests drive: the current one
+# from PyPI and Debian's packaged one for the system interpreter), and Prosody with
 # openssl (the load harness's MUC and PubSub smoke runs use a Prosody of
 # their own on a loopback port; the distribution's service is not
 # started). Idempotent.
@@ -57,4 +58,13 @@ if ! python3 -c 'import slixmpp' >/dev/null 2>&1; then
     || { $SUDO apt-get install -y -qq python3-slixmpp >/dev/null; }
 fi
 python3 -c 'import slixmpp' || { echo "setup: slixmpp is missing" >&2; exit 1; }
+
+# The distribution's own slixmpp (1.8.3 on Debian 12) for the system
+# interpreter: older clients are tested as users run them.
+if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import slixmpp' >/dev/null 2>&1; then
+  echo "setup: installing python3-slixmpp (Debian)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-slixmpp >/dev/null
+fi
+/usr/bin/python3 -c 'import slixmpp' || { echo "setup: Debian's python3-slixmpp is missing" >&2; exit 1; }
 echo "setup: ok"

@@ -124,10 +124,9 @@ impl Conn {
             }
             Err(_) => return false,
         }
-        let cb = self.io.channel_binding();
-        self.machine.on_event(Event::TlsEstablished {
-            channel_binding: cb,
-        });
+        let channel_bindings = self.io.channel_bindings(tls.end_point.as_deref());
+        self.machine
+            .on_event(Event::TlsEstablished { channel_bindings });
         true
     }
 
@@ -278,7 +277,7 @@ impl Conn {
                 self.parser.discard_buffer();
                 self.parser.reset();
                 Some(Event::TlsEstablished {
-                    channel_binding: self.io.channel_binding(),
+                    channel_bindings: self.io.channel_bindings(tls.end_point.as_deref()),
                 })
             }
             Ok(Err(e)) => {

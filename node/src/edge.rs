@@ -55,6 +55,8 @@ impl Default for EdgeLimits {
 pub struct EdgeTls {
     pub starttls: tokio_rustls::TlsAcceptor,
     pub direct: tokio_rustls::TlsAcceptor,
+    /// The certificate's `tls-server-end-point` binding (RFC 5929).
+    pub end_point: Option<Arc<[u8]>>,
 }
 
 pub struct Edge {

@@ -16,15 +16,11 @@ pub(crate) enum Io {
 }
 
 impl Io {
-    /// RFC 9266 tls-exporter channel binding, for TLS 1.3 only.
-    pub fn channel_binding(&self) -> Option<Vec<u8>> {
-        let Io::Tls(t) = self else { return None };
-        let conn = t.get_ref().1;
-        if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
-            return None;
-        }
-        conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
-            .ok()
+    /// The channel bindings of a TLS connection (none in plain text);
+    /// `end_point` is the certificate's `tls-server-end-point`.
+    pub fn channel_bindings(&self, end_point: Option<&[u8]>) -> Vec<proto::sasl::ChannelBinding> {
+        let Io::Tls(t) = self else { return Vec::new() };
+        crate::channel_binding::server_bindings(t.get_ref().1, end_point)
     }
 }
 

@@ -176,6 +176,7 @@ impl Server {
             Some(EdgeTls {
                 starttls: tokio_rustls::TlsAcceptor::from(tls.starttls.clone()),
                 direct: tokio_rustls::TlsAcceptor::from(tls.direct.clone()),
+                end_point: tls.end_point.clone().map(Arc::from),
             })
         } else {
             None

@@ -1,8 +1,8 @@
 //! TLS for client connections: the rustls server configurations of the
 //! STARTTLS port (RFC 6120 §5) and the direct TLS port (XEP-0368, ALPN
 //! `xmpp-client`), built from a PEM certificate and key or from a generated
-//! self-signed certificate, and the RFC 9266 `tls-exporter` channel binding
-//! that SCRAM-*-PLUS needs.
+//! self-signed certificate, with the certificate's RFC 5929
+//! `tls-server-end-point` hash for SCRAM-*-PLUS (`channel_binding.rs`).
 //!
 //! Always the ring provider, TLS 1.3 always, TLS 1.2 when allowed, nothing
 //! older. This module knows nothing of streams or sockets; the edge wraps
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::server::ParsedCertificate;
-use rustls::{DigitallySignedStruct, ProtocolVersion, SignatureScheme, SupportedProtocolVersion};
+use rustls::{DigitallySignedStruct, SignatureScheme, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
@@ -24,10 +24,6 @@ use crate::config::TlsConfig;
 
 /// XEP-0368 §3: the ALPN protocol of direct TLS client connections.
 pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
-/// RFC 9266 §2: the exporter label of `tls-exporter`.
-const EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
-/// RFC 9266 §2: 32 bytes, no context.
-const EXPORTER_LEN: usize = 32;
 
 /// The server configurations of both client ports.
 pub struct TlsSetup {
@@ -37,6 +33,9 @@ pub struct TlsSetup {
     pub direct: Arc<rustls::ServerConfig>,
     /// The certificate was generated here, so clients will not trust it.
     pub self_signed: bool,
+    /// RFC 5929 `tls-server-end-point` of the certificate, when its
+    /// signature algorithm defines one.
+    pub end_point: Option<Vec<u8>>,
 }
 
 /// Why TLS cannot be set up; each names the file concerned.
@@ -116,6 +115,12 @@ pub fn load(cfg: &TlsConfig, domains: &[String], data_dir: &Path) -> Result<TlsS
         warn_uncovered(&pair.0, domains, &cert);
         pair
     };
+    let end_point = chain
+        .first()
+        .and_then(|c| crate::channel_binding::server_end_point(c));
+    if end_point.is_none() {
+        tracing::info!(cert = %cert.display(), "the certificate's signature algorithm defines no tls-server-end-point binding (RFC 5929), so SCRAM-*-PLUS is offered only with TLS 1.3's tls-exporter");
+    }
     let starttls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions(cfg.allow_tls12))
         .map_err(TlsError::Rustls)?
@@ -132,27 +137,8 @@ pub fn load(cfg: &TlsConfig, domains: &[String], data_dir: &Path) -> Result<TlsS
         starttls: Arc::new(starttls),
         direct: Arc::new(direct),
         self_signed,
+        end_point,
     })
-}
-
-/// RFC 9266 `tls-exporter` channel binding of a TLS 1.3 connection; `None`
-/// before the handshake completed and for TLS 1.2 (whose exporter is not
-/// safe without extended master secret, RFC 9266 §3).
-pub fn channel_binding(conn: &rustls::ServerConnection) -> Option<Vec<u8>> {
-    if conn.protocol_version() != Some(ProtocolVersion::TLSv1_3) {
-        return None;
-    }
-    conn.export_keying_material(vec![0u8; EXPORTER_LEN], EXPORTER_LABEL, None)
-        .ok()
-}
-
-/// The client side of [`channel_binding`], for SCRAM-*-PLUS clients.
-pub fn channel_binding_client(conn: &rustls::ClientConnection) -> Option<Vec<u8>> {
-    if conn.protocol_version() != Some(ProtocolVersion::TLSv1_3) {
-        return None;
-    }
-    conn.export_keying_material(vec![0u8; EXPORTER_LEN], EXPORTER_LABEL, None)
-        .ok()
 }
 
 /// FOR TESTS AND THE LOAD HARNESS ONLY: a client configuration that trusts
@@ -419,6 +405,8 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel_binding::{exporter_client, server_bindings};
+    use rustls::ProtocolVersion;
     use tokio_rustls::{TlsAcceptor, TlsConnector};
 
     fn domains(names: &[&str]) -> Vec<String> {
@@ -600,9 +588,18 @@ mod tests {
         let (server, client) = (s.get_ref().1, c.get_ref().1);
         assert_eq!(server.alpn_protocol(), Some(ALPN_XMPP_CLIENT));
         assert_eq!(client.alpn_protocol(), Some(ALPN_XMPP_CLIENT));
-        let cb = channel_binding(server).expect("TLS 1.3 binding");
+        let bindings = server_bindings(server, setup.end_point.as_deref());
+        let kinds: Vec<&str> = bindings.iter().map(|b| b.kind).collect();
+        assert_eq!(kinds, ["tls-exporter", "tls-server-end-point"]);
+        let cb = bindings[0].data.clone();
         assert_eq!(cb.len(), 32);
-        assert_eq!(channel_binding_client(client), Some(cb.clone()));
+        assert_eq!(exporter_client(client), Some(cb.clone()));
+        // The end point is the hash of the certificate the client received.
+        let leaf = client.peer_certificates().expect("certificate")[0].clone();
+        assert_eq!(
+            crate::channel_binding::server_end_point(&leaf),
+            Some(bindings[1].data.clone())
+        );
         let raw = client
             .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
             .expect("export");
@@ -613,11 +610,11 @@ mod tests {
             .await
             .expect("handshake");
         assert_eq!(s2.get_ref().1.alpn_protocol(), None);
-        assert_ne!(channel_binding(s2.get_ref().1), Some(cb));
+        assert_ne!(server_bindings(s2.get_ref().1, None)[0].data, cb);
     }
 
     #[tokio::test]
-    async fn tls12_is_optional_and_has_no_channel_binding() {
+    async fn tls12_is_optional_and_binds_only_to_the_certificate() {
         let dir = tempfile::tempdir().expect("tempdir");
         let doms = domains(&["localhost"]);
         let tls12_client = Arc::new(insecure_client(&[&rustls::version::TLS12]));
@@ -630,7 +627,11 @@ mod tests {
             s.get_ref().1.protocol_version(),
             Some(ProtocolVersion::TLSv1_2)
         );
-        assert_eq!(channel_binding(s.get_ref().1), None);
+        let kinds: Vec<&str> = server_bindings(s.get_ref().1, setup.end_point.as_deref())
+            .iter()
+            .map(|b| b.kind)
+            .collect();
+        assert_eq!(kinds, ["tls-server-end-point"]);
 
         let strict = TlsConfig {
             allow_tls12: false,

@@ -4,6 +4,8 @@
 
 mod common;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use common::{Client, TestServer, header};
 use proto::ns;
 
@@ -385,4 +387,43 @@ async fn graceful_stop_sends_system_shutdown() {
     });
     assert_eq!(c.stream_error().await.expect("shutdown"), "system-shutdown");
     let _ = stopper.await;
+}
+
+#[tokio::test]
+async fn whitespace_after_auth_or_starttls_does_not_break_the_restarted_stream() {
+    // go-sendxmpp (go-xmpp) writes "</auth>\n": the newline stayed in the
+    // parser across the reset after <success/>, and the client's next
+    // "<?xml version='1.0'?>" was refused as restricted-xml. Whitespace
+    // between streams is legal (RFC 6120 §11.7, §4.3.3), after STARTTLS too.
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    for direct in [false, true] {
+        let mut c = if direct {
+            Client::connect_direct_tls(t.tls_addr).await
+        } else {
+            let mut c = Client::connect(t.addr).await;
+            c.open("localhost").await.expect("features");
+            c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\n")
+                .await;
+            // The client's own helper reads <proceed/> and wraps TLS; the
+            // newline went before TLS started.
+            c.starttls_after_request().await.expect("tls");
+            c
+        };
+        // A newline and spaces before the restarted stream's declaration.
+        c.send_bytes(b"\n  \r\n").await.expect("write");
+        c.open("localhost").await.expect("features after tls");
+        let auth = B64.encode(format!("\0alice\0{PW}"));
+        c.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>\n"
+        ))
+        .await;
+        let e = c.next_element().await.expect("success");
+        assert_eq!(e.name, "success", "direct={direct}");
+        c.send("\n").await;
+        c.open("localhost").await.expect("features after sasl");
+        let jid = c.bind(Some("go")).await.expect("bind");
+        assert_eq!(jid, "alice@localhost/go");
+    }
+    t.stop().await;
 }

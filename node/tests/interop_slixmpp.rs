@@ -36,3 +36,53 @@ async fn slixmpp_clients_chat_subscribe_and_get_offline_messages() {
     assert!(stdout.contains("interop ok"));
     t.stop().await;
 }
+
+/// The interpreters to try: Debian's, with its packaged slixmpp (1.8.3 on
+/// Debian 12, which binds to `tls-unique`), and the one on PATH with the
+/// current slixmpp from PyPI.
+const PYTHONS: [(&str, Option<&str>); 2] = [("/usr/bin/python3", Some("1.8.3")), ("python3", None)];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_and_new_slixmpp_log_in_over_starttls_and_direct_tls_with_tls_1_2_and_1_3() {
+    // Debian 12's slixmpp asked for SCRAM-*-PLUS with p=tls-unique, was
+    // refused, fell back to plain SCRAM with the 'y' flag, was refused as a
+    // downgrade, and the stream closed before it reached PLAIN: not one
+    // login. Each combination must now log in with SCRAM.
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", "alice secret");
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let script = format!("{dir}/../tests/interop/login.py");
+    let mut failures = Vec::new();
+    for (python, version) in PYTHONS {
+        for (transport, port) in [("starttls", t.addr.port()), ("direct", t.tls_addr.port())] {
+            for tls in ["1.2", "1.3"] {
+                let out = tokio::process::Command::new(python)
+                    .arg(&script)
+                    .args(["127.0.0.1", &port.to_string(), "alice@localhost/r"])
+                    .args(["alice secret", transport, tls])
+                    .output()
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("{python} runs (scripts/setup.sh installs it): {e}")
+                    });
+                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                let case = format!("{python} {transport} TLS {tls}");
+                println!("{case}: {}", stdout.trim());
+                let want_tls = format!("tls=TLSv{tls}");
+                let ok = out.status.success()
+                    && stdout.contains("login ok")
+                    && stdout.contains(&want_tls)
+                    && stdout.contains("mech=SCRAM-")
+                    && version.is_none_or(|v| stdout.contains(&format!("slixmpp={v} ")));
+                if !ok {
+                    failures.push(format!(
+                        "{case}:\n{stdout}\n{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    t.stop().await;
+}

@@ -203,11 +203,17 @@ impl Stanza {
     }
 
     /// The error reply to this stanza (RFC 6120 §8.3.1): addresses swapped,
-    /// `type='error'`, the same id. `server_from` is used when the stanza had
-    /// no `to` (addressed to the account or server).
-    pub fn error_reply(&self, err: &StanzaError, server_from: &Jid) -> Bytes {
-        let from = self.to.as_ref().unwrap_or(server_from);
-        let mut s = format!("<{} from='{}'", self.kind.name(), escape(from.as_str()));
+    /// `type='error'`, the same id. It comes from the stanza's `to`; a
+    /// stanza without one was handled by the server on behalf of the
+    /// sender's account (RFC 6120 §10.3.3), and its reply then carries
+    /// `fallback_from` or, with `None`, no 'from' at all (§8.1.2.1). Only
+    /// a stanza whose 'to' could not be read (jid-malformed) names the
+    /// server there.
+    pub fn error_reply(&self, err: &StanzaError, fallback_from: Option<&Jid>) -> Bytes {
+        let mut s = format!("<{}", self.kind.name());
+        if let Some(from) = self.to.as_ref().or(fallback_from) {
+            s.push_str(&format!(" from='{}'", escape(from.as_str())));
+        }
         if let Some(to) = &self.from {
             s.push_str(&format!(" to='{}'", escape(to.as_str())));
         }
@@ -218,6 +224,21 @@ impl Stanza {
         s.push_str(&err.to_xml());
         s.push_str(&format!("</{}>", self.kind.name()));
         Bytes::from(s)
+    }
+}
+
+/// RFC 6120 §8.2.3 rule 6: an IQ get or set carries exactly one payload
+/// child, whichever it is; anything else is `bad-request`. Every IQ
+/// dispatch (the edge's own answers and the core's handlers) goes through
+/// this one check.
+pub fn iq_payload(iq: &Element) -> Result<&Element, StanzaError> {
+    let mut children = iq.elements();
+    match (children.next(), children.next()) {
+        (Some(p), None) => Ok(p),
+        _ => Err(StanzaError::with_text(
+            StanzaCondition::BadRequest,
+            "an IQ get or set carries exactly one child element",
+        )),
     }
 }
 
@@ -282,6 +303,38 @@ mod tests {
             empty: false,
         });
         assert!(e.is_ok());
+    }
+
+    #[test]
+    fn an_iq_payload_is_exactly_one_child() {
+        let el = |x: &str| Element::parse(x.as_bytes(), crate::ns::CLIENT, &[]).expect("xml");
+        let one = el("<iq type='get' id='a'> <ping xmlns='urn:xmpp:ping'/> </iq>");
+        assert_eq!(iq_payload(&one).expect("one").name, "ping");
+        for bad in [
+            "<iq type='get' id='a'/>",
+            "<iq type='get' id='a'>text only</iq>",
+            "<iq type='get' id='a'><ping xmlns='urn:xmpp:ping'/><query xmlns='jabber:iq:version'/></iq>",
+            "<iq type='get' id='a'><query xmlns='jabber:iq:version'/><ping xmlns='urn:xmpp:ping'/></iq>",
+        ] {
+            let e = iq_payload(&el(bad)).expect_err(bad);
+            assert_eq!(e.condition, StanzaCondition::BadRequest);
+        }
+    }
+
+    #[test]
+    fn an_error_reply_to_a_stanza_without_to_comes_from_the_account_side() {
+        let s = stanza("<iq type='get' id='q' from='a@b/c'><x xmlns='y'/></iq>");
+        let err = StanzaError::new(StanzaCondition::ServiceUnavailable);
+        let raw = s.error_reply(&err, None);
+        assert!(raw.starts_with(b"<iq to='a@b/c' id='q' type='error'>"));
+        let server = Jid::parse("b").expect("jid");
+        let raw = s.error_reply(&err, Some(&server));
+        assert!(raw.starts_with(b"<iq from='b' to='a@b/c'"));
+        let s = stanza("<iq type='get' id='q' from='a@b/c' to='d@b'><x xmlns='y'/></iq>");
+        assert!(
+            s.error_reply(&err, None)
+                .starts_with(b"<iq from='d@b' to='a@b/c'")
+        );
     }
 
     #[test]

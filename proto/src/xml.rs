@@ -131,6 +131,11 @@ pub struct StreamParser {
     seen_decl: bool,
     /// A byte-order mark opened the stream.
     seen_bom: bool,
+    /// Nothing but whitespace (and a byte-order mark) consumed so far in
+    /// this stream: the XML declaration may still come. Whitespace between
+    /// streams is legal (RFC 6120 §11.7): a client may send a newline after
+    /// `</auth>` or `<starttls/>` and then restart with a declaration.
+    only_space: bool,
     closed: bool,
     limits: Limits,
 }
@@ -160,6 +165,7 @@ impl StreamParser {
             current: None,
             seen_decl: false,
             seen_bom: false,
+            only_space: true,
             closed: false,
             limits,
         }
@@ -179,6 +185,7 @@ impl StreamParser {
         self.current = None;
         self.seen_decl = false;
         self.seen_bom = false;
+        self.only_space = true;
         self.closed = false;
     }
 
@@ -341,9 +348,12 @@ impl StreamParser {
         };
         let end = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
         let start = self.pos;
+        // Whether this event is whitespace between elements.
+        let mut space = false;
         let tag = match ev {
             Event::Eof => return Ok(Step::NeedMore),
             Event::Text(t) => {
+                space = self.depth <= 1;
                 if self.depth <= 1 && !t.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
                 {
                     return Err(XmlError::nwf("character data at stream level"));
@@ -370,10 +380,7 @@ impl StreamParser {
                 None
             }
             Event::Decl(_) => {
-                if self.depth != 0
-                    || self.seen_decl
-                    || (start != 0 && !(self.seen_bom && start == 3))
-                {
+                if self.depth != 0 || self.seen_decl || !self.only_space {
                     return Err(XmlError::new(
                         StreamCondition::RestrictedXml,
                         "xml declaration inside the stream",
@@ -405,6 +412,9 @@ impl StreamParser {
             Event::End(e) => Some(Tag::End(e.name().as_ref().to_string())),
         };
         self.pos = start + end;
+        if !space {
+            self.only_space = false;
+        }
         let out = match tag {
             None => None,
             Some(Tag::Start((qname, attrs), empty)) => self.on_start(qname, attrs, start, empty)?,
@@ -910,6 +920,43 @@ mod tests {
             all_events(&mut p).expect("restart").first(),
             Some(StreamEvent::Open(_))
         ));
+    }
+
+    #[test]
+    fn whitespace_before_a_restarted_streams_declaration_is_allowed() {
+        // go-xmpp sends "\n" after </auth>, then "<?xml ...?><stream:stream>"
+        // in the same read after <success/>: the newline was left in the
+        // buffer and the declaration refused as restricted-xml.
+        for gap in ["\n", " \r\n\t ", ""] {
+            let mut p = StreamParser::new(Limits::default());
+            p.feed(HEADER.as_bytes());
+            p.feed(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>x</auth>");
+            p.feed(gap.as_bytes());
+            assert_eq!(all_events(&mut p).expect("first stream").len(), 2);
+            p.reset();
+            p.feed(HEADER.as_bytes());
+            assert!(
+                matches!(
+                    all_events(&mut p).expect("restart").first(),
+                    Some(StreamEvent::Open(_))
+                ),
+                "gap {gap:?}"
+            );
+            // Byte by byte, the same.
+            let mut p = StreamParser::new(Limits::default());
+            for b in gap.bytes().chain(HEADER.bytes()) {
+                p.feed(&[b]);
+                all_events(&mut p).expect("byte by byte");
+            }
+        }
+        // A declaration after anything but whitespace is still refused.
+        let mut p = StreamParser::new(Limits::default());
+        p.feed(HEADER.as_bytes());
+        p.feed(b"<a/><?xml version='1.0'?>");
+        assert_eq!(
+            all_events(&mut p).expect_err("decl").condition,
+            StreamCondition::RestrictedXml
+        );
     }
 
     #[test]

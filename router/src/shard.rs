@@ -538,8 +538,11 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
     let exists =
         !ctx.st.sessions(&user).is_empty() || ctx.sh.accounts.exists(&user).unwrap_or(false);
     if !exists {
+        // RFC 6121 §8.5.1: service-unavailable, but a headline is dropped
+        // like everywhere else it cannot be delivered.
         match s.kind {
             Kind::Presence => presence::to_unknown_user(ctx, &s),
+            Kind::Message if s.stype() == "headline" => {}
             _ => ctx.bounce(&s, C::ServiceUnavailable, None),
         }
         return;

@@ -109,10 +109,12 @@ impl Accounts {
             return Ok(false);
         }
         let roster = keys::roster_items(user)?;
+        let requests = keys::sub_requests(user)?;
         let offline = keys::offline_msgs(user)?;
         b.delete(Family::Accounts, key);
         b.delete(Family::Rosters, keys::roster_version(user)?);
         b.delete_range(Family::Rosters, roster.start, roster.end);
+        b.delete_range(Family::Rosters, requests.start, requests.end);
         b.delete(Family::Offline, keys::offline_meta(user)?);
         b.delete_range(Family::Offline, offline.start, offline.end);
         b.delete(Family::Vcards, keys::vcard(user)?);

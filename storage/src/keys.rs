@@ -10,6 +10,7 @@
 //! cf accounts  0x01 domain 0x00 local                  -> credentials
 //! cf rosters   0x01 user 0x00                          -> roster version
 //!              0x02 user 0x00 contact                  -> roster item
+//!              0x03 user 0x00 contact                  -> pending subscription request (stanza bytes)
 //! cf offline   0x01 user 0x00                          -> queue meta (next seq, count)
 //!              0x02 user 0x00 seq:u64be                -> stanza bytes
 //! cf vcards    0x01 user 0x00                          -> vCard bytes
@@ -46,6 +47,7 @@ mod kind {
     /// 0x02 held a global account count in schema 1; no longer written.
     pub const ROSTER_VERSION: u8 = 0x01;
     pub const ROSTER_ITEM: u8 = 0x02;
+    pub const SUB_REQUEST: u8 = 0x03;
     pub const OFFLINE_META: u8 = 0x01;
     pub const OFFLINE_MSG: u8 = 0x02;
     pub const VCARD: u8 = 0x01;
@@ -182,6 +184,17 @@ pub(crate) fn roster_item(user: &BareJid, contact: &BareJid) -> Result<Vec<u8>, 
 
 pub(crate) fn roster_items(user: &BareJid) -> Result<KeyRange, StorageError> {
     Ok(KeyRange::prefixed(user_key(kind::ROSTER_ITEM, user, 0)?))
+}
+
+pub(crate) fn sub_request(user: &BareJid, contact: &BareJid) -> Result<Vec<u8>, StorageError> {
+    let c = checked(contact.as_str())?;
+    let mut k = user_key(kind::SUB_REQUEST, user, c.len())?;
+    k.extend_from_slice(c);
+    Ok(k)
+}
+
+pub(crate) fn sub_requests(user: &BareJid) -> Result<KeyRange, StorageError> {
+    Ok(KeyRange::prefixed(user_key(kind::SUB_REQUEST, user, 0)?))
 }
 
 /// The contact of a roster item key found by a scan of `range`.

@@ -1,7 +1,9 @@
 //! Rosters (RFC 6121 §2): per user the items keyed by contact bare JID, each
 //! with its name, groups and full subscription state (RFC 6121 Appendix A),
 //! and a version counter (XEP-0237 roster versioning) that every change
-//! bumps in the same batch as the change itself.
+//! bumps in the same batch as the change itself. Beside the items, the
+//! complete stanza of each pending inbound subscription request, which
+//! the server delivers again as sent (RFC 6121 §3.1.3).
 
 use std::sync::Arc;
 
@@ -131,6 +133,45 @@ impl Rosters {
         b.delete(Family::Rosters, key);
         b.put(Family::Rosters, version_key, codec::encode_counter(version));
         Ok(version)
+    }
+
+    /// The stanza of the pending subscription request from `contact`, as
+    /// it will be once `pending` is written.
+    pub fn request_in(
+        &self,
+        pending: &Batch,
+        user: &BareJid,
+        contact: &BareJid,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        let key = keys::sub_request(user, contact)?;
+        self.db.get_through(pending, Family::Rosters, &key)
+    }
+
+    /// Plans keeping `stanza`, the subscription request from `contact`.
+    pub fn put_request_in(
+        &self,
+        b: &mut Batch,
+        user: &BareJid,
+        contact: &BareJid,
+        stanza: &[u8],
+    ) -> Result<(), StorageError> {
+        b.put(
+            Family::Rosters,
+            keys::sub_request(user, contact)?,
+            stanza.to_vec(),
+        );
+        Ok(())
+    }
+
+    /// Plans forgetting the subscription request from `contact`.
+    pub fn remove_request_in(
+        &self,
+        b: &mut Batch,
+        user: &BareJid,
+        contact: &BareJid,
+    ) -> Result<(), StorageError> {
+        b.delete(Family::Rosters, keys::sub_request(user, contact)?);
+        Ok(())
     }
 
     /// The current version; 0 for a roster never written.

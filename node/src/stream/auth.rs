@@ -1,12 +1,31 @@
 //! SASL negotiation (RFC 6120 §6) over the mechanisms of `proto::sasl`,
 //! and XEP-0077 registration before authentication.
+//!
+//! Channel binding: on TLS the -PLUS mechanisms are offered with the types
+//! of the connection listed per XEP-0440 (`tls-server-end-point`, and
+//! `tls-exporter` on TLS 1.3). Clients of an older generation (slixmpp
+//! 1.8, and others that know only `tls-unique`, which TLS 1.3 does not
+//! define and rustls does not expose) ask for a type we lack, fail, and
+//! then try plain SCRAM with the 'y' flag. RFC 5802 §6 makes 'y' a
+//! downgrade when the server offered -PLUS, and refusing it locked these
+//! clients out entirely. So:
+//! - a request for a type we did not offer ends that exchange without
+//!   counting as a failed password (bounded apart, `MAX_BINDING_REFUSALS`);
+//! - after such a request on this stream, 'y' is accepted: the client has
+//!   shown it saw the -PLUS offer, so 'y' means "no type in common", not a
+//!   stripped list; without one, 'y' is still refused;
+//! - every SCRAM server-first carries the XEP-0474 hash of the mechanisms
+//!   and types advertised, so a client that implements XEP-0474 (as the
+//!   clients that speak tls-exporter do) detects a stripped or altered list
+//!   itself, which also covers an attacker who fakes such a request on
+//!   his leg of the connection.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use proto::error::{StanzaCondition, StanzaError, StreamCondition};
 use proto::ns;
-use proto::sasl::{ChannelBinding, Mechanism, SaslFailure, ServerSession, Step, StoredCredentials};
+use proto::sasl::{Mechanism, SaslFailure, ServerSession, Step, StoredCredentials};
 use proto::xml::TopElement;
 use proto::{BareJid, Element};
 
@@ -14,6 +33,11 @@ use super::{Action, Machine, Phase};
 
 /// Failed attempts allowed before the stream is closed (RFC 6120 §6.4.5).
 const MAX_SASL_FAILURES: u8 = 3;
+
+/// Exchanges ended because the client asked for a channel-binding type we
+/// do not offer, allowed before the stream is closed (a client tries each
+/// -PLUS mechanism it knows once; this only bounds a loop).
+const MAX_BINDING_REFUSALS: u8 = 4;
 
 pub(crate) struct SaslState {
     session: ServerSession,
@@ -33,7 +57,7 @@ impl Machine {
     /// The mechanisms offered on this stream, strongest first.
     pub(super) fn mechanisms(&self) -> Vec<Mechanism> {
         let mut m = Vec::new();
-        if self.channel_binding.is_some() {
+        if !self.channel_bindings.is_empty() {
             m.push(Mechanism::ScramSha256Plus);
             m.push(Mechanism::ScramSha1Plus);
         }
@@ -44,6 +68,11 @@ impl Machine {
             m.push(Mechanism::Plain);
         }
         m
+    }
+
+    /// The channel-binding types of this connection (XEP-0440).
+    pub(super) fn binding_types(&self) -> Vec<&'static str> {
+        self.channel_bindings.iter().map(|c| c.kind).collect()
     }
 
     pub(super) fn sasl_element(&mut self, e: TopElement, out: &mut Vec<Action>) {
@@ -80,12 +109,16 @@ impl Machine {
         let Some(input) = decode_payload(&e) else {
             return self.sasl_failed(SaslFailure::IncorrectEncoding, out);
         };
-        let cb = self.channel_binding.clone().map(|data| ChannelBinding {
-            kind: "tls-exporter",
-            data,
-        });
         let plus_offered = offered.iter().any(|m| m.is_plus());
-        let mut session = ServerSession::new(mech, cb, plus_offered);
+        let names: Vec<&str> = offered.iter().map(|m| m.name()).collect();
+        let types = self.binding_types();
+        let advertised = (!types.is_empty()).then_some(types.as_slice());
+        let mut session = ServerSession::new(
+            mech,
+            self.channel_bindings.clone(),
+            plus_offered && !self.binding_mismatch,
+        )
+        .with_downgrade_hash(proto::sasl::downgrade_string(&names, advertised));
         let step = session.step(&input);
         self.sasl = Some(SaslState {
             session,
@@ -176,6 +209,28 @@ impl Machine {
                 self.sasl = None;
                 self.sasl_failed(f, out);
             }
+            Step::BindingNotOffered { requested } => {
+                self.sasl = None;
+                self.binding_mismatch = true;
+                self.binding_refusals += 1;
+                self.phase = Phase::Negotiating;
+                let offered = self.binding_types().join(" ");
+                let text = format!(
+                    "channel binding {} is not offered here; offered: {offered}",
+                    safe_token(&requested)
+                );
+                out.push(Action::Send(Bytes::from(format!(
+                    "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/><text>{}</text></failure>",
+                    proto::element::escape(&text)
+                ))));
+                if self.binding_refusals >= MAX_BINDING_REFUSALS {
+                    self.fail(
+                        StreamCondition::PolicyViolation,
+                        Some("too many authentication attempts".into()),
+                        out,
+                    );
+                }
+            }
         }
     }
 
@@ -230,6 +285,15 @@ impl Machine {
             }
         }
     }
+}
+
+/// A client-chosen name shown back to it: printable ASCII, at most 40
+/// characters, anything else replaced.
+fn safe_token(s: &str) -> String {
+    s.chars()
+        .take(40)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
 }
 
 /// The base64 body of `<auth/>` or `<response/>`; "=" means empty (RFC 6120 §6.4.2).

@@ -28,11 +28,11 @@ impl Machine {
                 return self.fail(StreamCondition::UnsupportedStanzaType, None, out);
             }
             Err(EnvelopeError::Bad { error, stanza }) => {
+                // The 'to' could not be read: the server answers.
                 let mut s = *stanza;
                 s.from = Some(fromj.clone());
-                out.push(Action::Send(
-                    s.error_reply(&error, &server_jid(&self.domain, &fromj)),
-                ));
+                let server = server_jid(&self.domain, &fromj);
+                out.push(Action::Send(s.error_reply(&error, Some(&server))));
                 return;
             }
         };
@@ -50,12 +50,28 @@ impl Machine {
                     StanzaCondition::BadRequest,
                     "an iq needs an id and a type",
                 );
-                out.push(Action::Send(
-                    st.error_reply(&err, &server_jid(&self.domain, &fromj)),
-                ));
+                out.push(Action::Send(st.error_reply(&err, None)));
                 return;
             }
-            if self.answer_locally(&st, out) {
+            if matches!(st.stype(), "get" | "set") {
+                let payload = st
+                    .element(ns::CLIENT)
+                    .map_err(|_| StanzaError::new(StanzaCondition::BadRequest))
+                    .and_then(|el| {
+                        proto::stanza::iq_payload(&el).map(|p| (p.name.clone(), p.ns.clone()))
+                    });
+                match payload {
+                    Err(err) => {
+                        out.push(Action::Send(st.error_reply(&err, None)));
+                        return;
+                    }
+                    Ok((name, pns)) => {
+                        if self.answer_locally(&st, &name, &pns, out) {
+                            return;
+                        }
+                    }
+                }
+            } else if self.answer_ping(&st) {
                 return;
             }
         }
@@ -72,55 +88,70 @@ impl Machine {
             )
         {
             let err = StanzaError::with_text(StanzaCondition::BadRequest, "unknown presence type");
-            out.push(Action::Send(
-                st.error_reply(&err, &server_jid(&self.domain, &fromj)),
-            ));
+            out.push(Action::Send(st.error_reply(&err, None)));
             return;
         }
         let to = st.to.clone();
         out.push(Action::Route(st.restamped(Some(fromj), to)));
     }
 
-    /// Stanzas the edge answers alone: XEP-0199 pings to the server, the
-    /// RFC 3921 session request, and the answer to our own ping.
-    fn answer_locally(&mut self, st: &Stanza, out: &mut Vec<Action>) -> bool {
-        let to_server = match &st.to {
+    /// Whether `st` is addressed to this stream's server domain (or to
+    /// nobody, which means the account and, for these, the server).
+    fn to_server(&self, st: &Stanza) -> bool {
+        match &st.to {
             None => true,
             Some(t) => t.local().is_none() && t.resource().is_none() && t.domain() == self.domain,
-        };
-        if !to_server {
+        }
+    }
+
+    /// The client's answer to our own ping (XEP-0199 §4.2), taken here.
+    fn answer_ping(&mut self, st: &Stanza) -> bool {
+        if !self.to_server(st) || !matches!(st.stype(), "result" | "error") {
             return false;
         }
-        if matches!(st.stype(), "result" | "error") {
-            if st.id.is_some() && st.id == self.ping_id {
-                self.ping_id = None;
-                return true;
-            }
+        if st.id.is_some() && st.id == self.ping_id {
+            self.ping_id = None;
+            return true;
+        }
+        false
+    }
+
+    /// Gets and sets the edge answers alone: XEP-0199 pings to the server
+    /// and the RFC 3921 session request. `name`/`pns` are the one payload
+    /// child, already checked.
+    fn answer_locally(
+        &mut self,
+        st: &Stanza,
+        name: &str,
+        pns: &str,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        if !self.to_server(st) {
             return false;
         }
-        let Ok(el) = st.element(ns::CLIENT) else {
-            return false;
-        };
-        let Some(child) = el.first_element() else {
-            return false;
-        };
         let local = matches!(
-            (st.stype(), child.name.as_str(), child.ns.as_str()),
+            (st.stype(), name, pns),
             ("get", "ping", ns::PING) | ("set", "session", ns::SESSION)
         );
         if local {
-            out.push(Action::Send(result(st, &self.domain)));
+            out.push(Action::Send(result(st)));
         }
         local
     }
 }
 
-fn result(st: &Stanza, domain: &str) -> Bytes {
+/// An empty IQ result: from the IQ's `to`, or with no 'from' when it had
+/// none (answered on behalf of the account, RFC 6120 §10.3.3).
+fn result(st: &Stanza) -> Bytes {
     let mut s = String::from("<iq type='result' id='");
     s.push_str(&proto::element::escape(st.id.as_deref().unwrap_or("")));
-    s.push_str("' from='");
-    s.push_str(&proto::element::escape(domain));
-    s.push_str("'/>");
+    s.push('\'');
+    if let Some(to) = &st.to {
+        s.push_str(" from='");
+        s.push_str(&proto::element::escape(to.as_str()));
+        s.push('\'');
+    }
+    s.push_str("/>");
     Bytes::from(s)
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use proto::error::StreamCondition;
-use proto::sasl::StoredCredentials;
+use proto::sasl::{ChannelBinding, StoredCredentials};
 use proto::stanza::Stanza;
 use proto::xml::{StreamHeader, TopElement, XmlError};
 use proto::{BareJid, FullJid};
@@ -47,9 +47,11 @@ pub enum Event {
     /// The parser refused the input.
     XmlError(XmlError),
     /// TLS is up (after STARTTLS, or from the start on the direct-TLS port);
-    /// `channel_binding` is the tls-exporter value when TLS 1.3.
+    /// `channel_bindings` are the types this connection can bind to
+    /// (`tls-server-end-point` always when the certificate allows it,
+    /// `tls-exporter` with TLS 1.3).
     TlsEstablished {
-        channel_binding: Option<Vec<u8>>,
+        channel_bindings: Vec<ChannelBinding>,
     },
     /// Answer to [`Action::LookupCredentials`].
     Credentials(Option<StoredCredentials>),
@@ -104,7 +106,13 @@ pub struct Machine {
     settings: Arc<StreamSettings>,
     phase: Phase,
     tls: bool,
-    channel_binding: Option<Vec<u8>>,
+    channel_bindings: Vec<ChannelBinding>,
+    /// The client asked, on this stream, for a -PLUS mechanism bound to a
+    /// type we do not offer: it saw our offer, so its later 'y' flag is not
+    /// a sign of a stripped list (see `auth.rs`).
+    binding_mismatch: bool,
+    /// Exchanges ended by such a request (bounded apart from failures).
+    binding_refusals: u8,
     header_sent: bool,
     domain: String,
     stream_id: String,
@@ -124,7 +132,9 @@ impl Machine {
             settings,
             phase: Phase::Header,
             tls: false,
-            channel_binding: None,
+            channel_bindings: Vec::new(),
+            binding_mismatch: false,
+            binding_refusals: 0,
             header_sent: false,
             domain,
             stream_id,
@@ -168,9 +178,9 @@ impl Machine {
                 out.push(Action::Close);
             }
             Event::XmlError(e) => self.fail(e.condition, Some(e.text), &mut out),
-            Event::TlsEstablished { channel_binding } => {
+            Event::TlsEstablished { channel_bindings } => {
                 self.tls = true;
-                self.channel_binding = channel_binding;
+                self.channel_bindings = channel_bindings;
                 self.phase = Phase::Header;
                 self.header_sent = false;
             }

@@ -80,9 +80,15 @@ impl Machine {
                 f.push_str("</mechanism>");
             }
             f.push_str("</mechanisms>");
-            if self.channel_binding.is_some() {
-                // XEP-0440: the channel-binding types we support.
-                f.push_str("<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding>");
+            if !self.channel_bindings.is_empty() {
+                // XEP-0440: the channel-binding types of this connection.
+                f.push_str("<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>");
+                for t in self.binding_types() {
+                    f.push_str("<channel-binding type='");
+                    f.push_str(t);
+                    f.push_str("'/>");
+                }
+                f.push_str("</sasl-channel-binding>");
             }
             if self.settings.registration {
                 f.push_str("<register xmlns='http://jabber.org/features/iq-register'/>");

@@ -9,6 +9,20 @@ use proto::sasl::StoredCredentials;
 use proto::xml::{Limits, StreamEvent, StreamParser};
 
 use super::{Action, Event, Machine, StreamSettings};
+use proto::sasl::{ChannelBinding, TLS_EXPORTER, TLS_SERVER_END_POINT};
+
+fn both_bindings() -> Vec<ChannelBinding> {
+    vec![
+        ChannelBinding {
+            kind: TLS_EXPORTER,
+            data: vec![1; 32],
+        },
+        ChannelBinding {
+            kind: TLS_SERVER_END_POINT,
+            data: vec![2; 32],
+        },
+    ]
+}
 
 fn settings() -> Arc<StreamSettings> {
     Arc::new(StreamSettings {
@@ -75,9 +89,10 @@ fn starttls_proceeds_and_then_mechanisms_follow_the_channel_binding() {
     );
     assert!(sent(&out).contains("<proceed"));
     assert!(out.iter().any(|a| matches!(a, Action::StartTls)));
-    // TLS 1.2: no channel binding, no -PLUS.
+    // No binding at all (a certificate without an end-point hash on TLS
+    // 1.2): no -PLUS.
     m.on_event(Event::TlsEstablished {
-        channel_binding: None,
+        channel_bindings: Vec::new(),
     });
     let s = sent(&feed_all(&mut m, events("")));
     assert!(
@@ -88,11 +103,12 @@ fn starttls_proceeds_and_then_mechanisms_follow_the_channel_binding() {
     assert!(!s.contains("PLUS"), "{s}");
     let mut m = Machine::new(settings(), "id2".into());
     m.on_event(Event::TlsEstablished {
-        channel_binding: Some(vec![1; 32]),
+        channel_bindings: both_bindings(),
     });
     let s = sent(&feed_all(&mut m, events("")));
     assert!(
-        s.contains("SCRAM-SHA-256-PLUS") && s.contains("tls-exporter"),
+        s.contains("SCRAM-SHA-256-PLUS")
+            && s.contains("<channel-binding type='tls-exporter'/><channel-binding type='tls-server-end-point'/>"),
         "{s}"
     );
 }
@@ -121,7 +137,7 @@ fn unknown_host_gets_a_header_then_host_unknown() {
 fn plain_login_bind_and_route() {
     let mut m = Machine::new(settings(), "id1".into());
     m.on_event(Event::TlsEstablished {
-        channel_binding: None,
+        channel_bindings: Vec::new(),
     });
     feed_all(&mut m, events(""));
     let auth = format!(
@@ -190,7 +206,7 @@ fn plain_login_bind_and_route() {
 fn three_failed_logins_close_the_stream() {
     let mut m = Machine::new(settings(), "id1".into());
     m.on_event(Event::TlsEstablished {
-        channel_binding: None,
+        channel_bindings: Vec::new(),
     });
     feed_all(&mut m, events(""));
     for i in 0..3 {
@@ -203,4 +219,159 @@ fn three_failed_logins_close_the_stream() {
         assert!(sent(&out).contains("not-authorized"));
         assert_eq!(m.is_closed(), i == 2);
     }
+}
+
+/// Run one SCRAM exchange as `client` builds it; the final answer's
+/// element name (`success` or `failure`) and whether the stream closed.
+fn scram_exchange(
+    m: &mut Machine,
+    mech: &str,
+    client: &mut proto::sasl::client::ScramClient,
+    password: &str,
+) -> String {
+    let auth = format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{}</auth>",
+        B64.encode(client.first())
+    );
+    let out = feed_all(m, events(&auth).into_iter().skip(1).collect());
+    if !out
+        .iter()
+        .any(|a| matches!(a, Action::LookupCredentials(_)))
+    {
+        return sent(&out);
+    }
+    let creds = StoredCredentials::new(password, 2).expect("creds");
+    let out = m.on_event(Event::Credentials(Some(creds)));
+    let s = sent(&out);
+    let Some(b64) = s
+        .strip_prefix("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>")
+        .and_then(|r| r.strip_suffix("</challenge>"))
+    else {
+        return s;
+    };
+    let server_first = B64.decode(b64).expect("base64");
+    let fin = client.finish(&server_first).expect("client final");
+    let resp = format!(
+        "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+        B64.encode(fin)
+    );
+    sent(&feed_all(m, events(&resp).into_iter().skip(1).collect()))
+}
+
+fn tls_machine() -> Machine {
+    let mut m = Machine::new(settings(), "id1".into());
+    m.on_event(Event::TlsEstablished {
+        channel_bindings: both_bindings(),
+    });
+    feed_all(&mut m, events(""));
+    m
+}
+
+#[test]
+fn a_tls_unique_client_falls_back_to_y_and_logs_in() {
+    // slixmpp 1.8.3 (Debian 12): each -PLUS with p=tls-unique, then plain
+    // SCRAM with the 'y' flag. Before, the fourth try closed the stream.
+    use proto::sasl::Mechanism;
+    use proto::sasl::client::ScramClient;
+    let mut m = tls_machine();
+    for (mech, name) in [
+        (Mechanism::ScramSha256Plus, "SCRAM-SHA-256-PLUS"),
+        (Mechanism::ScramSha1Plus, "SCRAM-SHA-1-PLUS"),
+    ] {
+        let mut c = ScramClient::new(mech, "alice", "pw", Some(vec![5; 12]))
+            .expect("client")
+            .with_binding_type("tls-unique");
+        let s = scram_exchange(&mut m, name, &mut c, "pw");
+        assert!(
+            s.starts_with("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/><text>channel binding tls-unique is not offered here"),
+            "{s}"
+        );
+        assert!(!m.is_closed());
+    }
+    let mut c =
+        ScramClient::new(Mechanism::ScramSha256, "alice", "pw", Some(vec![5; 12])).expect("client");
+    assert!(c.first().starts_with(b"y,,"));
+    let s = scram_exchange(&mut m, "SCRAM-SHA-256", &mut c, "pw");
+    assert!(s.starts_with("<success"), "{s}");
+}
+
+#[test]
+fn y_without_a_plus_attempt_is_still_a_downgrade() {
+    use proto::sasl::Mechanism;
+    use proto::sasl::client::ScramClient;
+    let mut m = tls_machine();
+    let mut c =
+        ScramClient::new(Mechanism::ScramSha256, "alice", "pw", Some(vec![5; 12])).expect("client");
+    let s = scram_exchange(&mut m, "SCRAM-SHA-256", &mut c, "pw");
+    assert!(s.contains("<not-authorized/>"), "{s}");
+}
+
+#[test]
+fn binding_refusals_do_not_use_up_password_attempts_but_are_bounded() {
+    use proto::sasl::Mechanism;
+    use proto::sasl::client::ScramClient;
+    let mut m = tls_machine();
+    // Two wrong passwords leave one try.
+    for _ in 0..2 {
+        let mut c = ScramClient::new(Mechanism::ScramSha256, "alice", "wrong", None).expect("c");
+        let s = scram_exchange(&mut m, "SCRAM-SHA-256", &mut c, "pw");
+        assert!(s.contains("<not-authorized/>"), "{s}");
+    }
+    // Requests for another binding type do not count against it ...
+    for i in 0..3 {
+        let mut c = ScramClient::new(Mechanism::ScramSha256Plus, "alice", "pw", Some(vec![5; 12]))
+            .expect("c")
+            .with_binding_type("tls-unique");
+        scram_exchange(&mut m, "SCRAM-SHA-256-PLUS", &mut c, "pw");
+        assert!(!m.is_closed(), "refusal {i}");
+    }
+    let mut c = ScramClient::new(Mechanism::ScramSha256Plus, "alice", "pw", Some(vec![2; 32]))
+        .expect("c")
+        .with_binding_type(TLS_SERVER_END_POINT);
+    assert!(scram_exchange(&mut m, "SCRAM-SHA-256-PLUS", &mut c, "pw").starts_with("<success"));
+
+    // ... but a client that loops on them is stopped.
+    let mut m = tls_machine();
+    let mut last = String::new();
+    for _ in 0..4 {
+        let mut c = ScramClient::new(Mechanism::ScramSha1Plus, "alice", "pw", Some(vec![5; 12]))
+            .expect("c")
+            .with_binding_type("tls-unique");
+        last = scram_exchange(&mut m, "SCRAM-SHA-1-PLUS", &mut c, "pw");
+    }
+    assert!(m.is_closed(), "{last}");
+}
+
+#[test]
+fn server_first_carries_the_xep_0474_hash_of_what_was_advertised() {
+    use proto::sasl::Mechanism;
+    use proto::sasl::client::ScramClient;
+    let mut m = tls_machine();
+    let c = ScramClient::new(Mechanism::ScramSha256, "alice", "pw", None).expect("c");
+    let auth = format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{}</auth>",
+        B64.encode(c.first())
+    );
+    feed_all(&mut m, events(&auth).into_iter().skip(1).collect());
+    let out = m.on_event(Event::Credentials(Some(
+        StoredCredentials::new("pw", 2).expect("c"),
+    )));
+    let s = sent(&out);
+    let b64 = s
+        .trim_start_matches("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>")
+        .trim_end_matches("</challenge>");
+    let first = String::from_utf8(B64.decode(b64).expect("b64")).expect("utf8");
+    let expected = proto::sasl::downgrade_string(
+        &[
+            "SCRAM-SHA-256-PLUS",
+            "SCRAM-SHA-1-PLUS",
+            "SCRAM-SHA-256",
+            "SCRAM-SHA-1",
+            "PLAIN",
+        ],
+        Some(&["tls-exporter", "tls-server-end-point"]),
+    );
+    use sha2::Digest;
+    let h = B64.encode(sha2::Sha256::digest(expected.as_bytes()));
+    assert!(first.ends_with(&format!(",h={h}")), "{first}");
 }

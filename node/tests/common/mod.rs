@@ -129,12 +129,7 @@ fn tls_connector() -> tokio_rustls::TlsConnector {
 }
 
 fn client_cb(c: &tokio_rustls::client::TlsStream<TcpStream>) -> Option<Vec<u8>> {
-    let conn = c.get_ref().1;
-    if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
-        return None;
-    }
-    conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
-        .ok()
+    node::channel_binding::exporter_client(c.get_ref().1)
 }
 
 pub fn header(domain: &str) -> String {
@@ -260,6 +255,12 @@ impl Client {
     pub async fn starttls(&mut self) -> anyhow::Result<()> {
         self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
             .await;
+        self.starttls_after_request().await
+    }
+
+    /// The rest of STARTTLS once `<starttls/>` was sent: read `<proceed/>`
+    /// and start TLS.
+    pub async fn starttls_after_request(&mut self) -> anyhow::Result<()> {
         let e = self.next_element().await?;
         if e.name != "proceed" {
             bail!("starttls refused: {}", e.name);

@@ -8,7 +8,7 @@
 //! use proto::sasl::client::ScramClient;
 //!
 //! let mut client = ScramClient::new(Mechanism::ScramSha256, "juliet", "r0m30", None)?;
-//! let mut server = ServerSession::new(Mechanism::ScramSha256, None, false);
+//! let mut server = ServerSession::new(Mechanism::ScramSha256, Vec::new(), false);
 //! assert!(matches!(server.step(&client.first()), Step::Lookup { .. }));
 //! let Step::Challenge(server_first) = server.credentials(Some(StoredCredentials::new("r0m30", 64)?))
 //! else { panic!() };
@@ -25,8 +25,8 @@ use super::message::{
 };
 use super::{Mechanism, SaslError};
 
-/// The channel-binding type the client binds to.
-const CB_TYPE: &str = "tls-exporter";
+/// The channel-binding type the client binds to unless told otherwise.
+const CB_TYPE: &str = super::TLS_EXPORTER;
 
 /// Random bytes in the client's nonce.
 const CLIENT_NONCE_BYTES: usize = 24;
@@ -44,6 +44,7 @@ pub struct ScramClient {
     /// The OpaqueString-prepared password.
     password: String,
     cb: Option<Vec<u8>>,
+    cb_type: String,
     nonce: String,
     /// Set by [`ScramClient::finish`]: the ServerSignature to expect.
     server_signature: Option<Vec<u8>>,
@@ -71,9 +72,18 @@ impl ScramClient {
             authzid: None,
             password: prepare_password(password)?,
             cb,
+            cb_type: CB_TYPE.to_owned(),
             nonce: random_nonce(CLIENT_NONCE_BYTES),
             server_signature: None,
         })
+    }
+
+    /// Binds to channel-binding type `kind` (its data is `cb`) instead of
+    /// `tls-exporter`, e.g. `tls-server-end-point`, or `tls-unique` as older
+    /// clients do.
+    pub fn with_binding_type(mut self, kind: &str) -> ScramClient {
+        self.cb_type = kind.to_owned();
+        self
     }
 
     /// Asks to act as `authzid` (sent as "a=" in the GS2 header).
@@ -95,7 +105,7 @@ impl ScramClient {
     /// The GS2 header: channel-binding flag and authzid (RFC 5802 §7).
     fn gs2_header(&self) -> String {
         let flag = match (self.mech.is_plus(), &self.cb) {
-            (true, _) => format!("p={CB_TYPE}"),
+            (true, _) => format!("p={}", self.cb_type),
             (false, Some(_)) => "y".to_owned(),
             (false, None) => "n".to_owned(),
         };

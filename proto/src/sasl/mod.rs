@@ -1,6 +1,7 @@
 //! SASL for the server side (RFC 6120 §6): SCRAM-SHA-1 and SCRAM-SHA-256
 //! (RFC 5802, RFC 7677) with their -PLUS variants bound to `tls-exporter`
-//! (RFC 9266), and PLAIN (RFC 4616). Sans-IO: the edge feeds client
+//! (RFC 9266) or `tls-server-end-point` (RFC 5929), the XEP-0474 downgrade
+//! hash, and PLAIN (RFC 4616). Sans-IO: the edge feeds client
 //! messages in ([`ServerSession::step`]) and gets a challenge, a credential
 //! lookup ([`Step::Lookup`], answered with [`ServerSession::credentials`]) or
 //! a verdict out. Base64 and the XML around the messages (RFC 6120 §6.4)
@@ -90,10 +91,12 @@ impl std::fmt::Display for Mechanism {
     }
 }
 
-/// The channel binding of the connection (RFC 5056): its type name, as in
-/// the `p=` flag of the GS2 header, and its data. For TLS 1.3 that is
+/// A channel binding of the connection (RFC 5056): its type name, as in
+/// the `p=` flag of the GS2 header, and its data. For TLS 1.3 one is
 /// `tls-exporter` (RFC 9266 §2): 32 bytes exported with the label
-/// "EXPORTER-Channel-Binding" and an empty context.
+/// "EXPORTER-Channel-Binding" and an empty context; on any TLS version
+/// another is `tls-server-end-point` (RFC 5929 §4): the hash of the
+/// server's certificate.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ChannelBinding {
     pub kind: &'static str,
@@ -128,6 +131,35 @@ pub enum Step {
     },
     /// The exchange failed; send `<failure/>` with this condition.
     Failure(SaslFailure),
+    /// The client asked to bind to a channel-binding type this server did
+    /// not offer (RFC 5802 §6: the exchange fails). Not a wrong password:
+    /// typically an older client that knows only `tls-unique`, which TLS
+    /// 1.3 does not define and rustls does not expose. The caller sends a
+    /// `<failure/>` (`not-authorized`) and lets the client try again.
+    BindingNotOffered { requested: String },
+}
+
+/// The channel-binding type names this module knows.
+pub const TLS_EXPORTER: &str = "tls-exporter";
+pub const TLS_SERVER_END_POINT: &str = "tls-server-end-point";
+
+/// XEP-0474 §4.1: the advertised mechanism names, sorted by octet and
+/// joined with U+001E, then, if channel-binding types were advertised
+/// (XEP-0440), U+001F and the types sorted and joined the same way. Its
+/// hash goes into server-first as `h`, so a client that implements
+/// XEP-0474 detects a list stripped on the way.
+pub fn downgrade_string(mechanisms: &[&str], cb_types: Option<&[&str]>) -> String {
+    let joined = |items: &[&str]| {
+        let mut v: Vec<&str> = items.to_vec();
+        v.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        v.join("\u{1e}")
+    };
+    let mut s = joined(mechanisms);
+    if let Some(t) = cb_types {
+        s.push('\u{1f}');
+        s.push_str(&joined(t));
+    }
+    s
 }
 
 /// The SASL error conditions of RFC 6120 §6.5.
@@ -206,17 +238,18 @@ enum Inner {
 }
 
 impl ServerSession {
-    /// `cb`: the channel binding of this connection if TLS 1.3 (`None`
-    /// without TLS or when unusable). `plus_offered`: whether the server
-    /// advertised any -PLUS mechanism on this stream (for the 'y' downgrade
-    /// check of RFC 5802 §6).
-    pub fn new(mech: Mechanism, cb: Option<ChannelBinding>, plus_offered: bool) -> ServerSession {
+    /// `cb`: the channel bindings of this connection, one per type offered
+    /// (none without TLS). `refuse_y`: whether a client's 'y' flag ("I can
+    /// bind but you offer no -PLUS") is taken as a downgrade attack (RFC
+    /// 5802 §6): the caller says so when it advertised -PLUS and the client
+    /// has not shown on this stream that it saw the offer.
+    pub fn new(mech: Mechanism, cb: Vec<ChannelBinding>, refuse_y: bool) -> ServerSession {
         let inner = match mech.scram_hash() {
             Some(hash) => Inner::Scram(Box::new(ScramServer::new(
                 hash,
                 mech.is_plus(),
                 cb,
-                plus_offered,
+                refuse_y,
             ))),
             None => Inner::Plain(PlainServer::new()),
         };
@@ -230,6 +263,15 @@ impl ServerSession {
         match &mut self.inner {
             Inner::Scram(s) => s.set_decoy(decoy),
             Inner::Plain(p) => p.set_decoy(decoy),
+        }
+        self
+    }
+
+    /// XEP-0474: put the hash of [`downgrade_string`] of what was
+    /// advertised into server-first (SCRAM only).
+    pub fn with_downgrade_hash(mut self, s: String) -> ServerSession {
+        if let Inner::Scram(sc) = &mut self.inner {
+            sc.set_downgrade_hash(s);
         }
         self
     }

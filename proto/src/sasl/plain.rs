@@ -136,7 +136,8 @@ mod tests {
     #[test]
     fn plain_good_and_bad() {
         let run = |msg: &[u8], stored: Option<StoredCredentials>| {
-            let mut s = ServerSession::new(Mechanism::Plain, None, false).with_decoy(cheap_decoy());
+            let mut s =
+                ServerSession::new(Mechanism::Plain, Vec::new(), false).with_decoy(cheap_decoy());
             match s.step(msg) {
                 Step::Lookup { username } => {
                     assert_eq!(username, "juliet");

@@ -8,6 +8,13 @@
 //!    [`Step::Success`] carrying the server-final-message ("v=").
 //!
 //! An unknown user gets a [`Decoy`] salt and fails only at the proof.
+//!
+//! The server may bind to several channel-binding types at once (RFC 5929
+//! `tls-server-end-point`, RFC 9266 `tls-exporter`): the client names one
+//! with `p=`. A type the server does not have ends the exchange with
+//! [`Step::BindingNotOffered`], which the caller tells apart from a wrong
+//! password. With [`ScramServer::set_downgrade_hash`] the server-first
+//! message carries the XEP-0474 `h` attribute.
 
 use super::crypto::{ScramHash, ct_eq, xor};
 use super::decoy::Decoy;
@@ -22,14 +29,27 @@ use super::{
 const SERVER_NONCE_BYTES: usize = 24;
 
 /// The channel-binding flag of the GS2 header (RFC 5802 §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum CbFlag {
     /// 'n': the client does not support channel binding.
     None,
     /// 'y': the client supports it but thinks the server does not.
     Unused,
-    /// 'p=<type>': the client binds to our channel (type already checked).
-    Bound,
+    /// 'p=<type>': the client binds to our channel with this data.
+    Bound(Vec<u8>),
+}
+
+/// Why client-first-message ends the exchange.
+enum Refusal {
+    Failure(SaslFailure),
+    /// 'p=' names a channel-binding type this server does not have.
+    Binding(String),
+}
+
+impl From<SaslFailure> for Refusal {
+    fn from(f: SaslFailure) -> Refusal {
+        Refusal::Failure(f)
+    }
 }
 
 /// What the client-first-message told us.
@@ -67,8 +87,10 @@ enum State {
 pub(crate) struct ScramServer {
     hash: ScramHash,
     plus: bool,
-    cb: Option<ChannelBinding>,
-    plus_offered: bool,
+    cb: Vec<ChannelBinding>,
+    refuse_y: bool,
+    /// XEP-0474: the string whose hash goes into server-first as `h`.
+    downgrade: Option<String>,
     decoy: Decoy,
     server_nonce: Option<String>,
     state: State,
@@ -78,14 +100,15 @@ impl ScramServer {
     pub(crate) fn new(
         hash: ScramHash,
         plus: bool,
-        cb: Option<ChannelBinding>,
-        plus_offered: bool,
+        cb: Vec<ChannelBinding>,
+        refuse_y: bool,
     ) -> ScramServer {
         ScramServer {
             hash,
             plus,
             cb,
-            plus_offered,
+            refuse_y,
+            downgrade: None,
             decoy: Decoy::process_default(),
             server_nonce: None,
             state: State::Start { asked: false },
@@ -94,6 +117,12 @@ impl ScramServer {
 
     pub(crate) fn set_decoy(&mut self, decoy: Decoy) {
         self.decoy = decoy;
+    }
+
+    /// XEP-0474 §4.1: `s` is the advertised mechanisms and channel-binding
+    /// types, joined as that section says ([`super::downgrade_string`]).
+    pub(crate) fn set_downgrade_hash(&mut self, s: String) {
+        self.downgrade = Some(s);
     }
 
     #[cfg(test)]
@@ -117,7 +146,8 @@ impl ScramServer {
                     self.state = State::Lookup(first);
                     Step::Lookup { username }
                 }
-                Err(f) => Step::Failure(f),
+                Err(Refusal::Failure(f)) => Step::Failure(f),
+                Err(Refusal::Binding(requested)) => Step::BindingNotOffered { requested },
             },
             State::Final {
                 first,
@@ -150,11 +180,15 @@ impl ScramServer {
             .clone()
             .unwrap_or_else(|| random_nonce(SERVER_NONCE_BYTES));
         let nonce = format!("{}{}", first.client_nonce, server_part);
-        let server_first = format!(
+        let mut server_first = format!(
             "r={nonce},s={},i={}",
             b64_encode(&creds.salt),
             creds.iterations
         );
+        if let Some(s) = &self.downgrade {
+            server_first.push_str(",h=");
+            server_first.push_str(&b64_encode(&self.hash.hash(s.as_bytes())));
+        }
         let challenge = server_first.clone().into_bytes();
         self.state = State::Final {
             first,
@@ -168,10 +202,10 @@ impl ScramServer {
 
     /// Parses client-first-message (RFC 5802 §7) and applies the
     /// channel-binding rules of §6 and RFC 9266 §3.
-    fn client_first(&self, input: &[u8]) -> Result<ClientFirst, SaslFailure> {
+    fn client_first(&self, input: &[u8]) -> Result<ClientFirst, Refusal> {
         use SaslFailure::{MalformedRequest, NotAuthorized};
         if input.len() > MAX_MESSAGE_LEN {
-            return Err(MalformedRequest);
+            return Err(MalformedRequest.into());
         }
         let msg = std::str::from_utf8(input).map_err(|_| MalformedRequest)?;
         let (flag, rest) = msg.split_once(',').ok_or(MalformedRequest)?;
@@ -187,22 +221,22 @@ impl ScramServer {
                     .ok_or(MalformedRequest)?;
                 if !self.plus {
                     // 'p' with a mechanism that has no channel binding.
-                    return Err(MalformedRequest);
+                    return Err(MalformedRequest.into());
                 }
-                match &self.cb {
-                    Some(cb) if cb.kind == name => CbFlag::Bound,
-                    // A type we do not have, or no binding at all.
-                    _ => return Err(NotAuthorized),
+                match self.cb.iter().find(|cb| cb.kind == name) {
+                    Some(cb) => CbFlag::Bound(cb.data.clone()),
+                    // RFC 5802 §6: a type we do not have fails the exchange.
+                    None => return Err(Refusal::Binding(name.to_owned())),
                 }
             }
         };
-        if self.plus && cb_flag != CbFlag::Bound {
-            return Err(MalformedRequest);
+        if self.plus && !matches!(cb_flag, CbFlag::Bound(_)) {
+            return Err(MalformedRequest.into());
         }
-        if cb_flag == CbFlag::Unused && self.plus_offered {
+        if cb_flag == CbFlag::Unused && self.refuse_y {
             // The client would have bound had it seen our -PLUS offer: an
             // attacker removed it (RFC 5802 §6, downgrade protection).
-            return Err(NotAuthorized);
+            return Err(NotAuthorized.into());
         }
 
         let authzid = match authz {
@@ -229,7 +263,7 @@ impl ScramServer {
         // §5.1) we do not know must fail the exchange.
         for ext in parts {
             if !is_attr_val(ext) || attr(ext, 'm').is_some() {
-                return Err(MalformedRequest);
+                return Err(MalformedRequest.into());
             }
         }
         Ok(ClientFirst {
@@ -262,11 +296,8 @@ impl ScramServer {
 
         // c= is base64(gs2-header [cbind-data]) (RFC 5802 §7).
         let mut expected_cb = first.gs2_header.clone().into_bytes();
-        if first.cb_flag == CbFlag::Bound {
-            match &self.cb {
-                Some(cb) => expected_cb.extend_from_slice(&cb.data),
-                None => return Step::Failure(NotAuthorized),
-            }
+        if let CbFlag::Bound(data) = &first.cb_flag {
+            expected_cb.extend_from_slice(data);
         }
         if !ct_eq(&cb_input, &expected_cb) || client_nonce != nonce {
             return Step::Failure(NotAuthorized);

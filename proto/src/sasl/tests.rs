@@ -28,11 +28,11 @@ pub(super) fn cheap_decoy() -> Decoy {
     Decoy::new([42; 32], 2)
 }
 
-pub(super) fn cb(data: &[u8]) -> Option<ChannelBinding> {
-    Some(ChannelBinding {
-        kind: "tls-exporter",
+pub(super) fn cb(data: &[u8]) -> Vec<ChannelBinding> {
+    vec![ChannelBinding {
+        kind: TLS_EXPORTER,
         data: data.to_vec(),
-    })
+    }]
 }
 
 pub(super) fn challenge(step: Step) -> Vec<u8> {
@@ -45,7 +45,7 @@ pub(super) fn challenge(step: Step) -> Vec<u8> {
 /// Replays one RFC example against the server.
 fn replay(mech: Mechanism, snonce: &str, msgs: [&str; 4]) {
     let [client_first, server_first, client_final, server_final] = msgs;
-    let mut s = ServerSession::new(mech, None, false).with_server_nonce(snonce);
+    let mut s = ServerSession::new(mech, Vec::new(), false).with_server_nonce(snonce);
     assert_eq!(
         s.step(client_first.as_bytes()),
         Step::Lookup {
@@ -166,19 +166,24 @@ fn plus_with_other_channel_binding_fails() {
 
 #[test]
 fn plus_channel_binding_rules() {
-    use SaslFailure::{MalformedRequest, NotAuthorized};
-    let first = |mech, cb_: Option<ChannelBinding>, msg: &str| {
+    use SaslFailure::MalformedRequest;
+    let first = |mech, cb_: Vec<ChannelBinding>, msg: &str| {
         ServerSession::new(mech, cb_, true).step(msg.as_bytes())
     };
     let plus = Mechanism::ScramSha256Plus;
-    // Another binding type, or no binding on this connection.
+    // Another binding type, or no binding on this connection: not a
+    // failure of the credentials (the caller does not count it).
     assert_eq!(
         first(plus, cb(&[1]), "p=tls-unique,,n=u,r=x"),
-        Step::Failure(NotAuthorized)
+        Step::BindingNotOffered {
+            requested: "tls-unique".into()
+        }
     );
     assert_eq!(
-        first(plus, None, "p=tls-exporter,,n=u,r=x"),
-        Step::Failure(NotAuthorized)
+        first(plus, Vec::new(), "p=tls-exporter,,n=u,r=x"),
+        Step::BindingNotOffered {
+            requested: "tls-exporter".into()
+        }
     );
     // -PLUS without 'p', and 'p' without -PLUS.
     assert_eq!(
@@ -214,7 +219,7 @@ fn y_flag_is_a_downgrade_when_plus_was_offered() {
     );
 
     // Without a -PLUS offer, 'y' is fine and c= carries "y,,".
-    let mut s = ServerSession::new(mech, None, false);
+    let mut s = ServerSession::new(mech, Vec::new(), false);
     let mut c = client(mech, "juliet", "r0m30", Some(&[9; 32]));
     assert!(matches!(
         exchange(&mut s, &mut c, Some(creds("r0m30"))),
@@ -225,7 +230,7 @@ fn y_flag_is_a_downgrade_when_plus_was_offered() {
 #[test]
 fn wrong_password_is_not_authorized() {
     for mech in [Mechanism::ScramSha256, Mechanism::ScramSha1] {
-        let mut s = ServerSession::new(mech, None, false);
+        let mut s = ServerSession::new(mech, Vec::new(), false);
         let mut c = client(mech, "juliet", "wrong", None);
         assert_eq!(
             exchange(&mut s, &mut c, Some(creds("r0m30"))),
@@ -238,7 +243,7 @@ fn wrong_password_is_not_authorized() {
 fn unknown_user_gets_a_stable_decoy_salt_and_fails_at_the_proof() {
     let run = |user: &str| {
         let mut s =
-            ServerSession::new(Mechanism::ScramSha256, None, false).with_decoy(cheap_decoy());
+            ServerSession::new(Mechanism::ScramSha256, Vec::new(), false).with_decoy(cheap_decoy());
         let mut c = client(Mechanism::ScramSha256, user, "pw", None);
         assert!(matches!(s.step(&c.first()), Step::Lookup { .. }));
         let server_first = challenge(s.credentials(None));
@@ -255,7 +260,7 @@ fn unknown_user_gets_a_stable_decoy_salt_and_fails_at_the_proof() {
     assert_ne!(a, run("somebody"));
 
     // The default decoy uses the default iteration count.
-    let mut s = ServerSession::new(Mechanism::ScramSha1, None, false);
+    let mut s = ServerSession::new(Mechanism::ScramSha1, Vec::new(), false);
     assert!(matches!(s.step(b"n,,n=ghost,r=abc"), Step::Lookup { .. }));
     let text = String::from_utf8(challenge(s.credentials(None))).expect("utf8");
     assert!(
@@ -266,7 +271,7 @@ fn unknown_user_gets_a_stable_decoy_salt_and_fails_at_the_proof() {
 
 #[test]
 fn authzid_and_saslname_escapes() {
-    let mut s = ServerSession::new(Mechanism::ScramSha256, None, false);
+    let mut s = ServerSession::new(Mechanism::ScramSha256, Vec::new(), false);
     let mut c =
         client(Mechanism::ScramSha256, "ro,meo=", "pw", None).with_authzid("ro,meo=@example.com");
     match exchange(&mut s, &mut c, Some(creds("pw"))) {
@@ -307,7 +312,7 @@ fn malformed_client_first() {
         b"n,,n=\xff\xfe,r=abc",
         b"\xff",
     ] {
-        let mut s = ServerSession::new(Mechanism::ScramSha256, None, false);
+        let mut s = ServerSession::new(Mechanism::ScramSha256, Vec::new(), false);
         assert_eq!(
             s.step(bad),
             Step::Failure(MalformedRequest),
@@ -316,12 +321,12 @@ fn malformed_client_first() {
         );
         assert_eq!(s.step(b"n,,n=u,r=abc"), Step::Failure(MalformedRequest));
     }
-    let mut s = ServerSession::new(Mechanism::ScramSha256, None, false);
+    let mut s = ServerSession::new(Mechanism::ScramSha256, Vec::new(), false);
     let mut long = b"n,,n=u,r=".to_vec();
     long.resize(MAX_MESSAGE_LEN + 1, b'a');
     assert_eq!(s.step(&long), Step::Failure(MalformedRequest));
     // Optional extensions are skipped.
-    let mut s = ServerSession::new(Mechanism::ScramSha256, None, false);
+    let mut s = ServerSession::new(Mechanism::ScramSha256, Vec::new(), false);
     assert!(matches!(s.step(b"n,,n=u,r=abc,x=1"), Step::Lookup { .. }));
 }
 
@@ -345,7 +350,7 @@ fn malformed_or_wrong_client_final() {
     ];
     for (msg, expect) in cases {
         let mut s =
-            ServerSession::new(Mechanism::ScramSha256, None, false).with_server_nonce("SRV");
+            ServerSession::new(Mechanism::ScramSha256, Vec::new(), false).with_server_nonce("SRV");
         assert!(matches!(s.step(b"n,,n=u,r=abc"), Step::Lookup { .. }));
         challenge(s.credentials(Some(creds("pw"))));
         assert_eq!(s.step(msg.as_bytes()), Step::Failure(expect), "{msg}");
@@ -364,7 +369,7 @@ fn empty_initial_response_gets_an_empty_challenge_once() {
             "{mech}"
         );
     }
-    let mut s = ServerSession::new(Mechanism::ScramSha1, None, false);
+    let mut s = ServerSession::new(Mechanism::ScramSha1, Vec::new(), false);
     let mut c = client(Mechanism::ScramSha1, "u", "pw", None);
     assert_eq!(s.step(b""), Step::Challenge(Vec::new()));
     assert!(matches!(
@@ -408,7 +413,7 @@ fn calls_out_of_order_fail() {
 fn damaged_stored_credentials_are_a_temporary_failure() {
     let mut stored = creds("pw");
     stored.sha256.stored_key.truncate(3);
-    let mut s = ServerSession::new(Mechanism::ScramSha256, None, false);
+    let mut s = ServerSession::new(Mechanism::ScramSha256, Vec::new(), false);
     assert!(matches!(s.step(b"n,,n=u,r=abc"), Step::Lookup { .. }));
     assert_eq!(
         s.credentials(Some(stored)),
@@ -453,4 +458,78 @@ fn failure_conditions_are_rfc6120_names() {
             .iter()
             .all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'))
     );
+}
+
+#[test]
+fn the_client_picks_one_of_several_bindings_by_name() {
+    let both = vec![
+        ChannelBinding {
+            kind: TLS_EXPORTER,
+            data: vec![9; 32],
+        },
+        ChannelBinding {
+            kind: TLS_SERVER_END_POINT,
+            data: vec![7; 32],
+        },
+    ];
+    for mech in [Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus] {
+        for (kind, data) in [(TLS_EXPORTER, [9u8; 32]), (TLS_SERVER_END_POINT, [7u8; 32])] {
+            let mut s = ServerSession::new(mech, both.clone(), true);
+            let mut c = client(mech, "juliet", "r0m30", Some(&data)).with_binding_type(kind);
+            let step = exchange(&mut s, &mut c, Some(creds("r0m30")));
+            assert!(
+                matches!(step, Step::Success { .. }),
+                "{mech} {kind}: {step:?}"
+            );
+        }
+        // The data of the other type under this type's name fails.
+        let mut s = ServerSession::new(mech, both.clone(), true);
+        let mut c =
+            client(mech, "juliet", "r0m30", Some(&[9; 32])).with_binding_type(TLS_SERVER_END_POINT);
+        let step = exchange(&mut s, &mut c, Some(creds("r0m30")));
+        assert_eq!(step, Step::Failure(SaslFailure::NotAuthorized), "{mech}");
+    }
+}
+
+#[test]
+fn downgrade_string_follows_xep_0474() {
+    // XEP-0474 §4.3's example: SHA-1 over the sorted lists.
+    let s = downgrade_string(
+        &["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"],
+        Some(&["tls-server-end-point", "tls-exporter"]),
+    );
+    assert_eq!(
+        s,
+        "SCRAM-SHA-1\u{1e}SCRAM-SHA-1-PLUS\u{1f}tls-exporter\u{1e}tls-server-end-point"
+    );
+    assert_eq!(
+        super::message::b64_encode(&ScramHash::Sha1.hash(s.as_bytes())),
+        "G6k/rBLDqgOhRRaCuuatSDFkJ08="
+    );
+    assert_eq!(
+        downgrade_string(&["PLAIN", "SCRAM-SHA-1"], None),
+        "PLAIN\u{1e}SCRAM-SHA-1"
+    );
+}
+
+#[test]
+fn server_first_carries_the_downgrade_hash_and_the_client_still_logs_in() {
+    let mech = Mechanism::ScramSha256;
+    let s_ = downgrade_string(&["SCRAM-SHA-256", "PLAIN"], None);
+    let mut s = ServerSession::new(mech, Vec::new(), false).with_downgrade_hash(s_.clone());
+    let mut c = client(mech, "juliet", "r0m30", None);
+    assert!(matches!(s.step(&c.first()), Step::Lookup { .. }));
+    let first = challenge(s.credentials(Some(creds("r0m30"))));
+    let text = String::from_utf8(first.clone()).expect("utf8");
+    let h = super::message::b64_encode(&ScramHash::Sha256.hash(s_.as_bytes()));
+    assert!(text.ends_with(&format!(",h={h}")), "{text}");
+    let fin = c.finish(&first).expect("client accepts the extension");
+    let Step::Success {
+        additional: Some(v),
+        ..
+    } = s.step(&fin)
+    else {
+        panic!("success")
+    };
+    c.verify(&v).expect("server signature");
 }

@@ -24,6 +24,9 @@ impl IqHandler for DiscoInfo {
     fn targets(&self) -> &'static [TargetKind] {
         ALL
     }
+    fn features(&self, _t: TargetKind) -> &'static [&'static str] {
+        &[ns::DISCO_INFO]
+    }
     fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, t: &Target) {
         if iq.stype() != "get" {
             return ctx.bounce(iq, StanzaCondition::BadRequest, None);
@@ -32,25 +35,20 @@ impl IqHandler for DiscoInfo {
             return ctx.bounce(iq, StanzaCondition::ItemNotFound, None);
         }
         let mut q = Element::new("query", ns::DISCO_INFO);
-        let features = match t {
-            Target::Server => {
-                q.push(
-                    Element::new("identity", ns::DISCO_INFO)
-                        .with_attr("category", "server")
-                        .with_attr("type", "im")
-                        .with_attr("name", "xmppd"),
-                );
-                ctx.sh.registry.server_features()
-            }
-            Target::OwnAccount | Target::Account(_) => {
-                q.push(
-                    Element::new("identity", ns::DISCO_INFO)
-                        .with_attr("category", "account")
-                        .with_attr("type", "registered"),
-                );
-                ctx.sh.registry.account_features()
-            }
-        };
+        match t {
+            Target::Server => q.push(
+                Element::new("identity", ns::DISCO_INFO)
+                    .with_attr("category", "server")
+                    .with_attr("type", "im")
+                    .with_attr("name", "xmppd"),
+            ),
+            Target::OwnAccount | Target::Account(_) => q.push(
+                Element::new("identity", ns::DISCO_INFO)
+                    .with_attr("category", "account")
+                    .with_attr("type", "registered"),
+            ),
+        }
+        let features = ctx.sh.registry.features(t.kind());
         for f in features {
             q.push(Element::new("feature", ns::DISCO_INFO).with_attr("var", f));
         }
@@ -64,6 +62,9 @@ impl IqHandler for DiscoItems {
     }
     fn targets(&self) -> &'static [TargetKind] {
         ALL
+    }
+    fn features(&self, _t: TargetKind) -> &'static [&'static str] {
+        &[ns::DISCO_ITEMS]
     }
     fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, _t: &Target) {
         if iq.stype() != "get" {

@@ -29,6 +29,12 @@ pub(crate) enum TargetKind {
 }
 
 impl TargetKind {
+    pub const ALL: [TargetKind; 3] = [
+        TargetKind::Server,
+        TargetKind::OwnAccount,
+        TargetKind::Account,
+    ];
+
     pub fn index(self) -> usize {
         match self {
             TargetKind::Server => 0,
@@ -57,14 +63,9 @@ pub(crate) fn handle(ctx: &mut Ctx<'_>, s: Stanza, target: Target) {
         Ok(el) => el,
         Err(_) => return ctx.bounce(&s, StanzaCondition::BadRequest, None),
     };
-    // RFC 6120 §8.2.3: a get or set has exactly one payload child.
-    let mut children = el.elements();
-    let (Some(payload), None) = (children.next(), children.next()) else {
-        return ctx.bounce(
-            &s,
-            StanzaCondition::BadRequest,
-            Some("an IQ get or set carries exactly one child"),
-        );
+    let payload = match proto::stanza::iq_payload(&el) {
+        Ok(p) => p,
+        Err(e) => return ctx.bounce_with(&s, &e),
     };
     let handler = ctx.sh.registry.get(&payload.ns, target.kind()).cloned();
     match handler {

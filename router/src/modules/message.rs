@@ -22,10 +22,15 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
             ctx.send(&sess.sink, Outbound::Stanza(s.raw.clone()));
             return;
         }
-        // §8.5.3.2.1: no such resource.
+        // §8.5.3.2.1: no such resource. Only 'chat' is handled as if sent
+        // to the bare JID; 'normal' and 'groupchat' are answered with
+        // service-unavailable, 'headline' and 'error' dropped (a headline
+        // error would tell a stranger which resources are online).
         match mtype {
-            "chat" | "normal" => {}
-            "groupchat" => return ctx.bounce(&s, StanzaCondition::ServiceUnavailable, None),
+            "chat" => {}
+            "normal" | "groupchat" => {
+                return ctx.bounce(&s, StanzaCondition::ServiceUnavailable, None);
+            }
             _ => return,
         }
     }

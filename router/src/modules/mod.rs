@@ -164,7 +164,9 @@ impl Ctx<'_> {
         }
         let Some(from) = s.from.clone() else { return };
         let server = self.server_jid(from.domain());
-        let raw = s.error_reply(err, &server);
+        // Without a 'to' the stanza was for the sender's own account: the
+        // reply carries no 'from' (RFC 6120 §8.1.2.1, §10.3.3).
+        let raw = s.error_reply(err, None);
         let reply_from = s.to.clone().unwrap_or(server);
         self.route(synth(
             s.kind,

@@ -16,8 +16,13 @@ impl IqHandler for Ping {
     fn targets(&self) -> &'static [TargetKind] {
         &[TargetKind::Server, TargetKind::OwnAccount]
     }
-    fn server_features(&self) -> &'static [&'static str] {
-        &[ns::PING]
+    fn features(&self, t: TargetKind) -> &'static [&'static str] {
+        // Answered for the server and the asker's own account; a ping to
+        // another account's bare JID is not answered by the server.
+        match t {
+            TargetKind::Server | TargetKind::OwnAccount => &[ns::PING],
+            TargetKind::Account => &[],
+        }
     }
     fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, _p: &Element, _t: &Target) {
         if iq.stype() == "get" {

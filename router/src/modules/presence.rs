@@ -142,11 +142,24 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
         }
         if let Some(sess) = ctx.st.session(from) {
             for item in roster.iter().filter(|i| i.state.pending_in) {
-                let raw = Bytes::from(format!(
-                    "<presence type='subscribe' from='{}' to='{}'/>",
-                    proto::element::escape(item.jid.as_str()),
-                    proto::element::escape(user.as_str())
-                ));
+                // The request as the contact sent it (RFC 6121 §3.1.3); a
+                // bare one for a request kept before requests were stored.
+                let stored = ctx
+                    .store()
+                    .rosters()
+                    .request_in(&ctx.writes, &user, &item.jid)
+                    .unwrap_or_else(|e| {
+                        tracing::error!(user = %user, error = %e, "reading a subscription request failed");
+                        None
+                    });
+                let raw = match stored {
+                    Some(raw) => Bytes::from(raw),
+                    None => Bytes::from(format!(
+                        "<presence type='subscribe' from='{}' to='{}'/>",
+                        proto::element::escape(item.jid.as_str()),
+                        proto::element::escape(user.as_str())
+                    )),
+                };
                 ctx.send(&sess.sink, Outbound::Stanza(raw));
             }
         }

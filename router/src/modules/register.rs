@@ -91,8 +91,13 @@ impl IqHandler for Register {
     fn targets(&self) -> &'static [TargetKind] {
         &[TargetKind::Server, TargetKind::OwnAccount]
     }
-    fn server_features(&self) -> &'static [&'static str] {
-        &[ns::REGISTER]
+    fn features(&self, t: TargetKind) -> &'static [&'static str] {
+        // XEP-0077: the server for registration, the account for changing
+        // its password or cancelling.
+        match t {
+            TargetKind::Server | TargetKind::OwnAccount => &[ns::REGISTER],
+            TargetKind::Account => &[],
+        }
     }
     fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, _t: &Target) {
         let Some(Jid::Full(from)) = iq.from.clone() else {

@@ -18,12 +18,11 @@ pub(crate) trait IqHandler: Send + Sync {
     fn namespace(&self) -> &'static str;
     /// Who it answers for.
     fn targets(&self) -> &'static [TargetKind];
-    /// Features it adds to the server's disco#info (XEP-0030).
-    fn server_features(&self) -> &'static [&'static str] {
-        &[]
-    }
-    /// Features it adds to an account's disco#info.
-    fn account_features(&self) -> &'static [&'static str] {
+    /// Features it adds to the disco#info (XEP-0030) of entities of kind
+    /// `t`: the server, the asker's own account, or another account. Only
+    /// what really works there.
+    fn features(&self, t: TargetKind) -> &'static [&'static str] {
+        let _ = t;
         &[]
     }
     /// Handle a get or set; the handler replies through `ctx`.
@@ -33,8 +32,8 @@ pub(crate) trait IqHandler: Send + Sync {
 pub(crate) struct Registry {
     /// Namespace -> handler per target kind (indexed by `TargetKind::index`).
     handlers: HashMap<&'static str, [Option<Arc<dyn IqHandler>>; 3]>,
-    server_features: Vec<&'static str>,
-    account_features: Vec<&'static str>,
+    /// The disco features per target kind (indexed by `TargetKind::index`).
+    features: [Vec<&'static str>; 3],
 }
 
 impl Registry {
@@ -61,8 +60,7 @@ impl Registry {
         ];
         let mut reg = Registry {
             handlers: HashMap::new(),
-            server_features: vec![proto::ns::DISCO_INFO, proto::ns::DISCO_ITEMS],
-            account_features: vec![proto::ns::DISCO_INFO],
+            features: Default::default(),
         };
         for m in modules {
             for t in m.targets() {
@@ -72,19 +70,17 @@ impl Registry {
                 }
                 *slot = Some(m.clone());
             }
-            for f in m.server_features() {
-                if !reg.server_features.contains(f) {
-                    reg.server_features.push(f);
-                }
-            }
-            for f in m.account_features() {
-                if !reg.account_features.contains(f) {
-                    reg.account_features.push(f);
+            for t in TargetKind::ALL {
+                for f in m.features(t) {
+                    if !reg.features[t.index()].contains(f) {
+                        reg.features[t.index()].push(f);
+                    }
                 }
             }
         }
-        reg.server_features.sort_unstable();
-        reg.account_features.sort_unstable();
+        for f in &mut reg.features {
+            f.sort_unstable();
+        }
         Ok(reg)
     }
 
@@ -92,11 +88,13 @@ impl Registry {
         self.handlers.get(ns)?[t.index()].as_ref()
     }
 
+    /// The server's disco features (also for the edge's stream features).
     pub fn server_features(&self) -> Vec<&'static str> {
-        self.server_features.clone()
+        self.features(TargetKind::Server)
     }
 
-    pub fn account_features(&self) -> Vec<&'static str> {
-        self.account_features.clone()
+    /// The disco features of entities of kind `t`.
+    pub fn features(&self, t: TargetKind) -> Vec<&'static str> {
+        self.features[t.index()].clone()
     }
 }

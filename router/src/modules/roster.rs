@@ -70,8 +70,11 @@ impl IqHandler for Roster {
         &[TargetKind::OwnAccount]
     }
 
-    fn server_features(&self) -> &'static [&'static str] {
-        &[ns::ROSTER_VER, ns::PRE_APPROVAL]
+    fn features(&self, t: TargetKind) -> &'static [&'static str] {
+        match t {
+            TargetKind::Server => &[ns::ROSTER_VER, ns::PRE_APPROVAL],
+            _ => &[],
+        }
     }
 
     fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, payload: &Element, _t: &Target) {

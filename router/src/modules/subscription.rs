@@ -31,8 +31,24 @@ fn new_item(contact: &BareJid) -> RosterItem {
     }
 }
 
-/// Persist the new state and push it if the item is in the roster.
+/// The most of a subscription request's bytes kept for delivery at the
+/// next login; a larger one (its extensions) is kept without children.
+const MAX_STORED_REQUEST: usize = 16 * 1024;
+
+/// Persist the new state and push it if the item is in the roster. A
+/// request no longer pending is forgotten with it.
 fn save(ctx: &mut Ctx<'_>, user: &BareJid, mut item: RosterItem, new: SubState, push: bool) {
+    if item.state.pending_in
+        && !new.pending_in
+        && let Err(e) = ctx
+            .sh
+            .store
+            .0
+            .rosters()
+            .remove_request_in(&mut ctx.writes, user, &item.jid)
+    {
+        tracing::error!(user = %user, error = %e, "forgetting a subscription request failed");
+    }
     item.state = new;
     let empty = new == SubState::default();
     let rosters = ctx.sh.store.0.rosters();
@@ -115,6 +131,18 @@ pub(crate) fn inbound(
     }
     let me = Jid::Bare(user.clone());
     let contact_j = Jid::Bare(contact.clone());
+    if action == SubAction::Subscribe && t.new.pending_in {
+        // RFC 6121 §3.1.3: the complete request, delivered as sent at the
+        // user's next login (XEP-0379 pre-auth tokens ride in it).
+        let mut raw = s.rewrite(Some(&contact_j), Some(&me));
+        if raw.len() > MAX_STORED_REQUEST {
+            raw = presence_of("subscribe", contact_j.clone(), me.clone()).raw;
+        }
+        let rosters = ctx.sh.store.0.rosters();
+        if let Err(e) = rosters.put_request_in(&mut ctx.writes, user, &contact, &raw) {
+            tracing::error!(user = %user, error = %e, "keeping a subscription request failed");
+        }
+    }
     if t.forward {
         let raw = s.rewrite(Some(&contact_j), Some(&me));
         for sess in ctx.st.sessions(user) {

@@ -17,10 +17,9 @@ impl IqHandler for VCard {
     fn targets(&self) -> &'static [TargetKind] {
         &[TargetKind::OwnAccount, TargetKind::Account]
     }
-    fn account_features(&self) -> &'static [&'static str] {
-        &[ns::VCARD]
-    }
-    fn server_features(&self) -> &'static [&'static str] {
+    fn features(&self, _t: TargetKind) -> &'static [&'static str] {
+        // The server stores vCards (XEP-0054 §3), the account's own and
+        // others' are served.
         &[ns::VCARD]
     }
     fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, t: &Target) {

@@ -18,8 +18,11 @@ impl IqHandler for Version {
     fn targets(&self) -> &'static [TargetKind] {
         &[TargetKind::Server]
     }
-    fn server_features(&self) -> &'static [&'static str] {
-        &[ns::VERSION]
+    fn features(&self, t: TargetKind) -> &'static [&'static str] {
+        match t {
+            TargetKind::Server => &[ns::VERSION],
+            _ => &[],
+        }
     }
     fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, _p: &Element, _t: &Target) {
         if iq.stype() != "get" {

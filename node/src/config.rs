@@ -171,6 +171,26 @@ pub struct LimitsConfig {
     /// Seconds a write to a client may take before the client is considered
     /// dead and the connection closed. Default 30.
     pub write_timeout_secs: u64,
+    /// Stanzas (messages, presences and IQs together) one session may send
+    /// per second on average; 0 = unlimited. Default 100.
+    pub stanza_rate_per_sec: u32,
+    /// Stanzas a session may send at once above that rate. Default 500.
+    pub stanza_burst: u32,
+    /// Items a user's roster may hold. Default 5000.
+    pub max_roster_items: usize,
+    /// Largest vCard (XEP-0054) a user may store, in bytes. Default 131072.
+    pub max_vcard_bytes: usize,
+    /// Failed logins from one address, or on one account, before each
+    /// further one makes the next attempt wait. Default 3.
+    pub login_free_failures: u32,
+    /// The first such wait in seconds, doubled after every further
+    /// failure. 0 turns the login throttle off. Default 1.
+    pub login_delay_secs: u64,
+    /// The longest wait, in seconds. Default 15.
+    pub login_max_delay_secs: u64,
+    /// Seconds without a failure after which the count starts again.
+    /// Default 900.
+    pub login_forget_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -188,6 +208,14 @@ impl Default for LimitsConfig {
             ping_timeout_secs: 60,
             outbound_queue: 1024,
             write_timeout_secs: 30,
+            stanza_rate_per_sec: 100,
+            stanza_burst: 500,
+            max_roster_items: 5000,
+            max_vcard_bytes: 128 * 1024,
+            login_free_failures: 3,
+            login_delay_secs: 1,
+            login_max_delay_secs: 15,
+            login_forget_secs: 900,
         }
     }
 }
@@ -226,6 +254,15 @@ pub struct RegistrationConfig {
     pub allow_password_change: bool,
     /// Shortest password accepted, in characters; 1 to 1023. Default 8.
     pub min_password_len: usize,
+    /// Seconds between two in-band registrations from one address (an
+    /// IPv6 client counts by its /64); 0 = no limit. Default 600.
+    pub min_interval_secs: u64,
+    /// Addresses or networks (`"10.0.0.0/8"`) exempt from that interval.
+    /// Default `["127.0.0.0/8", "::1"]`.
+    pub trusted_networks: Vec<String>,
+    /// When not empty, only these addresses or networks may register
+    /// in-band. Default empty (anyone, when `enabled`).
+    pub allowed_networks: Vec<String>,
 }
 
 impl Default for RegistrationConfig {
@@ -234,6 +271,9 @@ impl Default for RegistrationConfig {
             enabled: false,
             allow_password_change: true,
             min_password_len: 8,
+            min_interval_secs: 600,
+            trusted_networks: vec!["127.0.0.0/8".to_string(), "::1".to_string()],
+            allowed_networks: Vec::new(),
         }
     }
 }
@@ -435,6 +475,10 @@ const MIN_ATTRS: usize = 8;
 const MAX_TIMEOUT_SECS: u64 = 86_400;
 /// RFC 7622 §3.3 bounds a localpart, and so sensible passwords, to 1023.
 const MAX_MIN_PASSWORD_LEN: usize = 1023;
+/// A vCard with a name and a few fields; below this, clients break.
+const MIN_VCARD_BYTES: usize = 1024;
+/// A longer wait would outlast the handshake timeout of any sane setup.
+const MAX_LOGIN_DELAY_SECS: u64 = 300;
 /// `sun_path` holds 108 bytes including the final NUL (Linux unix(7)).
 const MAX_SOCKET_PATH_BYTES: usize = 107;
 
@@ -481,6 +525,31 @@ impl Config {
         }
         if self.offline.max_per_user == 0 {
             p.add("offline.max_per_user", "must be at least 1");
+        }
+        for (field, list) in [
+            (
+                "registration.trusted_networks",
+                &self.registration.trusted_networks,
+            ),
+            (
+                "registration.allowed_networks",
+                &self.registration.allowed_networks,
+            ),
+        ] {
+            for (i, n) in list.iter().enumerate() {
+                if let Err(e) = crate::throttle::Network::parse(n) {
+                    p.add(&format!("{field}[{i}]"), e);
+                }
+            }
+        }
+        if self.registration.min_interval_secs > MAX_TIMEOUT_SECS {
+            p.add(
+                "registration.min_interval_secs",
+                format!(
+                    "is {}, must be 0 to {MAX_TIMEOUT_SECS}",
+                    self.registration.min_interval_secs
+                ),
+            );
         }
         check_log_level(&self.log.level, &mut p);
         self.check_cluster(&mut p);
@@ -675,6 +744,34 @@ impl Config {
             }
         }
         p.at_least("limits.outbound_queue", l.outbound_queue, 1);
+        if l.stanza_rate_per_sec > 0 && l.stanza_burst == 0 {
+            p.add(
+                "limits.stanza_burst",
+                "must be at least 1 when limits.stanza_rate_per_sec is set",
+            );
+        }
+        p.at_least("limits.max_roster_items", l.max_roster_items, 1);
+        p.at_least("limits.max_vcard_bytes", l.max_vcard_bytes, MIN_VCARD_BYTES);
+        if l.login_max_delay_secs < l.login_delay_secs
+            || l.login_max_delay_secs > MAX_LOGIN_DELAY_SECS
+        {
+            p.add(
+                "limits.login_max_delay_secs",
+                format!(
+                    "is {}, must be limits.login_delay_secs ({}) to {MAX_LOGIN_DELAY_SECS}",
+                    l.login_max_delay_secs, l.login_delay_secs
+                ),
+            );
+        }
+        if !(1..=MAX_TIMEOUT_SECS).contains(&l.login_forget_secs) {
+            p.add(
+                "limits.login_forget_secs",
+                format!(
+                    "is {}, must be 1 to {MAX_TIMEOUT_SECS}",
+                    l.login_forget_secs
+                ),
+            );
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use crate::edge::{Edge, Slot};
 use crate::io::Io;
 use crate::stream::{Action, Event, Machine};
+use crate::throttle::{Budget, RegistrationRefused, StanzaBudget};
 
 const READ_CHUNK: usize = 16 * 1024;
 /// Queued stanzas written together, at most this many bytes (a TLS record
@@ -66,6 +67,8 @@ struct Conn {
     last_read: Instant,
     ping_sent: Option<Instant>,
     started: Instant,
+    /// Stanzas this session may still send (`limits.stanza_rate_per_sec`).
+    stanzas: StanzaBudget,
     done: bool,
 }
 
@@ -96,6 +99,11 @@ impl Conn {
             tokens: edge.limits.read_burst as f64,
             machine: Machine::new(edge.settings.clone(), stream_id),
             conn_id: edge.next_conn_id(),
+            stanzas: StanzaBudget::new(
+                edge.limits.stanza_rate,
+                edge.limits.stanza_burst,
+                now.into_std(),
+            ),
             edge,
             io: Io::Plain(tcp),
             inbox: None,
@@ -215,8 +223,26 @@ impl Conn {
                 domain,
             } => {
                 use crate::core_link::RegisterOutcome;
-                let r = self.edge.core.register(&domain, &iq_type, &payload).await;
                 let id = proto::element::escape(&id).into_owned();
+                let admitted = if iq_type == "set" {
+                    match self.admit_registration() {
+                        Ok(a) => Some(a),
+                        Err(e) => {
+                            let reply = format!("<iq type='error' id='{id}'>{}</iq>", e.to_xml());
+                            return Some(Event::Registered(Bytes::from(reply)));
+                        }
+                    }
+                } else {
+                    None
+                };
+                let r = self.edge.core.register(&domain, &iq_type, &payload).await;
+                if let Some(a) = admitted {
+                    if matches!(r, Ok(RegisterOutcome::Done)) {
+                        tracing::info!(ip = %self.peer.ip(), port = self.peer.port(), "in-band registration made");
+                    } else {
+                        self.edge.registrations.failed(a);
+                    }
+                }
                 let reply = match r {
                     Ok(RegisterOutcome::Form(form)) => {
                         format!("<iq type='result' id='{id}'>{form}</iq>")
@@ -244,11 +270,22 @@ impl Conn {
                 }
                 return Some(Event::Bound(r));
             }
-            Action::Route(st) => {
-                if self.edge.core.route(st).await.is_err() {
-                    self.fail(StreamCondition::SystemShutdown, None).await;
+            Action::Route(st) => match self.stanzas.take(std::time::Instant::now()) {
+                Budget::Take => {
+                    if self.edge.core.route(st).await.is_err() {
+                        self.fail(StreamCondition::SystemShutdown, None).await;
+                    }
                 }
-            }
+                Budget::Refuse => self.refuse_stanza(&st).await,
+                Budget::Close => {
+                    // RFC 6120 §4.9.3.14: a client that goes on violating
+                    // the local policy loses its stream.
+                    tracing::info!(peer = %self.peer, "stream closed: too many stanzas");
+                    let text = "too many stanzas: the rate limit was exceeded for too long";
+                    self.fail(StreamCondition::PolicyViolation, Some(text.into()))
+                        .await;
+                }
+            },
             Action::Fail(cond, text) => {
                 self.write(&cond.to_bytes(text.as_deref())).await;
                 self.done = true;
@@ -259,6 +296,58 @@ impl Conn {
             }
         }
         None
+    }
+
+    /// May this client register an account in-band now
+    /// (`registration.min_interval_secs` and the networks)?
+    fn admit_registration(&self) -> Result<crate::throttle::Admitted, proto::error::StanzaError> {
+        use proto::error::{ErrorType, StanzaCondition, StanzaError};
+        let refused = match self
+            .edge
+            .registrations
+            .admit(self.peer.ip(), std::time::Instant::now())
+        {
+            Ok(a) => return Ok(a),
+            Err(r) => r,
+        };
+        tracing::info!(ip = %self.peer.ip(), port = self.peer.port(), reason = ?refused, "in-band registration refused");
+        Err(match refused {
+            // Not open to this network at all, whenever asked.
+            RegistrationRefused::NotFromHere => StanzaError::with_text(
+                StanzaCondition::NotAllowed,
+                "in-band registration is not open to your network",
+            ),
+            // A local policy the client meets by waiting (RFC 6120
+            // §8.3.3.14 allows type wait for policy-violation).
+            RegistrationRefused::TooSoon(wait) => {
+                let mut e = StanzaError::with_text(
+                    StanzaCondition::PolicyViolation,
+                    format!(
+                        "an account was registered from your address recently; try again in {} s",
+                        wait.as_secs().max(1)
+                    ),
+                );
+                e.kind = ErrorType::Wait;
+                e
+            }
+        })
+    }
+
+    /// A stanza over the session's rate: not routed, and, unless it is an
+    /// error or a result (which are never answered), answered with
+    /// `resource-constraint` (RFC 6120 §8.3.3.18, type wait): the server
+    /// will take it again once the client slows down.
+    async fn refuse_stanza(&mut self, st: &proto::stanza::Stanza) {
+        use proto::error::{StanzaCondition, StanzaError};
+        if st.is_error() || (st.kind == proto::stanza::Kind::Iq && st.stype() == "result") {
+            return;
+        }
+        let err = StanzaError::with_text(
+            StanzaCondition::ResourceConstraint,
+            "too many stanzas: slow down",
+        );
+        let reply = st.error_reply(&err, None);
+        self.write(&reply).await;
     }
 
     async fn start_tls(&mut self) -> Option<Event> {

@@ -18,7 +18,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::edge::{Edge, Slot};
 use crate::io::Io;
-use crate::stream::{Action, Event, Machine};
+use crate::stream::{Action, AuthOutcome, Event, Machine};
 use crate::throttle::{Budget, RegistrationRefused, StanzaBudget};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -207,6 +207,17 @@ impl Conn {
             // Boxed: the handshake state is large and needed only once.
             Action::StartTls => return Box::pin(self.start_tls()).await,
             Action::LookupCredentials(user) => {
+                let now = std::time::Instant::now();
+                if self.edge.logins.ip_wait(self.peer.ip(), now).is_some() {
+                    return Some(Event::AuthThrottled);
+                }
+                let wait = self.edge.logins.account_wait(user.as_str(), now);
+                if !wait.is_zero() {
+                    Box::pin(self.pause(wait)).await;
+                    if self.done {
+                        return None;
+                    }
+                }
                 let creds = match self.edge.core.credentials(&user).await {
                     Ok(c) => c,
                     Err(e) => {
@@ -261,6 +272,7 @@ impl Conn {
                 };
                 return Some(Event::Registered(Bytes::from(reply)));
             }
+            Action::AuthOutcome(o) => Box::pin(self.auth_outcome(o)).await,
             Action::Bind(jid) => {
                 let (sink, inbox) =
                     SessionSink::channel(self.conn_id, self.edge.limits.outbound_queue);
@@ -296,6 +308,51 @@ impl Conn {
             }
         }
         None
+    }
+
+    /// Log how an authentication ended and count failures. The lines are
+    /// documented (README, "Logins in the log") for tools such as fail2ban:
+    /// the address comes first, the name the client sent last and quoted
+    /// with escapes, so no name can forge a field or a line.
+    async fn auth_outcome(&mut self, o: AuthOutcome) {
+        let (ip, port) = (self.peer.ip(), self.peer.port());
+        match o.failure {
+            None => {
+                let user = o.account.as_ref().map_or("", |a| a.as_str());
+                tracing::info!(ip = %ip, port, mechanism = ?o.mechanism, user = ?user, "authentication succeeded");
+                if let Some(a) = &o.account {
+                    self.edge.logins.succeeded(a.as_str());
+                }
+            }
+            Some("aborted") => {
+                tracing::debug!(ip = %ip, port, mechanism = ?o.mechanism, user = ?o.username, "authentication aborted by the client");
+            }
+            Some(reason) => {
+                tracing::info!(ip = %ip, port, mechanism = ?o.mechanism, reason, user = ?o.username, "authentication failed");
+                // A refusal while the address waits is not counted again:
+                // a client that retries too early is not kept out longer.
+                if reason != "temporary-auth-failure" {
+                    let account = o.account.as_ref().map(|a| a.as_str());
+                    let now = std::time::Instant::now();
+                    let hold = self.edge.logins.failed(ip, account, now);
+                    if !hold.is_zero() {
+                        self.pause(hold).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Wait `d`, unless the server shuts down first.
+    async fn pause(&mut self, d: Duration) {
+        let mut shutdown = self.edge.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = shutdown.changed() => {
+                let text = "the server is shutting down";
+                self.fail(StreamCondition::SystemShutdown, Some(text.into())).await;
+            }
+        }
     }
 
     /// May this client register an account in-band now

@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
 
 use common::{Client, TestServer};
 use proto::{Element, ns};
@@ -79,6 +80,76 @@ async fn registrations_from_one_address_were_unthrottled() {
     .await;
     let r = register(closed.addr, "nope").await;
     assert_eq!(condition(&r).as_deref(), Some("not-allowed"));
+}
+
+/// SASL PLAIN on a fresh connection from `from`; Ok or the condition.
+async fn plain(
+    addr: std::net::SocketAddr,
+    from: IpAddr,
+    user: &str,
+    password: &str,
+) -> Result<(), String> {
+    let mut c = secured(addr, Some(from)).await;
+    c.sasl("PLAIN", user, password)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_were_limited_per_stream_only() {
+    let s = TestServer::start_with(|c| {
+        c.limits.login_free_failures = 2;
+        c.limits.login_delay_secs = 2;
+        c.limits.login_max_delay_secs = 4;
+    })
+    .await;
+    s.add_user("bob@localhost", PW);
+    s.add_user("carol@localhost", PW);
+    let attacker = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+    let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    // A legit client that mistypes once is not slowed down.
+    let t = Instant::now();
+    assert!(plain(s.addr, other, "carol", "typo").await.is_err());
+    plain(s.addr, other, "carol", PW).await.expect("carol");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // Two free failures, each on a new connection; the third is held back.
+    for _ in 0..2 {
+        let e = plain(s.addr, attacker, "bob", "guess")
+            .await
+            .expect_err("wrong");
+        assert!(e.contains("not-authorized"), "{e}");
+    }
+    let t = Instant::now();
+    assert!(plain(s.addr, attacker, "bob", "guess 3").await.is_err());
+    assert!(
+        t.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        t.elapsed()
+    );
+    // The address must now wait: even the right password is refused
+    // without being checked.
+    let e = plain(s.addr, attacker, "bob", PW)
+        .await
+        .expect_err("throttled");
+    assert!(e.contains("temporary-auth-failure"), "{e}");
+    // From elsewhere the owner still gets in, after the account's wait.
+    let t = Instant::now();
+    plain(s.addr, other, "bob", PW)
+        .await
+        .expect("bob from elsewhere");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // Once the wait is over the address may try again.
+    let start = Instant::now();
+    loop {
+        match plain(s.addr, attacker, "bob", PW).await {
+            Ok(()) => break,
+            Err(e) => {
+                assert!(e.contains("temporary-auth-failure"), "{e}");
+                assert!(start.elapsed() < Duration::from_secs(10), "still refused");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -475,3 +475,76 @@ fn help_texts_print_whole_for_every_command() {
         }
     }
 }
+
+/// The log lines so far that contain `needle`.
+fn log_lines(log: &procs::Log, needle: &str) -> Vec<String> {
+    log.lock()
+        .map(|l| l.iter().filter(|x| x.contains(needle)).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Issue 11 item 9: at the default level a login was not logged, failed
+/// ones never, and never with the client's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_were_not_logged_with_the_client_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path());
+    assert!(
+        xmppd(&cfg, &["user", "add", "alice@localhost", "--password", PW])
+            .status
+            .success()
+    );
+    let (mut child, addr, log) = procs::start_logged(&cfg, "client listener (STARTTLS)");
+    Client::login(addr, "alice@localhost", PW, "r")
+        .await
+        .expect("alice logs in");
+    assert!(
+        Client::login(addr, "alice@localhost", "not her password", "r")
+            .await
+            .is_err()
+    );
+    // A name with a quote and a newline cannot make a line of its own.
+    let mut c = Client::connect(addr).await;
+    c.open("localhost").await.expect("open");
+    c.starttls().await.expect("tls");
+    c.open("localhost").await.expect("open");
+    let forged = "x\" reason=\"forged\nINFO node::conn: authentication failed ip=6.6.6.6";
+    assert!(c.sasl("PLAIN", forged, "whatever").await.is_err());
+    let wanted = [
+        "authentication succeeded ip=127.0.0.1 port=",
+        "authentication failed ip=127.0.0.1 port=",
+    ];
+    procs::until(
+        "both logins logged",
+        std::time::Duration::from_secs(10),
+        || log_lines(&log, wanted[1]).len() >= 2 && !log_lines(&log, wanted[0]).is_empty(),
+    )
+    .await;
+    let ok = log_lines(&log, wanted[0]);
+    assert!(ok[0].contains(" INFO "), "{ok:?}");
+    assert!(
+        ok[0].contains("mechanism=\"SCRAM-SHA-256\" user=\"alice@localhost\""),
+        "{ok:?}"
+    );
+    let failed = log_lines(&log, wanted[1]);
+    assert!(
+        failed[0].contains("mechanism=\"SCRAM-SHA-256\" reason=\"not-authorized\" user=\"alice\""),
+        "{failed:?}"
+    );
+    assert!(
+        failed[1].contains(
+            "mechanism=\"PLAIN\" reason=\"not-authorized\" user=\"x\\\" reason=\\\"forged\\nINFO"
+        ),
+        "{failed:?}"
+    );
+    assert!(log_lines(&log, "not her password").is_empty());
+    assert!(
+        log_lines(&log, "6.6.6.6")
+            .iter()
+            .all(|l| l.contains("authentication failed ip=127.0.0.1 ")),
+        "a forged line: {:?}",
+        log_lines(&log, "6.6.6.6")
+    );
+    signal(&child, "TERM");
+    assert!(child.wait().expect("wait").success());
+}

@@ -34,10 +34,13 @@ impl std::ops::DerefMut for Proc {
     }
 }
 
+/// A node's configuration file: `body` (tables) after the common part.
+/// The stanza rate limit is off: the cluster tests' traffic generators
+/// send as fast as the cluster takes it.
 pub fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
-        "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\n[registration]\nenabled = true\nmin_password_len = 4\n\n{body}",
+        "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\n[registration]\nenabled = true\nmin_password_len = 4\n\n[limits]\nstanza_rate_per_sec = 0\n\n{body}",
         dir.join(name).display()
     );
     std::fs::write(&path, text).expect("config");

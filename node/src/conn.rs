@@ -329,9 +329,11 @@ impl Conn {
             }
             Some(reason) => {
                 tracing::info!(ip = %ip, port, mechanism = ?o.mechanism, reason, user = ?o.username, "authentication failed");
-                // A refusal while the address waits is not counted again:
-                // a client that retries too early is not kept out longer.
-                if reason != "temporary-auth-failure" {
+                // Only a wrong name or password counts: protocol mistakes
+                // (no TLS yet, an unknown mechanism, bad base64) guess
+                // nothing, and a refusal while the address waits is not
+                // counted again, or a client retrying early stays out.
+                if reason == "not-authorized" {
                     let account = o.account.as_ref().map(|a| a.as_str());
                     let now = std::time::Instant::now();
                     let hold = self.edge.logins.failed(ip, account, now);

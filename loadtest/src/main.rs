@@ -86,7 +86,7 @@ pub struct Args {
     #[arg(long)]
     register: bool,
     /// Create each account with this shell command first; `{user}`,
-    /// `{password}` and `{domain}` are replaced.
+    /// `{password}` and `{domain}` are replaced, each quoted as one shell word.
     #[arg(long)]
     create_command: Option<String>,
     /// Local source addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3).

@@ -146,7 +146,13 @@ async fn received_until(c: &mut Client, mark: &str) -> Vec<String> {
 
 /// A row of the delivery table: to, type, whether the high-priority and
 /// the low-priority resource get it, and the error the sender gets.
-type Case = (&'static str, Option<&'static str>, bool, bool, Option<&'static str>);
+type Case = (
+    &'static str,
+    Option<&'static str>,
+    bool,
+    bool,
+    Option<&'static str>,
+);
 
 #[tokio::test]
 async fn message_types_follow_the_delivery_tables_of_rfc_6121() {
@@ -483,5 +489,83 @@ async fn an_account_lists_every_feature_it_serves() {
             );
         }
     }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_probe_while_the_contact_is_offline_gets_its_last_unavailable_presence() {
+    // RFC 6121 §4.3.2: the full XML of the last unavailable presence, not
+    // a bare one made up by the server.
+    let mut t = users(&["alice", "bob"]).await;
+    let mut a = Client::online(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    let mut b = Client::online(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    a.send("<presence to='bob@localhost' type='subscribe'/>")
+        .await;
+    b.expect(|e| e.name == "presence" && e.attr("type") == Some("subscribe"))
+        .await
+        .expect("request");
+    b.send("<presence to='alice@localhost' type='subscribed'/>")
+        .await;
+    a.expect(|e| e.name == "presence" && e.attr("from") == Some("bob@localhost/b"))
+        .await
+        .expect("bob's presence");
+    b.send("<presence type='unavailable'><status>gone fishing</status></presence>")
+        .await;
+    a.expect(|e| e.name == "presence" && e.attr("type") == Some("unavailable"))
+        .await
+        .expect("bob leaves");
+    b.send("</stream:stream>").await;
+    a.send("</stream:stream>").await;
+    // alice comes back: her initial presence probes bob.
+    let mut a = Client::online(t.addr, "alice@localhost", PW, "a2")
+        .await
+        .expect("alice again");
+    let p = a
+        .expect(|e| {
+            e.name == "presence"
+                && e.attr("from")
+                    .is_some_and(|f| f.starts_with("bob@localhost"))
+        })
+        .await
+        .expect("probe answer");
+    assert_eq!(p.attr("type"), Some("unavailable"));
+    assert_eq!(p.attr("from"), Some("bob@localhost/b"));
+    assert_eq!(
+        p.child("status", ns::CLIENT).map(Element::text).as_deref(),
+        Some("gone fishing")
+    );
+    // A plain unavailable later replaces it with nothing to say.
+    let mut b = Client::online(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    a.expect(|e| {
+        e.name == "presence"
+            && e.attr("from") == Some("bob@localhost/b")
+            && e.attr("type").is_none()
+    })
+    .await
+    .expect("bob back");
+    b.send("<presence type='unavailable'/>").await;
+    a.expect(|e| e.name == "presence" && e.attr("type") == Some("unavailable"))
+        .await
+        .expect("bob leaves");
+    a.send("</stream:stream>").await;
+    let mut a = Client::online(t.addr, "alice@localhost", PW, "a3")
+        .await
+        .expect("alice again");
+    let p = a
+        .expect(|e| {
+            e.name == "presence"
+                && e.attr("from")
+                    .is_some_and(|f| f.starts_with("bob@localhost"))
+        })
+        .await
+        .expect("probe answer");
+    assert_eq!(p.attr("type"), Some("unavailable"));
+    assert!(p.child("status", ns::CLIENT).is_none());
     t.stop().await;
 }

@@ -115,6 +115,7 @@ impl Accounts {
         b.delete(Family::Rosters, keys::roster_version(user)?);
         b.delete_range(Family::Rosters, roster.start, roster.end);
         b.delete_range(Family::Rosters, requests.start, requests.end);
+        b.delete(Family::Rosters, keys::last_unavailable(user)?);
         b.delete(Family::Offline, keys::offline_meta(user)?);
         b.delete_range(Family::Offline, offline.start, offline.end);
         b.delete(Family::Vcards, keys::vcard(user)?);

@@ -11,6 +11,7 @@
 //! cf rosters   0x01 user 0x00                          -> roster version
 //!              0x02 user 0x00 contact                  -> roster item
 //!              0x03 user 0x00 contact                  -> pending subscription request (stanza bytes)
+//!              0x04 user 0x00                          -> last unavailable presence with content (stanza bytes)
 //! cf offline   0x01 user 0x00                          -> queue meta (next seq, count)
 //!              0x02 user 0x00 seq:u64be                -> stanza bytes
 //! cf vcards    0x01 user 0x00                          -> vCard bytes
@@ -48,6 +49,7 @@ mod kind {
     pub const ROSTER_VERSION: u8 = 0x01;
     pub const ROSTER_ITEM: u8 = 0x02;
     pub const SUB_REQUEST: u8 = 0x03;
+    pub const LAST_UNAVAILABLE: u8 = 0x04;
     pub const OFFLINE_META: u8 = 0x01;
     pub const OFFLINE_MSG: u8 = 0x02;
     pub const VCARD: u8 = 0x01;
@@ -191,6 +193,10 @@ pub(crate) fn sub_request(user: &BareJid, contact: &BareJid) -> Result<Vec<u8>, 
     let mut k = user_key(kind::SUB_REQUEST, user, c.len())?;
     k.extend_from_slice(c);
     Ok(k)
+}
+
+pub(crate) fn last_unavailable(user: &BareJid) -> Result<Vec<u8>, StorageError> {
+    user_key(kind::LAST_UNAVAILABLE, user, 0)
 }
 
 pub(crate) fn sub_requests(user: &BareJid) -> Result<KeyRange, StorageError> {

@@ -174,6 +174,34 @@ impl Rosters {
         Ok(())
     }
 
+    /// The last unavailable presence the user sent with content (a status,
+    /// say), kept to answer probes while no resource is available (RFC
+    /// 6121 §4.3.2), as it will be once `pending` is written.
+    pub fn last_unavailable_in(
+        &self,
+        pending: &Batch,
+        user: &BareJid,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        self.db
+            .get_through(pending, Family::Rosters, &keys::last_unavailable(user)?)
+    }
+
+    /// Plans keeping `stanza` as the user's last unavailable presence, or
+    /// (`None`) forgetting the one kept.
+    pub fn set_last_unavailable_in(
+        &self,
+        b: &mut Batch,
+        user: &BareJid,
+        stanza: Option<&[u8]>,
+    ) -> Result<(), StorageError> {
+        let key = keys::last_unavailable(user)?;
+        match stanza {
+            Some(s) => b.put(Family::Rosters, key, s.to_vec()),
+            None => b.delete(Family::Rosters, key),
+        }
+        Ok(())
+    }
+
     /// The current version; 0 for a roster never written.
     pub fn version(&self, user: &BareJid) -> Result<u64, StorageError> {
         decode_version(self.db.get(CF_ROSTERS, &keys::roster_version(user)?)?)

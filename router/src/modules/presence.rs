@@ -85,6 +85,9 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
     if !available && !was_available {
         return;
     }
+    if !available {
+        keep_last_unavailable(ctx, &user, from, &s);
+    }
     let fromj = Jid::Full(from.clone());
     let roster = match ctx.store().rosters().get_all(&user) {
         Ok((_, items)) => items,
@@ -166,6 +169,37 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
         if priority >= 0 {
             message::flush_offline(ctx, from);
         }
+    }
+}
+
+/// The most of an unavailable presence's bytes kept for probes.
+const MAX_KEPT_UNAVAILABLE: usize = 4096;
+
+/// When the user's last available resource goes: keep its unavailable
+/// presence if it says something (a status), to answer probes with it
+/// (RFC 6121 §4.3.2); forget an older one otherwise.
+fn keep_last_unavailable(ctx: &mut Ctx<'_>, user: &BareJid, from: &FullJid, s: &Stanza) {
+    if ctx.st.sessions(user).iter().any(|x| x.available) {
+        return;
+    }
+    let rosters = ctx.sh.store.0.rosters();
+    let says_something = !s.empty
+        && s.element(ns::CLIENT)
+            .is_ok_and(|e| e.elements().next().is_some());
+    let keep = says_something && s.raw.len() <= MAX_KEPT_UNAVAILABLE;
+    let result = if keep {
+        let raw = s.rewrite(Some(&Jid::Full(from.clone())), None);
+        rosters.set_last_unavailable_in(&mut ctx.writes, user, Some(&raw))
+    } else {
+        // A write only when there is something to forget.
+        match rosters.last_unavailable_in(&ctx.writes, user) {
+            Ok(Some(_)) => rosters.set_last_unavailable_in(&mut ctx.writes, user, None),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(user = %user, error = %e, "keeping the last unavailable presence failed");
     }
 }
 
@@ -283,7 +317,22 @@ fn answer_probe(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
         ctx.route(st);
     }
     if !sent {
-        ctx.route(presence_of("unavailable", me, prober));
+        // The last unavailable presence as the user sent it, if it said
+        // something; else a bare one.
+        let kept = ctx
+            .store()
+            .rosters()
+            .last_unavailable_in(&ctx.writes, user)
+            .ok()
+            .flatten()
+            .and_then(|raw| Stanza::parse(&raw).ok());
+        match kept {
+            Some(k) => {
+                let from = k.from.clone().unwrap_or(me);
+                ctx.route(k.restamped(Some(from), Some(prober)));
+            }
+            None => ctx.route(presence_of("unavailable", me, prober)),
+        }
     }
 }
 

@@ -40,6 +40,7 @@ key = "$work/key.pem"
 max_connections = 19000
 max_connections_per_ip = 19000
 read_rate_bytes_per_sec = 0
+stanza_rate_per_sec = 0
 [registration]
 enabled = true
 [log]

@@ -19,6 +19,7 @@ key = "$key"
 max_connections = 19000
 max_connections_per_ip = 19000
 read_rate_bytes_per_sec = 0
+stanza_rate_per_sec = 0
 [registration]
 enabled = true
 [log]

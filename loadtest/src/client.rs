@@ -308,7 +308,9 @@ pub async fn login(
     }
     if t.register {
         let q = format!(
-            "<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>{user}</username><password>{password}</password></query></iq>"
+            "<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>{}</username><password>{}</password></query></iq>",
+            proto::element::escape(user),
+            proto::element::escape(password)
         );
         r.io.write_all(q.as_bytes()).await?;
         // A conflict means the account exists already: fine.

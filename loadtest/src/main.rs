@@ -72,8 +72,11 @@ pub struct Args {
     tls: TlsMode,
     #[arg(long, default_value = "SCRAM-SHA-256")]
     mechanism: String,
-    /// Account names: `{n}` is replaced by the user number.
-    #[arg(long, default_value = "load{n}")]
+    #[arg(
+        long,
+        default_value = "load{n}",
+        help = help_text("Account names: `{n}` is replaced by the user number.")
+    )]
     user_pattern: String,
     #[arg(long, default_value = "loadtest-password")]
     password: String,
@@ -83,7 +86,7 @@ pub struct Args {
     #[arg(long)]
     register: bool,
     /// Create each account with this shell command first; `{user}`,
-    /// `{password}` and `{domain}` are replaced.
+    /// `{password}` and `{domain}` are replaced, each quoted as one shell word.
     #[arg(long)]
     create_command: Option<String>,
     /// Local source addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3).
@@ -156,6 +159,15 @@ pub struct Args {
     /// Write an HTML report with plots here.
     #[arg(long)]
     html: Option<PathBuf>,
+}
+
+/// `text` as clap help that keeps a literal `{n}`: clap turns every `{n}`
+/// of a help text into a line break, with no escape. A style reset between
+/// `{` and `n` breaks up the sequence; it is invisible on a terminal and
+/// stripped when the help goes anywhere else, where `{n}` then reads whole.
+fn help_text(text: &str) -> clap::builder::StyledStr {
+    let reset = clap::builder::styling::Reset;
+    clap::builder::StyledStr::from(text.replace("{n}", &format!("{{{reset}n}}")))
 }
 
 impl Args {
@@ -503,4 +515,34 @@ async fn mixed(ctx: &Ctx) -> anyhow::Result<Report> {
         }
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The help as clap renders it (without colours) shows `{n}`, and no
+    /// option's help holds a `{n}` that clap would turn into a line break.
+    #[test]
+    fn user_pattern_placeholder_was_eaten_by_the_help_formatter() {
+        let mut cmd = Args::command();
+        let help = cmd.render_help().to_string();
+        assert!(
+            help.contains("Account names: `{n}` is replaced by the user number"),
+            "{help}"
+        );
+        let long = Args::command().render_long_help().to_string();
+        assert!(long.contains("`{n}` is replaced"), "{long}");
+        for arg in Args::command().get_arguments() {
+            for text in [arg.get_help(), arg.get_long_help()].into_iter().flatten() {
+                // clap replaces `{n}` in the raw text, escapes included.
+                assert!(
+                    !text.ansi().to_string().contains("{n}"),
+                    "--{}: use help_text() for a literal {{n}}",
+                    arg.get_id()
+                );
+            }
+        }
+    }
 }

@@ -69,7 +69,7 @@ impl Xmppd {
             &config,
             format!(
                 "domains = [\"localhost\"]\ndata_dir = \"{}\"\n{extra}\
-                 [limits]\nread_rate_bytes_per_sec = 0\nmax_connections_per_ip = 5000\n\
+                 [limits]\nread_rate_bytes_per_sec = 0\nstanza_rate_per_sec = 0\nmax_connections_per_ip = 5000\n\
                  [registration]\nenabled = true\nmin_password_len = 4\n",
                 dir.path().join("data").display()
             ),

@@ -1,23 +1,129 @@
 //! The local admin socket: `xmppd user ...` talks to a running server
 //! through it (the server holds the store's lock). A Unix socket in the
-//! data directory, mode 0600, one request per line:
-//! `add JID PASSWORD_BASE64`, `passwd JID PASSWORD_BASE64`, `del JID`,
-//! `list [DOMAIN]`; answers are lines ending with `ok` or `err MESSAGE`.
+//! data directory, mode 0600.
+//!
+//! The protocol is one JSON object per line in each direction: a
+//! [`Request`] from the command line, one [`Response`] from the server.
+//! JSON escapes every control character inside a string, so no value (a
+//! JID, a password) can end a message or start another one: the earlier
+//! space-separated line protocol let `user add "$(printf 'a@b\ndel c@b')"`
+//! smuggle a second command in. Both ends also check every address with
+//! [`account_jid`] (RFC 7622 parsing, a localpart, a served domain), the
+//! command line before it sends anything and the server again on receipt.
 
 use std::path::Path;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-use router::{AccountError, Core, CoreError};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use proto::BareJid;
+use router::{Core, CoreError};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Bind the socket and serve it until shutdown.
+/// The longest request line accepted: a JID is at most 3 parts of 1023
+/// bytes and a password is bounded by PRECIS in practice; anything near
+/// this is not a request from `xmppd user`.
+const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+
+/// One call of the admin socket.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Request {
+    /// Create an account.
+    Add { jid: String, password: String },
+    /// Replace an account's password.
+    Passwd { jid: String, password: String },
+    /// Delete an account and its data, ending its sessions.
+    Del { jid: String },
+    /// The accounts, of one domain or all.
+    List {
+        #[serde(default)]
+        domain: Option<String>,
+    },
+}
+
+/// Passwords stay out of logs and panic messages.
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Add { jid, .. } => f.debug_struct("Add").field("jid", jid).finish(),
+            Request::Passwd { jid, .. } => f.debug_struct("Passwd").field("jid", jid).finish(),
+            Request::Del { jid } => f.debug_struct("Del").field("jid", jid).finish(),
+            Request::List { domain } => f.debug_struct("List").field("domain", domain).finish(),
+        }
+    }
+}
+
+/// The server's answer to one [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Response {
+    /// Done; `users` holds the answer to `list` (empty otherwise).
+    Ok {
+        #[serde(default)]
+        users: Vec<String>,
+    },
+    /// Refused or failed, with the reason.
+    Err { message: String },
+}
+
+/// An address given to an account command that names no account here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("{raw:?} is not a valid JID: {source}")]
+    BadJid {
+        raw: String,
+        #[source]
+        source: proto::JidError,
+    },
+    #[error("{0} is not an account address (localpart@domain)")]
+    NotAUser(String),
+    #[error("domain {domain} is not served here (served: {served})")]
+    UnknownDomain { domain: String, served: String },
+    #[error("{raw:?} is not a valid domain: {source}")]
+    BadDomain {
+        raw: String,
+        #[source]
+        source: proto::JidError,
+    },
+}
+
+/// `raw` as the bare JID of a local account: a valid JID (RFC 7622, in its
+/// normalised form), with a localpart, no resource, at one of `domains`
+/// (canonical domainparts, as `Config::validate` requires them).
+pub fn account_jid(raw: &str, domains: &[String]) -> Result<BareJid, AdminError> {
+    let jid = BareJid::parse(raw).map_err(|source| AdminError::BadJid {
+        raw: raw.to_string(),
+        source,
+    })?;
+    if jid.local().is_none() {
+        return Err(AdminError::NotAUser(jid.to_string()));
+    }
+    if !domains.iter().any(|d| d == jid.domain()) {
+        return Err(AdminError::UnknownDomain {
+            domain: jid.domain().to_string(),
+            served: domains.join(", "),
+        });
+    }
+    Ok(jid)
+}
+
+/// `raw` as a domainpart in canonical form, for `list --domain`. A domain
+/// that is no longer served may still hold accounts, so it is not refused.
+pub fn list_domain(raw: &str) -> Result<String, AdminError> {
+    proto::jid::normalize_domain(raw).map_err(|source| AdminError::BadDomain {
+        raw: raw.to_string(),
+        source,
+    })
+}
+
+/// Bind the socket and serve it until shutdown. `domains` are the served
+/// domains in canonical form.
 pub fn serve(
     path: &Path,
     core: Core,
+    domains: Vec<String>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     if path.exists() {
@@ -31,11 +137,12 @@ pub fn serve(
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
+    let domains = std::sync::Arc::new(domains);
     Ok(tokio::spawn(async move {
         loop {
             tokio::select! {
                 r = listener.accept() => if let Ok((s, _)) = r {
-                    tokio::spawn(session(s, core.clone()));
+                    tokio::spawn(session(s, core.clone(), domains.clone()));
                 },
                 _ = shutdown.changed() => break,
             }
@@ -43,95 +150,175 @@ pub fn serve(
     }))
 }
 
-async fn session(s: UnixStream, core: Core) {
+async fn session(s: UnixStream, core: Core, domains: std::sync::Arc<Vec<String>>) {
     let (r, mut w) = s.into_split();
-    let mut lines = BufReader::new(r).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let reply = match execute(&core, &line).await {
-            Ok(mut body) => {
-                body.push_str("ok\n");
-                body
+    let mut reader = BufReader::new(r);
+    loop {
+        let mut line = Vec::new();
+        match (&mut reader)
+            .take(MAX_REQUEST_BYTES + 1)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let complete = line.ends_with(b"\n");
+        let response = if !complete && line.len() as u64 > MAX_REQUEST_BYTES {
+            Response::Err {
+                message: format!("request longer than {MAX_REQUEST_BYTES} bytes"),
             }
-            Err(e) => format!("err {}\n", e.replace('\n', " ")),
+        } else {
+            match serde_json::from_slice::<Request>(&line) {
+                Ok(req) => execute(&core, &domains, req).await,
+                Err(e) => Response::Err {
+                    message: format!("malformed request: {e}"),
+                },
+            }
         };
-        if w.write_all(reply.as_bytes()).await.is_err() {
+        let failed = matches!(response, Response::Err { .. });
+        if write_message(&mut w, &response).await.is_err() || (failed && !complete) {
             break;
         }
     }
 }
 
-fn parse_jid(s: Option<&str>) -> Result<proto::BareJid, String> {
-    let s = s.ok_or("missing JID")?;
-    proto::BareJid::parse(s).map_err(|e| format!("invalid JID {s}: {e}"))
+/// Write `msg` as one line of JSON.
+async fn write_message<W, T>(w: &mut W, msg: &T) -> std::io::Result<()>
+where
+    W: AsyncWriteExt + Unpin,
+    T: Serialize,
+{
+    let mut bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    w.write_all(&bytes).await?;
+    w.flush().await
 }
 
-fn password(s: Option<&str>) -> Result<String, String> {
-    let raw = B64
-        .decode(s.ok_or("missing password")?)
-        .map_err(|_| "bad password encoding".to_string())?;
-    String::from_utf8(raw).map_err(|_| "password is not UTF-8".to_string())
+async fn execute(core: &Core, domains: &[String], req: Request) -> Response {
+    match run(core, domains, req).await {
+        Ok(users) => Response::Ok { users },
+        Err(message) => Response::Err { message },
+    }
 }
 
-async fn execute(core: &Core, line: &str) -> Result<String, String> {
-    let mut parts = line.split_whitespace();
-    let err = |e: AccountError| e.to_string();
-    match parts.next() {
-        Some("add") => {
-            let jid = parse_jid(parts.next())?;
-            core.add_account(&jid, &password(parts.next())?)
+async fn run(core: &Core, domains: &[String], req: Request) -> Result<Vec<String>, String> {
+    let jid = |raw: &str| account_jid(raw, domains).map_err(|e| e.to_string());
+    match req {
+        Request::Add { jid: j, password } => {
+            let j = jid(&j)?;
+            core.add_account(&j, &password)
                 .await
-                .map_err(err)?;
-            Ok(String::new())
+                .map_err(|e| e.to_string())?;
+            tracing::info!(user = %j, "account created through the admin socket");
         }
-        Some("passwd") => {
-            let jid = parse_jid(parts.next())?;
-            core.set_password(&jid, &password(parts.next())?)
+        Request::Passwd { jid: j, password } => {
+            let j = jid(&j)?;
+            core.set_password(&j, &password)
                 .await
-                .map_err(err)?;
-            Ok(String::new())
+                .map_err(|e| e.to_string())?;
+            tracing::info!(user = %j, "password changed through the admin socket");
         }
-        Some("del") => {
-            let jid = parse_jid(parts.next())?;
-            core.delete_account(&jid)
+        Request::Del { jid: j } => {
+            let j = jid(&j)?;
+            core.delete_account(&j)
                 .await
                 .map_err(|e: CoreError| e.to_string())?;
-            Ok(String::new())
+            tracing::info!(user = %j, "account deleted through the admin socket");
         }
-        Some("list") => {
-            let users = core.list_users(parts.next()).await.map_err(err)?;
-            Ok(users.iter().map(|u| format!("{u}\n")).collect())
+        Request::List { domain } => {
+            let domain = domain
+                .as_deref()
+                .map(list_domain)
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let users = core
+                .list_users(domain.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(users.iter().map(ToString::to_string).collect());
         }
-        _ => Err("unknown command".into()),
     }
+    Ok(Vec::new())
 }
 
 /// Client side: send one request to a running server. `Ok(None)` if no
 /// server listens on the socket.
-pub async fn request(
-    path: &Path,
-    line: &str,
-) -> anyhow::Result<Option<Result<Vec<String>, String>>> {
+pub async fn request(path: &Path, req: &Request) -> anyhow::Result<Option<Response>> {
     let s = match UnixStream::connect(path).await {
         Ok(s) => s,
         Err(_) => return Ok(None),
     };
     let (r, mut w) = s.into_split();
-    w.write_all(line.as_bytes()).await?;
-    w.write_all(b"\n").await?;
-    let mut lines = BufReader::new(r).lines();
-    let mut body = Vec::new();
-    while let Some(l) = lines.next_line().await? {
-        if l == "ok" {
-            return Ok(Some(Ok(body)));
-        }
-        if let Some(e) = l.strip_prefix("err ") {
-            return Ok(Some(Err(e.to_string())));
-        }
-        body.push(l);
+    write_message(&mut w, req).await?;
+    let mut line = String::new();
+    if BufReader::new(r).read_line(&mut line).await? == 0 {
+        anyhow::bail!("the server closed the admin connection");
     }
-    anyhow::bail!("the server closed the admin connection")
+    let resp = serde_json::from_str(&line)
+        .map_err(|e| anyhow::anyhow!("unreadable answer from the server: {e}"))?;
+    Ok(Some(resp))
 }
 
-pub fn encode_password(p: &str) -> String {
-    B64.encode(p.as_bytes())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domains() -> Vec<String> {
+        vec!["localhost".to_string()]
+    }
+
+    #[test]
+    fn a_newline_in_a_jid_stays_inside_one_json_line() {
+        let req = Request::Add {
+            jid: "zed@localhost\ndel lisa@localhost".into(),
+            password: "x y\nz".into(),
+        };
+        let text = serde_json::to_string(&req).expect("encode");
+        assert!(!text.contains('\n'), "{text}");
+        assert_eq!(serde_json::from_str::<Request>(&text).expect("decode"), req);
+    }
+
+    #[test]
+    fn account_jids_must_be_bare_local_accounts_of_served_domains() {
+        assert_eq!(
+            account_jid("Alice@LOCALHOST", &domains()).map(|j| j.to_string()),
+            Ok("alice@localhost".to_string())
+        );
+        for bad in [
+            "zed@localhost\ndel lisa@localhost",
+            "eve@localhost c2VjcmV0",
+            "alice@localhost/res",
+            "localhost",
+            "alice@elsewhere.example",
+            "",
+            "a b@localhost",
+        ] {
+            assert!(account_jid(bad, &domains()).is_err(), "{bad:?} accepted");
+        }
+        let e = account_jid("a@localhost\nx", &domains()).expect_err("newline");
+        assert!(!e.to_string().contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn unknown_operations_and_fields_are_refused() {
+        for text in [
+            r#"{"op":"drop","jid":"a@localhost"}"#,
+            r#"{"op":"del","jid":"a@localhost","also":"b@localhost"}"#,
+            r#"{"op":"add","jid":"a@localhost"}"#,
+        ] {
+            assert!(serde_json::from_str::<Request>(text).is_err(), "{text}");
+        }
+        let list: Request = serde_json::from_str(r#"{"op":"list"}"#).expect("list");
+        assert_eq!(list, Request::List { domain: None });
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let req = Request::Passwd {
+            jid: "a@localhost".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{req:?}").contains("hunter2"));
+    }
 }

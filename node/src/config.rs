@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod check;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -169,6 +171,26 @@ pub struct LimitsConfig {
     /// Seconds a write to a client may take before the client is considered
     /// dead and the connection closed. Default 30.
     pub write_timeout_secs: u64,
+    /// Stanzas (messages, presences and IQs together) one session may send
+    /// per second on average; 0 = unlimited. Default 100.
+    pub stanza_rate_per_sec: u32,
+    /// Stanzas a session may send at once above that rate. Default 500.
+    pub stanza_burst: u32,
+    /// Items a user's roster may hold. Default 5000.
+    pub max_roster_items: usize,
+    /// Largest vCard (XEP-0054) a user may store, in bytes. Default 131072.
+    pub max_vcard_bytes: usize,
+    /// Failed logins from one address, or on one account, before each
+    /// further one makes the next attempt wait. Default 3.
+    pub login_free_failures: u32,
+    /// The first such wait in seconds, doubled after every further
+    /// failure. 0 turns the login throttle off. Default 1.
+    pub login_delay_secs: u64,
+    /// The longest wait, in seconds. Default 15.
+    pub login_max_delay_secs: u64,
+    /// Seconds without a failure after which the count starts again.
+    /// Default 900.
+    pub login_forget_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -186,6 +208,14 @@ impl Default for LimitsConfig {
             ping_timeout_secs: 60,
             outbound_queue: 1024,
             write_timeout_secs: 30,
+            stanza_rate_per_sec: 100,
+            stanza_burst: 500,
+            max_roster_items: 5000,
+            max_vcard_bytes: 128 * 1024,
+            login_free_failures: 3,
+            login_delay_secs: 1,
+            login_max_delay_secs: 15,
+            login_forget_secs: 900,
         }
     }
 }
@@ -224,6 +254,15 @@ pub struct RegistrationConfig {
     pub allow_password_change: bool,
     /// Shortest password accepted, in characters; 1 to 1023. Default 8.
     pub min_password_len: usize,
+    /// Seconds between two in-band registrations from one address (an
+    /// IPv6 client counts by its /64); 0 = no limit. Default 600.
+    pub min_interval_secs: u64,
+    /// Addresses or networks (`"10.0.0.0/8"`) exempt from that interval.
+    /// Default `["127.0.0.0/8", "::1"]`.
+    pub trusted_networks: Vec<String>,
+    /// When not empty, only these addresses or networks may register
+    /// in-band. Default empty (anyone, when `enabled`).
+    pub allowed_networks: Vec<String>,
 }
 
 impl Default for RegistrationConfig {
@@ -232,6 +271,9 @@ impl Default for RegistrationConfig {
             enabled: false,
             allow_password_change: true,
             min_password_len: 8,
+            min_interval_secs: 600,
+            trusted_networks: vec!["127.0.0.0/8".to_string(), "::1".to_string()],
+            allowed_networks: Vec::new(),
         }
     }
 }
@@ -374,13 +416,19 @@ impl Default for ClusterConfig {
 /// One thing wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// Where, as a TOML path: `limits.max_depth`, `domains[1]`.
+    /// Where, as a TOML path: `limits.max_depth`, `domains[1]`; `TOML
+    /// syntax` for text that is no TOML.
     pub field: String,
     pub message: String,
+    /// The line of the file (from 1), when the problem was found in one.
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
         write!(f, "{}: {}", self.field, self.message)
     }
 }
@@ -394,17 +442,14 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// Bad TOML, an unknown key or a value of the wrong type; the message
-    /// carries the line and column.
-    #[error("{0}")]
-    Syntax(#[from] toml::de::Error),
-    /// Values that parse but cannot work, one line each.
+    /// Everything wrong with the file, one line each: bad TOML, unknown
+    /// keys, values of the wrong type, values that cannot work.
     #[error("{}", lines(.0))]
     Invalid(Vec<Problem>),
 }
 
 impl ConfigError {
-    /// The problems found by [`Config::validate`]; empty for other errors.
+    /// The problems found in the file; empty when it could not be read.
     pub fn problems(&self) -> &[Problem] {
         match self {
             ConfigError::Invalid(p) => p,
@@ -430,6 +475,10 @@ const MIN_ATTRS: usize = 8;
 const MAX_TIMEOUT_SECS: u64 = 86_400;
 /// RFC 7622 §3.3 bounds a localpart, and so sensible passwords, to 1023.
 const MAX_MIN_PASSWORD_LEN: usize = 1023;
+/// A vCard with a name and a few fields; below this, clients break.
+const MIN_VCARD_BYTES: usize = 1024;
+/// A longer wait would outlast the handshake timeout of any sane setup.
+const MAX_LOGIN_DELAY_SECS: u64 = 300;
 /// `sun_path` holds 108 bytes including the final NUL (Linux unix(7)).
 const MAX_SOCKET_PATH_BYTES: usize = 107;
 
@@ -443,11 +492,10 @@ impl Config {
         Config::from_toml(&text)
     }
 
-    /// Parse and validate a configuration.
+    /// Parse and validate a configuration; the error lists every problem
+    /// of the text at once, each with its line (see `config/check.rs`).
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text)?;
-        cfg.validate()?;
-        Ok(cfg)
+        check::parse(text)
     }
 
     /// The admin socket's path: as configured, or `<data_dir>/admin.sock`.
@@ -477,6 +525,31 @@ impl Config {
         }
         if self.offline.max_per_user == 0 {
             p.add("offline.max_per_user", "must be at least 1");
+        }
+        for (field, list) in [
+            (
+                "registration.trusted_networks",
+                &self.registration.trusted_networks,
+            ),
+            (
+                "registration.allowed_networks",
+                &self.registration.allowed_networks,
+            ),
+        ] {
+            for (i, n) in list.iter().enumerate() {
+                if let Err(e) = crate::throttle::Network::parse(n) {
+                    p.add(&format!("{field}[{i}]"), e);
+                }
+            }
+        }
+        if self.registration.min_interval_secs > MAX_TIMEOUT_SECS {
+            p.add(
+                "registration.min_interval_secs",
+                format!(
+                    "is {}, must be 0 to {MAX_TIMEOUT_SECS}",
+                    self.registration.min_interval_secs
+                ),
+            );
         }
         check_log_level(&self.log.level, &mut p);
         self.check_cluster(&mut p);
@@ -671,6 +744,34 @@ impl Config {
             }
         }
         p.at_least("limits.outbound_queue", l.outbound_queue, 1);
+        if l.stanza_rate_per_sec > 0 && l.stanza_burst == 0 {
+            p.add(
+                "limits.stanza_burst",
+                "must be at least 1 when limits.stanza_rate_per_sec is set",
+            );
+        }
+        p.at_least("limits.max_roster_items", l.max_roster_items, 1);
+        p.at_least("limits.max_vcard_bytes", l.max_vcard_bytes, MIN_VCARD_BYTES);
+        if l.login_max_delay_secs < l.login_delay_secs
+            || l.login_max_delay_secs > MAX_LOGIN_DELAY_SECS
+        {
+            p.add(
+                "limits.login_max_delay_secs",
+                format!(
+                    "is {}, must be limits.login_delay_secs ({}) to {MAX_LOGIN_DELAY_SECS}",
+                    l.login_max_delay_secs, l.login_delay_secs
+                ),
+            );
+        }
+        if !(1..=MAX_TIMEOUT_SECS).contains(&l.login_forget_secs) {
+            p.add(
+                "limits.login_forget_secs",
+                format!(
+                    "is {}, must be 1 to {MAX_TIMEOUT_SECS}",
+                    l.login_forget_secs
+                ),
+            );
+        }
     }
 }
 
@@ -682,10 +783,36 @@ fn check_readable(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The levels a `log.level` directive may name.
+const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// `log.level` must be an EnvFilter whose every directive names a real
+/// level: EnvFilter reads a lone unknown word such as `warning` as a
+/// target name with no level, which turns every other log off.
 fn check_log_level(level: &str, p: &mut Problems) {
     if level.trim().is_empty() {
         p.add("log.level", "must not be empty, e.g. \"info\"");
-    } else if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+        return;
+    }
+    for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        // `target=level`, `target[span{field=value}]=level` or `level`:
+        // the level follows the last '=' that is outside brackets.
+        let named = match directive.rsplit_once('=') {
+            Some((_, lvl)) if !lvl.contains([']', '}']) => lvl.trim(),
+            _ => directive,
+        };
+        if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(named)) {
+            p.add(
+                "log.level",
+                format!(
+                    "{named:?} is not a log level; use one of {}, alone or per target as in \"info,node=debug\"",
+                    LOG_LEVELS.join(", ")
+                ),
+            );
+            return;
+        }
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
         p.add("log.level", format!("{level:?} is not a log filter: {e}"));
     }
 }
@@ -698,6 +825,7 @@ impl Problems {
         self.0.push(Problem {
             field: field.to_string(),
             message: message.into(),
+            line: None,
         });
     }
 
@@ -812,9 +940,10 @@ mod tests {
     fn unknown_key_is_an_error_naming_it() {
         let e = Config::from_toml("[limits]\nmax_stanza_byte = 5\n").expect_err("typo");
         let msg = e.to_string();
-        assert!(matches!(e, ConfigError::Syntax(_)));
-        assert!(msg.contains("max_stanza_byte"), "{msg}");
-        assert!(msg.contains("line 2"), "{msg}");
+        assert!(
+            msg.starts_with("line 2: limits.max_stanza_byte: unknown field"),
+            "{msg}"
+        );
         let e = Config::from_toml("domain = [\"a.example\"]\n").expect_err("typo");
         assert!(e.to_string().contains("domain"), "{e}");
     }
@@ -824,7 +953,7 @@ mod tests {
         let msg = Config::from_toml("domains = [\"a\"\n[tls]\n")
             .expect_err("bad")
             .to_string();
-        assert!(msg.contains("line") && msg.contains("column"), "{msg}");
+        assert!(msg.contains("line 2: TOML syntax: "), "{msg}");
     }
 
     #[test]
@@ -980,6 +1109,22 @@ mod tests {
         only_problem(&cfg, "log.level");
         cfg.log.level = "warn,node=debug".into();
         assert_eq!(problems(&cfg), Vec::<String>::new());
+        for ok in ["off", "INFO", "info,openraft=warn", "node::conn=trace,info"] {
+            cfg.log.level = ok.into();
+            assert_eq!(problems(&cfg), Vec::<String>::new(), "{ok}");
+        }
+    }
+
+    /// EnvFilter took `warning` for a target name: the level check passed
+    /// and the server then logged nothing.
+    #[test]
+    fn unknown_log_level_word_silenced_the_server() {
+        let mut cfg = Config::default();
+        for bad in ["warning", "info,node=warning", "node", "info,verbose"] {
+            cfg.log.level = bad.into();
+            let p = only_problem(&cfg, "log.level");
+            assert!(p.contains("error, warn, info, debug, trace, off"), "{p}");
+        }
     }
 
     #[test]

@@ -19,6 +19,9 @@ use tokio::time::{Instant, sleep_until, timeout};
 use crate::edge::{Edge, Slot};
 use crate::io::Io;
 use crate::stream::{Action, Event, Machine};
+use crate::throttle::{Budget, StanzaBudget};
+
+mod abuse;
 
 const READ_CHUNK: usize = 16 * 1024;
 /// Queued stanzas written together, at most this many bytes (a TLS record
@@ -66,6 +69,8 @@ struct Conn {
     last_read: Instant,
     ping_sent: Option<Instant>,
     started: Instant,
+    /// Stanzas this session may still send (`limits.stanza_rate_per_sec`).
+    stanzas: StanzaBudget,
     done: bool,
 }
 
@@ -96,6 +101,11 @@ impl Conn {
             tokens: edge.limits.read_burst as f64,
             machine: Machine::new(edge.settings.clone(), stream_id),
             conn_id: edge.next_conn_id(),
+            stanzas: StanzaBudget::new(
+                edge.limits.stanza_rate,
+                edge.limits.stanza_burst,
+                now.into_std(),
+            ),
             edge,
             io: Io::Plain(tcp),
             inbox: None,
@@ -199,6 +209,17 @@ impl Conn {
             // Boxed: the handshake state is large and needed only once.
             Action::StartTls => return Box::pin(self.start_tls()).await,
             Action::LookupCredentials(user) => {
+                let now = std::time::Instant::now();
+                if self.edge.logins.ip_wait(self.peer.ip(), now).is_some() {
+                    return Some(Event::AuthThrottled);
+                }
+                let wait = self.edge.logins.account_wait(user.as_str(), now);
+                if !wait.is_zero() {
+                    Box::pin(self.pause(wait)).await;
+                    if self.done {
+                        return None;
+                    }
+                }
                 let creds = match self.edge.core.credentials(&user).await {
                     Ok(c) => c,
                     Err(e) => {
@@ -215,8 +236,26 @@ impl Conn {
                 domain,
             } => {
                 use crate::core_link::RegisterOutcome;
-                let r = self.edge.core.register(&domain, &iq_type, &payload).await;
                 let id = proto::element::escape(&id).into_owned();
+                let admitted = if iq_type == "set" {
+                    match self.admit_registration() {
+                        Ok(a) => Some(a),
+                        Err(e) => {
+                            let reply = format!("<iq type='error' id='{id}'>{}</iq>", e.to_xml());
+                            return Some(Event::Registered(Bytes::from(reply)));
+                        }
+                    }
+                } else {
+                    None
+                };
+                let r = self.edge.core.register(&domain, &iq_type, &payload).await;
+                if let Some(a) = admitted {
+                    if matches!(r, Ok(RegisterOutcome::Done)) {
+                        tracing::info!(ip = %self.peer.ip(), port = self.peer.port(), "in-band registration made");
+                    } else {
+                        self.edge.registrations.failed(a);
+                    }
+                }
                 let reply = match r {
                     Ok(RegisterOutcome::Form(form)) => {
                         format!("<iq type='result' id='{id}'>{form}</iq>")
@@ -235,6 +274,7 @@ impl Conn {
                 };
                 return Some(Event::Registered(Bytes::from(reply)));
             }
+            Action::AuthOutcome(o) => Box::pin(self.auth_outcome(o)).await,
             Action::Bind(jid) => {
                 let (sink, inbox) =
                     SessionSink::channel(self.conn_id, self.edge.limits.outbound_queue);
@@ -244,11 +284,22 @@ impl Conn {
                 }
                 return Some(Event::Bound(r));
             }
-            Action::Route(st) => {
-                if self.edge.core.route(st).await.is_err() {
-                    self.fail(StreamCondition::SystemShutdown, None).await;
+            Action::Route(st) => match self.stanzas.take(std::time::Instant::now()) {
+                Budget::Take => {
+                    if self.edge.core.route(st).await.is_err() {
+                        self.fail(StreamCondition::SystemShutdown, None).await;
+                    }
                 }
-            }
+                Budget::Refuse => self.refuse_stanza(&st).await,
+                Budget::Close => {
+                    // RFC 6120 §4.9.3.14: a client that goes on violating
+                    // the local policy loses its stream.
+                    tracing::info!(peer = %self.peer, "stream closed: too many stanzas");
+                    let text = "too many stanzas: the rate limit was exceeded for too long";
+                    self.fail(StreamCondition::PolicyViolation, Some(text.into()))
+                        .await;
+                }
+            },
             Action::Fail(cond, text) => {
                 self.write(&cond.to_bytes(text.as_deref())).await;
                 self.done = true;

@@ -1,5 +1,6 @@
 //! The edge: what every connection of this node shares (the core handle,
-//! TLS, limits, connection counts) and the shutdown signal.
+//! TLS, limits, connection counts, the registration and login throttles)
+//! and the shutdown signal.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use crate::core_link::CoreLink;
 use tokio::sync::watch;
 
 use crate::stream::StreamSettings;
+use crate::throttle::{AuthThrottle, Network, RegistrationGate};
 
 /// Connection limits and timers, from the configuration.
 #[derive(Debug, Clone)]
@@ -31,6 +33,24 @@ pub struct EdgeLimits {
     pub outbound_queue: usize,
     /// Time allowed to write to a client before it is considered dead.
     pub write_timeout: Duration,
+    /// Stanzas per second one session may send; 0 = unlimited.
+    pub stanza_rate: u32,
+    /// Stanzas a session may send at once above the rate.
+    pub stanza_burst: u32,
+    /// Time between two in-band registrations from one address.
+    pub registration_interval: Duration,
+    /// Networks exempt from that interval.
+    pub registration_trusted: Vec<Network>,
+    /// When not empty, the only networks that may register in-band.
+    pub registration_allowed: Vec<Network>,
+    /// Failed logins per address or account before they are slowed down.
+    pub login_free_failures: u32,
+    /// The wait after the first failure past those, doubled after each.
+    pub login_delay: Duration,
+    /// The longest wait.
+    pub login_max_delay: Duration,
+    /// Failures are forgotten after this long without one.
+    pub login_forget: Duration,
 }
 
 impl Default for EdgeLimits {
@@ -46,6 +66,15 @@ impl Default for EdgeLimits {
             ping_timeout: Duration::from_secs(60),
             outbound_queue: 1024,
             write_timeout: Duration::from_secs(30),
+            stanza_rate: 100,
+            stanza_burst: 500,
+            registration_interval: Duration::from_secs(600),
+            registration_trusted: Vec::new(),
+            registration_allowed: Vec::new(),
+            login_free_failures: 3,
+            login_delay: Duration::from_secs(1),
+            login_max_delay: Duration::from_secs(60),
+            login_forget: Duration::from_secs(900),
         }
     }
 }
@@ -68,6 +97,10 @@ pub struct Edge {
     next_conn: AtomicU64,
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// In-band registrations per client address.
+    pub registrations: RegistrationGate,
+    /// Failed logins per client address and account.
+    pub logins: AuthThrottle,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -102,6 +135,17 @@ impl Edge {
         limits: EdgeLimits,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Edge> {
+        let registrations = RegistrationGate::new(
+            limits.registration_interval,
+            limits.registration_trusted.clone(),
+            limits.registration_allowed.clone(),
+        );
+        let logins = AuthThrottle::new(
+            limits.login_free_failures,
+            limits.login_delay,
+            limits.login_max_delay,
+            limits.login_forget,
+        );
         Arc::new(Edge {
             core,
             registration: settings.registration,
@@ -111,6 +155,8 @@ impl Edge {
             next_conn: AtomicU64::new((node_id << router::session::EDGE_SHIFT) + 1),
             total: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
+            registrations,
+            logins,
             shutdown,
         })
     }

@@ -16,4 +16,5 @@ pub mod listener;
 pub mod remote;
 pub mod server;
 pub mod stream;
+pub mod throttle;
 pub mod tls;

@@ -52,7 +52,23 @@ pub fn edge_limits(cfg: &Config) -> EdgeLimits {
         ping_timeout: Duration::from_secs(l.ping_timeout_secs),
         outbound_queue: l.outbound_queue,
         write_timeout: Duration::from_secs(l.write_timeout_secs),
+        stanza_rate: l.stanza_rate_per_sec,
+        stanza_burst: l.stanza_burst,
+        registration_interval: Duration::from_secs(cfg.registration.min_interval_secs),
+        registration_trusted: networks(&cfg.registration.trusted_networks),
+        registration_allowed: networks(&cfg.registration.allowed_networks),
+        login_free_failures: l.login_free_failures,
+        login_delay: Duration::from_secs(l.login_delay_secs),
+        login_max_delay: Duration::from_secs(l.login_max_delay_secs),
+        login_forget: Duration::from_secs(l.login_forget_secs),
     }
+}
+
+/// The networks of a list that `Config::validate` has checked.
+fn networks(list: &[String]) -> Vec<crate::throttle::Network> {
+    list.iter()
+        .filter_map(|n| crate::throttle::Network::parse(n).ok())
+        .collect()
 }
 
 /// Normalised domains of the configuration.
@@ -92,6 +108,8 @@ impl Server {
             peers: peers.clone(),
             replication: cfg.cluster.replication,
             heartbeat_ms: 100,
+            max_roster_items: cfg.limits.max_roster_items,
+            max_vcard_bytes: cfg.limits.max_vcard_bytes,
         };
         let server_features = router::server_features(&core_cfg)?;
         // The shards' Raft groups, served to the other core nodes.
@@ -217,16 +235,13 @@ impl Server {
                 rx.clone(),
             )));
         }
-        let admin_socket = cfg
-            .listeners
-            .admin_socket
-            .clone()
-            .unwrap_or_else(|| cfg.data_dir.join("admin.sock"));
+        let admin_socket = cfg.admin_socket_path();
         // Accounts live in the core: the user commands go to a core node.
         if let Some(core) = &core {
             tasks.push(crate::admin::serve(
                 &admin_socket,
                 core.clone(),
+                domains.clone(),
                 rx.clone(),
             )?);
         }

@@ -153,6 +153,148 @@ async fn user_commands_reach_a_running_server() {
     assert!(child.wait().expect("wait").success());
 }
 
+/// Issue 11 item 9: `config check` showed the first unknown key, wrong
+/// type or syntax error alone, and let `log.level = "warning"` through.
+#[test]
+fn config_check_hid_all_but_the_first_mistake() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "domains = [\"localhost\"]\nunknown_key = 1\n[limits]\nmax_depth = \"deep\"\nmax_attrs = 1\nthis line is no toml\n[log]\nlevel = \"warning\"\n",
+    )
+    .expect("write");
+    let out = xmppd(&bad, &["config", "check"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for wanted in [
+        "5 problems",
+        "line 6: TOML syntax: ",
+        "line 2: unknown_key: unknown field",
+        "line 4: limits.max_depth: invalid type",
+        "line 5: limits.max_attrs: is 1",
+        "line 8: log.level: \"warning\" is not a log level",
+    ] {
+        assert!(err.contains(wanted), "no {wanted:?} in:\n{err}");
+    }
+    let level = dir.path().join("level.toml");
+    std::fs::write(&level, "[log]\nlevel = \"warning\"\n").expect("write");
+    let out = xmppd(&level, &["config", "check"]);
+    assert!(!out.status.success());
+    // Read when the test runs: a compiler cache may hand back a test binary
+    // built in a clone at another path.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let example = std::path::Path::new(&manifest).join("../xmppd.example.toml");
+    let out = xmppd(&example, &["config", "check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The JIDs of issue 11 item 8: a newline that started a second admin
+/// command, and a space that made the rest of the JID the password.
+const INJECTED_DEL: &str = "zed@localhost\ndel lisa@localhost";
+const SPACE_IN_JID: &str = "eve@localhost c2VjcmV0";
+
+fn users(cfg: &Path) -> String {
+    let out = xmppd(cfg, &["user", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Both injection attempts fail with a clear message and change nothing.
+fn injections_are_refused(cfg: &Path) {
+    for jid in [
+        INJECTED_DEL,
+        SPACE_IN_JID,
+        "lisa@localhost/res",
+        "localhost",
+    ] {
+        let out = xmppd(cfg, &["user", "add", jid, "--password", "Xpass"]);
+        assert!(!out.status.success(), "{jid:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("not a valid JID") || err.contains("not an account address"),
+            "{jid:?}: {err}"
+        );
+        let out = xmppd(cfg, &["user", "del", jid]);
+        assert!(!out.status.success(), "del {jid:?} was accepted");
+    }
+    let out = xmppd(
+        cfg,
+        &["user", "add", "carol@elsewhere.org", "--password", PW],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not served here"));
+    assert_eq!(users(cfg), "lisa@localhost\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newline_in_jid_deleted_another_account_through_the_admin_socket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path());
+    let (mut child, addr) = start(&cfg);
+    assert!(
+        xmppd(&cfg, &["user", "add", "lisa@localhost", "--password", PW])
+            .status
+            .success()
+    );
+    injections_are_refused(&cfg);
+    // The server checks what reaches it too, and a line of the old protocol
+    // is no request at all.
+    let socket = dir.path().join("data").join("admin.sock");
+    let ask = |line: &str| {
+        use std::io::{BufRead, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).expect("admin socket");
+        s.write_all(line.as_bytes()).expect("write");
+        let mut answer = String::new();
+        std::io::BufReader::new(s)
+            .read_line(&mut answer)
+            .expect("answer");
+        answer
+    };
+    let answer =
+        ask("{\"op\":\"add\",\"jid\":\"eve@localhost c2VjcmV0\",\"password\":\"Xpass\"}\n");
+    assert!(
+        answer.contains("\"err\"") && answer.contains("not a valid JID"),
+        "{answer}"
+    );
+    let answer = ask("del lisa@localhost\n");
+    assert!(answer.contains("malformed request"), "{answer}");
+    let answer = ask("{\"op\":\"del\",\"jid\":\"lisa@localhost/x\"}\n");
+    assert!(answer.contains("\"err\""), "{answer}");
+    assert_eq!(users(&cfg), "lisa@localhost\n");
+    Client::login(addr, "lisa@localhost", PW, "r")
+        .await
+        .expect("lisa still logs in with her password");
+    signal(&child, "TERM");
+    assert!(child.wait().expect("wait").success());
+}
+
+#[test]
+fn newline_in_jid_is_refused_with_the_server_stopped_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path());
+    assert!(
+        xmppd(&cfg, &["user", "add", "lisa@localhost", "--password", PW])
+            .status
+            .success()
+    );
+    injections_are_refused(&cfg);
+    // A JID is normalised before use, whichever way the command goes.
+    assert!(
+        xmppd(&cfg, &["user", "add", "Mixed@LocalHost", "--password", PW])
+            .status
+            .success()
+    );
+    assert_eq!(users(&cfg), "lisa@localhost\nmixed@localhost\n");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -297,6 +439,112 @@ async fn sigterm_sends_system_shutdown_and_exits_zero() {
         .await
         .expect("offline message kept");
     assert_eq!(m.attr("id"), Some("last"));
+    signal(&child, "TERM");
+    assert!(child.wait().expect("wait").success());
+}
+
+/// Every `--help` of the binary prints whole (issue 11 item 5: clap ate a
+/// `{n}` in another binary's help), each with the text of its command.
+#[test]
+fn help_texts_print_whole_for_every_command() {
+    let cases: [(&[&str], &str); 12] = [
+        (&[], "A clustered XMPP server"),
+        (&["serve"], "Run the server"),
+        (&["user"], "Manage accounts"),
+        (&["user", "add"], "Create an account"),
+        (&["user", "passwd"], "Change an account's password"),
+        (&["user", "del"], "Delete an account"),
+        (&["user", "list"], "List accounts"),
+        (&["config"], "Check the configuration"),
+        (&["config", "check"], "Validate the configuration"),
+        (&["cluster", "status"], "shard map"),
+        (&["cluster", "add-node"], "Add a core node"),
+        (&["cluster", "remove-node"], "Remove a core node"),
+    ];
+    for (path, expected) in cases {
+        for flag in ["-h", "--help"] {
+            let out = Command::new(BIN)
+                .args(path)
+                .arg(flag)
+                .output()
+                .expect("run xmppd");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{path:?} {flag}: {text}");
+            assert!(text.contains(expected), "{path:?} {flag}:\n{text}");
+            assert!(!text.contains('\u{1b}'), "{path:?} {flag}:\n{text:?}");
+        }
+    }
+}
+
+/// The log lines so far that contain `needle`.
+fn log_lines(log: &procs::Log, needle: &str) -> Vec<String> {
+    log.lock()
+        .map(|l| l.iter().filter(|x| x.contains(needle)).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Issue 11 item 9: at the default level a login was not logged, failed
+/// ones never, and never with the client's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_were_not_logged_with_the_client_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path());
+    assert!(
+        xmppd(&cfg, &["user", "add", "alice@localhost", "--password", PW])
+            .status
+            .success()
+    );
+    let (mut child, addr, log) = procs::start_logged(&cfg, "client listener (STARTTLS)");
+    Client::login(addr, "alice@localhost", PW, "r")
+        .await
+        .expect("alice logs in");
+    assert!(
+        Client::login(addr, "alice@localhost", "not her password", "r")
+            .await
+            .is_err()
+    );
+    // A name with a quote and a newline cannot make a line of its own.
+    let mut c = Client::connect(addr).await;
+    c.open("localhost").await.expect("open");
+    c.starttls().await.expect("tls");
+    c.open("localhost").await.expect("open");
+    let forged = "x\" reason=\"forged\nINFO node::conn: authentication failed ip=6.6.6.6";
+    assert!(c.sasl("PLAIN", forged, "whatever").await.is_err());
+    let wanted = [
+        "authentication succeeded ip=127.0.0.1 port=",
+        "authentication failed ip=127.0.0.1 port=",
+    ];
+    procs::until(
+        "both logins logged",
+        std::time::Duration::from_secs(10),
+        || log_lines(&log, wanted[1]).len() >= 2 && !log_lines(&log, wanted[0]).is_empty(),
+    )
+    .await;
+    let ok = log_lines(&log, wanted[0]);
+    assert!(ok[0].contains(" INFO "), "{ok:?}");
+    assert!(
+        ok[0].contains("mechanism=\"SCRAM-SHA-256\" user=\"alice@localhost\""),
+        "{ok:?}"
+    );
+    let failed = log_lines(&log, wanted[1]);
+    assert!(
+        failed[0].contains("mechanism=\"SCRAM-SHA-256\" reason=\"not-authorized\" user=\"alice\""),
+        "{failed:?}"
+    );
+    assert!(
+        failed[1].contains(
+            "mechanism=\"PLAIN\" reason=\"not-authorized\" user=\"x\\\" reason=\\\"forged\\nINFO"
+        ),
+        "{failed:?}"
+    );
+    assert!(log_lines(&log, "not her password").is_empty());
+    assert!(
+        log_lines(&log, "6.6.6.6")
+            .iter()
+            .all(|l| l.contains("authentication failed ip=127.0.0.1 ")),
+        "a forged line: {:?}",
+        log_lines(&log, "6.6.6.6")
+    );
     signal(&child, "TERM");
     assert!(child.wait().expect("wait").success());
 }

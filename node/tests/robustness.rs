@@ -103,7 +103,9 @@ async fn throw(addr: std::net::SocketAddr, bytes: Vec<u8>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_corpus_never_disturbs_other_sessions() {
-    let mut t = TestServer::start().await;
+    // The canary chats as fast as round trips go, past the default stanza
+    // rate; that limit has its own tests (limits.rs).
+    let mut t = TestServer::start_with(|c| c.limits.stanza_rate_per_sec = 0).await;
     t.add_user("alice@localhost", PW);
     t.add_user("bob@localhost", PW);
     let addr = t.addr;
@@ -250,6 +252,8 @@ async fn a_client_that_stops_reading_is_disconnected_not_buffered() {
         c.limits.outbound_queue = 16;
         c.limits.write_timeout_secs = 2;
         c.limits.read_rate_bytes_per_sec = 0;
+        // Alice floods on purpose: only bob's reading is under test here.
+        c.limits.stanza_rate_per_sec = 0;
     })
     .await;
     t.add_user("alice@localhost", PW);

@@ -26,6 +26,11 @@ pub struct CoreConfig {
     /// Raft heartbeat interval in milliseconds (elections time out after
     /// three to six of them).
     pub heartbeat_ms: u64,
+    /// Items a user's roster may hold, hidden ones (pending inbound
+    /// requests) included: they take storage too.
+    pub max_roster_items: usize,
+    /// Largest vCard (XEP-0054) a user may store, in bytes of XML.
+    pub max_vcard_bytes: usize,
 }
 
 impl Default for CoreConfig {
@@ -42,6 +47,8 @@ impl Default for CoreConfig {
             peers: Vec::new(),
             replication: 3,
             heartbeat_ms: 100,
+            max_roster_items: 5000,
+            max_vcard_bytes: 128 * 1024,
         }
     }
 }

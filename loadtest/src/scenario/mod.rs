@@ -76,6 +76,12 @@ pub fn age(ts: u64) -> u64 {
     now_micros().saturating_sub(ts).max(1)
 }
 
+/// `s` as one shell word: in single quotes, each `'` written `'\''`, so
+/// a password with spaces, quotes or `;` stays a value and runs nothing.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 /// Create accounts `first..first+count` with the `--create-command`
 /// template, a few at a time. Failures are reported, not fatal: the logins
 /// that follow show whether the accounts exist.
@@ -87,9 +93,9 @@ pub async fn provision(ctx: &Ctx, first: usize, count: usize) {
     let mut set = tokio::task::JoinSet::new();
     for n in first..first + count {
         let cmd = template
-            .replace("{user}", &ctx.user(n))
-            .replace("{password}", &ctx.args.password)
-            .replace("{domain}", &ctx.args.domain);
+            .replace("{user}", &shell_quote(&ctx.user(n)))
+            .replace("{password}", &shell_quote(&ctx.args.password))
+            .replace("{domain}", &shell_quote(&ctx.args.domain));
         let sem = sem.clone();
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
@@ -246,5 +252,41 @@ pub async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    /// A password with shell syntax ran as a command in --create-command.
+    #[test]
+    fn create_command_values_were_not_quoted() {
+        for s in [
+            "plain",
+            "a b",
+            "it's",
+            "x'; touch /tmp/pwned; '",
+            "$(id)`id`\\\"",
+            "",
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(s)))
+                .output()
+                .expect("sh");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), s, "{s:?}");
+        }
+        // Quoted parts join into one word, as in `{user}@{domain}`.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "printf %s {}@{}",
+                shell_quote("u"),
+                shell_quote("d")
+            ))
+            .output()
+            .expect("sh");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "u@d");
     }
 }

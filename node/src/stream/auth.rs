@@ -29,7 +29,7 @@ use proto::sasl::{Mechanism, SaslFailure, ServerSession, Step, StoredCredentials
 use proto::xml::TopElement;
 use proto::{BareJid, Element};
 
-use super::{Action, Machine, Phase};
+use super::{Action, AuthOutcome, Machine, Phase};
 
 /// Failed attempts allowed before the stream is closed (RFC 6120 §6.4.5).
 const MAX_SASL_FAILURES: u8 = 3;
@@ -41,6 +41,9 @@ const MAX_BINDING_REFUSALS: u8 = 4;
 
 pub(crate) struct SaslState {
     session: ServerSession,
+    mechanism: Mechanism,
+    /// The name the client gave, as sent.
+    username: Option<String>,
     /// The account being looked up.
     user: Option<BareJid>,
 }
@@ -79,10 +82,7 @@ impl Machine {
         match e.name.as_str() {
             "auth" => self.sasl_auth(e, out),
             "response" => self.sasl_response(e, out),
-            "abort" => {
-                self.sasl = None;
-                self.sasl_failed(SaslFailure::Aborted, out);
-            }
+            "abort" => self.sasl_failed(SaslFailure::Aborted, out),
             _ => self.fail(StreamCondition::UnsupportedStanzaType, None, out),
         }
     }
@@ -95,19 +95,16 @@ impl Machine {
                 out,
             );
         }
+        let asked = e.attr("mechanism").unwrap_or_default().to_string();
         if !self.sasl_allowed() {
-            return self.sasl_failed(SaslFailure::EncryptionRequired, out);
+            return self.sasl_refused(asked, SaslFailure::EncryptionRequired, out);
         }
         let offered = self.mechanisms();
-        let Some(mech) = e
-            .attr("mechanism")
-            .and_then(Mechanism::parse)
-            .filter(|m| offered.contains(m))
-        else {
-            return self.sasl_failed(SaslFailure::InvalidMechanism, out);
+        let Some(mech) = Mechanism::parse(&asked).filter(|m| offered.contains(m)) else {
+            return self.sasl_refused(asked, SaslFailure::InvalidMechanism, out);
         };
         let Some(input) = decode_payload(&e) else {
-            return self.sasl_failed(SaslFailure::IncorrectEncoding, out);
+            return self.sasl_refused(asked, SaslFailure::IncorrectEncoding, out);
         };
         let plus_offered = offered.iter().any(|m| m.is_plus());
         let names: Vec<&str> = offered.iter().map(|m| m.name()).collect();
@@ -122,6 +119,8 @@ impl Machine {
         let step = session.step(&input);
         self.sasl = Some(SaslState {
             session,
+            mechanism: mech,
+            username: None,
             user: None,
         });
         self.phase = Phase::Sasl;
@@ -130,7 +129,6 @@ impl Machine {
 
     fn sasl_response(&mut self, e: TopElement, out: &mut Vec<Action>) {
         let Some(input) = decode_payload(&e) else {
-            self.sasl = None;
             return self.sasl_failed(SaslFailure::IncorrectEncoding, out);
         };
         let Some(state) = self.sasl.as_mut() else {
@@ -164,11 +162,12 @@ impl Machine {
                 let user = proto::jid::normalize_local(&username)
                     .ok()
                     .and_then(|u| BareJid::new(Some(&u), &self.domain).ok());
+                if let Some(s) = self.sasl.as_mut() {
+                    s.username = Some(username);
+                    s.user = user.clone();
+                }
                 match user {
                     Some(u) => {
-                        if let Some(s) = self.sasl.as_mut() {
-                            s.user = Some(u.clone());
-                        }
                         out.push(Action::LookupCredentials(u));
                     }
                     None => {
@@ -186,7 +185,7 @@ impl Machine {
                 additional,
                 ..
             } => {
-                let Some(user) = self.sasl.take().and_then(|s| s.user) else {
+                let Some(user) = self.sasl.as_ref().and_then(|s| s.user.clone()) else {
                     return self.sasl_failed(SaslFailure::NotAuthorized, out);
                 };
                 if let Some(a) = authzid.filter(|a| !a.is_empty())
@@ -194,22 +193,23 @@ impl Machine {
                 {
                     return self.sasl_failed(SaslFailure::InvalidAuthzid, out);
                 }
+                if let Some(s) = self.sasl.take() {
+                    out.push(Action::AuthOutcome(outcome(&s, None)));
+                }
                 let body = additional.map(|a| B64.encode(a)).unwrap_or_default();
                 out.push(Action::Send(Bytes::from(format!(
                     "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{body}</success>"
                 ))));
-                tracing::debug!(user = %user, "authenticated");
                 self.user = Some(user);
                 // RFC 6120 §6.4.6: the client opens a new stream.
                 self.phase = Phase::Header;
                 self.header_sent = false;
                 out.push(Action::ResetParser);
             }
-            Step::Failure(f) => {
-                self.sasl = None;
-                self.sasl_failed(f, out);
-            }
+            Step::Failure(f) => self.sasl_failed(f, out),
             Step::BindingNotOffered { requested } => {
+                // Not a failed password (see above): no outcome to log or
+                // count against the address.
                 self.sasl = None;
                 self.binding_mismatch = true;
                 self.binding_refusals += 1;
@@ -234,7 +234,23 @@ impl Machine {
         }
     }
 
-    fn sasl_failed(&mut self, f: SaslFailure, out: &mut Vec<Action>) {
+    /// An `<auth/>` refused before an exchange started.
+    fn sasl_refused(&mut self, asked: String, f: SaslFailure, out: &mut Vec<Action>) {
+        out.push(Action::AuthOutcome(AuthOutcome {
+            username: String::new(),
+            account: None,
+            mechanism: asked,
+            failure: Some(f.condition()),
+        }));
+        self.sasl_failed(f, out);
+    }
+
+    /// End the running exchange (if any) with `f`; the stream goes on
+    /// unless that was one failure too many.
+    pub(super) fn sasl_failed(&mut self, f: SaslFailure, out: &mut Vec<Action>) {
+        if let Some(s) = self.sasl.take() {
+            out.push(Action::AuthOutcome(outcome(&s, Some(f.condition()))));
+        }
         self.phase = Phase::Negotiating;
         out.push(Action::Send(Bytes::from(format!(
             "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><{}/></failure>",
@@ -294,6 +310,15 @@ fn safe_token(s: &str) -> String {
         .take(40)
         .map(|c| if c.is_ascii_graphic() { c } else { '?' })
         .collect()
+}
+
+fn outcome(s: &SaslState, failure: Option<&'static str>) -> AuthOutcome {
+    AuthOutcome {
+        username: s.username.clone().unwrap_or_default(),
+        account: s.user.clone(),
+        mechanism: s.mechanism.name().to_string(),
+        failure,
+    }
 }
 
 /// The base64 body of `<auth/>` or `<response/>`; "=" means empty (RFC 6120 §6.4.2).

@@ -59,6 +59,26 @@ pub enum Event {
     Bound(Result<(), BindError>),
     /// Answer to [`Action::Register`].
     Registered(Bytes),
+    /// Answer to [`Action::LookupCredentials`] when the driver will not
+    /// check this attempt now (the client's address failed too often):
+    /// the exchange ends with `temporary-auth-failure`.
+    AuthThrottled,
+}
+
+/// How one SASL exchange ended, for the driver to log (it knows the
+/// client's address) and to count failures with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthOutcome {
+    /// The name the client gave, exactly as sent: untrusted text, to be
+    /// logged quoted and escaped (`?`). Empty if it gave none.
+    pub username: String,
+    /// The account it names, when the name is a valid localpart.
+    pub account: Option<BareJid>,
+    /// The mechanism, or what the client asked for when it is not one of
+    /// ours (untrusted as well).
+    pub mechanism: String,
+    /// The SASL condition sent back (RFC 6120 §6.5); `None` on success.
+    pub failure: Option<&'static str>,
 }
 
 /// Output of the machine, to be carried out in order.
@@ -70,6 +90,9 @@ pub enum Action {
     /// Restart the parser for a new stream on the same transport.
     ResetParser,
     LookupCredentials(BareJid),
+    /// An authentication ended; comes before the `<success/>` or
+    /// `<failure/>` is sent.
+    AuthOutcome(AuthOutcome),
     /// XEP-0077 before authentication: the driver asks the core and answers
     /// with [`Event::Registered`]. Carries the IQ's type, id and payload.
     Register {
@@ -187,6 +210,11 @@ impl Machine {
             Event::Credentials(c) => self.on_credentials(c, &mut out),
             Event::Bound(r) => self.on_bound(r, &mut out),
             Event::Registered(reply) => out.push(Action::Send(reply)),
+            Event::AuthThrottled => {
+                if self.sasl.is_some() {
+                    self.sasl_failed(proto::sasl::SaslFailure::TemporaryAuthFailure, &mut out);
+                }
+            }
         }
         out
     }

@@ -23,7 +23,7 @@ impl Machine {
                 _ => {
                     return self.fail(
                         StreamCondition::HostUnknown,
-                        Some(format!("this server does not serve {to}")),
+                        Some(format!("this server does not serve {to:?}")),
                         out,
                     );
                 }

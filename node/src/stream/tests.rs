@@ -375,3 +375,77 @@ fn server_first_carries_the_xep_0474_hash_of_what_was_advertised() {
     let h = B64.encode(sha2::Sha256::digest(expected.as_bytes()));
     assert!(first.ends_with(&format!(",h={h}")), "{first}");
 }
+
+/// The driver logs every login with the client's address: the machine
+/// tells it how each one ended, before the answer goes out.
+#[test]
+fn logins_were_not_reported_to_the_driver() {
+    let mut m = Machine::new(settings(), "id1".into());
+    m.on_event(Event::TlsEstablished {
+        channel_bindings: Vec::new(),
+    });
+    feed_all(&mut m, events(""));
+    let plain = |user: &str, pw: &str| {
+        let auth = format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+            B64.encode(format!("\0{user}\0{pw}"))
+        );
+        events(&auth).into_iter().skip(1).collect::<Vec<_>>()
+    };
+    let outcome_then_send = |out: &[Action]| {
+        let at = out
+            .iter()
+            .position(|a| matches!(a, Action::AuthOutcome(_)))
+            .expect("an outcome");
+        assert!(matches!(out.get(at + 1), Some(Action::Send(_))), "{out:?}");
+        match &out[at] {
+            Action::AuthOutcome(o) => o.clone(),
+            _ => unreachable!(),
+        }
+    };
+    // A name that is no localpart: never looked up, still reported as sent.
+    let out = feed_all(&mut m, plain("a\nb", "x"));
+    let o = outcome_then_send(&out);
+    assert_eq!(o.username, "a\nb");
+    assert_eq!(o.account, None);
+    assert_eq!(o.mechanism, "PLAIN");
+    assert_eq!(o.failure, Some("not-authorized"));
+    // Refused before an exchange starts.
+    let out = feed_all(
+        &mut m,
+        events("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X-EVIL'/>")
+            .into_iter()
+            .skip(1)
+            .collect(),
+    );
+    let o = outcome_then_send(&out);
+    assert_eq!(
+        (o.mechanism.as_str(), o.failure),
+        ("X-EVIL", Some("invalid-mechanism"))
+    );
+    // The driver may refuse to check an attempt.
+    feed_all(&mut m, plain("Alice", "secret words"));
+    let out = m.on_event(Event::AuthThrottled);
+    let o = outcome_then_send(&out);
+    assert_eq!(o.failure, Some("temporary-auth-failure"));
+    assert_eq!(
+        o.account.map(|a| a.to_string()).as_deref(),
+        Some("alice@localhost")
+    );
+    // A success names the account.
+    let mut m = Machine::new(settings(), "id2".into());
+    m.on_event(Event::TlsEstablished {
+        channel_bindings: Vec::new(),
+    });
+    feed_all(&mut m, events(""));
+    feed_all(&mut m, plain("Alice", "secret words"));
+    let creds = StoredCredentials::new("secret words", 64).expect("creds");
+    let out = m.on_event(Event::Credentials(Some(creds)));
+    let o = outcome_then_send(&out);
+    assert_eq!(o.failure, None);
+    assert_eq!(o.username, "Alice");
+    assert_eq!(
+        o.account.map(|a| a.to_string()).as_deref(),
+        Some("alice@localhost")
+    );
+}

@@ -151,6 +151,21 @@ impl Client {
         }
     }
 
+    /// [`Client::connect`] from the local address `from` (e.g. 127.0.0.2,
+    /// another client address on loopback).
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Client {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.bind(SocketAddr::new(from, 0)).expect("bind");
+        let tcp = sock.connect(addr).await.expect("connect");
+        Client {
+            io: CIo::Tcp(tcp),
+            parser: StreamParser::new(Limits::default()),
+            jid: String::new(),
+            cb: None,
+            features: None,
+        }
+    }
+
     /// Direct TLS (XEP-0368), nothing sent yet.
     pub async fn connect_direct_tls(addr: SocketAddr) -> Client {
         let tcp = TcpStream::connect(addr).await.expect("connect");

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_xmppd");
@@ -33,10 +34,13 @@ impl std::ops::DerefMut for Proc {
     }
 }
 
+/// A node's configuration file: `body` (tables) after the common part.
+/// The stanza rate limit is off: the cluster tests' traffic generators
+/// send as fast as the cluster takes it.
 pub fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
-        "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\n[registration]\nenabled = true\nmin_password_len = 4\n\n{body}",
+        "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\n[registration]\nenabled = true\nmin_password_len = 4\n\n[limits]\nstanza_rate_per_sec = 0\n\n{body}",
         dir.join(name).display()
     );
     std::fs::write(&path, text).expect("config");
@@ -49,6 +53,19 @@ pub fn start(cfg: &Path, announce: &'static str) -> (Proc, SocketAddr) {
     start_in(None, cfg, announce)
 }
 
+/// The lines a process has logged so far.
+pub type Log = Arc<Mutex<Vec<String>>>;
+
+/// [`start`] at the log level of the configuration (no `RUST_LOG`),
+/// keeping every line of the log.
+pub fn start_logged(cfg: &Path, announce: &'static str) -> (Proc, SocketAddr, Log) {
+    let log = Log::default();
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("RUST_LOG");
+    let (p, addr) = spawn(cmd, cfg, announce, Some(log.clone()));
+    (p, addr, log)
+}
+
 /// [`start`] in network namespace `netns` (`ip netns exec`), if given.
 pub fn start_in(netns: Option<&str>, cfg: &Path, announce: &'static str) -> (Proc, SocketAddr) {
     let mut cmd = match netns {
@@ -59,11 +76,20 @@ pub fn start_in(netns: Option<&str>, cfg: &Path, announce: &'static str) -> (Pro
         }
         None => Command::new(BIN),
     };
+    cmd.env("RUST_LOG", "info");
+    spawn(cmd, cfg, announce, None)
+}
+
+fn spawn(
+    mut cmd: Command,
+    cfg: &Path,
+    announce: &'static str,
+    keep: Option<Log>,
+) -> (Proc, SocketAddr) {
     let mut child = cmd
         .arg("--config")
         .arg(cfg)
         .arg("serve")
-        .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -81,6 +107,11 @@ pub fn start_in(netns: Option<&str>, cfg: &Path, announce: &'static str) -> (Pro
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             if let Some(name) = &echo {
                 eprintln!("[{name}] {line}");
+            }
+            if let Some(k) = &keep
+                && let Ok(mut k) = k.lock()
+            {
+                k.push(line.clone());
             }
             if !sent
                 && line.contains(announce)

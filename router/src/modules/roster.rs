@@ -40,6 +40,29 @@ pub(crate) fn item_element(item: &RosterItem, remove: bool) -> Element {
     e
 }
 
+/// Whether `user`'s roster can take one more item. Every stored item
+/// counts, hidden ones too (a pending inbound request is stored like any
+/// other item), so no one can grow a roster past the limit, its owner or
+/// strangers sending subscription requests.
+pub(crate) fn has_room(ctx: &Ctx<'_>, user: &BareJid) -> bool {
+    match ctx.store().rosters().get_all(user) {
+        Ok((_, items)) => items.len() < ctx.sh.cfg.max_roster_items,
+        Err(e) => {
+            // The write that follows meets the same store and fails there.
+            tracing::error!(user = %user, error = %e, "roster read failed");
+            true
+        }
+    }
+}
+
+/// The text of the errors for a full roster.
+pub(crate) fn full_text(ctx: &Ctx<'_>) -> String {
+    format!(
+        "the roster is full (at most {} items)",
+        ctx.sh.cfg.max_roster_items
+    )
+}
+
 /// Push a changed item to every interested resource (RFC 6121 §2.1.6).
 pub(crate) fn push(ctx: &Ctx<'_>, user: &BareJid, item: &RosterItem, ver: u64, remove: bool) {
     let query = Element::new("query", ns::ROSTER)
@@ -175,6 +198,14 @@ fn set(ctx: &mut Ctx<'_>, iq: &Stanza, user: &BareJid, payload: &Element) {
     }
     if groups.len() > MAX_GROUPS {
         return ctx.bounce(iq, StanzaCondition::NotAcceptable, Some("too many groups"));
+    }
+    // A server-configured maximum roster size is a policy that refuses the
+    // action whatever the client retries, which is `not-allowed` (RFC 6120
+    // §8.3.3.10, type cancel) among the roster set's error cases of
+    // RFC 6121 §2.3.3; `resource-constraint` would say "wait and retry".
+    if existing.is_none() && !has_room(ctx, user) {
+        let text = full_text(ctx);
+        return ctx.bounce(iq, StanzaCondition::NotAllowed, Some(&text));
     }
     // §2.1.2: the client cannot set subscription or ask; they are kept.
     let state = existing.as_ref().map(|i| i.state).unwrap_or_default();

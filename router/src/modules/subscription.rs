@@ -3,6 +3,7 @@
 //! (outbound) and the user who receives them (inbound), using the state
 //! machine of RFC 6121 Appendix A in `proto::roster`.
 
+use proto::error::StanzaCondition;
 use proto::roster::{SubAction, SubState, Subscription};
 use proto::stanza::Stanza;
 use proto::{BareJid, FullJid, Jid};
@@ -91,6 +92,13 @@ pub(crate) fn outbound(
     if becomes_visible {
         item.hidden = false;
     }
+    let creates = existing.is_none() && (t.new != old || becomes_visible);
+    if creates && !roster::has_room(ctx, &user) {
+        // The user's own roster is full: as for a roster set (RFC 6121
+        // §2.3.3), the action is not allowed; nothing goes to the contact.
+        let text = roster::full_text(ctx);
+        return ctx.bounce(&s, StanzaCondition::NotAllowed, Some(&text));
+    }
     if t.new != old || becomes_visible {
         save(ctx, &user, item, t.new, t.push || becomes_visible);
     }
@@ -123,9 +131,17 @@ pub(crate) fn inbound(
         return;
     }
     let existing = load(ctx, user, &contact);
+    let creates = existing.is_none();
     let item = existing.unwrap_or_else(|| new_item(&contact));
     let old = item.state;
     let t = old.inbound(action);
+    if creates && t.new != old && !roster::has_room(ctx, user) {
+        // The recipient's roster has no room to keep the request: the
+        // recipient lacks the resources to serve it, `resource-constraint`
+        // (RFC 6120 §8.3.3.18, type wait: room may be made later).
+        let text = roster::full_text(ctx);
+        return ctx.bounce(&s, StanzaCondition::ResourceConstraint, Some(&text));
+    }
     if t.new != old {
         save(ctx, user, item, t.new, t.push);
     }

@@ -48,6 +48,14 @@ impl IqHandler for VCard {
             return ctx.bounce(iq, StanzaCondition::BadRequest, None);
         }
         let xml = p.to_xml(ns::CLIENT);
+        // XEP-0054 sets no size; a server limit is a criterion of the server
+        // the request does not meet, `not-acceptable` (RFC 6120 §8.3.3.12,
+        // type modify: a smaller vCard, e.g. a smaller photo, is accepted).
+        let max = ctx.sh.cfg.max_vcard_bytes;
+        if xml.len() > max {
+            let text = format!("the vCard is larger than {max} bytes");
+            return ctx.bounce(iq, StanzaCondition::NotAcceptable, Some(&text));
+        }
         let stored = if p.children.is_empty() {
             None
         } else {

@@ -340,6 +340,14 @@ async fn message_types_follow_the_delivery_tables_of_rfc_6121() {
             .await;
     }
     a.send(&msg("bob@localhost", Some("chat"), "offend")).await;
+    // Bob's shard has taken them all in before he comes back (an IQ to
+    // his account takes the same path after them); else a headline could
+    // find the new resource online.
+    a.send("<iq type='get' id='offdone' to='bob@localhost'><vCard xmlns='vcard-temp'/></iq>")
+        .await;
+    a.expect(|e| e.attr("id") == Some("offdone"))
+        .await
+        .expect("messages taken in");
     let mut b = Client::online(t.addr, "bob@localhost", PW, "back")
         .await
         .expect("bob back");

@@ -324,8 +324,14 @@ mod tests {
 
     #[test]
     fn with_to_addresses_a_stanza_without_to() {
-        let s = with_to(b"<message from='pubsub.x' id='n1'><event/></message>", "a@x/r");
-        assert_eq!(&s[..], b"<message to='a@x/r' from='pubsub.x' id='n1'><event/></message>");
+        let s = with_to(
+            b"<message from='pubsub.x' id='n1'><event/></message>",
+            "a@x/r",
+        );
+        assert_eq!(
+            &s[..],
+            b"<message to='a@x/r' from='pubsub.x' id='n1'><event/></message>"
+        );
         let s = with_to(b"<message/>", "a'b@x");
         assert_eq!(&s[..], b"<message to='a&apos;b@x'/>");
         let parsed = Stanza::parse(&with_to(b"<message from='p'><b/></message>", "c@d/e"))

@@ -46,7 +46,7 @@ pub(crate) fn item_element(item: &RosterItem, remove: bool) -> Element {
 /// strangers sending subscription requests.
 pub(crate) fn has_room(ctx: &Ctx<'_>, user: &BareJid) -> bool {
     match ctx.store().rosters().get_all(user) {
-        Ok((_, items)) => items.len() < ctx.sh.cfg.max_roster_items,
+        Ok((_, items)) => items.len() < ctx.cfg().max_roster_items,
         Err(e) => {
             // The write that follows meets the same store and fails there.
             tracing::error!(user = %user, error = %e, "roster read failed");
@@ -59,7 +59,7 @@ pub(crate) fn has_room(ctx: &Ctx<'_>, user: &BareJid) -> bool {
 pub(crate) fn full_text(ctx: &Ctx<'_>) -> String {
     format!(
         "the roster is full (at most {} items)",
-        ctx.sh.cfg.max_roster_items
+        ctx.cfg().max_roster_items
     )
 }
 

@@ -51,7 +51,7 @@ impl IqHandler for VCard {
         // XEP-0054 sets no size; a server limit is a criterion of the server
         // the request does not meet, `not-acceptable` (RFC 6120 §8.3.3.12,
         // type modify: a smaller vCard, e.g. a smaller photo, is accepted).
-        let max = ctx.sh.cfg.max_vcard_bytes;
+        let max = ctx.cfg().max_vcard_bytes;
         if xml.len() > max {
             let text = format!("the vCard is larger than {max} bytes");
             return ctx.bounce(iq, StanzaCondition::NotAcceptable, Some(&text));

@@ -20,6 +20,7 @@ pub const VERSION: &str = "jabber:iq:version";
 pub const REGISTER: &str = "jabber:iq:register";
 pub const REGISTER_FEATURE: &str = "http://jabber.org/features/iq-register";
 pub const VCARD: &str = "vcard-temp";
+pub const DATA_FORMS: &str = "jabber:x:data";
 pub const DELAY: &str = "urn:xmpp:delay";
 pub const MSGOFFLINE: &str = "msgoffline";
 pub const XML: &str = "http://www.w3.org/XML/1998/namespace";

@@ -291,7 +291,10 @@ fn resolve(scopes: &[Scope], current: &Scope, p: &str) -> Option<String> {
 
 /// Escape text or an attribute value (both quote kinds are escaped).
 pub fn escape(s: &str) -> Cow<'_, str> {
-    if !s.contains(['&', '<', '>', '\'', '"']) {
+    // Tab, newline and carriage return as character references: an XML
+    // parser turns them into spaces in attribute values (and a carriage
+    // return into a newline in text) if they are written as they are.
+    if !s.contains(['&', '<', '>', '\'', '"', '\t', '\n', '\r']) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
@@ -302,6 +305,9 @@ pub fn escape(s: &str) -> Cow<'_, str> {
             '>' => out.push_str("&gt;"),
             '\'' => out.push_str("&apos;"),
             '"' => out.push_str("&quot;"),
+            '\t' => out.push_str("&#x9;"),
+            '\n' => out.push_str("&#xA;"),
+            '\r' => out.push_str("&#xD;"),
             c => out.push(c),
         }
     }
@@ -311,6 +317,15 @@ pub fn escape(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whitespace_in_attribute_values_survives_a_round_trip() {
+        let e = Element::new("field", "jabber:x:data").with_attr("label", "a\nb\tc\rd");
+        let mut out = String::new();
+        e.write(&mut out, "jabber:client");
+        let back = Element::parse(out.as_bytes(), "jabber:client", &[]).expect("parse");
+        assert_eq!(back.attr("label"), Some("a\nb\tc\rd"));
+    }
 
     #[test]
     fn parse_resolves_namespaces_and_text() {

@@ -1,7 +1,12 @@
 //! Accounts: one record per registered bare JID holding its SCRAM
 //! credentials (RFC 5802 StoredKey/ServerKey, never a password). Deleting an account
 //! removes everything stored for that user, in every column family, in one
-//! atomic batch.
+//! atomic batch: with it go the user's private storage and PEP service
+//! (every node on the user's bare JID, with the subscriptions and
+//! affiliations others hold there). What the user holds on other services
+//! (subscriptions, affiliations, nodes created on a PubSub domain or on
+//! another user's PEP) belongs to those nodes' homes, on other shards, and
+//! stays until those services clean it up.
 
 use std::sync::Arc;
 
@@ -92,8 +97,9 @@ impl Accounts {
     }
 
     /// Removes the account and all of the user's data: roster items and
-    /// version, offline queue and its counters, vCard. `false` if there was
-    /// no such account (then nothing is touched).
+    /// version, offline queue and its counters, vCard, private storage and
+    /// (for a user with a localpart) PEP service. `false` if there was no
+    /// such account (then nothing is touched).
     pub fn delete(&self, user: &BareJid) -> Result<bool, StorageError> {
         let _user = self.db.lock_user(user.as_str());
         let mut b = Batch::new();
@@ -119,6 +125,12 @@ impl Accounts {
         b.delete(Family::Offline, keys::offline_meta(user)?);
         b.delete_range(Family::Offline, offline.start, offline.end);
         b.delete(Family::Vcards, keys::vcard(user)?);
+        crate::private::plan_delete_user(b, user)?;
+        // A domain-only account's bare JID is a PubSub service domain, not
+        // a PEP service: its nodes are not the account's.
+        if user.local().is_some() {
+            crate::pubsub::plan_delete_service(b, user)?;
+        }
         Ok(true)
     }
 

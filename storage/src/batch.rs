@@ -9,23 +9,31 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{CF_ACCOUNTS, CF_OFFLINE, CF_ROSTERS, CF_VCARDS};
+use crate::keys::{CF_ACCOUNTS, CF_OFFLINE, CF_PRIVATE, CF_PUBSUB, CF_ROSTERS, CF_VCARDS};
 
-/// The column families of user data that batches write.
+/// The column families of user data that batches write. Every record in
+/// them has an owner (`keys::owner`) that decides which shard's snapshots
+/// carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Family {
     Accounts,
     Rosters,
     Offline,
     Vcards,
+    /// XEP-0060 and PEP nodes, owned by their node's home.
+    Pubsub,
+    /// XEP-0049 private XML storage, owned by its user.
+    Private,
 }
 
 impl Family {
-    pub const ALL: [Family; 4] = [
+    pub const ALL: [Family; 6] = [
         Family::Accounts,
         Family::Rosters,
         Family::Offline,
         Family::Vcards,
+        Family::Pubsub,
+        Family::Private,
     ];
 
     pub(crate) fn cf(self) -> &'static str {
@@ -34,6 +42,8 @@ impl Family {
             Family::Rosters => CF_ROSTERS,
             Family::Offline => CF_OFFLINE,
             Family::Vcards => CF_VCARDS,
+            Family::Pubsub => CF_PUBSUB,
+            Family::Private => CF_PRIVATE,
         }
     }
 
@@ -44,6 +54,8 @@ impl Family {
             Family::Rosters => 2,
             Family::Offline => 3,
             Family::Vcards => 4,
+            Family::Pubsub => 5,
+            Family::Private => 6,
         }
     }
 
@@ -159,7 +171,7 @@ mod tests {
         b.delete(Family::Rosters, b"k".to_vec());
         assert_eq!(b.written(Family::Rosters, b"k"), Some(None));
         assert_eq!(b.len(), 5);
-        for t in 1..=4 {
+        for t in 1..=6 {
             assert_eq!(Family::from_tag(t).map(Family::tag), Some(t));
         }
         assert_eq!(Family::from_tag(0), None);

@@ -4,7 +4,8 @@
 //! carry a u32 length. Decoding never panics and never trusts a length
 //! before checking it against the bytes at hand: anything unexpected
 //! (truncation, trailing bytes, unknown version or flag bits, bad UTF-8) is
-//! `StorageError::Corrupt`.
+//! `StorageError::Corrupt`. The PubSub records' formats are in
+//! `codec/pubsub.rs`.
 
 use proto::BareJid;
 use proto::roster::{SubState, Subscription};
@@ -12,6 +13,9 @@ use proto::sasl::{ScramCredentials, StoredCredentials};
 
 use crate::StorageError;
 use crate::rosters::RosterItem;
+
+mod pubsub;
+pub(crate) use pubsub::*;
 
 /// The only format version written so far, for every record kind.
 const V1: u8 = 1;
@@ -39,6 +43,13 @@ impl Writer {
     }
     fn u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    /// Bytes without a length: only last in a value, bounded by its end.
+    fn rest(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
     }
     /// A count or length that must fit a u32; `done` fails if one did not.
     fn len(&mut self, n: usize) {

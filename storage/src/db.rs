@@ -2,7 +2,8 @@
 //! families, the write options (WAL always on, fsync per write when
 //! `sync_writes` is set), the striped per-user locks that serialise
 //! read-modify-write of a user's counters, and small get/scan helpers that
-//! turn RocksDB results into `StorageError`.
+//! turn RocksDB results into `StorageError`. Reads through a pending
+//! batch are in `db/through.rs`.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
@@ -16,6 +17,8 @@ use rocksdb::{
 use crate::batch::{Batch, Family, Write};
 use crate::keys::{self, KeyRange};
 use crate::{StorageError, StoreOptions, codec};
+
+mod through;
 
 /// The schema this build writes; `open` refuses a database from a newer one.
 pub(crate) const SCHEMA_VERSION: u64 = 1;
@@ -220,32 +223,6 @@ impl Db {
         self.write(out)
     }
 
-    /// The value of `key` as it will be once `pending` is written.
-    pub(crate) fn get_through(
-        &self,
-        pending: &Batch,
-        family: Family,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, StorageError> {
-        match pending.written(family, key) {
-            Some(v) => Ok(v.map(<[u8]>::to_vec)),
-            None => self.get(family.cf(), key),
-        }
-    }
-
-    /// Whether `key` will exist once `pending` is written.
-    pub(crate) fn exists_through(
-        &self,
-        pending: &Batch,
-        family: Family,
-        key: &[u8],
-    ) -> Result<bool, StorageError> {
-        match pending.written(family, key) {
-            Some(v) => Ok(v.is_some()),
-            None => self.exists(family.cf(), key),
-        }
-    }
-
     /// Writes one batch atomically through the WAL, fsynced if `sync`
     /// whatever the store's default.
     pub(crate) fn write_sync(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
@@ -314,6 +291,89 @@ impl Db {
         for kv in self.db.iterator_cf_opt(handle, ro, IteratorMode::Start) {
             let (k, v) = kv?;
             out.push(each(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` records of `range` mapped by `each`, in key order or
+    /// (`reverse`) from the last key down. Keys and values are borrowed
+    /// from the iterator: nothing is copied that `each` does not keep.
+    pub(crate) fn scan_dir<T>(
+        &self,
+        cf: &'static str,
+        range: &KeyRange,
+        reverse: bool,
+        limit: usize,
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<T, StorageError>,
+    ) -> Result<Vec<T>, StorageError> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(range.start.clone());
+        ro.set_iterate_upper_bound(range.end.clone());
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
+        if reverse {
+            it.seek_to_last();
+        } else {
+            it.seek_to_first();
+        }
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
+            out.push(each(k, v)?);
+            if reverse {
+                it.prev();
+            } else {
+                it.next();
+            }
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// The number of records in `range` (keys only).
+    pub(crate) fn count(&self, cf: &'static str, range: &KeyRange) -> Result<usize, StorageError> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(range.start.clone());
+        ro.set_iterate_upper_bound(range.end.clone());
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
+        it.seek_to_first();
+        let mut n = 0;
+        while it.valid() {
+            n += 1;
+            it.next();
+        }
+        it.status()?;
+        Ok(n)
+    }
+
+    /// From one consistent snapshot: every index entry of `range`, each
+    /// with the value of the record `primary` names for it (`None` if
+    /// there is none), mapped by `each`.
+    pub(crate) fn scan_lookup<T>(
+        &self,
+        cf: &'static str,
+        range: &KeyRange,
+        mut primary: impl FnMut(&[u8]) -> Result<Vec<u8>, StorageError>,
+        mut each: impl FnMut(&[u8], Option<&[u8]>) -> Result<T, StorageError>,
+    ) -> Result<Vec<T>, StorageError> {
+        let snap = self.db.snapshot();
+        let handle = self.cf(cf)?;
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&snap);
+        let index = self.scan_opt(handle, ro, range, &mut |k, _| Ok(k.to_vec()))?;
+        let keys = index
+            .iter()
+            .map(|k| primary(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&snap);
+        let values = self
+            .db
+            .batched_multi_get_cf_opt(handle, keys.iter(), false, &ro);
+        let mut out = Vec::with_capacity(index.len());
+        for (k, v) in index.iter().zip(values) {
+            out.push(each(k, v?.as_deref())?);
         }
         Ok(out)
     }

@@ -23,6 +23,16 @@ pub enum StorageError {
     /// one user's keys reach into another's).
     #[error("jid {0:?} cannot be stored: it contains a NUL byte")]
     InvalidJid(String),
+    /// A PubSub node or item id, subscription id or private storage
+    /// element name that cannot be part of a key: empty where one is
+    /// required, longer than 1023 bytes, or containing NUL.
+    #[error("{what} cannot be stored: {reason}")]
+    InvalidId {
+        /// What was refused, e.g. "pubsub node id".
+        what: &'static str,
+        /// Why, e.g. "contains a NUL byte".
+        reason: &'static str,
+    },
     /// A string or byte field longer than the format's u32 length.
     #[error("{0} too large to store")]
     TooLarge(&'static str),

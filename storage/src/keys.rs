@@ -15,8 +15,28 @@
 //! cf offline   0x01 user 0x00                          -> queue meta (next seq, count)
 //!              0x02 user 0x00 seq:u64be                -> stanza bytes
 //! cf vcards    0x01 user 0x00                          -> vCard bytes
+//! cf private   0x01 user 0x00 name 0x00 ns             -> XEP-0049 element bytes
+//! cf pubsub    (S = service bare JID, N = node id, J = bare or full JID; see keys/pubsub.rs)
+//!              0x01 S 0x00 N                           -> node record (creator, created, config, next seq, item count)
+//!              0x02 S 0x00 N 0x00 J                    -> affiliation (J bare)
+//!              0x03 S 0x00 N 0x00 J 0x00 subid         -> subscription (state, options)
+//!              0x04 S 0x00 N 0x00 item-id              -> the item's seq
+//!              0x05 S 0x00 N 0x00 seq:u64be            -> item (id, publisher, published, payload), in publication order
+//!              0x06 S 0x00 bare 0x00 res 0x00 N 0x00 subid -> (index) subscription of a subscriber, res empty if bare
+//!              0x07 S 0x00 J 0x00 N                    -> (index) affiliation of a JID, J bare
+//!              0x08 S 0x00 creator 0x00 N              -> (index) node created by an account
 //! cf raft_log, raft_meta, shard_data: keyed by Raft group, see raft/keys.rs
 //! ```
+//!
+//! Every record of a user's family is owned by the user (the bare JID
+//! before the first 0x00). Every `pubsub` record, index entries included,
+//! is owned by its node's home (`pubsub::home`): the service for PEP (a
+//! service with a localpart, so a user's PEP nodes live with the user),
+//! else `service/node`, so each node of a service can live on its own
+//! shard. Item bodies sit under their sequence number rather than their id
+//! because retrieval (newest first, `max_items`, the last item sent on a
+//! PEP `+notify`) is one range scan that way; lookups by id take one more
+//! point read.
 //!
 //! A domain-only account (no localpart) has an empty local after the 0x00.
 
@@ -24,16 +44,22 @@ use proto::BareJid;
 
 use crate::StorageError;
 
+pub(crate) mod pubsub;
+
 /// Column family names, in the order `Store::open` creates them.
 pub(crate) const CF_ACCOUNTS: &str = "accounts";
 pub(crate) const CF_ROSTERS: &str = "rosters";
 pub(crate) const CF_OFFLINE: &str = "offline";
 pub(crate) const CF_VCARDS: &str = "vcards";
-pub(crate) const COLUMN_FAMILIES: [&str; 7] = [
+pub(crate) const CF_PUBSUB: &str = "pubsub";
+pub(crate) const CF_PRIVATE: &str = "private";
+pub(crate) const COLUMN_FAMILIES: [&str; 9] = [
     CF_ACCOUNTS,
     CF_ROSTERS,
     CF_OFFLINE,
     CF_VCARDS,
+    CF_PUBSUB,
+    CF_PRIVATE,
     crate::raft::keys::CF_RAFT_LOG,
     crate::raft::keys::CF_RAFT_META,
     crate::raft::keys::CF_SHARD_DATA,
@@ -53,6 +79,7 @@ mod kind {
     pub const OFFLINE_META: u8 = 0x01;
     pub const OFFLINE_MSG: u8 = 0x02;
     pub const VCARD: u8 = 0x01;
+    pub const PRIVATE: u8 = 0x01;
 }
 
 /// A half-open key range `[start, end)`, for scans and range deletes.
@@ -145,8 +172,9 @@ pub(crate) fn decode_account(key: &[u8]) -> Result<BareJid, StorageError> {
     BareJid::new(local, domain).map_err(|_| StorageError::corrupt(R, "not a valid jid"))
 }
 
-/// The bare JID whose record `key` is in `family`'s column family, for
-/// telling which shard owns it; `None` for records of no user.
+/// Who owns the record `key` in `family`'s column family, for telling
+/// which shard carries it: a user's bare JID, or a PubSub node's home
+/// (`pubsub::home`); `None` for records of no one.
 pub(crate) fn owner(family: crate::Family, key: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     use std::borrow::Cow;
     let (&k, rest) = key.split_first()?;
@@ -164,10 +192,14 @@ pub(crate) fn owner(family: crate::Family, key: &[u8]) -> Option<std::borrow::Co
                 Cow::Owned(format!("{local}@{domain}"))
             })
         }
-        crate::Family::Rosters | crate::Family::Offline | crate::Family::Vcards => {
+        crate::Family::Rosters
+        | crate::Family::Offline
+        | crate::Family::Vcards
+        | crate::Family::Private => {
             let i = rest.iter().position(|&b| b == SEP)?;
             std::str::from_utf8(&rest[..i]).ok().map(Cow::Borrowed)
         }
+        crate::Family::Pubsub => pubsub::owner(key),
     }
 }
 
@@ -254,6 +286,24 @@ pub(crate) fn vcard(user: &BareJid) -> Result<Vec<u8>, StorageError> {
     user_key(kind::VCARD, user, 0)
 }
 
+// ---- private XML storage ----
+
+/// `0x01 user 0x00 name 0x00 ns`
+pub(crate) fn private(user: &BareJid, name: &str, ns: &str) -> Result<Vec<u8>, StorageError> {
+    let name = pubsub::id("private storage element name", name, false)?;
+    let ns = pubsub::id("private storage namespace", ns, true)?;
+    let mut k = user_key(kind::PRIVATE, user, name.len() + 1 + ns.len())?;
+    k.extend_from_slice(name);
+    k.push(SEP);
+    k.extend_from_slice(ns);
+    Ok(k)
+}
+
+/// Everything `user` keeps in private storage.
+pub(crate) fn private_all(user: &BareJid) -> Result<KeyRange, StorageError> {
+    Ok(KeyRange::prefixed(user_key(kind::PRIVATE, user, 0)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +325,12 @@ mod tests {
             b"\x02al@x\x00\x00\x00\x00\x00\x00\x00\x01\x02"
         );
         assert_eq!(vcard(&jid("al@x")).expect("key"), b"\x01al@x\x00");
+        assert_eq!(
+            private(&jid("al@x"), "q", "u:n").expect("key"),
+            b"\x01al@x\x00q\x00u:n"
+        );
+        assert!(private(&jid("al@x"), "", "u:n").is_err());
+        assert!(private(&jid("al@x"), "q\0", "u:n").is_err());
     }
 
     #[test]
@@ -302,6 +358,13 @@ mod tests {
             Some("al@x".into())
         );
         assert_eq!(own(F::Vcards, vcard(&u).expect("k")), Some("al@x".into()));
+        assert_eq!(
+            own(
+                F::Private,
+                private(&u, "storage", "storage:bookmarks").expect("k")
+            ),
+            Some("al@x".into())
+        );
         assert_eq!(own(F::Vcards, Vec::new()), None);
         assert_eq!(own(F::Rosters, b"\x01no-separator".to_vec()), None);
     }

@@ -1,7 +1,8 @@
 //! Persistence for one node: a single RocksDB database with a column family
 //! per aggregate and one store type per aggregate: `Accounts` (SCRAM
 //! credentials, RFC 5802), `Rosters` (RFC 6121 items and XEP-0237 versions),
-//! `Offline` (XEP-0160 queues) and `Vcards` (XEP-0054), plus the Raft log
+//! `Offline` (XEP-0160 queues), `Vcards` (XEP-0054), `Private` (XEP-0049)
+//! and `Pubsub` (XEP-0060 nodes and XEP-0163 PEP), plus the Raft log
 //! and state machine of every Raft group on the node (`raft`, openraft). Keys and their
 //! layout live in `keys.rs`, value formats in `codec.rs`.
 //!
@@ -21,6 +22,8 @@ mod db;
 mod error;
 mod keys;
 mod offline;
+mod private;
+pub mod pubsub;
 pub mod raft;
 mod rosters;
 mod vcards;
@@ -32,6 +35,10 @@ pub use accounts::Accounts;
 pub use batch::{Batch, Family, Write};
 pub use error::StorageError;
 pub use offline::{Offline, OfflineFull};
+pub use private::Private;
+pub use pubsub::{
+    Affiliation, Item, ItemWrite, NodeRecord, Pubsub, Subscription, SubscriptionState,
+};
 pub use rosters::{RosterItem, Rosters};
 pub use vcards::Vcards;
 
@@ -60,6 +67,8 @@ struct Stores {
     rosters: Rosters,
     offline: Offline,
     vcards: Vcards,
+    private: Private,
+    pubsub: Pubsub,
 }
 
 /// The node's database. Cheap to clone (one `Arc`), `Send + Sync`; the
@@ -89,6 +98,8 @@ impl Store {
                 rosters: Rosters::new(db.clone()),
                 offline: Offline::new(db.clone()),
                 vcards: Vcards::new(db.clone()),
+                private: Private::new(db.clone()),
+                pubsub: Pubsub::new(db.clone()),
                 db,
             }),
         })
@@ -108,6 +119,22 @@ impl Store {
 
     pub fn vcards(&self) -> &Vcards {
         &self.inner.vcards
+    }
+
+    pub fn private(&self) -> &Private {
+        &self.inner.private
+    }
+
+    pub fn pubsub(&self) -> &Pubsub {
+        &self.inner.pubsub
+    }
+
+    /// Writes a planned batch at once, atomically, outside any Raft group:
+    /// for tools, tests and a caller that is the only writer of what the
+    /// batch touches. The core commits batches through the owning shard's
+    /// Raft group instead (`raft::Command::from_batch`).
+    pub fn apply(&self, b: &Batch) -> Result<(), StorageError> {
+        self.inner.db.apply(b)
     }
 
     pub(crate) fn db(&self) -> Arc<db::Db> {

@@ -381,3 +381,208 @@ async fn a_shard_group_replicates_and_snapshots_the_user_data_it_owns() {
         "a user the group does not own is untouched"
     );
 }
+
+/// The records of snapshot bytes (`snapshot.rs`: a version byte, then
+/// length-prefixed keys and values; each key starts with its family tag).
+fn snapshot_records(data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let (&version, mut rest) = data.split_first().expect("not empty");
+    assert_eq!(version, 2);
+    fn take(rest: &mut &[u8]) -> Vec<u8> {
+        let (len, tail) = rest.split_first_chunk::<4>().expect("length");
+        let n = u32::from_be_bytes(*len) as usize;
+        let (part, tail) = tail.split_at(n);
+        *rest = tail;
+        part.to_vec()
+    }
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let k = take(&mut rest);
+        let v = take(&mut rest);
+        out.push((k, v));
+    }
+    out
+}
+
+/// A shard group owns the PubSub nodes whose home it serves (a user's PEP
+/// service, a service's node) and its users' private storage: its
+/// snapshot carries exactly those records, index entries included, and
+/// installing it replaces them on another node and touches nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_group_snapshots_exactly_the_pubsub_and_private_records_it_owns() {
+    use std::sync::Arc;
+
+    use proto::{BareJid, Jid};
+    use storage::pubsub::home;
+    use storage::raft::Owns;
+    use storage::{Affiliation, Batch, NodeRecord, Subscription, SubscriptionState};
+
+    let jid = |s: &str| BareJid::parse(s).expect("jid");
+    let full = |s: &str| Jid::parse(s).expect("jid");
+    let (alice, zed, service) = (jid("alice@x"), jid("zed@x"), jid("pubsub.x"));
+    assert_eq!(home(&alice, "urn:xmpp:microblog:0"), "alice@x");
+    assert_eq!(home(&service, "mine"), "pubsub.x/mine");
+    let owns: Owns = Arc::new(|h: &str| h == "alice@x" || h == "pubsub.x/mine");
+
+    // Plans a node of `service` with an item, an affiliation and two
+    // subscriptions (one of another user), and for a PEP service private
+    // storage for its user.
+    let plan = |s: &Store, b: &mut Batch, service: &BareJid, node: &str, user: &BareJid| {
+        let p = s.pubsub();
+        let mut rec = NodeRecord::new(user.clone(), 1, b"{}".to_vec());
+        for id in ["one", "two"] {
+            p.put_item_in(b, service, node, &mut rec, id, None, b"<p/>", 2)
+                .expect("item");
+        }
+        p.put_node_in(b, service, node, &rec).expect("node");
+        p.set_affiliation_in(b, service, node, user, Some(Affiliation::Owner))
+            .expect("aff");
+        for subscriber in ["bob@y/phone", "zed@x"] {
+            let sub = Subscription {
+                jid: full(subscriber),
+                subid: "s1".into(),
+                state: SubscriptionState::Subscribed,
+                options: Vec::new(),
+            };
+            p.put_subscription_in(b, service, node, &sub).expect("sub");
+        }
+        if service == user {
+            s.private()
+                .put_in(b, user, "storage", "storage:bookmarks", b"<storage/>")
+                .expect("private");
+        }
+    };
+    let owned_batch = |s: &Store| {
+        let mut b = Batch::new();
+        plan(s, &mut b, &alice, "urn:xmpp:microblog:0", &alice);
+        plan(s, &mut b, &service, "mine", &zed);
+        b
+    };
+    let others = |s: &Store| {
+        let mut b = Batch::new();
+        plan(s, &mut b, &zed, "urn:xmpp:microblog:0", &zed);
+        plan(s, &mut b, &service, "theirs", &alice);
+        s.apply(&b).expect("others");
+    };
+
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let open = |i: usize| Store::open(dirs[i].path(), StoreOptions::default()).expect("open");
+    let (a, b, only_owned) = (open(0), open(1), open(2));
+
+    let (_, mut sm_a) = a.raft_group_owning(3, false, owns.clone()).expect("group");
+    let batch = owned_batch(&a);
+    sm_a.apply(vec![Entry {
+        log_id: log_id(1, 1),
+        payload: EntryPayload::Normal(Command::from_batch(batch)),
+    }])
+    .await
+    .expect("apply");
+    others(&a);
+    let snap = sm_a
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+
+    // Exactly the owned records: those of a store that only ever had them.
+    only_owned
+        .apply(&owned_batch(&only_owned))
+        .expect("owned only");
+    drop(only_owned);
+    let records = snapshot_records(snap.snapshot.get_ref());
+    for (tag, cf) in [(5u8, "pubsub"), (6, "private")] {
+        let carried: Vec<(Vec<u8>, Vec<u8>)> = records
+            .iter()
+            .filter(|(k, _)| k.first() == Some(&tag))
+            .map(|(k, v)| (k[1..].to_vec(), v.clone()))
+            .collect();
+        let names =
+            rocksdb::DB::list_cf(&rocksdb::Options::default(), dirs[2].path()).expect("cfs");
+        let raw =
+            rocksdb::DB::open_cf(&rocksdb::Options::default(), dirs[2].path(), names).expect("raw");
+        let expected: Vec<(Vec<u8>, Vec<u8>)> = raw
+            .iterator_cf(raw.cf_handle(cf).expect("cf"), rocksdb::IteratorMode::Start)
+            .map(|kv| {
+                let (k, v) = kv.expect("read");
+                (k.to_vec(), v.to_vec())
+            })
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(carried, expected, "{cf}");
+    }
+
+    // Node b has stale copies of owned nodes and records of its own.
+    let mut stale = Batch::new();
+    plan(&b, &mut stale, &alice, "stale-pep-node", &alice);
+    plan(&b, &mut stale, &service, "mine", &alice);
+    plan(&b, &mut stale, &zed, "urn:xmpp:microblog:0", &zed);
+    plan(
+        &b,
+        &mut stale,
+        &jid("yan@x"),
+        "urn:xmpp:microblog:0",
+        &jid("yan@x"),
+    );
+    b.apply(&stale).expect("stale");
+    let (_, mut sm_b) = b.raft_group_owning(3, false, owns).expect("group");
+    sm_b.install_snapshot(&snap.meta, snap.snapshot)
+        .await
+        .expect("install");
+
+    let (pa, pb) = (a.pubsub(), b.pubsub());
+    assert_eq!(
+        pb.nodes(&alice, None, 10).expect("nodes"),
+        ["urn:xmpp:microblog:0"],
+        "the stale PEP node is gone"
+    );
+    for (svc, node) in [(&alice, "urn:xmpp:microblog:0"), (&service, "mine")] {
+        assert_eq!(
+            pb.items(svc, node, true, None, 10).expect("b"),
+            pa.items(svc, node, true, None, 10).expect("a")
+        );
+        assert_eq!(
+            pb.subscriptions(svc, node).expect("b"),
+            pa.subscriptions(svc, node).expect("a")
+        );
+        assert_eq!(
+            pb.affiliations(svc, node).expect("b"),
+            pa.affiliations(svc, node).expect("a")
+        );
+    }
+    assert_eq!(pb.nodes_created_by(&service, &zed).expect("n"), 1);
+    assert_eq!(
+        pb.nodes_created_by(&service, &alice).expect("n"),
+        0,
+        "stale"
+    );
+    assert_eq!(pb.nodes(&service, None, 10).expect("nodes"), ["mine"]);
+    assert_eq!(
+        pb.nodes(&zed, None, 10).expect("nodes").len(),
+        1,
+        "b's own copy of a home the group does not own is untouched"
+    );
+    assert_eq!(
+        pb.nodes(&jid("yan@x"), None, 10).expect("nodes").len(),
+        1,
+        "a home the group does not own is untouched"
+    );
+    let e = Batch::new();
+    assert!(
+        b.private()
+            .get_in(&e, &alice, "storage", "storage:bookmarks")
+            .expect("get")
+            .is_some()
+    );
+    assert!(
+        b.private()
+            .get_in(&e, &jid("yan@x"), "storage", "storage:bookmarks")
+            .expect("get")
+            .is_some()
+    );
+    assert!(
+        b.private()
+            .get_in(&e, &zed, "storage", "storage:bookmarks")
+            .expect("get")
+            .is_some()
+    );
+}

@@ -7,18 +7,20 @@ use storage::StorageError;
 
 use super::*;
 
-const CFS: [&str; 7] = [
+const CFS: [&str; 9] = [
     "accounts",
     "rosters",
     "offline",
     "vcards",
+    "pubsub",
+    "private",
     "raft_log",
     "raft_meta",
     "shard_data",
 ];
 
 /// Writes raw `(cf, key, value)` records into a closed store at `path`.
-fn poke(path: &Path, records: &[(&str, &[u8], &[u8])]) {
+pub fn poke(path: &Path, records: &[(&str, &[u8], &[u8])]) {
     let db = DB::open_cf(&Options::default(), path, CFS).expect("raw open");
     for (cf, k, v) in records {
         let cf = db.cf_handle(cf).expect("cf");
@@ -26,7 +28,7 @@ fn poke(path: &Path, records: &[(&str, &[u8], &[u8])]) {
     }
 }
 
-fn is_corrupt<T: std::fmt::Debug>(r: Result<T, StorageError>) -> bool {
+pub fn is_corrupt<T: std::fmt::Debug>(r: Result<T, StorageError>) -> bool {
     matches!(r, Err(StorageError::Corrupt { .. }))
 }
 
@@ -168,6 +170,8 @@ fn unknown_column_families_do_not_stop_open() {
         "rosters",
         "offline",
         "vcards",
+        "pubsub",
+        "private",
         "raft_log",
         "raft_meta",
         "shard_data",

@@ -8,6 +8,8 @@ mod corruption;
 mod durability;
 mod isolation;
 mod offline;
+mod private;
+mod pubsub;
 mod rosters;
 mod vcards;
 
@@ -18,6 +20,18 @@ use proto::roster::{SubState, Subscription};
 use proto::sasl::{ScramCredentials, StoredCredentials};
 use storage::{RosterItem, Store, StoreOptions};
 use tempfile::TempDir;
+
+/// Every record of column family `cf` of the closed store at `path`.
+pub fn raw_records(path: &Path, cf: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).expect("list");
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, names).expect("raw open");
+    db.iterator_cf(db.cf_handle(cf).expect("cf"), rocksdb::IteratorMode::Start)
+        .map(|kv| {
+            let (k, v) = kv.expect("raw read");
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
 
 /// A store in a fresh temporary directory; keep the `TempDir` alive.
 pub fn fresh() -> (TempDir, Store) {

@@ -19,6 +19,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod check;
+mod pubsub;
+
+pub use pubsub::PubsubConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +49,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[cluster]`: the node's role in a cluster.
     pub cluster: ClusterConfig,
+    /// `[pubsub]`: PubSub services and PEP.
+    pub pubsub: PubsubConfig,
 }
 
 impl Default for Config {
@@ -61,6 +66,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             log: LogConfig::default(),
             cluster: ClusterConfig::default(),
+            pubsub: PubsubConfig::default(),
         }
     }
 }
@@ -523,6 +529,7 @@ impl Config {
                 format!("is {min}, must be 1 to {MAX_MIN_PASSWORD_LEN}"),
             );
         }
+        self.pubsub.check(&self.domains, &mut p);
         if self.offline.max_per_user == 0 {
             p.add("offline.max_per_user", "must be at least 1");
         }
@@ -821,7 +828,7 @@ fn check_log_level(level: &str, p: &mut Problems) {
 struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, field: &str, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, field: &str, message: impl Into<String>) {
         self.0.push(Problem {
             field: field.to_string(),
             message: message.into(),

@@ -110,6 +110,7 @@ impl Server {
             heartbeat_ms: 100,
             max_roster_items: cfg.limits.max_roster_items,
             max_vcard_bytes: cfg.limits.max_vcard_bytes,
+            pubsub: cfg.pubsub.to_core(),
         };
         let server_features = router::server_features(&core_cfg)?;
         // The shards' Raft groups, served to the other core nodes.

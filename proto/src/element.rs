@@ -92,6 +92,14 @@ impl Element {
         })
     }
 
+    /// Child elements, to change them.
+    pub fn children_mut(&mut self) -> impl Iterator<Item = &mut Element> {
+        self.children.iter_mut().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
     /// The first child element with this name and namespace.
     pub fn child(&self, name: &str, ns: &str) -> Option<&Element> {
         self.elements().find(|e| e.name == name && e.ns == ns)

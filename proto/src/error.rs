@@ -209,6 +209,18 @@ pub struct StanzaError {
     pub condition: StanzaCondition,
     pub kind: ErrorType,
     pub text: Option<String>,
+    /// An application-specific condition (RFC 6120 §8.3.2): the element
+    /// name, its namespace, and its attributes (XEP-0060's
+    /// `<unsupported feature='...'/>`, say).
+    pub app: Option<AppCondition>,
+}
+
+/// An application-specific error condition element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCondition {
+    pub name: String,
+    pub ns: String,
+    pub attrs: Vec<(String, String)>,
 }
 
 impl StanzaError {
@@ -217,6 +229,7 @@ impl StanzaError {
             condition,
             kind: condition.default_type(),
             text: None,
+            app: None,
         }
     }
 
@@ -225,7 +238,32 @@ impl StanzaError {
             condition,
             kind: condition.default_type(),
             text: Some(text.into()),
+            app: None,
         }
+    }
+
+    /// This error with an application-specific condition `<name xmlns=ns/>`.
+    pub fn with_app(mut self, name: &str, ns: &str) -> StanzaError {
+        self.app = Some(AppCondition {
+            name: name.to_owned(),
+            ns: ns.to_owned(),
+            attrs: Vec::new(),
+        });
+        self
+    }
+
+    /// An attribute on the application-specific condition.
+    pub fn with_app_attr(mut self, name: &str, value: &str) -> StanzaError {
+        if let Some(a) = &mut self.app {
+            a.attrs.push((name.to_owned(), value.to_owned()));
+        }
+        self
+    }
+
+    /// This error with another type (RFC 6120 §8.3.2).
+    pub fn with_type(mut self, kind: ErrorType) -> StanzaError {
+        self.kind = kind;
+        self
     }
 
     /// The `<error/>` child element.
@@ -242,6 +280,13 @@ impl StanzaError {
                 ns::STANZAS_ERR,
                 escape(t)
             ));
+        }
+        if let Some(a) = &self.app {
+            s.push_str(&format!("<{} xmlns='{}'", a.name, escape(&a.ns)));
+            for (k, v) in &a.attrs {
+                s.push_str(&format!(" {k}='{}'", escape(v)));
+            }
+            s.push_str("/>");
         }
         s.push_str("</error>");
         s

@@ -31,6 +31,42 @@ pub struct CoreConfig {
     pub max_roster_items: usize,
     /// Largest vCard (XEP-0054) a user may store, in bytes of XML.
     pub max_vcard_bytes: usize,
+    /// XEP-0060 PubSub services and PEP (XEP-0163).
+    pub pubsub: PubsubConfig,
+}
+
+/// The PubSub services (one per served domain) and PEP.
+#[derive(Debug, Clone)]
+pub struct PubsubConfig {
+    /// Whether `pubsub.<domain>` services exist (PEP is always on).
+    pub enabled: bool,
+    /// Served domain -> the service's JID (default `pubsub.<domain>`).
+    pub services: Vec<(String, String)>,
+    /// Largest item payload, in bytes of XML.
+    pub max_item_bytes: usize,
+    /// Most items a node keeps (`max_items` may not ask for more; "max"
+    /// means this many).
+    pub max_items_per_node: u64,
+    /// Most nodes one account may create on a service.
+    pub max_nodes_per_account: usize,
+    /// Most subscriptions to one node.
+    pub max_subscriptions_per_node: usize,
+    /// Items a new node keeps unless configured otherwise.
+    pub default_max_items: u64,
+}
+
+impl Default for PubsubConfig {
+    fn default() -> PubsubConfig {
+        PubsubConfig {
+            enabled: true,
+            services: Vec::new(),
+            max_item_bytes: 256 * 1024,
+            max_items_per_node: 10_000,
+            max_nodes_per_account: 1_000,
+            max_subscriptions_per_node: 1_000_000,
+            default_max_items: 10,
+        }
+    }
 }
 
 impl Default for CoreConfig {
@@ -49,6 +85,7 @@ impl Default for CoreConfig {
             heartbeat_ms: 100,
             max_roster_items: 5000,
             max_vcard_bytes: 128 * 1024,
+            pubsub: PubsubConfig::default(),
         }
     }
 }
@@ -56,5 +93,28 @@ impl Default for CoreConfig {
 impl CoreConfig {
     pub fn serves(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d == domain)
+    }
+
+    /// The PubSub service JID of each served domain.
+    pub fn pubsub_services(&self) -> Vec<String> {
+        if !self.pubsub.enabled {
+            return Vec::new();
+        }
+        self.domains
+            .iter()
+            .map(|d| {
+                self.pubsub
+                    .services
+                    .iter()
+                    .find(|(dom, _)| dom == d)
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_else(|| format!("pubsub.{d}"))
+            })
+            .collect()
+    }
+
+    /// Whether `domain` is one of this server's PubSub services.
+    pub fn is_pubsub_service(&self, domain: &str) -> bool {
+        self.pubsub_services().iter().any(|s| s == domain)
     }
 }

@@ -254,7 +254,26 @@ impl Core {
 
     /// A stanza another core node relayed here (`Core.Relay`): processed
     /// here if this node leads its shard, relayed on otherwise.
-    pub async fn relayed(&self, stanza: Stanza, inbound: bool, hops: u32) -> Result<(), CoreError> {
+    pub async fn relayed(
+        &self,
+        stanza: Stanza,
+        inbound: bool,
+        hops: u32,
+        route_key: Option<String>,
+        recipients: Vec<proto::Jid>,
+    ) -> Result<(), CoreError> {
+        if !recipients.is_empty() {
+            self.shared.notify(stanza, recipients, hops);
+            return Ok(());
+        }
+        if let Some(key) = route_key {
+            self.shared.send_internal_hop(
+                &key,
+                ShardMsg::Keyed(key.clone(), Box::new(stanza)),
+                hops,
+            );
+            return Ok(());
+        }
         if inbound {
             let Some(to) = &stanza.to else { return Ok(()) };
             let bare = to.bare_str().to_string();

@@ -328,9 +328,20 @@ impl pb::core_server::Core for CoreService {
             let batch = batch?;
             for e in batch.envelopes {
                 let (inbound, hops) = (e.inbound, e.hops);
+                let key = e.route_key.clone();
+                let recipients: Vec<proto::Jid> = e
+                    .recipients
+                    .iter()
+                    .filter_map(|j| proto::Jid::parse(j).ok())
+                    .collect();
                 match from_envelope(e) {
                     Ok((_, st)) => {
-                        if self.core.relayed(st, inbound, hops).await.is_err() {
+                        if self
+                            .core
+                            .relayed(st, inbound, hops, key, recipients)
+                            .await
+                            .is_err()
+                        {
                             return Err(unavailable("the core is stopping"));
                         }
                     }

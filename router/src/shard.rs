@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::{Cluster, shard_of};
 use crate::error::{BindError, CoreError};
-use crate::modules::dispatch::{bind, from_client, inbound, unbind};
+use crate::modules::dispatch::{bind, from_client, inbound, notify, unbind};
 use crate::modules::state::ShardState;
 use crate::modules::{CommitFailed, Ctx, Effect, Env, presence};
 use crate::session::{EdgeLink, SessionSink};
@@ -50,15 +50,34 @@ impl Shared {
 
     pub fn send_internal_hop(&self, bare: &str, msg: ShardMsg, hops: u32) {
         let i = self.shard_index(bare);
-        if let (Some(addr), ShardMsg::Inbound(s)) = (self.cluster.elsewhere(i), &msg) {
-            let mut env = proto::cluster::envelope::to_envelope(i as u32, s);
-            env.inbound = true;
+        if let Some(addr) = self.cluster.elsewhere(i)
+            && let Some(mut env) = relay_envelope(&msg, i)
+        {
             env.hops = hops + 1;
             self.cluster.relays.send(&addr, env);
             return;
         }
         if self.shards[i].internal.send(msg).is_err() {
             tracing::debug!(to = bare, "shard stopped, stanza dropped");
+        }
+    }
+
+    /// Hand a stanza without 'to' to the shards of its recipients, one
+    /// message per shard (a fan-out crosses between shards, and between
+    /// core nodes, once per shard, not once per recipient).
+    pub fn notify(&self, s: Stanza, recipients: Vec<proto::Jid>, hops: u32) {
+        let mut by_shard: std::collections::BTreeMap<usize, Vec<proto::Jid>> =
+            std::collections::BTreeMap::new();
+        for r in recipients {
+            by_shard
+                .entry(self.shard_index(r.bare_str()))
+                .or_default()
+                .push(r);
+        }
+        let s = Box::new(s);
+        for (_, to) in by_shard {
+            let key = to[0].bare_str().to_string();
+            self.send_internal_hop(&key, ShardMsg::Notify(s.clone(), to), hops);
         }
     }
 
@@ -73,6 +92,10 @@ impl Shared {
                 let bare = to.bare_str().to_string();
                 self.send_internal(&bare, ShardMsg::Inbound(Box::new(s)));
             }
+            Effect::RouteKey(key, s) => {
+                self.send_internal(&key, ShardMsg::Keyed(key.clone(), Box::new(s)));
+            }
+            Effect::Notify(s, recipients) => self.notify(s, recipients, 0),
             Effect::Run(f) => f(None),
         }
     }
@@ -94,6 +117,12 @@ pub(crate) enum ShardMsg {
     FromClient(Box<Stanza>, Option<crate::session::Confirm>),
     /// A stanza for a user of this shard (inbound processing).
     Inbound(Box<Stanza>),
+    /// A stanza for the shard of `key` rather than of its `to` (a PubSub
+    /// node's home), for inbound processing there.
+    Keyed(String, Box<Stanza>),
+    /// A stanza without 'to' for these recipients, all of this shard,
+    /// delivered by the rules of its type (a PubSub notification).
+    Notify(Box<Stanza>, Vec<proto::Jid>),
     /// Run a planned change on the shard (an account change from outside
     /// a stanza): the closure plans writes into the context and answers
     /// through `Ctx::after_commit`.
@@ -138,8 +167,47 @@ const GROUP: usize = 64;
 /// (offline queue counters), so consecutive ones can share one commit.
 fn groupable(m: &ShardMsg) -> bool {
     match m {
-        ShardMsg::FromClient(s, _) | ShardMsg::Inbound(s) => s.kind == Kind::Message,
+        ShardMsg::FromClient(s, _)
+        | ShardMsg::Inbound(s)
+        | ShardMsg::Keyed(_, s)
+        | ShardMsg::Notify(s, _) => s.kind == Kind::Message,
         _ => false,
+    }
+}
+
+/// The envelope that carries a stanza message of shard `index` to another
+/// core node (`None` for other messages).
+fn relay_envelope(msg: &ShardMsg, index: usize) -> Option<proto::cluster::pb::Envelope> {
+    use proto::cluster::envelope::to_envelope;
+    let mut env = match msg {
+        ShardMsg::FromClient(s, _) => return Some(to_envelope(index as u32, s)),
+        ShardMsg::Inbound(s) => to_envelope(index as u32, s),
+        ShardMsg::Keyed(key, s) => {
+            let mut e = to_envelope(index as u32, s);
+            e.route_key = Some(key.clone());
+            e
+        }
+        ShardMsg::Notify(s, to) => {
+            let mut e = to_envelope(index as u32, s);
+            e.recipients = to.iter().map(|j| j.as_str().to_owned()).collect();
+            e
+        }
+        _ => return None,
+    };
+    env.inbound = true;
+    Some(env)
+}
+
+impl ShardMsg {
+    /// A copy of a stanza message, to hand it on should its commit fail.
+    fn stanza_copy(&self) -> Option<ShardMsg> {
+        match self {
+            ShardMsg::FromClient(s, None) => Some(ShardMsg::FromClient(s.clone(), None)),
+            ShardMsg::Inbound(s) => Some(ShardMsg::Inbound(s.clone())),
+            ShardMsg::Keyed(k, s) => Some(ShardMsg::Keyed(k.clone(), s.clone())),
+            ShardMsg::Notify(s, to) => Some(ShardMsg::Notify(s.clone(), to.clone())),
+            _ => None,
+        }
     }
 }
 
@@ -229,7 +297,7 @@ async fn step(
     } else {
         Vec::new()
     };
-    let mut ctx = Ctx::new(st, &shared.env);
+    let mut ctx = Ctx::new(st, &shared.env, index);
     for (jid, session) in orphans {
         unbind(&mut ctx, &jid, session);
     }
@@ -241,23 +309,24 @@ async fn step(
         // In a cluster, a stanza is processed by the shard's leader: one
         // that reached this node after its leadership moved is handed on,
         // and one that arrives during an election waits for its outcome.
-        let stanza = matches!(msg, ShardMsg::FromClient(..) | ShardMsg::Inbound(_));
+        let stanza = matches!(
+            msg,
+            ShardMsg::FromClient(..)
+                | ShardMsg::Inbound(_)
+                | ShardMsg::Keyed(..)
+                | ShardMsg::Notify(..)
+        );
         if stanza && shared.cluster.clustered() {
             shared.cluster.wait_leader(index).await;
             if let Some(addr) = shared.cluster.elsewhere(index) {
-                let (s, inbound) = match &msg {
-                    ShardMsg::FromClient(s, _) => (s, false),
-                    ShardMsg::Inbound(s) => (s, true),
-                    _ => unreachable_msg(),
-                };
                 match confirm {
                     // The edge sends it to the leader itself.
                     Some(c) => c.redirect(),
                     None => {
-                        let mut env = proto::cluster::envelope::to_envelope(index as u32, s);
-                        env.inbound = inbound;
-                        env.hops = 1;
-                        shared.cluster.relays.send(&addr, env);
+                        if let Some(mut env) = relay_envelope(&msg, index) {
+                            env.hops = 1;
+                            shared.cluster.relays.send(&addr, env);
+                        }
                     }
                 }
                 continue;
@@ -265,13 +334,10 @@ async fn step(
         }
         // A copy, in case the commit fails because the lead moved (an
         // edge's stanza is sent again by its edge instead).
-        let copy = match &msg {
-            _ if !shared.cluster.clustered() => None,
-            ShardMsg::FromClient(s, None) if confirm.is_none() => {
-                Some(ShardMsg::FromClient(s.clone(), None))
-            }
-            ShardMsg::Inbound(s) => Some(ShardMsg::Inbound(s.clone())),
-            _ => None,
+        let copy = if shared.cluster.clustered() && confirm.is_none() {
+            msg.stanza_copy()
+        } else {
+            None
         };
         handle(&mut ctx, msg);
         let waits = !ctx.writes.is_empty();
@@ -338,11 +404,6 @@ async fn step(
     }
 }
 
-/// `step` only matches stanza messages there.
-fn unreachable_msg() -> ! {
-    unreachable!("only stanza messages are handed on")
-}
-
 fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
     match msg {
         ShardMsg::Bind { jid, sink, reply } => {
@@ -350,7 +411,8 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
         }
         ShardMsg::Unbind { jid, conn_id } => unbind(ctx, &jid, conn_id),
         ShardMsg::FromClient(s, _) => from_client(ctx, *s),
-        ShardMsg::Inbound(s) => inbound(ctx, *s),
+        ShardMsg::Inbound(s) | ShardMsg::Keyed(_, s) => inbound(ctx, *s),
+        ShardMsg::Notify(s, to) => notify(ctx, &s, &to),
         ShardMsg::Exec(f) => f(ctx),
         ShardMsg::Count { via, reply } => {
             let n = ctx

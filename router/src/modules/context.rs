@@ -34,6 +34,8 @@ use crate::session::{Outbound, SessionSink};
 pub(crate) struct Ctx<'a> {
     pub st: &'a mut ShardState,
     pub env: &'a Env,
+    /// This shard's index.
+    pub shard: usize,
     pub writes: storage::Batch,
     /// Effects in the order they were made, each with whether it waits
     /// for the commit (it came after the first planned write).
@@ -49,12 +51,15 @@ pub(crate) struct Env {
     pub store: Store,
     pub accounts: Accounts,
     pub registry: Registry,
+    /// How many shards there are.
+    pub shard_count: usize,
     next_id: AtomicU64,
 }
 
 impl Env {
     pub fn new(cfg: CoreConfig, store: Store, accounts: Accounts, registry: Registry) -> Env {
         Env {
+            shard_count: cfg.shards.max(1),
             cfg,
             store,
             accounts,
@@ -86,6 +91,10 @@ pub(crate) enum Effect {
     Deliver(SessionSink, Outbound),
     /// A stanza for the shard of its `to`, for inbound processing.
     Route(Stanza),
+    /// A stanza for the shard of this key, for inbound processing there.
+    RouteKey(String, Stanza),
+    /// A stanza without 'to' for these recipients (a fan-out).
+    Notify(Stanza, Vec<Jid>),
     Run(AfterCommit),
 }
 
@@ -102,10 +111,11 @@ impl Effect {
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(st: &'a mut ShardState, env: &'a Env) -> Ctx<'a> {
+    pub fn new(st: &'a mut ShardState, env: &'a Env, shard: usize) -> Ctx<'a> {
         Ctx {
             st,
             env,
+            shard,
             writes: storage::Batch::new(),
             held: RefCell::new(Vec::new()),
         }
@@ -118,16 +128,21 @@ impl<'a> Ctx<'a> {
     }
 }
 
-impl Ctx<'_> {
-    pub fn store(&self) -> &storage::Store {
+impl<'a> Ctx<'a> {
+    /// The stores, to read (writes are planned into `writes`). The
+    /// reference outlives the borrow of the context, so a handler may
+    /// hold it while it plans writes.
+    pub fn store(&self) -> &'a storage::Store {
         &self.env.store.0
     }
 
     /// The core's configuration.
-    pub fn cfg(&self) -> &CoreConfig {
+    pub fn cfg(&self) -> &'a CoreConfig {
         &self.env.cfg
     }
+}
 
+impl Ctx<'_> {
     /// Whether effects now wait for the commit of planned writes.
     fn holding(&self) -> bool {
         !self.writes.is_empty()
@@ -156,6 +171,34 @@ impl Ctx<'_> {
         } else {
             f(None)
         }
+    }
+
+    /// Whether records keyed by `key` (a bare JID, a PubSub node's home)
+    /// live in this shard.
+    pub fn is_home(&self, key: &str) -> bool {
+        crate::cluster::shard_of(key, self.env.shard_count) == self.shard
+    }
+
+    /// Send a stanza to the shard of `key` (once the handler is done, and
+    /// after the commit of planned writes), for inbound processing there.
+    pub fn route_home(&self, key: String, s: Stanza) {
+        let waits = self.holding();
+        self.held
+            .borrow_mut()
+            .push((Effect::RouteKey(key, s), waits));
+    }
+
+    /// Deliver `s`, a stanza without 'to', to each of `recipients` by the
+    /// rules of its type, at their shards (after the commit of planned
+    /// writes).
+    pub fn notify(&self, s: Stanza, recipients: Vec<Jid>) {
+        if recipients.is_empty() {
+            return;
+        }
+        let waits = self.holding();
+        self.held
+            .borrow_mut()
+            .push((Effect::Notify(s, recipients), waits));
     }
 
     /// Send a stanza on to the shard of its `to` for inbound processing

@@ -41,11 +41,19 @@ impl IqHandler for DiscoInfo {
                     .with_attr("type", "im")
                     .with_attr("name", "xmppd"),
             ),
-            Target::OwnAccount | Target::Account(_) => q.push(
-                Element::new("identity", ns::DISCO_INFO)
-                    .with_attr("category", "account")
-                    .with_attr("type", "registered"),
-            ),
+            Target::OwnAccount | Target::Account(_) | Target::PubSub(_) => {
+                q.push(
+                    Element::new("identity", ns::DISCO_INFO)
+                        .with_attr("category", "account")
+                        .with_attr("type", "registered"),
+                );
+                // XEP-0163 §4: every account is a PEP service.
+                q.push(
+                    Element::new("identity", ns::DISCO_INFO)
+                        .with_attr("category", "pubsub")
+                        .with_attr("type", "pep"),
+                );
+            }
         }
         let features = ctx.env.registry.features(t.kind());
         for f in features {
@@ -72,7 +80,22 @@ impl IqHandler for DiscoItems {
         if p.attr("node").is_some() {
             return ctx.bounce(iq, StanzaCondition::ItemNotFound, None);
         }
-        // No components or services yet: an empty list.
-        ctx.iq_result(iq, Some(&Element::new("query", ns::DISCO_ITEMS)));
+        // The server's services: the PubSub service of the domain asked.
+        let mut q = Element::new("query", ns::DISCO_ITEMS);
+        if let Target::Server = _t {
+            let domain = iq.to.as_ref().map(|j| j.domain().to_string());
+            let domain = domain.or_else(|| iq.from.as_ref().map(|j| j.domain().to_string()));
+            if let Some(d) = domain
+                && let Some(i) = ctx.cfg().domains.iter().position(|x| *x == d)
+                && let Some(service) = ctx.cfg().pubsub_services().get(i)
+            {
+                q.push(
+                    Element::new("item", ns::DISCO_ITEMS)
+                        .with_attr("jid", service.clone())
+                        .with_attr("name", "Publish-Subscribe"),
+                );
+            }
+        }
+        ctx.iq_result(iq, Some(&q));
     }
 }

@@ -103,6 +103,9 @@ pub(crate) fn from_client(ctx: &mut Ctx<'_>, s: Stanza) {
             Some(to) if to.local().is_none() && to.resource().is_none() => {
                 if ctx.cfg().serves(to.domain()) {
                     iq::handle(ctx, s, Target::Server)
+                } else if ctx.cfg().is_pubsub_service(to.domain()) {
+                    let service = to.bare();
+                    iq::handle(ctx, s, Target::PubSub(service))
                 } else {
                     ctx.bounce(
                         &s,
@@ -116,12 +119,27 @@ pub(crate) fn from_client(ctx: &mut Ctx<'_>, s: Stanza) {
     }
 }
 
+/// A fan-out of `s` (without 'to') to recipients of this shard.
+pub(crate) fn notify(ctx: &mut Ctx<'_>, s: &Stanza, recipients: &[Jid]) {
+    message::fan_in(ctx, s, recipients);
+}
+
 /// Inbound processing at the recipient's shard (RFC 6121 §8.5).
 pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
     let Some(to) = s.to.clone() else {
         return;
     };
     use proto::error::StanzaCondition as C;
+    if to.local().is_none() && ctx.cfg().is_pubsub_service(to.domain()) {
+        // A PubSub service of this server (XEP-0060).
+        let service = to.bare();
+        match s.kind {
+            Kind::Iq => iq::handle(ctx, s, Target::PubSub(service)),
+            Kind::Message => super::pubsub::message(ctx, s),
+            Kind::Presence => {}
+        }
+        return;
+    }
     if !ctx.cfg().serves(to.domain()) {
         // No server-to-server yet: a remote domain cannot be reached.
         if s.kind != Kind::Presence {

@@ -21,6 +21,8 @@ pub(crate) enum Target {
     OwnAccount,
     /// Another local account, by bare JID.
     Account(BareJid),
+    /// A PubSub service of this server (XEP-0060), by its JID.
+    PubSub(BareJid),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,13 +30,15 @@ pub(crate) enum TargetKind {
     Server,
     OwnAccount,
     Account,
+    PubSub,
 }
 
 impl TargetKind {
-    pub const ALL: [TargetKind; 3] = [
+    pub const ALL: [TargetKind; 4] = [
         TargetKind::Server,
         TargetKind::OwnAccount,
         TargetKind::Account,
+        TargetKind::PubSub,
     ];
 
     pub fn index(self) -> usize {
@@ -42,6 +46,7 @@ impl TargetKind {
             TargetKind::Server => 0,
             TargetKind::OwnAccount => 1,
             TargetKind::Account => 2,
+            TargetKind::PubSub => 3,
         }
     }
 }
@@ -52,6 +57,7 @@ impl Target {
             Target::Server => TargetKind::Server,
             Target::OwnAccount => TargetKind::OwnAccount,
             Target::Account(_) => TargetKind::Account,
+            Target::PubSub(_) => TargetKind::PubSub,
         }
     }
 }
@@ -75,9 +81,9 @@ pub(crate) trait IqHandler: Send + Sync {
 
 pub(crate) struct Registry {
     /// Namespace -> handler per target kind (indexed by `TargetKind::index`).
-    handlers: HashMap<&'static str, [Option<Arc<dyn IqHandler>>; 3]>,
+    handlers: HashMap<&'static str, [Option<Arc<dyn IqHandler>>; 4]>,
     /// The disco features per target kind (indexed by `TargetKind::index`).
-    features: [Vec<&'static str>; 3],
+    features: [Vec<&'static str>; 4],
 }
 
 impl Registry {

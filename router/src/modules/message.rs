@@ -62,6 +62,55 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
     }
 }
 
+/// A message written without 'to' for many recipients of this shard (a
+/// PubSub notification): each recipient's sessions get the same buffer
+/// and their connections write their own JID in, so a fan-out to many
+/// sessions of one edge crosses the wire once. The rules are those of
+/// RFC 6121 §8.5 for the message's type: a headline goes to the available
+/// resources with non-negative priority (none: dropped), a normal message
+/// to the highest-priority ones or, with none available, to offline
+/// storage; to a full JID, the resource if it is there.
+pub(crate) fn fan_in(ctx: &mut Ctx<'_>, s: &Stanza, recipients: &[Jid]) {
+    let headline = s.stype() == "headline";
+    let out = Outbound::Addressed(s.raw.clone());
+    for r in recipients {
+        if !ctx.env.cfg.serves(r.domain()) {
+            continue;
+        }
+        let user = r.bare();
+        match r {
+            Jid::Full(full) => {
+                if let Some(sess) = ctx.st.session(full) {
+                    ctx.send(&sess.sink, out.clone());
+                }
+            }
+            Jid::Bare(_) => {
+                let best = ctx
+                    .st
+                    .sessions(&user)
+                    .iter()
+                    .filter(|x| x.available && x.priority >= 0)
+                    .map(|x| x.priority)
+                    .max();
+                let mut n = 0;
+                for x in ctx.st.sessions(&user) {
+                    let pick =
+                        x.available && x.priority >= 0 && (headline || Some(x.priority) == best);
+                    if pick && ctx.send(&x.sink, out.clone()) {
+                        n += 1;
+                    }
+                }
+                if n == 0 && !headline && ctx.env.accounts.exists(&user).unwrap_or(false) {
+                    let raw = proto::stanza::with_to(&s.raw, user.as_str());
+                    if let Ok(addressed) = Stanza::parse(&raw) {
+                        store_offline(ctx, &user, &addressed);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Whether a message is worth keeping for later: it carries something other
 /// than chat states (XEP-0085) or receipts-only noise.
 fn worth_storing(s: &Stanza) -> bool {

@@ -20,7 +20,7 @@ impl IqHandler for Ping {
         // another account's bare JID is not answered by the server.
         match t {
             TargetKind::Server | TargetKind::OwnAccount => &[ns::PING],
-            TargetKind::Account => &[],
+            _ => &[],
         }
     }
     fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, _p: &Element, _t: &Target) {

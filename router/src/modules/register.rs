@@ -95,7 +95,7 @@ impl IqHandler for Register {
         // its password or cancelling.
         match t {
             TargetKind::Server | TargetKind::OwnAccount => &[ns::REGISTER],
-            TargetKind::Account => &[],
+            _ => &[],
         }
     }
     fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, _t: &Target) {

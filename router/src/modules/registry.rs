@@ -29,5 +29,8 @@ pub(crate) fn registry(cfg: &CoreConfig) -> Result<Registry, String> {
             allow_password_change: cfg.allow_password_change,
         }),
     ];
+    let mut modules = modules;
+    // XEP-0060 Publish-Subscribe and XEP-0163 PEP: https://xmpp.org/extensions/xep-0060.html
+    modules.extend(super::pubsub::handlers(cfg));
     Registry::build(modules)
 }

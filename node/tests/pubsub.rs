@@ -1,0 +1,932 @@
+//! XEP-0060 PubSub and XEP-0163 PEP over real sockets: discovery, the
+//! owner, publisher and subscriber use cases, access models, errors, and
+//! that the answers and notifications reach clients whose shards differ
+//! from the node's.
+
+mod common;
+
+use common::{Client, TestServer};
+use proto::{Element, ns};
+
+const PW: &str = "correct horse";
+const PS: &str = "pubsub.localhost";
+
+async fn server(users: &[&str]) -> TestServer {
+    let t = TestServer::start().await;
+    for u in users {
+        t.add_user(&format!("{u}@localhost"), PW);
+    }
+    t
+}
+
+async fn online(t: &TestServer, user: &str) -> Client {
+    Client::online(t.addr, &format!("{user}@localhost"), PW, "r")
+        .await
+        .expect("online")
+}
+
+/// Send an IQ and return the answer (result or error).
+async fn iq(c: &mut Client, id: &str, ty: &str, to: &str, payload: &str) -> Element {
+    let to = if to.is_empty() {
+        String::new()
+    } else {
+        format!(" to='{to}'")
+    };
+    c.send(&format!("<iq type='{ty}' id='{id}'{to}>{payload}</iq>"))
+        .await;
+    c.expect(|e| e.name == "iq" && e.attr("id") == Some(id))
+        .await
+        .expect("answer")
+}
+
+fn ok(e: &Element) -> &Element {
+    assert_eq!(e.attr("type"), Some("result"), "{}", e.to_xml(ns::CLIENT));
+    e
+}
+
+/// The error condition and the pubsub#errors condition of an answer.
+fn err(e: &Element) -> (String, Option<String>) {
+    assert_eq!(e.attr("type"), Some("error"), "{}", e.to_xml(ns::CLIENT));
+    let er = e.child("error", ns::CLIENT).expect("error");
+    let cond = er
+        .elements()
+        .find(|c| c.ns == ns::STANZAS_ERR && c.name != "text")
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let app = er
+        .elements()
+        .find(|c| c.ns == ns::PUBSUB_ERRORS)
+        .map(|c| c.name.clone());
+    (cond, app)
+}
+
+fn pubsub(payload: &str) -> String {
+    format!("<pubsub xmlns='{}'>{payload}</pubsub>", ns::PUBSUB)
+}
+
+fn owner(payload: &str) -> String {
+    format!("<pubsub xmlns='{}'>{payload}</pubsub>", ns::PUBSUB_OWNER)
+}
+
+fn config_form(fields: &[(&str, &str)]) -> String {
+    let mut f = format!(
+        "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field>",
+        ns::PUBSUB_NODE_CONFIG
+    );
+    for (k, v) in fields {
+        f.push_str(&format!("<field var='{k}'><value>{v}</value></field>"));
+    }
+    f.push_str("</x>");
+    f
+}
+
+/// The next pubsub event message a client gets.
+async fn event(c: &mut Client) -> Element {
+    c.expect(|e| e.name == "message" && e.child("event", ns::PUBSUB_EVENT).is_some())
+        .await
+        .expect("event")
+}
+
+#[tokio::test]
+async fn the_service_is_discoverable_and_lists_only_what_works() {
+    let mut t = server(&["alice"]).await;
+    let mut a = online(&t, "alice").await;
+    let items = ok(&iq(
+        &mut a,
+        "d1",
+        "get",
+        "localhost",
+        &format!("<query xmlns='{}'/>", ns::DISCO_ITEMS),
+    )
+    .await)
+    .clone();
+    let q = items.child("query", ns::DISCO_ITEMS).expect("query");
+    assert!(
+        q.elements().any(|i| i.attr("jid") == Some(PS)),
+        "{}",
+        items.to_xml(ns::CLIENT)
+    );
+    let info = ok(&iq(
+        &mut a,
+        "d2",
+        "get",
+        PS,
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    )
+    .await)
+    .clone();
+    let q = info.child("query", ns::DISCO_INFO).expect("query");
+    let id = q.child("identity", ns::DISCO_INFO).expect("identity");
+    assert_eq!(
+        (id.attr("category"), id.attr("type")),
+        (Some("pubsub"), Some("service"))
+    );
+    let features: Vec<&str> = q.elements().filter_map(|f| f.attr("var")).collect();
+    for f in [
+        "publish",
+        "subscribe",
+        "create-nodes",
+        "retrieve-items",
+        "publish-options",
+        "access-whitelist",
+    ] {
+        assert!(
+            features.contains(&format!("{}#{f}", ns::PUBSUB).as_str()),
+            "{f} missing: {features:?}"
+        );
+    }
+    // Nothing advertised that is not there: collections, for one.
+    assert!(!features.iter().any(|f| f.ends_with("#collections")));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn owners_create_configure_publish_purge_and_delete() {
+    let mut t = server(&["alice", "bob", "carol"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    // An instant node: the service names it.
+    let r = ok(&iq(&mut a, "c1", "set", PS, &pubsub("<create/>")).await).clone();
+    let instant = r
+        .child("pubsub", ns::PUBSUB)
+        .and_then(|p| p.child("create", ns::PUBSUB))
+        .and_then(|c| c.attr("node"))
+        .expect("node id")
+        .to_string();
+    assert!(!instant.is_empty());
+    // A named node with a configuration.
+    let create = pubsub(&format!(
+        "<create node='news'/><configure>{}</configure>",
+        config_form(&[("pubsub#title", "News"), ("pubsub#max_items", "3")])
+    ));
+    ok(&iq(&mut a, "c2", "set", PS, &create).await);
+    assert_eq!(
+        err(&iq(&mut a, "c3", "set", PS, &pubsub("<create node='news'/>")).await).0,
+        "conflict"
+    );
+    // The configuration form, changed, then cancelled.
+    let conf = ok(&iq(&mut a, "g1", "get", PS, &owner("<configure node='news'/>")).await).clone();
+    let xml = conf.to_xml(ns::CLIENT);
+    assert!(
+        xml.contains("pubsub#node_config") && xml.contains("<value>News</value>"),
+        "{xml}"
+    );
+    ok(&iq(
+        &mut a,
+        "g2",
+        "set",
+        PS,
+        &owner(&format!(
+            "<configure node='news'>{}</configure>",
+            config_form(&[("pubsub#title", "Daily news")])
+        )),
+    )
+    .await);
+    ok(&iq(
+        &mut a,
+        "g3",
+        "set",
+        PS,
+        &owner("<configure node='news'><x xmlns='jabber:x:data' type='cancel'/></configure>"),
+    )
+    .await);
+    let conf = iq(&mut a, "g4", "get", PS, &owner("<configure node='news'/>")).await;
+    assert!(conf.to_xml(ns::CLIENT).contains("Daily news"));
+    // Only owners configure.
+    assert_eq!(
+        err(&iq(&mut b, "g5", "get", PS, &owner("<configure node='news'/>")).await).0,
+        "forbidden"
+    );
+    // A bad value is refused and named.
+    let bad = iq(
+        &mut a,
+        "g6",
+        "set",
+        PS,
+        &owner(&format!(
+            "<configure node='news'>{}</configure>",
+            config_form(&[("pubsub#access_model", "everyone")])
+        )),
+    )
+    .await;
+    assert_eq!(err(&bad).0, "not-acceptable");
+    let dflt = ok(&iq(&mut a, "g7", "get", PS, &owner("<default/>")).await).clone();
+    assert!(dflt.to_xml(ns::CLIENT).contains("pubsub#access_model"));
+
+    // bob subscribes and gets what alice publishes.
+    let r = ok(&iq(
+        &mut b,
+        "s1",
+        "set",
+        PS,
+        &pubsub("<subscribe node='news' jid='bob@localhost'/>"),
+    )
+    .await)
+    .clone();
+    let sub = r
+        .child("pubsub", ns::PUBSUB)
+        .and_then(|p| p.child("subscription", ns::PUBSUB))
+        .expect("subscription");
+    assert_eq!(sub.attr("subscription"), Some("subscribed"));
+    assert!(sub.attr("subid").is_some_and(|s| !s.is_empty()));
+    for i in 0..5 {
+        let r = ok(&iq(&mut a, &format!("p{i}"), "set", PS, &pubsub(&format!("<publish node='news'><item id='i{i}'><entry xmlns='urn:example'>n{i}</entry></item></publish>"))).await).clone();
+        let id = r
+            .child("pubsub", ns::PUBSUB)
+            .and_then(|p| p.child("publish", ns::PUBSUB))
+            .and_then(|p| p.child("item", ns::PUBSUB))
+            .and_then(|i| i.attr("id"));
+        assert_eq!(id, Some(format!("i{i}").as_str()));
+        let ev = event(&mut b).await;
+        assert_eq!(ev.attr("from"), Some(PS));
+        assert_eq!(ev.attr("to"), Some("bob@localhost/r"));
+        let item = ev
+            .child("event", ns::PUBSUB_EVENT)
+            .and_then(|e| e.child("items", ns::PUBSUB_EVENT))
+            .and_then(|i| i.child("item", ns::PUBSUB_EVENT))
+            .expect("item");
+        assert_eq!(item.attr("id"), Some(format!("i{i}").as_str()));
+        assert_eq!(
+            item.child("entry", "urn:example").map(Element::text),
+            Some(format!("n{i}"))
+        );
+    }
+    // Without an id the service makes a unique one.
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..3 {
+        let r = ok(&iq(
+            &mut a,
+            &format!("q{i}"),
+            "set",
+            PS,
+            &pubsub("<publish node='news'><item><entry xmlns='urn:example'/></item></publish>"),
+        )
+        .await)
+        .clone();
+        let id = r
+            .child("pubsub", ns::PUBSUB)
+            .and_then(|p| p.child("publish", ns::PUBSUB))
+            .and_then(|p| p.child("item", ns::PUBSUB))
+            .and_then(|i| i.attr("id"))
+            .expect("id")
+            .to_string();
+        assert!(ids.insert(id));
+        event(&mut b).await;
+    }
+    // max_items 3: only the newest three are kept.
+    let items = ok(&iq(&mut b, "r1", "get", PS, &pubsub("<items node='news'/>")).await).clone();
+    let got: Vec<String> = items
+        .child("pubsub", ns::PUBSUB)
+        .and_then(|p| p.child("items", ns::PUBSUB))
+        .map(|i| {
+            i.elements()
+                .filter_map(|e| e.attr("id").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(got.len(), 3, "{got:?}");
+    // Retract with notify.
+    let last = got[0].clone();
+    ok(&iq(
+        &mut a,
+        "x1",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<retract node='news' notify='true'><item id='{last}'/></retract>"
+        )),
+    )
+    .await);
+    let ev = event(&mut b).await;
+    assert!(
+        ev.to_xml(ns::CLIENT)
+            .contains(&format!("<retract id='{last}'/>"))
+    );
+    // Purge, then delete with a redirect: bob hears both.
+    ok(&iq(&mut a, "x2", "set", PS, &owner("<purge node='news'/>")).await);
+    let ev = event(&mut b).await;
+    assert!(
+        ev.child("event", ns::PUBSUB_EVENT)
+            .and_then(|e| e.child("purge", ns::PUBSUB_EVENT))
+            .is_some()
+    );
+    let items = ok(&iq(&mut b, "r2", "get", PS, &pubsub("<items node='news'/>")).await).clone();
+    assert_eq!(
+        items
+            .child("pubsub", ns::PUBSUB)
+            .and_then(|p| p.child("items", ns::PUBSUB))
+            .map(|i| i.elements().count()),
+        Some(0)
+    );
+    ok(&iq(
+        &mut a,
+        "x3",
+        "set",
+        PS,
+        &owner("<delete node='news'><redirect uri='xmpp:pubsub.localhost?;node=other'/></delete>"),
+    )
+    .await);
+    let ev = event(&mut b).await;
+    let del = ev
+        .child("event", ns::PUBSUB_EVENT)
+        .and_then(|e| e.child("delete", ns::PUBSUB_EVENT))
+        .expect("delete");
+    assert_eq!(del.attr("node"), Some("news"));
+    assert!(del.child("redirect", ns::PUBSUB_EVENT).is_some());
+    assert_eq!(
+        err(&iq(&mut b, "r3", "get", PS, &pubsub("<items node='news'/>")).await).0,
+        "item-not-found"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn subscribers_page_through_items_and_manage_their_subscriptions() {
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    ok(&iq(
+        &mut a,
+        "c",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='log'/><configure>{}</configure>",
+            config_form(&[("pubsub#max_items", "max")])
+        )),
+    )
+    .await);
+    for i in 0..25 {
+        ok(&iq(
+            &mut a,
+            &format!("p{i}"),
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<publish node='log'><item id='e{i:02}'><e xmlns='urn:x'/></item></publish>"
+            )),
+        )
+        .await);
+    }
+    // max_items: the newest.
+    let r = ok(&iq(
+        &mut b,
+        "m",
+        "get",
+        PS,
+        &pubsub("<items node='log' max_items='2'/>"),
+    )
+    .await)
+    .clone();
+    let ids: Vec<&str> = r
+        .child("pubsub", ns::PUBSUB)
+        .and_then(|p| p.child("items", ns::PUBSUB))
+        .map(|i| i.elements().filter_map(|e| e.attr("id")).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["e24", "e23"]);
+    // RSM pages of 10, newest first, to the end.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for page in 0..4 {
+        let a_el = after
+            .as_ref()
+            .map(|x| format!("<after>{x}</after>"))
+            .unwrap_or_default();
+        let r = ok(&iq(
+            &mut b,
+            &format!("rsm{page}"),
+            "get",
+            PS,
+            &pubsub(&format!(
+                "<items node='log'/><set xmlns='{}'><max>10</max>{a_el}</set>",
+                ns::RSM
+            )),
+        )
+        .await)
+        .clone();
+        let p = r.child("pubsub", ns::PUBSUB).expect("pubsub");
+        let ids: Vec<String> = p
+            .child("items", ns::PUBSUB)
+            .map(|i| {
+                i.elements()
+                    .filter_map(|e| e.attr("id").map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let set = p.child("set", ns::RSM).expect("set");
+        assert_eq!(
+            set.child("count", ns::RSM).map(Element::text).as_deref(),
+            Some("25")
+        );
+        if ids.is_empty() {
+            break;
+        }
+        after = set.child("last", ns::RSM).map(Element::text);
+        seen.extend(ids);
+    }
+    let want: Vec<String> = (0..25).rev().map(|i| format!("e{i:02}")).collect();
+    assert_eq!(seen, want);
+    // By id.
+    let r = ok(&iq(
+        &mut b,
+        "byid",
+        "get",
+        PS,
+        &pubsub("<items node='log'><item id='e03'/><item id='nope'/></items>"),
+    )
+    .await)
+    .clone();
+    assert_eq!(
+        r.child("pubsub", ns::PUBSUB)
+            .and_then(|p| p.child("items", ns::PUBSUB))
+            .map(|i| i.elements().count()),
+        Some(1)
+    );
+
+    // Subscribe, options, own subscriptions, unsubscribe rules.
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "s0",
+            "set",
+            PS,
+            &pubsub("<subscribe node='log' jid='alice@localhost'/>")
+        )
+        .await),
+        ("bad-request".into(), Some("invalid-jid".into()))
+    );
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "s00",
+            "set",
+            PS,
+            &pubsub("<subscribe node='nothing' jid='bob@localhost'/>")
+        )
+        .await)
+        .0,
+        "item-not-found"
+    );
+    let r = ok(&iq(
+        &mut b,
+        "s1",
+        "set",
+        PS,
+        &pubsub("<subscribe node='log' jid='bob@localhost/r'/>"),
+    )
+    .await)
+    .clone();
+    let subid = r
+        .child("pubsub", ns::PUBSUB)
+        .and_then(|p| p.child("subscription", ns::PUBSUB))
+        .and_then(|s| s.attr("subid"))
+        .expect("subid")
+        .to_string();
+    let o = ok(&iq(
+        &mut b,
+        "o1",
+        "get",
+        PS,
+        &pubsub("<options node='log' jid='bob@localhost/r'/>"),
+    )
+    .await)
+    .clone();
+    assert!(o.to_xml(ns::CLIENT).contains("pubsub#deliver"));
+    let submit = format!(
+        "<options node='log' jid='bob@localhost/r'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#deliver'><value>0</value></field></x></options>",
+        ns::PUBSUB_SUBSCRIBE_OPTIONS
+    );
+    ok(&iq(&mut b, "o2", "set", PS, &pubsub(&submit)).await);
+    let mine = ok(&iq(&mut b, "l1", "get", PS, &pubsub("<subscriptions/>")).await).clone();
+    assert!(mine.to_xml(ns::CLIENT).contains(&subid));
+    let affs = ok(&iq(&mut a, "l2", "get", PS, &pubsub("<affiliations/>")).await).clone();
+    assert!(affs.to_xml(ns::CLIENT).contains("affiliation='owner'"));
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "u0",
+            "set",
+            PS,
+            &pubsub("<unsubscribe node='log' jid='bob@localhost/r' subid='wrong'/>")
+        )
+        .await),
+        ("not-acceptable".into(), Some("invalid-subid".into()))
+    );
+    ok(&iq(
+        &mut b,
+        "u1",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<unsubscribe node='log' jid='bob@localhost/r' subid='{subid}'/>"
+        )),
+    )
+    .await);
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "u2",
+            "set",
+            PS,
+            &pubsub("<unsubscribe node='log' jid='bob@localhost/r'/>")
+        )
+        .await),
+        ("unexpected-request".into(), Some("not-subscribed".into()))
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn access_models_and_affiliations_are_enforced() {
+    let mut t = server(&["alice", "bob", "carol"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    let mut c = online(&t, "carol").await;
+    // Whitelist: members only.
+    ok(&iq(
+        &mut a,
+        "w",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='club'/><configure>{}</configure>",
+            config_form(&[("pubsub#access_model", "whitelist")])
+        )),
+    )
+    .await);
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "w1",
+            "set",
+            PS,
+            &pubsub("<subscribe node='club' jid='bob@localhost'/>")
+        )
+        .await),
+        ("not-allowed".into(), Some("closed-node".into()))
+    );
+    ok(&iq(&mut a, "w2", "set", PS, &owner("<affiliations node='club'><affiliation jid='bob@localhost' affiliation='member'/><affiliation jid='carol@localhost' affiliation='publisher'/></affiliations>")).await);
+    ok(&iq(
+        &mut b,
+        "w3",
+        "set",
+        PS,
+        &pubsub("<subscribe node='club' jid='bob@localhost'/>"),
+    )
+    .await);
+    // A publisher publishes; a member may not.
+    ok(&iq(
+        &mut c,
+        "w4",
+        "set",
+        PS,
+        &pubsub("<publish node='club'><item><x xmlns='urn:x'/></item></publish>"),
+    )
+    .await);
+    event(&mut b).await;
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "w5",
+            "set",
+            PS,
+            &pubsub("<publish node='club'><item><x xmlns='urn:x'/></item></publish>")
+        )
+        .await)
+        .0,
+        "forbidden"
+    );
+    // An outcast loses its subscription and is refused.
+    ok(&iq(&mut a, "w6", "set", PS, &owner("<affiliations node='club'><affiliation jid='bob@localhost' affiliation='outcast'/></affiliations>")).await);
+    assert_eq!(
+        err(&iq(&mut b, "w7", "get", PS, &pubsub("<items node='club'/>")).await).0,
+        "forbidden"
+    );
+    let list = ok(&iq(
+        &mut a,
+        "w8",
+        "get",
+        PS,
+        &owner("<subscriptions node='club'/>"),
+    )
+    .await)
+    .clone();
+    assert!(!list.to_xml(ns::CLIENT).contains("bob@localhost"));
+    // The last owner stays.
+    assert_eq!(err(&iq(&mut a, "w9", "set", PS, &owner("<affiliations node='club'><affiliation jid='alice@localhost' affiliation='none'/></affiliations>")).await).0, "not-acceptable");
+
+    // Authorize: pending until the owner approves through the form.
+    ok(&iq(
+        &mut a,
+        "z",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='vip'/><configure>{}</configure>",
+            config_form(&[("pubsub#access_model", "authorize")])
+        )),
+    )
+    .await);
+    let r = ok(&iq(
+        &mut c,
+        "z1",
+        "set",
+        PS,
+        &pubsub("<subscribe node='vip' jid='carol@localhost'/>"),
+    )
+    .await)
+    .clone();
+    assert!(r.to_xml(ns::CLIENT).contains("subscription='pending'"));
+    assert_eq!(
+        err(&iq(
+            &mut c,
+            "z2",
+            "set",
+            PS,
+            &pubsub("<subscribe node='vip' jid='carol@localhost'/>")
+        )
+        .await),
+        ("not-authorized".into(), Some("pending-subscription".into()))
+    );
+    let ask = a
+        .expect(|e| {
+            e.name == "message"
+                && e.to_xml(ns::CLIENT)
+                    .contains(ns::PUBSUB_SUBSCRIBE_AUTHORIZATION)
+        })
+        .await
+        .expect("authorization request");
+    let subid = ask
+        .to_xml(ns::CLIENT)
+        .split("pubsub#subid")
+        .nth(1)
+        .and_then(|r| r.split("<value>").nth(1))
+        .and_then(|r| r.split("</value>").next())
+        .expect("subid")
+        .to_string();
+    a.send(&format!("<message to='{PS}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#node'><value>vip</value></field><field var='pubsub#subscriber_jid'><value>carol@localhost</value></field><field var='pubsub#subid'><value>{subid}</value></field><field var='pubsub#allow'><value>true</value></field></x></message>", ns::PUBSUB_SUBSCRIBE_AUTHORIZATION)).await;
+    let ev = event(&mut c).await;
+    assert!(
+        ev.to_xml(ns::CLIENT).contains("subscription='subscribed'"),
+        "{}",
+        ev.to_xml(ns::CLIENT)
+    );
+
+    // Presence: only those who see the owner's presence.
+    ok(&iq(
+        &mut a,
+        "y",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='mood'/><configure>{}</configure>",
+            config_form(&[("pubsub#access_model", "presence")])
+        )),
+    )
+    .await);
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "y1",
+            "set",
+            PS,
+            &pubsub("<subscribe node='mood' jid='bob@localhost'/>")
+        )
+        .await),
+        (
+            "not-authorized".into(),
+            Some("presence-subscription-required".into())
+        )
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_errors_xep_0060_names_and_store_nothing() {
+    let mut t = TestServer::start_with(|cfg| {
+        cfg.pubsub.max_item_bytes = 2048;
+        cfg.pubsub.max_nodes_per_account = 3;
+    })
+    .await;
+    t.add_user("alice@localhost", PW);
+    let mut a = online(&t, "alice").await;
+    ok(&iq(&mut a, "c", "set", PS, &pubsub("<create node='n'/>")).await);
+    // Too big.
+    let big = "x".repeat(4000);
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "b1",
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<publish node='n'><item id='big'><p xmlns='urn:x'>{big}</p></item></publish>"
+            ))
+        )
+        .await),
+        ("not-acceptable".into(), Some("payload-too-big".into()))
+    );
+    // Two payloads, none, no node.
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "b2",
+            "set",
+            PS,
+            &pubsub(
+                "<publish node='n'><item><a xmlns='urn:x'/><b xmlns='urn:x'/></item></publish>"
+            )
+        )
+        .await)
+        .1
+        .as_deref(),
+        Some("invalid-payload")
+    );
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "b3",
+            "set",
+            PS,
+            &pubsub("<publish node='n'><item/></publish>")
+        )
+        .await)
+        .1
+        .as_deref(),
+        Some("payload-required")
+    );
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "b4",
+            "set",
+            PS,
+            &pubsub("<publish><item/></publish>")
+        )
+        .await)
+        .1
+        .as_deref(),
+        Some("nodeid-required")
+    );
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "b5",
+            "set",
+            PS,
+            &pubsub("<publish node='none'><item><a xmlns='urn:x'/></item></publish>")
+        )
+        .await)
+        .0,
+        "item-not-found"
+    );
+    // A precondition that does not hold.
+    let opts = format!(
+        "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#access_model'><value>whitelist</value></field></x></publish-options>",
+        ns::PUBSUB_PUBLISH_OPTIONS
+    );
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "b6",
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<publish node='n'><item><a xmlns='urn:x'/></item></publish>{opts}"
+            ))
+        )
+        .await),
+        ("conflict".into(), Some("precondition-not-met".into()))
+    );
+    // A malformed form.
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "b7",
+            "set",
+            PS,
+            &owner("<configure node='n'><x xmlns='jabber:x:data' type='bogus'/></configure>")
+        )
+        .await)
+        .0,
+        "bad-request"
+    );
+    // Quota: three nodes per account.
+    ok(&iq(&mut a, "q1", "set", PS, &pubsub("<create node='n2'/>")).await);
+    ok(&iq(&mut a, "q2", "set", PS, &pubsub("<create node='n3'/>")).await);
+    assert_eq!(
+        err(&iq(&mut a, "q3", "set", PS, &pubsub("<create node='n4'/>")).await).0,
+        "policy-violation"
+    );
+    // Nothing of the refused requests was stored.
+    let r = ok(&iq(&mut a, "r", "get", PS, &pubsub("<items node='n'/>")).await).clone();
+    assert_eq!(
+        r.child("pubsub", ns::PUBSUB)
+            .and_then(|p| p.child("items", ns::PUBSUB))
+            .map(|i| i.elements().count()),
+        Some(0)
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn pep_nodes_are_auto_created_and_reach_the_owners_resources() {
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a1 = Client::online(t.addr, "alice@localhost", PW, "one")
+        .await
+        .expect("alice");
+    let mut a2 = Client::online(t.addr, "alice@localhost", PW, "two")
+        .await
+        .expect("alice");
+    let mut b = online(&t, "bob").await;
+    let info = ok(&iq(
+        &mut a1,
+        "i",
+        "get",
+        "alice@localhost",
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    )
+    .await)
+    .clone();
+    let xml = info.to_xml(ns::CLIENT);
+    assert!(
+        xml.contains("type='pep'") && xml.contains("auto-create"),
+        "{xml}"
+    );
+    // Publishing creates the node; both resources hear it.
+    let nick = "<publish node='http://jabber.org/protocol/nick'><item id='current'><nick xmlns='http://jabber.org/protocol/nick'>Alice</nick></item></publish>";
+    a1.send(&format!("<iq type='set' id='p'>{}</iq>", pubsub(nick)))
+        .await;
+    // The publisher gets its answer and the notification, in either order.
+    let (mut answered, mut notified) = (false, false);
+    while !(answered && notified) {
+        let e = a1.next_element().await.expect("stanza");
+        if e.name == "iq" && e.attr("id") == Some("p") {
+            ok(&e);
+            answered = true;
+        } else if e.name == "message" && e.child("event", ns::PUBSUB_EVENT).is_some() {
+            assert_eq!(e.attr("from"), Some("alice@localhost"));
+            assert!(e.to_xml(ns::CLIENT).contains(">Alice<"));
+            notified = true;
+        }
+    }
+    let ev = event(&mut a2).await;
+    assert_eq!(ev.attr("from"), Some("alice@localhost"));
+    assert_eq!(ev.attr("to"), Some("alice@localhost/two"));
+    assert!(ev.to_xml(ns::CLIENT).contains(">Alice<"));
+    // Default access is presence: bob does not see alice's presence yet.
+    let r = iq(
+        &mut b,
+        "g",
+        "get",
+        "alice@localhost",
+        &pubsub("<items node='http://jabber.org/protocol/nick'/>"),
+    )
+    .await;
+    assert_eq!(
+        err(&r),
+        (
+            "not-authorized".into(),
+            Some("presence-subscription-required".into())
+        )
+    );
+    // A private node (XEP-0223): whitelist by publish-options.
+    let private = format!(
+        "<publish node='storage:private'><item id='current'><data xmlns='urn:x'>secret</data></item></publish><publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#persist_items'><value>true</value></field><field var='pubsub#access_model'><value>whitelist</value></field></x></publish-options>",
+        ns::PUBSUB_PUBLISH_OPTIONS
+    );
+    ok(&iq(&mut a1, "pp", "set", "", &pubsub(&private)).await);
+    let r = iq(
+        &mut b,
+        "g2",
+        "get",
+        "alice@localhost",
+        &pubsub("<items node='storage:private'/>"),
+    )
+    .await;
+    assert_eq!(err(&r).0, "not-allowed");
+    let r = ok(&iq(
+        &mut a2,
+        "g3",
+        "get",
+        "",
+        &pubsub("<items node='storage:private'/>"),
+    )
+    .await)
+    .clone();
+    assert!(r.to_xml(ns::CLIENT).contains("secret"));
+    // Only the account creates nodes on its PEP service.
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "x",
+            "set",
+            "alice@localhost",
+            &pubsub("<create node='mine'/>")
+        )
+        .await)
+        .0,
+        "forbidden"
+    );
+    t.stop().await;
+}

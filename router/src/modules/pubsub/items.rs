@@ -1,0 +1,188 @@
+//! Retrieve items (XEP-0060 §6.5): all, by id, the newest `max_items`, and
+//! pages of a large node with Result Set Management (XEP-0059), newest
+//! first. Expired items (`pubsub#item_expire`) are not shown.
+
+use proto::error::{StanzaCondition, StanzaError};
+use proto::{Element, ns};
+
+use super::publish::event_item;
+use super::{Handled, Req, at_home, check_access, internal, node_of, now_ms, pubsub_el};
+use crate::modules::Ctx;
+
+/// The most items one answer carries.
+const PAGE_MAX: usize = 1000;
+
+/// A request's RSM window (XEP-0059 §2): how many, and after or before
+/// which item id.
+pub(crate) struct Rsm {
+    pub max: Option<usize>,
+    pub after: Option<String>,
+    pub before: Option<String>,
+}
+
+impl Rsm {
+    pub fn parse(p: &Element) -> Result<Option<Rsm>, StanzaError> {
+        let Some(set) = p.child("set", ns::RSM) else {
+            return Ok(None);
+        };
+        let max = match set.child("max", ns::RSM) {
+            Some(m) => Some(m.text().trim().parse::<usize>().map_err(|_| {
+                StanzaError::with_text(StanzaCondition::BadRequest, "rsm max is not a number")
+            })?),
+            None => None,
+        };
+        Ok(Some(Rsm {
+            max,
+            after: set.child("after", ns::RSM).map(Element::text),
+            before: set.child("before", ns::RSM).map(Element::text),
+        }))
+    }
+}
+
+/// The `<set/>` of an answer: first and last of the page and the count.
+pub(crate) fn rsm_answer(
+    first: Option<&str>,
+    index: Option<usize>,
+    last: Option<&str>,
+    count: usize,
+) -> Element {
+    let mut set = Element::new("set", ns::RSM);
+    if let Some(f) = first {
+        let mut e = Element::new("first", ns::RSM).with_text(f);
+        if let Some(i) = index {
+            e.set_attr("index", i.to_string());
+        }
+        set.push(e);
+    }
+    if let Some(l) = last {
+        set.push(Element::new("last", ns::RSM).with_text(l));
+    }
+    set.push(Element::new("count", ns::RSM).with_text(count.to_string()));
+    set
+}
+
+/// §6.5: retrieve items.
+pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Element) -> Handled {
+    let id = match node_of(a) {
+        Ok(id) => id,
+        Err(e) => return e.into(),
+    };
+    if !at_home(ctx, req, &id) {
+        return Handled::Elsewhere;
+    }
+    let r = (|| {
+        let node = super::load(ctx, req, &id)?;
+        let aff = super::affiliation(ctx, req, &id)?;
+        check_access(ctx, req, &node, aff, false)?;
+        if !node.config.persist_items {
+            return Err(super::unsupported("persistent-items"));
+        }
+        let store = ctx.store().pubsub();
+        let expire_ms = node.config.item_expire.saturating_mul(1000);
+        let now = now_ms();
+        let alive = |i: &storage::pubsub::Item| {
+            expire_ms == 0 || i.published_ms.saturating_add(expire_ms) > now
+        };
+        let mut out = Element::new("items", ns::PUBSUB).with_attr("node", &id);
+        // By id (§6.5.8).
+        let wanted: Vec<&str> = a
+            .elements()
+            .filter(|e| e.name == "item")
+            .filter_map(|e| e.attr("id"))
+            .collect();
+        if !wanted.is_empty() {
+            for w in wanted {
+                if let Some(item) = store
+                    .item_in(&ctx.writes, &req.service, &id, w)
+                    .map_err(internal)?
+                    && alive(&item)
+                {
+                    out.push(plain(event_item(&node, &item)));
+                }
+            }
+            return Ok(Some(pubsub_el(ns::PUBSUB, out)));
+        }
+        let max_items = match a.attr("max_items") {
+            Some(m) => Some(m.parse::<usize>().map_err(|_| {
+                StanzaError::with_text(StanzaCondition::BadRequest, "max_items is not a number")
+            })?),
+            None => None,
+        };
+        let rsm = Rsm::parse(p)?;
+        let total = node.record.item_count as usize;
+        // Newest first; a page after an item continues with older ones.
+        let after_seq = match rsm.as_ref().and_then(|r| r.after.as_deref()) {
+            Some(after) => match store
+                .item_in(&ctx.writes, &req.service, &id, after)
+                .map_err(internal)?
+            {
+                Some(i) => Some(i.seq),
+                None => return Err(StanzaError::new(StanzaCondition::ItemNotFound)),
+            },
+            None => None,
+        };
+        let limit = rsm
+            .as_ref()
+            .and_then(|r| r.max)
+            .or(max_items)
+            .unwrap_or(PAGE_MAX)
+            .min(PAGE_MAX);
+        // A page before an item (XEP-0059 §2.5): the newer ones next to
+        // it, shown newest first like every page.
+        let before_seq = match rsm.as_ref().and_then(|r| r.before.as_deref()) {
+            Some("") => Some(0),
+            Some(before) => match store
+                .item_in(&ctx.writes, &req.service, &id, before)
+                .map_err(internal)?
+            {
+                Some(i) => Some(i.seq),
+                None => return Err(StanzaError::new(StanzaCondition::ItemNotFound)),
+            },
+            None => None,
+        };
+        let items = match before_seq {
+            // An empty <before/> asks for the last page: the oldest items.
+            Some(0) => {
+                let mut v = store
+                    .items(&req.service, &id, false, None, limit)
+                    .map_err(internal)?;
+                v.reverse();
+                v
+            }
+            Some(seq) => {
+                let mut v = store
+                    .items(&req.service, &id, false, Some(seq), limit)
+                    .map_err(internal)?;
+                v.reverse();
+                v
+            }
+            None => store
+                .items(&req.service, &id, true, after_seq, limit)
+                .map_err(internal)?,
+        };
+        let shown: Vec<_> = items.into_iter().filter(|i| alive(i)).collect();
+        for item in &shown {
+            out.push(plain(event_item(&node, item)));
+        }
+        let mut answer = pubsub_el(ns::PUBSUB, out);
+        if rsm.is_some() {
+            // The index is known cheaply for the first page only (it is
+            // optional, XEP-0059 §2.6).
+            let index = (after_seq.is_none() && before_seq.is_none()).then_some(0);
+            answer.push(rsm_answer(
+                shown.first().map(|i| i.id.as_str()),
+                index,
+                shown.last().map(|i| i.id.as_str()),
+                total,
+            ));
+        }
+        Ok(Some(answer))
+    })();
+    Handled::Here(r)
+}
+
+/// An event item as the `pubsub` namespace's item of a retrieval.
+fn plain(mut e: Element) -> Element {
+    e.ns = ns::PUBSUB.to_string();
+    e
+}

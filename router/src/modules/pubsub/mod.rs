@@ -1,0 +1,490 @@
+//! XEP-0060 Publish-Subscribe as a sharded core service, and PEP
+//! (XEP-0163) on every account's bare JID.
+//!
+//! A node is (service, node id); every record of it lives in the shard of
+//! its home (`storage::pubsub::home`): `service/node` for a node of a
+//! service such as `pubsub.localhost`, the owner's bare JID for a PEP node,
+//! so a user's PEP nodes live with the user. A request reaches the shard of
+//! its sender (or, for a PEP node of another account, of that account)
+//! first; the handler finds the node it names and, unless the node lives
+//! there, hands the stanza on to the node's home ([`Ctx::route_home`]),
+//! where it is handled again. Every change is planned into the shard's
+//! writes, so the answer leaves only once the shard's Raft group has
+//! committed it. Notifications leave the same way and fan out per shard
+//! of their recipients (`Ctx::notify`), then per edge.
+//!
+//! Files: `config.rs` (node configuration and subscription options),
+//! `owner.rs` (XEP-0060 §8), `publish.rs` (§7 and notifications),
+//! `subscribe.rs` (§6, §5.6, §5.7, authorization), `items.rs` (§6.5 with
+//! RSM), `disco.rs` (§5), `pep.rs` (XEP-0163).
+
+pub mod config;
+mod disco;
+mod items;
+mod owner;
+pub(crate) mod pep;
+mod publish;
+mod subscribe;
+
+use std::sync::Arc;
+
+use proto::error::{StanzaCondition, StanzaError};
+use proto::stanza::Stanza;
+use proto::{BareJid, Element, Jid, ns};
+use storage::pubsub::{Affiliation, NodeRecord};
+
+use super::Ctx;
+use super::handler::{IqHandler, Target, TargetKind};
+use crate::config::CoreConfig;
+use config::{AccessModel, NodeConfig};
+
+/// The handlers of this module, for the registry.
+pub(crate) fn handlers(_cfg: &CoreConfig) -> Vec<Arc<dyn IqHandler>> {
+    vec![
+        Arc::new(PubSub),
+        Arc::new(PubSubOwner),
+        Arc::new(disco::Info),
+        Arc::new(disco::Items),
+    ]
+}
+
+/// The features of XEP-0060 this implementation has (§10, the
+/// `pubsub#...` registry), for disco#info.
+pub(crate) const FEATURES: &[&str] = &[
+    "http://jabber.org/protocol/pubsub#access-authorize",
+    "http://jabber.org/protocol/pubsub#access-open",
+    "http://jabber.org/protocol/pubsub#access-presence",
+    "http://jabber.org/protocol/pubsub#access-roster",
+    "http://jabber.org/protocol/pubsub#access-whitelist",
+    "http://jabber.org/protocol/pubsub#config-node",
+    "http://jabber.org/protocol/pubsub#config-node-max",
+    "http://jabber.org/protocol/pubsub#create-and-configure",
+    "http://jabber.org/protocol/pubsub#create-nodes",
+    "http://jabber.org/protocol/pubsub#delete-items",
+    "http://jabber.org/protocol/pubsub#delete-nodes",
+    "http://jabber.org/protocol/pubsub#instant-nodes",
+    "http://jabber.org/protocol/pubsub#item-ids",
+    "http://jabber.org/protocol/pubsub#last-published",
+    "http://jabber.org/protocol/pubsub#manage-subscriptions",
+    "http://jabber.org/protocol/pubsub#member-affiliation",
+    "http://jabber.org/protocol/pubsub#meta-data",
+    "http://jabber.org/protocol/pubsub#modify-affiliations",
+    "http://jabber.org/protocol/pubsub#outcast-affiliation",
+    "http://jabber.org/protocol/pubsub#persistent-items",
+    "http://jabber.org/protocol/pubsub#publish",
+    "http://jabber.org/protocol/pubsub#publish-only-affiliation",
+    "http://jabber.org/protocol/pubsub#publish-options",
+    "http://jabber.org/protocol/pubsub#publisher-affiliation",
+    "http://jabber.org/protocol/pubsub#purge-nodes",
+    "http://jabber.org/protocol/pubsub#retract-items",
+    "http://jabber.org/protocol/pubsub#retrieve-affiliations",
+    "http://jabber.org/protocol/pubsub#retrieve-default",
+    "http://jabber.org/protocol/pubsub#retrieve-items",
+    "http://jabber.org/protocol/pubsub#retrieve-subscriptions",
+    "http://jabber.org/protocol/pubsub#subscribe",
+    "http://jabber.org/protocol/pubsub#subscription-notifications",
+    "http://jabber.org/protocol/pubsub#subscription-options",
+];
+
+/// Features PEP adds on an account (XEP-0163 §4, XEP-0060 §10).
+pub(crate) const PEP_FEATURES: &[&str] = &[
+    "http://jabber.org/protocol/pubsub#access-open",
+    "http://jabber.org/protocol/pubsub#access-presence",
+    "http://jabber.org/protocol/pubsub#access-whitelist",
+    "http://jabber.org/protocol/pubsub#auto-create",
+    "http://jabber.org/protocol/pubsub#config-node",
+    "http://jabber.org/protocol/pubsub#create-nodes",
+    "http://jabber.org/protocol/pubsub#delete-items",
+    "http://jabber.org/protocol/pubsub#delete-nodes",
+    "http://jabber.org/protocol/pubsub#item-ids",
+    "http://jabber.org/protocol/pubsub#last-published",
+    "http://jabber.org/protocol/pubsub#persistent-items",
+    "http://jabber.org/protocol/pubsub#publish",
+    "http://jabber.org/protocol/pubsub#publish-options",
+    "http://jabber.org/protocol/pubsub#purge-nodes",
+    "http://jabber.org/protocol/pubsub#retract-items",
+    "http://jabber.org/protocol/pubsub#retrieve-items",
+    "http://jabber.org/protocol/pubsub#subscribe",
+];
+
+/// One request: the service asked, whether it is a PEP service, and who
+/// asks.
+pub(crate) struct Req<'s> {
+    pub iq: &'s Stanza,
+    pub service: BareJid,
+    pub pep: bool,
+    /// The requester's full JID and its bare JID.
+    pub from: Jid,
+    pub from_bare: BareJid,
+}
+
+impl<'s> Req<'s> {
+    fn new(iq: &'s Stanza, target: &Target) -> Option<Req<'s>> {
+        let from = iq.from.clone()?;
+        let from_bare = from.bare();
+        let (service, pep) = match target {
+            Target::PubSub(s) => (s.clone(), false),
+            Target::OwnAccount => (from_bare.clone(), true),
+            Target::Account(b) => (b.clone(), true),
+            Target::Server => return None,
+        };
+        Some(Req {
+            iq,
+            service,
+            pep,
+            from,
+            from_bare,
+        })
+    }
+
+    /// Whether the requester is the PEP service's own account.
+    fn is_pep_owner(&self) -> bool {
+        self.pep && self.from_bare == self.service
+    }
+}
+
+/// A PubSub error: a stanza condition with XEP-0060's application
+/// condition (`pubsub#errors`).
+pub(crate) fn perr(cond: StanzaCondition, app: &str) -> StanzaError {
+    StanzaError::new(cond).with_app(app, ns::PUBSUB_ERRORS)
+}
+
+/// XEP-0060's `<unsupported feature='...'/>` with feature-not-implemented.
+pub(crate) fn unsupported(feature: &str) -> StanzaError {
+    StanzaError::new(StanzaCondition::FeatureNotImplemented)
+        .with_app("unsupported", ns::PUBSUB_ERRORS)
+        .with_app_attr("feature", feature)
+}
+
+/// `Ok` or the error to answer with.
+pub(crate) type Answer = Result<Option<Element>, StanzaError>;
+
+/// Answer `iq` with its outcome.
+fn reply(ctx: &mut Ctx<'_>, iq: &Stanza, r: Answer) {
+    match r {
+        Ok(payload) => ctx.iq_result(iq, payload.as_ref()),
+        Err(e) => ctx.bounce_with(iq, &e),
+    }
+}
+
+/// The node a request names, validated.
+pub(crate) fn node_of(el: &Element) -> Result<String, StanzaError> {
+    match el.attr("node") {
+        Some(n) if !n.is_empty() && n.len() <= storage::pubsub::MAX_ID_LEN && !n.contains('\0') => {
+            Ok(n.to_string())
+        }
+        Some(_) => Err(StanzaError::with_text(
+            StanzaCondition::BadRequest,
+            "the node id is empty or too long",
+        )),
+        None => Err(perr(StanzaCondition::BadRequest, "nodeid-required")),
+    }
+}
+
+/// Handle the request here if node `node` of `service` lives in this
+/// shard; otherwise hand it on to the node's home and return `false`.
+fn at_home(ctx: &Ctx<'_>, req: &Req<'_>, node: &str) -> bool {
+    let home = storage::pubsub::home(&req.service, node);
+    if ctx.is_home(&home) {
+        return true;
+    }
+    ctx.route_home(home, req.iq.clone());
+    false
+}
+
+/// A node as a handler works on it: its record and configuration.
+pub(crate) struct Node {
+    pub id: String,
+    pub record: NodeRecord,
+    pub config: NodeConfig,
+}
+
+/// The node `id` of the request's service, or `item-not-found`.
+fn load(ctx: &Ctx<'_>, req: &Req<'_>, id: &str) -> Result<Node, StanzaError> {
+    let rec = ctx
+        .store()
+        .pubsub()
+        .node_in(&ctx.writes, &req.service, id)
+        .map_err(internal)?;
+    let Some(record) = rec else {
+        return Err(StanzaError::new(StanzaCondition::ItemNotFound));
+    };
+    let config = NodeConfig::decode(&record.config);
+    Ok(Node {
+        id: id.to_string(),
+        record,
+        config,
+    })
+}
+
+/// A storage failure, as the requester sees it.
+pub(crate) fn internal(e: storage::StorageError) -> StanzaError {
+    tracing::error!(error = %e, "pubsub store failed");
+    StanzaError::new(StanzaCondition::InternalServerError)
+}
+
+/// The requester's affiliation with a node. The PEP service's account owns
+/// all its nodes.
+fn affiliation(
+    ctx: &Ctx<'_>,
+    req: &Req<'_>,
+    node: &str,
+) -> Result<Option<Affiliation>, StanzaError> {
+    if req.is_pep_owner() {
+        return Ok(Some(Affiliation::Owner));
+    }
+    ctx.store()
+        .pubsub()
+        .affiliation_in(&ctx.writes, &req.service, node, &req.from_bare)
+        .map_err(internal)
+}
+
+/// The owners of a node (for a PEP node, its account).
+fn owners(ctx: &Ctx<'_>, req: &Req<'_>, node: &str) -> Result<Vec<BareJid>, StanzaError> {
+    if req.pep {
+        return Ok(vec![req.service.clone()]);
+    }
+    Ok(ctx
+        .store()
+        .pubsub()
+        .affiliations(&req.service, node)
+        .map_err(internal)?
+        .into_iter()
+        .filter(|(_, a)| *a == Affiliation::Owner)
+        .map(|(j, _)| j)
+        .collect())
+}
+
+/// Whether the requester may see a node's items and subscribe to it,
+/// by the node's access model (XEP-0060 §4.5, §6.1.3, §6.5.3); `Ok` means
+/// allowed. `subscribing` asks for the rules of a subscription request
+/// (the authorize model lets it through, pending).
+fn check_access(
+    ctx: &Ctx<'_>,
+    req: &Req<'_>,
+    node: &Node,
+    aff: Option<Affiliation>,
+    subscribing: bool,
+) -> Result<(), StanzaError> {
+    use StanzaCondition as C;
+    match aff {
+        Some(Affiliation::Outcast) => return Err(StanzaError::new(C::Forbidden)),
+        Some(Affiliation::Owner | Affiliation::Publisher) => return Ok(()),
+        _ => {}
+    }
+    match node.config.access_model {
+        AccessModel::Open => Ok(()),
+        AccessModel::Presence => {
+            if contact_of_owner(ctx, req, &node.id, None)? {
+                Ok(())
+            } else {
+                Err(perr(C::NotAuthorized, "presence-subscription-required"))
+            }
+        }
+        AccessModel::Roster => {
+            let groups = &node.config.roster_groups_allowed;
+            if contact_of_owner(ctx, req, &node.id, Some(groups))? {
+                Ok(())
+            } else {
+                Err(perr(C::NotAuthorized, "not-in-roster-group"))
+            }
+        }
+        AccessModel::Authorize => {
+            if subscribing || aff == Some(Affiliation::Member) {
+                return Ok(());
+            }
+            let subscribed = ctx
+                .store()
+                .pubsub()
+                .subscriptions_of_in(&ctx.writes, &req.service, &node.id, &req.from)
+                .map_err(internal)?
+                .iter()
+                .any(|s| s.state == storage::pubsub::SubscriptionState::Subscribed);
+            if subscribed {
+                Ok(())
+            } else {
+                Err(perr(C::NotAuthorized, "not-subscribed"))
+            }
+        }
+        AccessModel::Whitelist => {
+            if aff == Some(Affiliation::Member) {
+                Ok(())
+            } else {
+                Err(perr(C::NotAllowed, "closed-node"))
+            }
+        }
+    }
+}
+
+/// Whether an owner of the node has the requester in its roster with a
+/// subscription from it (the requester sees the owner's presence), and,
+/// with `groups`, in one of those groups.
+fn contact_of_owner(
+    ctx: &Ctx<'_>,
+    req: &Req<'_>,
+    node: &str,
+    groups: Option<&Vec<String>>,
+) -> Result<bool, StanzaError> {
+    for owner in owners(ctx, req, node)? {
+        if owner == req.from_bare {
+            return Ok(true);
+        }
+        let item = ctx
+            .store()
+            .rosters()
+            .get(&owner, &req.from_bare)
+            .map_err(internal)?;
+        if let Some(item) = item
+            && item.state.sub.has_from()
+            && groups.is_none_or(|g| item.groups.iter().any(|x| g.contains(x)))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Milliseconds since the epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A fresh id for an item or an instant node: unique without coordination.
+pub(crate) fn fresh_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// `<pubsub xmlns=ns/>` with one child.
+fn pubsub_el(namespace: &str, child: Element) -> Element {
+    Element::new("pubsub", namespace).with_child(child)
+}
+
+/// The `pubsub` namespace: entity and subscriber use cases (§5–§7) and
+/// node creation.
+pub(crate) struct PubSub;
+
+/// The `pubsub#owner` namespace: owner use cases (§8).
+pub(crate) struct PubSubOwner;
+
+const TARGETS: &[TargetKind] = &[
+    TargetKind::PubSub,
+    TargetKind::OwnAccount,
+    TargetKind::Account,
+];
+
+/// The request's action element: the first child that is not an option
+/// carrier (`configure` after `create`, `options` after `subscribe`,
+/// `publish-options` after `publish`).
+fn action(p: &Element) -> Option<&Element> {
+    p.elements()
+        .find(|e| !matches!(e.name.as_str(), "publish-options" | "configure" | "options"))
+        .or_else(|| p.elements().next())
+}
+
+impl IqHandler for PubSub {
+    fn namespace(&self) -> &'static str {
+        ns::PUBSUB
+    }
+    fn targets(&self) -> &'static [TargetKind] {
+        TARGETS
+    }
+    fn features(&self, t: TargetKind) -> &'static [&'static str] {
+        match t {
+            TargetKind::PubSub => FEATURES,
+            // XEP-0163 §4: an account advertises PEP by an identity and
+            // these features on its bare JID.
+            TargetKind::OwnAccount | TargetKind::Account => PEP_FEATURES,
+            TargetKind::Server => &[],
+        }
+    }
+    fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, t: &Target) {
+        let Some(req) = Req::new(iq, t) else {
+            return ctx.bounce(iq, StanzaCondition::ServiceUnavailable, None);
+        };
+        let Some(a) = action(p) else {
+            return ctx.bounce(iq, StanzaCondition::BadRequest, None);
+        };
+        let set = iq.stype() == "set";
+        let r = match (set, a.name.as_str()) {
+            (true, "create") => owner::create(ctx, &req, p, a),
+            (true, "publish") => publish::publish(ctx, &req, p, a),
+            (true, "retract") => publish::retract(ctx, &req, a),
+            (true, "subscribe") => subscribe::subscribe(ctx, &req, p, a),
+            (true, "unsubscribe") => subscribe::unsubscribe(ctx, &req, a),
+            (_, "options") => subscribe::options(ctx, &req, a, set),
+            (false, "items") => items::retrieve(ctx, &req, p, a),
+            (false, "subscriptions") => subscribe::own_subscriptions(ctx, &req, a),
+            (false, "affiliations") => subscribe::own_affiliations(ctx, &req, a),
+            (false, "default") => owner::default_config(ctx, &req, ns::PUBSUB),
+            _ => Handled::Here(Err(StanzaError::new(
+                StanzaCondition::FeatureNotImplemented,
+            ))),
+        };
+        match r {
+            Handled::Here(r) => reply(ctx, iq, r),
+            Handled::Elsewhere => {}
+        }
+    }
+}
+
+impl IqHandler for PubSubOwner {
+    fn namespace(&self) -> &'static str {
+        ns::PUBSUB_OWNER
+    }
+    fn targets(&self) -> &'static [TargetKind] {
+        TARGETS
+    }
+    fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, t: &Target) {
+        let Some(req) = Req::new(iq, t) else {
+            return ctx.bounce(iq, StanzaCondition::ServiceUnavailable, None);
+        };
+        let Some(a) = p.elements().next() else {
+            return ctx.bounce(iq, StanzaCondition::BadRequest, None);
+        };
+        let set = iq.stype() == "set";
+        let r = match (set, a.name.as_str()) {
+            (_, "configure") => owner::configure(ctx, &req, a, set),
+            (false, "default") => owner::default_config(ctx, &req, ns::PUBSUB_OWNER),
+            (true, "delete") => owner::delete(ctx, &req, a),
+            (true, "purge") => owner::purge(ctx, &req, a),
+            (_, "subscriptions") => owner::subscriptions(ctx, &req, a, set),
+            (_, "affiliations") => owner::affiliations(ctx, &req, a, set),
+            _ => Handled::Here(Err(StanzaError::new(
+                StanzaCondition::FeatureNotImplemented,
+            ))),
+        };
+        match r {
+            Handled::Here(r) => reply(ctx, iq, r),
+            Handled::Elsewhere => {}
+        }
+    }
+}
+
+/// Where a request was handled.
+pub(crate) enum Handled {
+    /// Here, with this answer.
+    Here(Answer),
+    /// Handed on to the node's home shard, which answers.
+    Elsewhere,
+}
+
+impl From<Answer> for Handled {
+    fn from(a: Answer) -> Handled {
+        Handled::Here(a)
+    }
+}
+
+impl From<StanzaError> for Handled {
+    fn from(e: StanzaError) -> Handled {
+        Handled::Here(Err(e))
+    }
+}
+
+/// A message to a PubSub service: the owner's answer to a subscription
+/// authorization request (XEP-0060 §8.6).
+pub(crate) fn message(ctx: &mut Ctx<'_>, s: Stanza) {
+    subscribe::authorization_answer(ctx, s);
+}

@@ -1,0 +1,528 @@
+//! Owner use cases (XEP-0060 §8): create a node (instant or named, with a
+//! configuration), get and submit its configuration, the default
+//! configuration, delete (with redirect), purge, and manage subscriptions
+//! and affiliations.
+
+use proto::error::{StanzaCondition, StanzaError};
+use proto::form::{Form, FormKind};
+use proto::stanza::Stanza;
+use proto::{Element, Jid, ns};
+use storage::pubsub::{Affiliation, NodeRecord, Subscription, SubscriptionState};
+
+use super::config::{ConfigError, NodeConfig, SubOptions};
+use super::publish::{event, notify_subscribers};
+use super::{
+    Handled, Node, Req, at_home, fresh_id, internal, node_of, now_ms, owners, perr, pubsub_el,
+};
+use crate::modules::Ctx;
+
+/// A refused configuration, as XEP-0060 §8.2.5.3 answers it.
+pub(crate) fn config_error(e: ConfigError) -> StanzaError {
+    match e {
+        ConfigError::Form(f) => f.to_stanza_error(),
+        ConfigError::Value { .. } => {
+            StanzaError::with_text(StanzaCondition::NotAcceptable, e.to_string())
+        }
+    }
+}
+
+/// The configuration form inside `el` (`<configure><x/></configure>`).
+fn form_in(el: &Element) -> Result<Option<Form>, StanzaError> {
+    match el.child("x", ns::DATA_FORMS) {
+        Some(x) => Form::from_element(x)
+            .map(Some)
+            .map_err(|e| e.to_stanza_error()),
+        None => Ok(None),
+    }
+}
+
+/// §8.1: create a node, instant (the service names it) or named, with a
+/// configuration. An instant node's id is chosen at the first hop, so that
+/// the request can go to the id's home.
+pub(super) fn create(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Element) -> Handled {
+    let instant = a.attr("node").is_none() || a.attr("instant") == Some("1");
+    let node = match a.attr("node") {
+        Some(_) => match node_of(a) {
+            Ok(n) => n,
+            Err(e) => return e.into(),
+        },
+        None => {
+            if req.pep {
+                // XEP-0163 nodes are named by their payload's namespace.
+                return perr(StanzaCondition::NotAcceptable, "nodeid-required").into();
+            }
+            let id = fresh_id();
+            let home = storage::pubsub::home(&req.service, &id);
+            if !ctx.is_home(&home) {
+                return match instant_request(req.iq, &id) {
+                    Some(s) => {
+                        ctx.route_home(home, s);
+                        Handled::Elsewhere
+                    }
+                    None => StanzaError::new(StanzaCondition::InternalServerError).into(),
+                };
+            }
+            id
+        }
+    };
+    if !at_home(ctx, req, &node) {
+        return Handled::Elsewhere;
+    }
+    Handled::Here(create_here(ctx, req, p, &node, instant))
+}
+
+/// The request again, naming the instant node `id` (marked instant so
+/// that the answer names it).
+fn instant_request(iq: &Stanza, id: &str) -> Option<Stanza> {
+    let mut el = iq.element(ns::CLIENT).ok()?;
+    for c in el.children_mut() {
+        if c.name == "pubsub" && c.ns == ns::PUBSUB {
+            for a in c.children_mut() {
+                if a.name == "create" {
+                    a.set_attr("node", id);
+                    a.set_attr("instant", "1");
+                }
+            }
+        }
+    }
+    let raw = el.to_xml(ns::CLIENT);
+    let mut s = Stanza::parse(raw.as_bytes()).ok()?;
+    s.from = iq.from.clone();
+    s.to = iq.to.clone();
+    Some(s)
+}
+
+fn create_here(
+    ctx: &mut Ctx<'_>,
+    req: &Req<'_>,
+    p: &Element,
+    node: &str,
+    instant: bool,
+) -> super::Answer {
+    use StanzaCondition as C;
+    let cfg = &ctx.cfg().pubsub;
+    if req.pep && !req.is_pep_owner() {
+        return Err(StanzaError::new(C::Forbidden));
+    }
+    if !req.pep && !ctx.cfg().serves(req.from_bare.domain()) {
+        return Err(StanzaError::with_text(
+            C::Forbidden,
+            "only accounts of this server create nodes",
+        ));
+    }
+    let store = ctx.store().pubsub();
+    if store
+        .node_in(&ctx.writes, &req.service, node)
+        .map_err(internal)?
+        .is_some()
+    {
+        return Err(StanzaError::new(C::Conflict));
+    }
+    let made = store
+        .nodes_created_by(&req.service, &req.from_bare)
+        .map_err(internal)?;
+    if made >= cfg.max_nodes_per_account {
+        return Err(StanzaError::with_text(
+            C::PolicyViolation,
+            format!("at most {} nodes per account", cfg.max_nodes_per_account),
+        ));
+    }
+    let mut config = if req.pep {
+        NodeConfig::pep_default()
+    } else {
+        NodeConfig::service_default(cfg.default_max_items)
+    };
+    if let Some(conf) = p.child("configure", ns::PUBSUB)
+        && let Some(form) = form_in(conf)?
+        && form.kind == FormKind::Submit
+    {
+        if form.form_type().is_some() {
+            form.expect_form_type(ns::PUBSUB_NODE_CONFIG)
+                .map_err(|e| e.to_stanza_error())?;
+        }
+        config
+            .apply(&form, cfg.max_items_per_node)
+            .map_err(config_error)?;
+    }
+    put_new_node(ctx, req, node, config)?;
+    let created = Element::new("create", ns::PUBSUB).with_attr("node", node);
+    Ok(instant
+        .then(|| pubsub_el(ns::PUBSUB, created.clone()))
+        .or_else(|| Some(pubsub_el(ns::PUBSUB, created))))
+}
+
+/// Plan a new node owned by the requester.
+pub(super) fn put_new_node(
+    ctx: &mut Ctx<'_>,
+    req: &Req<'_>,
+    node: &str,
+    config: NodeConfig,
+) -> Result<Node, StanzaError> {
+    let record = NodeRecord::new(req.from_bare.clone(), now_ms(), config.encode());
+    let store = ctx.store().pubsub();
+    store
+        .put_node_in(&mut ctx.writes, &req.service, node, &record)
+        .map_err(internal)?;
+    if !req.pep {
+        store
+            .set_affiliation_in(
+                &mut ctx.writes,
+                &req.service,
+                node,
+                &req.from_bare,
+                Some(Affiliation::Owner),
+            )
+            .map_err(internal)?;
+    }
+    Ok(Node {
+        id: node.to_string(),
+        record,
+        config,
+    })
+}
+
+/// Load node `a@node` for an owner request: it must exist and the
+/// requester own it.
+fn owned(ctx: &Ctx<'_>, req: &Req<'_>, a: &Element) -> Result<Node, StanzaError> {
+    let id = node_of(a)?;
+    let node = super::load(ctx, req, &id)?;
+    match super::affiliation(ctx, req, &id)? {
+        Some(Affiliation::Owner) => Ok(node),
+        _ => Err(StanzaError::new(StanzaCondition::Forbidden)),
+    }
+}
+
+/// Run `f` at the node's home (named by `a`), answering there.
+fn at_node_home(
+    ctx: &mut Ctx<'_>,
+    req: &Req<'_>,
+    a: &Element,
+    f: impl FnOnce(&mut Ctx<'_>) -> super::Answer,
+) -> Handled {
+    let id = match node_of(a) {
+        Ok(id) => id,
+        Err(e) => return e.into(),
+    };
+    if !at_home(ctx, req, &id) {
+        return Handled::Elsewhere;
+    }
+    Handled::Here(f(ctx))
+}
+
+/// §8.2: get or submit a node's configuration.
+pub(super) fn configure(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool) -> Handled {
+    at_node_home(ctx, req, a, |ctx| {
+        let mut node = owned(ctx, req, a)?;
+        if !set {
+            let form = node.config.to_form(FormKind::Form).to_element();
+            let conf = Element::new("configure", ns::PUBSUB_OWNER)
+                .with_attr("node", &node.id)
+                .with_child(form);
+            return Ok(Some(pubsub_el(ns::PUBSUB_OWNER, conf)));
+        }
+        let Some(form) = form_in(a)? else {
+            return Err(StanzaError::with_text(
+                StanzaCondition::BadRequest,
+                "a configuration form is missing",
+            ));
+        };
+        match form.kind {
+            FormKind::Cancel => return Ok(None),
+            FormKind::Submit => {}
+            _ => {
+                return Err(StanzaError::with_text(
+                    StanzaCondition::BadRequest,
+                    "submit or cancel the form",
+                ));
+            }
+        }
+        if form.form_type().is_some() {
+            form.expect_form_type(ns::PUBSUB_NODE_CONFIG)
+                .map_err(|e| e.to_stanza_error())?;
+        }
+        let cap = ctx.cfg().pubsub.max_items_per_node;
+        node.config.apply(&form, cap).map_err(config_error)?;
+        node.record.config = node.config.encode();
+        let store = ctx.store().pubsub();
+        // Fewer items kept now: the oldest go.
+        store
+            .trim_in(
+                &mut ctx.writes,
+                &req.service,
+                &node.id,
+                &mut node.record,
+                node.config.keep(cap),
+            )
+            .map_err(internal)?;
+        store
+            .put_node_in(&mut ctx.writes, &req.service, &node.id, &node.record)
+            .map_err(internal)?;
+        if node.config.notify_config {
+            let mut c = Element::new("configuration", ns::PUBSUB_EVENT).with_attr("node", &node.id);
+            if node.config.deliver_payloads {
+                c.push(node.config.to_form(FormKind::Result).to_element());
+            }
+            notify_subscribers(ctx, req, &node, event(c), None)?;
+        }
+        Ok(None)
+    })
+}
+
+/// §8.3: the default configuration of new nodes.
+pub(super) fn default_config(ctx: &mut Ctx<'_>, req: &Req<'_>, namespace: &str) -> Handled {
+    let config = if req.pep {
+        NodeConfig::pep_default()
+    } else {
+        NodeConfig::service_default(ctx.cfg().pubsub.default_max_items)
+    };
+    let d =
+        Element::new("default", namespace).with_child(config.to_form(FormKind::Form).to_element());
+    Handled::Here(Ok(Some(pubsub_el(namespace, d))))
+}
+
+/// §8.4: delete a node; subscribers hear of it, with the redirect if any.
+pub(super) fn delete(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled {
+    at_node_home(ctx, req, a, |ctx| {
+        let node = owned(ctx, req, a)?;
+        if node.config.notify_delete {
+            let mut d = Element::new("delete", ns::PUBSUB_EVENT).with_attr("node", &node.id);
+            if let Some(uri) = a
+                .child("redirect", ns::PUBSUB_OWNER)
+                .and_then(|r| r.attr("uri"))
+            {
+                d.push(Element::new("redirect", ns::PUBSUB_EVENT).with_attr("uri", uri));
+            }
+            notify_subscribers(ctx, req, &node, event(d), None)?;
+        }
+        ctx.store()
+            .pubsub()
+            .delete_node_in(&mut ctx.writes, &req.service, &node.id)
+            .map_err(internal)?;
+        Ok(None)
+    })
+}
+
+/// §8.5: remove every item of a node.
+pub(super) fn purge(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled {
+    at_node_home(ctx, req, a, |ctx| {
+        let mut node = owned(ctx, req, a)?;
+        let store = ctx.store().pubsub();
+        store
+            .purge_in(&mut ctx.writes, &req.service, &node.id, &mut node.record)
+            .map_err(internal)?;
+        store
+            .put_node_in(&mut ctx.writes, &req.service, &node.id, &node.record)
+            .map_err(internal)?;
+        if node.config.notify_retract {
+            let p = Element::new("purge", ns::PUBSUB_EVENT).with_attr("node", &node.id);
+            notify_subscribers(ctx, req, &node, event(p), None)?;
+        }
+        Ok(None)
+    })
+}
+
+/// The `subscription` attribute of a state.
+pub(super) fn state_name(s: SubscriptionState) -> &'static str {
+    match s {
+        SubscriptionState::Pending => "pending",
+        SubscriptionState::Unconfigured => "unconfigured",
+        SubscriptionState::Subscribed => "subscribed",
+    }
+}
+
+/// §8.8: list or change a node's subscriptions.
+pub(super) fn subscriptions(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool) -> Handled {
+    at_node_home(ctx, req, a, |ctx| {
+        let node = owned(ctx, req, a)?;
+        let store = ctx.store().pubsub();
+        if !set {
+            let mut list =
+                Element::new("subscriptions", ns::PUBSUB_OWNER).with_attr("node", &node.id);
+            for s in store
+                .subscriptions(&req.service, &node.id)
+                .map_err(internal)?
+            {
+                list.push(
+                    Element::new("subscription", ns::PUBSUB_OWNER)
+                        .with_attr("jid", s.jid.as_str())
+                        .with_attr("subscription", state_name(s.state))
+                        .with_attr("subid", &s.subid),
+                );
+            }
+            return Ok(Some(pubsub_el(ns::PUBSUB_OWNER, list)));
+        }
+        for e in a.elements().filter(|e| e.name == "subscription") {
+            let jid = e
+                .attr("jid")
+                .and_then(|j| Jid::parse(j).ok())
+                .ok_or_else(|| StanzaError::new(StanzaCondition::JidMalformed))?;
+            let existing = store
+                .subscriptions_of_in(&ctx.writes, &req.service, &node.id, &jid)
+                .map_err(internal)?;
+            match e.attr("subscription") {
+                Some("none") => {
+                    for s in &existing {
+                        store
+                            .remove_subscription_in(
+                                &mut ctx.writes,
+                                &req.service,
+                                &node.id,
+                                &jid,
+                                &s.subid,
+                            )
+                            .map_err(internal)?;
+                    }
+                    super::subscribe::tell_subscriber(ctx, req, &node.id, &jid, "none", None);
+                }
+                Some(st @ ("subscribed" | "pending")) => {
+                    let state = if st == "subscribed" {
+                        SubscriptionState::Subscribed
+                    } else {
+                        SubscriptionState::Pending
+                    };
+                    let sub = match existing.into_iter().next() {
+                        Some(mut s) => {
+                            s.state = state;
+                            s
+                        }
+                        None => Subscription {
+                            jid: jid.clone(),
+                            subid: fresh_id(),
+                            state,
+                            options: SubOptions::default().encode(),
+                        },
+                    };
+                    store
+                        .put_subscription_in(&mut ctx.writes, &req.service, &node.id, &sub)
+                        .map_err(internal)?;
+                    super::subscribe::tell_subscriber(
+                        ctx,
+                        req,
+                        &node.id,
+                        &jid,
+                        st,
+                        Some(&sub.subid),
+                    );
+                }
+                _ => {
+                    return Err(StanzaError::with_text(
+                        StanzaCondition::BadRequest,
+                        "subscription must be subscribed, pending or none",
+                    ));
+                }
+            }
+        }
+        Ok(None)
+    })
+}
+
+/// The `affiliation` attribute of an affiliation.
+pub(super) fn affiliation_name(a: Option<Affiliation>) -> &'static str {
+    match a {
+        Some(Affiliation::Owner) => "owner",
+        Some(Affiliation::Publisher) => "publisher",
+        Some(Affiliation::PublishOnly) => "publish-only",
+        Some(Affiliation::Member) => "member",
+        Some(Affiliation::Outcast) => "outcast",
+        None => "none",
+    }
+}
+
+fn parse_affiliation(s: &str) -> Option<Option<Affiliation>> {
+    Some(match s {
+        "owner" => Some(Affiliation::Owner),
+        "publisher" => Some(Affiliation::Publisher),
+        "publish-only" => Some(Affiliation::PublishOnly),
+        "member" => Some(Affiliation::Member),
+        "outcast" => Some(Affiliation::Outcast),
+        "none" => None,
+        _ => return None,
+    })
+}
+
+/// §8.9: list or change a node's affiliations. An outcast loses its
+/// subscriptions; the last owner cannot be removed.
+pub(super) fn affiliations(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool) -> Handled {
+    at_node_home(ctx, req, a, |ctx| {
+        let node = owned(ctx, req, a)?;
+        let store = ctx.store().pubsub();
+        if !set {
+            let mut list =
+                Element::new("affiliations", ns::PUBSUB_OWNER).with_attr("node", &node.id);
+            let mut listed = store
+                .affiliations(&req.service, &node.id)
+                .map_err(internal)?;
+            if req.pep {
+                listed.retain(|(j, _)| *j != req.service);
+                listed.insert(0, (req.service.clone(), Affiliation::Owner));
+            }
+            for (jid, aff) in listed {
+                list.push(
+                    Element::new("affiliation", ns::PUBSUB_OWNER)
+                        .with_attr("jid", jid.as_str())
+                        .with_attr("affiliation", affiliation_name(Some(aff))),
+                );
+            }
+            return Ok(Some(pubsub_el(ns::PUBSUB_OWNER, list)));
+        }
+        let mut changes = Vec::new();
+        for e in a.elements().filter(|e| e.name == "affiliation") {
+            let jid = e
+                .attr("jid")
+                .and_then(|j| proto::BareJid::parse(j).ok())
+                .ok_or_else(|| StanzaError::new(StanzaCondition::JidMalformed))?;
+            let aff = e
+                .attr("affiliation")
+                .and_then(parse_affiliation)
+                .ok_or_else(|| {
+                    StanzaError::with_text(StanzaCondition::BadRequest, "unknown affiliation")
+                })?;
+            if req.pep && jid == req.service {
+                return Err(StanzaError::with_text(
+                    StanzaCondition::NotAcceptable,
+                    "the account owns its PEP nodes",
+                ));
+            }
+            changes.push((jid, aff));
+        }
+        if !req.pep {
+            let mut left: Vec<proto::BareJid> = owners(ctx, req, &node.id)?;
+            for (jid, aff) in &changes {
+                left.retain(|o| o != jid);
+                if *aff == Some(Affiliation::Owner) {
+                    left.push(jid.clone());
+                }
+            }
+            if left.is_empty() {
+                return Err(StanzaError::with_text(
+                    StanzaCondition::NotAcceptable,
+                    "a node keeps at least one owner",
+                ));
+            }
+        }
+        for (jid, aff) in changes {
+            store
+                .set_affiliation_in(&mut ctx.writes, &req.service, &node.id, &jid, aff)
+                .map_err(internal)?;
+            if aff == Some(Affiliation::Outcast) {
+                for (n, s) in store
+                    .subscriptions_by(&req.service, &Jid::Bare(jid.clone()))
+                    .map_err(internal)?
+                {
+                    if n == node.id {
+                        store
+                            .remove_subscription_in(
+                                &mut ctx.writes,
+                                &req.service,
+                                &node.id,
+                                &s.jid,
+                                &s.subid,
+                            )
+                            .map_err(internal)?;
+                    }
+                }
+            }
+        }
+        Ok(None)
+    })
+}

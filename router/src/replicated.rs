@@ -78,6 +78,17 @@ pub(crate) fn take_changes(st: &mut ShardState) -> Vec<Op> {
 /// How long a new leader waits to have applied its predecessor's log.
 const CATCH_UP: Duration = Duration::from_secs(5);
 
+/// Whether this node serves shard `index` now: it leads the group in Raft
+/// and has loaded the sessions of that term.
+pub(crate) fn serves(st: &ShardState, sh: &Cluster, index: usize) -> bool {
+    let Some(raft) = sh.rafts.get(index) else {
+        return false;
+    };
+    let m = raft.metrics();
+    let m = m.borrow();
+    m.current_leader == Some(sh.cfg.node_id) && st.term == Some(m.current_term)
+}
+
 /// If this node leads shard `index` in a term whose sessions are not
 /// loaded yet, load them from the shard's replicated state. Returns the
 /// sessions whose edge has no stream to this node (they are to end).

@@ -297,6 +297,14 @@ async fn step(
     } else {
         Vec::new()
     };
+    // Stanzas are processed only where the shard's sessions are: at the
+    // node that leads the group in Raft, with the sessions of that term
+    // loaded. During an election the shard map may still name this node
+    // while its sessions are not loaded; a message processed then found
+    // its recipient offline and was stored though the recipient was
+    // online (the rolling-restart test found it there).
+    let served =
+        !shared.cluster.clustered() || crate::replicated::serves(st, &shared.cluster, index);
     let mut ctx = Ctx::new(st, &shared.env, index);
     for (jid, session) in orphans {
         unbind(&mut ctx, &jid, session);
@@ -318,15 +326,24 @@ async fn step(
         );
         if stanza && shared.cluster.clustered() {
             shared.cluster.wait_leader(index).await;
-            if let Some(addr) = shared.cluster.elsewhere(index) {
-                match confirm {
+            let elsewhere = shared.cluster.elsewhere(index);
+            if elsewhere.is_some() || !served {
+                match (confirm, elsewhere) {
                     // The edge sends it to the leader itself.
-                    Some(c) => c.redirect(),
-                    None => {
+                    (Some(c), _) => c.redirect(),
+                    (None, Some(addr)) => {
                         if let Some(mut env) = relay_envelope(&msg, index) {
                             env.hops = 1;
                             shared.cluster.relays.send(&addr, env);
                         }
+                    }
+                    // No leader with loaded sessions yet: again shortly.
+                    (None, None) => {
+                        let tx = shared.shards[index].internal.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            let _ = tx.send(msg);
+                        });
                     }
                 }
                 continue;

@@ -13,6 +13,7 @@ pub mod iq;
 pub mod message;
 pub mod ping;
 pub mod presence;
+pub mod private;
 pub mod pubsub;
 pub mod register;
 pub mod registry;

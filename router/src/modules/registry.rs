@@ -30,6 +30,11 @@ pub(crate) fn registry(cfg: &CoreConfig) -> Result<Registry, String> {
         }),
     ];
     let mut modules = modules;
+    // XEP-0049 Private XML Storage (and XEP-0048 bookmarks in step with XEP-0402):
+    // https://xmpp.org/extensions/xep-0049.html
+    modules.push(Arc::new(super::private::Private {
+        max_bytes: cfg.max_vcard_bytes,
+    }));
     // XEP-0060 Publish-Subscribe and XEP-0163 PEP: https://xmpp.org/extensions/xep-0060.html
     modules.extend(super::pubsub::handlers(cfg));
     Registry::build(modules)

@@ -1,0 +1,210 @@
+//! XEP-0049 Private XML Storage, and XEP-0048 bookmarks kept in step with
+//! XEP-0402 PEP Native Bookmarks (XEP-0402 §5, compatibility).
+//!
+//! The account's bookmarks live in one place, its PEP node
+//! `urn:xmpp:bookmarks:1` (one item per room, its id the room's JID, kept
+//! private: whitelist access). A client of the older kind (mcabber,
+//! poezio, profanity) that stores `<storage xmlns='storage:bookmarks'/>`
+//! in private XML has each conference of it published there, and the ones
+//! it left out retracted; reading it builds the element from that node. So
+//! a bookmark added with either kind of client shows in both, and stays
+//! after reconnecting. URL bookmarks, which XEP-0402 has no place for,
+//! stay in private storage. Every other element is stored as given.
+
+use proto::error::{StanzaCondition, StanzaError};
+use proto::stanza::Stanza;
+use proto::{Element, Jid, ns};
+
+use super::Ctx;
+use super::handler::{IqHandler, Target, TargetKind};
+use super::pubsub::Req;
+use super::pubsub::config::{AccessModel, NodeConfig, SendLast};
+use super::pubsub::pep::{owner_items, owner_publish, owner_retract};
+
+pub(crate) struct Private {
+    /// Largest stored element, in bytes of XML.
+    pub max_bytes: usize,
+}
+
+/// The most conferences one bookmarks element may carry.
+const MAX_BOOKMARKS: usize = 1000;
+
+/// The node's configuration when bookmarks create it (XEP-0402 §4).
+fn bookmarks_config() -> NodeConfig {
+    NodeConfig {
+        access_model: AccessModel::Whitelist,
+        persist_items: true,
+        max_items: None,
+        send_last_published_item: SendLast::Never,
+        ..NodeConfig::pep_default()
+    }
+}
+
+impl IqHandler for Private {
+    fn namespace(&self) -> &'static str {
+        ns::PRIVATE
+    }
+    fn targets(&self) -> &'static [TargetKind] {
+        &[TargetKind::OwnAccount, TargetKind::Account]
+    }
+    fn features(&self, t: TargetKind) -> &'static [&'static str] {
+        match t {
+            TargetKind::OwnAccount => &[ns::PRIVATE],
+            _ => &[],
+        }
+    }
+    fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, t: &Target) {
+        // §3: nobody reads or writes another account's private data.
+        if !matches!(t, Target::OwnAccount) {
+            return ctx.bounce(iq, StanzaCondition::Forbidden, None);
+        }
+        let r = self.handle_own(ctx, iq, p);
+        match r {
+            Ok(payload) => ctx.iq_result(iq, payload.as_ref()),
+            Err(e) => ctx.bounce_with(iq, &e),
+        }
+    }
+}
+
+impl Private {
+    fn handle_own(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element) -> Result<Option<Element>, StanzaError> {
+        use StanzaCondition as C;
+        let Some(req) = Req::pep_owner(iq) else {
+            return Err(StanzaError::new(C::BadRequest));
+        };
+        let mut children = p.elements();
+        let (Some(el), None) = (children.next(), children.next()) else {
+            return Err(StanzaError::with_text(
+                C::BadRequest,
+                "exactly one element to get or store",
+            ));
+        };
+        // §3: the jabber: namespaces are not for private data.
+        if el.ns.starts_with("jabber:") || el.ns.is_empty() {
+            return Err(StanzaError::with_text(
+                C::NotAcceptable,
+                "this namespace cannot hold private data",
+            ));
+        }
+        let user = req.from_bare.clone();
+        let store = ctx.store().private();
+        let bookmarks = el.name == "storage" && el.ns == ns::BOOKMARKS;
+        if iq.stype() == "get" {
+            let stored = store
+                .get_in(&ctx.writes, &user, &el.name, &el.ns)
+                .map_err(super::pubsub::internal)?;
+            let mut out = match stored.and_then(|x| Element::parse(&x, "", &[]).ok()) {
+                Some(e) => e,
+                None => Element::new(&el.name, &el.ns),
+            };
+            if bookmarks {
+                out = bookmarks_from_pep(ctx, &req, out)?;
+            }
+            return Ok(Some(Element::new("query", ns::PRIVATE).with_child(out)));
+        }
+        let xml = el.to_xml("");
+        if xml.len() > self.max_bytes {
+            return Err(StanzaError::with_text(
+                C::NotAcceptable,
+                format!("private data is at most {} bytes", self.max_bytes),
+            ));
+        }
+        if bookmarks {
+            let urls = bookmarks_to_pep(ctx, &req, el)?;
+            let xml = urls.to_xml("");
+            store
+                .put_in(&mut ctx.writes, &user, &el.name, &el.ns, xml.as_bytes())
+                .map_err(super::pubsub::internal)?;
+        } else {
+            store
+                .put_in(&mut ctx.writes, &user, &el.name, &el.ns, xml.as_bytes())
+                .map_err(super::pubsub::internal)?;
+        }
+        Ok(None)
+    }
+}
+
+/// `storage` (with the URL bookmarks kept in private storage) completed
+/// with a `<conference/>` for each item of the PEP bookmarks node.
+fn bookmarks_from_pep(ctx: &Ctx<'_>, req: &Req<'_>, urls: Element) -> Result<Element, StanzaError> {
+    let mut out = Element::new("storage", ns::BOOKMARKS);
+    for item in owner_items(ctx, req, ns::BOOKMARKS2)?.into_iter().rev() {
+        let Ok(c) = Element::parse(&item.payload, "", &[]) else {
+            continue;
+        };
+        if c.name != "conference" || c.ns != ns::BOOKMARKS2 {
+            continue;
+        }
+        let mut conf = Element::new("conference", ns::BOOKMARKS).with_attr("jid", &item.id);
+        if let Some(n) = c.attr("name") {
+            conf.set_attr("name", n);
+        }
+        let autojoin = matches!(c.attr("autojoin"), Some("true" | "1"));
+        conf.set_attr("autojoin", if autojoin { "true" } else { "false" });
+        for (child, name) in [("nick", "nick"), ("password", "password")] {
+            if let Some(v) = c.child(child, ns::BOOKMARKS2) {
+                conf.push(Element::new(name, ns::BOOKMARKS).with_text(v.text()));
+            }
+        }
+        out.push(conf);
+    }
+    for u in urls.elements().filter(|e| e.name == "url") {
+        out.push(u.clone());
+    }
+    Ok(out)
+}
+
+/// Publish each conference of a XEP-0048 `storage` to the PEP bookmarks
+/// node and retract those not in it; returns what stays in private
+/// storage (the URL bookmarks).
+fn bookmarks_to_pep(ctx: &mut Ctx<'_>, req: &Req<'_>, storage: &Element) -> Result<Element, StanzaError> {
+    let mut keep = Element::new("storage", ns::BOOKMARKS);
+    let mut wanted = Vec::new();
+    for e in storage.elements() {
+        match e.name.as_str() {
+            "conference" => {
+                let Some(jid) = e.attr("jid").and_then(|j| Jid::parse(j).ok()) else {
+                    return Err(StanzaError::with_text(
+                        StanzaCondition::BadRequest,
+                        "a conference bookmark needs a valid jid",
+                    ));
+                };
+                let mut c = Element::new("conference", ns::BOOKMARKS2);
+                if let Some(n) = e.attr("name") {
+                    c.set_attr("name", n);
+                }
+                let autojoin = matches!(e.attr("autojoin"), Some("true" | "1"));
+                c.set_attr("autojoin", if autojoin { "true" } else { "false" });
+                for name in ["nick", "password"] {
+                    if let Some(v) = e.child(name, ns::BOOKMARKS) {
+                        c.push(Element::new(name, ns::BOOKMARKS2).with_text(v.text()));
+                    }
+                }
+                wanted.push((jid.bare().to_string(), c));
+            }
+            "url" => keep.push(e.clone()),
+            _ => {}
+        }
+    }
+    if wanted.len() > MAX_BOOKMARKS {
+        return Err(StanzaError::with_text(
+            StanzaCondition::NotAcceptable,
+            format!("at most {MAX_BOOKMARKS} bookmarks"),
+        ));
+    }
+    let existing = owner_items(ctx, req, ns::BOOKMARKS2)?;
+    for item in &existing {
+        if !wanted.iter().any(|(id, _)| *id == item.id) {
+            owner_retract(ctx, req, ns::BOOKMARKS2, &item.id)?;
+        }
+    }
+    for (id, c) in wanted {
+        let same = existing.iter().any(|i| {
+            i.id == id && Element::parse(&i.payload, "", &[]).ok().as_ref() == Some(&c)
+        });
+        if !same {
+            owner_publish(ctx, req, ns::BOOKMARKS2, &id, &c, bookmarks_config)?;
+        }
+    }
+    Ok(keep)
+}

@@ -145,10 +145,17 @@ async def main():
 
     # Private storage (XEP-0049) and bookmarks of the XEP-0048 kind, kept
     # in the XEP-0402 PEP node.
-    el = ET.Element("{urn:example:notes}notes")
-    el.text = "remember the milk"
-    await alice["xep_0049"].store(el, timeout=TIMEOUT)
-    back = await alice["xep_0049"].retrieve("{urn:example:notes}notes", timeout=TIMEOUT)
+    store = alice.make_iq_set(ito=None)
+    q = ET.Element("{jabber:iq:private}query")
+    notes = ET.SubElement(q, "{urn:example:notes}notes")
+    notes.text = "remember the milk"
+    store.append(q)
+    await store.send(timeout=TIMEOUT)
+    get = alice.make_iq_get(ito=None)
+    q = ET.Element("{jabber:iq:private}query")
+    ET.SubElement(q, "{urn:example:notes}notes")
+    get.append(q)
+    back = await get.send(timeout=TIMEOUT)
     assert "remember the milk" in str(back), str(back)
     stanza = alice.make_iq_set(ito=None)
     q = ET.Element("{jabber:iq:private}query")
@@ -162,6 +169,16 @@ async def main():
     items = await ps_a.get_items(f"alice@{domain}", "urn:xmpp:bookmarks:1", timeout=TIMEOUT)
     ids = [i["id"] for i in items["pubsub"]["items"]]
     assert ids == [f"room@conference.{domain}"], ids
+    # Read back the XEP-0048 way, after a new login: the bookmark stays.
+    alice.disconnect()
+    await asyncio.sleep(0.3)
+    alice = await start(f"alice@{domain}/lab2", apw, host, port)
+    get = alice.make_iq_get(ito=None)
+    q = ET.Element("{jabber:iq:private}query")
+    ET.SubElement(q, "{storage:bookmarks}storage")
+    get.append(q)
+    back = str(await get.send(timeout=TIMEOUT))
+    assert f"room@conference.{domain}" in back and "alice</nick>" in back, back
     print("private storage and bookmarks ok", flush=True)
 
     alice.disconnect()

@@ -27,6 +27,8 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 need_prosody=0
 command -v prosody >/dev/null 2>&1 || need_prosody=1
+# fail2ban-regex checks the log filter the README documents.
+command -v fail2ban-regex >/dev/null 2>&1 || need_prosody=1
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
@@ -37,7 +39,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 if [ "$need_prosody" = 1 ]; then
-  echo "setup: installing prosody"
+  echo "setup: installing prosody and fail2ban (their services are not started)"
   [ ${#need_apt[@]} -gt 0 ] || $SUDO apt-get update -qq
   # Keep the package from starting its system service.
   policy=/usr/sbin/policy-rc.d
@@ -47,7 +49,7 @@ if [ "$need_prosody" = 1 ]; then
     $SUDO chmod +x "$policy"
     made_policy=1
   fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prosody >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prosody fail2ban >/dev/null
   if [ "$made_policy" = 1 ]; then $SUDO rm -f "$policy"; fi
 fi
 

@@ -176,7 +176,32 @@ impl Conn {
         while !self.done {
             let ev = match self.parser.next_event() {
                 Ok(Some(StreamEvent::Open(h))) => Event::Header(h),
-                Ok(Some(StreamEvent::Element(e))) => Event::Element(e),
+                Ok(Some(StreamEvent::Element(e))) => {
+                    // Every stanza of a bound session counts against its
+                    // rate, those the edge answers itself (pings) too.
+                    if self.machine.is_bound() && e.ns == proto::ns::CLIENT {
+                        match self.stanzas.take(std::time::Instant::now()) {
+                            Budget::Take => {}
+                            Budget::Refuse => {
+                                if let Ok(st) = proto::stanza::Stanza::from_top(e) {
+                                    self.refuse_stanza(&st).await;
+                                }
+                                continue;
+                            }
+                            Budget::Close => {
+                                // RFC 6120 §4.9.3.14: a client that goes on
+                                // violating the local policy loses its stream.
+                                tracing::info!(peer = %self.peer, "stream closed: too many stanzas");
+                                let text =
+                                    "too many stanzas: the rate limit was exceeded for too long";
+                                self.fail(StreamCondition::PolicyViolation, Some(text.into()))
+                                    .await;
+                                break;
+                            }
+                        }
+                    }
+                    Event::Element(e)
+                }
                 Ok(Some(StreamEvent::Close)) => Event::PeerClosed,
                 Ok(None) => break,
                 Err(e) => Event::XmlError(e),
@@ -284,22 +309,11 @@ impl Conn {
                 }
                 return Some(Event::Bound(r));
             }
-            Action::Route(st) => match self.stanzas.take(std::time::Instant::now()) {
-                Budget::Take => {
-                    if self.edge.core.route(st).await.is_err() {
-                        self.fail(StreamCondition::SystemShutdown, None).await;
-                    }
+            Action::Route(st) => {
+                if self.edge.core.route(st).await.is_err() {
+                    self.fail(StreamCondition::SystemShutdown, None).await;
                 }
-                Budget::Refuse => self.refuse_stanza(&st).await,
-                Budget::Close => {
-                    // RFC 6120 §4.9.3.14: a client that goes on violating
-                    // the local policy loses its stream.
-                    tracing::info!(peer = %self.peer, "stream closed: too many stanzas");
-                    let text = "too many stanzas: the rate limit was exceeded for too long";
-                    self.fail(StreamCondition::PolicyViolation, Some(text.into()))
-                        .await;
-                }
-            },
+            }
             Action::Fail(cond, text) => {
                 self.write(&cond.to_bytes(text.as_deref())).await;
                 self.done = true;

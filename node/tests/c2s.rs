@@ -427,3 +427,37 @@ async fn whitespace_after_auth_or_starttls_does_not_break_the_restarted_stream()
     }
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_pretty_printed_resource_was_refused() {
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    let mut c = Client::connect(t.addr).await;
+    c.open("localhost").await.expect("features");
+    c.starttls().await.expect("tls");
+    c.open("localhost").await.expect("features");
+    c.sasl("SCRAM-SHA-256", "alice", PW).await.expect("sasl");
+    c.open("localhost").await.expect("features");
+    let jid = c.bind(Some("\n    laptop\n  ")).await.expect("bind");
+    assert_eq!(jid, "alice@localhost/laptop");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_stream_could_change_domain() {
+    let mut t = TestServer::start_with(|cfg| {
+        cfg.domains = vec!["localhost".into(), "example.test".into()];
+    })
+    .await;
+    t.add_user("bob@example.test", PW);
+    let mut c = Client::connect(t.addr).await;
+    c.open("example.test").await.expect("features");
+    c.starttls().await.expect("tls");
+    c.open("example.test").await.expect("features");
+    c.sasl("SCRAM-SHA-256", "bob", PW).await.expect("sasl");
+    // After SASL the stream restarts for another domain: refused.
+    c.restart();
+    c.send(&header("localhost")).await;
+    assert_eq!(c.stream_error().await.expect("error"), "host-unknown");
+    t.stop().await;
+}

@@ -198,6 +198,19 @@ async fn stanza_floods_were_unlimited() {
     b.send("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
         .await;
     b.expect(|e| e.attr("id") == Some("p")).await.expect("bob");
+    // Pings the edge answers itself count too: 40 of them over a burst of
+    // 20 were all answered.
+    for i in 0..40 {
+        b.send(&format!(
+            "<iq type='get' id='q{i}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ))
+        .await;
+    }
+    let refused = b
+        .expect(|e| e.name == "iq" && e.attr("type") == Some("error"))
+        .await
+        .expect("a ping over the rate is refused");
+    assert_eq!(condition(&refused).as_deref(), Some("resource-constraint"));
 }
 
 async fn roster_set(c: &mut Client, id: &str, jid: &str, name: &str) -> Element {
@@ -256,6 +269,12 @@ async fn rosters_grew_without_limit() {
             break;
         }
     }
+    // Carol hears why: the error to her bare JID reaches her resources.
+    let e = c
+        .expect(|e| e.name == "presence" && e.attr("type") == Some("error"))
+        .await
+        .expect("carol is told");
+    assert_eq!(condition(&e).as_deref(), Some("resource-constraint"));
     // Carol's own roster has room: she asked, so bob is in it.
     c.send("<presence to='bob@localhost' type='subscribe'/>")
         .await;
@@ -295,4 +314,86 @@ async fn oversized_vcards_were_stored() {
         .and_then(|v| v.child("FN", ns::VCARD))
         .map(Element::text);
     assert_eq!(fn_.as_deref(), Some("Alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_downgrade_counted_as_a_wrong_password() {
+    // A client sending the 'y' flag while -PLUS is offered is refused as
+    // a downgrade, but it guessed no password: the address must not be
+    // throttled for it.
+    let s = TestServer::start_with(|c| {
+        c.limits.login_free_failures = 1;
+        c.limits.login_delay_secs = 5;
+    })
+    .await;
+    s.add_user("bob@localhost", PW);
+    let from = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+    for _ in 0..4 {
+        let mut c = secured(s.addr, Some(from)).await;
+        // A SCRAM exchange whose client saw no -PLUS: flag 'y'.
+        c.cb = Some(vec![1; 32]);
+        c.y_flag = true;
+        let e = c
+            .sasl("SCRAM-SHA-256", "bob", PW)
+            .await
+            .expect_err("a downgrade");
+        assert!(e.to_string().contains("not-authorized"), "{e}");
+    }
+    let t = Instant::now();
+    plain(s.addr, from, "bob", PW)
+        .await
+        .expect("bob, not held back");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_with_two_payloads_created_an_account() {
+    let s = TestServer::start_with(|c| c.registration.enabled = true).await;
+    for (id, payload) in [
+        (
+            "two",
+            "<query xmlns='jabber:iq:register'><username>mallory</username><password>long enough pw</password></query><extra xmlns='urn:x'/>",
+        ),
+        ("none", ""),
+    ] {
+        let mut c = secured(s.addr, None).await;
+        c.send(&format!("<iq type='set' id='{id}'>{payload}</iq>"))
+            .await;
+        let r = c
+            .expect(|e| e.attr("id") == Some(id))
+            .await
+            .expect("answer");
+        assert_eq!(r.attr("type"), Some("error"), "{r:?}");
+        assert_eq!(condition(&r).as_deref(), Some("bad-request"), "{r:?}");
+    }
+    // To another address: not a registration with this server.
+    let mut c = secured(s.addr, None).await;
+    c.send("<iq type='set' id='to' to='bob@localhost'><query xmlns='jabber:iq:register'><username>trudy</username><password>long enough pw</password></query></iq>").await;
+    let r = c
+        .expect(|e| e.attr("id") == Some("to"))
+        .await
+        .expect("answer");
+    assert_eq!(r.attr("type"), Some("error"));
+    // A result is never answered.
+    c.send("<iq type='result' id='res'/>").await;
+    c.send("<iq type='get' id='after'><query xmlns='jabber:iq:register'/></iq>")
+        .await;
+    let r = c.next_element().await.expect("answer");
+    assert_eq!(
+        r.attr("id"),
+        Some("after"),
+        "the result was answered: {r:?}"
+    );
+    let core = s
+        .server
+        .as_ref()
+        .and_then(|x| x.core.as_ref())
+        .expect("core");
+    for u in ["mallory", "trudy"] {
+        let jid = proto::BareJid::parse(&format!("{u}@localhost")).expect("jid");
+        assert!(
+            !core.accounts().exists(&jid).expect("read"),
+            "{u} was created"
+        );
+    }
 }

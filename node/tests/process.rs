@@ -508,7 +508,7 @@ async fn logins_were_not_logged_with_the_client_address() {
     c.open("localhost").await.expect("open");
     c.starttls().await.expect("tls");
     c.open("localhost").await.expect("open");
-    let forged = "x\" reason=\"forged\nINFO node::conn: authentication failed ip=6.6.6.6";
+    let forged = "x\" reason=\"forged\nINFO xmppd::auth: authentication failed ip=6.6.6.6";
     assert!(c.sasl("PLAIN", forged, "whatever").await.is_err());
     let wanted = [
         "authentication succeeded ip=127.0.0.1 port=",
@@ -545,6 +545,34 @@ async fn logins_were_not_logged_with_the_client_address() {
         "a forged line: {:?}",
         log_lines(&log, "6.6.6.6")
     );
+    // The fail2ban filter the README documents matches the two failures
+    // from 127.0.0.1 and nothing of the forged name.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README");
+    let filter: String = readme
+        .split("```ini\n")
+        .nth(1)
+        .and_then(|r| r.split("```").next())
+        .expect("the README's fail2ban filter")
+        .to_string();
+    let fdir = tempfile::tempdir().expect("tempdir");
+    let fpath = fdir.path().join("xmppd.conf");
+    std::fs::write(&fpath, &filter).expect("filter");
+    let lpath = fdir.path().join("xmppd.log");
+    let lines = log
+        .lock()
+        .map(|l| l.iter().map(|x| format!("{x}\n")).collect::<String>())
+        .unwrap_or_default();
+    std::fs::write(&lpath, lines).expect("log file");
+    let out = std::process::Command::new("fail2ban-regex")
+        .arg(&lpath)
+        .arg(&fpath)
+        .output()
+        .expect("fail2ban-regex runs (scripts/setup.sh installs fail2ban)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("Failregex: 2 total"), "{report}");
+    assert!(!report.contains("6.6.6.6"), "{report}");
     signal(&child, "TERM");
     assert!(child.wait().expect("wait").success());
 }

@@ -581,3 +581,75 @@ async fn a_probe_while_the_contact_is_offline_gets_its_last_unavailable_presence
     assert!(p.child("status", ns::CLIENT).is_none());
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_deleted_account_left_its_subscriptions_to_a_new_account_of_its_name() {
+    let mut t = users(&["ivan", "judy"]).await;
+    let mut i = Client::online(t.addr, "ivan@localhost", PW, "i")
+        .await
+        .expect("ivan");
+    let mut j = Client::online(t.addr, "judy@localhost", PW, "j")
+        .await
+        .expect("judy");
+    i.send("<presence to='judy@localhost' type='subscribe'/>")
+        .await;
+    j.expect(|e| e.name == "presence" && e.attr("type") == Some("subscribe"))
+        .await
+        .expect("request");
+    j.send("<presence to='ivan@localhost' type='subscribed'/>")
+        .await;
+    j.send("<presence to='ivan@localhost' type='subscribe'/>")
+        .await;
+    i.expect(|e| e.name == "presence" && e.attr("type") == Some("subscribe"))
+        .await
+        .expect("request back");
+    i.send("<presence to='judy@localhost' type='subscribed'/>")
+        .await;
+    j.expect(|e| {
+        e.name == "presence"
+            && e.attr("from") == Some("ivan@localhost/i")
+            && e.attr("type").is_none()
+    })
+    .await
+    .expect("ivan's presence");
+    drop(j);
+    let core = t
+        .server
+        .as_ref()
+        .and_then(|s| s.core.clone())
+        .expect("core");
+    let judy = proto::BareJid::parse("judy@localhost").expect("jid");
+    core.delete_account(&judy).await.expect("deleted");
+    // ivan's roster loses judy's subscriptions (a push says so).
+    i.expect(|e| {
+        e.name == "iq"
+            && e.child("query", ns::ROSTER)
+                .and_then(|q| q.child("item", ns::ROSTER))
+                .is_some_and(|it| {
+                    it.attr("jid") == Some("judy@localhost")
+                        && it.attr("subscription") == Some("none")
+                })
+    })
+    .await
+    .expect("roster push");
+    // A new judy gets nothing of ivan's presence.
+    t.add_user("judy@localhost", "another password");
+    let mut j2 = Client::online(t.addr, "judy@localhost", "another password", "new")
+        .await
+        .expect("new judy");
+    i.send("<presence><status>ivan is at home</status></presence>")
+        .await;
+    j2.send("<iq type='get' id='b' to='judy@localhost'><vCard xmlns='vcard-temp'/></iq>")
+        .await;
+    loop {
+        let e = j2.next_element().await.expect("stanza");
+        assert!(
+            !(e.name == "presence" && e.attr("from").is_some_and(|f| f.starts_with("ivan"))),
+            "the new account got ivan's presence: {e:?}"
+        );
+        if e.attr("id") == Some("b") {
+            break;
+        }
+    }
+    t.stop().await;
+}

@@ -396,6 +396,9 @@ impl Core {
                 self.account_change(user, move |ctx| {
                     let sh = ctx.env;
                     sh.accounts.plan_delete(&mut ctx.writes, &u)?;
+                    // Contacts forget the account's subscriptions (sent once
+                    // the deletion is committed).
+                    crate::modules::subscription::cancel_all(ctx, &u);
                     if let Some(gone) = ctx.st.remove_user(&u) {
                         for s in gone.sessions {
                             ctx.send(

@@ -22,7 +22,7 @@ impl Conn {
         match o.failure {
             None => {
                 let user = o.account.as_ref().map_or("", |a| a.as_str());
-                tracing::info!(ip = %ip, port, mechanism = ?o.mechanism, user = ?user, "authentication succeeded");
+                tracing::info!(target: "xmppd::auth", ip = %ip, port, mechanism = ?o.mechanism, user = ?user, "authentication succeeded");
                 if let Some(a) = &o.account {
                     self.edge.logins.succeeded(a.as_str());
                 }
@@ -31,12 +31,12 @@ impl Conn {
                 tracing::debug!(ip = %ip, port, mechanism = ?o.mechanism, user = ?o.username, "authentication aborted by the client");
             }
             Some(reason) => {
-                tracing::info!(ip = %ip, port, mechanism = ?o.mechanism, reason, user = ?o.username, "authentication failed");
+                tracing::info!(target: "xmppd::auth", ip = %ip, port, mechanism = ?o.mechanism, reason, user = ?o.username, "authentication failed");
                 // Only a wrong name or password counts: protocol mistakes
                 // (no TLS yet, an unknown mechanism, bad base64) guess
                 // nothing, and a refusal while the address waits is not
                 // counted again, or a client retrying early stays out.
-                if reason == "not-authorized" {
+                if reason == "not-authorized" && o.checked {
                     let account = o.account.as_ref().map(|a| a.as_str());
                     let now = std::time::Instant::now();
                     let hold = self.edge.logins.failed(ip, account, now);

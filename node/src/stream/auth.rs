@@ -208,9 +208,11 @@ impl Machine {
             }
             Step::Failure(f) => self.sasl_failed(f, out),
             Step::BindingNotOffered { requested } => {
-                // Not a failed password (see above): no outcome to log or
-                // count against the address.
-                self.sasl = None;
+                // Logged, but not a failed password: the outcome says the
+                // credentials were not checked, so it is not counted.
+                if let Some(s) = self.sasl.take() {
+                    out.push(Action::AuthOutcome(outcome(&s, Some("not-authorized"))));
+                }
                 self.binding_mismatch = true;
                 self.binding_refusals += 1;
                 self.phase = Phase::Negotiating;
@@ -241,6 +243,7 @@ impl Machine {
             account: None,
             mechanism: asked,
             failure: Some(f.condition()),
+            checked: false,
         }));
         self.sasl_failed(f, out);
     }
@@ -276,30 +279,45 @@ impl Machine {
         };
         let id = el.attr("id").unwrap_or("").to_string();
         let iq_type = el.attr("type").unwrap_or("").to_string();
-        let payload = el.elements().next().cloned();
-        match payload {
-            Some(p)
-                if p.ns == ns::REGISTER
-                    && matches!(iq_type.as_str(), "get" | "set")
-                    && self.sasl_allowed() =>
-            {
-                out.push(Action::Register {
-                    iq_type,
-                    id,
-                    payload: p,
-                    domain: self.domain.clone(),
-                });
+        let reply = |err: StanzaError| {
+            Action::Send(Bytes::from(format!(
+                "<iq type='error' id='{}'>{}</iq>",
+                proto::element::escape(&id),
+                err.to_xml()
+            )))
+        };
+        // Results and errors are never answered (RFC 6120 §8.2.3).
+        if !matches!(iq_type.as_str(), "get" | "set") {
+            if !matches!(iq_type.as_str(), "result" | "error") {
+                out.push(reply(StanzaError::with_text(
+                    StanzaCondition::BadRequest,
+                    "an iq needs an id and a type",
+                )));
             }
-            _ => {
-                let err =
-                    StanzaError::with_text(StanzaCondition::NotAuthorized, "authenticate first");
-                out.push(Action::Send(Bytes::from(format!(
-                    "<iq type='error' id='{}'>{}</iq>",
-                    proto::element::escape(&id),
-                    err.to_xml()
-                ))));
-            }
+            return;
         }
+        // The same one-payload rule as after authentication.
+        let payload = match proto::stanza::iq_payload(&el) {
+            Ok(p) => p.clone(),
+            Err(err) => return out.push(reply(err)),
+        };
+        // Registration is with this server only: no other address.
+        let to_server = el.attr("to").is_none_or(|t| {
+            proto::jid::normalize_domain(t).ok().as_deref() == Some(self.domain.as_str())
+        });
+        if payload.ns == ns::REGISTER && self.sasl_allowed() && to_server {
+            out.push(Action::Register {
+                iq_type,
+                id,
+                payload,
+                domain: self.domain.clone(),
+            });
+            return;
+        }
+        out.push(reply(StanzaError::with_text(
+            StanzaCondition::NotAuthorized,
+            "authenticate first",
+        )));
     }
 }
 
@@ -318,6 +336,7 @@ fn outcome(s: &SaslState, failure: Option<&'static str>) -> AuthOutcome {
         account: s.user.clone(),
         mechanism: s.mechanism.name().to_string(),
         failure,
+        checked: s.session.checked_credentials(),
     }
 }
 

@@ -51,9 +51,11 @@ impl Machine {
         let Some(user) = self.user.clone() else {
             return;
         };
+        // Whitespace around the text is the client's XML formatting
+        // (`<resource>\n  laptop\n</resource>`), not part of the name.
         let wanted = bind
             .child("resource", ns::BIND)
-            .map(Element::text)
+            .map(|r| r.text().trim_matches([' ', '\t', '\n', '\r']).to_string())
             .filter(|r| !r.is_empty());
         let jid = match wanted {
             // RFC 6120 §7.7.2.1: a resource that cannot be prepared is bad-request.

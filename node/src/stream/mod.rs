@@ -79,6 +79,9 @@ pub struct AuthOutcome {
     pub mechanism: String,
     /// The SASL condition sent back (RFC 6120 §6.5); `None` on success.
     pub failure: Option<&'static str>,
+    /// The credentials were checked: a failure is a wrong name or
+    /// password (login throttling counts only those).
+    pub checked: bool,
 }
 
 /// Output of the machine, to be carried out in order.

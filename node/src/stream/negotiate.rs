@@ -19,6 +19,15 @@ impl Machine {
         // RFC 6120 §4.7.1: 'to' names the domain; unknown -> host-unknown.
         if let Some(to) = &h.to {
             match proto::jid::normalize_domain(to) {
+                // Once authenticated, a restarted stream stays with the
+                // account's domain (the session is bound there).
+                Ok(d) if self.user.as_ref().is_some_and(|u| u.domain() != d) => {
+                    return self.fail(
+                        StreamCondition::HostUnknown,
+                        Some("the stream was authenticated for another domain".into()),
+                        out,
+                    );
+                }
                 Ok(d) if self.settings.domains.contains(&d) => self.domain = d,
                 _ => {
                     return self.fail(

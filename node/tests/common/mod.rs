@@ -121,6 +121,9 @@ pub struct Client {
     parser: StreamParser,
     pub jid: String,
     pub cb: Option<Vec<u8>>,
+    /// Send SCRAM's 'y' flag with a plain mechanism (a client that could
+    /// bind but saw no -PLUS offer).
+    pub y_flag: bool,
     pub features: Option<Element>,
 }
 
@@ -147,6 +150,7 @@ impl Client {
             parser: StreamParser::new(Limits::default()),
             jid: String::new(),
             cb: None,
+            y_flag: false,
             features: None,
         }
     }
@@ -162,6 +166,7 @@ impl Client {
             parser: StreamParser::new(Limits::default()),
             jid: String::new(),
             cb: None,
+            y_flag: false,
             features: None,
         }
     }
@@ -177,6 +182,7 @@ impl Client {
             parser: StreamParser::new(Limits::default()),
             jid: String::new(),
             cb,
+            y_flag: false,
             features: None,
         }
     }
@@ -251,6 +257,12 @@ impl Client {
         }
     }
 
+    /// Expect a new stream from the server (after a restart the client
+    /// makes by hand).
+    pub fn restart(&mut self) {
+        self.parser.reset();
+    }
+
     /// Open a stream and read the features.
     pub async fn open(&mut self, domain: &str) -> anyhow::Result<Element> {
         self.parser.reset();
@@ -322,7 +334,11 @@ impl Client {
                 )
             };
         }
-        let cb = if m.is_plus() { self.cb.clone() } else { None };
+        let cb = if m.is_plus() || self.y_flag {
+            self.cb.clone()
+        } else {
+            None
+        };
         let mut c = ScramClient::new(m, user, password, cb)?;
         self.send(&format!(
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{}</auth>",

@@ -295,6 +295,17 @@ impl ServerSession {
         }
     }
 
+    /// Whether the exchange got as far as checking the credentials: a
+    /// failure then means a wrong name or password, which login throttling
+    /// counts; before that (a refused channel binding or downgrade, a
+    /// malformed message) it was a protocol matter.
+    pub fn checked_credentials(&self) -> bool {
+        match &self.inner {
+            Inner::Scram(s) => s.checked(),
+            Inner::Plain(p) => p.checked(),
+        }
+    }
+
     /// The client sent `<abort/>` (RFC 6120 §6.4.4): the exchange ends.
     pub fn abort(&mut self) -> Step {
         match &mut self.inner {

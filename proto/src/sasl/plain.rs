@@ -25,6 +25,7 @@ enum State {
 
 pub(crate) struct PlainServer {
     decoy: Decoy,
+    checked: bool,
     state: State,
 }
 
@@ -32,8 +33,15 @@ impl PlainServer {
     pub(crate) fn new() -> PlainServer {
         PlainServer {
             decoy: Decoy::process_default(),
+            checked: false,
             state: State::Start { asked: false },
         }
+    }
+
+    /// Whether the password was checked (a failure then was a wrong name
+    /// or password, not a protocol mistake).
+    pub(crate) fn checked(&self) -> bool {
+        self.checked
     }
 
     pub(crate) fn set_decoy(&mut self, decoy: Decoy) {
@@ -66,6 +74,7 @@ impl PlainServer {
     }
 
     pub(crate) fn credentials(&mut self, stored: Option<StoredCredentials>) -> Step {
+        self.checked = true;
         let State::Lookup {
             authzid,
             username,

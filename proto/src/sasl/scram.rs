@@ -94,6 +94,8 @@ pub(crate) struct ScramServer {
     decoy: Decoy,
     server_nonce: Option<String>,
     state: State,
+    /// The proof was checked: a failure was a wrong name or password.
+    checked: bool,
 }
 
 impl ScramServer {
@@ -111,12 +113,17 @@ impl ScramServer {
             downgrade: None,
             decoy: Decoy::process_default(),
             server_nonce: None,
+            checked: false,
             state: State::Start { asked: false },
         }
     }
 
     pub(crate) fn set_decoy(&mut self, decoy: Decoy) {
         self.decoy = decoy;
+    }
+
+    pub(crate) fn checked(&self) -> bool {
+        self.checked
     }
 
     /// XEP-0474 §4.1: `s` is the advertised mechanisms and channel-binding
@@ -155,7 +162,12 @@ impl ScramServer {
                 nonce,
                 creds,
                 decoy,
-            } => self.client_final(input, first, &server_first, &nonce, &creds, decoy),
+            } => {
+                let (step, checked) =
+                    self.client_final(input, first, &server_first, &nonce, &creds, decoy);
+                self.checked = checked;
+                step
+            }
             State::Lookup(_) | State::Done => Step::Failure(SaslFailure::MalformedRequest),
         }
     }
@@ -286,12 +298,12 @@ impl ScramServer {
         nonce: &str,
         creds: &ScramCredentials,
         decoy: bool,
-    ) -> Step {
+    ) -> (Step, bool) {
         use SaslFailure::{MalformedRequest, NotAuthorized};
         let hash = self.hash;
         let parsed = parse_client_final(input, hash);
         let Some((without_proof, cb_input, client_nonce, proof)) = parsed else {
-            return Step::Failure(MalformedRequest);
+            return (Step::Failure(MalformedRequest), false);
         };
 
         // c= is base64(gs2-header [cbind-data]) (RFC 5802 §7).
@@ -300,7 +312,7 @@ impl ScramServer {
             expected_cb.extend_from_slice(data);
         }
         if !ct_eq(&cb_input, &expected_cb) || client_nonce != nonce {
-            return Step::Failure(NotAuthorized);
+            return (Step::Failure(NotAuthorized), false);
         }
 
         // AuthMessage = client-first-bare "," server-first "," client-final-without-proof
@@ -309,14 +321,15 @@ impl ScramServer {
         let client_key = xor(&proof, &client_signature);
         let proof_ok = ct_eq(&hash.hash(&client_key), &creds.stored_key);
         if !proof_ok || decoy {
-            return Step::Failure(NotAuthorized);
+            return (Step::Failure(NotAuthorized), true);
         }
         let server_signature = hash.hmac(&creds.server_key, auth_message.as_bytes());
-        Step::Success {
+        let success = Step::Success {
             username: first.username,
             authzid: first.authzid,
             additional: Some(format!("v={}", b64_encode(&server_signature)).into_bytes()),
-        }
+        };
+        (success, true)
     }
 }
 

@@ -43,6 +43,22 @@ fn left_key(id: u64) -> Vec<u8> {
     format!("left/{id}").into_bytes()
 }
 
+/// Whether `addr` is `host:port` with a port and a plausible host name
+/// or IP address.
+fn valid_addr(addr: &str) -> bool {
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    port.parse::<u16>().is_ok_and(|p| p != 0)
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
 /// A group's membership as its metrics show it.
 struct View {
     leading: bool,
@@ -143,10 +159,18 @@ impl Cluster {
     /// members after the change. Only at the meta leader (`NotLeader`
     /// names it otherwise). The shard groups follow within seconds.
     pub async fn add_node(&self, id: u64, addr: String) -> Result<Vec<u64>, CoreError> {
-        if id == 0 || addr.is_empty() {
-            return Err(CoreError::Membership(
-                "a node needs an id > 0 and an address".into(),
-            ));
+        // Node ids go into the top bits of session ids (16 bits), and an
+        // address openraft cannot reach would leave the new replicas
+        // unreachable and their shards without a majority.
+        if !(1..=65_535).contains(&id) {
+            return Err(CoreError::Membership(format!(
+                "node id {id} is outside 1..65535"
+            )));
+        }
+        if !valid_addr(&addr) {
+            return Err(CoreError::Membership(format!(
+                "{addr:?} is not a host:port address"
+            )));
         }
         self.ensure_meta_leader()?;
         let _one_at_a_time = self.membership.lock().await;
@@ -589,6 +613,28 @@ pub(crate) async fn publish(shared: std::sync::Weak<Cluster>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_nobody_can_reach_was_added() {
+        for good in [
+            "127.0.0.1:7001",
+            "[::1]:7001",
+            "core-2.cluster.local:7001",
+            "core2:1",
+        ] {
+            assert!(valid_addr(good), "{good}");
+        }
+        for bad in [
+            "not an address",
+            "127.0.0.1",
+            "host:0",
+            "host:70000",
+            ":7001",
+            "a b:1",
+        ] {
+            assert!(!valid_addr(bad), "{bad}");
+        }
+    }
 
     fn members(ids: &[u64]) -> BTreeMap<u64, String> {
         ids.iter()

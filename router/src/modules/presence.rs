@@ -280,10 +280,11 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
                     ctx.send(&sess.sink, Outbound::Stanza(s.raw.clone()));
                 }
             }
+            // To the bare JID: every available resource, errors too (the
+            // answer to a subscription request, which carries the bare JID,
+            // comes back this way).
             _ => {
-                if t != "error" {
-                    ctx.deliver_to(user, |x| x.available, &s.raw);
-                }
+                ctx.deliver_to(user, |x| x.available, &s.raw);
             }
         },
         _ => {}

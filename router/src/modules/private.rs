@@ -67,7 +67,12 @@ impl IqHandler for Private {
 }
 
 impl Private {
-    fn handle_own(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element) -> Result<Option<Element>, StanzaError> {
+    fn handle_own(
+        &self,
+        ctx: &mut Ctx<'_>,
+        iq: &Stanza,
+        p: &Element,
+    ) -> Result<Option<Element>, StanzaError> {
         use StanzaCondition as C;
         let Some(req) = Req::pep_owner(iq) else {
             return Err(StanzaError::new(C::BadRequest));
@@ -157,7 +162,11 @@ fn bookmarks_from_pep(ctx: &Ctx<'_>, req: &Req<'_>, urls: Element) -> Result<Ele
 /// Publish each conference of a XEP-0048 `storage` to the PEP bookmarks
 /// node and retract those not in it; returns what stays in private
 /// storage (the URL bookmarks).
-fn bookmarks_to_pep(ctx: &mut Ctx<'_>, req: &Req<'_>, storage: &Element) -> Result<Element, StanzaError> {
+fn bookmarks_to_pep(
+    ctx: &mut Ctx<'_>,
+    req: &Req<'_>,
+    storage: &Element,
+) -> Result<Element, StanzaError> {
     let mut keep = Element::new("storage", ns::BOOKMARKS);
     let mut wanted = Vec::new();
     for e in storage.elements() {
@@ -199,9 +208,9 @@ fn bookmarks_to_pep(ctx: &mut Ctx<'_>, req: &Req<'_>, storage: &Element) -> Resu
         }
     }
     for (id, c) in wanted {
-        let same = existing.iter().any(|i| {
-            i.id == id && Element::parse(&i.payload, "", &[]).ok().as_ref() == Some(&c)
-        });
+        let same = existing
+            .iter()
+            .any(|i| i.id == id && Element::parse(&i.payload, "", &[]).ok().as_ref() == Some(&c));
         if !same {
             owner_publish(ctx, req, ns::BOOKMARKS2, &id, &c, bookmarks_config)?;
         }

@@ -92,11 +92,13 @@ impl IqHandler for Register {
     }
     fn features(&self, t: TargetKind) -> &'static [&'static str] {
         // XEP-0077: the server for registration, the account for changing
-        // its password or cancelling.
-        match t {
-            TargetKind::Server | TargetKind::OwnAccount => &[ns::REGISTER],
-            _ => &[],
-        }
+        // its password or cancelling; listed only where one of them is on.
+        let served = match t {
+            TargetKind::Server => self.registration || self.allow_password_change,
+            TargetKind::OwnAccount => self.registration || self.allow_password_change,
+            _ => false,
+        };
+        if served { &[ns::REGISTER] } else { &[] }
     }
     fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, _t: &Target) {
         let Some(Jid::Full(from)) = iq.from.clone() else {
@@ -128,6 +130,7 @@ impl IqHandler for Register {
                 tracing::error!(user = %user, error = %e, "account removal failed");
                 return ctx.bounce_with(iq, &account_error(&e));
             }
+            super::subscription::cancel_all(ctx, &user);
             let result = proto::stanza::iq_result(
                 iq.id.as_deref().unwrap_or(""),
                 None,

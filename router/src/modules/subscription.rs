@@ -68,6 +68,32 @@ fn save(ctx: &mut Ctx<'_>, user: &BareJid, mut item: RosterItem, new: SubState, 
     }
 }
 
+/// An account goes: its contacts hear that every subscription between
+/// them ended (`unsubscribe` where the account was subscribed or asking,
+/// `unsubscribed` where the contact was, RFC 6121 §3.2, §3.3), so that no
+/// roster elsewhere keeps a subscription, or a request, of an account that
+/// no longer exists, which a new account of the same name would inherit.
+pub(crate) fn cancel_all(ctx: &mut Ctx<'_>, user: &BareJid) {
+    let items = match ctx.store().rosters().get_all(user) {
+        Ok((_, items)) => items,
+        Err(e) => {
+            tracing::error!(user = %user, error = %e, "roster read failed");
+            return;
+        }
+    };
+    let me = Jid::Bare(user.clone());
+    for item in items {
+        let contact = Jid::Bare(item.jid.clone());
+        let st = item.state;
+        if st.sub.has_to() || st.pending_out {
+            ctx.route(presence_of("unsubscribe", me.clone(), contact.clone()));
+        }
+        if st.sub.has_from() || st.pending_in || st.approved {
+            ctx.route(presence_of("unsubscribed", me.clone(), contact));
+        }
+    }
+}
+
 /// The user sends a subscription stanza to a contact.
 pub(crate) fn outbound(
     ctx: &mut Ctx<'_>,

@@ -76,10 +76,25 @@ pub(crate) fn owner_publish(
     let store = ctx.store().pubsub();
     let now = now_ms();
     let w = store
-        .put_item_in(&mut ctx.writes, &req.service, node, &mut n.record, id, Some(&publisher), raw.as_bytes(), now)
+        .put_item_in(
+            &mut ctx.writes,
+            &req.service,
+            node,
+            &mut n.record,
+            id,
+            Some(&publisher),
+            raw.as_bytes(),
+            now,
+        )
         .map_err(internal)?;
     store
-        .trim_in(&mut ctx.writes, &req.service, node, &mut n.record, n.config.keep(cap))
+        .trim_in(
+            &mut ctx.writes,
+            &req.service,
+            node,
+            &mut n.record,
+            n.config.keep(cap),
+        )
         .map_err(internal)?;
     store
         .put_node_in(&mut ctx.writes, &req.service, node, &n.record)
@@ -100,7 +115,12 @@ pub(crate) fn owner_publish(
 }
 
 /// Retract item `id` of the account's own node `node`, if it is there.
-pub(crate) fn owner_retract(ctx: &mut Ctx<'_>, req: &Req<'_>, node: &str, id: &str) -> Result<(), StanzaError> {
+pub(crate) fn owner_retract(
+    ctx: &mut Ctx<'_>,
+    req: &Req<'_>,
+    node: &str,
+    id: &str,
+) -> Result<(), StanzaError> {
     let mut n = match super::load(ctx, req, node) {
         Ok(n) => n,
         Err(e) if e.condition == StanzaCondition::ItemNotFound => return Ok(()),
@@ -129,7 +149,11 @@ pub(crate) fn owner_retract(ctx: &mut Ctx<'_>, req: &Req<'_>, node: &str, id: &s
 
 /// The items of the account's own node `node` (none if it does not
 /// exist), newest first.
-pub(crate) fn owner_items(ctx: &Ctx<'_>, req: &Req<'_>, node: &str) -> Result<Vec<Item>, StanzaError> {
+pub(crate) fn owner_items(
+    ctx: &Ctx<'_>,
+    req: &Req<'_>,
+    node: &str,
+) -> Result<Vec<Item>, StanzaError> {
     let cap = ctx.cfg().pubsub.max_items_per_node as usize;
     ctx.store()
         .pubsub()

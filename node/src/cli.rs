@@ -112,7 +112,19 @@ pub fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     }
 }
 
+/// The longest password accepted from the command line or stdin, in
+/// bytes (a request to the admin socket stays well within its frame).
+const MAX_PASSWORD_BYTES: usize = 1024;
+
 fn read_password(given: Option<String>) -> anyhow::Result<String> {
+    let p = read_password_unchecked(given)?;
+    if p.len() > MAX_PASSWORD_BYTES {
+        bail!("the password is longer than {MAX_PASSWORD_BYTES} bytes");
+    }
+    Ok(p)
+}
+
+fn read_password_unchecked(given: Option<String>) -> anyhow::Result<String> {
     if let Some(p) = given {
         return Ok(p);
     }

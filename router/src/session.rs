@@ -327,6 +327,14 @@ impl Drop for SessionInbox {
     }
 }
 
+/// Session ids of edge `e` are `e << EDGE_SHIFT | n`.
+pub const EDGE_SHIFT: u32 = 40;
+
+/// The edge a session id belongs to.
+pub fn edge_of(session: u64) -> u64 {
+    session >> EDGE_SHIFT
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,12 +394,4 @@ mod tests {
         assert!(sink.is_closed());
         assert!(!sink.send(stanza("x")));
     }
-}
-
-/// Session ids of edge `e` are `e << EDGE_SHIFT | n`.
-pub const EDGE_SHIFT: u32 = 40;
-
-/// The edge a session id belongs to.
-pub fn edge_of(session: u64) -> u64 {
-    session >> EDGE_SHIFT
 }

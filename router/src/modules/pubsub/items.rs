@@ -6,7 +6,7 @@ use proto::error::{StanzaCondition, StanzaError};
 use proto::{Element, ns};
 
 use super::publish::event_item;
-use super::{Handled, Req, at_home, check_access, internal, node_of, now_ms, pubsub_el};
+use super::{Handled, Req, at_node_home, check_access, internal, now_ms, pubsub_el};
 use crate::modules::Ctx;
 
 /// The most items one answer carries.
@@ -63,14 +63,7 @@ pub(crate) fn rsm_answer(
 
 /// §6.5: retrieve items.
 pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Element) -> Handled {
-    let id = match node_of(a) {
-        Ok(id) => id,
-        Err(e) => return e.into(),
-    };
-    if !at_home(ctx, req, &id) {
-        return Handled::Elsewhere;
-    }
-    let r = (|| {
+    at_node_home(ctx, req, a, |ctx, id| {
         let node = super::load(ctx, req, &id)?;
         let aff = super::affiliation(ctx, req, &id)?;
         check_access(ctx, req, &node, aff, false)?;
@@ -177,8 +170,7 @@ pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Elemen
             ));
         }
         Ok(Some(answer))
-    })();
-    Handled::Here(r)
+    })
 }
 
 /// An event item as the `pubsub` namespace's item of a retrieval.

@@ -192,6 +192,24 @@ fn at_home(ctx: &Ctx<'_>, req: &Req<'_>, node: &str) -> bool {
     false
 }
 
+/// Run `f` with the node id that `a` names, at that node's home: here,
+/// or hand the request on and answer nothing here.
+pub(crate) fn at_node_home(
+    ctx: &mut Ctx<'_>,
+    req: &Req<'_>,
+    a: &Element,
+    f: impl FnOnce(&mut Ctx<'_>, String) -> Answer,
+) -> Handled {
+    let id = match node_of(a) {
+        Ok(id) => id,
+        Err(e) => return e.into(),
+    };
+    if !at_home(ctx, req, &id) {
+        return Handled::Elsewhere;
+    }
+    Handled::Here(f(ctx, id))
+}
+
 /// A node as a handler works on it: its record and configuration.
 pub(crate) struct Node {
     pub id: String,

@@ -12,7 +12,8 @@ use storage::pubsub::{Affiliation, NodeRecord, Subscription, SubscriptionState};
 use super::config::{ConfigError, NodeConfig, SubOptions};
 use super::publish::{event, notify_subscribers};
 use super::{
-    Handled, Node, Req, at_home, fresh_id, internal, node_of, now_ms, owners, perr, pubsub_el,
+    Handled, Node, Req, at_home, at_node_home, fresh_id, internal, node_of, now_ms, owners, perr,
+    pubsub_el,
 };
 use crate::modules::Ctx;
 
@@ -192,26 +193,9 @@ fn owned(ctx: &Ctx<'_>, req: &Req<'_>, a: &Element) -> Result<Node, StanzaError>
     }
 }
 
-/// Run `f` at the node's home (named by `a`), answering there.
-fn at_node_home(
-    ctx: &mut Ctx<'_>,
-    req: &Req<'_>,
-    a: &Element,
-    f: impl FnOnce(&mut Ctx<'_>) -> super::Answer,
-) -> Handled {
-    let id = match node_of(a) {
-        Ok(id) => id,
-        Err(e) => return e.into(),
-    };
-    if !at_home(ctx, req, &id) {
-        return Handled::Elsewhere;
-    }
-    Handled::Here(f(ctx))
-}
-
 /// §8.2: get or submit a node's configuration.
 pub(super) fn configure(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool) -> Handled {
-    at_node_home(ctx, req, a, |ctx| {
+    at_node_home(ctx, req, a, |ctx, _| {
         let mut node = owned(ctx, req, a)?;
         if !set {
             let form = node.config.to_form(FormKind::Form).to_element();
@@ -282,7 +266,7 @@ pub(super) fn default_config(ctx: &mut Ctx<'_>, req: &Req<'_>, namespace: &str) 
 
 /// §8.4: delete a node; subscribers hear of it, with the redirect if any.
 pub(super) fn delete(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled {
-    at_node_home(ctx, req, a, |ctx| {
+    at_node_home(ctx, req, a, |ctx, _| {
         let node = owned(ctx, req, a)?;
         if node.config.notify_delete {
             let mut d = Element::new("delete", ns::PUBSUB_EVENT).with_attr("node", &node.id);
@@ -304,7 +288,7 @@ pub(super) fn delete(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled {
 
 /// §8.5: remove every item of a node.
 pub(super) fn purge(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled {
-    at_node_home(ctx, req, a, |ctx| {
+    at_node_home(ctx, req, a, |ctx, _| {
         let mut node = owned(ctx, req, a)?;
         let store = ctx.store().pubsub();
         store
@@ -332,7 +316,7 @@ pub(super) fn state_name(s: SubscriptionState) -> &'static str {
 
 /// §8.8: list or change a node's subscriptions.
 pub(super) fn subscriptions(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool) -> Handled {
-    at_node_home(ctx, req, a, |ctx| {
+    at_node_home(ctx, req, a, |ctx, _| {
         let node = owned(ctx, req, a)?;
         let store = ctx.store().pubsub();
         if !set {
@@ -443,7 +427,7 @@ fn parse_affiliation(s: &str) -> Option<Option<Affiliation>> {
 /// §8.9: list or change a node's affiliations. An outcast loses its
 /// subscriptions; the last owner cannot be removed.
 pub(super) fn affiliations(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool) -> Handled {
-    at_node_home(ctx, req, a, |ctx| {
+    at_node_home(ctx, req, a, |ctx, _| {
         let node = owned(ctx, req, a)?;
         let store = ctx.store().pubsub();
         if !set {

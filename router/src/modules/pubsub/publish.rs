@@ -11,7 +11,7 @@ use storage::pubsub::{Affiliation, SubscriptionState};
 
 use super::config::{NodeConfig, PublishModel, SubOptions, same_value};
 use super::owner::config_error;
-use super::{Handled, Node, Req, at_home, fresh_id, internal, node_of, now_ms, perr, pubsub_el};
+use super::{Handled, Node, Req, at_node_home, fresh_id, internal, now_ms, perr, pubsub_el};
 use crate::modules::Ctx;
 
 /// `<event xmlns='...#event'>child</event>`.
@@ -113,14 +113,7 @@ pub(crate) fn event_item(node: &Node, item: &storage::pubsub::Item) -> Element {
 
 /// §7.1: publish an item.
 pub(super) fn publish(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Element) -> Handled {
-    let id = match node_of(a) {
-        Ok(id) => id,
-        Err(e) => return e.into(),
-    };
-    if !at_home(ctx, req, &id) {
-        return Handled::Elsewhere;
-    }
-    Handled::Here(publish_here(ctx, req, p, a, &id))
+    at_node_home(ctx, req, a, |ctx, id| publish_here(ctx, req, p, a, &id))
 }
 
 fn publish_here(
@@ -312,14 +305,7 @@ fn published(node: &str, item: Option<&str>) -> Option<Element> {
 /// (`notify`) or the node is configured so.
 pub(super) fn retract(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled {
     use StanzaCondition as C;
-    let id = match node_of(a) {
-        Ok(id) => id,
-        Err(e) => return e.into(),
-    };
-    if !at_home(ctx, req, &id) {
-        return Handled::Elsewhere;
-    }
-    let r = (|| {
+    at_node_home(ctx, req, a, |ctx, id| {
         let mut node = super::load(ctx, req, &id)?;
         let Some(item_id) = a
             .elements()
@@ -366,6 +352,5 @@ pub(super) fn retract(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled 
             notify_subscribers(ctx, req, &node, ev, None)?;
         }
         Ok(None)
-    })();
-    Handled::Here(r)
+    })
 }

@@ -13,7 +13,7 @@ use storage::pubsub::{Affiliation, Subscription, SubscriptionState};
 use super::config::{AccessModel, SendLast, SubOptions};
 use super::owner::{affiliation_name, config_error, state_name};
 use super::publish::{event, event_item, notification, notify_subscribers};
-use super::{Handled, Req, at_home, check_access, fresh_id, internal, node_of, perr, pubsub_el};
+use super::{Handled, Req, at_node_home, check_access, fresh_id, internal, perr, pubsub_el};
 use crate::modules::Ctx;
 
 /// The subscriber JID a request names: it must be the requester's own
@@ -41,14 +41,7 @@ fn subscription_el(namespace: &str, node: &str, s: &Subscription) -> Element {
 /// §6.1: subscribe.
 pub(super) fn subscribe(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Element) -> Handled {
     use StanzaCondition as C;
-    let id = match node_of(a) {
-        Ok(id) => id,
-        Err(e) => return e.into(),
-    };
-    if !at_home(ctx, req, &id) {
-        return Handled::Elsewhere;
-    }
-    let r = (|| {
+    at_node_home(ctx, req, a, |ctx, id| {
         let jid = subscriber(req, a)?;
         let node = super::load(ctx, req, &id)?;
         if !node.config.subscribe {
@@ -121,8 +114,7 @@ pub(super) fn subscribe(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Eleme
             ns::PUBSUB,
             subscription_el(ns::PUBSUB, &id, &sub),
         )))
-    })();
-    Handled::Here(r)
+    })
 }
 
 /// Refused subscription options (§6.3.5): bad-request with invalid-options.
@@ -258,14 +250,7 @@ fn pick(existing: Vec<Subscription>, subid: Option<&str>) -> Result<Subscription
 
 /// §6.2: unsubscribe.
 pub(super) fn unsubscribe(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled {
-    let id = match node_of(a) {
-        Ok(id) => id,
-        Err(e) => return e.into(),
-    };
-    if !at_home(ctx, req, &id) {
-        return Handled::Elsewhere;
-    }
-    let r = (|| {
+    at_node_home(ctx, req, a, |ctx, id| {
         let jid = match subscriber(req, a) {
             Ok(j) => j,
             // §6.2.3.3: someone else's subscription.
@@ -281,20 +266,12 @@ pub(super) fn unsubscribe(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Hand
             .remove_subscription_in(&mut ctx.writes, &req.service, &id, &jid, &sub.subid)
             .map_err(internal)?;
         Ok(None)
-    })();
-    Handled::Here(r)
+    })
 }
 
 /// §6.3: get or set a subscription's options.
 pub(super) fn options(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool) -> Handled {
-    let id = match node_of(a) {
-        Ok(id) => id,
-        Err(e) => return e.into(),
-    };
-    if !at_home(ctx, req, &id) {
-        return Handled::Elsewhere;
-    }
-    let r = (|| {
+    at_node_home(ctx, req, a, |ctx, id| {
         let jid = match subscriber(req, a) {
             Ok(j) => j,
             Err(_) => return Err(StanzaError::new(StanzaCondition::Forbidden)),
@@ -328,8 +305,7 @@ pub(super) fn options(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool) 
             .put_subscription_in(&mut ctx.writes, &req.service, &id, &sub)
             .map_err(internal)?;
         Ok(None)
-    })();
-    Handled::Here(r)
+    })
 }
 
 /// §5.6: the requester's subscriptions on the service (or one node).

@@ -1,0 +1,191 @@
+//! PubSub in a cluster of real processes: a node lives in the shard of its
+//! own key, led by one core node, while its publisher and subscriber live
+//! in shards that others lead and connect through two edges. The node's
+//! shard leader is killed with -9 in the middle of a steady publish
+//! stream: every publish that was acknowledged can be retrieved afterwards,
+//! exactly once, and the subscriber got a notification for each.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::Client;
+use common::cores::*;
+use common::procs::*;
+use proto::{Element, ns};
+
+const PW: &str = "correct horse";
+const PS: &str = "pubsub.localhost";
+
+/// Send an IQ and wait (up to `limit`) for its answer.
+async fn iq(c: &mut Client, id: &str, to: &str, payload: &str, limit: Duration) -> Option<Element> {
+    c.send(&format!(
+        "<iq type='set' id='{id}' to='{to}'>{payload}</iq>"
+    ))
+    .await;
+    tokio::time::timeout(
+        limit,
+        c.expect(|e| e.name == "iq" && e.attr("id") == Some(id)),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+}
+
+/// The item ids of the notifications in `e`, if it is one.
+fn notified(e: &Element) -> Vec<String> {
+    e.child("event", ns::PUBSUB_EVENT)
+        .and_then(|ev| ev.child("items", ns::PUBSUB_EVENT))
+        .map(|items| {
+            items
+                .elements()
+                .filter(|i| i.name == "item")
+                .filter_map(|i| i.attr("id").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_publish_survives_a_kill_of_the_nodes_shard_leader() {
+    const N: usize = 150;
+    let mut cores = Cores::start().await;
+    cores.wait_balanced(0).await;
+    // Shard s is led by node s % 3 + 1: the node's home by node 3, the
+    // publisher's shard by node 1, the subscriber's by node 2.
+    let node = (0..)
+        .map(|i| format!("telemetry{i}"))
+        .find(|n| router::cluster::shard_of(&format!("{PS}/{n}"), 16) % 3 == 2)
+        .expect("a node id");
+    let alice = user_in_shard("alice", 0);
+    let bob = user_in_shard("bob", 1);
+    for u in [&alice, &bob] {
+        let (ok, out) = xmppd(&cores.cfgs[0], &["user", "add", u, "--password", PW]);
+        assert!(ok, "{out}");
+    }
+    let (_edge_a, addr_a) = cores.edge(41, 0);
+    let (_edge_b, addr_b) = cores.edge(42, 1);
+    let mut a = Client::online(addr_a, &alice, PW, "a")
+        .await
+        .expect("alice");
+    let mut b = Client::online(addr_b, &bob, PW, "b").await.expect("bob");
+    let create = format!(
+        "<pubsub xmlns='{}'><create node='{node}'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#max_items'><value>max</value></field></x></configure></pubsub>",
+        ns::PUBSUB,
+        ns::PUBSUB_NODE_CONFIG
+    );
+    let r = iq(&mut a, "create", PS, &create, Duration::from_secs(10))
+        .await
+        .expect("created");
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let sub = format!(
+        "<pubsub xmlns='{}'><subscribe node='{node}' jid='{bob}'/></pubsub>",
+        ns::PUBSUB
+    );
+    let r = iq(&mut b, "sub", PS, &sub, Duration::from_secs(10))
+        .await
+        .expect("subscribed");
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+
+    // Bob's notifications, counted by item id, until the test ends.
+    let seen: std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>> = Default::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(Ok(e)) =
+                    tokio::time::timeout(Duration::from_millis(500), b.next_element()).await
+                {
+                    for id in notified(&e) {
+                        *seen.lock().expect("lock").entry(id).or_default() += 1;
+                    }
+                }
+            }
+        })
+    };
+
+    // A steady stream of publishes; one that gets no answer is sent again
+    // with the same id (as a client would), so a publish is acknowledged
+    // once its result arrives.
+    let mut acked = BTreeSet::new();
+    let started = std::time::Instant::now();
+    for i in 0..N {
+        if i == N / 3 {
+            cores.kill(2);
+            eprintln!("killed node 3 after {:?}", started.elapsed());
+        }
+        let id = format!("p{i:03}");
+        let publish = format!(
+            "<pubsub xmlns='{}'><publish node='{node}'><item id='{id}'><reading xmlns='urn:example'>{i}</reading></item></publish></pubsub>",
+            ns::PUBSUB
+        );
+        for attempt in 0..8 {
+            let answer = iq(
+                &mut a,
+                &format!("{id}-{attempt}"),
+                PS,
+                &publish,
+                Duration::from_secs(5),
+            )
+            .await;
+            if answer.is_some_and(|r| r.attr("type") == Some("result")) {
+                acked.insert(id.clone());
+                break;
+            }
+        }
+    }
+    eprintln!(
+        "{} of {N} acknowledged in {:?}",
+        acked.len(),
+        started.elapsed()
+    );
+    assert!(acked.len() >= N - 5, "only {} acknowledged", acked.len());
+
+    // Every acknowledged item is there, once.
+    let get = format!(
+        "<pubsub xmlns='{}'><items node='{node}'/></pubsub>",
+        ns::PUBSUB
+    );
+    a.send(&format!("<iq type='get' id='all' to='{PS}'>{get}</iq>"))
+        .await;
+    let r = a
+        .expect(|e| e.attr("id") == Some("all"))
+        .await
+        .expect("items");
+    let ids: Vec<String> = r
+        .child("pubsub", ns::PUBSUB)
+        .and_then(|p| p.child("items", ns::PUBSUB))
+        .map(|items| {
+            items
+                .elements()
+                .filter_map(|i| i.attr("id").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let stored: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(stored.len(), ids.len(), "an item id twice: {ids:?}");
+    let lost: Vec<&String> = acked.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged but gone: {lost:?}");
+
+    // Bob was notified of each (his session is on a node that lives).
+    until(
+        "bob has every notification",
+        Duration::from_secs(20),
+        || {
+            let s = seen.lock().expect("lock");
+            acked.iter().all(|id| s.contains_key(id))
+        },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = reader.await;
+    let dup = seen
+        .lock()
+        .expect("lock")
+        .values()
+        .filter(|n| **n > 1)
+        .count();
+    eprintln!("notifications repeated after a resend: {dup}");
+}

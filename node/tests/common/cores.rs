@@ -1,0 +1,149 @@
+//! Three core nodes of a cluster as real processes, each a Raft member of
+//! every shard, with edges on demand: start, kill, restart, wait for the
+//! shard leaders to spread, and names of users in a given shard.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::procs::*;
+
+pub struct Cores {
+    pub dir: tempfile::TempDir,
+    pub cfgs: Vec<PathBuf>,
+    pub addrs: Vec<SocketAddr>,
+    pub procs: Vec<Option<Proc>>,
+}
+
+impl Cores {
+    pub async fn start() -> Cores {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+        let peers: Vec<String> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("\"{}={a}\"", i + 1))
+            .collect();
+        let cfgs: Vec<PathBuf> = (0..3)
+            .map(|i| {
+                config(
+                    dir.path(),
+                    &format!("core{}", i + 1),
+                    &format!(
+                        "[cluster]\nrole = \"core\"\nnode_id = {}\nlisten = \"{}\"\nliveness_secs = 2\npeers = [{}]\n",
+                        i + 1,
+                        addrs[i],
+                        peers.join(", ")
+                    ),
+                )
+            })
+            .collect();
+        let procs = cfgs
+            .iter()
+            .map(|c| Some(start(c, "cluster listener (gRPC)").0))
+            .collect();
+        let cores = Cores {
+            dir,
+            cfgs,
+            addrs,
+            procs,
+        };
+        for i in 0..3 {
+            cores.wait_admin(i).await;
+        }
+        cores
+    }
+
+    /// Node `i` (0-based) serves its admin socket (after its shards have
+    /// leaders).
+    pub async fn wait_admin(&self, i: usize) {
+        let sock = self
+            .dir
+            .path()
+            .join(format!("core{}", i + 1))
+            .join("admin.sock");
+        until("the admin socket", Duration::from_secs(30), || {
+            sock.exists()
+        })
+        .await;
+    }
+
+    pub fn status(&self, i: usize) -> (bool, String) {
+        xmppd(
+            &self.cfgs[i],
+            &["cluster", "status", "--core", &self.addrs[i].to_string()],
+        )
+    }
+
+    /// Wait until node `i` reports every shard `s` led by node `s % 3 + 1`
+    /// (the leaders spread over the nodes).
+    pub async fn wait_balanced(&self, i: usize) {
+        until(
+            "leaders spread over the core nodes",
+            Duration::from_secs(30),
+            || {
+                let (_, st) = self.status(i);
+                (0..16).all(|s| leader_in_status(&st, s) == Some(s as u64 % 3 + 1))
+            },
+        )
+        .await;
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        let p = self.procs[i].take().expect("running");
+        signal(&p, "KILL");
+        drop(p);
+        let _ = std::fs::remove_file(
+            self.dir
+                .path()
+                .join(format!("core{}", i + 1))
+                .join("admin.sock"),
+        );
+    }
+
+    pub async fn restart(&mut self, i: usize) {
+        self.procs[i] = Some(start(&self.cfgs[i], "cluster listener (gRPC)").0);
+        self.wait_admin(i).await;
+    }
+
+    /// Start core node `id`, which lists node 1 and itself as peers and so
+    /// waits to be added to the running cluster; its index here.
+    pub async fn start_joining(&mut self, id: u64) -> usize {
+        let addr = free_addr();
+        let cfg = config(
+            self.dir.path(),
+            &format!("core{id}"),
+            &format!(
+                "[cluster]\nrole = \"core\"\nnode_id = {id}\nlisten = \"{addr}\"\nliveness_secs = 2\npeers = [\"1={}\", \"{id}={addr}\"]\n",
+                self.addrs[0]
+            ),
+        );
+        let p = start(&cfg, "cluster listener (gRPC)").0;
+        self.cfgs.push(cfg);
+        self.addrs.push(addr);
+        self.procs.push(Some(p));
+        self.cfgs.len() - 1
+    }
+
+    /// An edge whose seed is core node `seed` (0-based); its STARTTLS address.
+    pub fn edge(&self, id: u64, seed: usize) -> (Proc, SocketAddr) {
+        let cfg = config(
+            self.dir.path(),
+            &format!("edge{id}"),
+            &format!(
+                "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\n\n[cluster]\nrole = \"edge\"\nnode_id = {id}\ncore = \"{}\"\nliveness_secs = 2\n",
+                self.addrs[seed]
+            ),
+        );
+        start(&cfg, "client listener (STARTTLS)")
+    }
+}
+
+/// A user name whose shard (of 16) is `shard`.
+pub fn user_in_shard(prefix: &str, shard: usize) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}@localhost"))
+        .find(|j| router::cluster::shard_of(j, 16) == shard)
+        .expect("a name in the shard")
+}

@@ -23,7 +23,7 @@ DURATION=${DURATION:-10}
 PACED_RATE=${PACED_RATE:-10000}
 MECH=SCRAM-SHA-1 # offered by all three with their default settings
 DOMAIN=localhost
-ALL_SCENARIOS="connect chat paced presence muc pubsub"
+ALL_SCENARIOS="connect chat paced presence muc pubsub pubsub500"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
 want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
@@ -102,16 +102,20 @@ for s in $SERVERS; do
     run "$s" presence "$i" presence --presence-users 200 --contacts 9 --churn-interval 2 \
       --duration "$DURATION" --user-pattern "pres{n}" --register
   done
-  if [ "$s" != xmppd ]; then # xmppd has no MUC or PubSub service yet
+  if [ "$s" != xmppd ]; then # xmppd has no MUC service yet
     want muc && for i in $(seq 1 "$RUNS"); do
       run "$s" muc "$i" muc --rooms 5 --occupants 20 --window 4 --duration "$DURATION" \
         --user-pattern "muc{n}" --register
     done
-    want pubsub && for i in $(seq 1 "$RUNS"); do
-      run "$s" pubsub "$i" pubsub --subscribers 100 --window 8 --duration "$DURATION" \
-        --user-pattern "ps{n}" --register
-    done
   fi
+  want pubsub && for i in $(seq 1 "$RUNS"); do
+    run "$s" pubsub "$i" pubsub --subscribers 100 --window 8 --duration "$DURATION" \
+      --user-pattern "ps{n}" --register
+  done
+  want pubsub500 && for i in $(seq 1 "$RUNS"); do
+    run "$s" pubsub500 "$i" pubsub --subscribers 500 --window 8 --duration "$DURATION" \
+      --user-pattern "pt{n}" --register
+  done
   "${s}_stop" "$w"
   CURRENT=
 done

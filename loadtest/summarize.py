@@ -118,7 +118,18 @@ TABLES = {
         ],
     ),
     "pubsub": (
-        "PubSub (XEP-0060): one publisher, many subscribers",
+        "PubSub (XEP-0060): one publisher, 100 subscribers",
+        ("result.delivered_per_second", True),
+        [
+            ("publishes/s", "result.publishes_per_second", "rate"),
+            ("delivered/s", "result.delivered_per_second", "rate"),
+            ("first recipient p99", "result.first_recipient_us.p99", "us"),
+            ("last recipient p99", "result.last_recipient_us.p99", "us"),
+            ("server cores", "cpu.server_cores", "cores"),
+        ],
+    ),
+    "pubsub500": (
+        "PubSub (XEP-0060): one publisher, 500 subscribers",
         ("result.delivered_per_second", True),
         [
             ("publishes/s", "result.publishes_per_second", "rate"),

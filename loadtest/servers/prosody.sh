@@ -30,8 +30,8 @@ registration_throttle_max = 1000000
 c2s_require_encryption = true
 authentication = "internal_hashed"
 -- Prosody lets only admins create PubSub nodes: the harness's publisher is
--- user 0 of its pattern (load0 by default, ps0 in compare.sh).
-admins = { "load0@$domain", "ps0@$domain" }
+-- user 0 of its pattern (load0 by default, ps0 and pt0 in compare.sh).
+admins = { "load0@$domain", "ps0@$domain", "pt0@$domain" }
 storage = "internal"
 log = { warn = "$w/prosody.log" }
 ssl = { key = "$w/key.pem"; certificate = "$w/cert.pem" }

@@ -850,7 +850,10 @@ async fn pep_nodes_are_auto_created_and_reach_the_owners_resources() {
     .clone();
     let xml = info.to_xml(ns::CLIENT);
     assert!(
-        xml.contains("type='pep'") && xml.contains("auto-create"),
+        xml.contains("type='pep'")
+            && xml.contains("auto-create")
+            && xml.contains("pubsub#filtered-notifications")
+            && xml.contains("pubsub#auto-subscribe"),
         "{xml}"
     );
     // Publishing creates the node; both resources hear it.
@@ -928,5 +931,211 @@ async fn pep_nodes_are_auto_created_and_reach_the_owners_resources() {
         .0,
         "forbidden"
     );
+    t.stop().await;
+}
+
+/// `x` (`xj`) subscribes to `y` (`yj`), who approves; `x` gets `y`'s
+/// presence.
+async fn subscribe(x: &mut Client, y: &mut Client, xj: &str, yj: &str) {
+    x.send(&format!("<presence to='{yj}' type='subscribe'/>"))
+        .await;
+    y.expect(|e| e.name == "presence" && e.attr("type") == Some("subscribe"))
+        .await
+        .expect("request");
+    y.send(&format!("<presence to='{xj}' type='subscribed'/>"))
+        .await;
+    x.expect(|e| {
+        e.name == "presence"
+            && e.attr("type").is_none()
+            && e.attr("from").is_some_and(|f| f.starts_with(yj))
+    })
+    .await
+    .expect("presence after approval");
+}
+
+/// A client's entity capabilities (XEP-0115): its disco#info answer's
+/// children and the `<c/>` its presence carries, hashed as §5.1 says.
+struct Caps {
+    node: String,
+    ver: String,
+    children: String,
+}
+
+impl Caps {
+    fn new(node: &str, features: &[&str]) -> Caps {
+        let mut children = String::from("<identity category='client' type='pc' name='test'/>");
+        for f in features {
+            children.push_str(&format!("<feature var='{f}'/>"));
+        }
+        let q = format!("<query xmlns='{}'>{children}</query>", ns::DISCO_INFO);
+        let q = Element::parse(q.as_bytes(), "", &[]).expect("query");
+        let ver = proto::caps::ver("sha-1", &q).expect("ver");
+        Caps {
+            node: node.into(),
+            ver,
+            children,
+        }
+    }
+
+    fn presence(&self, extra: &str) -> String {
+        format!(
+            "<presence>{extra}<c xmlns='{}' hash='sha-1' node='{}' ver='{}'/></presence>",
+            ns::CAPS,
+            self.node,
+            self.ver
+        )
+    }
+
+    /// Answer the server's question about this hash (the next disco#info
+    /// get the client gets).
+    async fn answer(&self, c: &mut Client) {
+        let q = c
+            .expect(|e| {
+                e.name == "iq"
+                    && e.attr("type") == Some("get")
+                    && e.child("query", ns::DISCO_INFO).is_some()
+            })
+            .await
+            .expect("the server asks what the hash means");
+        let node = format!("{}#{}", self.node, self.ver);
+        assert_eq!(
+            q.child("query", ns::DISCO_INFO)
+                .and_then(|x| x.attr("node")),
+            Some(node.as_str())
+        );
+        c.send(&format!(
+            "<iq type='result' id='{}' to='{}'><query xmlns='{}' node='{node}'>{}</query></iq>",
+            q.attr("id").expect("id"),
+            q.attr("from").expect("from"),
+            ns::DISCO_INFO,
+            self.children
+        ))
+        .await;
+    }
+}
+
+/// Read until a chat message from `from` arrives, failing on any PubSub
+/// event before it (the message is a barrier sent after what must not
+/// arrive).
+async fn no_event_before_message(c: &mut Client, from: &str) {
+    loop {
+        let e = c.next_element().await.expect("stanza");
+        assert!(
+            e.child("event", ns::PUBSUB_EVENT).is_none(),
+            "unexpected event: {}",
+            e.to_xml(ns::CLIENT)
+        );
+        if e.name == "message" && e.attr("from").is_some_and(|f| f.starts_with(from)) {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn pep_reaches_the_contacts_whose_capabilities_ask_for_it() {
+    const TUNE: &str = "http://jabber.org/protocol/tune";
+    let notify = format!("{TUNE}+notify");
+    let mut t = server(&["alice", "bob", "carol"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    let mut c = online(&t, "carol").await;
+    subscribe(&mut a, &mut b, "alice@localhost", "bob@localhost").await;
+    subscribe(&mut b, &mut a, "bob@localhost", "alice@localhost").await;
+    subscribe(&mut a, &mut c, "alice@localhost", "carol@localhost").await;
+    subscribe(&mut c, &mut a, "carol@localhost", "alice@localhost").await;
+    // Bob's client asks for tunes; carol's knows tunes but does not ask.
+    let bob_caps = Caps::new(
+        "http://bob.example/client",
+        &[ns::DISCO_INFO, TUNE, &notify],
+    );
+    let carol_caps = Caps::new("http://carol.example/client", &[ns::DISCO_INFO, TUNE]);
+    b.send(&bob_caps.presence("")).await;
+    bob_caps.answer(&mut b).await;
+    c.send(&carol_caps.presence("")).await;
+    carol_caps.answer(&mut c).await;
+    // Presence round trips: the answers are in before alice publishes.
+    for (x, id) in [(&mut b, "p1"), (&mut c, "p2")] {
+        ok(&iq(x, id, "get", "", "<ping xmlns='urn:xmpp:ping'/>").await);
+    }
+
+    let song = |title: &str| {
+        pubsub(&format!(
+            "<publish node='{TUNE}'><item id='current'><tune xmlns='{TUNE}'><title>{title}</title></tune></item></publish>"
+        ))
+    };
+    ok(&iq(&mut a, "pub1", "set", "", &song("First")).await);
+    let ev = event(&mut b).await;
+    assert_eq!(ev.attr("from"), Some("alice@localhost"));
+    assert_eq!(ev.attr("to"), Some("bob@localhost/r"));
+    assert!(ev.to_xml(ns::CLIENT).contains(">First<"));
+    a.send("<message to='carol@localhost' type='chat'><body>after</body></message>")
+        .await;
+    no_event_before_message(&mut c, "alice@localhost").await;
+
+    // Bob's second resource announces the same hash: the server knows it
+    // (no question) and sends the last tune as the resource comes online.
+    let mut b2 = Client::login(t.addr, "bob@localhost", PW, "two")
+        .await
+        .expect("bob two");
+    b2.send(&bob_caps.presence("")).await;
+    let ev = b2
+        .expect(|e| {
+            assert!(
+                e.child("query", ns::DISCO_INFO).is_none(),
+                "a known hash is not asked about again"
+            );
+            e.child("event", ns::PUBSUB_EVENT).is_some()
+        })
+        .await
+        .expect("last item");
+    assert_eq!(ev.attr("to"), Some("bob@localhost/two"));
+    assert!(ev.to_xml(ns::CLIENT).contains(">First<"));
+    // A change of status is not a new resource: no second last item.
+    b2.send(&bob_caps.presence("<show>away</show>")).await;
+    a.send("<message to='bob@localhost/two' type='chat'><body>after</body></message>")
+        .await;
+    no_event_before_message(&mut b2, "alice@localhost").await;
+
+    // Carol's second resource has a new hash that asks for tunes: the
+    // last item waits for its answer, then arrives.
+    let carol2_caps = Caps::new(
+        "http://carol.example/other",
+        &[ns::DISCO_INFO, "urn:xmpp:ping", TUNE, &notify],
+    );
+    let mut c2 = Client::login(t.addr, "carol@localhost", PW, "two")
+        .await
+        .expect("carol two");
+    c2.send(&carol2_caps.presence("")).await;
+    carol2_caps.answer(&mut c2).await;
+    let ev = event(&mut c2).await;
+    assert!(ev.to_xml(ns::CLIENT).contains(">First<"));
+
+    // A forged answer (features that do not hash to the announced ver)
+    // is refused: the contact gets nothing.
+    let forged = Caps::new("http://forged.example/c", &[ns::DISCO_INFO]);
+    let mut c3 = Client::login(t.addr, "carol@localhost", PW, "three")
+        .await
+        .expect("carol three");
+    c3.send(&forged.presence("")).await;
+    let lie = Caps {
+        children: format!(
+            "<feature var='{}'/><feature var='{notify}'/>",
+            ns::DISCO_INFO
+        ),
+        ..Caps::new("http://forged.example/c", &[ns::DISCO_INFO])
+    };
+    lie.answer(&mut c3).await;
+
+    // Publishing again reaches bob's two resources and carol's second.
+    ok(&iq(&mut a, "pub2", "set", "", &song("Second")).await);
+    for x in [&mut b, &mut b2, &mut c2] {
+        let ev = event(x).await;
+        assert!(ev.to_xml(ns::CLIENT).contains(">Second<"));
+    }
+    for x in [&mut c, &mut c3] {
+        a.send("<message to='carol@localhost' type='chat'><body>after</body></message>")
+            .await;
+        no_event_before_message(x, "alice@localhost").await;
+    }
     t.stop().await;
 }

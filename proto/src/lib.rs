@@ -11,6 +11,7 @@
 //! of ours; tonic (and through it tokio's types) comes in only for the
 //! generated service stubs of `cluster`.
 
+pub mod caps;
 pub mod cluster;
 pub mod element;
 pub mod error;

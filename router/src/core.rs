@@ -261,9 +261,10 @@ impl Core {
         hops: u32,
         route_key: Option<String>,
         recipients: Vec<proto::Jid>,
+        interest: Option<String>,
     ) -> Result<(), CoreError> {
         if !recipients.is_empty() {
-            self.shared.notify(stanza, recipients, hops);
+            self.shared.notify(stanza, recipients, interest, hops);
             return Ok(());
         }
         if let Some(key) = route_key {

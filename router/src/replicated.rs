@@ -166,7 +166,14 @@ pub(crate) async fn ensure_loaded(
                 .and_then(|e| proto::cluster::envelope::from_envelope(e).ok())
                 .map(|(_, s)| s)
         });
+        let caps = presence
+            .as_ref()
+            .and_then(|p| p.element(proto::ns::CLIENT).ok())
+            .and_then(|el| proto::caps::Caps::of_presence(&el))
+            .map(Arc::new);
         let session = Session {
+            caps,
+            sent_once: None,
             jid: jid.clone(),
             sink: SessionSink::remote(r.session, link),
             available: r.available,

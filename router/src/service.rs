@@ -329,6 +329,7 @@ impl pb::core_server::Core for CoreService {
             for e in batch.envelopes {
                 let (inbound, hops) = (e.inbound, e.hops);
                 let key = e.route_key.clone();
+                let interest = e.interest.clone();
                 let recipients: Vec<proto::Jid> = e
                     .recipients
                     .iter()
@@ -338,7 +339,7 @@ impl pb::core_server::Core for CoreService {
                     Ok((_, st)) => {
                         if self
                             .core
-                            .relayed(st, inbound, hops, key, recipients)
+                            .relayed(st, inbound, hops, key, recipients, interest)
                             .await
                             .is_err()
                         {

@@ -65,7 +65,15 @@ impl Shared {
     /// Hand a stanza without 'to' to the shards of its recipients, one
     /// message per shard (a fan-out crosses between shards, and between
     /// core nodes, once per shard, not once per recipient).
-    pub fn notify(&self, s: Stanza, recipients: Vec<proto::Jid>, hops: u32) {
+    /// With an `interest`, bare-JID recipients get it only at resources
+    /// whose capabilities list that feature.
+    pub fn notify(
+        &self,
+        s: Stanza,
+        recipients: Vec<proto::Jid>,
+        interest: Option<String>,
+        hops: u32,
+    ) {
         let mut by_shard: std::collections::BTreeMap<usize, Vec<proto::Jid>> =
             std::collections::BTreeMap::new();
         for r in recipients {
@@ -77,7 +85,11 @@ impl Shared {
         let s = Box::new(s);
         for (_, to) in by_shard {
             let key = to[0].bare_str().to_string();
-            self.send_internal_hop(&key, ShardMsg::Notify(s.clone(), to), hops);
+            self.send_internal_hop(
+                &key,
+                ShardMsg::Notify(s.clone(), to, interest.clone()),
+                hops,
+            );
         }
     }
 
@@ -95,7 +107,7 @@ impl Shared {
             Effect::RouteKey(key, s) => {
                 self.send_internal(&key, ShardMsg::Keyed(key.clone(), Box::new(s)));
             }
-            Effect::Notify(s, recipients) => self.notify(s, recipients, 0),
+            Effect::Notify(s, recipients, interest) => self.notify(s, recipients, interest, 0),
             Effect::Run(f) => f(None),
         }
     }
@@ -121,8 +133,9 @@ pub(crate) enum ShardMsg {
     /// node's home), for inbound processing there.
     Keyed(String, Box<Stanza>),
     /// A stanza without 'to' for these recipients, all of this shard,
-    /// delivered by the rules of its type (a PubSub notification).
-    Notify(Box<Stanza>, Vec<proto::Jid>),
+    /// delivered by the rules of its type (a PubSub notification), with
+    /// the feature a resource's capabilities must list, if any.
+    Notify(Box<Stanza>, Vec<proto::Jid>, Option<String>),
     /// Run a planned change on the shard (an account change from outside
     /// a stanza): the closure plans writes into the context and answers
     /// through `Ctx::after_commit`.
@@ -170,7 +183,7 @@ fn groupable(m: &ShardMsg) -> bool {
         ShardMsg::FromClient(s, _)
         | ShardMsg::Inbound(s)
         | ShardMsg::Keyed(_, s)
-        | ShardMsg::Notify(s, _) => s.kind == Kind::Message,
+        | ShardMsg::Notify(s, ..) => s.kind == Kind::Message,
         _ => false,
     }
 }
@@ -187,9 +200,10 @@ fn relay_envelope(msg: &ShardMsg, index: usize) -> Option<proto::cluster::pb::En
             e.route_key = Some(key.clone());
             e
         }
-        ShardMsg::Notify(s, to) => {
+        ShardMsg::Notify(s, to, interest) => {
             let mut e = to_envelope(index as u32, s);
             e.recipients = to.iter().map(|j| j.as_str().to_owned()).collect();
+            e.interest = interest.clone();
             e
         }
         _ => return None,
@@ -205,7 +219,7 @@ impl ShardMsg {
             ShardMsg::FromClient(s, None) => Some(ShardMsg::FromClient(s.clone(), None)),
             ShardMsg::Inbound(s) => Some(ShardMsg::Inbound(s.clone())),
             ShardMsg::Keyed(k, s) => Some(ShardMsg::Keyed(k.clone(), s.clone())),
-            ShardMsg::Notify(s, to) => Some(ShardMsg::Notify(s.clone(), to.clone())),
+            ShardMsg::Notify(s, to, i) => Some(ShardMsg::Notify(s.clone(), to.clone(), i.clone())),
             _ => None,
         }
     }
@@ -429,7 +443,7 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
         ShardMsg::Unbind { jid, conn_id } => unbind(ctx, &jid, conn_id),
         ShardMsg::FromClient(s, _) => from_client(ctx, *s),
         ShardMsg::Inbound(s) | ShardMsg::Keyed(_, s) => inbound(ctx, *s),
-        ShardMsg::Notify(s, to) => notify(ctx, &s, &to),
+        ShardMsg::Notify(s, to, interest) => notify(ctx, &s, &to, interest.as_deref()),
         ShardMsg::Exec(f) => f(ctx),
         ShardMsg::Count { via, reply } => {
             let n = ctx

@@ -2,8 +2,10 @@
 """slixmpp's own PubSub plugins against a running xmppd: XEP-0060 (create a
 node with a configuration, read and change it, subscribe, publish, receive
 the events, retract, purge, delete), XEP-0163 PEP with XEP-0084 avatars
-and XEP-0172 nicknames, XEP-0049 private storage with XEP-0048 bookmarks
-read back from XEP-0402. Exits non-zero on any failure.
+and XEP-0172 nicknames, a contact's tune (XEP-0118) reaching the other
+through its entity capabilities (XEP-0115, `+notify`), XEP-0049 private
+storage with XEP-0048 bookmarks read back from XEP-0402. Exits non-zero
+on any failure.
 
 usage: pubsub.py HOST PORT DOMAIN ALICE_PASSWORD BOB_PASSWORD
 (accounts alice@DOMAIN and bob@DOMAIN must exist)
@@ -25,8 +27,8 @@ class Client(slixmpp.ClientXMPP):
         super().__init__(jid, password)
         self.ssl_context.check_hostname = False
         self.ssl_context.verify_mode = ssl.CERT_NONE
-        for p in ["xep_0030", "xep_0060", "xep_0004", "xep_0163", "xep_0084",
-                  "xep_0172", "xep_0049", "xep_0048", "xep_0402"]:
+        for p in ["xep_0030", "xep_0060", "xep_0004", "xep_0115", "xep_0163", "xep_0084",
+                  "xep_0172", "xep_0118", "xep_0049", "xep_0048", "xep_0402"]:
             try:
                 self.register_plugin(p)
             except Exception as e:  # older slixmpp lack some
@@ -35,7 +37,7 @@ class Client(slixmpp.ClientXMPP):
         self.events = asyncio.Queue()
         self.add_event_handler("session_start", self.on_start)
         for ev in ["pubsub_publish", "pubsub_retract", "pubsub_purge", "pubsub_delete",
-                   "pubsub_config"]:
+                   "pubsub_config", "user_tune_publish", "changed_subscription"]:
             self.add_event_handler(ev, self._queue(ev))
 
     def _queue(self, name):
@@ -142,6 +144,24 @@ async def main():
     items = await ps_a.get_items(f"alice@{domain}", "urn:xmpp:avatar:data", timeout=TIMEOUT)
     assert len(items["pubsub"]["items"]) == 1
     print("pep ok", flush=True)
+
+    # A contact's PEP (XEP-0163 §4): with a mutual presence subscription,
+    # bob's client asks for tunes through its capabilities (slixmpp's
+    # XEP-0118 plugin adds the +notify feature and XEP-0115 announces it);
+    # the server learns the hash from bob's client and sends him alice's.
+    alice.send_presence_subscription(pto=f"bob@{domain}")
+    for _ in range(100):
+        if alice.client_roster[f"bob@{domain}"]["subscription"] == "both":
+            break
+        await asyncio.sleep(0.1)
+    assert alice.client_roster[f"bob@{domain}"]["subscription"] == "both", \
+        alice.client_roster[f"bob@{domain}"]["subscription"]
+    await alice["xep_0118"].publish_tune(artist="Gerald Finzi", title="Introduction",
+                                         timeout=TIMEOUT)
+    msg = await bob.next_event("user_tune_publish")
+    assert msg["from"].bare == f"alice@{domain}", msg["from"]
+    assert "Finzi" in str(msg), str(msg)
+    print("contact pep ok", flush=True)
 
     # Private storage (XEP-0049) and bookmarks of the XEP-0048 kind, kept
     # in the XEP-0402 PEP node.

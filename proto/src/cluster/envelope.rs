@@ -62,6 +62,7 @@ pub fn to_envelope(shard: u32, stanza: &Stanza) -> pb::Envelope {
         seq: 0,
         route_key: None,
         recipients: Vec::new(),
+        interest: None,
     }
 }
 

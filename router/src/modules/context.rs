@@ -53,6 +53,8 @@ pub(crate) struct Env {
     pub registry: Registry,
     /// How many shards there are.
     pub shard_count: usize,
+    /// Entity capabilities learnt from clients (XEP-0115).
+    pub caps: super::caps::CapsCache,
     next_id: AtomicU64,
 }
 
@@ -60,6 +62,7 @@ impl Env {
     pub fn new(cfg: CoreConfig, store: Store, accounts: Accounts, registry: Registry) -> Env {
         Env {
             shard_count: cfg.shards.max(1),
+            caps: Default::default(),
             cfg,
             store,
             accounts,
@@ -94,7 +97,7 @@ pub(crate) enum Effect {
     /// A stanza for the shard of this key, for inbound processing there.
     RouteKey(String, Stanza),
     /// A stanza without 'to' for these recipients (a fan-out).
-    Notify(Stanza, Vec<Jid>),
+    Notify(Stanza, Vec<Jid>, Option<String>),
     Run(AfterCommit),
 }
 
@@ -192,13 +195,19 @@ impl Ctx<'_> {
     /// rules of its type, at their shards (after the commit of planned
     /// writes).
     pub fn notify(&self, s: Stanza, recipients: Vec<Jid>) {
+        self.notify_interested(s, recipients, None);
+    }
+
+    /// As `notify`, but a bare-JID recipient gets it only at resources
+    /// whose entity capabilities (XEP-0115) list feature `interest`.
+    pub fn notify_interested(&self, s: Stanza, recipients: Vec<Jid>, interest: Option<String>) {
         if recipients.is_empty() {
             return;
         }
         let waits = self.holding();
         self.held
             .borrow_mut()
-            .push((Effect::Notify(s, recipients), waits));
+            .push((Effect::Notify(s, recipients, interest), waits));
     }
 
     /// Send a stanza on to the shard of its `to` for inbound processing

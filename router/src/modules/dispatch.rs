@@ -47,6 +47,8 @@ pub(crate) fn bind(ctx: &mut Ctx<'_>, jid: FullJid, sink: SessionSink) -> Result
         presence: None,
         interested: false,
         directed: Vec::new(),
+        caps: None,
+        sent_once: None,
     };
     // Exactly as many slots as sessions: a Session is a few hundred bytes,
     // and most users have one (a Vec's first growth would reserve four).
@@ -120,8 +122,8 @@ pub(crate) fn from_client(ctx: &mut Ctx<'_>, s: Stanza) {
 }
 
 /// A fan-out of `s` (without 'to') to recipients of this shard.
-pub(crate) fn notify(ctx: &mut Ctx<'_>, s: &Stanza, recipients: &[Jid]) {
-    message::fan_in(ctx, s, recipients);
+pub(crate) fn notify(ctx: &mut Ctx<'_>, s: &Stanza, recipients: &[Jid], interest: Option<&str>) {
+    message::fan_in(ctx, s, recipients, interest);
 }
 
 /// Inbound processing at the recipient's shard (RFC 6121 §8.5).

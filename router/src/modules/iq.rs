@@ -13,7 +13,9 @@ use crate::session::Outbound;
 
 pub(crate) fn handle(ctx: &mut Ctx<'_>, s: Stanza, target: Target) {
     if !matches!(s.stype(), "get" | "set") {
-        // Results and errors for the server are consumed here.
+        // Results and errors for the server are consumed here (answers
+        // to the capabilities questions of `caps.rs` among them).
+        super::caps::on_answer(ctx, &s);
         return;
     }
     let el = match s.element(ns::CLIENT) {

@@ -70,7 +70,10 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
 /// resources with non-negative priority (none: dropped), a normal message
 /// to the highest-priority ones or, with none available, to offline
 /// storage; to a full JID, the resource if it is there.
-pub(crate) fn fan_in(ctx: &mut Ctx<'_>, s: &Stanza, recipients: &[Jid]) {
+pub(crate) fn fan_in(ctx: &mut Ctx<'_>, s: &Stanza, recipients: &[Jid], interest: Option<&str>) {
+    if let Some(feature) = interest {
+        return super::caps::fan_in(ctx, s, recipients, feature);
+    }
     let headline = s.stype() == "headline";
     let out = Outbound::Addressed(s.raw.clone());
     for r in recipients {

@@ -5,6 +5,7 @@
 //! (`state.rs`), the stores to read and the writes it plans, and ways to
 //! send. It never sees a Raft group, a relay or another module's records.
 
+pub mod caps;
 pub mod context;
 pub mod disco;
 pub mod dispatch;

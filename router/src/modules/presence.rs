@@ -8,7 +8,8 @@ use proto::roster::SubAction;
 use proto::stanza::{Kind, Stanza};
 use proto::{BareJid, FullJid, Jid, ns};
 
-use super::{Ctx, message, presence_of, subscription};
+use super::pubsub::pep;
+use super::{Ctx, caps, message, presence_of, subscription};
 use crate::session::Outbound;
 
 /// A presence from one of this shard's users' sessions.
@@ -67,12 +68,22 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
     let available = s.stype() != "unavailable";
     let priority = if available { priority_of(&s) } else { 0 };
     let user = from.bare();
+    let caps = if available {
+        caps::on_presence(ctx, from, &s)
+    } else {
+        None
+    };
     let (was_available, directed) = match ctx.st.session_mut(from) {
         Some(sess) => {
             let was = sess.available;
             sess.available = available;
             sess.priority = priority;
             sess.presence = if available { Some(s.clone()) } else { None };
+            sess.caps = caps;
+            if !available {
+                // Newly available again later: last PEP items again.
+                sess.sent_once = None;
+            }
             let directed = if available {
                 Vec::new()
             } else {
@@ -168,6 +179,9 @@ fn broadcast(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
         }
         if priority >= 0 {
             message::flush_offline(ctx, from);
+            // The last items of the account's own PEP nodes (XEP-0163
+            // §4.3.4), where this resource's capabilities ask for them.
+            pep::last_items_on_presence(ctx, &user, from);
         }
     }
 }
@@ -274,20 +288,43 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
     }
     match t.as_str() {
         "probe" => answer_probe(ctx, user, s),
-        "" | "unavailable" | "error" => match &s.to {
-            Some(Jid::Full(full)) => {
-                if let Some(sess) = ctx.st.session(full) {
-                    ctx.send(&sess.sink, Outbound::Stanza(s.raw.clone()));
-                }
+        "" | "unavailable" | "error" => {
+            if t.is_empty()
+                && let Some(Jid::Full(contact)) = &s.from
+                && has_caps(&s)
+            {
+                // A contact's resource is available: the last items of
+                // this account's PEP nodes it may see and asks for
+                // (XEP-0163 §4.3.4; once per resource, see `caps.rs`).
+                pep::last_items_on_presence(ctx, user, contact);
             }
-            // To the bare JID: every available resource, errors too (the
-            // answer to a subscription request, which carries the bare JID,
-            // comes back this way).
-            _ => {
-                ctx.deliver_to(user, |x| x.available, &s.raw);
-            }
-        },
+            deliver_presence(ctx, user, &s);
+        }
         _ => {}
+    }
+}
+
+/// Whether a presence carries entity capabilities (XEP-0115), cheaply.
+fn has_caps(s: &Stanza) -> bool {
+    let needle = ns::CAPS.as_bytes();
+    s.raw.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Presence (available, unavailable or error) to an account: to the
+/// addressed resource, or to every available one.
+fn deliver_presence(ctx: &mut Ctx<'_>, user: &BareJid, s: &Stanza) {
+    match &s.to {
+        Some(Jid::Full(full)) => {
+            if let Some(sess) = ctx.st.session(full) {
+                ctx.send(&sess.sink, Outbound::Stanza(s.raw.clone()));
+            }
+        }
+        // To the bare JID: every available resource, errors too (the
+        // answer to a subscription request, which carries the bare JID,
+        // comes back this way).
+        _ => {
+            ctx.deliver_to(user, |x| x.available, &s.raw);
+        }
     }
 }
 

@@ -5,6 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::sync::Arc;
+
+use proto::caps::Caps;
 use proto::stanza::Stanza;
 use proto::{BareJid, FullJid, Jid};
 
@@ -24,6 +27,11 @@ pub struct Session {
     pub interested: bool,
     /// Directed presence sent to entities outside the roster (RFC 6121 §4.6).
     pub directed: Vec<Jid>,
+    /// The capabilities its presence announces (XEP-0115).
+    pub caps: Option<Arc<Caps>>,
+    /// What it was sent once only (PEP last items on presence, by sender
+    /// and feature); not replicated.
+    pub sent_once: Option<Box<HashSet<String>>>,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +60,15 @@ impl ShardState {
 
     pub fn session_mut(&mut self, jid: &FullJid) -> Option<&mut Session> {
         self.changed(jid);
+        self.users
+            .get_mut(&jid.bare())?
+            .sessions
+            .iter_mut()
+            .find(|s| &s.jid == jid)
+    }
+
+    /// A session to change in what the cluster does not replicate.
+    pub fn session_unreplicated(&mut self, jid: &FullJid) -> Option<&mut Session> {
         self.users
             .get_mut(&jid.bare())?
             .sessions

@@ -8,13 +8,14 @@
 
 use proto::error::{StanzaCondition, StanzaError};
 use proto::stanza::Stanza;
-use proto::{Element, Jid, ns};
+use proto::{BareJid, Element, FullJid, Jid, ns};
+use storage::RosterItem;
 use storage::pubsub::Item;
 
-use super::config::NodeConfig;
-use super::publish::{event, event_item, notify_subscribers};
+use super::config::{AccessModel, NodeConfig, SendLast};
+use super::publish::{event, event_item, notification, notify_subscribers};
 use super::{Node, Req, internal, now_ms};
-use crate::modules::Ctx;
+use crate::modules::{Ctx, caps};
 
 /// Add the PEP-specific recipients of a node's notifications: the owning
 /// account (each of its available resources gets them, XEP-0163 §4.3).
@@ -159,4 +160,115 @@ pub(crate) fn owner_items(
         .pubsub()
         .items(&req.service, node, true, None, cap)
         .map_err(internal)
+}
+
+/// Nodes of one account looked at for last items on presence, at most.
+const MAX_NODES_ON_PRESENCE: usize = 256;
+
+/// Whether the node's access model lets a contact with roster item
+/// `item` (of the owner's roster) have its items by presence.
+fn contact_allowed(node: &NodeConfig, item: &RosterItem) -> bool {
+    if !item.state.sub.has_from() {
+        return false;
+    }
+    match node.access_model {
+        AccessModel::Open | AccessModel::Presence => true,
+        AccessModel::Roster => item
+            .groups
+            .iter()
+            .any(|g| node.roster_groups_allowed.contains(g)),
+        // Members and approved subscribers are subscribers proper.
+        AccessModel::Authorize | AccessModel::Whitelist => false,
+    }
+}
+
+/// The contacts that get a PEP node's notifications through their
+/// presence subscription (XEP-0163 §4.1, auto-subscribe), each at the
+/// resources whose capabilities ask for `node+notify` (§4.2): the
+/// account's roster entries with a subscription from the account that the
+/// node's access model lets in.
+pub(crate) fn contacts(
+    ctx: &Ctx<'_>,
+    owner: &BareJid,
+    node: &Node,
+) -> Result<Vec<Jid>, StanzaError> {
+    if matches!(
+        node.config.access_model,
+        AccessModel::Authorize | AccessModel::Whitelist
+    ) {
+        return Ok(Vec::new());
+    }
+    let (_, items) = ctx.store().rosters().get_all(owner).map_err(internal)?;
+    Ok(items
+        .into_iter()
+        .filter(|i| contact_allowed(&node.config, i) && &i.jid != owner)
+        .map(|i| Jid::Bare(i.jid))
+        .collect())
+}
+
+/// The feature a resource lists to get a node's notifications.
+pub(crate) fn notify_feature(node: &str) -> String {
+    format!("{node}+notify")
+}
+
+/// `to` became available (or its presence reached `owner` for the first
+/// time): the last item of each of `owner`'s PEP nodes that `to` may see
+/// and its capabilities ask for, once per resource (XEP-0163 §4.3.4).
+/// `to` is the owner's own resource or a contact's.
+pub(crate) fn last_items_on_presence(ctx: &mut Ctx<'_>, owner: &BareJid, to: &FullJid) {
+    if let Err(e) = send_last_items(ctx, owner, to) {
+        tracing::debug!(owner = %owner, error = ?e.condition, "last PEP items on presence not sent");
+    }
+}
+
+fn send_last_items(ctx: &mut Ctx<'_>, owner: &BareJid, to: &FullJid) -> Result<(), StanzaError> {
+    let contact = to.bare();
+    let item = if &contact == owner {
+        None
+    } else {
+        match ctx
+            .store()
+            .rosters()
+            .get(owner, &contact)
+            .map_err(internal)?
+        {
+            Some(i) if i.state.sub.has_from() => Some(i),
+            _ => return Ok(()),
+        }
+    };
+    let store = ctx.store().pubsub();
+    let ids = store
+        .nodes(owner, None, MAX_NODES_ON_PRESENCE)
+        .map_err(internal)?;
+    for id in ids {
+        let Some(record) = store.node_in(&ctx.writes, owner, &id).map_err(internal)? else {
+            continue;
+        };
+        let config = NodeConfig::decode(&record.config);
+        if config.send_last_published_item != SendLast::OnSubAndPresence
+            || !config.deliver_notifications
+            || item.as_ref().is_some_and(|i| !contact_allowed(&config, i))
+        {
+            continue;
+        }
+        let Some(last) = store.last_item(owner, &id).map_err(internal)? else {
+            continue;
+        };
+        let node = Node {
+            id: id.clone(),
+            record,
+            config,
+        };
+        let ev = event(
+            Element::new("items", ns::PUBSUB_EVENT)
+                .with_attr("node", &id)
+                .with_child(event_item(&node, &last)),
+        );
+        ctx.notify_interested(
+            notification(owner, &node.config, &ev),
+            vec![Jid::Full(to.clone())],
+            Some(caps::interest(&notify_feature(&id), true)),
+        );
+    }
+    Ok(())
 }

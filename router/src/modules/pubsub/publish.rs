@@ -89,10 +89,22 @@ pub(crate) fn notify_subscribers(
         Some(j) => vec![j.clone()],
         None => recipients(ctx, req, node)?,
     };
-    if to.is_empty() {
-        return Ok(());
+    let msg = notification(&req.service, &node.config, &ev);
+    if req.pep && only.is_none() {
+        // Contacts by presence, filtered by their capabilities (XEP-0163
+        // §4); an explicit subscriber gets it as one already.
+        let mut contacts = super::pep::contacts(ctx, &req.service, node)?;
+        contacts.retain(|c| !to.iter().any(|t| t.as_str() == c.as_str()));
+        let feature = super::pep::notify_feature(&node.id);
+        ctx.notify_interested(
+            msg.clone(),
+            contacts,
+            Some(crate::modules::caps::interest(&feature, false)),
+        );
     }
-    ctx.notify(notification(&req.service, &node.config, &ev), to);
+    if !to.is_empty() {
+        ctx.notify(msg, to);
+    }
     Ok(())
 }
 

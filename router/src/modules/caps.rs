@@ -1,0 +1,348 @@
+//! XEP-0115 Entity Capabilities on the server side: a session's presence
+//! announces a hash of its features; the first time a hash is seen the
+//! server asks that session for the features (disco#info to its full
+//! JID), verifies them against the hash, and keeps them for every session
+//! that announces the same hash. PEP (XEP-0163 §4.2) uses them: a contact
+//! gets notifications of node N only at resources whose features list
+//! `N+notify`.
+//!
+//! The cache lives with each core node (every node learns a hash once);
+//! it is bounded, and a hash that would not verify is never kept. A
+//! notification for a resource whose hash is still being asked about
+//! waits (bounded) for the answer instead of being dropped.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proto::caps::Caps;
+use proto::stanza::Stanza;
+use proto::{Element, FullJid, Jid, ns};
+
+use super::Ctx;
+use crate::session::{Outbound, SessionSink};
+
+/// Hashes kept, at most (each a few hundred bytes of feature names).
+const MAX_KNOWN: usize = 10_000;
+/// Questions in flight, at most.
+const MAX_ASKED: usize = 1_000;
+/// How long an unanswered question (and what waits on it) is kept.
+const ASK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Notifications waiting on one question, at most.
+const MAX_WAITING: usize = 256;
+/// "Sent once" marks a session keeps (last items on presence), at most.
+const MAX_SENT_ONCE: usize = 4_096;
+
+struct Asked {
+    caps: Caps,
+    /// The session asked (only its answer counts).
+    who: FullJid,
+    at: Instant,
+}
+
+/// A notification held until its recipient's features are known.
+struct Waiting {
+    sink: SessionSink,
+    out: Outbound,
+    feature: String,
+}
+
+/// The features of the capability hashes this node knows.
+#[derive(Default)]
+pub(crate) struct CapsCache {
+    known: Mutex<HashMap<String, Arc<HashSet<String>>>>,
+    /// The id of each disco#info question sent, and what it asks about.
+    asked: Mutex<HashMap<String, Asked>>,
+    /// By hash key: notifications waiting for its answer.
+    waiting: Mutex<HashMap<String, Vec<Waiting>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether a resource wants a feature, as far as this node knows.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Wants {
+    Yes,
+    No,
+    /// Its hash is being asked about.
+    Unknown,
+}
+
+impl CapsCache {
+    /// The features of hash `key`, if known.
+    fn features(&self, key: &str) -> Option<Arc<HashSet<String>>> {
+        lock(&self.known).get(key).cloned()
+    }
+
+    /// Whether an entity announcing `caps` has feature `f`.
+    pub fn wants(&self, caps: Option<&Caps>, f: &str) -> Wants {
+        let Some(caps) = caps else { return Wants::No };
+        match self.features(&caps.key()) {
+            Some(fs) if fs.contains(f) => Wants::Yes,
+            Some(_) => Wants::No,
+            None => Wants::Unknown,
+        }
+    }
+
+    /// Hold `out` for `sink` until `caps` is known; sent then if it lists
+    /// `feature`. Dropped when the cache is full or the answer never comes.
+    fn wait(&self, caps: &Caps, sink: &SessionSink, out: Outbound, feature: &str) {
+        let mut waiting = lock(&self.waiting);
+        let list = waiting.entry(caps.key()).or_default();
+        if list.len() < MAX_WAITING {
+            list.push(Waiting {
+                sink: sink.clone(),
+                out,
+                feature: feature.to_string(),
+            });
+        }
+    }
+
+    /// Forget questions unanswered for too long, and what waits on them.
+    fn expire(&self, asked: &mut HashMap<String, Asked>) {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        asked.retain(|_, a| {
+            let keep = now.duration_since(a.at) < ASK_TIMEOUT;
+            if !keep {
+                gone.push(a.caps.key());
+            }
+            keep
+        });
+        if !gone.is_empty() {
+            let mut waiting = lock(&self.waiting);
+            for k in gone {
+                if !asked.values().any(|a| a.caps.key() == k) {
+                    waiting.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+/// A session's available presence: its capabilities (returned), and if
+/// nobody has told this node what they mean yet, a question to it.
+pub(crate) fn on_presence(ctx: &Ctx<'_>, from: &FullJid, presence: &Stanza) -> Option<Arc<Caps>> {
+    let el = presence.element(ns::CLIENT).ok()?;
+    let caps = Caps::of_presence(&el)?;
+    ask(ctx, from, &caps);
+    Some(Arc::new(caps))
+}
+
+/// Ask the session `from` what `caps` means, unless it is known or asked.
+pub(crate) fn ask(ctx: &Ctx<'_>, from: &FullJid, caps: &Caps) {
+    let cache = &ctx.env.caps;
+    let key = caps.key();
+    if cache.features(&key).is_some() {
+        return;
+    }
+    let id = {
+        let mut asked = lock(&cache.asked);
+        cache.expire(&mut asked);
+        // One question per hash, and per session (a client that announces
+        // a new hash with every presence must not crowd out the others).
+        if asked.len() >= MAX_ASKED
+            || asked
+                .values()
+                .any(|a| a.caps.key() == key || &a.who == from)
+        {
+            return;
+        }
+        let id = format!("caps-{}", ctx.env.next_id());
+        asked.insert(
+            id.clone(),
+            Asked {
+                caps: caps.clone(),
+                who: from.clone(),
+                at: Instant::now(),
+            },
+        );
+        id
+    };
+    let Some(sess) = ctx.st.session(from) else {
+        return;
+    };
+    let q = Element::new("query", ns::DISCO_INFO).with_attr("node", caps.query_node());
+    let mut raw = format!(
+        "<iq type='get' id='{id}' from='{}' to='{}'>",
+        proto::element::escape(from.domain()),
+        proto::element::escape(from.as_str())
+    );
+    q.write(&mut raw, ns::CLIENT);
+    raw.push_str("</iq>");
+    ctx.send(&sess.sink, Outbound::Stanza(Bytes::from(raw)));
+}
+
+/// An answer to one of our questions (an IQ result or error addressed to
+/// the server): `true` if it was one.
+pub(crate) fn on_answer(ctx: &Ctx<'_>, s: &Stanza) -> bool {
+    let Some(id) = s.id.as_deref().filter(|i| i.starts_with("caps-")) else {
+        return false;
+    };
+    let cache = &ctx.env.caps;
+    let asked = {
+        let mut asked = lock(&cache.asked);
+        let ours = asked.get(id).is_some_and(|a| {
+            s.from
+                .as_ref()
+                .is_some_and(|f| f.as_str() == a.who.as_str())
+        });
+        if !ours {
+            return true;
+        }
+        match asked.remove(id) {
+            Some(a) => a,
+            None => return true,
+        }
+    };
+    let caps = asked.caps;
+    let key = caps.key();
+    let features = answer_features(s, &caps);
+    let waiting = lock(&cache.waiting).remove(&key).unwrap_or_default();
+    let Some(features) = features else {
+        tracing::debug!(ver = %caps.ver, "a capabilities answer was refused or did not match its hash");
+        return true;
+    };
+    let features = Arc::new(features);
+    {
+        let mut known = lock(&cache.known);
+        if known.len() >= MAX_KNOWN
+            && let Some(k) = known.keys().next().cloned()
+        {
+            known.remove(&k);
+        }
+        known.insert(key, features.clone());
+    }
+    for w in waiting {
+        if features.contains(&w.feature) {
+            ctx.send(&w.sink, w.out);
+        }
+    }
+    true
+}
+
+/// The features of a disco#info result that verifies against `caps`.
+fn answer_features(s: &Stanza, caps: &Caps) -> Option<HashSet<String>> {
+    if s.stype() != "result" {
+        return None;
+    }
+    let el = s.element(ns::CLIENT).ok()?;
+    let q = el.child("query", ns::DISCO_INFO)?;
+    if !proto::caps::verify(caps, q) {
+        return None;
+    }
+    Some(proto::caps::features(q).into_iter().collect())
+}
+
+/// How a fan-out is filtered by capabilities, as it travels between
+/// shards and core nodes: the feature a resource must list, and whether
+/// each resource gets it only once from the sender (the last item of a
+/// PEP node on presence, XEP-0163 §4.3.4) or every time.
+pub(crate) fn interest(feature: &str, once: bool) -> String {
+    format!("{}{feature}", if once { '!' } else { '+' })
+}
+
+fn parse_interest(i: &str) -> (bool, &str) {
+    match i.strip_prefix('!') {
+        Some(f) => (true, f),
+        None => (false, i.strip_prefix('+').unwrap_or(i)),
+    }
+}
+
+/// Deliver `s` (without 'to') to the available resources (non-negative
+/// priority) of `recipients` that want it by `interest` (XEP-0163 §4.3.2):
+/// a bare JID means each such resource, a full JID that one only.
+pub(crate) fn fan_in(ctx: &mut Ctx<'_>, s: &Stanza, recipients: &[Jid], interest: &str) {
+    let (once, feature) = parse_interest(interest);
+    let once_key = once.then(|| {
+        format!(
+            "{} {feature}",
+            s.from.as_ref().map(|f| f.as_str()).unwrap_or("")
+        )
+    });
+    let out = Outbound::Addressed(s.raw.clone());
+    let mut targets: Vec<FullJid> = Vec::new();
+    for r in recipients {
+        if !ctx.env.cfg.serves(r.domain()) {
+            continue;
+        }
+        match r {
+            Jid::Full(full) => targets.push(full.clone()),
+            Jid::Bare(user) => targets.extend(ctx.st.sessions(user).iter().map(|x| x.jid.clone())),
+        }
+    }
+    for full in targets {
+        let Some(sess) = ctx.st.session_unreplicated(&full) else {
+            continue;
+        };
+        if !sess.available || sess.priority < 0 {
+            continue;
+        }
+        let wants = ctx.env.caps.wants(sess.caps.as_deref(), feature);
+        if wants == Wants::No {
+            continue;
+        }
+        if let Some(k) = &once_key {
+            let sent = sess.sent_once.get_or_insert_with(Default::default);
+            if sent.contains(k) {
+                continue;
+            }
+            if sent.len() < MAX_SENT_ONCE {
+                sent.insert(k.clone());
+            }
+        }
+        let sink = sess.sink.clone();
+        let caps = sess.caps.clone();
+        match (wants, caps) {
+            (Wants::Yes, _) => {
+                ctx.send(&sink, out.clone());
+            }
+            (_, Some(caps)) => {
+                ctx.env.caps.wait(&caps, &sink, out.clone(), feature);
+                // A session restored on a new leader, or one whose question
+                // expired: ask (again).
+                ask(ctx, &full, &caps);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interests_round_trip() {
+        assert_eq!(
+            parse_interest(&interest("a+notify", true)),
+            (true, "a+notify")
+        );
+        assert_eq!(
+            parse_interest(&interest("!x+notify", false)),
+            (false, "!x+notify")
+        );
+        assert_eq!(parse_interest("plain"), (false, "plain"));
+    }
+
+    #[test]
+    fn unknown_and_absent_caps() {
+        let c = CapsCache::default();
+        assert_eq!(c.wants(None, "a"), Wants::No);
+        let caps = Caps {
+            hash: "sha-1".into(),
+            node: "n".into(),
+            ver: "v".into(),
+        };
+        assert_eq!(c.wants(Some(&caps), "a"), Wants::Unknown);
+        lock(&c.known).insert(
+            caps.key(),
+            Arc::new(["a".to_string()].into_iter().collect()),
+        );
+        assert_eq!(c.wants(Some(&caps), "a"), Wants::Yes);
+        assert_eq!(c.wants(Some(&caps), "b"), Wants::No);
+    }
+}

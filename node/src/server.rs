@@ -113,6 +113,7 @@ impl Server {
             pubsub: cfg.pubsub.to_core(),
         };
         let server_features = router::server_features(&core_cfg)?;
+        let server_caps = router::server_caps(&core_cfg)?;
         // The shards' Raft groups, served to the other core nodes.
         let groups = router::cluster::raft::Groups::default();
         let core = if role == Role::Edge {
@@ -187,6 +188,7 @@ impl Server {
             tls_available: true,
             registration: cfg.registration.enabled,
             server_features,
+            server_caps,
         };
         // A core node takes no clients: its edges do.
         let clients = role != Role::Core;

@@ -454,12 +454,40 @@ async fn disco_version_and_ping() {
     let mut a = Client::online(t.addr, "alice@localhost", PW, "a")
         .await
         .expect("alice");
+    // The stream features announce the server's capabilities (XEP-0115
+    // §6.3), a hash of what disco#info answers.
+    let c = a
+        .features
+        .as_ref()
+        .and_then(|f| f.child("c", ns::CAPS))
+        .cloned()
+        .expect("caps in the stream features");
+    let caps = proto::caps::Caps {
+        hash: c.attr("hash").expect("hash").into(),
+        node: c.attr("node").expect("node").into(),
+        ver: c.attr("ver").expect("ver").into(),
+    };
     a.send("<iq to='localhost' type='get' id='d'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await;
     let r = a
         .expect(|e| e.attr("id") == Some("d"))
         .await
         .expect("disco");
     let q = r.child("query", ns::DISCO_INFO).expect("query");
+    assert!(proto::caps::verify(&caps, q), "{}", q.to_xml(ns::CLIENT));
+    // And under the node#ver that the hash names (§6.2).
+    a.send(&format!(
+        "<iq to='localhost' type='get' id='dn'><query xmlns='{}' node='{}'/></iq>",
+        ns::DISCO_INFO,
+        caps.query_node()
+    ))
+    .await;
+    let rn = a
+        .expect(|e| e.attr("id") == Some("dn"))
+        .await
+        .expect("disco node");
+    let qn = rn.child("query", ns::DISCO_INFO).expect("query");
+    assert_eq!(qn.attr("node"), Some(caps.query_node().as_str()));
+    assert!(proto::caps::verify(&caps, qn));
     let id = q.child("identity", ns::DISCO_INFO).expect("identity");
     assert_eq!(
         (id.attr("category"), id.attr("type")),

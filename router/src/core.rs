@@ -29,6 +29,13 @@ pub fn server_features(cfg: &CoreConfig) -> Result<Vec<&'static str>, CoreError>
         .server_features())
 }
 
+/// The `<c/>` stream feature with the entity capabilities (XEP-0115 §6.3)
+/// of a server with this configuration.
+pub fn server_caps(cfg: &CoreConfig) -> Result<String, CoreError> {
+    let features = server_features(cfg)?;
+    Ok(crate::modules::disco::server_caps(&features))
+}
+
 /// The core, cheap to clone.
 #[derive(Clone)]
 pub struct Core {

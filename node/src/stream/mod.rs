@@ -35,6 +35,8 @@ pub struct StreamSettings {
     pub registration: bool,
     /// Server features for disco (used in stream features where relevant).
     pub server_features: Vec<&'static str>,
+    /// The `<c/>` of the server's entity capabilities (XEP-0115 §6.3).
+    pub server_caps: String,
 }
 
 /// Input to the machine.

@@ -103,6 +103,8 @@ impl Machine {
                 f.push_str("<register xmlns='http://jabber.org/features/iq-register'/>");
             }
         }
+        // The server's entity capabilities (XEP-0115 §6.3), in every set.
+        f.push_str(&self.settings.server_caps);
         f.push_str("</stream:features>");
         f
     }

@@ -31,6 +31,7 @@ fn settings() -> Arc<StreamSettings> {
         tls_available: true,
         registration: false,
         server_features: vec![],
+        server_caps: String::new(),
     })
 }
 

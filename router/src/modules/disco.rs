@@ -30,17 +30,24 @@ impl IqHandler for DiscoInfo {
         if iq.stype() != "get" {
             return ctx.bounce(iq, StanzaCondition::BadRequest, None);
         }
+        if let Target::Server = t {
+            // Also under the node its capabilities name (XEP-0115 §6.2).
+            let mut q = server_info(&ctx.env.registry.features(t.kind()));
+            if let Some(node) = p.attr("node") {
+                let ver = proto::caps::ver("sha-1", &q).unwrap_or_default();
+                if node != format!("{CAPS_NODE}#{ver}") {
+                    return ctx.bounce(iq, StanzaCondition::ItemNotFound, None);
+                }
+                q.set_attr("node", node);
+            }
+            return ctx.iq_result(iq, Some(&q));
+        }
         if p.attr("node").is_some() {
             return ctx.bounce(iq, StanzaCondition::ItemNotFound, None);
         }
         let mut q = Element::new("query", ns::DISCO_INFO);
         match t {
-            Target::Server => q.push(
-                Element::new("identity", ns::DISCO_INFO)
-                    .with_attr("category", "server")
-                    .with_attr("type", "im")
-                    .with_attr("name", "xmppd"),
-            ),
+            Target::Server => {}
             Target::OwnAccount | Target::Account(_) | Target::PubSub(_) => {
                 q.push(
                     Element::new("identity", ns::DISCO_INFO)
@@ -61,6 +68,35 @@ impl IqHandler for DiscoInfo {
         }
         ctx.iq_result(iq, Some(&q));
     }
+}
+
+/// The server's disco#info answer (XEP-0030 §3.1) with these features:
+/// also what its entity capabilities hash (XEP-0115 §6.3).
+pub(crate) fn server_info(features: &[&str]) -> Element {
+    let mut q = Element::new("query", ns::DISCO_INFO).with_child(
+        Element::new("identity", ns::DISCO_INFO)
+            .with_attr("category", "server")
+            .with_attr("type", "im")
+            .with_attr("name", "xmppd"),
+    );
+    for f in features {
+        q.push(Element::new("feature", ns::DISCO_INFO).with_attr("var", *f));
+    }
+    q
+}
+
+/// The software URI the server's capabilities name (XEP-0115 `node`).
+pub(crate) const CAPS_NODE: &str = "https://github.com/xmppd/xmppd";
+
+/// The `<c/>` stream feature announcing the server's capabilities
+/// (XEP-0115 §6.3), hashed from its disco#info answer.
+pub(crate) fn server_caps(features: &[&str]) -> String {
+    let ver = proto::caps::ver("sha-1", &server_info(features)).unwrap_or_default();
+    format!(
+        "<c xmlns='{}' hash='sha-1' node='{CAPS_NODE}' ver='{}'/>",
+        ns::CAPS,
+        proto::element::escape(&ver)
+    )
 }
 
 impl IqHandler for DiscoItems {

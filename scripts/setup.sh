@@ -2,7 +2,8 @@
 # Install what building and testing xmppd needs beyond the Rust toolchain:
 # clang/libclang (RocksDB's bindings), sccache (optional build cache),
 # slixmpp (the real XMPP client the interop tests drive: the current one
-# from PyPI and Debian's packaged one for the system interpreter), and Prosody with
+# from PyPI and Debian's packaged one for the system interpreter), xmpp.js
+# (a second client library, from npm, on Node.js), and Prosody with
 # openssl (the load harness's MUC and PubSub smoke runs use a Prosody of
 # their own on a loopback port; the distribution's service is not
 # started). Idempotent.
@@ -69,4 +70,18 @@ if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import slixmpp' >/dev/null 
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-slixmpp >/dev/null
 fi
 /usr/bin/python3 -c 'import slixmpp' || { echo "setup: Debian's python3-slixmpp is missing" >&2; exit 1; }
+
+# A second client library: xmpp.js (@xmpp/client from npm, pinned by its
+# lock file) under tests/interop/xmppjs, on Node.js (Debian's will do).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing nodejs and npm"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+js=$(cd "$(dirname "$0")/.." && pwd)/tests/interop/xmppjs
+if [ ! -d "$js/node_modules/@xmpp/client" ]; then
+  echo "setup: installing xmpp.js (npm ci)"
+  (cd "$js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+[ -d "$js/node_modules/@xmpp/client" ] || { echo "setup: xmpp.js is missing" >&2; exit 1; }
 echo "setup: ok"

@@ -114,3 +114,33 @@ async fn slixmpp_pubsub_pep_and_private_storage_plugins_work() {
         t.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xmpp_js_logs_in_and_uses_pubsub_and_pep() {
+    // A second client library (xmpp.js, @xmpp/client from npm; scripts/setup.sh
+    // installs it under tests/interop/xmppjs).
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", "alice secret");
+    t.add_user("bob@localhost", "bob secret");
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let js = format!("{dir}/../tests/interop/xmppjs");
+    assert!(
+        std::path::Path::new(&format!("{js}/node_modules/@xmpp/client")).exists(),
+        "xmpp.js is not installed: run scripts/setup.sh (npm ci in {js})"
+    );
+    let out = tokio::process::Command::new("node")
+        .arg(format!("{js}/pubsub.mjs"))
+        .args(["127.0.0.1", &t.addr.port().to_string(), "localhost"])
+        .args(["alice secret", "bob secret"])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("node runs (scripts/setup.sh installs it): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("interop ok"),
+        "xmpp.js scenario failed:\n{stdout}\n{stderr}"
+    );
+    t.stop().await;
+}

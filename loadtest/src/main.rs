@@ -1,7 +1,7 @@
 //! `xmpp-loadtest`: drive any XMPP server with many clients over real
 //! sockets and report rates, latencies and the server's memory and CPU.
 //!
-//! Scenarios: `connect`, `chat`, `presence`, `muc`, `pubsub` and `mixed`
+//! Scenarios: `connect`, `chat`, `presence`, `muc`, `pubsub`, `iot` and `mixed`
 //! (see `scenario/`). Options come from the command line or from a TOML
 //! scenario file whose keys are the long option names; the command line
 //! wins. Every run is bounded by counts and `--duration` and stops by
@@ -27,7 +27,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use client::{Target, TlsMode};
 use metrics::{Metrics, Sampler, cpu_seconds, cpus};
-use scenario::{Ctx, Report, chat, connect, fanout, presence};
+use scenario::{Ctx, Report, chat, connect, fanout, iot, presence};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -36,6 +36,7 @@ pub enum Scenario {
     Presence,
     Muc,
     Pubsub,
+    Iot,
     Mixed,
 }
 
@@ -142,7 +143,17 @@ pub struct Args {
     /// Subscribers for `pubsub`.
     #[arg(long, default_value_t = 10)]
     subscribers: usize,
-    /// Publishes per second; 0 is as fast as the window allows.
+    /// Devices for `iot`, each publishing to a node of its own.
+    #[arg(long, default_value_t = 10)]
+    devices: usize,
+    /// Watchers for `iot`.
+    #[arg(long, default_value_t = 10)]
+    watchers: usize,
+    /// Nodes each `iot` watcher subscribes to.
+    #[arg(long, default_value_t = 5)]
+    nodes_per_watcher: usize,
+    /// Publishes per second (`pubsub`: in all; `iot`: per device); 0 is as
+    /// fast as the window allows.
     #[arg(long, default_value_t = 0.0)]
     publish_rate: f64,
     /// The PubSub service (default `pubsub.` + domain).
@@ -182,6 +193,7 @@ impl Args {
             Some(Scenario::Presence) => "presence",
             Some(Scenario::Muc) => "muc",
             Some(Scenario::Pubsub) => "pubsub",
+            Some(Scenario::Iot) => "iot",
             Some(Scenario::Mixed) => "mixed",
             None => "none",
         }
@@ -250,7 +262,7 @@ fn main() -> ExitCode {
         }
     };
     if args.scenario().is_none() {
-        eprintln!("error: name a scenario (connect, chat, presence, muc, pubsub, mixed)");
+        eprintln!("error: name a scenario (connect, chat, presence, muc, pubsub, iot, mixed)");
         return ExitCode::from(2);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -329,6 +341,17 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
         }
         Some(Scenario::Pubsub) => {
             fanout::pubsub(&ctx, 0, args.subscribers, args.publish_rate).await
+        }
+        Some(Scenario::Iot) => {
+            iot::run(
+                &ctx,
+                0,
+                args.devices,
+                args.watchers,
+                args.nodes_per_watcher,
+                args.publish_rate,
+            )
+            .await
         }
         Some(Scenario::Mixed) => mixed(&ctx).await,
         None => unreachable!("checked in main"),

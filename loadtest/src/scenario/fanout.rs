@@ -515,7 +515,7 @@ pub async fn pubsub(
 
 /// Publish until `end` with `--window` publishes awaiting their result.
 /// Returns the publishes the service accepted and those it refused.
-async fn publish(
+pub(super) async fn publish(
     ctx: &Ctx,
     mut s: Session,
     service: &str,

@@ -8,6 +8,7 @@
 pub mod chat;
 pub mod connect;
 pub mod fanout;
+pub mod iot;
 pub mod presence;
 
 use std::sync::Arc;

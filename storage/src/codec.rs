@@ -17,8 +17,10 @@ use crate::rosters::RosterItem;
 mod pubsub;
 pub(crate) use pubsub::*;
 
-/// The only format version written so far, for every record kind.
+/// The first format version of every record kind.
 const V1: u8 = 1;
+/// The second format of the record kinds that have one (the PubSub node).
+const V2: u8 = 2;
 
 /// Appends to a value being encoded.
 struct Writer {
@@ -30,8 +32,11 @@ struct Writer {
 
 impl Writer {
     fn new(record: &'static str, capacity: usize) -> Writer {
+        Writer::versioned(record, capacity, V1)
+    }
+    fn versioned(record: &'static str, capacity: usize, version: u8) -> Writer {
         let mut buf = Vec::with_capacity(capacity + 1);
-        buf.push(V1);
+        buf.push(version);
         Writer {
             buf,
             record,
@@ -82,6 +87,19 @@ impl<'a> Reader<'a> {
     fn new(record: &'static str, buf: &'a [u8]) -> Result<Reader<'a>, StorageError> {
         match buf.split_first() {
             Some((&V1, rest)) => Ok(Reader { record, buf: rest }),
+            Some(_) => Err(StorageError::corrupt(record, "unknown format version")),
+            None => Err(StorageError::corrupt(record, "empty value")),
+        }
+    }
+    /// Checks that the version byte is one from V1 to `newest` and
+    /// positions after it.
+    fn versioned(
+        record: &'static str,
+        buf: &'a [u8],
+        newest: u8,
+    ) -> Result<(u8, Reader<'a>), StorageError> {
+        match buf.split_first() {
+            Some((&v, rest)) if (V1..=newest).contains(&v) => Ok((v, Reader { record, buf: rest })),
             Some(_) => Err(StorageError::corrupt(record, "unknown format version")),
             None => Err(StorageError::corrupt(record, "empty value")),
         }

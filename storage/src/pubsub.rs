@@ -55,6 +55,11 @@ pub struct NodeRecord {
     pub next_seq: u64,
     /// How many items the node holds.
     pub item_count: u64,
+    /// No item has a lower sequence number: the items below were trimmed
+    /// or purged. Scans start here rather than at the node's first key,
+    /// so that they do not walk over the deletions of a node that has
+    /// published and trimmed for a long time.
+    pub low_seq: u64,
 }
 
 impl NodeRecord {
@@ -66,6 +71,7 @@ impl NodeRecord {
             config,
             next_seq: 1,
             item_count: 0,
+            low_seq: 1,
         }
     }
 }

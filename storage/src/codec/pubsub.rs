@@ -5,7 +5,8 @@
 //! payload) come last without a length, bounded by the value's end.
 //!
 //! ```text
-//! node          V1 | creator: u32 len + bytes | created_ms: u64 | next_seq: u64 | item_count: u64 | config...
+//! node          V2 | creator: u32 len + bytes | created_ms: u64 | next_seq: u64 | item_count: u64 | low_seq: u64 | config...
+//!               (V1, read still: the same without low_seq, which is then 1)
 //! affiliation   V1 | code: u8 (1 owner, 2 publisher, 3 publish-only, 4 member, 5 outcast)
 //! subscription  V1 | state: u8 (1 pending, 2 unconfigured, 3 subscribed) | options...
 //! item id       V1 | seq: u64
@@ -15,7 +16,7 @@
 
 use proto::{BareJid, Jid};
 
-use super::{Reader, V1, Writer};
+use super::{Reader, V1, V2, Writer};
 use crate::StorageError;
 use crate::pubsub::{Affiliation, Item, NodeRecord, Subscription, SubscriptionState};
 
@@ -26,24 +27,30 @@ const ITEM: &str = "pubsub item";
 
 pub(crate) fn encode_node(n: &NodeRecord) -> Result<Vec<u8>, StorageError> {
     let creator = n.creator.as_str().as_bytes();
-    let mut w = Writer::new(NODE, 4 + creator.len() + 24 + n.config.len());
+    let mut w = Writer::versioned(NODE, 4 + creator.len() + 32 + n.config.len(), V2);
     w.bytes(creator);
     w.u64(n.created_ms);
     w.u64(n.next_seq);
     w.u64(n.item_count);
+    w.u64(n.low_seq);
     w.rest(&n.config);
     w.done()
 }
 
 pub(crate) fn decode_node(b: &[u8]) -> Result<NodeRecord, StorageError> {
-    let mut r = Reader::new(NODE, b)?;
+    let (version, mut r) = Reader::versioned(NODE, b, V2)?;
     let creator = r.string()?;
     let creator = BareJid::parse(&creator).map_err(|_| r.err("creator is not a bare jid"))?;
+    let created_ms = r.u64()?;
+    let next_seq = r.u64()?;
+    let item_count = r.u64()?;
+    let low_seq = if version >= V2 { r.u64()? } else { 1 };
     Ok(NodeRecord {
         creator,
-        created_ms: r.u64()?,
-        next_seq: r.u64()?,
-        item_count: r.u64()?,
+        created_ms,
+        next_seq,
+        item_count,
+        low_seq,
         config: r.rest().to_vec(),
     })
 }
@@ -193,6 +200,7 @@ mod tests {
             config: br#"{"max_items":10}"#.to_vec(),
             next_seq: 42,
             item_count: 7,
+            low_seq: 30,
         }
     }
 
@@ -210,8 +218,26 @@ mod tests {
         let mut bad = encode_node(&node()).expect("encode");
         bad[5] = b'@'; // creator "@l@x"
         assert!(decode_node(&bad).is_err());
-        bad[0] = 2;
+        bad[0] = 3;
         assert!(decode_node(&bad).is_err());
+    }
+
+    #[test]
+    fn node_of_the_first_format_reads_with_every_item_above_one() {
+        let v2 = encode_node(&node()).expect("encode");
+        // V1: the same fields without low_seq (8 bytes after item_count).
+        let creator_end = 1 + 4 + "al@x".len();
+        let fixed_end = creator_end + 24;
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&v2[1..fixed_end]);
+        v1.extend_from_slice(&v2[fixed_end + 8..]);
+        assert_eq!(
+            decode_node(&v1).expect("decode"),
+            NodeRecord {
+                low_seq: 1,
+                ..node()
+            }
+        );
     }
 
     #[test]

@@ -113,13 +113,18 @@ impl Pubsub {
         if excess == 0 {
             return Ok(Vec::new());
         }
-        let range = keys::items(service, node)?;
+        // From the lowest seq that may be live: below it lie only the
+        // deletions of earlier trims, which a scan would have to step over.
+        let range = keys::items_past(service, node, rec.low_seq.checked_sub(1), false)?;
         let limit = usize::try_from(excess).unwrap_or(usize::MAX);
         let oldest = self
             .db
             .scan_through(b, Family::Pubsub, &range, false, limit)?;
         let mut ids = Vec::with_capacity(oldest.len());
+        let prefix = keys::items(service, node)?.start;
         for (k, v) in oldest {
+            let seq = keys::decode_item_seq(&prefix, &k)?;
+            rec.low_seq = rec.low_seq.max(seq.saturating_add(1));
             let id = codec::decode_item_id(&v)?;
             b.delete(Family::Pubsub, keys::item_id(service, node, &id)?);
             b.delete(Family::Pubsub, k);
@@ -142,6 +147,7 @@ impl Pubsub {
             b.delete_range(Family::Pubsub, r.start, r.end);
         }
         rec.item_count = 0;
+        rec.low_seq = rec.next_seq;
         Ok(())
     }
 

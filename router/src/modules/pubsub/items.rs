@@ -136,8 +136,9 @@ pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Elemen
         let items = match before_seq {
             // An empty <before/> asks for the last page: the oldest items.
             Some(0) => {
+                let low = node.record.low_seq.checked_sub(1);
                 let mut v = store
-                    .items(&req.service, &id, false, None, limit)
+                    .items(&req.service, &id, false, low, limit)
                     .map_err(internal)?;
                 v.reverse();
                 v

@@ -132,6 +132,8 @@ fn trim_keeps_the_newest_n() {
     assert_eq!(trim(4), ["i0", "i1"]);
     assert_eq!(ids(&all_items(&s, &service, "n")), ["i2", "i3", "i4", "i5"]);
     assert_eq!(record(&s, &service, "n").item_count, 4);
+    // Later trims start past what this one removed (seqs 1 and 2).
+    assert_eq!(record(&s, &service, "n").low_seq, 3);
     assert_eq!(
         p.item_in(&Batch::new(), &service, "n", "i0").expect("read"),
         None
@@ -166,7 +168,9 @@ fn trim_keeps_the_newest_n() {
     p.put_node_in(&mut b, &service, "n", &rec).expect("node");
     s.apply(&b).expect("commit");
     assert!(all_items(&s, &service, "n").is_empty());
-    assert_eq!(record(&s, &service, "n").item_count, 0);
+    let rec = record(&s, &service, "n");
+    assert_eq!(rec.item_count, 0);
+    assert_eq!(rec.low_seq, rec.next_seq);
 }
 
 #[test]
@@ -223,6 +227,7 @@ fn purge_removes_every_item_and_sequence_numbers_carry_on() {
     assert!(all_items(&s, &service, "n").is_empty());
     assert_eq!(p.last_item(&service, "n").expect("last"), None);
     assert_eq!(record(&s, &service, "n").item_count, 0);
+    assert_eq!(record(&s, &service, "n").low_seq, 4);
     // The node, its subscribers and the other node stay.
     assert_eq!(p.subscription_count(&service, "n").expect("count"), 1);
     assert_eq!(all_items(&s, &service, "n2").len(), 3);

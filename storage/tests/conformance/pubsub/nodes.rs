@@ -58,6 +58,7 @@ fn node_records_round_trip() {
             config: br#"{"max_items":10}"#.to_vec(),
             next_seq: 1,
             item_count: 0,
+            low_seq: 1,
         }
     );
     let changed = NodeRecord {

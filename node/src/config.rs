@@ -374,6 +374,11 @@ pub struct ClusterConfig {
     /// every core node, and fixed once the cluster (or the single node)
     /// has started: a node configured otherwise refuses to start.
     pub shards: usize,
+    /// Core: Raft log entries of a shard between two snapshot points,
+    /// 10 to 10,000,000, default 5000. At a point the log is purged but
+    /// for its last entries; a follower further behind is sent the
+    /// shard's data instead.
+    pub snapshot_logs: u64,
 }
 
 impl ClusterConfig {
@@ -415,6 +420,7 @@ impl Default for ClusterConfig {
             peers: Vec::new(),
             replication: 3,
             shards: 16,
+            snapshot_logs: 5000,
         }
     }
 }
@@ -585,6 +591,12 @@ impl Config {
             p.add(
                 "cluster.replication",
                 format!("is {}, must be 1 to 7", c.replication),
+            );
+        }
+        if !(10..=10_000_000).contains(&c.snapshot_logs) {
+            p.add(
+                "cluster.snapshot_logs",
+                format!("is {}, must be 10 to 10000000", c.snapshot_logs),
             );
         }
         if c.liveness_secs == 0 || c.liveness_secs > 300 {

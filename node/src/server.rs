@@ -108,6 +108,7 @@ impl Server {
             peers: peers.clone(),
             replication: cfg.cluster.replication,
             heartbeat_ms: 100,
+            snapshot_logs: cfg.cluster.snapshot_logs,
             max_roster_items: cfg.limits.max_roster_items,
             max_vcard_bytes: cfg.limits.max_vcard_bytes,
             pubsub: cfg.pubsub.to_core(),

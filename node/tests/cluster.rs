@@ -1007,3 +1007,69 @@ async fn three_core_nodes_replicate_accounts_and_survive_a_leader_kill() {
     let (ok, st) = cores.status(leader - 1);
     assert!(ok && leader_in_status(&st, shard).is_some(), "{st}");
 }
+
+/// A core node that joins after the shards' logs were purged (a snapshot
+/// point every 10 entries here) is sent each of its shards' data as a
+/// snapshot, read from the leader's RocksDB when it is sent, and then
+/// follows the log: it has every account made before it joined and
+/// those made after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_core_node_joining_after_the_log_was_purged_is_sent_a_snapshot() {
+    let mut cores = Cores::start_with("snapshot_logs = 10\n").await;
+    cores.wait_balanced(0).await;
+    // Shard 1: on nodes 1-3 now, on nodes 2, 3 and 4 once node 4 is in.
+    let in_shard = |prefix: &str, n: usize| -> Vec<String> {
+        (0..)
+            .map(|i| format!("{prefix}{i}@localhost"))
+            .filter(|j| router::cluster::shard_of(j, 16) == 1)
+            .take(n)
+            .collect()
+    };
+    let early = in_shard("early", 40);
+    for u in &early {
+        let (ok, out) = xmppd(&cores.cfgs[1], &["user", "add", u, "--password", PW]);
+        assert!(ok, "{out}");
+    }
+    for i in 0..3 {
+        until("every node has the early accounts", Duration::from_secs(10), || {
+            early.iter().all(|u| lists_user(&cores.cfgs[i], u))
+        })
+        .await;
+    }
+    let i4 = cores.start_joining(4).await;
+    let (ok, out) = xmppd(
+        &cores.cfgs[0],
+        &[
+            "cluster",
+            "add-node",
+            "4",
+            &cores.addrs[i4].to_string(),
+            "--core",
+            &cores.addrs[1].to_string(),
+        ],
+    );
+    assert!(ok, "{out}");
+    cores.wait_admin(i4).await;
+    let took = until(
+        "node 4 is a replica of shard 1",
+        Duration::from_secs(60),
+        || replicas_in_status(&cores.status(1).1, 1).contains(&4),
+    )
+    .await;
+    eprintln!("node 4 holds shard 1 {took:?} after it was up");
+    // An account made now is committed by two of nodes 2, 3 and 4.
+    let after = &in_shard("after", 41)[40];
+    let (ok, out) = xmppd(&cores.cfgs[1], &["user", "add", after, "--password", PW]);
+    assert!(ok, "{out}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Node 4's own store, read with the node stopped (a running node
+    // would ask the cluster), has the accounts from the snapshot and the
+    // one it followed the log for.
+    cores.kill(i4);
+    let (ok, out) = xmppd(&cores.cfgs[i4], &["user", "list"]);
+    assert!(ok, "{out}");
+    let listed: std::collections::BTreeSet<&str> = out.lines().map(str::trim).collect();
+    let missing: Vec<&String> = early.iter().filter(|u| !listed.contains(u.as_str())).collect();
+    assert!(missing.is_empty(), "not in node 4's store: {missing:?}");
+    assert!(listed.contains(after.as_str()), "{out}");
+}

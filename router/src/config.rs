@@ -26,6 +26,9 @@ pub struct CoreConfig {
     /// Raft heartbeat interval in milliseconds (elections time out after
     /// three to six of them).
     pub heartbeat_ms: u64,
+    /// Raft log entries of a shard between two snapshot points; the log
+    /// up to a point (less the last thousand entries) is then purged.
+    pub snapshot_logs: u64,
     /// Items a user's roster may hold, hidden ones (pending inbound
     /// requests) included: they take storage too.
     pub max_roster_items: usize,
@@ -83,6 +86,7 @@ impl Default for CoreConfig {
             peers: Vec::new(),
             replication: 3,
             heartbeat_ms: 100,
+            snapshot_logs: 5000,
             max_roster_items: 5000,
             max_vcard_bytes: 128 * 1024,
             pubsub: PubsubConfig::default(),

@@ -14,6 +14,20 @@ use openraft::{
 use storage::raft::{Command, LogStore, MAX_GROUP, Op, ShardRaft, StateMachine};
 use storage::{Store, StoreOptions};
 
+/// A snapshot as a leader sends it: a snapshot point built, then the
+/// current snapshot with the group's records.
+async fn snapshot_now(sm: &mut StateMachine) -> openraft::Snapshot<ShardRaft> {
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+    sm.get_current_snapshot()
+        .await
+        .expect("current")
+        .expect("a snapshot")
+}
+
 struct Builder;
 
 impl StoreBuilder<ShardRaft, LogStore, StateMachine, tempfile::TempDir> for Builder {
@@ -132,12 +146,7 @@ async fn a_snapshot_moves_a_group_to_another_node() {
     .await
     .expect("apply delete");
 
-    let snap = sm_a
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .expect("build");
+    let snap = snapshot_now(&mut sm_a).await;
     assert_eq!(snap.meta.last_log_id, Some(log_id(1, 51)));
 
     // Node b has stale data in that group, and data in another group.
@@ -191,16 +200,19 @@ async fn the_current_snapshot_survives_a_reopen() {
         sm.apply(vec![put(1, "a", "1"), put(2, "b", "2")])
             .await
             .expect("apply");
-        let snap = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let snap = snapshot_now(&mut sm).await;
         (snap.meta, snap.snapshot.into_inner())
     };
     let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
     let (_, mut sm) = store.raft_group(3, false).expect("group");
+    // Openraft's first question, at start, is for the meta alone.
+    let current = sm
+        .get_current_snapshot()
+        .await
+        .expect("current")
+        .expect("some");
+    assert_eq!(current.meta, built.0);
+    // A snapshot to send carries the records, as applied now.
     let current = sm
         .get_current_snapshot()
         .await
@@ -208,6 +220,40 @@ async fn the_current_snapshot_survives_a_reopen() {
         .expect("some");
     assert_eq!(current.meta, built.0);
     assert_eq!(current.snapshot.into_inner(), built.1);
+}
+
+/// Building a snapshot records only the point up to which the log may be
+/// purged; the records are read when a snapshot is sent, so what is sent
+/// is the data as applied then, with that applied log id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_sent_after_more_entries_carries_them_and_their_log_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let (_, mut sm) = store.raft_group(4, false).expect("group");
+    sm.apply(vec![put(1, "a", "1")]).await.expect("apply");
+    let built = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
+    assert_eq!(built.meta.last_log_id, Some(log_id(1, 1)));
+    sm.apply(vec![put(2, "b", "2")]).await.expect("apply");
+    let sent = sm
+        .get_current_snapshot()
+        .await
+        .expect("current")
+        .expect("some");
+    assert_eq!(sent.meta.last_log_id, Some(log_id(1, 2)));
+    let other = tempfile::tempdir().expect("tempdir");
+    let b = Store::open(other.path(), StoreOptions::default()).expect("open b");
+    let (_, mut sm_b) = b.raft_group(4, false).expect("group");
+    sm_b.install_snapshot(&sent.meta, sent.snapshot)
+        .await
+        .expect("install");
+    assert_eq!(sm_b.records().expect("b"), sm.records().expect("a"));
+    let (applied, _) = sm_b.applied_state().await.expect("applied");
+    assert_eq!(applied, Some(log_id(1, 2)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,12 +388,7 @@ async fn a_shard_group_replicates_and_snapshots_the_user_data_it_owns() {
     // A user of another shard, written directly: not the group's.
     a.rosters().put(&jid("zed@x"), &item("bob@x")).expect("zed");
 
-    let snap = sm_a
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .expect("build");
+    let snap = snapshot_now(&mut sm_a).await;
 
     // Node b has a stale copy of alice and a user of its own.
     b.vcards()
@@ -477,12 +518,7 @@ async fn a_shard_group_snapshots_exactly_the_pubsub_and_private_records_it_owns(
     .await
     .expect("apply");
     others(&a);
-    let snap = sm_a
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .expect("build");
+    let snap = snapshot_now(&mut sm_a).await;
 
     // Exactly the owned records: those of a store that only ever had them.
     only_owned

@@ -18,6 +18,11 @@ pub struct Cores {
 
 impl Cores {
     pub async fn start() -> Cores {
+        Cores::start_with("").await
+    }
+
+    /// Three core nodes with `extra` added to their `[cluster]` section.
+    pub async fn start_with(extra: &str) -> Cores {
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
         let peers: Vec<String> = addrs
@@ -31,7 +36,7 @@ impl Cores {
                     dir.path(),
                     &format!("core{}", i + 1),
                     &format!(
-                        "[cluster]\nrole = \"core\"\nnode_id = {}\nlisten = \"{}\"\nliveness_secs = 2\npeers = [{}]\n",
+                        "[cluster]\nrole = \"core\"\nnode_id = {}\nlisten = \"{}\"\nliveness_secs = 2\npeers = [{}]\n{extra}",
                         i + 1,
                         addrs[i],
                         peers.join(", ")

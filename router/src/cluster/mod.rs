@@ -364,7 +364,7 @@ pub(crate) async fn open_groups(
     groups: &Groups,
 ) -> Result<Opened, CoreError> {
     let raft_err = |e: &dyn std::fmt::Display| CoreError::Raft(e.to_string());
-    let rconf = raft::config(cfg.heartbeat_ms).map_err(|e| raft_err(&e))?;
+    let rconf = raft::config(cfg.heartbeat_ms, cfg.snapshot_logs).map_err(|e| raft_err(&e))?;
     let sync = store.0.options().sync_writes;
     let me = cfg.node_id;
     let voters: BTreeMap<u64, BasicNode> = if cfg.peers.is_empty() {

@@ -61,13 +61,21 @@ impl Groups {
     }
 }
 
-/// Timing of every group: heartbeats and elections in milliseconds.
+/// Timing of every group: heartbeats and elections in milliseconds; a
+/// snapshot point every `snapshot_logs` entries, after which the log is
+/// purged but for the last thousand entries (fewer when snapshot points
+/// are closer), which a follower a little behind still gets as entries.
 #[allow(clippy::result_large_err)] // openraft's own error type
-pub fn config(heartbeat_ms: u64) -> Result<Arc<openraft::Config>, openraft::ConfigError> {
+pub fn config(
+    heartbeat_ms: u64,
+    snapshot_logs: u64,
+) -> Result<Arc<openraft::Config>, openraft::ConfigError> {
     let c = openraft::Config {
         heartbeat_interval: heartbeat_ms,
         election_timeout_min: heartbeat_ms * 3,
         election_timeout_max: heartbeat_ms * 6,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_logs),
+        max_in_snapshot_log_to_keep: snapshot_logs.min(1000),
         ..Default::default()
     };
     Ok(Arc::new(c.validate()?))

@@ -2,9 +2,21 @@
 //! family, and its last applied log id and membership in `raft_meta`, both
 //! written in one batch per `apply`, so a crash never leaves data and
 //! applied index apart. Snapshots are the group's data range.
+//!
+//! A snapshot is made when it is sent, not when it is built. Openraft
+//! builds one every few thousand entries only to purge the log, and uses
+//! nothing of it but its meta; the data is already in RocksDB. Building
+//! therefore records the applied log id and membership (cheap); only a
+//! leader sending a snapshot to a follower that lags behind the purged log
+//! reads the group's records, from one consistent RocksDB snapshot and
+//! with the applied state of that read. Reading every record at each
+//! build instead made a server with a million PubSub nodes spend most of
+//! its CPU building snapshots, since the records a group owns in the user
+//! data families can only be found by scanning all of them.
 
 use std::io::Cursor;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -37,6 +49,10 @@ pub struct StateMachine {
     group: u64,
     /// The users whose data this group owns, if it owns any.
     owns: Option<super::Owns>,
+    /// No snapshot was built or installed since the store opened: the next
+    /// request for the current snapshot is openraft's, at start, for its
+    /// meta only (`StorageHelper::get_initial_state`).
+    starting: Arc<AtomicBool>,
 }
 
 fn sm_read(e: impl std::error::Error + 'static) -> RaftStorageError {
@@ -53,7 +69,12 @@ struct CorruptSnapshot(&'static str);
 
 impl StateMachine {
     pub(crate) fn new(db: Arc<Db>, group: u64, owns: Option<super::Owns>) -> StateMachine {
-        StateMachine { db, group, owns }
+        StateMachine {
+            db,
+            group,
+            owns,
+            starting: Arc::new(AtomicBool::new(true)),
+        }
     }
 
     /// The group this state machine belongs to.
@@ -123,10 +144,11 @@ fn record(group: u64, k: &[u8], v: &[u8]) -> Result<super::Record, crate::Storag
     }
 }
 
-impl RaftSnapshotBuilder<ShardRaft> for StateMachine {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<ShardRaft>, RaftStorageError> {
-        // Applied state and data from one consistent read: apply may run
-        // while the snapshot is built.
+impl StateMachine {
+    /// The group's records and applied state from one consistent read: the
+    /// snapshot that is sent to a follower.
+    fn read_snapshot(&self) -> Result<Snapshot<ShardRaft>, RaftStorageError> {
+        // Apply may run while the records are read.
         let group = self.group;
         let (applied, records, owned) = self
             .db
@@ -161,23 +183,41 @@ impl RaftSnapshotBuilder<ShardRaft> for StateMachine {
             Some(v) => serde_json::from_slice(&v).map_err(sm_read)?,
             None => AppliedState::default(),
         };
-        let records = tagged;
-        let data = snapshot::encode(records.iter().map(|(k, v)| (&k[..], &v[..])));
+        let data = snapshot::encode(tagged.iter().map(|(k, v)| (&k[..], &v[..])));
+        Ok(Snapshot {
+            meta: self.snapshot_meta(&applied),
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+
+    fn snapshot_meta(&self, applied: &AppliedState) -> SnapMeta {
         let id = match applied.last_applied {
             Some(l) => format!("{}-{}-{}", self.group, l.leader_id.term, l.index),
             None => format!("{}-empty", self.group),
         };
-        let meta = SnapshotMeta {
+        SnapshotMeta {
             last_log_id: applied.last_applied,
-            last_membership: applied.membership,
+            last_membership: applied.membership.clone(),
             snapshot_id: id,
-        };
+        }
+    }
+}
+
+impl RaftSnapshotBuilder<ShardRaft> for StateMachine {
+    /// Records a snapshot point: the applied log id and membership, up to
+    /// which openraft may purge the log. The answer carries no records
+    /// (openraft uses only the meta of a built snapshot); the current
+    /// snapshot, read when it is sent, does.
+    async fn build_snapshot(&mut self) -> Result<Snapshot<ShardRaft>, RaftStorageError> {
+        let applied = self.applied()?;
+        let meta = self.snapshot_meta(&applied);
         let mut b = WriteBatch::default();
-        self.put_snapshot(&mut b, &meta, &data)?;
+        self.put_snapshot(&mut b, &meta, &[])?;
         self.db.write_sync(b, false).map_err(sm_write)?;
+        self.starting.store(false, Ordering::Relaxed);
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(Cursor::new(Vec::new())),
         })
     }
 }
@@ -281,28 +321,33 @@ impl RaftStateMachine<ShardRaft> for StateMachine {
                 membership: meta.last_membership.clone(),
             },
         )?;
-        self.put_snapshot(&mut b, meta, &data)?;
-        self.db.write_sync(b, true).map_err(sm_write)
+        self.put_snapshot(&mut b, meta, &[])?;
+        self.db.write_sync(b, true).map_err(sm_write)?;
+        self.starting.store(false, Ordering::Relaxed);
+        Ok(())
     }
 
+    /// The snapshot to send: none before one was built or installed; at
+    /// start (openraft reads only the meta then) the stored meta alone;
+    /// else the group's records as applied now, with that applied state.
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<ShardRaft>>, RaftStorageError> {
-        match self
+        let Some(v) = self
             .db
             .get(CF_RAFT_META, &keys::meta(self.group, Meta::Snapshot))
             .map_err(sm_read)?
-        {
-            Some(v) => {
-                let (meta, data) =
-                    snapshot::unframe(&v).map_err(|e| sm_read(CorruptSnapshot(e)))?;
-                let meta: SnapMeta = serde_json::from_slice(meta).map_err(sm_read)?;
-                Ok(Some(Snapshot {
-                    meta,
-                    snapshot: Box::new(Cursor::new(data.to_vec())),
-                }))
-            }
-            None => Ok(None),
+        else {
+            return Ok(None);
+        };
+        if self.starting.swap(false, Ordering::Relaxed) {
+            let (meta, _) = snapshot::unframe(&v).map_err(|e| sm_read(CorruptSnapshot(e)))?;
+            let meta: SnapMeta = serde_json::from_slice(meta).map_err(sm_read)?;
+            return Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(Vec::new())),
+            }));
         }
+        self.read_snapshot().map(Some)
     }
 }

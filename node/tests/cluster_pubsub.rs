@@ -189,3 +189,260 @@ async fn every_acknowledged_publish_survives_a_kill_of_the_nodes_shard_leader() 
         .count();
     eprintln!("notifications repeated after a resend: {dup}");
 }
+
+/// The publish, subscribe and retrieve requests of the move test.
+fn publish_xml(node: &str, id: &str) -> String {
+    format!(
+        "<pubsub xmlns='{}'><publish node='{node}'><item id='{id}'><reading xmlns='urn:example'>{id}</reading></item></publish></pubsub>",
+        ns::PUBSUB
+    )
+}
+
+/// The ids of every item of `node`, as `c` retrieves them.
+async fn stored_ids(c: &mut Client, node: &str, id: &str) -> Vec<String> {
+    let get = format!(
+        "<pubsub xmlns='{}'><items node='{node}'/></pubsub>",
+        ns::PUBSUB
+    );
+    c.send(&format!("<iq type='get' id='{id}' to='{PS}'>{get}</iq>"))
+        .await;
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.expect(|e| e.attr("id") == Some(id)),
+    )
+    .await
+    .expect("an answer in time")
+    .expect("items");
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    r.child("pubsub", ns::PUBSUB)
+        .and_then(|p| p.child("items", ns::PUBSUB))
+        .map(|items| {
+            items
+                .elements()
+                .filter_map(|i| i.attr("id").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A node whose shard moves while it is used: a fourth core node is added
+/// (`xmppd cluster add-node`) and takes over the leadership of the node's
+/// shard, then the node that led it first is removed (`remove-node`) and
+/// stops. A publisher keeps publishing all along (resending what got no
+/// answer, as a client does); afterwards every acknowledged item is
+/// stored once, the subscriber (on another edge) was notified of each,
+/// and the node, its configuration and its subscription serve on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_keeps_serving_while_its_shard_moves_to_another_core_node() {
+    let mut cores = Cores::start().await;
+    cores.wait_balanced(0).await;
+    // Shard s is led by node s % 3 + 1 of three and by node s % 4 + 1 of
+    // four: a node in a shard with s % 3 == 0 and s % 4 == 3 (3 or 15)
+    // is led by node 1 first and by node 4 once it has joined.
+    let node = (0..)
+        .map(|i| format!("meter{i}"))
+        .find(|n| {
+            let s = router::cluster::shard_of(&format!("{PS}/{n}"), 16);
+            s % 3 == 0 && s % 4 == 3
+        })
+        .expect("a node id");
+    // Publisher and subscriber in shards that nodes 2 and 3 lead, on edges
+    // whose seeds are nodes 2 and 3 (node 1 leaves).
+    let alice = user_in_shard("alice", 1);
+    let bob = user_in_shard("bob", 2);
+    for u in [&alice, &bob] {
+        let (ok, out) = xmppd(&cores.cfgs[1], &["user", "add", u, "--password", PW]);
+        assert!(ok, "{out}");
+    }
+    let (_edge_a, addr_a) = cores.edge(41, 1);
+    let (_edge_b, addr_b) = cores.edge(42, 2);
+    let mut a = Client::online(addr_a, &alice, PW, "a")
+        .await
+        .expect("alice");
+    let mut b = Client::online(addr_b, &bob, PW, "b").await.expect("bob");
+    let create = format!(
+        "<pubsub xmlns='{}'><create node='{node}'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#max_items'><value>max</value></field><field var='pubsub#title'><value>Meter</value></field></x></configure></pubsub>",
+        ns::PUBSUB,
+        ns::PUBSUB_NODE_CONFIG
+    );
+    let r = iq(&mut a, "create", PS, &create, Duration::from_secs(10))
+        .await
+        .expect("created");
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let sub = format!(
+        "<pubsub xmlns='{}'><subscribe node='{node}' jid='{bob}'/></pubsub>",
+        ns::PUBSUB
+    );
+    let r = iq(&mut b, "sub", PS, &sub, Duration::from_secs(10))
+        .await
+        .expect("subscribed");
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+
+    // Bob counts his notifications by item id until the test ends.
+    let seen: std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>> = Default::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(Ok(e)) =
+                    tokio::time::timeout(Duration::from_millis(500), b.next_element()).await
+                {
+                    for id in notified(&e) {
+                        *seen.lock().expect("lock").entry(id).or_default() += 1;
+                    }
+                }
+            }
+            b
+        })
+    };
+    // Alice publishes until told to stop; the acknowledged ids are shared.
+    let acked: std::sync::Arc<std::sync::Mutex<BTreeSet<String>>> = Default::default();
+    let publishing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let publisher = {
+        let (acked, publishing, node) = (acked.clone(), publishing.clone(), node.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while publishing.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = format!("m{i:05}");
+                for attempt in 0..10 {
+                    let answer = iq(
+                        &mut a,
+                        &format!("{id}-{attempt}"),
+                        PS,
+                        &publish_xml(&node, &id),
+                        Duration::from_secs(5),
+                    )
+                    .await;
+                    if answer.is_some_and(|r| r.attr("type") == Some("result")) {
+                        acked.lock().expect("lock").insert(id.clone());
+                        break;
+                    }
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            a
+        })
+    };
+    let count = |acked: &std::sync::Mutex<BTreeSet<String>>| acked.lock().expect("lock").len();
+    let goes_on = |phase: &'static str, from: usize| {
+        let acked = acked.clone();
+        async move {
+            until(phase, Duration::from_secs(30), || count(&acked) >= from + 20).await;
+        }
+    };
+    goes_on("publishes before the move", 0).await;
+
+    // Node 4 joins and takes the lead of the node's shard.
+    let before = count(&acked);
+    let i4 = cores.start_joining(4).await;
+    let (ok, out) = xmppd(
+        &cores.cfgs[1],
+        &[
+            "cluster",
+            "add-node",
+            "4",
+            &cores.addrs[i4].to_string(),
+            "--core",
+            &cores.addrs[1].to_string(),
+        ],
+    );
+    assert!(ok, "{out}");
+    cores.wait_admin(i4).await;
+    let shard = router::cluster::shard_of(&format!("{PS}/{node}"), 16);
+    let took = until(
+        "node 4 leads the node's shard",
+        Duration::from_secs(60),
+        || leader_in_status(&cores.status(1).1, shard) == Some(4),
+    )
+    .await;
+    eprintln!("the node's shard moved to node 4 in {took:?}");
+    goes_on("publishes after node 4 took the shard", before).await;
+
+    // Node 1, the node's first home, leaves and stops by itself.
+    let before = count(&acked);
+    let (ok, out) = xmppd(
+        &cores.cfgs[1],
+        &[
+            "cluster",
+            "remove-node",
+            "1",
+            "--core",
+            &cores.addrs[2].to_string(),
+        ],
+    );
+    assert!(ok, "{out}");
+    until("node 1 stops by itself", Duration::from_secs(60), || {
+        cores.procs[0]
+            .as_mut()
+            .is_some_and(|p| p.0.try_wait().ok().flatten().is_some())
+    })
+    .await;
+    cores.procs[0].take();
+    until(
+        "the node's shard on nodes 2-4 only",
+        Duration::from_secs(60),
+        || {
+            let (_, st) = cores.status(1);
+            replicas_in_status(&st, shard) == vec![2, 3, 4]
+                && leader_in_status(&st, shard).is_some_and(|l| l != 1)
+        },
+    )
+    .await;
+    goes_on("publishes after node 1 left", before).await;
+    publishing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut a = publisher.await.expect("publisher");
+    let acked = acked.lock().expect("lock").clone();
+
+    // Every acknowledged item is stored, once.
+    let ids = stored_ids(&mut a, &node, "all").await;
+    let stored: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(stored.len(), ids.len(), "an item id twice: {ids:?}");
+    let lost: Vec<&String> = acked.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged but gone: {lost:?}");
+    // Bob was notified of each.
+    until(
+        "bob has every notification",
+        Duration::from_secs(20),
+        || {
+            let s = seen.lock().expect("lock");
+            acked.iter().all(|id| s.contains_key(id))
+        },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut b = reader.await.expect("reader");
+    // The configuration and the subscription moved with the node.
+    let get = format!(
+        "<pubsub xmlns='{}'><configure node='{node}'/></pubsub>",
+        ns::PUBSUB_OWNER
+    );
+    a.send(&format!("<iq type='get' id='conf' to='{PS}'>{get}</iq>"))
+        .await;
+    let r = a
+        .expect(|e| e.attr("id") == Some("conf"))
+        .await
+        .expect("configure");
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    assert!(r.to_xml("").contains("Meter"), "{}", r.to_xml(""));
+    let subs = format!(
+        "<pubsub xmlns='{}'><subscriptions node='{node}'/></pubsub>",
+        ns::PUBSUB
+    );
+    b.send(&format!("<iq type='get' id='subs' to='{PS}'>{subs}</iq>"))
+        .await;
+    let r = b
+        .expect(|e| e.attr("id") == Some("subs"))
+        .await
+        .expect("subscriptions");
+    assert!(
+        r.to_xml("").contains("subscription='subscribed'"),
+        "{}",
+        r.to_xml("")
+    );
+    eprintln!(
+        "{} items acknowledged and stored across the move",
+        acked.len()
+    );
+}

@@ -203,7 +203,7 @@ pub fn ping_reply(raw: &[u8]) -> Option<String> {
 }
 
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// An IQ reply's error condition, or the element's name.

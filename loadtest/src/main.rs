@@ -1,7 +1,7 @@
 //! `xmpp-loadtest`: drive any XMPP server with many clients over real
 //! sockets and report rates, latencies and the server's memory and CPU.
 //!
-//! Scenarios: `connect`, `chat`, `presence`, `muc`, `pubsub`, `iot` and `mixed`
+//! Scenarios: `connect`, `chat`, `presence`, `muc`, `pubsub`, `iot`, `nodes` and `mixed`
 //! (see `scenario/`). Options come from the command line or from a TOML
 //! scenario file whose keys are the long option names; the command line
 //! wins. Every run is bounded by counts and `--duration` and stops by
@@ -27,7 +27,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use client::{Target, TlsMode};
 use metrics::{Metrics, Sampler, cpu_seconds, cpus};
-use scenario::{Ctx, Report, chat, connect, fanout, iot, presence};
+use scenario::{Ctx, Report, chat, connect, fanout, iot, nodes, presence};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -37,6 +37,7 @@ pub enum Scenario {
     Muc,
     Pubsub,
     Iot,
+    Nodes,
     Mixed,
 }
 
@@ -159,11 +160,42 @@ pub struct Args {
     /// The PubSub service (default `pubsub.` + domain).
     #[arg(long)]
     pubsub_service: Option<String>,
+    /// A named node for `pubsub` instead of a fresh one per run; it is
+    /// created if missing and kept afterwards.
+    #[arg(long)]
+    pubsub_node: Option<String>,
+    /// The part of `pubsub` this process plays (several processes share
+    /// one fan-out beyond one process's sockets).
+    #[arg(long, value_enum, default_value = "both")]
+    pubsub_role: fanout::PubsubRole,
+    /// The number of this process's first user in --user-pattern.
+    #[arg(long, default_value_t = 0)]
+    first_user: usize,
+    /// A file written once the subscribers of `--pubsub-role subscribers`
+    /// have subscribed; they stop early when this name plus `.stop` exists.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Nodes that `nodes` creates, spread over `--sessions` sessions.
+    #[arg(long, default_value_t = 10_000)]
+    nodes: u64,
+    /// Items published to each node that `nodes` creates.
+    #[arg(long, default_value_t = 3)]
+    items_per_node: u32,
+    /// Single-item retrievals timed at each checkpoint of `nodes`.
+    #[arg(long, default_value_t = 200)]
+    probes: usize,
+    /// Checkpoints of `nodes`: the creation pauses this many times, evenly
+    /// spread, to time retrievals.
+    #[arg(long, default_value_t = 10)]
+    checkpoints: u64,
 
     // --- the report
     /// The server's PID, to read its memory and CPU from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// The server's data directory, to report its size (`nodes`).
+    #[arg(long)]
+    server_data: Option<String>,
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -194,6 +226,7 @@ impl Args {
             Some(Scenario::Muc) => "muc",
             Some(Scenario::Pubsub) => "pubsub",
             Some(Scenario::Iot) => "iot",
+            Some(Scenario::Nodes) => "nodes",
             Some(Scenario::Mixed) => "mixed",
             None => "none",
         }
@@ -262,7 +295,7 @@ fn main() -> ExitCode {
         }
     };
     if args.scenario().is_none() {
-        eprintln!("error: name a scenario (connect, chat, presence, muc, pubsub, iot, mixed)");
+        eprintln!("error: name a scenario (connect, chat, presence, muc, pubsub, iot, nodes, mixed)");
         return ExitCode::from(2);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -340,7 +373,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
             fanout::muc(&ctx, 0, args.rooms, args.occupants, args.muc_rate).await
         }
         Some(Scenario::Pubsub) => {
-            fanout::pubsub(&ctx, 0, args.subscribers, args.publish_rate).await
+            fanout::pubsub(&ctx, args.first_user, args.subscribers, args.publish_rate).await
         }
         Some(Scenario::Iot) => {
             iot::run(
@@ -350,6 +383,18 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
                 args.watchers,
                 args.nodes_per_watcher,
                 args.publish_rate,
+            )
+            .await
+        }
+        Some(Scenario::Nodes) => {
+            nodes::run(
+                &ctx,
+                0,
+                args.sessions,
+                args.nodes,
+                args.items_per_node,
+                args.probes,
+                args.checkpoints,
             )
             .await
         }

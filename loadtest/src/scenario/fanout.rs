@@ -35,6 +35,8 @@ struct Tracker {
     all: Mutex<Histogram<u64>>,
     delivered: AtomicU64,
     duplicates: AtomicU64,
+    /// Per stanza: the latency of its last recipient here.
+    last_by_item: Mutex<std::collections::BTreeMap<u64, u64>>,
     metrics: Arc<Metrics>,
 }
 
@@ -48,6 +50,7 @@ impl Tracker {
             all: Mutex::new(histogram()),
             delivered: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+            last_by_item: Mutex::default(),
             metrics,
         }
     }
@@ -85,7 +88,36 @@ impl Tracker {
         }
         if count == self.recipients {
             let _ = lock(&self.last).record(lat);
+            if group == 0 {
+                lock(&self.last_by_item).insert(n, lat);
+            }
         }
+    }
+
+    /// The report of a subscribers-only process: what it received, and
+    /// for each stanza that reached every subscriber here the latency of
+    /// the last; those that did not are listed with how many got them.
+    fn report_items(&self, r: &mut Report) {
+        r.insert(
+            "delivered".into(),
+            self.delivered.load(Ordering::Relaxed).into(),
+        );
+        r.insert(
+            "duplicates".into(),
+            self.duplicates.load(Ordering::Relaxed).into(),
+        );
+        r.insert("latency_us".into(), latency_json(&lock(&self.all)));
+        r.insert("last_recipient_us".into(), latency_json(&lock(&self.last)));
+        let complete: serde_json::Map<String, serde_json::Value> = lock(&self.last_by_item)
+            .iter()
+            .map(|(n, us)| (n.to_string(), (*us).into()))
+            .collect();
+        r.insert("last_recipient_by_item_us".into(), complete.into());
+        let partial: serde_json::Map<String, serde_json::Value> = lock(&self.pending)
+            .iter()
+            .map(|(k, c)| ((k & ((1 << 40) - 1)).to_string(), (*c).into()))
+            .collect();
+        r.insert("incomplete_items".into(), partial.into());
     }
 
     fn report(&self, r: &mut Report, sent: u64) {
@@ -417,30 +449,77 @@ async fn muc_sender(
 
 // ---- PubSub --------------------------------------------------------------
 
+/// Which part of `pubsub` this process plays. One process can hold only
+/// so many sockets: a fan-out to more subscribers runs several processes
+/// of subscribers and one publisher against one named node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PubsubRole {
+    /// Publisher and subscribers in this process.
+    Both,
+    /// Only the publisher: creates `--pubsub-node` if it is not there and
+    /// publishes for `--duration`.
+    Publisher,
+    /// Only subscribers: they subscribe to `--pubsub-node`, signal
+    /// `--ready-file`, and receive for `--duration`; the report lists the
+    /// latency of each item's last recipient here, to merge with the other
+    /// processes' (the last of all is the largest).
+    Subscribers,
+}
+
+/// Create `node` (a named node left by an earlier run is fine).
+async fn create_node(
+    s: &mut Session,
+    service: &str,
+    node: &str,
+    named: bool,
+) -> anyhow::Result<()> {
+    let create = format!(
+        "<iq type='set' to='{service}' id='create'><pubsub xmlns='{PUBSUB}'><create node='{node}'/></pubsub></iq>"
+    );
+    let reply = tokio::time::timeout(SETUP_TIMEOUT, s.request(&create, "create", |_| {}))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from the PubSub service {service}"))??;
+    let exists = named && condition(&reply) == "conflict";
+    if reply.attr("type") != Some("result") && !exists {
+        anyhow::bail!("creating node {node} on {service}: {}", condition(&reply));
+    }
+    Ok(())
+}
+
 pub async fn pubsub(
     ctx: &Ctx,
     first: usize,
     subscribers: usize,
     rate: f64,
 ) -> anyhow::Result<Report> {
-    let (mut sessions, failed) = ramp(ctx, first, subscribers + 1, "<presence/>").await;
-    require_all("pubsub", failed, subscribers + 1)?;
+    let role = ctx.args.pubsub_role;
     let service = ctx
         .args
         .pubsub_service
         .clone()
         .unwrap_or_else(|| format!("pubsub.{}", ctx.args.domain));
-    let node = format!("loadtest-{}-{first}", std::process::id());
-    let (_, mut publisher) = sessions.remove(0);
+    let named = ctx.args.pubsub_node.is_some();
+    let node = ctx
+        .args
+        .pubsub_node
+        .clone()
+        .unwrap_or_else(|| format!("loadtest-{}-{first}", std::process::id()));
+    let (publishers, subscribers) = match role {
+        PubsubRole::Both => (1, subscribers),
+        PubsubRole::Publisher => (1, 0),
+        PubsubRole::Subscribers => (0, subscribers),
+    };
+    let (mut sessions, failed) =
+        ramp(ctx, first, subscribers + publishers, "<presence/>").await;
+    require_all("pubsub", failed, subscribers + publishers)?;
+    let mut publisher = if publishers == 1 {
+        Some(sessions.remove(0).1)
+    } else {
+        None
+    };
     let t0 = Instant::now();
-    let create = format!(
-        "<iq type='set' to='{service}' id='create'><pubsub xmlns='{PUBSUB}'><create node='{node}'/></pubsub></iq>"
-    );
-    let reply = tokio::time::timeout(SETUP_TIMEOUT, publisher.request(&create, "create", |_| {}))
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer from the PubSub service {service}"))??;
-    if reply.attr("type") != Some("result") {
-        anyhow::bail!("creating node {node} on {service}: {}", condition(&reply));
+    if let Some(p) = publisher.as_mut() {
+        create_node(p, &service, &node, named).await?;
     }
     let mut set = tokio::task::JoinSet::new();
     for (_, mut s) in sessions {
@@ -464,6 +543,9 @@ pub async fn pubsub(
         subs.push(r??);
     }
     let setup_secs = t0.elapsed().as_secs_f64();
+    if let Some(f) = &ctx.args.ready_file {
+        std::fs::write(f, format!("{} subscribed\n", subs.len()))?;
+    }
 
     let tracker = Arc::new(Tracker::new(subscribers, ctx.metrics.clone()));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -480,28 +562,54 @@ pub async fn pubsub(
             is_pubsub_event,
         ));
     }
-    let (published, refused, mut publisher) =
-        publish(ctx, publisher, &service, &node, rate, end).await;
-    let mut done = finish_recipients(&tracker, published, stop, recipients).await;
-    let delete = format!(
-        "<iq type='set' to='{service}' id='delete'><pubsub xmlns='{PUBSUB}#owner'><delete node='{node}'/></pubsub></iq>"
-    );
-    let _ = tokio::time::timeout(
-        Duration::from_secs(5),
-        publisher.request(&delete, "delete", |_| {}),
-    )
-    .await;
-    done.push(publisher);
+    let mut done = Vec::new();
+    let (mut published, mut refused) = (0, 0);
+    if let Some(p) = publisher.take() {
+        let (ok, re, mut p) = publish(ctx, p, &service, &node, rate, end).await;
+        (published, refused) = (ok, re);
+        done = finish_recipients(&tracker, published, stop, recipients).await;
+        if !named {
+            let delete = format!(
+                "<iq type='set' to='{service}' id='delete'><pubsub xmlns='{PUBSUB}#owner'><delete node='{node}'/></pubsub></iq>"
+            );
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), p.request(&delete, "delete", |_| {}))
+                    .await;
+        }
+        done.push(p);
+    } else {
+        // Subscribers only: the publisher is another process. They stop
+        // after `--duration`, or sooner once `<ready-file>.stop` exists.
+        let stop_file = ctx.args.ready_file.as_ref().map(|f| {
+            let mut f = f.clone().into_os_string();
+            f.push(".stop");
+            std::path::PathBuf::from(f)
+        });
+        while Instant::now() < end && !stop_file.as_ref().is_some_and(|f| f.exists()) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = stop.send(true);
+        while let Some(r) = recipients.join_next().await {
+            if let Ok(s) = r {
+                done.push(s);
+            }
+        }
+    }
     for s in done {
         ctx.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
         s.close().await;
     }
     let mut r = Report::new();
     r.insert("service".into(), service.into());
+    r.insert("node".into(), node.into());
     r.insert("subscribers".into(), subscribers.into());
     r.insert("setup_seconds".into(), setup_secs.into());
     r.insert("publishes_refused".into(), refused.into());
-    tracker.report(&mut r, published);
+    if role == PubsubRole::Subscribers {
+        tracker.report_items(&mut r);
+    } else {
+        tracker.report(&mut r, published);
+    }
     r.insert(
         "publishes_per_second".into(),
         (published as f64 / ctx.args.duration.max(1e-3)).into(),

@@ -81,7 +81,7 @@ impl Tracker {
 /// The device index of an event's node (`iot-<run>-<d>`), from the raw
 /// notification, whichever quotes the server writes.
 fn device_of(raw: &[u8], prefix: &[u8]) -> Option<u32> {
-    let at = raw.windows(prefix.len()).position(|w| w == prefix)? + prefix.len();
+    let at = memchr::memmem::find(raw, prefix)? + prefix.len();
     let end = raw[at..]
         .iter()
         .position(|c| !c.is_ascii_digit())

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod connect;
 pub mod fanout;
 pub mod iot;
+pub mod nodes;
 pub mod presence;
 
 use std::sync::Arc;
@@ -57,7 +58,7 @@ pub fn stamp(n: u64) -> String {
 
 /// The number and send time from a stanza's stamp, if it has one.
 pub fn read_stamp(raw: &[u8]) -> Option<(u64, u64)> {
-    let at = raw.windows(3).position(|w| w == b"LT!")? + 3;
+    let at = memchr::memmem::find(raw, b"LT!")? + 3;
     let mut fields = raw[at..].splitn(3, |b| *b == b'!');
     let n = digits(fields.next()?)?;
     let ts = digits(fields.next()?)?;

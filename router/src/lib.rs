@@ -42,6 +42,7 @@ pub fn open_store(
         storage::StoreOptions {
             sync_writes,
             offline_limit,
+            ..storage::StoreOptions::default()
         },
     )
     .map(Store)

@@ -50,6 +50,10 @@ pub struct StoreOptions {
     pub sync_writes: bool,
     /// The most offline messages kept per user (XEP-0160). Default 1000.
     pub offline_limit: usize,
+    /// The write-ahead log's size past which the column families that
+    /// still need its oldest file are flushed, so that the file can go.
+    /// Default 256 MiB.
+    pub max_wal_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +61,7 @@ impl Default for StoreOptions {
         StoreOptions {
             sync_writes: false,
             offline_limit: 1000,
+            max_wal_bytes: 256 << 20,
         }
     }
 }

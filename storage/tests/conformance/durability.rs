@@ -93,6 +93,38 @@ fn crash_with_sync_writes_recovers_from_the_wal() {
     });
 }
 
+/// The write-ahead log stays near its bound while one family is written
+/// heavily and another holds an early, never-flushed write: without the
+/// bound, that one write pins every log file written after it.
+#[test]
+fn a_rarely_written_family_does_not_pin_the_write_ahead_log() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(
+        d.path(),
+        StoreOptions {
+            max_wal_bytes: 1 << 20,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open");
+    populate(&s, "cold@x");
+    let card = vec![b'v'; 8 * 1024];
+    for i in 0..2_000 {
+        s.vcards()
+            .set(&jid(&format!("u{i}@x")), Some(&card))
+            .expect("vcard");
+    }
+    let wal: u64 = std::fs::read_dir(d.path())
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    assert!(wal < 6 << 20, "{wal} bytes of write-ahead log for 16 MB written");
+    drop(s);
+    assert_populated(&reopen(d.path()), "cold@x");
+}
+
 #[test]
 fn open_creates_missing_directories() {
     let d = tempfile::tempdir().expect("tempdir");
@@ -117,6 +149,7 @@ fn options_are_kept() {
     let opts = StoreOptions {
         sync_writes: true,
         offline_limit: 7,
+        max_wal_bytes: 1 << 20,
     };
     let (_d, s) = fresh_with(opts.clone());
     assert_eq!(s.options(), &opts);

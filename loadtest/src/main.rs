@@ -168,7 +168,7 @@ pub struct Args {
     /// one fan-out beyond one process's sockets).
     #[arg(long, value_enum, default_value = "both")]
     pubsub_role: fanout::PubsubRole,
-    /// The number of this process's first user in --user-pattern.
+    /// The number of this process's first user in --user-pattern (`connect`, `pubsub`).
     #[arg(long, default_value_t = 0)]
     first_user: usize,
     /// A file written once the subscribers of `--pubsub-role subscribers`
@@ -357,7 +357,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
     let sampler = Sampler::start(metrics.clone(), args.server_pid);
 
     let result = match args.scenario() {
-        Some(Scenario::Connect) => connect::run(&ctx, 0, args.sessions).await,
+        Some(Scenario::Connect) => connect::run(&ctx, args.first_user, args.sessions).await,
         Some(Scenario::Chat) => chat::run(&ctx, 0, args.pairs, args.rate).await,
         Some(Scenario::Presence) => {
             presence::run(

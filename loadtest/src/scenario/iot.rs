@@ -249,7 +249,15 @@ pub async fn run(
     let mut publishers = tokio::task::JoinSet::new();
     for (d, s) in device_sessions {
         let (ctx, service, node) = (ctx.clone(), service.clone(), format!("{run}{d}"));
+        // Devices tick out of step, as real ones do: device d starts d/D
+        // of a period late, rather than all publishing at the same instant.
+        let phase = if rate > 0.0 {
+            Duration::from_secs_f64(d as f64 / devices as f64 / rate)
+        } else {
+            Duration::ZERO
+        };
         publishers.spawn(async move {
+            tokio::time::sleep(phase).await;
             let (ok, refused, s) = publish(&ctx, s, &service, &node, rate, end).await;
             (d, ok, refused, s)
         });

@@ -629,6 +629,7 @@ impl RemoteCore {
 fn endpoint(addr: &str, (ping, answer): (Duration, Duration)) -> anyhow::Result<Endpoint> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(2))
+        .initial_connection_window_size(router::service::CLUSTER_WINDOW_BYTES)
         .http2_keep_alive_interval(ping)
         .keep_alive_timeout(answer)
         .keep_alive_while_idle(true)

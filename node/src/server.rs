@@ -156,6 +156,7 @@ impl Server {
                 let r = tonic::transport::Server::builder()
                     .http2_keepalive_interval(Some(ping))
                     .http2_keepalive_timeout(Some(answer))
+                    .initial_connection_window_size(Some(router::service::CLUSTER_WINDOW_BYTES))
                     .add_service(svc.core_server())
                     .add_service(svc.admin_server())
                     .add_service(router::cluster::raft::RaftService::new(raft_groups).server())

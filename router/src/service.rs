@@ -45,6 +45,15 @@ const BATCH: usize = 256;
 
 type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// The HTTP/2 connection window of every link between cluster nodes,
+/// both ends. h2 closes a connection with ENHANCE_YOUR_CALM
+/// (`too_many_data_frames`) when the small DATA frames it holds for a
+/// reader that has not caught up exceed half this window; with the
+/// default 64 KiB that was about a hundred stanzas. An edge whose clients
+/// left in a crowd (5,000 sessions ended at once) lost its core link that
+/// way again and again, and with it every session it held.
+pub const CLUSTER_WINDOW_BYTES: u32 = 32 << 20;
+
 /// HTTP/2 ping interval and answer timeout for a liveness bound of
 /// `within`: a peer that stops answering is dropped after about `within`.
 pub fn liveness(within: std::time::Duration) -> (std::time::Duration, std::time::Duration) {

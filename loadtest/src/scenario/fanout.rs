@@ -22,6 +22,7 @@ use crate::metrics::{Metrics, histogram, latency_json};
 
 const DRAIN: Duration = Duration::from_secs(5);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(120);
 const MUC: &str = "http://jabber.org/protocol/muc";
 const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
@@ -529,7 +530,8 @@ pub async fn pubsub(
                 "<iq type='set' to='{service}' id='sub'><pubsub xmlns='{PUBSUB}'><subscribe node='{node}' jid='{}'/></pubsub></iq>",
                 s.jid
             );
-            let reply = tokio::time::timeout(SETUP_TIMEOUT, s.request(&iq, "sub", |_| {}))
+            // Many thousands subscribe at once in a large fan-out.
+            let reply = tokio::time::timeout(SUBSCRIBE_TIMEOUT, s.request(&iq, "sub", |_| {}))
                 .await
                 .map_err(|_| anyhow::anyhow!("no answer to a subscription"))??;
             if reply.attr("type") != Some("result") {

@@ -226,6 +226,7 @@ impl Proposer {
         let c = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| ProposeError::Failed(e.to_string()))?
             .connect_timeout(Duration::from_secs(1))
+            .initial_connection_window_size(crate::service::CLUSTER_WINDOW_BYTES)
             .tcp_nodelay(true)
             .connect_lazy();
         let c = RaftClient::new(c);
@@ -364,6 +365,7 @@ impl RaftNetworkFactory<ShardRaft> for Network {
             .map(|e| {
                 RaftClient::new(
                     e.connect_timeout(Duration::from_secs(1))
+                        .initial_connection_window_size(crate::service::CLUSTER_WINDOW_BYTES)
                         .tcp_nodelay(true)
                         .connect_lazy(),
                 )

@@ -53,7 +53,10 @@ impl Relays {
 async fn run(addr: String, rx: mpsc::Receiver<pb::Envelope>) {
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
-        Ok(e) => e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true),
+        Ok(e) => e
+            .connect_timeout(Duration::from_secs(1))
+            .initial_connection_window_size(crate::service::CLUSTER_WINDOW_BYTES)
+            .tcp_nodelay(true),
         Err(e) => {
             tracing::error!(to = %addr, error = %e, "bad peer address; relaying to it is off");
             return;

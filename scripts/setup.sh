@@ -15,10 +15,15 @@ if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 need_apt=()
 # bindgen needs libclang itself (libclang.so or libclang-N.so), not just
 # libclang-cpp, which some images carry without it.
+# (Any one match will do: `ls` of the patterns fails when one matches
+# nothing, which made every run reinstall them.)
 have_libclang() {
-  ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
-     /usr/lib/x86_64-linux-gnu/libclang.so* /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* \
-     >/dev/null 2>&1
+  local f
+  for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+    /usr/lib/x86_64-linux-gnu/libclang.so* /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so*; do
+    [ -e "$f" ] && return 0
+  done
+  return 1
 }
 if ! have_libclang || ! command -v clang >/dev/null 2>&1; then
   need_apt+=(libclang-dev clang)

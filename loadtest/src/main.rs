@@ -295,7 +295,9 @@ fn main() -> ExitCode {
         }
     };
     if args.scenario().is_none() {
-        eprintln!("error: name a scenario (connect, chat, presence, muc, pubsub, iot, nodes, mixed)");
+        eprintln!(
+            "error: name a scenario (connect, chat, presence, muc, pubsub, iot, nodes, mixed)"
+        );
         return ExitCode::from(2);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -1031,9 +1031,11 @@ async fn a_core_node_joining_after_the_log_was_purged_is_sent_a_snapshot() {
         assert!(ok, "{out}");
     }
     for i in 0..3 {
-        until("every node has the early accounts", Duration::from_secs(10), || {
-            early.iter().all(|u| lists_user(&cores.cfgs[i], u))
-        })
+        until(
+            "every node has the early accounts",
+            Duration::from_secs(10),
+            || early.iter().all(|u| lists_user(&cores.cfgs[i], u)),
+        )
         .await;
     }
     let i4 = cores.start_joining(4).await;
@@ -1069,7 +1071,10 @@ async fn a_core_node_joining_after_the_log_was_purged_is_sent_a_snapshot() {
     let (ok, out) = xmppd(&cores.cfgs[i4], &["user", "list"]);
     assert!(ok, "{out}");
     let listed: std::collections::BTreeSet<&str> = out.lines().map(str::trim).collect();
-    let missing: Vec<&String> = early.iter().filter(|u| !listed.contains(u.as_str())).collect();
+    let missing: Vec<&String> = early
+        .iter()
+        .filter(|u| !listed.contains(u.as_str()))
+        .collect();
     assert!(missing.is_empty(), "not in node 4's store: {missing:?}");
     assert!(listed.contains(after.as_str()), "{out}");
 }

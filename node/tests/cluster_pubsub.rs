@@ -329,7 +329,10 @@ async fn a_node_keeps_serving_while_its_shard_moves_to_another_core_node() {
     let goes_on = |phase: &'static str, from: usize| {
         let acked = acked.clone();
         async move {
-            until(phase, Duration::from_secs(30), || count(&acked) >= from + 20).await;
+            until(phase, Duration::from_secs(30), || {
+                count(&acked) >= from + 20
+            })
+            .await;
         }
     };
     goes_on("publishes before the move", 0).await;

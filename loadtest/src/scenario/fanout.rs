@@ -510,8 +510,7 @@ pub async fn pubsub(
         PubsubRole::Publisher => (1, 0),
         PubsubRole::Subscribers => (0, subscribers),
     };
-    let (mut sessions, failed) =
-        ramp(ctx, first, subscribers + publishers, "<presence/>").await;
+    let (mut sessions, failed) = ramp(ctx, first, subscribers + publishers, "<presence/>").await;
     require_all("pubsub", failed, subscribers + publishers)?;
     let mut publisher = if publishers == 1 {
         Some(sessions.remove(0).1)

@@ -340,10 +340,7 @@ pub async fn run(
         (delivered as f64 / duration).into(),
     );
     r.insert("latency_us".into(), latency_json(&lock(&tracker.all)));
-    r.insert(
-        "last_watcher_us".into(),
-        latency_json(&lock(&tracker.last)),
-    );
+    r.insert("last_watcher_us".into(), latency_json(&lock(&tracker.last)));
     Ok(r)
 }
 

@@ -59,7 +59,10 @@ async fn create_share(
             let step = match ready.pop() {
                 Some(s) => s,
                 None if next < to => {
-                    let s = Step { k: next, item: None };
+                    let s = Step {
+                        k: next,
+                        item: None,
+                    };
                     next += sessions;
                     s
                 }
@@ -99,11 +102,7 @@ async fn create_share(
             continue;
         };
         if e.attr("type") != Some("result") {
-            anyhow::bail!(
-                "node {}: {}",
-                node_name(run, step.k),
-                condition(&e)
-            );
+            anyhow::bail!("node {}: {}", node_name(run, step.k), condition(&e));
         }
         let following = step.item.map_or(0, |i| i + 1);
         if following < items {
@@ -225,11 +224,14 @@ pub async fn run(
         let secs = t.elapsed().as_secs_f64();
         create_secs += secs;
         made += made_now;
-        ctx.metrics
-            .delivered(made_now * (1 + u64::from(items)));
+        ctx.metrics.delivered(made_now * (1 + u64::from(items)));
         let h = probe(&mut sessions_v[0], &service, &run, made, probes, items, c).await?;
         let rss = ctx.args.server_pid.and_then(rss_kib);
-        let data = ctx.args.server_data.as_deref().map(|d| dir_bytes(std::path::Path::new(d)));
+        let data = ctx
+            .args
+            .server_data
+            .as_deref()
+            .map(|d| dir_bytes(std::path::Path::new(d)));
         eprintln!(
             "nodes {made}: {:.0} nodes/s, retrieval p50 {} us p99 {} us, server RSS {} KiB, data {} bytes",
             made_now as f64 / secs.max(1e-6),
@@ -240,7 +242,10 @@ pub async fn run(
         );
         let mut row = serde_json::Map::new();
         row.insert("nodes".into(), made.into());
-        row.insert("nodes_per_second".into(), (made_now as f64 / secs.max(1e-6)).into());
+        row.insert(
+            "nodes_per_second".into(),
+            (made_now as f64 / secs.max(1e-6)).into(),
+        );
         row.insert("retrieval_us".into(), latency_json(&h));
         row.insert("server_rss_kib".into(), rss.into());
         row.insert("data_bytes".into(), data.into());
@@ -278,9 +283,7 @@ mod tests {
     fn the_shares_of_the_sessions_cover_each_node_once() {
         // Session i of n starts at the first k >= from with k % n == i.
         let (from, n) = (7u64, 3u64);
-        let firsts: Vec<u64> = (0..n)
-            .map(|me| from + (me + n - from % n) % n)
-            .collect();
+        let firsts: Vec<u64> = (0..n).map(|me| from + (me + n - from % n) % n).collect();
         let mut firsts_mod: Vec<u64> = firsts.iter().map(|k| k % n).collect();
         firsts_mod.sort_unstable();
         assert_eq!(firsts_mod, [0, 1, 2]);

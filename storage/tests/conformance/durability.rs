@@ -120,7 +120,10 @@ fn a_rarely_written_family_does_not_pin_the_write_ahead_log() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
         .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
         .sum();
-    assert!(wal < 6 << 20, "{wal} bytes of write-ahead log for 16 MB written");
+    assert!(
+        wal < 6 << 20,
+        "{wal} bytes of write-ahead log for 16 MB written"
+    );
     drop(s);
     assert_populated(&reopen(d.path()), "cold@x");
 }

@@ -48,7 +48,7 @@ async fn start_with(id: u64, dir: PathBuf, addr: SocketAddr, faults: Faults) -> 
     let store = open(&dir).await;
     let (log, sm) = store.raft_group(GROUP, true).expect("group");
     let net = Network::with_faults(GROUP, id, faults);
-    let raft = Raft::new(id, config(50).expect("config"), net, log, sm)
+    let raft = Raft::new(id, config(50, 5000).expect("config"), net, log, sm)
         .await
         .expect("raft");
     let groups = Groups::default();

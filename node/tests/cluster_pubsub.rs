@@ -243,7 +243,7 @@ async fn a_node_keeps_serving_while_its_shard_moves_to_another_core_node() {
         .map(|i| format!("meter{i}"))
         .find(|n| {
             let s = router::cluster::shard_of(&format!("{PS}/{n}"), 16);
-            s % 3 == 0 && s % 4 == 3
+            s.is_multiple_of(3) && s % 4 == 3
         })
         .expect("a node id");
     // Publisher and subscriber in shards that nodes 2 and 3 lead, on edges

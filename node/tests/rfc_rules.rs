@@ -653,3 +653,42 @@ async fn a_deleted_account_left_its_subscriptions_to_a_new_account_of_its_name()
     }
     t.stop().await;
 }
+
+/// XML is a byte stream (RFC 6120 §11): how TCP splits it does not change
+/// it. A stanza whose first part arrives in one read ending right after a
+/// `>` and the rest a moment later (the server frees an idle session's
+/// buffer after each read) is delivered whole, a message as an IQ.
+#[tokio::test]
+async fn a_stanza_split_after_a_closing_angle_bracket_arrives_whole() {
+    let mut t = users(&["alice", "bob"]).await;
+    let mut a = Client::online(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    let mut b = Client::online(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    let message = "<message to='bob@localhost/b' type='chat' id='split1'><body>hello</body><thread>t1</thread></message>";
+    let pieces: Vec<&str> = message.split_inclusive('>').collect();
+    for piece in &pieces {
+        a.send(piece).await;
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    let m = b
+        .expect(|e| e.name == "message")
+        .await
+        .expect("the message");
+    assert_eq!(m.attr("id"), Some("split1"));
+    let body = m.child("body", ns::CLIENT).map(|e| e.text());
+    assert_eq!(body.as_deref(), Some("hello"));
+    let iq = "<iq type='get' id='split2' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
+    for piece in iq.split_inclusive('>') {
+        a.send(piece).await;
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    let r = a
+        .expect(|e| e.attr("id") == Some("split2"))
+        .await
+        .expect("the answer");
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    t.stop().await;
+}

@@ -215,9 +215,12 @@ impl StreamParser {
         &self.stream_prefixes
     }
 
-    /// Free memory when idle: an idle session holds no buffer.
+    /// Free memory when idle: an idle session holds no buffer. Not while a
+    /// top-level element is half read: its start is in the buffer even
+    /// when every byte read so far was consumed (a read that ended just
+    /// after a `>`).
     pub fn shrink(&mut self) {
-        if self.pos == self.buf.len() {
+        if self.current.is_none() && self.pos == self.buf.len() {
             self.buf = BytesMut::new();
             self.pos = 0;
         }
@@ -817,6 +820,26 @@ mod tests {
         for b in input.as_bytes() {
             p.feed(std::slice::from_ref(b));
             got.extend(all_events(&mut p).expect("bytewise"));
+        }
+        assert_eq!(got, whole);
+    }
+
+    /// The server shrinks the parser after every read (an idle session
+    /// holds no buffer). A read that ends right after a `>` inside a
+    /// stanza must not lose the stanza's start: split at every `>` and
+    /// shrunk after each piece, the events are those of the whole input.
+    #[test]
+    fn shrinking_between_reads_keeps_a_half_read_stanza() {
+        let input = format!(
+            "{HEADER}<message to='b@x' id='m1'><body>hello</body><x xmlns='urn:e'><y/></x></message><iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq></stream:stream>"
+        );
+        let whole = parse_whole(&input).expect("whole");
+        let mut p = StreamParser::new(Limits::default());
+        let mut got = Vec::new();
+        for piece in input.split_inclusive('>') {
+            p.feed(piece.as_bytes());
+            got.extend(all_events(&mut p).expect("piecewise"));
+            p.shrink();
         }
         assert_eq!(got, whole);
     }

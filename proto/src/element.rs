@@ -162,6 +162,25 @@ impl Element {
                             attrs.push((k, v));
                         }
                     }
+                    // A prefixed attribute keeps its qualified name; the
+                    // prefix's declaration goes with it, so that the
+                    // element written again elsewhere (a stored PubSub
+                    // item, a vCard) is well-formed on its own.
+                    let mut declared: Vec<(String, String)> = Vec::new();
+                    for (k, _) in &attrs {
+                        let (Some(p), _) = crate::xml::split_qname(k) else {
+                            continue;
+                        };
+                        if p == "xml" || declared.iter().any(|(d, _)| d == p) {
+                            continue;
+                        }
+                        let uri = resolve(&scopes, &scope, p)
+                            .ok_or_else(|| ParseError(format!("unbound prefix {p}")))?;
+                        declared.push((p.to_string(), uri));
+                    }
+                    for (p, uri) in declared {
+                        attrs.push((format!("xmlns:{p}"), uri));
+                    }
                     let qname = s.name().as_ref().to_string();
                     let (prefix, local) = crate::xml::split_qname(&qname);
                     let ns = match prefix {
@@ -333,6 +352,32 @@ mod tests {
         e.write(&mut out, "jabber:client");
         let back = Element::parse(out.as_bytes(), "jabber:client", &[]).expect("parse");
         assert_eq!(back.attr("label"), Some("a\nb\tc\rd"));
+    }
+
+    /// A prefixed attribute (Atom's `thr:count` in a PubSub item) is
+    /// written with its prefix's declaration: the element stands alone.
+    #[test]
+    fn a_prefixed_attribute_is_written_with_its_declaration() {
+        let raw = b"<entry xmlns='http://www.w3.org/2005/Atom' xmlns:thr='http://purl.org/syndication/thread/1.0'><link rel='replies' thr:count='5' xml:lang='en'/></entry>";
+        let e = Element::parse(raw, "jabber:client", &[]).expect("parse");
+        let xml = e.to_xml("jabber:client");
+        let again = Element::parse(xml.as_bytes(), "jabber:client", &[]).expect("well-formed");
+        let link = again.elements().next().expect("link");
+        assert_eq!(link.attr("thr:count"), Some("5"));
+        assert_eq!(
+            link.attr("xmlns:thr"),
+            Some("http://purl.org/syndication/thread/1.0")
+        );
+        // Inside a message, under other prefixes of the stream, too.
+        let inner = Element::parse(
+            b"<x xmlns='urn:a'><y e:k='v'/></x>",
+            "jabber:client",
+            &[("e".to_string(), "urn:e".to_string())],
+        )
+        .expect("parse");
+        let xml = inner.to_xml("jabber:client");
+        assert!(xml.contains("xmlns:e='urn:e'"), "{xml}");
+        assert!(Element::parse(xml.as_bytes(), "jabber:client", &[]).is_ok());
     }
 
     #[test]

@@ -671,6 +671,28 @@ async fn access_models_and_affiliations_are_enforced() {
         "{}",
         ev.to_xml(ns::CLIENT)
     );
+    // Approved under her bare JID, carol retrieves from her full one
+    // (XEP-0060 §6.5), and may publish where subscribers may.
+    ok(&iq(&mut c, "z3", "get", PS, &pubsub("<items node='vip'/>")).await);
+    ok(&iq(
+        &mut a,
+        "z4",
+        "set",
+        PS,
+        &owner(&format!(
+            "<configure node='vip'>{}</configure>",
+            config_form(&[("pubsub#publish_model", "subscribers")])
+        )),
+    )
+    .await);
+    ok(&iq(
+        &mut c,
+        "z5",
+        "set",
+        PS,
+        &pubsub("<publish node='vip'><item id='c1'><note xmlns='urn:example'/></item></publish>"),
+    )
+    .await);
 
     // Presence: only those who see the owner's presence.
     ok(&iq(

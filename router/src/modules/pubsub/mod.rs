@@ -314,14 +314,7 @@ fn check_access(
             if subscribing || aff == Some(Affiliation::Member) {
                 return Ok(());
             }
-            let subscribed = ctx
-                .store()
-                .pubsub()
-                .subscriptions_of_in(&ctx.writes, &req.service, &node.id, &req.from)
-                .map_err(internal)?
-                .iter()
-                .any(|s| s.state == storage::pubsub::SubscriptionState::Subscribed);
-            if subscribed {
+            if is_subscribed(ctx, req, &node.id)? {
                 Ok(())
             } else {
                 Err(perr(C::NotAuthorized, "not-subscribed"))
@@ -508,4 +501,24 @@ impl From<StanzaError> for Handled {
 /// authorization request (XEP-0060 §8.6).
 pub(crate) fn message(ctx: &mut Ctx<'_>, s: Stanza) {
     subscribe::authorization_answer(ctx, s);
+}
+
+/// Whether the requester holds a confirmed subscription to the node,
+/// under its full JID or its bare one (slixmpp and most clients
+/// subscribe the bare JID, then ask from a full one).
+pub(super) fn is_subscribed(ctx: &Ctx<'_>, req: &Req<'_>, node: &str) -> Result<bool, StanzaError> {
+    let store = ctx.store().pubsub();
+    let bare = proto::Jid::Bare(req.from_bare.clone());
+    for jid in [&req.from, &bare] {
+        let subs = store
+            .subscriptions_of_in(&ctx.writes, &req.service, node, jid)
+            .map_err(internal)?;
+        if subs
+            .iter()
+            .any(|s| s.state == storage::pubsub::SubscriptionState::Subscribed)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -193,13 +193,7 @@ fn publish_here(
         Some(Affiliation::Outcast) => false,
         _ => match node.config.publish_model {
             PublishModel::Open => true,
-            PublishModel::Subscribers => ctx
-                .store()
-                .pubsub()
-                .subscriptions_of_in(&ctx.writes, &req.service, id, &req.from)
-                .map_err(internal)?
-                .iter()
-                .any(|s| s.state == SubscriptionState::Subscribed),
+            PublishModel::Subscribers => super::is_subscribed(ctx, req, id)?,
             PublishModel::Publishers => false,
         },
     };

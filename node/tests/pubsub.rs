@@ -137,6 +137,8 @@ async fn the_service_is_discoverable_and_lists_only_what_works() {
     }
     // Nothing advertised that is not there: collections, for one.
     assert!(!features.iter().any(|f| f.ends_with("#collections")));
+    // Nothing of the accounts' own services: no vCards here.
+    assert!(!features.contains(&"vcard-temp"), "{features:?}");
     t.stop().await;
 }
 
@@ -693,6 +695,32 @@ async fn access_models_and_affiliations_are_enforced() {
         &pubsub("<publish node='vip'><item id='c1'><note xmlns='urn:example'/></item></publish>"),
     )
     .await);
+    // Publish-only: publishes, but neither subscribes nor sees items.
+    ok(&iq(&mut a, "z6", "set", PS, &owner("<affiliations node='vip'><affiliation jid='bob@localhost' affiliation='publish-only'/></affiliations>")).await);
+    ok(&iq(
+        &mut b,
+        "z7",
+        "set",
+        PS,
+        &pubsub("<publish node='vip'><item id='b1'><note xmlns='urn:example'/></item></publish>"),
+    )
+    .await);
+    assert_eq!(
+        err(&iq(&mut b, "z8", "get", PS, &pubsub("<items node='vip'/>")).await).0,
+        "forbidden"
+    );
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "z9",
+            "set",
+            PS,
+            &pubsub("<subscribe node='vip' jid='bob@localhost'/>")
+        )
+        .await)
+        .0,
+        "forbidden"
+    );
 
     // Presence: only those who see the owner's presence.
     ok(&iq(

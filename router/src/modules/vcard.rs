@@ -16,10 +16,13 @@ impl IqHandler for VCard {
     fn targets(&self) -> &'static [TargetKind] {
         &[TargetKind::OwnAccount, TargetKind::Account]
     }
-    fn features(&self, _t: TargetKind) -> &'static [&'static str] {
+    fn features(&self, t: TargetKind) -> &'static [&'static str] {
         // The server stores vCards (XEP-0054 §3), the account's own and
-        // others' are served.
-        &[ns::VCARD]
+        // others' are served; a PubSub service has none.
+        match t {
+            TargetKind::PubSub => &[],
+            _ => &[ns::VCARD],
+        }
     }
     fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, t: &Target) {
         let Some(from) = iq.from.as_ref() else { return };

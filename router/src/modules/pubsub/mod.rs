@@ -289,7 +289,10 @@ fn check_access(
 ) -> Result<(), StanzaError> {
     use StanzaCondition as C;
     match aff {
-        Some(Affiliation::Outcast) => return Err(StanzaError::new(C::Forbidden)),
+        // Publish-only may publish and purge, not see (§4.1's table).
+        Some(Affiliation::Outcast | Affiliation::PublishOnly) => {
+            return Err(StanzaError::new(C::Forbidden));
+        }
         Some(Affiliation::Owner | Affiliation::Publisher) => return Ok(()),
         _ => {}
     }

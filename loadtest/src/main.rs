@@ -58,8 +58,10 @@ pub struct Args {
     scenario_from_file: Option<Scenario>,
 
     // --- the server and the accounts
+    /// The server's address.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// The server's client port.
     #[arg(long, default_value_t = 5222)]
     port: u16,
     /// More servers to spread the users over, as host:port (e.g. the other
@@ -67,11 +69,14 @@ pub struct Args {
     /// and these, so the two users of a `chat` pair are on different edges.
     #[arg(long, value_delimiter = ',')]
     also: Vec<String>,
+    /// The XMPP domain of the accounts.
     #[arg(long, default_value = "localhost")]
     domain: String,
     /// Certificates are never verified: this is a test tool.
     #[arg(long, value_enum, default_value = "starttls")]
     tls: TlsMode,
+    /// The SASL mechanism: SCRAM-SHA-1, SCRAM-SHA-256 (either with
+    /// -PLUS) or PLAIN.
     #[arg(long, default_value = "SCRAM-SHA-256")]
     mechanism: String,
     #[arg(
@@ -96,7 +101,7 @@ pub struct Args {
     sources: Vec<IpAddr>,
 
     // --- the load
-    /// Sessions for `connect` (and idle sessions in `mixed`).
+    /// Sessions for `connect` and `nodes` (and idle sessions in `mixed`).
     #[arg(long, default_value_t = 100)]
     sessions: usize,
     /// Logins started per second.
@@ -111,7 +116,8 @@ pub struct Args {
     /// once is not the steady state that a latency target is about.
     #[arg(long, default_value_t = 0.0)]
     warmup: f64,
-    /// Stanzas in flight per sender (chat, muc, pubsub).
+    /// Stanzas in flight per sender (chat, muc, pubsub, iot) or per
+    /// session (nodes).
     #[arg(long, default_value_t = 16)]
     window: usize,
     /// Sender/receiver pairs for `chat`.

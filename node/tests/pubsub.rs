@@ -616,6 +616,28 @@ async fn access_models_and_affiliations_are_enforced() {
     assert!(!list.to_xml(ns::CLIENT).contains("bob@localhost"));
     // The last owner stays.
     assert_eq!(err(&iq(&mut a, "w9", "set", PS, &owner("<affiliations node='club'><affiliation jid='alice@localhost' affiliation='none'/></affiliations>")).await).0, "not-acceptable");
+    // A publisher made outcast may not retract even its own items.
+    ok(&iq(
+        &mut c,
+        "wa",
+        "set",
+        PS,
+        &pubsub("<publish node='club'><item id='c-own'><x xmlns='urn:x'/></item></publish>"),
+    )
+    .await);
+    ok(&iq(&mut a, "wb", "set", PS, &owner("<affiliations node='club'><affiliation jid='carol@localhost' affiliation='outcast'/></affiliations>")).await);
+    assert_eq!(
+        err(&iq(
+            &mut c,
+            "wc",
+            "set",
+            PS,
+            &pubsub("<retract node='club'><item id='c-own'/></retract>")
+        )
+        .await)
+        .0,
+        "forbidden"
+    );
 
     // Authorize: pending until the owner approves through the form.
     ok(&iq(

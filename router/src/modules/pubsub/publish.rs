@@ -320,6 +320,11 @@ pub(super) fn retract(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled 
         else {
             return Err(perr(C::BadRequest, "item-required"));
         };
+        // An outcast has no privilege left (§4.1), its own items included.
+        let aff = super::affiliation(ctx, req, &id)?;
+        if aff == Some(Affiliation::Outcast) {
+            return Err(StanzaError::new(C::Forbidden));
+        }
         let store = ctx.store().pubsub();
         let Some(item) = store
             .item_in(&ctx.writes, &req.service, &id, item_id)
@@ -327,7 +332,6 @@ pub(super) fn retract(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled 
         else {
             return Err(StanzaError::new(C::ItemNotFound));
         };
-        let aff = super::affiliation(ctx, req, &id)?;
         let own_item = item
             .publisher
             .as_ref()

@@ -833,20 +833,8 @@ async fn a_node_added_and_another_removed_under_traffic_lose_no_message() {
     let i4 = cores.start_joining(4).await;
     let (_, st) = cores.status(i4);
     assert!(st.contains("joining"), "{st}");
-    let (ok, out) = xmppd(
-        &cores.cfgs[0],
-        &[
-            "cluster",
-            "add-node",
-            "4",
-            &cores.addrs[i4].to_string(),
-            "--core",
-            &cores.addrs[1].to_string(),
-        ],
-    );
-    assert!(ok, "{out}");
+    let out = cores.add_node(i4, 4, 1).await;
     assert!(out.contains("members: 1,2,3,4"), "{out}");
-    cores.wait_admin(i4).await;
     // Three replicas per shard (the default): shard s on nodes s, s+1,
     // s+2 (mod 4, counting from node 1), led by the first.
     let placed = |s: usize| {
@@ -1039,19 +1027,7 @@ async fn a_core_node_joining_after_the_log_was_purged_is_sent_a_snapshot() {
         .await;
     }
     let i4 = cores.start_joining(4).await;
-    let (ok, out) = xmppd(
-        &cores.cfgs[0],
-        &[
-            "cluster",
-            "add-node",
-            "4",
-            &cores.addrs[i4].to_string(),
-            "--core",
-            &cores.addrs[1].to_string(),
-        ],
-    );
-    assert!(ok, "{out}");
-    cores.wait_admin(i4).await;
+    cores.add_node(i4, 4, 1).await;
     let took = until(
         "node 4 is a replica of shard 1",
         Duration::from_secs(60),

@@ -8,6 +8,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Client;
@@ -47,6 +49,114 @@ fn notified(e: &Element) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Alice creates `node` keeping every item (`max_items` max, and the
+/// configuration `fields` besides); bob subscribes to it.
+async fn create_and_subscribe(a: &mut Client, b: &mut Client, node: &str, bob: &str, fields: &str) {
+    let create = format!(
+        "<pubsub xmlns='{}'><create node='{node}'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#max_items'><value>max</value></field>{fields}</x></configure></pubsub>",
+        ns::PUBSUB,
+        ns::PUBSUB_NODE_CONFIG
+    );
+    let r = iq(a, "create", PS, &create, Duration::from_secs(10))
+        .await
+        .expect("created");
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    let sub = format!(
+        "<pubsub xmlns='{}'><subscribe node='{node}' jid='{bob}'/></pubsub>",
+        ns::PUBSUB
+    );
+    let r = iq(b, "sub", PS, &sub, Duration::from_secs(10))
+        .await
+        .expect("subscribed");
+    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+}
+
+/// Publish item `id`, sending it again with the same id when no answer
+/// comes (as a client would), up to `attempts` times; whether it was
+/// acknowledged.
+async fn publish_until_acked(a: &mut Client, node: &str, id: &str, attempts: usize) -> bool {
+    for attempt in 0..attempts {
+        let answer = iq(
+            a,
+            &format!("{id}-{attempt}"),
+            PS,
+            &publish_xml(node, id),
+            Duration::from_secs(5),
+        )
+        .await;
+        if answer.is_some_and(|r| r.attr("type") == Some("result")) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Every acknowledged item is among `ids`, and no id is there twice.
+fn assert_stored_once(ids: &[String], acked: &BTreeSet<String>) {
+    let stored: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(stored.len(), ids.len(), "an item id twice: {ids:?}");
+    let lost: Vec<&String> = acked.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged but gone: {lost:?}");
+}
+
+/// A subscriber's notifications, counted by item id, read in the
+/// background until `stop`.
+struct Notifications {
+    seen: Arc<Mutex<BTreeMap<String, usize>>>,
+    stop: Arc<AtomicBool>,
+    reader: tokio::task::JoinHandle<Client>,
+}
+
+impl Notifications {
+    fn count(mut c: Client) -> Notifications {
+        let seen: Arc<Mutex<BTreeMap<String, usize>>> = Default::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(Ok(e)) =
+                        tokio::time::timeout(Duration::from_millis(500), c.next_element()).await
+                    {
+                        for id in notified(&e) {
+                            *seen.lock().expect("lock").entry(id).or_default() += 1;
+                        }
+                    }
+                }
+                c
+            })
+        };
+        Notifications { seen, stop, reader }
+    }
+
+    /// Wait until every id of `acked` was notified.
+    async fn wait_for_all(&self, acked: &BTreeSet<String>) {
+        until(
+            "bob has every notification",
+            Duration::from_secs(20),
+            || {
+                let s = self.seen.lock().expect("lock");
+                acked.iter().all(|id| s.contains_key(id))
+            },
+        )
+        .await;
+    }
+
+    /// Stop reading; the client, and how many ids came more than once.
+    async fn stop(self) -> (Client, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let c = self.reader.await.expect("reader");
+        let dup = self
+            .seen
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|n| **n > 1)
+            .count();
+        (c, dup)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_publish_survives_a_kill_of_the_nodes_shard_leader() {
     const N: usize = 150;
@@ -70,41 +180,10 @@ async fn every_acknowledged_publish_survives_a_kill_of_the_nodes_shard_leader() 
         .await
         .expect("alice");
     let mut b = Client::online(addr_b, &bob, PW, "b").await.expect("bob");
-    let create = format!(
-        "<pubsub xmlns='{}'><create node='{node}'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#max_items'><value>max</value></field></x></configure></pubsub>",
-        ns::PUBSUB,
-        ns::PUBSUB_NODE_CONFIG
-    );
-    let r = iq(&mut a, "create", PS, &create, Duration::from_secs(10))
-        .await
-        .expect("created");
-    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
-    let sub = format!(
-        "<pubsub xmlns='{}'><subscribe node='{node}' jid='{bob}'/></pubsub>",
-        ns::PUBSUB
-    );
-    let r = iq(&mut b, "sub", PS, &sub, Duration::from_secs(10))
-        .await
-        .expect("subscribed");
-    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    create_and_subscribe(&mut a, &mut b, &node, &bob, "").await;
 
     // Bob's notifications, counted by item id, until the test ends.
-    let seen: std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>> = Default::default();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let (seen, stop) = (seen.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(Ok(e)) =
-                    tokio::time::timeout(Duration::from_millis(500), b.next_element()).await
-                {
-                    for id in notified(&e) {
-                        *seen.lock().expect("lock").entry(id).or_default() += 1;
-                    }
-                }
-            }
-        })
-    };
+    let notes = Notifications::count(b);
 
     // A steady stream of publishes; one that gets no answer is sent again
     // with the same id (as a client would), so a publish is acknowledged
@@ -117,23 +196,8 @@ async fn every_acknowledged_publish_survives_a_kill_of_the_nodes_shard_leader() 
             eprintln!("killed node 3 after {:?}", started.elapsed());
         }
         let id = format!("p{i:03}");
-        let publish = format!(
-            "<pubsub xmlns='{}'><publish node='{node}'><item id='{id}'><reading xmlns='urn:example'>{i}</reading></item></publish></pubsub>",
-            ns::PUBSUB
-        );
-        for attempt in 0..8 {
-            let answer = iq(
-                &mut a,
-                &format!("{id}-{attempt}"),
-                PS,
-                &publish,
-                Duration::from_secs(5),
-            )
-            .await;
-            if answer.is_some_and(|r| r.attr("type") == Some("result")) {
-                acked.insert(id.clone());
-                break;
-            }
+        if publish_until_acked(&mut a, &node, &id, 8).await {
+            acked.insert(id);
         }
     }
     eprintln!(
@@ -144,53 +208,15 @@ async fn every_acknowledged_publish_survives_a_kill_of_the_nodes_shard_leader() 
     assert!(acked.len() >= N - 5, "only {} acknowledged", acked.len());
 
     // Every acknowledged item is there, once.
-    let get = format!(
-        "<pubsub xmlns='{}'><items node='{node}'/></pubsub>",
-        ns::PUBSUB
-    );
-    a.send(&format!("<iq type='get' id='all' to='{PS}'>{get}</iq>"))
-        .await;
-    let r = a
-        .expect(|e| e.attr("id") == Some("all"))
-        .await
-        .expect("items");
-    let ids: Vec<String> = r
-        .child("pubsub", ns::PUBSUB)
-        .and_then(|p| p.child("items", ns::PUBSUB))
-        .map(|items| {
-            items
-                .elements()
-                .filter_map(|i| i.attr("id").map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let stored: BTreeSet<String> = ids.iter().cloned().collect();
-    assert_eq!(stored.len(), ids.len(), "an item id twice: {ids:?}");
-    let lost: Vec<&String> = acked.difference(&stored).collect();
-    assert!(lost.is_empty(), "acknowledged but gone: {lost:?}");
+    assert_stored_once(&stored_ids(&mut a, &node, "all").await, &acked);
 
     // Bob was notified of each (his session is on a node that lives).
-    until(
-        "bob has every notification",
-        Duration::from_secs(20),
-        || {
-            let s = seen.lock().expect("lock");
-            acked.iter().all(|id| s.contains_key(id))
-        },
-    )
-    .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = reader.await;
-    let dup = seen
-        .lock()
-        .expect("lock")
-        .values()
-        .filter(|n| **n > 1)
-        .count();
+    notes.wait_for_all(&acked).await;
+    let (_, dup) = notes.stop().await;
     eprintln!("notifications repeated after a resend: {dup}");
 }
 
-/// The publish, subscribe and retrieve requests of the move test.
+/// The publish request for item `id` of `node`.
 fn publish_xml(node: &str, id: &str) -> String {
     format!(
         "<pubsub xmlns='{}'><publish node='{node}'><item id='{id}'><reading xmlns='urn:example'>{id}</reading></item></publish></pubsub>",
@@ -260,64 +286,28 @@ async fn a_node_keeps_serving_while_its_shard_moves_to_another_core_node() {
         .await
         .expect("alice");
     let mut b = Client::online(addr_b, &bob, PW, "b").await.expect("bob");
-    let create = format!(
-        "<pubsub xmlns='{}'><create node='{node}'/><configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#max_items'><value>max</value></field><field var='pubsub#title'><value>Meter</value></field></x></configure></pubsub>",
-        ns::PUBSUB,
-        ns::PUBSUB_NODE_CONFIG
-    );
-    let r = iq(&mut a, "create", PS, &create, Duration::from_secs(10))
-        .await
-        .expect("created");
-    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
-    let sub = format!(
-        "<pubsub xmlns='{}'><subscribe node='{node}' jid='{bob}'/></pubsub>",
-        ns::PUBSUB
-    );
-    let r = iq(&mut b, "sub", PS, &sub, Duration::from_secs(10))
-        .await
-        .expect("subscribed");
-    assert_eq!(r.attr("type"), Some("result"), "{r:?}");
+    create_and_subscribe(
+        &mut a,
+        &mut b,
+        &node,
+        &bob,
+        "<field var='pubsub#title'><value>Meter</value></field>",
+    )
+    .await;
 
     // Bob counts his notifications by item id until the test ends.
-    let seen: std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>> = Default::default();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let (seen, stop) = (seen.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(Ok(e)) =
-                    tokio::time::timeout(Duration::from_millis(500), b.next_element()).await
-                {
-                    for id in notified(&e) {
-                        *seen.lock().expect("lock").entry(id).or_default() += 1;
-                    }
-                }
-            }
-            b
-        })
-    };
+    let notes = Notifications::count(b);
     // Alice publishes until told to stop; the acknowledged ids are shared.
-    let acked: std::sync::Arc<std::sync::Mutex<BTreeSet<String>>> = Default::default();
-    let publishing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let acked: Arc<Mutex<BTreeSet<String>>> = Default::default();
+    let publishing = Arc::new(AtomicBool::new(true));
     let publisher = {
         let (acked, publishing, node) = (acked.clone(), publishing.clone(), node.clone());
         tokio::spawn(async move {
             let mut i = 0;
-            while publishing.load(std::sync::atomic::Ordering::Relaxed) {
+            while publishing.load(Ordering::Relaxed) {
                 let id = format!("m{i:05}");
-                for attempt in 0..10 {
-                    let answer = iq(
-                        &mut a,
-                        &format!("{id}-{attempt}"),
-                        PS,
-                        &publish_xml(&node, &id),
-                        Duration::from_secs(5),
-                    )
-                    .await;
-                    if answer.is_some_and(|r| r.attr("type") == Some("result")) {
-                        acked.lock().expect("lock").insert(id.clone());
-                        break;
-                    }
+                if publish_until_acked(&mut a, &node, &id, 10).await {
+                    acked.lock().expect("lock").insert(id);
                 }
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -325,7 +315,7 @@ async fn a_node_keeps_serving_while_its_shard_moves_to_another_core_node() {
             a
         })
     };
-    let count = |acked: &std::sync::Mutex<BTreeSet<String>>| acked.lock().expect("lock").len();
+    let count = |acked: &Mutex<BTreeSet<String>>| acked.lock().expect("lock").len();
     let goes_on = |phase: &'static str, from: usize| {
         let acked = acked.clone();
         async move {
@@ -340,19 +330,7 @@ async fn a_node_keeps_serving_while_its_shard_moves_to_another_core_node() {
     // Node 4 joins and takes the lead of the node's shard.
     let before = count(&acked);
     let i4 = cores.start_joining(4).await;
-    let (ok, out) = xmppd(
-        &cores.cfgs[1],
-        &[
-            "cluster",
-            "add-node",
-            "4",
-            &cores.addrs[i4].to_string(),
-            "--core",
-            &cores.addrs[1].to_string(),
-        ],
-    );
-    assert!(ok, "{out}");
-    cores.wait_admin(i4).await;
+    cores.add_node(i4, 4, 1).await;
     let shard = router::cluster::shard_of(&format!("{PS}/{node}"), 16);
     let took = until(
         "node 4 leads the node's shard",
@@ -394,28 +372,15 @@ async fn a_node_keeps_serving_while_its_shard_moves_to_another_core_node() {
     )
     .await;
     goes_on("publishes after node 1 left", before).await;
-    publishing.store(false, std::sync::atomic::Ordering::Relaxed);
+    publishing.store(false, Ordering::Relaxed);
     let mut a = publisher.await.expect("publisher");
     let acked = acked.lock().expect("lock").clone();
 
     // Every acknowledged item is stored, once.
-    let ids = stored_ids(&mut a, &node, "all").await;
-    let stored: BTreeSet<String> = ids.iter().cloned().collect();
-    assert_eq!(stored.len(), ids.len(), "an item id twice: {ids:?}");
-    let lost: Vec<&String> = acked.difference(&stored).collect();
-    assert!(lost.is_empty(), "acknowledged but gone: {lost:?}");
+    assert_stored_once(&stored_ids(&mut a, &node, "all").await, &acked);
     // Bob was notified of each.
-    until(
-        "bob has every notification",
-        Duration::from_secs(20),
-        || {
-            let s = seen.lock().expect("lock");
-            acked.iter().all(|id| s.contains_key(id))
-        },
-    )
-    .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut b = reader.await.expect("reader");
+    notes.wait_for_all(&acked).await;
+    let (mut b, _) = notes.stop().await;
     // The configuration and the subscription moved with the node.
     let get = format!(
         "<pubsub xmlns='{}'><configure node='{node}'/></pubsub>",

@@ -59,15 +59,10 @@ impl Tracker {
     /// A recipient of `group` got stanza `n` sent at `ts`; `seen` is that
     /// recipient's own record, to catch duplicates.
     fn receive(&self, group: usize, n: u64, ts: u64, seen: &mut Vec<u64>) {
-        let (word, bit) = ((n / 64) as usize, 1u64 << (n % 64));
-        if seen.len() <= word {
-            seen.resize(word + 1, 0);
-        }
-        if seen[word] & bit != 0 {
+        if !super::first_sight(seen, n) {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        seen[word] |= bit;
         let lat = age(ts);
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.metrics.delivered(1);

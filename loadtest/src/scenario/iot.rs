@@ -46,16 +46,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Tracker {
     fn receive(&self, device: u32, n: u64, ts: u64, seen: &mut HashMap<u32, Vec<u64>>) {
-        let bits = seen.entry(device).or_default();
-        let (word, bit) = ((n / 64) as usize, 1u64 << (n % 64));
-        if bits.len() <= word {
-            bits.resize(word + 1, 0);
-        }
-        if bits[word] & bit != 0 {
+        if !super::first_sight(seen.entry(device).or_default(), n) {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        bits[word] |= bit;
         let lat = age(ts);
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.metrics.delivered(1);

@@ -73,6 +73,18 @@ fn digits(b: &[u8]) -> Option<u64> {
     std::str::from_utf8(&b[..end]).ok()?.parse().ok()
 }
 
+/// Marks stanza `n` in one recipient's record of what it got; `false` if
+/// it was already there (a duplicate).
+pub fn first_sight(seen: &mut Vec<u64>, n: u64) -> bool {
+    let (word, bit) = ((n / 64) as usize, 1u64 << (n % 64));
+    if seen.len() <= word {
+        seen.resize(word + 1, 0);
+    }
+    let new = seen[word] & bit == 0;
+    seen[word] |= bit;
+    new
+}
+
 /// Microseconds since a stamp's send time.
 pub fn age(ts: u64) -> u64 {
     now_micros().saturating_sub(ts).max(1)

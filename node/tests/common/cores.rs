@@ -131,6 +131,26 @@ impl Cores {
         self.cfgs.len() - 1
     }
 
+    /// Add the joining node `i` (id `id`) with `xmppd cluster add-node`,
+    /// asked through core node `via` (0-based), and wait until it serves
+    /// its admin socket; the command's output.
+    pub async fn add_node(&self, i: usize, id: u64, via: usize) -> String {
+        let (ok, out) = xmppd(
+            &self.cfgs[via],
+            &[
+                "cluster",
+                "add-node",
+                &id.to_string(),
+                &self.addrs[i].to_string(),
+                "--core",
+                &self.addrs[via].to_string(),
+            ],
+        );
+        assert!(ok, "{out}");
+        self.wait_admin(i).await;
+        out
+    }
+
     /// An edge whose seed is core node `seed` (0-based); its STARTTLS address.
     pub fn edge(&self, id: u64, seed: usize) -> (Proc, SocketAddr) {
         let cfg = config(

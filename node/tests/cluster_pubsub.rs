@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Client;
+use common::caps::{Caps, subscribe};
 use common::cores::*;
 use common::procs::*;
 use proto::{Element, ns};
@@ -413,4 +414,83 @@ async fn a_node_keeps_serving_while_its_shard_moves_to_another_core_node() {
         "{} items acknowledged and stored across the move",
         acked.len()
     );
+}
+
+/// XEP-0115 hashes are learnt once for the whole cluster: bob's session
+/// (on core node 2) is asked what his hash means; carol's (on node 3),
+/// announcing the same hash, is not asked again and still gets the PEP
+/// notifications her features ask for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capability_hash_is_asked_about_once_in_the_whole_cluster() {
+    const TUNE: &str = "http://jabber.org/protocol/tune";
+    let notify = format!("{TUNE}+notify");
+    let cores = Cores::start().await;
+    cores.wait_balanced(0).await;
+    // Shard s is led by node s % 3 + 1.
+    let alice = user_in_shard("alice", 0);
+    let bob = user_in_shard("bob", 1);
+    let carol = user_in_shard("carol", 2);
+    for u in [&alice, &bob, &carol] {
+        let (ok, out) = xmppd(&cores.cfgs[0], &["user", "add", u, "--password", PW]);
+        assert!(ok, "{out}");
+    }
+    let (_edge_a, addr_a) = cores.edge(41, 0);
+    let (_edge_b, addr_b) = cores.edge(42, 1);
+    let (_edge_c, addr_c) = cores.edge(43, 2);
+    let mut a = Client::online(addr_a, &alice, PW, "a")
+        .await
+        .expect("alice");
+    let mut b = Client::online(addr_b, &bob, PW, "b").await.expect("bob");
+    let mut c = Client::online(addr_c, &carol, PW, "c")
+        .await
+        .expect("carol");
+    for (x, xj) in [(&mut b, &bob), (&mut c, &carol)] {
+        subscribe(x, &mut a, xj, &alice).await;
+        subscribe(&mut a, x, &alice, xj).await;
+    }
+    let caps = Caps::new(
+        "http://bob.example/client",
+        &[ns::DISCO_INFO, TUNE, &notify],
+    );
+    b.send(&caps.presence("")).await;
+    caps.answer(&mut b).await;
+    // What bob answered is committed at the hash's home; give it time.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Carol's client is another build with the same features: same hash.
+    let same = Caps {
+        node: "http://carol.example/client".into(),
+        ..Caps::new(
+            "http://bob.example/client",
+            &[ns::DISCO_INFO, TUNE, &notify],
+        )
+    };
+    c.send(&same.presence("")).await;
+    let publish = format!(
+        "<pubsub xmlns='{}'><publish node='{TUNE}'><item id='current'><tune xmlns='{TUNE}'><title>Once</title></tune></item></publish></pubsub>",
+        ns::PUBSUB
+    );
+    a.send(&format!("<iq type='set' id='tune'>{publish}</iq>"))
+        .await;
+    let r = a
+        .expect(|e| e.attr("id") == Some("tune"))
+        .await
+        .expect("published");
+    assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+    for x in [&mut b, &mut c] {
+        let ev = tokio::time::timeout(
+            Duration::from_secs(10),
+            x.expect(|e| {
+                assert!(
+                    e.child("query", ns::DISCO_INFO).is_none(),
+                    "a hash the cluster knows is not asked about again"
+                );
+                e.child("event", ns::PUBSUB_EVENT).is_some()
+            }),
+        )
+        .await
+        .expect("the tune in time")
+        .expect("the tune");
+        assert!(ev.to_xml(ns::CLIENT).contains(">Once<"));
+    }
 }

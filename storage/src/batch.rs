@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{CF_ACCOUNTS, CF_OFFLINE, CF_PRIVATE, CF_PUBSUB, CF_ROSTERS, CF_VCARDS};
+use crate::keys::{CF_ACCOUNTS, CF_CAPS, CF_OFFLINE, CF_PRIVATE, CF_PUBSUB, CF_ROSTERS, CF_VCARDS};
 
 /// The column families of user data that batches write. Every record in
 /// them has an owner (`keys::owner`) that decides which shard's snapshots
@@ -24,16 +24,19 @@ pub enum Family {
     Pubsub,
     /// XEP-0049 private XML storage, owned by its user.
     Private,
+    /// XEP-0115 capabilities learnt, owned by their hash's home.
+    Caps,
 }
 
 impl Family {
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Accounts,
         Family::Rosters,
         Family::Offline,
         Family::Vcards,
         Family::Pubsub,
         Family::Private,
+        Family::Caps,
     ];
 
     pub(crate) fn cf(self) -> &'static str {
@@ -44,6 +47,7 @@ impl Family {
             Family::Vcards => CF_VCARDS,
             Family::Pubsub => CF_PUBSUB,
             Family::Private => CF_PRIVATE,
+            Family::Caps => CF_CAPS,
         }
     }
 
@@ -56,6 +60,7 @@ impl Family {
             Family::Vcards => 4,
             Family::Pubsub => 5,
             Family::Private => 6,
+            Family::Caps => 7,
         }
     }
 

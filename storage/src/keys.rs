@@ -16,6 +16,7 @@
 //!              0x02 user 0x00 seq:u64be                -> stanza bytes
 //! cf vcards    0x01 user 0x00                          -> vCard bytes
 //! cf private   0x01 user 0x00 name 0x00 ns             -> XEP-0049 element bytes
+//! cf caps      0x01 hash-key                           -> XEP-0115 verified disco#info bytes
 //! cf pubsub    (S = service bare JID, N = node id, J = bare or full JID; see keys/pubsub.rs)
 //!              0x01 S 0x00 N                           -> node record (creator, created, config, next seq, item count)
 //!              0x02 S 0x00 N 0x00 J                    -> affiliation (J bare)
@@ -53,13 +54,15 @@ pub(crate) const CF_OFFLINE: &str = "offline";
 pub(crate) const CF_VCARDS: &str = "vcards";
 pub(crate) const CF_PUBSUB: &str = "pubsub";
 pub(crate) const CF_PRIVATE: &str = "private";
-pub(crate) const COLUMN_FAMILIES: [&str; 9] = [
+pub(crate) const CF_CAPS: &str = "caps";
+pub(crate) const COLUMN_FAMILIES: [&str; 10] = [
     CF_ACCOUNTS,
     CF_ROSTERS,
     CF_OFFLINE,
     CF_VCARDS,
     CF_PUBSUB,
     CF_PRIVATE,
+    CF_CAPS,
     crate::raft::keys::CF_RAFT_LOG,
     crate::raft::keys::CF_RAFT_META,
     crate::raft::keys::CF_SHARD_DATA,
@@ -80,6 +83,7 @@ mod kind {
     pub const OFFLINE_MSG: u8 = 0x02;
     pub const VCARD: u8 = 0x01;
     pub const PRIVATE: u8 = 0x01;
+    pub const CAPS: u8 = 0x01;
 }
 
 /// A half-open key range `[start, end)`, for scans and range deletes.
@@ -200,6 +204,13 @@ pub(crate) fn owner(family: crate::Family, key: &[u8]) -> Option<std::borrow::Co
             std::str::from_utf8(&rest[..i]).ok().map(Cow::Borrowed)
         }
         crate::Family::Pubsub => pubsub::owner(key),
+        crate::Family::Caps => {
+            if k != kind::CAPS {
+                return None;
+            }
+            let key = std::str::from_utf8(rest).ok()?;
+            Some(Cow::Owned(crate::caps::home(key)))
+        }
     }
 }
 
@@ -304,6 +315,17 @@ pub(crate) fn private_all(user: &BareJid) -> Result<KeyRange, StorageError> {
     Ok(KeyRange::prefixed(user_key(kind::PRIVATE, user, 0)?))
 }
 
+// ---- caps ----
+
+/// `0x01 key`: the whole rest is the hash key.
+pub(crate) fn caps(key: &str) -> Result<Vec<u8>, StorageError> {
+    let key = pubsub::id("capabilities hash", key, false)?;
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(kind::CAPS);
+    k.extend_from_slice(key);
+    Ok(k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +387,11 @@ mod tests {
             ),
             Some("al@x".into())
         );
+        assert_eq!(
+            own(F::Caps, caps("sha-1 q0/x=").expect("k")),
+            Some(crate::caps::home("sha-1 q0/x="))
+        );
+        assert!(caps("").is_err() && caps("a\0b").is_err());
         assert_eq!(own(F::Vcards, Vec::new()), None);
         assert_eq!(own(F::Rosters, b"\x01no-separator".to_vec()), None);
     }

@@ -2,7 +2,8 @@
 //! per aggregate and one store type per aggregate: `Accounts` (SCRAM
 //! credentials, RFC 5802), `Rosters` (RFC 6121 items and XEP-0237 versions),
 //! `Offline` (XEP-0160 queues), `Vcards` (XEP-0054), `Private` (XEP-0049)
-//! and `Pubsub` (XEP-0060 nodes and XEP-0163 PEP), plus the Raft log
+//! `Pubsub` (XEP-0060 nodes and XEP-0163 PEP) and `Caps` (XEP-0115
+//! capabilities learnt from clients), plus the Raft log
 //! and state machine of every Raft group on the node (`raft`, openraft). Keys and their
 //! layout live in `keys.rs`, value formats in `codec.rs`.
 //!
@@ -17,6 +18,7 @@
 
 mod accounts;
 mod batch;
+pub mod caps;
 mod codec;
 mod db;
 mod error;
@@ -33,6 +35,7 @@ use std::sync::Arc;
 
 pub use accounts::Accounts;
 pub use batch::{Batch, Family, Write};
+pub use caps::Caps;
 pub use error::StorageError;
 pub use offline::{Offline, OfflineFull};
 pub use private::Private;
@@ -74,6 +77,7 @@ struct Stores {
     vcards: Vcards,
     private: Private,
     pubsub: Pubsub,
+    caps: Caps,
 }
 
 /// The node's database. Cheap to clone (one `Arc`), `Send + Sync`; the
@@ -105,6 +109,7 @@ impl Store {
                 vcards: Vcards::new(db.clone()),
                 private: Private::new(db.clone()),
                 pubsub: Pubsub::new(db.clone()),
+                caps: Caps::new(db.clone()),
                 db,
             }),
         })
@@ -132,6 +137,10 @@ impl Store {
 
     pub fn pubsub(&self) -> &Pubsub {
         &self.inner.pubsub
+    }
+
+    pub fn caps(&self) -> &Caps {
+        &self.inner.caps
     }
 
     /// Writes a planned batch at once, atomically, outside any Raft group:

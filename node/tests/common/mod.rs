@@ -4,6 +4,7 @@
 //! stream parser.
 #![allow(dead_code)]
 
+pub mod caps;
 pub mod cores;
 pub mod procs;
 

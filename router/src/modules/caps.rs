@@ -1,15 +1,21 @@
 //! XEP-0115 Entity Capabilities on the server side: a session's presence
-//! announces a hash of its features; the first time a hash is seen the
-//! server asks that session for the features (disco#info to its full
-//! JID), verifies them against the hash, and keeps them for every session
-//! that announces the same hash. PEP (XEP-0163 §4.2) uses them: a contact
-//! gets notifications of node N only at resources whose features list
-//! `N+notify`.
+//! announces a hash of its features; the first time the cluster sees a
+//! hash, the server asks that session for the features (disco#info to its
+//! full JID), verifies them against the hash, and keeps them for every
+//! session that announces the same hash. PEP (XEP-0163 §4.2) uses them: a
+//! contact gets notifications of node N only at resources whose features
+//! list `N+notify`.
 //!
-//! The cache lives with each core node (every node learns a hash once);
-//! it is bounded, and a hash that would not verify is never kept. A
-//! notification for a resource whose hash is still being asked about
-//! waits (bounded) for the answer instead of being dropped.
+//! What a hash means is learnt once for the whole cluster: the verified
+//! disco#info is committed at the hash's home shard (`storage::caps`), and
+//! a core node that meets a hash it does not know asks that shard before
+//! it asks the client. The messages between shards are IQ results from
+//! the server to itself (a client cannot send from the server's JID, and
+//! results are never answered), and each carries the disco#info itself,
+//! so every receiver verifies it against the hash again. Each core node
+//! keeps a bounded cache in front. A hash that would not verify is never
+//! kept. A notification for a resource whose hash is still being asked
+//! about waits (bounded) for the answer instead of being dropped.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,7 +45,12 @@ struct Asked {
     /// The session asked (only its answer counts).
     who: FullJid,
     at: Instant,
+    /// Whether the hash's home was asked first and said it does not know.
+    of_client: bool,
 }
+
+/// The namespace of the messages between shards about hashes.
+const NS_SHARE: &str = "urn:xmppd:caps:share:0";
 
 /// A notification held until its recipient's features are known.
 struct Waiting {
@@ -132,11 +143,13 @@ pub(crate) fn on_presence(ctx: &Ctx<'_>, from: &FullJid, presence: &Stanza) -> O
     Some(Arc::new(caps))
 }
 
-/// Ask the session `from` what `caps` means, unless it is known or asked.
+/// Find out what `caps` (announced by session `from`) means, unless this
+/// node knows or is finding out: ask the hash's home shard, which answers
+/// with what the cluster learnt, or that the session must be asked.
 pub(crate) fn ask(ctx: &Ctx<'_>, from: &FullJid, caps: &Caps) {
     let cache = &ctx.env.caps;
     let key = caps.key();
-    if cache.features(&key).is_some() {
+    if cache.features(&key).is_some() || ctx.st.session(from).is_none() {
         return;
     }
     let id = {
@@ -158,27 +171,81 @@ pub(crate) fn ask(ctx: &Ctx<'_>, from: &FullJid, caps: &Caps) {
                 caps: caps.clone(),
                 who: from.clone(),
                 at: Instant::now(),
+                of_client: false,
             },
         );
         id
     };
-    let Some(sess) = ctx.st.session(from) else {
+    let msg = share(ctx, from.domain(), "lookup", &key, Some((&id, from)), None);
+    ctx.route_home(storage::caps::home(&key), msg);
+}
+
+/// Ask session `who` itself (the cluster does not know its hash).
+fn ask_client(ctx: &Ctx<'_>, id: &str, who: &FullJid, caps: &Caps) {
+    let Some(sess) = ctx.st.session(who) else {
         return;
     };
     let q = Element::new("query", ns::DISCO_INFO).with_attr("node", caps.query_node());
     let mut raw = format!(
-        "<iq type='get' id='{id}' from='{}' to='{}'>",
-        proto::element::escape(from.domain()),
-        proto::element::escape(from.as_str())
+        "<iq type='get' id='{}' from='{}' to='{}'>",
+        proto::element::escape(id),
+        proto::element::escape(who.domain()),
+        proto::element::escape(who.as_str())
     );
     q.write(&mut raw, ns::CLIENT);
     raw.push_str("</iq>");
     ctx.send(&sess.sink, Outbound::Stanza(Bytes::from(raw)));
 }
 
-/// An answer to one of our questions (an IQ result or error addressed to
-/// the server): `true` if it was one.
-pub(crate) fn on_answer(ctx: &Ctx<'_>, s: &Stanza) -> bool {
+/// A message between shards about hash `key`: `op` is `lookup` (to the
+/// hash's home, from the asking question `ask` of session `who`),
+/// `known` / `unknown` (the home's answer, to the shard of `who`), or
+/// `learnt` (a verified answer, to the home); `query` is the disco#info.
+fn share(
+    ctx: &Ctx<'_>,
+    domain: &str,
+    op: &str,
+    key: &str,
+    ask: Option<(&str, &FullJid)>,
+    query: Option<&Element>,
+) -> Stanza {
+    use proto::element::escape;
+    let mut raw = format!(
+        "<iq type='result' id='share-{op}' from='{d}' to='{d}'><caps xmlns='{NS_SHARE}' op='{op}' key='{}'",
+        escape(key),
+        d = escape(domain),
+    );
+    if let Some((id, who)) = ask {
+        raw.push_str(&format!(
+            " ask='{}' for='{}'",
+            escape(id),
+            escape(who.as_str())
+        ));
+    }
+    raw.push('>');
+    if let Some(q) = query {
+        q.write(&mut raw, NS_SHARE);
+    }
+    raw.push_str("</caps></iq>");
+    let server = ctx.server_jid(domain);
+    super::context::synth(
+        proto::stanza::Kind::Iq,
+        server.clone(),
+        server,
+        Some(format!("share-{op}")),
+        Some("result"),
+        Bytes::from(raw),
+    )
+}
+
+/// An answer to one of our questions, or a message between shards about
+/// hashes (an IQ result or error addressed to the server): `true` if it
+/// was one.
+pub(crate) fn on_answer(ctx: &mut Ctx<'_>, s: &Stanza) -> bool {
+    if s.id.as_deref().is_some_and(|i| i.starts_with("share-")) {
+        on_share(ctx, s);
+        return true;
+    }
     let Some(id) = s.id.as_deref().filter(|i| i.starts_with("caps-")) else {
         return false;
     };
@@ -186,9 +253,10 @@ pub(crate) fn on_answer(ctx: &Ctx<'_>, s: &Stanza) -> bool {
     let asked = {
         let mut asked = lock(&cache.asked);
         let ours = asked.get(id).is_some_and(|a| {
-            s.from
-                .as_ref()
-                .is_some_and(|f| f.as_str() == a.who.as_str())
+            a.of_client
+                && s.from
+                    .as_ref()
+                    .is_some_and(|f| f.as_str() == a.who.as_str())
         });
         if !ours {
             return true;
@@ -198,13 +266,138 @@ pub(crate) fn on_answer(ctx: &Ctx<'_>, s: &Stanza) -> bool {
             None => return true,
         }
     };
-    let caps = asked.caps;
+    let query = (s.stype() == "result")
+        .then(|| s.element(ns::CLIENT).ok())
+        .flatten()
+        .and_then(|el| el.child("query", ns::DISCO_INFO).cloned());
+    let learnt = learn(ctx, &asked.caps, query.as_ref());
+    if let (true, Some(q)) = (learnt, &query) {
+        // Tell the cluster, once, through the hash's home.
+        let key = asked.caps.key();
+        let msg = share(ctx, asked.who.domain(), "learnt", &key, None, Some(q));
+        ctx.route_home(storage::caps::home(&key), msg);
+    }
+    true
+}
+
+/// A message between shards about a hash (see [`share`]). Only the server
+/// sends them; anything else is ignored.
+fn on_share(ctx: &mut Ctx<'_>, s: &Stanza) {
+    let from_server = matches!(&s.from, Some(Jid::Bare(b)) if b.local().is_none() && ctx.cfg().serves(b.domain()));
+    if !from_server || s.stype() != "result" {
+        return;
+    }
+    let Ok(el) = s.element(ns::CLIENT) else {
+        return;
+    };
+    let Some(c) = el.child("caps", NS_SHARE) else {
+        return;
+    };
+    let (Some(op), Some(key)) = (c.attr("op"), c.attr("key")) else {
+        return;
+    };
+    let Some(caps) = caps_of_key(key) else { return };
+    let query = c.child("query", ns::DISCO_INFO);
+    let asker = c
+        .attr("ask")
+        .zip(c.attr("for").and_then(|f| FullJid::parse(f).ok()));
+    match op {
+        "lookup" => {
+            let Some((ask, who)) = asker else { return };
+            let stored = match ctx.store().caps().get(key) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "capabilities lookup failed");
+                    None
+                }
+            };
+            let stored = stored.and_then(|b| Element::parse(&b, NS_SHARE, &[]).ok());
+            let op = if stored.is_some() { "known" } else { "unknown" };
+            let msg = share(
+                ctx,
+                who.domain(),
+                op,
+                key,
+                Some((ask, &who)),
+                stored.as_ref(),
+            );
+            ctx.route_home(who.bare_str().to_string(), msg);
+        }
+        "known" | "unknown" => {
+            let Some((ask, who)) = asker else { return };
+            let cache = &ctx.env.caps;
+            let pending = {
+                let mut asked = lock(&cache.asked);
+                match asked.get_mut(ask) {
+                    Some(a) if !a.of_client && a.who == who && a.caps.key() == key => {
+                        if op == "known" && query.is_some_and(|q| proto::caps::verify(&caps, q)) {
+                            asked.remove(ask);
+                            None
+                        } else {
+                            // Nobody in the cluster knows: ask the client.
+                            a.of_client = true;
+                            a.at = Instant::now();
+                            Some(a.caps.clone())
+                        }
+                    }
+                    _ => return,
+                }
+            };
+            match pending {
+                None => {
+                    learn(ctx, &caps, query);
+                }
+                Some(full) => ask_client(ctx, ask, &who, &full),
+            }
+        }
+        "learnt" => {
+            let Some(q) = query else { return };
+            if !ctx.is_home(&storage::caps::home(key)) || !learn(ctx, &caps, Some(q)) {
+                return;
+            }
+            let store = ctx.store().caps();
+            if matches!(store.get(key), Ok(None)) {
+                let mut raw = String::new();
+                q.write(&mut raw, NS_SHARE);
+                if let Err(e) = store.put_in(&mut ctx.writes, key, raw.as_bytes()) {
+                    tracing::warn!(error = %e, "capabilities not stored");
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The hash function and ver of a cache key.
+fn caps_of_key(key: &str) -> Option<Caps> {
+    let (hash, ver) = key.split_once(' ')?;
+    if !matches!(hash, "sha-1" | "sha-256") || ver.is_empty() || ver.len() > 128 {
+        return None;
+    }
+    Some(Caps {
+        hash: hash.to_string(),
+        node: String::new(),
+        ver: ver.to_string(),
+    })
+}
+
+/// Keep what `caps` means if `query` verifies against it, and let out
+/// the notifications that waited for it: `true` if it verified.
+fn learn(ctx: &Ctx<'_>, caps: &Caps, query: Option<&Element>) -> bool {
+    let cache = &ctx.env.caps;
     let key = caps.key();
-    let features = answer_features(s, &caps);
-    let waiting = lock(&cache.waiting).remove(&key).unwrap_or_default();
+    let features = query
+        .filter(|q| proto::caps::verify(caps, q))
+        .map(|q| proto::caps::features(q).into_iter().collect::<HashSet<_>>());
+    let still_asked = lock(&cache.asked).values().any(|a| a.caps.key() == key);
+    let waiting = if features.is_some() || !still_asked {
+        lock(&cache.waiting).remove(&key).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let Some(features) = features else {
         tracing::debug!(ver = %caps.ver, "a capabilities answer was refused or did not match its hash");
-        return true;
+        return false;
     };
     let features = Arc::new(features);
     {
@@ -222,19 +415,6 @@ pub(crate) fn on_answer(ctx: &Ctx<'_>, s: &Stanza) -> bool {
         }
     }
     true
-}
-
-/// The features of a disco#info result that verifies against `caps`.
-fn answer_features(s: &Stanza, caps: &Caps) -> Option<HashSet<String>> {
-    if s.stype() != "result" {
-        return None;
-    }
-    let el = s.element(ns::CLIENT).ok()?;
-    let q = el.child("query", ns::DISCO_INFO)?;
-    if !proto::caps::verify(caps, q) {
-        return None;
-    }
-    Some(proto::caps::features(q).into_iter().collect())
 }
 
 /// How a fan-out is filtered by capabilities, as it travels between

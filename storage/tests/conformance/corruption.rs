@@ -7,13 +7,14 @@ use storage::StorageError;
 
 use super::*;
 
-const CFS: [&str; 9] = [
+const CFS: [&str; 10] = [
     "accounts",
     "rosters",
     "offline",
     "vcards",
     "pubsub",
     "private",
+    "caps",
     "raft_log",
     "raft_meta",
     "shard_data",
@@ -172,6 +173,7 @@ fn unknown_column_families_do_not_stop_open() {
         "vcards",
         "pubsub",
         "private",
+        "caps",
         "raft_log",
         "raft_meta",
         "shard_data",

@@ -109,20 +109,32 @@ fn a_rarely_written_family_does_not_pin_the_write_ahead_log() {
     .expect("open");
     populate(&s, "cold@x");
     let card = vec![b'v'; 8 * 1024];
-    for i in 0..2_000 {
+    for i in 0..4_000 {
         s.vcards()
             .set(&jid(&format!("u{i}@x")), Some(&card))
             .expect("vcard");
     }
-    let wal: u64 = std::fs::read_dir(d.path())
-        .expect("dir")
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-        .sum();
+    // Flushes run in the background: the obsolete log files go once they
+    // are done.
+    let wal_bytes = || -> u64 {
+        std::fs::read_dir(d.path())
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+            .sum()
+    };
+    let mut wal = wal_bytes();
+    for _ in 0..50 {
+        if wal < 12 << 20 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        wal = wal_bytes();
+    }
     assert!(
-        wal < 6 << 20,
-        "{wal} bytes of write-ahead log for 16 MB written"
+        wal < 12 << 20,
+        "{wal} bytes of write-ahead log for 32 MB written"
     );
     drop(s);
     assert_populated(&reopen(d.path()), "cold@x");

@@ -3,6 +3,7 @@
 //! crash-style recovery), corruption handling and concurrency.
 
 mod accounts;
+mod caps;
 mod concurrency;
 mod corruption;
 mod durability;

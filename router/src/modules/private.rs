@@ -26,6 +26,10 @@ pub(crate) struct Private {
     pub max_bytes: usize,
 }
 
+/// The feature that says XEP-0048 bookmarks in private storage and
+/// XEP-0402 bookmarks are one list (XEP-0402 §5.3).
+const BOOKMARKS_COMPAT: &str = "urn:xmpp:bookmarks:1#compat";
+
 /// The most conferences one bookmarks element may carry.
 const MAX_BOOKMARKS: usize = 1000;
 
@@ -49,7 +53,9 @@ impl IqHandler for Private {
     }
     fn features(&self, t: TargetKind) -> &'static [&'static str] {
         match t {
-            TargetKind::OwnAccount => &[ns::PRIVATE],
+            // XEP-0402 §5.3: XEP-0048 bookmarks in private storage are
+            // kept in step with the PEP bookmarks.
+            TargetKind::OwnAccount => &[ns::PRIVATE, BOOKMARKS_COMPAT],
             _ => &[],
         }
     }
@@ -207,11 +213,20 @@ fn bookmarks_to_pep(
             owner_retract(ctx, req, ns::BOOKMARKS2, &item.id)?;
         }
     }
-    for (id, c) in wanted {
-        let same = existing
+    for (id, mut c) in wanted {
+        let old = existing
             .iter()
-            .any(|i| i.id == id && Element::parse(&i.payload, "", &[]).ok().as_ref() == Some(&c));
-        if !same {
+            .find(|i| i.id == id)
+            .and_then(|i| Element::parse(&i.payload, "", &[]).ok());
+        // XEP-0048 has no place for what XEP-0402 clients keep in
+        // <extensions/>: an older client's write keeps it.
+        if let Some(ext) = old
+            .as_ref()
+            .and_then(|o| o.child("extensions", ns::BOOKMARKS2))
+        {
+            c.push(ext.clone());
+        }
+        if old.as_ref() != Some(&c) {
             owner_publish(ctx, req, ns::BOOKMARKS2, &id, &c, bookmarks_config)?;
         }
     }

@@ -1,0 +1,187 @@
+//! XEP-0049 private XML storage and XEP-0048 bookmarks kept in step with
+//! XEP-0402 PEP bookmarks (XEP-0402 §5.3), over real sockets: what one
+//! kind of client writes the other reads, and what only XEP-0402 can hold
+//! (`<extensions/>`) survives a write by an older client.
+
+mod common;
+
+use common::{Client, TestServer};
+use proto::{Element, ns};
+
+const PW: &str = "correct horse";
+const ROOM: &str = "room@conference.localhost";
+const ROOM2: &str = "other@conference.localhost";
+
+async fn iq(c: &mut Client, id: &str, ty: &str, to: Option<&str>, payload: &str) -> Element {
+    let to = to.map(|t| format!(" to='{t}'")).unwrap_or_default();
+    c.send(&format!("<iq type='{ty}' id='{id}'{to}>{payload}</iq>"))
+        .await;
+    c.expect(|e| e.name == "iq" && e.attr("id") == Some(id))
+        .await
+        .expect("answer")
+}
+
+fn kind(e: &Element) -> &str {
+    e.attr("type").unwrap_or("")
+}
+
+/// The XEP-0048 `<storage/>` as private storage returns it.
+async fn legacy(c: &mut Client, id: &str) -> Element {
+    let r = iq(
+        c,
+        id,
+        "get",
+        None,
+        "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>",
+    )
+    .await;
+    assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+    r.child("query", ns::PRIVATE)
+        .and_then(|q| q.child("storage", ns::BOOKMARKS))
+        .cloned()
+        .expect("storage")
+}
+
+/// The XEP-0402 items (id, conference) of the account's bookmarks node.
+async fn pep(c: &mut Client, id: &str) -> Vec<(String, Element)> {
+    let r = iq(
+        c,
+        id,
+        "get",
+        None,
+        &format!(
+            "<pubsub xmlns='{}'><items node='{}'/></pubsub>",
+            ns::PUBSUB,
+            ns::BOOKMARKS2
+        ),
+    )
+    .await;
+    assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+    r.child("pubsub", ns::PUBSUB)
+        .and_then(|p| p.child("items", ns::PUBSUB))
+        .map(|items| {
+            items
+                .elements()
+                .filter_map(|i| {
+                    let c = i.child("conference", ns::BOOKMARKS2)?;
+                    Some((i.attr("id")?.to_string(), c.clone()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn bookmarks_of_both_kinds_are_one_list_and_extensions_survive() {
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    t.add_user("bob@localhost", PW);
+    let mut a = Client::online(t.addr, "alice@localhost", PW, "new")
+        .await
+        .expect("alice");
+
+    // The account says the two kinds are kept in step.
+    let info = iq(
+        &mut a,
+        "info",
+        "get",
+        Some("alice@localhost"),
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    )
+    .await;
+    let xml = info.to_xml(ns::CLIENT);
+    assert!(xml.contains("urn:xmpp:bookmarks:1#compat"), "{xml}");
+    assert!(xml.contains("'jabber:iq:private'"), "{xml}");
+
+    // A XEP-0402 client adds a bookmark with an extension of its own
+    // (with the publish-options of XEP-0402 §3).
+    let publish = format!(
+        "<pubsub xmlns='{}'><publish node='{}'><item id='{ROOM}'><conference xmlns='{}' name='Room' autojoin='true'><nick>al</nick><extensions><state xmlns='urn:example:client'>kept</state></extensions></conference></item></publish><publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pubsub#persist_items'><value>true</value></field><field var='pubsub#max_items'><value>max</value></field><field var='pubsub#send_last_published_item'><value>never</value></field><field var='pubsub#access_model'><value>whitelist</value></field></x></publish-options></pubsub>",
+        ns::PUBSUB,
+        ns::BOOKMARKS2,
+        ns::BOOKMARKS2
+    );
+    let r = iq(&mut a, "add", "set", None, &publish).await;
+    assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+
+    // An older client (mcabber, poezio, profanity) sees it in private
+    // storage...
+    let mut old = Client::online(t.addr, "alice@localhost", PW, "old")
+        .await
+        .expect("alice old");
+    let st = legacy(&mut old, "l1").await;
+    let conf = st
+        .elements()
+        .find(|c| c.attr("jid") == Some(ROOM))
+        .expect("the bookmark, the XEP-0048 way");
+    assert_eq!(conf.attr("name"), Some("Room"));
+    assert_eq!(conf.attr("autojoin"), Some("true"));
+    assert_eq!(
+        conf.child("nick", ns::BOOKMARKS).map(|n| n.text()),
+        Some("al".to_string())
+    );
+
+    // ...and writes the whole list back: a new nick, a second room and a
+    // URL bookmark.
+    let store = format!(
+        "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'><conference jid='{ROOM}' name='Room' autojoin='true'><nick>alice</nick></conference><conference jid='{ROOM2}' autojoin='false'/><url name='Docs' url='https://example.org/'/></storage></query>"
+    );
+    let r = iq(&mut old, "w1", "set", None, &store).await;
+    assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+    let items = pep(&mut a, "p1").await;
+    let room = &items.iter().find(|(id, _)| id == ROOM).expect("room").1;
+    assert_eq!(
+        room.child("nick", ns::BOOKMARKS2).map(|n| n.text()),
+        Some("alice".to_string())
+    );
+    let ext = room
+        .child("extensions", ns::BOOKMARKS2)
+        .expect("the extensions the older client knew nothing of");
+    assert!(ext.to_xml(ns::BOOKMARKS2).contains(">kept<"));
+    assert!(items.iter().any(|(id, _)| id == ROOM2), "{items:?}");
+
+    // Dropping a room from the older list retracts it; the URL stays in
+    // private storage, and all of it is there after a new login.
+    let store = format!(
+        "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'><conference jid='{ROOM2}' autojoin='false'/><url name='Docs' url='https://example.org/'/></storage></query>"
+    );
+    let r = iq(&mut old, "w2", "set", None, &store).await;
+    assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+    let ids: Vec<String> = pep(&mut a, "p2")
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, vec![ROOM2.to_string()]);
+    drop(old);
+    let mut again = Client::online(t.addr, "alice@localhost", PW, "again")
+        .await
+        .expect("alice again");
+    let st = legacy(&mut again, "l2").await;
+    let jids: Vec<&str> = st.elements().filter_map(|c| c.attr("jid")).collect();
+    assert_eq!(jids, vec![ROOM2]);
+    assert!(
+        st.elements()
+            .any(|u| u.name == "url" && u.attr("name") == Some("Docs"))
+    );
+
+    // Private data is the account's own (XEP-0049 §3).
+    let mut b = Client::online(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    let r = iq(
+        &mut b,
+        "peek",
+        "get",
+        Some("alice@localhost"),
+        "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>",
+    )
+    .await;
+    assert_eq!(kind(&r), "error");
+    assert!(
+        r.to_xml(ns::CLIENT).contains("<forbidden"),
+        "{}",
+        r.to_xml(ns::CLIENT)
+    );
+    t.stop().await;
+}

@@ -208,10 +208,18 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// An IQ reply's error condition, or the element's name.
 pub fn condition(e: &Element) -> String {
-    e.child("error", proto::ns::CLIENT)
+    let cond = e
+        .child("error", proto::ns::CLIENT)
         .and_then(Element::first_element)
         .map(|c| c.name.clone())
-        .unwrap_or_else(|| e.attr("type").unwrap_or("no type").to_string())
+        .unwrap_or_else(|| e.attr("type").unwrap_or("no type").to_string());
+    if cond == "resource-constraint" {
+        // xmppd's answer to a session over its stanza rate.
+        return format!(
+            "{cond} (the server limits the stanzas per session: raise or zero its limits.stanza_rate_per_sec, or spread the load over more --sessions)"
+        );
+    }
+    cond
 }
 
 fn header(domain: &str) -> String {
@@ -416,4 +424,26 @@ pub async fn login(
         },
         writer: wh,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(xml: &str) -> Element {
+        Element::parse(xml.as_bytes(), proto::ns::CLIENT, &[]).expect("xml")
+    }
+
+    #[test]
+    fn a_refusal_for_rate_says_what_to_change() {
+        let e = el(
+            "<iq type='error' id='x'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        );
+        assert!(condition(&e).contains("limits.stanza_rate_per_sec"));
+        let e = el(
+            "<iq type='error' id='x'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        );
+        assert_eq!(condition(&e), "conflict");
+        assert_eq!(condition(&el("<iq type='result' id='x'/>")), "result");
+    }
 }

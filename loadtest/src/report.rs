@@ -66,7 +66,12 @@ fn flatten(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
                 flatten(v, &p, out);
             }
         }
-        Value::Array(_) => {}
+        // Rows of a table (the checkpoints of `nodes`): numbered from 1.
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                flatten(v, &format!("{path}.{}", i + 1), out);
+            }
+        }
         Value::Null => out.push((path.to_string(), "-".into())),
         Value::Number(n) => out.push((path.to_string(), number(n))),
         Value::String(s) => out.push((path.to_string(), s.clone())),
@@ -303,6 +308,14 @@ mod tests {
             ]
         );
         assert!(problems(&serde_json::json!({"lost": 0, "sent": 5}), 0).is_empty());
+    }
+
+    #[test]
+    fn tables_in_a_report_are_printed_row_by_row() {
+        let v = serde_json::json!({"nodes": 20, "checkpoints": [{"nodes": 10, "p50": 0.5}, {"nodes": 20, "p50": 0.25}]});
+        let t = table(&v);
+        assert!(t.contains("checkpoints.1.nodes  10"), "{t}");
+        assert!(t.contains("checkpoints.2.p50    0.25"), "{t}");
     }
 
     #[test]

@@ -16,6 +16,8 @@ use proto::Element;
 use proto::sasl::Mechanism;
 use proto::sasl::client::ScramClient;
 use proto::xml::{Limits, StreamEvent, StreamParser};
+
+use crate::framer::{Frame, Framer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -87,6 +89,8 @@ pub struct Reader<R> {
     io: R,
     parser: StreamParser,
     buf: Vec<u8>,
+    /// After login: elements are cut out without being parsed.
+    framer: Option<Framer>,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
@@ -95,11 +99,26 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             io,
             parser: StreamParser::new(Limits::default()),
             buf: vec![0u8; 8192],
+            framer: None,
         }
     }
 
     /// The next top-level element's raw bytes.
     pub async fn next_raw(&mut self) -> anyhow::Result<Bytes> {
+        if let Some(f) = &mut self.framer {
+            loop {
+                match f.next_frame() {
+                    Ok(Frame::Element(e)) => return Ok(e),
+                    Ok(Frame::Closed) => bail!("stream closed by the server"),
+                    Ok(Frame::NeedMore) => {}
+                    Err(e) => bail!("parse error: {e}"),
+                }
+                f.buf.reserve(8192);
+                if self.io.read_buf(&mut f.buf).await? == 0 {
+                    bail!("connection closed");
+                }
+            }
+        }
         loop {
             match self.parser.next_event() {
                 Ok(Some(StreamEvent::Element(e))) => return Ok(e.raw),
@@ -413,14 +432,17 @@ pub async fn login(
     if !presence.is_empty() {
         r.io.write_all(presence.as_bytes()).await?;
     }
-    let parser = r.parser;
+    let mut parser = r.parser;
+    // From here on the stream is only cut into elements (see framer.rs).
+    let framer = parser.take_unparsed().map(Framer::new);
     let (rh, wh) = tokio::io::split(r.io);
     Ok(Session {
         jid,
         reader: Reader {
             io: rh,
             parser,
-            buf: r.buf,
+            buf: if framer.is_some() { Vec::new() } else { r.buf },
+            framer,
         },
         writer: wh,
     })

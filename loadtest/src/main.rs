@@ -11,6 +11,7 @@
 //! duplicated or refused and no session failed.
 
 mod client;
+mod framer;
 mod metrics;
 mod report;
 mod scenario;

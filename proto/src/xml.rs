@@ -200,6 +200,17 @@ impl StreamParser {
         self.buf.extend_from_slice(data);
     }
 
+    /// The bytes held but not yet turned into events, for a reader that
+    /// goes on without this parser; `None` inside a top-level element.
+    pub fn take_unparsed(&mut self) -> Option<BytesMut> {
+        if self.current.is_some() {
+            return None;
+        }
+        let rest = self.buf.split_off(self.pos);
+        self.discard_buffer();
+        Some(rest)
+    }
+
     /// Bytes held but not yet turned into events.
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.pos

@@ -1211,3 +1211,78 @@ async fn pep_reaches_the_contacts_whose_capabilities_ask_for_it() {
     }
     t.stop().await;
 }
+
+/// The ids and the payload names of the items of a retrieval answer.
+fn retrieved_items(r: &Element) -> Vec<(String, Vec<String>)> {
+    r.child("pubsub", ns::PUBSUB)
+        .and_then(|p| p.child("items", ns::PUBSUB))
+        .map(|i| {
+            i.elements()
+                .map(|e| {
+                    (
+                        e.attr("id").unwrap_or_default().to_string(),
+                        e.elements().map(|p| p.name.clone()).collect(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn retrieval_returns_payloads_of_a_node_that_does_not_deliver_them() {
+    // XEP-0060 §4.3: pubsub#deliver_payloads governs notifications; the
+    // subscriber of a notification-only node fetches the payload (§6.5).
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    ok(&iq(
+        &mut a,
+        "c",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='quiet'/><configure>{}</configure>",
+            config_form(&[("pubsub#deliver_payloads", "0")])
+        )),
+    )
+    .await);
+    ok(&iq(
+        &mut b,
+        "s",
+        "set",
+        PS,
+        &pubsub("<subscribe node='quiet' jid='bob@localhost'/>"),
+    )
+    .await);
+    ok(&iq(
+        &mut a,
+        "p",
+        "set",
+        PS,
+        &pubsub("<publish node='quiet'><item id='q1'><entry xmlns='urn:example'>hush</entry></item></publish>"),
+    )
+    .await);
+    let ev = event(&mut b).await;
+    let item = ev
+        .child("event", ns::PUBSUB_EVENT)
+        .and_then(|e| e.child("items", ns::PUBSUB_EVENT))
+        .and_then(|i| i.child("item", ns::PUBSUB_EVENT))
+        .expect("item");
+    assert_eq!(item.attr("id"), Some("q1"));
+    assert_eq!(item.elements().count(), 0, "{}", ev.to_xml(ns::CLIENT));
+    for (id, req) in [
+        ("r1", "<items node='quiet'/>"),
+        ("r2", "<items node='quiet'><item id='q1'/></items>"),
+    ] {
+        let r = ok(&iq(&mut b, id, "get", PS, &pubsub(req)).await).clone();
+        assert_eq!(
+            retrieved_items(&r),
+            [("q1".to_string(), vec!["entry".to_string()])],
+            "{}",
+            r.to_xml(ns::CLIENT)
+        );
+        assert!(r.to_xml(ns::CLIENT).contains(">hush<"));
+    }
+    t.stop().await;
+}

@@ -5,7 +5,6 @@
 use proto::error::{StanzaCondition, StanzaError};
 use proto::{Element, ns};
 
-use super::publish::event_item;
 use super::{Handled, Req, at_node_home, check_access, internal, now_ms, pubsub_el};
 use crate::modules::Ctx;
 
@@ -90,7 +89,7 @@ pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Elemen
                     .map_err(internal)?
                     && alive(&item)
                 {
-                    out.push(plain(event_item(&node, &item)));
+                    out.push(retrieved(&item));
                 }
             }
             return Ok(Some(pubsub_el(ns::PUBSUB, out)));
@@ -156,7 +155,7 @@ pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Elemen
         };
         let shown: Vec<_> = items.into_iter().filter(|i| alive(i)).collect();
         for item in &shown {
-            out.push(plain(event_item(&node, item)));
+            out.push(retrieved(item));
         }
         let mut answer = pubsub_el(ns::PUBSUB, out);
         if rsm.is_some() {
@@ -174,8 +173,16 @@ pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Elemen
     })
 }
 
-/// An event item as the `pubsub` namespace's item of a retrieval.
-fn plain(mut e: Element) -> Element {
-    e.ns = ns::PUBSUB.to_string();
-    e
+/// An item as retrieval returns it (§6.5): with its payload whatever
+/// `pubsub#deliver_payloads` says, which governs notifications only (§4.3:
+/// a notification-only node's subscribers fetch the payload here).
+fn retrieved(item: &storage::pubsub::Item) -> Element {
+    let mut it = Element::new("item", ns::PUBSUB).with_attr("id", &item.id);
+    if let Some(p) = &item.publisher {
+        it.set_attr("publisher", p.as_str());
+    }
+    if let Ok(payload) = Element::parse(&item.payload, "", &[]) {
+        it.push(payload);
+    }
+    it
 }

@@ -1286,3 +1286,113 @@ async fn retrieval_returns_payloads_of_a_node_that_does_not_deliver_them() {
     }
     t.stop().await;
 }
+
+#[tokio::test]
+async fn publish_follows_the_event_type_of_the_node() {
+    // XEP-0060 §4.3's table and §7.1.3.6: persistent or transient, with
+    // payloads or notification-only.
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    for (node, persist, payloads) in [
+        ("pn", "1", "0"),
+        ("tn", "0", "0"),
+        ("pp", "1", "1"),
+        ("tp", "0", "1"),
+    ] {
+        ok(&iq(
+            &mut a,
+            &format!("c-{node}"),
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<create node='{node}'/><configure>{}</configure>",
+                config_form(&[
+                    ("pubsub#persist_items", persist),
+                    ("pubsub#deliver_payloads", payloads)
+                ])
+            )),
+        )
+        .await);
+        ok(&iq(
+            &mut b,
+            &format!("s-{node}"),
+            "set",
+            PS,
+            &pubsub(&format!("<subscribe node='{node}' jid='bob@localhost'/>")),
+        )
+        .await);
+    }
+    let publish =
+        |node: &str, body: &str| pubsub(&format!("<publish node='{node}'>{body}</publish>"));
+    // Persistent, notification-only: an item, empty or not; notified
+    // without payload.
+    ok(&iq(&mut a, "p1", "set", PS, &publish("pn", "<item id='x'/>")).await);
+    let ev = event(&mut b).await;
+    let xml = ev.to_xml(ns::CLIENT);
+    assert!(xml.contains("<items node='pn'><item id='x'"), "{xml}");
+    assert!(
+        ev.child("event", ns::PUBSUB_EVENT)
+            .and_then(|e| e.child("items", ns::PUBSUB_EVENT))
+            .and_then(|i| i.child("item", ns::PUBSUB_EVENT))
+            .is_some_and(|i| i.elements().count() == 0),
+        "{xml}"
+    );
+    assert_eq!(
+        err(&iq(&mut a, "p2", "set", PS, &publish("pn", "")).await),
+        ("bad-request".into(), Some("item-required".into()))
+    );
+    // Transient, notification-only: no item at all, and the notification
+    // is an empty <items/> (§1.2's doorbell).
+    assert_eq!(
+        err(&iq(&mut a, "p3", "set", PS, &publish("tn", "<item id='y'/>")).await),
+        ("bad-request".into(), Some("item-forbidden".into()))
+    );
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "p4",
+            "set",
+            PS,
+            &publish("tn", "<item><ring xmlns='urn:example'/></item>")
+        )
+        .await),
+        ("bad-request".into(), Some("item-forbidden".into()))
+    );
+    ok(&iq(&mut a, "p5", "set", PS, &publish("tn", "")).await);
+    let ev = event(&mut b).await;
+    let items = ev
+        .child("event", ns::PUBSUB_EVENT)
+        .and_then(|e| e.child("items", ns::PUBSUB_EVENT))
+        .expect("items");
+    assert_eq!(items.attr("node"), Some("tn"));
+    assert_eq!(items.elements().count(), 0, "{}", ev.to_xml(ns::CLIENT));
+    // Payload nodes, persistent or transient: an item with a payload.
+    for (i, node) in ["pp", "tp"].into_iter().enumerate() {
+        assert_eq!(
+            err(&iq(
+                &mut a,
+                &format!("q{i}a"),
+                "set",
+                PS,
+                &publish(node, "<item id='z'/>")
+            )
+            .await),
+            ("bad-request".into(), Some("payload-required".into()))
+        );
+        assert_eq!(
+            err(&iq(&mut a, &format!("q{i}b"), "set", PS, &publish(node, "")).await),
+            ("bad-request".into(), Some("item-required".into()))
+        );
+        ok(&iq(
+            &mut a,
+            &format!("q{i}c"),
+            "set",
+            PS,
+            &publish(node, "<item><e xmlns='urn:example'>v</e></item>"),
+        )
+        .await);
+        assert!(event(&mut b).await.to_xml(ns::CLIENT).contains(">v<"));
+    }
+    t.stop().await;
+}

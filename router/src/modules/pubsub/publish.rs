@@ -200,7 +200,10 @@ fn publish_here(
     if !allowed {
         return Err(StanzaError::new(C::Forbidden));
     }
-    // One item with at most one payload (§7.1.3.6).
+    // One item with at most one payload, as the node's event type wants
+    // (§4.3, §7.1.3.6): persistent nodes and payload nodes take an item,
+    // payload nodes a payload in it, and a transient notification-only
+    // node none at all.
     let mut items = a.elements().filter(|e| e.name == "item");
     let item = items.next();
     if items.next().is_some() {
@@ -209,11 +212,19 @@ fn publish_here(
             "one item per publish",
         ));
     }
-    let Some(item) = item else {
-        if node.config.persist_items || node.config.deliver_payloads {
-            return Err(perr(C::BadRequest, "item-required"));
+    let notification_only = !node.config.deliver_payloads;
+    let item = match item {
+        Some(_) if notification_only && !node.config.persist_items => {
+            return Err(perr(C::BadRequest, "item-forbidden"));
         }
-        return Ok(published(id, None));
+        Some(i) => i,
+        None if notification_only && !node.config.persist_items => {
+            // A transient notification: an empty <items/> (§1.2, §4.3).
+            let ev = event(Element::new("items", ns::PUBSUB_EVENT).with_attr("node", id));
+            notify_subscribers(ctx, req, &node, ev, None)?;
+            return Ok(published(id, None));
+        }
+        None => return Err(perr(C::BadRequest, "item-required")),
     };
     let mut payloads = item.elements();
     let payload = payloads.next();
@@ -222,9 +233,10 @@ fn publish_here(
     }
     let payload = match payload {
         Some(p) => p.to_xml(""),
-        None if node.config.deliver_payloads || node.config.persist_items => {
+        None if !notification_only => {
             return Err(perr(C::BadRequest, "payload-required"));
         }
+        // A persistent notification-only node: the item may be empty.
         None => String::new(),
     };
     if payload.len() > limits.max_item_bytes {

@@ -1396,3 +1396,169 @@ async fn publish_follows_the_event_type_of_the_node() {
     }
     t.stop().await;
 }
+
+/// The (jid, state) entries of the owner list an error carries back
+/// (XEP-0060 §8.8.2.4, §8.9.2.4).
+fn refused_entries(e: &Element, list: &str, attr: &str) -> Vec<(String, String)> {
+    e.child("pubsub", ns::PUBSUB_OWNER)
+        .and_then(|p| p.child(list, ns::PUBSUB_OWNER))
+        .map(|l| {
+            l.elements()
+                .map(|x| {
+                    (
+                        x.attr("jid").unwrap_or_default().to_string(),
+                        x.attr(attr).unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_refused_request_changes_nothing() {
+    let mut t = TestServer::start_with(|cfg| cfg.pubsub.max_item_bytes = 1024).await;
+    for u in ["alice", "bob", "carol"] {
+        t.add_user(&format!("{u}@localhost"), PW);
+    }
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    let mut c = online(&t, "carol").await;
+    ok(&iq(&mut a, "c", "set", PS, &pubsub("<create node='club'/>")).await);
+    ok(&iq(
+        &mut b,
+        "s",
+        "set",
+        PS,
+        &pubsub("<subscribe node='club' jid='bob@localhost'/>"),
+    )
+    .await);
+    // §8.8.2.4: one bad entry, and the good one before it is not applied
+    // either; the error returns the entries unaltered.
+    let r = iq(
+        &mut a,
+        "m1",
+        "set",
+        PS,
+        &owner("<subscriptions node='club'><subscription jid='carol@localhost' subscription='subscribed'/><subscription jid='bob@localhost' subscription='bogus'/></subscriptions>"),
+    )
+    .await;
+    assert_eq!(err(&r).0, "not-acceptable");
+    assert_eq!(
+        refused_entries(&r, "subscriptions", "subscription"),
+        [
+            ("carol@localhost".to_string(), "none".to_string()),
+            ("bob@localhost".to_string(), "subscribed".to_string())
+        ],
+        "{}",
+        r.to_xml(ns::CLIENT)
+    );
+    let list = ok(&iq(
+        &mut a,
+        "m2",
+        "get",
+        PS,
+        &owner("<subscriptions node='club'/>"),
+    )
+    .await)
+    .to_xml(ns::CLIENT);
+    assert!(!list.contains("carol@localhost"), "{list}");
+    assert!(list.contains("bob@localhost"), "{list}");
+    // Carol heard of no subscription either.
+    a.send("<message to='carol@localhost' type='chat'><body>after</body></message>")
+        .await;
+    no_event_before_message(&mut c, "alice@localhost").await;
+    // §8.9.2.4 likewise, and the same entity twice is a bad request.
+    let r = iq(
+        &mut a,
+        "m3",
+        "set",
+        PS,
+        &owner("<affiliations node='club'><affiliation jid='bob@localhost' affiliation='publisher'/><affiliation jid='carol@localhost' affiliation='boss'/></affiliations>"),
+    )
+    .await;
+    assert_eq!(err(&r).0, "not-acceptable");
+    assert_eq!(
+        refused_entries(&r, "affiliations", "affiliation"),
+        [
+            ("bob@localhost".to_string(), "none".to_string()),
+            ("carol@localhost".to_string(), "none".to_string())
+        ]
+    );
+    let r = iq(
+        &mut a,
+        "m4",
+        "set",
+        PS,
+        &owner("<affiliations node='club'><affiliation jid='bob@localhost' affiliation='publisher'/><affiliation jid='bob@localhost' affiliation='member'/></affiliations>"),
+    )
+    .await;
+    assert_eq!(err(&r).0, "bad-request");
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "m5",
+            "set",
+            PS,
+            &pubsub("<publish node='club'><item><x xmlns='urn:x'/></item></publish>")
+        )
+        .await)
+        .0,
+        "forbidden"
+    );
+    // XEP-0163 auto-create: a publish refused after the node was made
+    // leaves no node behind.
+    let big = "x".repeat(2000);
+    // A precondition the new node's configuration does not meet to the
+    // letter (the max_items it parsed is '1', not ' 1 ').
+    let odd = format!(
+        "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#max_items'><value> 1 </value></field></x></publish-options>",
+        ns::PUBSUB_PUBLISH_OPTIONS
+    );
+    for (id, item, options, refusal) in [
+        (
+            "e1",
+            format!("<item><big xmlns='urn:x'>{big}</big></item>"),
+            String::new(),
+            "payload-too-big",
+        ),
+        (
+            "e2",
+            "<item/>".to_string(),
+            String::new(),
+            "payload-required",
+        ),
+        (
+            "e3",
+            "<item><x xmlns='urn:x'/></item>".to_string(),
+            odd,
+            "precondition-not-met",
+        ),
+    ] {
+        let r = iq(
+            &mut a,
+            id,
+            "set",
+            "",
+            &pubsub(&format!(
+                "<publish node='urn:x:new'>{item}</publish>{options}"
+            )),
+        )
+        .await;
+        assert_eq!(err(&r).1.as_deref(), Some(refusal), "{id}");
+        assert_eq!(
+            err(&iq(
+                &mut a,
+                &format!("{id}g"),
+                "get",
+                "",
+                &pubsub("<items node='urn:x:new'/>")
+            )
+            .await)
+            .0,
+            "item-not-found",
+            "after {id}"
+        );
+    }
+    t.stop().await;
+}

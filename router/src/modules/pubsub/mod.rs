@@ -16,11 +16,15 @@
 //! Files: `config.rs` (node configuration and subscription options),
 //! `owner.rs` (XEP-0060 §8), `publish.rs` (§7 and notifications),
 //! `subscribe.rs` (§6, §5.6, §5.7, authorization), `items.rs` (§6.5 with
-//! RSM), `disco.rs` (§5), `pep.rs` (XEP-0163).
+//! RSM), `manage.rs` (§8.8, §8.9), `disco.rs` (§5), `pep.rs` (XEP-0163).
+//!
+//! A request is all or nothing: one refused halfway has its planned
+//! writes and held notifications undone ([`Ctx::rollback`]).
 
 pub mod config;
 mod disco;
 mod items;
+mod manage;
 mod owner;
 pub(crate) mod pep;
 mod publish;
@@ -34,6 +38,7 @@ use proto::{BareJid, Element, Jid, ns};
 use storage::pubsub::{Affiliation, NodeRecord};
 
 use super::Ctx;
+use super::context::Savepoint;
 use super::handler::{IqHandler, Target, TargetKind};
 use crate::config::CoreConfig;
 use config::{AccessModel, NodeConfig};
@@ -162,11 +167,22 @@ pub(crate) fn unsupported(feature: &str) -> StanzaError {
 /// `Ok` or the error to answer with.
 pub(crate) type Answer = Result<Option<Element>, StanzaError>;
 
-/// Answer `iq` with its outcome.
-fn reply(ctx: &mut Ctx<'_>, iq: &Stanza, r: Answer) {
+/// Answer `iq` with how it was handled. A refused request changes
+/// nothing: what it planned since `sp` (a node auto-created on the way,
+/// the entries of a list before the bad one) and the notifications it
+/// held are undone, so every request is all or nothing.
+fn reply(ctx: &mut Ctx<'_>, iq: &Stanza, sp: Savepoint, r: Handled) {
     match r {
-        Ok(payload) => ctx.iq_result(iq, payload.as_ref()),
-        Err(e) => ctx.bounce_with(iq, &e),
+        Handled::Here(Ok(payload)) => ctx.iq_result(iq, payload.as_ref()),
+        Handled::Here(Err(e)) => {
+            ctx.rollback(sp);
+            ctx.bounce_with(iq, &e);
+        }
+        Handled::Refused(e, payload) => {
+            ctx.rollback(sp);
+            ctx.bounce_with_payload(iq, &e, Some(&payload));
+        }
+        Handled::Elsewhere => {}
     }
 }
 
@@ -203,6 +219,17 @@ pub(crate) fn at_node_home(
     a: &Element,
     f: impl FnOnce(&mut Ctx<'_>, String) -> Answer,
 ) -> Handled {
+    at_node_home_then(ctx, req, a, |ctx, id| Handled::Here(f(ctx, id)))
+}
+
+/// As [`at_node_home`], for a handler that says itself how it handled
+/// the request (it may refuse with a payload).
+pub(crate) fn at_node_home_then(
+    ctx: &mut Ctx<'_>,
+    req: &Req<'_>,
+    a: &Element,
+    f: impl FnOnce(&mut Ctx<'_>, String) -> Handled,
+) -> Handled {
     let id = match node_of(a) {
         Ok(id) => id,
         Err(e) => return e.into(),
@@ -210,7 +237,7 @@ pub(crate) fn at_node_home(
     if !at_home(ctx, req, &id) {
         return Handled::Elsewhere;
     }
-    Handled::Here(f(ctx, id))
+    f(ctx, id)
 }
 
 /// A node as a handler works on it: its record and configuration.
@@ -425,6 +452,7 @@ impl IqHandler for PubSub {
             return ctx.bounce(iq, StanzaCondition::BadRequest, None);
         };
         let set = iq.stype() == "set";
+        let sp = ctx.savepoint();
         let r = match (set, a.name.as_str()) {
             (true, "create") => owner::create(ctx, &req, p, a),
             (true, "publish") => publish::publish(ctx, &req, p, a),
@@ -440,10 +468,7 @@ impl IqHandler for PubSub {
                 StanzaCondition::FeatureNotImplemented,
             ))),
         };
-        match r {
-            Handled::Here(r) => reply(ctx, iq, r),
-            Handled::Elsewhere => {}
-        }
+        reply(ctx, iq, sp, r);
     }
 }
 
@@ -462,21 +487,19 @@ impl IqHandler for PubSubOwner {
             return ctx.bounce(iq, StanzaCondition::BadRequest, None);
         };
         let set = iq.stype() == "set";
+        let sp = ctx.savepoint();
         let r = match (set, a.name.as_str()) {
             (_, "configure") => owner::configure(ctx, &req, a, set),
             (false, "default") => owner::default_config(ctx, &req, ns::PUBSUB_OWNER),
             (true, "delete") => owner::delete(ctx, &req, a),
             (true, "purge") => owner::purge(ctx, &req, a),
-            (_, "subscriptions") => owner::subscriptions(ctx, &req, a, set),
-            (_, "affiliations") => owner::affiliations(ctx, &req, a, set),
+            (_, "subscriptions") => manage::subscriptions(ctx, &req, a, set),
+            (_, "affiliations") => manage::affiliations(ctx, &req, a, set),
             _ => Handled::Here(Err(StanzaError::new(
                 StanzaCondition::FeatureNotImplemented,
             ))),
         };
-        match r {
-            Handled::Here(r) => reply(ctx, iq, r),
-            Handled::Elsewhere => {}
-        }
+        reply(ctx, iq, sp, r);
     }
 }
 
@@ -484,6 +507,9 @@ impl IqHandler for PubSubOwner {
 pub(crate) enum Handled {
     /// Here, with this answer.
     Here(Answer),
+    /// Here, refused with this error, which carries this payload (the
+    /// refused entries of a list, XEP-0060 §8.8.2.4, §8.9.2.4).
+    Refused(StanzaError, Element),
     /// Handed on to the node's home shard, which answers.
     Elsewhere,
 }

@@ -11,7 +11,8 @@ use proto::{Element, Jid, ns};
 use storage::pubsub::{Affiliation, Subscription, SubscriptionState};
 
 use super::config::{AccessModel, SendLast, SubOptions};
-use super::owner::{affiliation_name, config_error, state_name};
+use super::manage::{affiliation_name, state_name};
+use super::owner::config_error;
 use super::publish::{event, event_item, notification, notify_subscribers};
 use super::{Handled, Req, at_node_home, check_access, fresh_id, internal, perr, pubsub_el};
 use crate::modules::Ctx;

@@ -1562,3 +1562,108 @@ async fn a_refused_request_changes_nothing() {
     }
     t.stop().await;
 }
+
+#[tokio::test]
+async fn pep_refuses_the_authorize_access_model_it_does_not_advertise() {
+    // XEP-0163 §5 asks for presence, open, roster and whitelist; the
+    // account does not advertise access-authorize, and XEP-0060 §8.1.2
+    // names the refusal: not-acceptable, unsupported-access-model.
+    let mut t = server(&["alice"]).await;
+    let mut a = online(&t, "alice").await;
+    let info = ok(&iq(
+        &mut a,
+        "i",
+        "get",
+        "alice@localhost",
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    )
+    .await)
+    .to_xml(ns::CLIENT);
+    assert!(info.contains("pubsub#access-whitelist"), "{info}");
+    assert!(!info.contains("pubsub#access-authorize"), "{info}");
+    let authorize = config_form(&[("pubsub#access_model", "authorize")]);
+    let unsupported = (
+        "not-acceptable".to_string(),
+        Some("unsupported-access-model".to_string()),
+    );
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "c1",
+            "set",
+            "",
+            &pubsub(&format!(
+                "<create node='urn:x:a'/><configure>{authorize}</configure>"
+            ))
+        )
+        .await),
+        unsupported
+    );
+    ok(&iq(&mut a, "c2", "set", "", &pubsub("<create node='urn:x:b'/>")).await);
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "c3",
+            "set",
+            "",
+            &owner(&format!(
+                "<configure node='urn:x:b'>{authorize}</configure>"
+            ))
+        )
+        .await),
+        unsupported
+    );
+    // The form offers what a PEP node can have, and the model stayed.
+    let conf = ok(&iq(
+        &mut a,
+        "c4",
+        "get",
+        "",
+        &owner("<configure node='urn:x:b'/>"),
+    )
+    .await)
+    .clone();
+    let field = conf
+        .child("pubsub", ns::PUBSUB_OWNER)
+        .and_then(|p| p.child("configure", ns::PUBSUB_OWNER))
+        .and_then(|c| c.child("x", ns::DATA_FORMS))
+        .and_then(|x| {
+            x.elements()
+                .find(|f| f.attr("var") == Some("pubsub#access_model"))
+        })
+        .expect("access model field");
+    let xml = field.to_xml(ns::DATA_FORMS);
+    assert_eq!(
+        field
+            .child("value", ns::DATA_FORMS)
+            .map(Element::text)
+            .as_deref(),
+        Some("presence"),
+        "{xml}"
+    );
+    assert!(!xml.contains("authorize"), "{xml}");
+    // Auto-create with publish-options asking for it: the precondition
+    // cannot be met, and no node is left.
+    let opts = format!(
+        "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#access_model'><value>authorize</value></field></x></publish-options>",
+        ns::PUBSUB_PUBLISH_OPTIONS
+    );
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "p",
+            "set",
+            "",
+            &pubsub(&format!(
+                "<publish node='urn:x:c'><item><x xmlns='urn:x'/></item></publish>{opts}"
+            ))
+        )
+        .await),
+        ("conflict".into(), Some("precondition-not-met".into()))
+    );
+    assert_eq!(
+        err(&iq(&mut a, "g", "get", "", &pubsub("<items node='urn:x:c'/>")).await).0,
+        "item-not-found"
+    );
+    t.stop().await;
+}

@@ -100,6 +100,7 @@ impl Default for NodeConfig {
 }
 
 const ACCESS: [&str; 5] = ["open", "presence", "roster", "authorize", "whitelist"];
+const PEP_ACCESS: [&str; 4] = ["open", "presence", "roster", "whitelist"];
 const PUBLISH: [&str; 3] = ["publishers", "subscribers", "open"];
 const SEND_LAST: [&str; 3] = ["never", "on_sub", "on_sub_and_presence"];
 const NOTIFICATION: [&str; 2] = ["headline", "normal"];
@@ -204,8 +205,10 @@ impl NodeConfig {
         self.max_items.unwrap_or(cap).min(cap)
     }
 
-    /// The configuration form (XEP-0060 §8.2.1).
-    pub fn to_form(&self, kind: FormKind) -> Form {
+    /// The configuration form (XEP-0060 §8.2.1). A PEP node's offers the
+    /// access models a PEP node can have (no authorize, `pep.rs`).
+    pub fn to_form(&self, kind: FormKind, pep: bool) -> Form {
+        let access: &[&str] = if pep { &PEP_ACCESS } else { &ACCESS };
         let max_items = match self.max_items {
             Some(n) => n.to_string(),
             None => "max".to_string(),
@@ -221,7 +224,7 @@ impl NodeConfig {
                 Field::list_single(
                     "pubsub#access_model",
                     self.access_model.as_str(),
-                    options(&ACCESS),
+                    options(access),
                 )
                 .with_label("Who may subscribe and retrieve items"),
             )
@@ -539,7 +542,7 @@ mod tests {
     #[test]
     fn the_form_round_trips() {
         let c = NodeConfig::pep_default();
-        let form = c.to_form(FormKind::Form);
+        let form = c.to_form(FormKind::Form, true);
         let back = Form::from_element(&form.to_element()).expect("parses");
         let mut d = NodeConfig::default();
         let submit = Form {

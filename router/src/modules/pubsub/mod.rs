@@ -340,6 +340,15 @@ fn check_access(
                 Err(perr(C::NotAuthorized, "not-in-roster-group"))
             }
         }
+        // A PEP node made authorize before that was refused (`pep.rs`):
+        // closed, as no one can approve a subscription to it.
+        AccessModel::Authorize if req.pep => {
+            if aff == Some(Affiliation::Member) {
+                Ok(())
+            } else {
+                Err(perr(C::NotAllowed, "closed-node"))
+            }
+        }
         AccessModel::Authorize => {
             if subscribing || aff == Some(Affiliation::Member) {
                 return Ok(());

@@ -144,6 +144,7 @@ fn create_here(
             .apply(&form, cfg.max_items_per_node)
             .map_err(config_error)?;
     }
+    super::pep::supported(req, &config)?;
     put_new_node(ctx, req, node, config)?;
     let created = Element::new("create", ns::PUBSUB).with_attr("node", node);
     Ok(instant
@@ -197,7 +198,7 @@ pub(super) fn configure(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool
     at_node_home(ctx, req, a, |ctx, _| {
         let mut node = owned(ctx, req, a)?;
         if !set {
-            let form = node.config.to_form(FormKind::Form).to_element();
+            let form = node.config.to_form(FormKind::Form, req.pep).to_element();
             let conf = Element::new("configure", ns::PUBSUB_OWNER)
                 .with_attr("node", &node.id)
                 .with_child(form);
@@ -225,6 +226,7 @@ pub(super) fn configure(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool
         }
         let cap = ctx.cfg().pubsub.max_items_per_node;
         node.config.apply(&form, cap).map_err(config_error)?;
+        super::pep::supported(req, &node.config)?;
         node.record.config = node.config.encode();
         let store = ctx.store().pubsub();
         // Fewer items kept now: the oldest go.
@@ -243,7 +245,7 @@ pub(super) fn configure(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool
         if node.config.notify_config {
             let mut c = Element::new("configuration", ns::PUBSUB_EVENT).with_attr("node", &node.id);
             if node.config.deliver_payloads {
-                c.push(node.config.to_form(FormKind::Result).to_element());
+                c.push(node.config.to_form(FormKind::Result, req.pep).to_element());
             }
             notify_subscribers(ctx, req, &node, event(c), None)?;
         }
@@ -258,8 +260,8 @@ pub(super) fn default_config(ctx: &mut Ctx<'_>, req: &Req<'_>, namespace: &str) 
     } else {
         NodeConfig::service_default(ctx.cfg().pubsub.default_max_items)
     };
-    let d =
-        Element::new("default", namespace).with_child(config.to_form(FormKind::Form).to_element());
+    let d = Element::new("default", namespace)
+        .with_child(config.to_form(FormKind::Form, req.pep).to_element());
     Handled::Here(Ok(Some(pubsub_el(namespace, d))))
 }
 

@@ -29,6 +29,23 @@ pub(crate) fn add_recipients(
     Ok(())
 }
 
+/// Refuse a configuration a PEP node cannot have: the authorize access
+/// model. XEP-0163 §5 asks a PEP service for the presence, open, roster
+/// and whitelist models only, the account does not advertise
+/// `pubsub#access-authorize`, and its owner could not answer the
+/// authorization requests of §8.6 (they would go to the account's own
+/// JID, which is the service). XEP-0060 §8.1.2 names the error.
+pub(crate) fn supported(req: &Req<'_>, config: &NodeConfig) -> Result<(), StanzaError> {
+    if req.pep && config.access_model == AccessModel::Authorize {
+        return Err(StanzaError::with_text(
+            StanzaCondition::NotAcceptable,
+            "PEP nodes have no authorize access model",
+        )
+        .with_app("unsupported-access-model", ns::PUBSUB_ERRORS));
+    }
+    Ok(())
+}
+
 impl<'s> Req<'s> {
     /// A request of the account that sent `iq` on its own PEP service.
     pub(crate) fn pep_owner(iq: &'s Stanza) -> Option<Req<'s>> {

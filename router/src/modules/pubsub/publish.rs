@@ -166,6 +166,7 @@ fn publish_here(
                     .apply(&as_config, limits.max_items_per_node)
                     .map_err(|e| perr_precondition(config_error(e)))?;
             }
+            super::pep::supported(req, &config).map_err(perr_precondition)?;
             super::owner::put_new_node(ctx, req, id, config)?
         }
         Err(e) => return Err(e),

@@ -1667,3 +1667,182 @@ async fn pep_refuses_the_authorize_access_model_it_does_not_advertise() {
     );
     t.stop().await;
 }
+
+/// disco#items: the node names listed, and the RSM <set/> if any.
+async fn disco_nodes(
+    c: &mut Client,
+    id: &str,
+    to: &str,
+    rsm: &str,
+) -> (Vec<String>, Option<Element>) {
+    let r = ok(&iq(
+        c,
+        id,
+        "get",
+        to,
+        &format!("<query xmlns='{}'>{rsm}</query>", ns::DISCO_ITEMS),
+    )
+    .await)
+    .clone();
+    let q = r.child("query", ns::DISCO_ITEMS).expect("query");
+    let nodes = q
+        .elements()
+        .filter(|e| e.name == "item")
+        .filter_map(|e| e.attr("node").map(str::to_string))
+        .collect();
+    (nodes, q.child("set", ns::RSM).cloned())
+}
+
+fn rsm(max: usize, extra: &str) -> String {
+    format!("<set xmlns='{}'><max>{max}</max>{extra}</set>", ns::RSM)
+}
+
+#[tokio::test]
+async fn discovery_lists_the_nodes_the_requester_may_see_a_page_at_a_time() {
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+
+    // XEP-0163 §6: an account's PEP nodes, to the account and, by access
+    // model, to others.
+    let opts = |access: &str| {
+        format!(
+            "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#access_model'><value>{access}</value></field></x></publish-options>",
+            ns::PUBSUB_PUBLISH_OPTIONS
+        )
+    };
+    for (node, access) in [
+        ("urn:x:open", "open"),
+        ("urn:x:presence", "presence"),
+        ("urn:x:white", "whitelist"),
+    ] {
+        ok(&iq(
+            &mut a,
+            node,
+            "set",
+            "",
+            &pubsub(&format!(
+                "<publish node='{node}'><item id='current'><x xmlns='urn:x'/></item></publish>{}",
+                opts(access)
+            )),
+        )
+        .await);
+    }
+    let (mine, _) = disco_nodes(&mut a, "d1", "alice@localhost", "").await;
+    assert_eq!(mine, ["urn:x:open", "urn:x:presence", "urn:x:white"]);
+    let (theirs, _) = disco_nodes(&mut b, "d2", "alice@localhost", "").await;
+    assert_eq!(theirs, ["urn:x:open"]);
+    subscribe(&mut b, &mut a, "bob@localhost", "alice@localhost").await;
+    let (theirs, _) = disco_nodes(&mut b, "d3", "alice@localhost", "").await;
+    assert_eq!(theirs, ["urn:x:open", "urn:x:presence"]);
+    // A PEP node's identity and meta-data (XEP-0060 §5.3, §5.4).
+    let info = ok(&iq(
+        &mut b,
+        "d4",
+        "get",
+        "alice@localhost",
+        &format!("<query xmlns='{}' node='urn:x:presence'/>", ns::DISCO_INFO),
+    )
+    .await)
+    .clone();
+    let q = info.child("query", ns::DISCO_INFO).expect("query");
+    let id = q.child("identity", ns::DISCO_INFO).expect("identity");
+    assert_eq!(
+        (id.attr("category"), id.attr("type")),
+        (Some("pubsub"), Some("leaf"))
+    );
+    let xml = q.to_xml(ns::DISCO_INFO);
+    assert!(
+        xml.contains(ns::PUBSUB_META_DATA) && xml.contains("alice@localhost"),
+        "{xml}"
+    );
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "d5",
+            "get",
+            "alice@localhost",
+            &format!("<query xmlns='{}' node='urn:x:white'/>", ns::DISCO_INFO),
+        )
+        .await)
+        .0,
+        "item-not-found"
+    );
+
+    // A service hides the nodes one may not retrieve from (whitelist,
+    // authorize) but from their owners and members.
+    for n in ["n1", "n2", "n3", "n4", "n5"] {
+        ok(&iq(
+            &mut a,
+            n,
+            "set",
+            PS,
+            &pubsub(&format!("<create node='{n}'/>")),
+        )
+        .await);
+    }
+    for (n, access) in [("secret", "whitelist"), ("vetted", "authorize")] {
+        ok(&iq(
+            &mut a,
+            n,
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<create node='{n}'/><configure>{}</configure>",
+                config_form(&[("pubsub#access_model", access)])
+            )),
+        )
+        .await);
+    }
+    let (all, _) = disco_nodes(&mut a, "s1", PS, "").await;
+    assert_eq!(all, ["n1", "n2", "n3", "n4", "n5", "secret", "vetted"]);
+    let (seen, _) = disco_nodes(&mut b, "s2", PS, "").await;
+    assert_eq!(seen, ["n1", "n2", "n3", "n4", "n5"]);
+    ok(&iq(&mut a, "s3", "set", PS, &owner("<affiliations node='secret'><affiliation jid='bob@localhost' affiliation='member'/></affiliations>")).await);
+    let (seen, _) = disco_nodes(&mut b, "s4", PS, "").await;
+    assert_eq!(seen, ["n1", "n2", "n3", "n4", "n5", "secret"]);
+    ok(&iq(&mut a, "s5", "set", PS, &owner("<affiliations node='secret'><affiliation jid='bob@localhost' affiliation='none'/></affiliations>")).await);
+
+    // XEP-0059 on the service's disco#items: the count is of all, pages
+    // go forwards and backwards, and an unknown id is item-not-found.
+    let count = |set: &Option<Element>| {
+        set.as_ref()
+            .and_then(|s| s.child("count", ns::RSM))
+            .map(Element::text)
+    };
+    let (page, set) = disco_nodes(&mut b, "r1", PS, &rsm(2, "")).await;
+    assert_eq!(page, ["n1", "n2"]);
+    assert_eq!(count(&set).as_deref(), Some("5"));
+    let (page, set) = disco_nodes(&mut b, "r2", PS, &rsm(2, "<after>n2</after>")).await;
+    assert_eq!(page, ["n3", "n4"]);
+    assert_eq!(count(&set).as_deref(), Some("5"));
+    let (page, set) = disco_nodes(&mut b, "r3", PS, &rsm(2, "<before>n5</before>")).await;
+    assert_eq!(page, ["n3", "n4"]);
+    let first = set
+        .as_ref()
+        .and_then(|s| s.child("first", ns::RSM))
+        .expect("first");
+    assert_eq!(first.attr("index"), Some("2"));
+    let (page, _) = disco_nodes(&mut b, "r4", PS, &rsm(2, "<before/>")).await;
+    assert_eq!(page, ["n4", "n5"]);
+    let (page, set) = disco_nodes(&mut b, "r5", PS, &rsm(0, "")).await;
+    assert!(page.is_empty());
+    assert_eq!(count(&set).as_deref(), Some("5"));
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "r6",
+            "get",
+            PS,
+            &format!(
+                "<query xmlns='{}'>{}</query>",
+                ns::DISCO_ITEMS,
+                rsm(2, "<after>nosuch</after>")
+            ),
+        )
+        .await)
+        .0,
+        "item-not-found"
+    );
+    t.stop().await;
+}

@@ -12,11 +12,12 @@ use crate::modules::Ctx;
 const PAGE_MAX: usize = 1000;
 
 /// A request's RSM window (XEP-0059 §2): how many, and after or before
-/// which item id.
+/// which item id, or from which index (§2.6).
 pub(crate) struct Rsm {
     pub max: Option<usize>,
     pub after: Option<String>,
     pub before: Option<String>,
+    pub index: Option<usize>,
 }
 
 impl Rsm {
@@ -30,11 +31,54 @@ impl Rsm {
             })?),
             None => None,
         };
+        let index = match set.child("index", ns::RSM) {
+            Some(i) => Some(i.text().trim().parse::<usize>().map_err(|_| {
+                StanzaError::with_text(StanzaCondition::BadRequest, "rsm index is not a number")
+            })?),
+            None => None,
+        };
         Ok(Some(Rsm {
             max,
             after: set.child("after", ns::RSM).map(Element::text),
             before: set.child("before", ns::RSM).map(Element::text),
+            index,
         }))
+    }
+
+    /// The page of `all` (the full result set, in order) this window asks
+    /// for, at most `cap` long, and the index of its first entry: after an
+    /// id, before one (the page that ends right before it, §2.5; an empty
+    /// <before/> is the last page), or from an index (§2.6). An id that is
+    /// not in the set is item-not-found (§2.7).
+    pub fn page<'a, T>(
+        &self,
+        all: &'a [T],
+        id: impl Fn(&T) -> &str,
+        cap: usize,
+    ) -> Result<(&'a [T], usize), StanzaError> {
+        let max = self.max.unwrap_or(cap).min(cap);
+        let len = all.len();
+        let find = |want: &str| {
+            all.iter()
+                .position(|x| id(x) == want)
+                .ok_or_else(|| StanzaError::new(StanzaCondition::ItemNotFound))
+        };
+        let (start, end) = match (&self.before, &self.after, self.index) {
+            (Some(b), _, _) => {
+                let end = if b.is_empty() { len } else { find(b)? };
+                (end.saturating_sub(max), end)
+            }
+            (None, Some(a), _) => {
+                let start = find(a)?.saturating_add(1);
+                (start, start.saturating_add(max).min(len))
+            }
+            (None, None, Some(i)) => {
+                let start = i.min(len);
+                (start, start.saturating_add(max).min(len))
+            }
+            (None, None, None) => (0, max.min(len)),
+        };
+        Ok((all.get(start..end).unwrap_or_default(), start))
     }
 }
 

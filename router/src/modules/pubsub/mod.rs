@@ -21,6 +21,7 @@
 //! A request is all or nothing: one refused halfway has its planned
 //! writes and held notifications undone ([`Ctx::rollback`]).
 
+mod access;
 pub mod config;
 mod disco;
 mod items;
@@ -35,13 +36,15 @@ use std::sync::Arc;
 use proto::error::{StanzaCondition, StanzaError};
 use proto::stanza::Stanza;
 use proto::{BareJid, Element, Jid, ns};
-use storage::pubsub::{Affiliation, NodeRecord};
+use storage::pubsub::NodeRecord;
 
 use super::Ctx;
 use super::context::Savepoint;
 use super::handler::{IqHandler, Target, TargetKind};
 use crate::config::CoreConfig;
-use config::{AccessModel, NodeConfig};
+use access::{affiliation, check_access, is_subscribed, owners};
+use config::NodeConfig;
+pub(crate) use disco::{items as disco_items, node_info as disco_node_info};
 
 /// The handlers of this module, for the registry.
 pub(crate) fn handlers(_cfg: &CoreConfig) -> Vec<Arc<dyn IqHandler>> {
@@ -106,6 +109,7 @@ pub(crate) const PEP_FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#filtered-notifications",
     "http://jabber.org/protocol/pubsub#item-ids",
     "http://jabber.org/protocol/pubsub#last-published",
+    "http://jabber.org/protocol/pubsub#meta-data",
     "http://jabber.org/protocol/pubsub#persistent-items",
     "http://jabber.org/protocol/pubsub#publish",
     "http://jabber.org/protocol/pubsub#publish-options",
@@ -271,132 +275,6 @@ pub(crate) fn internal(e: storage::StorageError) -> StanzaError {
     StanzaError::new(StanzaCondition::InternalServerError)
 }
 
-/// The requester's affiliation with a node. The PEP service's account owns
-/// all its nodes.
-fn affiliation(
-    ctx: &Ctx<'_>,
-    req: &Req<'_>,
-    node: &str,
-) -> Result<Option<Affiliation>, StanzaError> {
-    if req.is_pep_owner() {
-        return Ok(Some(Affiliation::Owner));
-    }
-    ctx.store()
-        .pubsub()
-        .affiliation_in(&ctx.writes, &req.service, node, &req.from_bare)
-        .map_err(internal)
-}
-
-/// The owners of a node (for a PEP node, its account).
-fn owners(ctx: &Ctx<'_>, req: &Req<'_>, node: &str) -> Result<Vec<BareJid>, StanzaError> {
-    if req.pep {
-        return Ok(vec![req.service.clone()]);
-    }
-    Ok(ctx
-        .store()
-        .pubsub()
-        .affiliations(&req.service, node)
-        .map_err(internal)?
-        .into_iter()
-        .filter(|(_, a)| *a == Affiliation::Owner)
-        .map(|(j, _)| j)
-        .collect())
-}
-
-/// Whether the requester may see a node's items and subscribe to it,
-/// by the node's access model (XEP-0060 §4.5, §6.1.3, §6.5.3); `Ok` means
-/// allowed. `subscribing` asks for the rules of a subscription request
-/// (the authorize model lets it through, pending).
-fn check_access(
-    ctx: &Ctx<'_>,
-    req: &Req<'_>,
-    node: &Node,
-    aff: Option<Affiliation>,
-    subscribing: bool,
-) -> Result<(), StanzaError> {
-    use StanzaCondition as C;
-    match aff {
-        // Publish-only may publish and purge, not see (§4.1's table).
-        Some(Affiliation::Outcast | Affiliation::PublishOnly) => {
-            return Err(StanzaError::new(C::Forbidden));
-        }
-        Some(Affiliation::Owner | Affiliation::Publisher) => return Ok(()),
-        _ => {}
-    }
-    match node.config.access_model {
-        AccessModel::Open => Ok(()),
-        AccessModel::Presence => {
-            if contact_of_owner(ctx, req, &node.id, None)? {
-                Ok(())
-            } else {
-                Err(perr(C::NotAuthorized, "presence-subscription-required"))
-            }
-        }
-        AccessModel::Roster => {
-            let groups = &node.config.roster_groups_allowed;
-            if contact_of_owner(ctx, req, &node.id, Some(groups))? {
-                Ok(())
-            } else {
-                Err(perr(C::NotAuthorized, "not-in-roster-group"))
-            }
-        }
-        // A PEP node made authorize before that was refused (`pep.rs`):
-        // closed, as no one can approve a subscription to it.
-        AccessModel::Authorize if req.pep => {
-            if aff == Some(Affiliation::Member) {
-                Ok(())
-            } else {
-                Err(perr(C::NotAllowed, "closed-node"))
-            }
-        }
-        AccessModel::Authorize => {
-            if subscribing || aff == Some(Affiliation::Member) {
-                return Ok(());
-            }
-            if is_subscribed(ctx, req, &node.id)? {
-                Ok(())
-            } else {
-                Err(perr(C::NotAuthorized, "not-subscribed"))
-            }
-        }
-        AccessModel::Whitelist => {
-            if aff == Some(Affiliation::Member) {
-                Ok(())
-            } else {
-                Err(perr(C::NotAllowed, "closed-node"))
-            }
-        }
-    }
-}
-
-/// Whether an owner of the node has the requester in its roster with a
-/// subscription from it (the requester sees the owner's presence), and,
-/// with `groups`, in one of those groups.
-fn contact_of_owner(
-    ctx: &Ctx<'_>,
-    req: &Req<'_>,
-    node: &str,
-    groups: Option<&Vec<String>>,
-) -> Result<bool, StanzaError> {
-    for owner in owners(ctx, req, node)? {
-        if owner == req.from_bare {
-            return Ok(true);
-        }
-        let item = ctx
-            .store()
-            .rosters()
-            .get(&owner, &req.from_bare)
-            .map_err(internal)?;
-        if let Some(item) = item
-            && item.state.sub.has_from()
-            && groups.is_none_or(|g| item.groups.iter().any(|x| g.contains(x)))
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
 /// Milliseconds since the epoch.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -539,24 +417,4 @@ impl From<StanzaError> for Handled {
 /// authorization request (XEP-0060 §8.6).
 pub(crate) fn message(ctx: &mut Ctx<'_>, s: Stanza) {
     subscribe::authorization_answer(ctx, s);
-}
-
-/// Whether the requester holds a confirmed subscription to the node,
-/// under its full JID or its bare one (slixmpp and most clients
-/// subscribe the bare JID, then ask from a full one).
-pub(super) fn is_subscribed(ctx: &Ctx<'_>, req: &Req<'_>, node: &str) -> Result<bool, StanzaError> {
-    let store = ctx.store().pubsub();
-    let bare = proto::Jid::Bare(req.from_bare.clone());
-    for jid in [&req.from, &bare] {
-        let subs = store
-            .subscriptions_of_in(&ctx.writes, &req.service, node, jid)
-            .map_err(internal)?;
-        if subs
-            .iter()
-            .any(|s| s.state == storage::pubsub::SubscriptionState::Subscribed)
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }

@@ -1846,3 +1846,179 @@ async fn discovery_lists_the_nodes_the_requester_may_see_a_page_at_a_time() {
     );
     t.stop().await;
 }
+
+/// Send an IQ and return its answer, failing on any PubSub event that
+/// arrives before it (`iq` would skip it).
+async fn iq_without_event(c: &mut Client, id: &str, to: &str, payload: &str) -> Element {
+    c.send(&format!(
+        "<iq type='set' id='{id}' to='{to}'>{payload}</iq>"
+    ))
+    .await;
+    loop {
+        let e = c.next_element().await.expect("stanza");
+        assert!(
+            e.child("event", ns::PUBSUB_EVENT).is_none(),
+            "unexpected event: {}",
+            e.to_xml(ns::CLIENT)
+        );
+        if e.name == "iq" && e.attr("id") == Some(id) {
+            return e;
+        }
+    }
+}
+
+#[tokio::test]
+async fn expired_items_are_gone_everywhere_and_deliver_0_gets_no_last_item() {
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    for (node, fields) in [
+        (
+            "last",
+            &[
+                ("pubsub#item_expire", "1"),
+                ("pubsub#send_last_published_item", "on_sub"),
+            ][..],
+        ),
+        ("listed", &[("pubsub#item_expire", "1")][..]),
+        (
+            "counted",
+            &[("pubsub#item_expire", "1"), ("pubsub#max_items", "2")][..],
+        ),
+        ("clock", &[("pubsub#item_expire", "1")][..]),
+        ("kept", &[("pubsub#send_last_published_item", "on_sub")][..]),
+    ] {
+        ok(&iq(
+            &mut a,
+            &format!("c-{node}"),
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<create node='{node}'/><configure>{}</configure>",
+                config_form(fields)
+            )),
+        )
+        .await);
+    }
+    // The clock's item is published last: once it has expired, so have
+    // the others.
+    for (node, item) in [
+        ("last", "l1"),
+        ("listed", "d1"),
+        ("counted", "c1"),
+        ("counted", "c2"),
+        ("kept", "k1"),
+        ("clock", "t1"),
+    ] {
+        ok(&iq(
+            &mut a,
+            &format!("p-{item}"),
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<publish node='{node}'><item id='{item}'><e xmlns='urn:x'/></item></publish>"
+            )),
+        )
+        .await);
+    }
+    let mut tries = 0;
+    loop {
+        let r = ok(&iq(
+            &mut a,
+            &format!("w{tries}"),
+            "get",
+            PS,
+            &pubsub("<items node='clock'/>"),
+        )
+        .await)
+        .clone();
+        if retrieved_items(&r).is_empty() {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 100, "the item never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Not sent as the last item to a new subscriber (§6.1.7).
+    ok(&iq_without_event(
+        &mut b,
+        "s-last",
+        PS,
+        &pubsub("<subscribe node='last' jid='bob@localhost'/>"),
+    )
+    .await);
+    a.send("<message to='bob@localhost' type='chat'><body>after</body></message>")
+        .await;
+    no_event_before_message(&mut b, "alice@localhost").await;
+    // Not listed as a disco item of the node (§5.5).
+    let r = ok(&iq(
+        &mut b,
+        "d",
+        "get",
+        PS,
+        &format!("<query xmlns='{}' node='listed'/>", ns::DISCO_ITEMS),
+    )
+    .await)
+    .clone();
+    assert_eq!(
+        r.child("query", ns::DISCO_ITEMS)
+            .map(|q| q.elements().count()),
+        Some(0),
+        "{}",
+        r.to_xml(ns::CLIENT)
+    );
+    // Neither retrieved nor counted (§6.5, XEP-0059 <count/>), and its id
+    // is not there to page from.
+    let r = ok(&iq(
+        &mut b,
+        "r1",
+        "get",
+        PS,
+        &pubsub(&format!(
+            "<items node='counted'/><set xmlns='{}'><max>10</max></set>",
+            ns::RSM
+        )),
+    )
+    .await)
+    .clone();
+    assert!(retrieved_items(&r).is_empty(), "{}", r.to_xml(ns::CLIENT));
+    assert_eq!(
+        r.child("pubsub", ns::PUBSUB)
+            .and_then(|p| p.child("set", ns::RSM))
+            .and_then(|s| s.child("count", ns::RSM))
+            .map(Element::text)
+            .as_deref(),
+        Some("0"),
+        "{}",
+        r.to_xml(ns::CLIENT)
+    );
+    let r = ok(&iq(
+        &mut b,
+        "r2",
+        "get",
+        PS,
+        &pubsub("<items node='counted'><item id='c1'/></items>"),
+    )
+    .await)
+    .clone();
+    assert!(retrieved_items(&r).is_empty());
+    // A subscription that asked for no notifications (pubsub#deliver=0,
+    // §6.3) gets no last item either.
+    let opts = format!(
+        "<options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#deliver'><value>0</value></field></x></options>",
+        ns::PUBSUB_SUBSCRIBE_OPTIONS
+    );
+    ok(&iq_without_event(
+        &mut b,
+        "s-kept",
+        PS,
+        &pubsub(&format!(
+            "<subscribe node='kept' jid='bob@localhost'/>{opts}"
+        )),
+    )
+    .await);
+    a.send("<message to='bob@localhost' type='chat'><body>after</body></message>")
+        .await;
+    no_event_before_message(&mut b, "alice@localhost").await;
+    t.stop().await;
+}

@@ -15,8 +15,9 @@ use proto::{Element, ns};
 
 use super::access::visible;
 use super::config::{NodeConfig, meta_data};
+use super::expiry::{alive, sweep};
 use super::items::{Rsm, rsm_answer};
-use super::{FEATURES, Node, Req, at_home, check_access, internal, node_of, owners};
+use super::{FEATURES, Node, Req, at_home, check_access, internal, node_of, now_ms, owners};
 use crate::modules::Ctx;
 use crate::modules::handler::{IqHandler, Target, TargetKind};
 
@@ -209,17 +210,19 @@ fn node_list(ctx: &Ctx<'_>, req: &Req<'_>, p: &Element) -> Result<Element, Stanz
 }
 
 /// A node's items as disco items (§5.5), for those allowed to see them.
-fn item_list(ctx: &Ctx<'_>, req: &Req<'_>, id: &str) -> Result<Element, StanzaError> {
-    let node = super::load(ctx, req, id)?;
+fn item_list(ctx: &mut Ctx<'_>, req: &Req<'_>, id: &str) -> Result<Element, StanzaError> {
+    let mut node = super::load(ctx, req, id)?;
     let aff = super::affiliation(ctx, req, id)?;
     check_access(ctx, req, &node, aff, false)?;
+    sweep(ctx, req, &mut node)?;
     let items = ctx
         .store()
         .pubsub()
         .items(&req.service, id, true, None, NODES_MAX)
         .map_err(internal)?;
+    let now = now_ms();
     let mut q = Element::new("query", ns::DISCO_ITEMS).with_attr("node", id);
-    for i in items {
+    for i in items.iter().filter(|i| alive(&node.config, i, now)) {
         q.push(
             Element::new("item", ns::DISCO_ITEMS)
                 .with_attr("jid", req.service.as_str())

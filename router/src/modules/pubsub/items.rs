@@ -1,10 +1,12 @@
 //! Retrieve items (XEP-0060 §6.5): all, by id, the newest `max_items`, and
 //! pages of a large node with Result Set Management (XEP-0059), newest
-//! first. Expired items (`pubsub#item_expire`) are not shown.
+//! first. Expired items (`pubsub#item_expire`) are neither shown nor
+//! counted (`expiry.rs`).
 
 use proto::error::{StanzaCondition, StanzaError};
 use proto::{Element, ns};
 
+use super::expiry::sweep;
 use super::{Handled, Req, at_node_home, check_access, internal, now_ms, pubsub_el};
 use crate::modules::Ctx;
 
@@ -107,18 +109,18 @@ pub(crate) fn rsm_answer(
 /// §6.5: retrieve items.
 pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Element) -> Handled {
     at_node_home(ctx, req, a, |ctx, id| {
-        let node = super::load(ctx, req, &id)?;
+        let mut node = super::load(ctx, req, &id)?;
         let aff = super::affiliation(ctx, req, &id)?;
         check_access(ctx, req, &node, aff, false)?;
         if !node.config.persist_items {
             return Err(super::unsupported("persistent-items"));
         }
+        // Expired items go first: not shown, not counted, and an id of
+        // one is not found.
+        sweep(ctx, req, &mut node)?;
         let store = ctx.store().pubsub();
-        let expire_ms = node.config.item_expire.saturating_mul(1000);
         let now = now_ms();
-        let alive = |i: &storage::pubsub::Item| {
-            expire_ms == 0 || i.published_ms.saturating_add(expire_ms) > now
-        };
+        let alive = |i: &storage::pubsub::Item| super::expiry::alive(&node.config, i, now);
         let mut out = Element::new("items", ns::PUBSUB).with_attr("node", &id);
         // By id (§6.5.8).
         let wanted: Vec<&str> = a

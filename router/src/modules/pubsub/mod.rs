@@ -16,7 +16,8 @@
 //! Files: `config.rs` (node configuration and subscription options),
 //! `owner.rs` (XEP-0060 §8), `publish.rs` (§7 and notifications),
 //! `subscribe.rs` (§6, §5.6, §5.7, authorization), `items.rs` (§6.5 with
-//! RSM), `manage.rs` (§8.8, §8.9), `disco.rs` (§5), `pep.rs` (XEP-0163).
+//! RSM), `manage.rs` (§8.8, §8.9), `disco.rs` (§5), `expiry.rs`
+//! (`pubsub#item_expire`), `access.rs` (§4.1, §4.5), `pep.rs` (XEP-0163).
 //!
 //! A request is all or nothing: one refused halfway has its planned
 //! writes and held notifications undone ([`Ctx::rollback`]).
@@ -24,6 +25,7 @@
 mod access;
 pub mod config;
 mod disco;
+mod expiry;
 mod items;
 mod manage;
 mod owner;

@@ -13,6 +13,7 @@ use storage::RosterItem;
 use storage::pubsub::Item;
 
 use super::config::{AccessModel, NodeConfig, SendLast};
+use super::expiry::alive;
 use super::publish::{event, event_item, notification, notify_subscribers};
 use super::{Node, Req, internal, now_ms};
 use crate::modules::{Ctx, caps};
@@ -173,10 +174,23 @@ pub(crate) fn owner_items(
     node: &str,
 ) -> Result<Vec<Item>, StanzaError> {
     let cap = ctx.cfg().pubsub.max_items_per_node as usize;
-    ctx.store()
+    let Some(record) = ctx
+        .store()
+        .pubsub()
+        .node_in(&ctx.writes, &req.service, node)
+        .map_err(internal)?
+    else {
+        return Ok(Vec::new());
+    };
+    let config = NodeConfig::decode(&record.config);
+    let now = now_ms();
+    let mut items = ctx
+        .store()
         .pubsub()
         .items(&req.service, node, true, None, cap)
-        .map_err(internal)
+        .map_err(internal)?;
+    items.retain(|i| alive(&config, i, now));
+    Ok(items)
 }
 
 /// Nodes of one account looked at for last items on presence, at most.
@@ -268,7 +282,11 @@ fn send_last_items(ctx: &mut Ctx<'_>, owner: &BareJid, to: &FullJid) -> Result<(
         {
             continue;
         }
-        let Some(last) = store.last_item(owner, &id).map_err(internal)? else {
+        let Some(last) = store
+            .last_item(owner, &id)
+            .map_err(internal)?
+            .filter(|i| alive(&config, i, now_ms()))
+        else {
             continue;
         };
         let node = Node {

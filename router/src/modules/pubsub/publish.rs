@@ -267,6 +267,8 @@ fn publish_here(
     };
     let store = ctx.store().pubsub();
     if node.config.persist_items {
+        // Expired items neither stay nor count against max_items.
+        super::expiry::sweep(ctx, req, &mut node)?;
         store
             .put_item_in(
                 &mut ctx.writes,

@@ -105,7 +105,9 @@ pub(super) fn subscribe(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Eleme
             .map_err(internal)?;
         if pending {
             ask_owners(ctx, req, &id, &sub)?;
-        } else if node.config.send_last_published_item != SendLast::Never {
+        } else if node.config.send_last_published_item != SendLast::Never && options.deliver {
+            // Not to a subscription that asked for no notifications
+            // (pubsub#deliver=0, §6.3).
             send_last(ctx, req, &node, &jid)?;
         }
         if node.config.notify_sub {
@@ -139,7 +141,8 @@ pub(crate) fn send_last(
         .pubsub()
         .last_item(&req.service, &node.id)
         .map_err(internal)?;
-    if let Some(item) = last {
+    // An expired item is not the last published one any more.
+    if let Some(item) = last.filter(|i| super::expiry::alive(&node.config, i, super::now_ms())) {
         let ev = event(
             Element::new("items", ns::PUBSUB_EVENT)
                 .with_attr("node", &node.id)

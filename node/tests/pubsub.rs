@@ -2022,3 +2022,150 @@ async fn expired_items_are_gone_everywhere_and_deliver_0_gets_no_last_item() {
     no_event_before_message(&mut b, "alice@localhost").await;
     t.stop().await;
 }
+
+/// The feature an error's `<unsupported/>` names (XEP-0060 §7.1.3 etc.).
+fn unsupported_feature(e: &Element) -> Option<String> {
+    e.child("error", ns::CLIENT)
+        .and_then(|er| er.child("unsupported", ns::PUBSUB_ERRORS))
+        .and_then(|u| u.attr("feature").map(str::to_string))
+}
+
+#[tokio::test]
+async fn refusals_reveal_nothing_and_say_why() {
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    ok(&iq(&mut a, "c", "set", PS, &pubsub("<create node='n'/>")).await);
+    ok(&iq(
+        &mut a,
+        "p",
+        "set",
+        PS,
+        &pubsub("<publish node='n'><item id='a1'><e xmlns='urn:x'/></item></publish>"),
+    )
+    .await);
+    // §7.2.3.1: whether or not the item exists, one who may not retract
+    // hears forbidden; the owner hears item-not-found.
+    for (id, item) in [("x1", "a1"), ("x2", "nosuch")] {
+        assert_eq!(
+            err(&iq(
+                &mut b,
+                id,
+                "set",
+                PS,
+                &pubsub(&format!("<retract node='n'><item id='{item}'/></retract>"))
+            )
+            .await)
+            .0,
+            "forbidden",
+            "{item}"
+        );
+    }
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "x3",
+            "set",
+            PS,
+            &pubsub("<retract node='n'><item id='nosuch'/></retract>")
+        )
+        .await)
+        .0,
+        "item-not-found"
+    );
+    // feature-not-implemented only ever with <unsupported feature=.../>;
+    // what is no request at all is a bad request.
+    ok(&iq(
+        &mut a,
+        "c2",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='gone'/><configure>{}</configure>",
+            config_form(&[("pubsub#persist_items", "0"), ("pubsub#subscribe", "0")])
+        )),
+    )
+    .await);
+    for (id, ty, payload, feature) in [
+        ("u1", "set", pubsub("<frob node='n'/>"), None),
+        ("u2", "get", pubsub("<publish node='n'/>"), None),
+        ("u3", "set", owner("<frob node='n'/>"), None),
+        ("u4", "set", owner("<default/>"), None),
+        (
+            "u5",
+            "get",
+            pubsub("<items node='gone'/>"),
+            Some("persistent-items"),
+        ),
+        (
+            "u6",
+            "set",
+            pubsub("<subscribe node='gone' jid='bob@localhost'/>"),
+            Some("subscribe"),
+        ),
+    ] {
+        let r = iq(&mut b, id, ty, PS, &payload).await;
+        let (cond, _) = err(&r);
+        match feature {
+            None => assert_eq!(cond, "bad-request", "{}", r.to_xml(ns::CLIENT)),
+            Some(f) => {
+                assert_eq!(cond, "feature-not-implemented");
+                assert_eq!(unsupported_feature(&r).as_deref(), Some(f));
+            }
+        }
+    }
+    // XEP-0004 §3.3: a boolean, list-single or text-single field takes one
+    // value; two are a bad request, not the first one taken.
+    let two = |var: &str, x: &str, y: &str, form_type: &str| {
+        format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{form_type}</value></field><field var='{var}'><value>{x}</value><value>{y}</value></field></x>"
+        )
+    };
+    for (i, (var, x, y)) in [
+        ("pubsub#title", "One", "Two"),
+        ("pubsub#access_model", "open", "whitelist"),
+        ("pubsub#notify_retract", "1", "0"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let form = two(var, x, y, ns::PUBSUB_NODE_CONFIG);
+        assert_eq!(
+            err(&iq(
+                &mut a,
+                &format!("v{i}"),
+                "set",
+                PS,
+                &owner(&format!("<configure node='n'>{form}</configure>"))
+            )
+            .await)
+            .0,
+            "bad-request",
+            "{var}"
+        );
+    }
+    let conf =
+        ok(&iq(&mut a, "v9", "get", PS, &owner("<configure node='n'/>")).await).to_xml(ns::CLIENT);
+    assert!(!conf.contains("One") && !conf.contains("Two"), "{conf}");
+    let opts = two(
+        "pubsub#access_model",
+        "open",
+        "whitelist",
+        ns::PUBSUB_PUBLISH_OPTIONS,
+    );
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "v10",
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<publish node='n'><item><e xmlns='urn:x'/></item></publish><publish-options>{opts}</publish-options>"
+            ))
+        )
+        .await)
+        .0,
+        "bad-request"
+    );
+    t.stop().await;
+}

@@ -309,6 +309,11 @@ impl NodeConfig {
     /// value. `cap` is the service's item limit.
     pub fn apply(&mut self, form: &Form, cap: u64) -> Result<(), ConfigError> {
         for (var, values) in form.submitted_values() {
+            // A submitted form names no field types; the option's own
+            // type says how many values it takes (XEP-0004 §3.3).
+            if values.len() > 1 && !multi_valued(var) {
+                return Err(FormError::TooManyValues(var.to_string()).into());
+            }
             let first = values.first().map(String::as_str).unwrap_or("");
             let boolean =
                 || -> Result<bool, ConfigError> { Ok(form.boolean(var)?.unwrap_or(false)) };
@@ -409,6 +414,13 @@ impl NodeConfig {
             _ => return None,
         })
     }
+}
+
+/// Whether a `pubsub#...` option takes several values (list-multi); all
+/// others are boolean, list-single or text-single, which take one
+/// (XEP-0004 §3.3), a second one being a bad request.
+pub fn multi_valued(var: &str) -> bool {
+    var == "pubsub#roster_groups_allowed"
 }
 
 /// Whether two option values match as a precondition: booleans in any of
@@ -537,6 +549,38 @@ mod tests {
                 .with_field(Field::text_single(var, value));
             assert!(c.apply(&form, 100).is_err(), "{var}={value}");
         }
+    }
+
+    #[test]
+    fn a_second_value_for_a_single_valued_option_is_a_bad_request() {
+        for var in [
+            "pubsub#title",
+            "pubsub#access_model",
+            "pubsub#persist_items",
+        ] {
+            let mut c = NodeConfig::default();
+            let field = Field {
+                values: vec!["open".into(), "whitelist".into()],
+                ..Field::text_single(var, "")
+            };
+            let form = Form::new(FormKind::Submit)
+                .with_form_type(ns::PUBSUB_NODE_CONFIG)
+                .with_field(field);
+            assert_eq!(
+                c.apply(&form, 100),
+                Err(ConfigError::Form(FormError::TooManyValues(var.into()))),
+                "{var}"
+            );
+            assert_eq!(c, NodeConfig::default());
+        }
+        let mut c = NodeConfig::default();
+        let form = Form::new(FormKind::Submit).with_field(Field::list_multi(
+            "pubsub#roster_groups_allowed",
+            vec!["a".to_string(), "b".to_string()],
+            Vec::new(),
+        ));
+        c.apply(&form, 100).expect("list-multi");
+        assert_eq!(c.roster_groups_allowed, ["a", "b"]);
     }
 
     #[test]

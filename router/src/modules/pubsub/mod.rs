@@ -353,9 +353,7 @@ impl IqHandler for PubSub {
             (false, "subscriptions") => subscribe::own_subscriptions(ctx, &req, a),
             (false, "affiliations") => subscribe::own_affiliations(ctx, &req, a),
             (false, "default") => owner::default_config(ctx, &req, ns::PUBSUB),
-            _ => Handled::Here(Err(StanzaError::new(
-                StanzaCondition::FeatureNotImplemented,
-            ))),
+            _ => not_a_request(a, set).into(),
         };
         reply(ctx, iq, sp, r);
     }
@@ -384,12 +382,25 @@ impl IqHandler for PubSubOwner {
             (true, "purge") => owner::purge(ctx, &req, a),
             (_, "subscriptions") => manage::subscriptions(ctx, &req, a, set),
             (_, "affiliations") => manage::affiliations(ctx, &req, a, set),
-            _ => Handled::Here(Err(StanzaError::new(
-                StanzaCondition::FeatureNotImplemented,
-            ))),
+            _ => not_a_request(a, set).into(),
         };
         reply(ctx, iq, sp, r);
     }
+}
+
+/// The answer to a child of `<pubsub/>` that is no request of its
+/// namespace with this IQ type (a `<frob/>`, a get of `<publish/>`):
+/// bad-request, as it does not conform to the namespace's schema (RFC 6120
+/// §8.3.3.1). Not a bare feature-not-implemented: XEP-0060 answers that
+/// condition only with an `<unsupported feature='...'/>` naming one of its
+/// §10 features (§7.1.3, §6.1.3, ...), and each feature these requests
+/// stand for is implemented.
+fn not_a_request(a: &Element, set: bool) -> StanzaError {
+    let kind = if set { "set" } else { "get" };
+    StanzaError::with_text(
+        StanzaCondition::BadRequest,
+        format!("<{}/> is no pubsub {kind} request", a.name),
+    )
 }
 
 /// Where a request was handled.

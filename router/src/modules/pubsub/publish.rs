@@ -4,12 +4,12 @@
 
 use bytes::Bytes;
 use proto::error::{StanzaCondition, StanzaError};
-use proto::form::{Form, FormKind};
+use proto::form::{Form, FormError, FormKind};
 use proto::stanza::{Kind, Stanza};
 use proto::{BareJid, Element, Jid, ns};
 use storage::pubsub::{Affiliation, SubscriptionState};
 
-use super::config::{NodeConfig, PublishModel, SubOptions, same_value};
+use super::config::{ConfigError, NodeConfig, PublishModel, SubOptions, multi_valued, same_value};
 use super::owner::config_error;
 use super::{Handled, Node, Req, at_node_home, fresh_id, internal, now_ms, perr, pubsub_el};
 use crate::modules::Ctx;
@@ -164,7 +164,11 @@ fn publish_here(
                 };
                 config
                     .apply(&as_config, limits.max_items_per_node)
-                    .map_err(|e| perr_precondition(config_error(e)))?;
+                    .map_err(|e| match e {
+                        // A malformed form is a bad request as anywhere.
+                        ConfigError::Form(f) => f.to_stanza_error(),
+                        value => perr_precondition(config_error(value)),
+                    })?;
             }
             super::pep::supported(req, &config).map_err(perr_precondition)?;
             super::owner::put_new_node(ctx, req, id, config)?
@@ -174,6 +178,9 @@ fn publish_here(
     // Preconditions (§7.1.5): every option named must have that value.
     if let Some(f) = &options {
         for (var, values) in f.submitted_values() {
+            if values.len() > 1 && !multi_valued(var) {
+                return Err(FormError::TooManyValues(var.to_string()).to_stanza_error());
+            }
             let ok = node
                 .config
                 .value_of(var)
@@ -341,19 +348,25 @@ pub(super) fn retract(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled 
             return Err(StanzaError::new(C::Forbidden));
         }
         let store = ctx.store().pubsub();
-        let Some(item) = store
+        let now = now_ms();
+        let item = store
             .item_in(&ctx.writes, &req.service, &id, item_id)
             .map_err(internal)?
-        else {
-            return Err(StanzaError::new(C::ItemNotFound));
-        };
-        let own_item = item
-            .publisher
-            .as_ref()
-            .is_some_and(|p| p.bare() == req.from_bare);
+            .filter(|i| super::expiry::alive(&node.config, i, now));
+        // Permission first (§7.2.3.1): one who may not retract learns
+        // nothing of whether the item exists. Owners and publishers may
+        // retract any item, others their own.
+        let own_item = item.as_ref().is_some_and(|i| {
+            i.publisher
+                .as_ref()
+                .is_some_and(|p| p.bare() == req.from_bare)
+        });
         let may = matches!(aff, Some(Affiliation::Owner | Affiliation::Publisher)) || own_item;
         if !may {
             return Err(StanzaError::new(C::Forbidden));
+        }
+        if item.is_none() {
+            return Err(StanzaError::new(C::ItemNotFound));
         }
         store
             .retract_item_in(

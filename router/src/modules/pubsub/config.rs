@@ -1,9 +1,9 @@
-//! Node configuration (XEP-0060 §8.2, the `pubsub#node_config` form) and
-//! subscription options (§6.3, `pubsub#subscribe_options`): typed values,
-//! their defaults for a service node and for a PEP node (XEP-0163 §4), the
-//! forms that show them, and the submitted forms that change them. Stored
-//! as JSON in the node's record: unknown or missing keys take defaults, so
-//! the record survives adding options.
+//! Node configuration (XEP-0060 §8.2, the `pubsub#node_config` form):
+//! typed values, their defaults for a service node and for a PEP node
+//! (XEP-0163 §4), the form that shows them, the submitted forms that
+//! change them, and the meta-data form (§5.4). Stored as JSON in the
+//! node's record: unknown or missing keys take defaults, so the record
+//! survives adding options. Subscription options are `sub_options.rs`.
 
 use proto::form::{Field, Form, FormError, FormKind, FormOption};
 use proto::{BareJid, ns};
@@ -161,7 +161,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn value(var: &str, reason: impl Into<String>) -> ConfigError {
+    pub(super) fn value(var: &str, reason: impl Into<String>) -> ConfigError {
         ConfigError::Value {
             var: var.to_string(),
             reason: reason.into(),
@@ -436,52 +436,6 @@ pub fn same_value(var: &str, want: &[String], have: &[String]) -> bool {
     a.sort();
     b.sort();
     a == b
-}
-
-/// A subscription's options (XEP-0060 §6.3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SubOptions {
-    /// Whether notifications are delivered (`pubsub#deliver`).
-    pub deliver: bool,
-}
-
-impl Default for SubOptions {
-    fn default() -> SubOptions {
-        SubOptions { deliver: true }
-    }
-}
-
-impl SubOptions {
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    pub fn decode(b: &[u8]) -> SubOptions {
-        serde_json::from_slice(b).unwrap_or_default()
-    }
-
-    pub fn to_form(&self, kind: FormKind) -> Form {
-        Form::new(kind)
-            .with_form_type(ns::PUBSUB_SUBSCRIBE_OPTIONS)
-            .with_field(
-                Field::boolean("pubsub#deliver", self.deliver)
-                    .with_label("Whether notifications are delivered"),
-            )
-    }
-
-    pub fn apply(&mut self, form: &Form) -> Result<(), ConfigError> {
-        form.expect_form_type(ns::PUBSUB_SUBSCRIBE_OPTIONS)?;
-        for (var, _) in form.submitted_values() {
-            match var {
-                "pubsub#deliver" => self.deliver = form.boolean(var)?.unwrap_or(true),
-                other => {
-                    return Err(ConfigError::value(other, "not a subscription option here"));
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The meta-data form of a node (XEP-0060 §5.4).

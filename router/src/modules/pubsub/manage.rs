@@ -14,8 +14,8 @@ use proto::error::{StanzaCondition, StanzaError};
 use proto::{BareJid, Element, Jid, ns};
 use storage::pubsub::{Affiliation, Subscription, SubscriptionState};
 
-use super::config::SubOptions;
 use super::owner::owned;
+use super::sub_options::SubOptions;
 use super::subscribe::tell_subscriber;
 use super::{Handled, Node, Req, at_node_home_then, fresh_id, internal, owners, pubsub_el};
 use crate::modules::Ctx;

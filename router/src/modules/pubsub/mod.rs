@@ -13,8 +13,8 @@
 //! committed it. Notifications leave the same way and fan out per shard
 //! of their recipients (`Ctx::notify`), then per edge.
 //!
-//! Files: `config.rs` (node configuration and subscription options),
-//! `owner.rs` (XEP-0060 §8), `publish.rs` (§7 and notifications),
+//! Files: `config.rs` (node configuration), `sub_options.rs` (§6.3
+//! subscription options), `owner.rs` (XEP-0060 §8), `publish.rs` (§7 and notifications),
 //! `subscribe.rs` (§6, §5.6, §5.7, authorization), `items.rs` (§6.5 with
 //! RSM), `manage.rs` (§8.8, §8.9), `disco.rs` (§5), `expiry.rs`
 //! (`pubsub#item_expire`), `access.rs` (§4.1, §4.5), `pep.rs` (XEP-0163).
@@ -31,6 +31,7 @@ mod manage;
 mod owner;
 pub(crate) mod pep;
 mod publish;
+mod sub_options;
 mod subscribe;
 
 use std::sync::Arc;

@@ -9,8 +9,9 @@ use proto::stanza::{Kind, Stanza};
 use proto::{BareJid, Element, Jid, ns};
 use storage::pubsub::{Affiliation, SubscriptionState};
 
-use super::config::{ConfigError, NodeConfig, PublishModel, SubOptions, multi_valued, same_value};
+use super::config::{ConfigError, NodeConfig, PublishModel, multi_valued, same_value};
 use super::owner::config_error;
+use super::sub_options::SubOptions;
 use super::{Handled, Node, Req, at_node_home, fresh_id, internal, now_ms, perr, pubsub_el};
 use crate::modules::Ctx;
 

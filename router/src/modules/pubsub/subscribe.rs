@@ -10,10 +10,11 @@ use proto::stanza::Stanza;
 use proto::{Element, Jid, ns};
 use storage::pubsub::{Affiliation, Subscription, SubscriptionState};
 
-use super::config::{AccessModel, SendLast, SubOptions};
+use super::config::{AccessModel, SendLast};
 use super::manage::{affiliation_name, state_name};
 use super::owner::config_error;
 use super::publish::{event, event_item, notification, notify_subscribers};
+use super::sub_options::SubOptions;
 use super::{Handled, Req, at_node_home, check_access, fresh_id, internal, perr, pubsub_el};
 use crate::modules::Ctx;
 

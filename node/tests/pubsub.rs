@@ -1132,3 +1132,961 @@ async fn pep_reaches_the_contacts_whose_capabilities_ask_for_it() {
     }
     t.stop().await;
 }
+
+/// The ids and the payload names of the items of a retrieval answer.
+fn retrieved_items(r: &Element) -> Vec<(String, Vec<String>)> {
+    r.child("pubsub", ns::PUBSUB)
+        .and_then(|p| p.child("items", ns::PUBSUB))
+        .map(|i| {
+            i.elements()
+                .map(|e| {
+                    (
+                        e.attr("id").unwrap_or_default().to_string(),
+                        e.elements().map(|p| p.name.clone()).collect(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn retrieval_returns_payloads_of_a_node_that_does_not_deliver_them() {
+    // XEP-0060 §4.3: pubsub#deliver_payloads governs notifications; the
+    // subscriber of a notification-only node fetches the payload (§6.5).
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    ok(&iq(
+        &mut a,
+        "c",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='quiet'/><configure>{}</configure>",
+            config_form(&[("pubsub#deliver_payloads", "0")])
+        )),
+    )
+    .await);
+    ok(&iq(
+        &mut b,
+        "s",
+        "set",
+        PS,
+        &pubsub("<subscribe node='quiet' jid='bob@localhost'/>"),
+    )
+    .await);
+    ok(&iq(
+        &mut a,
+        "p",
+        "set",
+        PS,
+        &pubsub("<publish node='quiet'><item id='q1'><entry xmlns='urn:example'>hush</entry></item></publish>"),
+    )
+    .await);
+    let ev = event(&mut b).await;
+    let item = ev
+        .child("event", ns::PUBSUB_EVENT)
+        .and_then(|e| e.child("items", ns::PUBSUB_EVENT))
+        .and_then(|i| i.child("item", ns::PUBSUB_EVENT))
+        .expect("item");
+    assert_eq!(item.attr("id"), Some("q1"));
+    assert_eq!(item.elements().count(), 0, "{}", ev.to_xml(ns::CLIENT));
+    for (id, req) in [
+        ("r1", "<items node='quiet'/>"),
+        ("r2", "<items node='quiet'><item id='q1'/></items>"),
+    ] {
+        let r = ok(&iq(&mut b, id, "get", PS, &pubsub(req)).await).clone();
+        assert_eq!(
+            retrieved_items(&r),
+            [("q1".to_string(), vec!["entry".to_string()])],
+            "{}",
+            r.to_xml(ns::CLIENT)
+        );
+        assert!(r.to_xml(ns::CLIENT).contains(">hush<"));
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn publish_follows_the_event_type_of_the_node() {
+    // XEP-0060 §4.3's table and §7.1.3.6: persistent or transient, with
+    // payloads or notification-only.
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    for (node, persist, payloads) in [
+        ("pn", "1", "0"),
+        ("tn", "0", "0"),
+        ("pp", "1", "1"),
+        ("tp", "0", "1"),
+    ] {
+        ok(&iq(
+            &mut a,
+            &format!("c-{node}"),
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<create node='{node}'/><configure>{}</configure>",
+                config_form(&[
+                    ("pubsub#persist_items", persist),
+                    ("pubsub#deliver_payloads", payloads)
+                ])
+            )),
+        )
+        .await);
+        ok(&iq(
+            &mut b,
+            &format!("s-{node}"),
+            "set",
+            PS,
+            &pubsub(&format!("<subscribe node='{node}' jid='bob@localhost'/>")),
+        )
+        .await);
+    }
+    let publish =
+        |node: &str, body: &str| pubsub(&format!("<publish node='{node}'>{body}</publish>"));
+    // Persistent, notification-only: an item, empty or not; notified
+    // without payload.
+    ok(&iq(&mut a, "p1", "set", PS, &publish("pn", "<item id='x'/>")).await);
+    let ev = event(&mut b).await;
+    let xml = ev.to_xml(ns::CLIENT);
+    assert!(xml.contains("<items node='pn'><item id='x'"), "{xml}");
+    assert!(
+        ev.child("event", ns::PUBSUB_EVENT)
+            .and_then(|e| e.child("items", ns::PUBSUB_EVENT))
+            .and_then(|i| i.child("item", ns::PUBSUB_EVENT))
+            .is_some_and(|i| i.elements().count() == 0),
+        "{xml}"
+    );
+    assert_eq!(
+        err(&iq(&mut a, "p2", "set", PS, &publish("pn", "")).await),
+        ("bad-request".into(), Some("item-required".into()))
+    );
+    // Transient, notification-only: no item at all, and the notification
+    // is an empty <items/> (§1.2's doorbell).
+    assert_eq!(
+        err(&iq(&mut a, "p3", "set", PS, &publish("tn", "<item id='y'/>")).await),
+        ("bad-request".into(), Some("item-forbidden".into()))
+    );
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "p4",
+            "set",
+            PS,
+            &publish("tn", "<item><ring xmlns='urn:example'/></item>")
+        )
+        .await),
+        ("bad-request".into(), Some("item-forbidden".into()))
+    );
+    ok(&iq(&mut a, "p5", "set", PS, &publish("tn", "")).await);
+    let ev = event(&mut b).await;
+    let items = ev
+        .child("event", ns::PUBSUB_EVENT)
+        .and_then(|e| e.child("items", ns::PUBSUB_EVENT))
+        .expect("items");
+    assert_eq!(items.attr("node"), Some("tn"));
+    assert_eq!(items.elements().count(), 0, "{}", ev.to_xml(ns::CLIENT));
+    // Payload nodes, persistent or transient: an item with a payload.
+    for (i, node) in ["pp", "tp"].into_iter().enumerate() {
+        assert_eq!(
+            err(&iq(
+                &mut a,
+                &format!("q{i}a"),
+                "set",
+                PS,
+                &publish(node, "<item id='z'/>")
+            )
+            .await),
+            ("bad-request".into(), Some("payload-required".into()))
+        );
+        assert_eq!(
+            err(&iq(&mut a, &format!("q{i}b"), "set", PS, &publish(node, "")).await),
+            ("bad-request".into(), Some("item-required".into()))
+        );
+        ok(&iq(
+            &mut a,
+            &format!("q{i}c"),
+            "set",
+            PS,
+            &publish(node, "<item><e xmlns='urn:example'>v</e></item>"),
+        )
+        .await);
+        assert!(event(&mut b).await.to_xml(ns::CLIENT).contains(">v<"));
+    }
+    t.stop().await;
+}
+
+/// The (jid, state) entries of the owner list an error carries back
+/// (XEP-0060 §8.8.2.4, §8.9.2.4).
+fn refused_entries(e: &Element, list: &str, attr: &str) -> Vec<(String, String)> {
+    e.child("pubsub", ns::PUBSUB_OWNER)
+        .and_then(|p| p.child(list, ns::PUBSUB_OWNER))
+        .map(|l| {
+            l.elements()
+                .map(|x| {
+                    (
+                        x.attr("jid").unwrap_or_default().to_string(),
+                        x.attr(attr).unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_refused_request_changes_nothing() {
+    let mut t = TestServer::start_with(|cfg| cfg.pubsub.max_item_bytes = 1024).await;
+    for u in ["alice", "bob", "carol"] {
+        t.add_user(&format!("{u}@localhost"), PW);
+    }
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    let mut c = online(&t, "carol").await;
+    ok(&iq(&mut a, "c", "set", PS, &pubsub("<create node='club'/>")).await);
+    ok(&iq(
+        &mut b,
+        "s",
+        "set",
+        PS,
+        &pubsub("<subscribe node='club' jid='bob@localhost'/>"),
+    )
+    .await);
+    // §8.8.2.4: one bad entry, and the good one before it is not applied
+    // either; the error returns the entries unaltered.
+    let r = iq(
+        &mut a,
+        "m1",
+        "set",
+        PS,
+        &owner("<subscriptions node='club'><subscription jid='carol@localhost' subscription='subscribed'/><subscription jid='bob@localhost' subscription='bogus'/></subscriptions>"),
+    )
+    .await;
+    assert_eq!(err(&r).0, "not-acceptable");
+    assert_eq!(
+        refused_entries(&r, "subscriptions", "subscription"),
+        [
+            ("carol@localhost".to_string(), "none".to_string()),
+            ("bob@localhost".to_string(), "subscribed".to_string())
+        ],
+        "{}",
+        r.to_xml(ns::CLIENT)
+    );
+    let list = ok(&iq(
+        &mut a,
+        "m2",
+        "get",
+        PS,
+        &owner("<subscriptions node='club'/>"),
+    )
+    .await)
+    .to_xml(ns::CLIENT);
+    assert!(!list.contains("carol@localhost"), "{list}");
+    assert!(list.contains("bob@localhost"), "{list}");
+    // Carol heard of no subscription either.
+    a.send("<message to='carol@localhost' type='chat'><body>after</body></message>")
+        .await;
+    no_event_before_message(&mut c, "alice@localhost").await;
+    // §8.9.2.4 likewise, and the same entity twice is a bad request.
+    let r = iq(
+        &mut a,
+        "m3",
+        "set",
+        PS,
+        &owner("<affiliations node='club'><affiliation jid='bob@localhost' affiliation='publisher'/><affiliation jid='carol@localhost' affiliation='boss'/></affiliations>"),
+    )
+    .await;
+    assert_eq!(err(&r).0, "not-acceptable");
+    assert_eq!(
+        refused_entries(&r, "affiliations", "affiliation"),
+        [
+            ("bob@localhost".to_string(), "none".to_string()),
+            ("carol@localhost".to_string(), "none".to_string())
+        ]
+    );
+    let r = iq(
+        &mut a,
+        "m4",
+        "set",
+        PS,
+        &owner("<affiliations node='club'><affiliation jid='bob@localhost' affiliation='publisher'/><affiliation jid='bob@localhost' affiliation='member'/></affiliations>"),
+    )
+    .await;
+    assert_eq!(err(&r).0, "bad-request");
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "m5",
+            "set",
+            PS,
+            &pubsub("<publish node='club'><item><x xmlns='urn:x'/></item></publish>")
+        )
+        .await)
+        .0,
+        "forbidden"
+    );
+    // XEP-0163 auto-create: a publish refused after the node was made
+    // leaves no node behind.
+    let big = "x".repeat(2000);
+    // A precondition the new node's configuration does not meet to the
+    // letter (the max_items it parsed is '1', not ' 1 ').
+    let odd = format!(
+        "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#max_items'><value> 1 </value></field></x></publish-options>",
+        ns::PUBSUB_PUBLISH_OPTIONS
+    );
+    for (id, item, options, refusal) in [
+        (
+            "e1",
+            format!("<item><big xmlns='urn:x'>{big}</big></item>"),
+            String::new(),
+            "payload-too-big",
+        ),
+        (
+            "e2",
+            "<item/>".to_string(),
+            String::new(),
+            "payload-required",
+        ),
+        (
+            "e3",
+            "<item><x xmlns='urn:x'/></item>".to_string(),
+            odd,
+            "precondition-not-met",
+        ),
+    ] {
+        let r = iq(
+            &mut a,
+            id,
+            "set",
+            "",
+            &pubsub(&format!(
+                "<publish node='urn:x:new'>{item}</publish>{options}"
+            )),
+        )
+        .await;
+        assert_eq!(err(&r).1.as_deref(), Some(refusal), "{id}");
+        assert_eq!(
+            err(&iq(
+                &mut a,
+                &format!("{id}g"),
+                "get",
+                "",
+                &pubsub("<items node='urn:x:new'/>")
+            )
+            .await)
+            .0,
+            "item-not-found",
+            "after {id}"
+        );
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn pep_refuses_the_authorize_access_model_it_does_not_advertise() {
+    // XEP-0163 §5 asks for presence, open, roster and whitelist; the
+    // account does not advertise access-authorize, and XEP-0060 §8.1.2
+    // names the refusal: not-acceptable, unsupported-access-model.
+    let mut t = server(&["alice"]).await;
+    let mut a = online(&t, "alice").await;
+    let info = ok(&iq(
+        &mut a,
+        "i",
+        "get",
+        "alice@localhost",
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    )
+    .await)
+    .to_xml(ns::CLIENT);
+    assert!(info.contains("pubsub#access-whitelist"), "{info}");
+    assert!(!info.contains("pubsub#access-authorize"), "{info}");
+    let authorize = config_form(&[("pubsub#access_model", "authorize")]);
+    let unsupported = (
+        "not-acceptable".to_string(),
+        Some("unsupported-access-model".to_string()),
+    );
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "c1",
+            "set",
+            "",
+            &pubsub(&format!(
+                "<create node='urn:x:a'/><configure>{authorize}</configure>"
+            ))
+        )
+        .await),
+        unsupported
+    );
+    ok(&iq(&mut a, "c2", "set", "", &pubsub("<create node='urn:x:b'/>")).await);
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "c3",
+            "set",
+            "",
+            &owner(&format!(
+                "<configure node='urn:x:b'>{authorize}</configure>"
+            ))
+        )
+        .await),
+        unsupported
+    );
+    // The form offers what a PEP node can have, and the model stayed.
+    let conf = ok(&iq(
+        &mut a,
+        "c4",
+        "get",
+        "",
+        &owner("<configure node='urn:x:b'/>"),
+    )
+    .await)
+    .clone();
+    let field = conf
+        .child("pubsub", ns::PUBSUB_OWNER)
+        .and_then(|p| p.child("configure", ns::PUBSUB_OWNER))
+        .and_then(|c| c.child("x", ns::DATA_FORMS))
+        .and_then(|x| {
+            x.elements()
+                .find(|f| f.attr("var") == Some("pubsub#access_model"))
+        })
+        .expect("access model field");
+    let xml = field.to_xml(ns::DATA_FORMS);
+    assert_eq!(
+        field
+            .child("value", ns::DATA_FORMS)
+            .map(Element::text)
+            .as_deref(),
+        Some("presence"),
+        "{xml}"
+    );
+    assert!(!xml.contains("authorize"), "{xml}");
+    // Auto-create with publish-options asking for it: the precondition
+    // cannot be met, and no node is left.
+    let opts = format!(
+        "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#access_model'><value>authorize</value></field></x></publish-options>",
+        ns::PUBSUB_PUBLISH_OPTIONS
+    );
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "p",
+            "set",
+            "",
+            &pubsub(&format!(
+                "<publish node='urn:x:c'><item><x xmlns='urn:x'/></item></publish>{opts}"
+            ))
+        )
+        .await),
+        ("conflict".into(), Some("precondition-not-met".into()))
+    );
+    assert_eq!(
+        err(&iq(&mut a, "g", "get", "", &pubsub("<items node='urn:x:c'/>")).await).0,
+        "item-not-found"
+    );
+    t.stop().await;
+}
+
+/// disco#items: the node names listed, and the RSM <set/> if any.
+async fn disco_nodes(
+    c: &mut Client,
+    id: &str,
+    to: &str,
+    rsm: &str,
+) -> (Vec<String>, Option<Element>) {
+    let r = ok(&iq(
+        c,
+        id,
+        "get",
+        to,
+        &format!("<query xmlns='{}'>{rsm}</query>", ns::DISCO_ITEMS),
+    )
+    .await)
+    .clone();
+    let q = r.child("query", ns::DISCO_ITEMS).expect("query");
+    let nodes = q
+        .elements()
+        .filter(|e| e.name == "item")
+        .filter_map(|e| e.attr("node").map(str::to_string))
+        .collect();
+    (nodes, q.child("set", ns::RSM).cloned())
+}
+
+fn rsm(max: usize, extra: &str) -> String {
+    format!("<set xmlns='{}'><max>{max}</max>{extra}</set>", ns::RSM)
+}
+
+#[tokio::test]
+async fn discovery_lists_the_nodes_the_requester_may_see_a_page_at_a_time() {
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+
+    // XEP-0163 §6: an account's PEP nodes, to the account and, by access
+    // model, to others.
+    let opts = |access: &str| {
+        format!(
+            "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#access_model'><value>{access}</value></field></x></publish-options>",
+            ns::PUBSUB_PUBLISH_OPTIONS
+        )
+    };
+    for (node, access) in [
+        ("urn:x:open", "open"),
+        ("urn:x:presence", "presence"),
+        ("urn:x:white", "whitelist"),
+    ] {
+        ok(&iq(
+            &mut a,
+            node,
+            "set",
+            "",
+            &pubsub(&format!(
+                "<publish node='{node}'><item id='current'><x xmlns='urn:x'/></item></publish>{}",
+                opts(access)
+            )),
+        )
+        .await);
+    }
+    let (mine, _) = disco_nodes(&mut a, "d1", "alice@localhost", "").await;
+    assert_eq!(mine, ["urn:x:open", "urn:x:presence", "urn:x:white"]);
+    let (theirs, _) = disco_nodes(&mut b, "d2", "alice@localhost", "").await;
+    assert_eq!(theirs, ["urn:x:open"]);
+    subscribe(&mut b, &mut a, "bob@localhost", "alice@localhost").await;
+    let (theirs, _) = disco_nodes(&mut b, "d3", "alice@localhost", "").await;
+    assert_eq!(theirs, ["urn:x:open", "urn:x:presence"]);
+    // A PEP node's identity and meta-data (XEP-0060 §5.3, §5.4).
+    let info = ok(&iq(
+        &mut b,
+        "d4",
+        "get",
+        "alice@localhost",
+        &format!("<query xmlns='{}' node='urn:x:presence'/>", ns::DISCO_INFO),
+    )
+    .await)
+    .clone();
+    let q = info.child("query", ns::DISCO_INFO).expect("query");
+    let id = q.child("identity", ns::DISCO_INFO).expect("identity");
+    assert_eq!(
+        (id.attr("category"), id.attr("type")),
+        (Some("pubsub"), Some("leaf"))
+    );
+    let xml = q.to_xml(ns::DISCO_INFO);
+    assert!(
+        xml.contains(ns::PUBSUB_META_DATA) && xml.contains("alice@localhost"),
+        "{xml}"
+    );
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "d5",
+            "get",
+            "alice@localhost",
+            &format!("<query xmlns='{}' node='urn:x:white'/>", ns::DISCO_INFO),
+        )
+        .await)
+        .0,
+        "item-not-found"
+    );
+
+    // A service hides the nodes one may not retrieve from (whitelist,
+    // authorize) but from their owners and members.
+    for n in ["n1", "n2", "n3", "n4", "n5"] {
+        ok(&iq(
+            &mut a,
+            n,
+            "set",
+            PS,
+            &pubsub(&format!("<create node='{n}'/>")),
+        )
+        .await);
+    }
+    for (n, access) in [("secret", "whitelist"), ("vetted", "authorize")] {
+        ok(&iq(
+            &mut a,
+            n,
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<create node='{n}'/><configure>{}</configure>",
+                config_form(&[("pubsub#access_model", access)])
+            )),
+        )
+        .await);
+    }
+    let (all, _) = disco_nodes(&mut a, "s1", PS, "").await;
+    assert_eq!(all, ["n1", "n2", "n3", "n4", "n5", "secret", "vetted"]);
+    let (seen, _) = disco_nodes(&mut b, "s2", PS, "").await;
+    assert_eq!(seen, ["n1", "n2", "n3", "n4", "n5"]);
+    ok(&iq(&mut a, "s3", "set", PS, &owner("<affiliations node='secret'><affiliation jid='bob@localhost' affiliation='member'/></affiliations>")).await);
+    let (seen, _) = disco_nodes(&mut b, "s4", PS, "").await;
+    assert_eq!(seen, ["n1", "n2", "n3", "n4", "n5", "secret"]);
+    ok(&iq(&mut a, "s5", "set", PS, &owner("<affiliations node='secret'><affiliation jid='bob@localhost' affiliation='none'/></affiliations>")).await);
+
+    // XEP-0059 on the service's disco#items: the count is of all, pages
+    // go forwards and backwards, and an unknown id is item-not-found.
+    let count = |set: &Option<Element>| {
+        set.as_ref()
+            .and_then(|s| s.child("count", ns::RSM))
+            .map(Element::text)
+    };
+    let (page, set) = disco_nodes(&mut b, "r1", PS, &rsm(2, "")).await;
+    assert_eq!(page, ["n1", "n2"]);
+    assert_eq!(count(&set).as_deref(), Some("5"));
+    let (page, set) = disco_nodes(&mut b, "r2", PS, &rsm(2, "<after>n2</after>")).await;
+    assert_eq!(page, ["n3", "n4"]);
+    assert_eq!(count(&set).as_deref(), Some("5"));
+    let (page, set) = disco_nodes(&mut b, "r3", PS, &rsm(2, "<before>n5</before>")).await;
+    assert_eq!(page, ["n3", "n4"]);
+    let first = set
+        .as_ref()
+        .and_then(|s| s.child("first", ns::RSM))
+        .expect("first");
+    assert_eq!(first.attr("index"), Some("2"));
+    let (page, _) = disco_nodes(&mut b, "r4", PS, &rsm(2, "<before/>")).await;
+    assert_eq!(page, ["n4", "n5"]);
+    let (page, set) = disco_nodes(&mut b, "r5", PS, &rsm(0, "")).await;
+    assert!(page.is_empty());
+    assert_eq!(count(&set).as_deref(), Some("5"));
+    assert_eq!(
+        err(&iq(
+            &mut b,
+            "r6",
+            "get",
+            PS,
+            &format!(
+                "<query xmlns='{}'>{}</query>",
+                ns::DISCO_ITEMS,
+                rsm(2, "<after>nosuch</after>")
+            ),
+        )
+        .await)
+        .0,
+        "item-not-found"
+    );
+    t.stop().await;
+}
+
+/// Send an IQ and return its answer, failing on any PubSub event that
+/// arrives before it (`iq` would skip it).
+async fn iq_without_event(c: &mut Client, id: &str, to: &str, payload: &str) -> Element {
+    c.send(&format!(
+        "<iq type='set' id='{id}' to='{to}'>{payload}</iq>"
+    ))
+    .await;
+    loop {
+        let e = c.next_element().await.expect("stanza");
+        assert!(
+            e.child("event", ns::PUBSUB_EVENT).is_none(),
+            "unexpected event: {}",
+            e.to_xml(ns::CLIENT)
+        );
+        if e.name == "iq" && e.attr("id") == Some(id) {
+            return e;
+        }
+    }
+}
+
+#[tokio::test]
+async fn expired_items_are_gone_everywhere_and_deliver_0_gets_no_last_item() {
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    for (node, fields) in [
+        (
+            "last",
+            &[
+                ("pubsub#item_expire", "1"),
+                ("pubsub#send_last_published_item", "on_sub"),
+            ][..],
+        ),
+        ("listed", &[("pubsub#item_expire", "1")][..]),
+        (
+            "counted",
+            &[("pubsub#item_expire", "1"), ("pubsub#max_items", "2")][..],
+        ),
+        ("clock", &[("pubsub#item_expire", "1")][..]),
+        ("kept", &[("pubsub#send_last_published_item", "on_sub")][..]),
+    ] {
+        ok(&iq(
+            &mut a,
+            &format!("c-{node}"),
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<create node='{node}'/><configure>{}</configure>",
+                config_form(fields)
+            )),
+        )
+        .await);
+    }
+    // The clock's item is published last: once it has expired, so have
+    // the others.
+    for (node, item) in [
+        ("last", "l1"),
+        ("listed", "d1"),
+        ("counted", "c1"),
+        ("counted", "c2"),
+        ("kept", "k1"),
+        ("clock", "t1"),
+    ] {
+        ok(&iq(
+            &mut a,
+            &format!("p-{item}"),
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<publish node='{node}'><item id='{item}'><e xmlns='urn:x'/></item></publish>"
+            )),
+        )
+        .await);
+    }
+    let mut tries = 0;
+    loop {
+        let r = ok(&iq(
+            &mut a,
+            &format!("w{tries}"),
+            "get",
+            PS,
+            &pubsub("<items node='clock'/>"),
+        )
+        .await)
+        .clone();
+        if retrieved_items(&r).is_empty() {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 100, "the item never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Not sent as the last item to a new subscriber (§6.1.7).
+    ok(&iq_without_event(
+        &mut b,
+        "s-last",
+        PS,
+        &pubsub("<subscribe node='last' jid='bob@localhost'/>"),
+    )
+    .await);
+    a.send("<message to='bob@localhost' type='chat'><body>after</body></message>")
+        .await;
+    no_event_before_message(&mut b, "alice@localhost").await;
+    // Not listed as a disco item of the node (§5.5).
+    let r = ok(&iq(
+        &mut b,
+        "d",
+        "get",
+        PS,
+        &format!("<query xmlns='{}' node='listed'/>", ns::DISCO_ITEMS),
+    )
+    .await)
+    .clone();
+    assert_eq!(
+        r.child("query", ns::DISCO_ITEMS)
+            .map(|q| q.elements().count()),
+        Some(0),
+        "{}",
+        r.to_xml(ns::CLIENT)
+    );
+    // Neither retrieved nor counted (§6.5, XEP-0059 <count/>), and its id
+    // is not there to page from.
+    let r = ok(&iq(
+        &mut b,
+        "r1",
+        "get",
+        PS,
+        &pubsub(&format!(
+            "<items node='counted'/><set xmlns='{}'><max>10</max></set>",
+            ns::RSM
+        )),
+    )
+    .await)
+    .clone();
+    assert!(retrieved_items(&r).is_empty(), "{}", r.to_xml(ns::CLIENT));
+    assert_eq!(
+        r.child("pubsub", ns::PUBSUB)
+            .and_then(|p| p.child("set", ns::RSM))
+            .and_then(|s| s.child("count", ns::RSM))
+            .map(Element::text)
+            .as_deref(),
+        Some("0"),
+        "{}",
+        r.to_xml(ns::CLIENT)
+    );
+    let r = ok(&iq(
+        &mut b,
+        "r2",
+        "get",
+        PS,
+        &pubsub("<items node='counted'><item id='c1'/></items>"),
+    )
+    .await)
+    .clone();
+    assert!(retrieved_items(&r).is_empty());
+    // A subscription that asked for no notifications (pubsub#deliver=0,
+    // §6.3) gets no last item either.
+    let opts = format!(
+        "<options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#deliver'><value>0</value></field></x></options>",
+        ns::PUBSUB_SUBSCRIBE_OPTIONS
+    );
+    ok(&iq_without_event(
+        &mut b,
+        "s-kept",
+        PS,
+        &pubsub(&format!(
+            "<subscribe node='kept' jid='bob@localhost'/>{opts}"
+        )),
+    )
+    .await);
+    a.send("<message to='bob@localhost' type='chat'><body>after</body></message>")
+        .await;
+    no_event_before_message(&mut b, "alice@localhost").await;
+    t.stop().await;
+}
+
+/// The feature an error's `<unsupported/>` names (XEP-0060 §7.1.3 etc.).
+fn unsupported_feature(e: &Element) -> Option<String> {
+    e.child("error", ns::CLIENT)
+        .and_then(|er| er.child("unsupported", ns::PUBSUB_ERRORS))
+        .and_then(|u| u.attr("feature").map(str::to_string))
+}
+
+#[tokio::test]
+async fn refusals_reveal_nothing_and_say_why() {
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    ok(&iq(&mut a, "c", "set", PS, &pubsub("<create node='n'/>")).await);
+    ok(&iq(
+        &mut a,
+        "p",
+        "set",
+        PS,
+        &pubsub("<publish node='n'><item id='a1'><e xmlns='urn:x'/></item></publish>"),
+    )
+    .await);
+    // §7.2.3.1: whether or not the item exists, one who may not retract
+    // hears forbidden; the owner hears item-not-found.
+    for (id, item) in [("x1", "a1"), ("x2", "nosuch")] {
+        assert_eq!(
+            err(&iq(
+                &mut b,
+                id,
+                "set",
+                PS,
+                &pubsub(&format!("<retract node='n'><item id='{item}'/></retract>"))
+            )
+            .await)
+            .0,
+            "forbidden",
+            "{item}"
+        );
+    }
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "x3",
+            "set",
+            PS,
+            &pubsub("<retract node='n'><item id='nosuch'/></retract>")
+        )
+        .await)
+        .0,
+        "item-not-found"
+    );
+    // feature-not-implemented only ever with <unsupported feature=.../>;
+    // what is no request at all is a bad request.
+    ok(&iq(
+        &mut a,
+        "c2",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='gone'/><configure>{}</configure>",
+            config_form(&[("pubsub#persist_items", "0"), ("pubsub#subscribe", "0")])
+        )),
+    )
+    .await);
+    for (id, ty, payload, feature) in [
+        ("u1", "set", pubsub("<frob node='n'/>"), None),
+        ("u2", "get", pubsub("<publish node='n'/>"), None),
+        ("u3", "set", owner("<frob node='n'/>"), None),
+        ("u4", "set", owner("<default/>"), None),
+        (
+            "u5",
+            "get",
+            pubsub("<items node='gone'/>"),
+            Some("persistent-items"),
+        ),
+        (
+            "u6",
+            "set",
+            pubsub("<subscribe node='gone' jid='bob@localhost'/>"),
+            Some("subscribe"),
+        ),
+    ] {
+        let r = iq(&mut b, id, ty, PS, &payload).await;
+        let (cond, _) = err(&r);
+        match feature {
+            None => assert_eq!(cond, "bad-request", "{}", r.to_xml(ns::CLIENT)),
+            Some(f) => {
+                assert_eq!(cond, "feature-not-implemented");
+                assert_eq!(unsupported_feature(&r).as_deref(), Some(f));
+            }
+        }
+    }
+    // XEP-0004 §3.3: a boolean, list-single or text-single field takes one
+    // value; two are a bad request, not the first one taken.
+    let two = |var: &str, x: &str, y: &str, form_type: &str| {
+        format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{form_type}</value></field><field var='{var}'><value>{x}</value><value>{y}</value></field></x>"
+        )
+    };
+    for (i, (var, x, y)) in [
+        ("pubsub#title", "One", "Two"),
+        ("pubsub#access_model", "open", "whitelist"),
+        ("pubsub#notify_retract", "1", "0"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let form = two(var, x, y, ns::PUBSUB_NODE_CONFIG);
+        assert_eq!(
+            err(&iq(
+                &mut a,
+                &format!("v{i}"),
+                "set",
+                PS,
+                &owner(&format!("<configure node='n'>{form}</configure>"))
+            )
+            .await)
+            .0,
+            "bad-request",
+            "{var}"
+        );
+    }
+    let conf =
+        ok(&iq(&mut a, "v9", "get", PS, &owner("<configure node='n'/>")).await).to_xml(ns::CLIENT);
+    assert!(!conf.contains("One") && !conf.contains("Two"), "{conf}");
+    let opts = two(
+        "pubsub#access_model",
+        "open",
+        "whitelist",
+        ns::PUBSUB_PUBLISH_OPTIONS,
+    );
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "v10",
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<publish node='n'><item><e xmlns='urn:x'/></item></publish><publish-options>{opts}</publish-options>"
+            ))
+        )
+        .await)
+        .0,
+        "bad-request"
+    );
+    t.stop().await;
+}

@@ -210,6 +210,18 @@ impl Stanza {
     /// a stanza whose 'to' could not be read (jid-malformed) names the
     /// server there.
     pub fn error_reply(&self, err: &StanzaError, fallback_from: Option<&Jid>) -> Bytes {
+        self.error_reply_with(err, fallback_from, None)
+    }
+
+    /// [`Stanza::error_reply`] that carries `payload` before the
+    /// `<error/>` (RFC 6120 §8.3.1 lets an error include XML of the
+    /// request; XEP-0060 §8.8.2.4 returns the refused entries so).
+    pub fn error_reply_with(
+        &self,
+        err: &StanzaError,
+        fallback_from: Option<&Jid>,
+        payload: Option<&crate::Element>,
+    ) -> Bytes {
         let mut s = format!("<{}", self.kind.name());
         if let Some(from) = self.to.as_ref().or(fallback_from) {
             s.push_str(&format!(" from='{}'", escape(from.as_str())));
@@ -221,6 +233,9 @@ impl Stanza {
             s.push_str(&format!(" id='{}'", escape(id)));
         }
         s.push_str(" type='error'>");
+        if let Some(p) = payload {
+            p.write(&mut s, crate::ns::CLIENT);
+        }
         s.push_str(&err.to_xml());
         s.push_str(&format!("</{}>", self.kind.name()));
         Bytes::from(s)

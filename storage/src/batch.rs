@@ -125,6 +125,12 @@ impl Batch {
         self.writes.clear();
     }
 
+    /// Drops every write after the first `len`: undoes what was planned
+    /// since [`Batch::len`] was `len` (a refused request's writes).
+    pub fn truncate(&mut self, len: usize) {
+        self.writes.truncate(len);
+    }
+
     pub(crate) fn put(&mut self, family: Family, key: Vec<u8>, value: Vec<u8>) {
         self.writes.push(Write::Put { family, key, value });
     }
@@ -176,6 +182,13 @@ mod tests {
         b.delete(Family::Rosters, b"k".to_vec());
         assert_eq!(b.written(Family::Rosters, b"k"), Some(None));
         assert_eq!(b.len(), 5);
+        // Truncating undoes the last writes: the put of 3 is back, then
+        // the range delete.
+        b.truncate(4);
+        assert_eq!(b.written(Family::Rosters, b"k"), Some(Some(&b"3"[..])));
+        b.truncate(3);
+        assert_eq!(b.written(Family::Rosters, b"k"), Some(None));
+        assert_eq!(b.len(), 3);
         for t in 1..=6 {
             assert_eq!(Family::from_tag(t).map(Family::tag), Some(t));
         }

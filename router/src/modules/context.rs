@@ -77,6 +77,14 @@ impl Env {
     }
 }
 
+/// A point in a handler's planned writes and held effects
+/// ([`Ctx::savepoint`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Savepoint {
+    writes: usize,
+    held: usize,
+}
+
 /// Why the planned writes were not committed.
 #[derive(Debug, Clone)]
 pub(crate) struct CommitFailed(pub String);
@@ -176,6 +184,25 @@ impl Ctx<'_> {
         }
     }
 
+    /// Where the planned writes and held effects stand now, to undo what
+    /// comes after with [`Ctx::rollback`].
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint {
+            writes: self.writes.len(),
+            held: self.held.borrow().len(),
+        }
+    }
+
+    /// Undo the writes planned and the effects held since `sp`: a request
+    /// refused halfway changes nothing (all or nothing). Sends made at
+    /// once because nothing was planned yet (`send`, `after_commit`) are
+    /// out already; every routed stanza and notification is held, so it
+    /// is undone too.
+    pub fn rollback(&mut self, sp: Savepoint) {
+        self.writes.truncate(sp.writes);
+        self.held.get_mut().truncate(sp.held);
+    }
+
     /// Whether records keyed by `key` (a bare JID, a PubSub node's home)
     /// live in this shard.
     pub fn is_home(&self, key: &str) -> bool {
@@ -246,6 +273,16 @@ impl Ctx<'_> {
     }
 
     pub fn bounce_with(&self, s: &Stanza, err: &StanzaError) {
+        self.bounce_with_payload(s, err, None);
+    }
+
+    /// As `bounce_with`, the error carrying `payload` (RFC 6120 §8.3.1).
+    pub fn bounce_with_payload(
+        &self,
+        s: &Stanza,
+        err: &StanzaError,
+        payload: Option<&proto::Element>,
+    ) {
         if s.is_error() || (s.kind == Kind::Iq && s.stype() == "result") {
             return;
         }
@@ -253,7 +290,7 @@ impl Ctx<'_> {
         let server = self.server_jid(from.domain());
         // Without a 'to' the stanza was for the sender's own account: the
         // reply carries no 'from' (RFC 6120 §8.1.2.1, §10.3.3).
-        let raw = s.error_reply(err, None);
+        let raw = s.error_reply_with(err, None, payload);
         let reply_from = s.to.clone().unwrap_or(server);
         self.route(synth(
             s.kind,

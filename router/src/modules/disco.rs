@@ -1,4 +1,5 @@
-//! XEP-0030 Service Discovery for the server and for accounts.
+//! XEP-0030 Service Discovery for the server and for accounts; an
+//! account's nodes and items are its PEP nodes (`pubsub/disco.rs`).
 
 use proto::error::StanzaCondition;
 use proto::stanza::Stanza;
@@ -42,8 +43,10 @@ impl IqHandler for DiscoInfo {
             }
             return ctx.iq_result(iq, Some(&q));
         }
+        // A node of the account is one of its PEP nodes (XEP-0163 §6,
+        // XEP-0060 §5.3).
         if p.attr("node").is_some() {
-            return ctx.bounce(iq, StanzaCondition::ItemNotFound, None);
+            return super::pubsub::disco_node_info(ctx, iq, p, t);
         }
         let mut q = Element::new("query", ns::DISCO_INFO);
         match t {
@@ -109,16 +112,21 @@ impl IqHandler for DiscoItems {
     fn features(&self, _t: TargetKind) -> &'static [&'static str] {
         &[ns::DISCO_ITEMS]
     }
-    fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, _t: &Target) {
+    fn handle(&self, ctx: &mut Ctx<'_>, iq: &Stanza, p: &Element, t: &Target) {
         if iq.stype() != "get" {
             return ctx.bounce(iq, StanzaCondition::BadRequest, None);
+        }
+        // An account's items are its PEP nodes, those the requester may
+        // see (XEP-0163 §6.2, XEP-0060 §5.2), and a node's its items.
+        if matches!(t, Target::OwnAccount | Target::Account(_)) {
+            return super::pubsub::disco_items(ctx, iq, p, t);
         }
         if p.attr("node").is_some() {
             return ctx.bounce(iq, StanzaCondition::ItemNotFound, None);
         }
         // The server's services: the PubSub service of the domain asked.
         let mut q = Element::new("query", ns::DISCO_ITEMS);
-        if let Target::Server = _t {
+        if let Target::Server = t {
             let domain = iq.to.as_ref().map(|j| j.domain().to_string());
             let domain = domain.or_else(|| iq.from.as_ref().map(|j| j.domain().to_string()));
             if let Some(d) = domain

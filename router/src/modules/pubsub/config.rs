@@ -1,9 +1,9 @@
-//! Node configuration (XEP-0060 §8.2, the `pubsub#node_config` form) and
-//! subscription options (§6.3, `pubsub#subscribe_options`): typed values,
-//! their defaults for a service node and for a PEP node (XEP-0163 §4), the
-//! forms that show them, and the submitted forms that change them. Stored
-//! as JSON in the node's record: unknown or missing keys take defaults, so
-//! the record survives adding options.
+//! Node configuration (XEP-0060 §8.2, the `pubsub#node_config` form):
+//! typed values, their defaults for a service node and for a PEP node
+//! (XEP-0163 §4), the form that shows them, the submitted forms that
+//! change them, and the meta-data form (§5.4). Stored as JSON in the
+//! node's record: unknown or missing keys take defaults, so the record
+//! survives adding options. Subscription options are `sub_options.rs`.
 
 use proto::form::{Field, Form, FormError, FormKind, FormOption};
 use proto::{BareJid, ns};
@@ -100,6 +100,7 @@ impl Default for NodeConfig {
 }
 
 const ACCESS: [&str; 5] = ["open", "presence", "roster", "authorize", "whitelist"];
+const PEP_ACCESS: [&str; 4] = ["open", "presence", "roster", "whitelist"];
 const PUBLISH: [&str; 3] = ["publishers", "subscribers", "open"];
 const SEND_LAST: [&str; 3] = ["never", "on_sub", "on_sub_and_presence"];
 const NOTIFICATION: [&str; 2] = ["headline", "normal"];
@@ -160,7 +161,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn value(var: &str, reason: impl Into<String>) -> ConfigError {
+    pub(super) fn value(var: &str, reason: impl Into<String>) -> ConfigError {
         ConfigError::Value {
             var: var.to_string(),
             reason: reason.into(),
@@ -204,8 +205,10 @@ impl NodeConfig {
         self.max_items.unwrap_or(cap).min(cap)
     }
 
-    /// The configuration form (XEP-0060 §8.2.1).
-    pub fn to_form(&self, kind: FormKind) -> Form {
+    /// The configuration form (XEP-0060 §8.2.1). A PEP node's offers the
+    /// access models a PEP node can have (no authorize, `pep.rs`).
+    pub fn to_form(&self, kind: FormKind, pep: bool) -> Form {
+        let access: &[&str] = if pep { &PEP_ACCESS } else { &ACCESS };
         let max_items = match self.max_items {
             Some(n) => n.to_string(),
             None => "max".to_string(),
@@ -221,7 +224,7 @@ impl NodeConfig {
                 Field::list_single(
                     "pubsub#access_model",
                     self.access_model.as_str(),
-                    options(&ACCESS),
+                    options(access),
                 )
                 .with_label("Who may subscribe and retrieve items"),
             )
@@ -306,6 +309,11 @@ impl NodeConfig {
     /// value. `cap` is the service's item limit.
     pub fn apply(&mut self, form: &Form, cap: u64) -> Result<(), ConfigError> {
         for (var, values) in form.submitted_values() {
+            // A submitted form names no field types; the option's own
+            // type says how many values it takes (XEP-0004 §3.3).
+            if values.len() > 1 && !multi_valued(var) {
+                return Err(FormError::TooManyValues(var.to_string()).into());
+            }
             let first = values.first().map(String::as_str).unwrap_or("");
             let boolean =
                 || -> Result<bool, ConfigError> { Ok(form.boolean(var)?.unwrap_or(false)) };
@@ -408,6 +416,13 @@ impl NodeConfig {
     }
 }
 
+/// Whether a `pubsub#...` option takes several values (list-multi); all
+/// others are boolean, list-single or text-single, which take one
+/// (XEP-0004 §3.3), a second one being a bad request.
+pub fn multi_valued(var: &str) -> bool {
+    var == "pubsub#roster_groups_allowed"
+}
+
 /// Whether two option values match as a precondition: booleans in any of
 /// their four spellings, everything else exactly.
 pub fn same_value(var: &str, want: &[String], have: &[String]) -> bool {
@@ -421,52 +436,6 @@ pub fn same_value(var: &str, want: &[String], have: &[String]) -> bool {
     a.sort();
     b.sort();
     a == b
-}
-
-/// A subscription's options (XEP-0060 §6.3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SubOptions {
-    /// Whether notifications are delivered (`pubsub#deliver`).
-    pub deliver: bool,
-}
-
-impl Default for SubOptions {
-    fn default() -> SubOptions {
-        SubOptions { deliver: true }
-    }
-}
-
-impl SubOptions {
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    pub fn decode(b: &[u8]) -> SubOptions {
-        serde_json::from_slice(b).unwrap_or_default()
-    }
-
-    pub fn to_form(&self, kind: FormKind) -> Form {
-        Form::new(kind)
-            .with_form_type(ns::PUBSUB_SUBSCRIBE_OPTIONS)
-            .with_field(
-                Field::boolean("pubsub#deliver", self.deliver)
-                    .with_label("Whether notifications are delivered"),
-            )
-    }
-
-    pub fn apply(&mut self, form: &Form) -> Result<(), ConfigError> {
-        form.expect_form_type(ns::PUBSUB_SUBSCRIBE_OPTIONS)?;
-        for (var, _) in form.submitted_values() {
-            match var {
-                "pubsub#deliver" => self.deliver = form.boolean(var)?.unwrap_or(true),
-                other => {
-                    return Err(ConfigError::value(other, "not a subscription option here"));
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The meta-data form of a node (XEP-0060 §5.4).
@@ -537,9 +506,41 @@ mod tests {
     }
 
     #[test]
+    fn a_second_value_for_a_single_valued_option_is_a_bad_request() {
+        for var in [
+            "pubsub#title",
+            "pubsub#access_model",
+            "pubsub#persist_items",
+        ] {
+            let mut c = NodeConfig::default();
+            let field = Field {
+                values: vec!["open".into(), "whitelist".into()],
+                ..Field::text_single(var, "")
+            };
+            let form = Form::new(FormKind::Submit)
+                .with_form_type(ns::PUBSUB_NODE_CONFIG)
+                .with_field(field);
+            assert_eq!(
+                c.apply(&form, 100),
+                Err(ConfigError::Form(FormError::TooManyValues(var.into()))),
+                "{var}"
+            );
+            assert_eq!(c, NodeConfig::default());
+        }
+        let mut c = NodeConfig::default();
+        let form = Form::new(FormKind::Submit).with_field(Field::list_multi(
+            "pubsub#roster_groups_allowed",
+            vec!["a".to_string(), "b".to_string()],
+            Vec::new(),
+        ));
+        c.apply(&form, 100).expect("list-multi");
+        assert_eq!(c.roster_groups_allowed, ["a", "b"]);
+    }
+
+    #[test]
     fn the_form_round_trips() {
         let c = NodeConfig::pep_default();
-        let form = c.to_form(FormKind::Form);
+        let form = c.to_form(FormKind::Form, true);
         let back = Form::from_element(&form.to_element()).expect("parses");
         let mut d = NodeConfig::default();
         let submit = Form {

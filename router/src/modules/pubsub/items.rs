@@ -1,11 +1,12 @@
 //! Retrieve items (XEP-0060 §6.5): all, by id, the newest `max_items`, and
 //! pages of a large node with Result Set Management (XEP-0059), newest
-//! first. Expired items (`pubsub#item_expire`) are not shown.
+//! first. Expired items (`pubsub#item_expire`) are neither shown nor
+//! counted (`expiry.rs`).
 
 use proto::error::{StanzaCondition, StanzaError};
 use proto::{Element, ns};
 
-use super::publish::event_item;
+use super::expiry::sweep;
 use super::{Handled, Req, at_node_home, check_access, internal, now_ms, pubsub_el};
 use crate::modules::Ctx;
 
@@ -13,11 +14,12 @@ use crate::modules::Ctx;
 const PAGE_MAX: usize = 1000;
 
 /// A request's RSM window (XEP-0059 §2): how many, and after or before
-/// which item id.
+/// which item id, or from which index (§2.6).
 pub(crate) struct Rsm {
     pub max: Option<usize>,
     pub after: Option<String>,
     pub before: Option<String>,
+    pub index: Option<usize>,
 }
 
 impl Rsm {
@@ -31,11 +33,54 @@ impl Rsm {
             })?),
             None => None,
         };
+        let index = match set.child("index", ns::RSM) {
+            Some(i) => Some(i.text().trim().parse::<usize>().map_err(|_| {
+                StanzaError::with_text(StanzaCondition::BadRequest, "rsm index is not a number")
+            })?),
+            None => None,
+        };
         Ok(Some(Rsm {
             max,
             after: set.child("after", ns::RSM).map(Element::text),
             before: set.child("before", ns::RSM).map(Element::text),
+            index,
         }))
+    }
+
+    /// The page of `all` (the full result set, in order) this window asks
+    /// for, at most `cap` long, and the index of its first entry: after an
+    /// id, before one (the page that ends right before it, §2.5; an empty
+    /// <before/> is the last page), or from an index (§2.6). An id that is
+    /// not in the set is item-not-found (§2.7).
+    pub fn page<'a, T>(
+        &self,
+        all: &'a [T],
+        id: impl Fn(&T) -> &str,
+        cap: usize,
+    ) -> Result<(&'a [T], usize), StanzaError> {
+        let max = self.max.unwrap_or(cap).min(cap);
+        let len = all.len();
+        let find = |want: &str| {
+            all.iter()
+                .position(|x| id(x) == want)
+                .ok_or_else(|| StanzaError::new(StanzaCondition::ItemNotFound))
+        };
+        let (start, end) = match (&self.before, &self.after, self.index) {
+            (Some(b), _, _) => {
+                let end = if b.is_empty() { len } else { find(b)? };
+                (end.saturating_sub(max), end)
+            }
+            (None, Some(a), _) => {
+                let start = find(a)?.saturating_add(1);
+                (start, start.saturating_add(max).min(len))
+            }
+            (None, None, Some(i)) => {
+                let start = i.min(len);
+                (start, start.saturating_add(max).min(len))
+            }
+            (None, None, None) => (0, max.min(len)),
+        };
+        Ok((all.get(start..end).unwrap_or_default(), start))
     }
 }
 
@@ -64,18 +109,18 @@ pub(crate) fn rsm_answer(
 /// §6.5: retrieve items.
 pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Element) -> Handled {
     at_node_home(ctx, req, a, |ctx, id| {
-        let node = super::load(ctx, req, &id)?;
+        let mut node = super::load(ctx, req, &id)?;
         let aff = super::affiliation(ctx, req, &id)?;
         check_access(ctx, req, &node, aff, false)?;
         if !node.config.persist_items {
             return Err(super::unsupported("persistent-items"));
         }
+        // Expired items go first: not shown, not counted, and an id of
+        // one is not found.
+        sweep(ctx, req, &mut node)?;
         let store = ctx.store().pubsub();
-        let expire_ms = node.config.item_expire.saturating_mul(1000);
         let now = now_ms();
-        let alive = |i: &storage::pubsub::Item| {
-            expire_ms == 0 || i.published_ms.saturating_add(expire_ms) > now
-        };
+        let alive = |i: &storage::pubsub::Item| super::expiry::alive(&node.config, i, now);
         let mut out = Element::new("items", ns::PUBSUB).with_attr("node", &id);
         // By id (§6.5.8).
         let wanted: Vec<&str> = a
@@ -90,7 +135,7 @@ pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Elemen
                     .map_err(internal)?
                     && alive(&item)
                 {
-                    out.push(plain(event_item(&node, &item)));
+                    out.push(retrieved(&item));
                 }
             }
             return Ok(Some(pubsub_el(ns::PUBSUB, out)));
@@ -156,7 +201,7 @@ pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Elemen
         };
         let shown: Vec<_> = items.into_iter().filter(|i| alive(i)).collect();
         for item in &shown {
-            out.push(plain(event_item(&node, item)));
+            out.push(retrieved(item));
         }
         let mut answer = pubsub_el(ns::PUBSUB, out);
         if rsm.is_some() {
@@ -174,8 +219,16 @@ pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Elemen
     })
 }
 
-/// An event item as the `pubsub` namespace's item of a retrieval.
-fn plain(mut e: Element) -> Element {
-    e.ns = ns::PUBSUB.to_string();
-    e
+/// An item as retrieval returns it (§6.5): with its payload whatever
+/// `pubsub#deliver_payloads` says, which governs notifications only (§4.3:
+/// a notification-only node's subscribers fetch the payload here).
+fn retrieved(item: &storage::pubsub::Item) -> Element {
+    let mut it = Element::new("item", ns::PUBSUB).with_attr("id", &item.id);
+    if let Some(p) = &item.publisher {
+        it.set_attr("publisher", p.as_str());
+    }
+    if let Ok(payload) = Element::parse(&item.payload, "", &[]) {
+        it.push(payload);
+    }
+    it
 }

@@ -13,17 +13,25 @@
 //! committed it. Notifications leave the same way and fan out per shard
 //! of their recipients (`Ctx::notify`), then per edge.
 //!
-//! Files: `config.rs` (node configuration and subscription options),
-//! `owner.rs` (XEP-0060 §8), `publish.rs` (§7 and notifications),
+//! Files: `config.rs` (node configuration), `sub_options.rs` (§6.3
+//! subscription options), `owner.rs` (XEP-0060 §8), `publish.rs` (§7 and notifications),
 //! `subscribe.rs` (§6, §5.6, §5.7, authorization), `items.rs` (§6.5 with
-//! RSM), `disco.rs` (§5), `pep.rs` (XEP-0163).
+//! RSM), `manage.rs` (§8.8, §8.9), `disco.rs` (§5), `expiry.rs`
+//! (`pubsub#item_expire`), `access.rs` (§4.1, §4.5), `pep.rs` (XEP-0163).
+//!
+//! A request is all or nothing: one refused halfway has its planned
+//! writes and held notifications undone ([`Ctx::rollback`]).
 
+mod access;
 pub mod config;
 mod disco;
+mod expiry;
 mod items;
+mod manage;
 mod owner;
 pub(crate) mod pep;
 mod publish;
+mod sub_options;
 mod subscribe;
 
 use std::sync::Arc;
@@ -31,12 +39,15 @@ use std::sync::Arc;
 use proto::error::{StanzaCondition, StanzaError};
 use proto::stanza::Stanza;
 use proto::{BareJid, Element, Jid, ns};
-use storage::pubsub::{Affiliation, NodeRecord};
+use storage::pubsub::NodeRecord;
 
 use super::Ctx;
+use super::context::Savepoint;
 use super::handler::{IqHandler, Target, TargetKind};
 use crate::config::CoreConfig;
-use config::{AccessModel, NodeConfig};
+use access::{affiliation, check_access, is_subscribed, owners};
+use config::NodeConfig;
+pub(crate) use disco::{items as disco_items, node_info as disco_node_info};
 
 /// The handlers of this module, for the registry.
 pub(crate) fn handlers(_cfg: &CoreConfig) -> Vec<Arc<dyn IqHandler>> {
@@ -101,6 +112,7 @@ pub(crate) const PEP_FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#filtered-notifications",
     "http://jabber.org/protocol/pubsub#item-ids",
     "http://jabber.org/protocol/pubsub#last-published",
+    "http://jabber.org/protocol/pubsub#meta-data",
     "http://jabber.org/protocol/pubsub#persistent-items",
     "http://jabber.org/protocol/pubsub#publish",
     "http://jabber.org/protocol/pubsub#publish-options",
@@ -162,11 +174,22 @@ pub(crate) fn unsupported(feature: &str) -> StanzaError {
 /// `Ok` or the error to answer with.
 pub(crate) type Answer = Result<Option<Element>, StanzaError>;
 
-/// Answer `iq` with its outcome.
-fn reply(ctx: &mut Ctx<'_>, iq: &Stanza, r: Answer) {
+/// Answer `iq` with how it was handled. A refused request changes
+/// nothing: what it planned since `sp` (a node auto-created on the way,
+/// the entries of a list before the bad one) and the notifications it
+/// held are undone, so every request is all or nothing.
+fn reply(ctx: &mut Ctx<'_>, iq: &Stanza, sp: Savepoint, r: Handled) {
     match r {
-        Ok(payload) => ctx.iq_result(iq, payload.as_ref()),
-        Err(e) => ctx.bounce_with(iq, &e),
+        Handled::Here(Ok(payload)) => ctx.iq_result(iq, payload.as_ref()),
+        Handled::Here(Err(e)) => {
+            ctx.rollback(sp);
+            ctx.bounce_with(iq, &e);
+        }
+        Handled::Refused(e, payload) => {
+            ctx.rollback(sp);
+            ctx.bounce_with_payload(iq, &e, Some(&payload));
+        }
+        Handled::Elsewhere => {}
     }
 }
 
@@ -203,6 +226,17 @@ pub(crate) fn at_node_home(
     a: &Element,
     f: impl FnOnce(&mut Ctx<'_>, String) -> Answer,
 ) -> Handled {
+    at_node_home_then(ctx, req, a, |ctx, id| Handled::Here(f(ctx, id)))
+}
+
+/// As [`at_node_home`], for a handler that says itself how it handled
+/// the request (it may refuse with a payload).
+pub(crate) fn at_node_home_then(
+    ctx: &mut Ctx<'_>,
+    req: &Req<'_>,
+    a: &Element,
+    f: impl FnOnce(&mut Ctx<'_>, String) -> Handled,
+) -> Handled {
     let id = match node_of(a) {
         Ok(id) => id,
         Err(e) => return e.into(),
@@ -210,7 +244,7 @@ pub(crate) fn at_node_home(
     if !at_home(ctx, req, &id) {
         return Handled::Elsewhere;
     }
-    Handled::Here(f(ctx, id))
+    f(ctx, id)
 }
 
 /// A node as a handler works on it: its record and configuration.
@@ -242,123 +276,6 @@ fn load(ctx: &Ctx<'_>, req: &Req<'_>, id: &str) -> Result<Node, StanzaError> {
 pub(crate) fn internal(e: storage::StorageError) -> StanzaError {
     tracing::error!(error = %e, "pubsub store failed");
     StanzaError::new(StanzaCondition::InternalServerError)
-}
-
-/// The requester's affiliation with a node. The PEP service's account owns
-/// all its nodes.
-fn affiliation(
-    ctx: &Ctx<'_>,
-    req: &Req<'_>,
-    node: &str,
-) -> Result<Option<Affiliation>, StanzaError> {
-    if req.is_pep_owner() {
-        return Ok(Some(Affiliation::Owner));
-    }
-    ctx.store()
-        .pubsub()
-        .affiliation_in(&ctx.writes, &req.service, node, &req.from_bare)
-        .map_err(internal)
-}
-
-/// The owners of a node (for a PEP node, its account).
-fn owners(ctx: &Ctx<'_>, req: &Req<'_>, node: &str) -> Result<Vec<BareJid>, StanzaError> {
-    if req.pep {
-        return Ok(vec![req.service.clone()]);
-    }
-    Ok(ctx
-        .store()
-        .pubsub()
-        .affiliations(&req.service, node)
-        .map_err(internal)?
-        .into_iter()
-        .filter(|(_, a)| *a == Affiliation::Owner)
-        .map(|(j, _)| j)
-        .collect())
-}
-
-/// Whether the requester may see a node's items and subscribe to it,
-/// by the node's access model (XEP-0060 §4.5, §6.1.3, §6.5.3); `Ok` means
-/// allowed. `subscribing` asks for the rules of a subscription request
-/// (the authorize model lets it through, pending).
-fn check_access(
-    ctx: &Ctx<'_>,
-    req: &Req<'_>,
-    node: &Node,
-    aff: Option<Affiliation>,
-    subscribing: bool,
-) -> Result<(), StanzaError> {
-    use StanzaCondition as C;
-    match aff {
-        // Publish-only may publish and purge, not see (§4.1's table).
-        Some(Affiliation::Outcast | Affiliation::PublishOnly) => {
-            return Err(StanzaError::new(C::Forbidden));
-        }
-        Some(Affiliation::Owner | Affiliation::Publisher) => return Ok(()),
-        _ => {}
-    }
-    match node.config.access_model {
-        AccessModel::Open => Ok(()),
-        AccessModel::Presence => {
-            if contact_of_owner(ctx, req, &node.id, None)? {
-                Ok(())
-            } else {
-                Err(perr(C::NotAuthorized, "presence-subscription-required"))
-            }
-        }
-        AccessModel::Roster => {
-            let groups = &node.config.roster_groups_allowed;
-            if contact_of_owner(ctx, req, &node.id, Some(groups))? {
-                Ok(())
-            } else {
-                Err(perr(C::NotAuthorized, "not-in-roster-group"))
-            }
-        }
-        AccessModel::Authorize => {
-            if subscribing || aff == Some(Affiliation::Member) {
-                return Ok(());
-            }
-            if is_subscribed(ctx, req, &node.id)? {
-                Ok(())
-            } else {
-                Err(perr(C::NotAuthorized, "not-subscribed"))
-            }
-        }
-        AccessModel::Whitelist => {
-            if aff == Some(Affiliation::Member) {
-                Ok(())
-            } else {
-                Err(perr(C::NotAllowed, "closed-node"))
-            }
-        }
-    }
-}
-
-/// Whether an owner of the node has the requester in its roster with a
-/// subscription from it (the requester sees the owner's presence), and,
-/// with `groups`, in one of those groups.
-fn contact_of_owner(
-    ctx: &Ctx<'_>,
-    req: &Req<'_>,
-    node: &str,
-    groups: Option<&Vec<String>>,
-) -> Result<bool, StanzaError> {
-    for owner in owners(ctx, req, node)? {
-        if owner == req.from_bare {
-            return Ok(true);
-        }
-        let item = ctx
-            .store()
-            .rosters()
-            .get(&owner, &req.from_bare)
-            .map_err(internal)?;
-        if let Some(item) = item
-            && item.state.sub.has_from()
-            && groups.is_none_or(|g| item.groups.iter().any(|x| g.contains(x)))
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// Milliseconds since the epoch.
@@ -425,6 +342,7 @@ impl IqHandler for PubSub {
             return ctx.bounce(iq, StanzaCondition::BadRequest, None);
         };
         let set = iq.stype() == "set";
+        let sp = ctx.savepoint();
         let r = match (set, a.name.as_str()) {
             (true, "create") => owner::create(ctx, &req, p, a),
             (true, "publish") => publish::publish(ctx, &req, p, a),
@@ -436,14 +354,9 @@ impl IqHandler for PubSub {
             (false, "subscriptions") => subscribe::own_subscriptions(ctx, &req, a),
             (false, "affiliations") => subscribe::own_affiliations(ctx, &req, a),
             (false, "default") => owner::default_config(ctx, &req, ns::PUBSUB),
-            _ => Handled::Here(Err(StanzaError::new(
-                StanzaCondition::FeatureNotImplemented,
-            ))),
+            _ => not_a_request(a, set).into(),
         };
-        match r {
-            Handled::Here(r) => reply(ctx, iq, r),
-            Handled::Elsewhere => {}
-        }
+        reply(ctx, iq, sp, r);
     }
 }
 
@@ -462,28 +375,42 @@ impl IqHandler for PubSubOwner {
             return ctx.bounce(iq, StanzaCondition::BadRequest, None);
         };
         let set = iq.stype() == "set";
+        let sp = ctx.savepoint();
         let r = match (set, a.name.as_str()) {
             (_, "configure") => owner::configure(ctx, &req, a, set),
             (false, "default") => owner::default_config(ctx, &req, ns::PUBSUB_OWNER),
             (true, "delete") => owner::delete(ctx, &req, a),
             (true, "purge") => owner::purge(ctx, &req, a),
-            (_, "subscriptions") => owner::subscriptions(ctx, &req, a, set),
-            (_, "affiliations") => owner::affiliations(ctx, &req, a, set),
-            _ => Handled::Here(Err(StanzaError::new(
-                StanzaCondition::FeatureNotImplemented,
-            ))),
+            (_, "subscriptions") => manage::subscriptions(ctx, &req, a, set),
+            (_, "affiliations") => manage::affiliations(ctx, &req, a, set),
+            _ => not_a_request(a, set).into(),
         };
-        match r {
-            Handled::Here(r) => reply(ctx, iq, r),
-            Handled::Elsewhere => {}
-        }
+        reply(ctx, iq, sp, r);
     }
+}
+
+/// The answer to a child of `<pubsub/>` that is no request of its
+/// namespace with this IQ type (a `<frob/>`, a get of `<publish/>`):
+/// bad-request, as it does not conform to the namespace's schema (RFC 6120
+/// §8.3.3.1). Not a bare feature-not-implemented: XEP-0060 answers that
+/// condition only with an `<unsupported feature='...'/>` naming one of its
+/// §10 features (§7.1.3, §6.1.3, ...), and each feature these requests
+/// stand for is implemented.
+fn not_a_request(a: &Element, set: bool) -> StanzaError {
+    let kind = if set { "set" } else { "get" };
+    StanzaError::with_text(
+        StanzaCondition::BadRequest,
+        format!("<{}/> is no pubsub {kind} request", a.name),
+    )
 }
 
 /// Where a request was handled.
 pub(crate) enum Handled {
     /// Here, with this answer.
     Here(Answer),
+    /// Here, refused with this error, which carries this payload (the
+    /// refused entries of a list, XEP-0060 §8.8.2.4, §8.9.2.4).
+    Refused(StanzaError, Element),
     /// Handed on to the node's home shard, which answers.
     Elsewhere,
 }
@@ -504,24 +431,4 @@ impl From<StanzaError> for Handled {
 /// authorization request (XEP-0060 §8.6).
 pub(crate) fn message(ctx: &mut Ctx<'_>, s: Stanza) {
     subscribe::authorization_answer(ctx, s);
-}
-
-/// Whether the requester holds a confirmed subscription to the node,
-/// under its full JID or its bare one (slixmpp and most clients
-/// subscribe the bare JID, then ask from a full one).
-pub(super) fn is_subscribed(ctx: &Ctx<'_>, req: &Req<'_>, node: &str) -> Result<bool, StanzaError> {
-    let store = ctx.store().pubsub();
-    let bare = proto::Jid::Bare(req.from_bare.clone());
-    for jid in [&req.from, &bare] {
-        let subs = store
-            .subscriptions_of_in(&ctx.writes, &req.service, node, jid)
-            .map_err(internal)?;
-        if subs
-            .iter()
-            .any(|s| s.state == storage::pubsub::SubscriptionState::Subscribed)
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }

@@ -1,19 +1,18 @@
 //! Owner use cases (XEP-0060 §8): create a node (instant or named, with a
 //! configuration), get and submit its configuration, the default
-//! configuration, delete (with redirect), purge, and manage subscriptions
-//! and affiliations.
+//! configuration, delete (with redirect) and purge. Managing a node's
+//! subscriptions and affiliations is `manage.rs`.
 
 use proto::error::{StanzaCondition, StanzaError};
 use proto::form::{Form, FormKind};
 use proto::stanza::Stanza;
-use proto::{Element, Jid, ns};
-use storage::pubsub::{Affiliation, NodeRecord, Subscription, SubscriptionState};
+use proto::{Element, ns};
+use storage::pubsub::{Affiliation, NodeRecord};
 
-use super::config::{ConfigError, NodeConfig, SubOptions};
+use super::config::{ConfigError, NodeConfig};
 use super::publish::{event, notify_subscribers};
 use super::{
-    Handled, Node, Req, at_home, at_node_home, fresh_id, internal, node_of, now_ms, owners, perr,
-    pubsub_el,
+    Handled, Node, Req, at_home, at_node_home, fresh_id, internal, node_of, now_ms, perr, pubsub_el,
 };
 use crate::modules::Ctx;
 
@@ -145,6 +144,7 @@ fn create_here(
             .apply(&form, cfg.max_items_per_node)
             .map_err(config_error)?;
     }
+    super::pep::supported(req, &config)?;
     put_new_node(ctx, req, node, config)?;
     let created = Element::new("create", ns::PUBSUB).with_attr("node", node);
     Ok(instant
@@ -184,7 +184,7 @@ pub(super) fn put_new_node(
 
 /// Load node `a@node` for an owner request: it must exist and the
 /// requester own it.
-fn owned(ctx: &Ctx<'_>, req: &Req<'_>, a: &Element) -> Result<Node, StanzaError> {
+pub(super) fn owned(ctx: &Ctx<'_>, req: &Req<'_>, a: &Element) -> Result<Node, StanzaError> {
     let id = node_of(a)?;
     let node = super::load(ctx, req, &id)?;
     match super::affiliation(ctx, req, &id)? {
@@ -198,7 +198,7 @@ pub(super) fn configure(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool
     at_node_home(ctx, req, a, |ctx, _| {
         let mut node = owned(ctx, req, a)?;
         if !set {
-            let form = node.config.to_form(FormKind::Form).to_element();
+            let form = node.config.to_form(FormKind::Form, req.pep).to_element();
             let conf = Element::new("configure", ns::PUBSUB_OWNER)
                 .with_attr("node", &node.id)
                 .with_child(form);
@@ -226,6 +226,7 @@ pub(super) fn configure(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool
         }
         let cap = ctx.cfg().pubsub.max_items_per_node;
         node.config.apply(&form, cap).map_err(config_error)?;
+        super::pep::supported(req, &node.config)?;
         node.record.config = node.config.encode();
         let store = ctx.store().pubsub();
         // Fewer items kept now: the oldest go.
@@ -244,7 +245,7 @@ pub(super) fn configure(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool
         if node.config.notify_config {
             let mut c = Element::new("configuration", ns::PUBSUB_EVENT).with_attr("node", &node.id);
             if node.config.deliver_payloads {
-                c.push(node.config.to_form(FormKind::Result).to_element());
+                c.push(node.config.to_form(FormKind::Result, req.pep).to_element());
             }
             notify_subscribers(ctx, req, &node, event(c), None)?;
         }
@@ -259,8 +260,8 @@ pub(super) fn default_config(ctx: &mut Ctx<'_>, req: &Req<'_>, namespace: &str) 
     } else {
         NodeConfig::service_default(ctx.cfg().pubsub.default_max_items)
     };
-    let d =
-        Element::new("default", namespace).with_child(config.to_form(FormKind::Form).to_element());
+    let d = Element::new("default", namespace)
+        .with_child(config.to_form(FormKind::Form, req.pep).to_element());
     Handled::Here(Ok(Some(pubsub_el(namespace, d))))
 }
 
@@ -300,212 +301,6 @@ pub(super) fn purge(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled {
         if node.config.notify_retract {
             let p = Element::new("purge", ns::PUBSUB_EVENT).with_attr("node", &node.id);
             notify_subscribers(ctx, req, &node, event(p), None)?;
-        }
-        Ok(None)
-    })
-}
-
-/// The `subscription` attribute of a state.
-pub(super) fn state_name(s: SubscriptionState) -> &'static str {
-    match s {
-        SubscriptionState::Pending => "pending",
-        SubscriptionState::Unconfigured => "unconfigured",
-        SubscriptionState::Subscribed => "subscribed",
-    }
-}
-
-/// §8.8: list or change a node's subscriptions.
-pub(super) fn subscriptions(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool) -> Handled {
-    at_node_home(ctx, req, a, |ctx, _| {
-        let node = owned(ctx, req, a)?;
-        let store = ctx.store().pubsub();
-        if !set {
-            let mut list =
-                Element::new("subscriptions", ns::PUBSUB_OWNER).with_attr("node", &node.id);
-            for s in store
-                .subscriptions(&req.service, &node.id)
-                .map_err(internal)?
-            {
-                list.push(
-                    Element::new("subscription", ns::PUBSUB_OWNER)
-                        .with_attr("jid", s.jid.as_str())
-                        .with_attr("subscription", state_name(s.state))
-                        .with_attr("subid", &s.subid),
-                );
-            }
-            return Ok(Some(pubsub_el(ns::PUBSUB_OWNER, list)));
-        }
-        for e in a.elements().filter(|e| e.name == "subscription") {
-            let jid = e
-                .attr("jid")
-                .and_then(|j| Jid::parse(j).ok())
-                .ok_or_else(|| StanzaError::new(StanzaCondition::JidMalformed))?;
-            let existing = store
-                .subscriptions_of_in(&ctx.writes, &req.service, &node.id, &jid)
-                .map_err(internal)?;
-            match e.attr("subscription") {
-                Some("none") => {
-                    for s in &existing {
-                        store
-                            .remove_subscription_in(
-                                &mut ctx.writes,
-                                &req.service,
-                                &node.id,
-                                &jid,
-                                &s.subid,
-                            )
-                            .map_err(internal)?;
-                    }
-                    super::subscribe::tell_subscriber(ctx, req, &node.id, &jid, "none", None);
-                }
-                Some(st @ ("subscribed" | "pending")) => {
-                    let state = if st == "subscribed" {
-                        SubscriptionState::Subscribed
-                    } else {
-                        SubscriptionState::Pending
-                    };
-                    let sub = match existing.into_iter().next() {
-                        Some(mut s) => {
-                            s.state = state;
-                            s
-                        }
-                        None => Subscription {
-                            jid: jid.clone(),
-                            subid: fresh_id(),
-                            state,
-                            options: SubOptions::default().encode(),
-                        },
-                    };
-                    store
-                        .put_subscription_in(&mut ctx.writes, &req.service, &node.id, &sub)
-                        .map_err(internal)?;
-                    super::subscribe::tell_subscriber(
-                        ctx,
-                        req,
-                        &node.id,
-                        &jid,
-                        st,
-                        Some(&sub.subid),
-                    );
-                }
-                _ => {
-                    return Err(StanzaError::with_text(
-                        StanzaCondition::BadRequest,
-                        "subscription must be subscribed, pending or none",
-                    ));
-                }
-            }
-        }
-        Ok(None)
-    })
-}
-
-/// The `affiliation` attribute of an affiliation.
-pub(super) fn affiliation_name(a: Option<Affiliation>) -> &'static str {
-    match a {
-        Some(Affiliation::Owner) => "owner",
-        Some(Affiliation::Publisher) => "publisher",
-        Some(Affiliation::PublishOnly) => "publish-only",
-        Some(Affiliation::Member) => "member",
-        Some(Affiliation::Outcast) => "outcast",
-        None => "none",
-    }
-}
-
-fn parse_affiliation(s: &str) -> Option<Option<Affiliation>> {
-    Some(match s {
-        "owner" => Some(Affiliation::Owner),
-        "publisher" => Some(Affiliation::Publisher),
-        "publish-only" => Some(Affiliation::PublishOnly),
-        "member" => Some(Affiliation::Member),
-        "outcast" => Some(Affiliation::Outcast),
-        "none" => None,
-        _ => return None,
-    })
-}
-
-/// §8.9: list or change a node's affiliations. An outcast loses its
-/// subscriptions; the last owner cannot be removed.
-pub(super) fn affiliations(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool) -> Handled {
-    at_node_home(ctx, req, a, |ctx, _| {
-        let node = owned(ctx, req, a)?;
-        let store = ctx.store().pubsub();
-        if !set {
-            let mut list =
-                Element::new("affiliations", ns::PUBSUB_OWNER).with_attr("node", &node.id);
-            let mut listed = store
-                .affiliations(&req.service, &node.id)
-                .map_err(internal)?;
-            if req.pep {
-                listed.retain(|(j, _)| *j != req.service);
-                listed.insert(0, (req.service.clone(), Affiliation::Owner));
-            }
-            for (jid, aff) in listed {
-                list.push(
-                    Element::new("affiliation", ns::PUBSUB_OWNER)
-                        .with_attr("jid", jid.as_str())
-                        .with_attr("affiliation", affiliation_name(Some(aff))),
-                );
-            }
-            return Ok(Some(pubsub_el(ns::PUBSUB_OWNER, list)));
-        }
-        let mut changes = Vec::new();
-        for e in a.elements().filter(|e| e.name == "affiliation") {
-            let jid = e
-                .attr("jid")
-                .and_then(|j| proto::BareJid::parse(j).ok())
-                .ok_or_else(|| StanzaError::new(StanzaCondition::JidMalformed))?;
-            let aff = e
-                .attr("affiliation")
-                .and_then(parse_affiliation)
-                .ok_or_else(|| {
-                    StanzaError::with_text(StanzaCondition::BadRequest, "unknown affiliation")
-                })?;
-            if req.pep && jid == req.service {
-                return Err(StanzaError::with_text(
-                    StanzaCondition::NotAcceptable,
-                    "the account owns its PEP nodes",
-                ));
-            }
-            changes.push((jid, aff));
-        }
-        if !req.pep {
-            let mut left: Vec<proto::BareJid> = owners(ctx, req, &node.id)?;
-            for (jid, aff) in &changes {
-                left.retain(|o| o != jid);
-                if *aff == Some(Affiliation::Owner) {
-                    left.push(jid.clone());
-                }
-            }
-            if left.is_empty() {
-                return Err(StanzaError::with_text(
-                    StanzaCondition::NotAcceptable,
-                    "a node keeps at least one owner",
-                ));
-            }
-        }
-        for (jid, aff) in changes {
-            store
-                .set_affiliation_in(&mut ctx.writes, &req.service, &node.id, &jid, aff)
-                .map_err(internal)?;
-            if aff == Some(Affiliation::Outcast) {
-                for (n, s) in store
-                    .subscriptions_by(&req.service, &Jid::Bare(jid.clone()))
-                    .map_err(internal)?
-                {
-                    if n == node.id {
-                        store
-                            .remove_subscription_in(
-                                &mut ctx.writes,
-                                &req.service,
-                                &node.id,
-                                &s.jid,
-                                &s.subid,
-                            )
-                            .map_err(internal)?;
-                    }
-                }
-            }
         }
         Ok(None)
     })

@@ -13,6 +13,7 @@ use storage::RosterItem;
 use storage::pubsub::Item;
 
 use super::config::{AccessModel, NodeConfig, SendLast};
+use super::expiry::alive;
 use super::publish::{event, event_item, notification, notify_subscribers};
 use super::{Node, Req, internal, now_ms};
 use crate::modules::{Ctx, caps};
@@ -26,6 +27,23 @@ pub(crate) fn add_recipients(
     out: &mut Vec<Jid>,
 ) -> Result<(), StanzaError> {
     out.push(Jid::Bare(req.service.clone()));
+    Ok(())
+}
+
+/// Refuse a configuration a PEP node cannot have: the authorize access
+/// model. XEP-0163 §5 asks a PEP service for the presence, open, roster
+/// and whitelist models only, the account does not advertise
+/// `pubsub#access-authorize`, and its owner could not answer the
+/// authorization requests of §8.6 (they would go to the account's own
+/// JID, which is the service). XEP-0060 §8.1.2 names the error.
+pub(crate) fn supported(req: &Req<'_>, config: &NodeConfig) -> Result<(), StanzaError> {
+    if req.pep && config.access_model == AccessModel::Authorize {
+        return Err(StanzaError::with_text(
+            StanzaCondition::NotAcceptable,
+            "PEP nodes have no authorize access model",
+        )
+        .with_app("unsupported-access-model", ns::PUBSUB_ERRORS));
+    }
     Ok(())
 }
 
@@ -156,10 +174,23 @@ pub(crate) fn owner_items(
     node: &str,
 ) -> Result<Vec<Item>, StanzaError> {
     let cap = ctx.cfg().pubsub.max_items_per_node as usize;
-    ctx.store()
+    let Some(record) = ctx
+        .store()
+        .pubsub()
+        .node_in(&ctx.writes, &req.service, node)
+        .map_err(internal)?
+    else {
+        return Ok(Vec::new());
+    };
+    let config = NodeConfig::decode(&record.config);
+    let now = now_ms();
+    let mut items = ctx
+        .store()
         .pubsub()
         .items(&req.service, node, true, None, cap)
-        .map_err(internal)
+        .map_err(internal)?;
+    items.retain(|i| alive(&config, i, now));
+    Ok(items)
 }
 
 /// Nodes of one account looked at for last items on presence, at most.
@@ -251,7 +282,11 @@ fn send_last_items(ctx: &mut Ctx<'_>, owner: &BareJid, to: &FullJid) -> Result<(
         {
             continue;
         }
-        let Some(last) = store.last_item(owner, &id).map_err(internal)? else {
+        let Some(last) = store
+            .last_item(owner, &id)
+            .map_err(internal)?
+            .filter(|i| alive(&config, i, now_ms()))
+        else {
             continue;
         };
         let node = Node {

@@ -4,13 +4,14 @@
 
 use bytes::Bytes;
 use proto::error::{StanzaCondition, StanzaError};
-use proto::form::{Form, FormKind};
+use proto::form::{Form, FormError, FormKind};
 use proto::stanza::{Kind, Stanza};
 use proto::{BareJid, Element, Jid, ns};
 use storage::pubsub::{Affiliation, SubscriptionState};
 
-use super::config::{NodeConfig, PublishModel, SubOptions, same_value};
+use super::config::{ConfigError, NodeConfig, PublishModel, multi_valued, same_value};
 use super::owner::config_error;
+use super::sub_options::SubOptions;
 use super::{Handled, Node, Req, at_node_home, fresh_id, internal, now_ms, perr, pubsub_el};
 use crate::modules::Ctx;
 
@@ -164,8 +165,13 @@ fn publish_here(
                 };
                 config
                     .apply(&as_config, limits.max_items_per_node)
-                    .map_err(|e| perr_precondition(config_error(e)))?;
+                    .map_err(|e| match e {
+                        // A malformed form is a bad request as anywhere.
+                        ConfigError::Form(f) => f.to_stanza_error(),
+                        value => perr_precondition(config_error(value)),
+                    })?;
             }
+            super::pep::supported(req, &config).map_err(perr_precondition)?;
             super::owner::put_new_node(ctx, req, id, config)?
         }
         Err(e) => return Err(e),
@@ -173,6 +179,9 @@ fn publish_here(
     // Preconditions (§7.1.5): every option named must have that value.
     if let Some(f) = &options {
         for (var, values) in f.submitted_values() {
+            if values.len() > 1 && !multi_valued(var) {
+                return Err(FormError::TooManyValues(var.to_string()).to_stanza_error());
+            }
             let ok = node
                 .config
                 .value_of(var)
@@ -200,7 +209,10 @@ fn publish_here(
     if !allowed {
         return Err(StanzaError::new(C::Forbidden));
     }
-    // One item with at most one payload (§7.1.3.6).
+    // One item with at most one payload, as the node's event type wants
+    // (§4.3, §7.1.3.6): persistent nodes and payload nodes take an item,
+    // payload nodes a payload in it, and a transient notification-only
+    // node none at all.
     let mut items = a.elements().filter(|e| e.name == "item");
     let item = items.next();
     if items.next().is_some() {
@@ -209,11 +221,19 @@ fn publish_here(
             "one item per publish",
         ));
     }
-    let Some(item) = item else {
-        if node.config.persist_items || node.config.deliver_payloads {
-            return Err(perr(C::BadRequest, "item-required"));
+    let notification_only = !node.config.deliver_payloads;
+    let item = match item {
+        Some(_) if notification_only && !node.config.persist_items => {
+            return Err(perr(C::BadRequest, "item-forbidden"));
         }
-        return Ok(published(id, None));
+        Some(i) => i,
+        None if notification_only && !node.config.persist_items => {
+            // A transient notification: an empty <items/> (§1.2, §4.3).
+            let ev = event(Element::new("items", ns::PUBSUB_EVENT).with_attr("node", id));
+            notify_subscribers(ctx, req, &node, ev, None)?;
+            return Ok(published(id, None));
+        }
+        None => return Err(perr(C::BadRequest, "item-required")),
     };
     let mut payloads = item.elements();
     let payload = payloads.next();
@@ -222,9 +242,10 @@ fn publish_here(
     }
     let payload = match payload {
         Some(p) => p.to_xml(""),
-        None if node.config.deliver_payloads || node.config.persist_items => {
+        None if !notification_only => {
             return Err(perr(C::BadRequest, "payload-required"));
         }
+        // A persistent notification-only node: the item may be empty.
         None => String::new(),
     };
     if payload.len() > limits.max_item_bytes {
@@ -254,6 +275,8 @@ fn publish_here(
     };
     let store = ctx.store().pubsub();
     if node.config.persist_items {
+        // Expired items neither stay nor count against max_items.
+        super::expiry::sweep(ctx, req, &mut node)?;
         store
             .put_item_in(
                 &mut ctx.writes,
@@ -326,19 +349,25 @@ pub(super) fn retract(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled 
             return Err(StanzaError::new(C::Forbidden));
         }
         let store = ctx.store().pubsub();
-        let Some(item) = store
+        let now = now_ms();
+        let item = store
             .item_in(&ctx.writes, &req.service, &id, item_id)
             .map_err(internal)?
-        else {
-            return Err(StanzaError::new(C::ItemNotFound));
-        };
-        let own_item = item
-            .publisher
-            .as_ref()
-            .is_some_and(|p| p.bare() == req.from_bare);
+            .filter(|i| super::expiry::alive(&node.config, i, now));
+        // Permission first (§7.2.3.1): one who may not retract learns
+        // nothing of whether the item exists. Owners and publishers may
+        // retract any item, others their own.
+        let own_item = item.as_ref().is_some_and(|i| {
+            i.publisher
+                .as_ref()
+                .is_some_and(|p| p.bare() == req.from_bare)
+        });
         let may = matches!(aff, Some(Affiliation::Owner | Affiliation::Publisher)) || own_item;
         if !may {
             return Err(StanzaError::new(C::Forbidden));
+        }
+        if item.is_none() {
+            return Err(StanzaError::new(C::ItemNotFound));
         }
         store
             .retract_item_in(

@@ -10,9 +10,11 @@ use proto::stanza::Stanza;
 use proto::{Element, Jid, ns};
 use storage::pubsub::{Affiliation, Subscription, SubscriptionState};
 
-use super::config::{AccessModel, SendLast, SubOptions};
-use super::owner::{affiliation_name, config_error, state_name};
+use super::config::{AccessModel, SendLast};
+use super::manage::{affiliation_name, state_name};
+use super::owner::config_error;
 use super::publish::{event, event_item, notification, notify_subscribers};
+use super::sub_options::SubOptions;
 use super::{Handled, Req, at_node_home, check_access, fresh_id, internal, perr, pubsub_el};
 use crate::modules::Ctx;
 
@@ -104,7 +106,9 @@ pub(super) fn subscribe(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Eleme
             .map_err(internal)?;
         if pending {
             ask_owners(ctx, req, &id, &sub)?;
-        } else if node.config.send_last_published_item != SendLast::Never {
+        } else if node.config.send_last_published_item != SendLast::Never && options.deliver {
+            // Not to a subscription that asked for no notifications
+            // (pubsub#deliver=0, §6.3).
             send_last(ctx, req, &node, &jid)?;
         }
         if node.config.notify_sub {
@@ -138,7 +142,8 @@ pub(crate) fn send_last(
         .pubsub()
         .last_item(&req.service, &node.id)
         .map_err(internal)?;
-    if let Some(item) = last {
+    // An expired item is not the last published one any more.
+    if let Some(item) = last.filter(|i| super::expiry::alive(&node.config, i, super::now_ms())) {
         let ev = event(
             Element::new("items", ns::PUBSUB_EVENT)
                 .with_attr("node", &node.id)

@@ -47,6 +47,9 @@ fn walk(v: &Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
+/// The longest array printed row by row.
+const MAX_ROWS: usize = 20;
+
 /// Flatten an object into dotted names and printable values.
 pub fn rows(v: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -66,12 +69,14 @@ fn flatten(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
                 flatten(v, &p, out);
             }
         }
-        // Rows of a table (the checkpoints of `nodes`): numbered from 1.
-        Value::Array(a) => {
+        // Rows of a short table (the checkpoints of `nodes`), numbered
+        // from 1; long series (a timeline) are for the JSON and HTML.
+        Value::Array(a) if a.len() <= MAX_ROWS => {
             for (i, v) in a.iter().enumerate() {
                 flatten(v, &format!("{path}.{}", i + 1), out);
             }
         }
+        Value::Array(_) => {}
         Value::Null => out.push((path.to_string(), "-".into())),
         Value::Number(n) => out.push((path.to_string(), number(n))),
         Value::String(s) => out.push((path.to_string(), s.clone())),
@@ -316,6 +321,8 @@ mod tests {
         let t = table(&v);
         assert!(t.contains("checkpoints.1.nodes  10"), "{t}");
         assert!(t.contains("checkpoints.2.p50    0.25"), "{t}");
+        let long = serde_json::json!({"timeline": vec![1; MAX_ROWS + 1]});
+        assert!(table(&long).is_empty());
     }
 
     #[test]

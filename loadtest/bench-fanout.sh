@@ -97,6 +97,13 @@ liveness_secs = 30"
   EDGE_PIDS+=($LAST)
 done
 port() { echo $((17000 + 100 * $1 + 22)); }
+# Source addresses of harness process E in phase P (1 registration, 2
+# subscribers): four of its own, so that no address holds more than a
+# few thousand connections. With all of them from 127.0.0.1 the kernel's
+# search for a free ephemeral port (__inet_hash_connect) took most of the
+# CPU past ~60,000 connections, and the sockets a finished phase leaves
+# in TIME_WAIT would crowd the next one's.
+sources() { echo "127.$((10 + $2)).$1.1,127.$((10 + $2)).$1.2,127.$((10 + $2)).$1.3,127.$((10 + $2)).$1.4"; }
 log "core (pid $CORE) and $EDGES edges up"
 
 # The node, made by the publisher's account.
@@ -112,7 +119,7 @@ for e in $(seq 1 "$EDGES"); do
   first=$(((e - 1) * per))
   n=$((SUBSCRIBERS - first < per ? SUBSCRIBERS - first : per))
   "$LT" connect --user-pattern "fan{n}" --first-user "$first" --sessions "$n" --register \
-    --login-rate "$REGISTER_RATE" --port "$(port "$e")" --duration 0 > "$work/reg$e.txt" 2>&1 &
+    --login-rate "$REGISTER_RATE" --port "$(port "$e")" --sources "$(sources "$e" 1)" --duration 0 > "$work/reg$e.txt" 2>&1 &
   REG_PIDS+=($!)
 done
 for e in $(seq 1 "$EDGES"); do
@@ -125,7 +132,7 @@ for e in $(seq 1 "$EDGES"); do
   n=$((SUBSCRIBERS - first < per ? SUBSCRIBERS - first : per))
   "$LT" pubsub --pubsub-role subscribers --pubsub-node fanout --user-pattern "fan{n}" \
     --first-user "$first" --subscribers "$n" --login-rate "$LOGIN_RATE" \
-    --port "$(port "$e")" --duration 3600 --ready-file "$work/ready$e" \
+    --port "$(port "$e")" --sources "$(sources "$e" 2)" --duration 3600 --ready-file "$work/ready$e" \
     --json "$work/sub$e.json" > "$work/sub$e.txt" 2>&1 &
   SUB_PIDS+=($!)
 done

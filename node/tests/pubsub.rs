@@ -1007,6 +1007,46 @@ async fn pep_nodes_are_auto_created_and_reach_the_owners_resources() {
     t.stop().await;
 }
 
+/// What a capability hash means outlives the server: after a restart a
+/// client announcing a hash learnt before is not asked again, and gets
+/// the PEP notifications its features ask for.
+#[tokio::test]
+async fn a_learnt_capability_hash_outlives_a_restart() {
+    const MOOD: &str = "http://jabber.org/protocol/mood";
+    let notify = format!("{MOOD}+notify");
+    let mut t = server(&["alice", "bob"]).await;
+    let caps = Caps::new("http://bob.example/c", &[ns::DISCO_INFO, MOOD, &notify]);
+    {
+        let mut a = online(&t, "alice").await;
+        let mut b = online(&t, "bob").await;
+        subscribe(&mut a, &mut b, "alice@localhost", "bob@localhost").await;
+        subscribe(&mut b, &mut a, "bob@localhost", "alice@localhost").await;
+        b.send(&caps.presence("")).await;
+        caps.answer(&mut b).await;
+        ok(&iq(&mut b, "ping", "get", "", "<ping xmlns='urn:xmpp:ping'/>").await);
+    }
+    t.restart().await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    b.send(&caps.presence("")).await;
+    let mood = pubsub(&format!(
+        "<publish node='{MOOD}'><item id='current'><mood xmlns='{MOOD}'><happy/></mood></item></publish>"
+    ));
+    ok(&iq(&mut a, "mood", "set", "", &mood).await);
+    let ev = b
+        .expect(|e| {
+            assert!(
+                e.child("query", ns::DISCO_INFO).is_none(),
+                "a hash learnt before the restart is not asked about again"
+            );
+            e.child("event", ns::PUBSUB_EVENT).is_some()
+        })
+        .await
+        .expect("the mood");
+    assert!(ev.to_xml(ns::CLIENT).contains("<happy"));
+    t.stop().await;
+}
+
 /// Read until a chat message from `from` arrives, failing on any PubSub
 /// event before it (the message is a barrier sent after what must not
 /// arrive).

@@ -78,6 +78,18 @@ impl TestServer {
             s.stop().await;
         }
     }
+
+    /// Stop, then start a new server (default configuration, new ports)
+    /// on the same data directory.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let server = Server::start(test_config(self.dir.path()))
+            .await
+            .expect("server starts again");
+        self.addr = server.c2s_addr.expect("c2s");
+        self.tls_addr = server.direct_tls_addr.expect("direct tls");
+        self.server = Some(server);
+    }
 }
 
 /// The client's transport.

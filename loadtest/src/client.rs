@@ -91,6 +91,9 @@ pub struct Reader<R> {
     buf: Vec<u8>,
     /// After login: elements are cut out without being parsed.
     framer: Option<Framer>,
+    /// Elements read while a session waited for the others of its ramp
+    /// (see [`Session::keep_alive`]), returned first.
+    held: std::collections::VecDeque<Bytes>,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
@@ -100,11 +103,21 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             parser: StreamParser::new(Limits::default()),
             buf: vec![0u8; 8192],
             framer: None,
+            held: Default::default(),
         }
     }
 
     /// The next top-level element's raw bytes.
     pub async fn next_raw(&mut self) -> anyhow::Result<Bytes> {
+        if let Some(b) = self.held.pop_front() {
+            return Ok(b);
+        }
+        self.read_raw().await
+    }
+
+    /// The next element from the connection. Cancel-safe: the bytes of a
+    /// read are taken in before the next await.
+    async fn read_raw(&mut self) -> anyhow::Result<Bytes> {
         if let Some(f) = &mut self.framer {
             loop {
                 match f.next_frame() {
@@ -183,6 +196,34 @@ impl Session {
                 return Ok(e);
             }
             other(&e);
+        }
+    }
+
+    /// Read until `done` says so (or its sender is gone), answering the
+    /// server's pings and keeping every other element for `next_raw`: a
+    /// session waiting for the rest of a long ramp stays alive (the server
+    /// pings a silent client after its idle timeout and closes it when the
+    /// ping is not answered). An ended connection stops the reading; the
+    /// next read meets the same end.
+    pub async fn keep_alive(&mut self, mut done: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if *done.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = done.changed() => {}
+                r = self.reader.read_raw() => match r {
+                    Ok(raw) => match ping_reply(&raw) {
+                        Some(pong) => {
+                            if self.send(&pong).await.is_err() {
+                                return;
+                            }
+                        }
+                        None => self.reader.held.push_back(raw),
+                    },
+                    Err(_) => return,
+                },
+            }
         }
     }
 
@@ -443,6 +484,7 @@ pub async fn login(
             parser,
             buf: if framer.is_some() { Vec::new() } else { r.buf },
             framer,
+            held: Default::default(),
         },
         writer: wh,
     })

@@ -152,18 +152,36 @@ pub async fn ramp(
     provision(ctx, first, count).await;
     let start = Instant::now();
     let rate = ctx.args.login_rate.max(0.001);
+    // A session that is in keeps reading (answering pings) until the
+    // whole ramp is: a ramp may last longer than the server's idle timeout.
+    let (logged_tx, mut logged_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let mut set = tokio::task::JoinSet::new();
     for i in 0..count {
         let due = start + Duration::from_secs_f64(i as f64 / rate);
         let ctx2 = ctx.clone();
         let n = first + i;
         let presence = presence.to_string();
+        let (logged, done) = (logged_tx.clone(), done_rx.clone());
         set.spawn(async move {
             tokio::time::sleep_until(due.into()).await;
             let r = login(&ctx2, n, i, &presence).await;
+            let _ = logged.send(());
+            drop(logged);
+            let r = match r {
+                Ok(mut s) => {
+                    s.keep_alive(done).await;
+                    Ok(s)
+                }
+                Err(e) => Err(e),
+            };
             (n, r)
         });
     }
+    drop(logged_tx);
+    // Every login reports once, or its task ended; then all stop waiting.
+    while logged_rx.recv().await.is_some() {}
+    let _ = done_tx.send(true);
     let mut sessions = Vec::with_capacity(count);
     let mut failed = 0;
     while let Some(r) = set.join_next().await {

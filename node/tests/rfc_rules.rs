@@ -479,6 +479,11 @@ async fn an_account_lists_every_feature_it_serves() {
             let payload = match feature.as_str() {
                 x if x == ns::VCARD => "<vCard xmlns='vcard-temp'/>".to_string(),
                 x if x == ns::PING => "<ping xmlns='urn:xmpp:ping'/>".to_string(),
+                // XEP-0402 §5.3: XEP-0048 bookmarks in private storage.
+                "urn:xmpp:bookmarks:1#compat" => {
+                    "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>"
+                        .to_string()
+                }
                 // PubSub's features are of the PEP service there (XEP-0163).
                 x if x.starts_with("http://jabber.org/protocol/pubsub") => {
                     format!("<pubsub xmlns='{}'><affiliations/></pubsub>", ns::PUBSUB)

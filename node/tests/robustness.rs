@@ -313,3 +313,67 @@ async fn too_many_attributes_is_a_policy_violation() {
     assert_eq!(a.stream_error().await.expect("error"), "policy-violation");
     t.stop().await;
 }
+
+/// An element that parses as XML but breaks the namespace rules (two
+/// attributes with one expanded name, a reserved prefix rebound) ends the
+/// sender's stream with not-well-formed (RFC 6120 §4.9.3.13) instead of
+/// being stored and passed on: a PEP nickname like this one used to reach
+/// alice's contact each time he came online and end his stream.
+#[tokio::test]
+async fn namespace_ill_formed_payloads_end_the_senders_stream_not_the_readers() {
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    t.add_user("bob@localhost", PW);
+    let mut b = Client::online(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    for bad in [
+        "<nick xmlns='http://jabber.org/protocol/nick' xmlns:a='urn:z' xmlns:b='urn:z' a:k='1' b:k='2'>x</nick>",
+        "<nick xmlns='http://jabber.org/protocol/nick' xmlns:p='http://www.w3.org/XML/1998/namespace'>x</nick>",
+        "<xml:nick>x</xml:nick>",
+    ] {
+        let mut a = Client::online(t.addr, "alice@localhost", PW, "a")
+            .await
+            .expect("alice");
+        a.send(&format!(
+            "<iq type='set' id='pub'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='http://jabber.org/protocol/nick'><item id='current'>{bad}</item></publish></pubsub></iq>"
+        ))
+        .await;
+        assert_eq!(
+            a.stream_error().await.expect("error"),
+            "not-well-formed",
+            "{bad}"
+        );
+        let mut a = Client::online(t.addr, "alice@localhost", PW, "a")
+            .await
+            .expect("alice");
+        a.send(&format!(
+            "<message to='bob@localhost' type='chat'><body>{bad}</body></message>"
+        ))
+        .await;
+        assert_eq!(
+            a.stream_error().await.expect("error"),
+            "not-well-formed",
+            "{bad}"
+        );
+    }
+    // Nothing was stored, and bob's stream is fine.
+    let mut a = Client::online(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    a.send("<iq type='get' id='items'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='http://jabber.org/protocol/nick'/></pubsub></iq>")
+        .await;
+    let r = a
+        .expect(|e| e.attr("id") == Some("items"))
+        .await
+        .expect("items");
+    assert!(!r.to_xml("").contains("<item "), "{}", r.to_xml(""));
+    a.send("<message to='bob@localhost' type='chat'><body>still here</body></message>")
+        .await;
+    let m = b
+        .expect(|e| e.name == "message")
+        .await
+        .expect("bob reads on");
+    assert!(m.to_xml("").contains("still here"));
+    t.stop().await;
+}

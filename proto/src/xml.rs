@@ -122,8 +122,9 @@ pub struct StreamParser {
     open: Vec<String>,
     /// Namespace prefixes declared on the stream header.
     stream_prefixes: Vec<(String, String)>,
-    /// Prefixes declared inside the current top-level element, with the depth of declaration.
-    inner_prefixes: Vec<(usize, String)>,
+    /// Prefixes declared inside the current top-level element, with the
+    /// depth of declaration and the namespace bound.
+    inner_prefixes: Vec<(usize, String, String)>,
     default_ns: String,
     /// The pending top-level element: its start tag data.
     current: Option<TopElement>,
@@ -477,6 +478,7 @@ impl StreamParser {
                         }
                     }
                 };
+                check_declarations(prefix, &attrs)?;
                 self.check_attr_prefixes(&attrs, 2)?;
                 let top = TopElement {
                     name: local.to_string(),
@@ -507,9 +509,10 @@ impl StreamParser {
                         "elements nested too deep",
                     ));
                 }
-                for (k, _) in &attrs {
+                check_declarations(prefix, &attrs)?;
+                for (k, v) in &attrs {
                     if let Some(p) = k.strip_prefix("xmlns:") {
-                        self.inner_prefixes.push((d, p.to_string()));
+                        self.inner_prefixes.push((d, p.to_string(), v.clone()));
                     }
                 }
                 if let Some(p) = prefix {
@@ -520,7 +523,7 @@ impl StreamParser {
                     self.open.push(qname);
                     self.depth += 1;
                 } else {
-                    self.inner_prefixes.retain(|(dd, _)| *dd < d);
+                    self.inner_prefixes.retain(|(dd, _, _)| *dd < d);
                 }
                 Ok(None)
             }
@@ -528,15 +531,23 @@ impl StreamParser {
     }
 
     fn check_prefix(&self, p: &str) -> Result<(), XmlError> {
-        if p == "xml" || p == "xmlns" {
-            return Ok(());
+        self.namespace_of(p).map(|_| ())
+    }
+
+    /// The namespace prefix `p` stands for here (the innermost binding).
+    fn namespace_of(&self, p: &str) -> Result<&str, XmlError> {
+        match p {
+            "xml" => return Ok(ns::XML),
+            "xmlns" => return Ok(XMLNS),
+            _ => {}
         }
-        if self.inner_prefixes.iter().any(|(_, k)| k == p)
-            || self.stream_prefixes.iter().any(|(k, _)| k == p)
-        {
-            return Ok(());
+        if let Some((_, _, v)) = self.inner_prefixes.iter().rev().find(|(_, k, _)| k == p) {
+            return Ok(v);
         }
-        Err(XmlError::nwf(format!("unbound prefix {p}")))
+        match self.stream_prefixes.iter().find(|(k, _)| k == p) {
+            Some((_, v)) => Ok(v),
+            None => Err(XmlError::nwf(format!("unbound prefix {p}"))),
+        }
     }
 
     fn check_attr_prefixes(
@@ -545,15 +556,29 @@ impl StreamParser {
         depth: usize,
     ) -> Result<(), XmlError> {
         if depth == 2 {
-            for (k, _) in attrs {
+            for (k, v) in attrs {
                 if let Some(p) = k.strip_prefix("xmlns:") {
-                    self.inner_prefixes.push((1, p.to_string()));
+                    self.inner_prefixes.push((1, p.to_string(), v.clone()));
                 }
             }
         }
+        // Namespaces in XML §6.3: no two attributes with one expanded name
+        // (`a:k` and `b:k` with a and b bound to one namespace). A reader
+        // that checks this, as every namespace-aware client does, would
+        // drop the connection that carried such an element to it.
+        let mut named: Vec<(&str, &str)> = Vec::new();
         for (k, _) in attrs {
-            if let (Some(p), _) = split_qname(k) {
-                self.check_prefix(p)?;
+            if let (Some(p), local) = split_qname(k) {
+                let n = self.namespace_of(p)?;
+                if p == "xmlns" {
+                    continue;
+                }
+                if named.iter().any(|&(nn, l)| nn == n && l == local) {
+                    return Err(XmlError::nwf(format!(
+                        "two attributes {local} in namespace {n}"
+                    )));
+                }
+                named.push((n, local));
             }
         }
         Ok(())
@@ -603,7 +628,7 @@ impl StreamParser {
                 if open != qname {
                     return Err(XmlError::nwf(format!("mismatched end tag {qname}")));
                 }
-                self.inner_prefixes.retain(|(dd, _)| *dd < d - 1);
+                self.inner_prefixes.retain(|(dd, _, _)| *dd < d - 1);
                 self.depth -= 1;
                 Ok(None)
             }
@@ -694,6 +719,43 @@ fn attr_of<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
+}
+
+/// The namespace of `xmlns` declarations (Namespaces in XML §3).
+const XMLNS: &str = "http://www.w3.org/2000/xmlns/";
+
+/// Namespaces in XML §3 and §5: the declarations of one start tag, and
+/// its element's prefix. `xml` may be bound only to its own namespace and
+/// nothing else to it, `xmlns` and its namespace never, no prefix may be
+/// undeclared (XML 1.0 namespaces), and no default namespace may be
+/// either reserved one. An element may not take the `xml` prefix either
+/// (it would come out as the XML namespace made default, which no reader
+/// accepts).
+fn check_declarations(prefix: Option<&str>, attrs: &[(String, String)]) -> Result<(), XmlError> {
+    if let Some(p @ ("xml" | "xmlns")) = prefix {
+        return Err(XmlError::nwf(format!(
+            "an element cannot have the prefix {p}"
+        )));
+    }
+    for (k, v) in attrs {
+        let bad = if k == "xmlns" {
+            v == ns::XML || v == XMLNS
+        } else if let Some(p) = k.strip_prefix("xmlns:") {
+            match p {
+                "xml" => v != ns::XML,
+                "xmlns" => true,
+                _ => v.is_empty() || v == ns::XML || v == XMLNS,
+            }
+        } else {
+            false
+        };
+        if bad {
+            return Err(XmlError::nwf(format!(
+                "the declaration {k}='{v}' is not allowed"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Split `prefix:local`.
@@ -865,6 +927,36 @@ mod tests {
         let err = parse_whole(&format!("{HEADER}<message><body>&foo;</body></message>"))
             .expect_err("entity");
         assert_eq!(err.condition, StreamCondition::RestrictedXml);
+    }
+
+    /// Namespaces in XML: what parses as XML but breaks its namespace rules
+    /// ends the stream (a subscriber's or contact's reader would end its
+    /// own on it), and what keeps them passes.
+    #[test]
+    fn namespace_ill_formed_input_is_not_well_formed() {
+        for bad in [
+            "<message><e xmlns='urn:e' xmlns:a='urn:z' xmlns:b='urn:z' a:k='1' b:k='2'/></message>",
+            "<message xmlns:a='urn:z' xmlns:b='urn:z' a:k='1' b:k='2'/>",
+            "<message xmlns:a='urn:z'><e xmlns:b='urn:z'><f a:k='1' b:k='2'/></e></message>",
+            "<message><e xmlns:p='http://www.w3.org/XML/1998/namespace'/></message>",
+            "<message><e xmlns:xml='urn:x'/></message>",
+            "<message><e xmlns:xmlns='urn:x'/></message>",
+            "<message><e xmlns:p='http://www.w3.org/2000/xmlns/'/></message>",
+            "<message><e xmlns='http://www.w3.org/XML/1998/namespace'/></message>",
+            "<message><e xmlns:p=''/></message>",
+            "<message><xml:e/></message>",
+            "<message><e xml:k='1' xml:k='2'/></message>",
+        ] {
+            let err = parse_whole(&format!("{HEADER}{bad}")).expect_err(bad);
+            assert_eq!(err.condition, StreamCondition::NotWellFormed, "{bad}");
+        }
+        for good in [
+            "<message><e xmlns:a='urn:z' xmlns:b='urn:y' a:k='1' b:k='2' k='3' xml:lang='en'/></message>",
+            "<message xmlns:a='urn:1'><e xmlns:a='urn:2' a:k='1'><f a:k='2'/></e></message>",
+            "<message><e xmlns:xml='http://www.w3.org/XML/1998/namespace' xml:lang='en'/><f xmlns=''/></message>",
+        ] {
+            parse_whole(&format!("{HEADER}{good}</stream:stream>")).expect(good);
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //!              0x06 S 0x00 bare 0x00 res 0x00 N 0x00 subid -> (index) subscription of a subscriber, res empty if bare
 //!              0x07 S 0x00 J 0x00 N                    -> (index) affiliation of a JID, J bare
 //!              0x08 S 0x00 creator 0x00 N              -> (index) node created by an account
+//!              0x09 S 0x00 N                           -> how many subscriptions the node has (u64be)
 //! cf raft_log, raft_meta, shard_data: keyed by Raft group, see raft/keys.rs
 //! ```
 //!

@@ -262,6 +262,7 @@ impl Pubsub {
         ] {
             b.delete_range(Family::Pubsub, r.start, r.end);
         }
+        b.delete(Family::Pubsub, keys::subscription_count(service, node)?);
         b.delete(Family::Pubsub, key);
         Ok(existed)
     }

@@ -25,8 +25,9 @@ pub(crate) mod kind {
     pub const BY_SUBSCRIBER: u8 = 0x06;
     pub const BY_AFFILIATED: u8 = 0x07;
     pub const BY_CREATOR: u8 = 0x08;
+    pub const SUB_COUNT: u8 = 0x09;
     /// Every kind, for dropping a whole service.
-    pub const ALL: [u8; 8] = [
+    pub const ALL: [u8; 9] = [
         NODE,
         AFFILIATION,
         SUBSCRIPTION,
@@ -35,6 +36,7 @@ pub(crate) mod kind {
         BY_SUBSCRIBER,
         BY_AFFILIATED,
         BY_CREATOR,
+        SUB_COUNT,
     ];
 }
 
@@ -226,6 +228,11 @@ pub(crate) fn subscriptions(service: &BareJid, node: &str) -> Result<KeyRange, S
         &[node_id(node)?],
         0,
     )?))
+}
+
+/// `0x09 service 0x00 node`: how many subscriptions the node has.
+pub(crate) fn subscription_count(service: &BareJid, node: &str) -> Result<Vec<u8>, StorageError> {
+    key_ending(kind::SUB_COUNT, service, &[], node_id(node)?)
 }
 
 /// The subscriptions of exactly `jid` to one node.
@@ -506,7 +513,12 @@ pub(crate) fn subscription_of_entry(
 pub(crate) fn owner(key: &[u8]) -> Option<Cow<'_, str>> {
     let (&k, rest) = key.split_first()?;
     let node_field = match k {
-        kind::NODE | kind::AFFILIATION | kind::SUBSCRIPTION | kind::ITEM_ID | kind::ITEM => 0,
+        kind::NODE
+        | kind::AFFILIATION
+        | kind::SUBSCRIPTION
+        | kind::ITEM_ID
+        | kind::ITEM
+        | kind::SUB_COUNT => 0,
         kind::BY_AFFILIATED | kind::BY_CREATOR => 1,
         kind::BY_SUBSCRIBER => 2,
         _ => return None,
@@ -591,6 +603,7 @@ mod tests {
             by_subscriber(service, &Jid::Bare(j.clone()), n, "").expect("k"),
             by_affiliated(service, j.as_str(), n).expect("k"),
             by_creator(service, &j, n).expect("k"),
+            subscription_count(service, n).expect("k"),
         ]
     }
 
@@ -621,7 +634,7 @@ mod tests {
         }
         for junk in [
             &b""[..],
-            b"\x09ps.x\x00n",
+            b"\x0aps.x\x00n",
             b"\x01ps.x",
             b"\x01ps.x\x00",
             b"\x02\xff\x00n",

@@ -65,6 +65,10 @@ impl Pubsub {
     ) -> Result<(), StorageError> {
         let key = keys::subscription(service, node, &sub.jid, &sub.subid)?;
         let index = keys::by_subscriber(service, &sub.jid, node, &sub.subid)?;
+        if !self.db.exists_through(b, Family::Pubsub, &key)? {
+            let n = self.subscription_count_in(b, service, node)?;
+            self.set_count(b, service, node, n as u64 + 1)?;
+        }
         b.put(Family::Pubsub, key, codec::encode_subscription(sub));
         b.put(Family::Pubsub, index, codec::encode_marker());
         Ok(())
@@ -84,6 +88,8 @@ impl Pubsub {
         if !self.db.exists_through(b, Family::Pubsub, &key)? {
             return Ok(false);
         }
+        let n = self.subscription_count_in(b, service, node)?;
+        self.set_count(b, service, node, n.saturating_sub(1) as u64)?;
         b.delete(Family::Pubsub, key);
         b.delete(
             Family::Pubsub,
@@ -116,9 +122,48 @@ impl Pubsub {
         )
     }
 
+    /// How many subscriptions the node has, counting what `b` plans: one
+    /// point read of the node's counter, kept by every subscription put or
+    /// removed. A node from before the counter (or without one yet) is
+    /// counted by a scan, once: the next change writes the counter.
+    /// Counting by scan at every subscribe made 100,000 subscriptions to
+    /// one node quadratic.
+    pub fn subscription_count_in(
+        &self,
+        b: &Batch,
+        service: &BareJid,
+        node: &str,
+    ) -> Result<usize, StorageError> {
+        let key = keys::subscription_count(service, node)?;
+        if let Some(v) = self.get_through(b, &key)? {
+            let bytes: [u8; 8] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| StorageError::corrupt("pubsub subscription count", "not 8 bytes"))?;
+            return Ok(u64::from_be_bytes(bytes) as usize);
+        }
+        Ok(self
+            .scan_through(b, &keys::subscriptions(service, node)?)?
+            .len())
+    }
+
     /// How many committed subscriptions the node has.
     pub fn subscription_count(&self, service: &BareJid, node: &str) -> Result<usize, StorageError> {
-        self.db
-            .count(CF_PUBSUB, &keys::subscriptions(service, node)?)
+        self.subscription_count_in(&Batch::new(), service, node)
+    }
+
+    fn set_count(
+        &self,
+        b: &mut Batch,
+        service: &BareJid,
+        node: &str,
+        n: u64,
+    ) -> Result<(), StorageError> {
+        b.put(
+            Family::Pubsub,
+            keys::subscription_count(service, node)?,
+            n.to_be_bytes().to_vec(),
+        );
+        Ok(())
     }
 }

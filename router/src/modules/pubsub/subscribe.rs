@@ -70,7 +70,7 @@ pub(super) fn subscribe(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Eleme
         }
         let limit = ctx.cfg().pubsub.max_subscriptions_per_node;
         if store
-            .subscription_count(&req.service, &id)
+            .subscription_count_in(&ctx.writes, &req.service, &id)
             .map_err(internal)?
             >= limit
         {

@@ -226,3 +226,53 @@ fn subscriptions_and_their_index_stay_in_step_through_subscribe_unsubscribe_and_
     assert_eq!(jids, ["bo@y", "bo@yz", "cy@z/phone"]);
     assert_eq!(p.subscription_count(&service, "n3").expect("count"), 3);
 }
+
+/// The node's subscription count is one point read, kept by every put and
+/// removal (a replaced subscription counts once), through a pending batch
+/// too, and gone with the node.
+#[test]
+fn the_subscription_count_follows_puts_and_removals() {
+    let (_d, s) = fresh();
+    let p = s.pubsub();
+    let service = svc();
+    create(&s, &service, "n", "al@x");
+    assert_eq!(p.subscription_count(&service, "n").expect("count"), 0);
+    let mut b = Batch::new();
+    for (j, id) in [
+        ("bo@y/r", "1"),
+        ("bo@y/r", "2"),
+        ("cy@z", "1"),
+        ("bo@y/r", "1"),
+    ] {
+        p.put_subscription_in(&mut b, &service, "n", &sub(j, id))
+            .expect("plan");
+    }
+    assert_eq!(
+        p.subscription_count_in(&b, &service, "n").expect("count"),
+        3
+    );
+    assert_eq!(
+        p.subscription_count(&service, "n").expect("count"),
+        0,
+        "planned only"
+    );
+    s.apply(&b).expect("apply");
+    assert_eq!(p.subscription_count(&service, "n").expect("count"), 3);
+    let mut b = Batch::new();
+    assert!(
+        p.remove_subscription_in(&mut b, &service, "n", &full("cy@z"), "1")
+            .expect("plan")
+    );
+    assert!(
+        !p.remove_subscription_in(&mut b, &service, "n", &full("cy@z"), "1")
+            .expect("plan"),
+        "gone already"
+    );
+    s.apply(&b).expect("apply");
+    assert_eq!(p.subscription_count(&service, "n").expect("count"), 2);
+    let mut b = Batch::new();
+    assert!(p.delete_node_in(&mut b, &service, "n").expect("plan"));
+    s.apply(&b).expect("apply");
+    create(&s, &service, "n", "al@x");
+    assert_eq!(p.subscription_count(&service, "n").expect("count"), 0);
+}

@@ -1007,6 +1007,87 @@ async fn pep_nodes_are_auto_created_and_reach_the_owners_resources() {
     t.stop().await;
 }
 
+/// XEP-0115 §5.4: a client that answers the server's question with an
+/// error, or with features that do not hash to what it announced, is not
+/// taken at its word nor asked again; the next session announcing the
+/// same hash is asked, and the notifications that waited are delivered.
+#[tokio::test]
+async fn a_hash_answered_badly_is_asked_of_the_next_session_that_has_it() {
+    const MOOD: &str = "http://jabber.org/protocol/mood";
+    let notify = format!("{MOOD}+notify");
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b1 = online(&t, "bob").await;
+    subscribe(&mut a, &mut b1, "alice@localhost", "bob@localhost").await;
+    subscribe(&mut b1, &mut a, "bob@localhost", "alice@localhost").await;
+    let caps = Caps::new("http://bob.example/c", &[ns::DISCO_INFO, MOOD, &notify]);
+    // The first resource answers with an error.
+    b1.send(&caps.presence("")).await;
+    let q = b1
+        .expect(|e| e.child("query", ns::DISCO_INFO).is_some() && e.attr("type") == Some("get"))
+        .await
+        .expect("asked");
+    b1.send(&format!(
+        "<iq type='error' id='{}' to='localhost'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        q.attr("id").expect("id")
+    ))
+    .await;
+    // The second resource, same hash, is asked and answers truly.
+    let mut b2 = Client::login(t.addr, "bob@localhost", PW, "two")
+        .await
+        .expect("bob two");
+    b2.send(&caps.presence("")).await;
+    caps.answer(&mut b2).await;
+    ok(&iq(&mut b2, "ping", "get", "", "<ping xmlns='urn:xmpp:ping'/>").await);
+    let mood = |m: &str| {
+        pubsub(&format!(
+            "<publish node='{MOOD}'><item id='current'><mood xmlns='{MOOD}'><{m}/></mood></item></publish>"
+        ))
+    };
+    ok(&iq(&mut a, "m1", "set", "", &mood("happy")).await);
+    for x in [&mut b1, &mut b2] {
+        let ev = event(x).await;
+        assert!(ev.to_xml(ns::CLIENT).contains("<happy"));
+    }
+
+    // A liar: its notification waits, it is not asked again, and the
+    // next session with the hash settles it.
+    let other = Caps::new(
+        "http://bob.example/other",
+        &[ns::DISCO_INFO, "urn:xmpp:ping", MOOD, &notify],
+    );
+    let mut b3 = Client::login(t.addr, "bob@localhost", PW, "three")
+        .await
+        .expect("bob three");
+    b3.send(&other.presence("")).await;
+    let lie = Caps {
+        children: format!("<feature var='{}'/>", ns::DISCO_INFO),
+        ..Caps::new(
+            "http://bob.example/other",
+            &[ns::DISCO_INFO, "urn:xmpp:ping", MOOD, &notify],
+        )
+    };
+    lie.answer(&mut b3).await;
+    ok(&iq(&mut a, "m2", "set", "", &mood("sad")).await);
+    let mut b4 = Client::login(t.addr, "bob@localhost", PW, "four")
+        .await
+        .expect("bob four");
+    b4.send(&other.presence("")).await;
+    other.answer(&mut b4).await;
+    let ev = b3
+        .expect(|e| {
+            assert!(
+                e.child("query", ns::DISCO_INFO).is_none(),
+                "a session that lied is not asked again"
+            );
+            e.child("event", ns::PUBSUB_EVENT).is_some()
+        })
+        .await
+        .expect("the waiting notification");
+    assert!(ev.to_xml(ns::CLIENT).contains("<sad"));
+    t.stop().await;
+}
+
 /// What a capability hash means outlives the server: after a restart a
 /// client announcing a hash learnt before is not asked again, and gets
 /// the PEP notifications its features ask for.

@@ -33,8 +33,12 @@ use crate::session::{Outbound, SessionSink};
 const MAX_KNOWN: usize = 10_000;
 /// Questions in flight, at most.
 const MAX_ASKED: usize = 1_000;
-/// How long an unanswered question (and what waits on it) is kept.
-const ASK_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a question may go unanswered before another session that
+/// announced the same hash is asked (XEP-0115 §5.4 lets the server ask
+/// any of them).
+const ASK_TIMEOUT: Duration = Duration::from_secs(15);
+/// Sessions remembered for having answered a hash wrongly, at most.
+const MAX_FAILED: usize = 1_000;
 /// Notifications waiting on one question, at most.
 const MAX_WAITING: usize = 256;
 /// "Sent once" marks a session keeps (last items on presence), at most.
@@ -54,6 +58,8 @@ const NS_SHARE: &str = "urn:xmppd:caps:share:0";
 
 /// A notification held until its recipient's features are known.
 struct Waiting {
+    /// The session it is for (it announced the hash: it may be asked).
+    who: FullJid,
     sink: SessionSink,
     out: Outbound,
     feature: String,
@@ -67,6 +73,9 @@ pub(crate) struct CapsCache {
     asked: Mutex<HashMap<String, Asked>>,
     /// By hash key: notifications waiting for its answer.
     waiting: Mutex<HashMap<String, Vec<Waiting>>>,
+    /// Sessions that did not answer a hash or answered it wrongly: not
+    /// asked about it again (a liar would be asked at every notification).
+    failed: Mutex<std::collections::VecDeque<(String, FullJid)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,11 +109,12 @@ impl CapsCache {
 
     /// Hold `out` for `sink` until `caps` is known; sent then if it lists
     /// `feature`. Dropped when the cache is full or the answer never comes.
-    fn wait(&self, caps: &Caps, sink: &SessionSink, out: Outbound, feature: &str) {
+    fn wait(&self, caps: &Caps, who: &FullJid, sink: &SessionSink, out: Outbound, feature: &str) {
         let mut waiting = lock(&self.waiting);
         let list = waiting.entry(caps.key()).or_default();
         if list.len() < MAX_WAITING {
             list.push(Waiting {
+                who: who.clone(),
                 sink: sink.clone(),
                 out,
                 feature: feature.to_string(),
@@ -112,26 +122,55 @@ impl CapsCache {
         }
     }
 
-    /// Forget questions unanswered for too long, and what waits on them.
-    fn expire(&self, asked: &mut HashMap<String, Asked>) {
+    /// Take out the questions unanswered for too long.
+    fn expire(&self, asked: &mut HashMap<String, Asked>) -> Vec<Asked> {
         let now = Instant::now();
-        let mut gone = Vec::new();
-        asked.retain(|_, a| {
-            let keep = now.duration_since(a.at) < ASK_TIMEOUT;
-            if !keep {
-                gone.push(a.caps.key());
-            }
-            keep
-        });
-        if !gone.is_empty() {
-            let mut waiting = lock(&self.waiting);
-            for k in gone {
-                if !asked.values().any(|a| a.caps.key() == k) {
-                    waiting.remove(&k);
-                }
-            }
-        }
+        let ids: Vec<String> = asked
+            .iter()
+            .filter(|(_, a)| now.duration_since(a.at) >= ASK_TIMEOUT)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.iter().filter_map(|id| asked.remove(id)).collect()
     }
+
+    fn has_failed(&self, key: &str, who: &FullJid) -> bool {
+        lock(&self.failed).iter().any(|(k, w)| k == key && w == who)
+    }
+}
+
+/// `who` did not tell what `caps` means (no answer, an error, or features
+/// that do not hash to it): ask another session waiting on the same hash,
+/// or, with none left, drop what waits.
+fn retry(ctx: &Ctx<'_>, caps: &Caps, who: &FullJid) {
+    let cache = &ctx.env.caps;
+    let key = caps.key();
+    {
+        let mut failed = lock(&cache.failed);
+        if failed.len() >= MAX_FAILED {
+            failed.pop_front();
+        }
+        failed.push_back((key.clone(), who.clone()));
+    }
+    let next = lock(&cache.waiting).get(&key).and_then(|list| {
+        list.iter()
+            .find(|w| &w.who != who && !cache.has_failed(&key, &w.who))
+            .map(|w| (w.who.clone(), w.sink.clone()))
+    });
+    let Some((next, sink)) = next else {
+        lock(&cache.waiting).remove(&key);
+        return;
+    };
+    let id = format!("caps-{}", ctx.env.next_id());
+    lock(&cache.asked).insert(
+        id.clone(),
+        Asked {
+            caps: caps.clone(),
+            who: next.clone(),
+            at: Instant::now(),
+            of_client: true,
+        },
+    );
+    ctx.send(&sink, question(&id, &next, caps));
 }
 
 /// A session's available presence: its capabilities (returned), and if
@@ -149,12 +188,18 @@ pub(crate) fn on_presence(ctx: &Ctx<'_>, from: &FullJid, presence: &Stanza) -> O
 pub(crate) fn ask(ctx: &Ctx<'_>, from: &FullJid, caps: &Caps) {
     let cache = &ctx.env.caps;
     let key = caps.key();
-    if cache.features(&key).is_some() || ctx.st.session(from).is_none() {
+    let expired = cache.expire(&mut lock(&cache.asked));
+    for a in expired {
+        retry(ctx, &a.caps, &a.who);
+    }
+    if cache.features(&key).is_some()
+        || ctx.st.session(from).is_none()
+        || cache.has_failed(&key, from)
+    {
         return;
     }
     let id = {
         let mut asked = lock(&cache.asked);
-        cache.expire(&mut asked);
         // One question per hash, and per session (a client that announces
         // a new hash with every presence must not crowd out the others).
         if asked.len() >= MAX_ASKED
@@ -185,6 +230,11 @@ fn ask_client(ctx: &Ctx<'_>, id: &str, who: &FullJid, caps: &Caps) {
     let Some(sess) = ctx.st.session(who) else {
         return;
     };
+    ctx.send(&sess.sink, question(id, who, caps));
+}
+
+/// The disco#info question `id` to session `who` about `caps`.
+fn question(id: &str, who: &FullJid, caps: &Caps) -> Outbound {
     let q = Element::new("query", ns::DISCO_INFO).with_attr("node", caps.query_node());
     let mut raw = format!(
         "<iq type='get' id='{}' from='{}' to='{}'>",
@@ -194,7 +244,7 @@ fn ask_client(ctx: &Ctx<'_>, id: &str, who: &FullJid, caps: &Caps) {
     );
     q.write(&mut raw, ns::CLIENT);
     raw.push_str("</iq>");
-    ctx.send(&sess.sink, Outbound::Stanza(Bytes::from(raw)));
+    Outbound::Stanza(Bytes::from(raw))
 }
 
 /// A message between shards about hash `key`: `op` is `lookup` (to the
@@ -271,6 +321,9 @@ pub(crate) fn on_answer(ctx: &mut Ctx<'_>, s: &Stanza) -> bool {
         .flatten()
         .and_then(|el| el.child("query", ns::DISCO_INFO).cloned());
     let learnt = learn(ctx, &asked.caps, query.as_ref());
+    if !learnt {
+        retry(ctx, &asked.caps, &asked.who);
+    }
     if let (true, Some(q)) = (learnt, &query) {
         // Tell the cluster, once, through the hash's home.
         let key = asked.caps.key();
@@ -389,8 +442,8 @@ fn learn(ctx: &Ctx<'_>, caps: &Caps, query: Option<&Element>) -> bool {
     let features = query
         .filter(|q| proto::caps::verify(caps, q))
         .map(|q| proto::caps::features(q).into_iter().collect::<HashSet<_>>());
-    let still_asked = lock(&cache.asked).values().any(|a| a.caps.key() == key);
-    let waiting = if features.is_some() || !still_asked {
+    // What waits stays for another session's answer (see `retry`).
+    let waiting = if features.is_some() {
         lock(&cache.waiting).remove(&key).unwrap_or_default()
     } else {
         Vec::new()
@@ -481,7 +534,7 @@ pub(crate) fn fan_in(ctx: &mut Ctx<'_>, s: &Stanza, recipients: &[Jid], interest
                 ctx.send(&sink, out.clone());
             }
             (_, Some(caps)) => {
-                ctx.env.caps.wait(&caps, &sink, out.clone(), feature);
+                ctx.env.caps.wait(&caps, &full, &sink, out.clone(), feature);
                 // A session restored on a new leader, or one whose question
                 // expired: ask (again).
                 ask(ctx, &full, &caps);

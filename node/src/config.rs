@@ -494,7 +494,24 @@ const MAX_LOGIN_DELAY_SECS: u64 = 300;
 /// `sun_path` holds 108 bytes including the final NUL (Linux unix(7)).
 const MAX_SOCKET_PATH_BYTES: usize = 107;
 
+/// Room left in a stanza around a PubSub item (the IQ, publish and item
+/// elements with their attributes).
+pub const PUBLISH_OVERHEAD: usize = 4096;
+
 impl Config {
+    /// The largest PubSub item in force: `pubsub.max_item_bytes`, but no
+    /// more than fits in a stanza with the publish around it.
+    pub fn item_limit(&self) -> usize {
+        self.pubsub
+            .max_item_bytes
+            .min(
+                self.limits
+                    .max_stanza_bytes
+                    .saturating_sub(PUBLISH_OVERHEAD),
+            )
+            .max(1)
+    }
+
     /// Read, parse and validate a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -1132,6 +1149,22 @@ mod tests {
             cfg.log.level = ok.into();
             assert_eq!(problems(&cfg), Vec::<String>::new(), "{ok}");
         }
+    }
+
+    /// An item as large as a stanza could never get payload-too-big: the
+    /// stream would end first (new-user review). The limit in force leaves
+    /// room for the publish around the item.
+    #[test]
+    fn an_item_fits_in_a_stanza() {
+        let mut cfg = Config::default();
+        assert!(cfg.item_limit() + PUBLISH_OVERHEAD <= cfg.limits.max_stanza_bytes);
+        cfg.pubsub.max_item_bytes = cfg.limits.max_stanza_bytes;
+        assert_eq!(
+            cfg.item_limit(),
+            cfg.limits.max_stanza_bytes - PUBLISH_OVERHEAD
+        );
+        cfg.pubsub.max_item_bytes = 1000;
+        assert_eq!(cfg.item_limit(), 1000);
     }
 
     /// EnvFilter took `warning` for a target name: the level check passed

@@ -111,7 +111,10 @@ impl Server {
             snapshot_logs: cfg.cluster.snapshot_logs,
             max_roster_items: cfg.limits.max_roster_items,
             max_vcard_bytes: cfg.limits.max_vcard_bytes,
-            pubsub: cfg.pubsub.to_core(),
+            pubsub: router::config::PubsubConfig {
+                max_item_bytes: cfg.item_limit(),
+                ..cfg.pubsub.to_core()
+            },
         };
         let server_features = router::server_features(&core_cfg)?;
         let server_caps = router::server_caps(&core_cfg)?;

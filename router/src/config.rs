@@ -63,7 +63,7 @@ impl Default for PubsubConfig {
         PubsubConfig {
             enabled: true,
             services: Vec::new(),
-            max_item_bytes: 256 * 1024,
+            max_item_bytes: 192 * 1024,
             max_items_per_node: 10_000,
             max_nodes_per_account: 1_000,
             max_subscriptions_per_node: 1_000_000,

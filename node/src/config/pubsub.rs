@@ -35,7 +35,7 @@ impl Default for PubsubConfig {
         PubsubConfig {
             enabled: true,
             services: BTreeMap::new(),
-            max_item_bytes: 256 * 1024,
+            max_item_bytes: 192 * 1024,
             max_items_per_node: 10_000,
             default_max_items: 10,
             max_nodes_per_account: 1_000,

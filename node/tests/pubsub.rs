@@ -2130,3 +2130,44 @@ async fn refusals_reveal_nothing_and_say_why() {
     );
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_strangers_publish_options_do_not_reveal_the_nodes_configuration() {
+    let mut t = server(&["alice", "carol"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut c = online(&t, "carol").await;
+    ok(&iq(
+        &mut a,
+        "c",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='secret'/><configure>{}</configure>",
+            config_form(&[
+                ("pubsub#access_model", "whitelist"),
+                ("pubsub#title", "Project Zebra")
+            ])
+        )),
+    )
+    .await);
+    // XEP-0060 §7.1.3.1: one who may not publish hears forbidden, whether
+    // its precondition guessed the node's title right or wrong.
+    for (id, guess) in [("p1", "Project Zebra"), ("p2", "Project Lion")] {
+        let opts = format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#title'><value>{guess}</value></field></x>",
+            ns::PUBSUB_PUBLISH_OPTIONS
+        );
+        let r = iq(
+            &mut c,
+            id,
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<publish node='secret'><item><e xmlns='urn:x'/></item></publish><publish-options>{opts}</publish-options>"
+            )),
+        )
+        .await;
+        assert_eq!(err(&r), ("forbidden".to_string(), None), "{guess}");
+    }
+    t.stop().await;
+}

@@ -176,6 +176,22 @@ fn publish_here(
         }
         Err(e) => return Err(e),
     };
+    // Who may publish (§7.1.3.1), before the preconditions: one who may
+    // not publish hears forbidden whatever it guessed of the node's
+    // configuration, so the preconditions reveal nothing of it.
+    let aff = super::affiliation(ctx, req, id)?;
+    let allowed = match aff {
+        Some(Affiliation::Owner | Affiliation::Publisher | Affiliation::PublishOnly) => true,
+        Some(Affiliation::Outcast) => false,
+        _ => match node.config.publish_model {
+            PublishModel::Open => true,
+            PublishModel::Subscribers => super::is_subscribed(ctx, req, id)?,
+            PublishModel::Publishers => false,
+        },
+    };
+    if !allowed {
+        return Err(StanzaError::new(C::Forbidden));
+    }
     // Preconditions (§7.1.5): every option named must have that value.
     if let Some(f) = &options {
         for (var, values) in f.submitted_values() {
@@ -194,20 +210,6 @@ fn publish_here(
                 .with_app("precondition-not-met", ns::PUBSUB_ERRORS));
             }
         }
-    }
-    // Who may publish (§7.1.3.1).
-    let aff = super::affiliation(ctx, req, id)?;
-    let allowed = match aff {
-        Some(Affiliation::Owner | Affiliation::Publisher | Affiliation::PublishOnly) => true,
-        Some(Affiliation::Outcast) => false,
-        _ => match node.config.publish_model {
-            PublishModel::Open => true,
-            PublishModel::Subscribers => super::is_subscribed(ctx, req, id)?,
-            PublishModel::Publishers => false,
-        },
-    };
-    if !allowed {
-        return Err(StanzaError::new(C::Forbidden));
     }
     // One item with at most one payload, as the node's event type wants
     // (§4.3, §7.1.3.6): persistent nodes and payload nodes take an item,

@@ -2171,3 +2171,102 @@ async fn a_strangers_publish_options_do_not_reveal_the_nodes_configuration() {
     }
     t.stop().await;
 }
+
+#[tokio::test]
+async fn an_expired_item_stays_gone_when_item_expire_is_lifted_or_raised() {
+    let mut t = server(&["alice"]).await;
+    let mut a = online(&t, "alice").await;
+    // XEP-0060 §16.4.3: an item is purged once item_expire has passed.
+    // Nothing reads the nodes while their items expire.
+    for node in ["lifted", "raised"] {
+        ok(&iq(
+            &mut a,
+            &format!("c-{node}"),
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<create node='{node}'/><configure>{}</configure>",
+                config_form(&[("pubsub#item_expire", "1")])
+            )),
+        )
+        .await);
+        ok(&iq(
+            &mut a,
+            &format!("p-{node}"),
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<publish node='{node}'><item id='gone'><e xmlns='urn:x'/></item></publish>"
+            )),
+        )
+        .await);
+    }
+    let published = std::time::Instant::now();
+    // The clock: a node no one reads but this loop, published after them.
+    ok(&iq(
+        &mut a,
+        "c-clock",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='clock'/><configure>{}</configure>",
+            config_form(&[("pubsub#item_expire", "1")])
+        )),
+    )
+    .await);
+    ok(&iq(
+        &mut a,
+        "p-clock",
+        "set",
+        PS,
+        &pubsub("<publish node='clock'><item id='t'><e xmlns='urn:x'/></item></publish>"),
+    )
+    .await);
+    let mut tries = 0;
+    loop {
+        let r = ok(&iq(
+            &mut a,
+            &format!("w{tries}"),
+            "get",
+            PS,
+            &pubsub("<items node='clock'/>"),
+        )
+        .await)
+        .clone();
+        if retrieved_items(&r).is_empty() {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 100, "the item never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(published.elapsed() >= std::time::Duration::from_secs(1));
+    for (node, expire) in [("lifted", "0"), ("raised", "3600")] {
+        ok(&iq(
+            &mut a,
+            &format!("g-{node}"),
+            "set",
+            PS,
+            &owner(&format!(
+                "<configure node='{node}'>{}</configure>",
+                config_form(&[("pubsub#item_expire", expire)])
+            )),
+        )
+        .await);
+        let r = ok(&iq(
+            &mut a,
+            &format!("r-{node}"),
+            "get",
+            PS,
+            &pubsub(&format!("<items node='{node}'/>")),
+        )
+        .await)
+        .clone();
+        assert!(
+            retrieved_items(&r).is_empty(),
+            "{node}: {}",
+            r.to_xml(ns::CLIENT)
+        );
+    }
+    t.stop().await;
+}

@@ -2270,3 +2270,52 @@ async fn an_expired_item_stays_gone_when_item_expire_is_lifted_or_raised() {
     }
     t.stop().await;
 }
+
+#[tokio::test]
+async fn disco_items_of_a_hidden_node_answer_as_for_a_missing_one() {
+    let mut t = server(&["alice", "carol"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut c = online(&t, "carol").await;
+    ok(&iq(
+        &mut a,
+        "c",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='wl'/><configure>{}</configure>",
+            config_form(&[("pubsub#access_model", "whitelist")])
+        )),
+    )
+    .await);
+    // XEP-0163 §6.2, XEP-0060 §5.5: a node the requester may not see is
+    // not there, for disco#items as for disco#info.
+    let mut answers = Vec::new();
+    for (id, node, what) in [
+        ("i1", "wl", ns::DISCO_ITEMS),
+        ("i2", "nosuch", ns::DISCO_ITEMS),
+        ("i3", "wl", ns::DISCO_INFO),
+    ] {
+        let r = iq(
+            &mut c,
+            id,
+            "get",
+            PS,
+            &format!("<query xmlns='{what}' node='{node}'/>"),
+        )
+        .await;
+        answers.push(err(&r));
+    }
+    for a in &answers {
+        assert_eq!(a, &("item-not-found".to_string(), None), "{answers:?}");
+    }
+    // The owner still lists the node's items.
+    ok(&iq(
+        &mut a,
+        "i4",
+        "get",
+        PS,
+        &format!("<query xmlns='{}' node='wl'/>", ns::DISCO_ITEMS),
+    )
+    .await);
+    t.stop().await;
+}

@@ -2319,3 +2319,95 @@ async fn disco_items_of_a_hidden_node_answer_as_for_a_missing_one() {
     .await);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn ids_that_cannot_be_stored_are_not_found_not_a_server_error() {
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    ok(&iq(&mut a, "c", "set", PS, &pubsub("<create node='n'/>")).await);
+    ok(&iq(
+        &mut a,
+        "p",
+        "set",
+        PS,
+        &pubsub("<publish node='n'><item id='i1'><e xmlns='urn:x'/></item></publish>"),
+    )
+    .await);
+    let long = "x".repeat(1024);
+    // XEP-0059 §2.5, §2.7: a page after or before an id that is no
+    // item of the node (an empty <after/>, an id longer than any stored
+    // one) is item-not-found.
+    for (i, set) in [
+        "<max>2</max><after/>".to_string(),
+        format!("<max>2</max><after>{long}</after>"),
+        format!("<max>2</max><before>{long}</before>"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = iq(
+            &mut b,
+            &format!("r{i}"),
+            "get",
+            PS,
+            &pubsub(&format!(
+                "<items node='n'/><set xmlns='{}'>{set}</set>",
+                ns::RSM
+            )),
+        )
+        .await;
+        assert_eq!(err(&r).0, "item-not-found", "{set}");
+    }
+    // An empty <before/> is still the last page.
+    let r = ok(&iq(
+        &mut b,
+        "r9",
+        "get",
+        PS,
+        &pubsub(&format!(
+            "<items node='n'/><set xmlns='{}'><max>2</max><before/></set>",
+            ns::RSM
+        )),
+    )
+    .await)
+    .clone();
+    assert_eq!(retrieved_items(&r).len(), 1, "{}", r.to_xml(ns::CLIENT));
+    // By id (§6.5.8): not there, like any missing id.
+    let r = ok(&iq(
+        &mut b,
+        "g",
+        "get",
+        PS,
+        &pubsub(&format!("<items node='n'><item id='{long}'/></items>")),
+    )
+    .await)
+    .clone();
+    assert!(retrieved_items(&r).is_empty(), "{}", r.to_xml(ns::CLIENT));
+    // Retract (§7.2.3): the owner hears item-not-found, others forbidden.
+    let retract = pubsub(&format!("<retract node='n'><item id='{long}'/></retract>"));
+    assert_eq!(
+        err(&iq(&mut a, "x1", "set", PS, &retract).await).0,
+        "item-not-found"
+    );
+    assert_eq!(
+        err(&iq(&mut b, "x2", "set", PS, &retract).await).0,
+        "forbidden"
+    );
+    // Publish: a bad request.
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "x3",
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<publish node='n'><item id='{long}'><e xmlns='urn:x'/></item></publish>"
+            ))
+        )
+        .await)
+        .0,
+        "bad-request"
+    );
+    t.stop().await;
+}

@@ -258,7 +258,7 @@ fn publish_here(
         .with_app("payload-too-big", ns::PUBSUB_ERRORS));
     }
     let item_id = match item.attr("id") {
-        Some(i) if !i.is_empty() && i.len() <= storage::pubsub::MAX_ID_LEN => i.to_string(),
+        Some(i) if super::storable_id(i) => i.to_string(),
         Some(_) => {
             return Err(StanzaError::with_text(
                 C::BadRequest,
@@ -352,10 +352,15 @@ pub(super) fn retract(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled 
         }
         let store = ctx.store().pubsub();
         let now = now_ms();
-        let item = store
-            .item_in(&ctx.writes, &req.service, &id, item_id)
-            .map_err(internal)?
-            .filter(|i| super::expiry::alive(&node.config, i, now));
+        // An id that cannot be stored names no item: not found.
+        let item = if super::storable_id(item_id) {
+            store
+                .item_in(&ctx.writes, &req.service, &id, item_id)
+                .map_err(internal)?
+                .filter(|i| super::expiry::alive(&node.config, i, now))
+        } else {
+            None
+        };
         // Permission first (§7.2.3.1): one who may not retract learns
         // nothing of whether the item exists. Owners and publishers may
         // retract any item, others their own.

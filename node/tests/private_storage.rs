@@ -337,3 +337,41 @@ async fn a_bookmark_for_a_room_jid_over_1023_bytes_is_not_acceptable() {
     assert_eq!(ids, vec![ROOM.to_string()]);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_private_set_stores_each_of_several_elements_of_one_namespace() {
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    let mut a = Client::online(t.addr, "alice@localhost", PW, "r")
+        .await
+        .expect("alice");
+    // XEP-0049 §2.3: an IQ set may contain several elements qualified by
+    // the same namespace.
+    let r = iq(
+        &mut a,
+        "s",
+        "set",
+        None,
+        "<query xmlns='jabber:iq:private'><a xmlns='urn:x:p'>1</a><b xmlns='urn:x:p'>2</b></query>",
+    )
+    .await;
+    assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+    for (id, name, text) in [("ga", "a", "1"), ("gb", "b", "2")] {
+        let r = iq(
+            &mut a,
+            id,
+            "get",
+            None,
+            &format!("<query xmlns='jabber:iq:private'><{name} xmlns='urn:x:p'/></query>"),
+        )
+        .await;
+        assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+        let got = r.child("query", ns::PRIVATE).map(|q| {
+            q.elements()
+                .map(|e| (e.name.clone(), e.text()))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(got, Some(vec![(name.to_string(), text.to_string())]));
+    }
+    t.stop().await;
+}

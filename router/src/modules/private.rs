@@ -9,7 +9,8 @@
 //! it left out retracted; reading it builds the element from that node. So
 //! a bookmark added with either kind of client shows in both, and stays
 //! after reconnecting. URL bookmarks, which XEP-0402 has no place for,
-//! stay in private storage. Every other element is stored as given.
+//! stay in private storage. Every other element is stored as given, each
+//! of several in one set (XEP-0049 §2.3) under its name and namespace.
 
 use proto::error::{StanzaCondition, StanzaError};
 use proto::stanza::Stanza;
@@ -83,15 +84,22 @@ impl Private {
         let Some(req) = Req::pep_owner(iq) else {
             return Err(StanzaError::new(C::BadRequest));
         };
-        let mut children = p.elements();
-        let (Some(el), None) = (children.next(), children.next()) else {
+        // XEP-0049 §2.3: a set may hold several elements, of one
+        // namespace or more; each is stored under its name and namespace
+        // (a second of the same name and namespace replaces the first).
+        // A get names one or more, each answered.
+        let children: Vec<&Element> = p.elements().collect();
+        if children.is_empty() {
             return Err(StanzaError::with_text(
                 C::BadRequest,
-                "exactly one element to get or store",
+                "an element to get or store",
             ));
-        };
+        }
         // §3: the jabber: namespaces are not for private data.
-        if el.ns.starts_with("jabber:") || el.ns.is_empty() {
+        if children
+            .iter()
+            .any(|el| el.ns.starts_with("jabber:") || el.ns.is_empty())
+        {
             return Err(StanzaError::with_text(
                 C::NotAcceptable,
                 "this namespace cannot hold private data",
@@ -99,34 +107,37 @@ impl Private {
         }
         let user = req.from_bare.clone();
         let store = ctx.store().private();
-        let bookmarks = el.name == "storage" && el.ns == ns::BOOKMARKS;
+        let is_bookmarks = |el: &Element| el.name == "storage" && el.ns == ns::BOOKMARKS;
         if iq.stype() == "get" {
-            let stored = store
-                .get_in(&ctx.writes, &user, &el.name, &el.ns)
-                .map_err(super::pubsub::internal)?;
-            let mut out = match stored.and_then(|x| Element::parse(&x, "", &[]).ok()) {
-                Some(e) => e,
-                None => Element::new(&el.name, &el.ns),
-            };
-            if bookmarks {
-                out = bookmarks_from_pep(ctx, &req, out)?;
+            let mut q = Element::new("query", ns::PRIVATE);
+            for el in children {
+                let stored = store
+                    .get_in(&ctx.writes, &user, &el.name, &el.ns)
+                    .map_err(super::pubsub::internal)?;
+                let mut out = match stored.and_then(|x| Element::parse(&x, "", &[]).ok()) {
+                    Some(e) => e,
+                    None => Element::new(&el.name, &el.ns),
+                };
+                if is_bookmarks(el) {
+                    out = bookmarks_from_pep(ctx, &req, out)?;
+                }
+                q.push(out);
             }
-            return Ok(Some(Element::new("query", ns::PRIVATE).with_child(out)));
+            return Ok(Some(q));
         }
-        let xml = el.to_xml("");
-        if xml.len() > self.max_bytes {
-            return Err(StanzaError::with_text(
-                C::NotAcceptable,
-                format!("private data is at most {} bytes", self.max_bytes),
-            ));
-        }
-        if bookmarks {
-            let urls = bookmarks_to_pep(ctx, &req, el)?;
-            let xml = urls.to_xml("");
-            store
-                .put_in(&mut ctx.writes, &user, &el.name, &el.ns, xml.as_bytes())
-                .map_err(super::pubsub::internal)?;
-        } else {
+        for el in children {
+            let xml = el.to_xml("");
+            if xml.len() > self.max_bytes {
+                return Err(StanzaError::with_text(
+                    C::NotAcceptable,
+                    format!("private data is at most {} bytes", self.max_bytes),
+                ));
+            }
+            let xml = if is_bookmarks(el) {
+                bookmarks_to_pep(ctx, &req, el)?.to_xml("")
+            } else {
+                xml
+            };
             store
                 .put_in(&mut ctx.writes, &user, &el.name, &el.ns, xml.as_bytes())
                 .map_err(super::pubsub::internal)?;

@@ -185,3 +185,193 @@ async fn bookmarks_of_both_kinds_are_one_list_and_extensions_survive() {
     );
     t.stop().await;
 }
+
+/// Publish a XEP-0402 bookmark, with `options` as its publish-options
+/// fields (none: the PEP defaults).
+async fn publish_bookmark(
+    c: &mut Client,
+    id: &str,
+    room: &str,
+    body: &str,
+    options: &[(&str, &str)],
+) {
+    let mut opts = String::new();
+    if !options.is_empty() {
+        opts.push_str("<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>");
+        for (k, v) in options {
+            opts.push_str(&format!("<field var='{k}'><value>{v}</value></field>"));
+        }
+        opts.push_str("</x></publish-options>");
+    }
+    let publish = format!(
+        "<pubsub xmlns='{}'><publish node='{}'><item id='{room}'><conference xmlns='{}' {body}</item></publish>{opts}</pubsub>",
+        ns::PUBSUB,
+        ns::BOOKMARKS2,
+        ns::BOOKMARKS2
+    );
+    let r = iq(c, id, "set", None, &publish).await;
+    assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+}
+
+const XEP_0402_OPTIONS: &[(&str, &str)] = &[
+    ("pubsub#persist_items", "true"),
+    ("pubsub#max_items", "max"),
+    ("pubsub#send_last_published_item", "never"),
+    ("pubsub#access_model", "whitelist"),
+];
+
+#[tokio::test]
+async fn an_unchanged_bookmark_with_a_non_canonical_jid_keeps_its_item_and_extensions() {
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    let mut a = Client::online(t.addr, "alice@localhost", PW, "new")
+        .await
+        .expect("alice");
+    let upper = "Upper-x@Conference.Localhost";
+    publish_bookmark(
+        &mut a,
+        "add",
+        upper,
+        "name='Upper' autojoin='true'><nick>al</nick><extensions><state xmlns='urn:example:client'>kept</state></extensions></conference>",
+        XEP_0402_OPTIONS,
+    )
+    .await;
+    // A XEP-0048 client writes back exactly what it read (XEP-0402 §5.3).
+    let st = legacy(&mut a, "l1").await;
+    let store = format!(
+        "<query xmlns='jabber:iq:private'>{}</query>",
+        st.to_xml(ns::PRIVATE)
+    );
+    let r = iq(&mut a, "w1", "set", None, &store).await;
+    assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+    let items = pep(&mut a, "p1").await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    let (id, conf) = &items[0];
+    assert_eq!(id, upper);
+    assert!(
+        conf.child("extensions", ns::BOOKMARKS2).is_some(),
+        "{}",
+        conf.to_xml(ns::BOOKMARKS2)
+    );
+    // Written with the JID normalised, it is still that bookmark.
+    let store = "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'><conference jid='upper-x@conference.localhost' name='Renamed' autojoin='true'><nick>al</nick></conference></storage></query>";
+    let r = iq(&mut a, "w2", "set", None, store).await;
+    assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+    let items = pep(&mut a, "p2").await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    let (id, conf) = &items[0];
+    assert_eq!(id, upper);
+    assert_eq!(conf.attr("name"), Some("Renamed"));
+    assert!(conf.child("extensions", ns::BOOKMARKS2).is_some());
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn every_acknowledged_bookmark_is_kept_when_the_node_kept_one_item() {
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    let mut a = Client::online(t.addr, "alice@localhost", PW, "new")
+        .await
+        .expect("alice");
+    // Published without publish-options: the node keeps one item (the
+    // PEP default), where XEP-0402 §3 wants max_items=max.
+    publish_bookmark(
+        &mut a,
+        "add",
+        "first@conference.localhost",
+        "autojoin='true'/>",
+        &[],
+    )
+    .await;
+    let confs: String = (0..3)
+        .map(|i| format!("<conference jid='c{i}@conference.localhost' autojoin='false'/>"))
+        .collect();
+    let store = format!(
+        "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'>{confs}</storage></query>"
+    );
+    let r = iq(&mut a, "w", "set", None, &store).await;
+    assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+    let st = legacy(&mut a, "l").await;
+    let mut jids: Vec<&str> = st.elements().filter_map(|c| c.attr("jid")).collect();
+    jids.sort_unstable();
+    assert_eq!(
+        jids,
+        vec![
+            "c0@conference.localhost",
+            "c1@conference.localhost",
+            "c2@conference.localhost"
+        ]
+    );
+    assert_eq!(pep(&mut a, "p").await.len(), 3);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_bookmark_for_a_room_jid_over_1023_bytes_is_not_acceptable() {
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    let mut a = Client::online(t.addr, "alice@localhost", PW, "new")
+        .await
+        .expect("alice");
+    let store = format!(
+        "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'><conference jid='{ROOM}' autojoin='false'/></storage></query>"
+    );
+    let r = iq(&mut a, "w1", "set", None, &store).await;
+    assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+    // A valid JID (a 1000-byte localpart), but longer than an item id
+    // may be (XEP-0402 §3: the room's JID is the item's id).
+    let long = format!("{}@{}.localhost", "l".repeat(1000), "c".repeat(60));
+    let store = format!(
+        "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'><conference jid='{ROOM}' autojoin='false'/><conference jid='{long}' autojoin='false'/></storage></query>"
+    );
+    let r = iq(&mut a, "w2", "set", None, &store).await;
+    let xml = r.to_xml(ns::CLIENT);
+    assert_eq!(kind(&r), "error", "{xml}");
+    assert!(xml.contains("<not-acceptable"), "{xml}");
+    // Refused whole: the list is as it was.
+    let ids: Vec<String> = pep(&mut a, "p")
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, vec![ROOM.to_string()]);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_private_set_stores_each_of_several_elements_of_one_namespace() {
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    let mut a = Client::online(t.addr, "alice@localhost", PW, "r")
+        .await
+        .expect("alice");
+    // XEP-0049 §2.3: an IQ set may contain several elements qualified by
+    // the same namespace.
+    let r = iq(
+        &mut a,
+        "s",
+        "set",
+        None,
+        "<query xmlns='jabber:iq:private'><a xmlns='urn:x:p'>1</a><b xmlns='urn:x:p'>2</b></query>",
+    )
+    .await;
+    assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+    for (id, name, text) in [("ga", "a", "1"), ("gb", "b", "2")] {
+        let r = iq(
+            &mut a,
+            id,
+            "get",
+            None,
+            &format!("<query xmlns='jabber:iq:private'><{name} xmlns='urn:x:p'/></query>"),
+        )
+        .await;
+        assert_eq!(kind(&r), "result", "{}", r.to_xml(ns::CLIENT));
+        let got = r.child("query", ns::PRIVATE).map(|q| {
+            q.elements()
+                .map(|e| (e.name.clone(), e.text()))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(got, Some(vec![(name.to_string(), text.to_string())]));
+    }
+    t.stop().await;
+}

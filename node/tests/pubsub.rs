@@ -2211,3 +2211,284 @@ async fn refusals_reveal_nothing_and_say_why() {
     );
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_strangers_publish_options_do_not_reveal_the_nodes_configuration() {
+    let mut t = server(&["alice", "carol"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut c = online(&t, "carol").await;
+    ok(&iq(
+        &mut a,
+        "c",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='secret'/><configure>{}</configure>",
+            config_form(&[
+                ("pubsub#access_model", "whitelist"),
+                ("pubsub#title", "Project Zebra")
+            ])
+        )),
+    )
+    .await);
+    // XEP-0060 §7.1.3.1: one who may not publish hears forbidden, whether
+    // its precondition guessed the node's title right or wrong.
+    for (id, guess) in [("p1", "Project Zebra"), ("p2", "Project Lion")] {
+        let opts = format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{}</value></field><field var='pubsub#title'><value>{guess}</value></field></x>",
+            ns::PUBSUB_PUBLISH_OPTIONS
+        );
+        let r = iq(
+            &mut c,
+            id,
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<publish node='secret'><item><e xmlns='urn:x'/></item></publish><publish-options>{opts}</publish-options>"
+            )),
+        )
+        .await;
+        assert_eq!(err(&r), ("forbidden".to_string(), None), "{guess}");
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_item_stays_gone_when_item_expire_is_lifted_or_raised() {
+    let mut t = server(&["alice"]).await;
+    let mut a = online(&t, "alice").await;
+    // XEP-0060 §16.4.3: an item is purged once item_expire has passed.
+    // Nothing reads the nodes while their items expire.
+    for node in ["lifted", "raised"] {
+        ok(&iq(
+            &mut a,
+            &format!("c-{node}"),
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<create node='{node}'/><configure>{}</configure>",
+                config_form(&[("pubsub#item_expire", "1")])
+            )),
+        )
+        .await);
+        ok(&iq(
+            &mut a,
+            &format!("p-{node}"),
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<publish node='{node}'><item id='gone'><e xmlns='urn:x'/></item></publish>"
+            )),
+        )
+        .await);
+    }
+    let published = std::time::Instant::now();
+    // The clock: a node no one reads but this loop, published after them.
+    ok(&iq(
+        &mut a,
+        "c-clock",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='clock'/><configure>{}</configure>",
+            config_form(&[("pubsub#item_expire", "1")])
+        )),
+    )
+    .await);
+    ok(&iq(
+        &mut a,
+        "p-clock",
+        "set",
+        PS,
+        &pubsub("<publish node='clock'><item id='t'><e xmlns='urn:x'/></item></publish>"),
+    )
+    .await);
+    let mut tries = 0;
+    loop {
+        let r = ok(&iq(
+            &mut a,
+            &format!("w{tries}"),
+            "get",
+            PS,
+            &pubsub("<items node='clock'/>"),
+        )
+        .await)
+        .clone();
+        if retrieved_items(&r).is_empty() {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 100, "the item never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(published.elapsed() >= std::time::Duration::from_secs(1));
+    for (node, expire) in [("lifted", "0"), ("raised", "3600")] {
+        ok(&iq(
+            &mut a,
+            &format!("g-{node}"),
+            "set",
+            PS,
+            &owner(&format!(
+                "<configure node='{node}'>{}</configure>",
+                config_form(&[("pubsub#item_expire", expire)])
+            )),
+        )
+        .await);
+        let r = ok(&iq(
+            &mut a,
+            &format!("r-{node}"),
+            "get",
+            PS,
+            &pubsub(&format!("<items node='{node}'/>")),
+        )
+        .await)
+        .clone();
+        assert!(
+            retrieved_items(&r).is_empty(),
+            "{node}: {}",
+            r.to_xml(ns::CLIENT)
+        );
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn disco_items_of_a_hidden_node_answer_as_for_a_missing_one() {
+    let mut t = server(&["alice", "carol"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut c = online(&t, "carol").await;
+    ok(&iq(
+        &mut a,
+        "c",
+        "set",
+        PS,
+        &pubsub(&format!(
+            "<create node='wl'/><configure>{}</configure>",
+            config_form(&[("pubsub#access_model", "whitelist")])
+        )),
+    )
+    .await);
+    // XEP-0163 §6.2, XEP-0060 §5.5: a node the requester may not see is
+    // not there, for disco#items as for disco#info.
+    let mut answers = Vec::new();
+    for (id, node, what) in [
+        ("i1", "wl", ns::DISCO_ITEMS),
+        ("i2", "nosuch", ns::DISCO_ITEMS),
+        ("i3", "wl", ns::DISCO_INFO),
+    ] {
+        let r = iq(
+            &mut c,
+            id,
+            "get",
+            PS,
+            &format!("<query xmlns='{what}' node='{node}'/>"),
+        )
+        .await;
+        answers.push(err(&r));
+    }
+    for a in &answers {
+        assert_eq!(a, &("item-not-found".to_string(), None), "{answers:?}");
+    }
+    // The owner still lists the node's items.
+    ok(&iq(
+        &mut a,
+        "i4",
+        "get",
+        PS,
+        &format!("<query xmlns='{}' node='wl'/>", ns::DISCO_ITEMS),
+    )
+    .await);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn ids_that_cannot_be_stored_are_not_found_not_a_server_error() {
+    let mut t = server(&["alice", "bob"]).await;
+    let mut a = online(&t, "alice").await;
+    let mut b = online(&t, "bob").await;
+    ok(&iq(&mut a, "c", "set", PS, &pubsub("<create node='n'/>")).await);
+    ok(&iq(
+        &mut a,
+        "p",
+        "set",
+        PS,
+        &pubsub("<publish node='n'><item id='i1'><e xmlns='urn:x'/></item></publish>"),
+    )
+    .await);
+    let long = "x".repeat(1024);
+    // XEP-0059 §2.5, §2.7: a page after or before an id that is no
+    // item of the node (an empty <after/>, an id longer than any stored
+    // one) is item-not-found.
+    for (i, set) in [
+        "<max>2</max><after/>".to_string(),
+        format!("<max>2</max><after>{long}</after>"),
+        format!("<max>2</max><before>{long}</before>"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = iq(
+            &mut b,
+            &format!("r{i}"),
+            "get",
+            PS,
+            &pubsub(&format!(
+                "<items node='n'/><set xmlns='{}'>{set}</set>",
+                ns::RSM
+            )),
+        )
+        .await;
+        assert_eq!(err(&r).0, "item-not-found", "{set}");
+    }
+    // An empty <before/> is still the last page.
+    let r = ok(&iq(
+        &mut b,
+        "r9",
+        "get",
+        PS,
+        &pubsub(&format!(
+            "<items node='n'/><set xmlns='{}'><max>2</max><before/></set>",
+            ns::RSM
+        )),
+    )
+    .await)
+    .clone();
+    assert_eq!(retrieved_items(&r).len(), 1, "{}", r.to_xml(ns::CLIENT));
+    // By id (§6.5.8): not there, like any missing id.
+    let r = ok(&iq(
+        &mut b,
+        "g",
+        "get",
+        PS,
+        &pubsub(&format!("<items node='n'><item id='{long}'/></items>")),
+    )
+    .await)
+    .clone();
+    assert!(retrieved_items(&r).is_empty(), "{}", r.to_xml(ns::CLIENT));
+    // Retract (§7.2.3): the owner hears item-not-found, others forbidden.
+    let retract = pubsub(&format!("<retract node='n'><item id='{long}'/></retract>"));
+    assert_eq!(
+        err(&iq(&mut a, "x1", "set", PS, &retract).await).0,
+        "item-not-found"
+    );
+    assert_eq!(
+        err(&iq(&mut b, "x2", "set", PS, &retract).await).0,
+        "forbidden"
+    );
+    // Publish: a bad request.
+    assert_eq!(
+        err(&iq(
+            &mut a,
+            "x3",
+            "set",
+            PS,
+            &pubsub(&format!(
+                "<publish node='n'><item id='{long}'><e xmlns='urn:x'/></item></publish>"
+            ))
+        )
+        .await)
+        .0,
+        "bad-request"
+    );
+    t.stop().await;
+}

@@ -9,7 +9,8 @@
 //! it left out retracted; reading it builds the element from that node. So
 //! a bookmark added with either kind of client shows in both, and stays
 //! after reconnecting. URL bookmarks, which XEP-0402 has no place for,
-//! stay in private storage. Every other element is stored as given.
+//! stay in private storage. Every other element is stored as given, each
+//! of several in one set (XEP-0049 §2.3) under its name and namespace.
 
 use proto::error::{StanzaCondition, StanzaError};
 use proto::stanza::Stanza;
@@ -19,7 +20,7 @@ use super::Ctx;
 use super::handler::{IqHandler, Target, TargetKind};
 use super::pubsub::Req;
 use super::pubsub::config::{AccessModel, NodeConfig, SendLast};
-use super::pubsub::pep::{owner_items, owner_publish, owner_retract};
+use super::pubsub::pep::{owner_items, owner_keep_max, owner_publish, owner_retract};
 
 pub(crate) struct Private {
     /// Largest stored element, in bytes of XML.
@@ -83,15 +84,22 @@ impl Private {
         let Some(req) = Req::pep_owner(iq) else {
             return Err(StanzaError::new(C::BadRequest));
         };
-        let mut children = p.elements();
-        let (Some(el), None) = (children.next(), children.next()) else {
+        // XEP-0049 §2.3: a set may hold several elements, of one
+        // namespace or more; each is stored under its name and namespace
+        // (a second of the same name and namespace replaces the first).
+        // A get names one or more, each answered.
+        let children: Vec<&Element> = p.elements().collect();
+        if children.is_empty() {
             return Err(StanzaError::with_text(
                 C::BadRequest,
-                "exactly one element to get or store",
+                "an element to get or store",
             ));
-        };
+        }
         // §3: the jabber: namespaces are not for private data.
-        if el.ns.starts_with("jabber:") || el.ns.is_empty() {
+        if children
+            .iter()
+            .any(|el| el.ns.starts_with("jabber:") || el.ns.is_empty())
+        {
             return Err(StanzaError::with_text(
                 C::NotAcceptable,
                 "this namespace cannot hold private data",
@@ -99,34 +107,37 @@ impl Private {
         }
         let user = req.from_bare.clone();
         let store = ctx.store().private();
-        let bookmarks = el.name == "storage" && el.ns == ns::BOOKMARKS;
+        let is_bookmarks = |el: &Element| el.name == "storage" && el.ns == ns::BOOKMARKS;
         if iq.stype() == "get" {
-            let stored = store
-                .get_in(&ctx.writes, &user, &el.name, &el.ns)
-                .map_err(super::pubsub::internal)?;
-            let mut out = match stored.and_then(|x| Element::parse(&x, "", &[]).ok()) {
-                Some(e) => e,
-                None => Element::new(&el.name, &el.ns),
-            };
-            if bookmarks {
-                out = bookmarks_from_pep(ctx, &req, out)?;
+            let mut q = Element::new("query", ns::PRIVATE);
+            for el in children {
+                let stored = store
+                    .get_in(&ctx.writes, &user, &el.name, &el.ns)
+                    .map_err(super::pubsub::internal)?;
+                let mut out = match stored.and_then(|x| Element::parse(&x, "", &[]).ok()) {
+                    Some(e) => e,
+                    None => Element::new(&el.name, &el.ns),
+                };
+                if is_bookmarks(el) {
+                    out = bookmarks_from_pep(ctx, &req, out)?;
+                }
+                q.push(out);
             }
-            return Ok(Some(Element::new("query", ns::PRIVATE).with_child(out)));
+            return Ok(Some(q));
         }
-        let xml = el.to_xml("");
-        if xml.len() > self.max_bytes {
-            return Err(StanzaError::with_text(
-                C::NotAcceptable,
-                format!("private data is at most {} bytes", self.max_bytes),
-            ));
-        }
-        if bookmarks {
-            let urls = bookmarks_to_pep(ctx, &req, el)?;
-            let xml = urls.to_xml("");
-            store
-                .put_in(&mut ctx.writes, &user, &el.name, &el.ns, xml.as_bytes())
-                .map_err(super::pubsub::internal)?;
-        } else {
+        for el in children {
+            let xml = el.to_xml("");
+            if xml.len() > self.max_bytes {
+                return Err(StanzaError::with_text(
+                    C::NotAcceptable,
+                    format!("private data is at most {} bytes", self.max_bytes),
+                ));
+            }
+            let xml = if is_bookmarks(el) {
+                bookmarks_to_pep(ctx, &req, el)?.to_xml("")
+            } else {
+                xml
+            };
             store
                 .put_in(&mut ctx.writes, &user, &el.name, &el.ns, xml.as_bytes())
                 .map_err(super::pubsub::internal)?;
@@ -168,22 +179,44 @@ fn bookmarks_from_pep(ctx: &Ctx<'_>, req: &Req<'_>, urls: Element) -> Result<Ele
 /// Publish each conference of a XEP-0048 `storage` to the PEP bookmarks
 /// node and retract those not in it; returns what stays in private
 /// storage (the URL bookmarks).
+///
+/// A conference is matched to the item of its room: by the item's id as
+/// given (what reading handed out), else by the normalised JID (RFC
+/// 7622), as a XEP-0402 client may have written the id in another case.
+/// A matched item keeps its id and its `<extensions/>`, and an unchanged
+/// one is not published again. Every bookmark acknowledged is kept: the
+/// node is made to keep the most items (XEP-0402 §3, max_items=max) in
+/// the same commit, and a list longer than the service keeps is refused.
 fn bookmarks_to_pep(
     ctx: &mut Ctx<'_>,
     req: &Req<'_>,
     storage: &Element,
 ) -> Result<Element, StanzaError> {
     let mut keep = Element::new("storage", ns::BOOKMARKS);
-    let mut wanted = Vec::new();
+    // (the jid as written, the room's bare JID normalised, the item)
+    let mut wanted: Vec<(String, String, Element)> = Vec::new();
     for e in storage.elements() {
         match e.name.as_str() {
             "conference" => {
-                let Some(jid) = e.attr("jid").and_then(|j| Jid::parse(j).ok()) else {
+                let raw = e.attr("jid").unwrap_or_default();
+                let Ok(jid) = Jid::parse(raw) else {
                     return Err(StanzaError::with_text(
                         StanzaCondition::BadRequest,
                         "a conference bookmark needs a valid jid",
                     ));
                 };
+                let room = jid.bare().to_string();
+                // The room's JID is the item's id (XEP-0402 §3), which
+                // the PEP service keys on: at most 1023 bytes.
+                if room.len() > storage::pubsub::MAX_ID_LEN {
+                    return Err(StanzaError::with_text(
+                        StanzaCondition::NotAcceptable,
+                        format!(
+                            "a bookmarked room jid is at most {} bytes",
+                            storage::pubsub::MAX_ID_LEN
+                        ),
+                    ));
+                }
                 let mut c = Element::new("conference", ns::BOOKMARKS2);
                 if let Some(n) = e.attr("name") {
                     c.set_attr("name", n);
@@ -195,29 +228,46 @@ fn bookmarks_to_pep(
                         c.push(Element::new(name, ns::BOOKMARKS2).with_text(v.text()));
                     }
                 }
-                wanted.push((jid.bare().to_string(), c));
+                wanted.push((raw.to_string(), room, c));
             }
             "url" => keep.push(e.clone()),
             _ => {}
         }
     }
-    if wanted.len() > MAX_BOOKMARKS {
+    let kept = owner_keep_max(ctx, req, ns::BOOKMARKS2)?;
+    let limit = MAX_BOOKMARKS.min(usize::try_from(kept).unwrap_or(usize::MAX));
+    if wanted.len() > limit {
         return Err(StanzaError::with_text(
             StanzaCondition::NotAcceptable,
-            format!("at most {MAX_BOOKMARKS} bookmarks"),
+            format!("at most {limit} bookmarks"),
         ));
     }
     let existing = owner_items(ctx, req, ns::BOOKMARKS2)?;
-    for item in &existing {
-        if !wanted.iter().any(|(id, _)| *id == item.id) {
-            owner_retract(ctx, req, ns::BOOKMARKS2, &item.id)?;
+    let normalised = |id: &str| {
+        Jid::parse(id)
+            .map(|j| j.bare().to_string())
+            .unwrap_or_else(|_| id.to_string())
+    };
+    let mut claimed = vec![false; existing.len()];
+    let mut plan = Vec::with_capacity(wanted.len());
+    for (raw, room, c) in wanted {
+        let at = (0..existing.len())
+            .find(|&k| !claimed[k] && existing[k].id == raw)
+            .or_else(|| {
+                (0..existing.len()).find(|&k| !claimed[k] && normalised(&existing[k].id) == room)
+            });
+        if let Some(k) = at {
+            claimed[k] = true;
         }
+        plan.push((at, room, c));
     }
-    for (id, mut c) in wanted {
-        let old = existing
-            .iter()
-            .find(|i| i.id == id)
-            .and_then(|i| Element::parse(&i.payload, "", &[]).ok());
+    for (item, _) in existing.iter().zip(&claimed).filter(|(_, c)| !**c) {
+        owner_retract(ctx, req, ns::BOOKMARKS2, &item.id)?;
+    }
+    for (at, room, mut c) in plan {
+        let old = at.map(|k| &existing[k]);
+        let id = old.map_or(room, |i| i.id.clone());
+        let old = old.and_then(|i| Element::parse(&i.payload, "", &[]).ok());
         // XEP-0048 has no place for what XEP-0402 clients keep in
         // <extensions/>: an older client's write keeps it.
         if let Some(ext) = old

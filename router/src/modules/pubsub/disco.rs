@@ -17,7 +17,7 @@ use super::access::visible;
 use super::config::{NodeConfig, meta_data};
 use super::expiry::{alive, sweep};
 use super::items::{Rsm, rsm_answer};
-use super::{FEATURES, Node, Req, at_home, check_access, internal, node_of, now_ms, owners};
+use super::{FEATURES, Node, Req, at_home, internal, node_of, now_ms, owners};
 use crate::modules::Ctx;
 use crate::modules::handler::{IqHandler, Target, TargetKind};
 
@@ -210,10 +210,14 @@ fn node_list(ctx: &Ctx<'_>, req: &Req<'_>, p: &Element) -> Result<Element, Stanz
 }
 
 /// A node's items as disco items (§5.5), for those allowed to see them.
+/// To others the node does not exist: item-not-found, as for a missing
+/// node and as disco#info answers (XEP-0163 §6.2), not the access
+/// model's refusal, which would reveal the node.
 fn item_list(ctx: &mut Ctx<'_>, req: &Req<'_>, id: &str) -> Result<Element, StanzaError> {
     let mut node = super::load(ctx, req, id)?;
-    let aff = super::affiliation(ctx, req, id)?;
-    check_access(ctx, req, &node, aff, false)?;
+    if !visible(ctx, req, &node)? {
+        return Err(StanzaError::new(StanzaCondition::ItemNotFound));
+    }
     sweep(ctx, req, &mut node)?;
     let items = ctx
         .store()

@@ -7,7 +7,7 @@ use proto::error::{StanzaCondition, StanzaError};
 use proto::{Element, ns};
 
 use super::expiry::sweep;
-use super::{Handled, Req, at_node_home, check_access, internal, now_ms, pubsub_el};
+use super::{Handled, Req, at_node_home, check_access, internal, now_ms, pubsub_el, storable_id};
 use crate::modules::Ctx;
 
 /// The most items one answer carries.
@@ -129,7 +129,9 @@ pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Elemen
             .filter_map(|e| e.attr("id"))
             .collect();
         if !wanted.is_empty() {
-            for w in wanted {
+            // An id that cannot be stored is not there, like any other
+            // missing one.
+            for w in wanted.into_iter().filter(|w| storable_id(w)) {
                 if let Some(item) = store
                     .item_in(&ctx.writes, &req.service, &id, w)
                     .map_err(internal)?
@@ -149,7 +151,12 @@ pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Elemen
         let rsm = Rsm::parse(p)?;
         let total = node.record.item_count as usize;
         // Newest first; a page after an item continues with older ones.
+        // An id that cannot be stored (an empty <after/>, one over 1023
+        // bytes) is no item of the node: item-not-found (XEP-0059 §2.7).
         let after_seq = match rsm.as_ref().and_then(|r| r.after.as_deref()) {
+            Some(after) if !storable_id(after) => {
+                return Err(StanzaError::new(StanzaCondition::ItemNotFound));
+            }
             Some(after) => match store
                 .item_in(&ctx.writes, &req.service, &id, after)
                 .map_err(internal)?
@@ -169,6 +176,9 @@ pub(super) fn retrieve(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Elemen
         // it, shown newest first like every page.
         let before_seq = match rsm.as_ref().and_then(|r| r.before.as_deref()) {
             Some("") => Some(0),
+            Some(before) if !storable_id(before) => {
+                return Err(StanzaError::new(StanzaCondition::ItemNotFound));
+            }
             Some(before) => match store
                 .item_in(&ctx.writes, &req.service, &id, before)
                 .map_err(internal)?

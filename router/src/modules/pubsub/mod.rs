@@ -193,12 +193,18 @@ fn reply(ctx: &mut Ctx<'_>, iq: &Stanza, sp: Savepoint, r: Handled) {
     }
 }
 
+/// Whether `id` can be the key of a stored node or item: non-empty, at
+/// most `MAX_ID_LEN` bytes, no NUL. An id that cannot names nothing, so a
+/// lookup by it is answered as for a missing one without asking the
+/// store (which refuses it as an error).
+pub(crate) fn storable_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= storage::pubsub::MAX_ID_LEN && !id.contains('\0')
+}
+
 /// The node a request names, validated.
 pub(crate) fn node_of(el: &Element) -> Result<String, StanzaError> {
     match el.attr("node") {
-        Some(n) if !n.is_empty() && n.len() <= storage::pubsub::MAX_ID_LEN && !n.contains('\0') => {
-            Ok(n.to_string())
-        }
+        Some(n) if storable_id(n) => Ok(n.to_string()),
         Some(_) => Err(StanzaError::with_text(
             StanzaCondition::BadRequest,
             "the node id is empty or too long",
@@ -272,8 +278,15 @@ fn load(ctx: &Ctx<'_>, req: &Req<'_>, id: &str) -> Result<Node, StanzaError> {
     })
 }
 
-/// A storage failure, as the requester sees it.
+/// A storage failure, as the requester sees it. An id the store refuses
+/// to key on came from the request (handlers check the ids they look up,
+/// `storable_id`; this is the net under them): a bad request, not a fault
+/// of the server.
 pub(crate) fn internal(e: storage::StorageError) -> StanzaError {
+    if let storage::StorageError::InvalidId { .. } = e {
+        tracing::debug!(error = %e, "pubsub request names an id that cannot be stored");
+        return StanzaError::with_text(StanzaCondition::BadRequest, e.to_string());
+    }
     tracing::error!(error = %e, "pubsub store failed");
     StanzaError::new(StanzaCondition::InternalServerError)
 }

@@ -224,6 +224,10 @@ pub(super) fn configure(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool
             form.expect_form_type(ns::PUBSUB_NODE_CONFIG)
                 .map_err(|e| e.to_stanza_error())?;
         }
+        // What expired under the old item_expire stays gone (§16.4.3):
+        // its deletion is planned with the new configuration, so that
+        // lifting or raising the expiry does not bring it back.
+        super::expiry::sweep(ctx, req, &mut node)?;
         let cap = ctx.cfg().pubsub.max_items_per_node;
         node.config.apply(&form, cap).map_err(config_error)?;
         super::pep::supported(req, &node.config)?;

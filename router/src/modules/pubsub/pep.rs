@@ -133,6 +133,33 @@ pub(crate) fn owner_publish(
     notify_subscribers(ctx, req, &n, ev, None)
 }
 
+/// Have the account's own node `node`, if it exists, keep as many items
+/// as the service allows (`pubsub#max_items` = max), planned with the
+/// request's other writes; returns how many items that is. A node made
+/// by a publish without publish-options keeps one (the PEP default),
+/// where XEP-0402 §3 wants every bookmark kept.
+pub(crate) fn owner_keep_max(
+    ctx: &mut Ctx<'_>,
+    req: &Req<'_>,
+    node: &str,
+) -> Result<u64, StanzaError> {
+    let cap = ctx.cfg().pubsub.max_items_per_node;
+    let mut n = match super::load(ctx, req, node) {
+        Ok(n) => n,
+        Err(e) if e.condition == StanzaCondition::ItemNotFound => return Ok(cap),
+        Err(e) => return Err(e),
+    };
+    if n.config.max_items.is_some() {
+        n.config.max_items = None;
+        n.record.config = n.config.encode();
+        ctx.store()
+            .pubsub()
+            .put_node_in(&mut ctx.writes, &req.service, node, &n.record)
+            .map_err(internal)?;
+    }
+    Ok(cap)
+}
+
 /// Retract item `id` of the account's own node `node`, if it is there.
 pub(crate) fn owner_retract(
     ctx: &mut Ctx<'_>,

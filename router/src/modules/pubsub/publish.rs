@@ -176,6 +176,22 @@ fn publish_here(
         }
         Err(e) => return Err(e),
     };
+    // Who may publish (§7.1.3.1), before the preconditions: one who may
+    // not publish hears forbidden whatever it guessed of the node's
+    // configuration, so the preconditions reveal nothing of it.
+    let aff = super::affiliation(ctx, req, id)?;
+    let allowed = match aff {
+        Some(Affiliation::Owner | Affiliation::Publisher | Affiliation::PublishOnly) => true,
+        Some(Affiliation::Outcast) => false,
+        _ => match node.config.publish_model {
+            PublishModel::Open => true,
+            PublishModel::Subscribers => super::is_subscribed(ctx, req, id)?,
+            PublishModel::Publishers => false,
+        },
+    };
+    if !allowed {
+        return Err(StanzaError::new(C::Forbidden));
+    }
     // Preconditions (§7.1.5): every option named must have that value.
     if let Some(f) = &options {
         for (var, values) in f.submitted_values() {
@@ -194,20 +210,6 @@ fn publish_here(
                 .with_app("precondition-not-met", ns::PUBSUB_ERRORS));
             }
         }
-    }
-    // Who may publish (§7.1.3.1).
-    let aff = super::affiliation(ctx, req, id)?;
-    let allowed = match aff {
-        Some(Affiliation::Owner | Affiliation::Publisher | Affiliation::PublishOnly) => true,
-        Some(Affiliation::Outcast) => false,
-        _ => match node.config.publish_model {
-            PublishModel::Open => true,
-            PublishModel::Subscribers => super::is_subscribed(ctx, req, id)?,
-            PublishModel::Publishers => false,
-        },
-    };
-    if !allowed {
-        return Err(StanzaError::new(C::Forbidden));
     }
     // One item with at most one payload, as the node's event type wants
     // (§4.3, §7.1.3.6): persistent nodes and payload nodes take an item,
@@ -256,7 +258,7 @@ fn publish_here(
         .with_app("payload-too-big", ns::PUBSUB_ERRORS));
     }
     let item_id = match item.attr("id") {
-        Some(i) if !i.is_empty() && i.len() <= storage::pubsub::MAX_ID_LEN => i.to_string(),
+        Some(i) if super::storable_id(i) => i.to_string(),
         Some(_) => {
             return Err(StanzaError::with_text(
                 C::BadRequest,
@@ -350,10 +352,15 @@ pub(super) fn retract(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled 
         }
         let store = ctx.store().pubsub();
         let now = now_ms();
-        let item = store
-            .item_in(&ctx.writes, &req.service, &id, item_id)
-            .map_err(internal)?
-            .filter(|i| super::expiry::alive(&node.config, i, now));
+        // An id that cannot be stored names no item: not found.
+        let item = if super::storable_id(item_id) {
+            store
+                .item_in(&ctx.writes, &req.service, &id, item_id)
+                .map_err(internal)?
+                .filter(|i| super::expiry::alive(&node.config, i, now))
+        } else {
+            None
+        };
         // Permission first (§7.2.3.1): one who may not retract learns
         // nothing of whether the item exists. Owners and publishers may
         // retract any item, others their own.

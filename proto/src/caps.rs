@@ -110,17 +110,28 @@ pub fn verification_string(query: &Element) -> Option<String> {
                 .map(Element::text)
                 .collect();
             if var == "FORM_TYPE" {
-                form_type = values.first().cloned();
+                if values.len() != 1 || form_type.is_some() {
+                    return None;
+                }
+                form_type = values.pop();
                 continue;
             }
             values.sort();
             fields.push((var, values));
         }
-        let form_type = form_type?;
+        // §5.4: a form without a FORM_TYPE is ignored, the rest still
+        // counts.
+        let Some(form_type) = form_type else {
+            continue;
+        };
         fields.sort();
         forms.push((form_type, fields));
     }
     forms.sort();
+    // Two forms of one FORM_TYPE make the answer unusable (§5.4).
+    if forms.windows(2).any(|w| w[0].0 == w[1].0) {
+        return None;
+    }
     for (form_type, fields) in forms {
         s.push_str(&form_type);
         s.push('<');
@@ -194,6 +205,28 @@ mod tests {
         };
         assert!(!verify(&forged, &q));
         assert_eq!(features(&q).len(), 4);
+    }
+
+    /// XEP-0115 §5.4: a form without FORM_TYPE is left out of the hash, not
+    /// a reason to refuse the whole answer; two forms of one FORM_TYPE are.
+    #[test]
+    fn a_form_without_form_type_is_ignored() {
+        let plain = query(
+            "<query xmlns='http://jabber.org/protocol/disco#info'>\
+             <identity category='client' type='pc'/><feature var='a'/></query>",
+        );
+        let with_form = query(
+            "<query xmlns='http://jabber.org/protocol/disco#info'>\
+             <identity category='client' type='pc'/><feature var='a'/>\
+             <x xmlns='jabber:x:data' type='result'><field var='os'><value>x</value></field></x></query>",
+        );
+        assert_eq!(verification_string(&with_form), verification_string(&plain));
+        let twice = query(
+            "<query xmlns='http://jabber.org/protocol/disco#info'><feature var='a'/>\
+             <x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'><value>urn:t</value></field></x>\
+             <x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'><value>urn:t</value></field></x></query>",
+        );
+        assert_eq!(verification_string(&twice), None);
     }
 
     #[test]

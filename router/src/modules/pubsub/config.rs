@@ -366,10 +366,14 @@ impl NodeConfig {
                     };
                 }
                 "pubsub#item_expire" => {
-                    self.item_expire = first
-                        .trim()
-                        .parse()
-                        .map_err(|_| ConfigError::value(var, "not a number of seconds"))?;
+                    // `max` (the config-node-max feature of XEP-0060): the most
+                    // this service allows, which is no expiry.
+                    self.item_expire = match first.trim() {
+                        "max" => 0,
+                        n => n
+                            .parse()
+                            .map_err(|_| ConfigError::value(var, "not a number of seconds"))?,
+                    };
                 }
                 "pubsub#type" => self.payload_type = first.to_string(),
                 // Options this service does not have are refused rather
@@ -477,8 +481,11 @@ mod tests {
             .with_form_type(ns::PUBSUB_NODE_CONFIG)
             .with_field(Field::list_single("pubsub#access_model", "whitelist", []))
             .with_field(Field::text_single("pubsub#max_items", "max"))
+            .with_field(Field::text_single("pubsub#item_expire", "max"))
             .with_field(Field::boolean("pubsub#notify_retract", false));
+        c.item_expire = 60;
         c.apply(&form, 100).expect("valid");
+        assert_eq!(c.item_expire, 0, "max: no expiry");
         assert_eq!(c.access_model, AccessModel::Whitelist);
         assert_eq!(c.max_items, None);
         assert_eq!(c.keep(100), 100);

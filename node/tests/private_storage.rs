@@ -303,6 +303,33 @@ async fn every_acknowledged_bookmark_is_kept_when_the_node_kept_one_item() {
         ]
     );
     assert_eq!(pep(&mut a, "p").await.len(), 3);
+    // And private, as XEP-0402 §3 wants (bookmarks carry room passwords):
+    // the PEP default was presence access.
+    let conf = iq(
+        &mut a,
+        "conf",
+        "get",
+        None,
+        &format!(
+            "<pubsub xmlns='{}#owner'><configure node='{}'/></pubsub>",
+            ns::PUBSUB,
+            ns::BOOKMARKS2
+        ),
+    )
+    .await;
+    let xml = conf.to_xml(ns::CLIENT);
+    assert_eq!(kind(&conf), "result", "{xml}");
+    let access = conf
+        .child("pubsub", ns::PUBSUB_OWNER)
+        .and_then(|p| p.child("configure", ns::PUBSUB_OWNER))
+        .and_then(|c| c.child("x", ns::DATA_FORMS))
+        .and_then(|x| {
+            x.elements()
+                .find(|f| f.attr("var") == Some("pubsub#access_model"))
+        })
+        .and_then(|f| f.child("value", ns::DATA_FORMS))
+        .map(|v| v.text());
+    assert_eq!(access.as_deref(), Some("whitelist"), "{xml}");
     t.stop().await;
 }
 

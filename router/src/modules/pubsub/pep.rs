@@ -134,10 +134,12 @@ pub(crate) fn owner_publish(
 }
 
 /// Have the account's own node `node`, if it exists, keep as many items
-/// as the service allows (`pubsub#max_items` = max), planned with the
+/// as the service allows (`pubsub#max_items` = max) and only for the
+/// account (`pubsub#access_model` = whitelist), planned with the
 /// request's other writes; returns how many items that is. A node made
-/// by a publish without publish-options keeps one (the PEP default),
-/// where XEP-0402 §3 wants every bookmark kept.
+/// by a publish without publish-options keeps one item and is open to
+/// contacts (the PEP defaults), where XEP-0402 §3 wants every bookmark
+/// kept, and private: they carry room passwords.
 pub(crate) fn owner_keep_max(
     ctx: &mut Ctx<'_>,
     req: &Req<'_>,
@@ -149,8 +151,9 @@ pub(crate) fn owner_keep_max(
         Err(e) if e.condition == StanzaCondition::ItemNotFound => return Ok(cap),
         Err(e) => return Err(e),
     };
-    if n.config.max_items.is_some() {
+    if n.config.max_items.is_some() || n.config.access_model != AccessModel::Whitelist {
         n.config.max_items = None;
+        n.config.access_model = AccessModel::Whitelist;
         n.record.config = n.config.encode();
         ctx.store()
             .pubsub()

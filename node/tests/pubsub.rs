@@ -1128,6 +1128,29 @@ async fn a_learnt_capability_hash_outlives_a_restart() {
     t.stop().await;
 }
 
+/// Poll `node` until retrieval returns no item (its items expired), for
+/// at most 5 s.
+async fn until_expired(a: &mut Client, node: &str) {
+    let mut tries = 0;
+    loop {
+        let r = ok(&iq(
+            a,
+            &format!("w{tries}"),
+            "get",
+            PS,
+            &pubsub(&format!("<items node='{node}'/>")),
+        )
+        .await)
+        .clone();
+        if retrieved_items(&r).is_empty() {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 100, "the item never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Read until a chat message from `from` arrives, failing on any PubSub
 /// event before it (the message is a barrier sent after what must not
 /// arrive).
@@ -1963,24 +1986,7 @@ async fn expired_items_are_gone_everywhere_and_deliver_0_gets_no_last_item() {
         )
         .await);
     }
-    let mut tries = 0;
-    loop {
-        let r = ok(&iq(
-            &mut a,
-            &format!("w{tries}"),
-            "get",
-            PS,
-            &pubsub("<items node='clock'/>"),
-        )
-        .await)
-        .clone();
-        if retrieved_items(&r).is_empty() {
-            break;
-        }
-        tries += 1;
-        assert!(tries < 100, "the item never expired");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until_expired(&mut a, "clock").await;
     // Not sent as the last item to a new subscriber (§6.1.7).
     ok(&iq_without_event(
         &mut b,
@@ -2303,24 +2309,7 @@ async fn an_expired_item_stays_gone_when_item_expire_is_lifted_or_raised() {
         &pubsub("<publish node='clock'><item id='t'><e xmlns='urn:x'/></item></publish>"),
     )
     .await);
-    let mut tries = 0;
-    loop {
-        let r = ok(&iq(
-            &mut a,
-            &format!("w{tries}"),
-            "get",
-            PS,
-            &pubsub("<items node='clock'/>"),
-        )
-        .await)
-        .clone();
-        if retrieved_items(&r).is_empty() {
-            break;
-        }
-        tries += 1;
-        assert!(tries < 100, "the item never expired");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until_expired(&mut a, "clock").await;
     assert!(published.elapsed() >= std::time::Duration::from_secs(1));
     for (node, expire) in [("lifted", "0"), ("raised", "3600")] {
         ok(&iq(

@@ -188,14 +188,16 @@ pub(crate) fn on_presence(ctx: &Ctx<'_>, from: &FullJid, presence: &Stanza) -> O
 pub(crate) fn ask(ctx: &Ctx<'_>, from: &FullJid, caps: &Caps) {
     let cache = &ctx.env.caps;
     let key = caps.key();
+    // Most presences carry a hash already known: one map lookup, before
+    // any scan of the questions in flight.
+    if cache.features(&key).is_some() {
+        return;
+    }
     let expired = cache.expire(&mut lock(&cache.asked));
     for a in expired {
         retry(ctx, &a.caps, &a.who);
     }
-    if cache.features(&key).is_some()
-        || ctx.st.session(from).is_none()
-        || cache.has_failed(&key, from)
-    {
+    if ctx.st.session(from).is_none() || cache.has_failed(&key, from) {
         return;
     }
     let id = {

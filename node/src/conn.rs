@@ -12,7 +12,7 @@ use bytes::Bytes;
 use proto::error::StreamCondition;
 use proto::xml::{StreamEvent, StreamParser};
 use router::{Outbound, Received, SessionInbox, SessionSink};
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -148,8 +148,17 @@ impl Conn {
     /// session for its whole life.
     async fn main_loop(&mut self) {
         let mut shutdown = self.edge.shutdown.clone();
+        // One timer for the session's deadlines, armed at or before the
+        // next one and moved only when that comes earlier or the timer
+        // fires (`on_timer` checks the real deadline): a wake-up for a
+        // delivery or a read then costs no timer registration.
+        let timer = tokio::time::sleep_until(self.next_deadline());
+        tokio::pin!(timer);
         while !self.done {
             let deadline = self.next_deadline();
+            if deadline < timer.deadline() {
+                timer.as_mut().reset(deadline);
+            }
             let read_at = self.read_allowed_at();
             tokio::select! {
                 r = read_into(&mut self.io, &mut self.parser), if read_at.is_none() => match r {
@@ -163,7 +172,10 @@ impl Conn {
                 },
                 _ = sleep_until(read_at.unwrap_or_else(Instant::now)), if read_at.is_some() => {}
                 out = recv(&mut self.inbox) => Box::pin(self.deliver(out)).await,
-                _ = sleep_until(deadline) => Box::pin(self.on_timer()).await,
+                _ = &mut timer => {
+                    Box::pin(self.on_timer()).await;
+                    timer.as_mut().reset(self.next_deadline());
+                }
                 _ = shutdown.changed() => {
                     Box::pin(self.fail(StreamCondition::SystemShutdown, Some("the server is shutting down".into()))).await;
                 }
@@ -377,6 +389,11 @@ impl Conn {
         };
         let mut batch: Option<Vec<u8>> = None;
         let mut then = None;
+        // Let the other ready tasks run first, the one fanning out included:
+        // under load more stanzas for this session are then queued, and go
+        // out in the same record and system call. Idle, this costs one turn
+        // of the scheduler.
+        tokio::task::yield_now().await;
         if let Some(rx) = self.inbox.as_mut() {
             while batch.as_ref().map_or(b.len(), Vec::len) < BATCH_BYTES {
                 let more = match rx.try_recv() {
@@ -515,7 +532,19 @@ impl Conn {
         if let (true, Some(jid)) = (self.inbox.is_some(), self.machine.jid().cloned()) {
             self.edge.core.unbind(jid, self.conn_id).await;
         }
-        let _ = timeout(Duration::from_secs(2), self.io.shutdown()).await;
+        // A lingering close: after our side is shut, read and drop what the
+        // client still sends until it closes too. Closing a socket with
+        // unread data in it sends a reset, and a reset can destroy the
+        // stream error the client has not read yet (a flooding client's
+        // policy-violation, say).
+        let io = &mut self.io;
+        let _ = timeout(Duration::from_secs(2), async {
+            io.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            while io.read(&mut sink).await? > 0 {}
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
     }
 }
 

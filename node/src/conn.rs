@@ -27,6 +27,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Queued stanzas written together, at most this many bytes (a TLS record
 /// holds 16 KiB).
 const BATCH_BYTES: usize = 16 * 1024;
+/// Turns of the scheduler a delivery waits for more to batch with it.
+const MAX_YIELDS: usize = 4;
+/// Stanzas queued after which it waits no longer.
+const BATCH_STANZAS: usize = 16;
 
 thread_local! {
     /// The one read buffer of each worker thread: an idle connection holds
@@ -389,11 +393,19 @@ impl Conn {
         };
         let mut batch: Option<Vec<u8>> = None;
         let mut then = None;
-        // Let the other ready tasks run first, the one fanning out included:
-        // under load more stanzas for this session are then queued, and go
-        // out in the same record and system call. Idle, this costs one turn
-        // of the scheduler.
-        tokio::task::yield_now().await;
+        // Let the other ready tasks run first, those fanning out included,
+        // for as long as more stanzas for this session keep arriving (a few
+        // turns at most): under load they then go out in the same record
+        // and system call. Idle, this costs one turn of the scheduler.
+        let mut queued = self.inbox.as_ref().map_or(0, |rx| rx.queued());
+        for _ in 0..MAX_YIELDS {
+            tokio::task::yield_now().await;
+            let now = self.inbox.as_ref().map_or(0, |rx| rx.queued());
+            if now == queued || now >= BATCH_STANZAS {
+                break;
+            }
+            queued = now;
+        }
         if let Some(rx) = self.inbox.as_mut() {
             while batch.as_ref().map_or(b.len(), Vec::len) < BATCH_BYTES {
                 let more = match rx.try_recv() {

@@ -299,6 +299,11 @@ impl SessionInbox {
         }
     }
 
+    /// How many items are queued now.
+    pub fn queued(&self) -> usize {
+        self.queue.lock().items.len()
+    }
+
     fn try_next(&self) -> Option<Received> {
         let mut st = self.queue.lock();
         if st.overflowed {

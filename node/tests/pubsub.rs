@@ -213,8 +213,48 @@ async fn owners_create_configure_publish_purge_and_delete() {
     )
     .await;
     assert_eq!(err(&bad).0, "not-acceptable");
+    // Malformed forms are bad requests and change nothing: two FORM_TYPE
+    // values (XEP-0068), an element inside a value (XEP-0004 §3.3).
+    let two_types = config_form(&[("pubsub#title", "x")]).replacen(
+        "</value></field>",
+        "</value><value>urn:other</value></field>",
+        1,
+    );
+    let nested = config_form(&[("pubsub#title", "a<b xmlns='urn:x'/>")]);
+    for (id, form) in [("g6b", two_types), ("g6c", nested)] {
+        let r = iq(
+            &mut a,
+            id,
+            "set",
+            PS,
+            &owner(&format!("<configure node='news'>{form}</configure>")),
+        )
+        .await;
+        assert_eq!(err(&r).0, "bad-request", "{}", r.to_xml(ns::CLIENT));
+    }
+    let conf = ok(&iq(&mut a, "g6d", "get", PS, &owner("<configure node='news'/>")).await)
+        .to_xml(ns::CLIENT);
+    assert!(
+        !conf.contains("<value>a</value>") && !conf.contains("<value>x</value>"),
+        "{conf}"
+    );
     let dflt = ok(&iq(&mut a, "g7", "get", PS, &owner("<default/>")).await).clone();
     assert!(dflt.to_xml(ns::CLIENT).contains("pubsub#access_model"));
+    // §6.4: in the pubsub namespace, <default/> is the default
+    // subscription options, of the service or of an existing node.
+    for (id, node) in [("g8", ""), ("g9", " node='news'")] {
+        let r = ok(&iq(&mut b, id, "get", PS, &pubsub(&format!("<default{node}/>"))).await).clone();
+        let d = r
+            .child("pubsub", ns::PUBSUB)
+            .and_then(|p| p.child("default", ns::PUBSUB))
+            .expect("default");
+        let xml = d.to_xml(ns::CLIENT);
+        assert!(xml.contains("pubsub#subscribe_options"), "{xml}");
+        assert!(xml.contains("pubsub#deliver"), "{xml}");
+        assert!(!xml.contains("pubsub#access_model"), "{xml}");
+    }
+    let missing = iq(&mut b, "g10", "get", PS, &pubsub("<default node='nope'/>")).await;
+    assert_eq!(err(&missing).0, "item-not-found");
 
     // bob subscribes and gets what alice publishes.
     let r = ok(&iq(

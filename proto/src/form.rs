@@ -73,6 +73,8 @@ pub enum FormError {
     DuplicateVar(String),
     #[error("field {0:?} has more than one value")]
     TooManyValues(String),
+    #[error("a value of field {0:?} holds an element, not only text")]
+    ValueNotText(String),
     #[error("an option of field {0:?} does not have exactly one value")]
     BadOption(String),
     #[error("field {0:?} has options but is not a list")]
@@ -194,6 +196,10 @@ impl Form {
             }
         }
         unique_vars(&form.fields)?;
+        // XEP-0068: one FORM_TYPE, whatever type the field was given.
+        if form.field(FORM_TYPE).is_some_and(|f| f.values.len() > 1) {
+            return Err(FormError::TooManyValues(FORM_TYPE.to_string()));
+        }
         let reported = form.reported.as_deref().unwrap_or_default();
         unique_vars(reported)?;
         for item in &form.items {
@@ -822,6 +828,27 @@ mod tests {
             Err(FormError::NotAnOption("lm".into()))
         );
         assert_eq!(f.list_multi("absent", CHANNELS), Ok(&[][..]));
+    }
+
+    #[test]
+    fn two_form_types_or_an_element_in_a_value_are_bad_requests() {
+        let two = "<x xmlns='jabber:x:data' type='submit'>\
+            <field var='FORM_TYPE'><value>urn:a</value><value>urn:b</value></field>\
+            <field var='f'><value>1</value></field></x>";
+        let err = parse(two).expect_err("two FORM_TYPE values");
+        assert_eq!(err, FormError::TooManyValues("FORM_TYPE".into()));
+        assert_eq!(err.to_stanza_error().condition, StanzaCondition::BadRequest);
+        let nested = "<x xmlns='jabber:x:data' type='submit'>\
+            <field var='f'><value>a<b xmlns='jabber:x:data'/>c</value></field></x>";
+        let err = parse(nested).expect_err("element in a value");
+        assert_eq!(err, FormError::ValueNotText("f".into()));
+        assert_eq!(err.to_stanza_error().condition, StanzaCondition::BadRequest);
+        let foreign = "<x xmlns='jabber:x:data' type='submit'>\
+            <field var='f'><value>a<b xmlns='urn:other'/></value></field></x>";
+        assert_eq!(
+            parse(foreign).expect_err("any element"),
+            FormError::ValueNotText("f".into())
+        );
     }
 
     #[test]

@@ -327,6 +327,10 @@ impl Field {
             match c.name.as_str() {
                 "desc" if f.desc.is_none() => f.desc = Some(c.text()),
                 "required" => f.required = true,
+                // XEP-0004 §3.3: a value is character data only.
+                "value" if c.elements().next().is_some() => {
+                    return Err(FormError::ValueNotText(name()));
+                }
                 "value" => f.values.push(c.text()),
                 "option" => {
                     let mut values = c

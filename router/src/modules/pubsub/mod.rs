@@ -90,6 +90,7 @@ pub(crate) const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#retract-items",
     "http://jabber.org/protocol/pubsub#retrieve-affiliations",
     "http://jabber.org/protocol/pubsub#retrieve-default",
+    "http://jabber.org/protocol/pubsub#retrieve-default-sub",
     "http://jabber.org/protocol/pubsub#retrieve-items",
     "http://jabber.org/protocol/pubsub#retrieve-subscriptions",
     "http://jabber.org/protocol/pubsub#subscribe",
@@ -366,7 +367,9 @@ impl IqHandler for PubSub {
             (false, "items") => items::retrieve(ctx, &req, p, a),
             (false, "subscriptions") => subscribe::own_subscriptions(ctx, &req, a),
             (false, "affiliations") => subscribe::own_affiliations(ctx, &req, a),
-            (false, "default") => owner::default_config(ctx, &req, ns::PUBSUB),
+            // §6.4: in this namespace, the default subscription options
+            // (the node configuration's default is the owner's, §8.3).
+            (false, "default") => subscribe::default_options(ctx, &req, a),
             _ => not_a_request(a, set).into(),
         };
         reply(ctx, iq, sp, r);

@@ -313,6 +313,26 @@ pub(super) fn options(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool) 
     })
 }
 
+/// §6.4: the default subscription options, of the service or, with a
+/// node, of that node (which must exist).
+pub(super) fn default_options(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled {
+    let form = |node: Option<&str>| {
+        let mut d = Element::new("default", ns::PUBSUB);
+        if let Some(n) = node {
+            d = d.with_attr("node", n);
+        }
+        let d = d.with_child(SubOptions::default().to_form(FormKind::Form).to_element());
+        Ok(Some(pubsub_el(ns::PUBSUB, d)))
+    };
+    if a.attr("node").is_none() {
+        return Handled::Here(form(None));
+    }
+    at_node_home(ctx, req, a, |ctx, id| {
+        super::load(ctx, req, &id)?;
+        form(Some(&id))
+    })
+}
+
 /// §5.6: the requester's subscriptions on the service (or one node).
 pub(super) fn own_subscriptions(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled {
     let only = a.attr("node");

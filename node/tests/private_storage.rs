@@ -267,14 +267,16 @@ async fn an_unchanged_bookmark_with_a_non_canonical_jid_keeps_its_item_and_exten
 }
 
 #[tokio::test]
-async fn every_acknowledged_bookmark_is_kept_when_the_node_kept_one_item() {
+async fn a_bookmarks_node_made_without_publish_options_is_private_and_keeps_every_bookmark() {
     let mut t = TestServer::start().await;
     t.add_user("alice@localhost", PW);
+    t.add_user("bob@localhost", PW);
     let mut a = Client::online(t.addr, "alice@localhost", PW, "new")
         .await
         .expect("alice");
-    // Published without publish-options: the node keeps one item (the
-    // PEP default), where XEP-0402 §3 wants max_items=max.
+    // Published without the publish-options XEP-0402 §3 asks for: the node
+    // is still whitelist (bookmarks carry room passwords) and keeps every
+    // item, not the PEP default of presence access and one item.
     publish_bookmark(
         &mut a,
         "add",
@@ -283,6 +285,29 @@ async fn every_acknowledged_bookmark_is_kept_when_the_node_kept_one_item() {
         &[],
     )
     .await;
+    assert_eq!(
+        config_of(&mut a, "c0").await,
+        (Some("whitelist".to_string()), Some("max".to_string()))
+    );
+    // bob, who has no say on alice's whitelist, reads nothing of it.
+    let mut b = Client::online(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    let r = iq(
+        &mut b,
+        "peek",
+        "get",
+        Some("alice@localhost"),
+        &format!(
+            "<pubsub xmlns='{}'><items node='{}'/></pubsub>",
+            ns::PUBSUB,
+            ns::BOOKMARKS2
+        ),
+    )
+    .await;
+    let xml = r.to_xml(ns::CLIENT);
+    assert_eq!(kind(&r), "error", "{xml}");
+    assert!(!xml.contains("first@conference"), "{xml}");
     let confs: String = (0..3)
         .map(|i| format!("<conference jid='c{i}@conference.localhost' autojoin='false'/>"))
         .collect();
@@ -303,11 +328,19 @@ async fn every_acknowledged_bookmark_is_kept_when_the_node_kept_one_item() {
         ]
     );
     assert_eq!(pep(&mut a, "p").await.len(), 3);
-    // And private, as XEP-0402 §3 wants (bookmarks carry room passwords):
-    // the PEP default was presence access.
+    assert_eq!(
+        config_of(&mut a, "c1").await.0.as_deref(),
+        Some("whitelist")
+    );
+    t.stop().await;
+}
+
+/// The bookmarks node's access model and max_items, from its owner's
+/// configuration form.
+async fn config_of(a: &mut Client, id: &str) -> (Option<String>, Option<String>) {
     let conf = iq(
-        &mut a,
-        "conf",
+        a,
+        id,
         "get",
         None,
         &format!(
@@ -319,18 +352,15 @@ async fn every_acknowledged_bookmark_is_kept_when_the_node_kept_one_item() {
     .await;
     let xml = conf.to_xml(ns::CLIENT);
     assert_eq!(kind(&conf), "result", "{xml}");
-    let access = conf
-        .child("pubsub", ns::PUBSUB_OWNER)
-        .and_then(|p| p.child("configure", ns::PUBSUB_OWNER))
-        .and_then(|c| c.child("x", ns::DATA_FORMS))
-        .and_then(|x| {
-            x.elements()
-                .find(|f| f.attr("var") == Some("pubsub#access_model"))
-        })
-        .and_then(|f| f.child("value", ns::DATA_FORMS))
-        .map(|v| v.text());
-    assert_eq!(access.as_deref(), Some("whitelist"), "{xml}");
-    t.stop().await;
+    let value = |var: &str| {
+        conf.child("pubsub", ns::PUBSUB_OWNER)
+            .and_then(|p| p.child("configure", ns::PUBSUB_OWNER))
+            .and_then(|c| c.child("x", ns::DATA_FORMS))
+            .and_then(|x| x.elements().find(|f| f.attr("var") == Some(var)))
+            .and_then(|f| f.child("value", ns::DATA_FORMS))
+            .map(|v| v.text())
+    };
+    (value("pubsub#access_model"), value("pubsub#max_items"))
 }
 
 #[tokio::test]

@@ -19,8 +19,9 @@ use proto::{Element, Jid, ns};
 use super::Ctx;
 use super::handler::{IqHandler, Target, TargetKind};
 use super::pubsub::Req;
-use super::pubsub::config::{AccessModel, NodeConfig, SendLast};
-use super::pubsub::pep::{owner_items, owner_keep_max, owner_publish, owner_retract};
+use super::pubsub::pep::{
+    bookmarks_config, owner_items, owner_keep_max, owner_publish, owner_retract,
+};
 
 pub(crate) struct Private {
     /// Largest stored element, in bytes of XML.
@@ -33,17 +34,6 @@ const BOOKMARKS_COMPAT: &str = "urn:xmpp:bookmarks:1#compat";
 
 /// The most conferences one bookmarks element may carry.
 const MAX_BOOKMARKS: usize = 1000;
-
-/// The node's configuration when bookmarks create it (XEP-0402 §4).
-fn bookmarks_config() -> NodeConfig {
-    NodeConfig {
-        access_model: AccessModel::Whitelist,
-        persist_items: true,
-        max_items: None,
-        send_last_published_item: SendLast::Never,
-        ..NodeConfig::pep_default()
-    }
-}
 
 impl IqHandler for Private {
     fn namespace(&self) -> &'static str {

@@ -128,7 +128,7 @@ fn create_here(
         ));
     }
     let mut config = if req.pep {
-        NodeConfig::pep_default()
+        super::pep::default_config(node)
     } else {
         NodeConfig::service_default(cfg.default_max_items)
     };

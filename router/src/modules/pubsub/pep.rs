@@ -30,6 +30,36 @@ pub(crate) fn add_recipients(
     Ok(())
 }
 
+/// The configuration a PEP node gets when it is created without one: the
+/// PEP defaults (presence access), except for the nodes that hold an
+/// account's private data, which are whitelist (only the owner) whoever
+/// creates them and however: XEP-0402 bookmarks (§3, whose room
+/// passwords a contact must never read, even when a client publishes
+/// without the publish-options it should send) and XEP-0048 bookmarks
+/// kept in PEP.
+pub(crate) fn default_config(id: &str) -> NodeConfig {
+    match id {
+        ns::BOOKMARKS2 => bookmarks_config(),
+        ns::BOOKMARKS => NodeConfig {
+            access_model: AccessModel::Whitelist,
+            persist_items: true,
+            ..NodeConfig::pep_default()
+        },
+        _ => NodeConfig::pep_default(),
+    }
+}
+
+/// The bookmarks node's configuration (XEP-0402 §3).
+pub(crate) fn bookmarks_config() -> NodeConfig {
+    NodeConfig {
+        access_model: AccessModel::Whitelist,
+        persist_items: true,
+        max_items: None,
+        send_last_published_item: SendLast::Never,
+        ..NodeConfig::pep_default()
+    }
+}
+
 /// Refuse a configuration a PEP node cannot have: the authorize access
 /// model. XEP-0163 §5 asks a PEP service for the presence, open, roster
 /// and whitelist models only, the account does not advertise

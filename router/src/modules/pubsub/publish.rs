@@ -157,7 +157,7 @@ fn publish_here(
     let mut node = match super::load(ctx, req, id) {
         Ok(n) => n,
         Err(e) if e.condition == C::ItemNotFound && req.is_pep_owner() => {
-            let mut config = NodeConfig::pep_default();
+            let mut config = super::pep::default_config(id);
             if let Some(f) = &options {
                 let as_config = Form {
                     kind: FormKind::Submit,

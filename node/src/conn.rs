@@ -31,6 +31,9 @@ const BATCH_BYTES: usize = 16 * 1024;
 const MAX_YIELDS: usize = 4;
 /// Stanzas queued after which it waits no longer.
 const BATCH_STANZAS: usize = 16;
+/// Deliveries closer together than this are a steady stream, worth the
+/// wait.
+const STEADY: Duration = Duration::from_millis(20);
 
 thread_local! {
     /// The one read buffer of each worker thread: an idle connection holds
@@ -71,6 +74,8 @@ struct Conn {
     tokens: f64,
     last_refill: Instant,
     last_read: Instant,
+    /// When the last stanza was delivered to this session.
+    last_delivery: Instant,
     ping_sent: Option<Instant>,
     started: Instant,
     /// Stanzas this session may still send (`limits.stanza_rate_per_sec`).
@@ -116,6 +121,7 @@ impl Conn {
             peer,
             last_refill: now,
             last_read: now,
+            last_delivery: now,
             ping_sent: None,
             started: now,
             done: false,
@@ -393,12 +399,18 @@ impl Conn {
         };
         let mut batch: Option<Vec<u8>> = None;
         let mut then = None;
-        // Let the other ready tasks run first, those fanning out included,
-        // for as long as more stanzas for this session keep arriving (a few
-        // turns at most): under load they then go out in the same record
-        // and system call. Idle, this costs one turn of the scheduler.
+        // A session that is being delivered to steadily lets the other
+        // ready tasks run first, those fanning out included, for as long as
+        // more stanzas for it keep arriving (a few turns at most): under
+        // load they then go out in the same record and system call. A
+        // stanza after a quiet spell (one item to 100,000 subscribers
+        // once a second) goes out at once, as there is nothing to batch it
+        // with.
+        let now = Instant::now();
+        let steady = now.duration_since(self.last_delivery) < STEADY;
+        self.last_delivery = now;
         let mut queued = self.inbox.as_ref().map_or(0, |rx| rx.queued());
-        for _ in 0..MAX_YIELDS {
+        for _ in 0..if steady { MAX_YIELDS } else { 0 } {
             tokio::task::yield_now().await;
             let now = self.inbox.as_ref().map_or(0, |rx| rx.queued());
             if now == queued || now >= BATCH_STANZAS {

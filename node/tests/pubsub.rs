@@ -221,7 +221,12 @@ async fn owners_create_configure_publish_purge_and_delete() {
         1,
     );
     let nested = config_form(&[("pubsub#title", "a<b xmlns='urn:x'/>")]);
-    for (id, form) in [("g6b", two_types), ("g6c", nested)] {
+    let two_forms = format!(
+        "{}{}",
+        config_form(&[("pubsub#title", "x")]),
+        config_form(&[("pubsub#title", "a")])
+    );
+    for (id, form) in [("g6b", two_types), ("g6c", nested), ("g6e", two_forms)] {
         let r = iq(
             &mut a,
             id,
@@ -966,9 +971,22 @@ async fn pep_nodes_are_auto_created_and_reach_the_owners_resources() {
         xml.contains("type='pep'")
             && xml.contains("auto-create")
             && xml.contains("pubsub#filtered-notifications")
-            && xml.contains("pubsub#auto-subscribe"),
+            && xml.contains("pubsub#auto-subscribe")
+            && xml.contains("pubsub#retrieve-default-sub")
+            && xml.contains("pubsub#subscription-options"),
         "{xml}"
     );
+    // What it advertises works: the default subscription options (§6.4).
+    let d = ok(&iq(
+        &mut a1,
+        "d",
+        "get",
+        "alice@localhost",
+        &pubsub("<default/>"),
+    )
+    .await)
+    .to_xml(ns::CLIENT);
+    assert!(d.contains("pubsub#subscribe_options"), "{d}");
     // Publishing creates the node; both resources hear it.
     let nick = "<publish node='http://jabber.org/protocol/nick'><item id='current'><nick xmlns='http://jabber.org/protocol/nick'>Alice</nick></item></publish>";
     a1.send(&format!("<iq type='set' id='p'>{}</iq>", pubsub(nick)))

@@ -83,7 +83,7 @@ pub enum FormError {
     DuplicateReported,
     #[error("an item lacks the reported field {0:?}")]
     ItemMissingField(String),
-    #[error("FORM_TYPE {found:?} is not {expected:?}")]
+    #[error("FORM_TYPE is {} where {expected} is expected", .found.as_deref().map_or("missing".to_string(), |f| format!("{f:?}")))]
     WrongFormType {
         expected: String,
         found: Option<String>,
@@ -863,6 +863,10 @@ mod tests {
             }
         );
         assert_eq!(err.to_stanza_error().condition, StanzaCondition::BadRequest);
+        assert_eq!(
+            err.to_string(),
+            "FORM_TYPE is \"urn:example:relay\" where urn:example:other is expected"
+        );
         // Untyped in a submit form counts; a visible FORM_TYPE does not
         // (XEP-0068); none at all is wrong too.
         let untyped = Form::new(FormKind::Submit).with_field(Field {

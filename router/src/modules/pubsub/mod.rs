@@ -119,8 +119,11 @@ pub(crate) const PEP_FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#publish-options",
     "http://jabber.org/protocol/pubsub#purge-nodes",
     "http://jabber.org/protocol/pubsub#retract-items",
+    "http://jabber.org/protocol/pubsub#retrieve-default",
+    "http://jabber.org/protocol/pubsub#retrieve-default-sub",
     "http://jabber.org/protocol/pubsub#retrieve-items",
     "http://jabber.org/protocol/pubsub#subscribe",
+    "http://jabber.org/protocol/pubsub#subscription-options",
 ];
 
 /// One request: the service asked, whether it is a PEP service, and who
@@ -200,6 +203,21 @@ fn reply(ctx: &mut Ctx<'_>, iq: &Stanza, sp: Savepoint, r: Handled) {
 /// store (which refuses it as an error).
 pub(crate) fn storable_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= storage::pubsub::MAX_ID_LEN && !id.contains('\0')
+}
+
+/// The one data form in `el`, if any: two forms where one is expected
+/// are as ambiguous as two FORM_TYPE values, a bad request.
+pub(crate) fn one_form(el: &Element) -> Result<Option<&Element>, StanzaError> {
+    let mut forms = el
+        .elements()
+        .filter(|c| c.name == "x" && c.ns == ns::DATA_FORMS);
+    match (forms.next(), forms.next()) {
+        (_, Some(_)) => Err(StanzaError::with_text(
+            StanzaCondition::BadRequest,
+            "one data form is expected here, not several",
+        )),
+        (first, None) => Ok(first),
+    }
 }
 
 /// The node a request names, validated.

@@ -28,7 +28,7 @@ pub(crate) fn config_error(e: ConfigError) -> StanzaError {
 
 /// The configuration form inside `el` (`<configure><x/></configure>`).
 fn form_in(el: &Element) -> Result<Option<Form>, StanzaError> {
-    match el.child("x", ns::DATA_FORMS) {
+    match super::one_form(el)? {
         Some(x) => Form::from_element(x)
             .map(Some)
             .map_err(|e| e.to_stanza_error()),

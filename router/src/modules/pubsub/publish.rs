@@ -140,7 +140,9 @@ fn publish_here(
     let limits = ctx.cfg().pubsub.clone();
     let options = match p
         .child("publish-options", ns::PUBSUB)
-        .and_then(|o| o.child("x", ns::DATA_FORMS))
+        .map(super::one_form)
+        .transpose()?
+        .flatten()
     {
         Some(x) => {
             let f = Form::from_element(x).map_err(|e| e.to_stanza_error())?;

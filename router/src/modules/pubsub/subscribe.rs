@@ -79,7 +79,9 @@ pub(super) fn subscribe(ctx: &mut Ctx<'_>, req: &Req<'_>, p: &Element, a: &Eleme
         let mut options = SubOptions::default();
         if let Some(x) = p
             .child("options", ns::PUBSUB)
-            .and_then(|o| o.child("x", ns::DATA_FORMS))
+            .map(super::one_form)
+            .transpose()?
+            .flatten()
         {
             let f = Form::from_element(x).map_err(|e| e.to_stanza_error())?;
             options
@@ -296,7 +298,7 @@ pub(super) fn options(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element, set: bool) 
                 .with_child(opts.to_form(FormKind::Form).to_element());
             return Ok(Some(pubsub_el(ns::PUBSUB, o)));
         }
-        let Some(x) = a.child("x", ns::DATA_FORMS) else {
+        let Some(x) = super::one_form(a)? else {
             return Err(perr(StanzaCondition::BadRequest, "invalid-options"));
         };
         let f = Form::from_element(x).map_err(|e| e.to_stanza_error())?;

@@ -260,6 +260,22 @@ async fn owners_create_configure_publish_purge_and_delete() {
     }
     let missing = iq(&mut b, "g10", "get", PS, &pubsub("<default node='nope'/>")).await;
     assert_eq!(err(&missing).0, "item-not-found");
+    // One request at a time (the XEP-0060 schema): two are a bad request,
+    // not the first answered and the second dropped.
+    for (id, two) in [
+        ("g11", pubsub("<default/><items node='news'/>")),
+        (
+            "g12",
+            pubsub("<default node='news'/><default node='nope'/>"),
+        ),
+        ("g13", owner("<default/><configure node='news'/>")),
+    ] {
+        assert_eq!(
+            err(&iq(&mut a, id, "get", PS, &two).await).0,
+            "bad-request",
+            "{two}"
+        );
+    }
 
     // bob subscribes and gets what alice publishes.
     let r = ok(&iq(

@@ -344,6 +344,19 @@ const TARGETS: &[TargetKind] = &[
 /// The request's action element: the first child that is not an option
 /// carrier (`configure` after `create`, `options` after `subscribe`,
 /// `publish-options` after `publish`).
+/// Whether `p` asks for more than one thing: XEP-0060's schema allows one
+/// request in `<pubsub/>` (with its `configure`, `options` or
+/// `publish-options`, each once); other namespaces (RSM) may join it.
+fn several_requests(p: &Element) -> bool {
+    let mine = || p.elements().filter(|e| e.ns == p.ns);
+    let aux = ["publish-options", "configure", "options"];
+    let requests = mine().filter(|e| !aux.contains(&e.name.as_str())).count();
+    requests > 1
+        || aux
+            .iter()
+            .any(|a| mine().filter(|e| e.name == *a).count() > 1)
+}
+
 fn action(p: &Element) -> Option<&Element> {
     p.elements()
         .find(|e| !matches!(e.name.as_str(), "publish-options" | "configure" | "options"))
@@ -373,6 +386,13 @@ impl IqHandler for PubSub {
         let Some(a) = action(p) else {
             return ctx.bounce(iq, StanzaCondition::BadRequest, None);
         };
+        if several_requests(p) {
+            return ctx.bounce(
+                iq,
+                StanzaCondition::BadRequest,
+                Some("one request at a time"),
+            );
+        }
         let set = iq.stype() == "set";
         let sp = ctx.savepoint();
         let r = match (set, a.name.as_str()) {
@@ -408,6 +428,13 @@ impl IqHandler for PubSubOwner {
         let Some(a) = p.elements().next() else {
             return ctx.bounce(iq, StanzaCondition::BadRequest, None);
         };
+        if p.elements().filter(|e| e.ns == p.ns).count() > 1 {
+            return ctx.bounce(
+                iq,
+                StanzaCondition::BadRequest,
+                Some("one request at a time"),
+            );
+        }
         let set = iq.stype() == "set";
         let sp = ctx.savepoint();
         let r = match (set, a.name.as_str()) {

@@ -397,27 +397,9 @@ impl Conn {
                 return self.fail(StreamCondition::InternalServerError, None).await;
             }
         };
+        self.wait_for_more().await;
         let mut batch: Option<Vec<u8>> = None;
         let mut then = None;
-        // A session that is being delivered to steadily lets the other
-        // ready tasks run first, those fanning out included, for as long as
-        // more stanzas for it keep arriving (a few turns at most): under
-        // load they then go out in the same record and system call. A
-        // stanza after a quiet spell (one item to 100,000 subscribers
-        // once a second) goes out at once, as there is nothing to batch it
-        // with.
-        let now = Instant::now();
-        let steady = now.duration_since(self.last_delivery) < STEADY;
-        self.last_delivery = now;
-        let mut queued = self.inbox.as_ref().map_or(0, |rx| rx.queued());
-        for _ in 0..if steady { MAX_YIELDS } else { 0 } {
-            tokio::task::yield_now().await;
-            let now = self.inbox.as_ref().map_or(0, |rx| rx.queued());
-            if now == queued || now >= BATCH_STANZAS {
-                break;
-            }
-            queued = now;
-        }
         if let Some(rx) = self.inbox.as_mut() {
             while batch.as_ref().map_or(b.len(), Vec::len) < BATCH_BYTES {
                 let more = match rx.try_recv() {
@@ -443,6 +425,31 @@ impl Conn {
         }
         if let Some(Outbound::Close(cond, text)) = then {
             self.fail(cond, text).await;
+        }
+    }
+
+    /// A session that is being delivered to steadily lets the other ready
+    /// tasks run first, those fanning out included, for as long as more
+    /// stanzas for it keep arriving (a few turns at most): under load they
+    /// then go out in the same record and system call. A stanza after a
+    /// quiet spell (one item to 100,000 subscribers once a second) goes out
+    /// at once, as there is nothing to batch it with.
+    async fn wait_for_more(&mut self) {
+        let now = Instant::now();
+        let steady = now.duration_since(self.last_delivery) < STEADY;
+        self.last_delivery = now;
+        if !steady {
+            return;
+        }
+        let queued = |c: &Conn| c.inbox.as_ref().map_or(0, SessionInbox::queued);
+        let mut before = queued(self);
+        for _ in 0..MAX_YIELDS {
+            tokio::task::yield_now().await;
+            let after = queued(self);
+            if after == before || after >= BATCH_STANZAS {
+                break;
+            }
+            before = after;
         }
     }
 

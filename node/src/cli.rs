@@ -252,7 +252,7 @@ pub async fn cluster_command(cfg: &Config, cmd: ClusterCommand) -> anyhow::Resul
     match cmd {
         ClusterCommand::Status { .. } => {
             let st = client
-                .status(pb::Empty {})
+                .status(pb::StatusRequest { map_only: false })
                 .await
                 .map_err(failed)?
                 .into_inner();

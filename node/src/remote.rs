@@ -126,7 +126,10 @@ impl RemoteCore {
             }
         };
         let status = loop {
-            match AdminClient::new(channel.clone()).status(pb::Empty {}).await {
+            match AdminClient::new(channel.clone())
+                .status(pb::StatusRequest { map_only: true })
+                .await
+            {
                 Ok(s) => break s.into_inner(),
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     anyhow::bail!("the core node at {seed} gives no status: {e}")
@@ -275,7 +278,7 @@ impl RemoteCore {
             .collect();
         for c in conns {
             let mut admin = AdminClient::new(c.channel.clone());
-            if let Ok(st) = admin.status(pb::Empty {}).await {
+            if let Ok(st) = admin.status(pb::StatusRequest { map_only: true }).await {
                 self.apply_status(&st.into_inner());
                 break;
             }

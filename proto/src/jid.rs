@@ -19,7 +19,9 @@
 //! Every part is 1 to 1023 bytes once normalised. Nothing here panics on
 //! any input.
 
+use std::borrow::{Borrow, Cow};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 use std::str::FromStr;
@@ -54,16 +56,19 @@ pub enum JidError {
     HasResource,
 }
 
-/// `localpart@domainpart` or `domainpart`, canonical.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// `localpart@domainpart` or `domainpart`, canonical. Hashes, compares
+/// and borrows as its string (the separators' places follow from it), so
+/// a map keyed by JIDs is searched with a `&str` without building one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BareJid {
     s: String,
     /// Byte index of '@', if there is a localpart.
     at: Option<usize>,
 }
 
-/// `[localpart@]domainpart/resourcepart`, canonical.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// `[localpart@]domainpart/resourcepart`, canonical; hashes, compares and
+/// borrows as its string, as `BareJid` does.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FullJid {
     s: String,
     at: Option<usize>,
@@ -104,6 +109,11 @@ fn check_len(s: &str) -> Result<(), JidError> {
 /// NFC, the Bidi rule), then reject the characters of §3.3.1. Also the
 /// canonical form of a SASL username.
 pub fn normalize_local(s: &str) -> Result<String, JidError> {
+    local_part(s).map(Cow::into_owned)
+}
+
+/// As [`normalize_local`], borrowing `s` when it is canonical already.
+fn local_part(s: &str) -> Result<Cow<'_, str>, JidError> {
     if s.is_empty() {
         return Err(JidError::BadLocal);
     }
@@ -116,7 +126,11 @@ pub fn normalize_local(s: &str) -> Result<String, JidError> {
             return Err(JidError::BadLocal);
         }
         check_len(s)?;
-        return Ok(s.to_ascii_lowercase());
+        return Ok(if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        });
     }
     let out =
         <UsernameCaseMapped as PrecisFastInvocation>::enforce(s).map_err(|_| JidError::BadLocal)?;
@@ -126,7 +140,7 @@ pub fn normalize_local(s: &str) -> Result<String, JidError> {
         return Err(JidError::BadLocal);
     }
     check_len(&out)?;
-    Ok(out.into_owned())
+    Ok(Cow::Owned(out.into_owned()))
 }
 
 /// Normalise a domainpart (RFC 7622 §3.2).
@@ -143,6 +157,11 @@ pub fn normalize_local(s: &str) -> Result<String, JidError> {
 /// here: a domainpart may be an unqualified host name that never goes to
 /// DNS, and RFC 7622 only sets the 1023-byte limit.
 pub fn normalize_domain(s: &str) -> Result<String, JidError> {
+    domain_part(s).map(Cow::into_owned)
+}
+
+/// As [`normalize_domain`], borrowing `s` when it is canonical already.
+fn domain_part(s: &str) -> Result<Cow<'_, str>, JidError> {
     // §3.2: the final label separator MUST be stripped before any other
     // canonicalisation step.
     let stripped = s.strip_suffix('.');
@@ -153,10 +172,10 @@ pub fn normalize_domain(s: &str) -> Result<String, JidError> {
     if let Some(inner) = s.strip_prefix('[') {
         let inner = inner.strip_suffix(']').ok_or(JidError::BadDomain)?;
         let addr = Ipv6Addr::from_str(inner).map_err(|_| JidError::BadDomain)?;
-        return Ok(format!("[{addr}]"));
+        return Ok(Cow::Owned(format!("[{addr}]")));
     }
     if let Ok(addr) = Ipv4Addr::from_str(s) {
-        return Ok(addr.to_string());
+        return Ok(Cow::Owned(addr.to_string()));
     }
     // Letters, digits, '-' and '.' without A-labels: UTS #46 only lowers
     // the case of these.
@@ -166,7 +185,11 @@ pub fn normalize_domain(s: &str) -> Result<String, JidError> {
             .split('.')
             .any(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("xn--"))
     {
-        let name = s.to_ascii_lowercase();
+        let name = if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        };
         if !name.split('.').all(valid_label) {
             return Err(JidError::BadDomain);
         }
@@ -186,7 +209,7 @@ pub fn normalize_domain(s: &str) -> Result<String, JidError> {
         return Err(JidError::BadDomain);
     }
     check_len(name)?;
-    Ok(name.to_string())
+    Ok(Cow::Owned(name.to_string()))
 }
 
 /// A label of a processed domain name: not empty, no leading or trailing
@@ -208,18 +231,23 @@ fn valid_label(label: &str) -> bool {
 /// OpaqueString profile (non-ASCII spaces mapped to U+0020, NFC). Case and
 /// width are preserved.
 pub fn normalize_resource(s: &str) -> Result<String, JidError> {
+    resource_part(s).map(Cow::into_owned)
+}
+
+/// As [`normalize_resource`], borrowing `s` when it is canonical already.
+fn resource_part(s: &str) -> Result<Cow<'_, str>, JidError> {
     if s.is_empty() {
         return Err(JidError::BadResource);
     }
     // OpaqueString leaves printable ASCII, space included, as it is.
     if s.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
         check_len(s)?;
-        return Ok(s.to_string());
+        return Ok(Cow::Borrowed(s));
     }
     let out =
         <OpaqueString as PrecisFastInvocation>::enforce(s).map_err(|_| JidError::BadResource)?;
     check_len(&out)?;
-    Ok(out.into_owned())
+    Ok(Cow::Owned(out.into_owned()))
 }
 
 /// A slice of a canonical JID string. The ranges come from the separators
@@ -229,23 +257,31 @@ fn slice(s: &str, r: Range<usize>) -> &str {
     s.get(r).unwrap_or_default()
 }
 
+/// The canonical `local@domain` of the parts, in one string with room for
+/// `extra` more bytes, and the index of its '@'. Only a part that
+/// normalisation changes is copied on its own first.
+fn assemble(
+    local: Option<&str>,
+    domain: &str,
+    extra: usize,
+) -> Result<(String, Option<usize>), JidError> {
+    let domain = domain_part(domain)?;
+    let local = local.map(local_part).transpose()?;
+    let len = local.as_ref().map_or(0, |l| l.len() + 1) + domain.len();
+    let mut s = String::with_capacity(len + extra);
+    let at = local.map(|l| {
+        s.push_str(&l);
+        s.push('@');
+        l.len()
+    });
+    s.push_str(&domain);
+    Ok((s, at))
+}
+
 impl BareJid {
     pub fn new(local: Option<&str>, domain: &str) -> Result<BareJid, JidError> {
-        let domain = normalize_domain(domain)?;
-        Ok(match local {
-            Some(l) => {
-                let l = normalize_local(l)?;
-                let at = l.len();
-                BareJid {
-                    s: format!("{l}@{domain}"),
-                    at: Some(at),
-                }
-            }
-            None => BareJid {
-                s: domain,
-                at: None,
-            },
-        })
+        let (s, at) = assemble(local, domain, 0)?;
+        Ok(BareJid { s, at })
     }
 
     /// A domain-only JID.
@@ -331,11 +367,15 @@ impl Jid {
             return Err(JidError::Empty);
         }
         let (local, domain, res) = split(s);
-        let bare = BareJid::new(local, domain)?;
-        Ok(match res {
-            Some(r) => Jid::Full(bare.with_resource(r)?),
-            None => Jid::Bare(bare),
-        })
+        let Some(r) = res else {
+            return BareJid::new(local, domain).map(Jid::Bare);
+        };
+        let (mut s, at) = assemble(local, domain, 1 + r.len())?;
+        let resource = resource_part(r)?;
+        let slash = s.len();
+        s.push('/');
+        s.push_str(&resource);
+        Ok(Jid::Full(FullJid { s, at, slash }))
     }
 
     pub fn as_str(&self) -> &str {
@@ -399,6 +439,30 @@ macro_rules! display_fromstr {
 display_fromstr!(BareJid, BareJid::parse);
 display_fromstr!(FullJid, FullJid::parse);
 display_fromstr!(Jid, Jid::parse);
+
+impl Hash for BareJid {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.s.as_str().hash(h)
+    }
+}
+
+impl Hash for FullJid {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.s.as_str().hash(h)
+    }
+}
+
+impl Borrow<str> for BareJid {
+    fn borrow(&self) -> &str {
+        &self.s
+    }
+}
+
+impl Borrow<str> for FullJid {
+    fn borrow(&self) -> &str {
+        &self.s
+    }
+}
 
 impl From<FullJid> for Jid {
     fn from(f: FullJid) -> Jid {
@@ -716,6 +780,41 @@ mod tests {
         assert_eq!(domain.local(), None);
         assert_eq!(domain.domain(), "example.net");
         assert_eq!("example.net".parse::<BareJid>(), Ok(domain));
+    }
+
+    /// A map keyed by JIDs is searched by the canonical string, which is
+    /// what the fan-out does for every recipient; a JID that normalises
+    /// to that string finds the same entry.
+    #[test]
+    fn jids_hash_and_borrow_as_their_canonical_string() {
+        use std::collections::HashMap;
+        let ok = |s: &str| Jid::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        let mut users: HashMap<BareJid, u32> = HashMap::new();
+        users.insert(ok("Juliet@Example.COM.").bare(), 1);
+        users.insert(ok("example.com").bare(), 2);
+        assert_eq!(users.get("juliet@example.com"), Some(&1));
+        assert_eq!(
+            users.get(ok("JULIET@example.com/Balcony").bare_str()),
+            Some(&1)
+        );
+        assert_eq!(users.get("example.com"), Some(&2));
+        assert_eq!(users.get("Juliet@example.com"), None);
+        let mut sessions: HashMap<FullJid, u32> = HashMap::new();
+        let Jid::Full(f) = ok("juliet@EXAMPLE.com/Bal cony") else {
+            panic!("not full")
+        };
+        assert_eq!(f.as_str(), "juliet@example.com/Bal cony");
+        sessions.insert(f, 3);
+        assert_eq!(sessions.get("juliet@example.com/Bal cony"), Some(&3));
+        // Parts normalised one by one land in one canonical string.
+        let Jid::Full(f) = ok("\u{FF32}omeo@\u{FF25}xample.net/\u{FF32}") else {
+            panic!("not full")
+        };
+        assert_eq!(f.as_str(), "romeo@example.net/\u{FF32}");
+        assert_eq!(
+            (f.local(), f.domain(), f.resource()),
+            (Some("romeo"), "example.net", "\u{FF32}")
+        );
     }
 
     #[test]

@@ -367,7 +367,11 @@ impl pb::core_server::Core for CoreService {
 impl pb::admin_server::Admin for CoreService {
     /// This core node, the edges connected to it, and the shard map as
     /// the shards' Raft groups report it.
-    async fn status(&self, _: Request<pb::Empty>) -> Result<Response<pb::ClusterStatus>, Status> {
+    async fn status(
+        &self,
+        req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::ClusterStatus>, Status> {
+        let map_only = req.into_inner().map_only;
         let groups = self.core.shard_groups();
         let member = |id: u64, address: String, healthy: bool, state: &str| pb::Member {
             id,
@@ -418,7 +422,11 @@ impl pb::admin_server::Admin for CoreService {
                 role: pb::Role::Edge as i32,
                 address: from,
                 healthy: !link.is_closed(),
-                sessions: self.core.session_count_via(&link).await as u64,
+                sessions: if map_only {
+                    0
+                } else {
+                    self.core.session_count_via(&link).await as u64
+                },
                 state: String::new(),
             });
         }

@@ -80,33 +80,32 @@ pub(crate) fn fan_in(ctx: &mut Ctx<'_>, s: &Stanza, recipients: &[Jid], interest
         if !ctx.env.cfg.serves(r.domain()) {
             continue;
         }
-        let user = r.bare();
         match r {
             Jid::Full(full) => {
                 if let Some(sess) = ctx.st.session(full) {
                     ctx.send(&sess.sink, out.clone());
                 }
             }
-            Jid::Bare(_) => {
+            Jid::Bare(user) => {
                 let best = ctx
                     .st
-                    .sessions(&user)
+                    .sessions(user)
                     .iter()
                     .filter(|x| x.available && x.priority >= 0)
                     .map(|x| x.priority)
                     .max();
                 let mut n = 0;
-                for x in ctx.st.sessions(&user) {
+                for x in ctx.st.sessions(user) {
                     let pick =
                         x.available && x.priority >= 0 && (headline || Some(x.priority) == best);
                     if pick && ctx.send(&x.sink, out.clone()) {
                         n += 1;
                     }
                 }
-                if n == 0 && !headline && ctx.env.accounts.exists(&user).unwrap_or(false) {
+                if n == 0 && !headline && ctx.env.accounts.exists(user).unwrap_or(false) {
                     let raw = proto::stanza::with_to(&s.raw, user.as_str());
                     if let Ok(addressed) = Stanza::parse(&raw) {
-                        store_offline(ctx, &user, &addressed);
+                        store_offline(ctx, user, &addressed);
                     }
                 }
             }

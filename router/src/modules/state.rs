@@ -52,8 +52,14 @@ pub struct ShardState {
 
 impl ShardState {
     pub fn sessions(&self, user: &BareJid) -> &[Session] {
+        self.sessions_of(user.as_str())
+    }
+
+    /// The sessions of the user whose bare JID is `bare`, without building
+    /// the JID (the fan-out path).
+    pub fn sessions_of(&self, bare: &str) -> &[Session] {
         self.users
-            .get(user)
+            .get(bare)
             .map(|u| u.sessions.as_slice())
             .unwrap_or(&[])
     }
@@ -61,7 +67,7 @@ impl ShardState {
     pub fn session_mut(&mut self, jid: &FullJid) -> Option<&mut Session> {
         self.changed(jid);
         self.users
-            .get_mut(&jid.bare())?
+            .get_mut(jid.bare_str())?
             .sessions
             .iter_mut()
             .find(|s| &s.jid == jid)
@@ -70,7 +76,7 @@ impl ShardState {
     /// A session to change in what the cluster does not replicate.
     pub fn session_unreplicated(&mut self, jid: &FullJid) -> Option<&mut Session> {
         self.users
-            .get_mut(&jid.bare())?
+            .get_mut(jid.bare_str())?
             .sessions
             .iter_mut()
             .find(|s| &s.jid == jid)
@@ -94,7 +100,7 @@ impl ShardState {
 
     pub fn session(&self, jid: &FullJid) -> Option<&Session> {
         self.users
-            .get(&jid.bare())?
+            .get(jid.bare_str())?
             .sessions
             .iter()
             .find(|s| &s.jid == jid)

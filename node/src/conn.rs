@@ -581,8 +581,8 @@ impl Conn {
 
 /// A stanza written without 'to' for many sessions, addressed to this one.
 fn addressed(machine: &Machine, raw: &[u8]) -> Bytes {
-    let to = machine.jid().map(|j| j.to_string()).unwrap_or_default();
-    proto::stanza::with_to(raw, &to)
+    let to = machine.jid().map_or("", |j| j.as_str());
+    proto::stanza::with_to(raw, to)
 }
 
 async fn recv(inbox: &mut Option<SessionInbox>) -> Received {

@@ -251,10 +251,14 @@ pub fn with_to(raw: &[u8], to: &str) -> Bytes {
         .skip(1)
         .position(|b| matches!(b, b' ' | b'/' | b'>' | b'\t' | b'\n' | b'\r'))
         .map_or(raw.len(), |p| p + 1);
-    let attr = format!(" to='{}'", escape(to));
-    let mut out = Vec::with_capacity(raw.len() + attr.len());
+    // One buffer, written once: this runs for every recipient of a
+    // fan-out.
+    let to = escape(to);
+    let mut out = Vec::with_capacity(raw.len() + to.len() + 6);
     out.extend_from_slice(&raw[..name_end]);
-    out.extend_from_slice(attr.as_bytes());
+    out.extend_from_slice(b" to='");
+    out.extend_from_slice(to.as_bytes());
+    out.push(b'\'');
     out.extend_from_slice(&raw[name_end..]);
     Bytes::from(out)
 }

@@ -69,14 +69,18 @@ start() { # NAME PORT
 # Ports: the embedded node 16222, the core's gRPC 16300, edges 16232/16242.
 conf embedded '[listeners]
 c2s = "127.0.0.1:16222"
-c2s_direct_tls = false'
-conf core '[cluster]
+c2s_direct_tls = false
+http = false'
+conf core '[listeners]
+http = false
+[cluster]
 role = "core"
 listen = "127.0.0.1:16300"'
 for i in 2 3; do
   conf "edge$i" "[listeners]
 c2s = \"127.0.0.1:16${i}32\"
 c2s_direct_tls = false
+http = false
 [cluster]
 role = \"edge\"
 node_id = $i
@@ -85,7 +89,9 @@ done
 # Three core nodes (gRPC 16401-16403) and two edges (16442, 16452).
 PEERS='"1=127.0.0.1:16401", "2=127.0.0.1:16402", "3=127.0.0.1:16403"'
 for n in 1 2 3; do
-  conf "rcore$n" "[cluster]
+  conf "rcore$n" "[listeners]
+http = false
+[cluster]
 role = \"core\"
 node_id = $n
 listen = \"127.0.0.1:1640$n\"
@@ -95,6 +101,7 @@ for i in 4 5; do
   conf "redge$i" "[listeners]
 c2s = \"127.0.0.1:164${i}2\"
 c2s_direct_tls = false
+http = false
 [cluster]
 role = \"edge\"
 node_id = $i

@@ -77,7 +77,9 @@ start() { # NAME PORT
 # The harness processes' SCRAM and the core's password hashing keep both
 # cores busy while the accounts are made: a peer gets 30 s, not the
 # default 4, to answer before it is taken for dead.
-conf core '[cluster]
+conf core '[listeners]
+http = false
+[cluster]
 role = "core"
 listen = "127.0.0.1:17300"
 liveness_secs = 30'
@@ -88,6 +90,7 @@ for e in $(seq 1 "$EDGES"); do
   conf "edge$e" "[listeners]
 c2s = \"127.0.0.1:$((17000 + 100 * e + 22))\"
 c2s_direct_tls = false
+http = false
 [cluster]
 role = \"edge\"
 node_id = $((e + 1))

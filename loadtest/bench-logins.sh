@@ -63,10 +63,13 @@ start() { # NAME PORT
 
 conf embedded '[listeners]
 c2s = "127.0.0.1:17222"
-c2s_direct_tls = false'
+c2s_direct_tls = false
+http = false'
 PEERS='"1=127.0.0.1:17401", "2=127.0.0.1:17402", "3=127.0.0.1:17403"'
 for n in 1 2 3; do
-  conf "core$n" "[cluster]
+  conf "core$n" "[listeners]
+http = false
+[cluster]
 role = \"core\"
 node_id = $n
 listen = \"127.0.0.1:1740$n\"
@@ -76,6 +79,7 @@ for i in 4 5; do
   conf "edge$i" "[listeners]
 c2s = \"127.0.0.1:174${i}2\"
 c2s_direct_tls = false
+http = false
 [cluster]
 role = \"edge\"
 node_id = $i

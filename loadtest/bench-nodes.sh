@@ -34,6 +34,7 @@ data_dir = "$work/data"
 [listeners]
 c2s = "127.0.0.1:18222"
 c2s_direct_tls = false
+http = false
 [tls]
 cert = "$work/cert.pem"
 key = "$work/key.pem"

@@ -12,6 +12,7 @@ data_dir = "$w/data"
 [listeners]
 c2s = "127.0.0.1:$port"
 c2s_direct_tls = "127.0.0.1:$((port + 1))"
+http = false
 [tls]
 cert = "$cert"
 key = "$key"

@@ -70,6 +70,14 @@ impl Xmppd {
     fn start_limited(extra: &str, limits: &str, announce: &'static str) -> Xmppd {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("xmppd.toml");
+        // Each process's HTTP listener on a port of its own (the default
+        // 9090 would clash between the tests' processes).
+        let http = "http = \"127.0.0.1:0\"\n";
+        let extra = if extra.contains("[listeners]\n") {
+            extra.replacen("[listeners]\n", &format!("[listeners]\n{http}"), 1)
+        } else {
+            format!("[listeners]\n{http}{extra}")
+        };
         std::fs::write(
             &config,
             format!(

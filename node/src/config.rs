@@ -83,6 +83,11 @@ pub struct Listeners {
     /// `"0.0.0.0:5223"`; `false` turns it off.
     #[serde(with = "listener_addr")]
     pub c2s_direct_tls: Option<String>,
+    /// Operators' HTTP: `/metrics` (Prometheus) and the health probes
+    /// `/livez`, `/readyz`, `/startupz`. Default `"127.0.0.1:9090"`;
+    /// `false` turns it off. Give each process on one host its own.
+    #[serde(with = "listener_addr")]
+    pub http: Option<String>,
     /// Unix socket of the `xmppd user ...` commands. Default: none given,
     /// which means `<data_dir>/admin.sock`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,6 +99,7 @@ impl Default for Listeners {
         Listeners {
             c2s: Some("0.0.0.0:5222".to_string()),
             c2s_direct_tls: Some("0.0.0.0:5223".to_string()),
+            http: Some("127.0.0.1:9090".to_string()),
             admin_socket: None,
         }
     }
@@ -109,6 +115,11 @@ impl Listeners {
     /// The direct TLS listener's address, like [`Listeners::c2s_addr`].
     pub fn c2s_direct_tls_addr(&self) -> Option<SocketAddr> {
         self.c2s_direct_tls.as_deref().and_then(|a| a.parse().ok())
+    }
+
+    /// The HTTP listener's address, like [`Listeners::c2s_addr`].
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_deref().and_then(|a| a.parse().ok())
     }
 }
 
@@ -693,6 +704,7 @@ impl Config {
         for (field, addr) in [
             ("listeners.c2s", &l.c2s),
             ("listeners.c2s_direct_tls", &l.c2s_direct_tls),
+            ("listeners.http", &l.http),
         ] {
             let Some(addr) = addr else { continue };
             match addr.parse::<SocketAddr>() {

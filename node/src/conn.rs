@@ -18,6 +18,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::edge::{Edge, Slot};
 use crate::io::Io;
+use crate::metrics::{Listener, StanzaKind};
 use crate::stream::{Action, Event, Machine};
 use crate::throttle::{Budget, StanzaBudget};
 
@@ -92,7 +93,13 @@ pub(crate) async fn run(
     _slot: Slot,
 ) {
     let _ = tcp.set_nodelay(true);
-    let mut c = Conn::new(edge, tcp, peer);
+    let listener = if direct_tls {
+        Listener::DirectTls
+    } else {
+        Listener::StartTls
+    };
+    let _open = edge.metrics.open(listener);
+    let mut c = Conn::new(edge.clone(), tcp, peer);
     // Boxed: the handshake's state is large and needed only once; the task
     // of an idle session keeps only what the main loop needs.
     if direct_tls && !Box::pin(c.accept_direct_tls()).await {
@@ -174,6 +181,7 @@ impl Conn {
                 r = read_into(&mut self.io, &mut self.parser), if read_at.is_none() => match r {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
+                        self.edge.metrics.bytes_received.inc_by(n as u64);
                         self.charge(n);
                         self.last_read = Instant::now();
                         Box::pin(self.pump()).await;
@@ -298,6 +306,7 @@ impl Conn {
                 let r = self.edge.core.register(&domain, &iq_type, &payload).await;
                 if let Some(a) = admitted {
                     if matches!(r, Ok(RegisterOutcome::Done)) {
+                        self.edge.metrics.registrations.inc();
                         tracing::info!(ip = %self.peer.ip(), port = self.peer.port(), "in-band registration made");
                     } else {
                         self.edge.registrations.failed(a);
@@ -332,6 +341,11 @@ impl Conn {
                 return Some(Event::Bound(r));
             }
             Action::Route(st) => {
+                self.edge.metrics.received(match st.kind {
+                    proto::stanza::Kind::Message => StanzaKind::Message,
+                    proto::stanza::Kind::Presence => StanzaKind::Presence,
+                    proto::stanza::Kind::Iq => StanzaKind::Iq,
+                });
                 if self.edge.core.route(st).await.is_err() {
                     self.fail(StreamCondition::SystemShutdown, None).await;
                 }
@@ -388,6 +402,7 @@ impl Conn {
             Received::Item(Outbound::Addressed(b)) => addressed(&self.machine, &b),
             Received::Item(Outbound::Close(cond, text)) => return self.fail(cond, text).await,
             Received::Overflowed => {
+                self.edge.metrics.slow_clients.inc();
                 let text = "too many stanzas queued: the client reads too slowly";
                 return self
                     .fail(StreamCondition::PolicyViolation, Some(text.into()))
@@ -398,6 +413,7 @@ impl Conn {
             }
         };
         self.wait_for_more().await;
+        let mut stanzas = 1;
         let mut batch: Option<Vec<u8>> = None;
         let mut then = None;
         if let Some(rx) = self.inbox.as_mut() {
@@ -417,8 +433,10 @@ impl Conn {
                     v
                 });
                 buf.extend_from_slice(&more);
+                stanzas += 1;
             }
         }
+        self.edge.metrics.stanzas_sent.inc_by(stanzas);
         match &batch {
             Some(buf) => self.write(buf).await,
             None => self.write(&b).await,
@@ -462,8 +480,12 @@ impl Conn {
             self.io.flush().await
         };
         match timeout(self.edge.limits.write_timeout, w).await {
-            Ok(Ok(())) => {}
-            _ => self.done = true,
+            Ok(Ok(())) => self.edge.metrics.bytes_sent.inc_by(b.len() as u64),
+            Ok(Err(_)) => self.done = true,
+            Err(_) => {
+                self.edge.metrics.slow_clients.inc();
+                self.done = true;
+            }
         }
     }
 

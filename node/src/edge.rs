@@ -102,6 +102,7 @@ pub struct Edge {
     /// Failed logins per client address and account.
     pub logins: AuthThrottle,
     pub shutdown: watch::Receiver<bool>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Held by a connection; gives its slot back when dropped.
@@ -134,6 +135,7 @@ impl Edge {
         tls: Option<EdgeTls>,
         limits: EdgeLimits,
         shutdown: watch::Receiver<bool>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<Edge> {
         let registrations = RegistrationGate::new(
             limits.registration_interval,
@@ -158,6 +160,7 @@ impl Edge {
             registrations,
             logins,
             shutdown,
+            metrics,
         })
     }
 

@@ -33,6 +33,7 @@ pub async fn serve(
                             conns.spawn(crate::conn::run(edge.clone(), tcp, peer, direct_tls, slot));
                         }
                         None => {
+                            edge.metrics.refused.inc();
                             tracing::warn!(%peer, "connection refused: connection limit reached");
                             if !direct_tls {
                                 tokio::spawn(refuse(tcp));

@@ -266,6 +266,15 @@ impl RemoteCore {
             .cloned()
     }
 
+    /// Whether the link to at least one core node is up.
+    pub fn connected(&self) -> bool {
+        self.cores
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|c| c.alive.load(Ordering::Relaxed))
+    }
+
     /// Ask any live core node for the map again.
     async fn refresh_now(self: &Arc<Self>) {
         let conns: Vec<Arc<CoreConn>> = self

@@ -24,6 +24,9 @@ pub struct Server {
     pub direct_tls_addr: Option<SocketAddr>,
     /// Where the cluster's gRPC services listen (role `core`).
     pub cluster_addr: Option<SocketAddr>,
+    /// Where `/metrics` and the health probes are served.
+    pub http_addr: Option<SocketAddr>,
+    http: Arc<crate::http::HttpState>,
     pub admin_socket: PathBuf,
     /// The core of this process (roles `both` and `core`).
     pub core: Option<Core>,
@@ -91,6 +94,27 @@ impl Server {
         let liveness = Duration::from_secs(cfg.cluster.liveness_secs);
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+        let (tx, rx) = watch::channel(false);
+        // Whatever fails below stops what was started before it.
+        let mut stop_guard = StopOnError(Some(tx));
+        let mut tasks = Vec::new();
+        // The probes answer from the start: a core node may wait long for
+        // its cluster's leaders.
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let http = crate::http::HttpState::new(metrics.clone());
+        let mut http_addr = None;
+        if let Some(addr) = &cfg.listeners.http {
+            let l = TcpListener::bind(addr).await.with_context(|| {
+                format!("binding the HTTP listener {addr} (listeners.http; each process on a host needs its own, or false)")
+            })?;
+            http_addr = Some(l.local_addr()?);
+            tracing::info!(addr = %l.local_addr()?, "HTTP listener (/metrics, /livez, /readyz, /startupz)");
+            tasks.push(tokio::spawn(crate::http::serve(
+                l,
+                http.clone(),
+                rx.clone(),
+            )));
+        }
         let peers = cfg.cluster.peer_list().unwrap_or_default();
         let core_cfg = CoreConfig {
             domains: domains.clone(),
@@ -129,10 +153,10 @@ impl Server {
                 cfg.offline.max_per_user,
             )
             .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
-            Some(Core::start_with(core_cfg, store, &groups).await?)
+            let core = Core::start_with(core_cfg, store, &groups).await?;
+            http.set_core(core.clone());
+            Some(core)
         };
-        let (tx, rx) = watch::channel(false);
-        let mut tasks = Vec::new();
         let mut grpc = None;
         let mut core_service = None;
         let mut cluster_addr = None;
@@ -214,6 +238,7 @@ impl Server {
             edge_tls,
             edge_limits(&cfg),
             rx.clone(),
+            metrics,
         );
         let mut c2s_addr = None;
         if let (true, Some(addr)) = (clients, &cfg.listeners.c2s) {
@@ -253,14 +278,17 @@ impl Server {
                 rx.clone(),
             )?);
         }
+        http.set_started(edge.core.clone());
         Ok(Server {
             c2s_addr,
             direct_tls_addr,
             cluster_addr,
+            http_addr,
+            http,
             admin_socket,
             core,
             edge,
-            shutdown: tx,
+            shutdown: stop_guard.defuse(),
             tasks,
             grpc,
             core_service,
@@ -286,6 +314,7 @@ impl Server {
     }
 
     pub async fn stop(self) {
+        self.http.set_stopping();
         // A core node with edges: first process what its shards hold and
         // let the deliveries it produced reach the edges, then close the
         // streams; what the edges sent after that is not confirmed, and
@@ -314,6 +343,28 @@ impl Server {
                 core.shutdown().await;
             }
             let _ = std::fs::remove_file(&self.admin_socket);
+        }
+    }
+}
+
+/// Sends the shutdown signal when dropped armed: a start that fails half
+/// way stops the tasks it had started (the HTTP listener) instead of
+/// leaving them bound.
+struct StopOnError(Option<watch::Sender<bool>>);
+
+impl StopOnError {
+    fn defuse(&mut self) -> watch::Sender<bool> {
+        match self.0.take() {
+            Some(tx) => tx,
+            None => watch::channel(false).0,
+        }
+    }
+}
+
+impl Drop for StopOnError {
+    fn drop(&mut self) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(true);
         }
     }
 }

@@ -17,7 +17,7 @@ const PW: &str = "correct horse";
 fn write_config(dir: &Path) -> PathBuf {
     let path = dir.join("xmppd.toml");
     let text = format!(
-        "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\n[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = \"127.0.0.1:0\"\n\n[registration]\nmin_password_len = 4\n",
+        "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\n[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\n[registration]\nmin_password_len = 4\n",
         dir.join("data").display()
     );
     std::fs::write(&path, text).expect("config");

@@ -21,16 +21,19 @@ impl Conn {
         let (ip, port) = (self.peer.ip(), self.peer.port());
         match o.failure {
             None => {
+                self.edge.metrics.logins.inc();
                 let user = o.account.as_ref().map_or("", |a| a.as_str());
                 tracing::info!(target: "xmppd::auth", ip = %ip, port, mechanism = ?o.mechanism, user = ?user, "authentication succeeded");
                 if let Some(a) = &o.account {
                     self.edge.logins.succeeded(a.as_str());
                 }
             }
-            Some("aborted") => {
+            Some(reason) if reason == "aborted" => {
+                self.edge.metrics.login_failed(reason);
                 tracing::debug!(ip = %ip, port, mechanism = ?o.mechanism, user = ?o.username, "authentication aborted by the client");
             }
             Some(reason) => {
+                self.edge.metrics.login_failed(reason);
                 tracing::info!(target: "xmppd::auth", ip = %ip, port, mechanism = ?o.mechanism, reason, user = ?o.username, "authentication failed");
                 // Only a wrong name or password counts: protocol mistakes
                 // (no TLS yet, an unknown mechanism, bad base64) guess

@@ -32,6 +32,7 @@ pub fn test_config(dir: &Path) -> Config {
     };
     cfg.listeners.c2s = Some("127.0.0.1:0".into());
     cfg.listeners.c2s_direct_tls = Some("127.0.0.1:0".into());
+    cfg.listeners.http = Some("127.0.0.1:0".into());
     cfg.registration.min_password_len = 4;
     cfg
 }

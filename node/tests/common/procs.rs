@@ -36,9 +36,18 @@ impl std::ops::DerefMut for Proc {
 
 /// A node's configuration file: `body` (tables) after the common part.
 /// The stanza rate limit is off: the cluster tests' traffic generators
-/// send as fast as the cluster takes it.
+/// send as fast as the cluster takes it. Each process's HTTP listener
+/// gets a port of its own from the OS (the default 9090 would clash).
 pub fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
+    let http = "http = \"127.0.0.1:0\"\n";
+    let body = if body.contains("http = ") {
+        body.to_string()
+    } else if body.contains("[listeners]\n") {
+        body.replacen("[listeners]\n", &format!("[listeners]\n{http}"), 1)
+    } else {
+        format!("[listeners]\n{http}\n{body}")
+    };
     let text = format!(
         "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\n[registration]\nenabled = true\nmin_password_len = 4\n\n[limits]\nstanza_rate_per_sec = 0\n\n{body}",
         dir.join(name).display()

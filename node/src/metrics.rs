@@ -1,0 +1,385 @@
+//! The node's Prometheus metrics. Counters on the connection paths are
+//! resolved to their label values once, here, so that counting a stanza is
+//! one atomic add; what is cheaper to read than to keep (sessions, the
+//! shards' Raft state, the process's CPU and memory) is read at scrape
+//! time. Names follow Prometheus conventions: an `xmppd_` prefix, base
+//! units in the name, `_total` on counters.
+
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// A stanza's kind, for the counters by kind.
+#[derive(Debug, Clone, Copy)]
+pub enum StanzaKind {
+    Message,
+    Presence,
+    Iq,
+}
+
+/// Which client listener a connection came through.
+#[derive(Debug, Clone, Copy)]
+pub enum Listener {
+    StartTls,
+    DirectTls,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    connections: [IntGauge; 2],
+    accepted: [IntCounter; 2],
+    pub refused: IntCounter,
+    received: [IntCounter; 3],
+    pub stanzas_sent: IntCounter,
+    pub bytes_received: IntCounter,
+    pub bytes_sent: IntCounter,
+    pub logins: IntCounter,
+    login_failures: IntCounterVec,
+    pub registrations: IntCounter,
+    pub slow_clients: IntCounter,
+    /// Set at scrape time.
+    sessions: IntGauge,
+    shard_leader: IntGaugeVec,
+    shard_applied: IntGaugeVec,
+    process: ProcessGauges,
+}
+
+struct ProcessGauges {
+    cpu: prometheus::Gauge,
+    rss: IntGauge,
+    open_fds: IntGauge,
+    max_fds: IntGauge,
+}
+
+/// Registers a metric. The names and labels are constants that
+/// Prometheus accepts and are distinct, so construction and registration
+/// cannot fail short of a bug in this file, which the unit test below
+/// would show.
+fn reg<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: M) -> M {
+    if let Err(e) = r.register(Box::new(m.clone())) {
+        tracing::error!(error = %e, "a metric could not be registered");
+    }
+    m
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    reg(
+        r,
+        IntCounter::new(name, help).expect("constant metric name"),
+    )
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    reg(r, IntGauge::new(name, help).expect("constant metric name"))
+}
+
+fn float_gauge(r: &Registry, name: &str, help: &str) -> prometheus::Gauge {
+    reg(
+        r,
+        prometheus::Gauge::new(name, help).expect("constant metric name"),
+    )
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    reg(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("constant metric name"),
+    )
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    reg(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("constant metric name"),
+    )
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let conns = gauge_vec(
+            &r,
+            "xmppd_client_connections",
+            "Client connections open now, by listener.",
+            &["listener"],
+        );
+        let accepted = counter_vec(
+            &r,
+            "xmppd_client_connections_accepted_total",
+            "Client connections accepted, by listener.",
+            &["listener"],
+        );
+        let received = counter_vec(
+            &r,
+            "xmppd_stanzas_received_total",
+            "Stanzas received from clients and handed to the core, by kind.",
+            &["kind"],
+        );
+        let info = gauge_vec(
+            &r,
+            "xmppd_build_info",
+            "The running version (always 1).",
+            &["version"],
+        );
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let listeners = ["c2s", "c2s_direct_tls"];
+        let kinds = ["message", "presence", "iq"];
+        let cpu = float_gauge(
+            &r,
+            "process_cpu_seconds_total",
+            "User and system CPU time of the process, in seconds.",
+        );
+        let start = float_gauge(
+            &r,
+            "process_start_time_seconds",
+            "When the process started, in seconds since the Unix epoch.",
+        );
+        // The process starts with the node, near enough for restarts.
+        start.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        );
+        Metrics {
+            connections: listeners.map(|l| conns.with_label_values(&[l])),
+            accepted: listeners.map(|l| accepted.with_label_values(&[l])),
+            refused: counter(
+                &r,
+                "xmppd_client_connections_refused_total",
+                "Client connections refused at a connection limit.",
+            ),
+            received: kinds.map(|k| received.with_label_values(&[k])),
+            stanzas_sent: counter(
+                &r,
+                "xmppd_stanzas_sent_total",
+                "Stanzas written to clients.",
+            ),
+            bytes_received: counter(
+                &r,
+                "xmppd_client_received_bytes_total",
+                "Bytes read from client connections (after TLS).",
+            ),
+            bytes_sent: counter(
+                &r,
+                "xmppd_client_sent_bytes_total",
+                "Bytes written to client connections (before TLS).",
+            ),
+            logins: counter(&r, "xmppd_logins_total", "Successful SASL authentications."),
+            login_failures: counter_vec(
+                &r,
+                "xmppd_login_failures_total",
+                "Failed SASL authentications, by the SASL condition sent (RFC 6120 §6.5).",
+                &["reason"],
+            ),
+            registrations: counter(
+                &r,
+                "xmppd_registrations_total",
+                "Accounts made by in-band registration (XEP-0077).",
+            ),
+            slow_clients: counter(
+                &r,
+                "xmppd_slow_client_disconnects_total",
+                "Sessions closed because their outbound queue overflowed or a write timed out.",
+            ),
+            sessions: gauge(
+                &r,
+                "xmppd_sessions",
+                "Bound sessions held by this node's core (none on an edge-only node).",
+            ),
+            shard_leader: gauge_vec(
+                &r,
+                "xmppd_shard_leader",
+                "The core node that leads each shard's Raft group (0: none known).",
+                &["shard"],
+            ),
+            shard_applied: gauge_vec(
+                &r,
+                "xmppd_shard_applied_index",
+                "The last Raft log index each shard applied on this node.",
+                &["shard"],
+            ),
+            process: ProcessGauges {
+                cpu,
+                rss: gauge(
+                    &r,
+                    "process_resident_memory_bytes",
+                    "Resident memory of the process, in bytes.",
+                ),
+                open_fds: gauge(&r, "process_open_fds", "Open file descriptors."),
+                max_fds: gauge(
+                    &r,
+                    "process_max_fds",
+                    "The most file descriptors the process may open.",
+                ),
+            },
+            registry: r,
+        }
+    }
+
+    /// Count a connection open until the guard is dropped.
+    pub fn open(self: &std::sync::Arc<Self>, l: Listener) -> OpenConnection {
+        self.connection_opened(l);
+        OpenConnection {
+            metrics: self.clone(),
+            listener: l,
+        }
+    }
+
+    pub fn connection_opened(&self, l: Listener) {
+        self.connections[l as usize].inc();
+        self.accepted[l as usize].inc();
+    }
+
+    pub fn connection_closed(&self, l: Listener) {
+        self.connections[l as usize].dec();
+    }
+
+    pub fn received(&self, k: StanzaKind) {
+        self.received[k as usize].inc();
+    }
+
+    /// A failed authentication, by its SASL condition (a fixed set of
+    /// names from the stream machine, never client input).
+    pub fn login_failed(&self, reason: &'static str) {
+        self.login_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Set what is read at scrape time, then encode everything.
+    pub fn render(&self, state: &ScrapeState) -> String {
+        self.sessions.set(state.sessions.map_or(0, |n| n as i64));
+        for (shard, leader, applied) in &state.shards {
+            let s = shard.to_string();
+            self.shard_leader
+                .with_label_values(&[&s])
+                .set(leader.unwrap_or(0) as i64);
+            self.shard_applied
+                .with_label_values(&[&s])
+                .set(applied.unwrap_or(0) as i64);
+        }
+        let p = process_stats();
+        self.process.cpu.set(p.cpu_seconds);
+        self.process.rss.set(p.rss_bytes);
+        self.process.open_fds.set(p.open_fds);
+        self.process.max_fds.set(p.max_fds);
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding the metrics failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// An open client connection, counted until dropped.
+pub struct OpenConnection {
+    metrics: std::sync::Arc<Metrics>,
+    listener: Listener,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.metrics.connection_closed(self.listener);
+    }
+}
+
+/// What a scrape reads from the core: its bound sessions and, per shard,
+/// the leader and the last index applied here.
+#[derive(Debug, Default)]
+pub struct ScrapeState {
+    pub sessions: Option<usize>,
+    pub shards: Vec<(u32, Option<u64>, Option<u64>)>,
+}
+
+struct ProcessStats {
+    cpu_seconds: f64,
+    rss_bytes: i64,
+    open_fds: i64,
+    max_fds: i64,
+}
+
+/// The process's CPU time, resident memory and file descriptors, from
+/// /proc (zeros where it cannot be read).
+fn process_stats() -> ProcessStats {
+    // utime and stime are in USER_HZ ticks, 100 a second in Linux's ABI
+    // on every architecture.
+    const TICKS: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces: utime and stime are fields 14 and 15 of the line, the
+    // 12th and 13th after it.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let cpu_seconds = (num(11) + num(12)) / TICKS;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_bytes = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<i64>().ok())
+        .map_or(0, |kb| kb * 1024);
+    let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as i64);
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|x| x.starts_with("Max open files"))
+                .and_then(|x| x.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<i64>().ok())
+        })
+        .unwrap_or(0);
+    ProcessStats {
+        cpu_seconds,
+        rss_bytes,
+        open_fds,
+        max_fds,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_scrape_state_appear_in_the_text_format() {
+        let m = Metrics::new();
+        m.connection_opened(Listener::StartTls);
+        m.connection_opened(Listener::DirectTls);
+        m.connection_closed(Listener::DirectTls);
+        m.received(StanzaKind::Message);
+        m.received(StanzaKind::Message);
+        m.login_failed("not-authorized");
+        let text = m.render(&ScrapeState {
+            sessions: Some(3),
+            shards: vec![(0, Some(1), Some(42))],
+        });
+        for line in [
+            "xmppd_client_connections{listener=\"c2s\"} 1",
+            "xmppd_client_connections{listener=\"c2s_direct_tls\"} 0",
+            "xmppd_client_connections_accepted_total{listener=\"c2s_direct_tls\"} 1",
+            "xmppd_stanzas_received_total{kind=\"message\"} 2",
+            "xmppd_stanzas_received_total{kind=\"iq\"} 0",
+            "xmppd_login_failures_total{reason=\"not-authorized\"} 1",
+            "xmppd_sessions 3",
+            "xmppd_shard_leader{shard=\"0\"} 1",
+            "xmppd_shard_applied_index{shard=\"0\"} 42",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        let rss = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(rss > 1e6, "rss {rss}");
+    }
+}

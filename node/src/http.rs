@@ -117,11 +117,7 @@ async fn metrics(State(st): State<Arc<HttpState>>) -> impl IntoResponse {
     let mut scrape = ScrapeState::default();
     if let Some(core) = st.core.get() {
         scrape.sessions = Some(core.session_count().await);
-        scrape.shards = core
-            .shard_groups()
-            .into_iter()
-            .map(|g| (g.shard, g.leader, g.applied))
-            .collect();
+        scrape.shards = core.shard_groups();
     }
     (
         [(

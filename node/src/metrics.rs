@@ -41,6 +41,8 @@ pub struct Metrics {
     sessions: IntGauge,
     shard_leader: IntGaugeVec,
     shard_applied: IntGaugeVec,
+    shard_term: IntGaugeVec,
+    shard_apply_lag: IntGaugeVec,
     process: ProcessGauges,
 }
 
@@ -205,6 +207,18 @@ impl Metrics {
                 "The last Raft log index each shard applied on this node.",
                 &["shard"],
             ),
+            shard_term: gauge_vec(
+                &r,
+                "xmppd_shard_term",
+                "The Raft term each shard is in on this node.",
+                &["shard"],
+            ),
+            shard_apply_lag: gauge_vec(
+                &r,
+                "xmppd_shard_apply_lag_entries",
+                "Entries of each shard's log on this node not applied yet.",
+                &["shard"],
+            ),
             process: ProcessGauges {
                 cpu,
                 rss: gauge(
@@ -254,14 +268,19 @@ impl Metrics {
     /// Set what is read at scrape time, then encode everything.
     pub fn render(&self, state: &ScrapeState) -> String {
         self.sessions.set(state.sessions.map_or(0, |n| n as i64));
-        for (shard, leader, applied) in &state.shards {
-            let s = shard.to_string();
+        for g in &state.shards {
+            let s = g.shard.to_string();
+            let applied = g.applied.unwrap_or(0);
             self.shard_leader
                 .with_label_values(&[&s])
-                .set(leader.unwrap_or(0) as i64);
+                .set(g.leader.unwrap_or(0) as i64);
             self.shard_applied
                 .with_label_values(&[&s])
-                .set(applied.unwrap_or(0) as i64);
+                .set(applied as i64);
+            self.shard_term.with_label_values(&[&s]).set(g.term as i64);
+            self.shard_apply_lag
+                .with_label_values(&[&s])
+                .set(g.last_log.unwrap_or(0).saturating_sub(applied) as i64);
         }
         let p = process_stats();
         self.process.cpu.set(p.cpu_seconds);
@@ -293,7 +312,7 @@ impl Drop for OpenConnection {
 #[derive(Debug, Default)]
 pub struct ScrapeState {
     pub sessions: Option<usize>,
-    pub shards: Vec<(u32, Option<u64>, Option<u64>)>,
+    pub shards: Vec<router::cluster::ShardGroup>,
 }
 
 struct ProcessStats {
@@ -357,7 +376,14 @@ mod tests {
         m.login_failed("not-authorized");
         let text = m.render(&ScrapeState {
             sessions: Some(3),
-            shards: vec![(0, Some(1), Some(42))],
+            shards: vec![router::cluster::ShardGroup {
+                shard: 0,
+                leader: Some(1),
+                replicas: vec![1],
+                applied: Some(42),
+                term: 3,
+                last_log: Some(45),
+            }],
         });
         for line in [
             "xmppd_client_connections{listener=\"c2s\"} 1",
@@ -369,6 +395,8 @@ mod tests {
             "xmppd_sessions 3",
             "xmppd_shard_leader{shard=\"0\"} 1",
             "xmppd_shard_applied_index{shard=\"0\"} 42",
+            "xmppd_shard_term{shard=\"0\"} 3",
+            "xmppd_shard_apply_lag_entries{shard=\"0\"} 3",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

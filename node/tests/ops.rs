@@ -81,6 +81,11 @@ async fn metrics_follow_what_clients_do() {
     );
     assert_eq!(value(&before, "xmppd_build_info{version=\"0.1.0\"}"), 1.0);
     assert_eq!(value(&before, "xmppd_shard_leader{shard=\"0\"}"), 1.0);
+    assert!(value(&before, "xmppd_shard_term{shard=\"0\"}") >= 1.0);
+    assert_eq!(
+        value(&before, "xmppd_shard_apply_lag_entries{shard=\"0\"}"),
+        0.0
+    );
     assert!(value(&before, "process_resident_memory_bytes") > 1e6);
     assert!(value(&before, "process_open_fds") > 0.0);
 

@@ -620,11 +620,15 @@ impl Core {
             .enumerate()
             .map(|(i, r)| {
                 let v = self.shared.cluster.shard_view(i);
+                let m = r.metrics();
+                let m = m.borrow();
                 ShardGroup {
                     shard: i as u32,
                     leader: v.leader,
                     replicas: v.voters,
-                    applied: r.metrics().borrow().last_applied.map(|l| l.index),
+                    applied: m.last_applied.map(|l| l.index),
+                    term: m.current_term,
+                    last_log: m.last_log_index,
                 }
             })
             .collect()

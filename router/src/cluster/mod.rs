@@ -137,6 +137,10 @@ pub struct ShardGroup {
     pub replicas: Vec<u64>,
     /// The last log index applied on this node.
     pub applied: Option<u64>,
+    /// The Raft term this node is in for the shard.
+    pub term: u64,
+    /// The last index of the shard's log on this node.
+    pub last_log: Option<u64>,
 }
 
 /// This node's share of the cluster: its Raft groups and what it knows of

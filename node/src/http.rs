@@ -16,8 +16,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
 use crate::core_link::CoreLink;
 use crate::metrics::{Metrics, ScrapeState};
@@ -67,20 +70,38 @@ impl HttpState {
             return Some("stopping".into());
         }
         if let Some(core) = self.core.get()
-            && let Some(g) = core.shard_groups().iter().find(|g| g.leader.is_none())
+            && let Some(g) = core
+                .shard_groups()
+                .iter()
+                .find(|g| g.raft_leader.is_none() || g.quorum_lost)
         {
             return Some(format!("shard {} has no leader", g.shard));
         }
-        if let Some(CoreLink::Remote(r)) = self.link.get()
-            && !r.connected()
-        {
-            return Some("no core node reachable".into());
+        if let Some(CoreLink::Remote(r)) = self.link.get() {
+            if !r.connected() {
+                return Some("no core node reachable".into());
+            }
+            if let Some(shard) = r.unserved_shard() {
+                return Some(format!("shard {shard} has no live leader"));
+            }
         }
         None
     }
 }
 
-/// Serve until `shutdown` turns true.
+/// HTTP connections served at once; more wait in the listen backlog, so
+/// the listener cannot take the file descriptors the XMPP listeners need.
+const MAX_CONNECTIONS: usize = 64;
+/// Time a client gets to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest life of one connection (a scraper reconnects).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Time requests in flight get to finish when the node stops.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Serve until `shutdown` turns true: HTTP/1.1, at most `MAX_CONNECTIONS`
+/// at once, each closed after `CONNECTION_LIFETIME` or when it is slower
+/// than `HEADER_TIMEOUT` to send its headers.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<HttpState>,
@@ -92,25 +113,50 @@ pub async fn serve(
         .route("/startupz", get(startupz))
         .route("/readyz", get(readyz))
         .with_state(state);
-    let mut stop = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = shutdown.wait_for(|s| *s).await;
-    });
-    // A scrape or probe in flight gets a moment to finish; a client that
-    // holds a connection open without finishing its request does not hold
-    // up the node's stop.
-    let cut = async move {
-        let _ = stop.wait_for(|s| *s).await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    };
-    tokio::select! {
-        r = server => {
-            if let Err(e) = r {
-                tracing::error!(error = %e, "the HTTP listener failed");
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = async { drop(shutdown.wait_for(|s| *s).await) } => break,
+        };
+        let tcp = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { drop(shutdown.wait_for(|s| *s).await) } => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = shutdown.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(tcp), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = tokio::time::sleep(CONNECTION_LIFETIME) => {}
+                _ = async { drop(stop.wait_for(|s| *s).await) } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(DRAIN, conn).await;
+                }
             }
-        }
-        _ = cut => tracing::debug!("HTTP connections left open at stop"),
+        });
     }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
+    conns.abort_all();
 }
 
 async fn metrics(State(st): State<Arc<HttpState>>) -> impl IntoResponse {

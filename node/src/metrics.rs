@@ -47,7 +47,9 @@ pub struct Metrics {
 }
 
 struct ProcessGauges {
-    cpu: prometheus::Gauge,
+    /// A counter moved up to the process's CPU time at each scrape; the
+    /// lock keeps two scrapes from adding the same time twice.
+    cpu: std::sync::Mutex<prometheus::Counter>,
     rss: IntGauge,
     open_fds: IntGauge,
     max_fds: IntGauge,
@@ -132,10 +134,13 @@ impl Metrics {
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let listeners = ["c2s", "c2s_direct_tls"];
         let kinds = ["message", "presence", "iq"];
-        let cpu = float_gauge(
+        let cpu = reg(
             &r,
-            "process_cpu_seconds_total",
-            "User and system CPU time of the process, in seconds.",
+            prometheus::Counter::new(
+                "process_cpu_seconds_total",
+                "User and system CPU time of the process, in seconds.",
+            )
+            .expect("constant metric name"),
         );
         let start = float_gauge(
             &r,
@@ -174,12 +179,18 @@ impl Metrics {
                 "Bytes written to client connections (before TLS).",
             ),
             logins: counter(&r, "xmppd_logins_total", "Successful SASL authentications."),
-            login_failures: counter_vec(
-                &r,
-                "xmppd_login_failures_total",
-                "Failed SASL authentications, by the SASL condition sent (RFC 6120 §6.5).",
-                &["reason"],
-            ),
+            login_failures: {
+                let v = counter_vec(
+                    &r,
+                    "xmppd_login_failures_total",
+                    "Failed SASL authentications, by the SASL condition sent (RFC 6120 §6.5) and whether a name and password were checked (checked=\"true\" with not-authorized: a wrong password).",
+                    &["reason", "checked"],
+                );
+                // Present from the start, so that a rate of wrong
+                // passwords is defined before the first one.
+                v.with_label_values(&["not-authorized", "true"]);
+                v
+            },
             registrations: counter(
                 &r,
                 "xmppd_registrations_total",
@@ -198,7 +209,7 @@ impl Metrics {
             shard_leader: gauge_vec(
                 &r,
                 "xmppd_shard_leader",
-                "The core node that leads each shard's Raft group (0: none known).",
+                "The core node this node's Raft group of each shard follows (0: none, during an election or while this node leads without a majority).",
                 &["shard"],
             ),
             shard_applied: gauge_vec(
@@ -220,7 +231,7 @@ impl Metrics {
                 &["shard"],
             ),
             process: ProcessGauges {
-                cpu,
+                cpu: std::sync::Mutex::new(cpu),
                 rss: gauge(
                     &r,
                     "process_resident_memory_bytes",
@@ -260,9 +271,15 @@ impl Metrics {
     }
 
     /// A failed authentication, by its SASL condition (a fixed set of
-    /// names from the stream machine, never client input).
-    pub fn login_failed(&self, reason: &'static str) {
-        self.login_failures.with_label_values(&[reason]).inc();
+    /// names from the stream machine, never client input) and whether the
+    /// credentials were checked: an older client's probe of a channel
+    /// binding the server does not offer is refused before any check and
+    /// is no wrong password.
+    pub fn login_failed(&self, reason: &'static str, checked: bool) {
+        let checked = if checked { "true" } else { "false" };
+        self.login_failures
+            .with_label_values(&[reason, checked])
+            .inc();
     }
 
     /// Set what is read at scrape time, then encode everything.
@@ -273,7 +290,11 @@ impl Metrics {
             let applied = g.applied.unwrap_or(0);
             self.shard_leader
                 .with_label_values(&[&s])
-                .set(g.leader.unwrap_or(0) as i64);
+                .set(if g.quorum_lost {
+                    0
+                } else {
+                    g.raft_leader.unwrap_or(0) as i64
+                });
             self.shard_applied
                 .with_label_values(&[&s])
                 .set(applied as i64);
@@ -283,7 +304,13 @@ impl Metrics {
                 .set(g.last_log.unwrap_or(0).saturating_sub(applied) as i64);
         }
         let p = process_stats();
-        self.process.cpu.set(p.cpu_seconds);
+        {
+            let cpu = self.process.cpu.lock().unwrap_or_else(|e| e.into_inner());
+            let more = p.cpu_seconds - cpu.get();
+            if more > 0.0 {
+                cpu.inc_by(more);
+            }
+        }
         self.process.rss.set(p.rss_bytes);
         self.process.open_fds.set(p.open_fds);
         self.process.max_fds.set(p.max_fds);
@@ -373,12 +400,16 @@ mod tests {
         m.connection_closed(Listener::DirectTls);
         m.received(StanzaKind::Message);
         m.received(StanzaKind::Message);
-        m.login_failed("not-authorized");
+        m.login_failed("not-authorized", true);
+        m.login_failed("not-authorized", false);
+        m.login_failed("not-authorized", false);
         let text = m.render(&ScrapeState {
             sessions: Some(3),
             shards: vec![router::cluster::ShardGroup {
                 shard: 0,
                 leader: Some(1),
+                raft_leader: Some(1),
+                quorum_lost: false,
                 replicas: vec![1],
                 applied: Some(42),
                 term: 3,
@@ -391,7 +422,9 @@ mod tests {
             "xmppd_client_connections_accepted_total{listener=\"c2s_direct_tls\"} 1",
             "xmppd_stanzas_received_total{kind=\"message\"} 2",
             "xmppd_stanzas_received_total{kind=\"iq\"} 0",
-            "xmppd_login_failures_total{reason=\"not-authorized\"} 1",
+            "xmppd_login_failures_total{checked=\"true\",reason=\"not-authorized\"} 1",
+            "xmppd_login_failures_total{checked=\"false\",reason=\"not-authorized\"} 2",
+            "# TYPE process_cpu_seconds_total counter",
             "xmppd_sessions 3",
             "xmppd_shard_leader{shard=\"0\"} 1",
             "xmppd_shard_applied_index{shard=\"0\"} 42",

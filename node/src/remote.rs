@@ -78,6 +78,9 @@ struct CoreConn {
 struct ShardMap {
     leaders: Vec<Option<u64>>,
     addrs: HashMap<u64, String>,
+    /// The first shard that, by the last status, has no leader among the
+    /// core nodes the answering node sees alive (none: all are served).
+    unserved: Option<u32>,
 }
 
 /// A session of this edge: its queue, its address and the core node it is
@@ -192,6 +195,28 @@ impl RemoteCore {
                 }
             }
         }
+        // A core node waiting for its cluster lists no shards yet; one
+        // whose peers died still names their last leaders, which it no
+        // longer sees alive.
+        let live = |id: u64| {
+            st.members
+                .iter()
+                .any(|m| m.id == id && m.role == pb::Role::Core as i32 && m.healthy)
+        };
+        map.unserved = if st.shards.is_empty() {
+            Some(0)
+        } else {
+            st.shards
+                .iter()
+                .find(|s| !s.leader.is_some_and(live))
+                .map(|s| s.shard)
+        };
+    }
+
+    /// A shard that, by the last status a core node gave, no live core
+    /// node leads: this edge cannot serve its users.
+    pub fn unserved_shard(&self) -> Option<u32> {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).unserved
     }
 
     /// Open the forward stream to core node `id` over `channel`.

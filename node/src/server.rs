@@ -27,6 +27,8 @@ pub struct Server {
     /// Where `/metrics` and the health probes are served.
     pub http_addr: Option<SocketAddr>,
     http: Arc<crate::http::HttpState>,
+    http_stop: watch::Sender<bool>,
+    http_task: Option<JoinHandle<()>>,
     pub admin_socket: PathBuf,
     /// The core of this process (roles `both` and `core`).
     pub core: Option<Core>,
@@ -95,8 +97,13 @@ impl Server {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
         let (tx, rx) = watch::channel(false);
+        // The HTTP listener stops last, so that /readyz says `stopping`
+        // while the rest drains.
+        let (http_tx, http_rx) = watch::channel(false);
         // Whatever fails below stops what was started before it.
         let mut stop_guard = StopOnError(Some(tx));
+        let mut http_guard = StopOnError(Some(http_tx));
+        let mut http_task = None;
         let mut tasks = Vec::new();
         // The probes answer from the start: a core node may wait long for
         // its cluster's leaders.
@@ -109,11 +116,7 @@ impl Server {
             })?;
             http_addr = Some(l.local_addr()?);
             tracing::info!(addr = %l.local_addr()?, "HTTP listener (/metrics, /livez, /readyz, /startupz)");
-            tasks.push(tokio::spawn(crate::http::serve(
-                l,
-                http.clone(),
-                rx.clone(),
-            )));
+            http_task = Some(tokio::spawn(crate::http::serve(l, http.clone(), http_rx)));
         }
         let peers = cfg.cluster.peer_list().unwrap_or_default();
         let core_cfg = CoreConfig {
@@ -289,6 +292,8 @@ impl Server {
             core,
             edge,
             shutdown: stop_guard.defuse(),
+            http_stop: http_guard.defuse(),
+            http_task,
             tasks,
             grpc,
             core_service,
@@ -343,6 +348,10 @@ impl Server {
                 core.shutdown().await;
             }
             let _ = std::fs::remove_file(&self.admin_socket);
+        }
+        let _ = self.http_stop.send(true);
+        if let Some(t) = self.http_task {
+            let _ = t.await;
         }
     }
 }

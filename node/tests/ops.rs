@@ -88,6 +88,14 @@ async fn metrics_follow_what_clients_do() {
     );
     assert!(value(&before, "process_resident_memory_bytes") > 1e6);
     assert!(value(&before, "process_open_fds") > 0.0);
+    // Defined before the first failure, so that its rate is.
+    assert_eq!(
+        value(
+            &before,
+            "xmppd_login_failures_total{checked=\"true\",reason=\"not-authorized\"}"
+        ),
+        0.0
+    );
 
     let mut alice = Client::online(srv.addr, "alice@localhost", PW, "a")
         .await
@@ -135,7 +143,7 @@ async fn metrics_follow_what_clients_do() {
     assert_eq!(
         value(
             &during,
-            "xmppd_login_failures_total{reason=\"not-authorized\"}"
+            "xmppd_login_failures_total{checked=\"true\",reason=\"not-authorized\"}"
         ),
         1.0
     );
@@ -218,4 +226,136 @@ fn an_edge_is_ready_only_while_it_reaches_a_core_node() {
     assert_eq!(until(edge_http, "/readyz", 503), "no core node reachable\n");
     // Alive all the same: a restart would not bring the core back.
     assert_eq!(get(edge_http, "/livez"), (200, "ok\n".into()));
+}
+
+/// An edge whose core node waits for a cluster that never forms is up
+/// (its start-up is done) but not ready: no live node leads the shards.
+#[test]
+fn an_edge_is_not_ready_while_its_core_nodes_have_no_leaders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (listen, core_http) = (free_addr(), free_addr());
+    // Peers 2 and 3 never start: node 1 waits for its cluster's leaders.
+    let core_cfg = config(
+        dir.path(),
+        "core",
+        &format!(
+            "[listeners]\nhttp = \"{core_http}\"\n\n[cluster]\nrole = \"core\"\nnode_id = 1\nlisten = \"{listen}\"\nliveness_secs = 2\npeers = [\"1={listen}\", \"2={}\", \"3={}\"]\n",
+            free_addr(),
+            free_addr()
+        ),
+    );
+    let (_core, _) = start(&core_cfg, "cluster listener (gRPC)");
+    assert_eq!(until(core_http, "/startupz", 503), "starting\n");
+    assert_eq!(get(core_http, "/readyz"), (503, "starting\n".into()));
+    let edge_http = free_addr();
+    let edge_cfg = config(
+        dir.path(),
+        "edge",
+        &format!(
+            "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\nhttp = \"{edge_http}\"\n\n[cluster]\nrole = \"edge\"\nnode_id = 4\ncore = \"{listen}\"\nliveness_secs = 2\n"
+        ),
+    );
+    let (_edge, _) = start(&edge_cfg, "client listener (STARTTLS)");
+    assert_eq!(until(edge_http, "/startupz", 200), "ok\n");
+    let (status, why) = get(edge_http, "/readyz");
+    assert_eq!(status, 503, "{why}");
+    assert!(why.ends_with("has no live leader\n"), "{why}");
+}
+
+/// The HTTP listener serves a bounded number of connections and drops
+/// one that is too slow to send its headers, so idle or slow clients
+/// cannot hold the node's file descriptors.
+#[tokio::test]
+async fn slow_or_idle_http_clients_are_bounded() {
+    let mut srv = TestServer::start().await;
+    let http = srv
+        .server
+        .as_ref()
+        .and_then(|s| s.http_addr)
+        .expect("an HTTP listener");
+    // Half a request, then nothing: closed after the header timeout.
+    let slow = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(http).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .expect("write");
+        let t = Instant::now();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        (t.elapsed(), buf)
+    });
+    // 63 more that send nothing fill the listener's 64 places...
+    let idle: Vec<std::net::TcpStream> = (0..63)
+        .map(|_| std::net::TcpStream::connect(http).expect("connect"))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...so a probe waits in the listen queue until places free up.
+    let probe = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        (get(http, "/livez"), t.elapsed())
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!probe.is_finished(), "a 65th connection was served at once");
+    drop(idle);
+    let ((status, body), waited) = probe.await.expect("join");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    assert!(waited >= Duration::from_secs(1), "{waited:?}");
+    let (took, answer) = slow.await.expect("join");
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(20),
+        "a client slow to send its headers was dropped after {took:?}"
+    );
+    // hyper answers 408 or just closes; either way nothing was served.
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    srv.stop().await;
+}
+
+/// A core node that loses its majority stops being ready, and its metrics
+/// say which shards have no leader, instead of naming the dead one.
+#[test]
+fn a_core_node_without_a_majority_is_not_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let http: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let peers: Vec<String> = listen
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("\"{}={a}\"", i + 1))
+        .collect();
+    let mut procs: Vec<Proc> = (0..3)
+        .map(|i| {
+            let cfg = config(
+                dir.path(),
+                &format!("core{}", i + 1),
+                &format!(
+                    "[listeners]\nhttp = \"{}\"\n\n[cluster]\nrole = \"core\"\nnode_id = {}\nlisten = \"{}\"\nliveness_secs = 2\npeers = [{}]\n",
+                    http[i],
+                    i + 1,
+                    listen[i],
+                    peers.join(", ")
+                ),
+            );
+            start(&cfg, "cluster listener (gRPC)").0
+        })
+        .collect();
+    for h in &http {
+        assert_eq!(until(*h, "/readyz", 200), "ok\n");
+    }
+    for p in procs.iter_mut().skip(1) {
+        p.kill().expect("kill -9");
+        let _ = p.wait();
+    }
+    let why = until(http[0], "/readyz", 503);
+    assert!(
+        why.starts_with("shard ") && why.ends_with(" has no leader\n"),
+        "{why}"
+    );
+    let (_, text) = get(http[0], "/metrics");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("xmppd_shard_leader{") && l.ends_with(" 0")),
+        "no shard without a leader in\n{text}"
+    );
+    assert_eq!(get(http[0], "/livez"), (200, "ok\n".into()));
 }

@@ -42,6 +42,10 @@ pub struct Core {
     shared: Arc<Shared>,
 }
 
+/// A leader not acknowledged by a majority for this long (20 heartbeats)
+/// has lost it, as far as readiness and metrics tell.
+const QUORUM_LOST_MS: u64 = 2_000;
+
 impl Core {
     /// Start the shards on the current tokio runtime: each shard's Raft
     /// group (created on first start, reloaded from the store after), then
@@ -622,11 +626,17 @@ impl Core {
                 let v = self.shared.cluster.shard_view(i);
                 let m = r.metrics();
                 let m = m.borrow();
+                let several = v.voters.len() > 1;
                 ShardGroup {
                     shard: i as u32,
                     leader: v.leader,
                     replicas: v.voters,
                     applied: m.last_applied.map(|l| l.index),
+                    raft_leader: m.current_leader,
+                    quorum_lost: m.current_leader == Some(m.id)
+                        && several
+                        && m.millis_since_quorum_ack
+                            .is_some_and(|ms| ms > QUORUM_LOST_MS),
                     term: m.current_term,
                     last_log: m.last_log_index,
                 }

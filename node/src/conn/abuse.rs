@@ -29,11 +29,11 @@ impl Conn {
                 }
             }
             Some(reason) if reason == "aborted" => {
-                self.edge.metrics.login_failed(reason);
+                self.edge.metrics.login_failed(reason, o.checked);
                 tracing::debug!(ip = %ip, port, mechanism = ?o.mechanism, user = ?o.username, "authentication aborted by the client");
             }
             Some(reason) => {
-                self.edge.metrics.login_failed(reason);
+                self.edge.metrics.login_failed(reason, o.checked);
                 tracing::info!(target: "xmppd::auth", ip = %ip, port, mechanism = ?o.mechanism, reason, user = ?o.username, "authentication failed");
                 // Only a wrong name or password counts: protocol mistakes
                 // (no TLS yet, an unknown mechanism, bad base64) guess

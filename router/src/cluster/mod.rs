@@ -137,6 +137,14 @@ pub struct ShardGroup {
     pub replicas: Vec<u64>,
     /// The last log index applied on this node.
     pub applied: Option<u64>,
+    /// The leader this node's own Raft group follows now: none while it
+    /// elects one (`leader` may still name the last one the meta group
+    /// published, which routing tries).
+    pub raft_leader: Option<u64>,
+    /// This node leads the group but no majority of its voters has
+    /// acknowledged it for a while (openraft's leader does not step down
+    /// by itself): it cannot commit anything.
+    pub quorum_lost: bool,
     /// The Raft term this node is in for the shard.
     pub term: u64,
     /// The last index of the shard's log on this node.

@@ -105,6 +105,21 @@ impl Default for Listeners {
     }
 }
 
+/// Whether two listen addresses cannot both be bound: the same port on
+/// the same address, or one of them the wildcard that covers the other
+/// (`[::]` takes IPv4 too, `0.0.0.0` all of IPv4). Port 0 never clashes:
+/// the system picks a free one.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    let covers = |w: SocketAddr, o: SocketAddr| match w.ip() {
+        std::net::IpAddr::V6(ip) => ip.is_unspecified(),
+        std::net::IpAddr::V4(ip) => ip.is_unspecified() && o.is_ipv4(),
+    };
+    a.ip() == b.ip() || covers(a, b) || covers(b, a)
+}
+
 impl Listeners {
     /// The STARTTLS listener's address; `None` when it is off (or, before
     /// [`Config::validate`] passed, when it does not parse).
@@ -700,23 +715,35 @@ impl Config {
 
     fn check_listeners(&self, p: &mut Problems) {
         let l = &self.listeners;
+        // What this role binds: a core node takes no clients but serves
+        // the cluster's gRPC.
+        let core = self.cluster.role == Role::Core;
+        let cluster = core.then(|| self.cluster.listen.clone());
         let mut bound: Vec<(SocketAddr, &str)> = Vec::new();
-        for (field, addr) in [
-            ("listeners.c2s", &l.c2s),
-            ("listeners.c2s_direct_tls", &l.c2s_direct_tls),
-            ("listeners.http", &l.http),
+        for (field, addr, binds) in [
+            ("listeners.c2s", &l.c2s, !core),
+            ("listeners.c2s_direct_tls", &l.c2s_direct_tls, !core),
+            ("listeners.http", &l.http, true),
+            ("cluster.listen", &cluster, core),
         ] {
             let Some(addr) = addr else { continue };
             match addr.parse::<SocketAddr>() {
+                // cluster.listen's own form is checked with [cluster].
+                Err(_) if field == "cluster.listen" => {}
                 Err(_) => p.add(
                     field,
                     format!("{addr:?} is not an address like \"0.0.0.0:5222\" or \"[::]:5222\""),
                 ),
-                Ok(a) if a.port() != 0 => match bound.iter().find(|(b, _)| *b == a) {
-                    Some((_, other)) => p.add(field, format!("{a} is also used by {other}")),
+                Ok(_) if !binds => {}
+                Ok(a) => match bound.iter().find(|(b, _)| overlaps(*b, a)) {
+                    Some((b, other)) => p.add(
+                        field,
+                        format!(
+                            "{a} is also used by {other} ({b}); each listener needs a port of its own"
+                        ),
+                    ),
                     None => bound.push((a, field)),
                 },
-                Ok(_) => {} // port 0: the OS picks one, never a clash
             }
         }
         if l.c2s.is_none() && l.c2s_direct_tls.is_none() {
@@ -1051,6 +1078,33 @@ mod tests {
         cfg.listeners.c2s = None;
         cfg.listeners.c2s_direct_tls = None;
         only_problem(&cfg, "listeners");
+    }
+
+    /// A wildcard address covers the specific ones of its family (and
+    /// `[::]` both families), so the HTTP listener on 127.0.0.1:5222
+    /// clashes with c2s on 0.0.0.0:5222; a core node binds its cluster
+    /// listener and no client listener.
+    #[test]
+    fn listeners_that_cannot_all_be_bound_are_refused() {
+        let mut cfg = Config::default();
+        cfg.listeners.http = Some("127.0.0.1:5222".into());
+        let p = only_problem(&cfg, "listeners.http");
+        assert!(p.contains("listeners.c2s"), "{p}");
+        cfg.listeners.http = Some("[::1]:5222".into());
+        assert_eq!(problems(&cfg), Vec::<String>::new());
+        cfg.listeners.c2s = Some("[::]:5222".into());
+        only_problem(&cfg, "listeners.http");
+        cfg.listeners.c2s = Some("0.0.0.0:5222".into());
+        cfg.listeners.http = Some("127.0.0.1:9090".into());
+        cfg.cluster.role = Role::Core;
+        cfg.cluster.listen = "127.0.0.1:9090".into();
+        let p = only_problem(&cfg, "cluster.listen");
+        assert!(p.contains("listeners.http"), "{p}");
+        // A core node does not bind the client ports.
+        cfg.cluster.listen = "0.0.0.0:5222".into();
+        assert_eq!(problems(&cfg), Vec::<String>::new());
+        cfg.cluster.role = Role::Both;
+        assert_eq!(problems(&cfg), Vec::<String>::new());
     }
 
     #[test]

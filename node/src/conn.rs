@@ -436,10 +436,14 @@ impl Conn {
                 stanzas += 1;
             }
         }
-        self.edge.metrics.stanzas_sent.inc_by(stanzas);
         match &batch {
             Some(buf) => self.write(buf).await,
             None => self.write(&b).await,
+        }
+        // Counted once written: a write that failed or timed out ended the
+        // session.
+        if !self.done {
+            self.edge.metrics.stanzas_sent.inc_by(stanzas);
         }
         if let Some(Outbound::Close(cond, text)) = then {
             self.fail(cond, text).await;

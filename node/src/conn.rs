@@ -18,7 +18,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::edge::{Edge, Slot};
 use crate::io::Io;
-use crate::metrics::{Listener, StanzaKind};
+use crate::metrics::Listener;
 use crate::stream::{Action, Event, Machine};
 use crate::throttle::{Budget, StanzaBudget};
 
@@ -341,11 +341,7 @@ impl Conn {
                 return Some(Event::Bound(r));
             }
             Action::Route(st) => {
-                self.edge.metrics.received(match st.kind {
-                    proto::stanza::Kind::Message => StanzaKind::Message,
-                    proto::stanza::Kind::Presence => StanzaKind::Presence,
-                    proto::stanza::Kind::Iq => StanzaKind::Iq,
-                });
+                self.edge.metrics.received(st.kind);
                 if self.edge.core.route(st).await.is_err() {
                     self.fail(StreamCondition::SystemShutdown, None).await;
                 }

@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::procs::*;
@@ -192,28 +193,47 @@ fn until(addr: SocketAddr, path: &str, status: u16) -> String {
     }
 }
 
+/// A core node's configuration: its HTTP listener at `http`, its gRPC at
+/// `listen`, and `cluster` (peers) added to its `[cluster]` table.
+fn core_config(
+    dir: &Path,
+    name: &str,
+    id: u64,
+    http: SocketAddr,
+    listen: &str,
+    cluster: &str,
+) -> PathBuf {
+    config(
+        dir,
+        name,
+        &format!(
+            "[listeners]\nhttp = \"{http}\"\n\n[cluster]\nrole = \"core\"\nnode_id = {id}\nlisten = \"{listen}\"\nliveness_secs = 2\n{cluster}"
+        ),
+    )
+}
+
+/// An edge with node id `id` whose core node is at `core`; returns it
+/// and its HTTP listener's address.
+fn start_edge(dir: &Path, id: u64, core: impl std::fmt::Display) -> (Proc, SocketAddr) {
+    let http = free_addr();
+    let cfg = config(
+        dir,
+        "edge",
+        &format!(
+            "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\nhttp = \"{http}\"\n\n[cluster]\nrole = \"edge\"\nnode_id = {id}\ncore = \"{core}\"\nliveness_secs = 2\n"
+        ),
+    );
+    (start(&cfg, "client listener (STARTTLS)").0, http)
+}
+
 #[test]
 fn an_edge_is_ready_only_while_it_reaches_a_core_node() {
     let dir = tempfile::tempdir().expect("tempdir");
     let core_http = free_addr();
-    let core_cfg = config(
-        dir.path(),
-        "core",
-        &format!(
-            "[listeners]\nhttp = \"{core_http}\"\n\n[cluster]\nrole = \"core\"\nnode_id = 1\nlisten = \"127.0.0.1:0\"\nliveness_secs = 2\n"
-        ),
-    );
+    let core_cfg = core_config(dir.path(), "core", 1, core_http, "127.0.0.1:0", "");
     let (mut core, core_addr) = start(&core_cfg, "cluster listener (gRPC)");
     assert_eq!(until(core_http, "/readyz", 200), "ok\n");
-    let edge_http = free_addr();
-    let edge_cfg = config(
-        dir.path(),
-        "edge",
-        &format!(
-            "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\nhttp = \"{edge_http}\"\n\n[cluster]\nrole = \"edge\"\nnode_id = 2\ncore = \"{core_addr}\"\nliveness_secs = 2\n"
-        ),
-    );
-    let (_edge, _) = start(&edge_cfg, "client listener (STARTTLS)");
+    let (_edge, edge_http) = start_edge(dir.path(), 2, core_addr);
     assert_eq!(until(edge_http, "/readyz", 200), "ok\n");
     assert_eq!(get(edge_http, "/startupz"), (200, "ok\n".into()));
     // The edge's metrics hold no core state of their own.
@@ -235,27 +255,23 @@ fn an_edge_is_not_ready_while_its_core_nodes_have_no_leaders() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (listen, core_http) = (free_addr(), free_addr());
     // Peers 2 and 3 never start: node 1 waits for its cluster's leaders.
-    let core_cfg = config(
+    let peers = format!(
+        "peers = [\"1={listen}\", \"2={}\", \"3={}\"]\n",
+        free_addr(),
+        free_addr()
+    );
+    let core_cfg = core_config(
         dir.path(),
         "core",
-        &format!(
-            "[listeners]\nhttp = \"{core_http}\"\n\n[cluster]\nrole = \"core\"\nnode_id = 1\nlisten = \"{listen}\"\nliveness_secs = 2\npeers = [\"1={listen}\", \"2={}\", \"3={}\"]\n",
-            free_addr(),
-            free_addr()
-        ),
+        1,
+        core_http,
+        &listen.to_string(),
+        &peers,
     );
     let (_core, _) = start(&core_cfg, "cluster listener (gRPC)");
     assert_eq!(until(core_http, "/startupz", 503), "starting\n");
     assert_eq!(get(core_http, "/readyz"), (503, "starting\n".into()));
-    let edge_http = free_addr();
-    let edge_cfg = config(
-        dir.path(),
-        "edge",
-        &format!(
-            "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\nhttp = \"{edge_http}\"\n\n[cluster]\nrole = \"edge\"\nnode_id = 4\ncore = \"{listen}\"\nliveness_secs = 2\n"
-        ),
-    );
-    let (_edge, _) = start(&edge_cfg, "client listener (STARTTLS)");
+    let (_edge, edge_http) = start_edge(dir.path(), 4, listen);
     assert_eq!(until(edge_http, "/startupz", 200), "ok\n");
     let (status, why) = get(edge_http, "/readyz");
     assert_eq!(status, 503, "{why}");
@@ -325,16 +341,13 @@ fn a_core_node_without_a_majority_is_not_ready() {
         .collect();
     let mut procs: Vec<Proc> = (0..3)
         .map(|i| {
-            let cfg = config(
+            let cfg = core_config(
                 dir.path(),
                 &format!("core{}", i + 1),
-                &format!(
-                    "[listeners]\nhttp = \"{}\"\n\n[cluster]\nrole = \"core\"\nnode_id = {}\nlisten = \"{}\"\nliveness_secs = 2\npeers = [{}]\n",
-                    http[i],
-                    i + 1,
-                    listen[i],
-                    peers.join(", ")
-                ),
+                i as u64 + 1,
+                http[i],
+                &listen[i].to_string(),
+                &format!("peers = [{}]\n", peers.join(", ")),
             );
             start(&cfg, "cluster listener (gRPC)").0
         })

@@ -6,7 +6,8 @@
 # (a second client library, from npm, on Node.js), and Prosody with
 # openssl (the load harness's MUC and PubSub smoke runs use a Prosody of
 # their own on a loopback port; the distribution's service is not
-# started). Idempotent.
+# started), and schemathesis (PyPI) for the admin API's contract test.
+# Idempotent.
 set -euo pipefail
 
 SUDO=""
@@ -75,6 +76,15 @@ if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import slixmpp' >/dev/null 
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-slixmpp >/dev/null
 fi
 /usr/bin/python3 -c 'import slixmpp' || { echo "setup: Debian's python3-slixmpp is missing" >&2; exit 1; }
+
+# schemathesis checks the admin HTTP API against docs/openapi.json.
+if ! command -v schemathesis >/dev/null 2>&1; then
+  echo "setup: installing schemathesis"
+  python3 -m pip install -q "schemathesis==4.32.5" 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages "schemathesis==4.32.5"
+  hash -r
+fi
+command -v schemathesis >/dev/null 2>&1 || { echo "setup: schemathesis is missing from PATH" >&2; exit 1; }
 
 # A second client library: xmpp.js (@xmpp/client from npm, pinned by its
 # lock file) under tests/interop/xmppjs, on Node.js (Debian's will do).

@@ -41,6 +41,13 @@ pub enum Request {
         #[serde(default)]
         domain: Option<String>,
     },
+    /// The sessions bound in the cluster, of one account or all.
+    Sessions {
+        #[serde(default)]
+        user: Option<String>,
+    },
+    /// End one session's stream (a full JID).
+    Kick { jid: String },
 }
 
 /// Passwords stay out of logs and panic messages.
@@ -51,6 +58,8 @@ impl std::fmt::Debug for Request {
             Request::Passwd { jid, .. } => f.debug_struct("Passwd").field("jid", jid).finish(),
             Request::Del { jid } => f.debug_struct("Del").field("jid", jid).finish(),
             Request::List { domain } => f.debug_struct("List").field("domain", domain).finish(),
+            Request::Sessions { user } => f.debug_struct("Sessions").field("user", user).finish(),
+            Request::Kick { jid } => f.debug_struct("Kick").field("jid", jid).finish(),
         }
     }
 }
@@ -59,10 +68,13 @@ impl std::fmt::Debug for Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Response {
-    /// Done; `users` holds the answer to `list` (empty otherwise).
+    /// Done; `users` holds the answer to `list`, `sessions` the answer
+    /// to `sessions`, one line each (empty otherwise).
     Ok {
         #[serde(default)]
         users: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sessions: Vec<String>,
     },
     /// Refused or failed, with the reason.
     Err { message: String },
@@ -196,15 +208,74 @@ where
 }
 
 async fn execute(core: &Core, domains: &[String], req: Request) -> Response {
+    if let Request::Sessions { user } = &req {
+        return match sessions(core, domains, user.as_deref()).await {
+            Ok(sessions) => Response::Ok {
+                users: Vec::new(),
+                sessions,
+            },
+            Err(message) => Response::Err { message },
+        };
+    }
     match run(core, domains, req).await {
-        Ok(users) => Response::Ok { users },
+        Ok(users) => Response::Ok {
+            users,
+            sessions: Vec::new(),
+        },
         Err(message) => Response::Err { message },
     }
+}
+
+/// The sessions as `xmppd session list` prints them: the full JID, then
+/// `available` or `unavailable`, the priority and the edge node holding
+/// the connection (`local` for the node's own process).
+async fn sessions(
+    core: &Core,
+    domains: &[String],
+    user: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let user = user
+        .map(|u| account_jid(u, domains))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Ok(core
+        .list_sessions(user.as_ref())
+        .await
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} priority={} edge={}",
+                s.jid,
+                if s.available {
+                    "available"
+                } else {
+                    "unavailable"
+                },
+                s.priority,
+                s.edge
+                    .map_or_else(|| "local".to_string(), |e| e.to_string())
+            )
+        })
+        .collect())
 }
 
 async fn run(core: &Core, domains: &[String], req: Request) -> Result<Vec<String>, String> {
     let jid = |raw: &str| account_jid(raw, domains).map_err(|e| e.to_string());
     match req {
+        Request::Sessions { .. } => return Err("sessions are listed elsewhere".into()),
+        Request::Kick { jid: raw } => {
+            let full = proto::FullJid::parse(&raw)
+                .map_err(|e| format!("{raw:?} is not a full JID (user@domain/resource): {e}"))?;
+            jid(full.bare_str())?;
+            return match core.kick(&full, 0).await {
+                Ok(true) => {
+                    tracing::info!(session = %full, "session ended through the admin socket");
+                    Ok(Vec::new())
+                }
+                Ok(false) => Err(format!("no session {full}")),
+                Err(e) => Err(e.to_string()),
+            };
+        }
         Request::Add { jid: j, password } => {
             let j = jid(&j)?;
             core.add_account(&j, &password)

@@ -33,6 +33,25 @@ pub enum Command {
     /// Ask a core node about the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// List or end sessions (through the running server's admin socket).
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// The sessions bound in the cluster: full JID, availability,
+    /// priority and the edge node holding the connection.
+    List {
+        /// Only this account's sessions.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// End a session's stream with <policy-violation/>.
+    Kick {
+        /// The session's full JID (user@domain/resource).
+        jid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,7 +199,7 @@ pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> 
         },
     };
     match crate::admin::request(&cfg.admin_socket_path(), &req).await? {
-        Some(Response::Ok { users }) => {
+        Some(Response::Ok { users, .. }) => {
             print_lines(users);
             return Ok(());
         }
@@ -206,9 +225,48 @@ pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> 
         Request::Passwd { jid: j, password } => accounts.set_password(&jid(&j)?, &password)?,
         Request::Del { jid: j } => accounts.delete(&jid(&j)?)?,
         Request::List { domain } => print_lines(accounts.list(domain.as_deref())?),
+        Request::Sessions { .. } | Request::Kick { .. } => {
+            bail!("sessions exist only in a running server")
+        }
     }
     store.flush()?;
     Ok(())
+}
+
+pub async fn session_command(cfg: &Config, cmd: SessionCommand) -> anyhow::Result<()> {
+    use crate::admin::{Request, Response, account_jid};
+    let domains: Vec<String> = cfg
+        .domains
+        .iter()
+        .filter_map(|d| proto::jid::normalize_domain(d).ok())
+        .collect();
+    let req = match cmd {
+        SessionCommand::List { user } => Request::Sessions {
+            user: user
+                .map(|u| account_jid(&u, &domains).map(|j| j.to_string()))
+                .transpose()?,
+        },
+        SessionCommand::Kick { jid } => {
+            let full = proto::FullJid::parse(&jid).map_err(|e| {
+                anyhow::anyhow!("{jid:?} is not a full JID (user@domain/resource): {e}")
+            })?;
+            account_jid(full.bare_str(), &domains)?;
+            Request::Kick {
+                jid: full.to_string(),
+            }
+        }
+    };
+    match crate::admin::request(&cfg.admin_socket_path(), &req).await? {
+        Some(Response::Ok { sessions, .. }) => {
+            print_lines(sessions);
+            Ok(())
+        }
+        Some(Response::Err { message }) => bail!("{message}"),
+        None => bail!(
+            "no server is running on {} (sessions exist only in a running server; on a cluster, run this on a core node)",
+            cfg.data_dir.display()
+        ),
+    }
 }
 
 /// Print one item per line; a reader that went away (`| head`) ends the

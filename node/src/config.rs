@@ -51,6 +51,20 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// `[pubsub]`: PubSub services and PEP.
     pub pubsub: PubsubConfig,
+    /// `[admin]`: the admin HTTP API.
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// A file whose first line is the bearer token of the admin HTTP API
+    /// (`/api/v1` on `listeners.http`; at least 16 printable characters).
+    /// Default: none, and the API is not served. Core nodes and single
+    /// nodes only (an edge holds no accounts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -67,6 +81,7 @@ impl Default for Config {
             log: LogConfig::default(),
             cluster: ClusterConfig::default(),
             pubsub: PubsubConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -609,6 +624,19 @@ impl Config {
         }
         check_log_level(&self.log.level, &mut p);
         self.check_cluster(&mut p);
+        if self.admin.token_file.is_some() {
+            if self.cluster.role == Role::Edge {
+                p.add(
+                    "admin.token_file",
+                    "an edge holds no accounts: set it on core nodes",
+                );
+            } else if self.listeners.http.is_none() {
+                p.add(
+                    "admin.token_file",
+                    "the admin API is served on listeners.http, which is off",
+                );
+            }
+        }
         if p.0.is_empty() {
             Ok(())
         } else {

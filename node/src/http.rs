@@ -105,14 +105,18 @@ const DRAIN: Duration = Duration::from_secs(2);
 pub async fn serve(
     listener: TcpListener,
     state: Arc<HttpState>,
+    api: Option<Arc<crate::api::ApiState>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/metrics", get(metrics))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/startupz", get(startupz))
         .route("/readyz", get(readyz))
         .with_state(state);
+    if let Some(api) = api {
+        app = app.merge(crate::api::routes(api));
+    }
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut conns = JoinSet::new();
     loop {

@@ -5,6 +5,7 @@
 //! `router::Core`; it never opens RocksDB itself.
 
 pub mod admin;
+pub mod api;
 pub mod channel_binding;
 pub mod cli;
 pub mod config;

@@ -39,6 +39,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve) | None => serve(cfg).await,
         Some(Command::Config(_)) => Ok(()),
         Some(Command::Cluster(cmd)) => node::cli::cluster_command(&cfg, cmd).await,
+        Some(Command::Session(cmd)) => node::cli::session_command(&cfg, cmd).await,
     }
 }
 

@@ -110,13 +110,22 @@ impl Server {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let http = crate::http::HttpState::new(metrics.clone());
         let mut http_addr = None;
+        let api = match &cfg.admin.token_file {
+            Some(f) => Some(crate::api::ApiState::new(crate::api::read_token(f)?)),
+            None => None,
+        };
         if let Some(addr) = &cfg.listeners.http {
             let l = TcpListener::bind(addr).await.with_context(|| {
                 format!("binding the HTTP listener {addr} (listeners.http; each process on a host needs its own, or false)")
             })?;
             http_addr = Some(l.local_addr()?);
             tracing::info!(addr = %l.local_addr()?, "HTTP listener (/metrics, /livez, /readyz, /startupz)");
-            http_task = Some(tokio::spawn(crate::http::serve(l, http.clone(), http_rx)));
+            http_task = Some(tokio::spawn(crate::http::serve(
+                l,
+                http.clone(),
+                api.clone(),
+                http_rx,
+            )));
         }
         let peers = cfg.cluster.peer_list().unwrap_or_default();
         let core_cfg = CoreConfig {
@@ -179,6 +188,9 @@ impl Server {
             let svc =
                 router::service::CoreService::new(core.clone(), cfg.cluster.node_id, advertised);
             core_service = Some(svc.clone());
+            if let Some(api) = &api {
+                api.set_core(core.clone(), svc.clone(), domains.clone());
+            }
             let (ping, answer) = router::service::liveness(liveness);
             let mut stop = rx.clone();
             let raft_groups = groups.clone();
@@ -270,6 +282,16 @@ impl Server {
                 true,
                 rx.clone(),
             )));
+        }
+        if let (Role::Both, Some(core), Some(api)) = (role, &core, &api) {
+            // A single node serves no Admin gRPC; its status comes from
+            // the same code in-process.
+            let svc = router::service::CoreService::new(
+                core.clone(),
+                cfg.cluster.node_id,
+                cfg.cluster.listen.clone(),
+            );
+            api.set_core(core.clone(), svc, domains.clone());
         }
         let admin_socket = cfg.admin_socket_path();
         // Accounts live in the core: the user commands go to a core node.

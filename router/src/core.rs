@@ -21,6 +21,18 @@ use crate::modules::registry::registry;
 use crate::session::{Confirm, SessionSink};
 use crate::shard::{self, ShardHandle, ShardMsg, Shared};
 
+/// A bound session, as operators list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub jid: FullJid,
+    /// The edge node whose connection holds it; `None` for a connection
+    /// of the core's own process.
+    pub edge: Option<u64>,
+    /// It sent available presence (RFC 6121 §4.2).
+    pub available: bool,
+    pub priority: i32,
+}
+
 /// The disco features (XEP-0030) of a server with this configuration, for
 /// the stream features of an edge that has no core in its process.
 pub fn server_features(cfg: &CoreConfig) -> Result<Vec<&'static str>, CoreError> {
@@ -521,6 +533,88 @@ impl Core {
             .map_err(|e| AccountError::NotCommitted(e.to_string()))?;
         rx.await
             .map_err(|_| AccountError::NotCommitted("the shard did not commit it".into()))?
+    }
+
+    /// The sessions bound at the shards this node leads (all shards of a
+    /// single node), of one user or all, sorted by JID.
+    pub async fn led_sessions(&self, user: Option<&BareJid>) -> Vec<SessionInfo> {
+        let sh = &self.shared;
+        let me = sh.env.cfg.node_id;
+        let mut out = Vec::new();
+        for (i, h) in sh.shards.iter().enumerate() {
+            if user.is_some_and(|u| sh.shard_index(u.as_str()) != i) {
+                continue;
+            }
+            if sh.cluster.clustered() && sh.cluster.leader(i).0 != Some(me) {
+                continue;
+            }
+            let (reply, rx) = oneshot::channel();
+            let msg = ShardMsg::Sessions {
+                user: user.cloned(),
+                reply,
+            };
+            if h.edge.send(msg).await.is_ok() {
+                out.extend(rx.await.unwrap_or_default());
+            }
+        }
+        out.sort_by(|a, b| a.jid.as_str().cmp(b.jid.as_str()));
+        out
+    }
+
+    /// The sessions bound in the whole cluster (of one user or all),
+    /// sorted by JID: each core node lists those of the shards it leads.
+    /// A node that does not answer leaves its sessions out; the error
+    /// says so when that is every other node.
+    pub async fn list_sessions(&self, user: Option<&BareJid>) -> Vec<SessionInfo> {
+        let sh = &self.shared;
+        let mut all = self.led_sessions(user).await;
+        if sh.cluster.clustered() {
+            let me = sh.env.cfg.node_id;
+            for (id, addr) in sh.cluster.members() {
+                if id == me {
+                    continue;
+                }
+                match crate::cluster::admin_client::list_sessions_at(&addr, user).await {
+                    Ok(list) => all.extend(list),
+                    Err(e) => {
+                        tracing::debug!(node = id, error = %e, "a member did not list its sessions")
+                    }
+                }
+            }
+            all.sort_by(|a, b| a.jid.as_str().cmp(b.jid.as_str()));
+            all.dedup_by(|a, b| a.jid == b.jid);
+        }
+        all
+    }
+
+    /// End the stream of the session `jid` with `<policy-violation/>`,
+    /// at the leader of its user's shard (handed on there `hops` times
+    /// already). `Ok(false)` when no such session is bound.
+    pub async fn kick(&self, jid: &FullJid, hops: u32) -> Result<bool, CoreError> {
+        let i = self.shared.shard_index(jid.bare_str());
+        if self.shared.cluster.clustered() {
+            self.shared.cluster.wait_leader(i).await;
+            if let Some(addr) = self.shared.cluster.elsewhere(i) {
+                if hops >= crate::cluster::MAX_HOPS {
+                    return Err(CoreError::NotLeader {
+                        leader: None,
+                        addr: None,
+                    });
+                }
+                return crate::cluster::admin_client::kick_at(&addr, jid, hops + 1).await;
+            }
+        }
+        let (reply, rx) = oneshot::channel();
+        let msg = ShardMsg::Kick {
+            jid: jid.clone(),
+            reply,
+        };
+        self.shared.shards[i]
+            .edge
+            .send(msg)
+            .await
+            .map_err(|_| CoreError::ShuttingDown)?;
+        rx.await.map_err(|_| CoreError::ShuttingDown)
     }
 
     /// End every session bound through `link` (its edge is gone): each

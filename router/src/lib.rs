@@ -26,7 +26,7 @@ mod time;
 
 pub use accounts::{AccountError, Accounts};
 pub use config::CoreConfig;
-pub use core::{Core, server_caps, server_features};
+pub use core::{Core, SessionInfo, server_caps, server_features};
 pub use error::{BindError, CoreError};
 pub use session::{EdgeLink, Outbound, Received, SessionInbox, SessionSink};
 pub use storage::StorageError;

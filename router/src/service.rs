@@ -513,6 +513,43 @@ impl pb::admin_server::Admin for CoreService {
         }))
     }
 
+    async fn list_sessions(
+        &self,
+        req: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::SessionList>, Status> {
+        let r = req.into_inner();
+        let user = match r.bare_jid.as_deref().map(proto::BareJid::parse) {
+            None => None,
+            Some(Ok(u)) => Some(u),
+            Some(Err(e)) => return Err(Status::invalid_argument(e.to_string())),
+        };
+        let sessions = self
+            .core
+            .led_sessions(user.as_ref())
+            .await
+            .into_iter()
+            .map(|s| pb::SessionEntry {
+                full_jid: s.jid.to_string(),
+                edge: s.edge,
+                available: s.available,
+                priority: s.priority,
+            })
+            .collect();
+        Ok(Response::new(pb::SessionList { sessions }))
+    }
+
+    async fn kick(&self, req: Request<pb::KickRequest>) -> Result<Response<pb::KickReply>, Status> {
+        let r = req.into_inner();
+        let jid = proto::FullJid::parse(&r.full_jid)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let found = self
+            .core
+            .kick(&jid, r.hops)
+            .await
+            .map_err(|e| Status::from(ClusterError::Internal(e.to_string())))?;
+        Ok(Response::new(pb::KickReply { found }))
+    }
+
     async fn remove_node(
         &self,
         req: Request<pb::RemoveNodeRequest>,

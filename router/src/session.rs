@@ -225,6 +225,15 @@ impl SessionSink {
         true
     }
 
+    /// The remote edge the session is bound through; `None` for a
+    /// connection of this process.
+    pub fn edge(&self) -> Option<u64> {
+        match &self.target {
+            Target::Local(_) => None,
+            Target::Remote(link) => Some(link.edge),
+        }
+    }
+
     /// Whether this sink reaches its session through `link`.
     pub fn is_via(&self, link: &Arc<EdgeLink>) -> bool {
         matches!(&self.target, Target::Remote(l) if Arc::ptr_eq(l, link))

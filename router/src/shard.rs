@@ -9,8 +9,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use proto::FullJid;
 use proto::stanza::{Kind, Stanza};
+use proto::{BareJid, FullJid};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::{Cluster, shard_of};
@@ -144,6 +144,17 @@ pub(crate) enum ShardMsg {
     Count {
         via: Option<Arc<EdgeLink>>,
         reply: oneshot::Sender<usize>,
+    },
+    /// The sessions bound here (of one user, or all), for operators.
+    Sessions {
+        user: Option<BareJid>,
+        reply: oneshot::Sender<Vec<crate::SessionInfo>>,
+    },
+    /// End one session's stream (an operator's kick); answers whether
+    /// the session was bound here.
+    Kick {
+        jid: FullJid,
+        reply: oneshot::Sender<bool>,
     },
     /// A remote edge's stream ended: end the sessions bound through it.
     DropEdge {
@@ -454,6 +465,39 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
                 .filter(|s| via.as_ref().is_none_or(|l| s.sink.is_via(l)))
                 .count();
             let _ = reply.send(n);
+        }
+        ShardMsg::Sessions { user, reply } => {
+            let info = |s: &crate::modules::state::Session| crate::SessionInfo {
+                jid: s.jid.clone(),
+                edge: s.sink.edge(),
+                available: s.available,
+                priority: s.priority,
+            };
+            let list = match &user {
+                Some(u) => ctx.st.sessions(u).iter().map(info).collect(),
+                None => ctx
+                    .st
+                    .users
+                    .values()
+                    .flat_map(|u| &u.sessions)
+                    .map(info)
+                    .collect(),
+            };
+            let _ = reply.send(list);
+        }
+        ShardMsg::Kick { jid, reply } => {
+            let sink = ctx.st.session(&jid).map(|s| s.sink.clone());
+            if let Some(sink) = &sink {
+                ctx.send(
+                    sink,
+                    crate::Outbound::Close(
+                        proto::error::StreamCondition::PolicyViolation,
+                        Some("session ended by an administrator".into()),
+                    ),
+                );
+                tracing::info!(session = %jid, "session ended by an administrator");
+            }
+            let _ = reply.send(sink.is_some());
         }
         ShardMsg::DropEdge { link, reply } => {
             let gone: Vec<(FullJid, u64)> = ctx

@@ -71,6 +71,52 @@ pub(crate) async fn list_users_at(
         .collect())
 }
 
+/// The sessions bound at the shards that the core node at `addr` leads.
+pub(crate) async fn list_sessions_at(
+    addr: &str,
+    user: Option<&BareJid>,
+) -> Result<Vec<crate::SessionInfo>, ClusterError> {
+    let mut admin = admin_at(addr).await?;
+    let list = admin
+        .list_sessions(pb::ListSessionsRequest {
+            bare_jid: user.map(ToString::to_string),
+        })
+        .await?
+        .into_inner();
+    Ok(list
+        .sessions
+        .into_iter()
+        .filter_map(|s| {
+            Some(crate::SessionInfo {
+                jid: proto::FullJid::parse(&s.full_jid).ok()?,
+                edge: s.edge,
+                available: s.available,
+                priority: s.priority,
+            })
+        })
+        .collect())
+}
+
+/// Hand a kick on to the core node at `addr` (the leader of the user's
+/// shard).
+pub(crate) async fn kick_at(
+    addr: &str,
+    jid: &proto::FullJid,
+    hops: u32,
+) -> Result<bool, crate::CoreError> {
+    let failed = |s: Status| crate::CoreError::Raft(ClusterError::from(s).to_string());
+    let mut admin = admin_at(addr).await.map_err(failed)?;
+    let r = admin
+        .kick(pb::KickRequest {
+            full_jid: jid.to_string(),
+            hops,
+        })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    Ok(r.found)
+}
+
 /// The `Admin` service of the core node at `addr` (a shard's leader or
 /// the meta leader, for a change that reached another node).
 ///

@@ -1,0 +1,622 @@
+//! The admin HTTP API: JSON under `/api/v1` on the HTTP listener, for
+//! operators and their tools. Accounts (add, password, delete, list with
+//! pages), sessions (list, kick) and the cluster (status, add and remove
+//! a core node). Every call but the OpenAPI document needs
+//! `Authorization: Bearer <token>`, the token read from `admin.token_file`;
+//! without that file the API is not served. `docs/openapi.json` describes
+//! it and is served at `/api/v1/openapi.json`.
+//!
+//! Everything a caller sends is checked as the admin socket checks it
+//! (RFC 7622 addresses of served domains, bounded bodies, no unknown
+//! fields), and every answer, errors included, is JSON.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use proto::cluster::pb;
+use proto::{BareJid, FullJid};
+use router::service::CoreService;
+use router::{AccountError, Core};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::admin::{account_jid, list_domain};
+
+/// The OpenAPI document of this API, kept in the repository.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// Largest request body read.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Entries per page when the caller names no `limit`, and the most.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+/// Shortest token accepted from `admin.token_file`.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+/// What the handlers need: the token from the start, the core once it
+/// runs.
+pub struct ApiState {
+    token: Vec<u8>,
+    inner: OnceLock<Inner>,
+}
+
+struct Inner {
+    core: Core,
+    /// The node's `Admin` service, called in-process for the cluster.
+    admin: CoreService,
+    domains: Vec<String>,
+}
+
+impl ApiState {
+    pub fn new(token: String) -> Arc<ApiState> {
+        Arc::new(ApiState {
+            token: token.into_bytes(),
+            inner: OnceLock::new(),
+        })
+    }
+
+    /// The core of this process runs: the API serves from now on.
+    pub fn set_core(&self, core: Core, admin: CoreService, domains: Vec<String>) {
+        let _ = self.inner.set(Inner {
+            core,
+            admin,
+            domains,
+        });
+    }
+
+    fn ready(&self) -> ApiResult<&Inner> {
+        self.inner.get().ok_or_else(|| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the node is starting, or holds no core (an edge): ask a core node".into(),
+            )
+        })
+    }
+}
+
+/// Read the bearer token from `path`: its first line, without surrounding
+/// white space, at least [`MIN_TOKEN_BYTES`] long.
+pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading admin.token_file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.len() < MIN_TOKEN_BYTES {
+        anyhow::bail!(
+            "admin.token_file {}: the token must be at least {MIN_TOKEN_BYTES} characters on its first line",
+            path.display()
+        );
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        anyhow::bail!(
+            "admin.token_file {}: the token may hold only printable ASCII without spaces",
+            path.display()
+        );
+    }
+    Ok(token)
+}
+
+/// The routes, to be merged into the HTTP listener's router.
+pub fn routes(state: Arc<ApiState>) -> Router {
+    let authed = Router::new()
+        .route("/api/v1/users", get(list_users).post(add_user))
+        .route("/api/v1/users/{jid}", delete(delete_user))
+        .route("/api/v1/users/{jid}/password", put(set_password))
+        .route("/api/v1/sessions", get(list_sessions))
+        .route("/api/v1/sessions/{jid}", delete(kick))
+        .route("/api/v1/cluster", get(cluster_status))
+        .route("/api/v1/cluster/nodes", post(add_node))
+        .route("/api/v1/cluster/nodes/{id}", delete(remove_node))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state);
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .merge(authed)
+}
+
+/// An error answer: `{"error": "..."}` with its status.
+struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad(msg: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, msg.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, axum::Json(json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"xmppd\""),
+            );
+        }
+        r
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> ApiError {
+        let status = match &e {
+            AccountError::Exists(_) => StatusCode::CONFLICT,
+            AccountError::NoSuchUser(_) => StatusCode::NOT_FOUND,
+            AccountError::BadPassword(_)
+            | AccountError::NotAUser(_)
+            | AccountError::UnknownDomain(_) => StatusCode::BAD_REQUEST,
+            AccountError::NotCommitted(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AccountError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(s: tonic::Status) -> ApiError {
+        use tonic::Code;
+        let status = match s.code() {
+            Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            Code::Internal | Code::Unknown | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError(status, proto::cluster::ClusterError::from(s).to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Only callers with the token get past this; the comparison takes the
+/// same time whatever the bytes that differ.
+async fn authorize(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    match given {
+        Some(t) if same(t.as_bytes(), &st.token) => next.run(req).await,
+        Some(_) => ApiError(StatusCode::UNAUTHORIZED, "wrong bearer token".into()).into_response(),
+        None => ApiError(
+            StatusCode::UNAUTHORIZED,
+            "an Authorization: Bearer header is required".into(),
+        )
+        .into_response(),
+    }
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// The query string's parameters, each once, all of them among `known`.
+fn query(raw: Option<String>, known: &[&str]) -> ApiResult<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for pair in raw
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| ApiError::bad("the query string is not UTF-8"))
+        };
+        let (k, v) = (decode(k)?, decode(v)?);
+        if !known.contains(&k.as_str()) {
+            return Err(ApiError::bad(format!(
+                "unknown query parameter {k:?} (known: {})",
+                known.join(", ")
+            )));
+        }
+        if out.iter().any(|(o, _)| *o == k) {
+            return Err(ApiError::bad(format!("query parameter {k:?} given twice")));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// `limit` as given (1 to `MAX_LIMIT`), or the default.
+fn limit(q: &[(String, String)]) -> ApiResult<usize> {
+    match param(q, "limit") {
+        None => Ok(DEFAULT_LIMIT),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad(format!(
+                "limit must be a number from 1 to {MAX_LIMIT}"
+            ))),
+        },
+    }
+}
+
+/// One page of `items` (sorted by `key`): those after `after`, at most
+/// `limit`, and the key to ask the next page with.
+fn page<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> &str,
+    after: Option<&str>,
+    limit: usize,
+) -> (Vec<T>, Option<String>) {
+    let mut rest: Vec<T> = items
+        .into_iter()
+        .filter(|i| after.is_none_or(|a| key(i) > a))
+        .collect();
+    let next = (rest.len() > limit).then(|| key(&rest[limit - 1]).to_string());
+    rest.truncate(limit);
+    (rest, next)
+}
+
+/// A JSON body of type `T`, refused with a JSON error when it is not one.
+fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> ApiResult<T> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be application/json".into(),
+        ));
+    }
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is longer than {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    // serde would take an array for a struct's fields in order: only an
+    // object is the body the document describes.
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::bad(format!("malformed body: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad("the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::bad(format!("malformed body: {e}")))
+}
+
+fn path_value<T>(p: Result<Path<T>, PathRejection>) -> ApiResult<T> {
+    p.map(|Path(v)| v)
+        .map_err(|e| ApiError::bad(format!("bad path: {}", e.body_text())))
+}
+
+fn user(st: &Inner, raw: &str) -> ApiResult<BareJid> {
+    account_jid(raw, &st.domains).map_err(|e| ApiError::bad(e.to_string()))
+}
+
+#[derive(Serialize)]
+struct UserPage {
+    users: Vec<String>,
+    next: Option<String>,
+}
+
+async fn list_users(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<axum::Json<UserPage>> {
+    let st = st.ready()?;
+    let q = query(q, &["domain", "after", "limit"])?;
+    let limit = limit(&q)?;
+    let domain = param(&q, "domain")
+        .map(list_domain)
+        .transpose()
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let users = st.core.list_users(domain.as_deref()).await?;
+    let (users, next) = page(users, |u| u.as_str(), param(&q, "after"), limit);
+    Ok(axum::Json(UserPage {
+        users: users.iter().map(ToString::to_string).collect(),
+        next,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    jid: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+}
+
+async fn add_user(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let st = st.ready()?;
+    let req: NewUser = body(&headers, &bytes)?;
+    let jid = user(st, &req.jid)?;
+    st.core.add_account(&jid, &req.password).await?;
+    tracing::info!(user = %jid, "account created through the admin HTTP API");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "jid": jid.to_string() })),
+    ))
+}
+
+async fn set_password(
+    State(st): State<Arc<ApiState>>,
+    jid: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<StatusCode> {
+    let st = st.ready()?;
+    let jid = user(st, &path_value(jid)?)?;
+    let req: NewPassword = body(&headers, &bytes)?;
+    st.core.set_password(&jid, &req.password).await?;
+    tracing::info!(user = %jid, "password changed through the admin HTTP API");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_user(
+    State(st): State<Arc<ApiState>>,
+    jid: Result<Path<String>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    let st = st.ready()?;
+    let jid = user(st, &path_value(jid)?)?;
+    st.core.delete_account(&jid).await.map_err(|e| match e {
+        router::CoreError::Account(a) => ApiError::from(a),
+        other => ApiError(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+    })?;
+    tracing::info!(user = %jid, "account deleted through the admin HTTP API");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct SessionOut {
+    jid: String,
+    /// The edge node holding the connection; absent for the node's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edge: Option<u64>,
+    available: bool,
+    priority: i32,
+}
+
+#[derive(Serialize)]
+struct SessionPage {
+    sessions: Vec<SessionOut>,
+    next: Option<String>,
+}
+
+async fn list_sessions(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<axum::Json<SessionPage>> {
+    let st = st.ready()?;
+    let q = query(q, &["user", "after", "limit"])?;
+    let limit = limit(&q)?;
+    let who = param(&q, "user").map(|u| user(st, u)).transpose()?;
+    let all = st.core.list_sessions(who.as_ref()).await;
+    let (list, next) = page(all, |s| s.jid.as_str(), param(&q, "after"), limit);
+    Ok(axum::Json(SessionPage {
+        sessions: list
+            .into_iter()
+            .map(|s| SessionOut {
+                jid: s.jid.to_string(),
+                edge: s.edge,
+                available: s.available,
+                priority: s.priority,
+            })
+            .collect(),
+        next,
+    }))
+}
+
+async fn kick(
+    State(st): State<Arc<ApiState>>,
+    jid: Result<Path<String>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    let st = st.ready()?;
+    let raw = path_value(jid)?;
+    let jid = FullJid::parse(&raw)
+        .map_err(|e| ApiError::bad(format!("{raw:?} is not a full JID: {e}")))?;
+    user(st, jid.bare_str())?;
+    match st.core.kick(&jid, 0).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError(StatusCode::NOT_FOUND, format!("no session {jid}"))),
+        Err(e) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
+
+async fn cluster_status(State(st): State<Arc<ApiState>>) -> ApiResult<impl IntoResponse> {
+    use pb::admin_server::Admin;
+    let st = st.ready()?;
+    let s = st
+        .admin
+        .status(tonic::Request::new(pb::StatusRequest { map_only: false }))
+        .await?
+        .into_inner();
+    let members: Vec<_> = s
+        .members
+        .iter()
+        .map(|m| {
+            let role = match pb::Role::try_from(m.role) {
+                Ok(pb::Role::Edge) => "edge",
+                _ => "core",
+            };
+            json!({
+                "id": m.id,
+                "role": role,
+                "address": m.address,
+                "healthy": m.healthy,
+                "sessions": m.sessions,
+                "state": if m.state.is_empty() { "member" } else { m.state.as_str() },
+            })
+        })
+        .collect();
+    let shards: Vec<_> = s
+        .shards
+        .iter()
+        .map(|p| {
+            json!({
+                "shard": p.shard,
+                "leader": p.leader,
+                "replicas": p.replicas,
+                "applied": p.applied,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "meta_leader": s.meta_leader,
+        "members": members,
+        "shards": shards,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewNode {
+    id: u64,
+    address: String,
+}
+
+fn node_id(id: u64) -> ApiResult<u64> {
+    if (1..=65_535).contains(&id) {
+        Ok(id)
+    } else {
+        Err(ApiError::bad("a node id is 1 to 65535"))
+    }
+}
+
+async fn add_node(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    use pb::admin_server::Admin;
+    let st = st.ready()?;
+    let req: NewNode = body(&headers, &bytes)?;
+    let id = node_id(req.id)?;
+    if req.address.parse::<std::net::SocketAddr>().is_err() {
+        return Err(ApiError::bad(format!(
+            "{:?} is not a host:port address",
+            req.address
+        )));
+    }
+    let r = st
+        .admin
+        .add_node(tonic::Request::new(pb::AddNodeRequest {
+            id,
+            address: req.address,
+        }))
+        .await?
+        .into_inner();
+    tracing::info!(node = id, "core node added through the admin HTTP API");
+    Ok(axum::Json(json!({ "members": r.members })))
+}
+
+async fn remove_node(
+    State(st): State<Arc<ApiState>>,
+    id: Result<Path<u64>, PathRejection>,
+) -> ApiResult<impl IntoResponse> {
+    use pb::admin_server::Admin;
+    let st = st.ready()?;
+    let id = node_id(path_value(id)?)?;
+    let r = st
+        .admin
+        .remove_node(tonic::Request::new(pb::RemoveNodeRequest { id }))
+        .await?
+        .into_inner();
+    tracing::info!(
+        node = id,
+        "core node removal asked through the admin HTTP API"
+    );
+    Ok(axum::Json(json!({ "members": r.members })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_continue_after_the_last_key() {
+        let items: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        let (p, next) = page(items.clone(), |s| s.as_str(), None, 2);
+        assert_eq!(
+            (p, next.as_deref()),
+            (vec!["a".into(), "b".into()], Some("b"))
+        );
+        let (p, next) = page(items.clone(), |s| s.as_str(), Some("b"), 2);
+        assert_eq!(
+            (p, next.as_deref()),
+            (vec!["c".into(), "d".into()], Some("d"))
+        );
+        let (p, next) = page(items, |s| s.as_str(), Some("d"), 2);
+        assert_eq!((p, next), (vec!["e".to_string()], None));
+    }
+
+    #[test]
+    fn queries_take_known_parameters_once() {
+        let q = query(
+            Some("domain=a%2Eexample&limit=5".into()),
+            &["domain", "limit"],
+        )
+        .unwrap_or_else(|_| panic!("valid query"));
+        assert_eq!(param(&q, "domain"), Some("a.example"));
+        assert!(limit(&q).is_ok_and(|n| n == 5));
+        assert!(query(Some("x=1".into()), &["domain"]).is_err());
+        assert!(query(Some("limit=1&limit=2".into()), &["limit"]).is_err());
+        for bad in ["0", "1001", "-1", "ten"] {
+            let q = vec![("limit".to_string(), bad.to_string())];
+            assert!(limit(&q).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!same(b"0123456789abcdef", b"0123456789abcdeX"));
+        assert!(!same(b"0123456789abcdef", b"0123456789abcde"));
+    }
+
+    #[test]
+    fn the_openapi_document_is_json_with_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        for p in [
+            "/api/v1/users",
+            "/api/v1/users/{jid}",
+            "/api/v1/users/{jid}/password",
+            "/api/v1/sessions",
+            "/api/v1/sessions/{jid}",
+            "/api/v1/cluster",
+            "/api/v1/cluster/nodes",
+            "/api/v1/cluster/nodes/{id}",
+        ] {
+            assert!(paths.contains_key(p), "{p} missing from docs/openapi.json");
+        }
+    }
+}

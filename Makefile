@@ -19,6 +19,7 @@ run: setup
 
 test: setup
 	cargo test --workspace --all-targets
+	XMPPD_BIN=$(CARGO_TARGET_DIR)/debug/xmppd XMPPD_CONFIG_CHECK=1 bash deploy/check.sh
 
 fmt:
 	cargo fmt --all

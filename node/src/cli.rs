@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -82,6 +83,18 @@ pub enum ClusterCommand {
         id: u64,
         #[arg(long)]
         core: Option<String>,
+    },
+    /// Remove this core node (the configuration's) from its cluster and
+    /// wait until its shards have moved: a StatefulSet pod's preStop hook.
+    Leave {
+        /// Only if Kubernetes is scaling this pod away: its StatefulSet
+        /// wants fewer replicas than this pod's ordinal + 1. A restarted
+        /// pod, a StatefulSet scaled to 0 or deleted, stays a member.
+        #[arg(long)]
+        if_scaled_down: bool,
+        /// Seconds to wait for the shards to move.
+        #[arg(long, default_value_t = 240)]
+        wait: u64,
     },
 }
 
@@ -290,6 +303,10 @@ pub async fn cluster_command(cfg: &Config, cmd: ClusterCommand) -> anyhow::Resul
         ClusterCommand::Status { core }
         | ClusterCommand::AddNode { core, .. }
         | ClusterCommand::RemoveNode { core, .. } => core.clone(),
+        ClusterCommand::Leave {
+            if_scaled_down,
+            wait,
+        } => return leave(cfg, *if_scaled_down, Duration::from_secs(*wait)).await,
     };
     let addr = match (core, cfg.cluster.role) {
         (Some(a), _) => a,
@@ -324,6 +341,7 @@ pub async fn cluster_command(cfg: &Config, cmd: ClusterCommand) -> anyhow::Resul
                 .into_inner();
             println!("node {id} added; members: {}", join_ids(&r.members));
         }
+        ClusterCommand::Leave { .. } => {}
         ClusterCommand::RemoveNode { id, .. } => {
             let r = client
                 .remove_node(pb::RemoveNodeRequest { id })
@@ -337,6 +355,105 @@ pub async fn cluster_command(cfg: &Config, cmd: ClusterCommand) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// `xmppd cluster leave`: remove this core node through its own gRPC
+/// listener, then wait until no shard has it as a replica (or the node
+/// stopped, as a removed node does once its shards moved).
+async fn leave(cfg: &Config, if_scaled_down: bool, wait: Duration) -> anyhow::Result<()> {
+    use crate::config::Role;
+    use proto::cluster::pb;
+    if cfg.cluster.role != Role::Core {
+        bail!("only a core node (cluster.role = \"core\") leaves a cluster");
+    }
+    let me = cfg
+        .cluster
+        .resolve_node_id()
+        .map_err(|e| anyhow::anyhow!("cluster.node_id: {e}"))?;
+    if if_scaled_down {
+        let pod = crate::kube::this_pod()?;
+        match crate::kube::desired_replicas(&pod)? {
+            None => {
+                println!(
+                    "statefulset {} is gone: node {me} stays a member",
+                    pod.statefulset
+                );
+                return Ok(());
+            }
+            Some(0) => {
+                println!(
+                    "statefulset {} is scaled to 0: the cluster stops whole, node {me} stays a member",
+                    pod.statefulset
+                );
+                return Ok(());
+            }
+            Some(n) if pod.ordinal < n => {
+                println!(
+                    "statefulset {} wants {n} replicas, this pod is ordinal {}: node {me} stays a member",
+                    pod.statefulset, pod.ordinal
+                );
+                return Ok(());
+            }
+            Some(n) => println!(
+                "statefulset {} wants {n} replicas, this pod is ordinal {}: node {me} leaves",
+                pod.statefulset, pod.ordinal
+            ),
+        }
+    }
+    // This node's own listener: loopback when it listens on every address.
+    let listen: std::net::SocketAddr = cfg
+        .cluster
+        .listen
+        .parse()
+        .with_context(|| format!("cluster.listen {:?}", cfg.cluster.listen))?;
+    let local = match listen.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()))
+        }
+        ip if ip.is_unspecified() => {
+            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.port()))
+        }
+        _ => listen,
+    };
+    let mut client = pb::admin_client::AdminClient::connect(format!("http://{local}"))
+        .await
+        .with_context(|| format!("connecting to this core node at {local}"))?;
+    let failed = |s: tonic::Status| anyhow::anyhow!("{}", proto::cluster::ClusterError::from(s));
+    let r = client
+        .remove_node(pb::RemoveNodeRequest { id: me })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    println!(
+        "node {me} removed; members: {}; waiting for its shards to move",
+        join_ids(&r.members)
+    );
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match client.status(pb::StatusRequest { map_only: true }).await {
+            Ok(st) => {
+                let st = st.into_inner();
+                let holds = st
+                    .shards
+                    .iter()
+                    .filter(|s| s.replicas.contains(&me) || s.leader == Some(me))
+                    .count();
+                if holds == 0 && !st.shards.is_empty() {
+                    println!("node {me} holds no shard: it has left");
+                    return Ok(());
+                }
+            }
+            // It stopped by itself: removed, with its shards moved.
+            Err(_) => {
+                println!("node {me} has stopped: it has left");
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("node {me}'s shards did not move within {wait:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn join_ids(ids: &[u64]) -> String {

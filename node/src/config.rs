@@ -389,7 +389,24 @@ pub struct ClusterConfig {
     /// `"both"` (default), `"core"` or `"edge"`.
     pub role: Role,
     /// This node's id, unique in the cluster, 1 to 65535. Default 1.
-    pub node_id: u64,
+    /// `"ordinal"`: `node_id_base` + 1 + the number that ends the host
+    /// name (a StatefulSet's pod `xmppd-core-0` is node 1). `"auto"`
+    /// (edges only): an id drawn at random at each start; a core node
+    /// refuses an edge whose id another running edge holds, and the edge
+    /// draws again.
+    pub node_id: NodeId,
+    /// Added to the ordinal of `node_id = "ordinal"`. Default 0.
+    pub node_id_base: u64,
+    /// Core: the address the other nodes reach this one at, when it is
+    /// not in `peers` (a node that joins later). `{hostname}` stands for
+    /// the host name, e.g. `"{hostname}.xmppd-core:7000"` under a
+    /// headless Service. Default: its `peers` entry, else `listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    /// Core: a node that is not a member (a StatefulSet scaled up, or a
+    /// removed node started again) asks the `peers` to add it, instead of
+    /// waiting for `xmppd cluster add-node`. Default `false`.
+    pub auto_join: bool,
     /// Core: the address the gRPC services listen on. Default
     /// `"127.0.0.1:7000"`.
     pub listen: String,
@@ -435,10 +452,12 @@ impl ClusterConfig {
                 _ => return Err((i, format!("{id:?} is not a node id (1 to 65535)"))),
             };
             let addr = addr.trim();
-            if addr.parse::<SocketAddr>().is_err() {
+            if !host_port(addr) {
                 return Err((
                     i,
-                    format!("{addr:?} is not an address such as \"127.0.0.1:7000\""),
+                    format!(
+                        "{addr:?} is not an address such as \"127.0.0.1:7000\" or \"core-0.xmppd-core:7000\""
+                    ),
                 ));
             }
             if out.iter().any(|(o, _)| *o == id) {
@@ -450,11 +469,134 @@ impl ClusterConfig {
     }
 }
 
+/// `cluster.node_id`: a number, or how to find it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeId {
+    Id(u64),
+    /// From the host name's trailing number (a StatefulSet's ordinal).
+    Ordinal,
+    /// Drawn at random at each start (edges).
+    Auto,
+}
+
+impl Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            NodeId::Id(n) => s.serialize_u64(*n),
+            NodeId::Ordinal => s.serialize_str("ordinal"),
+            NodeId::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<NodeId, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = NodeId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a node id (1 to 65535), \"ordinal\" or \"auto\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<NodeId, E> {
+                Ok(NodeId::Id(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<NodeId, E> {
+                u64::try_from(n)
+                    .map(NodeId::Id)
+                    .map_err(|_| E::custom(format!("{n} is not a node id (1 to 65535)")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NodeId, E> {
+                match v {
+                    "ordinal" => Ok(NodeId::Ordinal),
+                    "auto" => Ok(NodeId::Auto),
+                    _ => Err(E::custom(format!(
+                        "{v:?} is not a node id: use a number (1 to 65535), \"ordinal\" or \"auto\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The host name: `HOSTNAME` from the environment (Kubernetes sets it to
+/// the pod's name), else the kernel's.
+pub fn host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+/// The number that ends `host` after a `-` (`xmppd-core-2` → 2).
+pub fn ordinal_of(host: &str) -> Option<u64> {
+    let (_, n) = host.rsplit_once('-')?;
+    if n.is_empty() || n.len() > 5 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
+/// Whether `addr` is `host:port`: an IP address and port, or a DNS name
+/// (letters, digits, `-`, `.`) and a port other than 0.
+pub fn host_port(addr: &str) -> bool {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    port.parse::<u16>().is_ok_and(|p| p != 0)
+        && !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+impl ClusterConfig {
+    /// This node's id as configured or found (`"ordinal"`: from the host
+    /// name; `"auto"`: drawn now, 1024 to 65535).
+    pub fn resolve_node_id(&self) -> Result<u64, String> {
+        match self.node_id {
+            NodeId::Id(n) => Ok(n),
+            NodeId::Auto => Ok(rand::random_range(1024..=65_535)),
+            NodeId::Ordinal => {
+                let host = host_name().ok_or("\"ordinal\" needs a host name, and there is none")?;
+                let n = ordinal_of(&host).ok_or_else(|| {
+                    format!("\"ordinal\" needs a host name that ends in -N (a StatefulSet's pod); this host is {host:?}")
+                })?;
+                let id = self.node_id_base + n + 1;
+                if id > 65_535 {
+                    return Err(format!(
+                        "node_id_base {} + ordinal {n} + 1 is past 65535",
+                        self.node_id_base
+                    ));
+                }
+                Ok(id)
+            }
+        }
+    }
+
+    /// `advertise` with `{hostname}` replaced, if it is set.
+    pub fn advertised(&self) -> Option<String> {
+        let a = self.advertise.as_ref()?;
+        Some(a.replace("{hostname}", &host_name().unwrap_or_default()))
+    }
+}
+
 impl Default for ClusterConfig {
     fn default() -> ClusterConfig {
         ClusterConfig {
             role: Role::Both,
-            node_id: 1,
+            node_id: NodeId::Id(1),
+            node_id_base: 0,
+            advertise: None,
+            auto_join: false,
             listen: "127.0.0.1:7000".to_string(),
             core: None,
             liveness_secs: 4,
@@ -646,11 +788,41 @@ impl Config {
 
     fn check_cluster(&self, p: &mut Problems) {
         let c = &self.cluster;
-        if c.node_id == 0 || c.node_id > 65_535 {
+        let node_id = match c.resolve_node_id() {
+            Ok(n) if (1..=65_535).contains(&n) => n,
+            Ok(n) => {
+                p.add("cluster.node_id", format!("is {n}, must be 1 to 65535"));
+                0
+            }
+            Err(e) => {
+                p.add("cluster.node_id", e);
+                0
+            }
+        };
+        if c.node_id == NodeId::Auto && c.role != Role::Edge {
             p.add(
                 "cluster.node_id",
-                format!("is {}, must be 1 to 65535", c.node_id),
+                "\"auto\" is for edges: a core node keeps its id (use a number or \"ordinal\")",
             );
+        }
+        if c.node_id_base > 65_534 {
+            p.add(
+                "cluster.node_id_base",
+                format!("is {}, must be 0 to 65534", c.node_id_base),
+            );
+        }
+        if let Some(a) = c.advertised() {
+            if c.role != Role::Core {
+                p.add("cluster.advertise", "only core nodes advertise an address");
+            } else if !host_port(&a) {
+                p.add(
+                    "cluster.advertise",
+                    format!("{a:?} is not host:port (after replacing {{hostname}})"),
+                );
+            }
+        }
+        if c.auto_join && c.role != Role::Core {
+            p.add("cluster.auto_join", "only core nodes join a cluster");
         }
         if !(1..=1024).contains(&c.shards) {
             p.add(
@@ -693,10 +865,15 @@ impl Config {
                         "cluster.peers",
                         "only core nodes (role = \"core\") have peers",
                     );
-                } else if !peers.iter().any(|(id, _)| *id == c.node_id) {
+                } else if !c.auto_join
+                    && node_id != 0
+                    && !peers.iter().any(|(id, _)| *id == node_id)
+                {
                     p.add(
                         "cluster.peers",
-                        format!("must list this node (node_id {}) too", c.node_id),
+                        format!(
+                            "must list this node (node_id {node_id}) too, unless auto_join is on"
+                        ),
                     );
                 }
             }
@@ -704,9 +881,11 @@ impl Config {
         }
         match (c.role, &c.core) {
             (Role::Edge, None) => p.add("cluster.core", "an edge needs the core node's address"),
-            (Role::Edge, Some(a)) if a.parse::<SocketAddr>().is_err() => p.add(
+            (Role::Edge, Some(a)) if !host_port(a) => p.add(
                 "cluster.core",
-                format!("{a:?} is not an address such as \"127.0.0.1:7000\""),
+                format!(
+                    "{a:?} is not an address such as \"127.0.0.1:7000\" or \"xmppd-core:7000\""
+                ),
             ),
             _ => {}
         }
@@ -1016,11 +1195,13 @@ mod tests {
         let mut c = Config::default();
         c.cluster.role = Role::Edge;
         only_problem(&c, "cluster.core");
-        c.cluster.core = Some("core.example:7000".into());
+        c.cluster.core = Some("core example:7000".into());
         only_problem(&c, "cluster.core");
+        c.cluster.core = Some("xmppd-core.prod.svc:7000".into());
+        assert!(problems(&c).is_empty());
         c.cluster.core = Some("127.0.0.1:7000".into());
         assert!(problems(&c).is_empty());
-        c.cluster.node_id = 0;
+        c.cluster.node_id = NodeId::Id(0);
         only_problem(&c, "cluster.node_id");
         let mut c = Config::default();
         c.cluster.role = Role::Core;
@@ -1031,6 +1212,90 @@ mod tests {
                 .expect("parses");
         assert_eq!(parsed.cluster.role, Role::Edge);
         assert!(Config::from_toml("[cluster]\nrole = \"leader\"\n").is_err());
+    }
+
+    #[test]
+    fn node_ids_are_numbers_ordinals_or_drawn() {
+        // Parsed only: resolving "ordinal" needs a pod's host name.
+        let c = |t: &str| toml::from_str::<Config>(&format!("[cluster]\n{t}\n"));
+        assert_eq!(
+            c("node_id = 7").map(|c| c.cluster.node_id).ok(),
+            Some(NodeId::Id(7))
+        );
+        assert_eq!(
+            c("node_id = \"ordinal\"").map(|c| c.cluster.node_id).ok(),
+            Some(NodeId::Ordinal)
+        );
+        let e = c("node_id = \"seven\"").expect_err("a word");
+        assert!(e.to_string().contains("\"ordinal\" or \"auto\""), "{e}");
+        assert!(c("node_id = -1").is_err());
+        assert_eq!(ordinal_of("xmppd-core-12"), Some(12));
+        for bad in ["xmppd-core", "core-", "core-x1", "vm", "a-123456"] {
+            assert_eq!(ordinal_of(bad), None, "{bad}");
+        }
+        // Drawn ids stay clear of the small ones cores are given.
+        let mut edge = Config::default();
+        edge.cluster.role = Role::Edge;
+        edge.cluster.core = Some("xmppd-core:7000".into());
+        edge.cluster.node_id = NodeId::Auto;
+        assert!(problems(&edge).is_empty(), "{:?}", problems(&edge));
+        for _ in 0..100 {
+            let id = edge.cluster.resolve_node_id().expect("drawn");
+            assert!((1024..=65_535).contains(&id), "{id}");
+        }
+        let mut core = Config::default();
+        core.cluster.node_id = NodeId::Auto;
+        only_problem(&core, "cluster.node_id");
+    }
+
+    #[test]
+    fn cluster_addresses_may_be_host_names() {
+        for ok in [
+            "127.0.0.1:7000",
+            "[::1]:7000",
+            "xmppd-core-0.xmppd-core:7000",
+            "core:1",
+        ] {
+            assert!(host_port(ok), "{ok}");
+        }
+        for bad in [
+            "core",
+            "core:0",
+            "core:x",
+            ":7000",
+            "a b:7000",
+            "a..b:7000",
+            "a/b:7000",
+        ] {
+            assert!(!host_port(bad), "{bad}");
+        }
+        let mut c = Config::default();
+        c.cluster.role = Role::Core;
+        c.cluster.node_id = NodeId::Id(4);
+        c.cluster.peers = vec!["1=xmppd-core-0.xmppd-core:7000".into()];
+        only_problem(&c, "cluster.peers");
+        c.cluster.auto_join = true;
+        c.cluster.advertise = Some("{hostname}.xmppd-core:7000".into());
+        // The placeholder stands for this host's name.
+        let host = host_name().unwrap_or_default();
+        assert_eq!(
+            c.cluster.advertised(),
+            Some(format!("{host}.xmppd-core:7000"))
+        );
+        if host_port(&format!("{host}.xmppd-core:7000")) {
+            assert!(problems(&c).is_empty(), "{:?}", problems(&c));
+        }
+        c.cluster.role = Role::Both;
+        c.cluster.peers.clear();
+        let p = problems(&c);
+        assert!(
+            p.iter().any(|p| p.starts_with("cluster.auto_join")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|p| p.starts_with("cluster.advertise")),
+            "{p:?}"
+        );
     }
 
     #[test]

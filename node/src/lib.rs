@@ -14,6 +14,7 @@ pub mod core_link;
 pub mod edge;
 pub mod http;
 mod io;
+pub mod kube;
 pub mod listener;
 pub mod metrics;
 pub mod remote;

@@ -61,12 +61,20 @@ async fn serve(cfg: node::config::Config) -> anyhow::Result<()> {
     let server = Server::start(cfg).await?;
     tracing::info!("xmppd is running");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut failed = false;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
         _ = server.left() => tracing::info!("removed from the cluster: shutting down"),
+        _ = server.edge_id_taken() => {
+            tracing::error!("another edge holds this edge's random id: stopping, to start again with another");
+            failed = true;
+        }
     }
     server.stop().await;
     tracing::info!("stopped");
+    if failed {
+        std::process::exit(1);
+    }
     Ok(())
 }

@@ -32,7 +32,7 @@ use proto::error::StreamCondition;
 use proto::sasl::StoredCredentials;
 use proto::stanza::Stanza;
 use proto::{BareJid, Element, FullJid};
-use router::service::EDGE_HEADER;
+use router::service::{EDGE_HEADER, EDGE_INSTANCE_HEADER};
 use router::{BindError, Outbound, SessionSink};
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
@@ -99,6 +99,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 pub struct RemoteCore {
     edge: u64,
+    /// This process's random number, for an id drawn at random.
+    instance: Option<u64>,
+    /// A core node refused this edge's random id: another edge holds it.
+    id_taken: tokio::sync::watch::Sender<bool>,
     ping: (Duration, Duration),
     cores: RwLock<HashMap<u64, Arc<CoreConn>>>,
     map: RwLock<ShardMap>,
@@ -113,6 +117,7 @@ impl RemoteCore {
     /// is taken as lost.
     pub async fn connect(
         edge: u64,
+        instance: Option<u64>,
         seed: &str,
         patience: Duration,
         liveness: Duration,
@@ -142,6 +147,8 @@ impl RemoteCore {
         };
         let me = Arc::new(RemoteCore {
             edge,
+            instance,
+            id_taken: tokio::sync::watch::channel(false).0,
             ping,
             cores: RwLock::new(HashMap::new()),
             map: RwLock::new(ShardMap::default()),
@@ -157,12 +164,19 @@ impl RemoteCore {
         if let [only] = cores[..] {
             // A single core node: the seed address is how this edge reaches
             // it (it may listen on an unspecified address).
-            me.add_core(only, channel)
-                .await
-                .map_err(|e| anyhow::anyhow!("opening the forward stream: {e}"))?;
+            me.add_core(only, channel).await.map_err(|e| {
+                if is_taken(&e) {
+                    anyhow::anyhow!(IdTaken(edge))
+                } else {
+                    anyhow::anyhow!("opening the forward stream: {e}")
+                }
+            })?;
         } else {
             // Several: each at the address its peers know it by.
             me.connect_missing().await;
+            if *me.id_taken.borrow() {
+                anyhow::bail!(IdTaken(edge));
+            }
             if me.conn(None).is_none() {
                 anyhow::bail!("no core node listed by {seed} can be reached");
             }
@@ -222,7 +236,13 @@ impl RemoteCore {
     /// Open the forward stream to core node `id` over `channel`.
     async fn add_core(self: &Arc<Self>, id: u64, channel: Channel) -> Result<(), ClusterError> {
         let client = CoreClient::new(channel.clone());
-        let (tx, down) = open_stream(&client, self.edge).await?;
+        let (tx, down) = open_stream(&client, self.edge, self.instance)
+            .await
+            .inspect_err(|e| {
+                if is_taken(e) {
+                    self.id_taken.send_replace(true);
+                }
+            })?;
         let conn = Arc::new(CoreConn {
             id,
             channel,
@@ -692,6 +712,25 @@ async fn refresh(me: std::sync::Weak<RemoteCore>) {
     }
 }
 
+/// A core node refused this edge's id, drawn at random: another running
+/// edge holds it.
+#[derive(Debug, thiserror::Error)]
+#[error("edge id {0} is held by another running edge")]
+pub struct IdTaken(pub u64);
+
+fn is_taken(e: &ClusterError) -> bool {
+    matches!(e, ClusterError::BadRequest(m) if m == router::service::EDGE_ID_TAKEN)
+}
+
+impl RemoteCore {
+    /// Turns true when a core node refuses this edge's random id after
+    /// the start (another edge drew it meanwhile): the edge must stop and
+    /// start again with another.
+    pub fn id_taken(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.id_taken.subscribe()
+    }
+}
+
 /// A request that names this edge.
 fn with_edge<T>(edge: u64, msg: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
@@ -705,6 +744,7 @@ fn with_edge<T>(edge: u64, msg: T) -> tonic::Request<T> {
 async fn open_stream(
     client: &CoreClient<Channel>,
     edge: u64,
+    instance: Option<u64>,
 ) -> Result<
     (
         mpsc::Sender<pb::Envelope>,
@@ -724,11 +764,24 @@ async fn open_stream(
         }
         Some((pb::EnvelopeBatch { envelopes }, rx))
     });
+    let mut req = with_edge(edge, batches);
+    if let Some(i) = instance {
+        req.metadata_mut().insert(
+            EDGE_INSTANCE_HEADER,
+            tonic::metadata::MetadataValue::from(i),
+        );
+    }
     let down = client
         .clone()
-        .forward(with_edge(edge, batches))
+        .forward(req)
         .await
-        .map_err(ClusterError::from)?
+        .map_err(|s| {
+            if s.code() == tonic::Code::AlreadyExists {
+                ClusterError::BadRequest(router::service::EDGE_ID_TAKEN.into())
+            } else {
+                ClusterError::from(s)
+            }
+        })?
         .into_inner();
     Ok((up, down))
 }
@@ -786,12 +839,20 @@ async fn link(
                     return;
                 }
             }
-            match open_stream(&conn.client, edge).await {
+            let instance = cluster.upgrade().and_then(|c| c.instance);
+            match open_stream(&conn.client, edge, instance).await {
                 Ok((tx, d)) => {
                     *lock(&conn.up) = tx;
                     conn.alive.store(true, Ordering::Relaxed);
                     tracing::info!(edge, core = conn.id, "connected to the core node again");
                     break d;
+                }
+                Err(e) if is_taken(&e) => {
+                    tracing::error!(edge, core = conn.id, "{}", IdTaken(edge));
+                    if let Some(c) = cluster.upgrade() {
+                        c.id_taken.send_replace(true);
+                    }
+                    return;
                 }
                 Err(e) => {
                     tracing::debug!(core = conn.id, error = %e, "the core node is still unreachable");

@@ -127,7 +127,18 @@ impl Server {
                 http_rx,
             )));
         }
+        let mut node_id = cfg
+            .cluster
+            .resolve_node_id()
+            .map_err(|e| anyhow::anyhow!("cluster.node_id: {e}"))?;
         let peers = cfg.cluster.peer_list().unwrap_or_default();
+        // The address the other core nodes know this one by.
+        let advertised = cfg.cluster.advertised().or_else(|| {
+            peers
+                .iter()
+                .find(|(id, _)| *id == node_id)
+                .map(|(_, a)| a.clone())
+        });
         let core_cfg = CoreConfig {
             domains: domains.clone(),
             shards: cfg.cluster.shards,
@@ -135,11 +146,9 @@ impl Server {
             allow_password_change: cfg.registration.allow_password_change,
             min_password_len: cfg.registration.min_password_len,
             version: env!("CARGO_PKG_VERSION").to_string(),
-            node_id: cfg.cluster.node_id,
-            raft_addr: peers
-                .iter()
-                .find(|(id, _)| *id == cfg.cluster.node_id)
-                .map(|(_, a)| a.clone())
+            node_id,
+            raft_addr: advertised
+                .clone()
                 .unwrap_or_else(|| cfg.cluster.listen.clone()),
             peers: peers.clone(),
             replication: cfg.cluster.replication,
@@ -151,6 +160,7 @@ impl Server {
                 max_item_bytes: cfg.item_limit(),
                 ..cfg.pubsub.to_core()
             },
+            auto_join: cfg.cluster.auto_join,
         };
         let server_features = router::server_features(&core_cfg)?;
         let server_caps = router::server_caps(&core_cfg)?;
@@ -179,14 +189,8 @@ impl Server {
                 .with_context(|| format!("binding cluster listener {addr}"))?;
             cluster_addr = Some(l.local_addr()?);
             tracing::info!(addr = %l.local_addr()?, "cluster listener (gRPC)");
-            // The address the other nodes know this one by.
-            let advertised = peers
-                .iter()
-                .find(|(id, _)| *id == cfg.cluster.node_id)
-                .map(|(_, a)| a.clone())
-                .unwrap_or(l.local_addr()?.to_string());
-            let svc =
-                router::service::CoreService::new(core.clone(), cfg.cluster.node_id, advertised);
+            let advertised = advertised.clone().unwrap_or(l.local_addr()?.to_string());
+            let svc = router::service::CoreService::new(core.clone(), node_id, advertised);
             core_service = Some(svc.clone());
             if let Some(api) = &api {
                 api.set_core(core.clone(), svc.clone(), domains.clone());
@@ -214,16 +218,62 @@ impl Server {
                 }
             }));
         }
+        if let (true, Some(core), Some(me)) = (cfg.cluster.auto_join, &core, &core_service) {
+            let seeds: Vec<String> = peers
+                .iter()
+                .filter(|(id, _)| *id != node_id)
+                .map(|(_, a)| a.clone())
+                .collect();
+            tasks.push(tokio::spawn(auto_join(
+                core.clone(),
+                me.address().to_string(),
+                seeds,
+                rx.clone(),
+            )));
+        }
         if let Some(core) = &core {
             // Peers reach this node's groups through the listener above.
             core.wait_for_leaders(Duration::from_secs(60)).await?;
         }
         let link = match (&core, &cfg.cluster.core) {
             (Some(c), _) => CoreLink::Local(c.clone()),
-            (None, Some(addr)) => CoreLink::Remote(
-                RemoteCore::connect(cfg.cluster.node_id, addr, Duration::from_secs(30), liveness)
-                    .await?,
-            ),
+            (None, Some(addr)) => {
+                // An id drawn at random that another running edge holds
+                // is refused by the core: draw again.
+                let auto = cfg.cluster.node_id == crate::config::NodeId::Auto;
+                let mut draws = 1;
+                loop {
+                    let instance = auto.then(rand::random::<u64>);
+                    match RemoteCore::connect(
+                        node_id,
+                        instance,
+                        addr,
+                        Duration::from_secs(30),
+                        liveness,
+                    )
+                    .await
+                    {
+                        Ok(r) => {
+                            if auto {
+                                tracing::info!(
+                                    node_id,
+                                    "edge id drawn (cluster.node_id = \"auto\")"
+                                );
+                            }
+                            break CoreLink::Remote(r);
+                        }
+                        Err(e) if auto && draws < 16 && e.is::<crate::remote::IdTaken>() => {
+                            tracing::info!(node_id, "edge id held by another edge: drawing again");
+                            draws += 1;
+                            node_id = cfg
+                                .cluster
+                                .resolve_node_id()
+                                .map_err(|e| anyhow::anyhow!("cluster.node_id: {e}"))?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
             (None, None) => anyhow::bail!("an edge needs cluster.core"),
         };
         let settings = StreamSettings {
@@ -248,7 +298,7 @@ impl Server {
         };
         let edge = Edge::new(
             link,
-            cfg.cluster.node_id,
+            node_id,
             settings,
             edge_tls,
             edge_limits(&cfg),
@@ -288,7 +338,7 @@ impl Server {
             // the same code in-process.
             let svc = router::service::CoreService::new(
                 core.clone(),
-                cfg.cluster.node_id,
+                node_id,
                 cfg.cluster.listen.clone(),
             );
             api.set_core(core.clone(), svc, domains.clone());
@@ -337,6 +387,20 @@ impl Server {
                 }
             }
             None => std::future::pending().await,
+        }
+    }
+
+    /// Resolves when a core node refused this edge's random id after the
+    /// start (another edge drew it): the process must start again.
+    pub async fn edge_id_taken(&self) {
+        match &self.edge.core {
+            CoreLink::Remote(r) => {
+                let mut rx = r.id_taken();
+                if rx.wait_for(|t| *t).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            CoreLink::Local(_) => std::future::pending().await,
         }
     }
 
@@ -396,6 +460,49 @@ impl Drop for StopOnError {
     fn drop(&mut self) {
         if let Some(tx) = &self.0 {
             let _ = tx.send(true);
+        }
+    }
+}
+
+/// `cluster.auto_join`: while this core node is not a member (a new pod
+/// of a scaled-up StatefulSet, or a removed node started again), ask the
+/// seeds in turn to add it at `addr`, every 2 s. Ends once it is a member:
+/// a node removed while it runs is not added back.
+async fn auto_join(
+    core: Core,
+    addr: String,
+    seeds: Vec<String>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use proto::cluster::pb;
+    let me = core.config().node_id;
+    loop {
+        if core.members().contains_key(&me) && !core.is_left(me) {
+            return;
+        }
+        for seed in &seeds {
+            let Ok(mut admin) =
+                pb::admin_client::AdminClient::connect(format!("http://{seed}")).await
+            else {
+                continue;
+            };
+            let req = pb::AddNodeRequest {
+                id: me,
+                address: addr.clone(),
+            };
+            match admin.add_node(req).await {
+                Ok(r) => {
+                    tracing::info!(node = me, via = %seed, members = ?r.into_inner().members, "joined the cluster (auto_join)");
+                    return;
+                }
+                Err(e) => {
+                    tracing::info!(node = me, via = %seed, error = %proto::cluster::ClusterError::from(e), "not added yet (auto_join)")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => return,
         }
     }
 }

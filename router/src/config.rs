@@ -36,6 +36,9 @@ pub struct CoreConfig {
     pub max_vcard_bytes: usize,
     /// XEP-0060 PubSub services and PEP (XEP-0163).
     pub pubsub: PubsubConfig,
+    /// A removed node started again asks to be added back (the node's
+    /// process does the asking): it does not stop as removed meanwhile.
+    pub auto_join: bool,
 }
 
 /// The PubSub services (one per served domain) and PEP.
@@ -90,6 +93,7 @@ impl Default for CoreConfig {
             max_roster_items: 5000,
             max_vcard_bytes: 128 * 1024,
             pubsub: PubsubConfig::default(),
+            auto_join: false,
         }
     }
 }

@@ -37,6 +37,12 @@ pub use crate::session::{EDGE_SHIFT, edge_of};
 
 /// The call header that names the calling edge.
 pub const EDGE_HEADER: &str = "x-xmppd-edge";
+/// Sent by an edge whose id was drawn at random (`node_id = "auto"`):
+/// the process's own random number, so that another edge that drew the
+/// same id is told apart from this one reconnecting.
+pub const EDGE_INSTANCE_HEADER: &str = "x-xmppd-edge-instance";
+/// The message of the `already_exists` status that refuses such an edge.
+pub const EDGE_ID_TAKEN: &str = "edge id taken";
 
 /// Deliveries queued for one edge before further ones are refused.
 const EDGE_QUEUE: usize = 65_536;
@@ -65,6 +71,8 @@ pub fn liveness(within: std::time::Duration) -> (std::time::Duration, std::time:
 struct EdgeEntry {
     link: Arc<EdgeLink>,
     from: String,
+    /// The edge's instance, for an id it drew at random.
+    instance: Option<u64>,
 }
 
 type Edges = Arc<Mutex<HashMap<u64, EdgeEntry>>>;
@@ -87,6 +95,11 @@ impl CoreService {
             address,
             edges: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// The address the other nodes know this one by.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     /// The tonic service for edges.
@@ -152,15 +165,38 @@ impl pb::core_server::Core for CoreService {
         req: Request<Streaming<pb::EnvelopeBatch>>,
     ) -> Result<Response<Self::ForwardStream>, Status> {
         let edge = edge_id(&req)?;
+        let instance: Option<u64> = req
+            .metadata()
+            .get(EDGE_INSTANCE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let from = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let (link, rx) = EdgeLink::new(edge, EDGE_QUEUE);
-        let old = self.edges.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            edge,
-            EdgeEntry {
-                link: link.clone(),
-                from,
-            },
-        );
+        let old = {
+            let mut edges = self.edges.lock().unwrap_or_else(|p| p.into_inner());
+            // An edge that drew its id at random may have drawn one that a
+            // running edge holds: it is refused and draws again. (The same
+            // instance reconnecting replaces its old stream, as does any
+            // edge with a configured id.)
+            if let (Some(mine), Some(held)) = (instance, edges.get(&edge))
+                && held.instance != Some(mine)
+                && !held.link.is_closed()
+            {
+                tracing::warn!(
+                    edge,
+                    "an edge drew an id another running edge holds: refused"
+                );
+                return Err(Status::already_exists(EDGE_ID_TAKEN));
+            }
+            edges.insert(
+                edge,
+                EdgeEntry {
+                    link: link.clone(),
+                    from,
+                    instance,
+                },
+            )
+        };
         if old.is_some() {
             tracing::info!(edge, "edge reconnected; its old stream is replaced");
         }

@@ -75,6 +75,36 @@ pub fn start_logged(cfg: &Path, announce: &'static str) -> (Proc, SocketAddr, Lo
     (p, addr, log)
 }
 
+/// [`start`] with `envs` set, e.g. the `HOSTNAME` of a StatefulSet's pod.
+pub fn start_env(cfg: &Path, announce: &'static str, envs: &[(&str, &str)]) -> (Proc, SocketAddr) {
+    let mut cmd = Command::new(BIN);
+    cmd.env("RUST_LOG", "info");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    spawn(cmd, cfg, announce, None)
+}
+
+/// [`xmppd`] with `envs` set.
+pub fn xmppd_env(cfg: &Path, args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(BIN);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .expect("run xmppd");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// [`start`] in network namespace `netns` (`ip netns exec`), if given.
 pub fn start_in(netns: Option<&str>, cfg: &Path, announce: &'static str) -> (Proc, SocketAddr) {
     let mut cmd = match netns {

@@ -39,7 +39,7 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 const SHARDS_KEY: &[u8] = b"config/shards";
 
 /// The meta group's key marking node `id` as removed.
-fn left_key(id: u64) -> Vec<u8> {
+pub(crate) fn left_key(id: u64) -> Vec<u8> {
     format!("left/{id}").into_bytes()
 }
 
@@ -409,7 +409,15 @@ pub(crate) async fn reconcile(shared: std::sync::Weak<Cluster>) {
             sh.reconcile_group(&format!("shard {i}"), r, &want).await;
         }
         sh.reconcile_meta().await;
-        if !*sh.left.borrow() && sh.has_left() {
+        let me = sh.cfg.node_id;
+        if !sh.is_left(me) && sh.members().contains_key(&me) {
+            sh.rejoining
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+        if !*sh.left.borrow()
+            && !sh.rejoining.load(std::sync::atomic::Ordering::Relaxed)
+            && sh.has_left()
+        {
             tracing::warn!("this node was removed from the cluster and holds no shard: stopping");
             let _ = sh.left.send(true);
         }

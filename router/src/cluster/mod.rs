@@ -175,6 +175,10 @@ pub(crate) struct Cluster {
     pub proposer: Proposer,
     /// Where stanzas for shards led by other core nodes go.
     pub relays: Relays,
+    /// This node had been removed when it started, and joins again by
+    /// itself (`auto_join`): it does not stop as removed until it was
+    /// added back once.
+    pub rejoining: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -191,7 +195,13 @@ impl Cluster {
             rafts,
             shard_states,
         } = open_groups(&cfg, store, n, groups).await?;
+        let rejoining = cfg.auto_join
+            && matches!(
+                meta_state.get(&membership::left_key(cfg.node_id)),
+                Ok(Some(_))
+            );
         Ok(Cluster {
+            rejoining: std::sync::atomic::AtomicBool::new(rejoining),
             cfg,
             shard_count: n,
             rafts,

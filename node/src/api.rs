@@ -43,7 +43,7 @@ pub const MIN_TOKEN_BYTES: usize = 16;
 /// What the handlers need: the token from the start, the core once it
 /// runs.
 pub struct ApiState {
-    token: Vec<u8>,
+    token: std::sync::RwLock<Vec<u8>>,
     inner: OnceLock<Inner>,
 }
 
@@ -57,9 +57,15 @@ struct Inner {
 impl ApiState {
     pub fn new(token: String) -> Arc<ApiState> {
         Arc::new(ApiState {
-            token: token.into_bytes(),
+            token: std::sync::RwLock::new(token.into_bytes()),
             inner: OnceLock::new(),
         })
+    }
+
+    /// A new token (the file read again on SIGHUP): the old one stops
+    /// working.
+    pub fn set_token(&self, token: String) {
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = token.into_bytes();
     }
 
     /// The core of this process runs: the API serves from now on.
@@ -189,7 +195,14 @@ async fn authorize(
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         });
     match given {
-        Some(t) if same(t.as_bytes(), &st.token) => next.run(req).await,
+        Some(t)
+            if same(
+                t.as_bytes(),
+                &st.token.read().unwrap_or_else(|p| p.into_inner()),
+            ) =>
+        {
+            next.run(req).await
+        }
         Some(_) => ApiError(StatusCode::UNAUTHORIZED, "wrong bearer token".into()).into_response(),
         None => ApiError(
             StatusCode::UNAUTHORIZED,

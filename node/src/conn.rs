@@ -65,6 +65,9 @@ async fn read_into(io: &mut Io, parser: &mut StreamParser) -> std::io::Result<us
 
 struct Conn {
     edge: Arc<Edge>,
+    /// The edge's limits when the connection came (a reload changes
+    /// those of later connections).
+    limits: Arc<crate::edge::EdgeLimits>,
     io: Io,
     parser: StreamParser,
     machine: Machine,
@@ -112,16 +115,14 @@ impl Conn {
     fn new(edge: Arc<Edge>, tcp: TcpStream, peer: SocketAddr) -> Conn {
         let stream_id = format!("{:016x}", rand::random::<u64>());
         let now = Instant::now();
+        let limits = edge.limits();
         Conn {
-            parser: StreamParser::new(edge.limits.parser),
-            tokens: edge.limits.read_burst as f64,
-            machine: Machine::new(edge.settings.clone(), stream_id),
+            parser: StreamParser::new(limits.parser),
+            tokens: limits.read_burst as f64,
+            machine: Machine::new(edge.settings(), stream_id),
             conn_id: edge.next_conn_id(),
-            stanzas: StanzaBudget::new(
-                edge.limits.stanza_rate,
-                edge.limits.stanza_burst,
-                now.into_std(),
-            ),
+            stanzas: StanzaBudget::new(limits.stanza_rate, limits.stanza_burst, now.into_std()),
+            limits,
             edge,
             io: Io::Plain(tcp),
             inbox: None,
@@ -137,13 +138,13 @@ impl Conn {
 
     /// XEP-0368: TLS from the first byte. False if the handshake failed.
     async fn accept_direct_tls(&mut self) -> bool {
-        let Some(tls) = self.edge.tls.clone() else {
+        let Some(tls) = self.edge.tls() else {
             return false;
         };
         let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Upgrading) else {
             return false;
         };
-        match timeout(self.edge.limits.handshake_timeout, tls.direct.accept(tcp)).await {
+        match timeout(self.limits.handshake_timeout, tls.direct.accept(tcp)).await {
             Ok(Ok(t)) => self.io = Io::Tls(Box::new(t)),
             Ok(Err(e)) => {
                 tracing::debug!(peer = %self.peer, error = %e, "tls handshake failed");
@@ -332,8 +333,7 @@ impl Conn {
             }
             Action::AuthOutcome(o) => Box::pin(self.auth_outcome(o)).await,
             Action::Bind(jid) => {
-                let (sink, inbox) =
-                    SessionSink::channel(self.conn_id, self.edge.limits.outbound_queue);
+                let (sink, inbox) = SessionSink::channel(self.conn_id, self.limits.outbound_queue);
                 let r = self.edge.core.bind(jid, sink).await;
                 if r.is_ok() {
                     self.inbox = Some(inbox);
@@ -360,7 +360,7 @@ impl Conn {
 
     async fn start_tls(&mut self) -> Option<Event> {
         let _ = self.io.flush().await;
-        let Some(tls) = self.edge.tls.clone() else {
+        let Some(tls) = self.edge.tls() else {
             self.done = true;
             return None;
         };
@@ -368,7 +368,7 @@ impl Conn {
             self.done = true;
             return None;
         };
-        match timeout(self.edge.limits.handshake_timeout, tls.starttls.accept(tcp)).await {
+        match timeout(self.limits.handshake_timeout, tls.starttls.accept(tcp)).await {
             Ok(Ok(t)) => {
                 self.io = Io::Tls(Box::new(t));
                 self.parser.discard_buffer();
@@ -479,7 +479,7 @@ impl Conn {
             self.io.write_all(b).await?;
             self.io.flush().await
         };
-        match timeout(self.edge.limits.write_timeout, w).await {
+        match timeout(self.limits.write_timeout, w).await {
             Ok(Ok(())) => self.edge.metrics.bytes_sent.inc_by(b.len() as u64),
             Ok(Err(_)) => self.done = true,
             Err(_) => {
@@ -503,7 +503,7 @@ impl Conn {
     }
 
     fn next_deadline(&self) -> Instant {
-        let l = &self.edge.limits;
+        let l = &self.limits;
         if !self.machine.is_bound() {
             return self.started + l.handshake_timeout;
         }
@@ -561,14 +561,14 @@ impl Conn {
 
     /// When reading may resume, if the rate limit says wait.
     fn read_allowed_at(&mut self) -> Option<Instant> {
-        let rate = self.edge.limits.read_rate as f64;
+        let rate = self.limits.read_rate as f64;
         if rate <= 0.0 {
             return None;
         }
         let now = Instant::now();
         let elapsed = now.duration_since(self.last_refill).as_secs_f64();
         self.last_refill = now;
-        self.tokens = (self.tokens + elapsed * rate).min(self.edge.limits.read_burst as f64);
+        self.tokens = (self.tokens + elapsed * rate).min(self.limits.read_burst as f64);
         if self.tokens >= 0.0 {
             return None;
         }
@@ -576,7 +576,7 @@ impl Conn {
     }
 
     fn charge(&mut self, n: usize) {
-        if self.edge.limits.read_rate > 0 {
+        if self.limits.read_rate > 0 {
             self.tokens -= n as f64;
         }
     }

@@ -85,7 +85,7 @@ impl CoreLink {
             CoreLink::Local(c) => Ok(
                 match router::modules::register::unauthenticated(
                     c,
-                    c.config().registration,
+                    c.config().registration.get(),
                     domain,
                     iq_type,
                     payload,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::core_link::CoreLink;
@@ -90,10 +90,11 @@ pub struct EdgeTls {
 
 pub struct Edge {
     pub core: CoreLink,
-    pub settings: Arc<StreamSettings>,
-    pub tls: Option<EdgeTls>,
-    pub limits: EdgeLimits,
-    pub registration: bool,
+    // What a configuration reload (SIGHUP) may change: each new
+    // connection takes the current ones, and keeps them.
+    settings: RwLock<Arc<StreamSettings>>,
+    tls: RwLock<Option<EdgeTls>>,
+    limits: RwLock<Arc<EdgeLimits>>,
     next_conn: AtomicU64,
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -150,10 +151,9 @@ impl Edge {
         );
         Arc::new(Edge {
             core,
-            registration: settings.registration,
-            settings: Arc::new(settings),
-            tls,
-            limits,
+            settings: RwLock::new(Arc::new(settings)),
+            tls: RwLock::new(tls),
+            limits: RwLock::new(Arc::new(limits)),
             next_conn: AtomicU64::new((node_id << router::session::EDGE_SHIFT) + 1),
             total: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
@@ -164,16 +164,57 @@ impl Edge {
         })
     }
 
+    /// The stream settings a new connection starts with.
+    pub fn settings(&self) -> Arc<StreamSettings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The TLS configurations a new connection is given.
+    pub fn tls(&self) -> Option<EdgeTls> {
+        self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The limits a new connection takes.
+    pub fn limits(&self) -> Arc<EdgeLimits> {
+        self.limits
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A reloaded configuration: new connections take these; those open
+    /// keep what they started with.
+    pub fn reconfigure(
+        &self,
+        settings: Option<StreamSettings>,
+        tls: Option<EdgeTls>,
+        limits: Option<EdgeLimits>,
+    ) {
+        if let Some(s) = settings {
+            *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+        }
+        if let Some(t) = tls {
+            *self.tls.write().unwrap_or_else(|p| p.into_inner()) = Some(t);
+        }
+        if let Some(l) = limits {
+            *self.limits.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(l);
+        }
+    }
+
     pub fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Take a connection slot, or None when over the global or per-IP limit.
     pub fn admit(self: &Arc<Edge>, ip: IpAddr) -> Option<Slot> {
+        let limits = self.limits();
         let mut m = self.per_ip.lock().ok()?;
         let n = m.entry(ip).or_insert(0);
-        if *n >= self.limits.max_connections_per_ip
-            || self.total.load(Ordering::Relaxed) >= self.limits.max_connections
+        if *n >= limits.max_connections_per_ip
+            || self.total.load(Ordering::Relaxed) >= limits.max_connections
         {
             if *n == 0 {
                 m.remove(&ip);

@@ -36,39 +36,73 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = node::cli::load_config(cli.config.as_ref())?;
     match cli.command {
         Some(Command::User(cmd)) => node::cli::user_command(&cfg, cmd).await,
-        Some(Command::Serve) | None => serve(cfg).await,
+        Some(Command::Serve) | None => serve(cfg, cli.config).await,
         Some(Command::Config(_)) => Ok(()),
         Some(Command::Cluster(cmd)) => node::cli::cluster_command(&cfg, cmd).await,
         Some(Command::Session(cmd)) => node::cli::session_command(&cfg, cmd).await,
     }
 }
 
-async fn serve(cfg: node::config::Config) -> anyhow::Result<()> {
-    // openraft reports every election and replication retry at info:
-    // keep it at warn unless the directive names it.
-    let level = if cfg.log.level.contains("openraft") {
-        cfg.log.level.clone()
+/// The log filter for `level`: openraft reports every election and
+/// replication retry at info, so it stays at warn unless the directive
+/// names it.
+fn log_filter(level: &str) -> Result<EnvFilter, String> {
+    let level = if level.contains("openraft") {
+        level.to_string()
     } else {
-        format!("{},openraft=warn", cfg.log.level)
+        format!("{level},openraft=warn")
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&level));
+    EnvFilter::try_new(&level).map_err(|e| e.to_string())
+}
+
+async fn serve(cfg: node::config::Config, path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let env_set = from_env.is_some();
+    let filter = match from_env {
+        Some(f) => f,
+        None => log_filter(&cfg.log.level).map_err(|e| anyhow::anyhow!("log.level: {e}"))?,
+    };
+    let (filter, log_handle) = tracing_subscriber::reload::Layer::new(filter);
     // Colours only on a terminal: logs that go to files stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_ansi(ansi))
         .init();
+    let set_log = move |level: &str| -> Result<(), String> {
+        if env_set {
+            return Err("RUST_LOG is set, and it overrides log.level".into());
+        }
+        let f = log_filter(level)?;
+        log_handle.reload(f).map_err(|e| e.to_string())
+    };
     let server = Server::start(cfg).await?;
     tracing::info!("xmppd is running");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut failed = false;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
-        _ = server.left() => tracing::info!("removed from the cluster: shutting down"),
-        _ = server.edge_id_taken() => {
-            tracing::error!("another edge holds this edge's random id: stopping, to start again with another");
-            failed = true;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                break;
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupt: shutting down");
+                break;
+            }
+            _ = server.left() => {
+                tracing::info!("removed from the cluster: shutting down");
+                break;
+            }
+            _ = server.edge_id_taken() => {
+                tracing::error!("another edge holds this edge's random id: stopping, to start again with another");
+                failed = true;
+                break;
+            }
+            _ = hup.recv() => reload(&server, path.as_deref(), &set_log),
         }
     }
     server.stop().await;
@@ -77,4 +111,52 @@ async fn serve(cfg: node::config::Config) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// SIGHUP: read the configuration file again and apply what can change
+/// while the node runs; say what was applied and what needs a restart.
+fn reload(
+    server: &Server,
+    path: Option<&std::path::Path>,
+    set_log: &dyn Fn(&str) -> Result<(), String>,
+) {
+    let Some(path) = path else {
+        tracing::warn!(
+            "SIGHUP: no configuration file was given (the embedded default runs): nothing to reload"
+        );
+        return;
+    };
+    let new = match node::config::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(
+                "SIGHUP: {}: {}; nothing changed",
+                path.display(),
+                one_line(&e.to_string())
+            );
+            return;
+        }
+    };
+    match server.reload(new, set_log) {
+        Ok(r) => {
+            tracing::info!(
+                applied = ?r.applied,
+                needs_restart = ?r.restart,
+                "SIGHUP: configuration reloaded"
+            );
+            for k in &r.restart {
+                tracing::warn!(key = %k, "SIGHUP: changed in the file, in force after a restart");
+            }
+        }
+        Err(e) => tracing::error!("SIGHUP: {}; nothing changed", one_line(&format!("{e:#}"))),
+    }
+}
+
+/// A report of several lines as one log line.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

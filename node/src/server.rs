@@ -38,6 +38,30 @@ pub struct Server {
     grpc: Option<JoinHandle<()>>,
     /// The core's services to edges, to drain them on stop.
     core_service: Option<router::service::CoreService>,
+    /// The configuration in force (what a reload compares with).
+    cfg: std::sync::Mutex<Config>,
+    api: Option<Arc<crate::api::ApiState>>,
+    domains: Vec<String>,
+}
+
+/// What a configuration reload did.
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    /// Applied now, as the log says them.
+    pub applied: Vec<String>,
+    /// Changed in the file, but in force only after a restart.
+    pub restart: Vec<String>,
+}
+
+/// The TLS configurations of an edge, from the files `cfg` names (or the
+/// generated certificate).
+fn edge_tls(cfg: &Config, domains: &[String]) -> anyhow::Result<EdgeTls> {
+    let tls = crate::tls::load(&cfg.tls, domains, &cfg.data_dir)?;
+    Ok(EdgeTls {
+        starttls: tokio_rustls::TlsAcceptor::from(tls.starttls.clone()),
+        direct: tokio_rustls::TlsAcceptor::from(tls.direct.clone()),
+        end_point: tls.end_point.clone().map(Arc::from),
+    })
 }
 
 pub fn edge_limits(cfg: &Config) -> EdgeLimits {
@@ -142,7 +166,7 @@ impl Server {
         let core_cfg = CoreConfig {
             domains: domains.clone(),
             shards: cfg.cluster.shards,
-            registration: cfg.registration.enabled,
+            registration: cfg.registration.enabled.into(),
             allow_password_change: cfg.registration.allow_password_change,
             min_password_len: cfg.registration.min_password_len,
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -287,12 +311,7 @@ impl Server {
         // A core node takes no clients: its edges do.
         let clients = role != Role::Core;
         let edge_tls = if clients {
-            let tls = crate::tls::load(&cfg.tls, &domains, &cfg.data_dir)?;
-            Some(EdgeTls {
-                starttls: tokio_rustls::TlsAcceptor::from(tls.starttls.clone()),
-                direct: tokio_rustls::TlsAcceptor::from(tls.direct.clone()),
-                end_point: tls.end_point.clone().map(Arc::from),
-            })
+            Some(edge_tls(&cfg, &domains)?)
         } else {
             None
         };
@@ -369,7 +388,98 @@ impl Server {
             tasks,
             grpc,
             core_service,
+            cfg: std::sync::Mutex::new(cfg),
+            api,
+            domains,
         })
+    }
+
+    /// Apply what a running node can take from `new` (see
+    /// [`crate::reload`]); `set_log` installs a new log filter. An invalid
+    /// configuration, or certificates that cannot be read, change nothing.
+    pub fn reload(
+        &self,
+        new: Config,
+        set_log: &dyn Fn(&str) -> Result<(), String>,
+    ) -> anyhow::Result<Reloaded> {
+        use crate::reload::{changed_keys, is_live};
+        new.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let old = self.cfg.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let keys = changed_keys(&old, &new);
+        let mut out = Reloaded::default();
+        // Adding or removing the admin API changes the listener's routes.
+        let token_switch = old.admin.token_file.is_some() != new.admin.token_file.is_some();
+        for k in &keys {
+            if !is_live(k) || (k == "admin.token_file" && token_switch) {
+                out.restart.push(k.clone());
+            }
+        }
+        // Everything that can fail first: then all of it is applied.
+        let clients = self.c2s_addr.is_some() || self.direct_tls_addr.is_some();
+        let tls = if clients {
+            Some(edge_tls(&new, &self.domains)?)
+        } else {
+            None
+        };
+        let token = match (&self.api, &new.admin.token_file) {
+            (Some(_), Some(f)) => Some(crate::api::read_token(f)?),
+            _ => None,
+        };
+        if keys.contains("log.level") {
+            set_log(&new.log.level).map_err(|e| anyhow::anyhow!("log.level: {e}"))?;
+            out.applied.push(format!("log.level = {:?}", new.log.level));
+        }
+        let mut effective = old.clone();
+        effective.log = new.log.clone();
+        effective.tls = new.tls.clone();
+        effective.registration.enabled = new.registration.enabled;
+        let login = (
+            old.limits.login_free_failures,
+            old.limits.login_delay_secs,
+            old.limits.login_max_delay_secs,
+            old.limits.login_forget_secs,
+        );
+        effective.limits = new.limits.clone();
+        (
+            effective.limits.login_free_failures,
+            effective.limits.login_delay_secs,
+            effective.limits.login_max_delay_secs,
+            effective.limits.login_forget_secs,
+        ) = login;
+        if let Some(tls) = tls {
+            let mut settings = (*self.edge.settings()).clone();
+            settings.require_tls = new.tls.require_starttls;
+            settings.registration = new.registration.enabled;
+            self.edge
+                .reconfigure(Some(settings), Some(tls), Some(edge_limits(&effective)));
+            out.applied
+                .push("tls: certificate and key read again".to_string());
+            for k in keys
+                .iter()
+                .filter(|k| k.starts_with("limits.") && is_live(k))
+            {
+                out.applied.push(format!("{k} (new connections)"));
+            }
+            if keys.contains("tls.require_starttls") {
+                out.applied.push("tls.require_starttls".to_string());
+            }
+        }
+        if keys.contains("registration.enabled") {
+            if let Some(core) = &self.core {
+                core.config().registration.set(new.registration.enabled);
+            }
+            out.applied.push(format!(
+                "registration.enabled = {}",
+                new.registration.enabled
+            ));
+        }
+        if let (Some(api), Some(t)) = (&self.api, token) {
+            api.set_token(t);
+            effective.admin = new.admin.clone();
+            out.applied.push("admin token read again".to_string());
+        }
+        *self.cfg.lock().unwrap_or_else(|p| p.into_inner()) = effective;
+        Ok(out)
     }
 
     /// Graceful stop: every stream gets `<system-shutdown/>`, the shards

@@ -1,5 +1,30 @@
 //! What the core needs to know from the node's configuration.
 
+/// An on/off setting that can change while the node runs (the node's
+/// configuration reloaded on SIGHUP); clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct Switch(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Switch {
+    pub fn new(on: bool) -> Switch {
+        Switch(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(on)))
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set(&self, on: bool) {
+        self.0.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl From<bool> for Switch {
+    fn from(on: bool) -> Switch {
+        Switch::new(on)
+    }
+}
+
 /// Core settings; the node fills them from its TOML config.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -8,7 +33,7 @@ pub struct CoreConfig {
     /// Number of user shards (tasks) in this process.
     pub shards: usize,
     /// XEP-0077: allow in-band registration of new accounts.
-    pub registration: bool,
+    pub registration: Switch,
     /// XEP-0077: allow authenticated users to change their password.
     pub allow_password_change: bool,
     pub min_password_len: usize,
@@ -80,7 +105,7 @@ impl Default for CoreConfig {
         CoreConfig {
             domains: vec!["localhost".to_string()],
             shards: 16,
-            registration: false,
+            registration: Switch::new(false),
             allow_password_change: true,
             min_password_len: 8,
             version: env!("CARGO_PKG_VERSION").to_string(),

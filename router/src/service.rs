@@ -339,7 +339,7 @@ impl pb::core_server::Core for CoreService {
             .map_err(|e| Status::from(ClusterError::BadRequest(e.to_string())))?;
         let reply = match crate::modules::register::unauthenticated(
             &self.core,
-            self.core.config().registration,
+            self.core.config().registration.get(),
             &r.domain,
             &r.iq_type,
             &payload,

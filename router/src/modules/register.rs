@@ -11,7 +11,7 @@ use crate::accounts::AccountError;
 use crate::session::Outbound;
 
 pub(crate) struct Register {
-    pub registration: bool,
+    pub registration: crate::config::Switch,
     pub allow_password_change: bool,
 }
 
@@ -94,8 +94,8 @@ impl IqHandler for Register {
         // XEP-0077: the server for registration, the account for changing
         // its password or cancelling; listed only where one of them is on.
         let served = match t {
-            TargetKind::Server => self.registration || self.allow_password_change,
-            TargetKind::OwnAccount => self.registration || self.allow_password_change,
+            TargetKind::Server => self.registration.get() || self.allow_password_change,
+            TargetKind::OwnAccount => self.registration.get() || self.allow_password_change,
             _ => false,
         };
         if served { &[ns::REGISTER] } else { &[] }
@@ -116,7 +116,7 @@ impl IqHandler for Register {
             return ctx.iq_result(iq, Some(&q));
         }
         if p.child("remove", ns::REGISTER).is_some() {
-            if !self.registration {
+            if !self.registration.get() {
                 return ctx.bounce(
                     iq,
                     StanzaCondition::NotAllowed,

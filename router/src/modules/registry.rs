@@ -25,7 +25,7 @@ pub(crate) fn registry(cfg: &CoreConfig) -> Result<Registry, String> {
         Arc::new(super::vcard::VCard),
         // XEP-0077 In-Band Registration: https://xmpp.org/extensions/xep-0077.html
         Arc::new(super::register::Register {
-            registration: cfg.registration,
+            registration: cfg.registration.clone(),
             allow_password_change: cfg.allow_password_change,
         }),
     ];

@@ -53,6 +53,27 @@ pub struct Config {
     pub pubsub: PubsubConfig,
     /// `[admin]`: the admin HTTP API.
     pub admin: AdminConfig,
+    /// `[shutdown]`: how a node with clients stops on SIGTERM.
+    pub shutdown: ShutdownConfig,
+}
+
+/// `[shutdown]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Seconds a node with client connections drains on SIGTERM before it
+    /// stops: it takes no new connections, is not ready (`/readyz`), and
+    /// closes the open streams one by one at random moments over this
+    /// time, so that their clients reconnect elsewhere a few at a time.
+    /// It stops as soon as the last one is gone. 0 to 3600; 0 (default):
+    /// every stream gets `<system-shutdown/>` at once.
+    pub drain_secs: u64,
+    /// Where draining sends clients (RFC 6120 `<see-other-host/>`): a
+    /// host name or IP address, with an optional port, e.g.
+    /// `"xmpp.example.org:5222"`. Unset (default): `<system-shutdown/>`,
+    /// and clients reconnect to the address they know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub see_other_host: Option<String>,
 }
 
 /// `[admin]`.
@@ -82,6 +103,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             pubsub: PubsubConfig::default(),
             admin: AdminConfig::default(),
+            shutdown: ShutdownConfig::default(),
         }
     }
 }
@@ -766,6 +788,21 @@ impl Config {
         }
         check_log_level(&self.log.level, &mut p);
         self.check_cluster(&mut p);
+        if self.shutdown.drain_secs > 3600 {
+            p.add(
+                "shutdown.drain_secs",
+                format!("is {}, must be 0 to 3600", self.shutdown.drain_secs),
+            );
+        }
+        if let Some(h) = &self.shutdown.see_other_host {
+            let bare = !h.contains(':') && host_port(&format!("{h}:5222"));
+            if !(bare || host_port(h)) {
+                p.add(
+                    "shutdown.see_other_host",
+                    format!("{h:?} is not a host name or address with an optional port"),
+                );
+            }
+        }
         if self.admin.token_file.is_some() {
             if self.cluster.role == Role::Edge {
                 p.add(

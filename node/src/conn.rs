@@ -68,6 +68,8 @@ struct Conn {
     /// The edge's limits when the connection came (a reload changes
     /// those of later connections).
     limits: Arc<crate::edge::EdgeLimits>,
+    /// When this stream is closed because the edge drains.
+    drain_at: Option<Instant>,
     io: Io,
     parser: StreamParser,
     machine: Machine,
@@ -123,6 +125,7 @@ impl Conn {
             conn_id: edge.next_conn_id(),
             stanzas: StanzaBudget::new(limits.stanza_rate, limits.stanza_burst, now.into_std()),
             limits,
+            drain_at: None,
             edge,
             io: Io::Plain(tcp),
             inbox: None,
@@ -166,6 +169,11 @@ impl Conn {
     /// session for its whole life.
     async fn main_loop(&mut self) {
         let mut shutdown = self.edge.shutdown.clone();
+        let mut drain = self.edge.drain_signal();
+        // Draining already (a connection accepted just before it began).
+        if drain.borrow_and_update().is_some() {
+            self.drain_at = Some(Instant::now());
+        }
         // One timer for the session's deadlines, armed at or before the
         // next one and moved only when that comes earlier or the timer
         // fires (`on_timer` checks the real deadline): a wake-up for a
@@ -197,6 +205,13 @@ impl Conn {
                 }
                 _ = shutdown.changed() => {
                     Box::pin(self.fail(StreamCondition::SystemShutdown, Some("the server is shutting down".into()))).await;
+                }
+                _ = drain.changed(), if self.drain_at.is_none() => {
+                    let window = drain.borrow().as_ref().map(|d| d.window);
+                    if let Some(w) = window {
+                        let spread = w.mul_f64(rand::random::<f64>());
+                        self.drain_at = Some(Instant::now() + spread);
+                    }
                 }
             }
         }
@@ -502,14 +517,51 @@ impl Conn {
         self.done = true;
     }
 
+    /// The edge drains: send the client elsewhere (RFC 6120 §4.9.3.19
+    /// `<see-other-host/>`) or tell it the server goes down, which clients
+    /// answer by reconnecting (to another edge behind the same name).
+    async fn leave_drained(&mut self) {
+        let redirect = self
+            .edge
+            .drain_signal()
+            .borrow()
+            .as_ref()
+            .and_then(|d| d.redirect.clone());
+        let text = "this server is draining: connect again";
+        let Some(host) = redirect else {
+            return self
+                .fail(StreamCondition::SystemShutdown, Some(text.into()))
+                .await;
+        };
+        let mut out = Vec::new();
+        self.machine
+            .fail(StreamCondition::SystemShutdown, None, &mut out);
+        for a in out {
+            match a {
+                Action::Send(b) => self.write(&b).await,
+                Action::Fail(..) => {
+                    self.write(&proto::error::see_other_host_bytes(&host, Some(text)))
+                        .await
+                }
+                _ => {}
+            }
+        }
+        self.done = true;
+    }
+
     fn next_deadline(&self) -> Instant {
         let l = &self.limits;
-        if !self.machine.is_bound() {
-            return self.started + l.handshake_timeout;
-        }
-        match self.ping_sent {
-            Some(t) => t + l.ping_timeout,
-            None => self.last_read + l.idle_timeout,
+        let due = if !self.machine.is_bound() {
+            self.started + l.handshake_timeout
+        } else {
+            match self.ping_sent {
+                Some(t) => t + l.ping_timeout,
+                None => self.last_read + l.idle_timeout,
+            }
+        };
+        match self.drain_at {
+            Some(d) if d < due => d,
+            _ => due,
         }
     }
 
@@ -517,6 +569,9 @@ impl Conn {
         let now = Instant::now();
         if now < self.next_deadline() {
             return;
+        }
+        if self.drain_at.is_some_and(|d| now >= d) {
+            return self.leave_drained().await;
         }
         if !self.machine.is_bound() {
             return self

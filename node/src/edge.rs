@@ -103,7 +103,19 @@ pub struct Edge {
     /// Failed logins per client address and account.
     pub logins: AuthThrottle,
     pub shutdown: watch::Receiver<bool>,
+    /// Set when the edge drains (see [`Drain`]).
+    drain: watch::Sender<Option<Arc<Drain>>>,
     pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// A draining edge: it takes no new connections, and closes each open
+/// one at a random moment within `window` (so that the clients do not
+/// all reconnect elsewhere at once), with `<see-other-host/>` naming
+/// `redirect` when it is set, `<system-shutdown/>` otherwise.
+#[derive(Debug)]
+pub struct Drain {
+    pub window: Duration,
+    pub redirect: Option<String>,
 }
 
 /// Held by a connection; gives its slot back when dropped.
@@ -160,6 +172,7 @@ impl Edge {
             registrations,
             logins,
             shutdown,
+            drain: watch::channel(None).0,
             metrics,
         })
     }
@@ -202,6 +215,17 @@ impl Edge {
         if let Some(l) = limits {
             *self.limits.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(l);
         }
+    }
+
+    /// Start draining (see [`Drain`]).
+    pub fn start_drain(&self, window: Duration, redirect: Option<String>) {
+        self.drain
+            .send_replace(Some(Arc::new(Drain { window, redirect })));
+    }
+
+    /// Told when the edge starts draining.
+    pub fn drain_signal(&self) -> watch::Receiver<Option<Arc<Drain>>> {
+        self.drain.subscribe()
     }
 
     pub fn next_conn_id(&self) -> u64 {

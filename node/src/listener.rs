@@ -24,6 +24,8 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
+    let mut drain = edge.drain_signal();
+    let mut draining = false;
     loop {
         tokio::select! {
             r = listener.accept() => match r {
@@ -49,9 +51,22 @@ pub async fn serve(
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = shutdown.changed() => break,
+            // Draining: no more connections; those open close in turn.
+            _ = drain.changed() => {
+                draining = true;
+                break;
+            }
         }
     }
     drop(listener);
+    if draining {
+        loop {
+            tokio::select! {
+                r = conns.join_next() => if r.is_none() { break },
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
     let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
     conns.abort_all();
 }

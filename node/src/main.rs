@@ -86,6 +86,14 @@ async fn serve(cfg: node::config::Config, path: Option<std::path::PathBuf>) -> a
     loop {
         tokio::select! {
             _ = term.recv() => {
+                if server.has_clients() && server.drain_secs() > 0 {
+                    tracing::info!("SIGTERM: draining (a second SIGTERM stops at once)");
+                    tokio::select! {
+                        _ = server.drain() => {}
+                        _ = term.recv() => tracing::info!("second SIGTERM: stopping now"),
+                        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: stopping now"),
+                    }
+                }
                 tracing::info!("SIGTERM: shutting down");
                 break;
             }

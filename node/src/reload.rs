@@ -5,7 +5,8 @@
 //! (connections opened after the reload take the new limits, open ones
 //! keep theirs); `tls.*` (the certificate and key files are read again on
 //! every reload, so a renewed certificate at the same path is taken too);
-//! `registration.enabled`; the admin API's token (its file is read again).
+//! `registration.enabled`; the admin API's token (its file is read again);
+//! `shutdown.*` (read when SIGTERM comes).
 //! Everything else is reported as needing a restart, and left as it was.
 
 use std::collections::BTreeSet;
@@ -53,6 +54,7 @@ pub fn is_live(key: &str) -> bool {
         || key == "registration.enabled"
         || key == "admin.token_file"
         || key.starts_with("tls.")
+        || key.starts_with("shutdown.")
         || (key.starts_with("limits.") && !key.starts_with("limits.login_"))
 }
 

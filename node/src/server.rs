@@ -433,6 +433,11 @@ impl Server {
         effective.log = new.log.clone();
         effective.tls = new.tls.clone();
         effective.registration.enabled = new.registration.enabled;
+        if keys.iter().any(|k| k.starts_with("shutdown.")) {
+            effective.shutdown = new.shutdown.clone();
+            out.applied
+                .push("shutdown.* (at the next SIGTERM)".to_string());
+        }
         let login = (
             old.limits.login_free_failures,
             old.limits.login_delay_secs,
@@ -498,6 +503,45 @@ impl Server {
             }
             None => std::future::pending().await,
         }
+    }
+
+    /// Whether this node takes client connections.
+    pub fn has_clients(&self) -> bool {
+        self.c2s_addr.is_some() || self.direct_tls_addr.is_some()
+    }
+
+    /// Drain (`[shutdown]`): not ready, no new connections, the open ones
+    /// closed one by one over `shutdown.drain_secs`; resolves when the last
+    /// is gone, or a little after the window (then `stop` ends the rest).
+    pub async fn drain(&self) {
+        let (window, redirect) = {
+            let c = self.cfg.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                Duration::from_secs(c.shutdown.drain_secs),
+                c.shutdown.see_other_host.clone(),
+            )
+        };
+        self.http.set_stopping();
+        tracing::info!(
+            connections = self.edge.connections(),
+            secs = window.as_secs(),
+            "draining: no new connections; open streams close over the window"
+        );
+        self.edge.start_drain(window, redirect);
+        let deadline = tokio::time::Instant::now() + window + Duration::from_secs(2);
+        while self.edge.connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::info!(left = self.edge.connections(), "draining done");
+    }
+
+    /// The `[shutdown]` drain time in force.
+    pub fn drain_secs(&self) -> u64 {
+        self.cfg
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shutdown
+            .drain_secs
     }
 
     /// Resolves when a core node refused this edge's random id after the

@@ -108,6 +108,26 @@ impl StreamCondition {
     }
 }
 
+/// RFC 6120 §4.9.3.19 `<see-other-host/>`: the stream error that sends
+/// the client to `host` (a host name or IP address, IPv6 in brackets,
+/// with an optional port), and the stream's end.
+pub fn see_other_host_bytes(host: &str, text: Option<&str>) -> Vec<u8> {
+    let mut s = format!(
+        "<stream:error><see-other-host xmlns='{}'>{}</see-other-host>",
+        ns::STREAMS_ERR,
+        escape(host)
+    );
+    if let Some(t) = text {
+        s.push_str(&format!(
+            "<text xmlns='{}' xml:lang='en'>{}</text>",
+            ns::STREAMS_ERR,
+            escape(t)
+        ));
+    }
+    s.push_str("</stream:error></stream:stream>");
+    s.into_bytes()
+}
+
 /// The `type` of a stanza error (RFC 6120 §8.3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorType {

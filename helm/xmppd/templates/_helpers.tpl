@@ -184,6 +184,11 @@ sprig's mergeOverwrite), and a null in src removes the key.
 {{- $_ := set $c "tls" (dict "cert" "/etc/xmppd/tls/tls.crt" "key" "/etc/xmppd/tls/tls.key") }}
 {{- end }}
 {{- $_ := set $c "limits" (dict "max_connections" .Values.edge.maxConnections "max_connections_per_ip" .Values.edge.maxConnectionsPerIp) }}
+{{- $shutdown := dict "drain_secs" (int .Values.edge.drainSeconds) }}
+{{- if .Values.edge.seeOtherHost }}
+{{- $_ := set $shutdown "see_other_host" .Values.edge.seeOtherHost }}
+{{- end }}
+{{- $_ := set $c "shutdown" $shutdown }}
 {{- $core := printf "%s.%s:%d" (include "xmppd.coreName" .) (include "xmppd.dnsSuffix" .) (int .Values.core.grpcPort) }}
 {{- $_ := set $c "cluster" (dict "role" "edge" "node_id" .Values.edge.nodeId "core" $core) }}
 {{- include "xmppd.mergeInto" (dict "dst" $c "src" (deepCopy (default dict .Values.config.common))) }}

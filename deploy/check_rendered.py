@@ -65,13 +65,16 @@ KNOWN_METRICS = {
     "process_open_fds",
     "process_resident_memory_bytes",
     "process_start_time_seconds",
-    # announced
-    "xmppd_routing_latency_seconds",
-    "xmppd_raft_commit_latency_seconds",
     "xmppd_core_link_up",
     "xmppd_rocksdb_size_bytes",
+    "xmppd_rocksdb_memtable_bytes",
     "xmppd_rocksdb_pending_compaction_bytes",
-    "xmppd_rocksdb_write_stalls_total",
+    "xmppd_rocksdb_running_compactions",
+    "xmppd_rocksdb_write_stopped",
+    "xmppd_rocksdb_delayed_write_rate_bytes",
+    # announced, not served yet
+    "xmppd_routing_latency_seconds",
+    "xmppd_raft_commit_latency_seconds",
 }
 
 # The fields of monitoring.coreos.com/v1 ServiceMonitor that the manifests

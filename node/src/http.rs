@@ -168,6 +168,10 @@ async fn metrics(State(st): State<Arc<HttpState>>) -> impl IntoResponse {
     if let Some(core) = st.core.get() {
         scrape.sessions = Some(core.session_count().await);
         scrape.shards = core.shard_groups();
+        scrape.engine = Some(core.engine_stats());
+    }
+    if let Some(CoreLink::Remote(r)) = st.link.get() {
+        scrape.core_links = r.links();
     }
     (
         [(

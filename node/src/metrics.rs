@@ -36,7 +36,20 @@ pub struct Metrics {
     shard_applied: IntGaugeVec,
     shard_term: IntGaugeVec,
     shard_apply_lag: IntGaugeVec,
+    /// An edge's forward streams to the core nodes (1 open, 0 lost).
+    core_link_up: IntGaugeVec,
+    rocksdb: RocksGauges,
     process: ProcessGauges,
+}
+
+/// RocksDB's figures, read at scrape time (nodes with a store).
+struct RocksGauges {
+    live_sst: IntGauge,
+    memtables: IntGauge,
+    pending_compaction: IntGauge,
+    running_compactions: IntGauge,
+    write_stopped: IntGauge,
+    delayed_write_rate: IntGauge,
 }
 
 struct ProcessGauges {
@@ -223,6 +236,44 @@ impl Metrics {
                 "Entries of each shard's log on this node not applied yet.",
                 &["shard"],
             ),
+            core_link_up: gauge_vec(
+                &r,
+                "xmppd_core_link_up",
+                "An edge's gRPC forward stream to each core node: 1 open, 0 lost (edges).",
+                &["core"],
+            ),
+            rocksdb: RocksGauges {
+                live_sst: gauge(
+                    &r,
+                    "xmppd_rocksdb_size_bytes",
+                    "Bytes of RocksDB table files in use (nodes with a store).",
+                ),
+                memtables: gauge(
+                    &r,
+                    "xmppd_rocksdb_memtable_bytes",
+                    "Bytes of RocksDB memtables.",
+                ),
+                pending_compaction: gauge(
+                    &r,
+                    "xmppd_rocksdb_pending_compaction_bytes",
+                    "RocksDB's estimate of the bytes compaction must rewrite.",
+                ),
+                running_compactions: gauge(
+                    &r,
+                    "xmppd_rocksdb_running_compactions",
+                    "RocksDB compactions running now.",
+                ),
+                write_stopped: gauge(
+                    &r,
+                    "xmppd_rocksdb_write_stopped",
+                    "1 while RocksDB stops writes (a write stall), else 0.",
+                ),
+                delayed_write_rate: gauge(
+                    &r,
+                    "xmppd_rocksdb_delayed_write_rate_bytes",
+                    "The rate RocksDB slows writes to, in bytes per second; 0 when it does not.",
+                ),
+            },
             process: ProcessGauges {
                 cpu: std::sync::Mutex::new(cpu),
                 rss: gauge(
@@ -301,6 +352,22 @@ impl Metrics {
                 .with_label_values(&[&s])
                 .set(g.last_log.unwrap_or(0).saturating_sub(applied) as i64);
         }
+        if let Some(st) = &state.engine {
+            let g = &self.rocksdb;
+            let set = |gauge: &IntGauge, v: u64| gauge.set(i64::try_from(v).unwrap_or(i64::MAX));
+            set(&g.live_sst, st.live_sst_bytes);
+            set(&g.memtables, st.memtable_bytes);
+            set(&g.pending_compaction, st.pending_compaction_bytes);
+            set(&g.running_compactions, st.running_compactions);
+            g.write_stopped.set(i64::from(st.write_stopped));
+            set(&g.delayed_write_rate, st.delayed_write_rate);
+        }
+        self.core_link_up.reset();
+        for (core, up) in &state.core_links {
+            self.core_link_up
+                .with_label_values(&[&core.to_string()])
+                .set(i64::from(*up));
+        }
         let p = process_stats();
         {
             let cpu = self.process.cpu.lock().unwrap_or_else(|e| e.into_inner());
@@ -338,6 +405,9 @@ impl Drop for OpenConnection {
 pub struct ScrapeState {
     pub sessions: Option<usize>,
     pub shards: Vec<router::cluster::ShardGroup>,
+    pub engine: Option<storage::EngineStats>,
+    /// An edge's core nodes and whether its stream to each is open.
+    pub core_links: Vec<(u64, bool)>,
 }
 
 struct ProcessStats {
@@ -413,6 +483,12 @@ mod tests {
                 term: 3,
                 last_log: Some(45),
             }],
+            engine: Some(storage::EngineStats {
+                live_sst_bytes: 4096,
+                write_stopped: true,
+                ..Default::default()
+            }),
+            core_links: vec![(1, true), (2, false)],
         });
         for line in [
             "xmppd_client_connections{listener=\"c2s\"} 1",
@@ -428,6 +504,10 @@ mod tests {
             "xmppd_shard_applied_index{shard=\"0\"} 42",
             "xmppd_shard_term{shard=\"0\"} 3",
             "xmppd_shard_apply_lag_entries{shard=\"0\"} 3",
+            "xmppd_rocksdb_size_bytes 4096",
+            "xmppd_rocksdb_write_stopped 1",
+            "xmppd_core_link_up{core=\"1\"} 1",
+            "xmppd_core_link_up{core=\"2\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

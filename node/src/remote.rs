@@ -266,6 +266,31 @@ impl RemoteCore {
         Ok(())
     }
 
+    /// The core nodes this edge knows, and whether its forward stream to
+    /// each is open now (a member it has no stream to is down).
+    pub fn links(&self) -> Vec<(u64, bool)> {
+        let members: Vec<u64> = self
+            .map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .addrs
+            .keys()
+            .copied()
+            .collect();
+        let cores = self.cores.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(u64, bool)> = members
+            .iter()
+            .map(|id| {
+                let up = cores
+                    .get(id)
+                    .is_some_and(|c| c.alive.load(Ordering::Relaxed));
+                (*id, up)
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Connect to the core nodes in the map that have no stream yet.
     async fn connect_missing(self: &Arc<Self>) {
         let missing: Vec<(u64, String)> = {

@@ -240,10 +240,17 @@ fn an_edge_is_ready_only_while_it_reaches_a_core_node() {
     let (_, text) = get(edge_http, "/metrics");
     assert_eq!(value(&text, "xmppd_sessions"), 0.0);
     assert!(!text.contains("xmppd_shard_leader{"), "{text}");
+    // Its gRPC stream to core node 1 is up; the core's store has figures.
+    assert_eq!(value(&text, "xmppd_core_link_up{core=\"1\"}"), 1.0);
+    let (_, core_text) = get(core_http, "/metrics");
+    assert!(value(&core_text, "xmppd_rocksdb_memtable_bytes") > 0.0);
+    assert_eq!(value(&core_text, "xmppd_rocksdb_write_stopped"), 0.0);
 
     core.kill().expect("kill -9 the core node");
     let _ = core.wait();
     assert_eq!(until(edge_http, "/readyz", 503), "no core node reachable\n");
+    let (_, text) = get(edge_http, "/metrics");
+    assert_eq!(value(&text, "xmppd_core_link_up{core=\"1\"}"), 0.0);
     // Alive all the same: a restart would not bring the core back.
     assert_eq!(get(edge_http, "/livez"), (200, "ok\n".into()));
 }

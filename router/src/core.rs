@@ -119,6 +119,11 @@ impl Core {
         Ok(Core { shared })
     }
 
+    /// RocksDB's figures (metrics).
+    pub fn engine_stats(&self) -> storage::EngineStats {
+        self.shared.env.store.0.engine_stats()
+    }
+
     pub fn config(&self) -> &CoreConfig {
         &self.shared.env.cfg
     }

@@ -36,6 +36,24 @@ pub(crate) struct Db {
     pub(crate) opts: StoreOptions,
 }
 
+/// RocksDB's own figures, summed over the column families where they are
+/// kept per family: what operators watch for a store that falls behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Bytes of the table files in use.
+    pub live_sst_bytes: u64,
+    /// Bytes of the memtables.
+    pub memtable_bytes: u64,
+    /// RocksDB's estimate of the bytes compaction must rewrite.
+    pub pending_compaction_bytes: u64,
+    pub running_compactions: u64,
+    /// Writes are stopped now (a write stall).
+    pub write_stopped: bool,
+    /// The rate writes are slowed to, in bytes per second; 0 when they
+    /// are not slowed.
+    pub delayed_write_rate: u64,
+}
+
 fn cf_options() -> Options {
     let mut o = Options::default();
     o.set_compression_type(DBCompressionType::Lz4);
@@ -80,6 +98,31 @@ impl Db {
         };
         this.check_schema()?;
         Ok(this)
+    }
+
+    pub(crate) fn engine_stats(&self) -> EngineStats {
+        let mut st = EngineStats::default();
+        let names = std::iter::once("default").chain(keys::COLUMN_FAMILIES.iter().copied());
+        for name in names {
+            let Some(cf) = self.db.cf_handle(name) else {
+                continue;
+            };
+            let get = |p: &str| {
+                self.db
+                    .property_int_value_cf(cf, p)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            };
+            st.live_sst_bytes += get("rocksdb.live-sst-files-size");
+            st.memtable_bytes += get("rocksdb.cur-size-all-mem-tables");
+            st.pending_compaction_bytes += get("rocksdb.estimate-pending-compaction-bytes");
+        }
+        let get = |p: &str| self.db.property_int_value(p).ok().flatten().unwrap_or(0);
+        st.running_compactions = get("rocksdb.num-running-compactions");
+        st.write_stopped = get("rocksdb.is-write-stopped") != 0;
+        st.delayed_write_rate = get("rocksdb.actual-delayed-write-rate");
+        st
     }
 
     fn check_schema(&self) -> Result<(), StorageError> {

@@ -21,6 +21,7 @@ mod batch;
 pub mod caps;
 mod codec;
 mod db;
+pub use db::EngineStats;
 mod error;
 mod keys;
 mod offline;
@@ -113,6 +114,11 @@ impl Store {
                 db,
             }),
         })
+    }
+
+    /// RocksDB's figures for metrics (read now, cheap).
+    pub fn engine_stats(&self) -> EngineStats {
+        self.inner.db.engine_stats()
     }
 
     pub fn accounts(&self) -> &Accounts {

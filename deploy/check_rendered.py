@@ -72,9 +72,9 @@ KNOWN_METRICS = {
     "xmppd_rocksdb_running_compactions",
     "xmppd_rocksdb_write_stopped",
     "xmppd_rocksdb_delayed_write_rate_bytes",
+    "xmppd_raft_commit_latency_seconds",
     # announced, not served yet
     "xmppd_routing_latency_seconds",
-    "xmppd_raft_commit_latency_seconds",
 }
 
 # The fields of monitoring.coreos.com/v1 ServiceMonitor that the manifests

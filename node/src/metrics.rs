@@ -292,6 +292,13 @@ impl Metrics {
         }
     }
 
+    /// Add a collector made elsewhere (the core's histograms).
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(c) {
+            tracing::error!(error = %e, "a metric could not be registered");
+        }
+    }
+
     /// Count a connection open until the guard is dropped.
     pub fn open(self: &std::sync::Arc<Self>, l: Listener) -> OpenConnection {
         self.connection_opened(l);

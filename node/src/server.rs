@@ -200,6 +200,7 @@ impl Server {
             )
             .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
             let core = Core::start_with(core_cfg, store, &groups).await?;
+            metrics.register(Box::new(core.commit_latency()));
             http.set_core(core.clone());
             Some(core)
         };

@@ -129,7 +129,25 @@ async fn metrics_follow_what_clients_do() {
             .is_err()
     );
 
+    // A roster change is a Raft commit of alice's shard, timed.
+    alice
+        .send("<iq type='set' id='ros1'><query xmlns='jabber:iq:roster'><item jid='bob@localhost'/></query></iq>")
+        .await;
+    alice
+        .expect(|e| e.attr("id") == Some("ros1"))
+        .await
+        .expect("roster set answered");
     let (_, during) = get_async(http, "/metrics").await;
+    let commits: f64 = during
+        .lines()
+        .filter(|l| l.starts_with("xmppd_raft_commit_latency_seconds_count{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(commits >= 1.0, "{during}");
+    assert!(
+        during.contains("xmppd_raft_commit_latency_seconds_bucket{shard=\"0\",le=\"0.001\"}"),
+        "{during}"
+    );
     let moved = |series: &str| value(&during, series) - value(&before, series);
     assert_eq!(value(&during, "xmppd_sessions"), 2.0);
     assert_eq!(

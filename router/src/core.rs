@@ -119,6 +119,12 @@ impl Core {
         Ok(Core { shared })
     }
 
+    /// The shards' commit latency histogram, to register with a
+    /// Prometheus registry.
+    pub fn commit_latency(&self) -> prometheus::HistogramVec {
+        self.shared.cluster.commit_latency.clone()
+    }
+
     /// RocksDB's figures (metrics).
     pub fn engine_stats(&self) -> storage::EngineStats {
         self.shared.env.store.0.engine_stats()

@@ -179,6 +179,31 @@ pub(crate) struct Cluster {
     /// itself (`auto_join`): it does not stop as removed until it was
     /// added back once.
     pub rejoining: std::sync::atomic::AtomicBool,
+    /// How long each shard's Raft commits take at its leader (entry
+    /// proposed to majority applied), for `/metrics`.
+    pub commit_latency: prometheus::HistogramVec,
+    /// Its series, one per shard, so that a commit needs no label lookup.
+    commit_series: Vec<prometheus::Histogram>,
+}
+
+/// Bucket bounds of the commit latency, in seconds.
+const COMMIT_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
+
+/// The commit latency histogram and its per-shard series.
+fn commit_histograms(n: usize) -> (prometheus::HistogramVec, Vec<prometheus::Histogram>) {
+    let opts = prometheus::HistogramOpts::new(
+        "xmppd_raft_commit_latency_seconds",
+        "Time a shard's Raft commit takes at its leader on this node, from proposing the entry to applying it after a majority has it.",
+    )
+    .buckets(COMMIT_BUCKETS.to_vec());
+    let vec = prometheus::HistogramVec::new(opts, &["shard"])
+        .expect("constant name, help, label and increasing buckets");
+    let series = (0..n)
+        .map(|i| vec.with_label_values(&[&i.to_string()]))
+        .collect();
+    (vec, series)
 }
 
 impl Cluster {
@@ -200,8 +225,11 @@ impl Cluster {
                 meta_state.get(&membership::left_key(cfg.node_id)),
                 Ok(Some(_))
             );
+        let (commit_latency, commit_series) = commit_histograms(n);
         Ok(Cluster {
             rejoining: std::sync::atomic::AtomicBool::new(rejoining),
+            commit_latency,
+            commit_series,
             cfg,
             shard_count: n,
             rafts,
@@ -287,7 +315,11 @@ impl Cluster {
                     // (openraft keeps it leading until it hears of a newer
                     // term): give up rather than hold the shard forever.
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let started = std::time::Instant::now();
                     let written = tokio::time::timeout(left, raft.client_write(cmd)).await;
+                    if let Some(h) = self.commit_series.get(index) {
+                        h.observe(started.elapsed().as_secs_f64());
+                    }
                     let Ok(written) = written else {
                         return Err(CoreError::Raft(format!(
                             "not committed within {COMMIT_PATIENCE:?}: no majority"

@@ -73,6 +73,10 @@ KNOWN_METRICS = {
     "xmppd_rocksdb_write_stopped",
     "xmppd_rocksdb_delayed_write_rate_bytes",
     "xmppd_raft_commit_latency_seconds",
+    "xmppd_shard_queue_depth",
+    "xmppd_edge_queue_depth",
+    "xmppd_offline_store_keys",
+    "xmppd_offline_store_bytes",
     # announced, not served yet
     "xmppd_routing_latency_seconds",
 }

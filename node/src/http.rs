@@ -32,6 +32,7 @@ pub struct HttpState {
     stopping: AtomicBool,
     core: OnceLock<router::Core>,
     link: OnceLock<CoreLink>,
+    core_service: OnceLock<router::service::CoreService>,
 }
 
 impl HttpState {
@@ -42,12 +43,18 @@ impl HttpState {
             stopping: AtomicBool::new(false),
             core: OnceLock::new(),
             link: OnceLock::new(),
+            core_service: OnceLock::new(),
         })
     }
 
     /// The core of this process, once it runs.
     pub fn set_core(&self, core: router::Core) {
         let _ = self.core.set(core);
+    }
+
+    /// The core node's services to edges (their queues are metrics).
+    pub fn set_core_service(&self, svc: router::service::CoreService) {
+        let _ = self.core_service.set(svc);
     }
 
     /// Start-up is over; `link` is how the edge reaches its core.
@@ -169,6 +176,10 @@ async fn metrics(State(st): State<Arc<HttpState>>) -> impl IntoResponse {
         scrape.sessions = Some(core.session_count().await);
         scrape.shards = core.shard_groups();
         scrape.engine = Some(core.engine_stats());
+        scrape.shard_queues = core.shard_queue_depths();
+    }
+    if let Some(svc) = st.core_service.get() {
+        scrape.edge_queues = svc.edge_queue_depths();
     }
     if let Some(CoreLink::Remote(r)) = st.link.get() {
         scrape.core_links = r.links();

@@ -38,6 +38,10 @@ pub struct Metrics {
     shard_apply_lag: IntGaugeVec,
     /// An edge's forward streams to the core nodes (1 open, 0 lost).
     core_link_up: IntGaugeVec,
+    shard_queue: IntGaugeVec,
+    edge_queue: IntGaugeVec,
+    offline_keys: IntGauge,
+    offline_bytes: IntGauge,
     rocksdb: RocksGauges,
     process: ProcessGauges,
 }
@@ -242,6 +246,28 @@ impl Metrics {
                 "An edge's gRPC forward stream to each core node: 1 open, 0 lost (edges).",
                 &["core"],
             ),
+            shard_queue: gauge_vec(
+                &r,
+                "xmppd_shard_queue_depth",
+                "Messages waiting in each shard's queue on this core node (4096 at most; a full queue holds its senders back).",
+                &["shard"],
+            ),
+            edge_queue: gauge_vec(
+                &r,
+                "xmppd_edge_queue_depth",
+                "Deliveries waiting in a core node's queue to each connected edge.",
+                &["edge"],
+            ),
+            offline_keys: gauge(
+                &r,
+                "xmppd_offline_store_keys",
+                "RocksDB's estimate of the offline store's keys: about one per stored message.",
+            ),
+            offline_bytes: gauge(
+                &r,
+                "xmppd_offline_store_bytes",
+                "Bytes of the offline store's table files and memtables.",
+            ),
             rocksdb: RocksGauges {
                 live_sst: gauge(
                     &r,
@@ -368,6 +394,19 @@ impl Metrics {
             set(&g.running_compactions, st.running_compactions);
             g.write_stopped.set(i64::from(st.write_stopped));
             set(&g.delayed_write_rate, st.delayed_write_rate);
+            set(&self.offline_keys, st.offline_keys);
+            set(&self.offline_bytes, st.offline_bytes);
+        }
+        for (i, d) in state.shard_queues.iter().enumerate() {
+            self.shard_queue
+                .with_label_values(&[&i.to_string()])
+                .set(i64::try_from(*d).unwrap_or(i64::MAX));
+        }
+        self.edge_queue.reset();
+        for (edge, d) in &state.edge_queues {
+            self.edge_queue
+                .with_label_values(&[&edge.to_string()])
+                .set(i64::try_from(*d).unwrap_or(i64::MAX));
         }
         self.core_link_up.reset();
         for (core, up) in &state.core_links {
@@ -415,6 +454,10 @@ pub struct ScrapeState {
     pub engine: Option<storage::EngineStats>,
     /// An edge's core nodes and whether its stream to each is open.
     pub core_links: Vec<(u64, bool)>,
+    /// Messages queued for each shard of this core node.
+    pub shard_queues: Vec<usize>,
+    /// Deliveries queued for each connected edge.
+    pub edge_queues: Vec<(u64, usize)>,
 }
 
 struct ProcessStats {
@@ -496,6 +539,8 @@ mod tests {
                 ..Default::default()
             }),
             core_links: vec![(1, true), (2, false)],
+            shard_queues: vec![0, 7],
+            edge_queues: vec![(4, 12)],
         });
         for line in [
             "xmppd_client_connections{listener=\"c2s\"} 1",
@@ -515,6 +560,8 @@ mod tests {
             "xmppd_rocksdb_write_stopped 1",
             "xmppd_core_link_up{core=\"1\"} 1",
             "xmppd_core_link_up{core=\"2\"} 0",
+            "xmppd_shard_queue_depth{shard=\"1\"} 7",
+            "xmppd_edge_queue_depth{edge=\"4\"} 12",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

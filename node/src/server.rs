@@ -217,6 +217,7 @@ impl Server {
             let advertised = advertised.clone().unwrap_or(l.local_addr()?.to_string());
             let svc = router::service::CoreService::new(core.clone(), node_id, advertised);
             core_service = Some(svc.clone());
+            http.set_core_service(svc.clone());
             if let Some(api) = &api {
                 api.set_core(core.clone(), svc.clone(), domains.clone());
             }

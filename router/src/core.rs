@@ -125,6 +125,15 @@ impl Core {
         self.shared.cluster.commit_latency.clone()
     }
 
+    /// Messages waiting in each shard's queue from the edges (metrics).
+    pub fn shard_queue_depths(&self) -> Vec<usize> {
+        self.shared
+            .shards
+            .iter()
+            .map(|h| h.edge.max_capacity() - h.edge.capacity())
+            .collect()
+    }
+
     /// RocksDB's figures (metrics).
     pub fn engine_stats(&self) -> storage::EngineStats {
         self.shared.env.store.0.engine_stats()

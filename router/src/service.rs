@@ -97,6 +97,14 @@ impl CoreService {
         }
     }
 
+    /// Each connected edge and the deliveries waiting in its queue.
+    pub fn edge_queue_depths(&self) -> Vec<(u64, usize)> {
+        let m = self.edges.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<(u64, usize)> = m.iter().map(|(id, e)| (*id, e.link.depth())).collect();
+        v.sort_unstable();
+        v
+    }
+
     /// The address the other nodes know this one by.
     pub fn address(&self) -> &str {
         &self.address

@@ -129,6 +129,11 @@ impl EdgeLink {
         self.tx.is_closed()
     }
 
+    /// Deliveries waiting in the queue to the edge.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Nothing waits in the queue to the edge.
     pub fn is_empty(&self) -> bool {
         self.tx.is_closed() || self.tx.capacity() == self.tx.max_capacity()

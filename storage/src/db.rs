@@ -52,6 +52,11 @@ pub struct EngineStats {
     /// The rate writes are slowed to, in bytes per second; 0 when they
     /// are not slowed.
     pub delayed_write_rate: u64,
+    /// RocksDB's estimate of the keys of the offline store: about one per
+    /// stored message (and one per user who has any).
+    pub offline_keys: u64,
+    /// Bytes of the offline store's table files and memtables.
+    pub offline_bytes: u64,
 }
 
 fn cf_options() -> Options {
@@ -117,6 +122,11 @@ impl Db {
             st.live_sst_bytes += get("rocksdb.live-sst-files-size");
             st.memtable_bytes += get("rocksdb.cur-size-all-mem-tables");
             st.pending_compaction_bytes += get("rocksdb.estimate-pending-compaction-bytes");
+            if name == keys::CF_OFFLINE {
+                st.offline_keys = get("rocksdb.estimate-num-keys");
+                st.offline_bytes =
+                    get("rocksdb.live-sst-files-size") + get("rocksdb.cur-size-all-mem-tables");
+            }
         }
         let get = |p: &str| self.db.property_int_value(p).ok().flatten().unwrap_or(0);
         st.running_compactions = get("rocksdb.num-running-compactions");

@@ -37,6 +37,8 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Entries per page when the caller names no `limit`, and the most.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
+/// Longest password taken.
+const MAX_PASSWORD_BYTES: usize = 1024;
 /// Shortest token accepted from `admin.token_file`.
 pub const MIN_TOKEN_BYTES: usize = 16;
 
@@ -91,39 +93,44 @@ impl ApiState {
 /// white space, at least [`MIN_TOKEN_BYTES`] long.
 pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("reading admin.token_file {}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let token = text.lines().next().unwrap_or("").trim().to_string();
     if token.len() < MIN_TOKEN_BYTES {
         anyhow::bail!(
-            "admin.token_file {}: the token must be at least {MIN_TOKEN_BYTES} characters on its first line",
+            "{}: the token must be at least {MIN_TOKEN_BYTES} characters on its first line",
             path.display()
         );
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
         anyhow::bail!(
-            "admin.token_file {}: the token may hold only printable ASCII without spaces",
+            "{}: the token may hold only printable ASCII characters, without spaces",
             path.display()
         );
     }
     Ok(token)
 }
 
-/// The routes, to be merged into the HTTP listener's router.
+/// The routes, to be nested at `/api/v1` in the HTTP listener's router.
 pub fn routes(state: Arc<ApiState>) -> Router {
-    let authed = Router::new()
-        .route("/api/v1/users", get(list_users).post(add_user))
-        .route("/api/v1/users/{jid}", delete(delete_user))
-        .route("/api/v1/users/{jid}/password", put(set_password))
-        .route("/api/v1/sessions", get(list_sessions))
-        .route("/api/v1/sessions/{jid}", delete(kick))
-        .route("/api/v1/cluster", get(cluster_status))
-        .route("/api/v1/cluster/nodes", post(add_node))
-        .route("/api/v1/cluster/nodes/{id}", delete(remove_node))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
-        .with_state(state);
     Router::new()
-        .route("/api/v1/openapi.json", get(openapi))
-        .merge(authed)
+        .route("/users", get(list_users).post(add_user))
+        .route("/users/{jid}", delete(delete_user))
+        .route("/users/{jid}/password", put(set_password))
+        .route("/sessions", get(list_sessions))
+        .route("/sessions/{jid}", delete(kick))
+        .route("/cluster", get(cluster_status))
+        .route("/cluster/nodes", post(add_node))
+        .route("/cluster/nodes/{id}", delete(remove_node))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such call".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this call does not take that method".into(),
+            )
+        })
+        .with_state(state)
 }
 
 /// An error answer: `{"error": "..."}` with its status.
@@ -317,6 +324,17 @@ fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> A
     serde_json::from_value(value).map_err(|e| ApiError::bad(format!("malformed body: {e}")))
 }
 
+/// Passwords are 1 to `MAX_PASSWORD_BYTES` bytes (the document says so;
+/// PRECIS and `registration.min_password_len` judge the rest).
+fn password_size(p: &str) -> ApiResult<()> {
+    if p.is_empty() || p.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::bad(format!(
+            "a password is 1 to {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
 fn path_value<T>(p: Result<Path<T>, PathRejection>) -> ApiResult<T> {
     p.map(|Path(v)| v)
         .map_err(|e| ApiError::bad(format!("bad path: {}", e.body_text())))
@@ -366,11 +384,14 @@ struct NewPassword {
 
 async fn add_user(
     State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult<impl IntoResponse> {
+    query(q, &[])?;
     let st = st.ready()?;
     let req: NewUser = body(&headers, &bytes)?;
+    password_size(&req.password)?;
     let jid = user(st, &req.jid)?;
     st.core.add_account(&jid, &req.password).await?;
     tracing::info!(user = %jid, "account created through the admin HTTP API");
@@ -383,12 +404,15 @@ async fn add_user(
 async fn set_password(
     State(st): State<Arc<ApiState>>,
     jid: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult<StatusCode> {
+    query(q, &[])?;
     let st = st.ready()?;
     let jid = user(st, &path_value(jid)?)?;
     let req: NewPassword = body(&headers, &bytes)?;
+    password_size(&req.password)?;
     st.core.set_password(&jid, &req.password).await?;
     tracing::info!(user = %jid, "password changed through the admin HTTP API");
     Ok(StatusCode::NO_CONTENT)
@@ -397,7 +421,9 @@ async fn set_password(
 async fn delete_user(
     State(st): State<Arc<ApiState>>,
     jid: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
 ) -> ApiResult<StatusCode> {
+    query(q, &[])?;
     let st = st.ready()?;
     let jid = user(st, &path_value(jid)?)?;
     st.core.delete_account(&jid).await.map_err(|e| match e {
@@ -451,7 +477,9 @@ async fn list_sessions(
 async fn kick(
     State(st): State<Arc<ApiState>>,
     jid: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
 ) -> ApiResult<StatusCode> {
+    query(q, &[])?;
     let st = st.ready()?;
     let raw = path_value(jid)?;
     let jid = FullJid::parse(&raw)
@@ -464,8 +492,12 @@ async fn kick(
     }
 }
 
-async fn cluster_status(State(st): State<Arc<ApiState>>) -> ApiResult<impl IntoResponse> {
+async fn cluster_status(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<impl IntoResponse> {
     use pb::admin_server::Admin;
+    query(q, &[])?;
     let st = st.ready()?;
     let s = st
         .admin
@@ -526,10 +558,12 @@ fn node_id(id: u64) -> ApiResult<u64> {
 
 async fn add_node(
     State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     use pb::admin_server::Admin;
+    query(q, &[])?;
     let st = st.ready()?;
     let req: NewNode = body(&headers, &bytes)?;
     let id = node_id(req.id)?;
@@ -554,8 +588,10 @@ async fn add_node(
 async fn remove_node(
     State(st): State<Arc<ApiState>>,
     id: Result<Path<u64>, PathRejection>,
+    RawQuery(q): RawQuery,
 ) -> ApiResult<impl IntoResponse> {
     use pb::admin_server::Admin;
+    query(q, &[])?;
     let st = st.ready()?;
     let id = node_id(path_value(id)?)?;
     let r = st

@@ -803,6 +803,11 @@ impl Config {
                 );
             }
         }
+        if let Some(f) = &self.admin.token_file
+            && let Err(e) = crate::api::read_token(f)
+        {
+            p.add("admin.token_file", e.to_string());
+        }
         if self.admin.token_file.is_some() {
             if self.cluster.role == Role::Edge {
                 p.add(
@@ -1333,6 +1338,27 @@ mod tests {
             p.iter().any(|p| p.starts_with("cluster.advertise")),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn the_admin_token_file_is_read_by_the_check() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = Config::default();
+        c.admin.token_file = Some(dir.path().join("missing"));
+        let p = only_problem(&c, "admin.token_file");
+        assert!(p.contains("cannot read"), "{p}");
+        for (text, why) in [
+            ("short\n", "at least 16"),
+            ("with a space 0123456789\n", "printable"),
+        ] {
+            let f = dir.path().join("token");
+            std::fs::write(&f, text).expect("token");
+            c.admin.token_file = Some(f);
+            let p = only_problem(&c, "admin.token_file");
+            assert!(p.contains(why), "{p}");
+        }
+        std::fs::write(dir.path().join("token"), "0123456789abcdef\n").expect("token");
+        assert!(problems(&c).is_empty(), "{:?}", problems(&c));
     }
 
     #[test]

@@ -99,6 +99,10 @@ impl HttpState {
 /// HTTP connections served at once; more wait in the listen backlog, so
 /// the listener cannot take the file descriptors the XMPP listeners need.
 const MAX_CONNECTIONS: usize = 64;
+/// HTTP connections from one address at once: a client holding many
+/// cannot take the probes' places (the kubelet and Prometheus each need a
+/// few); more are closed as they come.
+const MAX_PER_IP: usize = 8;
 /// Time a client gets to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest life of one connection (a scraper reconnects).
@@ -122,9 +126,11 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .with_state(state);
     if let Some(api) = api {
-        app = app.merge(crate::api::routes(api));
+        app = app.nest("/api/v1", crate::api::routes(api));
     }
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
+        Arc::default();
     let mut conns = JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
@@ -135,9 +141,9 @@ pub async fn serve(
             },
             _ = async { drop(shutdown.wait_for(|s| *s).await) } => break,
         };
-        let tcp = tokio::select! {
+        let (tcp, ip) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((tcp, _)) => tcp,
+                Ok((tcp, peer)) => (tcp, peer.ip()),
                 Err(e) => {
                     tracing::warn!(error = %e, "HTTP accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -146,10 +152,24 @@ pub async fn serve(
             },
             _ = async { drop(shutdown.wait_for(|s| *s).await) } => break,
         };
+        {
+            let mut m = per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = m.entry(ip).or_insert(0);
+            if *n >= MAX_PER_IP {
+                // Closed at once; its permit goes back.
+                continue;
+            }
+            *n += 1;
+        }
         let service = TowerToHyperService::new(app.clone());
         let mut stop = shutdown.clone();
+        let slot = IpSlot {
+            map: per_ip.clone(),
+            ip,
+        };
         conns.spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -168,6 +188,24 @@ pub async fn serve(
     drop(listener);
     let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
     conns.abort_all();
+}
+
+/// One connection's place in the per-address count, given back on drop.
+struct IpSlot {
+    map: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
 }
 
 async fn metrics(State(st): State<Arc<HttpState>>) -> impl IntoResponse {

@@ -40,6 +40,9 @@ fn sa_dir() -> PathBuf {
 /// This pod, from `POD_NAME` (or the host name) and `POD_NAMESPACE` (or
 /// the service account's namespace).
 pub fn this_pod() -> anyhow::Result<Pod> {
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
+        bail!("KUBERNETES_SERVICE_HOST is not set: not in a Kubernetes pod");
+    }
     let name = std::env::var("POD_NAME")
         .ok()
         .filter(|n| !n.is_empty())

@@ -1,9 +1,10 @@
 //! Configuration reload (SIGHUP): which keys a running node can take on,
 //! and which need a restart.
 //!
-//! Applied live: `log.level`; `limits.*` but the login throttle's
+//! Applied live: `log.level`; the client connections' `limits.*`
 //! (connections opened after the reload take the new limits, open ones
-//! keep theirs); `tls.*` (the certificate and key files are read again on
+//! keep theirs; not the login throttle's, nor the core's roster and vCard
+//! sizes); `tls.*` (the certificate and key files are read again on
 //! every reload, so a renewed certificate at the same path is taken too);
 //! `registration.enabled`; the admin API's token (its file is read again);
 //! `shutdown.*` (read when SIGTERM comes).
@@ -55,7 +56,11 @@ pub fn is_live(key: &str) -> bool {
         || key == "admin.token_file"
         || key.starts_with("tls.")
         || key.starts_with("shutdown.")
-        || (key.starts_with("limits.") && !key.starts_with("limits.login_"))
+        || (key.starts_with("limits.")
+            && !key.starts_with("limits.login_")
+            // Kept by the core's modules from their start.
+            && key != "limits.max_roster_items"
+            && key != "limits.max_vcard_bytes")
 }
 
 #[cfg(test)]
@@ -69,6 +74,7 @@ mod tests {
         new.log.level = "debug".into();
         new.limits.max_connections_per_ip = 7;
         new.limits.login_delay_secs = 9;
+        new.limits.max_vcard_bytes = 1024;
         new.registration.enabled = true;
         new.domains.push("example.org".into());
         new.listeners.http = None;
@@ -81,6 +87,7 @@ mod tests {
                 "domains",
                 "limits.login_delay_secs",
                 "limits.max_connections_per_ip",
+                "limits.max_vcard_bytes",
                 "listeners.http",
                 "log.level",
                 "registration.enabled",

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, Role};
+use crate::config::{Config, LimitsConfig, Role};
 use crate::core_link::CoreLink;
 use crate::edge::{Edge, EdgeLimits, EdgeTls};
 use crate::remote::RemoteCore;
@@ -135,7 +135,9 @@ impl Server {
         let http = crate::http::HttpState::new(metrics.clone());
         let mut http_addr = None;
         let api = match &cfg.admin.token_file {
-            Some(f) => Some(crate::api::ApiState::new(crate::api::read_token(f)?)),
+            Some(f) => Some(crate::api::ApiState::new(
+                crate::api::read_token(f).map_err(|e| anyhow::anyhow!("admin.token_file: {e}"))?,
+            )),
             None => None,
         };
         if let Some(addr) = &cfg.listeners.http {
@@ -424,7 +426,9 @@ impl Server {
             None
         };
         let token = match (&self.api, &new.admin.token_file) {
-            (Some(_), Some(f)) => Some(crate::api::read_token(f)?),
+            (Some(_), Some(f)) => Some(
+                crate::api::read_token(f).map_err(|e| anyhow::anyhow!("admin.token_file: {e}"))?,
+            ),
             _ => None,
         };
         if keys.contains("log.level") {
@@ -446,13 +450,26 @@ impl Server {
             old.limits.login_max_delay_secs,
             old.limits.login_forget_secs,
         );
-        effective.limits = new.limits.clone();
+        effective.limits = LimitsConfig {
+            max_roster_items: old.limits.max_roster_items,
+            max_vcard_bytes: old.limits.max_vcard_bytes,
+            ..new.limits.clone()
+        };
         (
             effective.limits.login_free_failures,
             effective.limits.login_delay_secs,
             effective.limits.login_max_delay_secs,
             effective.limits.login_forget_secs,
         ) = login;
+        if tls.is_none() {
+            for k in keys
+                .iter()
+                .filter(|k| is_live(k) && (k.starts_with("limits.") || k.starts_with("tls.")))
+            {
+                out.applied
+                    .push(format!("{k} (this node has no client listeners)"));
+            }
+        }
         if let Some(tls) = tls {
             let mut settings = (*self.edge.settings()).clone();
             settings.require_tls = new.tls.require_starttls;

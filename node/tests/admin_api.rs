@@ -310,6 +310,28 @@ async fn accounts_and_sessions_through_the_admin_api() {
     )
     .await;
     assert_eq!(status, 400, "{v}");
+    // Every answer under /api/v1 is JSON, unknown calls and methods too;
+    // parameters a call does not take are refused.
+    for (method, path, want) in [
+        ("GET", "/api/v1/nothing", 404),
+        ("GET", "/api/v1/users/", 404),
+        ("PATCH", "/api/v1/users", 405),
+        ("GET", "/api/v1/cluster?verbose=1", 400),
+        ("DELETE", "/api/v1/users/bob%40localhost?force=1", 400),
+    ] {
+        let (status, v) = api_async(http, method, path.into(), None).await;
+        assert_eq!(status, want, "{method} {path}: {v}");
+        assert!(v["error"].is_string(), "{method} {path}: {v}");
+    }
+    let long = "x".repeat(1025);
+    let (status, v) = api_async(
+        http,
+        "POST",
+        "/api/v1/users".into(),
+        Some(json!({"jid": "zed@localhost", "password": long})),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
     srv.stop().await;
 }
 
@@ -445,6 +467,31 @@ fn sessions_are_listed_and_ended_across_a_cluster() {
     assert_eq!(cond, "policy-violation");
     let (ok, out) = xmppd(&cores[1].1, &["session", "kick", "user0@localhost"]);
     assert!(!ok && out.contains("not a full JID"), "{out}");
+    // A core node that does not run is not made a member (it would be a
+    // replica that never votes).
+    let nowhere = free_addr();
+    let (status, v) = api(
+        http1,
+        "POST",
+        "/api/v1/cluster/nodes",
+        Some(json!({"id": 7, "address": nowhere.to_string()})),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not answer")),
+        "{v}"
+    );
+    let (_, st) = api(http1, "GET", "/api/v1/cluster", None);
+    let ids: Vec<u64> = st["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter(|m| m["role"] == "core")
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    assert_eq!(ids, [1, 2], "{st}");
     drop(clients);
 }
 

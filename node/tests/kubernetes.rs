@@ -399,6 +399,23 @@ async fn a_statefulset_scaled_3_to_5_to_3_keeps_every_account_and_message() {
     )
     .await;
     chat(&mut alice, &mut bob, "user1@localhost", "again", 5).await;
+
+    // A member whose volume comes back empty refuses to start: with an
+    // empty log it could vote a leader that lacks committed entries.
+    let (hook, _) = pods.terminate(1, &api);
+    assert!(hook.contains("stays a member"), "{hook}");
+    std::fs::remove_dir_all(pods.dir.path().join("xmppd-core-1")).expect("wipe the volume");
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&pods.cfgs[1])
+        .arg("serve")
+        .env("HOSTNAME", Pods::host(1))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run xmppd");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("has no cluster data here"), "{text}");
 }
 
 /// Two edges that drew the same id: the core node refuses the second

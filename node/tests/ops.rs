@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::procs::*;
 use common::{Client, TestServer};
+use tokio::io::AsyncReadExt;
 
 const PW: &str = "secret-pw";
 
@@ -36,6 +37,14 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A TCP connection to `addr` from the loopback address `from`.
+async fn connect_from(from: &str, addr: SocketAddr) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::new(from.parse().expect("ip"), 0))
+        .expect("bind a loopback source");
+    sock.connect(addr).await.expect("connect")
 }
 
 async fn get_async(addr: SocketAddr, path: &'static str) -> (u16, String) {
@@ -326,10 +335,13 @@ async fn slow_or_idle_http_clients_are_bounded() {
         let _ = s.read_to_end(&mut buf);
         (t.elapsed(), buf)
     });
-    // 63 more that send nothing fill the listener's 64 places...
-    let idle: Vec<std::net::TcpStream> = (0..63)
-        .map(|_| std::net::TcpStream::connect(http).expect("connect"))
-        .collect();
+    // 63 more that send nothing, from other addresses (8 at most from
+    // one), fill the listener's 64 places...
+    let mut idle = Vec::new();
+    for i in 0..63u8 {
+        let from = format!("127.0.0.{}", 2 + i / 8);
+        idle.push(connect_from(&from, http).await);
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     // ...so a probe waits in the listen queue until places free up.
     let probe = tokio::task::spawn_blocking(move || {
@@ -342,6 +354,22 @@ async fn slow_or_idle_http_clients_are_bounded() {
     let ((status, body), waited) = probe.await.expect("join");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     assert!(waited >= Duration::from_secs(1), "{waited:?}");
+    // One address holds 8 at most: a 9th is closed at once, and the
+    // probes from elsewhere are served.
+    let mut hog = Vec::new();
+    for _ in 0..8 {
+        hog.push(connect_from("127.0.0.20", http).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ninth = connect_from("127.0.0.20", http).await;
+    let mut b = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(2), ninth.read(&mut b)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a 9th connection from one address is closed: {closed:?}"
+    );
+    assert_eq!(get_async(http, "/livez").await, (200, "ok\n".into()));
+    drop(hog);
     let (took, answer) = slow.await.expect("join");
     assert!(
         took >= Duration::from_secs(8) && took < Duration::from_secs(20),

@@ -145,7 +145,10 @@ async fn sighup_applies_what_can_change_and_names_the_rest() {
     std::fs::write(dir.path().join("token"), "second-token-0123456789\n").expect("token");
     let new_text = text
         .replace("level = \"info\"", "level = \"warn\"")
-        .replace("max_connections_per_ip = 100", "max_connections_per_ip = 2")
+        .replace(
+            "max_connections_per_ip = 100",
+            "max_connections_per_ip = 2\nmax_vcard_bytes = 1024",
+        )
         .replace(
             "[registration]\nenabled = false",
             "[registration]\nenabled = true",
@@ -159,8 +162,17 @@ async fn sighup_applies_what_can_change_and_names_the_rest() {
     std::fs::write(&cfg, &new_text).expect("config");
     let mark = lines_since(&log, 0).len();
     signal(&node, "HUP");
-    let line = wait_line(&log, mark, "in force after a restart").await;
-    assert!(line.contains("offline.max_per_user"), "{line}");
+    wait_line(&log, mark, "in force after a restart").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let warned: Vec<String> = lines_since(&log, mark)
+        .into_iter()
+        .filter(|l| l.contains("in force after a restart"))
+        .collect();
+    // The core keeps its vCard limit from its start: a restart, not a
+    // reload, changes it.
+    for key in ["offline.max_per_user", "limits.max_vcard_bytes"] {
+        assert!(warned.iter().any(|l| l.contains(key)), "{key}: {warned:#?}");
+    }
 
     assert_eq!(
         served_cert(tls_port).await,

@@ -59,6 +59,48 @@ fn valid_addr(addr: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
+/// That the core node at `addr` answers, as node `id`, within 3 s.
+async fn check_node_answers(id: u64, addr: &str) -> Result<(), CoreError> {
+    use proto::cluster::pb;
+    let ask = async {
+        let mut admin = super::admin_client::admin_at(addr)
+            .await
+            .map_err(|e| e.message().to_string())?;
+        admin
+            .status(pb::StatusRequest { map_only: true })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|e| e.message().to_string())
+    };
+    let st = match tokio::time::timeout(Duration::from_secs(3), ask).await {
+        Ok(Ok(st)) => st,
+        Ok(Err(e)) => {
+            return Err(CoreError::Membership(format!(
+                "node {id} does not answer at {addr} ({e}): start it first, with cluster.peers listing a member and itself"
+            )));
+        }
+        Err(_) => {
+            return Err(CoreError::Membership(format!(
+                "node {id} does not answer at {addr} within 3 s: start it first"
+            )));
+        }
+    };
+    // A node lists itself, a member or not.
+    let core = pb::Role::Core as i32;
+    if !st.members.iter().any(|m| m.id == id && m.role == core) {
+        let there: Vec<u64> = st
+            .members
+            .iter()
+            .filter(|m| m.role == core)
+            .map(|m| m.id)
+            .collect();
+        return Err(CoreError::Membership(format!(
+            "the core node at {addr} is not node {id} (it knows nodes {there:?})"
+        )));
+    }
+    Ok(())
+}
+
 /// A group's membership as its metrics show it.
 struct View {
     leading: bool,
@@ -175,6 +217,12 @@ impl Cluster {
         self.ensure_meta_leader()?;
         let _one_at_a_time = self.membership.lock().await;
         let members = self.members();
+        // A node that is not running, or another node at that address,
+        // must not become a replica: its shards would count a voter that
+        // never votes (an address typo would cost a majority).
+        if !members.contains_key(&id) {
+            check_node_answers(id, &addr).await?;
+        }
         match members.get(&id) {
             Some(a) if *a == addr => return Ok(members.into_keys().collect()),
             Some(a) => {

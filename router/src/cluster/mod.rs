@@ -406,6 +406,41 @@ pub(crate) struct Opened {
     pub shard_states: Vec<storage::raft::StateMachine>,
 }
 
+/// The members of the cluster that this node's peers run, if one of them
+/// answers with any (each asked for at most 2 s). `None`: no cluster yet,
+/// or no peer answers (a first start, when they all start together).
+async fn running_members(cfg: &CoreConfig) -> Option<Vec<u64>> {
+    use proto::cluster::pb;
+    for (id, addr) in &cfg.peers {
+        if *id == cfg.node_id {
+            continue;
+        }
+        let ask = async {
+            let mut admin = admin_client::admin_at(addr).await.ok()?;
+            admin
+                .status(pb::StatusRequest { map_only: true })
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        };
+        let Ok(Some(st)) = tokio::time::timeout(Duration::from_secs(2), ask).await else {
+            continue;
+        };
+        let members: Vec<u64> = st
+            .members
+            .iter()
+            .filter(|m| m.role == pb::Role::Core as i32 && m.state.is_empty())
+            .map(|m| m.id)
+            .collect();
+        // A peer that waits for its cluster lists itself alone, as
+        // "joining"; a running cluster has a meta leader.
+        if st.meta_leader.is_some() && !members.is_empty() {
+            return Some(members);
+        }
+    }
+    None
+}
+
 /// Open (or create) the meta group and the Raft group of every shard on
 /// this node. The first voters are `cfg.peers`, or this node alone when
 /// that is empty; on a first start the peer with the lowest id creates the
@@ -430,15 +465,21 @@ pub(crate) async fn open_groups(
             .collect()
     };
     let founder = voters.keys().next().copied() == Some(me);
+    // Whether this node may create the groups: decided once the meta
+    // group's log is open (below), before any shard group is.
+    let found = std::sync::atomic::AtomicBool::new(false);
     let open = |group: u64, log, sm| {
         let rconf = rconf.clone();
         let voters = voters.clone();
+        let found = &found;
         async move {
             let raft = Raft::new(me, rconf, Network::new(group), log, sm)
                 .await
                 .map_err(|e| raft_err(&e))?;
             groups.insert(group, raft.clone());
-            if founder && !raft.is_initialized().await.map_err(|e| raft_err(&e))? {
+            if found.load(std::sync::atomic::Ordering::Relaxed)
+                && !raft.is_initialized().await.map_err(|e| raft_err(&e))?
+            {
                 raft.initialize(voters).await.map_err(|e| raft_err(&e))?;
             }
             Ok::<Raft, CoreError>(raft)
@@ -451,6 +492,37 @@ pub(crate) async fn open_groups(
         .map_err(|e| raft_err(&e))?;
     let meta_state = sm.clone();
     let meta = open(meta_group, log, sm).await?;
+    // A node with no cluster state yet: the founder creates the groups,
+    // unless its peers already run a cluster. One that lists this node as
+    // a member means this node lost its data (an emptied volume): as a
+    // voter with an empty log it could elect a leader that lacks
+    // committed entries, so it refuses to start.
+    if meta.is_initialized().await.map_err(|e| raft_err(&e))? {
+        // A restart: a shard group left uninitialized by a crash during
+        // the first start is created as it was meant to be.
+        found.store(founder, std::sync::atomic::Ordering::Relaxed);
+    } else {
+        let running = if cfg.peers.is_empty() {
+            None
+        } else {
+            running_members(cfg).await
+        };
+        match running {
+            Some(members) if members.contains(&me) => {
+                return Err(CoreError::Membership(format!(
+                    "node {me} is a member of the running cluster (members {members:?}) but has no cluster data here (a lost or emptied volume?): take it out first with `xmppd cluster remove-node {me}` on another core node, then start it again to join as a new replica"
+                )));
+            }
+            Some(_) => {}
+            None if founder => {
+                found.store(true, std::sync::atomic::Ordering::Relaxed);
+                meta.initialize(voters.clone())
+                    .await
+                    .map_err(|e| raft_err(&e))?;
+            }
+            None => {}
+        }
+    }
     let mut rafts = Vec::with_capacity(n);
     let mut shard_states = Vec::with_capacity(n);
     for i in 0..n {

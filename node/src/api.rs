@@ -194,6 +194,19 @@ async fn authorize(
     req: Request,
     next: Next,
 ) -> Response {
+    // A body announced longer than any call takes is refused before it
+    // is waited for.
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is longer than {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
+    }
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -362,7 +375,13 @@ async fn list_users(
         .transpose()
         .map_err(|e| ApiError::bad(e.to_string()))?;
     let users = st.core.list_users(domain.as_deref()).await?;
-    let (users, next) = page(users, |u| u.as_str(), param(&q, "after"), limit);
+    // `after` is a JID of the last page: compared in normalised form.
+    let after = param(&q, "after").map(|a| {
+        BareJid::parse(a)
+            .map(|j| j.to_string())
+            .unwrap_or_else(|_| a.to_string())
+    });
+    let (users, next) = page(users, |u| u.as_str(), after.as_deref(), limit);
     Ok(axum::Json(UserPage {
         users: users.iter().map(ToString::to_string).collect(),
         next,
@@ -459,7 +478,12 @@ async fn list_sessions(
     let limit = limit(&q)?;
     let who = param(&q, "user").map(|u| user(st, u)).transpose()?;
     let all = st.core.list_sessions(who.as_ref()).await;
-    let (list, next) = page(all, |s| s.jid.as_str(), param(&q, "after"), limit);
+    let after = param(&q, "after").map(|a| {
+        FullJid::parse(a)
+            .map(|j| j.to_string())
+            .unwrap_or_else(|_| a.to_string())
+    });
+    let (list, next) = page(all, |s| s.jid.as_str(), after.as_deref(), limit);
     Ok(axum::Json(SessionPage {
         sessions: list
             .into_iter()

@@ -485,6 +485,9 @@ impl ClusterConfig {
             if out.iter().any(|(o, _)| *o == id) {
                 return Err((i, format!("node id {id} is listed more than once")));
             }
+            if let Some((other, _)) = out.iter().find(|(_, a)| a == addr) {
+                return Err((i, format!("{addr} is listed for node {other} too")));
+            }
             out.push((id, addr.to_string()));
         }
         Ok(out)

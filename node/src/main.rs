@@ -162,9 +162,11 @@ fn reload(
 
 /// A report of several lines as one log line.
 fn one_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut lines = s.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut out = lines.next().unwrap_or_default().to_string();
+    for l in lines {
+        out.push_str(if out.ends_with(':') { " " } else { "; " });
+        out.push_str(l);
+    }
+    out
 }

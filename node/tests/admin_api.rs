@@ -173,6 +173,19 @@ async fn accounts_and_sessions_through_the_admin_api() {
             "erin@localhost"
         ]
     );
+    // `after` is compared in normalised form.
+    let (_, v) = api_async(
+        http,
+        "GET",
+        "/api/v1/users?limit=2&after=BOB@LOCALHOST".into(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        v["users"],
+        json!(["carol@localhost", "dave@localhost"]),
+        "{v}"
+    );
     for bad in ["limit=0", "limit=5000", "limit=x", "lmit=2", "domain=a%40b"] {
         let (status, v) = api_async(http, "GET", format!("/api/v1/users?{bad}"), None).await;
         assert_eq!(status, 400, "{bad}: {v}");
@@ -323,6 +336,23 @@ async fn accounts_and_sessions_through_the_admin_api() {
         assert_eq!(status, want, "{method} {path}: {v}");
         assert!(v["error"].is_string(), "{method} {path}: {v}");
     }
+    // A body announced too long is refused before it is waited for.
+    let refused = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(http).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        write!(
+            s,
+            "POST /api/v1/users HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{{}}"
+        )
+        .expect("request");
+        let mut out = vec![0u8; 512];
+        let n = s.read(&mut out).unwrap_or(0);
+        String::from_utf8_lossy(&out[..n]).to_string()
+    })
+    .await
+    .expect("join");
+    assert!(refused.starts_with("HTTP/1.1 413"), "{refused}");
     let long = "x".repeat(1025);
     let (status, v) = api_async(
         http,

@@ -47,6 +47,8 @@ pub const MIN_TOKEN_BYTES: usize = 16;
 pub struct ApiState {
     token: std::sync::RwLock<Vec<u8>>,
     inner: OnceLock<Inner>,
+    /// `POST /drain` asks the node to drain and stop (see `main`).
+    drain: tokio::sync::watch::Sender<bool>,
 }
 
 struct Inner {
@@ -61,7 +63,13 @@ impl ApiState {
         Arc::new(ApiState {
             token: std::sync::RwLock::new(token.into_bytes()),
             inner: OnceLock::new(),
+            drain: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Turns true when an operator asked the node to drain and stop.
+    pub fn drain_requested(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.drain.subscribe()
     }
 
     /// A new token (the file read again on SIGHUP): the old one stops
@@ -121,6 +129,7 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         .route("/cluster", get(cluster_status))
         .route("/cluster/nodes", post(add_node))
         .route("/cluster/nodes/{id}", delete(remove_node))
+        .route("/drain", post(drain))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such call".into()) })
@@ -565,6 +574,23 @@ async fn cluster_status(
     })))
 }
 
+/// Drain and stop, as on SIGTERM: `[shutdown] drain_secs` (at least
+/// at once when it is 0). The answer comes before the drain starts.
+async fn drain(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<impl IntoResponse> {
+    query(q, &[])?;
+    let first = !st.drain.send_replace(true);
+    if first {
+        tracing::info!("drain asked through the admin HTTP API");
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "draining": true })),
+    ))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewNode {
@@ -688,6 +714,7 @@ mod tests {
             "/api/v1/cluster",
             "/api/v1/cluster/nodes",
             "/api/v1/cluster/nodes/{id}",
+            "/api/v1/drain",
         ] {
             assert!(paths.contains_key(p), "{p} missing from docs/openapi.json");
         }

@@ -82,8 +82,9 @@ pub struct ShutdownConfig {
 pub struct AdminConfig {
     /// A file whose first line is the bearer token of the admin HTTP API
     /// (`/api/v1` on `listeners.http`; at least 16 printable characters).
-    /// Default: none, and the API is not served. Core nodes and single
-    /// nodes only (an edge holds no accounts).
+    /// Default: none, and the API is not served. On an edge only
+    /// `POST /api/v1/drain` serves (it holds no accounts or sessions'
+    /// state).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
 }
@@ -812,12 +813,7 @@ impl Config {
             p.add("admin.token_file", e.to_string());
         }
         if self.admin.token_file.is_some() {
-            if self.cluster.role == Role::Edge {
-                p.add(
-                    "admin.token_file",
-                    "an edge holds no accounts: set it on core nodes",
-                );
-            } else if self.listeners.http.is_none() {
+            if self.listeners.http.is_none() {
                 p.add(
                     "admin.token_file",
                     "the admin API is served on listeners.http, which is off",

@@ -85,6 +85,18 @@ async fn serve(cfg: node::config::Config, path: Option<std::path::PathBuf>) -> a
     let mut failed = false;
     loop {
         tokio::select! {
+            _ = server.drain_requested() => {
+                if server.has_clients() && server.drain_secs() > 0 {
+                    tracing::info!("drain asked: draining (SIGTERM stops at once)");
+                    tokio::select! {
+                        _ = server.drain() => {}
+                        _ = term.recv() => tracing::info!("SIGTERM: stopping now"),
+                        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: stopping now"),
+                    }
+                }
+                tracing::info!("drained: shutting down");
+                break;
+            }
             _ = term.recv() => {
                 if server.has_clients() && server.drain_secs() > 0 {
                     tracing::info!("SIGTERM: draining (a second SIGTERM stops at once)");

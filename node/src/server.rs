@@ -524,6 +524,20 @@ impl Server {
         }
     }
 
+    /// Resolves when an operator asks the node to drain and stop
+    /// (`POST /api/v1/drain`); never without the admin API.
+    pub async fn drain_requested(&self) {
+        match &self.api {
+            Some(api) => {
+                let mut rx = api.drain_requested();
+                if rx.wait_for(|d| *d).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
     /// Whether this node takes client connections.
     pub fn has_clients(&self) -> bool {
         self.c2s_addr.is_some() || self.direct_tls_addr.is_some()

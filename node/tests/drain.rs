@@ -14,6 +14,7 @@ use common::Client;
 use common::procs::*;
 
 const PW: &str = "secret-pw";
+const TOKEN: &str = "drain-token-0123456789";
 
 fn readyz(addr: SocketAddr) -> u16 {
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
@@ -40,11 +41,13 @@ async fn node_with_clients(
     n: usize,
 ) -> (Proc, SocketAddr, SocketAddr, Vec<Client>) {
     let (c2s, http) = (free_addr(), free_addr());
+    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token");
     let cfg = config(
         dir,
         "node",
         &format!(
-            "[listeners]\nc2s = \"{c2s}\"\nc2s_direct_tls = false\nhttp = \"{http}\"\n\n[shutdown]\n{shutdown}\n"
+            "[listeners]\nc2s = \"{c2s}\"\nc2s_direct_tls = false\nhttp = \"{http}\"\n\n[admin]\ntoken_file = \"{}\"\n\n[shutdown]\n{shutdown}\n",
+            dir.join("token").display()
         ),
     );
     let (node, _) = start(&cfg, "client listener (STARTTLS)");
@@ -168,4 +171,42 @@ async fn a_second_sigterm_ends_the_drain_at_once() {
     }
     assert!(exited, "stopped within 10 s of the second SIGTERM");
     assert!(t0.elapsed() < Duration::from_secs(10));
+}
+
+/// `POST /api/v1/drain` drains as SIGTERM does, then the node stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_drains_a_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut node, _, http, mut clients) = node_with_clients(dir.path(), "drain_secs = 2", 3).await;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(http).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        write!(
+            s,
+            "POST /api/v1/drain HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .expect("request");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .await
+    .expect("join");
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(answer.ends_with("{\"draining\":true}"), "{answer}");
+    for c in &mut clients {
+        let cond = c.stream_error().await.expect("stream error");
+        assert_eq!(cond, "system-shutdown");
+    }
+    let mut exited = false;
+    for _ in 0..100 {
+        if let Ok(Some(st)) = node.0.try_wait() {
+            assert!(st.success(), "{st}");
+            exited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(exited, "the node stops once drained");
 }

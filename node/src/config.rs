@@ -812,13 +812,11 @@ impl Config {
         {
             p.add("admin.token_file", e.to_string());
         }
-        if self.admin.token_file.is_some() {
-            if self.listeners.http.is_none() {
-                p.add(
-                    "admin.token_file",
-                    "the admin API is served on listeners.http, which is off",
-                );
-            }
+        if self.admin.token_file.is_some() && self.listeners.http.is_none() {
+            p.add(
+                "admin.token_file",
+                "the admin API is served on listeners.http, which is off",
+            );
         }
         if p.0.is_empty() {
             Ok(())

@@ -444,23 +444,17 @@ impl Server {
             out.applied
                 .push("shutdown.* (at the next SIGTERM)".to_string());
         }
-        let login = (
-            old.limits.login_free_failures,
-            old.limits.login_delay_secs,
-            old.limits.login_max_delay_secs,
-            old.limits.login_forget_secs,
-        );
+        // Not live: the login throttle's and the core's limits stay.
+        let kept = &old.limits;
         effective.limits = LimitsConfig {
-            max_roster_items: old.limits.max_roster_items,
-            max_vcard_bytes: old.limits.max_vcard_bytes,
+            max_roster_items: kept.max_roster_items,
+            max_vcard_bytes: kept.max_vcard_bytes,
+            login_free_failures: kept.login_free_failures,
+            login_delay_secs: kept.login_delay_secs,
+            login_max_delay_secs: kept.login_max_delay_secs,
+            login_forget_secs: kept.login_forget_secs,
             ..new.limits.clone()
         };
-        (
-            effective.limits.login_free_failures,
-            effective.limits.login_delay_secs,
-            effective.limits.login_max_delay_secs,
-            effective.limits.login_forget_secs,
-        ) = login;
         if tls.is_none() {
             for k in keys
                 .iter()

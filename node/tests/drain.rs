@@ -33,6 +33,17 @@ fn readyz(addr: SocketAddr) -> u16 {
         .unwrap_or(0)
 }
 
+/// The node's exit status, if it exits within 10 s.
+async fn exit_within_10s(node: &mut Proc) -> Option<std::process::ExitStatus> {
+    for _ in 0..100 {
+        if let Ok(Some(st)) = node.0.try_wait() {
+            return Some(st);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 /// A node whose `[shutdown]` table is `shutdown`, with `n` clients
 /// online: (node, c2s, http, clients).
 async fn node_with_clients(
@@ -136,15 +147,9 @@ async fn sigterm_drains_clients_to_another_host_a_few_at_a_time() {
         "spread over the window: {times:?}"
     );
     // The node exits once the last stream is gone.
-    let mut exited = None;
-    for _ in 0..100 {
-        if let Ok(Some(st)) = node.0.try_wait() {
-            exited = Some(st);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let st = exited.expect("the node exits after draining");
+    let st = exit_within_10s(&mut node)
+        .await
+        .expect("the node exits after draining");
     assert!(st.success(), "{st}");
 }
 
@@ -160,16 +165,10 @@ async fn a_second_sigterm_ends_the_drain_at_once() {
         let cond = c.stream_error().await.expect("stream error");
         assert!(cond == "system-shutdown", "drained or shut down: {cond}");
     }
-    let mut exited = false;
-    for _ in 0..100 {
-        if let Ok(Some(st)) = node.0.try_wait() {
-            assert!(st.success(), "{st}");
-            exited = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(exited, "stopped within 10 s of the second SIGTERM");
+    let st = exit_within_10s(&mut node)
+        .await
+        .expect("stopped within 10 s of the second SIGTERM");
+    assert!(st.success(), "{st}");
     assert!(t0.elapsed() < Duration::from_secs(10));
 }
 
@@ -199,14 +198,8 @@ async fn the_admin_api_drains_a_node() {
         let cond = c.stream_error().await.expect("stream error");
         assert_eq!(cond, "system-shutdown");
     }
-    let mut exited = false;
-    for _ in 0..100 {
-        if let Ok(Some(st)) = node.0.try_wait() {
-            assert!(st.success(), "{st}");
-            exited = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(exited, "the node stops once drained");
+    let st = exit_within_10s(&mut node)
+        .await
+        .expect("the node stops once drained");
+    assert!(st.success(), "{st}");
 }

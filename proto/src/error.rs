@@ -91,20 +91,10 @@ impl StreamCondition {
     /// `<stream:error>` with an optional human-readable text, followed by the
     /// closing `</stream:stream>`.
     pub fn to_bytes(self, text: Option<&str>) -> Vec<u8> {
-        let mut s = format!(
-            "<stream:error><{} xmlns='{}'/>",
-            self.name(),
-            ns::STREAMS_ERR
-        );
-        if let Some(t) = text {
-            s.push_str(&format!(
-                "<text xmlns='{}' xml:lang='en'>{}</text>",
-                ns::STREAMS_ERR,
-                escape(t)
-            ));
-        }
-        s.push_str("</stream:error></stream:stream>");
-        s.into_bytes()
+        stream_error(
+            &format!("<{} xmlns='{}'/>", self.name(), ns::STREAMS_ERR),
+            text,
+        )
     }
 }
 
@@ -112,11 +102,20 @@ impl StreamCondition {
 /// the client to `host` (a host name or IP address, IPv6 in brackets,
 /// with an optional port), and the stream's end.
 pub fn see_other_host_bytes(host: &str, text: Option<&str>) -> Vec<u8> {
-    let mut s = format!(
-        "<stream:error><see-other-host xmlns='{}'>{}</see-other-host>",
-        ns::STREAMS_ERR,
-        escape(host)
-    );
+    stream_error(
+        &format!(
+            "<see-other-host xmlns='{}'>{}</see-other-host>",
+            ns::STREAMS_ERR,
+            escape(host)
+        ),
+        text,
+    )
+}
+
+/// `<stream:error>` with the condition element `condition` and an
+/// optional text, then the stream's end.
+fn stream_error(condition: &str, text: Option<&str>) -> Vec<u8> {
+    let mut s = format!("<stream:error>{condition}");
     if let Some(t) = text {
         s.push_str(&format!(
             "<text xmlns='{}' xml:lang='en'>{}</text>",

@@ -189,18 +189,7 @@ pub fn free_addr() -> SocketAddr {
 
 /// Run `xmppd` with a node's configuration; (success, stdout + stderr).
 pub fn xmppd(cfg: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .expect("run xmppd");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    xmppd_env(cfg, args, &[])
 }
 
 /// The words of the `xmppd cluster status` shard-map row that covers

@@ -4,6 +4,8 @@
 //! and everything committed is there after the core restarts on the same
 //! store, where each single-member group elects its node again.
 
+mod common;
+
 use std::time::Duration;
 
 use proto::BareJid;
@@ -208,7 +210,7 @@ async fn three_core_nodes_replicate_shard_data_and_survive_a_leader_stop() {
     let mut listeners = Vec::new();
     for _ in 0..3 {
         listeners.push(
-            tokio::net::TcpListener::bind("127.0.0.1:0")
+            tokio::net::TcpListener::bind(common::stable_addr())
                 .await
                 .expect("bind"),
         );

@@ -5,6 +5,8 @@
 //! accepting writes; the stopped node, restarted on its database, catches
 //! up on what it missed.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -119,7 +121,7 @@ async fn a_group_survives_losing_its_leader_and_the_lost_node_catches_up() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tmp")).collect();
     let mut nodes = Vec::new();
     for (i, d) in dirs.iter().enumerate() {
-        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let any = common::stable_addr();
         nodes.push(start(i as u64 + 1, d.path().to_path_buf(), any).await);
     }
     let members: BTreeMap<u64, BasicNode> = nodes
@@ -193,7 +195,7 @@ async fn a_partitioned_leader_stops_taking_writes_the_majority_goes_on_and_heali
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tmp")).collect();
     let mut nodes = Vec::new();
     for (i, d) in dirs.iter().enumerate() {
-        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let any = common::stable_addr();
         nodes.push(start_with(i as u64 + 1, d.path().to_path_buf(), any, faults.clone()).await);
     }
     let members: BTreeMap<u64, BasicNode> = nodes

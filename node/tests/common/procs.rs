@@ -181,10 +181,26 @@ pub fn signal(p: &Proc, sig: &str) {
 }
 
 /// A loopback address with a port that was free a moment ago (the core
-/// nodes must know each other's addresses before they start).
+/// nodes must know each other's addresses before they start). The port
+/// is drawn below the kernel's ephemeral range: a port the OS hands out
+/// for `:0` is also handed to outgoing connections, and one of those
+/// took a pod's port in the minutes between drawing it and starting
+/// the pod.
 pub fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+    use rand::Rng;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768)
+        .max(11000);
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(10000..low);
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().expect("addr");
+        }
+    }
+    panic!("no free port below {low} on 127.0.0.1");
 }
 
 /// Run `xmppd` with a node's configuration; (success, stdout + stderr).

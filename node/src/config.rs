@@ -55,7 +55,43 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[shutdown]`: how a node with clients stops on SIGTERM.
     pub shutdown: ShutdownConfig,
+    /// `[tracing]`: OpenTelemetry traces of stanzas.
+    pub tracing: TracingConfig,
 }
+
+/// `[tracing]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingConfig {
+    /// The OTLP/gRPC endpoint of an OpenTelemetry collector, e.g.
+    /// `"http://otel-collector:4317"` (plain HTTP/2; run the collector
+    /// next to the node for TLS beyond it). Unset (default): no traces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// The fraction of client stanzas whose trace is recorded, 0 to 1
+    /// (the edge that reads a stanza decides, and every node after it
+    /// follows). Default 0.1.
+    pub sample_ratio: Ratio,
+}
+
+/// A number from 0 to 1, compared by value.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Ratio(pub f64);
+
+impl Default for Ratio {
+    fn default() -> Ratio {
+        Ratio(0.1)
+    }
+}
+
+impl PartialEq for Ratio {
+    fn eq(&self, other: &Ratio) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Ratio {}
 
 /// `[shutdown]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +141,7 @@ impl Default for Config {
             pubsub: PubsubConfig::default(),
             admin: AdminConfig::default(),
             shutdown: ShutdownConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }
@@ -462,6 +499,24 @@ pub struct ClusterConfig {
     pub snapshot_logs: u64,
 }
 
+/// An OTLP/gRPC endpoint: `http://HOST:PORT` with nothing after the port
+/// but an optional `/`.
+fn check_otlp_endpoint(e: &str) -> Result<(), String> {
+    if e.starts_with("https://") {
+        return Err(format!(
+            "{e:?}: TLS to the collector is not supported; use http:// to a collector next to the node"
+        ));
+    }
+    let Some(rest) = e.strip_prefix("http://") else {
+        return Err(format!("{e:?} must start with http://"));
+    };
+    let hostport = rest.strip_suffix('/').unwrap_or(rest);
+    if !host_port(hostport) {
+        return Err(format!("{e:?} must be http://HOST:PORT"));
+    }
+    Ok(())
+}
+
 impl ClusterConfig {
     /// `peers` as (id, address) pairs; the first problem found otherwise.
     pub fn peer_list(&self) -> Result<Vec<(u64, String)>, (usize, String)> {
@@ -812,6 +867,7 @@ impl Config {
         {
             p.add("admin.token_file", e.to_string());
         }
+        self.check_tracing(&mut p);
         if self.admin.token_file.is_some() && self.listeners.http.is_none() {
             p.add(
                 "admin.token_file",
@@ -822,6 +878,18 @@ impl Config {
             Ok(())
         } else {
             Err(ConfigError::Invalid(p.0))
+        }
+    }
+
+    fn check_tracing(&self, p: &mut Problems) {
+        let r = self.tracing.sample_ratio.0;
+        if !(0.0..=1.0).contains(&r) {
+            p.add("tracing.sample_ratio", format!("is {r}, must be 0 to 1"));
+        }
+        if let Some(e) = &self.tracing.otlp_endpoint
+            && let Err(why) = check_otlp_endpoint(e)
+        {
+            p.add("tracing.otlp_endpoint", why);
         }
     }
 
@@ -1568,6 +1636,45 @@ mod tests {
             cfg.log.level = ok.into();
             assert_eq!(problems(&cfg), Vec::<String>::new(), "{ok}");
         }
+    }
+
+    #[test]
+    fn tracing_needs_a_plain_endpoint_and_a_ratio_from_0_to_1() {
+        let mut cfg = Config::default();
+        for ok in [
+            "http://127.0.0.1:4317",
+            "http://otel-collector.observability.svc:4317/",
+            "http://[::1]:4317",
+        ] {
+            cfg.tracing.otlp_endpoint = Some(ok.into());
+            assert_eq!(problems(&cfg), Vec::<String>::new(), "{ok}");
+        }
+        for bad in [
+            "https://collector:4317",
+            "collector:4317",
+            "http://collector",
+            "http://collector:4317/v1/traces",
+            "http://a b:4317",
+            "http://collector:0",
+        ] {
+            cfg.tracing.otlp_endpoint = Some(bad.into());
+            only_problem(&cfg, "tracing.otlp_endpoint");
+        }
+        cfg.tracing.otlp_endpoint = None;
+        for r in [-0.1, 1.5, f64::NAN, f64::INFINITY] {
+            cfg.tracing.sample_ratio = Ratio(r);
+            only_problem(&cfg, "tracing.sample_ratio");
+        }
+        for r in [0.0, 0.25, 1.0] {
+            cfg.tracing.sample_ratio = Ratio(r);
+            assert_eq!(problems(&cfg), Vec::<String>::new(), "{r}");
+        }
+        // An integer is taken as the number it is.
+        let cfg = Config::from_toml(
+            "[tracing]\notlp_endpoint = \"http://127.0.0.1:4317\"\nsample_ratio = 1\n",
+        )
+        .expect("valid");
+        assert_eq!(cfg.tracing.sample_ratio, Ratio(1.0));
     }
 
     /// An item as large as a stanza could never get payload-too-big: the

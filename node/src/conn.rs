@@ -355,11 +355,24 @@ impl Conn {
                 }
                 return Some(Event::Bound(r));
             }
-            Action::Route(st) => {
+            Action::Route(mut st) => {
                 self.edge.metrics.received(st.kind);
+                st.trail.received_us = proto::trail::now_us();
+                // A sampled trace starts here; its span ends once the
+                // stanza is handed to the core.
+                let span = router::trace::root("stanza receive", || {
+                    vec![
+                        router::trace::Attr::new("xmpp.stanza.kind", st.kind.name()),
+                        router::trace::Attr::new("xmpp.stanza.type", stanza_type(&st)),
+                    ]
+                });
+                if let Some(sp) = &span {
+                    st.trail = sp.continue_trail(&st.trail);
+                }
                 if self.edge.core.route(st).await.is_err() {
                     self.fail(StreamCondition::SystemShutdown, None).await;
                 }
+                drop(span);
             }
             Action::Fail(cond, text) => {
                 self.write(&cond.to_bytes(text.as_deref())).await;
@@ -408,10 +421,12 @@ impl Conn {
     /// already queued (up to `BATCH_BYTES`): one TLS record and one system
     /// call for a burst rather than one per stanza.
     async fn deliver(&mut self, first: Received) {
-        let b = match first {
-            Received::Item(Outbound::Stanza(b)) => b,
-            Received::Item(Outbound::Addressed(b)) => addressed(&self.machine, &b),
-            Received::Item(Outbound::Close(cond, text)) => return self.fail(cond, text).await,
+        let (b, first) = match first {
+            Received::Item(Outbound::Stanza(b), t) => (b, t),
+            Received::Item(Outbound::Addressed(b), t) => (addressed(&self.machine, &b), t),
+            Received::Item(Outbound::Close(cond, text), _) => {
+                return self.fail(cond, text).await;
+            }
             Received::Overflowed => {
                 self.edge.metrics.slow_clients.inc();
                 let text = "too many stanzas queued: the client reads too slowly";
@@ -424,15 +439,27 @@ impl Conn {
             }
         };
         self.wait_for_more().await;
+        // The routing latency of each stanza is observed as it is
+        // written (one clock reading for the batch), and sampled traces
+        // get a span for the write.
+        let now = proto::trail::now_us();
+        let mut spans = Vec::new();
+        Self::note_in(&self.edge, now, &mut spans, &first);
         let mut stanzas = 1;
         let mut batch: Option<Vec<u8>> = None;
         let mut then = None;
         if let Some(rx) = self.inbox.as_mut() {
             while batch.as_ref().map_or(b.len(), Vec::len) < BATCH_BYTES {
                 let more = match rx.try_recv() {
-                    Some(Outbound::Stanza(more)) => more,
-                    Some(Outbound::Addressed(more)) => addressed(&self.machine, &more),
-                    Some(close) => {
+                    Some((Outbound::Stanza(more), t)) => {
+                        Self::note_in(&self.edge, now, &mut spans, &t);
+                        more
+                    }
+                    Some((Outbound::Addressed(more), t)) => {
+                        Self::note_in(&self.edge, now, &mut spans, &t);
+                        addressed(&self.machine, &more)
+                    }
+                    Some((close, _)) => {
                         then = Some(close);
                         break;
                     }
@@ -455,9 +482,40 @@ impl Conn {
         // session.
         if !self.done {
             self.edge.metrics.stanzas_sent.inc_by(stanzas);
+        } else {
+            for sp in &mut spans {
+                sp.error("the write to the client failed");
+            }
         }
+        drop(spans);
         if let Some(Outbound::Close(cond, text)) = then {
             self.fail(cond, text).await;
+        }
+    }
+
+    /// A stanza is about to be written at `now` (µs since the epoch):
+    /// observe the time since its cause was read, and start a span for
+    /// its write if its trace is sampled.
+    fn note_in(
+        edge: &Edge,
+        now: u64,
+        spans: &mut Vec<router::trace::Span>,
+        t: &proto::trail::Trail,
+    ) {
+        if t.received_us != 0 {
+            let us = now.saturating_sub(t.received_us);
+            edge.metrics
+                .routing_latency
+                .observe(us as f64 / 1_000_000.0);
+        }
+        if let Some(sp) = router::trace::child(
+            t,
+            "stanza write",
+            router::trace::Kind::Internal,
+            None,
+            Vec::new,
+        ) {
+            spans.push(sp);
         }
     }
 
@@ -657,6 +715,30 @@ impl Conn {
 }
 
 /// A stanza written without 'to' for many sessions, addressed to this one.
+/// The stanza's type for a span: one of the values RFC 6120 and RFC
+/// 6121 define (the edge checked iq and presence types; a message's
+/// unknown type is named "other", not echoed).
+fn stanza_type(st: &proto::stanza::Stanza) -> &'static str {
+    match st.stype() {
+        "" => "",
+        "get" => "get",
+        "set" => "set",
+        "result" => "result",
+        "error" => "error",
+        "chat" => "chat",
+        "groupchat" => "groupchat",
+        "headline" => "headline",
+        "normal" => "normal",
+        "unavailable" => "unavailable",
+        "subscribe" => "subscribe",
+        "subscribed" => "subscribed",
+        "unsubscribe" => "unsubscribe",
+        "unsubscribed" => "unsubscribed",
+        "probe" => "probe",
+        _ => "other",
+    }
+}
+
 fn addressed(machine: &Machine, raw: &[u8]) -> Bytes {
     let to = machine.jid().map_or("", |j| j.as_str());
     proto::stanza::with_to(raw, to)

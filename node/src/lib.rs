@@ -17,6 +17,7 @@ mod io;
 pub mod kube;
 pub mod listener;
 pub mod metrics;
+pub mod otel;
 pub mod reload;
 pub mod remote;
 pub mod server;

@@ -78,6 +78,7 @@ async fn serve(cfg: node::config::Config, path: Option<std::path::PathBuf>) -> a
         let f = log_filter(level)?;
         log_handle.reload(f).map_err(|e| e.to_string())
     };
+    let otel = node::otel::start(&cfg.tracing, cfg.cluster.role)?;
     let server = Server::start(cfg).await?;
     tracing::info!("xmppd is running");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -126,6 +127,10 @@ async fn serve(cfg: node::config::Config, path: Option<std::path::PathBuf>) -> a
         }
     }
     server.stop().await;
+    if let Some(t) = otel {
+        // Sends the spans still pending (a blocking call).
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
     tracing::info!("stopped");
     if failed {
         std::process::exit(1);

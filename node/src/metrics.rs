@@ -10,6 +10,11 @@ use prometheus::{
 };
 use proto::stanza::Kind;
 
+/// Bucket bounds of the routing latency, in seconds.
+const ROUTING_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 /// Which client listener a connection came through.
 #[derive(Debug, Clone, Copy)]
 pub enum Listener {
@@ -24,6 +29,8 @@ pub struct Metrics {
     pub refused: IntCounter,
     received: [IntCounter; 3],
     pub stanzas_sent: IntCounter,
+    /// From the edge reading a stanza to an edge writing what it caused.
+    pub routing_latency: prometheus::Histogram,
     pub bytes_received: IntCounter,
     pub bytes_sent: IntCounter,
     pub logins: IntCounter,
@@ -177,6 +184,17 @@ impl Metrics {
                 &r,
                 "xmppd_stanzas_sent_total",
                 "Stanzas written to clients.",
+            ),
+            routing_latency: reg(
+                &r,
+                prometheus::Histogram::with_opts(
+                    prometheus::HistogramOpts::new(
+                        "xmppd_routing_latency_seconds",
+                        "Time from an edge reading a client's stanza to an edge (this one) writing a stanza it caused (the message routed, a reply, a presence broadcast) to a client, in seconds; across nodes, as far as their clocks agree.",
+                    )
+                    .buckets(ROUTING_BUCKETS.to_vec()),
+                )
+                .expect("constant name, help and increasing buckets"),
             ),
             bytes_received: counter(
                 &r,

@@ -902,7 +902,7 @@ async fn dispatch(
                 let mut redirected = Vec::new();
                 let m = lock(&sessions);
                 for d in batch.deliveries {
-                    let (ids, action) = match from_delivery(d) {
+                    let (ids, action, trail) = match from_delivery(d) {
                         Ok(x) => x,
                         Err(e) => {
                             tracing::warn!(error = %e, "bad delivery dropped");
@@ -926,7 +926,7 @@ async fn dispatch(
                     };
                     for id in ids {
                         if let Some(b) = m.get(&id) {
-                            b.sink.send(out.clone());
+                            b.sink.send_with(out.clone(), trail.clone());
                         }
                     }
                 }

@@ -181,6 +181,18 @@ async fn metrics_follow_what_clients_do() {
     assert!(moved("xmppd_stanzas_received_total{kind=\"presence\"}") >= 2.0);
     // Bob got the five messages, both got roster results and presence.
     assert!(moved("xmppd_stanzas_sent_total") >= 9.0);
+    // Each stanza written because of a client's stanza (the messages,
+    // the IQ results, presence) is timed from the read of its cause:
+    // at least the five messages, at most what was written.
+    let routed = moved("xmppd_routing_latency_seconds_count");
+    assert!(routed >= 5.0, "{during}");
+    assert!(routed <= moved("xmppd_stanzas_sent_total"), "{during}");
+    assert_eq!(
+        value(&during, "xmppd_routing_latency_seconds_bucket{le=\"+Inf\"}"),
+        value(&during, "xmppd_routing_latency_seconds_count")
+    );
+    let mean = moved("xmppd_routing_latency_seconds_sum") / routed;
+    assert!(mean > 0.0 && mean < 5.0, "mean routing latency {mean} s");
     assert!(moved("xmppd_client_received_bytes_total") > 0.0);
     assert!(moved("xmppd_client_sent_bytes_total") > 0.0);
 

@@ -21,6 +21,7 @@ pub mod ns;
 pub mod roster;
 pub mod sasl;
 pub mod stanza;
+pub mod trail;
 pub mod xml;
 
 pub use element::Element;

@@ -63,6 +63,9 @@ pub struct Stanza {
     pub raw: Bytes,
     pub head_len: usize,
     pub empty: bool,
+    /// When its cause was read and the span it continues (not part of
+    /// the stanza's XML).
+    pub trail: crate::trail::Trail,
 }
 
 impl Stanza {
@@ -98,6 +101,7 @@ impl Stanza {
             raw: top.raw,
             head_len: top.head_len,
             empty: top.empty,
+            trail: Default::default(),
         };
         let from = from.map(|f| Jid::parse(&f));
         let to = to.map(|t| Jid::parse(&t));

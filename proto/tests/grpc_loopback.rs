@@ -38,6 +38,7 @@ impl Core for Echo {
                 deliveries.push(to_delivery(
                     vec![u64::from(shard)],
                     DeliveryAction::Stanza(st.raw),
+                    &st.trail,
                 ));
             }
             Ok(pb::DeliveryBatch { deliveries })
@@ -105,7 +106,15 @@ async fn envelopes_stream_up_and_deliveries_come_back() {
                 "<message to='u{i}@example.com' from='a@example.com/r' id='m{i}' type='chat'><body>{}</body></message>",
                 "x".repeat(i)
             );
-            Stanza::parse(raw.as_bytes()).expect("valid stanza")
+            let mut st = Stanza::parse(raw.as_bytes()).expect("valid stanza");
+            // Every third one with a trace, all with a read time.
+            st.trail = proto::trail::Trail::from_wire(
+                1_000 + i as u64,
+                (i % 3 == 0).then_some(
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                ),
+            );
+            st
         })
         .collect();
     // Three batches of a hundred envelopes on one stream.
@@ -132,8 +141,9 @@ async fn envelopes_stream_up_and_deliveries_come_back() {
         }
     }
     assert_eq!(got.len(), stanzas.len());
-    for (i, (sessions, action)) in got.into_iter().enumerate() {
+    for (i, (sessions, action, trail)) in got.into_iter().enumerate() {
         assert_eq!(sessions, vec![i as u64]);
+        assert_eq!(trail, stanzas[i].trail);
         assert_eq!(action, DeliveryAction::Stanza(stanzas[i].raw.clone()));
     }
 }

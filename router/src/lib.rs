@@ -23,6 +23,7 @@ pub mod service;
 pub mod session;
 pub mod shard;
 mod time;
+pub mod trace;
 
 pub use accounts::{AccountError, Accounts};
 pub use config::CoreConfig;

@@ -220,11 +220,13 @@ impl pb::core_server::Core for CoreService {
                     let seq = e.seq;
                     match from_envelope(e) {
                         // `from` was stamped by the edge from the session.
-                        Ok((_, st)) => {
+                        Ok((_, mut st)) => {
                             let confirm = (seq != 0).then(|| Confirm {
                                 link: link.clone(),
                                 seq,
                             });
+                            // Ends once the stanza is queued at its shard.
+                            let _span = crate::trace::hop(&mut st, "core forward", edge);
                             if core.route_confirmed(st, confirm).await.is_err() {
                                 break 'stream;
                             }
@@ -389,7 +391,8 @@ impl pb::core_server::Core for CoreService {
                     .filter_map(|j| proto::Jid::parse(j).ok())
                     .collect();
                 match from_envelope(e) {
-                    Ok((_, st)) => {
+                    Ok((_, mut st)) => {
+                        let _span = crate::trace::hop(&mut st, "core relay", 0);
                         if self
                             .core
                             .relayed(st, inbound, hops, key, recipients, interest)
@@ -677,7 +680,11 @@ mod tests {
     use proto::cluster::envelope::{DeliveryAction, to_delivery};
 
     fn stanza(sessions: &[u64], b: &Bytes) -> pb::Delivery {
-        to_delivery(sessions.to_vec(), DeliveryAction::Stanza(b.clone()))
+        to_delivery(
+            sessions.to_vec(),
+            DeliveryAction::Stanza(b.clone()),
+            &Default::default(),
+        )
     }
 
     #[test]

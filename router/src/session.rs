@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use proto::error::StreamCondition;
+use proto::trail::Trail;
 use tokio::sync::Notify;
 
 /// What the core sends down to a session.
@@ -29,7 +30,7 @@ pub enum Outbound {
 
 #[derive(Debug)]
 struct State {
-    items: VecDeque<Outbound>,
+    items: VecDeque<(Outbound, Trail)>,
     /// A send found the queue full: the session must be closed.
     overflowed: bool,
     /// The connection task is gone.
@@ -90,14 +91,16 @@ impl EdgeLink {
         (Arc::new(EdgeLink { edge, tx }), rx)
     }
 
-    fn deliver(&self, session: u64, out: Outbound) -> bool {
+    fn deliver(&self, session: u64, out: Outbound, trail: &Trail) -> bool {
         use proto::cluster::envelope::{DeliveryAction, to_delivery};
         let action = match out {
             Outbound::Stanza(b) => DeliveryAction::Stanza(b),
             Outbound::Addressed(b) => DeliveryAction::Addressed(b),
             Outbound::Close(c, t) => DeliveryAction::Close(c, t),
         };
-        self.tx.try_send(to_delivery(vec![session], action)).is_ok()
+        self.tx
+            .try_send(to_delivery(vec![session], action, trail))
+            .is_ok()
     }
 
     /// Tell the edge that its envelope `seq` was processed. After the
@@ -115,7 +118,11 @@ impl EdgeLink {
     fn answer(&self, a: proto::cluster::envelope::DeliveryAction) {
         if self
             .tx
-            .try_send(proto::cluster::envelope::to_delivery(Vec::new(), a))
+            .try_send(proto::cluster::envelope::to_delivery(
+                Vec::new(),
+                a,
+                &Trail::default(),
+            ))
             .is_err()
         {
             tracing::debug!(
@@ -160,7 +167,8 @@ impl Confirm {
 /// What the connection task gets from its queue.
 #[derive(Debug)]
 pub enum Received {
-    Item(Outbound),
+    /// What to do, and the trail of what caused it.
+    Item(Outbound, Trail),
     /// The queue overflowed: close the stream (RFC 6120 §4.9.3.12
     /// policy-violation is what the edge sends).
     Overflowed,
@@ -200,13 +208,19 @@ impl SessionSink {
 
     /// Queue bytes for the client; false if the session is gone or overflowed.
     pub fn send(&self, out: Outbound) -> bool {
+        self.send_with(out, Trail::default())
+    }
+
+    /// As `send`, with the trail of what caused it (when its cause was
+    /// read, and its trace).
+    pub fn send_with(&self, out: Outbound, trail: Trail) -> bool {
         match &self.target {
-            Target::Local(q) => Self::send_local(q, out),
-            Target::Remote(link) => link.deliver(self.conn_id, out),
+            Target::Local(q) => Self::send_local(q, out, trail),
+            Target::Remote(link) => link.deliver(self.conn_id, out, &trail),
         }
     }
 
-    fn send_local(queue: &Arc<Queue>, out: Outbound) -> bool {
+    fn send_local(queue: &Arc<Queue>, out: Outbound, trail: Trail) -> bool {
         let was_empty = {
             let mut st = queue.lock();
             if st.receiver_gone || st.overflowed {
@@ -219,7 +233,7 @@ impl SessionSink {
                 queue.notify.notify_one();
                 return false;
             }
-            st.items.push_back(out);
+            st.items.push_back((out, trail));
             st.items.len() == 1
         };
         // The reader drains everything it finds, so only the first item
@@ -306,9 +320,9 @@ impl SessionInbox {
     }
 
     /// An item already queued, without waiting.
-    pub fn try_recv(&mut self) -> Option<Outbound> {
+    pub fn try_recv(&mut self) -> Option<(Outbound, Trail)> {
         match self.try_next() {
-            Some(Received::Item(o)) => Some(o),
+            Some(Received::Item(o, t)) => Some((o, t)),
             _ => None,
         }
     }
@@ -323,8 +337,8 @@ impl SessionInbox {
         if st.overflowed {
             return Some(Received::Overflowed);
         }
-        if let Some(o) = st.items.pop_front() {
-            return Some(Received::Item(o));
+        if let Some((o, t)) = st.items.pop_front() {
+            return Some(Received::Item(o, t));
         }
         if st.senders == 0 {
             return Some(Received::Closed);
@@ -364,7 +378,7 @@ mod tests {
 
     fn text(r: Received) -> String {
         match r {
-            Received::Item(Outbound::Stanza(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Received::Item(Outbound::Stanza(b), _) => String::from_utf8_lossy(&b).into_owned(),
             other => format!("{other:?}"),
         }
     }
@@ -374,9 +388,15 @@ mod tests {
         let (sink, mut inbox) = SessionSink::channel(1, 8);
         let other = sink.clone();
         assert!(sink.send(stanza("a")));
-        assert!(other.send(stanza("b")));
+        let trail = Trail {
+            received_us: 7,
+            span: None,
+        };
+        assert!(other.send_with(stanza("b"), trail.clone()));
         assert_eq!(text(inbox.recv().await), "a");
-        assert!(matches!(inbox.try_recv(), Some(Outbound::Stanza(b)) if &b[..] == b"b"));
+        assert!(
+            matches!(inbox.try_recv(), Some((Outbound::Stanza(b), t)) if &b[..] == b"b" && t == trail)
+        );
         assert!(inbox.try_recv().is_none());
         drop(sink);
         let waiter = tokio::spawn(async move { inbox.recv().await });

@@ -19,6 +19,8 @@ use crate::modules::dispatch::{bind, from_client, inbound, notify, unbind};
 use crate::modules::state::ShardState;
 use crate::modules::{CommitFailed, Ctx, Effect, Env, presence};
 use crate::session::{EdgeLink, SessionSink};
+use crate::trace;
+use proto::trail::Trail;
 
 /// A shard's two queues: a bounded one for stanzas from edges (so a busy
 /// shard slows its senders down) and an unbounded one for stanzas between
@@ -96,8 +98,8 @@ impl Shared {
     /// Let out an effect of a handler whose writes (if any) committed.
     pub fn release(&self, e: Effect) {
         match e {
-            Effect::Deliver(sink, out) => {
-                sink.send(out);
+            Effect::Deliver(sink, out, trail) => {
+                sink.send_with(out, trail);
             }
             Effect::Route(s) => {
                 let Some(to) = &s.to else { return };
@@ -224,6 +226,17 @@ fn relay_envelope(msg: &ShardMsg, index: usize) -> Option<proto::cluster::pb::En
 }
 
 impl ShardMsg {
+    /// The stanza it carries, if it is a stanza message.
+    fn stanza(&self) -> Option<&Stanza> {
+        match self {
+            ShardMsg::FromClient(s, _)
+            | ShardMsg::Inbound(s)
+            | ShardMsg::Keyed(_, s)
+            | ShardMsg::Notify(s, ..) => Some(s),
+            _ => None,
+        }
+    }
+
     /// A copy of a stanza message, to hand it on should its commit fail.
     fn stanza_copy(&self) -> Option<ShardMsg> {
         match self {
@@ -315,6 +328,8 @@ async fn step(
     // Stanzas whose effects wait for the commit, to hand on to the new
     // leader should this node lose the lead before the commit.
     let mut again: Vec<ShardMsg> = Vec::new();
+    // The spans of sampled stanzas whose effects wait for the commit.
+    let mut traced: Vec<trace::Span> = Vec::new();
     // A node that has just come to lead the shard serves its replicated
     // sessions first.
     let orphans = if shared.cluster.clustered() {
@@ -342,13 +357,7 @@ async fn step(
         // In a cluster, a stanza is processed by the shard's leader: one
         // that reached this node after its leadership moved is handed on,
         // and one that arrives during an election waits for its outcome.
-        let stanza = matches!(
-            msg,
-            ShardMsg::FromClient(..)
-                | ShardMsg::Inbound(_)
-                | ShardMsg::Keyed(..)
-                | ShardMsg::Notify(..)
-        );
+        let stanza = msg.stanza().is_some();
         if stanza && shared.cluster.clustered() {
             shared.cluster.wait_leader(index).await;
             let elsewhere = shared.cluster.elsewhere(index);
@@ -381,8 +390,33 @@ async fn step(
         } else {
             None
         };
+        // What the handler sends carries the stanza's trail, continued
+        // by the handling's span when its trace is sampled.
+        let span = msg.stanza().and_then(|s| {
+            trace::child(
+                &s.trail,
+                "shard handle",
+                trace::Kind::Internal,
+                None,
+                || {
+                    vec![
+                        trace::Attr::new("xmpp.shard", index as i64),
+                        trace::Attr::new("xmpp.stanza.kind", s.kind.name()),
+                    ]
+                },
+            )
+        });
+        ctx.trail = match (&span, msg.stanza()) {
+            (Some(sp), Some(s)) => sp.continue_trail(&s.trail),
+            (None, Some(s)) => s.trail.clone(),
+            _ => Trail::default(),
+        };
         handle(&mut ctx, msg);
         let waits = !ctx.writes.is_empty();
+        // A span whose stanza's effects wait for the commit ends after it.
+        if let (Some(sp), true) = (span, waits) {
+            traced.push(sp);
+        }
         if let Some(c) = confirm {
             confirms.push((c, waits));
         }
@@ -394,16 +428,38 @@ async fn step(
     let session_ops = crate::replicated::take_changes(ctx.st);
     let (writes, held) = ctx.into_pending();
     let mut moved = false;
+    let commit_start = (!traced.is_empty()).then(std::time::SystemTime::now);
     if writes.is_empty() && session_ops.is_empty() {
         for (e, _) in held {
             shared.release(e);
         }
     } else {
-        match shared
+        let entries = writes.len() as i64;
+        let committed = shared
             .cluster
             .commit(index, writes, forward, session_ops)
-            .await
-        {
+            .await;
+        // Each traced stanza whose effects waited gets a span for the
+        // commit (one Raft entry for the group).
+        for sp in &traced {
+            let t = sp.continue_trail(&Trail::default());
+            if let Some(mut c) = trace::child(
+                &t,
+                "raft commit",
+                trace::Kind::Internal,
+                commit_start,
+                || {
+                    vec![
+                        trace::Attr::new("xmpp.shard", index as i64),
+                        trace::Attr::new("raft.writes", entries),
+                    ]
+                },
+            ) && let Err(e) = &committed
+            {
+                c.error(e.to_string());
+            }
+        }
+        match committed {
             Ok(()) => {
                 for (e, _) in held {
                     shared.release(e);

@@ -9,6 +9,7 @@
 use crate::error::StreamCondition;
 use crate::jid::{Jid, JidError};
 use crate::stanza::{Kind, Stanza};
+use crate::trail::Trail;
 
 use super::pb;
 
@@ -63,6 +64,8 @@ pub fn to_envelope(shard: u32, stanza: &Stanza) -> pb::Envelope {
         route_key: None,
         recipients: Vec::new(),
         interest: None,
+        received_us: stanza.trail.received_us,
+        traceparent: stanza.trail.traceparent(),
     }
 }
 
@@ -103,6 +106,7 @@ pub fn from_envelope(e: pb::Envelope) -> Result<(u32, Stanza), ConvertError> {
         raw: e.raw,
         head_len,
         empty: e.empty,
+        trail: Trail::from_wire(e.received_us, e.traceparent.as_deref()),
     };
     Ok((e.shard, stanza))
 }
@@ -121,8 +125,9 @@ pub enum DeliveryAction {
     Redirect(u64),
 }
 
-/// A delivery of `action` to `sessions` of one edge.
-pub fn to_delivery(sessions: Vec<u64>, action: DeliveryAction) -> pb::Delivery {
+/// A delivery of `action` to `sessions` of one edge, with the trail of
+/// what caused it.
+pub fn to_delivery(sessions: Vec<u64>, action: DeliveryAction, trail: &Trail) -> pb::Delivery {
     let what = match action {
         DeliveryAction::Stanza(b) => pb::delivery::What::Stanza(b),
         DeliveryAction::Addressed(b) => pb::delivery::What::Addressed(b),
@@ -136,11 +141,14 @@ pub fn to_delivery(sessions: Vec<u64>, action: DeliveryAction) -> pb::Delivery {
     pb::Delivery {
         sessions,
         what: Some(what),
+        received_us: trail.received_us,
+        traceparent: trail.traceparent(),
     }
 }
 
-/// The sessions and the action of a delivery.
-pub fn from_delivery(d: pb::Delivery) -> Result<(Vec<u64>, DeliveryAction), ConvertError> {
+/// The sessions, the action and the trail of a delivery.
+pub fn from_delivery(d: pb::Delivery) -> Result<(Vec<u64>, DeliveryAction, Trail), ConvertError> {
+    let trail = Trail::from_wire(d.received_us, d.traceparent.as_deref());
     let action = match d.what {
         Some(pb::delivery::What::Stanza(b)) => DeliveryAction::Stanza(b),
         Some(pb::delivery::What::Addressed(b)) => DeliveryAction::Addressed(b),
@@ -153,7 +161,7 @@ pub fn from_delivery(d: pb::Delivery) -> Result<(Vec<u64>, DeliveryAction), Conv
         Some(pb::delivery::What::Redirect(seq)) => DeliveryAction::Redirect(seq),
         None => return Err(ConvertError::EmptyDelivery),
     };
-    Ok((d.sessions, action))
+    Ok((d.sessions, action, trail))
 }
 
 #[cfg(test)]
@@ -176,8 +184,16 @@ mod tests {
 
     #[test]
     fn every_stanza_survives_the_wire_unchanged() {
-        for (i, st) in stanzas().into_iter().enumerate() {
+        for (i, mut st) in stanzas().into_iter().enumerate() {
             let shard = i as u32 * 7;
+            // Every other one with a trail (a sampled trace).
+            if i % 2 == 1 {
+                st.trail = Trail::from_wire(
+                    1_700_000_000_000_000 + i as u64,
+                    Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                );
+                assert!(st.trail.span.is_some());
+            }
             let batch = pb::EnvelopeBatch {
                 envelopes: vec![to_envelope(shard, &st)],
             };
@@ -242,23 +258,37 @@ mod tests {
 
     #[test]
     fn deliveries_carry_stanzas_and_closes() {
+        let trail = Trail::from_wire(
+            42,
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+        );
         let d = to_delivery(
             vec![1, 2, 3],
             DeliveryAction::Stanza(bytes::Bytes::from_static(b"<message/>")),
+            &trail,
         );
         let d = pb::Delivery::decode(d.encode_to_vec().as_slice()).expect("decodes");
         assert_eq!(
             from_delivery(d),
             Ok((
                 vec![1, 2, 3],
-                DeliveryAction::Stanza(bytes::Bytes::from_static(b"<message/>"))
+                DeliveryAction::Stanza(bytes::Bytes::from_static(b"<message/>")),
+                trail
             ))
         );
         for cond in StreamCondition::ALL {
-            let d = to_delivery(vec![9], DeliveryAction::Close(cond, Some("why".into())));
+            let d = to_delivery(
+                vec![9],
+                DeliveryAction::Close(cond, Some("why".into())),
+                &Trail::default(),
+            );
             assert_eq!(
                 from_delivery(d),
-                Ok((vec![9], DeliveryAction::Close(cond, Some("why".into()))))
+                Ok((
+                    vec![9],
+                    DeliveryAction::Close(cond, Some("why".into())),
+                    Trail::default()
+                ))
             );
         }
         let bad = pb::Delivery {
@@ -267,6 +297,7 @@ mod tests {
                 condition: "no-such-condition".into(),
                 text: None,
             })),
+            ..Default::default()
         };
         assert!(matches!(
             from_delivery(bad),
@@ -275,6 +306,7 @@ mod tests {
         let empty = pb::Delivery {
             sessions: vec![1],
             what: None,
+            ..Default::default()
         };
         assert_eq!(from_delivery(empty), Err(ConvertError::EmptyDelivery));
     }

@@ -40,6 +40,9 @@ pub(crate) struct Ctx<'a> {
     /// Effects in the order they were made, each with whether it waits
     /// for the commit (it came after the first planned write).
     held: RefCell<Vec<(Effect, bool)>>,
+    /// The trail of the stanza being handled: what it sends carries it
+    /// (when its cause was read, and the span it continues).
+    pub trail: proto::trail::Trail,
 }
 
 /// What every module may use besides the shard's state: the core's
@@ -99,7 +102,7 @@ impl std::fmt::Display for CommitFailed {
 /// handler is done), or a delivery or callback after its first planned
 /// write (let out on commit).
 pub(crate) enum Effect {
-    Deliver(SessionSink, Outbound),
+    Deliver(SessionSink, Outbound, proto::trail::Trail),
     /// A stanza for the shard of its `to`, for inbound processing.
     Route(Stanza),
     /// A stanza for the shard of this key, for inbound processing there.
@@ -129,6 +132,7 @@ impl<'a> Ctx<'a> {
             shard,
             writes: storage::Batch::new(),
             held: RefCell::new(Vec::new()),
+            trail: Default::default(),
         }
     }
 
@@ -165,10 +169,10 @@ impl Ctx<'_> {
         if self.holding() {
             self.held
                 .borrow_mut()
-                .push((Effect::Deliver(sink.clone(), out), true));
+                .push((Effect::Deliver(sink.clone(), out, self.trail.clone()), true));
             true
         } else {
-            sink.send(out)
+            sink.send_with(out, self.trail.clone())
         }
     }
 
@@ -212,6 +216,7 @@ impl Ctx<'_> {
     /// Send a stanza to the shard of `key` (once the handler is done, and
     /// after the commit of planned writes), for inbound processing there.
     pub fn route_home(&self, key: String, s: Stanza) {
+        let s = self.stamped(s);
         let waits = self.holding();
         self.held
             .borrow_mut()
@@ -231,6 +236,7 @@ impl Ctx<'_> {
         if recipients.is_empty() {
             return;
         }
+        let s = self.stamped(s);
         let waits = self.holding();
         self.held
             .borrow_mut()
@@ -241,9 +247,19 @@ impl Ctx<'_> {
     /// (once the handler is done, and after the commit of planned writes).
     pub fn route(&self, s: Stanza) {
         if s.to.is_some() {
+            let s = self.stamped(s);
             let waits = self.holding();
             self.held.borrow_mut().push((Effect::Route(s), waits));
         }
+    }
+
+    /// `s` with the trail of the stanza being handled (what a handler
+    /// sends on is caused by it; the span it continues is the handling's).
+    fn stamped(&self, mut s: Stanza) -> Stanza {
+        if !self.trail.is_empty() {
+            s.trail = self.trail.clone();
+        }
+        s
     }
 
     /// Deliver bytes to every listed session of a user of this shard.
@@ -351,6 +367,7 @@ pub(crate) fn presence_of(ptype: &str, from: Jid, to: Jid) -> Stanza {
         attrs: vec![("type".to_string(), ptype.to_string())],
         raw,
         empty: true,
+        trail: Default::default(),
     }
 }
 
@@ -378,5 +395,6 @@ pub(crate) fn synth(
         raw,
         head_len: 0,
         empty: false,
+        trail: Default::default(),
     }
 }

@@ -240,6 +240,7 @@ pub(crate) fn went_offline(ctx: &mut Ctx<'_>, jid: &FullJid) {
         raw,
         head_len: 0,
         empty: true,
+        trail: Default::default(),
     };
     if sess.available {
         broadcast(ctx, jid, s);

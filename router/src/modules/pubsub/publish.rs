@@ -42,6 +42,7 @@ pub(crate) fn notification(service: &BareJid, cfg: &NodeConfig, ev: &Element) ->
         raw: raw.clone(),
         head_len: 0,
         empty: false,
+        trail: Default::default(),
     });
     s.from = Some(Jid::Bare(service.clone()));
     s

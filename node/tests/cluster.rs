@@ -650,6 +650,89 @@ async fn a_rolling_restart_of_every_core_node_loses_no_message() {
     assert_eq!(logins, 1, "bob had to log in again");
 }
 
+/// A rolling update as Kubernetes runs it, with the probes deciding when
+/// it moves on (no real Kubernetes can run on the test machine: there is
+/// no container runtime): the core StatefulSet is replaced from the
+/// highest ordinal down, one pod at a time, each stopped with SIGTERM and
+/// the next one stopped only once the restarted pod's `/readyz` answers
+/// 200; then the edge Deployment (maxSurge 1, maxUnavailable 0): a new
+/// edge starts, joins the Service once its `/readyz` says so, and the old
+/// one leaves the Service and drains on SIGTERM, its clients reconnecting
+/// through the Service. alice and bob chat through it all; every
+/// acknowledged message reaches bob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_paced_by_the_readiness_probes_loses_no_message() {
+    let mut cores = Cores::start().await;
+    let alice = user_in_shard("alice", 4);
+    let bob = user_in_shard("bob", 9);
+    for u in [&alice, &bob] {
+        let (ok, out) = xmppd(&cores.cfgs[0], &["user", "add", u, "--password", PW]);
+        assert!(ok, "{out}");
+    }
+    let drain = "\n[shutdown]\ndrain_secs = 2\n";
+    let ready = |http: SocketAddr, what: String| async move {
+        until(&what, Duration::from_secs(60), || {
+            probe(http, "/readyz") == 200
+        })
+        .await
+    };
+    let mut edges = Vec::new();
+    for (id, seed) in [(41, 0), (42, 1)] {
+        let (p, addr, http) = cores.edge_with(id, seed, drain);
+        ready(http, format!("edge {id} ready")).await;
+        edges.push((p, addr));
+    }
+    let service = Endpoints::new(&edges.iter().map(|e| e.1).collect::<Vec<_>>());
+    let traffic = Traffic::start_via(service.clone(), &alice, service.clone(), &bob);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The StatefulSet: ordinals 2, 1, 0.
+    for i in (0..3).rev() {
+        let before = traffic.acked();
+        {
+            let p = cores.procs[i].as_mut().expect("running");
+            signal(p, "TERM");
+            let status = p.0.wait().expect("wait");
+            assert!(status.success(), "core pod {i} stops cleanly: {status}");
+        }
+        cores.procs[i] = None;
+        let _ = std::fs::remove_file(
+            cores
+                .dir
+                .path()
+                .join(format!("core{}", i + 1))
+                .join("admin.sock"),
+        );
+        cores.restart(i).await;
+        ready(cores.http[i], format!("core pod {i} ready again")).await;
+        traffic
+            .goes_on(&format!("after core pod {i} came back"), before)
+            .await;
+    }
+
+    // The Deployment: one new edge up and ready, then one old one gone.
+    for (n, id) in [43u64, 44].into_iter().enumerate() {
+        let before = traffic.acked();
+        let (p, addr, http) = cores.edge_with(id, n, drain);
+        ready(http, format!("new edge {id} ready")).await;
+        let (mut old, old_addr) = edges.remove(0);
+        edges.push((p, addr));
+        service.set(&edges.iter().map(|e| e.1).collect::<Vec<_>>());
+        signal(&old, "TERM");
+        let status = old.0.wait().expect("wait");
+        assert!(
+            status.success(),
+            "old edge at {old_addr} drains and stops: {status}"
+        );
+        traffic
+            .goes_on(&format!("after edge {id} replaced one"), before)
+            .await;
+    }
+    let (total, logins) = traffic.finish().await;
+    eprintln!("rolling update: {total} messages acknowledged, bob logged in {logins} times");
+    assert!(total > 0);
+}
+
 /// alice sends to bob without pause, through two edges, while the test
 /// changes the core tier. A client here has no stream management, so
 /// alice counts a message as acknowledged when a ping sent after it is
@@ -666,8 +749,47 @@ struct Traffic {
     receiver: tokio::task::JoinHandle<usize>,
 }
 
+/// The addresses clients reach the edges at, as a Kubernetes Service
+/// lists its ready pods: a client that (re)connects takes the next one.
+#[derive(Clone)]
+struct Endpoints(std::sync::Arc<std::sync::Mutex<(Vec<SocketAddr>, usize)>>);
+
+impl Endpoints {
+    fn new(addrs: &[SocketAddr]) -> Endpoints {
+        Endpoints(std::sync::Arc::new(std::sync::Mutex::new((
+            addrs.to_vec(),
+            0,
+        ))))
+    }
+
+    fn next(&self) -> Option<SocketAddr> {
+        let mut g = self.0.lock().expect("lock");
+        let (addrs, i) = &mut *g;
+        if addrs.is_empty() {
+            return None;
+        }
+        *i = (*i + 1) % addrs.len();
+        Some(addrs[*i])
+    }
+
+    fn set(&self, addrs: &[SocketAddr]) {
+        self.0.lock().expect("lock").0 = addrs.to_vec();
+    }
+}
+
 impl Traffic {
     fn start(addr_a: SocketAddr, alice: &str, addr_b: SocketAddr, bob: &str) -> Traffic {
+        Traffic::start_via(
+            Endpoints::new(&[addr_a]),
+            alice,
+            Endpoints::new(&[addr_b]),
+            bob,
+        )
+    }
+
+    /// Traffic whose clients connect to one of `via_a` (alice) and
+    /// `via_b` (bob) each time they log in.
+    fn start_via(via_a: Endpoints, alice: &str, via_b: Endpoints, bob: &str) -> Traffic {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let got = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
@@ -677,7 +799,11 @@ impl Traffic {
             tokio::spawn(async move {
                 let mut logins = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok(mut b) = Client::login(addr_b, &bob, PW, "b").await else {
+                    let login = match via_b.next() {
+                        Some(addr) => Client::login(addr, &bob, PW, "b").await,
+                        None => Err(anyhow::anyhow!("no endpoint")),
+                    };
+                    let Ok(mut b) = login else {
                         tokio::time::sleep(Duration::from_millis(300)).await;
                         continue;
                     };
@@ -711,7 +837,11 @@ impl Traffic {
             );
             tokio::spawn(async move {
                 'conn: while !stop.load(Ordering::Relaxed) {
-                    let Ok(mut a) = Client::login(addr_a, &alice, PW, "a").await else {
+                    let login = match via_a.next() {
+                        Some(addr) => Client::login(addr, &alice, PW, "a").await,
+                        None => Err(anyhow::anyhow!("no endpoint")),
+                    };
+                    let Ok(mut a) = login else {
                         tokio::time::sleep(Duration::from_millis(300)).await;
                         continue;
                     };

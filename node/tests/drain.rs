@@ -17,20 +17,7 @@ const PW: &str = "secret-pw";
 const TOKEN: &str = "drain-token-0123456789";
 
 fn readyz(addr: SocketAddr) -> u16 {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(
-        s,
-        "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    probe(addr, "/readyz")
 }
 
 /// The node's exit status, if it exits within 10 s.

@@ -13,6 +13,8 @@ pub struct Cores {
     pub dir: tempfile::TempDir,
     pub cfgs: Vec<PathBuf>,
     pub addrs: Vec<SocketAddr>,
+    /// Each node's HTTP listener (metrics and probes).
+    pub http: Vec<SocketAddr>,
     pub procs: Vec<Option<Proc>>,
 }
 
@@ -25,6 +27,7 @@ impl Cores {
     pub async fn start_with(extra: &str) -> Cores {
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+        let http: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
         let peers: Vec<String> = addrs
             .iter()
             .enumerate()
@@ -36,7 +39,8 @@ impl Cores {
                     dir.path(),
                     &format!("core{}", i + 1),
                     &format!(
-                        "[cluster]\nrole = \"core\"\nnode_id = {}\nlisten = \"{}\"\nliveness_secs = 2\npeers = [{}]\n{extra}",
+                        "[listeners]\nhttp = \"{}\"\n\n[cluster]\nrole = \"core\"\nnode_id = {}\nlisten = \"{}\"\nliveness_secs = 2\npeers = [{}]\n{extra}",
+                        http[i],
                         i + 1,
                         addrs[i],
                         peers.join(", ")
@@ -52,6 +56,7 @@ impl Cores {
             dir,
             cfgs,
             addrs,
+            http,
             procs,
         };
         for i in 0..3 {
@@ -127,6 +132,8 @@ impl Cores {
         let p = start(&cfg, "cluster listener (gRPC)").0;
         self.cfgs.push(cfg);
         self.addrs.push(addr);
+        // Its HTTP listener's port was the OS's choice, not known here.
+        self.http.push(SocketAddr::from(([0, 0, 0, 0], 0)));
         self.procs.push(Some(p));
         self.cfgs.len() - 1
     }
@@ -153,15 +160,24 @@ impl Cores {
 
     /// An edge whose seed is core node `seed` (0-based); its STARTTLS address.
     pub fn edge(&self, id: u64, seed: usize) -> (Proc, SocketAddr) {
+        let (p, addr, _) = self.edge_with(id, seed, "");
+        (p, addr)
+    }
+
+    /// An edge as [`Cores::edge`], with `extra` tables in its
+    /// configuration; its STARTTLS address and its HTTP listener's.
+    pub fn edge_with(&self, id: u64, seed: usize, extra: &str) -> (Proc, SocketAddr, SocketAddr) {
+        let http = free_addr();
         let cfg = config(
             self.dir.path(),
             &format!("edge{id}"),
             &format!(
-                "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\n\n[cluster]\nrole = \"edge\"\nnode_id = {id}\ncore = \"{}\"\nliveness_secs = 2\n",
+                "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\nhttp = \"{http}\"\n\n[cluster]\nrole = \"edge\"\nnode_id = {id}\ncore = \"{}\"\nliveness_secs = 2\n{extra}",
                 self.addrs[seed]
             ),
         );
-        start(&cfg, "client listener (STARTTLS)")
+        let (p, addr) = start(&cfg, "client listener (STARTTLS)");
+        (p, addr, http)
     }
 }
 

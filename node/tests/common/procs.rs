@@ -203,6 +203,26 @@ pub fn free_addr() -> SocketAddr {
     panic!("no free port below {low} on 127.0.0.1");
 }
 
+/// The status code of `GET path` on an HTTP listener (a probe), 0 if
+/// it does not answer.
+pub fn probe(addr: SocketAddr, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Run `xmppd` with a node's configuration; (success, stdout + stderr).
 pub fn xmppd(cfg: &Path, args: &[&str]) -> (bool, String) {
     xmppd_env(cfg, args, &[])

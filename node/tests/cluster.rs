@@ -619,24 +619,7 @@ async fn a_rolling_restart_of_every_core_node_loses_no_message() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     for i in 0..3 {
         let before = traffic.acked();
-        {
-            let p = cores.procs[i].as_mut().expect("running");
-            signal(p, "TERM");
-            let status = p.0.wait().expect("wait");
-            assert!(
-                status.success(),
-                "core node {} stops cleanly: {status}",
-                i + 1
-            );
-        }
-        cores.procs[i] = None;
-        let _ = std::fs::remove_file(
-            cores
-                .dir
-                .path()
-                .join(format!("core{}", i + 1))
-                .join("admin.sock"),
-        );
+        cores.terminate(i);
         cores.restart(i).await;
         cores.wait_balanced((i + 1) % 3).await;
         traffic
@@ -689,20 +672,7 @@ async fn a_rolling_update_paced_by_the_readiness_probes_loses_no_message() {
     // The StatefulSet: ordinals 2, 1, 0.
     for i in (0..3).rev() {
         let before = traffic.acked();
-        {
-            let p = cores.procs[i].as_mut().expect("running");
-            signal(p, "TERM");
-            let status = p.0.wait().expect("wait");
-            assert!(status.success(), "core pod {i} stops cleanly: {status}");
-        }
-        cores.procs[i] = None;
-        let _ = std::fs::remove_file(
-            cores
-                .dir
-                .path()
-                .join(format!("core{}", i + 1))
-                .join("admin.sock"),
-        );
+        cores.terminate(i);
         cores.restart(i).await;
         ready(cores.http[i], format!("core pod {i} ready again")).await;
         traffic

@@ -116,12 +116,20 @@ impl Notifications {
             let (seen, stop) = (seen.clone(), stop.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    if let Ok(Ok(e)) =
-                        tokio::time::timeout(Duration::from_millis(500), c.next_element()).await
-                    {
-                        for id in notified(&e) {
-                            *seen.lock().expect("lock").entry(id).or_default() += 1;
+                    match tokio::time::timeout(Duration::from_millis(500), c.next_element()).await {
+                        Ok(Ok(e)) => {
+                            for id in notified(&e) {
+                                *seen.lock().expect("lock").entry(id).or_default() += 1;
+                            }
                         }
+                        // The stream ended: no more notifications. Reading
+                        // on would fail at once, again and again, without
+                        // ever yielding (the test's timers would stall).
+                        Ok(Err(e)) => {
+                            eprintln!("bob's stream ended: {e}");
+                            break;
+                        }
+                        Err(_) => {}
                     }
                 }
                 c

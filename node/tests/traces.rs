@@ -119,7 +119,7 @@ impl Collector {
         tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(svc)
-                .serve_with_incoming(tokio_stream(l))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
                 .await;
         });
         (c, addr)
@@ -128,15 +128,6 @@ impl Collector {
     fn spans(&self) -> Vec<Got> {
         self.spans.lock().expect("lock").clone()
     }
-}
-
-fn tokio_stream(
-    l: tokio::net::TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures::stream::unfold(l, |l| async move {
-        let r = l.accept().await.map(|(s, _)| s);
-        Some((r, l))
-    })
 }
 
 /// Spans are sent in batches every 100 ms rather than every 5 s.

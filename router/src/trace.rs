@@ -18,7 +18,7 @@ use proto::trail::{SpanRef, Trail};
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// The name spans are recorded under (the instrumentation scope).
-pub const SCOPE: &str = "xmppd";
+const SCOPE: &str = "xmppd";
 
 /// Turn span recording on (the process installed a tracer provider).
 pub fn enable() {
@@ -26,11 +26,11 @@ pub fn enable() {
 }
 
 /// Whether stanzas read here start traces.
-pub fn enabled() -> bool {
+fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// A span being recorded; ended when dropped (or with [`Span::end`]).
+/// A span being recorded; ended when dropped.
 pub struct Span(global::BoxedSpan);
 
 impl Span {
@@ -52,17 +52,11 @@ impl Span {
         }
     }
 
-    pub fn set(&mut self, key: &'static str, value: impl Into<opentelemetry::Value>) {
-        self.0.set_attribute(KeyValue::new(key, value));
-    }
-
     /// Mark the span failed, with why.
     pub fn error(&mut self, why: impl Into<String>) {
         self.0
             .set_status(opentelemetry::trace::Status::error(why.into()));
     }
-
-    pub fn end(self) {}
 }
 
 impl Drop for Span {
@@ -138,5 +132,5 @@ pub fn hop(stanza: &mut proto::stanza::Stanza, name: &'static str, edge: u64) ->
     Some(span)
 }
 
+pub use opentelemetry::KeyValue as Attr;
 pub use opentelemetry::trace::SpanKind as Kind;
-pub use opentelemetry::{KeyValue as Attr, Value};

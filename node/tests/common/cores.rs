@@ -104,6 +104,25 @@ impl Cores {
         let p = self.procs[i].take().expect("running");
         signal(&p, "KILL");
         drop(p);
+        self.remove_admin_socket(i);
+    }
+
+    /// Stop node `i` with SIGTERM and check that it exits cleanly.
+    pub fn terminate(&mut self, i: usize) {
+        let mut p = self.procs[i].take().expect("running");
+        signal(&p, "TERM");
+        let status = p.0.wait().expect("wait");
+        assert!(
+            status.success(),
+            "core node {} stops cleanly: {status}",
+            i + 1
+        );
+        self.remove_admin_socket(i);
+    }
+
+    /// The socket a stopped node left behind (a restart waits for the
+    /// new one).
+    fn remove_admin_socket(&self, i: usize) {
         let _ = std::fs::remove_file(
             self.dir
                 .path()

@@ -407,6 +407,19 @@ def check_rendering(path):
         tf = core.get("admin", {}).get("token_file")
         need(tf and mounted(sts, tf), "core.toml: admin.token_file %r is not mounted" % tf)
 
+    # Traced pods name themselves in their spans: OTEL_RESOURCE_ATTRIBUTES
+    # refers to POD_NAME, which must come before it for $(POD_NAME) to
+    # expand.
+    for w, cfg in ((sts, core), (dep, config_of(dep, "edge"))):
+        if cfg and cfg.get("tracing", {}).get("otlp_endpoint"):
+            names = [e["name"] for e in container(w).get("env", [])]
+            attrs = next((e.get("value", "") for e in container(w).get("env", [])
+                          if e["name"] == "OTEL_RESOURCE_ATTRIBUTES"), "")
+            need("k8s.pod.name=$(POD_NAME)" in attrs and "POD_NAME" in names
+                 and names.index("POD_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES"),
+                 "%s: traced, but OTEL_RESOURCE_ATTRIBUTES does not name the pod after POD_NAME"
+                 % w["metadata"]["name"])
+
     # --- edge
     edge = config_of(dep, "edge")
     eports = ports(dep)

@@ -71,19 +71,24 @@ pub struct TracingConfig {
     /// The fraction of client stanzas whose trace is recorded, 0 to 1
     /// (the edge that reads a stanza decides, and every node after it
     /// follows). Default 0.1.
-    pub sample_ratio: Ratio,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_ratio: Option<Ratio>,
 }
+
+impl TracingConfig {
+    /// The sample ratio in force.
+    pub fn ratio(&self) -> f64 {
+        self.sample_ratio.map_or(DEFAULT_SAMPLE_RATIO, |r| r.0)
+    }
+}
+
+/// `tracing.sample_ratio` when unset.
+const DEFAULT_SAMPLE_RATIO: f64 = 0.1;
 
 /// A number from 0 to 1, compared by value.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Ratio(pub f64);
-
-impl Default for Ratio {
-    fn default() -> Ratio {
-        Ratio(0.1)
-    }
-}
 
 impl PartialEq for Ratio {
     fn eq(&self, other: &Ratio) -> bool {
@@ -623,20 +628,34 @@ pub fn ordinal_of(host: &str) -> Option<u64> {
 /// Whether `addr` is `host:port`: an IP address and port, or a DNS name
 /// (letters, digits, `-`, `.`) and a port other than 0.
 pub fn host_port(addr: &str) -> bool {
-    if addr.parse::<SocketAddr>().is_ok() {
-        return true;
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return a.port() != 0;
     }
     let Some((host, port)) = addr.rsplit_once(':') else {
         return false;
     };
-    port.parse::<u16>().is_ok_and(|p| p != 0)
-        && !host.is_empty()
+    port.parse::<u16>().is_ok_and(|p| p != 0) && dns_name(host)
+}
+
+/// A DNS host name (RFC 1123): dot-separated labels of letters, digits
+/// and inner hyphens, 1 to 63 bytes each, a final dot allowed; the last
+/// label not all digits, so that a mistyped IPv4 address such as
+/// `999.1.1.1` is not taken for a name.
+fn dns_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    !host.is_empty()
         && host.len() <= 253
-        && host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+        && host.split('.').all(label)
+        && host
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| !last.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl ClusterConfig {
@@ -799,6 +818,19 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("admin.sock"))
     }
 
+    /// What is allowed but likely not what was meant, one line each
+    /// (`config check` prints them, `serve` logs them as warnings).
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.tracing.sample_ratio.is_some() && self.tracing.otlp_endpoint.is_none() {
+            notes.push(
+                "tracing.sample_ratio is set but tracing.otlp_endpoint is not: nothing is traced"
+                    .to_string(),
+            );
+        }
+        notes
+    }
+
     /// Check the values together; every problem found is reported.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut p = Problems::default();
@@ -882,9 +914,10 @@ impl Config {
     }
 
     fn check_tracing(&self, p: &mut Problems) {
-        let r = self.tracing.sample_ratio.0;
+        let r = self.tracing.ratio();
         if !(0.0..=1.0).contains(&r) {
-            p.add("tracing.sample_ratio", format!("is {r}, must be 0 to 1"));
+            // `{:?}` writes 1e308 as such, not as 309 digits.
+            p.add("tracing.sample_ratio", format!("is {r:?}, must be 0 to 1"));
         }
         if let Some(e) = &self.tracing.otlp_endpoint
             && let Err(why) = check_otlp_endpoint(e)
@@ -1362,6 +1395,9 @@ mod tests {
             "[::1]:7000",
             "xmppd-core-0.xmppd-core:7000",
             "core:1",
+            "xmppd-core.default.svc.cluster.local.:7000",
+            "3com.example:7000",
+            "a-b.c1:65535",
         ] {
             assert!(host_port(ok), "{ok}");
         }
@@ -1373,6 +1409,14 @@ mod tests {
             "a b:7000",
             "a..b:7000",
             "a/b:7000",
+            "127.0.0.1:0",
+            "[::1]:0",
+            "999.1.1.1:7000",
+            "10.0.0:7000",
+            "-bad-.example:7000",
+            "bad-.example:7000",
+            "core.:7000:1",
+            "[::1:7000",
         ] {
             assert!(!host_port(bad), "{bad}");
         }
@@ -1442,6 +1486,26 @@ mod tests {
         );
         let e = Config::from_toml("domain = [\"a.example\"]\n").expect_err("typo");
         assert!(e.to_string().contains("domain"), "{e}");
+        // Several are listed in the order of the file.
+        let e = Config::from_toml("[limits]\nfirst_typo = 1\nsecond_typo = 2\n[log]\nthird = 3\n")
+            .expect_err("typos");
+        let lines: Vec<u32> = e
+            .problems()
+            .iter()
+            .filter_map(|p| p.line.map(|l| l as u32))
+            .collect();
+        assert_eq!(lines, [2, 3, 5], "{e}");
+    }
+
+    /// A table given a value says a table is expected, in the file's
+    /// words, not the code's (`TracingConfig`).
+    #[test]
+    fn a_value_where_a_table_belongs_names_no_rust_type() {
+        let msg = Config::from_toml("tracing = \"on\"\n")
+            .expect_err("not a table")
+            .to_string();
+        assert!(msg.contains("expected a table"), "{msg}");
+        assert!(!msg.contains("struct") && !msg.contains("Config"), "{msg}");
     }
 
     #[test]
@@ -1662,11 +1726,16 @@ mod tests {
         }
         cfg.tracing.otlp_endpoint = None;
         for r in [-0.1, 1.5, f64::NAN, f64::INFINITY] {
-            cfg.tracing.sample_ratio = Ratio(r);
+            cfg.tracing.sample_ratio = Some(Ratio(r));
             only_problem(&cfg, "tracing.sample_ratio");
         }
+        cfg.tracing.sample_ratio = Some(Ratio(1e308));
+        assert_eq!(
+            problems(&cfg),
+            ["tracing.sample_ratio: is 1e308, must be 0 to 1"]
+        );
         for r in [0.0, 0.25, 1.0] {
-            cfg.tracing.sample_ratio = Ratio(r);
+            cfg.tracing.sample_ratio = Some(Ratio(r));
             assert_eq!(problems(&cfg), Vec::<String>::new(), "{r}");
         }
         // An integer is taken as the number it is.
@@ -1674,7 +1743,14 @@ mod tests {
             "[tracing]\notlp_endpoint = \"http://127.0.0.1:4317\"\nsample_ratio = 1\n",
         )
         .expect("valid");
-        assert_eq!(cfg.tracing.sample_ratio, Ratio(1.0));
+        assert_eq!(cfg.tracing.sample_ratio, Some(Ratio(1.0)));
+        assert!(cfg.notes().is_empty());
+        assert_eq!(Config::default().tracing.ratio(), 0.1);
+        // A ratio with no endpoint traces nothing: said, but not refused
+        // (an operator may have commented the endpoint out).
+        let cfg = Config::from_toml("[tracing]\nsample_ratio = 0.5\n").expect("valid");
+        assert_eq!(cfg.notes().len(), 1);
+        assert!(cfg.notes()[0].starts_with("tracing.sample_ratio"));
     }
 
     /// An item as large as a stanza could never get payload-too-big: the
@@ -1727,8 +1803,8 @@ mod tests {
                 "listeners.c2s",
                 "tls.key",
                 "tls.cert",
-                "limits.max_stanza_bytes",
                 "limits.max_depth",
+                "limits.max_stanza_bytes",
             ]
         );
         let shown = e.to_string();

@@ -30,6 +30,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Config(ConfigCommand::Check)) = &cli.command {
         let cfg = node::cli::load_config(cli.config.as_ref())?;
         cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        for n in cfg.notes() {
+            println!("note: {n}");
+        }
         println!("configuration is valid");
         return Ok(());
     }
@@ -44,14 +47,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The log filter for `level`: openraft reports every election and
-/// replication retry at info, so it stays at warn unless the directive
-/// names it.
+/// replication retry at info, and the OpenTelemetry SDK its own workings,
+/// so they stay at warn unless the directive names them.
 fn log_filter(level: &str) -> Result<EnvFilter, String> {
-    let level = if level.contains("openraft") {
-        level.to_string()
-    } else {
-        format!("{level},openraft=warn")
-    };
+    let mut level = level.to_string();
+    for target in ["openraft", "opentelemetry", "opentelemetry_sdk"] {
+        let named = level
+            .split(',')
+            .any(|d| d.split(['=', '[']).next() == Some(target));
+        if !named {
+            level.push_str(&format!(",{target}=warn"));
+        }
+    }
     EnvFilter::try_new(&level).map_err(|e| e.to_string())
 }
 
@@ -78,7 +85,9 @@ async fn serve(cfg: node::config::Config, path: Option<std::path::PathBuf>) -> a
         let f = log_filter(level)?;
         log_handle.reload(f).map_err(|e| e.to_string())
     };
-    let otel = node::otel::start(&cfg.tracing, cfg.cluster.role)?;
+    for n in cfg.notes() {
+        tracing::warn!("{n}");
+    }
     let server = Server::start(cfg).await?;
     tracing::info!("xmppd is running");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -127,10 +136,6 @@ async fn serve(cfg: node::config::Config, path: Option<std::path::PathBuf>) -> a
         }
     }
     server.stop().await;
-    if let Some(t) = otel {
-        // Sends the spans still pending (a blocking call).
-        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
-    }
     tracing::info!("stopped");
     if failed {
         std::process::exit(1);

@@ -31,6 +31,10 @@ pub struct Metrics {
     pub stanzas_sent: IntCounter,
     /// From the edge reading a stanza to an edge writing what it caused.
     pub routing_latency: prometheus::Histogram,
+    /// Exports of spans to the OTLP collector that failed, and the spans
+    /// they carried (lost: the SDK does not retry them).
+    pub trace_export_failures: IntCounter,
+    pub trace_spans_lost: IntCounter,
     pub bytes_received: IntCounter,
     pub bytes_sent: IntCounter,
     pub logins: IntCounter,
@@ -190,11 +194,21 @@ impl Metrics {
                 prometheus::Histogram::with_opts(
                     prometheus::HistogramOpts::new(
                         "xmppd_routing_latency_seconds",
-                        "Time from an edge reading a client's stanza to an edge (this one) writing a stanza it caused (the message routed, a reply, a presence broadcast) to a client, in seconds; across nodes, as far as their clocks agree.",
+                        "Time from an edge reading a client's stanza to an edge (this one) writing a stanza it caused (the message routed, a reply from the core, a presence broadcast; not what the edge answers alone, such as a ping) to a client, in seconds; across nodes, as far as their clocks agree.",
                     )
                     .buckets(ROUTING_BUCKETS.to_vec()),
                 )
                 .expect("constant name, help and increasing buckets"),
+            ),
+            trace_export_failures: counter(
+                &r,
+                "xmppd_trace_export_failures_total",
+                "Batches of trace spans that could not be exported to the OTLP collector (unreachable, refused, timed out).",
+            ),
+            trace_spans_lost: counter(
+                &r,
+                "xmppd_trace_spans_lost_total",
+                "Trace spans in batches that could not be exported: they are not sent again.",
             ),
             bytes_received: counter(
                 &r,

@@ -42,6 +42,8 @@ pub struct Server {
     cfg: std::sync::Mutex<Config>,
     api: Option<Arc<crate::api::ApiState>>,
     domains: Vec<String>,
+    /// The trace exporter (`[tracing]`), flushed last on stop.
+    otel: Option<crate::otel::Tracing>,
 }
 
 /// What a configuration reload did.
@@ -319,6 +321,9 @@ impl Server {
         } else {
             None
         };
+        // Traces start once this node's id is final (an edge may draw
+        // again), before the client listeners open.
+        let otel = crate::otel::start(&cfg.tracing, role, node_id, &metrics)?;
         let edge = Edge::new(
             link,
             node_id,
@@ -395,6 +400,7 @@ impl Server {
             cfg: std::sync::Mutex::new(cfg),
             api,
             domains,
+            otel,
         })
     }
 
@@ -615,6 +621,10 @@ impl Server {
                 core.shutdown().await;
             }
             let _ = std::fs::remove_file(&self.admin_socket);
+        }
+        if let Some(t) = self.otel {
+            // Sends the spans still pending (a blocking call).
+            let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
         }
         let _ = self.http_stop.send(true);
         if let Some(t) = self.http_task {

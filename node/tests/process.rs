@@ -128,6 +128,16 @@ fn config_check_reports_problems() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Valid, but likely not what was meant: a note, and success.
+    let noted = dir.path().join("noted.toml");
+    std::fs::write(&noted, "[tracing]\nsample_ratio = 0.5\n").expect("write");
+    let out = xmppd(&noted, &["config", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("note: tracing.sample_ratio is set but tracing.otlp_endpoint is not"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Client;
-use common::procs::{Proc, config, start_env, xmppd};
+use common::procs::{Proc, config, free_addr, start_env, start_logged_env, xmppd};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -35,12 +35,24 @@ struct Got {
     trace: Vec<u8>,
     id: Vec<u8>,
     parent: Vec<u8>,
+    /// OTLP span flags: 0x100 says whether the parent is remote is
+    /// known, 0x200 that it is.
+    flags: u32,
     attrs: Vec<(String, String)>,
+    /// The resource's attributes: the process the span comes from.
+    resource: Vec<(String, String)>,
 }
 
 impl Got {
     fn attr(&self, k: &str) -> Option<&str> {
         self.attrs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn res(&self, k: &str) -> Option<&str> {
+        self.resource
             .iter()
             .find(|(n, _)| n == k)
             .map(|(_, v)| v.as_str())
@@ -85,7 +97,6 @@ impl TraceService for Collector {
                     .map(|(_, v)| v.clone())
                     .unwrap_or_default()
             };
-            assert_eq!(get("service.name"), "xmppd");
             for ss in rs.scope_spans {
                 for s in ss.spans {
                     out.push(Got {
@@ -95,11 +106,13 @@ impl TraceService for Collector {
                         trace: s.trace_id,
                         id: s.span_id,
                         parent: s.parent_span_id,
+                        flags: s.flags,
                         attrs: s
                             .attributes
                             .iter()
                             .map(|a| (a.key.clone(), text(a)))
                             .collect(),
+                        resource: res.clone(),
                     });
                 }
             }
@@ -110,10 +123,12 @@ impl TraceService for Collector {
 
 impl Collector {
     async fn start() -> (Collector, SocketAddr) {
+        Collector::start_on("127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    async fn start_on(addr: SocketAddr) -> (Collector, SocketAddr) {
         let c = Collector::default();
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let l = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = l.local_addr().expect("addr");
         let svc = TraceServiceServer::new(c.clone());
         tokio::spawn(async move {
@@ -262,8 +277,37 @@ async fn a_message_between_two_edges_is_one_trace_across_three_processes() {
         ("stanza write".into(), "edge".into(), b_pid),
     ];
     assert_eq!(names, want);
+    // A span whose parent was recorded in another process says so; one
+    // whose parent is in the same process does not.
+    let spans = collector.spans();
+    let remote = |name: &str, pid: i64| {
+        let s = spans
+            .iter()
+            .find(|s| s.name == name && s.pid == pid && !s.parent.is_empty())
+            .unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(s.flags & 0x100, 0x100, "{name}: flags {:#x}", s.flags);
+        s.flags & 0x200 != 0
+    };
+    assert!(remote("core forward", core_pid));
+    assert!(!remote("shard handle", core_pid));
+    assert!(remote("stanza write", b_pid));
     // Every span of it is in one trace, whose root has no parent.
     let spans = collector.spans();
+    // Each process is told apart by its resource: service.instance.id
+    // is the host name with the node id.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    for (p, node) in [(core_pid, 1), (a_pid, 11), (b_pid, 12)] {
+        let s = spans.iter().find(|s| s.pid == p).expect("a span of each");
+        assert_eq!(s.res("service.name"), Some("xmppd"));
+        assert_eq!(s.res("xmppd.node_id"), Some(node.to_string().as_str()));
+        let instance = s.res("service.instance.id").expect("instance id");
+        assert!(instance.ends_with(&format!("/{node}")), "{instance}");
+        let host_name = s.res("host.name").expect("host.name");
+        if std::env::var("HOSTNAME").is_err() {
+            assert_eq!(host_name, host.trim());
+        }
+        assert_eq!(s.res("service.version"), Some(env!("CARGO_PKG_VERSION")));
+    }
     let root = spans
         .iter()
         .find(|s| s.name == "stanza receive" && s.attr("xmpp.stanza.kind") == Some("message"))
@@ -323,7 +367,13 @@ async fn a_single_node_traces_what_its_ratio_keeps() {
                 tracing_table(otlp, ratio)
             ),
         );
-        let (node, addr) = start_env(&cfg, "client listener (STARTTLS)", FAST_EXPORT);
+        let mut envs = FAST_EXPORT.to_vec();
+        // The operator's resource attributes win over the node's own.
+        envs.push((
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "service.instance.id=pod-x,deployment.environment.name=test",
+        ));
+        let (node, addr) = start_env(&cfg, "client listener (STARTTLS)", &envs);
         add_users(
             &cfg,
             dir.path(),
@@ -355,7 +405,12 @@ async fn a_single_node_traces_what_its_ratio_keeps() {
             })
             .await;
             assert_eq!(names, ["stanza receive", "shard handle", "stanza write"]);
-            assert!(collector.spans().iter().all(|s| s.role == "single"));
+            for s in collector.spans() {
+                assert_eq!(s.role, "single");
+                assert_eq!(s.res("service.instance.id"), Some("pod-x"));
+                assert_eq!(s.res("deployment.environment.name"), Some("test"));
+                assert_eq!(s.res("service.name"), Some("xmppd"));
+            }
         } else {
             // Several export periods pass with nothing to send.
             tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -367,4 +422,114 @@ async fn a_single_node_traces_what_its_ratio_keeps() {
         }
         drop(node);
     }
+}
+
+/// A counter's value in a node's `/metrics`.
+fn metric(http: SocketAddr, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(http).expect("connect to /metrics");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+/// While the collector is down, spans are lost, and the operator learns
+/// it from a counter and one warning (not one per batch); once it is up,
+/// spans arrive and the log says exports work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_to_a_collector_that_is_down_are_counted_and_logged_once() {
+    let otlp = free_addr();
+    let http = free_addr();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        dir.path(),
+        "single",
+        &format!(
+            "[listeners]\nhttp = \"{http}\"\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\n{}",
+            tracing_table(otlp, "1.0")
+        ),
+    );
+    let (node, addr, log) = start_logged_env(&cfg, "client listener (STARTTLS)", FAST_EXPORT);
+    add_users(
+        &cfg,
+        dir.path(),
+        "single",
+        &["frank@localhost", "grace@localhost"],
+    );
+    let mut frank = Client::online(addr, "frank@localhost", PW, "f")
+        .await
+        .expect("frank");
+    let mut grace = Client::online(addr, "grace@localhost", PW, "g")
+        .await
+        .expect("grace");
+    let warned = |what: &str| {
+        log.lock()
+            .expect("log")
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    };
+    let failed = "trace export to the OTLP collector failed";
+    // Messages over several export periods, each export failing.
+    let t = Instant::now();
+    let mut n = 0;
+    while t.elapsed() < Duration::from_secs(2)
+        || metric(http, "xmppd_trace_export_failures_total") < 3.0
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "exports did not fail"
+        );
+        n += 1;
+        let id = format!("down-{n}");
+        frank
+            .send(&format!(
+                "<message to='grace@localhost/g' type='chat' id='{id}'><body>x</body></message>"
+            ))
+            .await;
+        grace
+            .expect(|e| e.attr("id") == Some(id.as_str()))
+            .await
+            .expect("grace gets it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metric(http, "xmppd_trace_spans_lost_total") >= 3.0);
+    assert_eq!(warned(failed), 1, "one warning a minute at most");
+    assert!(
+        log.lock()
+            .expect("log")
+            .iter()
+            .all(|l| !l.contains("ERROR")),
+        "no error lines from the SDK"
+    );
+
+    // The collector comes up at the address: spans arrive, and the log
+    // says so.
+    let (collector, _) = Collector::start_on(otlp).await;
+    let t = Instant::now();
+    while collector.spans().is_empty() || warned("trace export works again") == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "exports did not resume"
+        );
+        frank
+            .send("<message to='grace@localhost/g' type='chat' id='up'><body>x</body></message>")
+            .await;
+        grace
+            .expect(|e| e.attr("id") == Some("up"))
+            .await
+            .expect("grace gets it");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(warned(failed), 1);
+    drop(node);
 }

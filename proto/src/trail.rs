@@ -29,6 +29,9 @@ pub struct SpanRef {
     pub span_id: [u8; 8],
     /// The trace-flags byte (bit 0: sampled).
     pub flags: u8,
+    /// Whether the span was recorded in another process (it came here in
+    /// a traceparent); not part of the traceparent.
+    pub remote: bool,
 }
 
 /// The current time in microseconds since the Unix epoch (0 if the clock
@@ -102,6 +105,7 @@ impl SpanRef {
             trace_id: [0; 16],
             span_id: [0; 8],
             flags: 0,
+            remote: true,
         };
         hex_into(trace, &mut r.trace_id)?;
         hex_into(span, &mut r.span_id)?;
@@ -147,6 +151,7 @@ mod tests {
         assert!(r.sampled());
         assert_eq!(r.span_id, [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
         assert_eq!(r.traceparent(), t);
+        assert!(r.remote, "a parsed context comes from another process");
         let trail = Trail::from_wire(5, Some(t));
         assert_eq!(trail.traceparent().as_deref(), Some(t));
     }

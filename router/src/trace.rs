@@ -41,6 +41,7 @@ impl Span {
             trace_id: c.trace_id().to_bytes(),
             span_id: c.span_id().to_bytes(),
             flags: c.trace_flags().to_u8(),
+            remote: false,
         }
     }
 
@@ -70,9 +71,11 @@ fn parent_context(parent: &SpanRef) -> Context {
         TraceId::from_bytes(parent.trace_id),
         SpanId::from_bytes(parent.span_id),
         TraceFlags::new(parent.flags),
-        true,
+        parent.remote,
         TraceState::default(),
     );
+    // Despite its name, this takes the span context as it is, remote or
+    // recorded in this process.
     Context::new().with_remote_span_context(sc)
 }
 

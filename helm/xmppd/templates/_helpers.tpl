@@ -247,6 +247,11 @@ readinessProbe:
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
+{{- if .Values.tracing.enabled }}
+# Spans name the pod they come from (OpenTelemetry's resource variable).
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)
+{{- end }}
 {{- end }}
 
 {{/* Spread a component's pods over nodes unless the values say otherwise: (dict "ctx" $ "component" "core" "custom" LIST) */}}

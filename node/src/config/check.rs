@@ -50,7 +50,7 @@ pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
                     field: path
                         .as_deref()
                         .map_or_else(|| "(file)".to_string(), path_text),
-                    message: one_line(e.message()),
+                    message: plain_types(&one_line(e.message())),
                     line: e.span().map(|s| lines.line_of(s.start)),
                 });
                 // Without a place to take out, another round would only
@@ -70,6 +70,9 @@ pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
             problems.push(p);
         }
     }
+    // In the order of the file (serde finds some in another order); those
+    // without a line last.
+    problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
     match parsed {
         Some(cfg) if problems.is_empty() => Ok(cfg),
         _ => Err(ConfigError::Invalid(problems)),
@@ -264,6 +267,25 @@ fn one_line(message: &str) -> String {
             out.push(c);
         }
     }
+    out
+}
+
+/// A serde message in the words of the file rather than of the code:
+/// `expected struct TracingConfig` (a Rust type's name) becomes
+/// `expected a table`.
+fn plain_types(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find("expected struct ") {
+        out.push_str(&rest[..i]);
+        out.push_str("expected a table");
+        rest = &rest[i + "expected struct ".len()..];
+        let name_end = rest
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .unwrap_or(rest.len());
+        rest = &rest[name_end..];
+    }
+    out.push_str(rest);
     out
 }
 

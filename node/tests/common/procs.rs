@@ -68,9 +68,21 @@ pub type Log = Arc<Mutex<Vec<String>>>;
 /// [`start`] at the log level of the configuration (no `RUST_LOG`),
 /// keeping every line of the log.
 pub fn start_logged(cfg: &Path, announce: &'static str) -> (Proc, SocketAddr, Log) {
+    start_logged_env(cfg, announce, &[])
+}
+
+/// [`start_logged`] with `envs` set.
+pub fn start_logged_env(
+    cfg: &Path,
+    announce: &'static str,
+    envs: &[(&str, &str)],
+) -> (Proc, SocketAddr, Log) {
     let log = Log::default();
     let mut cmd = Command::new(BIN);
     cmd.env_remove("RUST_LOG");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
     let (p, addr) = spawn(cmd, cfg, announce, Some(log.clone()));
     (p, addr, log)
 }

@@ -719,8 +719,14 @@ impl Conn {
 /// 6121 define (the edge checked iq and presence types; a message's
 /// unknown type is named "other", not echoed).
 fn stanza_type(st: &proto::stanza::Stanza) -> &'static str {
+    use proto::stanza::Kind;
     match st.stype() {
-        "" => "",
+        // What no type means (RFC 6120 §8.2.3, RFC 6121 §4.7.1, §5.2.2).
+        "" => match st.kind {
+            Kind::Message => "normal",
+            Kind::Presence => "available",
+            Kind::Iq => "none",
+        },
         "get" => "get",
         "set" => "set",
         "result" => "result",

@@ -35,6 +35,8 @@ pub struct Metrics {
     /// they carried (lost: the SDK does not retry them).
     pub trace_export_failures: IntCounter,
     pub trace_spans_lost: IntCounter,
+    /// Spans dropped because the export queue was full.
+    pub trace_spans_dropped: IntCounter,
     pub bytes_received: IntCounter,
     pub bytes_sent: IntCounter,
     pub logins: IntCounter,
@@ -209,6 +211,11 @@ impl Metrics {
                 &r,
                 "xmppd_trace_spans_lost_total",
                 "Trace spans in batches that could not be exported: they are not sent again.",
+            ),
+            trace_spans_dropped: counter(
+                &r,
+                "xmppd_trace_spans_dropped_total",
+                "Trace spans dropped because the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE).",
             ),
             bytes_received: counter(
                 &r,

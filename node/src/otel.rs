@@ -8,7 +8,8 @@
 //! Spans carry no addresses (JIDs are personal data): the stanza's kind,
 //! the shard, the node's role.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
@@ -16,7 +17,9 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::resource::EnvResourceDetector;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter, SpanProcessor,
+};
 use prometheus::IntCounter;
 
 use crate::config::{Role, TracingConfig};
@@ -83,15 +86,20 @@ pub fn start(
         .with_timeout(EXPORT_TIMEOUT)
         .build()
         .map_err(|e| anyhow::anyhow!("tracing.otlp_endpoint {endpoint}: {e}"))?;
+    let queue = Arc::new(Queue::new(metrics.trace_spans_dropped.clone()));
     let exporter = Reporting {
         inner: exporter,
         endpoint: endpoint.clone(),
         failures: metrics.trace_export_failures.clone(),
         lost: metrics.trace_spans_lost.clone(),
         state: Mutex::new(Failing::default()),
+        queue: queue.clone(),
     };
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(Bounded {
+            inner: BatchSpanProcessor::builder(exporter).build(),
+            queue,
+        })
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
             cfg.ratio(),
         ))))
@@ -125,13 +133,19 @@ struct Reporting<E> {
     failures: IntCounter,
     lost: IntCounter,
     state: Mutex<Failing>,
+    queue: Arc<Queue>,
 }
 
-/// Failures since the last warning.
+/// What the log has not said yet about failing exports. A collector that
+/// fails now and then gets one warning a minute (and one note that
+/// exports work again), not a pair per batch.
 #[derive(Debug, Default)]
 struct Failing {
-    /// When the last warning was logged; `None` while exports work.
+    /// When the last warning was logged.
     warned: Option<Instant>,
+    /// A warning was logged and exports have not worked since.
+    failing: bool,
+    /// Failures since the last warning, not in any line yet.
     batches: u64,
     spans: u64,
 }
@@ -141,13 +155,17 @@ impl<E: SpanExporter> Reporting<E> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(()) => {
-                if s.warned.take().is_some() {
+                if s.failing {
                     tracing::info!(
                         endpoint = %self.endpoint,
-                        "trace export works again"
+                        failed_batches = s.batches,
+                        lost_spans = s.spans,
+                        "trace export works again (failures since the last warning counted here)"
                     );
+                    s.failing = false;
+                    s.batches = 0;
+                    s.spans = 0;
                 }
-                *s = Failing::default();
             }
             Err(e) => {
                 self.failures.inc();
@@ -163,6 +181,7 @@ impl<E: SpanExporter> Reporting<E> {
                         "trace export to the OTLP collector failed; spans are lost (next warning in a minute at the earliest; see xmppd_trace_export_failures_total)"
                     );
                     s.warned = Some(Instant::now());
+                    s.failing = true;
                     s.batches = 0;
                     s.spans = 0;
                 }
@@ -174,6 +193,8 @@ impl<E: SpanExporter> Reporting<E> {
 impl<E: SpanExporter> SpanExporter for Reporting<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let spans = batch.len();
+        // These have left the queue.
+        self.queue.taken(spans);
         let result = self.inner.export(batch).await;
         self.record(spans, &result);
         // Reported here; the SDK has nothing more to do with it.
@@ -190,5 +211,171 @@ impl<E: SpanExporter> SpanExporter for Reporting<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+/// The spans between their end and their export, bounded here rather than
+/// in the SDK (whose drops are silent after the first): a span that would
+/// go past `max` is dropped and counted. Spans the exporter holds count
+/// until it takes them, so this bound is met before the SDK's.
+struct Queue {
+    queued: AtomicUsize,
+    max: usize,
+    dropped: IntCounter,
+    /// Drops not in the log yet, and when the last warning was.
+    log: Mutex<(u64, Option<Instant>)>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("queued", &self.queued)
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// The SDK's queue size (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048).
+    fn new(dropped: IntCounter) -> Queue {
+        let max = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(2048);
+        Queue {
+            queued: AtomicUsize::new(0),
+            max,
+            dropped,
+            log: Mutex::new((0, None)),
+        }
+    }
+
+    /// Room for one more span; `false` (and counted) if the queue is full.
+    fn admit(&self) -> bool {
+        if self.queued.fetch_add(1, Ordering::Relaxed) < self.max {
+            return true;
+        }
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        self.dropped.inc();
+        let mut l = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        l.0 += 1;
+        if l.1.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            tracing::warn!(
+                dropped_spans = l.0,
+                queue = self.max,
+                "trace spans dropped: the export queue is full (OTEL_BSP_MAX_QUEUE_SIZE; next warning in a minute at the earliest; see xmppd_trace_spans_dropped_total)"
+            );
+            *l = (0, Some(Instant::now()));
+        }
+        false
+    }
+
+    fn taken(&self, n: usize) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(n))
+            });
+    }
+}
+
+/// The SDK's batch processor behind [`Queue`]'s bound.
+#[derive(Debug)]
+struct Bounded<P> {
+    inner: P,
+    queue: Arc<Queue>,
+}
+
+impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        // Spans not sampled are not exported (the SDK drops them itself).
+        if span.span_context.is_sampled() && !self.queue.admit() {
+            return;
+        }
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_sdk::error::OTelSdkError;
+
+    #[derive(Debug)]
+    struct Nowhere;
+
+    impl SpanExporter for Nowhere {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    fn reporting() -> Reporting<Nowhere> {
+        Reporting {
+            inner: Nowhere,
+            endpoint: "http://127.0.0.1:1".into(),
+            failures: IntCounter::new("f", "f").expect("counter"),
+            lost: IntCounter::new("l", "l").expect("counter"),
+            state: Mutex::new(Failing::default()),
+            queue: Arc::new(Queue::new(IntCounter::new("d", "d").expect("counter"))),
+        }
+    }
+
+    /// A collector that fails every other batch gets one warning (and
+    /// one note that it works again) a minute, not a pair per batch; the
+    /// counters see every failure.
+    #[test]
+    fn a_flapping_collector_is_warned_about_once_a_minute() {
+        let r = reporting();
+        let fail: OTelSdkResult = Err(OTelSdkError::InternalFailure("down".into()));
+        r.record(3, &fail);
+        let first = r.state.lock().expect("lock").warned.expect("warned");
+        r.record(1, &Ok(()));
+        assert!(!r.state.lock().expect("lock").failing);
+        for _ in 0..10 {
+            r.record(2, &fail);
+            r.record(1, &Ok(()));
+        }
+        let s = r.state.lock().expect("lock");
+        assert_eq!(s.warned, Some(first), "no second warning within the minute");
+        assert!(!s.failing, "and no second note that it works again");
+        // Failures since the warning wait for the next line.
+        assert_eq!((s.batches, s.spans), (10, 20));
+        assert_eq!(r.failures.get(), 11);
+        assert_eq!(r.lost.get(), 23);
+    }
+
+    #[test]
+    fn the_queue_drops_past_its_bound_and_counts() {
+        let q = Queue {
+            queued: AtomicUsize::new(0),
+            max: 3,
+            dropped: IntCounter::new("d", "d").expect("counter"),
+            log: Mutex::new((0, None)),
+        };
+        let admitted = (0..5).filter(|_| q.admit()).count();
+        assert_eq!(admitted, 3);
+        assert_eq!(q.dropped.get(), 2);
+        q.taken(2);
+        assert!(q.admit());
+        q.taken(100);
+        assert_eq!(q.queued.load(Ordering::Relaxed), 0);
     }
 }

@@ -109,6 +109,22 @@ pub struct RemoteCore {
     sessions: Sessions,
 }
 
+/// An error with its causes, outermost first (`transport error: tcp
+/// connect error: Connection refused`).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 impl RemoteCore {
     /// Reach the core tier through the node at `seed` (host:port),
     /// retrying for up to `patience` while it starts; learn the other core
@@ -124,13 +140,26 @@ impl RemoteCore {
     ) -> anyhow::Result<Arc<RemoteCore>> {
         let ping = router::service::liveness(liveness);
         let deadline = tokio::time::Instant::now() + patience;
+        // While it waits, a warning every 10 s says why (the cause at the
+        // bottom of the error: refused, no such host, ...).
+        let mut next_warning = tokio::time::Instant::now() + Duration::from_secs(10);
         let channel = loop {
             match endpoint(seed, ping)?.connect().await {
                 Ok(c) => break c,
                 Err(e) if tokio::time::Instant::now() >= deadline => {
-                    anyhow::bail!("cannot reach the core node at {seed}: {e}")
+                    anyhow::bail!("cannot reach the core node at {seed}: {}", error_chain(&e))
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => {
+                    if tokio::time::Instant::now() >= next_warning {
+                        tracing::warn!(
+                            core = seed,
+                            error = %error_chain(&e),
+                            "the core node does not answer yet; trying again"
+                        );
+                        next_warning += Duration::from_secs(10);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
             }
         };
         let status = loop {

@@ -533,3 +533,68 @@ async fn exports_to_a_collector_that_is_down_are_counted_and_logged_once() {
     assert_eq!(warned(failed), 1);
     drop(node);
 }
+
+/// A collector that takes connections and never answers holds each
+/// export for its timeout: the queue fills, and what does not fit is
+/// dropped, counted, and warned about once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_beyond_a_full_export_queue_are_counted() {
+    let hang = std::net::TcpListener::bind(free_addr()).expect("bind");
+    let otlp = hang.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hang.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let http = free_addr();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        dir.path(),
+        "single",
+        &format!(
+            "[listeners]\nhttp = \"{http}\"\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\n{}",
+            tracing_table(otlp, "1.0")
+        ),
+    );
+    let envs = [
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "4"),
+    ];
+    let (node, addr, log) = start_logged_env(&cfg, "client listener (STARTTLS)", &envs);
+    add_users(
+        &cfg,
+        dir.path(),
+        "single",
+        &["hank@localhost", "ivy@localhost"],
+    );
+    let mut hank = Client::online(addr, "hank@localhost", PW, "h")
+        .await
+        .expect("hank");
+    let mut ivy = Client::online(addr, "ivy@localhost", PW, "i")
+        .await
+        .expect("ivy");
+    for n in 0..20 {
+        let id = format!("q{n}");
+        hank.send(&format!(
+            "<message to='ivy@localhost/i' type='chat' id='{id}'><body>x</body></message>"
+        ))
+        .await;
+        ivy.expect(|e| e.attr("id") == Some(id.as_str()))
+            .await
+            .expect("ivy gets it, however the traces fare");
+    }
+    let t = Instant::now();
+    while metric(http, "xmppd_trace_spans_dropped_total") < 1.0 {
+        assert!(t.elapsed() < Duration::from_secs(30), "nothing dropped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let warnings = log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|l| l.contains("trace spans dropped: the export queue is full"))
+        .count();
+    assert_eq!(warnings, 1);
+    drop(node);
+}

@@ -272,18 +272,35 @@ fn one_line(message: &str) -> String {
 
 /// A serde message in the words of the file rather than of the code:
 /// `expected struct TracingConfig` (a Rust type's name) becomes
-/// `expected a table`.
+/// `expected a table`, `expected usize` `expected a whole number, 0 or
+/// more`, `expected f64` `expected a number`.
 fn plain_types(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
-    while let Some(i) = rest.find("expected struct ") {
+    while let Some(i) = rest.find("expected ") {
         out.push_str(&rest[..i]);
-        out.push_str("expected a table");
-        rest = &rest[i + "expected struct ".len()..];
-        let name_end = rest
-            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-            .unwrap_or(rest.len());
-        rest = &rest[name_end..];
+        out.push_str("expected ");
+        rest = &rest[i + "expected ".len()..];
+        let word_end = |r: &str| {
+            r.find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .unwrap_or(r.len())
+        };
+        if let Some(after) = rest.strip_prefix("struct ") {
+            out.push_str("a table");
+            rest = &after[word_end(after)..];
+            continue;
+        }
+        let word = &rest[..word_end(rest)];
+        let plain = match word {
+            "usize" | "u64" | "u32" | "u16" | "u8" => Some("a whole number, 0 or more"),
+            "i64" | "i32" | "i16" | "i8" | "isize" => Some("a whole number"),
+            "f64" | "f32" => Some("a number"),
+            _ => None,
+        };
+        if let Some(p) = plain {
+            out.push_str(p);
+            rest = &rest[word.len()..];
+        }
     }
     out.push_str(rest);
     out

@@ -19,8 +19,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod check;
+mod muc;
 mod pubsub;
 
+pub use muc::MucConfig;
 pub use pubsub::PubsubConfig;
 
 /// The whole configuration file.
@@ -51,6 +53,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// `[pubsub]`: PubSub services and PEP.
     pub pubsub: PubsubConfig,
+    /// `[muc]`: XEP-0045 Multi-User Chat.
+    pub muc: MucConfig,
     /// `[admin]`: the admin HTTP API.
     pub admin: AdminConfig,
     /// `[shutdown]`: how a node with clients stops on SIGTERM.
@@ -144,6 +148,7 @@ impl Default for Config {
             log: LogConfig::default(),
             cluster: ClusterConfig::default(),
             pubsub: PubsubConfig::default(),
+            muc: MucConfig::default(),
             admin: AdminConfig::default(),
             shutdown: ShutdownConfig::default(),
             tracing: TracingConfig::default(),
@@ -516,42 +521,60 @@ fn check_otlp_endpoint(e: &str) -> Result<(), String> {
         return Err(format!("{e:?} must start with http://"));
     };
     let hostport = rest.strip_suffix('/').unwrap_or(rest);
-    if !host_port(hostport) {
-        return Err(format!("{e:?} must be http://HOST:PORT"));
-    }
-    Ok(())
+    check_host_port(hostport).map_err(|why| format!("{e:?}: {why} (http://HOST:PORT)"))
 }
+
+/// A problem with one entry of a list: its index and why.
+pub type Misfit = (usize, String);
 
 impl ClusterConfig {
     /// `peers` as (id, address) pairs; the first problem found otherwise.
     pub fn peer_list(&self) -> Result<Vec<(u64, String)>, (usize, String)> {
+        let (out, mut problems) = self.peers_checked();
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(problems.remove(0))
+        }
+    }
+
+    /// `peers` as (id, address) pairs, and every problem found, by index.
+    pub fn peers_checked(&self) -> (Vec<(u64, String)>, Vec<Misfit>) {
         let mut out: Vec<(u64, String)> = Vec::with_capacity(self.peers.len());
+        let mut problems = Vec::new();
         for (i, p) in self.peers.iter().enumerate() {
             let Some((id, addr)) = p.split_once('=') else {
-                return Err((i, format!("{p:?} is not \"id=address\"")));
+                problems.push((i, format!("{p:?} is not \"id=address\"")));
+                continue;
             };
             let id: u64 = match id.trim().parse() {
                 Ok(n) if (1..=65_535).contains(&n) => n,
-                _ => return Err((i, format!("{id:?} is not a node id (1 to 65535)"))),
+                _ => {
+                    problems.push((i, format!("{id:?} is not a node id (1 to 65535)")));
+                    continue;
+                }
             };
             let addr = addr.trim();
-            if !host_port(addr) {
-                return Err((
+            if let Err(why) = check_host_port(addr) {
+                problems.push((
                     i,
                     format!(
-                        "{addr:?} is not an address such as \"127.0.0.1:7000\" or \"core-0.xmppd-core:7000\""
+                        "{addr:?}: {why} (an address such as \"127.0.0.1:7000\" or \"core-0.xmppd-core:7000\")"
                     ),
                 ));
+                continue;
             }
             if out.iter().any(|(o, _)| *o == id) {
-                return Err((i, format!("node id {id} is listed more than once")));
+                problems.push((i, format!("node id {id} is listed more than once")));
+                continue;
             }
-            if let Some((other, _)) = out.iter().find(|(_, a)| a == addr) {
-                return Err((i, format!("{addr} is listed for node {other} too")));
+            if let Some((other, _)) = out.iter().find(|(_, a)| same_place(a) == same_place(addr)) {
+                problems.push((i, format!("{addr} is listed for node {other} too")));
+                continue;
             }
             out.push((id, addr.to_string()));
         }
-        Ok(out)
+        (out, problems)
     }
 }
 
@@ -628,34 +651,100 @@ pub fn ordinal_of(host: &str) -> Option<u64> {
 /// Whether `addr` is `host:port`: an IP address and port, or a DNS name
 /// (letters, digits, `-`, `.`) and a port other than 0.
 pub fn host_port(addr: &str) -> bool {
-    if let Ok(a) = addr.parse::<SocketAddr>() {
-        return a.port() != 0;
-    }
+    check_host_port(addr).is_ok()
+}
+
+/// Why `addr` is not a `host:port` to connect to: a DNS name or an IP
+/// address (IPv6 in brackets) that names a host (not 0.0.0.0 or `::`),
+/// and a port 1 to 65535 in digits.
+pub fn check_host_port(addr: &str) -> Result<(), String> {
     let Some((host, port)) = addr.rsplit_once(':') else {
-        return false;
+        return Err("no :port".into());
     };
-    port.parse::<u16>().is_ok_and(|p| p != 0) && dns_name(host)
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("the port {port:?} is not a number"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) => return Err("port 0 is not a port to connect to".into()),
+        Ok(_) => {}
+        Err(_) => return Err(format!("the port {port} is past 65535")),
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match v6.parse::<std::net::Ipv6Addr>() {
+            Ok(ip) if ip.is_unspecified() => Err("[::] names no host to connect to".into()),
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("{v6:?} is not an IPv6 address")),
+        };
+    }
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        if ip.is_unspecified() {
+            return Err("0.0.0.0 names no host to connect to".into());
+        }
+        return Ok(());
+    }
+    dns_name(host)
 }
 
 /// A DNS host name (RFC 1123): dot-separated labels of letters, digits
 /// and inner hyphens, 1 to 63 bytes each, a final dot allowed; the last
 /// label not all digits, so that a mistyped IPv4 address such as
 /// `999.1.1.1` is not taken for a name.
-fn dns_name(host: &str) -> bool {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let label = |l: &str| {
-        (1..=63).contains(&l.len())
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(label)
-        && host
-            .rsplit('.')
-            .next()
-            .is_some_and(|last| !last.bytes().all(|b| b.is_ascii_digit()))
+fn dns_name(host: &str) -> Result<(), String> {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() {
+        return Err("no host name".into());
+    }
+    if name.len() > 253 {
+        return Err("the host name is longer than 253 bytes".into());
+    }
+    for l in name.split('.') {
+        if l.is_empty() {
+            return Err(format!("{host:?} has an empty label"));
+        }
+        if l.len() > 63 {
+            return Err(format!("the label {l:?} is longer than 63 bytes"));
+        }
+        if !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!(
+                "the label {l:?} has characters other than letters, digits and '-'"
+            ));
+        }
+        if l.starts_with('-') || l.ends_with('-') {
+            return Err(format!("the label {l:?} starts or ends with '-'"));
+        }
+    }
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "{host:?} is neither an IPv4 address nor a host name"
+        ));
+    }
+    Ok(())
+}
+
+/// `host[:port]` with the host name's final dot dropped (RFC 7622 §3.2:
+/// a domain is sent without it), for telling clients where to go.
+pub fn without_final_dot(addr: &str) -> String {
+    match addr.rsplit_once(':') {
+        Some((h, p)) => format!("{}:{p}", h.strip_suffix('.').unwrap_or(h)),
+        None => addr.strip_suffix('.').unwrap_or(addr).to_string(),
+    }
+}
+
+/// `host:port` as compared for sameness: the name in lower case without
+/// a final dot.
+fn same_place(addr: &str) -> String {
+    match addr.rsplit_once(':') {
+        Some((h, p)) => format!(
+            "{}:{}",
+            h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase(),
+            p.trim_start_matches('0')
+        ),
+        None => addr.to_ascii_lowercase(),
+    }
 }
 
 impl ClusterConfig {
@@ -822,6 +911,14 @@ impl Config {
     /// (`config check` prints them, `serve` logs them as warnings).
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
+        if let Some(e) = &self.tracing.otlp_endpoint
+            && e.trim_end_matches('/').ends_with(":4318")
+        {
+            notes.push(
+                "tracing.otlp_endpoint: 4318 is the port of OTLP/HTTP; xmppd speaks OTLP/gRPC (usually 4317)"
+                    .to_string(),
+            );
+        }
         if self.tracing.sample_ratio.is_some() && self.tracing.otlp_endpoint.is_none() {
             notes.push(
                 "tracing.sample_ratio is set but tracing.otlp_endpoint is not: nothing is traced"
@@ -849,6 +946,13 @@ impl Config {
             );
         }
         self.pubsub.check(&self.domains, &mut p);
+        let pubsub_services = router::config::CoreConfig {
+            domains: self.domains.clone(),
+            pubsub: self.pubsub.to_core(),
+            ..Default::default()
+        }
+        .pubsub_services();
+        self.muc.check(&self.domains, &pubsub_services, &mut p);
         if self.offline.max_per_user == 0 {
             p.add("offline.max_per_user", "must be at least 1");
         }
@@ -886,11 +990,17 @@ impl Config {
             );
         }
         if let Some(h) = &self.shutdown.see_other_host {
-            let bare = !h.contains(':') && host_port(&format!("{h}:5222"));
-            if !(bare || host_port(h)) {
+            // A bare host name or IPv4 address has no ':'; IPv6 is in
+            // brackets with a port.
+            let checked = if h.contains(':') {
+                check_host_port(h)
+            } else {
+                check_host_port(&format!("{h}:5222"))
+            };
+            if let Err(why) = checked {
                 p.add(
                     "shutdown.see_other_host",
-                    format!("{h:?} is not a host name or address with an optional port"),
+                    format!("{h:?}: {why} (a host name or address with an optional port)"),
                 );
             }
         }
@@ -954,10 +1064,10 @@ impl Config {
         if let Some(a) = c.advertised() {
             if c.role != Role::Core {
                 p.add("cluster.advertise", "only core nodes advertise an address");
-            } else if !host_port(&a) {
+            } else if let Err(why) = check_host_port(&a) {
                 p.add(
                     "cluster.advertise",
-                    format!("{a:?} is not host:port (after replacing {{hostname}})"),
+                    format!("{a:?}: {why} (host:port after replacing {{hostname}})"),
                 );
             }
         }
@@ -997,9 +1107,13 @@ impl Config {
                 ),
             );
         }
-        match c.peer_list() {
-            Err((i, e)) => p.add(&format!("cluster.peers[{i}]"), e),
-            Ok(peers) if !peers.is_empty() => {
+        let (peers, bad) = c.peers_checked();
+        for (i, e) in &bad {
+            p.add(&format!("cluster.peers[{i}]"), e.clone());
+        }
+        match (bad.is_empty(), peers) {
+            (false, _) => {}
+            (true, peers) if !peers.is_empty() => {
                 if c.role != Role::Core {
                     p.add(
                         "cluster.peers",
@@ -1017,16 +1131,20 @@ impl Config {
                     );
                 }
             }
-            Ok(_) => {}
+            _ => {}
         }
         match (c.role, &c.core) {
             (Role::Edge, None) => p.add("cluster.core", "an edge needs the core node's address"),
-            (Role::Edge, Some(a)) if !host_port(a) => p.add(
-                "cluster.core",
-                format!(
-                    "{a:?} is not an address such as \"127.0.0.1:7000\" or \"xmppd-core:7000\""
-                ),
-            ),
+            (Role::Edge, Some(a)) => {
+                if let Err(why) = check_host_port(a) {
+                    p.add(
+                        "cluster.core",
+                        format!(
+                            "{a:?}: {why} (an address such as \"127.0.0.1:7000\" or \"xmppd-core:7000\")"
+                        ),
+                    )
+                }
+            }
             _ => {}
         }
     }
@@ -1388,6 +1506,54 @@ mod tests {
         only_problem(&core, "cluster.node_id");
     }
 
+    /// Every bad peer is reported, each with why; the same place written
+    /// twice (case, a final dot, leading zeros in the port) is caught.
+    #[test]
+    fn every_bad_peer_is_reported_with_why() {
+        let mut c = Config::default();
+        c.cluster.role = Role::Core;
+        c.cluster.node_id = NodeId::Id(1);
+        c.cluster.peers = vec![
+            "1=127.0.0.1:7000".into(),
+            "2=-a.b:7000".into(),
+            "3=999.0.0.1:7000".into(),
+            "4=127.0.0.1:0".into(),
+        ];
+        let p = problems(&c);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p[0].contains("cluster.peers[1]") && p[0].contains("starts or ends with '-'"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("cluster.peers[2]") && p[1].contains("neither an IPv4 address"),
+            "{p:?}"
+        );
+        assert!(
+            p[2].contains("cluster.peers[3]") && p[2].contains("port 0"),
+            "{p:?}"
+        );
+        for twice in [
+            ["1=a.b.:7000", "2=a.b:7000"],
+            ["1=LOCALHOST:7000", "2=localhost:7000"],
+            ["1=a.b:07000", "2=a.b:7000"],
+        ] {
+            c.cluster.peers = twice.iter().map(|s| s.to_string()).collect();
+            let p = only_problem(&c, "cluster.peers[1]");
+            assert!(p.contains("listed for node 1 too"), "{p}");
+        }
+        assert_eq!(
+            without_final_dot("other.example.org.:5222"),
+            "other.example.org:5222"
+        );
+        assert_eq!(without_final_dot("other.example.org."), "other.example.org");
+        assert_eq!(without_final_dot("[::1]:5222"), "[::1]:5222");
+        let mut t = Config::default();
+        t.tracing.otlp_endpoint = Some("http://collector:4318".into());
+        assert!(problems(&t).is_empty());
+        assert!(t.notes()[0].contains("OTLP/HTTP"), "{:?}", t.notes());
+    }
+
     #[test]
     fn cluster_addresses_may_be_host_names() {
         for ok in [
@@ -1411,6 +1577,11 @@ mod tests {
             "a/b:7000",
             "127.0.0.1:0",
             "[::1]:0",
+            "0.0.0.0:7000",
+            "[::]:7000",
+            "core:+7000",
+            "127.0.0.1:+7000",
+            "core:70000",
             "999.1.1.1:7000",
             "10.0.0:7000",
             "-bad-.example:7000",
@@ -1506,6 +1677,21 @@ mod tests {
             .to_string();
         assert!(msg.contains("expected a table"), "{msg}");
         assert!(!msg.contains("struct") && !msg.contains("Config"), "{msg}");
+        for (text, want) in [
+            (
+                "[limits]\nmax_depth = \"deep\"\n",
+                "expected a whole number, 0 or more",
+            ),
+            (
+                "[limits]\nmax_stanza_bytes = -1\n",
+                "expected a whole number, 0 or more",
+            ),
+            ("[tracing]\nsample_ratio = \"0.5\"\n", "expected a number"),
+        ] {
+            let msg = Config::from_toml(text).expect_err("wrong type").to_string();
+            assert!(msg.contains(want), "{msg}");
+            assert!(!msg.contains("usize") && !msg.contains("f64"), "{msg}");
+        }
     }
 
     #[test]
@@ -1751,6 +1937,52 @@ mod tests {
         let cfg = Config::from_toml("[tracing]\nsample_ratio = 0.5\n").expect("valid");
         assert_eq!(cfg.notes().len(), 1);
         assert!(cfg.notes()[0].starts_with("tracing.sample_ratio"));
+    }
+
+    #[test]
+    fn muc_services_and_limits_are_checked() {
+        let mut cfg = Config::default();
+        for (domain, service, why) in [
+            (
+                "elsewhere.org",
+                "rooms.elsewhere.org",
+                "not one of the domains",
+            ),
+            ("localhost", "localhost", "a served domain"),
+            ("localhost", "pubsub.localhost", "PubSub"),
+            ("localhost", "a@b", "not a domain name"),
+        ] {
+            cfg.muc.services = [(domain.to_string(), service.to_string())].into();
+            let p = only_problem(&cfg, "muc.services");
+            assert!(p.contains(why), "{p}");
+        }
+        cfg.muc.services = [("localhost".to_string(), "rooms.localhost".to_string())].into();
+        assert!(problems(&cfg).is_empty());
+        let core = cfg.muc.to_core();
+        let rc = router::config::CoreConfig {
+            muc: core,
+            ..Default::default()
+        };
+        assert_eq!(
+            rc.muc_service("localhost").as_deref(),
+            Some("rooms.localhost")
+        );
+        assert!(rc.is_muc_service("rooms.localhost"));
+        assert!(!rc.is_muc_service("conference.localhost"));
+        for (field, set) in [
+            (
+                "muc.max_occupants",
+                (|c: &mut Config| c.muc.max_occupants = 0) as fn(&mut Config),
+            ),
+            ("muc.max_history", |c: &mut Config| c.muc.max_history = 1001),
+            ("muc.max_nick_bytes", |c: &mut Config| {
+                c.muc.max_nick_bytes = 1024
+            }),
+        ] {
+            let mut c = Config::default();
+            set(&mut c);
+            only_problem(&c, field);
+        }
     }
 
     /// An item as large as a stanza could never get payload-too-big: the

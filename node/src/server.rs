@@ -188,6 +188,7 @@ impl Server {
                 max_item_bytes: cfg.item_limit(),
                 ..cfg.pubsub.to_core()
             },
+            muc: cfg.muc.to_core(),
             auto_join: cfg.cluster.auto_join,
         };
         let server_features = router::server_features(&core_cfg)?;
@@ -551,7 +552,10 @@ impl Server {
             let c = self.cfg.lock().unwrap_or_else(|p| p.into_inner());
             (
                 Duration::from_secs(c.shutdown.drain_secs),
-                c.shutdown.see_other_host.clone(),
+                c.shutdown
+                    .see_other_host
+                    .as_deref()
+                    .map(crate::config::without_final_dot),
             )
         };
         self.http.set_stopping();

@@ -790,7 +790,7 @@ async fn unsubscribing_stops_presence_and_updates_both_rosters() {
 }
 
 /// Joining a room of a MUC service on another domain (here
-/// conference.localhost, which this server does not serve) is directed
+/// conference.example.org, which this server does not serve) is directed
 /// presence that cannot be delivered without server-to-server: the client
 /// gets a presence error at once instead of waiting for a join that never
 /// comes; its own unavailable presence later is not answered.
@@ -800,13 +800,13 @@ async fn directed_presence_to_an_unserved_domain_is_answered_with_an_error() {
     let mut a = Client::online(t.addr, "alice@localhost", PW, "a")
         .await
         .expect("alice");
-    a.send("<presence to='room@conference.localhost/alice' id='j1'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+    a.send("<presence to='room@conference.example.org/alice' id='j1'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
         .await;
     let e = a
         .expect(|e| e.name == "presence" && e.attr("type") == Some("error"))
         .await
         .expect("a presence error");
-    assert_eq!(e.attr("from"), Some("room@conference.localhost/alice"));
+    assert_eq!(e.attr("from"), Some("room@conference.example.org/alice"));
     assert_eq!(e.attr("id"), Some("j1"));
     assert!(
         e.child("error", ns::CLIENT)
@@ -817,7 +817,7 @@ async fn directed_presence_to_an_unserved_domain_is_answered_with_an_error() {
     );
     // Unavailable presence to it is dropped without an answer: the next
     // thing alice reads is the answer to her ping.
-    a.send("<presence to='room@conference.localhost/alice' type='unavailable'/>")
+    a.send("<presence to='room@conference.example.org/alice' type='unavailable'/>")
         .await;
     a.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
         .await;

@@ -116,6 +116,33 @@ async fn slixmpp_pubsub_pep_and_private_storage_plugins_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slixmpp_muc_plugin_creates_configures_chats_kicks_and_destroys() {
+    // XEP-0045 through slixmpp's xep_0045 plugin, Debian's and PyPI's.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let script = format!("{dir}/../tests/interop/muc.py");
+    for (python, _) in PYTHONS {
+        let mut t = TestServer::start().await;
+        t.add_user("alice@localhost", "alice secret");
+        t.add_user("bob@localhost", "bob secret");
+        let out = tokio::process::Command::new(python)
+            .arg(&script)
+            .args(["127.0.0.1", &t.addr.port().to_string(), "localhost"])
+            .args(["alice secret", "bob secret"])
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{python} runs (scripts/setup.sh installs it): {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!("{python}: {stdout}");
+        assert!(
+            out.status.success() && stdout.contains("interop ok"),
+            "slixmpp MUC scenario failed with {python}:\n{stdout}\n{stderr}"
+        );
+        t.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xmpp_js_logs_in_and_uses_pubsub_and_pep() {
     // A second client library (xmpp.js, @xmpp/client from npm; scripts/setup.sh
     // installs it under tests/interop/xmppjs).

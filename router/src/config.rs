@@ -61,9 +61,37 @@ pub struct CoreConfig {
     pub max_vcard_bytes: usize,
     /// XEP-0060 PubSub services and PEP (XEP-0163).
     pub pubsub: PubsubConfig,
+    /// Multi-User Chat (XEP-0045).
+    pub muc: MucConfig,
     /// A removed node started again asks to be added back (the node's
     /// process does the asking): it does not stop as removed meanwhile.
     pub auto_join: bool,
+}
+
+/// `[muc]` as the core uses it.
+#[derive(Debug, Clone)]
+pub struct MucConfig {
+    pub enabled: bool,
+    /// (domain, service) where the service is not `conference.<domain>`.
+    pub services: Vec<(String, String)>,
+    /// Most occupants of one room (owners and admins may enter beyond).
+    pub max_occupants: usize,
+    /// Most messages a room keeps for the history sent on entering.
+    pub max_history: usize,
+    /// Longest nickname, in bytes.
+    pub max_nick_bytes: usize,
+}
+
+impl Default for MucConfig {
+    fn default() -> MucConfig {
+        MucConfig {
+            enabled: true,
+            services: Vec::new(),
+            max_occupants: 1000,
+            max_history: 50,
+            max_nick_bytes: 128,
+        }
+    }
 }
 
 /// The PubSub services (one per served domain) and PEP.
@@ -118,6 +146,7 @@ impl Default for CoreConfig {
             max_roster_items: 5000,
             max_vcard_bytes: 128 * 1024,
             pubsub: PubsubConfig::default(),
+            muc: MucConfig::default(),
             auto_join: false,
         }
     }
@@ -149,5 +178,29 @@ impl CoreConfig {
     /// Whether `domain` is one of this server's PubSub services.
     pub fn is_pubsub_service(&self, domain: &str) -> bool {
         self.pubsub_services().iter().any(|s| s == domain)
+    }
+
+    /// The MUC service of served domain `domain`, if MUC is on.
+    pub fn muc_service(&self, domain: &str) -> Option<String> {
+        if !self.muc.enabled || !self.serves(domain) {
+            return None;
+        }
+        Some(
+            self.muc
+                .services
+                .iter()
+                .find(|(d, _)| d == domain)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_else(|| format!("conference.{domain}")),
+        )
+    }
+
+    /// Whether `domain` is one of this server's MUC services.
+    pub fn is_muc_service(&self, domain: &str) -> bool {
+        self.muc.enabled
+            && self
+                .domains
+                .iter()
+                .any(|d| self.muc_service(d).is_some_and(|s| s == domain))
     }
 }

@@ -1,4 +1,5 @@
-//! Replicated sessions (a cluster only). A shard's leader writes a record
+//! Replicated sessions (a cluster only), and with them the XEP-0045
+//! rooms and occupants of the shard (`modules::muc::replica`). A shard's leader writes a record
 //! for each session it changed (bound, presence, roster interest,
 //! directed presence; removed when it ends) into the shard's Raft log with
 //! the step's other writes, under `s/<full JID>` in the group's own data.
@@ -60,19 +61,19 @@ fn encode(s: &Session) -> Vec<u8> {
 
 /// The log writes for the sessions changed since the last call.
 pub(crate) fn take_changes(st: &mut ShardState) -> Vec<Op> {
+    let mut ops = crate::modules::muc::replica::take_changes(st);
     let jids: Vec<FullJid> = match &mut st.dirty {
         Some(d) if !d.is_empty() => d.drain().collect(),
-        _ => return Vec::new(),
+        _ => return ops,
     };
-    jids.into_iter()
-        .map(|j| match st.session(&j) {
-            Some(s) => Op::Put {
-                key: key(&j),
-                value: encode(s),
-            },
-            None => Op::Delete { key: key(&j) },
-        })
-        .collect()
+    ops.extend(jids.into_iter().map(|j| match st.session(&j) {
+        Some(s) => Op::Put {
+            key: key(&j),
+            value: encode(s),
+        },
+        None => Op::Delete { key: key(&j) },
+    }));
+    ops
 }
 
 /// How long a new leader waits to have applied its predecessor's log.
@@ -132,6 +133,9 @@ pub(crate) async fn ensure_loaded(
     if let Some(d) = &mut st.dirty {
         d.clear();
     }
+    if let Some(d) = &mut st.room_dirty {
+        d.clear();
+    }
     st.term = Some(term);
     let Some(state) = sh.shard_states.get(index) else {
         return Vec::new();
@@ -145,6 +149,8 @@ pub(crate) async fn ensure_loaded(
     };
     let mut orphans = Vec::new();
     let mut loaded = 0usize;
+    // The rooms and their occupants (XEP-0045), replicated the same way.
+    let occupants = crate::modules::muc::replica::restore(st, &records);
     for (k, v) in records {
         let Some(rest) = k.strip_prefix(PREFIX) else {
             continue;
@@ -196,10 +202,11 @@ pub(crate) async fn ensure_loaded(
             orphans.push((jid, r.session));
         }
     }
-    if loaded > 0 {
+    if loaded > 0 || occupants > 0 {
         tracing::info!(
             shard = index,
             sessions = loaded,
+            occupants,
             "leading the shard: its sessions are served here now"
         );
     }

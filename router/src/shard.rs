@@ -258,6 +258,7 @@ pub(crate) async fn run(
     let mut st = ShardState::default();
     if shared.cluster.clustered() {
         st.dirty = Some(HashSet::new());
+        st.room_dirty = Some(HashSet::new());
     }
     let mut next: Option<ShardMsg> = None;
     loop {

@@ -9,7 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{CF_ACCOUNTS, CF_CAPS, CF_OFFLINE, CF_PRIVATE, CF_PUBSUB, CF_ROSTERS, CF_VCARDS};
+use crate::keys::{
+    CF_ACCOUNTS, CF_CAPS, CF_OFFLINE, CF_PRIVATE, CF_PUBSUB, CF_ROOMS, CF_ROSTERS, CF_VCARDS,
+};
 
 /// The column families of user data that batches write. Every record in
 /// them has an owner (`keys::owner`) that decides which shard's snapshots
@@ -26,10 +28,12 @@ pub enum Family {
     Private,
     /// XEP-0115 capabilities learnt, owned by their hash's home.
     Caps,
+    /// XEP-0045 rooms, owned by the room's bare JID.
+    Rooms,
 }
 
 impl Family {
-    pub const ALL: [Family; 7] = [
+    pub const ALL: [Family; 8] = [
         Family::Accounts,
         Family::Rosters,
         Family::Offline,
@@ -37,6 +41,7 @@ impl Family {
         Family::Pubsub,
         Family::Private,
         Family::Caps,
+        Family::Rooms,
     ];
 
     pub(crate) fn cf(self) -> &'static str {
@@ -48,6 +53,7 @@ impl Family {
             Family::Pubsub => CF_PUBSUB,
             Family::Private => CF_PRIVATE,
             Family::Caps => CF_CAPS,
+            Family::Rooms => CF_ROOMS,
         }
     }
 
@@ -61,6 +67,7 @@ impl Family {
             Family::Pubsub => 5,
             Family::Private => 6,
             Family::Caps => 7,
+            Family::Rooms => 8,
         }
     }
 

@@ -17,6 +17,7 @@
 //! cf vcards    0x01 user 0x00                          -> vCard bytes
 //! cf private   0x01 user 0x00 name 0x00 ns             -> XEP-0049 element bytes
 //! cf caps      0x01 hash-key                           -> XEP-0115 verified disco#info bytes
+//! cf rooms     0x01 service 0x00 room-local            -> XEP-0045 room record (bytes of the MUC module)
 //! cf pubsub    (S = service bare JID, N = node id, J = bare or full JID; see keys/pubsub.rs)
 //!              0x01 S 0x00 N                           -> node record (creator, created, config, next seq, item count)
 //!              0x02 S 0x00 N 0x00 J                    -> affiliation (J bare)
@@ -56,7 +57,8 @@ pub(crate) const CF_VCARDS: &str = "vcards";
 pub(crate) const CF_PUBSUB: &str = "pubsub";
 pub(crate) const CF_PRIVATE: &str = "private";
 pub(crate) const CF_CAPS: &str = "caps";
-pub(crate) const COLUMN_FAMILIES: [&str; 10] = [
+pub(crate) const CF_ROOMS: &str = "rooms";
+pub(crate) const COLUMN_FAMILIES: [&str; 11] = [
     CF_ACCOUNTS,
     CF_ROSTERS,
     CF_OFFLINE,
@@ -64,6 +66,7 @@ pub(crate) const COLUMN_FAMILIES: [&str; 10] = [
     CF_PUBSUB,
     CF_PRIVATE,
     CF_CAPS,
+    CF_ROOMS,
     crate::raft::keys::CF_RAFT_LOG,
     crate::raft::keys::CF_RAFT_META,
     crate::raft::keys::CF_SHARD_DATA,
@@ -85,6 +88,7 @@ mod kind {
     pub const VCARD: u8 = 0x01;
     pub const PRIVATE: u8 = 0x01;
     pub const CAPS: u8 = 0x01;
+    pub const ROOM: u8 = 0x01;
 }
 
 /// A half-open key range `[start, end)`, for scans and range deletes.
@@ -212,6 +216,15 @@ pub(crate) fn owner(family: crate::Family, key: &[u8]) -> Option<std::borrow::Co
             let key = std::str::from_utf8(rest).ok()?;
             Some(Cow::Owned(crate::caps::home(key)))
         }
+        crate::Family::Rooms => {
+            if k != kind::ROOM {
+                return None;
+            }
+            let i = rest.iter().position(|&b| b == SEP)?;
+            let service = std::str::from_utf8(&rest[..i]).ok()?;
+            let local = std::str::from_utf8(&rest[i + 1..]).ok()?;
+            Some(Cow::Owned(format!("{local}@{service}")))
+        }
     }
 }
 
@@ -327,6 +340,50 @@ pub(crate) fn caps(key: &str) -> Result<Vec<u8>, StorageError> {
     Ok(k)
 }
 
+// ---- rooms ----
+
+/// `0x01 service 0x00 local` of room `room` (a bare JID with a localpart).
+pub(crate) fn room(room: &BareJid) -> Result<Vec<u8>, StorageError> {
+    let local = room
+        .local()
+        .ok_or_else(|| StorageError::InvalidJid(room.to_string()))?;
+    let mut k = rooms_of(room.domain())?;
+    k.extend_from_slice(checked(local)?);
+    Ok(k)
+}
+
+/// `0x01 service 0x00`: the prefix of every room of `service`.
+fn rooms_of(service: &str) -> Result<Vec<u8>, StorageError> {
+    let d = checked(service)?;
+    let mut k = Vec::with_capacity(2 + d.len() + 32);
+    k.push(kind::ROOM);
+    k.extend_from_slice(d);
+    k.push(SEP);
+    Ok(k)
+}
+
+/// The rooms of `service` after room local part `after` (or all).
+pub(crate) fn rooms_after(service: &str, after: Option<&str>) -> Result<KeyRange, StorageError> {
+    let prefix = rooms_of(service)?;
+    let mut r = KeyRange::prefixed(prefix.clone());
+    if let Some(a) = after {
+        let mut start = prefix;
+        start.extend_from_slice(checked(a)?);
+        // Just after `a` itself.
+        start.push(0x00);
+        r.start = start;
+    }
+    Ok(r)
+}
+
+/// The room local part of a key from [`rooms_after`]'s range.
+pub(crate) fn decode_room_local(service_len: usize, key: &[u8]) -> Result<String, StorageError> {
+    let local = key
+        .get(2 + service_len..)
+        .ok_or(StorageError::corrupt("room", "short key"))?;
+    utf8("room", local).map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,6 +450,11 @@ mod tests {
             Some(crate::caps::home("sha-1 q0/x="))
         );
         assert!(caps("").is_err() && caps("a\0b").is_err());
+        assert_eq!(
+            own(F::Rooms, room(&jid("tea@conference.x")).expect("k")),
+            Some("tea@conference.x".to_string())
+        );
+        assert!(room(&jid("conference.x")).is_err());
         assert_eq!(own(F::Vcards, Vec::new()), None);
         assert_eq!(own(F::Rosters, b"\x01no-separator".to_vec()), None);
     }

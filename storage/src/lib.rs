@@ -2,8 +2,8 @@
 //! per aggregate and one store type per aggregate: `Accounts` (SCRAM
 //! credentials, RFC 5802), `Rosters` (RFC 6121 items and XEP-0237 versions),
 //! `Offline` (XEP-0160 queues), `Vcards` (XEP-0054), `Private` (XEP-0049)
-//! `Pubsub` (XEP-0060 nodes and XEP-0163 PEP) and `Caps` (XEP-0115
-//! capabilities learnt from clients), plus the Raft log
+//! `Pubsub` (XEP-0060 nodes and XEP-0163 PEP), `Caps` (XEP-0115
+//! capabilities learnt from clients) and `Rooms` (XEP-0045), plus the Raft log
 //! and state machine of every Raft group on the node (`raft`, openraft). Keys and their
 //! layout live in `keys.rs`, value formats in `codec.rs`.
 //!
@@ -28,6 +28,7 @@ mod offline;
 mod private;
 pub mod pubsub;
 pub mod raft;
+mod rooms;
 mod rosters;
 mod vcards;
 
@@ -43,6 +44,7 @@ pub use private::Private;
 pub use pubsub::{
     Affiliation, Item, ItemWrite, NodeRecord, Pubsub, Subscription, SubscriptionState,
 };
+pub use rooms::Rooms;
 pub use rosters::{RosterItem, Rosters};
 pub use vcards::Vcards;
 
@@ -79,6 +81,7 @@ struct Stores {
     private: Private,
     pubsub: Pubsub,
     caps: Caps,
+    rooms: Rooms,
 }
 
 /// The node's database. Cheap to clone (one `Arc`), `Send + Sync`; the
@@ -111,6 +114,7 @@ impl Store {
                 private: Private::new(db.clone()),
                 pubsub: Pubsub::new(db.clone()),
                 caps: Caps::new(db.clone()),
+                rooms: Rooms::new(db.clone()),
                 db,
             }),
         })
@@ -147,6 +151,10 @@ impl Store {
 
     pub fn caps(&self) -> &Caps {
         &self.inner.caps
+    }
+
+    pub fn rooms(&self) -> &Rooms {
+        &self.inner.rooms
     }
 
     /// Writes a planned batch at once, atomically, outside any Raft group:

@@ -139,6 +139,15 @@ impl IqHandler for DiscoItems {
                         .with_attr("name", "Publish-Subscribe"),
                 );
             }
+            if let Some(d) = iq.to.as_ref().map(|j| j.domain())
+                && let Some(service) = ctx.cfg().muc_service(d)
+            {
+                q.push(
+                    Element::new("item", ns::DISCO_ITEMS)
+                        .with_attr("jid", service)
+                        .with_attr("name", "Chatrooms"),
+                );
+            }
         }
         ctx.iq_result(iq, Some(&q));
     }

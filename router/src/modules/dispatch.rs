@@ -108,6 +108,8 @@ pub(crate) fn from_client(ctx: &mut Ctx<'_>, s: Stanza) {
                 } else if ctx.cfg().is_pubsub_service(to.domain()) {
                     let service = to.bare();
                     iq::handle(ctx, s, Target::PubSub(service))
+                } else if ctx.cfg().is_muc_service(to.domain()) {
+                    super::muc::inbound(ctx, s)
                 } else {
                     ctx.bounce(
                         &s,
@@ -141,6 +143,10 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
             Kind::Presence => {}
         }
         return;
+    }
+    if ctx.cfg().is_muc_service(to.domain()) {
+        // A room of a Multi-User Chat service of this server (XEP-0045).
+        return super::muc::inbound(ctx, s);
     }
     if !ctx.cfg().serves(to.domain()) {
         // No server-to-server yet: a remote domain cannot be reached.

@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod handler;
 pub mod iq;
 pub mod message;
+pub mod muc;
 pub mod ping;
 pub mod presence;
 pub mod private;

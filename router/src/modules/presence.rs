@@ -36,7 +36,10 @@ fn directed(ctx: &mut Ctx<'_>, from: &FullJid, to: Jid, s: Stanza) {
     // does not serve (a room of a MUC service elsewhere, say) cannot be
     // delivered, and the sender is told rather than left waiting (RFC 6120
     // §10.4.3). Unavailable and error presence are not answered.
-    if s.stype().is_empty() && !ctx.cfg().serves(to.domain()) {
+    if s.stype().is_empty()
+        && !ctx.cfg().serves(to.domain())
+        && !ctx.cfg().is_muc_service(to.domain())
+    {
         ctx.bounce(
             &s,
             proto::error::StanzaCondition::RemoteServerNotFound,

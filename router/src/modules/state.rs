@@ -48,6 +48,11 @@ pub struct ShardState {
     /// In a cluster: the Raft term whose sessions are loaded here (this
     /// node leads the shard in it).
     pub term: Option<u64>,
+    /// The XEP-0045 rooms of this shard in use (`muc`).
+    pub(crate) rooms: HashMap<BareJid, super::muc::Room>,
+    /// In a cluster: rooms and occupants changed since the last commit
+    /// (`muc::replica`).
+    pub(crate) room_dirty: Option<super::muc::replica::Changes>,
 }
 
 impl ShardState {

@@ -7,7 +7,7 @@ use storage::StorageError;
 
 use super::*;
 
-const CFS: [&str; 10] = [
+const CFS: [&str; 11] = [
     "accounts",
     "rosters",
     "offline",
@@ -15,6 +15,7 @@ const CFS: [&str; 10] = [
     "pubsub",
     "private",
     "caps",
+    "rooms",
     "raft_log",
     "raft_meta",
     "shard_data",
@@ -174,6 +175,7 @@ fn unknown_column_families_do_not_stop_open() {
         "pubsub",
         "private",
         "caps",
+        "rooms",
         "raft_log",
         "raft_meta",
         "shard_data",

@@ -1,0 +1,490 @@
+//! XEP-0045 Multi-User Chat over real sockets: the service in discovery,
+//! creating a room (locked until its owner configures it), entering with
+//! the occupants' presence, history and subject, groupchat messages with
+//! the room's stanza id, private messages, nick changes, leaving by
+//! dropping the connection, moderation (kick, ban), configuration that
+//! survives a restart, passwords, destruction and self-ping.
+
+mod common;
+
+use common::{Client, TestServer};
+use proto::{Element, ns};
+
+const PW: &str = "correct horse";
+const ROOM: &str = "tea@conference.localhost";
+const MUC: &str = "http://jabber.org/protocol/muc";
+const USER: &str = "http://jabber.org/protocol/muc#user";
+const OWNER: &str = "http://jabber.org/protocol/muc#owner";
+const ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+
+async fn online(t: &TestServer, user: &str) -> Client {
+    Client::online(t.addr, &format!("{user}@localhost"), PW, "r")
+        .await
+        .expect("online")
+}
+
+async fn iq(c: &mut Client, id: &str, ty: &str, to: &str, payload: &str) -> Element {
+    c.send(&format!(
+        "<iq type='{ty}' id='{id}' to='{to}'>{payload}</iq>"
+    ))
+    .await;
+    c.expect(|e| e.name == "iq" && e.attr("id") == Some(id))
+        .await
+        .expect("answer")
+}
+
+fn cond(e: &Element) -> String {
+    assert_eq!(e.attr("type"), Some("error"), "{}", e.to_xml(ns::CLIENT));
+    e.child("error", ns::CLIENT)
+        .expect("error")
+        .elements()
+        .find(|c| c.ns == ns::STANZAS_ERR && c.name != "text")
+        .map(|c| c.name.clone())
+        .unwrap_or_default()
+}
+
+fn codes(p: &Element) -> Vec<String> {
+    p.child("x", USER)
+        .map(|x| {
+            x.elements()
+                .filter(|c| c.name == "status")
+                .filter_map(|c| c.attr("code").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn item(p: &Element) -> Element {
+    p.child("x", USER)
+        .and_then(|x| x.child("item", USER))
+        .cloned()
+        .expect("an item")
+}
+
+/// Enter `ROOM` as `nick`, with `extra` in the MUC element; the own
+/// presence back (or the error).
+async fn enter(c: &mut Client, nick: &str, extra: &str) -> Element {
+    c.send(&format!(
+        "<presence to='{ROOM}/{nick}'><x xmlns='{MUC}'>{extra}</x></presence>"
+    ))
+    .await;
+    let me = format!("{ROOM}/{nick}");
+    c.expect(|e| {
+        e.name == "presence"
+            && e.attr("from") == Some(me.as_str())
+            && (e.attr("type") == Some("error") || codes(e).contains(&"110".to_string()))
+    })
+    .await
+    .expect("own presence")
+}
+
+fn presence_from<'a>(nick: &'a str) -> impl Fn(&Element) -> bool + 'a {
+    move |e: &Element| {
+        e.name == "presence" && e.attr("from") == Some(format!("{ROOM}/{nick}").as_str())
+    }
+}
+
+async fn instant(c: &mut Client) {
+    let r = iq(
+        c,
+        "instant",
+        "set",
+        ROOM,
+        &format!("<query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'/></query>"),
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_from_creation_to_destruction() {
+    let t = TestServer::start().await;
+    for u in ["alice", "bob", "carol"] {
+        t.add_user(&format!("{u}@localhost"), PW);
+    }
+    let mut alice = online(&t, "alice").await;
+    let mut bob = online(&t, "bob").await;
+    let mut carol = online(&t, "carol").await;
+
+    // §6.1, §6.2: the service is listed by the server and says what it is.
+    let items = iq(
+        &mut alice,
+        "d1",
+        "get",
+        "localhost",
+        &format!("<query xmlns='{}'/>", ns::DISCO_ITEMS),
+    )
+    .await;
+    assert!(
+        items
+            .child("query", ns::DISCO_ITEMS)
+            .expect("query")
+            .elements()
+            .any(|i| i.attr("jid") == Some("conference.localhost")),
+        "{}",
+        items.to_xml(ns::CLIENT)
+    );
+    let info = iq(
+        &mut alice,
+        "d2",
+        "get",
+        "conference.localhost",
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    )
+    .await;
+    let q = info.child("query", ns::DISCO_INFO).expect("query");
+    let id = q.child("identity", ns::DISCO_INFO).expect("identity");
+    assert_eq!(
+        (id.attr("category"), id.attr("type")),
+        (Some("conference"), Some("text"))
+    );
+    assert!(q.elements().any(|f| f.attr("var") == Some(MUC)));
+
+    // §10.1.1: the first to enter creates the room, as its owner; it is
+    // locked until configured (201), and others cannot enter yet.
+    let me = enter(&mut alice, "Alice", "").await;
+    let mut c = codes(&me);
+    c.sort();
+    assert_eq!(c, ["110", "201"], "{}", me.to_xml(ns::CLIENT));
+    assert_eq!(item(&me).attr("affiliation"), Some("owner"));
+    assert_eq!(item(&me).attr("role"), Some("moderator"));
+    let refused = enter(&mut bob, "Bob", "").await;
+    assert_eq!(cond(&refused), "item-not-found");
+    instant(&mut alice).await;
+
+    // §7.2: bob enters: he gets alice's presence, then his own (110), then
+    // the (empty) subject; alice gets his presence.
+    bob.send(&format!(
+        "<presence to='{ROOM}/Bob'><x xmlns='{MUC}'/></presence>"
+    ))
+    .await;
+    let first = bob
+        .expect(|e| e.name == "presence")
+        .await
+        .expect("presence");
+    assert_eq!(first.attr("from"), Some(format!("{ROOM}/Alice").as_str()));
+    // Semi-anonymous: a participant does not see the real JID.
+    assert_eq!(item(&first).attr("jid"), None);
+    let own = bob.expect(presence_from("Bob")).await.expect("own");
+    assert!(codes(&own).contains(&"110".to_string()));
+    assert_eq!(item(&own).attr("role"), Some("participant"));
+    let subject = bob.expect(|e| e.name == "message").await.expect("subject");
+    assert!(subject.child("subject", ns::CLIENT).is_some());
+    let seen = alice
+        .expect(presence_from("Bob"))
+        .await
+        .expect("alice sees bob");
+    // The moderator sees his real JID.
+    assert_eq!(item(&seen).attr("jid"), Some("bob@localhost/r"));
+
+    // §7.2.3: a nickname in use.
+    let taken = enter(&mut carol, "Bob", "").await;
+    assert_eq!(cond(&taken), "conflict");
+
+    // §7.4: a groupchat message reaches everyone, the sender too, with
+    // its id and the room's stanza id.
+    bob.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='m1'><body>hello</body></message>"
+    ))
+    .await;
+    for c in [&mut alice, &mut bob] {
+        let m = c
+            .expect(|e| e.name == "message" && e.attr("id") == Some("m1"))
+            .await
+            .expect("m1");
+        assert_eq!(m.attr("from"), Some(format!("{ROOM}/Bob").as_str()));
+        let sid = m.child("stanza-id", "urn:xmpp:sid:0").expect("stanza-id");
+        assert_eq!(sid.attr("by"), Some(ROOM));
+        assert!(m.child("occupant-id", "urn:xmpp:occupant-id:0").is_some());
+    }
+    bob.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='m2'><body>second</body></message>"
+    ))
+    .await;
+    alice
+        .expect(|e| e.attr("id") == Some("m2"))
+        .await
+        .expect("m2");
+
+    // §7.2.14: history on entering, limited to one message, delayed,
+    // before the subject.
+    let own = enter(&mut carol, "Carol", "<history maxstanzas='1'/>").await;
+    assert!(codes(&own).contains(&"110".to_string()));
+    let h = carol
+        .expect(|e| e.name == "message")
+        .await
+        .expect("history");
+    assert_eq!(h.attr("id"), Some("m2"), "{}", h.to_xml(ns::CLIENT));
+    assert!(h.child("delay", "urn:xmpp:delay").is_some());
+    let s = carol
+        .expect(|e| e.name == "message")
+        .await
+        .expect("subject");
+    assert!(s.child("subject", ns::CLIENT).is_some());
+
+    // §8.1: the owner sets the subject; everyone gets it.
+    alice
+        .send(&format!(
+            "<message to='{ROOM}' type='groupchat' id='s1'><subject>Tea time</subject></message>"
+        ))
+        .await;
+    let s = carol
+        .expect(|e| e.attr("id") == Some("s1"))
+        .await
+        .expect("subject");
+    assert_eq!(
+        s.child("subject", ns::CLIENT).map(Element::text).as_deref(),
+        Some("Tea time")
+    );
+
+    // §7.5: a private message between occupants.
+    carol
+        .send(&format!(
+            "<message to='{ROOM}/Alice' type='chat' id='pm'><body>psst</body></message>"
+        ))
+        .await;
+    let pm = alice
+        .expect(|e| e.attr("id") == Some("pm"))
+        .await
+        .expect("pm");
+    assert_eq!(pm.attr("from"), Some(format!("{ROOM}/Carol").as_str()));
+    // Not an occupant: not acceptable. An unknown nick: item-not-found.
+    carol
+        .send(&format!(
+            "<message to='{ROOM}/Nobody' type='chat' id='pm2'><body>?</body></message>"
+        ))
+        .await;
+    let e = carol
+        .expect(|e| e.attr("id") == Some("pm2"))
+        .await
+        .expect("error");
+    assert_eq!(cond(&e), "item-not-found");
+
+    // XEP-0410: a self-ping is answered by the room.
+    let pong = iq(
+        &mut carol,
+        "sp",
+        "get",
+        &format!("{ROOM}/Carol"),
+        "<ping xmlns='urn:xmpp:ping'/>",
+    )
+    .await;
+    assert_eq!(pong.attr("type"), Some("result"));
+
+    // §7.6: a nick change: 303 with the new nick, then the new presence.
+    bob.send(&format!("<presence to='{ROOM}/Robert'/>")).await;
+    let gone = alice
+        .expect(|e| presence_from("Bob")(e) && e.attr("type") == Some("unavailable"))
+        .await
+        .expect("303");
+    assert!(codes(&gone).contains(&"303".to_string()));
+    assert_eq!(item(&gone).attr("nick"), Some("Robert"));
+    alice
+        .expect(presence_from("Robert"))
+        .await
+        .expect("new nick");
+
+    // §8.2: the moderator kicks Robert: 307, to him and the others.
+    let r = iq(
+        &mut alice,
+        "kick",
+        "set",
+        ROOM,
+        &format!("<query xmlns='{ADMIN}'><item nick='Robert' role='none'><reason>out</reason></item></query>"),
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+    let kicked = bob
+        .expect(|e| presence_from("Robert")(e) && e.attr("type") == Some("unavailable"))
+        .await
+        .expect("kicked");
+    assert!(codes(&kicked).contains(&"307".to_string()));
+    assert!(codes(&kicked).contains(&"110".to_string()));
+    let k = carol
+        .expect(|e| presence_from("Robert")(e) && e.attr("type") == Some("unavailable"))
+        .await
+        .expect("carol sees it");
+    assert!(codes(&k).contains(&"307".to_string()));
+
+    // RFC 6121 §4.6: carol's connection drops; the room hears she left.
+    drop(carol);
+    let left = alice
+        .expect(|e| presence_from("Carol")(e) && e.attr("type") == Some("unavailable"))
+        .await
+        .expect("carol leaves");
+    assert_eq!(item(&left).attr("role"), Some("none"));
+
+    // §9.1: a ban: bob may not come back.
+    let r = iq(
+        &mut alice,
+        "ban",
+        "set",
+        ROOM,
+        &format!(
+            "<query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='outcast'/></query>"
+        ),
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"));
+    let refused = enter(&mut bob, "Bob", "").await;
+    assert_eq!(cond(&refused), "forbidden");
+    let list = iq(
+        &mut alice,
+        "bans",
+        "get",
+        ROOM,
+        &format!("<query xmlns='{ADMIN}'><item affiliation='outcast'/></query>"),
+    )
+    .await;
+    assert!(
+        list.child("query", ADMIN)
+            .expect("query")
+            .elements()
+            .any(|i| i.attr("jid") == Some("bob@localhost"))
+    );
+
+    // §10.9: destroyed; the owner hears it with the alternate venue
+    // (before the IQ's result).
+    alice
+        .send(&format!(
+            "<iq type='set' id='destroy' to='{ROOM}'><query xmlns='{OWNER}'><destroy jid='coffee@conference.localhost'><reason>moved</reason></destroy></query></iq>"
+        ))
+        .await;
+    let p = alice
+        .expect(|e| presence_from("Alice")(e) && e.attr("type") == Some("unavailable"))
+        .await
+        .expect("destroyed");
+    let d = p
+        .child("x", USER)
+        .and_then(|x| x.child("destroy", USER))
+        .expect("destroy");
+    assert_eq!(d.attr("jid"), Some("coffee@conference.localhost"));
+    let r = alice
+        .expect(|e| e.attr("id") == Some("destroy"))
+        .await
+        .expect("result");
+    assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+    let info = iq(
+        &mut alice,
+        "gone",
+        "get",
+        ROOM,
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    )
+    .await;
+    assert_eq!(cond(&info), "item-not-found");
+}
+
+fn config(fields: &[(&str, &str)]) -> String {
+    let mut f = format!(
+        "<query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/muc#roomconfig</value></field>"
+    );
+    for (k, v) in fields {
+        f.push_str(&format!("<field var='{k}'><value>{v}</value></field>"));
+    }
+    f.push_str("</x></query>");
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_room_keeps_its_configuration_across_a_restart() {
+    let mut t = TestServer::start().await;
+    for u in ["alice", "bob"] {
+        t.add_user(&format!("{u}@localhost"), PW);
+    }
+    let mut alice = online(&t, "alice").await;
+    enter(&mut alice, "Alice", "").await;
+    // Bad values and unknown fields are refused, and change nothing.
+    let bad = iq(
+        &mut alice,
+        "c0",
+        "set",
+        ROOM,
+        &config(&[("muc#roomconfig_maxusers", "lots")]),
+    )
+    .await;
+    assert_eq!(cond(&bad), "not-acceptable");
+    let bad = iq(
+        &mut alice,
+        "c1",
+        "set",
+        ROOM,
+        &config(&[("muc#roomconfig_colour", "red")]),
+    )
+    .await;
+    assert_eq!(cond(&bad), "not-acceptable");
+    let r = iq(
+        &mut alice,
+        "c2",
+        "set",
+        ROOM,
+        &config(&[
+            ("muc#roomconfig_roomname", "Tea Room"),
+            ("muc#roomconfig_persistentroom", "1"),
+            ("muc#roomconfig_passwordprotectedroom", "1"),
+            ("muc#roomconfig_roomsecret", "s3cret"),
+        ]),
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+    // The form shows what was set.
+    let form = iq(
+        &mut alice,
+        "c3",
+        "get",
+        ROOM,
+        &format!("<query xmlns='{OWNER}'/>"),
+    )
+    .await;
+    let xml = form.to_xml(ns::CLIENT);
+    assert!(xml.contains("Tea Room"), "{xml}");
+    drop(alice);
+    t.restart().await;
+
+    let mut bob = online(&t, "bob").await;
+    let info = iq(
+        &mut bob,
+        "i",
+        "get",
+        ROOM,
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    )
+    .await;
+    let q = info.child("query", ns::DISCO_INFO).expect("room info");
+    let features: Vec<&str> = q.elements().filter_map(|f| f.attr("var")).collect();
+    for f in [
+        "muc_persistent",
+        "muc_passwordprotected",
+        "muc_public",
+        "muc_semianonymous",
+    ] {
+        assert!(features.contains(&f), "{f} in {features:?}");
+    }
+    assert_eq!(
+        q.child("identity", ns::DISCO_INFO)
+            .and_then(|i| i.attr("name")),
+        Some("Tea Room")
+    );
+    // The service lists the public room.
+    let items = iq(
+        &mut bob,
+        "l",
+        "get",
+        "conference.localhost",
+        &format!("<query xmlns='{}'/>", ns::DISCO_ITEMS),
+    )
+    .await;
+    assert!(items.to_xml(ns::CLIENT).contains(ROOM));
+    // §7.2.6: the password is asked for.
+    let refused = enter(&mut bob, "Bob", "").await;
+    assert_eq!(cond(&refused), "not-authorized");
+    let wrong = enter(&mut bob, "Bob", "<password>nope</password>").await;
+    assert_eq!(cond(&wrong), "not-authorized");
+    let ok = enter(&mut bob, "Bob", "<password>s3cret</password>").await;
+    assert!(codes(&ok).contains(&"110".to_string()));
+    // Nicks beyond the limit are refused.
+    let long = "n".repeat(200);
+    let mut alice = online(&t, "alice").await;
+    let refused = enter(&mut alice, &long, "<password>s3cret</password>").await;
+    assert_eq!(cond(&refused), "jid-malformed");
+}

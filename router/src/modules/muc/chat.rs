@@ -1,0 +1,281 @@
+//! Messages in a room (XEP-0045 §7.4, §7.5, §7.8, §8.1): groupchat
+//! messages reflected to every occupant with the room's stanza id
+//! (XEP-0359), the subject, private messages between occupants, and
+//! mediated invitations.
+
+use proto::element::escape;
+use proto::error::StanzaCondition as C;
+use proto::stanza::Stanza;
+use proto::{BareJid, Element, FullJid, Jid};
+
+use super::occupant::past;
+use super::{
+    Affiliation, NS_OCCUPANT_ID, NS_SID, NS_USER, PmPolicy, Role, Subject, load, made,
+    occupant_jid, save, send,
+};
+use crate::modules::Ctx;
+
+/// A message to the room's bare JID.
+pub(crate) fn to_room(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza) {
+    if s.is_error() {
+        // An occupant's client bounced a message of the room: nothing to do.
+        return;
+    }
+    let room = match load(ctx, room_jid) {
+        Ok(Some(r)) if !r.locked => r,
+        Ok(_) => return ctx.bounce(s, C::ItemNotFound, None),
+        Err(e) => return ctx.bounce_with(s, &e),
+    };
+    let Ok(el) = s.element(proto::ns::CLIENT) else {
+        return ctx.bounce(s, C::BadRequest, None);
+    };
+    if s.stype() != "groupchat" {
+        if let Some(x) = el.child("x", NS_USER) {
+            return invite(ctx, room_jid, from, s, x);
+        }
+        return ctx.bounce(
+            s,
+            C::BadRequest,
+            Some("messages to a room are of type groupchat"),
+        );
+    }
+    let Some(o) = room.occupant_by_jid(from).cloned() else {
+        return ctx.bounce(s, C::NotAcceptable, Some("you are not in this room"));
+    };
+    if o.role < Role::Participant {
+        return ctx.bounce(s, C::Forbidden, Some("visitors may not speak in this room"));
+    }
+    let body = el.child("body", proto::ns::CLIENT);
+    if let (Some(subj), None) = (el.child("subject", proto::ns::CLIENT), body) {
+        let may = o.role == Role::Moderator || room.config.change_subject;
+        if !may {
+            return ctx.bounce(
+                s,
+                C::Forbidden,
+                Some("only moderators may change the subject"),
+            );
+        }
+        room.subject = Some(Subject {
+            nick: o.nick.clone(),
+            text: subj.text(),
+        });
+        if let Err(e) = save(ctx, room_jid) {
+            return ctx.bounce_with(s, &e);
+        }
+    }
+    // The message as every occupant gets it: from the sender's occupant
+    // JID, with the room's stanza id (a stanza id claiming the room that
+    // the sender put in is dropped, XEP-0359 §3.1).
+    let Some(from_occupant) = occupant_jid(room_jid, &o.nick) else {
+        return;
+    };
+    let mut m = Element::new("message", proto::ns::CLIENT);
+    for (k, v) in &el.attrs {
+        if k != "to" && k != "from" {
+            m.set_attr(k, v.clone());
+        }
+    }
+    m.set_attr("from", from_occupant.as_str());
+    for c in el.elements() {
+        let ours =
+            (c.ns == NS_SID && c.name == "stanza-id" && c.attr("by") == Some(room_jid.as_str()))
+                || c.ns == NS_OCCUPANT_ID;
+        if !ours {
+            m.push(c.clone());
+        }
+    }
+    m.push(
+        Element::new("stanza-id", NS_SID)
+            .with_attr("id", stanza_id(room_jid, from, s.id.as_deref()))
+            .with_attr("by", room_jid.as_str()),
+    );
+    m.push(Element::new("occupant-id", NS_OCCUPANT_ID).with_attr("id", o.occupant_id.clone()));
+    let xml = m.to_xml(proto::ns::CLIENT);
+    let Some(out) = made(&xml) else { return };
+    let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
+        return;
+    };
+    if body.is_some() && room.config.history_length > 0 {
+        let chars = body.map(|b| b.text().chars().count()).unwrap_or(0);
+        room.history.push_back(past(out.raw.clone(), chars));
+        while room.history.len() > room.config.history_length {
+            room.history.pop_front();
+        }
+    }
+    let everyone: Vec<Jid> = room
+        .occupants
+        .iter()
+        .map(|o| Jid::Full(o.jid.clone()))
+        .collect();
+    send(ctx, out, everyone);
+}
+
+/// The room's stanza id (XEP-0359) of a message: random when the
+/// message has no id of its own; else derived from the room, the sender's
+/// full JID and that id, so that a message its sender's edge sent again
+/// after a core node died (it had no confirmation) carries the same
+/// stanza id both times, and clients and archives see one message.
+fn stanza_id(room: &BareJid, from: &FullJid, id: Option<&str>) -> String {
+    use std::hash::{Hash, Hasher};
+    let Some(id) = id.filter(|i| !i.is_empty()) else {
+        let a: u128 = rand::random();
+        return format!("{a:032x}");
+    };
+    let half = |salt: &str| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (salt, room.as_str(), from.as_str(), id).hash(&mut h);
+        h.finish()
+    };
+    format!(
+        "{:016x}{:016x}",
+        half("xmppd stanza id a"),
+        half("xmppd stanza id b")
+    )
+}
+
+/// A private message to `room/nick` (§7.5).
+pub(crate) fn private(
+    ctx: &mut Ctx<'_>,
+    room_jid: &BareJid,
+    nick: &str,
+    from: &FullJid,
+    s: &Stanza,
+) {
+    if s.is_error() {
+        return;
+    }
+    let room = match load(ctx, room_jid) {
+        Ok(Some(r)) => r,
+        Ok(None) => return ctx.bounce(s, C::ItemNotFound, None),
+        Err(e) => return ctx.bounce_with(s, &e),
+    };
+    if s.stype() == "groupchat" {
+        return ctx.bounce(
+            s,
+            C::BadRequest,
+            Some("a groupchat message goes to the room"),
+        );
+    }
+    let Some(me) = room.occupant_by_jid(from).cloned() else {
+        return ctx.bounce(s, C::NotAcceptable, Some("you are not in this room"));
+    };
+    let allowed = match room.config.allow_pm {
+        PmPolicy::Anyone => true,
+        PmPolicy::Participants => me.role >= Role::Participant,
+        PmPolicy::Moderators => me.role == Role::Moderator,
+        PmPolicy::None => false,
+    };
+    if !allowed {
+        return ctx.bounce(
+            s,
+            C::Forbidden,
+            Some("private messages are not allowed here"),
+        );
+    }
+    let Some(target) = room.occupant(nick).map(|o| o.jid.clone()) else {
+        return ctx.bounce(s, C::ItemNotFound, Some("no such occupant"));
+    };
+    let Some(from_occupant) = occupant_jid(room_jid, &me.nick) else {
+        return;
+    };
+    let Ok(mut el) = s.element(proto::ns::CLIENT) else {
+        return ctx.bounce(s, C::BadRequest, None);
+    };
+    el.remove_attr("to");
+    el.set_attr("from", from_occupant.as_str());
+    if el.child("x", NS_USER).is_none() {
+        el.push(Element::new("x", NS_USER));
+    }
+    if let Some(out) = made(&el.to_xml(proto::ns::CLIENT)) {
+        send(ctx, out, vec![Jid::Full(target)]);
+    }
+}
+
+/// A mediated invitation (§7.8.2) or its decline (§7.8.3).
+fn invite(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: &Element) {
+    let Some(room) = ctx.st.rooms.get(room_jid) else {
+        return;
+    };
+    if let Some(decline) = x.child("decline", NS_USER) {
+        // Passed on to the inviter named.
+        let Some(to) = decline.attr("to").and_then(|t| Jid::parse(t).ok()) else {
+            return ctx.bounce(
+                s,
+                C::BadRequest,
+                Some("a decline names the inviter in 'to'"),
+            );
+        };
+        let reason = super::child_text(decline, "reason", NS_USER).unwrap_or_default();
+        let xml = format!(
+            "<message xmlns='jabber:client' from='{}'><x xmlns='{NS_USER}'><decline from='{}'><reason>{}</reason></decline></x></message>",
+            escape(room_jid.as_str()),
+            escape(from.bare_str()),
+            escape(&reason)
+        );
+        if let Some(m) = made(&xml) {
+            send(ctx, m, vec![to]);
+        }
+        return;
+    }
+    let invites: Vec<&Element> = x
+        .elements()
+        .filter(|c| c.name == "invite" && c.ns == NS_USER)
+        .collect();
+    if invites.is_empty() {
+        return ctx.bounce(s, C::BadRequest, None);
+    }
+    let Some(me) = room.occupant_by_jid(from) else {
+        return ctx.bounce(s, C::NotAcceptable, Some("you are not in this room"));
+    };
+    let aff = room.affiliation(from.bare_str());
+    let may = !room.config.members_only || aff >= Affiliation::Admin || room.config.allow_invites;
+    if !may || me.role < Role::Participant {
+        return ctx.bounce(s, C::Forbidden, Some("you may not invite to this room"));
+    }
+    let password = room.config.password.clone();
+    let members_only = room.config.members_only;
+    let mut invitees = Vec::new();
+    for inv in invites {
+        let Some(to) = inv.attr("to").and_then(|t| Jid::parse(t).ok()) else {
+            return ctx.bounce(
+                s,
+                C::JidMalformed,
+                Some("an invite names its invitee in 'to'"),
+            );
+        };
+        let reason = super::child_text(inv, "reason", NS_USER).unwrap_or_default();
+        invitees.push((to, reason));
+    }
+    let mut changed = false;
+    for (to, reason) in invitees {
+        // In a members-only room the invitee becomes a member (§7.8.2).
+        if members_only
+            && let Some(room) = ctx.st.rooms.get_mut(room_jid)
+            && room.affiliation(to.bare_str()) < Affiliation::Member
+            && room.affiliation(to.bare_str()) != Affiliation::Outcast
+        {
+            room.affiliations
+                .insert(to.bare_str().to_string(), Affiliation::Member);
+            changed = true;
+        }
+        let mut xml = format!(
+            "<message xmlns='jabber:client' from='{}'><x xmlns='{NS_USER}'><invite from='{}'><reason>{}</reason></invite>",
+            escape(room_jid.as_str()),
+            escape(from.as_str()),
+            escape(&reason)
+        );
+        if let Some(p) = &password {
+            xml.push_str(&format!("<password>{}</password>", escape(p)));
+        }
+        xml.push_str(&format!(
+            "</x><x xmlns='jabber:x:conference' jid='{}'/></message>",
+            escape(room_jid.as_str())
+        ));
+        if let Some(m) = made(&xml) {
+            send(ctx, m, vec![to]);
+        }
+    }
+    if changed && let Err(e) = save(ctx, room_jid) {
+        ctx.bounce_with(s, &e);
+    }
+}

@@ -334,6 +334,28 @@ impl Server {
             rx.clone(),
             metrics,
         );
+        if let (Role::Both, Some(core), Some(api)) = (role, &core, &api) {
+            // A single node serves no Admin gRPC; its status comes from
+            // the same code in-process.
+            let svc = router::service::CoreService::new(
+                core.clone(),
+                node_id,
+                cfg.cluster.listen.clone(),
+            );
+            api.set_core(core.clone(), svc, domains.clone());
+        }
+        let admin_socket = cfg.admin_socket_path();
+        // Accounts live in the core: the user commands go to a core node.
+        // The socket is there before the client listeners announce
+        // themselves, so a command run as soon as they have finds it.
+        if let Some(core) = &core {
+            tasks.push(crate::admin::serve(
+                &admin_socket,
+                core.clone(),
+                domains.clone(),
+                rx.clone(),
+            )?);
+        }
         let mut c2s_addr = None;
         if let (true, Some(addr)) = (clients, &cfg.listeners.c2s) {
             let l = TcpListener::bind(addr)
@@ -361,26 +383,6 @@ impl Server {
                 true,
                 rx.clone(),
             )));
-        }
-        if let (Role::Both, Some(core), Some(api)) = (role, &core, &api) {
-            // A single node serves no Admin gRPC; its status comes from
-            // the same code in-process.
-            let svc = router::service::CoreService::new(
-                core.clone(),
-                node_id,
-                cfg.cluster.listen.clone(),
-            );
-            api.set_core(core.clone(), svc, domains.clone());
-        }
-        let admin_socket = cfg.admin_socket_path();
-        // Accounts live in the core: the user commands go to a core node.
-        if let Some(core) = &core {
-            tasks.push(crate::admin::serve(
-                &admin_socket,
-                core.clone(),
-                domains.clone(),
-                rx.clone(),
-            )?);
         }
         http.set_started(edge.core.clone());
         Ok(Server {

@@ -28,7 +28,7 @@ use std::str::FromStr;
 
 use idna::uts46::{AsciiDenyList, Hyphens, Uts46};
 use precis_core::profile::PrecisFastInvocation;
-use precis_profiles::{OpaqueString, UsernameCaseMapped};
+use precis_profiles::{Nickname, OpaqueString, UsernameCaseMapped};
 
 /// The largest localpart, domainpart or resourcepart, in bytes of UTF-8
 /// after normalisation (RFC 7622 §3.1).
@@ -225,6 +225,21 @@ fn valid_label(label: &str) -> bool {
                 c != char::REPLACEMENT_CHARACTER
             }
         })
+}
+
+/// A nickname as the PRECIS Nickname profile enforces it (RFC 8266 §2):
+/// spaces mapped, trimmed and collapsed, NFKC; case kept. XEP-0045 names
+/// room occupants by such nicknames.
+pub fn nickname(s: &str) -> Result<String, JidError> {
+    let out = <Nickname as PrecisFastInvocation>::enforce(s).map_err(|_| JidError::BadResource)?;
+    check_len(&out)?;
+    Ok(out.into_owned())
+}
+
+/// Whether two nicknames are the same under RFC 8266 §2.4 (case-
+/// insensitive): two occupants of a room may not have such nicknames.
+pub fn same_nickname(a: &str, b: &str) -> bool {
+    <Nickname as PrecisFastInvocation>::compare(a, b).unwrap_or(a == b)
 }
 
 /// Normalise a resourcepart (RFC 7622 §3.4): enforce the PRECIS

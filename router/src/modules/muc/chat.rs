@@ -33,6 +33,9 @@ pub(crate) fn to_room(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: 
         if let Some(x) = el.child("x", NS_USER) {
             return invite(ctx, room_jid, from, s, x);
         }
+        if let Some(x) = el.child("x", proto::ns::DATA_FORMS) {
+            return voice(ctx, room_jid, from, s, x);
+        }
         return ctx.bounce(
             s,
             C::BadRequest,
@@ -46,8 +49,17 @@ pub(crate) fn to_room(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: 
         return ctx.bounce(s, C::Forbidden, Some("visitors may not speak in this room"));
     }
     let body = el.child("body", proto::ns::CLIENT);
+    let may_subject = o.role == Role::Moderator || room.config.change_subject;
+    if el.child("subject", proto::ns::CLIENT).is_some() && !may_subject {
+        // Also with a body: clients show any subject as a change.
+        return ctx.bounce(
+            s,
+            C::Forbidden,
+            Some("only moderators may change the subject"),
+        );
+    }
     if let (Some(subj), None) = (el.child("subject", proto::ns::CLIENT), body) {
-        let may = o.role == Role::Moderator || room.config.change_subject;
+        let may = may_subject;
         if !may {
             return ctx.bounce(
                 s,
@@ -86,7 +98,7 @@ pub(crate) fn to_room(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: 
     }
     m.push(
         Element::new("stanza-id", NS_SID)
-            .with_attr("id", stanza_id(room_jid, from, s.id.as_deref()))
+            .with_attr("id", stanza_id(room_jid, from, s.id.as_deref(), &s.raw))
             .with_attr("by", room_jid.as_str()),
     );
     m.push(Element::new("occupant-id", NS_OCCUPANT_ID).with_attr("id", o.occupant_id.clone()));
@@ -96,7 +108,8 @@ pub(crate) fn to_room(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: 
         return;
     };
     if body.is_some() && room.config.history_length > 0 {
-        let chars = body.map(|b| b.text().chars().count()).unwrap_or(0);
+        // `maxchars` counts the whole stanza's XML (§7.2.15).
+        let chars = String::from_utf8_lossy(&out.raw).chars().count();
         room.history.push_back(past(out.raw.clone(), chars));
         while room.history.len() > room.config.history_length {
             room.history.pop_front();
@@ -112,10 +125,12 @@ pub(crate) fn to_room(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: 
 
 /// The room's stanza id (XEP-0359) of a message: random when the
 /// message has no id of its own; else derived from the room, the sender's
-/// full JID and that id, so that a message its sender's edge sent again
-/// after a core node died (it had no confirmation) carries the same
-/// stanza id both times, and clients and archives see one message.
-fn stanza_id(room: &BareJid, from: &FullJid, id: Option<&str>) -> String {
+/// full JID, that id and the whole message as sent, so that a message its
+/// sender's edge sent again after a core node died (it had no
+/// confirmation) carries the same stanza id both times and clients and
+/// archives see one message, while two messages that differ in anything
+/// (a client that numbers its ids from 1 each session) get two.
+fn stanza_id(room: &BareJid, from: &FullJid, id: Option<&str>, raw: &[u8]) -> String {
     use std::hash::{Hash, Hasher};
     let Some(id) = id.filter(|i| !i.is_empty()) else {
         let a: u128 = rand::random();
@@ -123,7 +138,7 @@ fn stanza_id(room: &BareJid, from: &FullJid, id: Option<&str>) -> String {
     };
     let half = |salt: &str| {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (salt, room.as_str(), from.as_str(), id).hash(&mut h);
+        (salt, room.as_str(), from.as_str(), id, raw).hash(&mut h);
         h.finish()
     };
     format!(
@@ -191,18 +206,26 @@ pub(crate) fn private(
     }
 }
 
+/// Most invitations in one message.
+const MAX_INVITES: usize = 20;
+
+/// Most invitations a room remembers (for their declines); past it, it
+/// forgets them all.
+const MAX_INVITED: usize = 1000;
+
 /// A mediated invitation (§7.8.2) or its decline (§7.8.3).
 fn invite(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: &Element) {
     let Some(room) = ctx.st.rooms.get(room_jid) else {
         return;
     };
     if let Some(decline) = x.child("decline", NS_USER) {
-        // Passed on to the inviter named.
-        let Some(to) = decline.attr("to").and_then(|t| Jid::parse(t).ok()) else {
+        // Passed on to the one who invited the decliner (§7.8.3), and
+        // only to one who did: the room is no relay for anyone's text.
+        let Some(inviter) = room.invited.get(from.bare_str()).cloned() else {
             return ctx.bounce(
                 s,
-                C::BadRequest,
-                Some("a decline names the inviter in 'to'"),
+                C::NotAcceptable,
+                Some("you have no invitation to decline"),
             );
         };
         let reason = super::child_text(decline, "reason", NS_USER).unwrap_or_default();
@@ -212,8 +235,11 @@ fn invite(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: 
             escape(from.bare_str()),
             escape(&reason)
         );
+        if let Some(room) = ctx.st.rooms.get_mut(room_jid) {
+            room.invited.remove(from.bare_str());
+        }
         if let Some(m) = made(&xml) {
-            send(ctx, m, vec![to]);
+            send(ctx, m, vec![Jid::Full(inviter)]);
         }
         return;
     }
@@ -223,6 +249,13 @@ fn invite(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: 
         .collect();
     if invites.is_empty() {
         return ctx.bounce(s, C::BadRequest, None);
+    }
+    if invites.len() > MAX_INVITES {
+        return ctx.bounce(
+            s,
+            C::NotAcceptable,
+            Some("at most 20 invitations in one message"),
+        );
     }
     let Some(me) = room.occupant_by_jid(from) else {
         return ctx.bounce(s, C::NotAcceptable, Some("you are not in this room"));
@@ -271,11 +304,93 @@ fn invite(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: 
             "</x><x xmlns='jabber:x:conference' jid='{}'/></message>",
             escape(room_jid.as_str())
         ));
+        if let Some(room) = ctx.st.rooms.get_mut(room_jid) {
+            if room.invited.len() >= MAX_INVITED {
+                room.invited.clear();
+            }
+            room.invited.insert(to.bare_str().to_string(), from.clone());
+        }
         if let Some(m) = made(&xml) {
             send(ctx, m, vec![to]);
         }
     }
     if changed && let Err(e) = save(ctx, room_jid) {
         ctx.bounce_with(s, &e);
+    }
+}
+
+const NS_REQUEST: &str = "http://jabber.org/protocol/muc#request";
+
+/// A voice request (§7.13) from a visitor, passed to the moderators as a
+/// form to approve; or a moderator's approval (§8.6), which gives the
+/// occupant voice.
+fn voice(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: &Element) {
+    use proto::form::{Field, Form, FormKind};
+    let Ok(form) = Form::from_element(x) else {
+        return ctx.bounce(s, C::BadRequest, Some("not a data form"));
+    };
+    if form.form_type() != Some(NS_REQUEST) || form.kind != FormKind::Submit {
+        return ctx.bounce(s, C::BadRequest, Some("not a muc#request form"));
+    }
+    let Some(room) = ctx.st.rooms.get(room_jid) else {
+        return;
+    };
+    let Some(me) = room.occupant_by_jid(from).cloned() else {
+        return ctx.bounce(s, C::NotAcceptable, Some("you are not in this room"));
+    };
+    if me.role == Role::Moderator {
+        // An approval: the form names the occupant by nick.
+        let allow = form
+            .boolean("muc#request_allow")
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+        let Some(nick) = form.value("muc#roomnick").map(str::to_string) else {
+            return ctx.bounce(s, C::BadRequest, Some("muc#roomnick is missing"));
+        };
+        if !allow {
+            return;
+        }
+        let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
+            return;
+        };
+        let Some(o) = room.occupants.iter_mut().find(|o| o.nick == nick) else {
+            return ctx.bounce(s, C::ItemNotFound, Some("no such occupant"));
+        };
+        if o.role != Role::Visitor {
+            return;
+        }
+        o.role = Role::Participant;
+        let jid = o.jid.clone();
+        super::replica::mark(ctx.st, room_jid, &nick);
+        super::owner::announce(ctx, room_jid, &jid);
+        return;
+    }
+    if me.role != Role::Visitor {
+        // Who has voice has nothing to ask for.
+        return;
+    }
+    let request = Form::new(FormKind::Form)
+        .with_form_type(NS_REQUEST)
+        .with_title("Voice request")
+        .with_instructions("To give this occupant voice, set muc#request_allow to true and submit.")
+        .with_field(Field::text_single("muc#role", "participant").with_label("Requested role"))
+        .with_field(Field::jid_single("muc#jid", Jid::Full(me.jid.clone())).with_label("User ID"))
+        .with_field(Field::text_single("muc#roomnick", me.nick.clone()).with_label("Room nickname"))
+        .with_field(
+            Field::boolean("muc#request_allow", false).with_label("Grant voice to this person?"),
+        );
+    let mut m = Element::new("message", proto::ns::CLIENT);
+    m.set_attr("from", room_jid.as_str());
+    m.set_attr("id", ctx.env.next_id());
+    m.push(request.to_element());
+    let moderators: Vec<Jid> = room
+        .occupants
+        .iter()
+        .filter(|o| o.role == Role::Moderator)
+        .map(|o| Jid::Full(o.jid.clone()))
+        .collect();
+    if let Some(out) = made(&m.to_xml(proto::ns::CLIENT)) {
+        send(ctx, out, moderators);
     }
 }

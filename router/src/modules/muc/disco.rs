@@ -118,7 +118,12 @@ pub(crate) fn room_info(
     ctx: &mut Ctx<'_>,
     room_jid: &BareJid,
     from: &FullJid,
+    node: Option<&str>,
 ) -> Result<Option<Element>, StanzaError> {
+    if node.is_some() {
+        // A room has no nodes.
+        return Err(StanzaError::new(C::ItemNotFound));
+    }
     let room = match load(ctx, room_jid)? {
         Some(r) if !r.locked || r.affiliation(from.bare_str()) == Affiliation::Owner => r,
         _ => return Err(StanzaError::new(C::ItemNotFound)),

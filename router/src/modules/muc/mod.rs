@@ -212,6 +212,8 @@ pub(crate) struct Room {
     pub stored: bool,
     pub occupants: Vec<Occupant>,
     pub history: VecDeque<Past>,
+    /// Invitees (bare JIDs) and who invited them, for their declines.
+    pub invited: std::collections::HashMap<String, FullJid>,
 }
 
 impl Room {
@@ -257,6 +259,13 @@ impl Room {
 /// A stanza for a MUC service of this server (`to` on its domain).
 pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
     let Some(to) = s.to.clone() else { return };
+    // An answer to an IQ passed on to an occupant may come from its
+    // account's bare JID (a vCard).
+    if let (Kind::Iq, Some(nick), Some(from)) = (s.kind, to.resource(), &s.from)
+        && matches!(s.stype(), "result" | "error")
+    {
+        return occupant::iq_to_occupant(ctx, &to.bare(), nick, from, &s);
+    }
     let Some(Jid::Full(from)) = s.from.clone() else {
         // Only clients' stanzas (from a full JID) reach a room.
         return;
@@ -284,7 +293,9 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
         (Kind::Message, None) => chat::to_room(ctx, &room, &from, &s),
         (Kind::Message, Some(nick)) => chat::private(ctx, &room, nick, &from, &s),
         (Kind::Iq, None) => owner::room_iq(ctx, &room, &from, &s),
-        (Kind::Iq, Some(nick)) => occupant::iq_to_occupant(ctx, &room, nick, &from, &s),
+        (Kind::Iq, Some(nick)) => {
+            occupant::iq_to_occupant(ctx, &room, nick, &Jid::Full(from.clone()), &s)
+        }
     }
 }
 
@@ -343,14 +354,15 @@ pub(crate) fn save(ctx: &mut Ctx<'_>, jid: &BareJid) -> Result<(), StanzaError> 
     })
 }
 
-/// Forget a room that has no occupants left, unless it is persistent
-/// (then only its memory is freed; the store keeps it).
+/// Forget a room that has no occupants left: a temporary room is gone
+/// (§10.1), a persistent one leaves memory (the store keeps it) unless it
+/// has history to give the next to enter.
 pub(crate) fn leave_if_empty(ctx: &mut Ctx<'_>, jid: &BareJid) {
     if ctx
         .st
         .rooms
         .get(jid)
-        .is_some_and(|r| r.occupants.is_empty())
+        .is_some_and(|r| r.occupants.is_empty() && (!r.config.persistent || r.history.is_empty()))
     {
         ctx.st.rooms.remove(jid);
         replica::mark(ctx.st, jid, "");
@@ -398,6 +410,7 @@ pub(crate) fn room_features(room: &Room) -> Vec<&'static str> {
         NS_SID,
         NS_OCCUPANT_ID,
         "urn:xmpp:ping",
+        "http://jabber.org/protocol/muc#request",
         if c.persistent {
             "muc_persistent"
         } else {

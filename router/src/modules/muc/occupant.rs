@@ -143,20 +143,32 @@ fn broadcast(
     }
 }
 
-/// Whether `nick` may be a nickname here: the JID's resource rules (the
-/// OpaqueString profile it passed) and the service's length limit.
-fn nick_ok(ctx: &Ctx<'_>, nick: &str) -> bool {
-    !nick.trim().is_empty() && nick.len() <= ctx.cfg().muc.max_nick_bytes
+/// Why `nick` may not be a nickname here: it must be in the form the
+/// PRECIS Nickname profile gives it (RFC 8266, as XEP-0045 §7.2.2 asks)
+/// and within the service's length limit.
+fn nick_problem(ctx: &Ctx<'_>, nick: &str) -> Option<&'static str> {
+    if nick.len() > ctx.cfg().muc.max_nick_bytes {
+        return Some("the nickname is too long");
+    }
+    match proto::jid::nickname(nick) {
+        Ok(n) if n == nick => None,
+        Ok(_) => Some("the nickname is not in its RFC 8266 form (spaces, width or composition)"),
+        Err(_) => Some("the nickname is not a valid nickname (RFC 8266)"),
+    }
+}
+
+/// Whether another occupant than `except` has a nickname that is the same
+/// as `nick` (RFC 8266 comparison: case-insensitive).
+fn nick_taken(room: &Room, nick: &str, except: Option<&FullJid>) -> bool {
+    room.occupants
+        .iter()
+        .any(|o| Some(&o.jid) != except && proto::jid::same_nickname(&o.nick, nick))
 }
 
 /// Entering (§7.2), creating the room if it does not exist (§10.1).
 fn enter(ctx: &mut Ctx<'_>, room_jid: &BareJid, nick: &str, from: &FullJid, s: &Stanza) {
-    if !nick_ok(ctx, nick) {
-        return ctx.bounce(
-            s,
-            C::JidMalformed,
-            Some("the nickname is empty or too long"),
-        );
+    if let Some(why) = nick_problem(ctx, nick) {
+        return ctx.bounce(s, C::JidMalformed, Some(why));
     }
     let x = s
         .element(proto::ns::CLIENT)
@@ -169,8 +181,11 @@ fn enter(ctx: &mut Ctx<'_>, room_jid: &BareJid, nick: &str, from: &FullJid, s: &
         if !ctx.cfg().serves(from.domain()) {
             return ctx.bounce(s, C::NotAllowed, Some("only local users create rooms"));
         }
+        // A client that enters without the MUC extension (the old
+        // groupchat protocol, §7.1) cannot configure the room: it gets an
+        // instant room at once.
         let mut room = Room {
-            locked: true,
+            locked: x.is_some(),
             ..Room::default()
         };
         room.config.history_length = room.config.history_length.min(ctx.cfg().muc.max_history);
@@ -205,7 +220,7 @@ fn enter(ctx: &mut Ctx<'_>, room_jid: &BareJid, nick: &str, from: &FullJid, s: &
             C::NotAuthorized,
             "a password is required to enter this room",
         ))
-    } else if room.occupant(nick).is_some() {
+    } else if nick_taken(room, nick, None) {
         Some((C::Conflict, "that nickname is in use"))
     } else if aff < Affiliation::Admin && {
         let max = match room.config.max_users {
@@ -369,17 +384,13 @@ fn change_nick(
     from: &FullJid,
     s: &Stanza,
 ) {
-    if !nick_ok(ctx, nick) {
-        return ctx.bounce(
-            s,
-            C::JidMalformed,
-            Some("the nickname is empty or too long"),
-        );
+    if let Some(why) = nick_problem(ctx, nick) {
+        return ctx.bounce(s, C::JidMalformed, Some(why));
     }
     let Some(room) = ctx.st.rooms.get(room_jid) else {
         return;
     };
-    if room.occupant(nick).is_some() {
+    if nick_taken(room, nick, Some(from)) {
         return ctx.bounce(s, C::Conflict, Some("that nickname is in use"));
     }
     let Some(before) = room.occupant(old).cloned() else {
@@ -457,38 +468,73 @@ pub(crate) fn leave(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, codes
     super::leave_if_empty(ctx, room_jid);
 }
 
-/// An IQ to an occupant: a self-ping (XEP-0410) is answered by the room;
-/// other IQs are not passed on.
+/// An IQ to an occupant (§7.5 of XEP-0045 lets occupants query each
+/// other through the room): a self-ping (XEP-0410) is answered by the
+/// room; another get or set is passed on to the occupant's session (a
+/// vCard request to its account, XEP-0054), from the asker's occupant
+/// JID, and the answer comes back the same way.
 pub(crate) fn iq_to_occupant(
     ctx: &mut Ctx<'_>,
     room_jid: &BareJid,
     nick: &str,
-    from: &FullJid,
+    from: &Jid,
     s: &Stanza,
 ) {
-    if !matches!(s.stype(), "get" | "set") {
-        return;
-    }
     let room = match load(ctx, room_jid) {
         Ok(Some(r)) => r,
         Ok(None) => return ctx.bounce(s, C::ItemNotFound, None),
         Err(e) => return ctx.bounce_with(s, &e),
     };
-    let me = room.occupant_by_jid(from).map(|o| o.nick.clone());
-    let ping = s
+    let answer = matches!(s.stype(), "result" | "error");
+    // Who asks (or answers): an occupant; an answer may come from the
+    // account of one (a vCard answered by the server for it).
+    let me = match from {
+        Jid::Full(f) => room.occupant_by_jid(f),
+        Jid::Bare(b) if answer => room
+            .occupants
+            .iter()
+            .find(|o| o.jid.bare_str() == b.as_str()),
+        Jid::Bare(_) => None,
+    }
+    .map(|o| o.nick.clone());
+    let payload = s
         .element(proto::ns::CLIENT)
         .ok()
-        .is_some_and(|e| e.child("ping", proto::ns::PING).is_some());
-    match me {
-        // XEP-0410 §3.2: not an occupant (any more).
-        None => ctx.bounce(s, C::NotAcceptable, Some("you are not in this room")),
-        Some(n) if n == nick && ping => ctx.iq_result(s, None),
-        Some(_) if room.occupant(nick).is_none() => ctx.bounce(s, C::ItemNotFound, None),
-        Some(_) => ctx.bounce(
-            s,
-            C::ServiceUnavailable,
-            Some("IQs to occupants are not passed on"),
-        ),
+        .and_then(|e| e.first_element().cloned());
+    let Some(me) = me else {
+        if !answer {
+            // XEP-0410 §3.2: not an occupant (any more).
+            ctx.bounce(s, C::NotAcceptable, Some("you are not in this room"));
+        }
+        return;
+    };
+    let ping = payload
+        .as_ref()
+        .is_some_and(|p| p.name == "ping" && p.ns == proto::ns::PING);
+    if !answer && me == nick && ping {
+        return ctx.iq_result(s, None);
+    }
+    let Some(target) = room.occupant(nick).map(|o| o.jid.clone()) else {
+        if !answer {
+            ctx.bounce(s, C::ItemNotFound, None);
+        }
+        return;
+    };
+    let vcard = payload.as_ref().is_some_and(|p| p.ns == proto::ns::VCARD);
+    let to = if vcard && !answer {
+        Jid::Bare(target.bare())
+    } else {
+        Jid::Full(target)
+    };
+    let (Some(from_occupant), Ok(mut el)) =
+        (occupant_jid(room_jid, &me), s.element(proto::ns::CLIENT))
+    else {
+        return;
+    };
+    el.set_attr("from", from_occupant.as_str());
+    el.set_attr("to", to.as_str());
+    if let Some(out) = made(&el.to_xml(proto::ns::CLIENT)) {
+        ctx.route(out);
     }
 }
 

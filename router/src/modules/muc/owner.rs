@@ -31,7 +31,9 @@ pub(crate) fn room_iq(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: 
         return ctx.bounce(s, C::BadRequest, None);
     };
     let result = match (p.ns.as_str(), s.stype()) {
-        (proto::ns::DISCO_INFO, "get") => super::disco::room_info(ctx, room_jid, from),
+        (proto::ns::DISCO_INFO, "get") => {
+            super::disco::room_info(ctx, room_jid, from, p.attr("node"))
+        }
         (proto::ns::DISCO_ITEMS, "get") => super::disco::room_items(ctx, room_jid, from),
         (NS_OWNER, "get") => config_form(ctx, room_jid, from),
         (NS_OWNER, "set") => owner_set(ctx, room_jid, from, &p),
@@ -43,6 +45,8 @@ pub(crate) fn room_iq(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: 
         Ok(q) => ctx.iq_result(s, q.as_ref()),
         Err(e) => ctx.bounce_with(s, &e),
     }
+    // A room read from the store to answer leaves memory again.
+    super::leave_if_empty(ctx, room_jid);
 }
 
 fn err(c: C, text: &str) -> StanzaError {
@@ -333,25 +337,75 @@ fn owner_set(
     }
     let mut config = room.config.clone();
     let (owners, admins) = apply(&mut config, &form, max_history)?;
+    // The affiliation changes the lists make, checked before anything
+    // changes: a refused submission leaves the room as it was, locked
+    // too (§10.1.2).
+    let mut changes: Vec<(String, Affiliation)> = Vec::new();
+    if let Some(owners) = &owners {
+        if owners.is_empty() {
+            return Err(err(C::Conflict, "a room keeps at least one owner"));
+        }
+        for (j, a) in &room.affiliations {
+            if *a == Affiliation::Owner && !owners.contains(j) {
+                changes.push((j.clone(), Affiliation::None));
+            }
+        }
+        for o in owners {
+            changes.push((o.clone(), Affiliation::Owner));
+        }
+    }
+    if let Some(admins) = &admins {
+        for (j, a) in &room.affiliations {
+            if *a == Affiliation::Admin && !admins.contains(j) {
+                changes.push((j.clone(), Affiliation::None));
+            }
+        }
+        for a in admins {
+            if owners.as_ref().is_some_and(|o| o.contains(a)) {
+                return Err(err(
+                    C::Conflict,
+                    &format!("{a} is listed as owner and admin"),
+                ));
+            }
+            changes.push((a.clone(), Affiliation::Admin));
+        }
+    }
     let before = room.config.clone();
     room.config = config;
     room.locked = false;
-    if let Some(owners) = owners {
-        if owners.is_empty() {
-            room.config = before;
-            return Err(err(C::Conflict, "a room keeps at least one owner"));
-        }
-        room.affiliations.retain(|_, a| *a != Affiliation::Owner);
-        for o in owners {
-            room.affiliations.insert(o, Affiliation::Owner);
+    // The last change for a JID wins (an owner dropped and listed again).
+    let mut last: std::collections::BTreeMap<String, Affiliation> = Default::default();
+    for (j, a) in changes {
+        last.insert(j, a);
+    }
+    let needed: Vec<(String, Affiliation)> = last
+        .into_iter()
+        .filter(|(j, a)| room.affiliation(j) != *a)
+        .collect();
+    for (j, a) in needed {
+        set_affiliation(ctx, room_jid, &j, a);
+    }
+    // Made members-only: who is not a member leaves (status 322, §10.2).
+    if config_became_members_only(&before, ctx, room_jid) {
+        let out: Vec<FullJid> = ctx
+            .st
+            .rooms
+            .get(room_jid)
+            .map(|r| {
+                r.occupants
+                    .iter()
+                    .filter(|o| r.affiliation(o.jid.bare_str()) < Affiliation::Member)
+                    .map(|o| o.jid.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for j in out {
+            leave(ctx, room_jid, &j, Some(&[322]));
         }
     }
-    if let Some(admins) = admins {
-        room.affiliations.retain(|_, a| *a != Affiliation::Admin);
-        for a in admins {
-            room.affiliations.entry(a).or_insert(Affiliation::Admin);
-        }
-    }
+    let Some(room) = ctx.st.rooms.get(room_jid) else {
+        return Ok(None);
+    };
     let changed = room.config != before;
     let whois_changed = room.config.whois_anyone != before.whois_anyone;
     save(ctx, room_jid)?;
@@ -380,7 +434,67 @@ fn owner_set(
             send(ctx, m, everyone);
         }
     }
+    // A temporary room nobody is in has no reason to be.
+    super::leave_if_empty(ctx, room_jid);
     Ok(None)
+}
+
+fn config_became_members_only(before: &RoomConfig, ctx: &Ctx<'_>, room_jid: &BareJid) -> bool {
+    !before.members_only
+        && ctx
+            .st
+            .rooms
+            .get(room_jid)
+            .is_some_and(|r| r.config.members_only)
+}
+
+/// Give `bare` affiliation `a` (§9, §10): the list changes, and each of its
+/// occupants gets the role that goes with it (everyone hears the new
+/// presence), or leaves when banned (301) or, in a members-only room, no
+/// longer a member (321).
+pub(crate) fn set_affiliation(ctx: &mut Ctx<'_>, room_jid: &BareJid, bare: &str, a: Affiliation) {
+    let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
+        return;
+    };
+    if a == Affiliation::None {
+        room.affiliations.remove(bare);
+    } else {
+        room.affiliations.insert(bare.to_string(), a);
+    }
+    super::replica::mark(ctx.st, room_jid, "");
+    let Some(room) = ctx.st.rooms.get(room_jid) else {
+        return;
+    };
+    let present: Vec<FullJid> = room
+        .occupants
+        .iter()
+        .filter(|o| o.jid.bare_str() == bare)
+        .map(|o| o.jid.clone())
+        .collect();
+    let members_only = room.config.members_only;
+    for j in present {
+        if a == Affiliation::Outcast {
+            leave(ctx, room_jid, &j, Some(&[301]));
+        } else if members_only && a < Affiliation::Member {
+            leave(ctx, room_jid, &j, Some(&[321]));
+        } else {
+            let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
+                continue;
+            };
+            let role = room.default_role(a);
+            let mut nick = None;
+            if let Some(o) = room.occupants.iter_mut().find(|o| o.jid == j) {
+                // A moderator by role keeps it unless its affiliation was
+                // what made it one.
+                o.role = role;
+                nick = Some(o.nick.clone());
+            }
+            if let Some(n) = nick {
+                super::replica::mark(ctx.st, room_jid, &n);
+            }
+            announce(ctx, room_jid, &j);
+        }
+    }
 }
 
 /// Destroy the room (§10.9): every occupant gets unavailable presence with
@@ -519,6 +633,9 @@ fn admin_set(
             let theirs = room.affiliation(target.jid.bare_str());
             // §8: moderators change the roles of those below admins;
             // moderator grants and revokes are for admins (§9.6, §9.7).
+            if my_role != Role::Moderator {
+                return Err(err(C::Forbidden, "only moderators change roles"));
+            }
             let allowed = my_role == Role::Moderator
                 && (theirs < Affiliation::Admin
                     || me == Affiliation::Owner && theirs < Affiliation::Owner)
@@ -613,44 +730,7 @@ fn admin_set(
             }
             Change::Aff(bare, a) => {
                 durable = true;
-                let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
-                    continue;
-                };
-                if a == Affiliation::None {
-                    room.affiliations.remove(&bare);
-                } else {
-                    room.affiliations.insert(bare.clone(), a);
-                }
-                let present: Vec<FullJid> = room
-                    .occupants
-                    .iter()
-                    .filter(|o| o.jid.bare_str() == bare)
-                    .map(|o| o.jid.clone())
-                    .collect();
-                let members_only = room.config.members_only;
-                for j in present {
-                    if a == Affiliation::Outcast {
-                        // A ban (§9.1): status 301.
-                        leave(ctx, room_jid, &j, Some(&[301]));
-                    } else if members_only && a < Affiliation::Member {
-                        // Removed from a members-only room (§9.4): 321.
-                        leave(ctx, room_jid, &j, Some(&[321]));
-                    } else {
-                        let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
-                            continue;
-                        };
-                        let role = room.default_role(a);
-                        let mut nick = None;
-                        if let Some(o) = room.occupants.iter_mut().find(|o| o.jid == j) {
-                            o.role = role;
-                            nick = Some(o.nick.clone());
-                        }
-                        if let Some(n) = nick {
-                            super::replica::mark(ctx.st, room_jid, &n);
-                        }
-                        announce(ctx, room_jid, &j);
-                    }
-                }
+                set_affiliation(ctx, room_jid, &bare, a);
             }
         }
     }
@@ -661,7 +741,7 @@ fn admin_set(
 }
 
 /// Everyone hears an occupant's new role or affiliation (§8.4, §9.3).
-fn announce(ctx: &Ctx<'_>, room_jid: &BareJid, jid: &FullJid) {
+pub(crate) fn announce(ctx: &Ctx<'_>, room_jid: &BareJid, jid: &FullJid) {
     let Some(room) = ctx.st.rooms.get(room_jid) else {
         return;
     };

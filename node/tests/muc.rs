@@ -799,3 +799,92 @@ async fn owner_lists_members_only_declines_and_stanza_ids() {
         .expect("carol enters the instant room");
     assert_ne!(p.attr("type"), Some("error"), "{}", p.to_xml(ns::CLIENT));
 }
+
+/// §6.3 with XEP-0059: the public rooms in pages, with a true count;
+/// hidden rooms are not listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_list_comes_in_pages() {
+    let t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    let mut alice = online(&t, "alice").await;
+    for i in 0..6 {
+        let room = format!("r{i}@conference.localhost");
+        alice
+            .send(&format!(
+                "<presence to='{room}/A'><x xmlns='{MUC}'/></presence>"
+            ))
+            .await;
+        alice
+            .expect(|e| {
+                e.name == "presence" && e.attr("from") == Some(format!("{room}/A").as_str())
+            })
+            .await
+            .expect("created");
+        let public = if i == 5 { "0" } else { "1" };
+        let r = iq(
+            &mut alice,
+            &format!("c{i}"),
+            "set",
+            &room,
+            &config(&[
+                ("muc#roomconfig_persistentroom", "1"),
+                ("muc#roomconfig_publicroom", public),
+            ]),
+        )
+        .await;
+        assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+    }
+    let rsm = "http://jabber.org/protocol/rsm";
+    let page = |e: &Element| -> (Vec<String>, String, String) {
+        let q = e.child("query", ns::DISCO_ITEMS).expect("query");
+        let jids = q
+            .elements()
+            .filter(|i| i.name == "item")
+            .filter_map(|i| i.attr("jid").map(str::to_string))
+            .collect();
+        let set = q.child("set", rsm).expect("set");
+        (
+            jids,
+            set.child("count", rsm)
+                .map(Element::text)
+                .unwrap_or_default(),
+            set.child("last", rsm)
+                .map(Element::text)
+                .unwrap_or_default(),
+        )
+    };
+    let first = iq(
+        &mut alice,
+        "p1",
+        "get",
+        "conference.localhost",
+        &format!(
+            "<query xmlns='{}'><set xmlns='{rsm}'><max>2</max></set></query>",
+            ns::DISCO_ITEMS
+        ),
+    )
+    .await;
+    let (jids, count, last) = page(&first);
+    assert_eq!(jids, ["r0@conference.localhost", "r1@conference.localhost"]);
+    assert_eq!(count, "5", "the hidden room is not counted");
+    let second = iq(
+        &mut alice,
+        "p2",
+        "get",
+        "conference.localhost",
+        &format!(
+            "<query xmlns='{}'><set xmlns='{rsm}'><max>10</max><after>{last}</after></set></query>",
+            ns::DISCO_ITEMS
+        ),
+    )
+    .await;
+    let (jids, _, _) = page(&second);
+    assert_eq!(
+        jids,
+        [
+            "r2@conference.localhost",
+            "r3@conference.localhost",
+            "r4@conference.localhost"
+        ]
+    );
+}

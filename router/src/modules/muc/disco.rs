@@ -13,6 +13,10 @@ use crate::modules::Ctx;
 /// Most rooms one disco#items answer lists.
 const ROOMS_MAX: usize = 1000;
 
+/// Most rooms of a service the list looks at: the list (and its RSM
+/// count) covers these, in JID order.
+const ROOMS_SCANNED: usize = 10_000;
+
 /// An IQ to the service itself.
 pub(crate) fn service_iq(ctx: &mut Ctx<'_>, s: &Stanza) {
     if !matches!(s.stype(), "get" | "set") {
@@ -43,13 +47,14 @@ pub(crate) fn service_iq(ctx: &mut Ctx<'_>, s: &Stanza) {
                 super::NS_SID,
                 super::NS_OCCUPANT_ID,
                 proto::ns::PING,
+                proto::ns::RSM,
             ] {
                 q.push(Element::new("feature", proto::ns::DISCO_INFO).with_attr("var", f));
             }
             ctx.iq_result(s, Some(&q))
         }
         (proto::ns::DISCO_ITEMS, "get") if p.attr("node").is_none() => {
-            match public_rooms(ctx, &service) {
+            match public_rooms(ctx, &service, &p) {
                 Ok(q) => ctx.iq_result(s, Some(&q)),
                 Err(e) => ctx.bounce_with(s, &e),
             }
@@ -61,11 +66,12 @@ pub(crate) fn service_iq(ctx: &mut Ctx<'_>, s: &Stanza) {
 
 /// The public rooms (§6.3): the persistent ones in the store and the
 /// temporary ones this shard holds, unlocked, by name.
-fn public_rooms(ctx: &Ctx<'_>, service: &str) -> Result<Element, StanzaError> {
+fn public_rooms(ctx: &Ctx<'_>, service: &str, p: &Element) -> Result<Element, StanzaError> {
+    let rsm = crate::modules::pubsub::Rsm::parse(p)?;
     let stored = ctx
         .store()
         .rooms()
-        .list(service, None, ROOMS_MAX)
+        .list(service, None, ROOMS_SCANNED)
         .map_err(|e| {
             tracing::error!(error = %e, "listing rooms failed");
             StanzaError::new(C::InternalServerError)
@@ -98,9 +104,17 @@ fn public_rooms(ctx: &Ctx<'_>, service: &str) -> Result<Element, StanzaError> {
         }
     }
     rooms.sort();
-    rooms.truncate(ROOMS_MAX);
+    rooms.truncate(ROOMS_SCANNED);
+    // XEP-0059 pages by room JID; without a <set/>, the first ones.
+    let (page, index) = match &rsm {
+        Some(r) => r.page(&rooms, |(j, _)| j.as_str(), ROOMS_MAX)?,
+        None => (
+            rooms.get(..ROOMS_MAX.min(rooms.len())).unwrap_or_default(),
+            0,
+        ),
+    };
     let mut q = Element::new("query", proto::ns::DISCO_ITEMS);
-    for (jid, name) in rooms {
+    for (jid, name) in page.iter().cloned() {
         let mut item = Element::new("item", proto::ns::DISCO_ITEMS).with_attr("jid", jid.clone());
         let name = if name.is_empty() {
             jid.split('@').next().unwrap_or_default().to_string()
@@ -109,6 +123,14 @@ fn public_rooms(ctx: &Ctx<'_>, service: &str) -> Result<Element, StanzaError> {
         };
         item.set_attr("name", name);
         q.push(item);
+    }
+    if rsm.is_some() {
+        q.push(crate::modules::pubsub::rsm_answer(
+            page.first().map(|(j, _)| j.as_str()),
+            Some(index),
+            page.last().map(|(j, _)| j.as_str()),
+            rooms.len(),
+        ));
     }
     Ok(q)
 }

@@ -48,6 +48,8 @@ use crate::config::CoreConfig;
 use access::{affiliation, check_access, is_subscribed, owners};
 use config::NodeConfig;
 pub(crate) use disco::{items as disco_items, node_info as disco_node_info};
+// XEP-0059 result set management, for other lists too (MUC rooms).
+pub(crate) use items::{Rsm, rsm_answer};
 
 /// The handlers of this module, for the registry.
 pub(crate) fn handlers(_cfg: &CoreConfig) -> Vec<Arc<dyn IqHandler>> {

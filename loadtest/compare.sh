@@ -108,12 +108,10 @@ for s in $SERVERS; do
     run "$s" presence "$i" presence --presence-users 200 --contacts 9 --churn-interval 2 \
       --duration "$DURATION" --user-pattern "pres{n}" --register
   done
-  if [ "$s" != xmppd ]; then # xmppd has no MUC service yet
-    want muc && for i in $(seq 1 "$RUNS"); do
-      run "$s" muc "$i" muc --rooms 5 --occupants 20 --window 4 --duration "$DURATION" \
-        --user-pattern "muc{n}" --register
-    done
-  fi
+  want muc && for i in $(seq 1 "$RUNS"); do
+    run "$s" muc "$i" muc --rooms 5 --occupants 20 --window 4 --duration "$DURATION" \
+      --user-pattern "muc{n}" --register
+  done
   want pubsub && for i in $(seq 1 "$RUNS"); do
     run "$s" pubsub "$i" pubsub --subscribers 100 --window 8 --duration "$DURATION" \
       --user-pattern "ps{n}" --register

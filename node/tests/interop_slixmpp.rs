@@ -1,7 +1,8 @@
 //! A real XMPP client library against the server: two slixmpp clients log
 //! in with SCRAM over STARTTLS, subscribe to each other, see each other's
 //! presence, chat, and one gets a message stored while it was offline
-//! (tests/interop/chat.py). `scripts/setup.sh` installs slixmpp.
+//! (tests/interop/chat.py); their MUC, PubSub and login scenarios, and
+//! xmpp.js as a second library. `scripts/setup.sh` installs both.
 
 mod common;
 
@@ -168,6 +169,32 @@ async fn xmpp_js_logs_in_and_uses_pubsub_and_pep() {
     assert!(
         out.status.success() && stdout.contains("interop ok"),
         "xmpp.js scenario failed:\n{stdout}\n{stderr}"
+    );
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xmpp_js_creates_a_room_chats_and_destroys_it() {
+    // XEP-0045 with the second library: xmpp.js, stanzas as a client
+    // without a MUC plugin writes them (tests/interop/xmppjs/muc.mjs).
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", "alice secret");
+    t.add_user("bob@localhost", "bob secret");
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let js = format!("{dir}/../tests/interop/xmppjs");
+    let out = tokio::process::Command::new("node")
+        .arg(format!("{js}/muc.mjs"))
+        .args(["127.0.0.1", &t.addr.port().to_string(), "localhost"])
+        .args(["alice secret", "bob secret"])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("node runs (scripts/setup.sh installs it): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("interop ok"),
+        "xmpp.js MUC scenario failed:\n{stdout}\n{stderr}"
     );
     t.stop().await;
 }

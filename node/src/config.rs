@@ -528,16 +528,6 @@ fn check_otlp_endpoint(e: &str) -> Result<(), String> {
 pub type Misfit = (usize, String);
 
 impl ClusterConfig {
-    /// `peers` as (id, address) pairs; the first problem found otherwise.
-    pub fn peer_list(&self) -> Result<Vec<(u64, String)>, (usize, String)> {
-        let (out, mut problems) = self.peers_checked();
-        if problems.is_empty() {
-            Ok(out)
-        } else {
-            Err(problems.remove(0))
-        }
-    }
-
     /// `peers` as (id, address) pairs, and every problem found, by index.
     pub fn peers_checked(&self) -> (Vec<(u64, String)>, Vec<Misfit>) {
         let mut out: Vec<(u64, String)> = Vec::with_capacity(self.peers.len());
@@ -648,12 +638,6 @@ pub fn ordinal_of(host: &str) -> Option<u64> {
     n.parse().ok()
 }
 
-/// Whether `addr` is `host:port`: an IP address and port, or a DNS name
-/// (letters, digits, `-`, `.`) and a port other than 0.
-pub fn host_port(addr: &str) -> bool {
-    check_host_port(addr).is_ok()
-}
-
 /// Why `addr` is not a `host:port` to connect to: a DNS name or an IP
 /// address (IPv6 in brackets) that names a host (not 0.0.0.0 or `::`),
 /// and a port 1 to 65535 in digits.
@@ -683,6 +667,37 @@ pub fn check_host_port(addr: &str) -> Result<(), String> {
         return Ok(());
     }
     dns_name(host)
+}
+
+/// The `services` table of a service kind (`pubsub.services`,
+/// `muc.services`): each key a served domain, each value a domain name that
+/// is neither served nor, as `clash` says why, taken by another service.
+fn check_service_names(
+    field: &str,
+    services: &std::collections::BTreeMap<String, String>,
+    domains: &[String],
+    p: &mut Problems,
+    clash: impl Fn(&str) -> Option<&'static str>,
+) {
+    for (domain, service) in services {
+        if !domains.contains(domain) {
+            p.add(field, format!("{domain} is not one of the domains served"));
+        }
+        match proto::BareJid::parse(service) {
+            Ok(j) if j.local().is_none() => {
+                let name = j.to_string();
+                if domains.contains(&name) {
+                    p.add(
+                        field,
+                        format!("{service} is a served domain, not a service name"),
+                    );
+                } else if let Some(why) = clash(&name) {
+                    p.add(field, format!("{service} {why}"));
+                }
+            }
+            _ => p.add(field, format!("{service:?} is not a domain name")),
+        }
+    }
 }
 
 /// A DNS host name (RFC 1123): dot-separated labels of letters, digits
@@ -1565,7 +1580,7 @@ mod tests {
             "3com.example:7000",
             "a-b.c1:65535",
         ] {
-            assert!(host_port(ok), "{ok}");
+            assert!(check_host_port(ok).is_ok(), "{ok}");
         }
         for bad in [
             "core",
@@ -1589,7 +1604,7 @@ mod tests {
             "core.:7000:1",
             "[::1:7000",
         ] {
-            assert!(!host_port(bad), "{bad}");
+            assert!(check_host_port(bad).is_err(), "{bad}");
         }
         let mut c = Config::default();
         c.cluster.role = Role::Core;
@@ -1604,7 +1619,7 @@ mod tests {
             c.cluster.advertised(),
             Some(format!("{host}.xmppd-core:7000"))
         );
-        if host_port(&format!("{host}.xmppd-core:7000")) {
+        if check_host_port(&format!("{host}.xmppd-core:7000")).is_ok() {
             assert!(problems(&c).is_empty(), "{:?}", problems(&c));
         }
         c.cluster.role = Role::Both;

@@ -159,7 +159,7 @@ impl Server {
             .cluster
             .resolve_node_id()
             .map_err(|e| anyhow::anyhow!("cluster.node_id: {e}"))?;
-        let peers = cfg.cluster.peer_list().unwrap_or_default();
+        let peers = cfg.cluster.peers_checked().0;
         // The address the other core nodes know this one by.
         let advertised = cfg.cluster.advertised().or_else(|| {
             peers

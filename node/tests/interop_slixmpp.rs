@@ -88,58 +88,48 @@ async fn old_and_new_slixmpp_log_in_over_starttls_and_direct_tls_with_tls_1_2_an
     t.stop().await;
 }
 
+/// A script of `tests/interop/` (`path` under it) run by `program`
+/// against a fresh server with alice and bob, as
+/// `program SCRIPT 127.0.0.1 PORT localhost ALICE_PW BOB_PW`: it must exit
+/// 0 and print `interop ok`.
+async fn alice_and_bob(program: &str, path: &str, what: &str) {
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", "alice secret");
+    t.add_user("bob@localhost", "bob secret");
+    // Read when the test runs: a compiler cache may hand back a binary built
+    // from a clone at another path.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let out = tokio::process::Command::new(program)
+        .arg(format!("{dir}/../tests/interop/{path}"))
+        .args(["127.0.0.1", &t.addr.port().to_string(), "localhost"])
+        .args(["alice secret", "bob secret"])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{program} runs (scripts/setup.sh installs it): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{program}: {stdout}");
+    assert!(
+        out.status.success() && stdout.contains("interop ok"),
+        "{what} scenario failed with {program}:\n{stdout}\n{stderr}"
+    );
+    t.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slixmpp_pubsub_pep_and_private_storage_plugins_work() {
     // Both slixmpps: Debian's computes its capabilities hash and answers
     // the server's question as the current one does.
-    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
-    let script = format!("{dir}/../tests/interop/pubsub.py");
     for (python, _) in PYTHONS {
-        let mut t = TestServer::start().await;
-        t.add_user("alice@localhost", "alice secret");
-        t.add_user("bob@localhost", "bob secret");
-        let out = tokio::process::Command::new(python)
-            .arg(&script)
-            .args(["127.0.0.1", &t.addr.port().to_string(), "localhost"])
-            .args(["alice secret", "bob secret"])
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("{python} runs (scripts/setup.sh installs it): {e}"));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        println!("{python}: {stdout}");
-        assert!(
-            out.status.success() && stdout.contains("interop ok"),
-            "slixmpp pubsub scenario failed with {python}:\n{stdout}\n{stderr}"
-        );
-        t.stop().await;
+        alice_and_bob(python, "pubsub.py", "slixmpp pubsub").await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slixmpp_muc_plugin_creates_configures_chats_kicks_and_destroys() {
     // XEP-0045 through slixmpp's xep_0045 plugin, Debian's and PyPI's.
-    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
-    let script = format!("{dir}/../tests/interop/muc.py");
     for (python, _) in PYTHONS {
-        let mut t = TestServer::start().await;
-        t.add_user("alice@localhost", "alice secret");
-        t.add_user("bob@localhost", "bob secret");
-        let out = tokio::process::Command::new(python)
-            .arg(&script)
-            .args(["127.0.0.1", &t.addr.port().to_string(), "localhost"])
-            .args(["alice secret", "bob secret"])
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("{python} runs (scripts/setup.sh installs it): {e}"));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        println!("{python}: {stdout}");
-        assert!(
-            out.status.success() && stdout.contains("interop ok"),
-            "slixmpp MUC scenario failed with {python}:\n{stdout}\n{stderr}"
-        );
-        t.stop().await;
+        alice_and_bob(python, "muc.py", "slixmpp MUC").await;
     }
 }
 
@@ -147,54 +137,18 @@ async fn slixmpp_muc_plugin_creates_configures_chats_kicks_and_destroys() {
 async fn xmpp_js_logs_in_and_uses_pubsub_and_pep() {
     // A second client library (xmpp.js, @xmpp/client from npm; scripts/setup.sh
     // installs it under tests/interop/xmppjs).
-    let mut t = TestServer::start().await;
-    t.add_user("alice@localhost", "alice secret");
-    t.add_user("bob@localhost", "bob secret");
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
     let js = format!("{dir}/../tests/interop/xmppjs");
     assert!(
         std::path::Path::new(&format!("{js}/node_modules/@xmpp/client")).exists(),
         "xmpp.js is not installed: run scripts/setup.sh (npm ci in {js})"
     );
-    let out = tokio::process::Command::new("node")
-        .arg(format!("{js}/pubsub.mjs"))
-        .args(["127.0.0.1", &t.addr.port().to_string(), "localhost"])
-        .args(["alice secret", "bob secret"])
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("node runs (scripts/setup.sh installs it): {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success() && stdout.contains("interop ok"),
-        "xmpp.js scenario failed:\n{stdout}\n{stderr}"
-    );
-    t.stop().await;
+    alice_and_bob("node", "xmppjs/pubsub.mjs", "xmpp.js").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xmpp_js_creates_a_room_chats_and_destroys_it() {
     // XEP-0045 with the second library: xmpp.js, stanzas as a client
     // without a MUC plugin writes them (tests/interop/xmppjs/muc.mjs).
-    let mut t = TestServer::start().await;
-    t.add_user("alice@localhost", "alice secret");
-    t.add_user("bob@localhost", "bob secret");
-    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
-    let js = format!("{dir}/../tests/interop/xmppjs");
-    let out = tokio::process::Command::new("node")
-        .arg(format!("{js}/muc.mjs"))
-        .args(["127.0.0.1", &t.addr.port().to_string(), "localhost"])
-        .args(["alice secret", "bob secret"])
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("node runs (scripts/setup.sh installs it): {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success() && stdout.contains("interop ok"),
-        "xmpp.js MUC scenario failed:\n{stdout}\n{stderr}"
-    );
-    t.stop().await;
+    alice_and_bob("node", "xmppjs/muc.mjs", "xmpp.js MUC").await;
 }

@@ -175,9 +175,10 @@ impl CoreConfig {
             .collect()
     }
 
-    /// Whether `domain` is one of this server's PubSub services.
+    /// Whether `domain` is one of this server's PubSub services (on every
+    /// stanza's path: no allocation).
     pub fn is_pubsub_service(&self, domain: &str) -> bool {
-        self.pubsub_services().iter().any(|s| s == domain)
+        self.pubsub.enabled && self.names_service(&self.pubsub.services, "pubsub.", domain)
     }
 
     /// The MUC service of served domain `domain`, if MUC is on.
@@ -195,12 +196,20 @@ impl CoreConfig {
         )
     }
 
-    /// Whether `domain` is one of this server's MUC services.
+    /// Whether `domain` is one of this server's MUC services (on every
+    /// stanza's path: no allocation).
     pub fn is_muc_service(&self, domain: &str) -> bool {
-        self.muc.enabled
-            && self
-                .domains
-                .iter()
-                .any(|d| self.muc_service(d).is_some_and(|s| s == domain))
+        self.muc.enabled && self.names_service(&self.muc.services, "conference.", domain)
+    }
+
+    /// Whether `domain` is the service of a served domain, as `services`
+    /// names it or else as `prefix` + the domain.
+    fn names_service(&self, services: &[(String, String)], prefix: &str, domain: &str) -> bool {
+        self.domains
+            .iter()
+            .any(|d| match services.iter().find(|(served, _)| served == d) {
+                Some((_, s)) => s == domain,
+                None => domain.strip_prefix(prefix) == Some(d.as_str()),
+            })
     }
 }

@@ -43,31 +43,12 @@ impl Default for MucConfig {
 impl MucConfig {
     /// Check the values against each other and the served domains.
     pub(super) fn check(&self, domains: &[String], pubsub: &[String], p: &mut Problems) {
-        for (domain, service) in &self.services {
-            if !domains.contains(domain) {
-                p.add(
-                    "muc.services",
-                    format!("{domain} is not one of the domains served"),
-                );
-            }
-            match proto::BareJid::parse(service) {
-                Ok(j) if j.local().is_none() => {
-                    let s = j.to_string();
-                    if domains.contains(&s) {
-                        p.add(
-                            "muc.services",
-                            format!("{service} is a served domain, not a service name"),
-                        );
-                    } else if pubsub.contains(&s) {
-                        p.add(
-                            "muc.services",
-                            format!("{service} is a PubSub service's name too"),
-                        );
-                    }
-                }
-                _ => p.add("muc.services", format!("{service:?} is not a domain name")),
-            }
-        }
+        super::check_service_names("muc.services", &self.services, domains, p, |s| {
+            pubsub
+                .iter()
+                .any(|x| x == s)
+                .then_some("is a PubSub service's name too")
+        });
         if !(1..=1_000_000).contains(&self.max_occupants) {
             p.add(
                 "muc.max_occupants",

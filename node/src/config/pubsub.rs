@@ -47,28 +47,7 @@ impl Default for PubsubConfig {
 impl PubsubConfig {
     /// Check the values against each other and the served domains.
     pub(super) fn check(&self, domains: &[String], p: &mut Problems) {
-        for (domain, service) in &self.services {
-            if !domains.contains(domain) {
-                p.add(
-                    "pubsub.services",
-                    format!("{domain} is not one of the domains served"),
-                );
-            }
-            match proto::BareJid::parse(service) {
-                Ok(j) if j.local().is_none() => {
-                    if domains.contains(&j.to_string()) {
-                        p.add(
-                            "pubsub.services",
-                            format!("{service} is a served domain, not a service name"),
-                        );
-                    }
-                }
-                _ => p.add(
-                    "pubsub.services",
-                    format!("{service:?} is not a domain name"),
-                ),
-            }
-        }
+        super::check_service_names("pubsub.services", &self.services, domains, p, |_| None);
         if self.max_item_bytes == 0 {
             p.add("pubsub.max_item_bytes", "must be at least 1");
         }

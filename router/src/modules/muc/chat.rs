@@ -11,7 +11,7 @@ use proto::{BareJid, Element, FullJid, Jid};
 use super::occupant::past;
 use super::{
     Affiliation, NS_OCCUPANT_ID, NS_SID, NS_USER, PmPolicy, Role, Subject, load, made,
-    occupant_jid, save, send,
+    occupant_jid, save,
 };
 use crate::modules::Ctx;
 
@@ -59,14 +59,6 @@ pub(crate) fn to_room(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: 
         );
     }
     if let (Some(subj), None) = (el.child("subject", proto::ns::CLIENT), body) {
-        let may = may_subject;
-        if !may {
-            return ctx.bounce(
-                s,
-                C::Forbidden,
-                Some("only moderators may change the subject"),
-            );
-        }
         room.subject = Some(Subject {
             nick: o.nick.clone(),
             text: subj.text(),
@@ -120,7 +112,7 @@ pub(crate) fn to_room(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: 
         .iter()
         .map(|o| Jid::Full(o.jid.clone()))
         .collect();
-    send(ctx, out, everyone);
+    ctx.notify(out, everyone);
 }
 
 /// The room's stanza id (XEP-0359) of a message: random when the
@@ -202,7 +194,7 @@ pub(crate) fn private(
         el.push(Element::new("x", NS_USER));
     }
     if let Some(out) = made(&el.to_xml(proto::ns::CLIENT)) {
-        send(ctx, out, vec![Jid::Full(target)]);
+        ctx.notify(out, vec![Jid::Full(target)]);
     }
 }
 
@@ -239,7 +231,7 @@ fn invite(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: 
             room.invited.remove(from.bare_str());
         }
         if let Some(m) = made(&xml) {
-            send(ctx, m, vec![Jid::Full(inviter)]);
+            ctx.notify(m, vec![Jid::Full(inviter)]);
         }
         return;
     }
@@ -311,7 +303,7 @@ fn invite(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: 
             room.invited.insert(to.bare_str().to_string(), from.clone());
         }
         if let Some(m) = made(&xml) {
-            send(ctx, m, vec![to]);
+            ctx.notify(m, vec![to]);
         }
     }
     if changed && let Err(e) = save(ctx, room_jid) {
@@ -351,19 +343,14 @@ fn voice(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: &
         if !allow {
             return;
         }
-        let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
-            return;
-        };
-        let Some(o) = room.occupants.iter_mut().find(|o| o.nick == nick) else {
+        let Some(o) = room.occupant(&nick) else {
             return ctx.bounce(s, C::ItemNotFound, Some("no such occupant"));
         };
         if o.role != Role::Visitor {
             return;
         }
-        o.role = Role::Participant;
         let jid = o.jid.clone();
-        super::replica::mark(ctx.st, room_jid, &nick);
-        super::owner::announce(ctx, room_jid, &jid);
+        super::owner::set_role(ctx, room_jid, &jid, Role::Participant);
         return;
     }
     if me.role != Role::Visitor {
@@ -391,6 +378,6 @@ fn voice(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: &
         .map(|o| Jid::Full(o.jid.clone()))
         .collect();
     if let Some(out) = made(&m.to_xml(proto::ns::CLIENT)) {
-        send(ctx, out, moderators);
+        ctx.notify(out, moderators);
     }
 }

@@ -247,6 +247,18 @@ impl Room {
         self.config.whois_anyone || viewer == Role::Moderator
     }
 
+    /// A room as `r` describes it, with no occupants yet.
+    pub(crate) fn from_record(r: Record, locked: bool, stored: bool) -> Room {
+        Room {
+            config: r.config,
+            affiliations: r.affiliations,
+            subject: r.subject,
+            locked,
+            stored,
+            ..Room::default()
+        }
+    }
+
     pub(crate) fn record(&self) -> Record {
         Record {
             config: self.config.clone(),
@@ -316,16 +328,9 @@ pub(crate) fn load<'c>(
             tracing::error!(room = %jid, "a room's record does not decode");
             return Err(StanzaError::new(StanzaCondition::InternalServerError));
         };
-        ctx.st.rooms.insert(
-            jid.clone(),
-            Room {
-                config: r.config,
-                affiliations: r.affiliations,
-                subject: r.subject,
-                stored: true,
-                ..Room::default()
-            },
-        );
+        ctx.st
+            .rooms
+            .insert(jid.clone(), Room::from_record(r, false, true));
     }
     Ok(ctx.st.rooms.get_mut(jid))
 }
@@ -374,7 +379,7 @@ pub(crate) fn occupant_jid(room: &BareJid, nick: &str) -> Option<Jid> {
     room.with_resource(nick).ok().map(Jid::Full)
 }
 
-/// A stanza built here, parsed into its envelope, from `from`.
+/// A stanza built here, parsed into its envelope.
 pub(crate) fn made(xml: &str) -> Option<Stanza> {
     Stanza::parse(xml.as_bytes()).ok()
 }
@@ -388,11 +393,6 @@ pub(crate) fn occupant_id(room: &BareJid, bare: &str) -> String {
     // the JID only keep them stable, as the XEP asks.
     (room.as_str(), bare, "xmppd occupant id").hash(&mut h);
     format!("{:016x}", h.finish())
-}
-
-/// Send `s` (no 'to') to each of `to`.
-pub(crate) fn send(ctx: &Ctx<'_>, s: Stanza, to: Vec<Jid>) {
-    ctx.notify(s, to);
 }
 
 /// Element text of the first child `name` in `ns` of `el`.

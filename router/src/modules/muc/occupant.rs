@@ -9,7 +9,7 @@ use proto::{BareJid, Element, FullJid, Jid};
 
 use super::{
     Affiliation, NS_MUC, NS_OCCUPANT_ID, NS_USER, Occupant, Past, Role, Room, load, made,
-    occupant_id, occupant_jid, send,
+    occupant_id, occupant_jid,
 };
 use crate::modules::Ctx;
 
@@ -61,8 +61,9 @@ fn content(s: &Stanza) -> String {
     out
 }
 
-/// The presence of `o` in `room`, as `viewer_sees_jid` decides, with the
-/// status codes given; unavailable when `gone`.
+/// The presence of `o` in `room`, with its real JID if `show_jid`, the
+/// status codes given and `extra` in the MUC element; unavailable when
+/// `gone`.
 pub(crate) fn presence_of(
     room_jid: &BareJid,
     room: &Room,
@@ -130,7 +131,7 @@ fn broadcast(
         if !list.is_empty()
             && let Some(p) = presence_of(room_jid, room, o, gone, show, codes, "")
         {
-            send(ctx, p, list);
+            ctx.notify(p, list);
         }
     }
     let mut own: Vec<u16> = codes.to_vec();
@@ -139,7 +140,7 @@ fn broadcast(
     own.sort_unstable();
     own.dedup();
     if let Some(p) = presence_of(room_jid, room, o, gone, true, &own, "") {
-        send(ctx, p, vec![Jid::Full(o.jid.clone())]);
+        ctx.notify(p, vec![Jid::Full(o.jid.clone())]);
     }
 }
 
@@ -255,7 +256,7 @@ fn enter(ctx: &mut Ctx<'_>, room_jid: &BareJid, nick: &str, from: &FullJid, s: &
             &[],
             "",
         ) {
-            send(ctx, p, vec![me.clone()]);
+            ctx.notify(p, vec![me.clone()]);
         }
     }
     let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
@@ -312,7 +313,7 @@ fn history(ctx: &Ctx<'_>, room_jid: &BareJid, room: &Room, to: &Jid, x: Option<&
     for p in picked.into_iter().rev() {
         let delayed = with_delay(&p.raw, room_jid.as_str(), &p.stamp);
         if let Some(s) = made(&delayed) {
-            send(ctx, s, vec![to.clone()]);
+            ctx.notify(s, vec![to.clone()]);
         }
     }
 }
@@ -353,7 +354,7 @@ fn subject(ctx: &Ctx<'_>, room_jid: &BareJid, room: &Room, to: &Jid) {
         escape(&text)
     );
     if let Some(s) = made(&xml) {
-        send(ctx, s, vec![to.clone()]);
+        ctx.notify(s, vec![to.clone()]);
     }
 }
 
@@ -444,7 +445,7 @@ fn send_nick_gone(ctx: &Ctx<'_>, room_jid: &BareJid, room: &Room, o: &Occupant, 
             o.occupant_id
         );
         if let Some(p) = made(&xml) {
-            send(ctx, p, vec![Jid::Full(other.jid.clone())]);
+            ctx.notify(p, vec![Jid::Full(other.jid.clone())]);
         }
     }
 }

@@ -13,7 +13,6 @@ use proto::{BareJid, Element, FullJid, Jid};
 use super::occupant::{leave, presence_of};
 use super::{
     Affiliation, NS_ADMIN, NS_OWNER, NS_USER, PmPolicy, Role, Room, RoomConfig, load, made, save,
-    send,
 };
 use crate::modules::Ctx;
 
@@ -431,7 +430,7 @@ fn owner_set(
             .map(|o| Jid::Full(o.jid.clone()))
             .collect();
         if let Some(m) = made(&xml) {
-            send(ctx, m, everyone);
+            ctx.notify(m, everyone);
         }
     }
     // A temporary room nobody is in has no reason to be.
@@ -478,21 +477,10 @@ pub(crate) fn set_affiliation(ctx: &mut Ctx<'_>, room_jid: &BareJid, bare: &str,
         } else if members_only && a < Affiliation::Member {
             leave(ctx, room_jid, &j, Some(&[321]));
         } else {
-            let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
+            let Some(role) = ctx.st.rooms.get(room_jid).map(|r| r.default_role(a)) else {
                 continue;
             };
-            let role = room.default_role(a);
-            let mut nick = None;
-            if let Some(o) = room.occupants.iter_mut().find(|o| o.jid == j) {
-                // A moderator by role keeps it unless its affiliation was
-                // what made it one.
-                o.role = role;
-                nick = Some(o.nick.clone());
-            }
-            if let Some(n) = nick {
-                super::replica::mark(ctx.st, room_jid, &n);
-            }
-            announce(ctx, room_jid, &j);
+            set_role(ctx, room_jid, &j, role);
         }
     }
 }
@@ -525,7 +513,7 @@ fn destroy(ctx: &mut Ctx<'_>, room_jid: &BareJid, d: &Element) -> Result<(), Sta
     };
     for o in &room.occupants {
         if let Some(p) = presence_of(room_jid, room, o, true, true, &[110], &inner) {
-            send(ctx, p, vec![Jid::Full(o.jid.clone())]);
+            ctx.notify(p, vec![Jid::Full(o.jid.clone())]);
         }
     }
     save(ctx, room_jid)?;
@@ -714,20 +702,7 @@ fn admin_set(
                 // A kick (§8.2): status 307.
                 leave(ctx, room_jid, &jid, Some(&[307]));
             }
-            Change::Role(jid, r) => {
-                let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
-                    continue;
-                };
-                let mut nick = None;
-                if let Some(o) = room.occupants.iter_mut().find(|o| o.jid == jid) {
-                    o.role = r;
-                    nick = Some(o.nick.clone());
-                }
-                if let Some(n) = nick {
-                    super::replica::mark(ctx.st, room_jid, &n);
-                }
-                announce(ctx, room_jid, &jid);
-            }
+            Change::Role(jid, r) => set_role(ctx, room_jid, &jid, r),
             Change::Aff(bare, a) => {
                 durable = true;
                 set_affiliation(ctx, room_jid, &bare, a);
@@ -740,8 +715,23 @@ fn admin_set(
     Ok(None)
 }
 
+/// Give the occupant `jid` role `role` (it stays in the room), and tell
+/// everyone (§8.4).
+pub(crate) fn set_role(ctx: &mut Ctx<'_>, room_jid: &BareJid, jid: &FullJid, role: Role) {
+    let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
+        return;
+    };
+    let Some(o) = room.occupants.iter_mut().find(|o| &o.jid == jid) else {
+        return;
+    };
+    o.role = role;
+    let nick = o.nick.clone();
+    super::replica::mark(ctx.st, room_jid, &nick);
+    announce(ctx, room_jid, jid);
+}
+
 /// Everyone hears an occupant's new role or affiliation (§8.4, §9.3).
-pub(crate) fn announce(ctx: &Ctx<'_>, room_jid: &BareJid, jid: &FullJid) {
+fn announce(ctx: &Ctx<'_>, room_jid: &BareJid, jid: &FullJid) {
     let Some(room) = ctx.st.rooms.get(room_jid) else {
         return;
     };
@@ -751,7 +741,7 @@ pub(crate) fn announce(ctx: &Ctx<'_>, room_jid: &BareJid, jid: &FullJid) {
     for other in &room.occupants {
         let show = other.jid == o.jid || room.shows_jids_to(other.role);
         if let Some(p) = presence_of(room_jid, room, o, false, show, &[], "") {
-            send(ctx, p, vec![Jid::Full(other.jid.clone())]);
+            ctx.notify(p, vec![Jid::Full(other.jid.clone())]);
         }
     }
 }

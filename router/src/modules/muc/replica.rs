@@ -118,17 +118,8 @@ pub(crate) fn restore(st: &mut ShardState, records: &[(Vec<u8>, Vec<u8>)]) -> us
         let Ok(r) = serde_json::from_slice::<RoomRec>(v) else {
             continue;
         };
-        st.rooms.insert(
-            room,
-            Room {
-                config: r.record.config,
-                affiliations: r.record.affiliations,
-                subject: r.record.subject,
-                locked: r.locked,
-                stored: r.stored,
-                ..Room::default()
-            },
-        );
+        st.rooms
+            .insert(room, Room::from_record(r.record, r.locked, r.stored));
     }
     let mut occupants = 0;
     for (k, v) in records {

@@ -148,6 +148,22 @@ pub struct Args {
     /// The MUC service (default `conference.` + domain).
     #[arg(long)]
     muc_service: Option<String>,
+    /// One named room for `muc` (a local part, or a room JID), shared by
+    /// several processes with `--muc-role`; created if missing and kept.
+    #[arg(long)]
+    muc_room: Option<String>,
+    /// The part of `muc` this process plays in `--muc-room`.
+    #[arg(long, value_enum, default_value = "both")]
+    muc_role: fanout::MucRole,
+    /// Occupants entering `--muc-room` per second in this process (0: all
+    /// at once).
+    #[arg(long, default_value_t = 0.0)]
+    join_rate: f64,
+    /// Roles whose presence the room created by `--muc-role sender`
+    /// broadcasts (`muc#roomconfig_presencebroadcast`), comma-separated:
+    /// moderator,participant,visitor; default the service's.
+    #[arg(long)]
+    muc_broadcast: Option<String>,
     /// Subscribers for `pubsub`.
     #[arg(long, default_value_t = 10)]
     subscribers: usize,
@@ -378,9 +394,18 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
             )
             .await
         }
-        Some(Scenario::Muc) => {
-            fanout::muc(&ctx, 0, args.rooms, args.occupants, args.muc_rate).await
-        }
+        Some(Scenario::Muc) => match (&args.muc_room, args.muc_role) {
+            (Some(name), fanout::MucRole::Sender) => {
+                fanout::muc_sender_role(&ctx, args.first_user, name, args.muc_rate).await
+            }
+            (Some(name), fanout::MucRole::Occupants) => {
+                fanout::muc_occupants_role(&ctx, args.first_user, args.occupants, name).await
+            }
+            (None, fanout::MucRole::Sender | fanout::MucRole::Occupants) => Err(anyhow::anyhow!(
+                "--muc-role sender or occupants needs --muc-room"
+            )),
+            _ => fanout::muc(&ctx, 0, args.rooms, args.occupants, args.muc_rate).await,
+        },
         Some(Scenario::Pubsub) => {
             fanout::pubsub(&ctx, args.first_user, args.subscribers, args.publish_rate).await
         }

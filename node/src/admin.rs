@@ -48,6 +48,28 @@ pub enum Request {
     },
     /// End one session's stream (a full JID).
     Kick { jid: String },
+    /// The rooms of a MUC service (the default one when none is named).
+    Rooms {
+        #[serde(default)]
+        service: Option<String>,
+    },
+    /// Destroy a MUC room, its occupants told the reason.
+    Destroy {
+        room: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// The nodes of a PubSub service, or an account's PEP nodes.
+    Nodes {
+        #[serde(default)]
+        service: Option<String>,
+    },
+    /// Delete a PubSub node with everything in it.
+    DelNode {
+        #[serde(default)]
+        service: Option<String>,
+        node: String,
+    },
 }
 
 /// Passwords stay out of logs and panic messages.
@@ -60,6 +82,18 @@ impl std::fmt::Debug for Request {
             Request::List { domain } => f.debug_struct("List").field("domain", domain).finish(),
             Request::Sessions { user } => f.debug_struct("Sessions").field("user", user).finish(),
             Request::Kick { jid } => f.debug_struct("Kick").field("jid", jid).finish(),
+            Request::Rooms { service } => {
+                f.debug_struct("Rooms").field("service", service).finish()
+            }
+            Request::Destroy { room, .. } => f.debug_struct("Destroy").field("room", room).finish(),
+            Request::Nodes { service } => {
+                f.debug_struct("Nodes").field("service", service).finish()
+            }
+            Request::DelNode { service, node } => f
+                .debug_struct("DelNode")
+                .field("service", service)
+                .field("node", node)
+                .finish(),
         }
     }
 }
@@ -69,12 +103,15 @@ impl std::fmt::Debug for Request {
 #[serde(tag = "result", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Response {
     /// Done; `users` holds the answer to `list`, `sessions` the answer
-    /// to `sessions`, one line each (empty otherwise).
+    /// to `sessions`, `lines` that to `rooms` and `nodes`, one line each
+    /// (empty otherwise).
     Ok {
         #[serde(default)]
         users: Vec<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sessions: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lines: Vec<String>,
     },
     /// Refused or failed, with the reason.
     Err { message: String },
@@ -208,21 +245,128 @@ where
 }
 
 async fn execute(core: &Core, domains: &[String], req: Request) -> Response {
-    if let Request::Sessions { user } = &req {
-        return match sessions(core, domains, user.as_deref()).await {
-            Ok(sessions) => Response::Ok {
-                users: Vec::new(),
-                sessions,
-            },
-            Err(message) => Response::Err { message },
-        };
-    }
-    match run(core, domains, req).await {
-        Ok(users) => Response::Ok {
-            users,
-            sessions: Vec::new(),
-        },
-        Err(message) => Response::Err { message },
+    let ok = |users, sessions, lines| Response::Ok {
+        users,
+        sessions,
+        lines,
+    };
+    let r = match req {
+        Request::Sessions { user } => sessions(core, domains, user.as_deref())
+            .await
+            .map(|s| ok(Vec::new(), s, Vec::new())),
+        Request::Rooms { .. }
+        | Request::Destroy { .. }
+        | Request::Nodes { .. }
+        | Request::DelNode { .. } => service_call(core, req)
+            .await
+            .map(|l| ok(Vec::new(), Vec::new(), l)),
+        other => run(core, domains, other)
+            .await
+            .map(|u| ok(u, Vec::new(), Vec::new())),
+    };
+    r.unwrap_or_else(|message| Response::Err { message })
+}
+
+/// Rooms and nodes: listed a line each (all pages), destroyed, deleted.
+async fn service_call(core: &Core, req: Request) -> Result<Vec<String>, String> {
+    use crate::services::{self, Service};
+    const PAGE: usize = 1000;
+    match req {
+        Request::Rooms { service } => {
+            let svc = services::named_or_default(core, service.as_deref(), Service::Muc)
+                .and_then(|s| services::muc_service(core, &s))?;
+            let mut out = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = core
+                    .list_rooms(&svc, after.as_deref(), PAGE)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let full = page.len() == PAGE;
+                after = page
+                    .last()
+                    .map(|r| r.jid.split('@').next().unwrap_or("").to_string());
+                out.extend(page.iter().map(|r| {
+                    let mut l = format!(
+                        "{} occupants={} {} {}",
+                        r.jid,
+                        r.occupants,
+                        if r.persistent {
+                            "persistent"
+                        } else {
+                            "temporary"
+                        },
+                        if r.public { "public" } else { "hidden" },
+                    );
+                    for (on, word) in [
+                        (r.members_only, " members-only"),
+                        (r.password_protected, " password"),
+                        (r.locked, " locked"),
+                    ] {
+                        if on {
+                            l.push_str(word);
+                        }
+                    }
+                    // A name is whatever an owner typed: quoted, escaped.
+                    l.push_str(&format!(" name={:?}", r.name));
+                    l
+                }));
+                if !full {
+                    return Ok(out);
+                }
+            }
+        }
+        Request::Destroy { room, reason } => {
+            let room = services::room_jid(core, &room)?;
+            let reason = services::reason(reason.as_deref())?;
+            match core.destroy_room(&room, reason, None, 0).await {
+                Ok(true) => {
+                    tracing::info!(room = %room, "room destroyed through the admin socket");
+                    Ok(Vec::new())
+                }
+                Ok(false) => Err(format!("no room {room}")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Request::Nodes { service } => {
+            let svc = services::named_or_default(core, service.as_deref(), Service::Pubsub)
+                .and_then(|s| services::pubsub_service(core, &s))?;
+            let mut out = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = core
+                    .list_nodes(&svc, after.as_deref(), PAGE)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let full = page.len() == PAGE;
+                after = page.last().map(|n| n.node.clone());
+                out.extend(page.iter().map(|n| {
+                    format!(
+                        "{} items={} creator={}",
+                        n.node.escape_debug(),
+                        n.items,
+                        n.creator
+                    )
+                }));
+                if !full {
+                    return Ok(out);
+                }
+            }
+        }
+        Request::DelNode { service, node } => {
+            let svc = services::named_or_default(core, service.as_deref(), Service::Pubsub)
+                .and_then(|s| services::pubsub_service(core, &s))?;
+            let id = services::node_id(&node)?;
+            match core.delete_node(&svc, id, 0).await {
+                Ok(true) => {
+                    tracing::info!(service = %svc, node = id, "pubsub node deleted through the admin socket");
+                    Ok(Vec::new())
+                }
+                Ok(false) => Err(format!("no node {:?} at {svc}", id)),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        _ => Err("not a room or node call".into()),
     }
 }
 
@@ -262,7 +406,11 @@ async fn sessions(
 async fn run(core: &Core, domains: &[String], req: Request) -> Result<Vec<String>, String> {
     let jid = |raw: &str| account_jid(raw, domains).map_err(|e| e.to_string());
     match req {
-        Request::Sessions { .. } => return Err("sessions are listed elsewhere".into()),
+        Request::Sessions { .. }
+        | Request::Rooms { .. }
+        | Request::Destroy { .. }
+        | Request::Nodes { .. }
+        | Request::DelNode { .. } => return Err("answered elsewhere".into()),
         Request::Kick { jid: raw } => {
             let full = proto::FullJid::parse(&raw)
                 .map_err(|e| format!("{raw:?} is not a full JID (user@domain/resource): {e}"))?;

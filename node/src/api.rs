@@ -1,7 +1,8 @@
 //! The admin HTTP API: JSON under `/api/v1` on the HTTP listener, for
 //! operators and their tools. Accounts (add, password, delete, list with
-//! pages), sessions (list, kick) and the cluster (status, add and remove
-//! a core node). Every call but the OpenAPI document needs
+//! pages), sessions (list, kick), MUC rooms (list with their occupant
+//! counts, destroy), PubSub nodes (list, delete) and the cluster (status,
+//! add and remove a core node). Every call but the OpenAPI document needs
 //! `Authorization: Bearer <token>`, the token read from `admin.token_file`;
 //! without that file the API is not served. `docs/openapi.json` describes
 //! it and is served at `/api/v1/openapi.json`.
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::admin::{account_jid, list_domain};
+use crate::services::{self, Service};
 
 /// The OpenAPI document of this API, kept in the repository.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -129,6 +131,10 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         .route("/cluster", get(cluster_status))
         .route("/cluster/nodes", post(add_node))
         .route("/cluster/nodes/{id}", delete(remove_node))
+        .route("/rooms", get(list_rooms))
+        .route("/rooms/{jid}", delete(destroy_room))
+        .route("/pubsub/nodes", get(list_nodes))
+        .route("/pubsub/nodes/{node}", delete(delete_node))
         .route("/drain", post(drain))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .route("/openapi.json", get(openapi))
@@ -454,10 +460,7 @@ async fn delete_user(
     query(q, &[])?;
     let st = st.ready()?;
     let jid = user(st, &path_value(jid)?)?;
-    st.core.delete_account(&jid).await.map_err(|e| match e {
-        router::CoreError::Account(a) => ApiError::from(a),
-        other => ApiError(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
-    })?;
+    st.core.delete_account(&jid).await.map_err(core_error)?;
     tracing::info!(user = %jid, "account deleted through the admin HTTP API");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -572,6 +575,188 @@ async fn cluster_status(
         "members": members,
         "shards": shards,
     })))
+}
+
+/// An error of the core as the API answers it.
+fn core_error(e: router::CoreError) -> ApiError {
+    match e {
+        router::CoreError::Internal(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, m),
+        router::CoreError::Account(a) => ApiError::from(a),
+        other => ApiError(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+    }
+}
+
+#[derive(Serialize)]
+struct RoomOut {
+    jid: String,
+    name: String,
+    persistent: bool,
+    public: bool,
+    members_only: bool,
+    password_protected: bool,
+    /// Created and not yet configured by its owner.
+    locked: bool,
+    occupants: u32,
+}
+
+#[derive(Serialize)]
+struct RoomPage {
+    rooms: Vec<RoomOut>,
+    next: Option<String>,
+}
+
+async fn list_rooms(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<axum::Json<RoomPage>> {
+    let st = st.ready()?;
+    let q = query(q, &["service", "after", "limit"])?;
+    let limit = limit(&q)?;
+    let service = services::named_or_default(&st.core, param(&q, "service"), Service::Muc)
+        .and_then(|s| services::muc_service(&st.core, &s))
+        .map_err(ApiError::bad)?;
+    // `after` is the last room JID of the previous page: rooms are in the
+    // order of their local parts.
+    let after = match param(&q, "after") {
+        None => None,
+        Some(a) => {
+            let jid = BareJid::parse(a)
+                .ok()
+                .filter(|j| j.domain() == service && j.local().is_some())
+                .ok_or_else(|| ApiError::bad(format!("after: {a:?} is not a room of {service}")))?;
+            jid.local().map(str::to_string)
+        }
+    };
+    let mut rooms = st
+        .core
+        .list_rooms(&service, after.as_deref(), limit + 1)
+        .await
+        .map_err(core_error)?;
+    let next = (rooms.len() > limit).then(|| rooms[limit - 1].jid.clone());
+    rooms.truncate(limit);
+    Ok(axum::Json(RoomPage {
+        rooms: rooms
+            .into_iter()
+            .map(|r| RoomOut {
+                jid: r.jid,
+                name: r.name,
+                persistent: r.persistent,
+                public: r.public,
+                members_only: r.members_only,
+                password_protected: r.password_protected,
+                locked: r.locked,
+                occupants: r.occupants,
+            })
+            .collect(),
+        next,
+    }))
+}
+
+/// Destroy a room as its owner would (XEP-0045 §10.9): its occupants get
+/// unavailable presence with the reason and alternate venue, if given.
+async fn destroy_room(
+    State(st): State<Arc<ApiState>>,
+    jid: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<StatusCode> {
+    let st = st.ready()?;
+    let q = query(q, &["reason", "alternate"])?;
+    let room = services::room_jid(&st.core, &path_value(jid)?).map_err(ApiError::bad)?;
+    let reason = services::reason(param(&q, "reason")).map_err(ApiError::bad)?;
+    let alternate = param(&q, "alternate")
+        .map(|a| {
+            proto::Jid::parse(a)
+                .map_err(|e| ApiError::bad(format!("alternate: {a:?} is not a JID: {e}")))
+        })
+        .transpose()?;
+    match st.core.destroy_room(&room, reason, alternate, 0).await {
+        Ok(true) => {
+            tracing::info!(room = %room, "room destroyed through the admin HTTP API");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Ok(false) => Err(ApiError(StatusCode::NOT_FOUND, format!("no room {room}"))),
+        Err(e) => Err(core_error(e)),
+    }
+}
+
+/// The PubSub service `service=` names, or the default one.
+fn pubsub_service(st: &Inner, q: &[(String, String)]) -> ApiResult<BareJid> {
+    services::named_or_default(&st.core, param(q, "service"), Service::Pubsub)
+        .and_then(|s| services::pubsub_service(&st.core, &s))
+        .map_err(ApiError::bad)
+}
+
+#[derive(Serialize)]
+struct NodeOut {
+    node: String,
+    creator: String,
+    items: u64,
+    /// Milliseconds since the Unix epoch.
+    created_ms: u64,
+}
+
+#[derive(Serialize)]
+struct NodePage {
+    nodes: Vec<NodeOut>,
+    next: Option<String>,
+}
+
+async fn list_nodes(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<axum::Json<NodePage>> {
+    let st = st.ready()?;
+    let q = query(q, &["service", "after", "limit"])?;
+    let limit = limit(&q)?;
+    let service = pubsub_service(st, &q)?;
+    let after = param(&q, "after")
+        .map(services::node_id)
+        .transpose()
+        .map_err(ApiError::bad)?;
+    let mut nodes = st
+        .core
+        .list_nodes(&service, after, limit + 1)
+        .await
+        .map_err(core_error)?;
+    let next = (nodes.len() > limit).then(|| nodes[limit - 1].node.clone());
+    nodes.truncate(limit);
+    Ok(axum::Json(NodePage {
+        nodes: nodes
+            .into_iter()
+            .map(|n| NodeOut {
+                node: n.node,
+                creator: n.creator,
+                items: n.items,
+                created_ms: n.created_ms,
+            })
+            .collect(),
+        next,
+    }))
+}
+
+/// Delete a node with everything in it as its owner would (XEP-0060
+/// §8.4): its subscribers are told when its configuration says so.
+async fn delete_node(
+    State(st): State<Arc<ApiState>>,
+    node: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<StatusCode> {
+    let st = st.ready()?;
+    let q = query(q, &["service"])?;
+    let raw = path_value(node)?;
+    let id = services::node_id(&raw).map_err(ApiError::bad)?;
+    let service = pubsub_service(st, &q)?;
+    match st.core.delete_node(&service, id, 0).await {
+        Ok(true) => {
+            tracing::info!(service = %service, node = id, "pubsub node deleted through the admin HTTP API");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Ok(false) => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no node {id:?} at {service}"),
+        )),
+        Err(e) => Err(core_error(e)),
+    }
 }
 
 /// Drain and stop, as on SIGTERM: `[shutdown] drain_secs` (at least

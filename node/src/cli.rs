@@ -1,5 +1,6 @@
 //! The command line: `xmppd [serve]`, `xmppd user add|passwd|del|list`,
-//! `xmppd config check`, `xmppd cluster status`.
+//! `xmppd config check`, `xmppd cluster status`, `xmppd session`,
+//! `xmppd room list|destroy`, `xmppd pubsub list|delete`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -37,6 +38,51 @@ pub enum Command {
     /// List or end sessions (through the running server's admin socket).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// List or destroy MUC rooms (through the running server's admin
+    /// socket).
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// List or delete PubSub nodes (through the running server's admin
+    /// socket).
+    #[command(subcommand)]
+    Pubsub(PubsubCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// The rooms of a MUC service: JID, occupants, persistent or
+    /// temporary, public or hidden, members-only, password, locked, name.
+    List {
+        /// The MUC service (default: the one of a one-domain server).
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Destroy a room: its occupants get unavailable presence with the
+    /// reason, a persistent room's record is deleted.
+    Destroy {
+        /// The room's JID (room@service).
+        jid: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PubsubCommand {
+    /// The nodes of a PubSub service: id, item count, creator.
+    List {
+        /// The PubSub service, or an account's bare JID for its PEP nodes
+        /// (default: the PubSub service of a one-domain server).
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Delete a node with its items and subscriptions; subscribers are
+    /// notified when its configuration says so.
+    Delete {
+        node: String,
+        #[arg(long)]
+        service: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,6 +287,10 @@ pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> 
         Request::Sessions { .. } | Request::Kick { .. } => {
             bail!("sessions exist only in a running server")
         }
+        Request::Rooms { .. }
+        | Request::Destroy { .. }
+        | Request::Nodes { .. }
+        | Request::DelNode { .. } => bail!("rooms and nodes are served by a running server"),
     }
     store.flush()?;
     Ok(())
@@ -279,6 +329,40 @@ pub async fn session_command(cfg: &Config, cmd: SessionCommand) -> anyhow::Resul
             "no server is running on {} (sessions exist only in a running server; on a cluster, run this on a core node)",
             cfg.data_dir.display()
         ),
+    }
+}
+
+/// Run a `room` or `pubsub` command through the running server.
+pub async fn service_command(cfg: &Config, req: crate::admin::Request) -> anyhow::Result<()> {
+    use crate::admin::Response;
+    match crate::admin::request(&cfg.admin_socket_path(), &req).await? {
+        Some(Response::Ok { lines, .. }) => {
+            print_lines(lines);
+            Ok(())
+        }
+        Some(Response::Err { message }) => bail!("{message}"),
+        None => bail!(
+            "no server is running on {} (rooms and nodes are served by a running server; on a cluster, run this on a core node)",
+            cfg.data_dir.display()
+        ),
+    }
+}
+
+/// The admin socket's request for a `room` command.
+pub fn room_request(cmd: RoomCommand) -> crate::admin::Request {
+    use crate::admin::Request;
+    match cmd {
+        RoomCommand::List { service } => Request::Rooms { service },
+        RoomCommand::Destroy { jid, reason } => Request::Destroy { room: jid, reason },
+    }
+}
+
+/// The admin socket's request for a `pubsub` command.
+pub fn pubsub_request(cmd: PubsubCommand) -> crate::admin::Request {
+    use crate::admin::Request;
+    match cmd {
+        PubsubCommand::List { service } => Request::Nodes { service },
+        PubsubCommand::Delete { node, service } => Request::DelNode { service, node },
     }
 }
 

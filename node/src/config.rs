@@ -1993,6 +1993,9 @@ mod tests {
             ("muc.max_nick_bytes", |c: &mut Config| {
                 c.muc.max_nick_bytes = 1024
             }),
+            ("muc.max_rooms_per_user", |c: &mut Config| {
+                c.muc.max_rooms_per_user = 0
+            }),
         ] {
             let mut c = Config::default();
             set(&mut c);

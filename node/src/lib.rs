@@ -21,6 +21,7 @@ pub mod otel;
 pub mod reload;
 pub mod remote;
 pub mod server;
+pub mod services;
 pub mod stream;
 pub mod throttle;
 pub mod tls;

@@ -43,6 +43,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Config(_)) => Ok(()),
         Some(Command::Cluster(cmd)) => node::cli::cluster_command(&cfg, cmd).await,
         Some(Command::Session(cmd)) => node::cli::session_command(&cfg, cmd).await,
+        Some(Command::Room(cmd)) => {
+            node::cli::service_command(&cfg, node::cli::room_request(cmd)).await
+        }
+        Some(Command::Pubsub(cmd)) => {
+            node::cli::service_command(&cfg, node::cli::pubsub_request(cmd)).await
+        }
     }
 }
 

@@ -365,6 +365,334 @@ async fn accounts_and_sessions_through_the_admin_api() {
     srv.stop().await;
 }
 
+const MUC: &str = "http://jabber.org/protocol/muc";
+const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+
+/// An IQ and its answer, which must be a result.
+async fn iq_ok(c: &mut Client, id: &str, to: &str, payload: &str) {
+    c.send(&format!(
+        "<iq type='set' id='{id}' to='{to}'>{payload}</iq>"
+    ))
+    .await;
+    let e = c
+        .expect(|e| e.name == "iq" && e.attr("id") == Some(id))
+        .await
+        .expect("answer");
+    assert_eq!(
+        e.attr("type"),
+        Some("result"),
+        "{id}: {}",
+        e.to_xml(proto::ns::CLIENT)
+    );
+}
+
+/// `c` enters `room` as `nick` (and creates it when it is new: an
+/// instant room, persistent if asked).
+async fn enter_room(c: &mut Client, room: &str, nick: &str, create: Option<bool>) {
+    c.send(&format!(
+        "<presence to='{room}/{nick}'><x xmlns='{MUC}'/></presence>"
+    ))
+    .await;
+    let me = format!("{room}/{nick}");
+    c.expect(|e| e.name == "presence" && e.attr("from") == Some(me.as_str()))
+        .await
+        .expect("own presence");
+    if let Some(persistent) = create {
+        let form = format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field><field var='muc#roomconfig_persistentroom'><value>{}</value></field></x>",
+            u8::from(persistent)
+        );
+        iq_ok(
+            c,
+            &format!("cfg-{nick}"),
+            room,
+            &format!("<query xmlns='{MUC}#owner'>{form}</query>"),
+        )
+        .await;
+    }
+}
+
+/// Rooms and PubSub nodes as an operator sees and removes them: listed
+/// with their occupants and items, in pages, destroyed and deleted with
+/// the occupants and subscribers told, bad parameters refused.
+#[tokio::test]
+async fn rooms_and_nodes_through_the_admin_api() {
+    let tokens = tempfile::tempdir().expect("tempdir");
+    let tf = token_file(tokens.path());
+    let srv = TestServer::start_with(|c| c.admin.token_file = Some(tf)).await;
+    let http = srv
+        .server
+        .as_ref()
+        .and_then(|s| s.http_addr)
+        .expect("an HTTP listener");
+    for u in ["alice", "bob"] {
+        let (status, v) = api_async(
+            http,
+            "POST",
+            "/api/v1/users".into(),
+            Some(json!({"jid": format!("{u}@localhost"), "password": PW})),
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let mut alice = Client::online(srv.addr, "alice@localhost", PW, "r")
+        .await
+        .expect("alice");
+    let mut bob = Client::online(srv.addr, "bob@localhost", PW, "r")
+        .await
+        .expect("bob");
+
+    // No rooms yet.
+    let (status, v) = api_async(http, "GET", "/api/v1/rooms".into(), None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v, json!({"rooms": [], "next": null}));
+
+    // A temporary room with two occupants, a persistent one left empty
+    // (only the store has it), and one still locked (being created).
+    enter_room(&mut alice, "tea@conference.localhost", "alice", Some(false)).await;
+    enter_room(&mut bob, "tea@conference.localhost", "bob", None).await;
+    enter_room(
+        &mut alice,
+        "archive@conference.localhost",
+        "alice",
+        Some(true),
+    )
+    .await;
+    alice
+        .send("<presence type='unavailable' to='archive@conference.localhost/alice'/>")
+        .await;
+    enter_room(&mut alice, "new@conference.localhost", "alice", None).await;
+    let room = |jid: &str, persistent: bool, locked: bool, occupants: u32| {
+        json!({"jid": jid, "name": "", "persistent": persistent, "public": true,
+            "members_only": false, "password_protected": false, "locked": locked,
+            "occupants": occupants})
+    };
+    let all = json!([
+        room("archive@conference.localhost", true, false, 0),
+        room("new@conference.localhost", false, true, 1),
+        room("tea@conference.localhost", false, false, 2),
+    ]);
+    let mut v = Value::Null;
+    for _ in 0..50 {
+        v = api_async(
+            http,
+            "GET",
+            "/api/v1/rooms?service=conference.localhost".into(),
+            None,
+        )
+        .await
+        .1;
+        if v["rooms"] == all {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(v, json!({"rooms": all, "next": null}));
+    // In pages of two: the next page starts after the last room.
+    let (_, p1) = api_async(http, "GET", "/api/v1/rooms?limit=2".into(), None).await;
+    assert_eq!(p1["rooms"], json!([all[0], all[1]]));
+    assert_eq!(p1["next"], "new@conference.localhost");
+    let (_, p2) = api_async(
+        http,
+        "GET",
+        "/api/v1/rooms?limit=2&after=new%40conference.localhost".into(),
+        None,
+    )
+    .await;
+    assert_eq!(p2, json!({"rooms": [all[2]], "next": null}));
+    for bad in [
+        "/api/v1/rooms?service=pubsub.localhost",
+        "/api/v1/rooms?service=conference.elsewhere.example",
+        "/api/v1/rooms?service=tea%40conference.localhost",
+        "/api/v1/rooms?after=tea%40pubsub.localhost",
+        "/api/v1/rooms?limit=0",
+        "/api/v1/rooms?owner=alice",
+    ] {
+        let (status, v) = api_async(http, "GET", bad.into(), None).await;
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert!(v["error"].is_string(), "{bad}: {v}");
+    }
+
+    // Destroying the room with occupants: each is told, with the reason
+    // and the alternate venue; then it is gone.
+    let (status, v) = api_async(
+        http,
+        "DELETE",
+        "/api/v1/rooms/tea%40conference.localhost?reason=closing%20time&alternate=archive%40conference.localhost"
+            .into(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{v}");
+    for c in [&mut alice, &mut bob] {
+        let p = c
+            .expect(|e| {
+                e.name == "presence"
+                    && e.attr("type") == Some("unavailable")
+                    && e.attr("from").is_some_and(|f| f.starts_with("tea@"))
+            })
+            .await
+            .expect("told of the destruction");
+        let d = p
+            .child("x", MUC_USER)
+            .and_then(|x| x.child("destroy", MUC_USER))
+            .expect("<destroy/>");
+        assert_eq!(d.attr("jid"), Some("archive@conference.localhost"));
+        assert_eq!(
+            d.child("reason", MUC_USER).map(|r| r.text()),
+            Some("closing time".to_string())
+        );
+    }
+    let (status, _) = api_async(
+        http,
+        "DELETE",
+        "/api/v1/rooms/tea%40conference.localhost".into(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // The persistent one is deleted from the store as well.
+    let (status, _) = api_async(
+        http,
+        "DELETE",
+        "/api/v1/rooms/archive%40conference.localhost".into(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, v) = api_async(http, "GET", "/api/v1/rooms".into(), None).await;
+    assert_eq!(v["rooms"], json!([all[1]]), "{v}");
+    for bad in [
+        "/api/v1/rooms/conference.localhost",
+        "/api/v1/rooms/tea%40pubsub.localhost",
+        "/api/v1/rooms/tea%40conference.localhost%2Fnick",
+        "/api/v1/rooms/new%40conference.localhost?alternate=%40%40",
+    ] {
+        let (status, v) = api_async(http, "DELETE", bad.into(), None).await;
+        assert_eq!(status, 400, "{bad}: {v}");
+    }
+
+    // PubSub: a node with a slash in its id, two items, bob subscribed;
+    // and a PEP node of alice's.
+    iq_ok(
+        &mut alice,
+        "create",
+        "pubsub.localhost",
+        &format!("<pubsub xmlns='{PUBSUB}'><create node='sensors/temp'/></pubsub>"),
+    )
+    .await;
+    for i in 1..=2 {
+        iq_ok(
+            &mut alice,
+            &format!("pub{i}"),
+            "pubsub.localhost",
+            &format!(
+                "<pubsub xmlns='{PUBSUB}'><publish node='sensors/temp'><item id='i{i}'><t xmlns='urn:example:t'>{i}</t></item></publish></pubsub>"
+            ),
+        )
+        .await;
+    }
+    iq_ok(
+        &mut bob,
+        "sub",
+        "pubsub.localhost",
+        &format!(
+            "<pubsub xmlns='{PUBSUB}'><subscribe node='sensors/temp' jid='bob@localhost'/></pubsub>"
+        ),
+    )
+    .await;
+    iq_ok(
+        &mut alice,
+        "pep",
+        "alice@localhost",
+        &format!(
+            "<pubsub xmlns='{PUBSUB}'><publish node='urn:example:mood'><item id='current'><m xmlns='urn:example:mood'/></item></publish></pubsub>"
+        ),
+    )
+    .await;
+    let (status, v) = api_async(http, "GET", "/api/v1/pubsub/nodes".into(), None).await;
+    assert_eq!(status, 200, "{v}");
+    let nodes = v["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 1, "{v}");
+    assert_eq!(nodes[0]["node"], "sensors/temp");
+    assert_eq!(nodes[0]["creator"], "alice@localhost");
+    assert_eq!(nodes[0]["items"], 2);
+    assert!(
+        nodes[0]["created_ms"]
+            .as_u64()
+            .is_some_and(|t| t > 1_700_000_000_000),
+        "{v}"
+    );
+    let (_, v) = api_async(
+        http,
+        "GET",
+        "/api/v1/pubsub/nodes?service=alice%40localhost".into(),
+        None,
+    )
+    .await;
+    assert_eq!(v["nodes"][0]["node"], "urn:example:mood", "{v}");
+    assert_eq!(v["nodes"][0]["items"], 1, "{v}");
+    for bad in [
+        "/api/v1/pubsub/nodes?service=conference.localhost",
+        "/api/v1/pubsub/nodes?service=alice%40elsewhere.example",
+        "/api/v1/pubsub/nodes?service=%40%40",
+        "/api/v1/pubsub/nodes?after=",
+    ] {
+        let (status, v) = api_async(http, "GET", bad.into(), None).await;
+        assert_eq!(status, 400, "{bad}: {v}");
+    }
+    // Deleted: the subscriber is told, and it is gone.
+    let (status, v) = api_async(
+        http,
+        "DELETE",
+        "/api/v1/pubsub/nodes/sensors%2Ftemp?service=pubsub.localhost".into(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{v}");
+    let m = bob
+        .expect(|e| {
+            e.name == "message"
+                && e.child("event", EVENT)
+                    .and_then(|ev| ev.child("delete", EVENT))
+                    .is_some()
+        })
+        .await
+        .expect("told of the deletion");
+    assert_eq!(m.attr("from"), Some("pubsub.localhost"));
+    let (status, _) = api_async(
+        http,
+        "DELETE",
+        "/api/v1/pubsub/nodes/sensors%2Ftemp".into(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, v) = api_async(http, "GET", "/api/v1/pubsub/nodes".into(), None).await;
+    assert_eq!(v, json!({"nodes": [], "next": null}));
+    // Alice's own service sees the same: the node is gone for clients.
+    alice
+        .send(&format!(
+            "<iq type='get' id='items' to='pubsub.localhost'><pubsub xmlns='{PUBSUB}'><items node='sensors/temp'/></pubsub></iq>"
+        ))
+        .await;
+    let e = alice
+        .expect(|e| e.name == "iq" && e.attr("id") == Some("items"))
+        .await
+        .expect("answer");
+    assert_eq!(e.attr("type"), Some("error"));
+    let (status, _) = api_async(
+        http,
+        "DELETE",
+        "/api/v1/pubsub/nodes/urn%3Aexample%3Amood?service=alice%40localhost".into(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+}
+
 #[test]
 fn sessions_are_listed_and_ended_across_a_cluster() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -453,6 +781,151 @@ fn sessions_are_listed_and_ended_across_a_cluster() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(last["sessions"], Value::Array(expected), "{last}");
+
+    // Rooms and a PubSub node in shards each core node leads: core node 1
+    // lists them all and removes those core node 2 leads.
+    let in_shard_of = |n: u64, f: &dyn Fn(usize) -> String| {
+        (0..1000)
+            .map(f)
+            .find(|k| leader_in_status(&status, router::cluster::shard_of(k, 16)) == Some(n))
+            .expect("a key in that node's shards")
+    };
+    let room1 = in_shard_of(1, &|i| format!("room{i}@conference.localhost"));
+    let room2 = in_shard_of(2, &|i| format!("room{i}@conference.localhost"));
+    let service = proto::BareJid::parse("pubsub.localhost").expect("jid");
+    let node2 = in_shard_of(2, &|i| storage::pubsub::home(&service, &format!("n{i}")))
+        .rsplit('/')
+        .next()
+        .expect("node id")
+        .to_string();
+    rt.block_on(async {
+        enter_room(&mut clients[1], &room1, "owner", Some(false)).await;
+        enter_room(&mut clients[1], &room2, "owner", Some(false)).await;
+        enter_room(&mut clients[3], &room2, "guest", None).await;
+        iq_ok(
+            &mut clients[1],
+            "create",
+            "pubsub.localhost",
+            &format!("<pubsub xmlns='{PUBSUB}'><create node='{node2}'/></pubsub>"),
+        )
+        .await;
+    });
+    let mut expected = vec![(room1.clone(), 1), (room2.clone(), 2)];
+    expected.sort_by_key(|(r, _)| r.split('@').next().map(str::to_string));
+    let mut rooms = Value::Null;
+    for _ in 0..50 {
+        rooms = api(http1, "GET", "/api/v1/rooms", None).1;
+        let got: Vec<(String, u64)> = rooms["rooms"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| {
+                        (
+                            r["jid"].as_str().unwrap_or("").to_string(),
+                            r["occupants"].as_u64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if got == expected {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got: Vec<&str> = rooms["rooms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["jid"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(got.len(), 2, "{rooms}");
+    let (status2, v) = api(
+        http1,
+        "DELETE",
+        &format!("/api/v1/rooms/{}?reason=moved", room2.replace('@', "%40")),
+        None,
+    );
+    assert_eq!(status2, 204, "{v}");
+    rt.block_on(async {
+        for i in [1, 3] {
+            let p = clients[i]
+                .expect(|e| {
+                    e.name == "presence"
+                        && e.attr("type") == Some("unavailable")
+                        && e.attr("from")
+                            .is_some_and(|f| f.starts_with(room2.as_str()))
+                })
+                .await
+                .expect("told of the destruction");
+            assert!(
+                p.child("x", MUC_USER)
+                    .and_then(|x| x.child("destroy", MUC_USER))
+                    .is_some()
+            );
+        }
+    });
+    let (_, v) = api(http1, "GET", "/api/v1/rooms", None);
+    assert_eq!(v["rooms"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["rooms"][0]["jid"], room1.as_str(), "{v}");
+    // The command line on core node 2 sees the room core node 1 leads,
+    // and destroys it there.
+    let (ok, out) = xmppd(&cores[1].1, &["room", "list"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.trim(),
+        format!("{room1} occupants=1 temporary public name=\"\""),
+        "{out}"
+    );
+    let (ok, out) = xmppd(
+        &cores[1].1,
+        &["room", "destroy", &room1, "--reason", "done"],
+    );
+    assert!(ok, "{out}");
+    rt.block_on(async {
+        let p = clients[1]
+            .expect(|e| {
+                e.name == "presence"
+                    && e.attr("type") == Some("unavailable")
+                    && e.attr("from")
+                        .is_some_and(|f| f.starts_with(room1.as_str()))
+            })
+            .await
+            .expect("told of the destruction");
+        let reason = p
+            .child("x", MUC_USER)
+            .and_then(|x| x.child("destroy", MUC_USER))
+            .and_then(|d| d.child("reason", MUC_USER))
+            .map(|r| r.text());
+        assert_eq!(reason.as_deref(), Some("done"));
+    });
+    let (ok, out) = xmppd(&cores[1].1, &["room", "list"]);
+    assert!(ok && out.trim().is_empty(), "{out}");
+    for bad in [
+        vec!["room", "destroy", &room1],
+        vec!["room", "destroy", "tea@pubsub.localhost"],
+        vec!["room", "list", "--service", "localhost"],
+        vec!["pubsub", "list", "--service", "nobody@elsewhere.example"],
+    ] {
+        let (ok, out) = xmppd(&cores[1].1, &bad);
+        assert!(!ok, "{bad:?}: {out}");
+    }
+    let (ok, out) = xmppd(&cores[1].1, &["pubsub", "list"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.trim(),
+        format!("{node2} items=0 creator={}", users[1]),
+        "{out}"
+    );
+    let (_, v) = api(http1, "GET", "/api/v1/pubsub/nodes", None);
+    assert_eq!(v["nodes"][0]["node"], node2.as_str(), "{v}");
+    let (status2, v) = api(
+        http1,
+        "DELETE",
+        &format!("/api/v1/pubsub/nodes/{node2}"),
+        None,
+    );
+    assert_eq!(status2, 204, "{v}");
+    let (_, v) = api(http1, "GET", "/api/v1/pubsub/nodes", None);
+    assert_eq!(v, json!({"nodes": [], "next": null}));
 
     // A session whose shard core node 2 leads is ended from core node 1.
     let target = &users[2];
@@ -576,5 +1049,5 @@ fn the_api_keeps_its_openapi_contract() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("Tested: 9"), "{text}");
+    assert!(text.contains("Tested: 13"), "{text}");
 }

@@ -888,3 +888,211 @@ async fn the_room_list_comes_in_pages() {
         ]
     );
 }
+
+/// `muc.max_rooms_per_user`: an account is in at most that many rooms
+/// over all its sessions. One more is refused with `policy-violation`;
+/// leaving a room, being kicked from one, failing to enter one, changing
+/// nick or being in the same room twice do not use up the allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_is_in_a_bounded_number_of_rooms() {
+    let t = TestServer::start_with(|c| c.muc.max_rooms_per_user = 2).await;
+    t.add_user("alice@localhost", PW);
+    t.add_user("bob@localhost", PW);
+    let mut alice = online(&t, "alice").await;
+    let mut phone = Client::online(t.addr, "alice@localhost", PW, "phone")
+        .await
+        .expect("alice's phone");
+    let mut bob = online(&t, "bob").await;
+    // Enter `room` as `nick`: the own presence or the error.
+    async fn join(c: &mut Client, room: &str, nick: &str) -> Element {
+        c.send(&format!(
+            "<presence to='{room}/{nick}'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+        let me = format!("{room}/{nick}");
+        c.expect(|e| e.name == "presence" && e.attr("from") == Some(me.as_str()))
+            .await
+            .expect("answer")
+    }
+    let one = "one@conference.localhost";
+    let two = "two@conference.localhost";
+    let three = "three@conference.localhost";
+    // Bob's room, where alice will be kicked.
+    let p = join(&mut bob, one, "bob").await;
+    assert!(codes(&p).contains(&"201".to_string()));
+    let r = iq(&mut bob, "i1", "set", one, &config(&[])).await;
+    assert_eq!(r.attr("type"), Some("result"));
+    for room in [one, two] {
+        let p = join(&mut alice, room, "alice").await;
+        assert_ne!(p.attr("type"), Some("error"), "{}", p.to_xml(ns::CLIENT));
+        if room == two {
+            let r = iq(&mut alice, "i2", "set", two, &config(&[])).await;
+            assert_eq!(r.attr("type"), Some("result"));
+        }
+    }
+    // The third room, from either session: refused, and not created.
+    for c in [&mut alice, &mut phone] {
+        let p = join(c, three, "alice").await;
+        assert_eq!(cond(&p), "policy-violation");
+    }
+    // The phone in a room alice is in already, and a nick change there:
+    // still two rooms.
+    let p = join(&mut phone, two, "alice-phone").await;
+    assert_ne!(p.attr("type"), Some("error"), "{}", p.to_xml(ns::CLIENT));
+    let p = join(&mut phone, two, "alice-phone2").await;
+    assert_ne!(p.attr("type"), Some("error"), "{}", p.to_xml(ns::CLIENT));
+    let p = join(&mut phone, three, "alice").await;
+    assert_eq!(cond(&p), "policy-violation");
+    // A failed entry (a nick in use) does not count either.
+    let p = join(&mut phone, one, "bob").await;
+    assert_eq!(cond(&p), "conflict");
+    // Kicked from bob's room: room for one more.
+    let r = iq(
+        &mut bob,
+        "k",
+        "set",
+        one,
+        &format!("<query xmlns='{ADMIN}'><item nick='alice' role='none'/></query>"),
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+    alice
+        .expect(|e| {
+            e.name == "presence"
+                && e.attr("type") == Some("unavailable")
+                && e.attr("from") == Some("one@conference.localhost/alice")
+        })
+        .await
+        .expect("kicked");
+    let p = join(&mut alice, three, "alice").await;
+    assert!(
+        codes(&p).contains(&"201".to_string()),
+        "{}",
+        p.to_xml(ns::CLIENT)
+    );
+    // Leaving the room both sessions are in frees it only once both left.
+    alice
+        .send(&format!("<presence type='unavailable' to='{two}/alice'/>"))
+        .await;
+    let p = join(&mut alice, one, "alice").await;
+    assert_eq!(cond(&p), "policy-violation");
+    phone
+        .send(&format!(
+            "<presence type='unavailable' to='{two}/alice-phone2'/>"
+        ))
+        .await;
+    phone
+        .expect(|e| {
+            e.name == "presence"
+                && e.attr("type") == Some("unavailable")
+                && e.attr("from") == Some("two@conference.localhost/alice-phone2")
+        })
+        .await
+        .expect("left");
+    let p = join(&mut alice, one, "alice").await;
+    assert_ne!(p.attr("type"), Some("error"), "{}", p.to_xml(ns::CLIENT));
+}
+
+/// `muc#roomconfig_presencebroadcast` (§10.2): in a room that broadcasts
+/// only moderators' presence, a participant is not announced to anyone
+/// (it still gets the moderators' presence and its own), and chats as
+/// usual; the setting is in the form as configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_of_listeners_broadcasts_only_moderators() {
+    let t = TestServer::start().await;
+    for u in ["alice", "bob", "carol"] {
+        t.add_user(&format!("{u}@localhost"), PW);
+    }
+    let mut alice = online(&t, "alice").await;
+    let mut bob = online(&t, "bob").await;
+    let mut carol = online(&t, "carol").await;
+    let p = enter(&mut alice, "alice", "").await;
+    assert!(codes(&p).contains(&"201".to_string()));
+    let r = iq(
+        &mut alice,
+        "cfg",
+        "set",
+        ROOM,
+        "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field><field var='muc#roomconfig_presencebroadcast'><value>moderator</value></field></x></query>",
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+    // A role that is none of the three is refused.
+    let r = iq(
+        &mut alice,
+        "bad",
+        "set",
+        ROOM,
+        "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field><field var='muc#roomconfig_presencebroadcast'><value>owner</value></field></x></query>",
+    )
+    .await;
+    assert_eq!(cond(&r), "not-acceptable");
+    let form = iq(
+        &mut alice,
+        "get",
+        "get",
+        ROOM,
+        &format!("<query xmlns='{OWNER}'/>"),
+    )
+    .await;
+    let field = form
+        .child("query", OWNER)
+        .and_then(|q| q.child("x", "jabber:x:data"))
+        .and_then(|x| {
+            x.elements()
+                .find(|f| f.attr("var") == Some("muc#roomconfig_presencebroadcast"))
+        })
+        .cloned()
+        .expect("the field");
+    let values: Vec<String> = field
+        .elements()
+        .filter(|v| v.name == "value")
+        .map(Element::text)
+        .collect();
+    assert_eq!(values, ["moderator"]);
+
+    // Bob enters: he gets alice's presence (a moderator's) and his own;
+    // carol, entering after, gets alice's only.
+    let p = enter(&mut bob, "bob", "").await;
+    assert_ne!(p.attr("type"), Some("error"));
+    let p = enter(&mut carol, "carol", "").await;
+    assert_ne!(p.attr("type"), Some("error"));
+    // Bob and carol chat; alice gets both messages, and no presence of
+    // theirs came before (a stream is in order).
+    bob.send(&format!(
+        "<message to='{ROOM}' type='groupchat'><body>hi</body></message>"
+    ))
+    .await;
+    carol
+        .send(&format!(
+            "<message to='{ROOM}' type='groupchat'><body>hello</body></message>"
+        ))
+        .await;
+    let mut bodies = Vec::new();
+    while bodies.len() < 2 {
+        let e = alice
+            .expect(|e| e.name == "presence" || e.name == "message")
+            .await
+            .expect("a stanza");
+        if e.name == "presence" {
+            let from = e.attr("from").unwrap_or_default();
+            assert!(
+                !from.ends_with("/bob") && !from.ends_with("/carol"),
+                "a participant's presence was broadcast: {}",
+                e.to_xml(ns::CLIENT)
+            );
+            continue;
+        }
+        if let Some(b) = e.child("body", ns::CLIENT) {
+            bodies.push(b.text());
+        }
+    }
+    bodies.sort();
+    assert_eq!(bodies, ["hello", "hi"]);
+    // Carol never heard of bob either: his message is all she got of him.
+    let e = carol
+        .expect(|e| e.attr("from").is_some_and(|f| f.ends_with("/bob")))
+        .await
+        .expect("bob's message");
+    assert_eq!(e.name, "message", "{}", e.to_xml(ns::CLIENT));
+}

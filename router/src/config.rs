@@ -80,6 +80,8 @@ pub struct MucConfig {
     pub max_history: usize,
     /// Longest nickname, in bytes.
     pub max_nick_bytes: usize,
+    /// Most rooms one account is in at once (over all its sessions).
+    pub max_rooms_per_user: usize,
 }
 
 impl Default for MucConfig {
@@ -90,6 +92,7 @@ impl Default for MucConfig {
             max_occupants: 1000,
             max_history: 50,
             max_nick_bytes: 128,
+            max_rooms_per_user: 100,
         }
     }
 }

@@ -51,7 +51,7 @@ pub fn server_caps(cfg: &CoreConfig) -> Result<String, CoreError> {
 /// The core, cheap to clone.
 #[derive(Clone)]
 pub struct Core {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// A leader not acknowledged by a majority for this long (20 heartbeats)
@@ -329,7 +329,7 @@ impl Core {
     }
 
     /// Run `f` on the shard of `bare` and wait for it to be handled.
-    async fn exec(
+    pub(crate) async fn exec(
         &self,
         bare: &str,
         f: Box<dyn FnOnce(&mut crate::modules::Ctx<'_>) + Send>,

@@ -13,6 +13,9 @@ pub enum CoreError {
     Registry(String),
     #[error("raft: {0}")]
     Raft(String),
+    /// The store or a module failed (logged where it happened).
+    #[error("internal: {0}")]
+    Internal(String),
     /// A membership change that cannot be made as asked.
     #[error("membership: {0}")]
     Membership(String),

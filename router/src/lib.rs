@@ -18,6 +18,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod modules;
+mod operator;
 mod replicated;
 pub mod service;
 pub mod session;

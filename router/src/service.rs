@@ -597,6 +597,70 @@ impl pb::admin_server::Admin for CoreService {
         Ok(Response::new(pb::KickReply { found }))
     }
 
+    async fn list_rooms(
+        &self,
+        req: Request<pb::ListRoomsRequest>,
+    ) -> Result<Response<pb::RoomList>, Status> {
+        let r = req.into_inner();
+        proto::BareJid::domain_jid(&r.service)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let rooms = self
+            .core
+            .led_rooms(&r.service, r.after.as_deref(), page_limit(r.limit))
+            .await
+            .map_err(|e| Status::from(ClusterError::Internal(e.to_string())))?;
+        Ok(Response::new(pb::RoomList { rooms }))
+    }
+
+    async fn destroy_room(
+        &self,
+        req: Request<pb::DestroyRoomRequest>,
+    ) -> Result<Response<pb::FoundReply>, Status> {
+        let r = req.into_inner();
+        let room =
+            proto::BareJid::parse(&r.room).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let alternate = match r.alternate.as_deref().map(proto::Jid::parse) {
+            None => None,
+            Some(Ok(j)) => Some(j),
+            Some(Err(e)) => return Err(Status::invalid_argument(e.to_string())),
+        };
+        let found = self
+            .core
+            .destroy_room(&room, r.reason, alternate, r.hops)
+            .await
+            .map_err(|e| Status::from(ClusterError::Internal(e.to_string())))?;
+        Ok(Response::new(pb::FoundReply { found }))
+    }
+
+    async fn list_nodes(
+        &self,
+        req: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::NodeList>, Status> {
+        let r = req.into_inner();
+        let service = proto::BareJid::parse(&r.service)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let nodes = self
+            .core
+            .led_nodes(&service, r.after.as_deref(), page_limit(r.limit))
+            .map_err(|e| Status::from(ClusterError::Internal(e.to_string())))?;
+        Ok(Response::new(pb::NodeList { nodes }))
+    }
+
+    async fn delete_node(
+        &self,
+        req: Request<pb::DeleteNodeRequest>,
+    ) -> Result<Response<pb::FoundReply>, Status> {
+        let r = req.into_inner();
+        let service = proto::BareJid::parse(&r.service)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let found = self
+            .core
+            .delete_node(&service, &r.node, r.hops)
+            .await
+            .map_err(|e| Status::from(ClusterError::Internal(e.to_string())))?;
+        Ok(Response::new(pb::FoundReply { found }))
+    }
+
     async fn remove_node(
         &self,
         req: Request<pb::RemoveNodeRequest>,
@@ -614,6 +678,11 @@ impl pb::admin_server::Admin for CoreService {
                 .map_err(membership_status),
         }
     }
+}
+
+/// A page size asked by a peer: 1 to 1000.
+fn page_limit(limit: u32) -> usize {
+    usize::try_from(limit).unwrap_or(1000).clamp(1, 1000)
 }
 
 /// An account change's outcome on the wire.

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """slixmpp's own Multi-User Chat plugin (XEP-0045) against a running
 xmppd: create a room and configure it through its form, a second user
-joins with history, both chat, a nick change, a kick, a ban list, and the
-room destroyed with an alternate venue. Exits non-zero on any failure.
+joins with history, both chat, a nick change, a kick, a direct invitation
+(XEP-0249) back in, a ban list, and the room destroyed with an alternate
+venue. Exits non-zero on any failure.
 
 usage: muc.py HOST PORT DOMAIN ALICE_PASSWORD BOB_PASSWORD
 (accounts alice@DOMAIN and bob@DOMAIN must exist)
@@ -23,13 +24,14 @@ class Client(slixmpp.ClientXMPP):
         super().__init__(jid, password)
         self.ssl_context.check_hostname = False
         self.ssl_context.verify_mode = ssl.CERT_NONE
-        for p in ["xep_0030", "xep_0004", "xep_0045", "xep_0199"]:
+        for p in ["xep_0030", "xep_0004", "xep_0045", "xep_0199", "xep_0249"]:
             self.register_plugin(p)
         self.started = asyncio.Event()
         self.stanzas = asyncio.Queue()
         self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("groupchat_message", lambda m: self.stanzas.put_nowait(("message", m)))
         self.add_event_handler("groupchat_presence", lambda p: self.stanzas.put_nowait(("presence", p)))
+        self.add_event_handler("groupchat_direct_invite", lambda m: self.stanzas.put_nowait(("invite", m)))
 
     async def on_start(self, _):
         await self.get_roster()
@@ -118,7 +120,15 @@ async def main(host, port, domain, alice_pw, bob_pw):
     p = await bob.wait_for("presence", lambda p: p["type"] == "unavailable" and p["from"].resource == "Robert")
     check(307 in p["muc"]["status_codes"], "bob was kicked (307)")
 
-    # A ban list.
+    # A direct invitation (XEP-0249) brings bob back in.
+    alice.plugin["xep_0249"].send_invitation(JID(f"bob@{domain}"), room, reason="come back")
+    inv = await bob.wait_for("invite", lambda m: True)
+    check(JID(inv["groupchat_invite"]["jid"]) == room and inv["groupchat_invite"]["reason"] == "come back",
+          "bob got alice's direct invitation")
+    pres, _s, _o, _h = await b_muc.join_muc_wait(JID(inv["groupchat_invite"]["jid"]), "Bob", maxstanzas=0, timeout=TIMEOUT)
+    check(110 in pres["muc"]["status_codes"], "bob entered the room he was invited to")
+
+    # A ban list (bob is banned while in the room: he is out).
     await a_muc.set_affiliation(room, "outcast", jid=JID(f"bob@{domain}"), timeout=TIMEOUT)
     bans = await a_muc.get_affiliation_list(room, "outcast", timeout=TIMEOUT)
     check(JID(f"bob@{domain}") in [JID(j) for j in bans], "bob is on the ban list")

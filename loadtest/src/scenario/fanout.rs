@@ -332,13 +332,18 @@ async fn setup_room(room: String, mut members: Vec<Session>) -> anyhow::Result<V
 
 /// Join a room under the user's name as nickname; true if this created it.
 async fn join(s: &mut Session, room: &str) -> anyhow::Result<bool> {
+    join_within(s, room, SETUP_TIMEOUT).await
+}
+
+/// [`join`], waiting up to `timeout` for the room's answer.
+async fn join_within(s: &mut Session, room: &str, timeout: Duration) -> anyhow::Result<bool> {
     let nick = s.bare().split('@').next().unwrap_or("user").to_string();
     let me = format!("{room}/{nick}");
     s.send(&format!(
         "<presence to='{me}'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>"
     ))
     .await?;
-    let deadline = Instant::now() + SETUP_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     loop {
         let raw = tokio::time::timeout_at(deadline.into(), s.reader.next_raw())
             .await
@@ -441,6 +446,177 @@ async fn muc_sender(
         ))
         .await;
     (sent, s)
+}
+
+// ---- MUC: one named room over several processes --------------------------
+
+/// Which part of `muc` this process plays in a room named with
+/// `--muc-room`, shared by several processes (one room beyond one
+/// process's sockets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MucRole {
+    /// Senders and occupants in this process, in `--rooms` rooms of its
+    /// own.
+    Both,
+    /// Only the sender: creates the room (persistent, so that it outlives
+    /// this process) if it is not there, and sends for `--duration`.
+    Sender,
+    /// Only occupants: they enter the room at `--join-rate`, each reading
+    /// all along; `--ready-file` is written once all are in, and they
+    /// receive for `--duration` (or until `<ready-file>.stop`).
+    Occupants,
+}
+
+/// How long one occupant may wait to be let into a large room.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn named_room(ctx: &Ctx, name: &str) -> String {
+    if name.contains('@') {
+        name.to_string()
+    } else {
+        let service = ctx
+            .args
+            .muc_service
+            .clone()
+            .unwrap_or_else(|| format!("conference.{}", ctx.args.domain));
+        format!("{name}@{service}")
+    }
+}
+
+/// The sender of a named room: enters it (creating it persistent, with
+/// `--muc-broadcast` roles' presence broadcast when given) and sends.
+pub async fn muc_sender_role(
+    ctx: &Ctx,
+    first: usize,
+    name: &str,
+    rate: f64,
+) -> anyhow::Result<Report> {
+    let room = named_room(ctx, name);
+    let (mut sessions, failed) = ramp(ctx, first, 1, "<presence/>").await;
+    require_all("muc", failed, 1)?;
+    let (_, mut s) = sessions.remove(0);
+    let created = join_within(&mut s, &room, JOIN_TIMEOUT).await?;
+    if created {
+        let mut fields = format!(
+            "<field var='FORM_TYPE'><value>{MUC}#roomconfig</value></field><field var='muc#roomconfig_persistentroom'><value>1</value></field>"
+        );
+        if let Some(roles) = &ctx.args.muc_broadcast {
+            fields.push_str("<field var='muc#roomconfig_presencebroadcast'>");
+            for r in roles.split(',').filter(|r| !r.is_empty()) {
+                fields.push_str(&format!("<value>{r}</value>"));
+            }
+            fields.push_str("</field>");
+        }
+        let iq = format!(
+            "<iq type='set' to='{room}' id='cfg'><query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
+        );
+        let reply = tokio::time::timeout(SETUP_TIMEOUT, s.request(&iq, "cfg", |_| {}))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer to the configuration of {room}"))??;
+        if reply.attr("type") != Some("result") {
+            anyhow::bail!("configuring {room}: {}", condition(&reply));
+        }
+    }
+    let tracker = Arc::new(Tracker::new(1, ctx.metrics.clone()));
+    let end = Instant::now() + ctx.duration();
+    let (sent, s) = muc_sender(ctx.clone(), s, 0, room.clone(), rate, end, tracker.clone()).await;
+    ctx.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+    s.close().await;
+    let mut r = Report::new();
+    r.insert("room".into(), room.into());
+    r.insert("created".into(), created.into());
+    tracker.report(&mut r, sent);
+    Ok(r)
+}
+
+/// The occupants of a named room in this process: each enters (paced at
+/// `--join-rate` a second, 0 for all at once) and then reads on, so that
+/// nobody's queue fills while the others enter.
+pub async fn muc_occupants_role(
+    ctx: &Ctx,
+    first: usize,
+    occupants: usize,
+    name: &str,
+) -> anyhow::Result<Report> {
+    use std::sync::atomic::AtomicUsize;
+    let room = Arc::new(named_room(ctx, name));
+    let (sessions, failed) = ramp(ctx, first, occupants, "<presence/>").await;
+    require_all("muc", failed, occupants)?;
+    let tracker = Arc::new(Tracker::new(occupants, ctx.metrics.clone()));
+    let joins = Arc::new(Mutex::new(histogram()));
+    let (entered, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    // When the last one got in, after the first asked.
+    let last_in_us = Arc::new(AtomicU64::new(0));
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let rate = ctx.args.join_rate;
+    let t0 = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, (_, mut s)) in sessions.into_iter().enumerate() {
+        let (ctx2, room, tracker, stop_rx) =
+            (ctx.clone(), room.clone(), tracker.clone(), stop_rx.clone());
+        let (joins, entered, refused, last_in_us) = (
+            joins.clone(),
+            entered.clone(),
+            refused.clone(),
+            last_in_us.clone(),
+        );
+        set.spawn(async move {
+            if rate > 0.0 {
+                tokio::time::sleep_until((t0 + Duration::from_secs_f64(i as f64 / rate)).into())
+                    .await;
+            }
+            let asked = Instant::now();
+            match join_within(&mut s, &room, JOIN_TIMEOUT).await {
+                Ok(_) => {
+                    let _ = lock(&joins).record(asked.elapsed().as_micros() as u64);
+                    last_in_us.fetch_max(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    entered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    ctx2.metrics.error(format!("muc: {e}"));
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    return s;
+                }
+            }
+            receive(ctx2, s, 0, tracker, stop_rx, is_groupchat).await
+        });
+    }
+    while entered.load(Ordering::Relaxed) + refused.load(Ordering::Relaxed) < occupants {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let setup_secs = t0.elapsed().as_secs_f64();
+    if let Some(f) = &ctx.args.ready_file {
+        std::fs::write(f, format!("{} entered\n", entered.load(Ordering::Relaxed)))?;
+    }
+    let end = Instant::now() + ctx.duration();
+    let stop_file = ctx.args.ready_file.as_ref().map(|f| {
+        let mut f = f.clone().into_os_string();
+        f.push(".stop");
+        std::path::PathBuf::from(f)
+    });
+    while Instant::now() < end && !stop_file.as_ref().is_some_and(|f| f.exists()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(true);
+    while let Some(r) = set.join_next().await {
+        if let Ok(s) = r {
+            ctx.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+            s.close().await;
+        }
+    }
+    let mut r = Report::new();
+    r.insert("room".into(), room.as_str().into());
+    r.insert("occupants".into(), occupants.into());
+    r.insert("entered".into(), entered.load(Ordering::Relaxed).into());
+    r.insert("refused".into(), refused.load(Ordering::Relaxed).into());
+    r.insert("setup_seconds".into(), setup_secs.into());
+    r.insert("join_us".into(), latency_json(&lock(&joins)));
+    r.insert(
+        "last_in_after_us".into(),
+        last_in_us.load(Ordering::Relaxed).into(),
+    );
+    tracker.report_items(&mut r);
+    Ok(r)
 }
 
 // ---- PubSub --------------------------------------------------------------

@@ -25,6 +25,10 @@ pub struct MucConfig {
     pub max_history: usize,
     /// Longest nickname in bytes, 1 to 1023, default 128.
     pub max_nick_bytes: usize,
+    /// Most rooms one account may be in at once, over all its sessions
+    /// (entering one more is refused with `policy-violation`), 1 to
+    /// 100000, default 100.
+    pub max_rooms_per_user: usize,
 }
 
 impl Default for MucConfig {
@@ -36,6 +40,7 @@ impl Default for MucConfig {
             max_occupants: core.max_occupants,
             max_history: core.max_history,
             max_nick_bytes: core.max_nick_bytes,
+            max_rooms_per_user: core.max_rooms_per_user,
         }
     }
 }
@@ -61,6 +66,12 @@ impl MucConfig {
                 format!("is {}, must be 0 to 1000", self.max_history),
             );
         }
+        if !(1..=100_000).contains(&self.max_rooms_per_user) {
+            p.add(
+                "muc.max_rooms_per_user",
+                format!("is {}, must be 1 to 100000", self.max_rooms_per_user),
+            );
+        }
         if !(1..=1023).contains(&self.max_nick_bytes) {
             p.add(
                 "muc.max_nick_bytes",
@@ -81,6 +92,7 @@ impl MucConfig {
             max_occupants: self.max_occupants,
             max_history: self.max_history,
             max_nick_bytes: self.max_nick_bytes,
+            max_rooms_per_user: self.max_rooms_per_user,
         }
     }
 }

@@ -143,3 +143,87 @@ pub(crate) async fn admin_at(
         .insert(addr.to_string(), ch.clone());
     Ok(pb::admin_client::AdminClient::new(ch))
 }
+
+/// The rooms of `service` in the shards the core node at `addr` leads.
+pub(crate) async fn list_rooms_at(
+    addr: &str,
+    service: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<pb::RoomEntry>, ClusterError> {
+    let mut admin = admin_at(addr).await?;
+    let r = admin
+        .list_rooms(pb::ListRoomsRequest {
+            service: service.to_string(),
+            after: after.map(str::to_string),
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        })
+        .await?
+        .into_inner();
+    Ok(r.rooms)
+}
+
+/// Hand a room's destruction on to the core node at `addr` (the leader
+/// of the room's shard).
+pub(crate) async fn destroy_room_at(
+    addr: &str,
+    room: &BareJid,
+    reason: Option<String>,
+    alternate: Option<proto::Jid>,
+    hops: u32,
+) -> Result<bool, crate::CoreError> {
+    let failed = |s: Status| crate::CoreError::Raft(ClusterError::from(s).to_string());
+    let mut admin = admin_at(addr).await.map_err(failed)?;
+    let r = admin
+        .destroy_room(pb::DestroyRoomRequest {
+            room: room.to_string(),
+            reason,
+            alternate: alternate.map(|j| j.to_string()),
+            hops,
+        })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    Ok(r.found)
+}
+
+/// The nodes of `service` in the shards the core node at `addr` leads.
+pub(crate) async fn list_nodes_at(
+    addr: &str,
+    service: &BareJid,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<pb::NodeEntry>, ClusterError> {
+    let mut admin = admin_at(addr).await?;
+    let r = admin
+        .list_nodes(pb::ListNodesRequest {
+            service: service.to_string(),
+            after: after.map(str::to_string),
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        })
+        .await?
+        .into_inner();
+    Ok(r.nodes)
+}
+
+/// Hand a node's deletion on to the core node at `addr` (the leader of
+/// the node's shard).
+pub(crate) async fn delete_node_at(
+    addr: &str,
+    service: &BareJid,
+    node: &str,
+    hops: u32,
+) -> Result<bool, crate::CoreError> {
+    let failed = |s: Status| crate::CoreError::Raft(ClusterError::from(s).to_string());
+    let mut admin = admin_at(addr).await.map_err(failed)?;
+    let r = admin
+        .delete_node(pb::DeleteNodeRequest {
+            service: service.to_string(),
+            node: node.to_string(),
+            hops,
+        })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    Ok(r.found)
+}

@@ -125,6 +125,14 @@ pub(crate) fn from_client(ctx: &mut Ctx<'_>, s: Stanza) {
 
 /// A fan-out of `s` (without 'to') to recipients of this shard.
 pub(crate) fn notify(ctx: &mut Ctx<'_>, s: &Stanza, recipients: &[Jid], interest: Option<&str>) {
+    if s.kind == Kind::Presence
+        && s.stype() == "unavailable"
+        && s.from
+            .as_ref()
+            .is_some_and(|f| ctx.cfg().is_muc_service(f.domain()))
+    {
+        presence::left_room(ctx, s, recipients);
+    }
     message::fan_in(ctx, s, recipients, interest);
 }
 

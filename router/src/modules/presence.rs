@@ -47,6 +47,17 @@ fn directed(ctx: &mut Ctx<'_>, from: &FullJid, to: Jid, s: Stanza) {
         );
         return;
     }
+    if s.stype().is_empty()
+        && ctx.cfg().is_muc_service(to.domain())
+        && too_many_rooms(ctx, from, &to)
+    {
+        ctx.bounce(
+            &s,
+            proto::error::StanzaCondition::PolicyViolation,
+            Some("in too many rooms already (muc.max_rooms_per_user)"),
+        );
+        return;
+    }
     if let Some(sess) = ctx.st.session_mut(from) {
         let unavailable = s.stype() == "unavailable";
         sess.directed.retain(|j| j != &to);
@@ -55,6 +66,47 @@ fn directed(ctx: &mut Ctx<'_>, from: &FullJid, to: Jid, s: Stanza) {
         }
     }
     ctx.route(s);
+}
+
+/// Whether entering the room of `to` would put the account of `from` in
+/// more rooms than `muc.max_rooms_per_user` (counted over its sessions;
+/// a room it is in already does not count again).
+fn too_many_rooms(ctx: &Ctx<'_>, from: &FullJid, to: &Jid) -> bool {
+    let cfg = ctx.cfg();
+    let mut rooms: Vec<&str> = ctx
+        .st
+        .sessions(&from.bare())
+        .iter()
+        .flat_map(|s| &s.directed)
+        .filter(|j| cfg.is_muc_service(j.domain()))
+        .map(|j| j.bare_str())
+        .collect();
+    if rooms.contains(&to.bare_str()) {
+        return false;
+    }
+    rooms.sort_unstable();
+    rooms.dedup();
+    rooms.len() >= cfg.muc.max_rooms_per_user
+}
+
+/// A room's unavailable or error presence for an occupant's own session
+/// (it left, changed its nick, was kicked or banned, could not enter, the
+/// room was destroyed): the session is not in the room as that occupant,
+/// and owes it no unavailable presence. What is left of the session's
+/// directed presence to rooms is the rooms it is in.
+pub(crate) fn left_room(ctx: &mut Ctx<'_>, s: &Stanza, recipients: &[Jid]) {
+    let Some(from) = &s.from else { return };
+    for r in recipients {
+        if let Jid::Full(full) = r
+            && ctx
+                .st
+                .session(full)
+                .is_some_and(|sess| sess.directed.contains(from))
+            && let Some(sess) = ctx.st.session_mut(full)
+        {
+            sess.directed.retain(|j| j != from);
+        }
+    }
 }
 
 fn priority_of(s: &Stanza) -> i32 {
@@ -293,6 +345,14 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
     match t.as_str() {
         "probe" => answer_probe(ctx, user, s),
         "" | "unavailable" | "error" => {
+            if t == "error"
+                && let Some(to) = &s.to
+                && s.from
+                    .as_ref()
+                    .is_some_and(|f| ctx.cfg().is_muc_service(f.domain()))
+            {
+                left_room(ctx, &s, std::slice::from_ref(to));
+            }
             if t.is_empty()
                 && let Some(Jid::Full(contact)) = &s.from
                 && has_caps(&s)

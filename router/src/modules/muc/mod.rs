@@ -20,6 +20,7 @@
 //! §7.5, §7.8, §8.1: messages), `owner.rs` (§10: creation, configuration,
 //! destruction; §9, §8: affiliations and roles), `disco.rs` (§6).
 
+pub(crate) mod admin;
 mod chat;
 mod disco;
 mod occupant;
@@ -138,6 +139,13 @@ pub(crate) struct RoomConfig {
     pub change_subject: bool,
     /// Messages kept for the history on entering.
     pub history_length: usize,
+    /// The roles whose presence every occupant gets
+    /// (`muc#roomconfig_presencebroadcast`); an occupant of another role
+    /// gets its own presence only, and is not announced to the others (a
+    /// large room of listeners).
+    pub broadcast_moderator: bool,
+    pub broadcast_participant: bool,
+    pub broadcast_visitor: bool,
 }
 
 impl Default for RoomConfig {
@@ -156,6 +164,9 @@ impl Default for RoomConfig {
             allow_pm: PmPolicy::Anyone,
             change_subject: false,
             history_length: 20,
+            broadcast_moderator: true,
+            broadcast_participant: true,
+            broadcast_visitor: true,
         }
     }
 }
@@ -239,6 +250,16 @@ impl Room {
             Affiliation::Member => Role::Participant,
             _ if self.config.moderated => Role::Visitor,
             _ => Role::Participant,
+        }
+    }
+
+    /// Whether the presence of an occupant in `role` goes to the others.
+    pub fn broadcasts(&self, role: Role) -> bool {
+        match role {
+            Role::Moderator => self.config.broadcast_moderator,
+            Role::Participant => self.config.broadcast_participant,
+            Role::Visitor => self.config.broadcast_visitor,
+            Role::None => false,
         }
     }
 

@@ -117,7 +117,12 @@ fn broadcast(
     self_codes: &[u16],
 ) {
     let (mut seeing, mut blind) = (Vec::new(), Vec::new());
-    for other in &room.occupants {
+    let others = if room.broadcasts(o.role) {
+        &room.occupants[..]
+    } else {
+        &[]
+    };
+    for other in others {
         if other.jid == o.jid {
             continue;
         }
@@ -246,7 +251,7 @@ fn enter(ctx: &mut Ctx<'_>, room_jid: &BareJid, nick: &str, from: &FullJid, s: &
     };
     // The occupants there already, to the newcomer (§7.2.3).
     let me = Jid::Full(from.clone());
-    for other in &room.occupants {
+    for other in room.occupants.iter().filter(|o| room.broadcasts(o.role)) {
         if let Some(p) = presence_of(
             room_jid,
             room,
@@ -422,7 +427,8 @@ fn send_nick_gone(ctx: &Ctx<'_>, room_jid: &BareJid, room: &Room, o: &Occupant, 
         return;
     };
     let aff = room.affiliation(o.jid.bare_str());
-    for other in &room.occupants {
+    let heard = room.broadcasts(o.role);
+    for other in room.occupants.iter().filter(|x| heard || x.jid == o.jid) {
         let own = other.jid == o.jid;
         let show = own || room.shows_jids_to(other.role);
         let mut x = format!(

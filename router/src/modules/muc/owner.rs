@@ -146,6 +146,21 @@ fn config_to_form(c: &RoomConfig, owners: &[String], admins: &[String]) -> Form 
             .with_label("Who may send private messages"),
         )
         .with_field(
+            Field::list_multi(
+                "muc#roomconfig_presencebroadcast",
+                [
+                    (c.broadcast_moderator, "moderator"),
+                    (c.broadcast_participant, "participant"),
+                    (c.broadcast_visitor, "visitor"),
+                ]
+                .into_iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, r)| r),
+                opts(&["moderator", "participant", "visitor"]),
+            )
+            .with_label("Roles whose presence is broadcast"),
+        )
+        .with_field(
             Field::boolean("muc#roomconfig_changesubject", c.change_subject)
                 .with_label("Occupants may change the subject"),
         )
@@ -248,6 +263,15 @@ fn apply(c: &mut RoomConfig, form: &Form, max_history: usize) -> Result<Lists, S
                         ));
                     }
                 }
+            }
+            "muc#roomconfig_presencebroadcast" => {
+                let roles = form
+                    .list_multi(var, &["moderator", "participant", "visitor"])
+                    .map_err(fe)?;
+                let has = |r: &str| roles.iter().any(|v| v == r);
+                c.broadcast_moderator = has("moderator");
+                c.broadcast_participant = has("participant");
+                c.broadcast_visitor = has("visitor");
             }
             "muc#roomconfig_changesubject" => c.change_subject = boolean()?,
             "muc#maxhistoryfetch" | "muc#roomconfig_historylength" => {
@@ -489,19 +513,44 @@ pub(crate) fn set_affiliation(ctx: &mut Ctx<'_>, room_jid: &BareJid, bare: &str,
 /// the destroy element (an alternate venue and reason), and the record is
 /// deleted.
 fn destroy(ctx: &mut Ctx<'_>, room_jid: &BareJid, d: &Element) -> Result<(), StanzaError> {
+    let alternate = match d.attr("jid") {
+        Some(j) => Some(
+            Jid::parse(j).map_err(|_| err(C::JidMalformed, "the alternate venue is not a JID"))?,
+        ),
+        None => None,
+    };
+    let reason = super::child_text(d, "reason", NS_OWNER);
+    let password = super::child_text(d, "password", NS_OWNER);
+    destroy_room(
+        ctx,
+        room_jid,
+        alternate.as_ref(),
+        reason.as_deref(),
+        password.as_deref(),
+    )
+}
+
+/// Destroy a room (§10.9): every occupant gets unavailable presence with
+/// the `<destroy/>` (alternate venue, reason, its password), the record
+/// is deleted, the room leaves memory. Nothing happens to a room not in
+/// memory (load it first).
+pub(crate) fn destroy_room(
+    ctx: &mut Ctx<'_>,
+    room_jid: &BareJid,
+    alternate: Option<&Jid>,
+    reason: Option<&str>,
+    password: Option<&str>,
+) -> Result<(), StanzaError> {
     let mut inner = String::from("<destroy");
-    if let Some(j) = d.attr("jid") {
-        let Ok(alt) = Jid::parse(j) else {
-            return Err(err(C::JidMalformed, "the alternate venue is not a JID"));
-        };
+    if let Some(alt) = alternate {
         inner.push_str(&format!(" jid='{}'", escape(alt.as_str())));
     }
     inner.push('>');
-    if let Some(r) = super::child_text(d, "reason", NS_OWNER) {
-        inner.push_str(&format!("<reason>{}</reason>", escape(&r)));
+    if let Some(r) = reason {
+        inner.push_str(&format!("<reason>{}</reason>", escape(r)));
     }
-    if let Some(pw) = super::child_text(d, "password", NS_OWNER) {
-        inner.push_str(&format!("<password>{}</password>", escape(&pw)));
+    if let Some(pw) = password {
+        inner.push_str(&format!("<password>{}</password>", escape(pw)));
     }
     inner.push_str("</destroy>");
     let Some(room) = ctx.st.rooms.get_mut(room_jid) else {

@@ -23,6 +23,7 @@
 //! writes and held notifications undone ([`Ctx::rollback`]).
 
 mod access;
+pub(crate) mod admin;
 pub mod config;
 mod disco;
 mod expiry;

@@ -273,22 +273,34 @@ pub(super) fn default_config(ctx: &mut Ctx<'_>, req: &Req<'_>, namespace: &str) 
 pub(super) fn delete(ctx: &mut Ctx<'_>, req: &Req<'_>, a: &Element) -> Handled {
     at_node_home(ctx, req, a, |ctx, _| {
         let node = owned(ctx, req, a)?;
-        if node.config.notify_delete {
-            let mut d = Element::new("delete", ns::PUBSUB_EVENT).with_attr("node", &node.id);
-            if let Some(uri) = a
-                .child("redirect", ns::PUBSUB_OWNER)
-                .and_then(|r| r.attr("uri"))
-            {
-                d.push(Element::new("redirect", ns::PUBSUB_EVENT).with_attr("uri", uri));
-            }
-            notify_subscribers(ctx, req, &node, event(d), None)?;
-        }
-        ctx.store()
-            .pubsub()
-            .delete_node_in(&mut ctx.writes, &req.service, &node.id)
-            .map_err(internal)?;
+        let redirect = a
+            .child("redirect", ns::PUBSUB_OWNER)
+            .and_then(|r| r.attr("uri"));
+        delete_node(ctx, req, &node, redirect)?;
         Ok(None)
     })
+}
+
+/// Plan deleting `node` with everything in it, its subscribers told
+/// (with `redirect`) when its configuration says so.
+pub(super) fn delete_node(
+    ctx: &mut Ctx<'_>,
+    req: &Req<'_>,
+    node: &Node,
+    redirect: Option<&str>,
+) -> Result<(), StanzaError> {
+    if node.config.notify_delete {
+        let mut d = Element::new("delete", ns::PUBSUB_EVENT).with_attr("node", &node.id);
+        if let Some(uri) = redirect {
+            d.push(Element::new("redirect", ns::PUBSUB_EVENT).with_attr("uri", uri));
+        }
+        notify_subscribers(ctx, req, node, event(d), None)?;
+    }
+    ctx.store()
+        .pubsub()
+        .delete_node_in(&mut ctx.writes, &req.service, &node.id)
+        .map_err(internal)?;
+    Ok(())
 }
 
 /// §8.5: remove every item of a node.

@@ -204,7 +204,8 @@ pub struct Args {
     /// Items published to each node that `nodes` creates.
     #[arg(long, default_value_t = 3)]
     items_per_node: u32,
-    /// Single-item retrievals timed at each checkpoint of `nodes`.
+    /// Single-item retrievals timed at each checkpoint of `nodes`; first
+    /// entries into idle rooms that `muc --muc-role prober` times.
     #[arg(long, default_value_t = 200)]
     probes: usize,
     /// Checkpoints of `nodes`: the creation pauses this many times, evenly
@@ -401,8 +402,15 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
             (Some(name), fanout::MucRole::Occupants) => {
                 fanout::muc_occupants_role(&ctx, args.first_user, args.occupants, name).await
             }
-            (None, fanout::MucRole::Sender | fanout::MucRole::Occupants) => Err(anyhow::anyhow!(
-                "--muc-role sender or occupants needs --muc-room"
+            (Some(name), fanout::MucRole::Creator) => {
+                fanout::muc_creator_role(&ctx, args.first_user, args.sessions, args.rooms, name)
+                    .await
+            }
+            (Some(name), fanout::MucRole::Prober) => {
+                fanout::muc_prober_role(&ctx, args.first_user, args.rooms, args.probes, name).await
+            }
+            (None, _) if args.muc_role != fanout::MucRole::Both => Err(anyhow::anyhow!(
+                "--muc-role other than both needs --muc-room"
             )),
             _ => fanout::muc(&ctx, 0, args.rooms, args.occupants, args.muc_rate).await,
         },

@@ -200,3 +200,158 @@ async fn a_room_keeps_its_occupants_when_its_shard_leader_is_killed_mid_conversa
         owners.to_xml(proto::ns::CLIENT)
     );
 }
+
+/// A room whose shard moves: a fourth core node joins and takes the lead
+/// of the room's shard, then the node that led it first is removed and
+/// stops. The occupants (on two edges) stay in the room with their roles
+/// throughout, the room's configuration goes with it, and every message
+/// the room reflected to its sender reaches the other occupant under the
+/// stanza id the sender saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_keeps_its_occupants_while_its_shard_moves_to_another_core_node() {
+    let mut cores = Cores::start().await;
+    cores.wait_balanced(0).await;
+    // Shard s is led by node s % 3 + 1 of three and by node s % 4 + 1 of
+    // four: a room in a shard with s % 3 == 0 and s % 4 == 3 is led by
+    // node 1 first and by node 4 once it has joined.
+    let room = (0..)
+        .map(|i| format!("moving{i}@conference.localhost"))
+        .find(|r| {
+            let s = router::cluster::shard_of(r, 16);
+            s.is_multiple_of(3) && s % 4 == 3
+        })
+        .expect("a room");
+    let shard = router::cluster::shard_of(&room, 16);
+    // The occupants' own shards are led by nodes 2 and 3, on edges seeded
+    // with them (node 1 leaves).
+    let alice = user_in_shard("alice", 1);
+    let bob = user_in_shard("bob", 2);
+    for u in [&alice, &bob] {
+        let (ok, out) = xmppd(&cores.cfgs[1], &["user", "add", u, "--password", PW]);
+        assert!(ok, "{out}");
+    }
+    let (_e1, a1) = cores.edge(31, 1);
+    let (_e2, a2) = cores.edge(32, 2);
+    let mut a = Client::online(a1, &alice, PW, "a").await.expect("alice");
+    let mut b = Client::online(a2, &bob, PW, "b").await.expect("bob");
+    enter(&mut a, &room, "Alice").await;
+    a.send(&format!(
+        "<iq type='set' id='cfg' to='{room}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_roomname'><value>Movers</value></field><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>"
+    ))
+    .await;
+    let r = a
+        .expect(|e| e.attr("id") == Some("cfg"))
+        .await
+        .expect("configured");
+    assert_eq!(r.attr("type"), Some("result"));
+    enter(&mut b, &room, "Bob").await;
+
+    // A round of talk: alice sends until the room reflects each message
+    // (a message sent while the lead moves may get an error: sent again,
+    // as a client would), bob must get each reflected one once.
+    let mut round = 0;
+    let mut talk = async |a: &mut Client, b: &mut Client, phase: &str| {
+        round += 1;
+        let mut reflected = BTreeMap::new();
+        for i in 0..10 {
+            let id = format!("r{round}m{i}");
+            for _ in 0..20 {
+                a.send(&format!(
+                    "<message to='{room}' type='groupchat' id='{id}'><body>{id}</body></message>"
+                ))
+                .await;
+                let back = tokio::time::timeout(
+                    Duration::from_secs(3),
+                    a.expect(|e| e.name == "message" && e.attr("id") == Some(id.as_str())),
+                )
+                .await;
+                if let Ok(Ok(m)) = back
+                    && m.attr("type") != Some("error")
+                {
+                    reflected.insert(id.clone(), sid(&m).expect("a stanza id"));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            assert!(
+                reflected.contains_key(&id),
+                "{phase}: the room never took {id}"
+            );
+        }
+        let mut got: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline && !reflected.keys().all(|k| got.contains_key(k))
+        {
+            drain(b, Duration::from_secs(1), &mut got).await;
+        }
+        for (id, s) in &reflected {
+            assert!(
+                got.get(id).is_some_and(|g| g.contains(s)),
+                "{phase}: bob missed {id} ({s}): {got:?}"
+            );
+        }
+    };
+    talk(&mut a, &mut b, "before the move").await;
+
+    // Node 4 joins and takes the lead of the room's shard.
+    let i4 = cores.start_joining(4).await;
+    cores.add_node(i4, 4, 1).await;
+    until(
+        "node 4 leads the room's shard",
+        Duration::from_secs(60),
+        || leader_in_status(&cores.status(1).1, shard) == Some(4),
+    )
+    .await;
+    talk(&mut a, &mut b, "after node 4 took the room").await;
+
+    // Node 1, the room's first home, leaves and stops by itself.
+    let (ok, out) = xmppd(
+        &cores.cfgs[1],
+        &[
+            "cluster",
+            "remove-node",
+            "1",
+            "--core",
+            &cores.addrs[2].to_string(),
+        ],
+    );
+    assert!(ok, "{out}");
+    until("node 1 stops by itself", Duration::from_secs(60), || {
+        cores.procs[0]
+            .as_mut()
+            .is_some_and(|p| p.0.try_wait().ok().flatten().is_some())
+    })
+    .await;
+    cores.procs[0].take();
+    talk(&mut a, &mut b, "after node 1 left").await;
+
+    // Both still occupants with their roles, and the configuration moved.
+    a.send(&format!(
+        "<iq type='get' id='parts' to='{room}'><query xmlns='{ADMIN}'><item role='participant'/></query></iq>"
+    ))
+    .await;
+    let parts = a
+        .expect(|e| e.attr("id") == Some("parts"))
+        .await
+        .expect("participants");
+    let xml = parts.to_xml(proto::ns::CLIENT);
+    assert!(
+        xml.contains("nick='Bob'") || xml.contains("nick=\"Bob\""),
+        "{xml}"
+    );
+    a.send(&format!(
+        "<iq type='get' id='info' to='{room}'><query xmlns='{}'/></iq>",
+        proto::ns::DISCO_INFO
+    ))
+    .await;
+    let info = a
+        .expect(|e| e.attr("id") == Some("info"))
+        .await
+        .expect("info");
+    let xml = info.to_xml(proto::ns::CLIENT);
+    assert!(
+        xml.contains("Movers") && xml.contains("muc_persistent"),
+        "{xml}"
+    );
+    assert!(xml.contains("<value>2</value>"), "two occupants: {xml}");
+}

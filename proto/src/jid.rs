@@ -239,7 +239,24 @@ pub fn nickname(s: &str) -> Result<String, JidError> {
 /// Whether two nicknames are the same under RFC 8266 §2.4 (case-
 /// insensitive): two occupants of a room may not have such nicknames.
 pub fn same_nickname(a: &str, b: &str) -> bool {
-    <Nickname as PrecisFastInvocation>::compare(a, b).unwrap_or(a == b)
+    nickname_key(a) == nickname_key(b)
+}
+
+/// The form in which two nicknames compare (RFC 8266 §2.4: the
+/// enforcement rules with the case mapped to lower case), to keep with a
+/// nickname so that a room compares a newcomer's against its occupants'
+/// without running PRECIS once per occupant. A string the profile refuses
+/// is its own lower case.
+pub fn nickname_key(s: &str) -> String {
+    // Printable ASCII without spaces: the rules change nothing but case.
+    if s.bytes().all(|b| b.is_ascii_graphic()) {
+        return s.to_ascii_lowercase();
+    }
+    let lower = s.to_lowercase();
+    match <Nickname as PrecisFastInvocation>::enforce(lower.as_str()) {
+        Ok(k) => k.into_owned(),
+        Err(_) => lower,
+    }
 }
 
 /// Normalise a resourcepart (RFC 7622 §3.4): enforce the PRECIS
@@ -576,6 +593,26 @@ mod tests {
         match Jid::parse(s) {
             Ok(j) => panic!("{s:?} should not parse, got {j}"),
             Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn nicknames_compare_as_rfc_8266_says() {
+        for (a, b) in [
+            ("Alice", "aLICE"),
+            ("\u{FF21}lice", "alice"),
+            ("Guybrush   Threepwood ", "guybrush threepwood"),
+            ("\u{3A3}\u{3B1}\u{3C2}", "\u{3C3}\u{3B1}\u{3C2}"),
+        ] {
+            assert!(same_nickname(a, b), "{a:?} {b:?}");
+            assert_eq!(nickname_key(a), nickname_key(b), "{a:?} {b:?}");
+        }
+        for (a, b) in [
+            ("alice", "alice2"),
+            ("al ice", "alice"),
+            ("bob", "b\u{F6}b"),
+        ] {
+            assert!(!same_nickname(a, b), "{a:?} {b:?}");
         }
     }
 

@@ -465,6 +465,14 @@ pub enum MucRole {
     /// all along; `--ready-file` is written once all are in, and they
     /// receive for `--duration` (or until `<ready-file>.stop`).
     Occupants,
+    /// `--rooms` persistent rooms `<muc-room>0`, `<muc-room>1`, ... made
+    /// by `--sessions` sessions (each enters, configures and leaves its
+    /// share in turn), left empty: idle rooms that only the store holds.
+    Creator,
+    /// `--probes` first entries into random rooms of those a creator
+    /// made, one at a time, each timed from the presence sent to the own
+    /// presence back, and left again.
+    Prober,
 }
 
 /// How long one occupant may wait to be let into a large room.
@@ -616,6 +624,143 @@ pub async fn muc_occupants_role(
         last_in_us.load(Ordering::Relaxed).into(),
     );
     tracker.report_items(&mut r);
+    Ok(r)
+}
+
+/// Make `rooms` persistent rooms named `<prefix><i>` with `sessions`
+/// sessions, and leave them empty.
+pub async fn muc_creator_role(
+    ctx: &Ctx,
+    first: usize,
+    sessions: usize,
+    rooms: usize,
+    prefix: &str,
+) -> anyhow::Result<Report> {
+    let sessions = sessions.clamp(1, rooms.max(1));
+    let (list, failed) = ramp(ctx, first, sessions, "<presence/>").await;
+    require_all("muc", failed, sessions)?;
+    let t0 = Instant::now();
+    let made = Arc::new(AtomicU64::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for (k, (_, mut s)) in list.into_iter().enumerate() {
+        let (ctx2, made) = (ctx.clone(), made.clone());
+        let prefix = prefix.to_string();
+        set.spawn(async move {
+            for i in (k..rooms).step_by(sessions) {
+                let room = named_room(&ctx2, &format!("{prefix}{i}"));
+                let r = async {
+                    if join(&mut s, &room).await? {
+                        let iq = format!(
+                            "<iq type='set' to='{room}' id='cfg'><query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>{MUC}#roomconfig</value></field><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>"
+                        );
+                        let reply = tokio::time::timeout(SETUP_TIMEOUT, s.request(&iq, "cfg", |_| {}))
+                            .await
+                            .map_err(|_| anyhow::anyhow!("no answer to the configuration of {room}"))??;
+                        if reply.attr("type") != Some("result") {
+                            anyhow::bail!("configuring {room}: {}", condition(&reply));
+                        }
+                    }
+                    leave_room(&mut s, &room).await
+                }
+                .await;
+                match r {
+                    Ok(()) => {
+                        made.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => ctx2.metrics.error(format!("muc: {e}")),
+                }
+            }
+            s
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        if let Ok(s) = r {
+            ctx.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+            s.close().await;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let mut r = Report::new();
+    let made = made.load(Ordering::Relaxed);
+    r.insert("rooms".into(), rooms.into());
+    r.insert("made".into(), made.into());
+    r.insert("seconds".into(), secs.into());
+    r.insert(
+        "rooms_per_second".into(),
+        (made as f64 / secs.max(1e-3)).into(),
+    );
+    Ok(r)
+}
+
+/// Leave `room`, waiting for the own unavailable presence.
+async fn leave_room(s: &mut Session, room: &str) -> anyhow::Result<()> {
+    let nick = s.bare().split('@').next().unwrap_or("user").to_string();
+    let me = format!("{room}/{nick}");
+    s.send(&format!("<presence to='{me}' type='unavailable'/>"))
+        .await?;
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    loop {
+        let raw = tokio::time::timeout_at(deadline.into(), s.reader.next_raw())
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer when leaving {room}"))??;
+        if let Some(pong) = ping_reply(&raw) {
+            s.send(&pong).await?;
+            continue;
+        }
+        if raw.starts_with(b"<presence") {
+            let e = s.reader.parse(&raw)?;
+            if e.attr("type") == Some("unavailable")
+                && e.attr("from").is_some_and(|f| f.eq_ignore_ascii_case(&me))
+            {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Enter `probes` random rooms of `<prefix>0..rooms`, one at a time,
+/// timing each first entry, and leave each again.
+pub async fn muc_prober_role(
+    ctx: &Ctx,
+    first: usize,
+    rooms: usize,
+    probes: usize,
+    prefix: &str,
+) -> anyhow::Result<Report> {
+    let (mut list, failed) = ramp(ctx, first, 1, "<presence/>").await;
+    require_all("muc", failed, 1)?;
+    let (_, mut s) = list.remove(0);
+    let mut h = histogram();
+    let mut created = 0u64;
+    // A simple generator: no two probes of one run enter the same room
+    // unless there are fewer rooms than probes.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ std::process::id() as u64;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..probes {
+        let mut i;
+        loop {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            i = (x % rooms.max(1) as u64) as usize;
+            if seen.insert(i) || seen.len() >= rooms {
+                break;
+            }
+        }
+        let room = named_room(ctx, &format!("{prefix}{i}"));
+        let t = Instant::now();
+        if join(&mut s, &room).await? {
+            created += 1;
+        }
+        let _ = h.record(t.elapsed().as_micros() as u64);
+        leave_room(&mut s, &room).await?;
+    }
+    ctx.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+    s.close().await;
+    let mut r = Report::new();
+    r.insert("probes".into(), probes.into());
+    r.insert("first_join_us".into(), latency_json(&h));
+    r.insert("rooms_that_did_not_exist".into(), created.into());
     Ok(r)
 }
 

@@ -191,6 +191,9 @@ pub(crate) struct Record {
 #[derive(Debug, Clone)]
 pub(crate) struct Occupant {
     pub nick: String,
+    /// The nick as nicks compare (RFC 8266 §2.4), see
+    /// [`proto::jid::nickname_key`].
+    pub nick_key: String,
     pub jid: FullJid,
     pub role: Role,
     /// The children of its last available presence (show, status,

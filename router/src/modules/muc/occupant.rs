@@ -166,9 +166,10 @@ fn nick_problem(ctx: &Ctx<'_>, nick: &str) -> Option<&'static str> {
 /// Whether another occupant than `except` has a nickname that is the same
 /// as `nick` (RFC 8266 comparison: case-insensitive).
 fn nick_taken(room: &Room, nick: &str, except: Option<&FullJid>) -> bool {
+    let key = proto::jid::nickname_key(nick);
     room.occupants
         .iter()
-        .any(|o| Some(&o.jid) != except && proto::jid::same_nickname(&o.nick, nick))
+        .any(|o| Some(&o.jid) != except && o.nick_key == key)
 }
 
 /// Entering (§7.2), creating the room if it does not exist (§10.1).
@@ -244,6 +245,7 @@ fn enter(ctx: &mut Ctx<'_>, room_jid: &BareJid, nick: &str, from: &FullJid, s: &
     }
     let o = Occupant {
         nick: nick.to_string(),
+        nick_key: proto::jid::nickname_key(nick),
         jid: from.clone(),
         role: room.default_role(aff),
         presence: content(s),
@@ -410,6 +412,7 @@ fn change_nick(
         return;
     };
     o.nick = nick.to_string();
+    o.nick_key = proto::jid::nickname_key(nick);
     o.presence = content(s);
     let o = o.clone();
     super::replica::mark(ctx.st, room_jid, old);

@@ -142,6 +142,7 @@ pub(crate) fn restore(st: &mut ShardState, records: &[(Vec<u8>, Vec<u8>)]) -> us
         if let Some(r) = st.rooms.get_mut(&room) {
             r.occupants.push(Occupant {
                 nick: nick.to_string(),
+                nick_key: proto::jid::nickname_key(nick),
                 jid,
                 role,
                 presence: o.presence,

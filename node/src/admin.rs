@@ -58,6 +58,8 @@ pub enum Request {
         room: String,
         #[serde(default)]
         reason: Option<String>,
+        #[serde(default)]
+        alternate: Option<String>,
     },
     /// The nodes of a PubSub service, or an account's PEP nodes.
     Nodes {
@@ -316,10 +318,15 @@ async fn service_call(core: &Core, req: Request) -> Result<Vec<String>, String> 
                 }
             }
         }
-        Request::Destroy { room, reason } => {
+        Request::Destroy {
+            room,
+            reason,
+            alternate,
+        } => {
             let room = services::room_jid(core, &room)?;
             let reason = services::reason(reason.as_deref())?;
-            match core.destroy_room(&room, reason, None, 0).await {
+            let alternate = services::alternate(alternate.as_deref())?;
+            match core.destroy_room(&room, reason, alternate, 0).await {
                 Ok(true) => {
                     tracing::info!(room = %room, "room destroyed through the admin socket");
                     Ok(Vec::new())
@@ -340,14 +347,11 @@ async fn service_call(core: &Core, req: Request) -> Result<Vec<String>, String> 
                     .map_err(|e| e.to_string())?;
                 let full = page.len() == PAGE;
                 after = page.last().map(|n| n.node.clone());
-                out.extend(page.iter().map(|n| {
-                    format!(
-                        "{} items={} creator={}",
-                        n.node.escape_debug(),
-                        n.items,
-                        n.creator
-                    )
-                }));
+                // A node id is whatever its creator typed: quoted, escaped.
+                out.extend(
+                    page.iter()
+                        .map(|n| format!("{:?} items={} creator={}", n.node, n.items, n.creator)),
+                );
                 if !full {
                     return Ok(out);
                 }

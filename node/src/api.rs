@@ -663,12 +663,7 @@ async fn destroy_room(
     let q = query(q, &["reason", "alternate"])?;
     let room = services::room_jid(&st.core, &path_value(jid)?).map_err(ApiError::bad)?;
     let reason = services::reason(param(&q, "reason")).map_err(ApiError::bad)?;
-    let alternate = param(&q, "alternate")
-        .map(|a| {
-            proto::Jid::parse(a)
-                .map_err(|e| ApiError::bad(format!("alternate: {a:?} is not a JID: {e}")))
-        })
-        .transpose()?;
+    let alternate = services::alternate(param(&q, "alternate")).map_err(ApiError::bad)?;
     match st.core.destroy_room(&room, reason, alternate, 0).await {
         Ok(true) => {
             tracing::info!(room = %room, "room destroyed through the admin HTTP API");

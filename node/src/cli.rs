@@ -62,14 +62,18 @@ pub enum RoomCommand {
     Destroy {
         /// The room's JID (room@service).
         jid: String,
+        /// Told to the occupants (at most 1024 bytes).
         #[arg(long)]
         reason: Option<String>,
+        /// Another room to go to (room@service), told to the occupants.
+        #[arg(long)]
+        alternate: Option<String>,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PubsubCommand {
-    /// The nodes of a PubSub service: id, item count, creator.
+    /// The nodes of a PubSub service: id (quoted), item count, creator.
     List {
         /// The PubSub service, or an account's bare JID for its PEP nodes
         /// (default: the PubSub service of a one-domain server).
@@ -79,7 +83,10 @@ pub enum PubsubCommand {
     /// Delete a node with its items and subscriptions; subscribers are
     /// notified when its configuration says so.
     Delete {
+        /// The node's id.
         node: String,
+        /// The PubSub service, or an account's bare JID for its PEP nodes
+        /// (default: the PubSub service of a one-domain server).
         #[arg(long)]
         service: Option<String>,
     },
@@ -353,7 +360,15 @@ pub fn room_request(cmd: RoomCommand) -> crate::admin::Request {
     use crate::admin::Request;
     match cmd {
         RoomCommand::List { service } => Request::Rooms { service },
-        RoomCommand::Destroy { jid, reason } => Request::Destroy { room: jid, reason },
+        RoomCommand::Destroy {
+            jid,
+            reason,
+            alternate,
+        } => Request::Destroy {
+            room: jid,
+            reason,
+            alternate,
+        },
     }
 }
 

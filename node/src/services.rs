@@ -84,12 +84,33 @@ pub fn node_id(raw: &str) -> Result<&str, String> {
     Ok(raw)
 }
 
-/// A destroy reason of at most [`MAX_REASON_BYTES`].
+/// A destroy reason of at most [`MAX_REASON_BYTES`], of characters XML
+/// can carry (it goes to the occupants in their presence).
 pub fn reason(raw: Option<&str>) -> Result<Option<String>, String> {
     match raw {
         Some(r) if r.len() > MAX_REASON_BYTES => {
             Err(format!("a reason is at most {MAX_REASON_BYTES} bytes"))
         }
+        Some(r) if !r.chars().all(xml_char) => Err(
+            "a reason may not hold control characters (other than tab and line breaks) or U+FFFE/U+FFFF"
+                .into(),
+        ),
         other => Ok(other.map(str::to_string)),
+    }
+}
+
+/// Whether XML 1.0 allows `c` in text (§2.2).
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+}
+
+/// An alternate venue for a destroyed room: a room's bare JID.
+pub fn alternate(raw: Option<&str>) -> Result<Option<proto::Jid>, String> {
+    let Some(a) = raw else { return Ok(None) };
+    match BareJid::parse(a) {
+        Ok(j) if j.local().is_some() => Ok(Some(proto::Jid::Bare(j))),
+        _ => Err(format!(
+            "alternate: {a:?} is not a room's JID (room@service)"
+        )),
     }
 }

@@ -569,6 +569,9 @@ async fn rooms_and_nodes_through_the_admin_api() {
         "/api/v1/rooms/tea%40pubsub.localhost",
         "/api/v1/rooms/tea%40conference.localhost%2Fnick",
         "/api/v1/rooms/new%40conference.localhost?alternate=%40%40",
+        "/api/v1/rooms/new%40conference.localhost?alternate=tea%40conference.localhost%2Fnick",
+        "/api/v1/rooms/new%40conference.localhost?reason=a%01b",
+        "/api/v1/rooms/new%40conference.localhost?reason=%EF%BF%BE",
     ] {
         let (status, v) = api_async(http, "DELETE", bad.into(), None).await;
         assert_eq!(status, 400, "{bad}: {v}");
@@ -912,7 +915,7 @@ fn sessions_are_listed_and_ended_across_a_cluster() {
     assert!(ok, "{out}");
     assert_eq!(
         out.trim(),
-        format!("{node2} items=0 creator={}", users[1]),
+        format!("{node2:?} items=0 creator={}", users[1]),
         "{out}"
     );
     let (_, v) = api(http1, "GET", "/api/v1/pubsub/nodes", None);

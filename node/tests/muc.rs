@@ -917,6 +917,9 @@ async fn an_account_is_in_a_bounded_number_of_rooms() {
     let one = "one@conference.localhost";
     let two = "two@conference.localhost";
     let three = "three@conference.localhost";
+    // Presence to the service itself is not a room.
+    alice.send("<presence to='conference.localhost'/>").await;
+    alice.send("<presence to='conference.localhost/x'/>").await;
     // Bob's room, where alice will be kicked.
     let p = join(&mut bob, one, "bob").await;
     assert!(codes(&p).contains(&"201".to_string()));
@@ -1095,4 +1098,65 @@ async fn a_room_of_listeners_broadcasts_only_moderators() {
         .await
         .expect("bob's message");
     assert_eq!(e.name, "message", "{}", e.to_xml(ns::CLIENT));
+
+    // Bob made a moderator: everyone hears of him (he with 110); made a
+    // participant again: he goes from the others' view.
+    let bob_from = format!("{ROOM}/bob");
+    for (role, gone) in [("moderator", false), ("participant", true)] {
+        let r = iq(
+            &mut alice,
+            &format!("role-{role}"),
+            "set",
+            ROOM,
+            &format!("<query xmlns='{ADMIN}'><item nick='bob' role='{role}'/></query>"),
+        )
+        .await;
+        assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+        let p = carol
+            .expect(|e| e.name == "presence" && e.attr("from") == Some(bob_from.as_str()))
+            .await
+            .expect("bob's presence");
+        assert_eq!(
+            p.attr("type") == Some("unavailable"),
+            gone,
+            "{role}: {}",
+            p.to_xml(ns::CLIENT)
+        );
+        let own = bob
+            .expect(|e| e.name == "presence" && e.attr("from") == Some(bob_from.as_str()))
+            .await
+            .expect("bob's own presence");
+        assert_ne!(own.attr("type"), Some("unavailable"));
+        assert!(
+            codes(&own).contains(&"110".to_string()),
+            "{}",
+            own.to_xml(ns::CLIENT)
+        );
+    }
+    // The room broadcasts every role again: bob and carol come into view.
+    // (The IQ is sent by hand: the presences may come before its result.)
+    alice
+        .send(&format!(
+            "<iq type='set' id='cfg-all' to='{ROOM}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field><field var='muc#roomconfig_presencebroadcast'><value>moderator</value><value>participant</value><value>visitor</value></field></x></query></iq>"
+        ))
+        .await;
+    // (Alice saw bob come and go with his roles; carol never before.)
+    for nick in ["carol"] {
+        let from = format!("{ROOM}/{nick}");
+        let p = alice
+            .expect(|e| e.name == "presence" && e.attr("from") == Some(from.as_str()))
+            .await
+            .expect("in view");
+        assert_ne!(
+            p.attr("type"),
+            Some("unavailable"),
+            "{}",
+            p.to_xml(ns::CLIENT)
+        );
+    }
+    let p = carol
+        .expect(|e| e.name == "presence" && e.attr("from") == Some(bob_from.as_str()))
+        .await
+        .expect("bob in carol's view");
+    assert_ne!(p.attr("type"), Some("unavailable"));
 }

@@ -48,6 +48,7 @@ fn directed(ctx: &mut Ctx<'_>, from: &FullJid, to: Jid, s: Stanza) {
         return;
     }
     if s.stype().is_empty()
+        && to.local().is_some()
         && ctx.cfg().is_muc_service(to.domain())
         && too_many_rooms(ctx, from, &to)
     {
@@ -78,7 +79,7 @@ fn too_many_rooms(ctx: &Ctx<'_>, from: &FullJid, to: &Jid) -> bool {
         .sessions(&from.bare())
         .iter()
         .flat_map(|s| &s.directed)
-        .filter(|j| cfg.is_muc_service(j.domain()))
+        .filter(|j| j.local().is_some() && cfg.is_muc_service(j.domain()))
         .map(|j| j.bare_str())
         .collect();
     if rooms.contains(&to.bare_str()) {

@@ -432,6 +432,7 @@ fn owner_set(
     let changed = room.config != before;
     let whois_changed = room.config.whois_anyone != before.whois_anyone;
     save(ctx, room_jid)?;
+    rebroadcast(ctx, room_jid, &before);
     // Occupants hear of a change of configuration (status 104, §10.2.1),
     // and of the room becoming non-anonymous (172) or semi-anonymous (173).
     if changed && let Some(room) = ctx.st.rooms.get(room_jid) {
@@ -515,7 +516,16 @@ pub(crate) fn set_affiliation(ctx: &mut Ctx<'_>, room_jid: &BareJid, bare: &str,
 fn destroy(ctx: &mut Ctx<'_>, room_jid: &BareJid, d: &Element) -> Result<(), StanzaError> {
     let alternate = match d.attr("jid") {
         Some(j) => Some(
-            Jid::parse(j).map_err(|_| err(C::JidMalformed, "the alternate venue is not a JID"))?,
+            BareJid::parse(j)
+                .ok()
+                .filter(|j| j.local().is_some())
+                .map(Jid::Bare)
+                .ok_or_else(|| {
+                    err(
+                        C::JidMalformed,
+                        "the alternate venue is a room's JID (room@service)",
+                    )
+                })?,
         ),
         None => None,
     };
@@ -787,10 +797,42 @@ fn announce(ctx: &Ctx<'_>, room_jid: &BareJid, jid: &FullJid) {
     let Some(o) = room.occupants.iter().find(|o| &o.jid == jid) else {
         return;
     };
+    // The others hear of it only if the new role's presence is broadcast;
+    // if it is not, the occupant goes from their view.
+    let heard = room.broadcasts(o.role);
     for other in &room.occupants {
-        let show = other.jid == o.jid || room.shows_jids_to(other.role);
-        if let Some(p) = presence_of(room_jid, room, o, false, show, &[], "") {
+        let own = other.jid == o.jid;
+        let show = own || room.shows_jids_to(other.role);
+        let codes: &[u16] = if own { &[110] } else { &[] };
+        if let Some(p) = presence_of(room_jid, room, o, !own && !heard, show, codes, "") {
             ctx.notify(p, vec![Jid::Full(other.jid.clone())]);
+        }
+    }
+}
+
+/// After the roles whose presence is broadcast changed from `before`:
+/// each occupant of a role no longer broadcast goes from the others'
+/// view (unavailable), each of a role broadcast now comes into it.
+fn rebroadcast(ctx: &Ctx<'_>, room_jid: &BareJid, before: &RoomConfig) {
+    let Some(room) = ctx.st.rooms.get(room_jid) else {
+        return;
+    };
+    let was = |r: Role| match r {
+        Role::Moderator => before.broadcast_moderator,
+        Role::Participant => before.broadcast_participant,
+        Role::Visitor => before.broadcast_visitor,
+        Role::None => false,
+    };
+    for o in &room.occupants {
+        let now = room.broadcasts(o.role);
+        if now == was(o.role) {
+            continue;
+        }
+        for other in room.occupants.iter().filter(|x| x.jid != o.jid) {
+            let show = room.shows_jids_to(other.role);
+            if let Some(p) = presence_of(room_jid, room, o, !now, show, &[], "") {
+                ctx.notify(p, vec![Jid::Full(other.jid.clone())]);
+            }
         }
     }
 }

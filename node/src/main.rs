@@ -5,6 +5,13 @@ use node::cli::{Cli, Command, ConfigCommand};
 use node::server::Server;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than the system's malloc: a stanza's way through the
+/// server is many short-lived allocations, and glibc's malloc and free
+/// were a quarter of the CPU in a group chat's profile
+/// (loadtest/RESULTS.md has the before and after).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()

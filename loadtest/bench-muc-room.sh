@@ -55,10 +55,11 @@ max_connections = 19500
 max_connections_per_ip = 19500
 read_rate_bytes_per_sec = 0
 stanza_rate_per_sec = 0
+outbound_queue = 120000
 [registration]
 enabled = true
 [muc]
-max_occupants = 1000000
+max_occupants = 100000
 [log]
 level = "warn"
 TOML

@@ -283,7 +283,8 @@ pub struct LimitsConfig {
     /// closed. Default 60.
     pub ping_timeout_secs: u64,
     /// Stanzas queued for one session before it is closed as too slow.
-    /// Default 1024.
+    /// Default 2048 (entering a room of `muc.max_occupants` sends that
+    /// many presences at once; keep it above them).
     pub outbound_queue: usize,
     /// Seconds a write to a client may take before the client is considered
     /// dead and the connection closed. Default 30.
@@ -323,7 +324,7 @@ impl Default for LimitsConfig {
             handshake_timeout_secs: 30,
             idle_timeout_secs: 300,
             ping_timeout_secs: 60,
-            outbound_queue: 1024,
+            outbound_queue: 2048,
             write_timeout_secs: 30,
             stanza_rate_per_sec: 100,
             stanza_burst: 500,

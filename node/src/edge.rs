@@ -64,7 +64,7 @@ impl Default for EdgeLimits {
             handshake_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
             ping_timeout: Duration::from_secs(60),
-            outbound_queue: 1024,
+            outbound_queue: 2048,
             write_timeout: Duration::from_secs(30),
             stanza_rate: 100,
             stanza_burst: 500,

@@ -117,6 +117,16 @@ impl Server {
     /// and forwards them to its core node.
     pub async fn start(cfg: Config) -> anyhow::Result<Server> {
         cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Entering a full room sends every occupant's presence and the
+        // history at once: a queue shorter than that closes the newcomer.
+        let entry = cfg.muc.max_occupants + cfg.muc.max_history + 8;
+        if cfg.muc.enabled && cfg.limits.outbound_queue < entry {
+            tracing::warn!(
+                outbound_queue = cfg.limits.outbound_queue,
+                needed = entry,
+                "limits.outbound_queue is shorter than what entering a full room sends at once (muc.max_occupants + muc.max_history + 8): such an entry closes the client's stream as too slow"
+            );
+        }
         let domains = domains(&cfg)?;
         let role = cfg.cluster.role;
         let liveness = Duration::from_secs(cfg.cluster.liveness_secs);

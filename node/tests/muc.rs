@@ -1160,3 +1160,94 @@ async fn a_room_of_listeners_broadcasts_only_moderators() {
         .expect("bob in carol's view");
     assert_ne!(p.attr("type"), Some("unavailable"));
 }
+
+/// Review findings: the form cannot take a room's last owner away, a
+/// room's name is bounded, the room answers a ping (its disco#info lists
+/// ping and the XEP-0410 optimisation), and occupants whose presence is
+/// not broadcast stay out of the room's disco#items.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_keeps_an_owner_and_bounds_names() {
+    let t = TestServer::start().await;
+    for u in ["alice", "bob"] {
+        t.add_user(&format!("{u}@localhost"), PW);
+    }
+    let mut alice = online(&t, "alice").await;
+    let mut bob = online(&t, "bob").await;
+    let p = enter(&mut alice, "alice", "").await;
+    assert!(codes(&p).contains(&"201".to_string()));
+    instant(&mut alice).await;
+    // Alice listed as admin only: refused, she stays the owner.
+    let r = iq(
+        &mut alice,
+        "demote",
+        "set",
+        ROOM,
+        &config(&[("muc#roomconfig_roomadmins", "alice@localhost")]),
+    )
+    .await;
+    assert_eq!(cond(&r), "conflict");
+    let r = iq(
+        &mut alice,
+        "form",
+        "get",
+        ROOM,
+        &format!("<query xmlns='{OWNER}'/>"),
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"), "still the owner");
+    let long = "n".repeat(1025);
+    let r = iq(
+        &mut alice,
+        "long",
+        "set",
+        ROOM,
+        &config(&[("muc#roomconfig_roomname", &long)]),
+    )
+    .await;
+    assert_eq!(cond(&r), "not-acceptable");
+    // Ping to the room, and its features.
+    let r = iq(
+        &mut bob,
+        "ping",
+        "get",
+        ROOM,
+        "<ping xmlns='urn:xmpp:ping'/>",
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+    let r = iq(
+        &mut bob,
+        "info",
+        "get",
+        ROOM,
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    )
+    .await;
+    assert!(
+        r.to_xml(ns::CLIENT)
+            .contains("http://jabber.org/protocol/muc#self-ping-optimization")
+    );
+    // Only moderators broadcast: bob, a participant, is not in the items.
+    let r = iq(
+        &mut alice,
+        "bc",
+        "set",
+        ROOM,
+        &config(&[("muc#roomconfig_presencebroadcast", "moderator")]),
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+    let p = enter(&mut bob, "bob", "").await;
+    assert_ne!(p.attr("type"), Some("error"));
+    let r = iq(
+        &mut bob,
+        "items",
+        "get",
+        ROOM,
+        &format!("<query xmlns='{}'/>", ns::DISCO_ITEMS),
+    )
+    .await;
+    let xml = r.to_xml(ns::CLIENT);
+    assert!(xml.contains("/alice"), "{xml}");
+    assert!(!xml.contains("/bob"), "{xml}");
+}

@@ -204,7 +204,9 @@ pub(crate) fn room_items(
     let mut q = Element::new("query", proto::ns::DISCO_ITEMS);
     let inside = room.occupant_by_jid(from).is_some();
     if room.config.public && (inside || room.config.whois_anyone) {
-        for o in &room.occupants {
+        // Occupants whose presence the room does not broadcast stay out of
+        // view here too.
+        for o in room.occupants.iter().filter(|o| room.broadcasts(o.role)) {
             if let Ok(j) = room_jid.with_resource(&o.nick) {
                 q.push(Element::new("item", proto::ns::DISCO_ITEMS).with_attr("jid", j.as_str()));
             }

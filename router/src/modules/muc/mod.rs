@@ -434,6 +434,8 @@ pub(crate) fn room_features(room: &Room) -> Vec<&'static str> {
         NS_SID,
         NS_OCCUPANT_ID,
         "urn:xmpp:ping",
+        // XEP-0410 §3.2: the room answers a self-ping itself.
+        "http://jabber.org/protocol/muc#self-ping-optimization",
         "http://jabber.org/protocol/muc#request",
         if c.persistent {
             "muc_persistent"

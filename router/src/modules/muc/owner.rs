@@ -38,6 +38,8 @@ pub(crate) fn room_iq(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: 
         (NS_OWNER, "set") => owner_set(ctx, room_jid, from, &p),
         (NS_ADMIN, "get") => admin_get(ctx, room_jid, from, &p),
         (NS_ADMIN, "set") => admin_set(ctx, room_jid, from, &p),
+        // A ping to the room itself (XEP-0199, which its disco#info lists).
+        (proto::ns::PING, "get") => existing(ctx, room_jid, from).map(|_| None),
         _ => Err(StanzaError::new(C::ServiceUnavailable)),
     };
     match result {
@@ -172,6 +174,20 @@ fn config_to_form(c: &RoomConfig, owners: &[String], admins: &[String]) -> Form 
         .with_field(jid_list("muc#roomconfig_roomadmins", admins).with_label("Admins"))
 }
 
+/// Longest room name or description, in bytes: they go into every
+/// listing of the room.
+const MAX_TEXT_BYTES: usize = 1024;
+
+fn short_text(var: &str, v: &str) -> Result<String, StanzaError> {
+    if v.len() > MAX_TEXT_BYTES {
+        return Err(err(
+            C::NotAcceptable,
+            &format!("{var}: at most {MAX_TEXT_BYTES} bytes"),
+        ));
+    }
+    Ok(v.to_string())
+}
+
 /// The owner's configuration form (§10.2).
 fn config_form(
     ctx: &mut Ctx<'_>,
@@ -216,8 +232,8 @@ fn apply(c: &mut RoomConfig, form: &Form, max_history: usize) -> Result<Lists, S
             || -> Result<bool, StanzaError> { Ok(form.boolean(var).map_err(fe)?.unwrap_or(false)) };
         match var {
             "FORM_TYPE" => {}
-            "muc#roomconfig_roomname" => c.name = first.to_string(),
-            "muc#roomconfig_roomdesc" => c.description = first.to_string(),
+            "muc#roomconfig_roomname" => c.name = short_text(var, first)?,
+            "muc#roomconfig_roomdesc" => c.description = short_text(var, first)?,
             "muc#roomconfig_persistentroom" => c.persistent = boolean()?,
             "muc#roomconfig_publicroom" => c.public = boolean()?,
             "muc#roomconfig_membersonly" => c.members_only = boolean()?,
@@ -393,14 +409,24 @@ fn owner_set(
             changes.push((a.clone(), Affiliation::Admin));
         }
     }
-    let before = room.config.clone();
-    room.config = config;
-    room.locked = false;
     // The last change for a JID wins (an owner dropped and listed again).
     let mut last: std::collections::BTreeMap<String, Affiliation> = Default::default();
     for (j, a) in changes {
         last.insert(j, a);
     }
+    // A room keeps an owner, whichever list took the last one away.
+    let owners_after = room
+        .affiliations
+        .iter()
+        .filter(|(j, a)| **a == Affiliation::Owner && !last.contains_key(*j))
+        .count()
+        + last.values().filter(|a| **a == Affiliation::Owner).count();
+    if owners_after == 0 {
+        return Err(err(C::Conflict, "a room keeps at least one owner"));
+    }
+    let before = room.config.clone();
+    room.config = config;
+    room.locked = false;
     let needed: Vec<(String, Affiliation)> = last
         .into_iter()
         .filter(|(j, a)| room.affiliation(j) != *a)

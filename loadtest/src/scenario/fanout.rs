@@ -27,6 +27,19 @@ const MUC: &str = "http://jabber.org/protocol/muc";
 const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 
+/// For a process that only receives (the sender is another process):
+/// until `end`, or sooner once `<ready-file>.stop` exists.
+async fn wait_until_told(ctx: &Ctx, end: Instant) {
+    let stop_file = ctx.args.ready_file.as_ref().map(|f| {
+        let mut f = f.clone().into_os_string();
+        f.push(".stop");
+        std::path::PathBuf::from(f)
+    });
+    while Instant::now() < end && !stop_file.as_ref().is_some_and(|f| f.exists()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Who got what: per stanza, how many recipients have it so far.
 struct Tracker {
     recipients: u32,
@@ -596,15 +609,7 @@ pub async fn muc_occupants_role(
     if let Some(f) = &ctx.args.ready_file {
         std::fs::write(f, format!("{} entered\n", entered.load(Ordering::Relaxed)))?;
     }
-    let end = Instant::now() + ctx.duration();
-    let stop_file = ctx.args.ready_file.as_ref().map(|f| {
-        let mut f = f.clone().into_os_string();
-        f.push(".stop");
-        std::path::PathBuf::from(f)
-    });
-    while Instant::now() < end && !stop_file.as_ref().is_some_and(|f| f.exists()) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_told(ctx, Instant::now() + ctx.duration()).await;
     let _ = stop.send(true);
     while let Some(r) = set.join_next().await {
         if let Ok(s) = r {
@@ -895,16 +900,8 @@ pub async fn pubsub(
         }
         done.push(p);
     } else {
-        // Subscribers only: the publisher is another process. They stop
-        // after `--duration`, or sooner once `<ready-file>.stop` exists.
-        let stop_file = ctx.args.ready_file.as_ref().map(|f| {
-            let mut f = f.clone().into_os_string();
-            f.push(".stop");
-            std::path::PathBuf::from(f)
-        });
-        while Instant::now() < end && !stop_file.as_ref().is_some_and(|f| f.exists()) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // Subscribers only: the publisher is another process.
+        wait_until_told(ctx, end).await;
         let _ = stop.send(true);
         while let Some(r) = recipients.join_next().await {
             if let Ok(s) = r {

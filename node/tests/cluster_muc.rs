@@ -354,4 +354,38 @@ async fn a_room_keeps_its_occupants_while_its_shard_moves_to_another_core_node()
         "{xml}"
     );
     assert!(xml.contains("<value>2</value>"), "two occupants: {xml}");
+
+    // The public room list gathers the rooms of every core node: the
+    // persistent room and temporary rooms in shards of all leaders.
+    let mut temporary = Vec::new();
+    for i in 0..6 {
+        let t = (0..)
+            .map(|n| format!("temp{i}x{n}@conference.localhost"))
+            .find(|r| router::cluster::shard_of(r, 16) % 6 == i)
+            .expect("a room");
+        enter(&mut b, &t, "Bob").await;
+        b.send(&format!(
+            "<iq type='set' id='inst{i}' to='{t}'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+        ))
+        .await;
+        let r = b
+            .expect(|e| e.attr("id") == Some(format!("inst{i}").as_str()))
+            .await
+            .expect("instant room");
+        assert_eq!(r.attr("type"), Some("result"));
+        temporary.push(t);
+    }
+    a.send(&format!(
+        "<iq type='get' id='list' to='conference.localhost'><query xmlns='{}'/></iq>",
+        proto::ns::DISCO_ITEMS
+    ))
+    .await;
+    let list = a
+        .expect(|e| e.attr("id") == Some("list"))
+        .await
+        .expect("the list");
+    let xml = list.to_xml(proto::ns::CLIENT);
+    for r in temporary.iter().chain([&room]) {
+        assert!(xml.contains(r.as_str()), "{r} not in {xml}");
+    }
 }

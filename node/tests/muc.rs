@@ -617,6 +617,178 @@ async fn occupants_query_each_other_and_visitors_ask_for_voice() {
     )
     .await;
     assert_eq!(cond(&e), "item-not-found");
+    // Nicks compare without case (RFC 8266): room/ALICE is Alice.
+    bob.send(&format!(
+        "<iq type='get' id='ver2' to='{ROOM}/ALICE'><query xmlns='jabber:iq:version'/></iq>"
+    ))
+    .await;
+    alice
+        .expect(|e| e.name == "iq" && e.attr("id") == Some("ver2"))
+        .await
+        .expect("forwarded to Alice");
+    // An answer nobody asked for is not passed on: alice's made-up result
+    // to bob never reaches him, the ping after it does.
+    alice
+        .send(&format!(
+            "<iq type='result' id='made-up' to='{ROOM}/Bob'><query xmlns='jabber:iq:version'><name>spoof</name></query></iq>"
+        ))
+        .await;
+    alice
+        .send(&format!(
+            "<iq type='get' id='p-after' to='{ROOM}/Bob'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ))
+        .await;
+    let first = bob
+        .expect(|e| e.name == "iq" && matches!(e.attr("id"), Some("made-up" | "p-after")))
+        .await
+        .expect("the ping");
+    assert_eq!(
+        first.attr("id"),
+        Some("p-after"),
+        "the made-up result was passed on"
+    );
+    // With private messages off, IQs between occupants are refused too,
+    // but for vCards (avatars).
+    let r = iq(
+        &mut alice,
+        "nopm",
+        "set",
+        ROOM,
+        &config(&[("muc#roomconfig_allowpm", "none")]),
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+    let e = iq(
+        &mut bob,
+        "ver3",
+        "get",
+        &format!("{ROOM}/Alice"),
+        "<query xmlns='jabber:iq:version'/>",
+    )
+    .await;
+    assert_eq!(cond(&e), "forbidden");
+    let v = iq(
+        &mut bob,
+        "vc2",
+        "get",
+        &format!("{ROOM}/alice"),
+        "<vCard xmlns='vcard-temp'/>",
+    )
+    .await;
+    assert_eq!(v.attr("type"), Some("result"), "{}", v.to_xml(ns::CLIENT));
+}
+
+/// §8.2 and §9.1: who kicked or banned an occupant and why reach it and
+/// the others; private messages reach a nick written in another case;
+/// occupant ids (XEP-0421) are the same for an account in one room each
+/// time, and differ between rooms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kicks_and_bans_say_who_and_why() {
+    let t = TestServer::start().await;
+    for u in ["alice", "bob", "carol"] {
+        t.add_user(&format!("{u}@localhost"), PW);
+    }
+    let mut alice = online(&t, "alice").await;
+    let mut bob = online(&t, "bob").await;
+    let mut carol = online(&t, "carol").await;
+    enter(&mut alice, "Alice", "").await;
+    instant(&mut alice).await;
+    let occupant_id = |p: &Element| {
+        p.child("occupant-id", "urn:xmpp:occupant-id:0")
+            .and_then(|o| o.attr("id"))
+            .map(str::to_string)
+            .expect("occupant id")
+    };
+    let first = occupant_id(&enter(&mut bob, "Bob", "").await);
+    enter(&mut carol, "carol", "").await;
+
+    // A private message to room/CAROL reaches carol.
+    bob.send(&format!(
+        "<message to='{ROOM}/CAROL' type='chat' id='pm'><body>psst</body></message>"
+    ))
+    .await;
+    let m = carol
+        .expect(|e| e.name == "message" && e.attr("id") == Some("pm"))
+        .await
+        .expect("the private message");
+    assert_eq!(m.attr("type"), Some("chat"), "{}", m.to_xml(ns::CLIENT));
+
+    let kick = iq(
+        &mut alice,
+        "k",
+        "set",
+        ROOM,
+        &format!("<query xmlns='{ADMIN}'><item nick='bob' role='none'><reason>Too loud &amp; proud</reason></item></query>"),
+    )
+    .await;
+    assert_eq!(
+        kick.attr("type"),
+        Some("result"),
+        "{}",
+        kick.to_xml(ns::CLIENT)
+    );
+    for c in [&mut bob, &mut carol] {
+        let p = c
+            .expect(|e| presence_from("Bob")(e) && e.attr("type") == Some("unavailable"))
+            .await
+            .expect("kicked");
+        assert!(codes(&p).contains(&"307".to_string()));
+        let it = item(&p);
+        assert_eq!(
+            it.child("actor", USER).and_then(|a| a.attr("nick")),
+            Some("Alice")
+        );
+        assert_eq!(
+            it.child("reason", USER).map(Element::text).as_deref(),
+            Some("Too loud & proud")
+        );
+    }
+    // Back in, bob has the same occupant id; in another room another.
+    let again = occupant_id(&enter(&mut bob, "Bob", "").await);
+    assert_eq!(first, again);
+    assert!(!first.is_empty());
+    bob.send(&format!(
+        "<presence to='other@conference.localhost/Bob'><x xmlns='{MUC}'/></presence>"
+    ))
+    .await;
+    let other = bob
+        .expect(|e| {
+            presence_from("Bob")(e) || e.attr("from") == Some("other@conference.localhost/Bob")
+        })
+        .await
+        .expect("other room");
+    assert_eq!(other.attr("from"), Some("other@conference.localhost/Bob"));
+    assert_ne!(occupant_id(&other), first);
+
+    let ban = iq(
+        &mut alice,
+        "b",
+        "set",
+        ROOM,
+        &format!("<query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='outcast'><reason>Enough</reason></item></query>"),
+    )
+    .await;
+    assert_eq!(
+        ban.attr("type"),
+        Some("result"),
+        "{}",
+        ban.to_xml(ns::CLIENT)
+    );
+    let p = bob
+        .expect(|e| presence_from("Bob")(e) && e.attr("type") == Some("unavailable"))
+        .await
+        .expect("banned");
+    assert!(codes(&p).contains(&"301".to_string()));
+    let it = item(&p);
+    assert_eq!(it.attr("affiliation"), Some("outcast"));
+    assert_eq!(
+        it.child("actor", USER).and_then(|a| a.attr("nick")),
+        Some("Alice")
+    );
+    assert_eq!(
+        it.child("reason", USER).map(Element::text).as_deref(),
+        Some("Enough")
+    );
 }
 
 /// Review findings: lists set through the form change roles as the admin
@@ -702,15 +874,43 @@ async fn owner_lists_members_only_declines_and_stanza_ids() {
         .await
         .expect("refused");
     assert_eq!(cond(&e), "not-acceptable");
-    carol.send(&format!(
-        "<message to='{ROOM}'><x xmlns='{USER}'><invite to='dave@localhost'><reason>tea?</reason></invite></x></message>"
-    ))
+    // `muc#roomconfig_allowinvites` is off by default: an occupant below
+    // admin may not invite, in an open room too, until the owner allows it.
+    let invite = format!(
+        "<message to='{ROOM}'><x xmlns='{USER}'><invite to='dave@localhost'><reason>tea?</reason></invite><invite to='dave@localhost/phone'><reason>tea?</reason></invite></x></message>"
+    );
+    carol.send(&invite).await;
+    let e = carol
+        .expect(|e| e.name == "message" && e.attr("type") == Some("error"))
+        .await
+        .expect("refused");
+    assert_eq!(cond(&e), "forbidden");
+    let r = iq(
+        &mut bob,
+        "inv",
+        "set",
+        ROOM,
+        &config(&[("muc#roomconfig_allowinvites", "1")]),
+    )
     .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+    // Named twice, dave gets one invitation.
+    carol.send(&invite).await;
     let inv = dave
         .expect(|e| e.name == "message" && e.child("x", USER).is_some())
         .await
         .expect("invitation");
     assert!(inv.to_xml(ns::CLIENT).contains("tea?"));
+    dave.send("<iq type='get' id='after-invite'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let next = dave
+        .expect(|e| {
+            e.attr("id") == Some("after-invite")
+                || (e.name == "message" && e.child("x", USER).is_some())
+        })
+        .await
+        .expect("the ping's answer");
+    assert_eq!(next.attr("id"), Some("after-invite"), "one invitation only");
     dave.send(&format!(
         "<message to='{ROOM}'><x xmlns='{USER}'><decline to='carol@localhost'><reason>busy</reason></decline></x></message>"
     ))
@@ -834,6 +1034,25 @@ async fn the_room_list_comes_in_pages() {
         .await;
         assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
     }
+    // A temporary public room is listed too, wherever its shard is.
+    alice
+        .send(&format!(
+            "<presence to='s0@conference.localhost/A'><x xmlns='{MUC}'/></presence>"
+        ))
+        .await;
+    alice
+        .expect(|e| e.name == "presence" && e.attr("from") == Some("s0@conference.localhost/A"))
+        .await
+        .expect("created");
+    let r = iq(
+        &mut alice,
+        "s0",
+        "set",
+        "s0@conference.localhost",
+        &format!("<query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='submit'/></query>"),
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
     let rsm = "http://jabber.org/protocol/rsm";
     let page = |e: &Element| -> (Vec<String>, String, String) {
         let q = e.child("query", ns::DISCO_ITEMS).expect("query");
@@ -866,7 +1085,7 @@ async fn the_room_list_comes_in_pages() {
     .await;
     let (jids, count, last) = page(&first);
     assert_eq!(jids, ["r0@conference.localhost", "r1@conference.localhost"]);
-    assert_eq!(count, "5", "the hidden room is not counted");
+    assert_eq!(count, "6", "the hidden room is not counted");
     let second = iq(
         &mut alice,
         "p2",
@@ -884,9 +1103,64 @@ async fn the_room_list_comes_in_pages() {
         [
             "r2@conference.localhost",
             "r3@conference.localhost",
-            "r4@conference.localhost"
+            "r4@conference.localhost",
+            "s0@conference.localhost"
         ]
     );
+
+    // Rooms with long names: a page stops before 64 KiB, and the pages
+    // still cover every room.
+    for i in 0..70 {
+        let room = format!("t{i:02}@conference.localhost");
+        alice
+            .send(&format!(
+                "<presence to='{room}/A'><x xmlns='{MUC}'/></presence>"
+            ))
+            .await;
+        alice
+            .expect(|e| {
+                e.name == "presence" && e.attr("from") == Some(format!("{room}/A").as_str())
+            })
+            .await
+            .expect("created");
+        let name = format!("{i:02}{}", "&lt;".repeat(300));
+        let r = iq(
+            &mut alice,
+            &format!("n{i}"),
+            "set",
+            &room,
+            &config(&[("muc#roomconfig_roomname", &name)]),
+        )
+        .await;
+        assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+    }
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    for n in 0..20 {
+        let set = if after.is_empty() {
+            format!("<set xmlns='{rsm}'><max>1000</max></set>")
+        } else {
+            format!("<set xmlns='{rsm}'><max>1000</max><after>{after}</after></set>")
+        };
+        let r = iq(
+            &mut alice,
+            &format!("long{n}"),
+            "get",
+            "conference.localhost",
+            &format!("<query xmlns='{}'>{set}</query>", ns::DISCO_ITEMS),
+        )
+        .await;
+        let xml = r.to_xml(ns::CLIENT);
+        assert!(xml.len() < 80_000, "a page of {} bytes", xml.len());
+        let (jids, count, last) = page(&r);
+        assert_eq!(count, "76");
+        if jids.is_empty() {
+            break;
+        }
+        seen.extend(jids);
+        after = last;
+    }
+    assert_eq!(seen.len(), 76, "{seen:?}");
 }
 
 /// `muc.max_rooms_per_user`: an account is in at most that many rooms

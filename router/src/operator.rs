@@ -20,6 +20,10 @@ use crate::shard::ShardMsg;
 /// Store records read per step of a scan.
 const SCAN: usize = 1000;
 
+/// Most rooms of a service the public list (disco#items of the service)
+/// covers, in the order of their local parts.
+pub(crate) const ROOMS_LISTED: usize = 10_000;
+
 impl Core {
     /// Up to `limit` rooms of the MUC service `service` across the
     /// cluster, in the order of their local parts, those after `after` (a

@@ -96,7 +96,7 @@ impl Shared {
     }
 
     /// Let out an effect of a handler whose writes (if any) committed.
-    pub fn release(&self, e: Effect) {
+    pub fn release(self: &Arc<Self>, e: Effect) {
         match e {
             Effect::Deliver(sink, out, trail) => {
                 sink.send_with(out, trail);
@@ -111,6 +111,20 @@ impl Shared {
             }
             Effect::Notify(s, recipients, interest) => self.notify(s, recipients, interest, 0),
             Effect::Run(f) => f(None),
+            Effect::ListRooms(service, answer) => {
+                let core = crate::core::Core {
+                    shared: self.clone(),
+                };
+                tokio::spawn(async move {
+                    let rooms = core
+                        .list_rooms(&service, None, crate::operator::ROOMS_LISTED)
+                        .await
+                        .unwrap_or_default();
+                    if let Some(s) = answer(rooms) {
+                        core.shared.release(Effect::Route(s));
+                    }
+                });
+            }
         }
     }
 }
@@ -313,7 +327,7 @@ pub(crate) async fn run(
 /// commit, so every handler reads the effects of all earlier ones.
 async fn step(
     st: &mut ShardState,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     index: usize,
     first: ShardMsg,
     more: Vec<ShardMsg>,

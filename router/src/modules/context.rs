@@ -110,7 +110,15 @@ pub(crate) enum Effect {
     /// A stanza without 'to' for these recipients (a fan-out).
     Notify(Stanza, Vec<Jid>, Option<String>),
     Run(AfterCommit),
+    /// The rooms of a MUC service on every core node, handed to the
+    /// callback; the stanza it makes (an answer) is routed like
+    /// [`Effect::Route`]. Runs apart from the shard, which goes on.
+    ListRooms(String, RoomsAnswer),
 }
+
+/// What makes an answer of a service's rooms ([`Ctx::list_rooms`]).
+pub(crate) type RoomsAnswer =
+    Box<dyn FnOnce(Vec<proto::cluster::pb::RoomEntry>) -> Option<Stanza> + Send>;
 
 /// A callback told whether the commit it waited on failed.
 pub(crate) type AfterCommit = Box<dyn FnOnce(Option<&CommitFailed>) + Send>;
@@ -243,6 +251,15 @@ impl Ctx<'_> {
             .push((Effect::Notify(s, recipients, interest), waits));
     }
 
+    /// Gather the rooms of the MUC service `service` from every core node
+    /// (those this shard does not hold too) and route the stanza `answer`
+    /// makes of them; the shard does not wait for it.
+    pub fn list_rooms(&self, service: &str, answer: RoomsAnswer) {
+        self.held
+            .borrow_mut()
+            .push((Effect::ListRooms(service.to_string(), answer), false));
+    }
+
     /// Send a stanza on to the shard of its `to` for inbound processing
     /// (once the handler is done, and after the commit of planned writes).
     pub fn route(&self, s: Stanza) {
@@ -299,35 +316,16 @@ impl Ctx<'_> {
         err: &StanzaError,
         payload: Option<&proto::Element>,
     ) {
-        if s.is_error() || (s.kind == Kind::Iq && s.stype() == "result") {
-            return;
+        if let Some(e) = error_reply(s, err, payload) {
+            self.route(e);
         }
-        let Some(from) = s.from.clone() else { return };
-        let server = self.server_jid(from.domain());
-        // Without a 'to' the stanza was for the sender's own account: the
-        // reply carries no 'from' (RFC 6120 §8.1.2.1, §10.3.3).
-        let raw = s.error_reply_with(err, None, payload);
-        let reply_from = s.to.clone().unwrap_or(server);
-        self.route(synth(
-            s.kind,
-            reply_from,
-            from,
-            s.id.clone(),
-            Some("error"),
-            raw,
-        ));
     }
 
     /// Answer an IQ with a result.
     pub fn iq_result(&self, s: &Stanza, payload: Option<&proto::Element>) {
-        let Some(from) = s.from.clone() else { return };
-        let me = s.to.clone().unwrap_or_else(|| Jid::Bare(from.bare()));
-        // Results to the account's own requests carry no 'from' (RFC 6120 §10.3.3 lets
-        // the server omit it); results from others name the entity asked.
-        let reply_from = if s.to.is_none() { None } else { Some(&me) };
-        let raw =
-            proto::stanza::iq_result(s.id.as_deref().unwrap_or(""), reply_from, &from, payload);
-        self.route(synth(Kind::Iq, me, from, s.id.clone(), Some("result"), raw));
+        if let Some(r) = result_reply(s, payload) {
+            self.route(r);
+        }
     }
 
     pub fn server_jid(&self, domain: &str) -> Jid {
@@ -338,6 +336,47 @@ impl Ctx<'_> {
             }
         }
     }
+}
+
+/// The error answering `s` (RFC 6120 §8.3.1), carrying `payload`; none
+/// for an error or an IQ result, which are never answered.
+pub(crate) fn error_reply(
+    s: &Stanza,
+    err: &StanzaError,
+    payload: Option<&proto::Element>,
+) -> Option<Stanza> {
+    if s.is_error() || (s.kind == Kind::Iq && s.stype() == "result") {
+        return None;
+    }
+    let from = s.from.clone()?;
+    let server = match BareJid::domain_jid(from.domain()) {
+        Ok(b) => Jid::Bare(b),
+        Err(_) => Jid::Bare(unreachable_domain()),
+    };
+    // Without a 'to' the stanza was for the sender's own account: the
+    // reply carries no 'from' (RFC 6120 §8.1.2.1, §10.3.3).
+    let raw = s.error_reply_with(err, None, payload);
+    let reply_from = s.to.clone().unwrap_or(server);
+    Some(synth(
+        s.kind,
+        reply_from,
+        from,
+        s.id.clone(),
+        Some("error"),
+        raw,
+    ))
+}
+
+/// The result answering the IQ `s`.
+pub(crate) fn result_reply(s: &Stanza, payload: Option<&proto::Element>) -> Option<Stanza> {
+    let from = s.from.clone()?;
+    let me = s.to.clone().unwrap_or_else(|| Jid::Bare(from.bare()));
+    // Results to the account's own requests carry no 'from' (RFC 6120
+    // §10.3.3 lets the server omit it); results from others name the
+    // entity asked.
+    let reply_from = if s.to.is_none() { None } else { Some(&me) };
+    let raw = proto::stanza::iq_result(s.id.as_deref().unwrap_or(""), reply_from, &from, payload);
+    Some(synth(Kind::Iq, me, from, s.id.clone(), Some("result"), raw))
 }
 
 fn unreachable_domain() -> BareJid {

@@ -166,13 +166,7 @@ pub(crate) fn private(
     let Some(me) = room.occupant_by_jid(from).cloned() else {
         return ctx.bounce(s, C::NotAcceptable, Some("you are not in this room"));
     };
-    let allowed = match room.config.allow_pm {
-        PmPolicy::Anyone => true,
-        PmPolicy::Participants => me.role >= Role::Participant,
-        PmPolicy::Moderators => me.role == Role::Moderator,
-        PmPolicy::None => false,
-    };
-    if !allowed {
+    if !may_private(room.config.allow_pm, me.role) {
         return ctx.bounce(
             s,
             C::Forbidden,
@@ -195,6 +189,17 @@ pub(crate) fn private(
     }
     if let Some(out) = made(&el.to_xml(proto::ns::CLIENT)) {
         ctx.notify(out, vec![Jid::Full(target)]);
+    }
+}
+
+/// Whether an occupant in `role` may send private messages (and IQs) to
+/// others under `policy`.
+pub(crate) fn may_private(policy: PmPolicy, role: Role) -> bool {
+    match policy {
+        PmPolicy::Anyone => true,
+        PmPolicy::Participants => role >= Role::Participant,
+        PmPolicy::Moderators => role == Role::Moderator,
+        PmPolicy::None => false,
     }
 }
 
@@ -252,8 +257,10 @@ fn invite(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: 
     let Some(me) = room.occupant_by_jid(from) else {
         return ctx.bounce(s, C::NotAcceptable, Some("you are not in this room"));
     };
+    // `muc#roomconfig_allowinvites` (§10.2): whether occupants below
+    // admin may invite, in open rooms as in members-only ones.
     let aff = room.affiliation(from.bare_str());
-    let may = !room.config.members_only || aff >= Affiliation::Admin || room.config.allow_invites;
+    let may = aff >= Affiliation::Admin || room.config.allow_invites;
     if !may || me.role < Role::Participant {
         return ctx.bounce(s, C::Forbidden, Some("you may not invite to this room"));
     }
@@ -269,7 +276,13 @@ fn invite(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: 
             );
         };
         let reason = super::child_text(inv, "reason", NS_USER).unwrap_or_default();
-        invitees.push((to, reason));
+        // One invitation per invitee, however often the message names it.
+        if !invitees
+            .iter()
+            .any(|(j, _): &(Jid, String)| j.bare_str() == to.bare_str())
+        {
+            invitees.push((to, reason));
+        }
     }
     let mut changed = false;
     for (to, reason) in invitees {

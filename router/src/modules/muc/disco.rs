@@ -9,13 +9,13 @@ use proto::{BareJid, Element, FullJid};
 
 use super::{Affiliation, NS_MUC, load, room_features};
 use crate::modules::Ctx;
+use crate::modules::context::{error_reply, result_reply};
 
 /// Most rooms one disco#items answer lists.
 const ROOMS_MAX: usize = 1000;
 
-/// Most rooms of a service the list looks at: the list (and its RSM
-/// count) covers these, in JID order.
-const ROOMS_SCANNED: usize = 10_000;
+/// Most bytes of items in one answer (names escaped at worst).
+const PAGE_BYTES: usize = 64 * 1024;
 
 /// An IQ to the service itself.
 pub(crate) fn service_iq(ctx: &mut Ctx<'_>, s: &Stanza) {
@@ -54,65 +54,61 @@ pub(crate) fn service_iq(ctx: &mut Ctx<'_>, s: &Stanza) {
             ctx.iq_result(s, Some(&q))
         }
         (proto::ns::DISCO_ITEMS, "get") if p.attr("node").is_none() => {
-            match public_rooms(ctx, &service, &p) {
-                Ok(q) => ctx.iq_result(s, Some(&q)),
-                Err(e) => ctx.bounce_with(s, &e),
-            }
+            let rsm = match crate::modules::pubsub::Rsm::parse(&p) {
+                Ok(r) => r,
+                Err(e) => return ctx.bounce_with(s, &e),
+            };
+            // Rooms live in the shards of their JIDs, on every core node:
+            // the list is gathered from all of them, and the answer sent
+            // when it is.
+            let request = s.clone();
+            ctx.list_rooms(
+                &service,
+                Box::new(move |rooms| match public_rooms(rooms, rsm.as_ref()) {
+                    Ok(q) => result_reply(&request, Some(&q)),
+                    Err(e) => error_reply(&request, &e, None),
+                }),
+            );
         }
         (proto::ns::PING, "get") => ctx.iq_result(s, None),
         _ => ctx.bounce(s, C::ServiceUnavailable, None),
     }
 }
 
-/// The public rooms (§6.3): the persistent ones in the store and the
-/// temporary ones this shard holds, unlocked, by name.
-fn public_rooms(ctx: &Ctx<'_>, service: &str, p: &Element) -> Result<Element, StanzaError> {
-    let rsm = crate::modules::pubsub::Rsm::parse(p)?;
-    let stored = ctx
-        .store()
-        .rooms()
-        .list(service, None, ROOMS_SCANNED)
-        .map_err(|e| {
-            tracing::error!(error = %e, "listing rooms failed");
-            StanzaError::new(C::InternalServerError)
-        })?;
-    let mut rooms: Vec<(String, String)> = Vec::new();
-    for (local, bytes) in stored {
-        let Ok(jid) = BareJid::new(Some(&local), service) else {
-            continue;
-        };
-        // What this shard holds is newer than the store.
-        if let Some(r) = ctx.st.rooms.get(&jid) {
-            if r.config.public && !r.locked {
-                rooms.push((jid.to_string(), r.config.name.clone()));
-            }
-            continue;
-        }
-        if let Ok(r) = serde_json::from_slice::<super::Record>(&bytes)
-            && r.config.public
-        {
-            rooms.push((jid.to_string(), r.config.name));
-        }
-    }
-    for (jid, r) in &ctx.st.rooms {
-        if jid.domain() == service
-            && r.config.public
-            && !r.locked
-            && !rooms.iter().any(|(j, _)| j == jid.as_str())
-        {
-            rooms.push((jid.to_string(), r.config.name.clone()));
-        }
-    }
-    rooms.sort();
-    rooms.truncate(ROOMS_SCANNED);
-    // XEP-0059 pages by room JID; without a <set/>, the first ones.
-    let (page, index) = match &rsm {
+/// The public rooms (§6.3) among `rooms` (a service's, from every core
+/// node, in the order of their local parts): those listed in the
+/// directory and not locked, in XEP-0059 pages, a page no larger than
+/// [`PAGE_BYTES`].
+fn public_rooms(
+    rooms: Vec<proto::cluster::pb::RoomEntry>,
+    rsm: Option<&crate::modules::pubsub::Rsm>,
+) -> Result<Element, StanzaError> {
+    let rooms: Vec<(String, String)> = rooms
+        .into_iter()
+        .filter(|r| r.public && !r.locked)
+        .map(|r| (r.jid, r.name))
+        .collect();
+    // Without a <set/>, the first ones.
+    let (page, index) = match rsm {
         Some(r) => r.page(&rooms, |(j, _)| j.as_str(), ROOMS_MAX)?,
         None => (
             rooms.get(..ROOMS_MAX.min(rooms.len())).unwrap_or_default(),
             0,
         ),
     };
+    // Names are up to 1024 bytes: a page stops before it grows past
+    // what one stanza should carry (the next page starts after it).
+    let mut size = 0;
+    let fits = page
+        .iter()
+        .take_while(|(j, n)| {
+            size += j.len() + n.len() * 6 + 64;
+            size <= PAGE_BYTES
+        })
+        .count()
+        .max(1)
+        .min(page.len());
+    let page = &page[..fits];
     let mut q = Element::new("query", proto::ns::DISCO_ITEMS);
     for (jid, name) in page.iter().cloned() {
         let mut item = Element::new("item", proto::ns::DISCO_ITEMS).with_attr("jid", jid.clone());

@@ -184,6 +184,10 @@ pub(crate) struct Record {
     config: RoomConfig,
     affiliations: BTreeMap<String, Affiliation>,
     subject: Option<Subject>,
+    /// The room's key for occupant ids (XEP-0421), random at creation;
+    /// empty in records written before it existed.
+    #[serde(default)]
+    secret: String,
 }
 
 /// One occupant (§5): its nick, the session in the room, its role and
@@ -228,6 +232,24 @@ pub(crate) struct Room {
     pub history: VecDeque<Past>,
     /// Invitees (bare JIDs) and who invited them, for their declines.
     pub invited: std::collections::HashMap<String, FullJid>,
+    /// The key of its occupant ids (XEP-0421), see [`occupant_id`].
+    pub secret: String,
+    /// IQs passed on from one occupant to another and not answered yet:
+    /// (the asked one's bare JID, the IQ's id) to the asker's nick. Only
+    /// an answer to one of them is passed back.
+    pub asked: std::collections::HashMap<(String, String), String>,
+}
+
+impl Room {
+    /// A room created now, with a fresh key for its occupant ids.
+    pub fn created(locked: bool) -> Room {
+        let key: u128 = rand::random();
+        Room {
+            locked,
+            secret: format!("{key:032x}"),
+            ..Room::default()
+        }
+    }
 }
 
 impl Room {
@@ -238,7 +260,15 @@ impl Room {
             .unwrap_or(Affiliation::None)
     }
 
+    /// The occupant whose nick compares equal to `nick` (RFC 8266:
+    /// `room/CAROL` reaches Carol).
     pub fn occupant(&self, nick: &str) -> Option<&Occupant> {
+        let key = proto::jid::nickname_key(nick);
+        self.occupants.iter().find(|o| o.nick_key == key)
+    }
+
+    /// The occupant whose nick is exactly `nick`.
+    pub fn occupant_exact(&self, nick: &str) -> Option<&Occupant> {
         self.occupants.iter().find(|o| o.nick == nick)
     }
 
@@ -277,6 +307,7 @@ impl Room {
             config: r.config,
             affiliations: r.affiliations,
             subject: r.subject,
+            secret: r.secret,
             locked,
             stored,
             ..Room::default()
@@ -288,6 +319,7 @@ impl Room {
             config: self.config.clone(),
             affiliations: self.affiliations.clone(),
             subject: self.subject.clone(),
+            secret: self.secret.clone(),
         }
     }
 }
@@ -408,15 +440,28 @@ pub(crate) fn made(xml: &str) -> Option<Stanza> {
     Stanza::parse(xml.as_bytes()).ok()
 }
 
-/// The occupant id of `bare` in `room` (XEP-0421): a hash of both that
-/// tells occupants apart without revealing the JID.
-pub(crate) fn occupant_id(room: &BareJid, bare: &str) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    // A per-process key would change ids across restarts; the room and
-    // the JID only keep them stable, as the XEP asks.
-    (room.as_str(), bare, "xmppd occupant id").hash(&mut h);
-    format!("{:016x}", h.finish())
+/// The occupant id of `bare` in a room (XEP-0421): a keyed hash
+/// (HMAC-SHA-256 under the room's random `secret`, replicated and stored
+/// with the room) of the bare JID, so the same account has the same id in
+/// the room across sessions and restarts, while nobody can test a guessed
+/// JID against it or match ids across rooms. A room stored before rooms
+/// had keys has an empty one and keeps its ids from an unkeyed hash of
+/// the room and the JID.
+pub(crate) fn occupant_id(room: &BareJid, secret: &str, bare: &str) -> String {
+    use hmac::{Hmac, Mac};
+    if secret.is_empty() {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (room.as_str(), bare, "xmppd occupant id").hash(&mut h);
+        return format!("{:016x}", h.finish());
+    }
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(bare.as_bytes());
+    let out = mac.finalize().into_bytes();
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&out[..18])
 }
 
 /// Element text of the first child `name` in `ns` of `el`.

@@ -25,7 +25,7 @@ pub(crate) fn presence(
         "" => available(ctx, room_jid, nick, from, s),
         // An occupant whose client answers with an error has gone (§18.1
         // leaves it to the service; treating it as gone is the common way).
-        "unavailable" | "error" => leave(ctx, room_jid, from, None),
+        "unavailable" | "error" => leave(ctx, room_jid, from, None, ""),
         // Subscriptions and probes to a room mean nothing.
         _ => {}
     }
@@ -73,6 +73,22 @@ pub(crate) fn presence_of(
     codes: &[u16],
     extra: &str,
 ) -> Option<Stanza> {
+    presence_with_item(room_jid, room, o, gone, show_jid, codes, "", extra)
+}
+
+/// [`presence_of`] with `item` inside the `<item/>` (the actor and
+/// reason of a kick or ban, §8.2, §9.1).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn presence_with_item(
+    room_jid: &BareJid,
+    room: &Room,
+    o: &Occupant,
+    gone: bool,
+    show_jid: bool,
+    codes: &[u16],
+    item: &str,
+    extra: &str,
+) -> Option<Stanza> {
     let from = occupant_jid(room_jid, &o.nick)?;
     let aff = room.affiliation(o.jid.bare_str());
     let role = if gone { Role::None } else { o.role };
@@ -84,7 +100,13 @@ pub(crate) fn presence_of(
     if show_jid {
         x.push_str(&format!(" jid='{}'", escape(o.jid.as_str())));
     }
-    x.push_str("/>");
+    if item.is_empty() {
+        x.push_str("/>");
+    } else {
+        x.push('>');
+        x.push_str(item);
+        x.push_str("</item>");
+    }
     for c in codes {
         x.push_str(&format!("<status code='{c}'/>"));
     }
@@ -107,6 +129,7 @@ pub(crate) fn presence_of(
 /// Send `o`'s presence to every occupant but `o` itself (moderators, or
 /// all in a non-anonymous room, see its real JID), and to `o` its own with
 /// status 110 and `self_codes`.
+#[allow(clippy::too_many_arguments)]
 fn broadcast(
     ctx: &Ctx<'_>,
     room_jid: &BareJid,
@@ -115,6 +138,7 @@ fn broadcast(
     gone: bool,
     codes: &[u16],
     self_codes: &[u16],
+    item: &str,
 ) {
     let (mut seeing, mut blind) = (Vec::new(), Vec::new());
     let others = if room.broadcasts(o.role) {
@@ -134,7 +158,7 @@ fn broadcast(
     }
     for (list, show) in [(seeing, true), (blind, false)] {
         if !list.is_empty()
-            && let Some(p) = presence_of(room_jid, room, o, gone, show, codes, "")
+            && let Some(p) = presence_with_item(room_jid, room, o, gone, show, codes, item, "")
         {
             ctx.notify(p, list);
         }
@@ -144,7 +168,7 @@ fn broadcast(
     own.extend_from_slice(self_codes);
     own.sort_unstable();
     own.dedup();
-    if let Some(p) = presence_of(room_jid, room, o, gone, true, &own, "") {
+    if let Some(p) = presence_with_item(room_jid, room, o, gone, true, &own, item, "") {
         ctx.notify(p, vec![Jid::Full(o.jid.clone())]);
     }
 }
@@ -191,10 +215,7 @@ fn enter(ctx: &mut Ctx<'_>, room_jid: &BareJid, nick: &str, from: &FullJid, s: &
         // A client that enters without the MUC extension (the old
         // groupchat protocol, §7.1) cannot configure the room: it gets an
         // instant room at once.
-        let mut room = Room {
-            locked: x.is_some(),
-            ..Room::default()
-        };
+        let mut room = Room::created(x.is_some());
         room.config.history_length = room.config.history_length.min(ctx.cfg().muc.max_history);
         room.affiliations
             .insert(bare.to_string(), Affiliation::Owner);
@@ -249,7 +270,7 @@ fn enter(ctx: &mut Ctx<'_>, room_jid: &BareJid, nick: &str, from: &FullJid, s: &
         jid: from.clone(),
         role: room.default_role(aff),
         presence: content(s),
-        occupant_id: occupant_id(room_jid, bare.as_str()),
+        occupant_id: occupant_id(room_jid, &room.secret, bare.as_str()),
     };
     // The occupants there already, to the newcomer (§7.2.3).
     let me = Jid::Full(from.clone());
@@ -281,7 +302,7 @@ fn enter(ctx: &mut Ctx<'_>, room_jid: &BareJid, nick: &str, from: &FullJid, s: &
     let Some(room) = ctx.st.rooms.get(room_jid) else {
         return;
     };
-    broadcast(ctx, room_jid, room, &o, false, &[], &codes);
+    broadcast(ctx, room_jid, room, &o, false, &[], &codes, "");
     if !created {
         history(ctx, room_jid, room, &me, x.as_ref());
     }
@@ -379,7 +400,7 @@ fn update(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza) {
     let Some(room) = ctx.st.rooms.get(room_jid) else {
         return;
     };
-    broadcast(ctx, room_jid, room, &o, false, &[], &[]);
+    broadcast(ctx, room_jid, room, &o, false, &[], &[], "");
 }
 
 /// A new nickname (§7.6): unavailable from the old one with status 303
@@ -401,7 +422,7 @@ fn change_nick(
     if nick_taken(room, nick, Some(from)) {
         return ctx.bounce(s, C::Conflict, Some("that nickname is in use"));
     }
-    let Some(before) = room.occupant(old).cloned() else {
+    let Some(before) = room.occupant_exact(old).cloned() else {
         return;
     };
     send_nick_gone(ctx, room_jid, room, &before, nick);
@@ -420,7 +441,7 @@ fn change_nick(
     let Some(room) = ctx.st.rooms.get(room_jid) else {
         return;
     };
-    broadcast(ctx, room_jid, room, &o, false, &[], &[]);
+    broadcast(ctx, room_jid, room, &o, false, &[], &[], "");
 }
 
 /// The unavailable presence of a nick change (§7.6.3): status 303 and
@@ -460,8 +481,15 @@ fn send_nick_gone(ctx: &Ctx<'_>, room_jid: &BareJid, room: &Room, o: &Occupant, 
 }
 
 /// An occupant leaves (§7.14), or is removed with `codes` (kick 307, ban
-/// 301, affiliation change 321, members-only 322, shutdown 332).
-pub(crate) fn leave(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, codes: Option<&[u16]>) {
+/// 301, affiliation change 321, members-only 322, shutdown 332) and
+/// `item` in its `<item/>` (who removed it and why, §8.2, §9.1).
+pub(crate) fn leave(
+    ctx: &mut Ctx<'_>,
+    room_jid: &BareJid,
+    from: &FullJid,
+    codes: Option<&[u16]>,
+    item: &str,
+) {
     let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
         return;
     };
@@ -474,7 +502,16 @@ pub(crate) fn leave(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, codes
         return;
     };
     // The others hear of it, and the one who left too (with 110).
-    broadcast(ctx, room_jid, room, &o, true, codes.unwrap_or(&[]), &[]);
+    broadcast(
+        ctx,
+        room_jid,
+        room,
+        &o,
+        true,
+        codes.unwrap_or(&[]),
+        &[],
+        item,
+    );
     super::leave_if_empty(ctx, room_jid);
 }
 
@@ -521,20 +558,47 @@ pub(crate) fn iq_to_occupant(
     let ping = payload
         .as_ref()
         .is_some_and(|p| p.name == "ping" && p.ns == proto::ns::PING);
-    if !answer && me == nick && ping {
+    if !answer && room.occupant(nick).is_some_and(|o| o.nick == me) && ping {
         return ctx.iq_result(s, None);
     }
-    let Some(target) = room.occupant(nick).map(|o| o.jid.clone()) else {
+    let Some(target) = room.occupant(nick).cloned() else {
         if !answer {
             ctx.bounce(s, C::ItemNotFound, None);
         }
         return;
     };
+    let id = s.id.clone().unwrap_or_default();
+    let answerer = from.bare_str().to_string();
+    if answer {
+        // Only the answer to an IQ the room passed on goes back, and only
+        // to the occupant that asked (`room/nick` is the asker).
+        if room.asked.remove(&(answerer, id)).as_deref() != Some(target.nick.as_str()) {
+            return;
+        }
+    } else {
+        let vcard = payload.as_ref().is_some_and(|p| p.ns == proto::ns::VCARD);
+        let asker = room.occupant_exact(&me).map_or(Role::None, |o| o.role);
+        // The room's rule for private messages covers IQs between
+        // occupants too, but for vCards (avatars, XEP-0153, which every
+        // client fetches of the others).
+        if !vcard && !super::chat::may_private(room.config.allow_pm, asker) {
+            return ctx.bounce(
+                s,
+                C::Forbidden,
+                Some("private exchanges are not allowed here"),
+            );
+        }
+        if room.asked.len() >= MAX_ASKED {
+            room.asked.clear();
+        }
+        room.asked
+            .insert((target.jid.bare_str().to_string(), id), me.clone());
+    }
     let vcard = payload.as_ref().is_some_and(|p| p.ns == proto::ns::VCARD);
     let to = if vcard && !answer {
-        Jid::Bare(target.bare())
+        Jid::Bare(target.jid.bare())
     } else {
-        Jid::Full(target)
+        Jid::Full(target.jid.clone())
     };
     let (Some(from_occupant), Ok(mut el)) =
         (occupant_jid(room_jid, &me), s.element(proto::ns::CLIENT))
@@ -547,6 +611,10 @@ pub(crate) fn iq_to_occupant(
         ctx.route(out);
     }
 }
+
+/// Most IQs between occupants a room waits for answers to; past it, it
+/// forgets them all (their answers are dropped).
+const MAX_ASKED: usize = 1000;
 
 /// `Past` of a message as broadcast.
 pub(crate) fn past(raw: bytes::Bytes, chars: usize) -> Past {

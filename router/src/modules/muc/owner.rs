@@ -72,6 +72,19 @@ fn jid_list(var: &str, jids: &[String]) -> Field {
     f
 }
 
+/// The choices of `muc#roomconfig_maxusers`: the usual sizes, and the
+/// room's own when it was set to another (any positive number is taken).
+fn max_users_options(current: usize) -> Vec<FormOption> {
+    let mut v: Vec<usize> = vec![10, 20, 30, 50, 100, 200, 500, 1000];
+    if current > 0 && !v.contains(&current) {
+        v.push(current);
+        v.sort_unstable();
+    }
+    let mut o: Vec<FormOption> = v.iter().map(|n| FormOption::new(n.to_string())).collect();
+    o.push(FormOption::new("none"));
+    o
+}
+
 fn config_to_form(c: &RoomConfig, owners: &[String], admins: &[String]) -> Form {
     let pm = match c.allow_pm {
         PmPolicy::Anyone => "anyone",
@@ -119,7 +132,7 @@ fn config_to_form(c: &RoomConfig, owners: &[String], admins: &[String]) -> Form 
                 } else {
                     c.max_users.to_string()
                 },
-                opts(&["10", "20", "30", "50", "100", "200", "500", "1000", "none"]),
+                max_users_options(c.max_users),
             )
             .with_label("Most occupants"),
         )
@@ -359,7 +372,7 @@ fn owner_set(
             if room.locked {
                 let jids: Vec<FullJid> = room.occupants.iter().map(|o| o.jid.clone()).collect();
                 for j in jids {
-                    leave(ctx, room_jid, &j, Some(&[]));
+                    leave(ctx, room_jid, &j, Some(&[]), "");
                 }
                 ctx.st.rooms.remove(room_jid);
                 super::replica::mark(ctx.st, room_jid, "");
@@ -432,7 +445,7 @@ fn owner_set(
         .filter(|(j, a)| room.affiliation(j) != *a)
         .collect();
     for (j, a) in needed {
-        set_affiliation(ctx, room_jid, &j, a);
+        set_affiliation(ctx, room_jid, &j, a, "");
     }
     // Made members-only: who is not a member leaves (status 322, §10.2).
     if config_became_members_only(&before, ctx, room_jid) {
@@ -449,7 +462,7 @@ fn owner_set(
             })
             .unwrap_or_default();
         for j in out {
-            leave(ctx, room_jid, &j, Some(&[322]));
+            leave(ctx, room_jid, &j, Some(&[322]), "");
         }
     }
     let Some(room) = ctx.st.rooms.get(room_jid) else {
@@ -502,7 +515,14 @@ fn config_became_members_only(before: &RoomConfig, ctx: &Ctx<'_>, room_jid: &Bar
 /// occupants gets the role that goes with it (everyone hears the new
 /// presence), or leaves when banned (301) or, in a members-only room, no
 /// longer a member (321).
-pub(crate) fn set_affiliation(ctx: &mut Ctx<'_>, room_jid: &BareJid, bare: &str, a: Affiliation) {
+/// `item` goes into the removed occupants' `<item/>` (actor, reason).
+pub(crate) fn set_affiliation(
+    ctx: &mut Ctx<'_>,
+    room_jid: &BareJid,
+    bare: &str,
+    a: Affiliation,
+    item: &str,
+) {
     let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
         return;
     };
@@ -524,9 +544,9 @@ pub(crate) fn set_affiliation(ctx: &mut Ctx<'_>, room_jid: &BareJid, bare: &str,
     let members_only = room.config.members_only;
     for j in present {
         if a == Affiliation::Outcast {
-            leave(ctx, room_jid, &j, Some(&[301]));
+            leave(ctx, room_jid, &j, Some(&[301]), item);
         } else if members_only && a < Affiliation::Member {
-            leave(ctx, room_jid, &j, Some(&[321]));
+            leave(ctx, room_jid, &j, Some(&[321]), item);
         } else {
             let Some(role) = ctx.st.rooms.get(room_jid).map(|r| r.default_role(a)) else {
                 continue;
@@ -690,11 +710,21 @@ fn admin_set(
     }
     // Checked all first: a change refused leaves all unchanged.
     enum Change {
-        Role(FullJid, Role),
-        Aff(String, Affiliation),
+        Role(FullJid, Role, String),
+        Aff(String, Affiliation, String),
     }
+    // Who made a change, as the removed occupant learns it (§8.2, §9.1):
+    // the actor's nick when it is in the room.
+    let actor = room
+        .occupant_by_jid(from)
+        .map(|o| format!("<actor nick='{}'/>", escape(&o.nick)))
+        .unwrap_or_default();
     let mut changes = Vec::new();
     for it in list {
+        let item = match super::child_text(it, "reason", NS_ADMIN) {
+            Some(r) => format!("{actor}<reason>{}</reason>", escape(&r)),
+            None => actor.clone(),
+        };
         if let Some(r) = it.attr("role") {
             let r = Role::parse(r).ok_or_else(|| err(C::BadRequest, "unknown role"))?;
             let nick = it
@@ -720,7 +750,7 @@ fn admin_set(
                     "you may not change this occupant's role",
                 ));
             }
-            changes.push(Change::Role(target.jid.clone(), r));
+            changes.push(Change::Role(target.jid.clone(), r, item));
         } else if let Some(a) = it.attr("affiliation") {
             let a =
                 Affiliation::parse(a).ok_or_else(|| err(C::BadRequest, "unknown affiliation"))?;
@@ -754,7 +784,7 @@ fn admin_set(
             if !allowed {
                 return Err(err(C::Forbidden, "you may not change this affiliation"));
             }
-            changes.push(Change::Aff(jid, a));
+            changes.push(Change::Aff(jid, a, item));
         } else {
             return Err(err(C::BadRequest, "an item has a role or an affiliation"));
         }
@@ -768,7 +798,7 @@ fn admin_set(
             .map(|(j, _)| j)
             .collect();
         for c in &changes {
-            if let Change::Aff(j, a) = c {
+            if let Change::Aff(j, a, _) = c {
                 owners.retain(|o| *o != j);
                 if *a == Affiliation::Owner {
                     owners.push(j);
@@ -783,14 +813,14 @@ fn admin_set(
     let mut durable = false;
     for c in changes {
         match c {
-            Change::Role(jid, Role::None) => {
+            Change::Role(jid, Role::None, item) => {
                 // A kick (§8.2): status 307.
-                leave(ctx, room_jid, &jid, Some(&[307]));
+                leave(ctx, room_jid, &jid, Some(&[307]), &item);
             }
-            Change::Role(jid, r) => set_role(ctx, room_jid, &jid, r),
-            Change::Aff(bare, a) => {
+            Change::Role(jid, r, _) => set_role(ctx, room_jid, &jid, r),
+            Change::Aff(bare, a, item) => {
                 durable = true;
-                set_affiliation(ctx, room_jid, &bare, a);
+                set_affiliation(ctx, room_jid, &bare, a, &item);
             }
         }
     }

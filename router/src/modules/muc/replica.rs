@@ -83,7 +83,7 @@ pub(crate) fn take_changes(st: &mut ShardState) -> Vec<Op> {
                     },
                 }
             } else {
-                match r.and_then(|r| r.occupant(&nick)) {
+                match r.and_then(|r| r.occupant_exact(&nick)) {
                     Some(o) => Op::Put {
                         key: occupant_key(&room, &nick),
                         value: serde_json::to_vec(&OccupantRec {

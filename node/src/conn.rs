@@ -421,9 +421,10 @@ impl Conn {
     /// already queued (up to `BATCH_BYTES`): one TLS record and one system
     /// call for a burst rather than one per stanza.
     async fn deliver(&mut self, first: Received) {
-        let (b, first) = match first {
-            Received::Item(Outbound::Stanza(b), t) => (b, t),
-            Received::Item(Outbound::Addressed(b), t) => (addressed(&self.machine, &b), t),
+        // The first stanza, and whether the session's JID goes into it.
+        let (b, to_me, first) = match first {
+            Received::Item(Outbound::Stanza(b), t) => (b, false, t),
+            Received::Item(Outbound::Addressed(b), t) => (b, true, t),
             Received::Item(Outbound::Close(cond, text), _) => {
                 return self.fail(cond, text).await;
             }
@@ -446,18 +447,23 @@ impl Conn {
         let mut spans = Vec::new();
         Self::note_in(&self.edge, now, &mut spans, &first);
         let mut stanzas = 1;
+        // Stanzas addressed here are written with their 'to' straight
+        // into the batch, not copied once to address them and again to
+        // batch them.
+        let me = self.machine.jid().map_or("", |j| j.as_str());
+        let me = proto::element::escape(me);
         let mut batch: Option<Vec<u8>> = None;
         let mut then = None;
         if let Some(rx) = self.inbox.as_mut() {
             while batch.as_ref().map_or(b.len(), Vec::len) < BATCH_BYTES {
-                let more = match rx.try_recv() {
+                let (more, addr) = match rx.try_recv() {
                     Some((Outbound::Stanza(more), t)) => {
                         Self::note_in(&self.edge, now, &mut spans, &t);
-                        more
+                        (more, false)
                     }
                     Some((Outbound::Addressed(more), t)) => {
                         Self::note_in(&self.edge, now, &mut spans, &t);
-                        addressed(&self.machine, &more)
+                        (more, true)
                     }
                     Some((close, _)) => {
                         then = Some(close);
@@ -466,14 +472,20 @@ impl Conn {
                     None => break,
                 };
                 let buf = batch.get_or_insert_with(|| {
-                    let mut v = Vec::with_capacity(2 * (b.len() + more.len()));
-                    v.extend_from_slice(&b);
+                    let mut v = Vec::with_capacity(2 * (b.len() + more.len()) + 2 * me.len());
+                    put(&mut v, &b, to_me.then_some(me.as_ref()));
                     v
                 });
-                buf.extend_from_slice(&more);
+                put(buf, &more, addr.then_some(me.as_ref()));
                 stanzas += 1;
             }
         }
+        if batch.is_none() && to_me {
+            let mut v = Vec::with_capacity(b.len() + me.len() + 6);
+            put(&mut v, &b, Some(me.as_ref()));
+            batch = Some(v);
+        }
+        drop(me);
         match &batch {
             Some(buf) => self.write(buf).await,
             None => self.write(&b).await,
@@ -745,9 +757,13 @@ fn stanza_type(st: &proto::stanza::Stanza) -> &'static str {
     }
 }
 
-fn addressed(machine: &Machine, raw: &[u8]) -> Bytes {
-    let to = machine.jid().map_or("", |j| j.as_str());
-    proto::stanza::with_to(raw, to)
+/// Append `raw` to `out`, with `to` (escaped already) on its start tag
+/// when given (a stanza of a fan-out, written without one).
+fn put(out: &mut Vec<u8>, raw: &[u8], to: Option<&str>) {
+    match to {
+        Some(to) => proto::stanza::write_with_to(out, raw, to),
+        None => out.extend_from_slice(raw),
+    }
 }
 
 async fn recv(inbox: &mut Option<SessionInbox>) -> Received {

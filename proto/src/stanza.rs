@@ -126,6 +126,54 @@ impl Stanza {
         Ok(st)
     }
 
+    /// A stanza the server writes itself, without parsing it: the start
+    /// tag names `from` and then `attrs` in their order (an `id` or `type`
+    /// among them is the stanza's), `inner` is its content as XML (in the
+    /// `jabber:client` namespace); empty, the element is too.
+    pub fn written(
+        kind: Kind,
+        from: Option<Jid>,
+        attrs: Vec<(String, String)>,
+        inner: &str,
+    ) -> Stanza {
+        let id = attrs
+            .iter()
+            .find(|(k, _)| k == "id")
+            .map(|(_, v)| v.clone());
+        let stype = attrs
+            .iter()
+            .find(|(k, _)| k == "type")
+            .map(|(_, v)| v.clone());
+        let mut st = Stanza {
+            kind,
+            to: None,
+            from: None,
+            id,
+            stype,
+            attrs,
+            raw: Bytes::new(),
+            head_len: 0,
+            empty: inner.is_empty(),
+            trail: Default::default(),
+        };
+        let (head, head_len) = st.rewrite_head(from.as_ref(), None);
+        if st.empty {
+            st.raw = head;
+        } else {
+            let name = kind.name();
+            let mut out = Vec::with_capacity(head.len() + inner.len() + name.len() + 3);
+            out.extend_from_slice(&head);
+            out.extend_from_slice(inner.as_bytes());
+            out.extend_from_slice(b"</");
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'>');
+            st.raw = Bytes::from(out);
+        }
+        st.head_len = head_len;
+        st.from = from;
+        st
+    }
+
     /// Parse a stanza the server wrote itself (for its envelope).
     pub fn parse(raw: &[u8]) -> Result<Stanza, EnvelopeError> {
         let mut p = crate::xml::StreamParser::new(crate::xml::Limits {
@@ -249,22 +297,27 @@ impl Stanza {
 /// `raw`, a stanza the server wrote without a 'to', with `to` set on its
 /// start tag: the per-session part of a delivery addressed to many.
 pub fn with_to(raw: &[u8], to: &str) -> Bytes {
+    // One buffer, written once: this runs for every recipient of a
+    // fan-out.
+    let to = escape(to);
+    let mut out = Vec::with_capacity(raw.len() + to.len() + 6);
+    write_with_to(&mut out, raw, &to);
+    Bytes::from(out)
+}
+
+/// [`with_to`] appended to `out`, `to` escaped already.
+pub fn write_with_to(out: &mut Vec<u8>, raw: &[u8], to: &str) {
     // After '<' and the element name.
     let name_end = raw
         .iter()
         .skip(1)
         .position(|b| matches!(b, b' ' | b'/' | b'>' | b'\t' | b'\n' | b'\r'))
         .map_or(raw.len(), |p| p + 1);
-    // One buffer, written once: this runs for every recipient of a
-    // fan-out.
-    let to = escape(to);
-    let mut out = Vec::with_capacity(raw.len() + to.len() + 6);
     out.extend_from_slice(&raw[..name_end]);
     out.extend_from_slice(b" to='");
     out.extend_from_slice(to.as_bytes());
     out.push(b'\'');
     out.extend_from_slice(&raw[name_end..]);
-    Bytes::from(out)
 }
 
 /// RFC 6120 §8.2.3 rule 6: an IQ get or set carries exactly one payload
@@ -320,6 +373,35 @@ mod tests {
         match p.next_event() {
             Ok(Some(StreamEvent::Element(e))) => Stanza::from_top(e).expect("stanza"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_written_stanza_is_what_parsing_its_bytes_gives() {
+        let from = Jid::parse("room@muc.example/A & B").expect("jid");
+        for inner in ["<body>x &lt; y</body>", ""] {
+            let w = Stanza::written(
+                Kind::Message,
+                Some(from.clone()),
+                vec![
+                    ("type".into(), "groupchat".into()),
+                    ("id".into(), "it's".into()),
+                ],
+                inner,
+            );
+            let p = Stanza::parse(&w.raw).expect("parses");
+            assert_eq!(w.from, p.from);
+            assert_eq!(w.id.as_deref(), Some("it's"));
+            assert_eq!(w.id, p.id);
+            assert_eq!(w.stype, p.stype);
+            assert_eq!(w.attrs, p.attrs);
+            assert_eq!(w.head_len, p.head_len);
+            assert_eq!(w.empty, p.empty);
+            let to = Jid::parse("u@example/r").expect("jid");
+            assert_eq!(
+                w.rewrite(w.from.as_ref(), Some(&to)),
+                p.rewrite(p.from.as_ref(), Some(&to))
+            );
         }
     }
 

@@ -84,7 +84,7 @@ impl Shared {
                 .or_default()
                 .push(r);
         }
-        let s = Box::new(s);
+        let s = Arc::new(s);
         for (_, to) in by_shard {
             let key = to[0].bare_str().to_string();
             self.send_internal_hop(
@@ -151,7 +151,8 @@ pub(crate) enum ShardMsg {
     /// A stanza without 'to' for these recipients, all of this shard,
     /// delivered by the rules of its type (a PubSub notification), with
     /// the feature a resource's capabilities must list, if any.
-    Notify(Box<Stanza>, Vec<proto::Jid>, Option<String>),
+    /// Shared between the shards of one fan-out, not copied per shard.
+    Notify(Arc<Stanza>, Vec<proto::Jid>, Option<String>),
     /// Run a planned change on the shard (an account change from outside
     /// a stanza): the closure plans writes into the context and answers
     /// through `Ctx::after_commit`.
@@ -207,10 +208,10 @@ const GROUP: usize = 64;
 /// (offline queue counters), so consecutive ones can share one commit.
 fn groupable(m: &ShardMsg) -> bool {
     match m {
-        ShardMsg::FromClient(s, _)
-        | ShardMsg::Inbound(s)
-        | ShardMsg::Keyed(_, s)
-        | ShardMsg::Notify(s, ..) => s.kind == Kind::Message,
+        ShardMsg::FromClient(s, _) | ShardMsg::Inbound(s) | ShardMsg::Keyed(_, s) => {
+            s.kind == Kind::Message
+        }
+        ShardMsg::Notify(s, ..) => s.kind == Kind::Message,
         _ => false,
     }
 }
@@ -243,10 +244,8 @@ impl ShardMsg {
     /// The stanza it carries, if it is a stanza message.
     fn stanza(&self) -> Option<&Stanza> {
         match self {
-            ShardMsg::FromClient(s, _)
-            | ShardMsg::Inbound(s)
-            | ShardMsg::Keyed(_, s)
-            | ShardMsg::Notify(s, ..) => Some(s),
+            ShardMsg::FromClient(s, _) | ShardMsg::Inbound(s) | ShardMsg::Keyed(_, s) => Some(s),
+            ShardMsg::Notify(s, ..) => Some(s),
             _ => None,
         }
     }

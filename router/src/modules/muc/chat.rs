@@ -5,7 +5,7 @@
 
 use proto::element::escape;
 use proto::error::StanzaCondition as C;
-use proto::stanza::Stanza;
+use proto::stanza::{Kind, Stanza};
 use proto::{BareJid, Element, FullJid, Jid};
 
 use super::occupant::past;
@@ -73,29 +73,30 @@ pub(crate) fn to_room(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: 
     let Some(from_occupant) = occupant_jid(room_jid, &o.nick) else {
         return;
     };
-    let mut m = Element::new("message", proto::ns::CLIENT);
-    for (k, v) in &el.attrs {
-        if k != "to" && k != "from" {
-            m.set_attr(k, v.clone());
-        }
-    }
-    m.set_attr("from", from_occupant.as_str());
+    // Written straight into its bytes, not built as a tree and parsed
+    // again: this runs for every message of every room.
+    let attrs: Vec<(String, String)> = el
+        .attrs
+        .iter()
+        .filter(|(k, _)| k != "to" && k != "from")
+        .cloned()
+        .collect();
+    let mut inner = String::with_capacity(s.raw.len() + 160);
     for c in el.elements() {
         let ours =
             (c.ns == NS_SID && c.name == "stanza-id" && c.attr("by") == Some(room_jid.as_str()))
                 || c.ns == NS_OCCUPANT_ID;
         if !ours {
-            m.push(c.clone());
+            c.write(&mut inner, proto::ns::CLIENT);
         }
     }
-    m.push(
-        Element::new("stanza-id", NS_SID)
-            .with_attr("id", stanza_id(room_jid, from, s.id.as_deref(), &s.raw))
-            .with_attr("by", room_jid.as_str()),
-    );
-    m.push(Element::new("occupant-id", NS_OCCUPANT_ID).with_attr("id", o.occupant_id.clone()));
-    let xml = m.to_xml(proto::ns::CLIENT);
-    let Some(out) = made(&xml) else { return };
+    inner.push_str(&format!(
+        "<stanza-id xmlns='{NS_SID}' id='{}' by='{}'/><occupant-id xmlns='{NS_OCCUPANT_ID}' id='{}'/>",
+        stanza_id(room_jid, from, s.id.as_deref(), &s.raw),
+        escape(room_jid.as_str()),
+        escape(&o.occupant_id)
+    ));
+    let out = Stanza::written(Kind::Message, Some(from_occupant), attrs, &inner);
     let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
         return;
     };

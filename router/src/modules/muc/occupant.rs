@@ -117,13 +117,22 @@ pub(crate) fn presence_with_item(
     } else {
         o.presence.clone()
     };
-    let xml = format!(
-        "<presence xmlns='jabber:client' from='{}'{}>{body}{x}<occupant-id xmlns='{NS_OCCUPANT_ID}' id='{}'/></presence>",
-        escape(from.as_str()),
-        if gone { " type='unavailable'" } else { "" },
-        o.occupant_id
+    let inner = format!(
+        "{body}{x}<occupant-id xmlns='{NS_OCCUPANT_ID}' id='{}'/>",
+        escape(&o.occupant_id)
     );
-    made(&xml)
+    let attrs = if gone {
+        vec![("type".to_string(), "unavailable".to_string())]
+    } else {
+        Vec::new()
+    };
+    // Written, not parsed again: entering a room of N sends N of these.
+    Some(Stanza::written(
+        proto::stanza::Kind::Presence,
+        Some(from),
+        attrs,
+        &inner,
+    ))
 }
 
 /// Send `o`'s presence to every occupant but `o` itself (moderators, or

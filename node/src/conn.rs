@@ -168,12 +168,19 @@ impl Conn {
     /// which costs one allocation per wake-up instead of about 2 KB per
     /// session for its whole life.
     async fn main_loop(&mut self) {
-        let mut shutdown = self.edge.shutdown.clone();
+        let shutdown = self.edge.shutdown.clone();
         let mut drain = self.edge.drain_signal();
         // Draining already (a connection accepted just before it began).
         if drain.borrow_and_update().is_some() {
             self.drain_at = Some(Instant::now());
         }
+        // The edge's signals, waited for by one future that lives until
+        // one comes, not by two made again at every wake-up.
+        let mut signals = Box::pin(next_signal(
+            shutdown.clone(),
+            drain,
+            self.drain_at.is_none(),
+        ));
         // One timer for the session's deadlines, armed at or before the
         // next one and moved only when that comes earlier or the timer
         // fires (`on_timer` checks the real deadline): a wake-up for a
@@ -203,16 +210,19 @@ impl Conn {
                     Box::pin(self.on_timer()).await;
                     timer.as_mut().reset(self.next_deadline());
                 }
-                _ = shutdown.changed() => {
-                    Box::pin(self.fail(StreamCondition::SystemShutdown, Some("the server is shutting down".into()))).await;
-                }
-                _ = drain.changed(), if self.drain_at.is_none() => {
-                    let window = drain.borrow().as_ref().map(|d| d.window);
-                    if let Some(w) = window {
-                        let spread = w.mul_f64(rand::random::<f64>());
-                        self.drain_at = Some(Instant::now() + spread);
+                signal = &mut signals => match signal {
+                    Signal::Shutdown => {
+                        Box::pin(self.fail(StreamCondition::SystemShutdown, Some("the server is shutting down".into()))).await;
                     }
-                }
+                    Signal::Drain(window, seen) => {
+                        if let Some(w) = window {
+                            let spread = w.mul_f64(rand::random::<f64>());
+                            self.drain_at = Some(Instant::now() + spread);
+                        }
+                        // The receiver that saw this change waits for the next.
+                        signals.set(next_signal(shutdown.clone(), seen, self.drain_at.is_none()));
+                    }
+                },
             }
         }
     }
@@ -754,6 +764,40 @@ fn stanza_type(st: &proto::stanza::Stanza) -> &'static str {
         "unsubscribed" => "unsubscribed",
         "probe" => "probe",
         _ => "other",
+    }
+}
+
+/// What the edge tells its connections.
+enum Signal {
+    Shutdown,
+    /// The drain signal changed: the window to close within, if
+    /// draining; and the receiver that saw the change.
+    Drain(
+        Option<Duration>,
+        tokio::sync::watch::Receiver<Option<Arc<crate::edge::Drain>>>,
+    ),
+}
+
+/// The next signal: shutdown, or (while `drain_too`) a change of the
+/// drain signal.
+async fn next_signal(
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut drain: tokio::sync::watch::Receiver<Option<Arc<crate::edge::Drain>>>,
+    drain_too: bool,
+) -> Signal {
+    tokio::select! {
+        _ = shutdown.changed() => Signal::Shutdown,
+        r = drain.changed(), if drain_too => match r {
+            Ok(()) => {
+                let window = drain.borrow_and_update().as_ref().map(|d| d.window);
+                Signal::Drain(window, drain)
+            }
+            // The edge is going: its shutdown comes.
+            Err(_) => {
+                let _ = shutdown.changed().await;
+                Signal::Shutdown
+            }
+        },
     }
 }
 

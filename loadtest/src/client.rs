@@ -5,13 +5,14 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context as TaskContext, Poll};
 
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
+use memchr::memmem;
 use proto::Element;
 use proto::sasl::Mechanism;
 use proto::sasl::client::ScramClient;
@@ -113,6 +114,20 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             return Ok(b);
         }
         self.read_raw().await
+    }
+
+    /// The next element if it is here already (whole in the bytes read,
+    /// or held), without reading: a burst that came in one read is handled
+    /// together. Only once the stream is framed (after login); an error is
+    /// left for the next read to meet.
+    pub fn buffered(&mut self) -> Option<Bytes> {
+        if let Some(b) = self.held.pop_front() {
+            return Some(b);
+        }
+        match self.framer.as_mut()?.next_frame() {
+            Ok(Frame::Element(e)) => Some(e),
+            _ => None,
+        }
     }
 
     /// The next element from the connection. Cancel-safe: the bytes of a
@@ -246,7 +261,7 @@ impl Session {
 
 /// The reply to a server's XEP-0199 ping, if `raw` is one.
 pub fn ping_reply(raw: &[u8]) -> Option<String> {
-    if !raw.starts_with(b"<iq") || !contains(raw, b"urn:xmpp:ping") {
+    if !raw.starts_with(b"<iq") || !contains(raw, &PING) {
         return None;
     }
     let e = Element::parse(raw, proto::ns::CLIENT, &[]).ok()?;
@@ -262,8 +277,15 @@ pub fn ping_reply(raw: &[u8]) -> Option<String> {
     ))
 }
 
-pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(hay, needle).is_some()
+/// A byte string searched for in raw stanzas, its searcher built on first
+/// use: `memmem::find` builds one on every call, which costs more than the
+/// search through a stanza of a few hundred bytes.
+pub type Needle = LazyLock<memmem::Finder<'static>>;
+
+static PING: Needle = Needle::new(|| memmem::Finder::new("urn:xmpp:ping"));
+
+pub fn contains(hay: &[u8], needle: &Needle) -> bool {
+    needle.find(hay).is_some()
 }
 
 /// An IQ reply's error condition, or the element's name.

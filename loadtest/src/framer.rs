@@ -68,7 +68,7 @@ impl Framer {
             };
             match next {
                 b'/' => {
-                    let Some(gt) = find(&self.buf[at..], b">") else {
+                    let Some(gt) = memchr::memchr(b'>', &self.buf[at..]) else {
                         return self.more(at);
                     };
                     if self.depth == 0 {
@@ -142,18 +142,19 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// The offset of the `>` that ends the tag opening `b`, outside quotes.
+/// It jumps from one `>` or quote to the next (and from a quote to its
+/// match) rather than looking at every byte: a stanza's opening tags are
+/// most of its bytes.
 fn tag_end(b: &[u8]) -> Option<usize> {
-    let mut quote = None;
-    for (i, &c) in b.iter().enumerate().skip(1) {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == b'\'' || c == b'"' => quote = Some(c),
-            None if c == b'>' => return Some(i),
-            None => {}
+    let mut i = 1;
+    loop {
+        i += memchr::memchr3(b'>', b'\'', b'"', b.get(i..)?)?;
+        let c = b[i];
+        if c == b'>' {
+            return Some(i);
         }
+        i += 1 + memchr::memchr(c, &b[i + 1..])? + 1;
     }
-    None
 }
 
 #[cfg(test)]
@@ -162,9 +163,15 @@ mod tests {
 
     /// Every element of `input` fed in pieces of `step` bytes.
     fn frames(input: &str, step: usize) -> (Vec<String>, bool) {
+        feed(input.as_bytes().chunks(step))
+    }
+
+    /// Every element of the bytes `parts` make, fed one part at a time, and
+    /// whether the stream was closed.
+    fn feed<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> (Vec<String>, bool) {
         let mut f = Framer::new(BytesMut::new());
         let mut out = Vec::new();
-        for chunk in input.as_bytes().chunks(step) {
+        for chunk in parts {
             f.buf.extend_from_slice(chunk);
             loop {
                 match f.next_frame().expect("xml") {
@@ -187,6 +194,70 @@ mod tests {
             let (got, closed) = frames(&input, step);
             assert_eq!(got, vec![a, b, c], "step {step}");
             assert!(closed, "step {step}");
+        }
+    }
+
+    /// Streams whose elements have quotes (of both kinds, and each inside
+    /// the other), `>` in attribute values and text, comments, CDATA and
+    /// processing instructions, nested and empty elements.
+    const STREAMS: [&str; 4] = [
+        "<?xml version='1.0'?>\n<message from='a@b/c' to='d@e' type='groupchat'><body>LT!1!1700000000000000</body></message><message type=\"groupchat\"><body>LT!2!1700000000000001</body></message></stream:stream>",
+        "<iq id='a\"b>c' type=\"x'y>z\"><q a='>' b=\">\"/></iq> <presence from='x'/><r/><s a=''/><t b=\"\"></t>",
+        "<a><!-- <b> ' \" --><![CDATA[<c> ' \" ]]><?pi '>' ?><d e='<f>'>text > ' \"</d></a>\n\n<g/>",
+        "<x a='1' b=\"2\"><y c='&apos;' d=\"&quot;\"><z/></y></x><w e='3'",
+    ];
+
+    #[test]
+    fn a_split_anywhere_cuts_the_same_elements_as_no_split() {
+        for input in STREAMS {
+            let b = input.as_bytes();
+            let whole = feed([b]);
+            assert!(!whole.0.is_empty(), "{input}");
+            assert_eq!(feed(b.chunks(1)), whole, "byte by byte: {input}");
+            for at in 0..=b.len() {
+                assert_eq!(
+                    feed([&b[..at], &b[at..]]),
+                    whole,
+                    "split at {at} of {input}"
+                );
+            }
+        }
+    }
+
+    /// The byte-by-byte quote state machine that `tag_end` replaced.
+    fn tag_end_bytewise(b: &[u8]) -> Option<usize> {
+        let mut quote = None;
+        for (i, &c) in b.iter().enumerate().skip(1) {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == b'\'' || c == b'"' => quote = Some(c),
+                None if c == b'>' => return Some(i),
+                None => {}
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_tag_ends_where_the_bytewise_scan_says_on_any_prefix() {
+        let tags = [
+            "<a>",
+            "<a b='c'>",
+            "<a b='>' c=\">\">",
+            "<a b='\"' c=\"'\">",
+            "<a b='x\"y>z' c=\"x'y>z\"/>",
+            "<'>",
+            "<\">'\">",
+            "<a b='unterminated>",
+            "<a b=\"unterminated'>",
+            "<>",
+        ];
+        for t in tags.iter().copied().chain(STREAMS) {
+            for end in 0..=t.len() {
+                let b = &t.as_bytes()[..end];
+                assert_eq!(tag_end(b), tag_end_bytewise(b), "{:?}", &t[..end]);
+            }
         }
     }
 

@@ -46,8 +46,16 @@ impl Metrics {
 
     /// One delivery's latency, for the timeline.
     pub fn latency(&self, micros: u64) {
+        self.latencies([micros]);
+    }
+
+    /// Several deliveries' latencies, for the timeline, under one lock.
+    pub fn latencies(&self, micros: impl IntoIterator<Item = u64>) {
         let mut h = self.interval.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = h.get_or_insert_with(histogram).record(micros.max(1));
+        let h = h.get_or_insert_with(histogram);
+        for us in micros {
+            let _ = h.record(us.max(1));
+        }
     }
 
     pub fn delivered(&self, n: u64) {

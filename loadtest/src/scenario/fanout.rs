@@ -8,16 +8,18 @@
 //! last recipient. Rooms and nodes get names unique to the run, so nothing
 //! left over from an earlier run interferes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use memchr::memmem;
 
 use super::{Ctx, Pace, Report, age, ramp, read_stamp, require_all, sleep_until, stamp};
-use crate::client::{Session, condition, ping_reply};
+use crate::client::{Needle, Session, condition, contains, ping_reply};
 use crate::metrics::{Metrics, histogram, latency_json};
 
 const DRAIN: Duration = Duration::from_secs(5);
@@ -43,64 +45,95 @@ async fn wait_until_told(ctx: &Ctx, end: Instant) {
 /// Who got what: per stanza, how many recipients have it so far.
 struct Tracker {
     recipients: u32,
-    pending: Mutex<HashMap<u64, u32>>,
-    first: Mutex<Histogram<u64>>,
-    last: Mutex<Histogram<u64>>,
-    all: Mutex<Histogram<u64>>,
+    tally: Mutex<Tally>,
     delivered: AtomicU64,
     duplicates: AtomicU64,
-    /// Per stanza: the latency of its last recipient here.
-    last_by_item: Mutex<std::collections::BTreeMap<u64, u64>>,
     metrics: Arc<Metrics>,
+}
+
+/// What a delivery updates besides the counters, behind one lock taken
+/// once for all the deliveries of a read: a lock of its own for each of
+/// these, taken for every delivery, was a share of the harness's CPU worth
+/// cutting at a few hundred thousand deliveries a second.
+struct Tally {
+    pending: HashMap<u64, u32>,
+    first: Histogram<u64>,
+    last: Histogram<u64>,
+    all: Histogram<u64>,
+    /// Per stanza: the latency of its last recipient here.
+    last_by_item: BTreeMap<u64, u64>,
+}
+
+/// One recipient's side: what it has had, to catch duplicates, and the
+/// deliveries it has read but not yet recorded in the [`Tracker`] (those
+/// of one read are recorded together, under one lock).
+#[derive(Default)]
+struct Inbox {
+    seen: Vec<u64>,
+    /// Stanza numbers and latencies.
+    unrecorded: Vec<(u64, u64)>,
+}
+
+impl Inbox {
+    /// Stanza `n`, sent at `ts`, is here (its latency is taken now).
+    fn got(&mut self, tracker: &Tracker, n: u64, ts: u64) {
+        if super::first_sight(&mut self.seen, n) {
+            self.unrecorded.push((n, age(ts)));
+        } else {
+            tracker.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Tracker {
     fn new(recipients: usize, metrics: Arc<Metrics>) -> Tracker {
         Tracker {
             recipients: recipients as u32,
-            pending: Mutex::default(),
-            first: Mutex::new(histogram()),
-            last: Mutex::new(histogram()),
-            all: Mutex::new(histogram()),
+            tally: Mutex::new(Tally {
+                pending: HashMap::new(),
+                first: histogram(),
+                last: histogram(),
+                all: histogram(),
+                last_by_item: BTreeMap::new(),
+            }),
             delivered: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
-            last_by_item: Mutex::default(),
             metrics,
         }
     }
 
-    /// A recipient of `group` got stanza `n` sent at `ts`; `seen` is that
-    /// recipient's own record, to catch duplicates.
-    fn receive(&self, group: usize, n: u64, ts: u64, seen: &mut Vec<u64>) {
-        if !super::first_sight(seen, n) {
-            self.duplicates.fetch_add(1, Ordering::Relaxed);
+    /// Record the deliveries in `inbox`, to a recipient of `group`.
+    fn record(&self, group: usize, inbox: &mut Inbox) {
+        let got = &inbox.unrecorded;
+        if got.is_empty() {
             return;
         }
-        let lat = age(ts);
-        self.delivered.fetch_add(1, Ordering::Relaxed);
-        self.metrics.delivered(1);
-        self.metrics.latency(lat);
-        let _ = lock(&self.all).record(lat);
-        let key = ((group as u64) << 40) | n;
-        let count = {
-            let mut p = lock(&self.pending);
-            let c = p.entry(key).or_insert(0);
+        self.delivered
+            .fetch_add(got.len() as u64, Ordering::Relaxed);
+        self.metrics.delivered(got.len() as u64);
+        self.metrics.latencies(got.iter().map(|&(_, lat)| lat));
+        let mut t = lock(&self.tally);
+        for &(n, lat) in got {
+            let _ = t.all.record(lat);
+            let key = ((group as u64) << 40) | n;
+            let c = t.pending.entry(key).or_insert(0);
             *c += 1;
-            let c = *c;
-            if c >= self.recipients {
-                p.remove(&key);
+            let count = *c;
+            if count >= self.recipients {
+                t.pending.remove(&key);
             }
-            c
-        };
-        if count == 1 {
-            let _ = lock(&self.first).record(lat);
-        }
-        if count == self.recipients {
-            let _ = lock(&self.last).record(lat);
-            if group == 0 {
-                lock(&self.last_by_item).insert(n, lat);
+            if count == 1 {
+                let _ = t.first.record(lat);
+            }
+            if count == self.recipients {
+                let _ = t.last.record(lat);
+                if group == 0 {
+                    t.last_by_item.insert(n, lat);
+                }
             }
         }
+        drop(t);
+        inbox.unrecorded.clear();
     }
 
     /// The report of a subscribers-only process: what it received, and
@@ -115,14 +148,17 @@ impl Tracker {
             "duplicates".into(),
             self.duplicates.load(Ordering::Relaxed).into(),
         );
-        r.insert("latency_us".into(), latency_json(&lock(&self.all)));
-        r.insert("last_recipient_us".into(), latency_json(&lock(&self.last)));
-        let complete: serde_json::Map<String, serde_json::Value> = lock(&self.last_by_item)
+        let t = lock(&self.tally);
+        r.insert("latency_us".into(), latency_json(&t.all));
+        r.insert("last_recipient_us".into(), latency_json(&t.last));
+        let complete: serde_json::Map<String, serde_json::Value> = t
+            .last_by_item
             .iter()
             .map(|(n, us)| (n.to_string(), (*us).into()))
             .collect();
         r.insert("last_recipient_by_item_us".into(), complete.into());
-        let partial: serde_json::Map<String, serde_json::Value> = lock(&self.pending)
+        let partial: serde_json::Map<String, serde_json::Value> = t
+            .pending
             .iter()
             .map(|(k, c)| ((k & ((1 << 40) - 1)).to_string(), (*c).into()))
             .collect();
@@ -140,12 +176,10 @@ impl Tracker {
             "duplicates".into(),
             self.duplicates.load(Ordering::Relaxed).into(),
         );
-        r.insert("latency_us".into(), latency_json(&lock(&self.all)));
-        r.insert(
-            "first_recipient_us".into(),
-            latency_json(&lock(&self.first)),
-        );
-        r.insert("last_recipient_us".into(), latency_json(&lock(&self.last)));
+        let t = lock(&self.tally);
+        r.insert("latency_us".into(), latency_json(&t.all));
+        r.insert("first_recipient_us".into(), latency_json(&t.first));
+        r.insert("last_recipient_us".into(), latency_json(&t.last));
     }
 }
 
@@ -163,38 +197,49 @@ async fn receive(
     mut stop: tokio::sync::watch::Receiver<bool>,
     is_load: fn(&[u8]) -> bool,
 ) -> Session {
-    let mut seen = Vec::new();
+    let mut inbox = Inbox::default();
+    // One wait for the stop for the whole run, not a new one per stanza.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         let raw = tokio::select! {
-            _ = stop.changed() => break,
+            _ = &mut stopped => break,
             r = s.reader.next_raw() => r,
         };
-        match raw {
-            Ok(raw) => {
-                if let Some(pong) = ping_reply(&raw) {
-                    let _ = s.send(&pong).await;
-                } else if is_load(&raw)
-                    && let Some((n, ts)) = read_stamp(&raw)
-                {
-                    tracker.receive(group, n, ts, &mut seen);
-                }
-            }
+        let mut next = match raw {
+            Ok(raw) => Some(raw),
             Err(e) => {
                 ctx.metrics
                     .error(format!("{}: recipient lost: {e}", ctx.args.scenario_name()));
                 break;
             }
+        };
+        // The rest of the same read too, then all of it is recorded.
+        while let Some(raw) = next {
+            if let Some(pong) = ping_reply(&raw) {
+                let _ = s.send(&pong).await;
+            } else if is_load(&raw)
+                && let Some((n, ts)) = read_stamp(&raw)
+            {
+                inbox.got(&tracker, n, ts);
+            }
+            next = s.reader.buffered();
         }
+        tracker.record(group, &mut inbox);
     }
     s
 }
 
+static GROUPCHAT: Needle = Needle::new(|| memmem::Finder::new("groupchat"));
+static PUBSUB_EVENT: Needle = Needle::new(|| memmem::Finder::new("pubsub#event"));
+static ERROR: Needle = Needle::new(|| memmem::Finder::new("error"));
+
 fn is_groupchat(raw: &[u8]) -> bool {
-    raw.starts_with(b"<message") && crate::client::contains(raw, b"groupchat")
+    raw.starts_with(b"<message") && contains(raw, &GROUPCHAT)
 }
 
 fn is_pubsub_event(raw: &[u8]) -> bool {
-    raw.starts_with(b"<message") && crate::client::contains(raw, b"pubsub#event")
+    raw.starts_with(b"<message") && contains(raw, &PUBSUB_EVENT)
 }
 
 /// Wait until every recipient has had every one of the `sent` stanzas (or
@@ -399,23 +444,31 @@ async fn muc_sender(
     let m = ctx.metrics.clone();
     let window = ctx.args.window.max(1) as u64;
     let mut pace = Pace::new(rate);
-    let mut seen = Vec::new();
+    let mut inbox = Inbox::default();
     let (mut sent, mut back) = (0u64, 0u64);
     let drain_end = end + DRAIN;
+    let mut out = String::new();
     loop {
         let now = Instant::now();
+        // The messages due now go out in one write (one TLS record, one
+        // system call), each stamped as it is put in.
+        let before = sent;
+        out.clear();
         while sent - back.min(sent) < window && now < end && pace.wait().is_none() {
-            let msg = format!(
+            let _ = write!(
+                out,
                 "<message to='{room}' type='groupchat'><body>{}</body></message>",
                 stamp(sent)
             );
-            if let Err(e) = s.send(&msg).await {
-                m.error(format!("muc: send failed: {e}"));
-                return (sent, s);
-            }
             sent += 1;
-            m.sent(1);
             pace.sent();
+        }
+        if sent > before {
+            if let Err(e) = s.send(&out).await {
+                m.error(format!("muc: send failed: {e}"));
+                return (before, s);
+            }
+            m.sent(sent - before);
         }
         if (now >= end && back >= sent) || now >= drain_end {
             break;
@@ -433,9 +486,10 @@ async fn muc_sender(
                 } else if is_groupchat(&raw)
                     && let Some((n, ts)) = read_stamp(&raw)
                 {
-                    tracker.receive(group, n, ts, &mut seen);
+                    inbox.got(&tracker, n, ts);
+                    tracker.record(group, &mut inbox);
                     back += 1;
-                } else if raw.starts_with(b"<message") && crate::client::contains(&raw, b"error") {
+                } else if raw.starts_with(b"<message") && contains(&raw, &ERROR) {
                     m.error(format!(
                         "muc: message error: {}",
                         s.reader

@@ -61,6 +61,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// `[tracing]`: OpenTelemetry traces of stanzas.
     pub tracing: TracingConfig,
+    /// `[websocket]`: who may connect over WebSocket.
+    pub websocket: WebSocketConfig,
 }
 
 /// `[tracing]`.
@@ -152,6 +154,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             shutdown: ShutdownConfig::default(),
             tracing: TracingConfig::default(),
+            websocket: WebSocketConfig::default(),
         }
     }
 }
@@ -173,6 +176,15 @@ pub struct Listeners {
     /// `false` turns it off. Give each process on one host its own.
     #[serde(with = "listener_addr")]
     pub http: Option<String>,
+    /// XMPP over WebSocket (RFC 7395) without TLS, at `/xmpp-websocket`,
+    /// for a TLS-terminating proxy in front. Off by default; `true` is
+    /// `"127.0.0.1:5280"`.
+    #[serde(with = "websocket_addr", skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<String>,
+    /// XMPP over WebSocket with TLS (wss) and the server's certificate.
+    /// Off by default; `true` is `"0.0.0.0:5443"`.
+    #[serde(with = "websocket_tls_addr", skip_serializing_if = "Option::is_none")]
+    pub websocket_tls: Option<String>,
     /// Unix socket of the `xmppd user ...` commands. Default: none given,
     /// which means `<data_dir>/admin.sock`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -185,6 +197,8 @@ impl Default for Listeners {
             c2s: Some("0.0.0.0:5222".to_string()),
             c2s_direct_tls: Some("0.0.0.0:5223".to_string()),
             http: Some("127.0.0.1:9090".to_string()),
+            websocket: None,
+            websocket_tls: None,
             admin_socket: None,
         }
     }
@@ -1205,6 +1219,8 @@ impl Config {
             ("listeners.c2s", &l.c2s, !core),
             ("listeners.c2s_direct_tls", &l.c2s_direct_tls, !core),
             ("listeners.http", &l.http, true),
+            ("listeners.websocket", &l.websocket, !core),
+            ("listeners.websocket_tls", &l.websocket_tls, !core),
             ("cluster.listen", &cluster, core),
         ] {
             let Some(addr) = addr else { continue };
@@ -1432,6 +1448,50 @@ mod listener_addr {
             }
         }
     }
+}
+
+/// A listener that is off unless given: `true` is its usual address.
+macro_rules! optional_listener {
+    ($name:ident, $usual:expr) => {
+        mod $name {
+            use serde::{Deserialize, Deserializer, Serializer};
+
+            pub fn serialize<S: Serializer>(
+                addr: &Option<String>,
+                s: S,
+            ) -> Result<S::Ok, S::Error> {
+                super::listener_addr::serialize(addr, s)
+            }
+
+            pub fn deserialize<'de, D: Deserializer<'de>>(
+                d: D,
+            ) -> Result<Option<String>, D::Error> {
+                #[derive(Deserialize)]
+                #[serde(untagged)]
+                enum Given {
+                    On(bool),
+                    At(String),
+                }
+                Ok(match Given::deserialize(d)? {
+                    Given::On(true) => Some($usual.to_string()),
+                    Given::On(false) => None,
+                    Given::At(a) => Some(a),
+                })
+            }
+        }
+    };
+}
+
+optional_listener!(websocket_addr, "127.0.0.1:5280");
+optional_listener!(websocket_tls_addr, "0.0.0.0:5443");
+
+/// `[websocket]`: XMPP over WebSocket (RFC 7395).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Browser origins allowed to connect (the `Origin` header, e.g.
+    /// `"https://chat.example.org"`); empty: any.
+    pub origins: Vec<String>,
 }
 
 #[cfg(test)]

@@ -113,8 +113,36 @@ pub(crate) async fn run(
     c.main_loop().await;
     Box::pin(c.finish()).await;
 }
+/// Serve one WebSocket (RFC 7395) to the end: the same stream, over its
+/// framing.
+pub(crate) async fn run_ws(
+    edge: Arc<Edge>,
+    socket: axum::extract::ws::WebSocket,
+    peer: SocketAddr,
+    _slot: Slot,
+) {
+    let _open = edge.metrics.open(Listener::WebSocket);
+    let mut c = Conn::over(
+        edge.clone(),
+        Io::Ws(Box::new(crate::ws::WsIo::new(socket))),
+        peer,
+    );
+    // The transport's security is the WebSocket's (wss) or a proxy's in
+    // front of a plain listener: no STARTTLS in this stream (RFC 7395
+    // §3.7), and no channel binding.
+    c.machine.on_event(Event::TlsEstablished {
+        channel_bindings: Vec::new(),
+    });
+    c.main_loop().await;
+    Box::pin(c.finish()).await;
+}
+
 impl Conn {
     fn new(edge: Arc<Edge>, tcp: TcpStream, peer: SocketAddr) -> Conn {
+        Conn::over(edge, Io::Plain(tcp), peer)
+    }
+
+    fn over(edge: Arc<Edge>, io: Io, peer: SocketAddr) -> Conn {
         let stream_id = format!("{:016x}", rand::random::<u64>());
         let now = Instant::now();
         let limits = edge.limits();
@@ -127,7 +155,7 @@ impl Conn {
             limits,
             drain_at: None,
             edge,
-            io: Io::Plain(tcp),
+            io,
             inbox: None,
             peer,
             last_refill: now,

@@ -1,4 +1,5 @@
-//! The byte transport of a connection: plain TCP or TLS over it.
+//! The byte transport of a connection: plain TCP, TLS over it, or a
+//! WebSocket.
 
 use std::io;
 use std::pin::Pin;
@@ -11,6 +12,8 @@ use tokio_rustls::server::TlsStream;
 pub(crate) enum Io {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// A WebSocket (RFC 7395), its framing turned into a byte stream.
+    Ws(Box<crate::ws::WsIo>),
     /// Transiently empty during the STARTTLS upgrade.
     Upgrading,
 }
@@ -37,6 +40,7 @@ impl AsyncRead for Io {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Io::Ws(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Io::Upgrading => Poll::Ready(Err(upgrading())),
         }
     }
@@ -51,6 +55,7 @@ impl AsyncWrite for Io {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Io::Ws(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Io::Upgrading => Poll::Ready(Err(upgrading())),
         }
     }
@@ -59,6 +64,7 @@ impl AsyncWrite for Io {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_flush(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Io::Ws(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Io::Upgrading => Poll::Ready(Err(upgrading())),
         }
     }
@@ -67,6 +73,7 @@ impl AsyncWrite for Io {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Io::Ws(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Io::Upgrading => Poll::Ready(Ok(())),
         }
     }

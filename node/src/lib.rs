@@ -1,5 +1,5 @@
 //! The edge tier and the `xmppd` binary: client listeners (STARTTLS on the
-//! plain port, XEP-0368 direct TLS), the client stream state machine
+//! plain port, XEP-0368 direct TLS, WebSocket), the client stream state machine
 //! (RFC 6120 §4–§8) and its socket driver, TLS (rustls), configuration, the
 //! admin socket and the command line. The edge reaches state only through
 //! `router::Core`; it never opens RocksDB itself.
@@ -25,3 +25,4 @@ pub mod services;
 pub mod stream;
 pub mod throttle;
 pub mod tls;
+pub mod ws;

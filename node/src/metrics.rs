@@ -20,12 +20,14 @@ const ROUTING_BUCKETS: &[f64] = &[
 pub enum Listener {
     StartTls,
     DirectTls,
+    /// RFC 7395, plain or wss.
+    WebSocket,
 }
 
 pub struct Metrics {
     registry: Registry,
-    connections: [IntGauge; 2],
-    accepted: [IntCounter; 2],
+    connections: [IntGauge; 3],
+    accepted: [IntCounter; 3],
     pub refused: IntCounter,
     received: [IntCounter; 3],
     pub stanzas_sent: IntCounter,
@@ -155,7 +157,7 @@ impl Metrics {
             &["version"],
         );
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let listeners = ["c2s", "c2s_direct_tls"];
+        let listeners = ["c2s", "c2s_direct_tls", "websocket"];
         let kinds = ["message", "presence", "iq"];
         let cpu = reg(
             &r,

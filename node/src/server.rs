@@ -22,6 +22,9 @@ use crate::stream::StreamSettings;
 pub struct Server {
     pub c2s_addr: Option<SocketAddr>,
     pub direct_tls_addr: Option<SocketAddr>,
+    /// WebSocket listeners (RFC 7395): plain and with TLS.
+    pub websocket_addr: Option<SocketAddr>,
+    pub websocket_tls_addr: Option<SocketAddr>,
     /// Where the cluster's gRPC services listen (role `core`).
     pub cluster_addr: Option<SocketAddr>,
     /// Where `/metrics` and the health probes are served.
@@ -394,10 +397,45 @@ impl Server {
                 rx.clone(),
             )));
         }
+        let ws_settings = Arc::new(crate::ws::WsSettings {
+            origins: cfg.websocket.origins.clone(),
+        });
+        let mut ws_addrs = [None, None];
+        for (i, (addr, tls)) in [
+            (&cfg.listeners.websocket, false),
+            (&cfg.listeners.websocket_tls, true),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (true, Some(addr)) = (clients, addr) else {
+                continue;
+            };
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding WebSocket listener {addr}"))?;
+            ws_addrs[i] = Some(l.local_addr()?);
+            tracing::info!(
+                addr = %l.local_addr()?,
+                path = crate::ws::PATH,
+                "client listener (WebSocket{}, RFC 7395)",
+                if tls { " with TLS" } else { "" }
+            );
+            tasks.push(tokio::spawn(crate::ws::serve(
+                l,
+                edge.clone(),
+                tls,
+                ws_settings.clone(),
+                rx.clone(),
+            )));
+        }
+        let [websocket_addr, websocket_tls_addr] = ws_addrs;
         http.set_started(edge.core.clone());
         Ok(Server {
             c2s_addr,
             direct_tls_addr,
+            websocket_addr,
+            websocket_tls_addr,
             cluster_addr,
             http_addr,
             http,

@@ -1,0 +1,552 @@
+//! XMPP over WebSocket (RFC 7395): the `xmpp` subprotocol at
+//! `/xmpp-websocket`, on a listener of its own (`listeners.websocket`,
+//! plain, for a TLS-terminating proxy in front; `listeners.websocket_tls`,
+//! with the server's certificate). A WebSocket connection is one more
+//! transport under the same stream machine and driver as TCP
+//! (`conn.rs`): [`WsIo`] turns the framing into the byte stream the
+//! parser reads and the machine's bytes into one message per element.
+//!
+//! Framing (RFC 7395 §3.3): the client opens with
+//! `<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to=... version='1.0'/>`
+//! (taken as a stream header) and ends with `<close/>` (the stream's end);
+//! every other message is one complete element. Out, the server's stream
+//! header becomes `<open/>`, its end `<close/>`, a stream-level element
+//! declares the `stream` prefix, and a stanza without a namespace gets
+//! `jabber:client`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::{Sink, Stream};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::edge::{Edge, Slot};
+
+pub(crate) const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
+
+/// The path of the XMPP endpoint.
+pub const PATH: &str = "/xmpp-websocket";
+
+/// Time a client gets to send its HTTP request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connections get to close after the shutdown signal.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// What the WebSocket listeners check.
+#[derive(Debug, Clone, Default)]
+pub struct WsSettings {
+    /// Browser origins allowed (`Origin` header); empty: any. A request
+    /// without `Origin` (not from a browser) is always let in.
+    pub origins: Vec<String>,
+}
+
+/// One accepted TCP connection: its place in the edge's connection
+/// count, taken by the WebSocket it upgrades to.
+struct Accepted {
+    edge: Arc<Edge>,
+    peer: SocketAddr,
+    slot: Mutex<Option<Slot>>,
+    settings: Arc<WsSettings>,
+    tls: bool,
+}
+
+/// Accept WebSocket connections until shutdown; `tls`: the listener
+/// speaks TLS (wss) with the edge's certificate.
+pub async fn serve(
+    listener: TcpListener,
+    edge: Arc<Edge>,
+    tls: bool,
+    settings: Arc<WsSettings>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    let mut drain = edge.drain_signal();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, peer)) => match edge.admit(peer.ip()) {
+                    Some(slot) => {
+                        let _ = tcp.set_nodelay(true);
+                        let acc = Arc::new(Accepted {
+                            edge: edge.clone(),
+                            peer,
+                            slot: Mutex::new(Some(slot)),
+                            settings: settings.clone(),
+                            tls,
+                        });
+                        conns.spawn(http_conn(acc, tcp, shutdown.clone()));
+                    }
+                    None => {
+                        edge.metrics.refused.inc();
+                        tracing::warn!(%peer, "WebSocket connection refused: connection limit reached");
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = shutdown.changed() => break,
+            _ = drain.changed() => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
+    conns.abort_all();
+}
+
+/// Serve HTTP/1.1 on one connection (TLS first for wss) until it upgrades
+/// to a WebSocket (which then lives on in its own task) or ends.
+async fn http_conn(
+    acc: Arc<Accepted>,
+    tcp: tokio::net::TcpStream,
+    mut stop: watch::Receiver<bool>,
+) {
+    let app = Router::new()
+        .route(PATH, get(upgrade))
+        .with_state(acc.clone());
+    let service = TowerToHyperService::new(app);
+    let builder = {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT);
+        b
+    };
+    if acc.tls {
+        let Some(tls) = acc.edge.tls() else { return };
+        let limits = acc.edge.limits();
+        let stream =
+            match tokio::time::timeout(limits.handshake_timeout, tls.starttls.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                _ => return,
+            };
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::select! {
+            _ = conn => {}
+            _ = stop.changed() => {}
+        }
+    } else {
+        let conn = builder
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades();
+        tokio::select! {
+            _ = conn => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// `GET /xmpp-websocket`: the upgrade, with the `xmpp` subprotocol
+/// (RFC 7395 §3.1) from an allowed origin.
+async fn upgrade(
+    State(acc): State<Arc<Accepted>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == "xmpp");
+    if !offered {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the WebSocket subprotocol 'xmpp' is required (RFC 7395)\n",
+        )
+            .into_response();
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !acc.settings.origins.is_empty() && !acc.settings.origins.iter().any(|o| o == origin) {
+            return (StatusCode::FORBIDDEN, "this origin may not connect\n").into_response();
+        }
+    }
+    let Some(slot) = acc.slot.lock().ok().and_then(|mut s| s.take()) else {
+        return (StatusCode::CONFLICT, "one WebSocket per connection\n").into_response();
+    };
+    let limits = acc.edge.limits();
+    // A message is one stanza; the parser's stanza limit is the bound,
+    // with room for the framing.
+    let max = limits.parser.max_stanza_bytes + 1024;
+    let (edge, peer) = (acc.edge.clone(), acc.peer);
+    ws.protocols(["xmpp"])
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| crate::conn::run_ws(edge, socket, peer, slot))
+}
+
+/// A WebSocket as the byte transport of a stream ([`crate::io::Io`]).
+pub(crate) struct WsIo {
+    socket: WebSocket,
+    /// Bytes for the parser not read yet, from the last message.
+    inbound: Vec<u8>,
+    taken: usize,
+    /// What the driver wrote that does not make a whole element yet.
+    out: Vec<u8>,
+    /// Messages to send, in order.
+    frames: VecDeque<String>,
+    /// The client's `<close/>` came (the stream's end was given to the
+    /// parser); reads end there.
+    ended: bool,
+}
+
+impl WsIo {
+    pub fn new(socket: WebSocket) -> WsIo {
+        WsIo {
+            socket,
+            inbound: Vec::new(),
+            taken: 0,
+            out: Vec::new(),
+            frames: VecDeque::new(),
+            ended: false,
+        }
+    }
+}
+
+impl AsyncRead for WsIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        loop {
+            if me.taken < me.inbound.len() {
+                let n = buf.remaining().min(me.inbound.len() - me.taken);
+                buf.put_slice(&me.inbound[me.taken..me.taken + n]);
+                me.taken += n;
+                if me.taken == me.inbound.len() {
+                    me.inbound = Vec::new();
+                    me.taken = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if me.ended {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(Pin::new(&mut me.socket).poll_next(cx)) {
+                Some(Ok(Message::Text(t))) => {
+                    let (bytes, end) = inbound(t.as_str());
+                    me.inbound = bytes;
+                    me.ended = end;
+                }
+                // Text only (RFC 7395 §3.2); the parser refuses what is
+                // not XML.
+                Some(Ok(Message::Binary(b))) => me.inbound = b.to_vec(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => return Poll::Ready(Ok(())),
+                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for WsIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        me.out.extend_from_slice(buf);
+        let used = split(&me.out, &mut me.frames);
+        me.out.drain(..used);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        while let Some(f) = me.frames.front() {
+            ready!(Pin::new(&mut me.socket).poll_ready(cx)).map_err(io::Error::other)?;
+            let f = f.clone();
+            me.frames.pop_front();
+            Pin::new(&mut me.socket)
+                .start_send(Message::Text(f.into()))
+                .map_err(io::Error::other)?;
+        }
+        Pin::new(&mut me.socket)
+            .poll_flush(cx)
+            .map_err(io::Error::other)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        let me = self.get_mut();
+        // Closed already (the client's close frame came): nothing to say.
+        let _ = ready!(Pin::new(&mut me.socket).poll_close(cx));
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The parser's bytes for one message from the client, and whether it
+/// ended the stream: `<open/>` becomes a stream header, `<close/>` the
+/// stream's end, anything else goes as it is.
+fn inbound(text: &str) -> (Vec<u8>, bool) {
+    let t = text.trim_start();
+    let framing = |name: &str| {
+        t.starts_with(&format!("<{name}"))
+            && t[name.len() + 1..].starts_with(|c: char| c.is_whitespace() || c == '/' || c == '>')
+            && attr(t, "xmlns").as_deref() == Some(NS_FRAMING)
+    };
+    if framing("open") {
+        let mut h = format!("<stream:stream xmlns='jabber:client' xmlns:stream='{NS_STREAMS}'");
+        for a in ["to", "from", "version", "xml:lang", "id"] {
+            if let Some(v) = attr(t, a) {
+                h.push_str(&format!(" {a}='{}'", proto::element::escape(&v)));
+            }
+        }
+        h.push('>');
+        return (h.into_bytes(), false);
+    }
+    if framing("close") {
+        return (b"</stream:stream>".to_vec(), true);
+    }
+    (text.as_bytes().to_vec(), false)
+}
+
+/// The value of attribute `name` in the start tag at the head of `tag`
+/// (entities as written: framing attributes are plain names and numbers).
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let head = start_tag(tag.as_bytes()).map_or(tag, |n| &tag[..n]);
+    let mut rest = head;
+    while let Some(i) = rest.find(name) {
+        let before = rest[..i].chars().last();
+        let after = &rest[i + name.len()..];
+        let after_eq = after.trim_start();
+        if before.is_some_and(char::is_whitespace) && after_eq.starts_with('=') {
+            let v = after_eq[1..].trim_start();
+            let q = v.chars().next()?;
+            if q == '\'' || q == '"' {
+                let end = v[1..].find(q)?;
+                return Some(unescape(&v[1..1 + end]));
+            }
+        }
+        rest = &rest[i + name.len()..];
+    }
+    None
+}
+
+fn unescape(v: &str) -> String {
+    v.replace("&apos;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The length of the start tag at the head of `b` (through its `>`),
+/// quotes respected; `None` while it is incomplete.
+fn start_tag(b: &[u8]) -> Option<usize> {
+    let mut quote = None;
+    for (i, &c) in b.iter().enumerate() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(c),
+            (None, b'>') => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Split the server's bytes into one message per top-level unit (stream
+/// header, stream end, element), each framed as RFC 7395 §3.3 asks, into
+/// `frames`; the count of bytes used (the rest is an incomplete unit).
+fn split(b: &[u8], frames: &mut VecDeque<String>) -> usize {
+    let mut at = 0;
+    loop {
+        while at < b.len() && b[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        let rest = &b[at..];
+        if rest.is_empty() {
+            return at;
+        }
+        if rest.starts_with(b"<?") {
+            match find(rest, b"?>") {
+                Some(i) => at += i + 2,
+                None => return at,
+            }
+            continue;
+        }
+        if rest.starts_with(b"</stream:stream") {
+            match find(rest, b">") {
+                Some(i) => {
+                    frames.push_back(format!("<close xmlns='{NS_FRAMING}'/>"));
+                    at += i + 1;
+                }
+                None => return at,
+            }
+            continue;
+        }
+        if rest.starts_with(b"<stream:stream") {
+            let Some(n) = start_tag(rest) else { return at };
+            let head = String::from_utf8_lossy(&rest[..n]);
+            let mut open = format!("<open xmlns='{NS_FRAMING}'");
+            for a in ["from", "to", "id", "version", "xml:lang"] {
+                if let Some(v) = attr(&head, a) {
+                    open.push_str(&format!(" {a}='{}'", proto::element::escape(&v)));
+                }
+            }
+            open.push_str("/>");
+            frames.push_back(open);
+            at += n;
+            continue;
+        }
+        let Some(n) = element_len(rest) else {
+            return at;
+        };
+        frames.push_back(framed(&rest[..n]));
+        at += n;
+    }
+}
+
+/// One element of the server's as a message of its own: the `stream`
+/// prefix declared on a stream-level element, `jabber:client` on a
+/// stanza written without its namespace.
+fn framed(el: &[u8]) -> String {
+    let text = String::from_utf8_lossy(el);
+    let name_end = text[1..]
+        .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
+        .map_or(text.len(), |i| i + 1);
+    let head_len = start_tag(el).unwrap_or(el.len());
+    let head = &text[..head_len];
+    let decl = if text.starts_with("<stream:") {
+        (!head.contains("xmlns:stream=")).then(|| format!(" xmlns:stream='{NS_STREAMS}'"))
+    } else if !head.contains("xmlns=") {
+        Some(" xmlns='jabber:client'".to_string())
+    } else {
+        None
+    };
+    match decl {
+        Some(d) => format!("{}{d}{}", &text[..name_end], &text[name_end..]),
+        None => text.into_owned(),
+    }
+}
+
+/// The length of the complete element at the head of `b`, or `None`
+/// while it is incomplete. Quotes, CDATA sections, comments and
+/// processing instructions are stepped over.
+fn element_len(b: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut at = 0;
+    while at < b.len() {
+        at += memchr(b'<', &b[at..])?;
+        let rest = &b[at..];
+        if rest.starts_with(b"<![CDATA[") {
+            at += find(rest, b"]]>")? + 3;
+        } else if rest.starts_with(b"<!--") {
+            at += find(rest, b"-->")? + 3;
+        } else if rest.starts_with(b"<?") {
+            at += find(rest, b"?>")? + 2;
+        } else if rest.starts_with(b"</") {
+            at += find(rest, b">")? + 1;
+            depth = depth.saturating_sub(1);
+            if depth == 0 {
+                return Some(at);
+            }
+        } else {
+            let n = start_tag(rest)?;
+            at += n;
+            if rest[n - 2] != b'/' {
+                depth += 1;
+            } else if depth == 0 {
+                return Some(at);
+            }
+        }
+    }
+    None
+}
+
+fn memchr(c: u8, b: &[u8]) -> Option<usize> {
+    b.iter().position(|&x| x == c)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames_of(chunks: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut frames = VecDeque::new();
+        for c in chunks {
+            out.extend_from_slice(c.as_bytes());
+            let used = split(&out, &mut frames);
+            out.drain(..used);
+        }
+        assert!(out.iter().all(u8::is_ascii_whitespace), "left: {out:?}");
+        frames.into_iter().collect()
+    }
+
+    #[test]
+    fn the_servers_stream_becomes_framed_messages() {
+        let stream = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='localhost' version='1.0' xml:lang='en'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features><message from='a@b/c' id='x'><body>1 &lt; 2 <![CDATA[ </message> ]]></body></message><presence to='a@b' /><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></stream:stream>";
+        let whole = frames_of(&[stream]);
+        assert_eq!(
+            whole,
+            [
+                "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='localhost' id='abc' version='1.0' xml:lang='en'/>",
+                "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>",
+                "<message xmlns='jabber:client' from='a@b/c' id='x'><body>1 &lt; 2 <![CDATA[ </message> ]]></body></message>",
+                "<presence xmlns='jabber:client' to='a@b' />",
+                "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+                "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
+            ]
+        );
+        // Written in pieces, split anywhere: the same messages.
+        for cut in 1..stream.len() {
+            if !stream.is_char_boundary(cut) {
+                continue;
+            }
+            assert_eq!(
+                frames_of(&[&stream[..cut], &stream[cut..]]),
+                whole,
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_clients_framing_becomes_a_stream() {
+        let (h, end) = inbound(
+            "<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" to=\"localhost\" version=\"1.0\"/>",
+        );
+        assert!(!end);
+        assert_eq!(
+            String::from_utf8(h).expect("utf-8"),
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>"
+        );
+        let (c, end) = inbound("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing' />");
+        assert!(end);
+        assert_eq!(c, b"</stream:stream>");
+        // Not framing: as it is (an <openx/> or an <open/> elsewhere).
+        let (m, _) = inbound("<open xmlns='urn:example'/>");
+        assert_eq!(m, b"<open xmlns='urn:example'/>");
+    }
+}

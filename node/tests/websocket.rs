@@ -1,0 +1,260 @@
+//! XMPP over WebSocket (RFC 7395) over real sockets: the upgrade asks
+//! for the `xmpp` subprotocol and an allowed origin; the stream is framed
+//! with `<open/>` and `<close/>`, one element per message, stream-level
+//! elements declaring their prefix and stanzas their namespace; a client
+//! logs in, binds and chats as over TCP; bad input ends in a framed
+//! stream error; an oversized message closes the connection; and
+//! xmpp.js chats over ws:// and wss://.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::TestServer;
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{WebSocketStream, client_async};
+
+const PW: &str = "correct horse";
+const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+
+async fn server() -> (TestServer, SocketAddr, SocketAddr) {
+    let t = TestServer::start_with(|c| {
+        c.listeners.websocket = Some("127.0.0.1:0".into());
+        c.listeners.websocket_tls = Some("127.0.0.1:0".into());
+        c.websocket.origins = vec!["https://chat.example".into()];
+    })
+    .await;
+    let s = t.server.as_ref().expect("running");
+    let (ws, wss) = (
+        s.websocket_addr.expect("ws"),
+        s.websocket_tls_addr.expect("wss"),
+    );
+    (t, ws, wss)
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// An upgrade to `/xmpp-websocket` with `protocol` and `origin`.
+async fn connect(
+    addr: SocketAddr,
+    protocol: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Ws, WsError> {
+    let mut req = format!("ws://{addr}/xmpp-websocket")
+        .into_client_request()
+        .expect("request");
+    if let Some(p) = protocol {
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_str(p).expect("value"),
+        );
+    }
+    if let Some(o) = origin {
+        req.headers_mut()
+            .insert("Origin", HeaderValue::from_str(o).expect("value"));
+    }
+    let tcp = TcpStream::connect(addr).await.expect("tcp");
+    client_async(req, tcp).await.map(|(ws, resp)| {
+        assert_eq!(
+            resp.headers()
+                .get("Sec-WebSocket-Protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some("xmpp"),
+            "the server takes the xmpp subprotocol"
+        );
+        ws
+    })
+}
+
+/// The next text message, within the test's time.
+async fn recv(ws: &mut Ws) -> String {
+    loop {
+        let m = tokio::time::timeout(common::TIMEOUT, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("no error");
+        match m {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("not text: {other:?}"),
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, s: &str) {
+    ws.send(Message::Text(s.into())).await.expect("send");
+}
+
+fn open() -> String {
+    format!("<open xmlns='{FRAMING}' to='localhost' version='1.0'/>")
+}
+
+/// Open the stream; the server's `<open/>` and features.
+async fn opened(ws: &mut Ws) -> String {
+    send(ws, &open()).await;
+    let o = recv(ws).await;
+    assert!(
+        o.starts_with("<open") && o.contains(FRAMING) && o.contains("from='localhost'"),
+        "{o}"
+    );
+    assert!(o.contains("version='1.0'") && o.contains(" id='"), "{o}");
+    let f = recv(ws).await;
+    assert!(
+        f.starts_with("<stream:features xmlns:stream='http://etherx.jabber.org/streams'"),
+        "{f}"
+    );
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_needs_the_xmpp_subprotocol_and_an_allowed_origin() {
+    let (t, ws, _) = server().await;
+    for (protocol, origin, status) in [
+        (None, None, 400),
+        (Some("chat, superchat"), None, 400),
+        (Some("xmpp"), Some("https://evil.example"), 403),
+    ] {
+        match connect(ws, protocol, origin).await {
+            Err(WsError::Http(resp)) => assert_eq!(resp.status().as_u16(), status),
+            Err(e) => panic!("{protocol:?} {origin:?}: {e}"),
+            Ok(_) => panic!("{protocol:?} {origin:?} was let in"),
+        }
+    }
+    // Listed, or no origin at all (not a browser): in.
+    connect(ws, Some("xmpp"), Some("https://chat.example"))
+        .await
+        .expect("allowed origin");
+    connect(ws, Some("other, xmpp"), None)
+        .await
+        .expect("no origin");
+    drop(t);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_logs_in_binds_and_chats_over_the_framing() {
+    let (t, addr, _) = server().await;
+    t.add_user("alice@localhost", PW);
+    let mut ws = connect(addr, Some("xmpp"), None).await.expect("upgrade");
+    let f = opened(&mut ws).await;
+    assert!(f.contains("PLAIN") && !f.contains("starttls"), "{f}");
+    let creds = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("\0alice\0{PW}"))
+    };
+    send(
+        &mut ws,
+        &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"),
+    )
+    .await;
+    let s = recv(&mut ws).await;
+    assert!(
+        s.starts_with("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'"),
+        "{s}"
+    );
+    // The stream restarts with a new <open/> (RFC 7395 §3.5).
+    let f = opened(&mut ws).await;
+    assert!(f.contains("urn:ietf:params:xml:ns:xmpp-bind"), "{f}");
+    send(
+        &mut ws,
+        "<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>web</resource></bind></iq>",
+    )
+    .await;
+    let b = recv(&mut ws).await;
+    assert!(
+        b.starts_with("<iq xmlns='jabber:client'") && b.contains("alice@localhost/web"),
+        "{b}"
+    );
+    // A message to oneself comes back as one framed stanza.
+    send(
+        &mut ws,
+        "<message xmlns='jabber:client' to='alice@localhost/web' id='m1' type='chat'><body>a &lt; b</body></message>",
+    )
+    .await;
+    let m = recv(&mut ws).await;
+    assert!(
+        m.starts_with("<message ")
+            && m.contains("xmlns='jabber:client'")
+            && m.contains("id='m1'")
+            && m.contains("a &lt; b"),
+        "{m}"
+    );
+    // <close/> ends the stream: the server closes its own.
+    send(&mut ws, &format!("<close xmlns='{FRAMING}'/>")).await;
+    let c = recv(&mut ws).await;
+    assert_eq!(c, format!("<close xmlns='{FRAMING}'/>"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_ends_in_a_framed_stream_error() {
+    let (_t, addr, _) = server().await;
+    // Not XML: not-well-formed, framed, then <close/>.
+    let mut ws = connect(addr, Some("xmpp"), None).await.expect("upgrade");
+    opened(&mut ws).await;
+    send(&mut ws, "<message><body>unclosed</message>").await;
+    let e = recv(&mut ws).await;
+    assert!(
+        e.starts_with("<stream:error xmlns:stream='http://etherx.jabber.org/streams'")
+            && e.contains("not-well-formed"),
+        "{e}"
+    );
+    let c = recv(&mut ws).await;
+    assert!(c.starts_with("<close"), "{c}");
+    // A stanza before authentication: not-authorized.
+    let mut ws = connect(addr, Some("xmpp"), None).await.expect("upgrade");
+    opened(&mut ws).await;
+    send(
+        &mut ws,
+        "<message xmlns='jabber:client' to='x@localhost'><body>hi</body></message>",
+    )
+    .await;
+    let e = recv(&mut ws).await;
+    assert!(e.contains("not-authorized"), "{e}");
+    // A message larger than any stanza may be: the connection goes.
+    let mut ws = connect(addr, Some("xmpp"), None).await.expect("upgrade");
+    opened(&mut ws).await;
+    let big = format!(
+        "<message xmlns='jabber:client'><body>{}</body></message>",
+        "x".repeat(2 << 20)
+    );
+    let _ = ws.send(Message::Text(big.into())).await;
+    let end = tokio::time::timeout(common::TIMEOUT, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "the oversized message did not end the connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xmpp_js_chats_over_ws_and_wss() {
+    let (t, ws, wss) = server().await;
+    t.add_user("alice@localhost", "alice secret");
+    t.add_user("bob@localhost", "bob secret");
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let out = tokio::process::Command::new("node")
+        .arg(format!("{dir}/../tests/interop/xmppjs/websocket.mjs"))
+        .arg(format!("ws://{ws}/xmpp-websocket"))
+        .arg(format!("wss://{wss}/xmpp-websocket"))
+        .args(["localhost", "alice secret", "bob secret"])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("node runs (scripts/setup.sh installs it): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("interop ok"),
+        "xmpp.js over WebSocket failed:\n{stdout}\n{stderr}"
+    );
+}

@@ -1492,6 +1492,12 @@ pub struct WebSocketConfig {
     /// Browser origins allowed to connect (the `Origin` header, e.g.
     /// `"https://chat.example.org"`); empty: any.
     pub origins: Vec<String>,
+    /// The URL clients use to reach the WebSocket endpoint, announced in
+    /// `/.well-known/host-meta` (XEP-0156), e.g.
+    /// `"wss://chat.example.org/xmpp-websocket"` behind a proxy. Unset:
+    /// made of the request's `Host` and the listener's scheme.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 #[cfg(test)]

@@ -6,6 +6,10 @@
 //! (`conn.rs`): [`WsIo`] turns the framing into the byte stream the
 //! parser reads and the machine's bytes into one message per element.
 //!
+//! The same listeners serve XEP-0156's `/.well-known/host-meta` and
+//! `host-meta.json`, naming the WebSocket URL (`websocket.public_url`
+//! when a proxy in front changes it).
+//!
 //! Framing (RFC 7395 §3.3): the client opens with
 //! `<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to=... version='1.0'/>`
 //! (taken as a stream header) and ends with `<close/>` (the stream's end);
@@ -49,12 +53,16 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connections get to close after the shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// What the WebSocket listeners check.
+/// What the WebSocket listeners check and tell.
 #[derive(Debug, Clone, Default)]
 pub struct WsSettings {
     /// Browser origins allowed (`Origin` header); empty: any. A request
     /// without `Origin` (not from a browser) is always let in.
     pub origins: Vec<String>,
+    /// The WebSocket URL clients are told of (XEP-0156), when a proxy or
+    /// load balancer in front gives it another; otherwise it is made of
+    /// the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 /// One accepted TCP connection: its place in the edge's connection
@@ -122,6 +130,8 @@ async fn http_conn(
 ) {
     let app = Router::new()
         .route(PATH, get(upgrade))
+        .route("/.well-known/host-meta", get(host_meta))
+        .route("/.well-known/host-meta.json", get(host_meta_json))
         .with_state(acc.clone());
     let service = TowerToHyperService::new(app);
     let builder = {
@@ -194,6 +204,75 @@ async fn upgrade(
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| crate::conn::run_ws(edge, socket, peer, slot))
+}
+
+/// The WebSocket URL to announce (XEP-0156 §3): the configured public
+/// one, else this listener's as the client reached it (`wss` when it, or
+/// the proxy in front by `X-Forwarded-Proto`, speaks TLS).
+fn public_url(acc: &Accepted, headers: &HeaderMap) -> Option<String> {
+    if let Some(u) = &acc.settings.public_url {
+        return Some(u.clone());
+    }
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    // A Host header is a host and port, nothing else.
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    {
+        return None;
+    }
+    let forwarded_tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let scheme = if acc.tls || forwarded_tls {
+        "wss"
+    } else {
+        "ws"
+    };
+    Some(format!("{scheme}://{host}{PATH}"))
+}
+
+const ALT_WS: &str = "urn:xmpp:alt-connections:websocket";
+
+/// `/.well-known/host-meta` (XEP-0156 §3.1, the XRD form), readable by
+/// pages of any origin.
+async fn host_meta(State(acc): State<Arc<Accepted>>, headers: HeaderMap) -> Response {
+    let mut xrd = String::from(
+        "<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n",
+    );
+    if let Some(u) = public_url(&acc, &headers) {
+        xrd.push_str(&format!(
+            "  <Link rel='{ALT_WS}' href='{}'/>\n",
+            proto::element::escape(&u)
+        ));
+    }
+    xrd.push_str("</XRD>\n");
+    (
+        [
+            (header::CONTENT_TYPE, "application/xrd+xml; charset=utf-8"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        xrd,
+    )
+        .into_response()
+}
+
+/// `/.well-known/host-meta.json` (XEP-0156 §3.1, the JRD form).
+async fn host_meta_json(State(acc): State<Arc<Accepted>>, headers: HeaderMap) -> Response {
+    let links: Vec<serde_json::Value> = public_url(&acc, &headers)
+        .map(|u| serde_json::json!({ "rel": ALT_WS, "href": u }))
+        .into_iter()
+        .collect();
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        serde_json::json!({ "links": links }).to_string(),
+    )
+        .into_response()
 }
 
 /// A WebSocket as the byte transport of a stream ([`crate::io::Io`]).

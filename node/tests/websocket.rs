@@ -258,3 +258,66 @@ async fn xmpp_js_chats_over_ws_and_wss() {
         "xmpp.js over WebSocket failed:\n{stdout}\n{stderr}"
     );
 }
+
+/// One HTTP/1.1 request on a fresh connection; the whole response.
+async fn http_get(addr: SocketAddr, path: &str, headers: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.expect("tcp");
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("request");
+    let mut out = String::new();
+    tokio::time::timeout(common::TIMEOUT, tcp.read_to_string(&mut out))
+        .await
+        .expect("in time")
+        .expect("response");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_meta_names_the_websocket_url() {
+    let (t, ws, _) = server().await;
+    // XEP-0156: the XRD and JRD forms, readable from any origin.
+    let xrd = http_get(ws, "/.well-known/host-meta", "Host: chat.example:5280\r\n").await;
+    assert!(xrd.starts_with("HTTP/1.1 200"), "{xrd}");
+    assert!(
+        xrd.to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{xrd}"
+    );
+    assert!(
+        xrd.contains("<Link rel='urn:xmpp:alt-connections:websocket' href='ws://chat.example:5280/xmpp-websocket'/>"),
+        "{xrd}"
+    );
+    // Behind a proxy that speaks TLS: wss.
+    let jrd = http_get(
+        ws,
+        "/.well-known/host-meta.json",
+        "Host: chat.example\r\nX-Forwarded-Proto: https\r\n",
+    )
+    .await;
+    let body = jrd.split("\r\n\r\n").nth(1).expect("body");
+    let v: serde_json::Value = serde_json::from_str(body).expect("json");
+    assert_eq!(
+        v["links"][0]["href"], "wss://chat.example/xmpp-websocket",
+        "{jrd}"
+    );
+    assert_eq!(v["links"][0]["rel"], "urn:xmpp:alt-connections:websocket");
+    // A Host that is no host name is not echoed into the document.
+    let bad = http_get(ws, "/.well-known/host-meta", "Host: a'><b x='\r\n").await;
+    assert!(!bad.contains("<b") && !bad.contains("<Link"), "{bad}");
+    drop(t);
+    // A configured public URL wins.
+    let t = TestServer::start_with(|c| {
+        c.listeners.websocket = Some("127.0.0.1:0".into());
+        c.websocket.public_url = Some("wss://xmpp.example.org/ws".into());
+    })
+    .await;
+    let ws = t
+        .server
+        .as_ref()
+        .and_then(|s| s.websocket_addr)
+        .expect("ws");
+    let xrd = http_get(ws, "/.well-known/host-meta", "Host: 127.0.0.1\r\n").await;
+    assert!(xrd.contains("href='wss://xmpp.example.org/ws'"), "{xrd}");
+}

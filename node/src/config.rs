@@ -1498,6 +1498,12 @@ pub struct WebSocketConfig {
     /// made of the request's `Host` and the listener's scheme.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// Where a draining edge sends its WebSocket clients: the
+    /// `see-other-uri` of its `<close/>` (RFC 7395 §3.6.1), e.g.
+    /// `"wss://other.example.org/xmpp-websocket"`. Unset: they get
+    /// `system-shutdown` and reconnect (to another edge behind the name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub see_other_uri: Option<String>,
 }
 
 #[cfg(test)]

@@ -118,13 +118,14 @@ pub(crate) async fn run(
 pub(crate) async fn run_ws(
     edge: Arc<Edge>,
     socket: axum::extract::ws::WebSocket,
+    see_other_uri: Option<String>,
     peer: SocketAddr,
     _slot: Slot,
 ) {
     let _open = edge.metrics.open(Listener::WebSocket);
     let mut c = Conn::over(
         edge.clone(),
-        Io::Ws(Box::new(crate::ws::WsIo::new(socket))),
+        Io::Ws(Box::new(crate::ws::WsIo::new(socket, see_other_uri))),
         peer,
     );
     // The transport's security is the WebSocket's (wss) or a proxy's in
@@ -629,6 +630,20 @@ impl Conn {
     /// `<see-other-host/>`) or tell it the server goes down, which clients
     /// answer by reconnecting (to another edge behind the same name).
     async fn leave_drained(&mut self) {
+        // A WebSocket names the other endpoint on its <close/> (RFC 7395
+        // §3.6.1), by URI.
+        if let Io::Ws(w) = &self.io
+            && let Some(uri) = w.see_other_uri()
+        {
+            let close = format!(
+                "<close xmlns='{}' see-other-uri='{}'/>",
+                crate::ws::NS_FRAMING,
+                proto::element::escape(uri)
+            );
+            self.write(close.as_bytes()).await;
+            self.done = true;
+            return;
+        }
         let redirect = self
             .edge
             .drain_signal()

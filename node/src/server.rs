@@ -400,6 +400,7 @@ impl Server {
         let ws_settings = Arc::new(crate::ws::WsSettings {
             origins: cfg.websocket.origins.clone(),
             public_url: cfg.websocket.public_url.clone(),
+            see_other_uri: cfg.websocket.see_other_uri.clone(),
         });
         let mut ws_addrs = [None, None];
         for (i, (addr, tls)) in [

@@ -63,6 +63,10 @@ pub struct WsSettings {
     /// load balancer in front gives it another; otherwise it is made of
     /// the request's `Host`.
     pub public_url: Option<String>,
+    /// Where a draining edge sends its WebSocket clients
+    /// (`see-other-uri` on `<close/>`, RFC 7395 §3.6.1); unset: they are
+    /// told the server shuts down, and reconnect.
+    pub see_other_uri: Option<String>,
 }
 
 /// One accepted TCP connection: its place in the edge's connection
@@ -200,10 +204,11 @@ async fn upgrade(
     // with room for the framing.
     let max = limits.parser.max_stanza_bytes + 1024;
     let (edge, peer) = (acc.edge.clone(), acc.peer);
+    let see_other = acc.settings.see_other_uri.clone();
     ws.protocols(["xmpp"])
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| crate::conn::run_ws(edge, socket, peer, slot))
+        .on_upgrade(move |socket| crate::conn::run_ws(edge, socket, see_other, peer, slot))
 }
 
 /// The WebSocket URL to announce (XEP-0156 §3): the configured public
@@ -288,10 +293,11 @@ pub(crate) struct WsIo {
     /// The client's `<close/>` came (the stream's end was given to the
     /// parser); reads end there.
     ended: bool,
+    see_other_uri: Option<String>,
 }
 
 impl WsIo {
-    pub fn new(socket: WebSocket) -> WsIo {
+    pub fn new(socket: WebSocket, see_other_uri: Option<String>) -> WsIo {
         WsIo {
             socket,
             inbound: Vec::new(),
@@ -299,7 +305,13 @@ impl WsIo {
             out: Vec::new(),
             frames: VecDeque::new(),
             ended: false,
+            see_other_uri,
         }
+    }
+
+    /// Where to send the client when the edge drains.
+    pub fn see_other_uri(&self) -> Option<&str> {
+        self.see_other_uri.as_deref()
     }
 }
 

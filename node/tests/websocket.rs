@@ -321,3 +321,33 @@ async fn host_meta_names_the_websocket_url() {
     let xrd = http_get(ws, "/.well-known/host-meta", "Host: 127.0.0.1\r\n").await;
     assert!(xrd.contains("href='wss://xmpp.example.org/ws'"), "{xrd}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_edge_sends_websocket_clients_to_another_uri() {
+    for uri in [Some("wss://other.example/xmpp-websocket"), None] {
+        let t = TestServer::start_with(|c| {
+            c.listeners.websocket = Some("127.0.0.1:0".into());
+            c.websocket.see_other_uri = uri.map(str::to_string);
+        })
+        .await;
+        let s = t.server.as_ref().expect("running");
+        let addr = s.websocket_addr.expect("ws");
+        let mut ws = connect(addr, Some("xmpp"), None).await.expect("upgrade");
+        opened(&mut ws).await;
+        s.edge.start_drain(std::time::Duration::ZERO, None);
+        let end = recv(&mut ws).await;
+        match uri {
+            // RFC 7395 §3.6.1: the other endpoint on <close/>.
+            Some(u) => assert_eq!(
+                end,
+                format!("<close xmlns='{FRAMING}' see-other-uri='{u}'/>")
+            ),
+            // Else the stream's end as over TCP, framed.
+            None => {
+                assert!(end.contains("system-shutdown"), "{end}");
+                let c = recv(&mut ws).await;
+                assert!(c.starts_with("<close"), "{c}");
+            }
+        }
+    }
+}

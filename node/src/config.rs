@@ -63,6 +63,8 @@ pub struct Config {
     pub tracing: TracingConfig,
     /// `[websocket]`: who may connect over WebSocket.
     pub websocket: WebSocketConfig,
+    /// `[csi]`: client state indication (XEP-0352).
+    pub csi: CsiConfig,
 }
 
 /// `[tracing]`.
@@ -155,6 +157,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             tracing: TracingConfig::default(),
             websocket: WebSocketConfig::default(),
+            csi: CsiConfig::default(),
         }
     }
 }
@@ -1484,6 +1487,27 @@ macro_rules! optional_listener {
 
 optional_listener!(websocket_addr, "127.0.0.1:5280");
 optional_listener!(websocket_tls_addr, "0.0.0.0:5443");
+
+/// `[csi]`: what a connection holds back while its client says it is
+/// inactive (XEP-0352).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CsiConfig {
+    /// Stanzas held before they are written anyway. Default 500.
+    pub max_held: usize,
+    /// Chat states (typing notifications) without a body are written at
+    /// once rather than held. Default false.
+    pub chat_states_urgent: bool,
+}
+
+impl Default for CsiConfig {
+    fn default() -> CsiConfig {
+        CsiConfig {
+            max_held: 500,
+            chat_states_urgent: false,
+        }
+    }
+}
 
 /// `[websocket]`: XMPP over WebSocket (RFC 7395).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

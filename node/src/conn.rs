@@ -86,6 +86,9 @@ struct Conn {
     started: Instant,
     /// Stanzas this session may still send (`limits.stanza_rate_per_sec`).
     stanzas: StanzaBudget,
+    /// While the client says it is inactive (XEP-0352): what is held back
+    /// for it. None while active (nothing kept).
+    held: Option<Box<crate::csi::Held>>,
     done: bool,
 }
 
@@ -164,6 +167,7 @@ impl Conn {
             last_delivery: now,
             ping_sent: None,
             started: now,
+            held: None,
             done: false,
         }
     }
@@ -421,8 +425,86 @@ impl Conn {
                 self.write(b"</stream:stream>").await;
                 self.done = true;
             }
+            Action::ClientState(true) => {
+                Box::pin(self.flush_held()).await;
+                self.held = None;
+            }
+            Action::ClientState(false) => {
+                self.held.get_or_insert_default();
+            }
         }
         None
+    }
+
+    /// Write what was held for the inactive client, in order, at once.
+    async fn flush_held(&mut self) {
+        let Some(h) = self.held.as_mut() else { return };
+        if h.is_empty() {
+            return;
+        }
+        let n = h.len() as u64;
+        self.edge.metrics.csi_superseded.inc_by(h.superseded);
+        h.superseded = 0;
+        let buf = h.take();
+        self.write(&buf).await;
+        if !self.done {
+            self.edge.metrics.stanzas_sent.inc_by(n);
+        }
+    }
+
+    /// [`Conn::deliver`] for an inactive client (XEP-0352): what can wait
+    /// is held; something urgent, a close, or too much held writes all
+    /// that is held, in order, in one write.
+    async fn deliver_inactive(&mut self, first: Bytes, to_me: bool) {
+        let (max, chat_states) = (self.limits.csi_max_held, self.limits.csi_chat_states_urgent);
+        let me = self.machine.jid().map_or("", |j| j.as_str());
+        let me = proto::element::escape(me).into_owned();
+        let addressed = |raw: Bytes, to_me: bool| -> Bytes {
+            if !to_me {
+                return raw;
+            }
+            let mut v = Vec::with_capacity(raw.len() + me.len() + 6);
+            put(&mut v, &raw, Some(&me));
+            Bytes::from(v)
+        };
+        let mut items = vec![addressed(first, to_me)];
+        let mut then = None;
+        if let Some(rx) = self.inbox.as_mut() {
+            while items.len() < BATCH_STANZAS * 16 {
+                match rx.try_recv() {
+                    Some((Outbound::Stanza(b), _)) => items.push(addressed(b, false)),
+                    Some((Outbound::Addressed(b), _)) => items.push(addressed(b, true)),
+                    Some((close, _)) => {
+                        then = Some(close);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        let Some(h) = self.held.as_mut() else { return };
+        let mut urgent = false;
+        let mut waiting = 0;
+        for b in items {
+            match crate::csi::classify(&b, chat_states) {
+                // Held like the rest, so that it goes after them.
+                crate::csi::Class::Urgent => {
+                    urgent = true;
+                    h.push(crate::csi::Class::Hold, b);
+                }
+                c => {
+                    waiting += 1;
+                    h.push(c, b);
+                }
+            }
+        }
+        self.edge.metrics.csi_held.inc_by(waiting);
+        if urgent || then.is_some() || h.len() >= max {
+            Box::pin(self.flush_held()).await;
+        }
+        if let Some(Outbound::Close(cond, text)) = then {
+            self.fail(cond, text).await;
+        }
     }
 
     async fn start_tls(&mut self) -> Option<Event> {
@@ -478,6 +560,9 @@ impl Conn {
                 return self.fail(StreamCondition::InternalServerError, None).await;
             }
         };
+        if self.held.is_some() {
+            return Box::pin(self.deliver_inactive(b, to_me)).await;
+        }
         self.wait_for_more().await;
         // The routing latency of each stanza is observed as it is
         // written (one clock reading for the batch), and sampled traces
@@ -604,7 +689,10 @@ impl Conn {
             self.io.flush().await
         };
         match timeout(self.limits.write_timeout, w).await {
-            Ok(Ok(())) => self.edge.metrics.bytes_sent.inc_by(b.len() as u64),
+            Ok(Ok(())) => {
+                self.edge.metrics.bytes_sent.inc_by(b.len() as u64);
+                self.edge.metrics.writes.inc();
+            }
             Ok(Err(_)) => self.done = true,
             Err(_) => {
                 self.edge.metrics.slow_clients.inc();

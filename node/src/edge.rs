@@ -51,6 +51,12 @@ pub struct EdgeLimits {
     pub login_max_delay: Duration,
     /// Failures are forgotten after this long without one.
     pub login_forget: Duration,
+    /// XEP-0352: stanzas held for an inactive client before they are
+    /// written anyway.
+    pub csi_max_held: usize,
+    /// XEP-0352: chat states without a body are written at once to an
+    /// inactive client (else held).
+    pub csi_chat_states_urgent: bool,
 }
 
 impl Default for EdgeLimits {
@@ -75,6 +81,8 @@ impl Default for EdgeLimits {
             login_delay: Duration::from_secs(1),
             login_max_delay: Duration::from_secs(60),
             login_forget: Duration::from_secs(900),
+            csi_max_held: 500,
+            csi_chat_states_urgent: false,
         }
     }
 }

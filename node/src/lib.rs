@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 mod conn;
 pub mod core_link;
+pub mod csi;
 pub mod edge;
 pub mod http;
 mod io;

@@ -41,6 +41,12 @@ pub struct Metrics {
     pub trace_spans_dropped: IntCounter,
     pub bytes_received: IntCounter,
     pub bytes_sent: IntCounter,
+    /// Writes to client connections (a batch of stanzas is one).
+    pub writes: IntCounter,
+    /// XEP-0352: stanzas held back for inactive clients, and presence
+    /// superseded while held (never written).
+    pub csi_held: IntCounter,
+    pub csi_superseded: IntCounter,
     pub logins: IntCounter,
     login_failures: IntCounterVec,
     pub registrations: IntCounter,
@@ -228,6 +234,21 @@ impl Metrics {
                 &r,
                 "xmppd_client_sent_bytes_total",
                 "Bytes written to client connections (before TLS).",
+            ),
+            writes: counter(
+                &r,
+                "xmppd_client_writes_total",
+                "Writes to client connections (stanzas queued together go in one write; each is a wake-up of the client's radio).",
+            ),
+            csi_held: counter(
+                &r,
+                "xmppd_csi_held_total",
+                "Stanzas held back for clients that said they are inactive (XEP-0352), written later together.",
+            ),
+            csi_superseded: counter(
+                &r,
+                "xmppd_csi_superseded_total",
+                "Presence held for an inactive client and replaced by a newer one of the same resource before it was written (never sent).",
             ),
             logins: counter(&r, "xmppd_logins_total", "Successful SASL authentications."),
             login_failures: {

@@ -95,6 +95,8 @@ pub fn edge_limits(cfg: &Config) -> EdgeLimits {
         login_delay: Duration::from_secs(l.login_delay_secs),
         login_max_delay: Duration::from_secs(l.login_max_delay_secs),
         login_forget: Duration::from_secs(l.login_forget_secs),
+        csi_max_held: cfg.csi.max_held,
+        csi_chat_states_urgent: cfg.csi.chat_states_urgent,
     }
 }
 

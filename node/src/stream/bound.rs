@@ -11,8 +11,16 @@ use proto::xml::TopElement;
 
 use super::{Action, Machine};
 
+/// Client state indication (XEP-0352).
+pub(crate) const NS_CSI: &str = "urn:xmpp:csi:0";
+
 impl Machine {
     pub(super) fn bound(&mut self, e: TopElement, out: &mut Vec<Action>) {
+        // XEP-0352 §4: the client's state, for the driver to act on.
+        if e.ns == NS_CSI && matches!(e.name.as_str(), "active" | "inactive") {
+            out.push(Action::ClientState(e.name == "active"));
+            return;
+        }
         if e.ns != ns::CLIENT {
             return self.fail(
                 StreamCondition::UnsupportedStanzaType,

@@ -113,6 +113,8 @@ pub enum Action {
     Fail(StreamCondition, Option<String>),
     /// Close our stream (after the peer closed theirs).
     Close,
+    /// XEP-0352: the client says it is active (`true`) or inactive.
+    ClientState(bool),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -50,6 +50,8 @@ pub const PATH: &str = "/xmpp-websocket";
 
 /// Time a client gets to send its HTTP request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A WebSocket's read buffer to start with.
+const READ_BUFFER: usize = 4 * 1024;
 /// How long connections get to close after the shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -208,6 +210,10 @@ async fn upgrade(
     ws.protocols(["xmpp"])
         .max_message_size(max)
         .max_frame_size(max)
+        // The library's 128 KiB read buffer is for bulk transfers; a
+        // stanza stream's messages are small, and an idle session should
+        // not hold one that size (it grows for a large message).
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| crate::conn::run_ws(edge, socket, see_other, peer, slot))
 }
 

@@ -107,6 +107,9 @@ pub struct RemoteCore {
     cores: RwLock<HashMap<u64, Arc<CoreConn>>>,
     map: RwLock<ShardMap>,
     sessions: Sessions,
+    /// The domains served (what is not one of them is a service or remote,
+    /// reached through the sender's shard: `first_hop`).
+    domains: Vec<String>,
 }
 
 /// An error with its causes, outermost first (`transport error: tcp
@@ -137,6 +140,7 @@ impl RemoteCore {
         seed: &str,
         patience: Duration,
         liveness: Duration,
+        domains: Vec<String>,
     ) -> anyhow::Result<Arc<RemoteCore>> {
         let ping = router::service::liveness(liveness);
         let deadline = tokio::time::Instant::now() + patience;
@@ -175,6 +179,7 @@ impl RemoteCore {
             }
         };
         let me = Arc::new(RemoteCore {
+            domains,
             edge,
             instance,
             id_taken: tokio::sync::watch::channel(false).0,
@@ -494,7 +499,7 @@ impl RemoteCore {
         let Some(from) = &stanza.from else {
             return Ok(());
         };
-        let target = router::shard::first_hop(&stanza, from.bare_str());
+        let target = router::shard::first_hop(&stanza, from.bare_str(), &self.domains);
         let (shard, _) = self.shard_of(target);
         let leader = self.live_leader(shard, None).await;
         self.send_envelope(to_envelope(shard, &stanza), leader)

@@ -296,6 +296,7 @@ impl Server {
                         addr,
                         Duration::from_secs(30),
                         liveness,
+                        domains.clone(),
                     )
                     .await
                     {

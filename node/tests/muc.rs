@@ -1525,3 +1525,45 @@ async fn the_form_keeps_an_owner_and_bounds_names() {
     assert!(xml.contains("/alice"), "{xml}");
     assert!(!xml.contains("/bob"), "{xml}");
 }
+
+/// RFC 6120 §10.1: a client's stanzas are handled in the order it sent
+/// them. A groupchat message, or the owner's configuration, written in
+/// the same packet as the entering presence comes after the entering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_follows_the_entering_presence_comes_after_it() {
+    let t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    let mut alice = online(&t, "alice").await;
+    for i in 0..20 {
+        let room = format!("order{i}@conference.localhost");
+        // Create and configure in one write (persistent: it stays when
+        // she leaves).
+        alice
+            .send(&format!(
+                "<presence to='{room}/A'><x xmlns='{MUC}'/></presence><iq type='set' id='cfg{i}' to='{room}'>{}</iq>",
+                config(&[("muc#roomconfig_persistentroom", "1")])
+            ))
+            .await;
+        let r = alice
+            .expect(|e| e.attr("id") == Some(format!("cfg{i}").as_str()))
+            .await
+            .expect("the configuration's answer");
+        assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+        // Leave, then enter and speak in one write.
+        alice
+            .send(&format!(
+                "<presence to='{room}/A' type='unavailable'/><presence to='{room}/A'><x xmlns='{MUC}'/></presence><message to='{room}' type='groupchat' id='m{i}'><body>hi</body></message>"
+            ))
+            .await;
+        let m = alice
+            .expect(|e| e.name == "message" && e.attr("id") == Some(format!("m{i}").as_str()))
+            .await
+            .expect("the message back");
+        assert_eq!(
+            m.attr("type"),
+            Some("groupchat"),
+            "{}",
+            m.to_xml(ns::CLIENT)
+        );
+    }
+}

@@ -267,7 +267,7 @@ impl Core {
             }
             return Ok(());
         };
-        let target = shard::first_hop(&stanza, from.bare_str());
+        let target = shard::first_hop(&stanza, from.bare_str(), &self.shared.env.cfg.domains);
         let i = self.shared.shard_index(target);
         if self.shared.cluster.clustered() {
             // During an election, wait for its outcome rather than serve

@@ -13,13 +13,21 @@ use crate::error::BindError;
 use crate::session::SessionSink;
 
 /// The bare JID whose shard sees a client's stanza first: the sender's for
-/// presence and for IQs to the account or server, the recipient's for
-/// messages and IQs to others.
-pub fn first_hop<'a>(s: &'a Stanza, from_bare: &'a str) -> &'a str {
+/// presence, for IQs to the account or server, and for anything to a
+/// domain that is not one of `served` (a MUC or PubSub service, a remote
+/// server); the recipient's for messages and IQs to a local user.
+///
+/// A service gets a client's presence through the sender's shard (which
+/// keeps its directed presence), so it must get the client's messages
+/// and IQs through it too: a groupchat message sent right after entering
+/// a room would otherwise overtake the entering presence (RFC 6120 §10.1
+/// asks for the client's order).
+pub fn first_hop<'a>(s: &'a Stanza, from_bare: &'a str, served: &[String]) -> &'a str {
     match (s.kind, &s.to) {
         (_, None) => from_bare,
         (Kind::Presence, Some(_)) => from_bare,
         (Kind::Iq, Some(to)) if to.local().is_none() => from_bare,
+        (_, Some(to)) if !served.iter().any(|d| d == to.domain()) => from_bare,
         (_, Some(to)) => to.bare_str(),
     }
 }
@@ -84,6 +92,15 @@ pub(crate) fn from_client(ctx: &mut Ctx<'_>, s: Stanza) {
     let Some(Jid::Full(from)) = s.from.clone() else {
         return;
     };
+    // A message or IQ to a service or a remote domain came here first
+    // (see `first_hop`): on to its own shard, behind what came before it.
+    if s.kind != Kind::Presence
+        && let Some(to) = &s.to
+        && to.local().is_some()
+        && !ctx.is_home(to.bare_str())
+    {
+        return ctx.route(s);
+    }
     match s.kind {
         Kind::Presence => presence::outbound(ctx, &from, s),
         Kind::Message => {

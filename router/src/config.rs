@@ -82,6 +82,9 @@ pub struct MucConfig {
     pub max_nick_bytes: usize,
     /// Most rooms one account is in at once (over all its sessions).
     pub max_rooms_per_user: usize,
+    /// Most JIDs with an affiliation (members, admins, owners, bans) in
+    /// one room: its lists go out in one answer.
+    pub max_affiliations: usize,
 }
 
 impl Default for MucConfig {
@@ -93,6 +96,7 @@ impl Default for MucConfig {
             max_history: 50,
             max_nick_bytes: 128,
             max_rooms_per_user: 100,
+            max_affiliations: 2000,
         }
     }
 }

@@ -29,6 +29,9 @@ pub struct MucConfig {
     /// (entering one more is refused with `policy-violation`), 1 to
     /// 100000, default 100.
     pub max_rooms_per_user: usize,
+    /// Most JIDs with an affiliation (members, admins, owners, bans) in one
+    /// room, 1 to 100000, default 2000: a list goes out in one answer.
+    pub max_affiliations: usize,
 }
 
 impl Default for MucConfig {
@@ -41,6 +44,7 @@ impl Default for MucConfig {
             max_history: core.max_history,
             max_nick_bytes: core.max_nick_bytes,
             max_rooms_per_user: core.max_rooms_per_user,
+            max_affiliations: core.max_affiliations,
         }
     }
 }
@@ -72,6 +76,12 @@ impl MucConfig {
                 format!("is {}, must be 1 to 100000", self.max_rooms_per_user),
             );
         }
+        if !(1..=100_000).contains(&self.max_affiliations) {
+            p.add(
+                "muc.max_affiliations",
+                format!("is {}, must be 1 to 100000", self.max_affiliations),
+            );
+        }
         if !(1..=1023).contains(&self.max_nick_bytes) {
             p.add(
                 "muc.max_nick_bytes",
@@ -93,6 +103,7 @@ impl MucConfig {
             max_history: self.max_history,
             max_nick_bytes: self.max_nick_bytes,
             max_rooms_per_user: self.max_rooms_per_user,
+            max_affiliations: self.max_affiliations,
         }
     }
 }

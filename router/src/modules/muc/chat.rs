@@ -58,6 +58,17 @@ pub(crate) fn to_room(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: 
             Some("only moderators may change the subject"),
         );
     }
+    if el
+        .child("subject", proto::ns::CLIENT)
+        .is_some_and(|x| x.text().len() > MAX_SUBJECT)
+    {
+        // Every entering occupant gets it.
+        return ctx.bounce(
+            s,
+            C::NotAcceptable,
+            Some("the subject is at most 4096 bytes"),
+        );
+    }
     if let (Some(subj), None) = (el.child("subject", proto::ns::CLIENT), body) {
         room.subject = Some(Subject {
             nick: o.nick.clone(),
@@ -83,9 +94,16 @@ pub(crate) fn to_room(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: 
         .collect();
     let mut inner = String::with_capacity(s.raw.len() + 160);
     for c in el.elements() {
+        // What only the room may say: its stanza id, occupant ids, the
+        // muc#user extension (status codes, items), and a delay in its
+        // name (a backdated message).
         let ours =
             (c.ns == NS_SID && c.name == "stanza-id" && c.attr("by") == Some(room_jid.as_str()))
-                || c.ns == NS_OCCUPANT_ID;
+                || c.ns == NS_OCCUPANT_ID
+                || c.ns == NS_USER
+                || (c.ns == NS_DELAY
+                    && c.attr("from")
+                        .is_some_and(|f| f == room_jid.as_str() || f == room_jid.domain()));
         if !ours {
             c.write(&mut inner, proto::ns::CLIENT);
         }
@@ -185,9 +203,14 @@ pub(crate) fn private(
     };
     el.remove_attr("to");
     el.set_attr("from", from_occupant.as_str());
+    // The room's occupant id of the sender, never the sender's own
+    // (XEP-0421 §4).
+    el.children
+        .retain(|c| !matches!(c, proto::element::Node::Element(e) if e.ns == NS_OCCUPANT_ID));
     if el.child("x", NS_USER).is_none() {
         el.push(Element::new("x", NS_USER));
     }
+    el.push(Element::new("occupant-id", NS_OCCUPANT_ID).with_attr("id", me.occupant_id.clone()));
     if let Some(out) = made(&el.to_xml(proto::ns::CLIENT)) {
         ctx.notify(out, vec![Jid::Full(target)]);
     }
@@ -286,13 +309,23 @@ fn invite(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: 
         }
     }
     let mut changed = false;
+    let max_affiliations = ctx.cfg().muc.max_affiliations;
     for (to, reason) in invitees {
-        // In a members-only room the invitee becomes a member (§7.8.2).
+        // In a members-only room the invitee becomes a member (§7.8.2),
+        // while the room's lists have room.
         if members_only
             && let Some(room) = ctx.st.rooms.get_mut(room_jid)
             && room.affiliation(to.bare_str()) < Affiliation::Member
             && room.affiliation(to.bare_str()) != Affiliation::Outcast
         {
+            if room.affiliations.len() >= max_affiliations {
+                ctx.bounce(
+                    s,
+                    C::ResourceConstraint,
+                    Some("this room has as many members as it may keep"),
+                );
+                break;
+            }
             room.affiliations
                 .insert(to.bare_str().to_string(), Affiliation::Member);
             changed = true;
@@ -326,6 +359,11 @@ fn invite(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza, x: 
 }
 
 const NS_REQUEST: &str = "http://jabber.org/protocol/muc#request";
+
+const NS_DELAY: &str = "urn:xmpp:delay";
+
+/// Longest subject, in bytes.
+const MAX_SUBJECT: usize = 4096;
 
 /// A voice request (§7.13) from a visitor, passed to the moderators as a
 /// form to approve; or a moderator's approval (§8.6), which gives the

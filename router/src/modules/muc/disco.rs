@@ -46,6 +46,7 @@ pub(crate) fn service_iq(ctx: &mut Ctx<'_>, s: &Stanza) {
                 proto::ns::DISCO_ITEMS,
                 super::NS_SID,
                 super::NS_OCCUPANT_ID,
+                super::NS_STABLE_ID,
                 proto::ns::PING,
                 proto::ns::RSM,
             ] {

@@ -43,6 +43,7 @@ pub(crate) const NS_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 pub(crate) const NS_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 pub(crate) const NS_SID: &str = "urn:xmpp:sid:0";
 pub(crate) const NS_OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+pub(crate) const NS_STABLE_ID: &str = "http://jabber.org/protocol/muc#stable_id";
 
 /// A JID's standing in a room (§5.2), lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -235,9 +236,10 @@ pub(crate) struct Room {
     /// The key of its occupant ids (XEP-0421), see [`occupant_id`].
     pub secret: String,
     /// IQs passed on from one occupant to another and not answered yet:
-    /// (the asked one's bare JID, the IQ's id) to the asker's nick. Only
-    /// an answer to one of them is passed back.
-    pub asked: std::collections::HashMap<(String, String), String>,
+    /// (the asked one's bare JID, the id the room gave the IQ) to the
+    /// asker's nick and the IQ's own id. Only an answer to one of them is
+    /// passed back.
+    pub asked: std::collections::HashMap<(String, String), (String, String)>,
 }
 
 impl Room {
@@ -482,6 +484,8 @@ pub(crate) fn room_features(room: &Room) -> Vec<&'static str> {
         // XEP-0410 §3.2: the room answers a self-ping itself.
         "http://jabber.org/protocol/muc#self-ping-optimization",
         "http://jabber.org/protocol/muc#request",
+        // §7.4: a message comes back to its sender with its own id.
+        NS_STABLE_ID,
         if c.persistent {
             "muc_persistent"
         } else {

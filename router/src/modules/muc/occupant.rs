@@ -25,7 +25,8 @@ pub(crate) fn presence(
         "" => available(ctx, room_jid, nick, from, s),
         // An occupant whose client answers with an error has gone (§18.1
         // leaves it to the service; treating it as gone is the common way).
-        "unavailable" | "error" => leave(ctx, room_jid, from, None, ""),
+        "unavailable" => leave(ctx, room_jid, from, None, "", &content(s)),
+        "error" => leave(ctx, room_jid, from, None, "", ""),
         // Subscriptions and probes to a room mean nothing.
         _ => {}
     }
@@ -73,7 +74,7 @@ pub(crate) fn presence_of(
     codes: &[u16],
     extra: &str,
 ) -> Option<Stanza> {
-    presence_with_item(room_jid, room, o, gone, show_jid, codes, "", extra)
+    presence_with_item(room_jid, room, o, gone, show_jid, codes, "", extra, "")
 }
 
 /// [`presence_of`] with `item` inside the `<item/>` (the actor and
@@ -88,6 +89,7 @@ pub(crate) fn presence_with_item(
     codes: &[u16],
     item: &str,
     extra: &str,
+    exit: &str,
 ) -> Option<Stanza> {
     let from = occupant_jid(room_jid, &o.nick)?;
     let aff = room.affiliation(o.jid.bare_str());
@@ -112,8 +114,9 @@ pub(crate) fn presence_with_item(
     }
     x.push_str(extra);
     x.push_str("</x>");
+    // Gone: what its exit said (a status, §7.14), nothing of before.
     let body = if gone {
-        String::new()
+        exit.to_string()
     } else {
         o.presence.clone()
     };
@@ -148,6 +151,7 @@ fn broadcast(
     codes: &[u16],
     self_codes: &[u16],
     item: &str,
+    exit: &str,
 ) {
     let (mut seeing, mut blind) = (Vec::new(), Vec::new());
     let others = if room.broadcasts(o.role) {
@@ -167,7 +171,8 @@ fn broadcast(
     }
     for (list, show) in [(seeing, true), (blind, false)] {
         if !list.is_empty()
-            && let Some(p) = presence_with_item(room_jid, room, o, gone, show, codes, item, "")
+            && let Some(p) =
+                presence_with_item(room_jid, room, o, gone, show, codes, item, "", exit)
         {
             ctx.notify(p, list);
         }
@@ -177,7 +182,7 @@ fn broadcast(
     own.extend_from_slice(self_codes);
     own.sort_unstable();
     own.dedup();
-    if let Some(p) = presence_with_item(room_jid, room, o, gone, true, &own, item, "") {
+    if let Some(p) = presence_with_item(room_jid, room, o, gone, true, &own, item, "", exit) {
         ctx.notify(p, vec![Jid::Full(o.jid.clone())]);
     }
 }
@@ -311,7 +316,7 @@ fn enter(ctx: &mut Ctx<'_>, room_jid: &BareJid, nick: &str, from: &FullJid, s: &
     let Some(room) = ctx.st.rooms.get(room_jid) else {
         return;
     };
-    broadcast(ctx, room_jid, room, &o, false, &[], &codes, "");
+    broadcast(ctx, room_jid, room, &o, false, &[], &codes, "", "");
     if !created {
         history(ctx, room_jid, room, &me, x.as_ref());
     }
@@ -409,7 +414,7 @@ fn update(ctx: &mut Ctx<'_>, room_jid: &BareJid, from: &FullJid, s: &Stanza) {
     let Some(room) = ctx.st.rooms.get(room_jid) else {
         return;
     };
-    broadcast(ctx, room_jid, room, &o, false, &[], &[], "");
+    broadcast(ctx, room_jid, room, &o, false, &[], &[], "", "");
 }
 
 /// A new nickname (§7.6): unavailable from the old one with status 303
@@ -450,7 +455,7 @@ fn change_nick(
     let Some(room) = ctx.st.rooms.get(room_jid) else {
         return;
     };
-    broadcast(ctx, room_jid, room, &o, false, &[], &[], "");
+    broadcast(ctx, room_jid, room, &o, false, &[], &[], "", "");
 }
 
 /// The unavailable presence of a nick change (§7.6.3): status 303 and
@@ -491,13 +496,15 @@ fn send_nick_gone(ctx: &Ctx<'_>, room_jid: &BareJid, room: &Room, o: &Occupant, 
 
 /// An occupant leaves (§7.14), or is removed with `codes` (kick 307, ban
 /// 301, affiliation change 321, members-only 322, shutdown 332) and
-/// `item` in its `<item/>` (who removed it and why, §8.2, §9.1).
+/// `item` in its `<item/>` (who removed it and why, §8.2, §9.1); `exit`
+/// is what its own unavailable presence said (a status, §7.14).
 pub(crate) fn leave(
     ctx: &mut Ctx<'_>,
     room_jid: &BareJid,
     from: &FullJid,
     codes: Option<&[u16]>,
     item: &str,
+    exit: &str,
 ) {
     let Some(room) = ctx.st.rooms.get_mut(room_jid) else {
         return;
@@ -520,6 +527,7 @@ pub(crate) fn leave(
         codes.unwrap_or(&[]),
         &[],
         item,
+        exit,
     );
     super::leave_if_empty(ctx, room_jid);
 }
@@ -536,6 +544,8 @@ pub(crate) fn iq_to_occupant(
     from: &Jid,
     s: &Stanza,
 ) {
+    // An id for a request passed on (taken before the room is borrowed).
+    let fresh = ctx.env.next_id();
     let room = match load(ctx, room_jid) {
         Ok(Some(r)) => r,
         Ok(None) => return ctx.bounce(s, C::ItemNotFound, None),
@@ -557,16 +567,22 @@ pub(crate) fn iq_to_occupant(
         .element(proto::ns::CLIENT)
         .ok()
         .and_then(|e| e.first_element().cloned());
-    let Some(me) = me else {
-        if !answer {
-            // XEP-0410 §3.2: not an occupant (any more).
-            ctx.bounce(s, C::NotAcceptable, Some("you are not in this room"));
-        }
-        return;
-    };
     let ping = payload
         .as_ref()
         .is_some_and(|p| p.name == "ping" && p.ns == proto::ns::PING);
+    let Some(me) = me else {
+        if !answer {
+            // XEP-0410 §3.2: a self-ping from one not in the room (any
+            // more); §6.6: any other query of an occupant from outside.
+            let (c, text) = if ping {
+                (C::NotAcceptable, "you are not in this room")
+            } else {
+                (C::BadRequest, "only occupants query occupants")
+            };
+            ctx.bounce(s, c, Some(text));
+        }
+        return;
+    };
     if !answer && room.occupant(nick).is_some_and(|o| o.nick == me) && ping {
         return ctx.iq_result(s, None);
     }
@@ -578,11 +594,16 @@ pub(crate) fn iq_to_occupant(
     };
     let id = s.id.clone().unwrap_or_default();
     let answerer = from.bare_str().to_string();
+    // The id the IQ goes on with: a request gets one of the room's (two
+    // askers may use the same id with one occupant), an answer its
+    // asker's again.
+    let out_id;
     if answer {
         // Only the answer to an IQ the room passed on goes back, and only
         // to the occupant that asked (`room/nick` is the asker).
-        if room.asked.remove(&(answerer, id)).as_deref() != Some(target.nick.as_str()) {
-            return;
+        match room.asked.remove(&(answerer, id)) {
+            Some((asker, original)) if asker == target.nick => out_id = original,
+            _ => return,
         }
     } else {
         let vcard = payload.as_ref().is_some_and(|p| p.ns == proto::ns::VCARD);
@@ -600,8 +621,11 @@ pub(crate) fn iq_to_occupant(
         if room.asked.len() >= MAX_ASKED {
             room.asked.clear();
         }
-        room.asked
-            .insert((target.jid.bare_str().to_string(), id), me.clone());
+        out_id = fresh;
+        room.asked.insert(
+            (target.jid.bare_str().to_string(), out_id.clone()),
+            (me.clone(), id),
+        );
     }
     let vcard = payload.as_ref().is_some_and(|p| p.ns == proto::ns::VCARD);
     let to = if vcard && !answer {
@@ -616,6 +640,7 @@ pub(crate) fn iq_to_occupant(
     };
     el.set_attr("from", from_occupant.as_str());
     el.set_attr("to", to.as_str());
+    el.set_attr("id", out_id);
     if let Some(out) = made(&el.to_xml(proto::ns::CLIENT)) {
         ctx.route(out);
     }

@@ -350,6 +350,8 @@ fn owner_set(
     p: &Element,
 ) -> Result<Option<Element>, StanzaError> {
     let max_history = ctx.cfg().muc.max_history;
+    let (max_occupants, max_affiliations) =
+        (ctx.cfg().muc.max_occupants, ctx.cfg().muc.max_affiliations);
     let room = existing(ctx, room_jid, from)?;
     if room.affiliation(from.bare_str()) != Affiliation::Owner {
         return Err(err(C::Forbidden, "only owners configure the room"));
@@ -372,7 +374,7 @@ fn owner_set(
             if room.locked {
                 let jids: Vec<FullJid> = room.occupants.iter().map(|o| o.jid.clone()).collect();
                 for j in jids {
-                    leave(ctx, room_jid, &j, Some(&[]), "");
+                    leave(ctx, room_jid, &j, Some(&[]), "", "");
                 }
                 ctx.st.rooms.remove(room_jid);
                 super::replica::mark(ctx.st, room_jid, "");
@@ -389,6 +391,16 @@ fn owner_set(
     }
     let mut config = room.config.clone();
     let (owners, admins) = apply(&mut config, &form, max_history)?;
+    if config.max_users > max_occupants {
+        return Err(err(
+            C::NotAcceptable,
+            "muc#roomconfig_maxusers is above the service's limit",
+        ));
+    }
+    if owners.as_ref().map_or(0, Vec::len) + admins.as_ref().map_or(0, Vec::len) > max_affiliations
+    {
+        return Err(err(C::ResourceConstraint, "too many affiliations"));
+    }
     // The affiliation changes the lists make, checked before anything
     // changes: a refused submission leaves the room as it was, locked
     // too (§10.1.2).
@@ -462,7 +474,7 @@ fn owner_set(
             })
             .unwrap_or_default();
         for j in out {
-            leave(ctx, room_jid, &j, Some(&[322]), "");
+            leave(ctx, room_jid, &j, Some(&[322]), "", "");
         }
     }
     let Some(room) = ctx.st.rooms.get(room_jid) else {
@@ -544,9 +556,9 @@ pub(crate) fn set_affiliation(
     let members_only = room.config.members_only;
     for j in present {
         if a == Affiliation::Outcast {
-            leave(ctx, room_jid, &j, Some(&[301]), item);
+            leave(ctx, room_jid, &j, Some(&[301]), item, "");
         } else if members_only && a < Affiliation::Member {
-            leave(ctx, room_jid, &j, Some(&[321]), item);
+            leave(ctx, room_jid, &j, Some(&[321]), item, "");
         } else {
             let Some(role) = ctx.st.rooms.get(room_jid).map(|r| r.default_role(a)) else {
                 continue;
@@ -701,6 +713,7 @@ fn admin_set(
     from: &FullJid,
     p: &Element,
 ) -> Result<Option<Element>, StanzaError> {
+    let max_affiliations = ctx.cfg().muc.max_affiliations;
     let room = existing(ctx, room_jid, from)?;
     let me = room.affiliation(from.bare_str());
     let my_role = room.occupant_by_jid(from).map_or(Role::None, |o| o.role);
@@ -739,11 +752,13 @@ fn admin_set(
             if my_role != Role::Moderator {
                 return Err(err(C::Forbidden, "only moderators change roles"));
             }
+            // §8.4: nobody takes an admin's or owner's voice.
             let allowed = my_role == Role::Moderator
                 && (theirs < Affiliation::Admin
                     || me == Affiliation::Owner && theirs < Affiliation::Owner)
                 && (r != Role::Moderator && target.role != Role::Moderator
-                    || me >= Affiliation::Admin);
+                    || me >= Affiliation::Admin)
+                && !(r == Role::Visitor && theirs >= Affiliation::Admin);
             if !allowed {
                 return Err(err(
                     C::NotAllowed,
@@ -776,13 +791,18 @@ fn admin_set(
             let theirs = room.affiliation(&jid);
             // §9: admins grant and revoke membership and bans for those
             // below admins; §10: owners do everything.
-            let allowed = match me {
-                Affiliation::Owner => true,
-                Affiliation::Admin => theirs < Affiliation::Admin && a < Affiliation::Admin,
-                _ => false,
-            };
-            if !allowed {
-                return Err(err(C::Forbidden, "you may not change this affiliation"));
+            match me {
+                Affiliation::Owner => {}
+                // §9.1: an admin may not touch an admin's or owner's
+                // affiliation (not-allowed), nor make one.
+                Affiliation::Admin if theirs < Affiliation::Admin && a < Affiliation::Admin => {}
+                Affiliation::Admin => {
+                    return Err(err(
+                        C::NotAllowed,
+                        "admins change the affiliations of those below admin only",
+                    ));
+                }
+                _ => return Err(err(C::Forbidden, "you may not change this affiliation")),
             }
             changes.push(Change::Aff(jid, a, item));
         } else {
@@ -810,12 +830,26 @@ fn admin_set(
     if !owners_left {
         return Err(err(C::Conflict, "a room keeps at least one owner"));
     }
+    // The lists stay small enough to go out in one answer.
+    let added = changes
+        .iter()
+        .filter(|c| {
+            matches!(c, Change::Aff(j, a, _)
+                if *a != Affiliation::None && !room.affiliations.contains_key(j))
+        })
+        .count();
+    if room.affiliations.len() + added > max_affiliations {
+        return Err(err(
+            C::ResourceConstraint,
+            "this room has as many affiliations as it may keep",
+        ));
+    }
     let mut durable = false;
     for c in changes {
         match c {
             Change::Role(jid, Role::None, item) => {
                 // A kick (§8.2): status 307.
-                leave(ctx, room_jid, &jid, Some(&[307]), &item);
+                leave(ctx, room_jid, &jid, Some(&[307]), &item, "");
             }
             Change::Role(jid, r, _) => set_role(ctx, room_jid, &jid, r),
             Change::Aff(bare, a, item) => {

@@ -1,6 +1,7 @@
-//! A minimal XMPP client for load: STARTTLS, direct TLS or plain; SCRAM
-//! or PLAIN; optional in-band registration (XEP-0077); bind; then raw
-//! stanzas. It works against any RFC 6120 server.
+//! A minimal XMPP client for load: over TCP (STARTTLS, direct TLS or
+//! plain) or WebSocket (RFC 7395, ws or wss); SCRAM or PLAIN; optional
+//! in-band registration (XEP-0077); bind; then raw stanzas. It works
+//! against any RFC 6120 server.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +20,7 @@ use proto::sasl::client::ScramClient;
 use proto::xml::{Limits, StreamEvent, StreamParser};
 
 use crate::framer::{Frame, Framer};
+use crate::ws::{self, WsConn};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -29,6 +31,17 @@ pub enum TlsMode {
     Direct,
 }
 
+/// What the XMPP stream runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// TCP (RFC 6120), with TLS as --tls says.
+    Tcp,
+    /// WebSocket (RFC 7395) without TLS: ws://.
+    Websocket,
+    /// WebSocket (RFC 7395) in TLS: wss://.
+    Wss,
+}
+
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct Target {
@@ -36,6 +49,11 @@ pub struct Target {
     /// connects to `addrs[n % len]`.
     pub addrs: Vec<SocketAddr>,
     pub domain: String,
+    pub transport: Transport,
+    /// The WebSocket endpoint's path.
+    pub ws_path: String,
+    /// TLS on TCP; a WebSocket has none of its own (`Transport::Wss` is
+    /// TLS under it).
     pub tls: TlsMode,
     pub mechanism: String,
     pub register: bool,
@@ -45,6 +63,8 @@ pub struct Target {
 pub enum Conn {
     Tcp(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A WebSocket over one of the others.
+    Ws(Box<WsConn>),
 }
 
 impl AsyncRead for Conn {
@@ -56,6 +76,7 @@ impl AsyncRead for Conn {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Ws(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -69,18 +90,21 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Ws(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Ws(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Ws(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -187,7 +211,7 @@ impl Session {
     }
 
     pub async fn send(&mut self, xml: &str) -> anyhow::Result<()> {
-        self.writer.write_all(xml.as_bytes()).await?;
+        put(&mut self.writer, xml.as_bytes()).await?;
         Ok(())
     }
 
@@ -248,7 +272,7 @@ impl Session {
     /// that draws a reset, and a reset discards what the server has not
     /// yet read from us, such as a final unavailable presence.
     pub async fn close(mut self) {
-        if self.writer.write_all(b"</stream:stream>").await.is_err() {
+        if put(&mut self.writer, b"</stream:stream>").await.is_err() {
             return;
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
@@ -257,6 +281,13 @@ impl Session {
         .await;
         let _ = self.writer.shutdown().await;
     }
+}
+
+/// Write `bytes` and flush them: a WebSocket sends its messages on flush
+/// (a flush of TCP costs nothing).
+async fn put(io: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> io::Result<()> {
+    io.write_all(bytes).await?;
+    io.flush().await
 }
 
 /// The reply to a server's XEP-0199 ping, if `raw` is one.
@@ -339,9 +370,18 @@ async fn tls(t: &Target, s: TcpStream) -> anyhow::Result<(Conn, Option<Vec<u8>>)
     Ok((Conn::Tls(Box::new(c)), cb))
 }
 
+/// A WebSocket (`scheme` ws or wss) at `addr` and `--ws-path` over `io`.
+async fn websocket(t: &Target, addr: SocketAddr, scheme: &str, io: Conn) -> anyhow::Result<Conn> {
+    let url = format!("{scheme}://{addr}{}", t.ws_path);
+    let c = ws::connect(io, &url)
+        .await
+        .with_context(|| format!("WebSocket {url}"))?;
+    Ok(Conn::Ws(Box::new(c)))
+}
+
 async fn open(r: &mut Reader<Conn>, domain: &str) -> anyhow::Result<Element> {
     r.parser.reset();
-    r.io.write_all(header(domain).as_bytes()).await?;
+    put(&mut r.io, header(domain).as_bytes()).await?;
     let f = r.next_element().await?;
     if f.name == "error" {
         bail!("stream error: {}", failure(&f));
@@ -371,19 +411,28 @@ pub async fn login(
 ) -> anyhow::Result<Session> {
     let s = tcp(addr, source).await?;
     let mut cb = None;
-    let conn = match t.tls {
-        TlsMode::Direct => {
+    let conn = match (t.transport, t.tls) {
+        (Transport::Tcp, TlsMode::Direct) => {
             let (c, b) = tls(t, s).await?;
             cb = b;
             c
         }
-        _ => Conn::Tcp(s),
+        (Transport::Tcp, _) => Conn::Tcp(s),
+        (Transport::Websocket, _) => websocket(t, addr, "ws", Conn::Tcp(s)).await?,
+        (Transport::Wss, _) => {
+            let (c, b) = tls(t, s).await?;
+            cb = b;
+            websocket(t, addr, "wss", c).await?
+        }
     };
     let mut r = Reader::new(conn);
     open(&mut r, &t.domain).await?;
-    if t.tls == TlsMode::Starttls {
-        r.io.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-            .await?;
+    if t.transport == Transport::Tcp && t.tls == TlsMode::Starttls {
+        put(
+            &mut r.io,
+            b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        )
+        .await?;
         let p = r.next_element().await?;
         if p.name != "proceed" {
             bail!("starttls refused");
@@ -402,7 +451,7 @@ pub async fn login(
             proto::element::escape(user),
             proto::element::escape(password)
         );
-        r.io.write_all(q.as_bytes()).await?;
+        put(&mut r.io, q.as_bytes()).await?;
         // A conflict means the account exists already: fine.
         let reply = r.next_element().await?;
         if reply.attr("type") == Some("error") {
@@ -425,7 +474,8 @@ pub async fn login(
     let mut scram = None;
     if mech == Mechanism::Plain {
         let m = B64.encode(format!("\0{user}\0{password}"));
-        r.io.write_all(
+        put(
+            &mut r.io,
             format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{m}</auth>")
                 .as_bytes(),
         )
@@ -438,7 +488,8 @@ pub async fn login(
             if mech.is_plus() { cb.clone() } else { None },
         )?;
         let first = B64.encode(c.first());
-        r.io.write_all(
+        put(
+            &mut r.io,
             format!(
                 "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{}'>{first}</auth>",
                 t.mechanism
@@ -462,7 +513,8 @@ pub async fn login(
         .await?;
         let fin = fin?;
         scram = Some(c);
-        r.io.write_all(
+        put(
+            &mut r.io,
             format!(
                 "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
                 B64.encode(fin)
@@ -481,7 +533,8 @@ pub async fn login(
             .context("the server's SCRAM signature does not verify")?;
     }
     open(&mut r, &t.domain).await?;
-    r.io.write_all(
+    put(
+        &mut r.io,
         format!("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>")
             .as_bytes(),
     )
@@ -493,7 +546,7 @@ pub async fn login(
         .map(Element::text)
         .with_context(|| format!("bind failed: {}", failure(&b)))?;
     if !presence.is_empty() {
-        r.io.write_all(presence.as_bytes()).await?;
+        put(&mut r.io, presence.as_bytes()).await?;
     }
     let mut parser = r.parser;
     // From here on the stream is only cut into elements (see framer.rs).

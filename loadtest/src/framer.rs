@@ -145,7 +145,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// It jumps from one `>` or quote to the next (and from a quote to its
 /// match) rather than looking at every byte: a stanza's opening tags are
 /// most of its bytes.
-fn tag_end(b: &[u8]) -> Option<usize> {
+pub fn tag_end(b: &[u8]) -> Option<usize> {
     let mut i = 1;
     loop {
         i += memchr::memchr3(b'>', b'\'', b'"', b.get(i..)?)?;

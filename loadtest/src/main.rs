@@ -16,6 +16,7 @@ mod metrics;
 mod report;
 mod scenario;
 mod tls;
+mod ws;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -26,7 +27,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use client::{Target, TlsMode};
+use client::{Target, TlsMode, Transport};
 use metrics::{Metrics, Sampler, cpu_seconds, cpus};
 use scenario::{Ctx, Report, chat, connect, fanout, iot, nodes, presence};
 
@@ -73,6 +74,14 @@ pub struct Args {
     /// The XMPP domain of the accounts.
     #[arg(long, default_value = "localhost")]
     domain: String,
+    /// What the streams run over: TCP, or WebSocket (RFC 7395) at
+    /// ws://HOST:PORT/--ws-path or wss:// (TLS under the WebSocket).
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: Transport,
+    /// The WebSocket endpoint's path (--transport websocket or wss).
+    #[arg(long, default_value = "/xmpp-websocket")]
+    ws_path: String,
+    /// TLS on TCP (a WebSocket has no STARTTLS: see --transport).
     /// Certificates are never verified: this is a test tool.
     #[arg(long, value_enum, default_value = "starttls")]
     tls: TlsMode,
@@ -365,6 +374,8 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
     let target = Target {
         addrs,
         domain: args.domain.clone(),
+        transport: args.transport,
+        ws_path: args.ws_path.clone(),
         tls: args.tls,
         mechanism: args.mechanism.clone(),
         register: args.register,
@@ -474,7 +485,13 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
         "server": {
             "address": addr_list,
             "domain": args.domain,
-            "tls": format!("{:?}", args.tls).to_lowercase(),
+            "transport": format!("{:?}", args.transport).to_lowercase(),
+            // What the connections did, whatever --tls said.
+            "tls": match args.transport {
+                Transport::Tcp => format!("{:?}", args.tls).to_lowercase(),
+                Transport::Websocket => "plain".into(),
+                Transport::Wss => "direct".into(),
+            },
             "mechanism": args.mechanism,
         },
         "result": result,
@@ -492,10 +509,15 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
         "timeline": samples,
     });
     let title = format!(
-        "xmpp-loadtest {} against {} ({})",
+        "xmpp-loadtest {} against {} ({}, {})",
         args.scenario_name(),
         addr_list,
-        args.domain
+        args.domain,
+        match args.transport {
+            Transport::Tcp => "TCP",
+            Transport::Websocket => "WebSocket",
+            Transport::Wss => "WebSocket with TLS",
+        }
     );
     println!("{title}");
     print!("{}", report::table(&report));

@@ -414,6 +414,89 @@ fn mixed_runs_the_blend_from_a_scenario_file() {
     assert!(page.contains("<svg") && page.contains("chat.delivered"));
 }
 
+/// Every scenario runs over WebSocket through the same client: logins
+/// (in-band registration, SCRAM, PLAIN), chat and the idle sessions of
+/// `connect`, over ws:// and wss://.
+#[test]
+fn scenarios_run_over_websocket_plain_and_with_tls() {
+    for (listener, transport, announce) in [
+        (
+            "websocket",
+            "websocket",
+            "client listener (WebSocket, RFC 7395)",
+        ),
+        (
+            "websocket_tls",
+            "wss",
+            "client listener (WebSocket with TLS, RFC 7395)",
+        ),
+    ] {
+        let x = Xmppd::start_with(
+            &format!(
+                "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\n{listener} = \"127.0.0.1:0\"\n"
+            ),
+            announce,
+        );
+        let p = port(&x);
+        let ws = ["--port", &p, "--transport", transport];
+        let run = harness(
+            &[
+                &["chat", "--register", "--pairs", "3", "--duration", "2"],
+                &ws[..],
+            ]
+            .concat(),
+            Duration::from_secs(60),
+        );
+        passed(&run);
+        assert_eq!(run.report["server"]["transport"], transport);
+        let r = &run.report["result"];
+        assert!(num(r, "sent") > 100, "{transport}: {r}");
+        assert_eq!(num(r, "sent"), num(r, "delivered"), "{transport}");
+        let run = harness(
+            &[
+                &[
+                    "chat",
+                    "--mechanism",
+                    "PLAIN",
+                    "--pairs",
+                    "3",
+                    "--duration",
+                    "1",
+                ],
+                &ws[..],
+            ]
+            .concat(),
+            Duration::from_secs(60),
+        );
+        passed(&run);
+        let pid = x.pid().to_string();
+        let run = harness(
+            &[
+                &[
+                    "connect",
+                    "--register",
+                    "--sessions",
+                    "20",
+                    "--duration",
+                    "1",
+                    "--server-pid",
+                    &pid,
+                ],
+                &ws[..],
+            ]
+            .concat(),
+            Duration::from_secs(60),
+        );
+        passed(&run);
+        assert_eq!(num(&run.report["result"], "sessions"), 20, "{transport}");
+        assert_eq!(
+            num(&run.report["result"], "sessions_lost_during_hold"),
+            0,
+            "{transport}"
+        );
+    }
+}
+
 #[test]
 fn a_server_killed_midway_fails_the_run_without_hanging() {
     let mut x = Xmppd::start();

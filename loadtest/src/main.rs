@@ -145,6 +145,12 @@ pub struct Args {
     /// Seconds between a churning user's logins in `presence`.
     #[arg(long, default_value_t = 1.0)]
     churn_interval: f64,
+    /// In `presence`, the watchers tell the server they are inactive
+    /// (XEP-0352) while the churners churn, and active again at the end:
+    /// what the server holds back and supersedes is then not delivered,
+    /// and the report counts it instead of calling it lost.
+    #[arg(long)]
+    csi_inactive: bool,
     /// Rooms for `muc`.
     #[arg(long, default_value_t = 1)]
     rooms: usize,
@@ -403,6 +409,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
                 args.presence_users,
                 args.contacts,
                 args.churn_interval,
+                args.csi_inactive,
             )
             .await
         }
@@ -605,6 +612,7 @@ async fn mixed(ctx: &Ctx) -> anyhow::Result<Report> {
                         a.presence_users,
                         a.contacts,
                         a.churn_interval,
+                        a.csi_inactive,
                     )
                     .await,
                 )

@@ -33,6 +33,21 @@ async fn inactive(c: &mut Client) {
         .expect("the ping's answer");
 }
 
+/// Wait until the server's connections have held back `n` stanzas for
+/// inactive clients (its own counter).
+async fn held_at_least(t: &TestServer, n: u64) {
+    let m = &t.server.as_ref().expect("running").edge.metrics;
+    let deadline = tokio::time::Instant::now() + common::TIMEOUT;
+    while m.csi_held.get() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "held {} of {n}",
+            m.csi_held.get()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn show(e: &Element) -> Option<String> {
     e.child("show", ns::CLIENT).map(Element::text)
 }
@@ -70,10 +85,15 @@ async fn an_inactive_client_gets_what_can_wait_with_what_cannot() {
             ))
             .await;
     }
+    // A presence takes another way through the server than a message
+    // (the sender's shard first): wait until bob's connection holds all
+    // three before the message goes, so that the order is known.
+    held_at_least(&t, 3).await;
     alice
         .send("<message to='bob@localhost/b' id='nobody'><x xmlns='urn:example:ping'/></message>")
         .await;
-    quiet(&mut bob, Duration::from_millis(500)).await;
+    held_at_least(&t, 4).await;
+    quiet(&mut bob, Duration::from_millis(300)).await;
     // A message with a body is written at once, after what was held.
     alice
         .send("<message to='bob@localhost/b' id='hello' type='chat'><body>hi</body></message>")
@@ -90,6 +110,7 @@ async fn an_inactive_client_gets_what_can_wait_with_what_cannot() {
     alice
         .send("<presence to='bob@localhost/b'><show>chat</show></presence>")
         .await;
+    held_at_least(&t, 5).await;
     quiet(&mut bob, Duration::from_millis(300)).await;
     bob.send(&format!("<active xmlns='{CSI}'/>")).await;
     let p = bob.next_element().await.expect("the presence");

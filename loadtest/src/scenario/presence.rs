@@ -6,6 +6,12 @@
 //! carries a stamp, and every watcher of its group must receive it: the
 //! watchers' count is checked against what the churners sent. Presence
 //! stanzas delivered per second counts everything any session received.
+//!
+//! With `--csi-inactive` the watchers say they are inactive (XEP-0352)
+//! once the rosters are set up, and active again when the churners stop:
+//! a server that holds presence back for inactive clients delivers each
+//! contact's latest only, so the report counts what the watchers got and
+//! what was superseded (never delivered, by design) rather than lost.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -28,6 +34,7 @@ pub async fn run(
     users: usize,
     contacts: usize,
     churn_interval: f64,
+    csi: bool,
 ) -> anyhow::Result<Report> {
     let size = contacts.max(1) + 1;
     let groups = users / size;
@@ -45,6 +52,8 @@ pub async fn run(
     let events: Arc<Vec<AtomicU64>> = Arc::new((0..groups).map(|_| AtomicU64::new(0)).collect());
     let delivered = Arc::new(AtomicU64::new(0));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    // The churners have stopped: inactive watchers become active.
+    let (wake, wake_rx) = tokio::sync::watch::channel(false);
     let start = Instant::now();
     let end = start + ctx.duration();
     let interval = Duration::from_secs_f64(churn_interval.max(0.05));
@@ -62,6 +71,7 @@ pub async fn run(
                 s,
                 churners,
                 delivered.clone(),
+                csi.then(|| wake_rx.clone()),
                 stop_rx.clone(),
             ));
         } else {
@@ -76,6 +86,7 @@ pub async fn run(
             leftover.push(s);
         }
     }
+    let _ = wake.send(true);
     tokio::time::sleep(DRAIN).await;
     let _ = stop.send(true);
     let mut hist = histogram();
@@ -102,7 +113,17 @@ pub async fn run(
     r.insert("churn_presences_sent".into(), sent.into());
     r.insert("expected_at_watchers".into(), expected.into());
     r.insert("received_at_watchers".into(), received.into());
-    r.insert("lost".into(), expected.saturating_sub(received).into());
+    r.insert("csi_inactive".into(), csi.into());
+    if csi {
+        // Held back and replaced by a newer presence of the same
+        // resource: not delivered, and not a loss.
+        r.insert(
+            "superseded_at_watchers".into(),
+            expected.saturating_sub(received).into(),
+        );
+    } else {
+        r.insert("lost".into(), expected.saturating_sub(received).into());
+    }
     r.insert(
         "duplicates".into(),
         received.saturating_sub(expected).into(),
@@ -241,18 +262,39 @@ async fn befriend_one(
 
 /// A watcher: counts every presence it gets, and the stamped ones from
 /// its group's churners, until told to stop.
+/// With `wake` (`--csi-inactive`), it is inactive (XEP-0352) until that
+/// says the churners have stopped.
 async fn watch(
     ctx: Ctx,
     mut s: Session,
     churners: HashSet<String>,
     delivered: Arc<AtomicU64>,
+    mut wake: Option<tokio::sync::watch::Receiver<bool>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> (u64, Histogram<u64>) {
     let mut hist = histogram();
     let mut got = 0u64;
+    if wake.is_some()
+        && let Err(e) = s.send("<inactive xmlns='urn:xmpp:csi:0'/>").await
+    {
+        ctx.metrics.error(format!("presence: watcher lost: {e}"));
+    }
     loop {
+        let woken = async {
+            match wake.as_mut() {
+                Some(w) => {
+                    let _ = w.changed().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         let raw = tokio::select! {
             _ = stop.changed() => break,
+            () = woken => {
+                wake = None;
+                let _ = s.send("<active xmlns='urn:xmpp:csi:0'/>").await;
+                continue;
+            }
             r = s.reader.next_raw() => r,
         };
         let raw = match raw {

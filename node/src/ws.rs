@@ -374,10 +374,12 @@ impl AsyncWrite for WsIo {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let me = self.get_mut();
-        while let Some(f) = me.frames.front() {
+        while !me.frames.is_empty() {
+            // Ready first, then the frame leaves the queue (not copied).
             ready!(Pin::new(&mut me.socket).poll_ready(cx)).map_err(io::Error::other)?;
-            let f = f.clone();
-            me.frames.pop_front();
+            let Some(f) = me.frames.pop_front() else {
+                break;
+            };
             Pin::new(&mut me.socket)
                 .start_send(Message::Text(f.into()))
                 .map_err(io::Error::other)?;

@@ -228,6 +228,16 @@ impl Conn {
             let read_at = self.read_allowed_at();
             tokio::select! {
                 r = read_into(&mut self.io, &mut self.parser), if read_at.is_none() => match r {
+                    // A WebSocket message that breaks the framing (RFC 7395
+                    // §3.3.3) or the size limit: said before the close.
+                    Err(e) if matches!(self.io, Io::Ws(_)) && matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::FileTooLarge) => {
+                        let cond = if e.kind() == std::io::ErrorKind::FileTooLarge {
+                            StreamCondition::PolicyViolation
+                        } else {
+                            StreamCondition::BadFormat
+                        };
+                        Box::pin(self.fail(cond, Some(e.to_string()))).await;
+                    }
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         self.edge.metrics.bytes_received.inc_by(n as u64);

@@ -404,6 +404,7 @@ impl Server {
             origins: cfg.websocket.origins.clone(),
             public_url: cfg.websocket.public_url.clone(),
             see_other_uri: cfg.websocket.see_other_uri.clone(),
+            domains: domains.clone(),
         });
         let mut ws_addrs = [None, None];
         for (i, (addr, tls)) in [

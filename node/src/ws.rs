@@ -69,6 +69,10 @@ pub struct WsSettings {
     /// (`see-other-uri` on `<close/>`, RFC 7395 §3.6.1); unset: they are
     /// told the server shuts down, and reconnect.
     pub see_other_uri: Option<String>,
+    /// The domains served: without `public_url`, host-meta names a URL
+    /// only for a request to one of them (or an IP address), so that a
+    /// made-up `Host` is not echoed into a document a cache may keep.
+    pub domains: Vec<String>,
 }
 
 /// One accepted TCP connection: its place in the edge's connection
@@ -233,10 +237,28 @@ fn public_url(acc: &Accepted, headers: &HeaderMap) -> Option<String> {
     {
         return None;
     }
+    // Host, or host:port; an IPv6 address in brackets.
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if !host.ends_with(']') => {
+            port.parse::<u16>().ok()?;
+            h
+        }
+        _ => host,
+    };
+    let name = name.to_ascii_lowercase();
+    let ip = name
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+        .is_ok();
+    if !ip && !acc.settings.domains.contains(&name) {
+        return None;
+    }
+    // The proxy's own scheme: the first of a list.
     let forwarded_tls = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
     let scheme = if acc.tls || forwarded_tls {
         "wss"
     } else {
@@ -343,17 +365,37 @@ impl AsyncRead for WsIo {
                 return Poll::Ready(Ok(()));
             }
             match ready!(Pin::new(&mut me.socket).poll_next(cx)) {
-                Some(Ok(Message::Text(t))) => {
-                    let (bytes, end) = inbound(t.as_str());
-                    me.inbound = bytes;
-                    me.ended = end;
+                Some(Ok(Message::Text(t))) => match inbound(t.as_str()) {
+                    Ok((bytes, end)) => {
+                        me.inbound = bytes;
+                        me.ended = end;
+                    }
+                    Err(why) => {
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
+                    }
+                },
+                // Text only (RFC 7395 §3.2).
+                Some(Ok(Message::Binary(_))) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "XMPP over WebSocket is sent in text messages (RFC 7395 §3.2)",
+                    )));
                 }
-                // Text only (RFC 7395 §3.2); the parser refuses what is
-                // not XML.
-                Some(Ok(Message::Binary(b))) => me.inbound = b.to_vec(),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) | None => return Poll::Ready(Ok(())),
-                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+                // Past max_message_size: said as a stream error.
+                Some(Err(e)) => {
+                    let text = e.to_string();
+                    let kind = if text.contains("too long")
+                        || text.contains("too big")
+                        || text.contains("Space limit")
+                    {
+                        io::ErrorKind::FileTooLarge
+                    } else {
+                        io::ErrorKind::Other
+                    };
+                    return Poll::Ready(Err(io::Error::new(kind, text)));
+                }
             }
         }
     }
@@ -400,9 +442,23 @@ impl AsyncWrite for WsIo {
 
 /// The parser's bytes for one message from the client, and whether it
 /// ended the stream: `<open/>` becomes a stream header, `<close/>` the
-/// stream's end, anything else goes as it is.
-fn inbound(text: &str) -> (Vec<u8>, bool) {
-    let t = text.trim_start();
+/// stream's end, an element goes as it is. A message that is not one
+/// whole element (RFC 7395 §3.3.3: each is a document of its own) is
+/// refused with why; one of whitespace only is nothing.
+fn inbound(text: &str) -> Result<(Vec<u8>, bool), &'static str> {
+    let mut t = text.trim();
+    // An XML declaration is allowed, if not recommended (§3.3.3).
+    if t.starts_with("<?xml")
+        && let Some(end) = t.find("?>")
+    {
+        t = t[end + 2..].trim_start();
+    }
+    if t.is_empty() {
+        return Ok((Vec::new(), false));
+    }
+    if element_len(t.as_bytes()) != Some(t.len()) {
+        return Err("a WebSocket message carries exactly one whole element (RFC 7395 §3.3.3)");
+    }
     let framing = |name: &str| {
         t.starts_with(&format!("<{name}"))
             && t[name.len() + 1..].starts_with(|c: char| c.is_whitespace() || c == '/' || c == '>')
@@ -416,12 +472,12 @@ fn inbound(text: &str) -> (Vec<u8>, bool) {
             }
         }
         h.push('>');
-        return (h.into_bytes(), false);
+        return Ok((h.into_bytes(), false));
     }
     if framing("close") {
-        return (b"</stream:stream>".to_vec(), true);
+        return Ok((b"</stream:stream>".to_vec(), true));
     }
-    (text.as_bytes().to_vec(), false)
+    Ok((t.as_bytes().to_vec(), false))
 }
 
 /// The value of attribute `name` in the start tag at the head of `tag`
@@ -634,18 +690,25 @@ mod tests {
     #[test]
     fn the_clients_framing_becomes_a_stream() {
         let (h, end) = inbound(
-            "<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" to=\"localhost\" version=\"1.0\"/>",
-        );
+            "<?xml version='1.0'?> <open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" to=\"localhost\" version=\"1.0\"/>",
+        )
+        .expect("one element");
         assert!(!end);
         assert_eq!(
             String::from_utf8(h).expect("utf-8"),
             "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>"
         );
-        let (c, end) = inbound("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing' />");
+        let (c, end) =
+            inbound("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing' />").expect("one element");
         assert!(end);
         assert_eq!(c, b"</stream:stream>");
         // Not framing: as it is (an <openx/> or an <open/> elsewhere).
-        let (m, _) = inbound("<open xmlns='urn:example'/>");
+        let (m, _) = inbound("<open xmlns='urn:example'/>").expect("one element");
         assert_eq!(m, b"<open xmlns='urn:example'/>");
+        // Not one whole element: refused; whitespace: nothing.
+        for bad in ["<message><body>half", "<a/><b/>", "text", "<a></b>x"] {
+            assert!(inbound(bad).is_err(), "{bad}");
+        }
+        assert_eq!(inbound("  \n").expect("whitespace"), (Vec::new(), false));
     }
 }

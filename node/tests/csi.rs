@@ -135,3 +135,22 @@ async fn an_inactive_client_gets_what_can_wait_with_what_cannot() {
         .expect("iq");
     assert_eq!(q.attr("id"), Some("v"));
 }
+
+/// The feature comes with the features after authentication, before
+/// binding: a client may say it is inactive from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactive_before_binding_is_taken() {
+    let t = TestServer::start().await;
+    t.add_user("bob@localhost", PW);
+    let mut bob = Client::connect(t.addr).await;
+    bob.open("localhost").await.expect("open");
+    let first_id = bob.stream_id.clone();
+    bob.starttls().await.expect("tls");
+    bob.open("localhost").await.expect("open");
+    bob.sasl("SCRAM-SHA-256", "bob", PW).await.expect("sasl");
+    bob.open("localhost").await.expect("open");
+    // RFC 6120 §4.7.3: every stream header has a new id.
+    assert_ne!(bob.stream_id, first_id);
+    bob.send(&format!("<inactive xmlns='{CSI}'/>")).await;
+    bob.bind(Some("b")).await.expect("bound after <inactive/>");
+}

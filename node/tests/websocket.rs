@@ -195,7 +195,7 @@ async fn bad_input_ends_in_a_framed_stream_error() {
     // Not XML: not-well-formed, framed, then <close/>.
     let mut ws = connect(addr, Some("xmpp"), None).await.expect("upgrade");
     opened(&mut ws).await;
-    send(&mut ws, "<message><body>unclosed</message>").await;
+    send(&mut ws, "<message><body>unclosed</body></mess>").await;
     let e = recv(&mut ws).await;
     assert!(
         e.starts_with("<stream:error xmlns:stream='http://etherx.jabber.org/streams'")
@@ -278,7 +278,7 @@ async fn http_get(addr: SocketAddr, path: &str, headers: &str) -> String {
 async fn host_meta_names_the_websocket_url() {
     let (t, ws, _) = server().await;
     // XEP-0156: the XRD and JRD forms, readable from any origin.
-    let xrd = http_get(ws, "/.well-known/host-meta", "Host: chat.example:5280\r\n").await;
+    let xrd = http_get(ws, "/.well-known/host-meta", "Host: localhost:5280\r\n").await;
     assert!(xrd.starts_with("HTTP/1.1 200"), "{xrd}");
     assert!(
         xrd.to_ascii_lowercase()
@@ -286,26 +286,32 @@ async fn host_meta_names_the_websocket_url() {
         "{xrd}"
     );
     assert!(
-        xrd.contains("<Link rel='urn:xmpp:alt-connections:websocket' href='ws://chat.example:5280/xmpp-websocket'/>"),
+        xrd.contains("<Link rel='urn:xmpp:alt-connections:websocket' href='ws://localhost:5280/xmpp-websocket'/>"),
         "{xrd}"
     );
     // Behind a proxy that speaks TLS: wss.
     let jrd = http_get(
         ws,
         "/.well-known/host-meta.json",
-        "Host: chat.example\r\nX-Forwarded-Proto: https\r\n",
+        "Host: LOCALHOST\r\nX-Forwarded-Proto: https, http\r\n",
     )
     .await;
     let body = jrd.split("\r\n\r\n").nth(1).expect("body");
     let v: serde_json::Value = serde_json::from_str(body).expect("json");
     assert_eq!(
-        v["links"][0]["href"], "wss://chat.example/xmpp-websocket",
+        v["links"][0]["href"], "wss://LOCALHOST/xmpp-websocket",
         "{jrd}"
     );
     assert_eq!(v["links"][0]["rel"], "urn:xmpp:alt-connections:websocket");
-    // A Host that is no host name is not echoed into the document.
-    let bad = http_get(ws, "/.well-known/host-meta", "Host: a'><b x='\r\n").await;
-    assert!(!bad.contains("<b") && !bad.contains("<Link"), "{bad}");
+    // A Host that is no host name, or not a domain served here, is not
+    // echoed into the document.
+    for host in ["a'><b x='", "evil.example", "localhost:99999"] {
+        let bad = http_get(ws, "/.well-known/host-meta", &format!("Host: {host}\r\n")).await;
+        assert!(
+            !bad.contains("<b") && !bad.contains("<Link"),
+            "{host}: {bad}"
+        );
+    }
     drop(t);
     // A configured public URL wins.
     let t = TestServer::start_with(|c| {
@@ -350,4 +356,38 @@ async fn a_draining_edge_sends_websocket_clients_to_another_uri() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_is_one_whole_element() {
+    let (_t, addr, _) = server().await;
+    // An XML declaration before <open/> is allowed (RFC 7395 §3.3.3).
+    let mut ws = connect(addr, Some("xmpp"), None).await.expect("upgrade");
+    send(&mut ws, &format!("<?xml version='1.0'?>{}", open())).await;
+    let o = recv(&mut ws).await;
+    assert!(o.starts_with("<open"), "{o}");
+    let f = recv(&mut ws).await;
+    assert!(f.starts_with("<stream:features"), "{f}");
+    // Half an element, two elements, a binary message: bad-format, then
+    // <close/>.
+    for bad in [
+        Message::Text("<message><body>half".into()),
+        Message::Text("<iq type='get' id='a'/><iq type='get' id='b'/>".into()),
+        Message::Binary(b"<presence/>".to_vec().into()),
+    ] {
+        let mut ws = connect(addr, Some("xmpp"), None).await.expect("upgrade");
+        opened(&mut ws).await;
+        ws.send(bad.clone()).await.expect("send");
+        let e = recv(&mut ws).await;
+        assert!(e.contains("bad-format"), "{bad:?}: {e}");
+        let c = recv(&mut ws).await;
+        assert!(c.starts_with("<close"), "{c}");
+    }
+    // Past the size limit: policy-violation, then <close/>.
+    let mut ws = connect(addr, Some("xmpp"), None).await.expect("upgrade");
+    opened(&mut ws).await;
+    let big = format!("<message><body>{}</body></message>", "x".repeat(400 << 10));
+    ws.send(Message::Text(big.into())).await.expect("send");
+    let e = recv(&mut ws).await;
+    assert!(e.contains("policy-violation"), "{e}");
 }

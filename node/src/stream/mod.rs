@@ -146,6 +146,9 @@ pub struct Machine {
     header_sent: bool,
     domain: String,
     stream_id: String,
+    /// A header was answered on this connection already: the next one
+    /// is a restart.
+    restarted: bool,
     user: Option<BareJid>,
     jid: Option<FullJid>,
     sasl: Option<auth::SaslState>,
@@ -168,6 +171,7 @@ impl Machine {
             header_sent: false,
             domain,
             stream_id,
+            restarted: false,
             user: None,
             jid: None,
             sasl: None,

@@ -58,6 +58,12 @@ impl Machine {
                 out,
             );
         }
+        // A restarted stream (after TLS or SASL) gets a new id (RFC 6120
+        // §4.7.3: unique per stream).
+        if self.restarted {
+            self.stream_id = format!("{:016x}", rand::random::<u64>());
+        }
+        self.restarted = true;
         let mut s = self.header_bytes();
         self.header_sent = true;
         s.push_str(&self.features());
@@ -113,6 +119,11 @@ impl Machine {
 
     pub(super) fn negotiate(&mut self, e: TopElement, out: &mut Vec<Action>) {
         match (e.ns.as_str(), e.name.as_str()) {
+            // XEP-0352: offered with the features after authentication, so
+            // taken from then on, bound or not.
+            (super::bound::NS_CSI, "active" | "inactive") if self.user.is_some() => {
+                out.push(Action::ClientState(e.name == "active"))
+            }
             (ns::TLS, "starttls") => self.starttls(out),
             (ns::SASL, _) if self.user.is_none() => self.sasl_element(e, out),
             (ns::CLIENT, "iq") if self.user.is_some() => self.bind_iq(e, out),
@@ -129,8 +140,9 @@ impl Machine {
     fn starttls(&mut self, out: &mut Vec<Action>) {
         if self.tls || !self.settings.tls_available || self.user.is_some() {
             // RFC 6120 §5.4.2.2: failure, then close.
+            // The stream's end follows from Action::Close (once).
             out.push(Action::Send(Bytes::from_static(
-                b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>",
+                b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
             )));
             self.phase = Phase::Closed;
             out.push(Action::Close);

@@ -140,6 +140,8 @@ pub struct Client {
     /// bind but saw no -PLUS offer).
     pub y_flag: bool,
     pub features: Option<Element>,
+    /// The id of the server's last stream header.
+    pub stream_id: String,
 }
 
 fn tls_connector() -> tokio_rustls::TlsConnector {
@@ -167,6 +169,7 @@ impl Client {
             cb: None,
             y_flag: false,
             features: None,
+            stream_id: String::new(),
         }
     }
 
@@ -183,6 +186,7 @@ impl Client {
             cb: None,
             y_flag: false,
             features: None,
+            stream_id: String::new(),
         }
     }
 
@@ -199,6 +203,7 @@ impl Client {
             cb,
             y_flag: false,
             features: None,
+            stream_id: String::new(),
         }
     }
 
@@ -283,7 +288,7 @@ impl Client {
         self.parser.reset();
         self.send(&header(domain)).await;
         match self.next().await? {
-            StreamEvent::Open(_) => {}
+            StreamEvent::Open(h) => self.stream_id = h.id.unwrap_or_default(),
             other => bail!("expected a stream header, got {other:?}"),
         }
         let f = self.next_element().await?;

@@ -12,6 +12,8 @@
 
 use bytes::Bytes;
 
+use crate::scan::{attr, find, start_tag};
+
 /// What an inactive client's connection does with a stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Class {
@@ -26,7 +28,7 @@ pub enum Class {
 
 /// The class of a stanza as it will be written (`raw`, complete).
 pub fn classify(raw: &[u8], chat_states_urgent: bool) -> Class {
-    let head = &raw[..start_tag_len(raw)];
+    let head = &raw[..start_tag(raw).unwrap_or(raw.len())];
     if head.starts_with(b"<presence") {
         return match attr(head, b"type") {
             None | Some(b"unavailable") => match attr(head, b"from") {
@@ -103,54 +105,6 @@ impl Held {
         self.bytes = 0;
         out
     }
-}
-
-/// The length of the start tag at the head of `b` (through `>`), quotes
-/// respected; all of `b` if it never ends.
-fn start_tag_len(b: &[u8]) -> usize {
-    let mut quote = None;
-    for (i, &c) in b.iter().enumerate() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == b'\'' || c == b'"' => quote = Some(c),
-            None if c == b'>' => return i + 1,
-            None => {}
-        }
-    }
-    b.len()
-}
-
-/// The value of attribute `name` in a start tag, as written.
-fn attr<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let mut at = 0;
-    while at < head.len() {
-        let i = at + find(&head[at..], name)?;
-        let before = i.checked_sub(1).map(|j| head[j]);
-        let after = &head[i + name.len()..];
-        let mut k = 0;
-        while k < after.len() && after[k].is_ascii_whitespace() {
-            k += 1;
-        }
-        if before.is_some_and(|c| c.is_ascii_whitespace()) && after.get(k) == Some(&b'=') {
-            k += 1;
-            while k < after.len() && after[k].is_ascii_whitespace() {
-                k += 1;
-            }
-            let q = *after.get(k)?;
-            if q == b'\'' || q == b'"' {
-                let v = &after[k + 1..];
-                let end = v.iter().position(|&c| c == q)?;
-                return Some(&v[..end]);
-            }
-        }
-        at = i + name.len();
-    }
-    None
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod otel;
 pub mod reload;
 pub mod remote;
+mod scan;
 pub mod server;
 pub mod services;
 pub mod stream;

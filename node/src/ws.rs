@@ -41,6 +41,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::edge::{Edge, Slot};
+use crate::scan::{find, start_tag};
 
 pub(crate) const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
 const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
@@ -481,25 +482,11 @@ fn inbound(text: &str) -> Result<(Vec<u8>, bool), &'static str> {
 }
 
 /// The value of attribute `name` in the start tag at the head of `tag`
-/// (entities as written: framing attributes are plain names and numbers).
+/// (framing attributes are plain names and numbers; entities resolved).
 fn attr(tag: &str, name: &str) -> Option<String> {
-    let head = start_tag(tag.as_bytes()).map_or(tag, |n| &tag[..n]);
-    let mut rest = head;
-    while let Some(i) = rest.find(name) {
-        let before = rest[..i].chars().last();
-        let after = &rest[i + name.len()..];
-        let after_eq = after.trim_start();
-        if before.is_some_and(char::is_whitespace) && after_eq.starts_with('=') {
-            let v = after_eq[1..].trim_start();
-            let q = v.chars().next()?;
-            if q == '\'' || q == '"' {
-                let end = v[1..].find(q)?;
-                return Some(unescape(&v[1..1 + end]));
-            }
-        }
-        rest = &rest[i + name.len()..];
-    }
-    None
+    let head = &tag.as_bytes()[..start_tag(tag.as_bytes()).unwrap_or(tag.len())];
+    let v = crate::scan::attr(head, name.as_bytes())?;
+    Some(unescape(&String::from_utf8_lossy(v)))
 }
 
 fn unescape(v: &str) -> String {
@@ -508,22 +495,6 @@ fn unescape(v: &str) -> String {
         .replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&amp;", "&")
-}
-
-/// The length of the start tag at the head of `b` (through its `>`),
-/// quotes respected; `None` while it is incomplete.
-fn start_tag(b: &[u8]) -> Option<usize> {
-    let mut quote = None;
-    for (i, &c) in b.iter().enumerate() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, b'\'' | b'"') => quote = Some(c),
-            (None, b'>') => return Some(i + 1),
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Split the server's bytes into one message per top-level unit (stream
@@ -608,7 +579,7 @@ fn element_len(b: &[u8]) -> Option<usize> {
     let mut depth = 0usize;
     let mut at = 0;
     while at < b.len() {
-        at += memchr(b'<', &b[at..])?;
+        at += find(&b[at..], b"<")?;
         let rest = &b[at..];
         if rest.starts_with(b"<![CDATA[") {
             at += find(rest, b"]]>")? + 3;
@@ -633,14 +604,6 @@ fn element_len(b: &[u8]) -> Option<usize> {
         }
     }
     None
-}
-
-fn memchr(c: u8, b: &[u8]) -> Option<usize> {
-    b.iter().position(|&x| x == c)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]

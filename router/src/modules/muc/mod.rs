@@ -252,9 +252,7 @@ impl Room {
             ..Room::default()
         }
     }
-}
 
-impl Room {
     pub fn affiliation(&self, bare: &str) -> Affiliation {
         self.affiliations
             .get(bare)

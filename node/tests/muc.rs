@@ -1746,3 +1746,48 @@ async fn occupants_cannot_speak_for_the_room() {
         Some("gone fishing")
     );
 }
+
+/// `muc#roomconfig_maxusers` takes any number up to the service's limit,
+/// and the form offers the room's own value among its choices (a
+/// list-single's value is one of its options, XEP-0004 §3.3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_form_offers_the_rooms_own_size() {
+    let t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    let mut alice = online(&t, "alice").await;
+    enter(&mut alice, "Alice", "").await;
+    let r = iq(
+        &mut alice,
+        "seven",
+        "set",
+        ROOM,
+        &config(&[("muc#roomconfig_maxusers", "7")]),
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(ns::CLIENT));
+    let form = iq(
+        &mut alice,
+        "get",
+        "get",
+        ROOM,
+        &format!("<query xmlns='{OWNER}'/>"),
+    )
+    .await;
+    let field = form
+        .child("query", OWNER)
+        .and_then(|q| q.child("x", "jabber:x:data"))
+        .and_then(|x| {
+            x.elements()
+                .find(|f| f.attr("var") == Some("muc#roomconfig_maxusers"))
+                .cloned()
+        })
+        .expect("the maxusers field");
+    let value = field.child("value", "jabber:x:data").map(Element::text);
+    assert_eq!(value.as_deref(), Some("7"));
+    let options: Vec<String> = field
+        .elements()
+        .filter(|o| o.name == "option")
+        .filter_map(|o| o.child("value", "jabber:x:data").map(Element::text))
+        .collect();
+    assert!(options.iter().any(|o| o == "7"), "{options:?}");
+}

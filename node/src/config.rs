@@ -65,6 +65,8 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// `[csi]`: client state indication (XEP-0352).
     pub csi: CsiConfig,
+    /// `[sm]`: stream management (XEP-0198).
+    pub sm: SmConfig,
 }
 
 /// `[tracing]`.
@@ -158,6 +160,7 @@ impl Default for Config {
             tracing: TracingConfig::default(),
             websocket: WebSocketConfig::default(),
             csi: CsiConfig::default(),
+            sm: SmConfig::default(),
         }
     }
 }
@@ -986,6 +989,26 @@ impl Config {
         }
         .pubsub_services();
         self.muc.check(&self.domains, &pubsub_services, &mut p);
+        if self.sm.resume_timeout_secs > 86_400 {
+            p.add("sm.resume_timeout_secs", "must be at most 86400 (a day)");
+        }
+        if self.sm.max_unacked == 0 || self.sm.max_unacked > 100_000 {
+            p.add("sm.max_unacked", "must be 1 to 100000");
+        }
+        if self.sm.request_every == 0 {
+            p.add("sm.request_every", "must be at least 1");
+        }
+        if let Some(l) = &self.sm.location
+            && (l.is_empty()
+                || l.len() > 255
+                || l.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "<>'\"&".contains(c)))
+        {
+            p.add(
+                "sm.location",
+                "must be a host and port, without spaces or XML characters",
+            );
+        }
         if self.offline.max_per_user == 0 {
             p.add("offline.max_per_user", "must be at least 1");
         }
@@ -1505,6 +1528,41 @@ impl Default for CsiConfig {
         CsiConfig {
             max_held: 500,
             chat_states_urgent: false,
+        }
+    }
+}
+
+/// `[sm]`: stream management (XEP-0198): acknowledgements both ways, and
+/// sessions that outlive their connection so that a client resumes them
+/// (on any edge of a cluster) with nothing lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmConfig {
+    /// Offered to clients. Default true.
+    pub enabled: bool,
+    /// Longest wait for a client to resume its session, in seconds (a
+    /// client may ask for less). 0: no resumption. Default 300.
+    pub resume_timeout_secs: u64,
+    /// Stanzas sent and not acknowledged after which the client is told
+    /// to close (a resumable session keeps them for its resumption).
+    /// Default 1000.
+    pub max_unacked: usize,
+    /// The server asks for an acknowledgement (`<r/>`) after this many
+    /// stanzas sent (and when the connection is idle). Default 5.
+    pub request_every: u32,
+    /// Where clients should resume (`host:port`), given in `<enabled/>`
+    /// as `location`; unset: anywhere (the name they connected to).
+    pub location: Option<String>,
+}
+
+impl Default for SmConfig {
+    fn default() -> SmConfig {
+        SmConfig {
+            enabled: true,
+            resume_timeout_secs: 300,
+            max_unacked: 1000,
+            request_every: 5,
+            location: None,
         }
     }
 }

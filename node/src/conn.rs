@@ -23,6 +23,7 @@ use crate::stream::{Action, Event, Machine};
 use crate::throttle::{Budget, StanzaBudget};
 
 mod abuse;
+mod sm;
 
 const READ_CHUNK: usize = 16 * 1024;
 /// Queued stanzas written together, at most this many bytes (a TLS record
@@ -89,6 +90,11 @@ struct Conn {
     /// While the client says it is inactive (XEP-0352): what is held back
     /// for it. None while active (nothing kept).
     held: Option<Box<crate::csi::Held>>,
+    /// Stream management (XEP-0198), once the client enabled it.
+    sm: Option<Box<sm::Sm>>,
+    /// The client closed its stream (`</stream:stream>`): the session
+    /// ends for good, even a resumable one.
+    peer_closed: bool,
     done: bool,
 }
 
@@ -168,6 +174,8 @@ impl Conn {
             ping_sent: None,
             started: now,
             held: None,
+            sm: None,
+            peer_closed: false,
             done: false,
         }
     }
@@ -280,8 +288,9 @@ impl Conn {
                     // rate, those the edge answers itself (pings) too.
                     if self.machine.is_bound() && e.ns == proto::ns::CLIENT {
                         match self.stanzas.take(std::time::Instant::now()) {
-                            Budget::Take => {}
+                            Budget::Take => self.sm_received(),
                             Budget::Refuse => {
+                                self.sm_received();
                                 if let Ok(st) = proto::stanza::Stanza::from_top(e) {
                                     self.refuse_stanza(&st).await;
                                 }
@@ -301,7 +310,10 @@ impl Conn {
                     }
                     Event::Element(e)
                 }
-                Ok(Some(StreamEvent::Close)) => Event::PeerClosed,
+                Ok(Some(StreamEvent::Close)) => {
+                    self.peer_closed = true;
+                    Event::PeerClosed
+                }
                 Ok(None) => break,
                 Err(e) => Event::XmlError(e),
             };
@@ -442,6 +454,11 @@ impl Conn {
             Action::ClientState(false) => {
                 self.held.get_or_insert_default();
             }
+            Action::Reply(b) => self.reply(b).await,
+            Action::SmEnable { resume, max } => return Box::pin(self.sm_enable(resume, max)).await,
+            Action::SmResume { previd, h } => return Box::pin(self.sm_resume(previd, h)).await,
+            Action::SmRequested => self.sm_answer().await,
+            Action::SmAcked(h) => self.sm_acked(h).await,
         }
         None
     }
@@ -459,6 +476,9 @@ impl Conn {
         self.write(&buf).await;
         if !self.done {
             self.edge.metrics.stanzas_sent.inc_by(n);
+            if self.sm_sent(n as usize) {
+                self.write(sm::REQUEST).await;
+            }
         }
     }
 
@@ -512,8 +532,10 @@ impl Conn {
         if urgent || then.is_some() || h.len() >= max {
             Box::pin(self.flush_held()).await;
         }
-        if let Some(Outbound::Close(cond, text)) = then {
-            self.fail(cond, text).await;
+        match then {
+            Some(Outbound::Close(cond, text)) => self.fail(cond, text).await,
+            Some(Outbound::SmStart) => self.sm_start().await,
+            _ => {}
         }
     }
 
@@ -559,6 +581,7 @@ impl Conn {
             Received::Item(Outbound::Close(cond, text), _) => {
                 return self.fail(cond, text).await;
             }
+            Received::Item(Outbound::SmStart, _) => return self.sm_start().await,
             Received::Overflowed => {
                 self.edge.metrics.slow_clients.inc();
                 let text = "too many stanzas queued: the client reads too slowly";
@@ -620,6 +643,16 @@ impl Conn {
             batch = Some(v);
         }
         drop(me);
+        // XEP-0198: an acknowledgement asked for in the same write, every
+        // `sm.request_every` stanzas.
+        if self.sm_sent(stanzas as usize) {
+            let buf = batch.get_or_insert_with(|| {
+                let mut v = Vec::with_capacity(b.len() + sm::REQUEST.len());
+                v.extend_from_slice(&b);
+                v
+            });
+            buf.extend_from_slice(sm::REQUEST);
+        }
         match &batch {
             Some(buf) => self.write(buf).await,
             None => self.write(&b).await,
@@ -634,8 +667,10 @@ impl Conn {
             }
         }
         drop(spans);
-        if let Some(Outbound::Close(cond, text)) = then {
-            self.fail(cond, text).await;
+        match then {
+            Some(Outbound::Close(cond, text)) => self.fail(cond, text).await,
+            Some(Outbound::SmStart) => self.sm_start().await,
+            _ => {}
         }
     }
 
@@ -815,6 +850,13 @@ impl Conn {
                 )
                 .await
             }
+            None if self.sm.as_ref().is_some_and(|s| s.counting) => {
+                // XEP-0198: with stream management, an ack request is the
+                // ping (any answer shows the client is there), and it
+                // adds nothing to the counts.
+                self.ping_sent = Some(now);
+                self.write(sm::REQUEST).await;
+            }
             None => {
                 // XEP-0199 §4.2: the server pings a silent client.
                 let id = format!("ping-{:x}", rand::random::<u32>());
@@ -859,7 +901,15 @@ impl Conn {
 
     async fn finish(&mut self) {
         if let (true, Some(jid)) = (self.inbox.is_some(), self.machine.jid().cloned()) {
-            self.edge.core.unbind(jid, self.conn_id).await;
+            match self.sm.as_ref() {
+                // XEP-0198 §5: a connection lost (not closed by the client)
+                // leaves a resumable session waiting for its client.
+                Some(sm) if sm.resume && !self.peer_closed => {
+                    let handled = sm.handled;
+                    self.edge.core.sm_detach(jid, self.conn_id, handled).await;
+                }
+                _ => self.edge.core.unbind(jid, self.conn_id).await,
+            }
         }
         // A lingering close: after our side is shut, read and drop what the
         // client still sends until it closes too. Closing a socket with

@@ -5,9 +5,12 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use proto::sasl::StoredCredentials;
 use proto::stanza::Stanza;
 use proto::{BareJid, Element, FullJid};
+use router::modules::sm::SmEnable;
 use router::{BindError, Core, SessionSink};
 
 use crate::remote::RemoteCore;
@@ -63,6 +66,74 @@ impl CoreLink {
         match self {
             CoreLink::Local(c) => c.route(stanza).await.map_err(|_| RouteError::ShuttingDown),
             CoreLink::Remote(r) => r.route(stanza).await,
+        }
+    }
+
+    /// XEP-0198 §3: stream management for a bound session; false if the
+    /// core has no such session (or it has it already).
+    pub async fn sm_enable(&self, jid: FullJid, conn_id: u64, e: SmEnable) -> bool {
+        match self {
+            CoreLink::Local(c) => c.sm_enable(jid, conn_id, e).await.unwrap_or(false),
+            CoreLink::Remote(r) => r.sm_enable(jid, conn_id, e).await,
+        }
+    }
+
+    /// The client acknowledged `h` stanzas; the edge handled `handled`.
+    /// Not waited for.
+    pub fn sm_ack(&self, jid: FullJid, conn_id: u64, h: u32, handled: u32) {
+        match self {
+            CoreLink::Local(c) => {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let _ = c.sm_ack(jid, conn_id, h, handled).await;
+                });
+            }
+            CoreLink::Remote(r) => {
+                let r = r.clone();
+                tokio::spawn(async move { r.sm_ack(jid, conn_id, h, handled).await });
+            }
+        }
+    }
+
+    /// The connection of a session with stream management is gone: a
+    /// resumable session waits for its client, any other ends.
+    pub async fn sm_detach(&self, jid: FullJid, conn_id: u64, handled: u32) {
+        match self {
+            CoreLink::Local(c) => {
+                let _ = c.sm_detach(jid, conn_id, handled).await;
+            }
+            CoreLink::Remote(r) => r.sm_detach(jid, conn_id, handled).await,
+        }
+    }
+
+    /// XEP-0198 §5: resume `user`'s session `previd` on this connection.
+    pub async fn sm_resume(
+        &self,
+        user: BareJid,
+        previd: String,
+        h: u32,
+        sink: SessionSink,
+    ) -> crate::stream::Resumed {
+        use crate::stream::Resumed;
+        match self {
+            CoreLink::Local(c) => match c.sm_resume(user, previd, h, sink).await {
+                Ok(Ok((jid, handled))) => Resumed::Yes(jid, handled),
+                Ok(Err(router::ResumeRefused::NotFound)) => Resumed::NotFound,
+                Ok(Err(router::ResumeRefused::TooHigh { sent })) => Resumed::TooHigh { sent },
+                Err(_) => Resumed::Unavailable,
+            },
+            CoreLink::Remote(r) => r.sm_resume(user, previd, h, sink).await,
+        }
+    }
+
+    /// Bytes the edge answered a session's client with, sent through the
+    /// session at the core so that stream management counts them.
+    pub async fn sm_echo(&self, jid: FullJid, conn_id: u64, bytes: Bytes) {
+        match self {
+            CoreLink::Local(c) => {
+                let _ = c.sm_echo(jid, conn_id, bytes).await;
+            }
+            CoreLink::Remote(r) => r.sm_echo(jid, conn_id, bytes).await,
         }
     }
 

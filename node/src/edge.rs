@@ -57,6 +57,11 @@ pub struct EdgeLimits {
     /// XEP-0352: chat states without a body are written at once to an
     /// inactive client (else held).
     pub csi_chat_states_urgent: bool,
+    /// XEP-0198: longest wait for a resumption (zero: none offered).
+    pub sm_resume_timeout: Duration,
+    pub sm_max_unacked: usize,
+    /// `<r/>` after this many stanzas written.
+    pub sm_request_every: u32,
 }
 
 impl Default for EdgeLimits {
@@ -83,6 +88,9 @@ impl Default for EdgeLimits {
             login_forget: Duration::from_secs(900),
             csi_max_held: 500,
             csi_chat_states_urgent: false,
+            sm_resume_timeout: Duration::from_secs(300),
+            sm_max_unacked: 1000,
+            sm_request_every: 5,
         }
     }
 }

@@ -47,6 +47,11 @@ pub struct Metrics {
     /// superseded while held (never written).
     pub csi_held: IntCounter,
     pub csi_superseded: IntCounter,
+    /// XEP-0198: sessions that enabled stream management, resumptions
+    /// made and refused.
+    pub sm_enabled: IntCounter,
+    pub sm_resumed: IntCounter,
+    pub sm_resume_failed: IntCounter,
     pub logins: IntCounter,
     login_failures: IntCounterVec,
     pub registrations: IntCounter,
@@ -249,6 +254,21 @@ impl Metrics {
                 &r,
                 "xmppd_csi_superseded_total",
                 "Presence held for an inactive client and replaced by a newer one of the same resource before it was written (never sent).",
+            ),
+            sm_enabled: counter(
+                &r,
+                "xmppd_sm_enabled_total",
+                "Sessions that enabled stream management (XEP-0198).",
+            ),
+            sm_resumed: counter(
+                &r,
+                "xmppd_sm_resumed_total",
+                "Sessions resumed (XEP-0198) on a new connection, on this edge.",
+            ),
+            sm_resume_failed: counter(
+                &r,
+                "xmppd_sm_resume_failed_total",
+                "Resumptions refused (no such session, timed out, or a bad count).",
             ),
             logins: counter(&r, "xmppd_logins_total", "Successful SASL authentications."),
             login_failures: {

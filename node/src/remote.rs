@@ -400,7 +400,7 @@ impl RemoteCore {
     }
 
     pub async fn bind(self: &Arc<Self>, jid: FullJid, sink: SessionSink) -> Result<(), BindError> {
-        let session = sink.conn_id;
+        let session = sink.conn_id();
         let mut pause = Duration::from_millis(50);
         let mut last = BindError::ShuttingDown;
         for _ in 0..BIND_TRIES {
@@ -493,6 +493,131 @@ impl RemoteCore {
                 }
             }
         }
+    }
+
+    /// A stream management request (XEP-0198) to the leader of the shard
+    /// of `bare`, tried a few times while the lead moves. `None` if no
+    /// node answered.
+    async fn sm_call(
+        self: &Arc<Self>,
+        bare: &str,
+        session: u64,
+        jid: String,
+        what: pb::sm_request::What,
+    ) -> Option<pb::SmReply> {
+        let (shard, _) = self.shard_of(bare);
+        for _ in 0..BIND_TRIES {
+            let leader = self.live_leader(shard, None).await;
+            let Some(conn) = self.conn(leader) else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                self.refresh_now().await;
+                continue;
+            };
+            let req = pb::SmRequest {
+                edge: self.edge,
+                session,
+                jid: jid.clone(),
+                what: Some(what.clone()),
+            };
+            match conn.client.clone().sm(with_edge(self.edge, req)).await {
+                Ok(r) => return Some(r.into_inner()),
+                Err(s) => {
+                    tracing::debug!(error = %ClusterError::from(s), "stream management request failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    self.refresh_now().await;
+                }
+            }
+        }
+        None
+    }
+
+    pub async fn sm_enable(
+        self: &Arc<Self>,
+        jid: FullJid,
+        session: u64,
+        e: router::modules::sm::SmEnable,
+    ) -> bool {
+        let what = pb::sm_request::What::Enable(pb::SmEnable {
+            id: e.id,
+            resume: e.resume,
+            max_unacked: e.max_unacked.min(u32::MAX as usize) as u32,
+            timeout_secs: e.timeout.as_secs().min(u32::MAX.into()) as u32,
+        });
+        self.sm_call(jid.bare_str(), session, jid.to_string(), what)
+            .await
+            .is_some_and(|r| r.result == pb::sm_reply::Result::Ok as i32)
+    }
+
+    pub async fn sm_ack(self: &Arc<Self>, jid: FullJid, session: u64, h: u32, handled: u32) {
+        let what = pb::sm_request::What::Ack(pb::SmAck { h, handled });
+        self.sm_call(jid.bare_str(), session, jid.to_string(), what)
+            .await;
+    }
+
+    pub async fn sm_echo(self: &Arc<Self>, jid: FullJid, session: u64, bytes: bytes::Bytes) {
+        let what = pb::sm_request::What::Echo(bytes);
+        self.sm_call(jid.bare_str(), session, jid.to_string(), what)
+            .await;
+    }
+
+    /// The connection is gone: the session waits for a resumption (or
+    /// ends, if not resumable).
+    pub async fn sm_detach(self: &Arc<Self>, jid: FullJid, session: u64, handled: u32) {
+        if lock(&self.sessions).remove(&session).is_none() {
+            return;
+        }
+        let what = pb::sm_request::What::Detach(handled);
+        self.sm_call(jid.bare_str(), session, jid.to_string(), what)
+            .await;
+    }
+
+    pub async fn sm_resume(
+        self: &Arc<Self>,
+        user: BareJid,
+        previd: String,
+        h: u32,
+        sink: SessionSink,
+    ) -> crate::stream::Resumed {
+        use crate::stream::Resumed;
+        let session = sink.conn_id();
+        let (_, leader) = self.shard_of(user.as_str());
+        // Deliveries (the replay) come before the reply: register first,
+        // under the user's bare JID until the reply names the resource.
+        let Ok(placeholder) = user.with_resource("resuming") else {
+            return Resumed::Unavailable;
+        };
+        lock(&self.sessions).insert(
+            session,
+            Bound {
+                sink,
+                jid: placeholder,
+                core: leader.unwrap_or(0),
+            },
+        );
+        let what = pb::sm_request::What::Resume(pb::SmResume { previd, h });
+        let reply = self
+            .sm_call(user.as_str(), session, user.to_string(), what)
+            .await;
+        let result = match reply {
+            Some(r) if r.result == pb::sm_reply::Result::Ok as i32 => {
+                match FullJid::parse(&r.full_jid) {
+                    Ok(jid) => {
+                        if let Some(b) = lock(&self.sessions).get_mut(&session) {
+                            b.jid = jid.clone();
+                        }
+                        return Resumed::Yes(jid, r.h);
+                    }
+                    Err(_) => Resumed::Unavailable,
+                }
+            }
+            Some(r) if r.result == pb::sm_reply::Result::NotFound as i32 => Resumed::NotFound,
+            Some(r) if r.result == pb::sm_reply::Result::TooHigh as i32 => {
+                Resumed::TooHigh { sent: r.h }
+            }
+            _ => Resumed::Unavailable,
+        };
+        lock(&self.sessions).remove(&session);
+        result
     }
 
     pub async fn route(self: &Arc<Self>, stanza: Stanza) -> Result<(), RouteError> {
@@ -947,6 +1072,7 @@ async fn dispatch(
                         DeliveryAction::Stanza(b) => Outbound::Stanza(b),
                         DeliveryAction::Addressed(b) => Outbound::Addressed(b),
                         DeliveryAction::Close(c, t) => Outbound::Close(c, t),
+                        DeliveryAction::SmStart => Outbound::SmStart,
                         DeliveryAction::Processed(seq) => {
                             lock(&conn.unconfirmed).remove(&seq);
                             continue;

@@ -97,6 +97,9 @@ pub fn edge_limits(cfg: &Config) -> EdgeLimits {
         login_forget: Duration::from_secs(l.login_forget_secs),
         csi_max_held: cfg.csi.max_held,
         csi_chat_states_urgent: cfg.csi.chat_states_urgent,
+        sm_resume_timeout: Duration::from_secs(cfg.sm.resume_timeout_secs),
+        sm_max_unacked: cfg.sm.max_unacked,
+        sm_request_every: cfg.sm.request_every,
     }
 }
 
@@ -330,6 +333,8 @@ impl Server {
             registration: cfg.registration.enabled,
             server_features,
             server_caps,
+            sm: cfg.sm.enabled,
+            sm_location: cfg.sm.location.clone(),
         };
         // A core node takes no clients: its edges do.
         let clients = role != Role::Core;

@@ -104,6 +104,24 @@ impl Core {
         for (i, (erx, irx)) in receivers.into_iter().enumerate() {
             tokio::spawn(shard::run(i, shared.clone(), erx, irx));
         }
+        // Sessions that waited for a resumption (XEP-0198) too long end.
+        let weak = Arc::downgrade(&shared);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(shared) = weak.upgrade() else { return };
+                for h in &shared.shards {
+                    let sweep = ShardMsg::Exec(Box::new(|ctx| {
+                        crate::modules::sm::sweep(ctx, std::time::Instant::now())
+                    }));
+                    if h.internal.send(sweep).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
         let cluster = &shared.cluster;
         if cluster.clustered() {
             for (i, r) in cluster.rafts.iter().enumerate() {
@@ -194,6 +212,103 @@ impl Core {
             .send(ShardMsg::Unbind { jid, conn_id })
             .await
             .map_err(|_| BindError::ShuttingDown)
+    }
+
+    /// Run `f` on shard `i` and wait for its answer.
+    async fn on_shard<T: Send + 'static>(
+        &self,
+        i: usize,
+        f: impl FnOnce(&mut crate::modules::Ctx<'_>) -> T + Send + 'static,
+    ) -> Result<T, BindError> {
+        let (tx, rx) = oneshot::channel();
+        let msg = ShardMsg::Exec(Box::new(move |ctx| {
+            let _ = tx.send(f(ctx));
+        }));
+        self.shared.shards[i]
+            .edge
+            .send(msg)
+            .await
+            .map_err(|_| BindError::ShuttingDown)?;
+        rx.await.map_err(|_| BindError::ShuttingDown)
+    }
+
+    /// XEP-0198 §3: stream management for the session `jid` bound
+    /// through connection `conn_id`. False if there is no such session
+    /// or it has it already.
+    pub async fn sm_enable(
+        &self,
+        jid: FullJid,
+        conn_id: u64,
+        e: crate::modules::sm::SmEnable,
+    ) -> Result<bool, BindError> {
+        let i = self.served_here(jid.bare_str()).await?;
+        self.on_shard(i, move |ctx| {
+            crate::modules::sm::enable(ctx, &jid, conn_id, e)
+        })
+        .await
+    }
+
+    /// The client acknowledged `h` stanzas; the edge handled `handled` of
+    /// its stanzas.
+    pub async fn sm_ack(
+        &self,
+        jid: FullJid,
+        conn_id: u64,
+        h: u32,
+        handled: u32,
+    ) -> Result<(), BindError> {
+        let i = self.served_here(jid.bare_str()).await?;
+        self.on_shard(i, move |ctx| {
+            crate::modules::sm::ack(ctx, &jid, conn_id, h, handled)
+        })
+        .await
+    }
+
+    /// The connection of a session is gone: a resumable one waits for
+    /// its client (XEP-0198 §5), any other ends.
+    pub async fn sm_detach(
+        &self,
+        jid: FullJid,
+        conn_id: u64,
+        handled: u32,
+    ) -> Result<(), BindError> {
+        let i = self.served_here(jid.bare_str()).await?;
+        self.on_shard(i, move |ctx| {
+            crate::modules::sm::detach(ctx, &jid, conn_id, Some(handled))
+        })
+        .await
+    }
+
+    /// XEP-0198 §5: resume `user`'s session `previd` on `sink`'s
+    /// connection, its client having handled `h` stanzas. The session's
+    /// full JID and the count of the client's stanzas handled.
+    pub async fn sm_resume(
+        &self,
+        user: BareJid,
+        previd: String,
+        h: u32,
+        sink: SessionSink,
+    ) -> Result<Result<(FullJid, u32), crate::session::ResumeRefused>, BindError> {
+        let i = self.served_here(user.as_str()).await?;
+        self.on_shard(i, move |ctx| {
+            crate::modules::sm::resume(ctx, &user, &previd, h, sink)
+        })
+        .await
+    }
+
+    /// Bytes the edge answered a session's client with itself, sent
+    /// through the session so that stream management counts them.
+    pub async fn sm_echo(
+        &self,
+        jid: FullJid,
+        conn_id: u64,
+        bytes: bytes::Bytes,
+    ) -> Result<(), BindError> {
+        let i = self.served_here(jid.bare_str()).await?;
+        self.on_shard(i, move |ctx| {
+            crate::modules::sm::echo(ctx, &jid, conn_id, bytes)
+        })
+        .await
     }
 
     /// A session bound at a core node that died, if this node leads the

@@ -30,7 +30,7 @@ pub use accounts::{AccountError, Accounts};
 pub use config::CoreConfig;
 pub use core::{Core, SessionInfo, server_caps, server_features};
 pub use error::{BindError, CoreError};
-pub use session::{EdgeLink, Outbound, Received, SessionInbox, SessionSink};
+pub use session::{EdgeLink, Outbound, Received, ResumeRefused, SessionInbox, SessionSink, SmInfo};
 pub use storage::StorageError;
 
 /// Open the node's data store (the edge never names RocksDB itself).

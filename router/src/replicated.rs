@@ -46,7 +46,7 @@ fn key(jid: &FullJid) -> Vec<u8> {
 
 fn encode(s: &Session) -> Vec<u8> {
     let r = Record {
-        session: s.sink.conn_id,
+        session: s.sink.conn_id(),
         available: s.available,
         priority: s.priority,
         presence: s

@@ -318,6 +318,95 @@ impl pb::core_server::Core for CoreService {
         }
     }
 
+    async fn sm(&self, req: Request<pb::SmRequest>) -> Result<Response<pb::SmReply>, Status> {
+        use pb::sm_request::What;
+        let edge = edge_id(&req)?;
+        let r = req.into_inner();
+        if edge_of(r.session) != edge {
+            return Err(ClusterError::BadRequest("session id of another edge".into()).into());
+        }
+        let ok = |full_jid: String, h: u32| pb::SmReply {
+            result: pb::sm_reply::Result::Ok as i32,
+            full_jid,
+            h,
+        };
+        let result = match r.what {
+            Some(What::Enable(e)) => {
+                let jid = full_jid(&r.jid)?;
+                let e = crate::modules::sm::SmEnable {
+                    id: e.id,
+                    resume: e.resume,
+                    max_unacked: e.max_unacked as usize,
+                    timeout: std::time::Duration::from_secs(e.timeout_secs.into()),
+                };
+                self.core
+                    .sm_enable(jid, r.session, e)
+                    .await
+                    .map(|done| match done {
+                        true => ok(String::new(), 0),
+                        false => pb::SmReply {
+                            result: pb::sm_reply::Result::NotFound as i32,
+                            ..Default::default()
+                        },
+                    })
+            }
+            Some(What::Ack(a)) => {
+                let jid = full_jid(&r.jid)?;
+                self.core
+                    .sm_ack(jid, r.session, a.h, a.handled)
+                    .await
+                    .map(|()| ok(String::new(), 0))
+            }
+            Some(What::Detach(handled)) => {
+                let jid = full_jid(&r.jid)?;
+                self.core
+                    .sm_detach(jid, r.session, handled)
+                    .await
+                    .map(|()| ok(String::new(), 0))
+            }
+            Some(What::Echo(bytes)) => {
+                let jid = full_jid(&r.jid)?;
+                self.core
+                    .sm_echo(jid, r.session, bytes)
+                    .await
+                    .map(|()| ok(String::new(), 0))
+            }
+            Some(What::Resume(res)) => {
+                let user = BareJid::parse(&r.jid)
+                    .map_err(|e| Status::from(ClusterError::BadRequest(e.to_string())))?;
+                let link = self
+                    .link(edge)
+                    .ok_or_else(|| unavailable("the edge has no forward stream"))?;
+                let sink = SessionSink::remote(r.session, link);
+                self.core
+                    .sm_resume(user, res.previd, res.h, sink)
+                    .await
+                    .map(|r| match r {
+                        Ok((jid, handled)) => ok(jid.to_string(), handled),
+                        Err(crate::session::ResumeRefused::NotFound) => pb::SmReply {
+                            result: pb::sm_reply::Result::NotFound as i32,
+                            ..Default::default()
+                        },
+                        Err(crate::session::ResumeRefused::TooHigh { sent }) => pb::SmReply {
+                            result: pb::sm_reply::Result::TooHigh as i32,
+                            full_jid: String::new(),
+                            h: sent,
+                        },
+                    })
+            }
+            None => return Err(ClusterError::BadRequest("an empty request".into()).into()),
+        };
+        match result {
+            Ok(reply) => Ok(Response::new(reply)),
+            Err(BindError::NotLeader { leader, addr }) => Err(ClusterError::NotLeader {
+                leader,
+                address: addr,
+            }
+            .into()),
+            Err(_) => Err(unavailable("the core is stopping")),
+        }
+    }
+
     async fn credentials(
         &self,
         req: Request<pb::AccountRequest>,

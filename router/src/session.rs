@@ -26,6 +26,10 @@ pub enum Outbound {
     /// End the stream with this error (e.g. `<conflict/>` when a new session
     /// took the resource).
     Close(StreamCondition, Option<String>),
+    /// Stream management (XEP-0198) counts from here: what comes after
+    /// this is what the core keeps until the client acknowledges it. The
+    /// connection says `<enabled/>` or `<resumed/>` to its client here.
+    SmStart,
 }
 
 #[derive(Debug)]
@@ -55,10 +59,27 @@ impl Queue {
 /// The core's handle on one bound session. Sends never wait: a session
 /// whose queue is full is told to close (a slow reader must not make the
 /// server buffer without bound).
-#[derive(Debug)]
+///
+/// Clones share one state, so that a session's stream management
+/// (XEP-0198: the stanzas its client has not acknowledged, kept here at
+/// the core) sees every stanza sent to it, through any clone, and a
+/// resumption on another connection moves every clone to it at once.
+#[derive(Debug, Clone)]
 pub struct SessionSink {
-    pub conn_id: u64,
+    inner: Arc<Mutex<SinkState>>,
+}
+
+#[derive(Debug)]
+struct SinkState {
+    conn_id: u64,
     target: Target,
+    sm: Option<Box<SmBuffer>>,
+}
+
+impl Drop for SinkState {
+    fn drop(&mut self) {
+        self.target.release();
+    }
 }
 
 #[derive(Debug)]
@@ -67,6 +88,70 @@ enum Target {
     Local(Arc<Queue>),
     /// A session on a remote edge, reached through that edge's stream.
     Remote(Arc<EdgeLink>),
+    /// No connection: a session waiting for its client to resume it
+    /// (XEP-0198), or a sink whose connection was handed on.
+    Detached,
+}
+
+impl Target {
+    /// This sink no longer sends to its connection task.
+    fn release(&mut self) {
+        if let Target::Local(q) = std::mem::replace(self, Target::Detached) {
+            let last = {
+                let mut st = q.lock();
+                st.senders -= 1;
+                st.senders == 0
+            };
+            if last {
+                q.notify.notify_one();
+            }
+        }
+    }
+
+    fn send(&self, conn_id: u64, out: Outbound, trail: Trail) -> bool {
+        match self {
+            Target::Local(q) => SessionSink::send_local(q, out, trail),
+            Target::Remote(link) => link.deliver(conn_id, out, &trail),
+            Target::Detached => false,
+        }
+    }
+}
+
+/// Stream management (XEP-0198) of one session, at the core: every stanza
+/// sent to the session since it enabled it, until its client acknowledges
+/// it. The edge writes nothing else that the client counts, so the count
+/// here is the client's, and a client whose connection (or whole edge)
+/// died resumes on any edge from here.
+#[derive(Debug)]
+struct SmBuffer {
+    /// The resumption id the client was given (random, unguessable).
+    id: String,
+    /// Whether the session may be resumed (the client asked for it).
+    resume: bool,
+    /// How many stanzas (mod 2^32) the client acknowledged: the count of
+    /// the stanza before `unacked[0]`.
+    acked: u32,
+    unacked: VecDeque<Outbound>,
+    /// The client's stanzas the edge last said it handled.
+    handled: u32,
+    /// Past this many unacknowledged stanzas the client is told to close.
+    max_unacked: usize,
+    /// The client was told to close for not acknowledging.
+    told: bool,
+    /// Since when the session waits for a resumption (no connection).
+    detached_at: Option<std::time::Instant>,
+    /// How long it may wait.
+    timeout: std::time::Duration,
+}
+
+/// Why a resumption failed (XEP-0198 §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeRefused {
+    /// No such resumable session (or it timed out).
+    NotFound,
+    /// The client says it handled more than it was sent (or fewer than
+    /// it acknowledged before): `sent` is what it was sent.
+    TooHigh { sent: u32 },
 }
 
 /// The core's link to one remote edge: a bounded queue of deliveries that
@@ -97,6 +182,7 @@ impl EdgeLink {
             Outbound::Stanza(b) => DeliveryAction::Stanza(b),
             Outbound::Addressed(b) => DeliveryAction::Addressed(b),
             Outbound::Close(c, t) => DeliveryAction::Close(c, t),
+            Outbound::SmStart => DeliveryAction::SmStart,
         };
         self.tx
             .try_send(to_delivery(vec![session], action, trail))
@@ -177,6 +263,20 @@ pub enum Received {
 }
 
 impl SessionSink {
+    fn with(conn_id: u64, target: Target) -> SessionSink {
+        SessionSink {
+            inner: Arc::new(Mutex::new(SinkState {
+                conn_id,
+                target,
+                sm: None,
+            })),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, SinkState> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A sink and the receiving half for the connection task.
     pub fn channel(conn_id: u64, capacity: usize) -> (SessionSink, SessionInbox) {
         let queue = Arc::new(Queue {
@@ -190,20 +290,19 @@ impl SessionSink {
             capacity: capacity.max(1),
         });
         (
-            SessionSink {
-                conn_id,
-                target: Target::Local(queue.clone()),
-            },
+            SessionSink::with(conn_id, Target::Local(queue.clone())),
             SessionInbox { queue },
         )
     }
 
     /// A sink for session `conn_id` of a remote edge.
     pub fn remote(conn_id: u64, link: Arc<EdgeLink>) -> SessionSink {
-        SessionSink {
-            conn_id,
-            target: Target::Remote(link),
-        }
+        SessionSink::with(conn_id, Target::Remote(link))
+    }
+
+    /// The connection (session id) the sink sends to now.
+    pub fn conn_id(&self) -> u64 {
+        self.state().conn_id
     }
 
     /// Queue bytes for the client; false if the session is gone or overflowed.
@@ -214,10 +313,30 @@ impl SessionSink {
     /// As `send`, with the trail of what caused it (when its cause was
     /// read, and its trace).
     pub fn send_with(&self, out: Outbound, trail: Trail) -> bool {
-        match &self.target {
-            Target::Local(q) => Self::send_local(q, out, trail),
-            Target::Remote(link) => link.deliver(self.conn_id, out, &trail),
+        let mut st = self.state();
+        let conn_id = st.conn_id;
+        let SinkState { target, sm, .. } = &mut *st;
+        if let Some(sm) = sm
+            && matches!(out, Outbound::Stanza(_) | Outbound::Addressed(_))
+        {
+            sm.unacked.push_back(out.clone());
+            if sm.detached_at.is_some() {
+                // Kept for the resumption (or, if none comes, handled as
+                // undelivered when the session ends).
+                return true;
+            }
+            if sm.unacked.len() > sm.max_unacked && !sm.told {
+                sm.told = true;
+                target.send(conn_id, out, trail.clone());
+                let text = "too many stanzas unacknowledged (XEP-0198)";
+                return target.send(
+                    conn_id,
+                    Outbound::Close(StreamCondition::PolicyViolation, Some(text.into())),
+                    trail,
+                );
+            }
         }
+        target.send(conn_id, out, trail)
     }
 
     fn send_local(queue: &Arc<Queue>, out: Outbound, trail: Trail) -> bool {
@@ -245,57 +364,178 @@ impl SessionSink {
     }
 
     /// The remote edge the session is bound through; `None` for a
-    /// connection of this process.
+    /// connection of this process (or none).
     pub fn edge(&self) -> Option<u64> {
-        match &self.target {
-            Target::Local(_) => None,
+        match &self.state().target {
             Target::Remote(link) => Some(link.edge),
+            _ => None,
         }
     }
 
     /// Whether this sink reaches its session through `link`.
     pub fn is_via(&self, link: &Arc<EdgeLink>) -> bool {
-        matches!(&self.target, Target::Remote(l) if Arc::ptr_eq(l, link))
+        matches!(&self.state().target, Target::Remote(l) if Arc::ptr_eq(l, link))
     }
 
     pub fn is_closed(&self) -> bool {
-        match &self.target {
+        match &self.state().target {
             Target::Local(q) => q.lock().receiver_gone,
             Target::Remote(link) => link.is_closed(),
+            Target::Detached => true,
         }
     }
-}
 
-impl Clone for SessionSink {
-    fn clone(&self) -> SessionSink {
-        let target = match &self.target {
-            Target::Local(q) => {
-                q.lock().senders += 1;
-                Target::Local(q.clone())
+    /// XEP-0198 §3: count and keep what is sent from now on. The marker
+    /// [`Outbound::SmStart`] goes to the connection first: it tells the
+    /// client `<enabled/>` there, so that the client counts from the same
+    /// stanza as this buffer. False if already enabled.
+    pub fn sm_enable(
+        &self,
+        id: String,
+        resume: bool,
+        max_unacked: usize,
+        timeout: std::time::Duration,
+    ) -> bool {
+        let mut st = self.state();
+        if st.sm.is_some() {
+            return false;
+        }
+        st.sm = Some(Box::new(SmBuffer {
+            id,
+            resume,
+            acked: 0,
+            unacked: VecDeque::new(),
+            handled: 0,
+            max_unacked: max_unacked.max(1),
+            told: false,
+            detached_at: None,
+            timeout,
+        }));
+        let conn_id = st.conn_id;
+        st.target.send(conn_id, Outbound::SmStart, Trail::default());
+        true
+    }
+
+    /// The client acknowledged `h` stanzas in all, and the edge handled
+    /// `handled` of the client's: what is acknowledged is let go.
+    pub fn sm_ack(&self, h: u32, handled: u32) {
+        let mut st = self.state();
+        let Some(sm) = st.sm.as_mut() else { return };
+        let n = h.wrapping_sub(sm.acked) as usize;
+        // The edge checked h against what it wrote; more than is kept
+        // here cannot be (an old ack after a resumption): ignored.
+        if n <= sm.unacked.len() {
+            sm.unacked.drain(..n);
+            sm.acked = h;
+        }
+        sm.handled = handled;
+        if sm.unacked.len() <= sm.max_unacked {
+            sm.told = false;
+        }
+    }
+
+    /// The session's stream management: its resumption id, whether it
+    /// may be resumed, since when it waits for that, and how many
+    /// stanzas are unacknowledged.
+    pub fn sm_info(&self) -> Option<SmInfo> {
+        let st = self.state();
+        st.sm.as_ref().map(|sm| SmInfo {
+            id: sm.id.clone(),
+            resume: sm.resume,
+            detached_at: sm.detached_at,
+            unacked: sm.unacked.len(),
+            max_unacked: sm.max_unacked,
+            timeout: sm.timeout,
+        })
+    }
+
+    /// The connection `conn_id` is gone; the session waits for a
+    /// resumption. False if the sink is with another connection now, or
+    /// not resumable.
+    pub fn sm_detach(&self, conn_id: u64, handled: Option<u32>) -> bool {
+        let mut st = self.state();
+        if st.conn_id != conn_id || !st.sm.as_ref().is_some_and(|sm| sm.resume) {
+            return false;
+        }
+        st.target.release();
+        if let Some(sm) = st.sm.as_mut() {
+            if let Some(h) = handled {
+                sm.handled = h;
             }
-            Target::Remote(link) => Target::Remote(link.clone()),
+            sm.detached_at.get_or_insert_with(std::time::Instant::now);
+        }
+        true
+    }
+
+    /// XEP-0198 §5: the client handled `h` stanzas; the session goes on
+    /// on `new`'s connection (the old one, if any, is told to close).
+    /// The marker, then every stanza not acknowledged, go to it first.
+    /// Returns the count of the client's stanzas handled.
+    pub fn sm_resume(&self, h: u32, new: SessionSink) -> Result<u32, ResumeRefused> {
+        let (new_conn, new_target) = {
+            let mut n = new.state();
+            let t = std::mem::replace(&mut n.target, Target::Detached);
+            (n.conn_id, t)
         };
-        SessionSink {
-            conn_id: self.conn_id,
-            target,
+        let mut st = self.state();
+        let conn_id = st.conn_id;
+        let SinkState { target, sm, .. } = &mut *st;
+        let Some(sm) = sm.as_mut().filter(|sm| sm.resume) else {
+            return Err(ResumeRefused::NotFound);
+        };
+        let n = h.wrapping_sub(sm.acked) as usize;
+        // An h behind what was acknowledged already (wrapping makes it
+        // huge) is an error too: the stanzas it asks for are gone.
+        if n > sm.unacked.len() {
+            return Err(ResumeRefused::TooHigh {
+                sent: sm.acked.wrapping_add(sm.unacked.len() as u32),
+            });
+        }
+        sm.unacked.drain(..n);
+        sm.acked = h;
+        sm.told = false;
+        sm.detached_at = None;
+        let handled = sm.handled;
+        let replay: Vec<Outbound> = sm.unacked.iter().cloned().collect();
+        target.send(
+            conn_id,
+            Outbound::Close(
+                StreamCondition::Conflict,
+                Some("the session was resumed on another connection".into()),
+            ),
+            Trail::default(),
+        );
+        target.release();
+        *target = new_target;
+        st.conn_id = new_conn;
+        st.target
+            .send(new_conn, Outbound::SmStart, Trail::default());
+        for out in replay {
+            st.target.send(new_conn, out, Trail::default());
+        }
+        Ok(handled)
+    }
+
+    /// The session ends for good: what its client did not acknowledge,
+    /// to be handled as undelivered (RFC 6120 §10, XEP-0198 §4).
+    pub fn take_unacked(&self) -> Vec<Outbound> {
+        let mut st = self.state();
+        match st.sm.as_mut() {
+            Some(sm) => sm.unacked.drain(..).collect(),
+            None => Vec::new(),
         }
     }
 }
 
-impl Drop for SessionSink {
-    fn drop(&mut self) {
-        let Target::Local(q) = &self.target else {
-            return;
-        };
-        let last = {
-            let mut st = q.lock();
-            st.senders -= 1;
-            st.senders == 0
-        };
-        if last {
-            q.notify.notify_one();
-        }
-    }
+/// A session's stream management as [`SessionSink::sm_info`] tells it.
+#[derive(Debug, Clone)]
+pub struct SmInfo {
+    pub id: String,
+    pub resume: bool,
+    pub detached_at: Option<std::time::Instant>,
+    pub unacked: usize,
+    pub max_unacked: usize,
+    pub timeout: std::time::Duration,
 }
 
 /// The connection task's end.

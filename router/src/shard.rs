@@ -576,10 +576,12 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
                 .values()
                 .flat_map(|u| &u.sessions)
                 .filter(|s| s.sink.is_via(&link))
-                .map(|s| (s.jid.clone(), s.sink.conn_id))
+                .map(|s| (s.jid.clone(), s.sink.conn_id()))
                 .collect();
+            // A resumable session waits for its client, which may resume
+            // it on another edge (XEP-0198); the others end.
             for (jid, conn) in gone {
-                unbind(ctx, &jid, conn);
+                crate::modules::sm::detach(ctx, &jid, conn, None);
             }
             let _ = reply.send(());
         }
@@ -595,7 +597,7 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
             let kept = ctx
                 .st
                 .session(&jid)
-                .is_some_and(|s| s.sink.conn_id == session);
+                .is_some_and(|s| s.sink.conn_id() == session);
             if !kept {
                 presence::lost_elsewhere(ctx, &jid);
             }
@@ -613,6 +615,7 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
                 );
             }
             ctx.st.users.clear();
+            ctx.st.sm_detached.clear();
             ctx.st.term = None;
             if let Some(d) = &mut ctx.st.dirty {
                 d.clear();

@@ -114,6 +114,6 @@ impl Conn {
             "too many stanzas: slow down",
         );
         let reply = st.error_reply(&err, None);
-        self.write(&reply).await;
+        self.reply(reply).await;
     }
 }

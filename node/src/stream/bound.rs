@@ -40,7 +40,7 @@ impl Machine {
                 let mut s = *stanza;
                 s.from = Some(fromj.clone());
                 let server = server_jid(&self.domain, &fromj);
-                out.push(Action::Send(s.error_reply(&error, Some(&server))));
+                out.push(Action::Reply(s.error_reply(&error, Some(&server))));
                 return;
             }
         };
@@ -58,7 +58,7 @@ impl Machine {
                     StanzaCondition::BadRequest,
                     "an iq needs an id and a type",
                 );
-                out.push(Action::Send(st.error_reply(&err, None)));
+                out.push(Action::Reply(st.error_reply(&err, None)));
                 return;
             }
             if matches!(st.stype(), "get" | "set") {
@@ -70,7 +70,7 @@ impl Machine {
                     });
                 match payload {
                     Err(err) => {
-                        out.push(Action::Send(st.error_reply(&err, None)));
+                        out.push(Action::Reply(st.error_reply(&err, None)));
                         return;
                     }
                     Ok((name, pns)) => {
@@ -96,7 +96,7 @@ impl Machine {
             )
         {
             let err = StanzaError::with_text(StanzaCondition::BadRequest, "unknown presence type");
-            out.push(Action::Send(st.error_reply(&err, None)));
+            out.push(Action::Reply(st.error_reply(&err, None)));
             return;
         }
         let to = st.to.clone();
@@ -142,7 +142,7 @@ impl Machine {
             ("get", "ping", ns::PING) | ("set", "session", ns::SESSION)
         );
         if local {
-            out.push(Action::Send(result(st)));
+            out.push(Action::Reply(result(st)));
         }
         local
     }

@@ -12,6 +12,9 @@ mod auth;
 mod bind;
 mod bound;
 mod negotiate;
+mod sm;
+
+pub use sm::Resumed;
 
 use std::sync::Arc;
 
@@ -37,6 +40,10 @@ pub struct StreamSettings {
     pub server_features: Vec<&'static str>,
     /// The `<c/>` of the server's entity capabilities (XEP-0115 §6.3).
     pub server_caps: String,
+    /// XEP-0198 stream management is offered.
+    pub sm: bool,
+    /// Where clients should resume (`host:port`), if configured.
+    pub sm_location: Option<String>,
 }
 
 /// Input to the machine.
@@ -65,6 +72,10 @@ pub enum Event {
     /// check this attempt now (the client's address failed too often):
     /// the exchange ends with `temporary-auth-failure`.
     AuthThrottled,
+    /// Answer to [`Action::SmResume`].
+    SmResumed(Resumed),
+    /// Answer to [`Action::SmEnable`] when the core refused it.
+    SmRefused,
 }
 
 /// How one SASL exchange ended, for the driver to log (it knows the
@@ -115,6 +126,27 @@ pub enum Action {
     Close,
     /// XEP-0352: the client says it is active (`true`) or inactive.
     ClientState(bool),
+    /// A stanza the edge answers a bound client's stanza with (a ping's
+    /// result, an error): written, or with stream management on, sent
+    /// through the session at the core so that it is counted.
+    Reply(Bytes),
+    /// XEP-0198 §3: enable stream management at the core (the driver
+    /// writes `<enabled/>` when the core says it counts from there);
+    /// `max` is the resumption time the client asked for.
+    SmEnable {
+        resume: bool,
+        max: Option<u32>,
+    },
+    /// XEP-0198 §5: resume the session `previd` of the authenticated user;
+    /// answered with [`Event::SmResumed`].
+    SmResume {
+        previd: String,
+        h: u32,
+    },
+    /// The client asks how many of its stanzas were handled (`<r/>`).
+    SmRequested,
+    /// The client handled this many stanzas in all (`<a h/>`).
+    SmAcked(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +188,8 @@ pub struct Machine {
     pending_bind_id: Option<String>,
     /// Id of the last server-to-client ping (XEP-0199), if unanswered.
     pub(crate) ping_id: Option<String>,
+    /// XEP-0198 is on (or being enabled) for this stream.
+    sm_on: bool,
 }
 
 impl Machine {
@@ -178,7 +212,17 @@ impl Machine {
             sasl_failures: 0,
             pending_bind_id: None,
             ping_id: None,
+            sm_on: false,
         }
+    }
+
+    /// The authenticated account.
+    pub fn user(&self) -> Option<&BareJid> {
+        self.user.as_ref()
+    }
+
+    pub fn settings(&self) -> &StreamSettings {
+        &self.settings
     }
 
     /// The bound full JID.
@@ -226,11 +270,21 @@ impl Machine {
                     self.sasl_failed(proto::sasl::SaslFailure::TemporaryAuthFailure, &mut out);
                 }
             }
+            Event::SmResumed(r) => self.on_resumed(r, &mut out),
+            Event::SmRefused => self.on_sm_refused(&mut out),
         }
         out
     }
 
     fn on_element(&mut self, e: TopElement, out: &mut Vec<Action>) {
+        if e.ns == sm::NS_SM && matches!(self.phase, Phase::Negotiating | Phase::Bound) {
+            if self.user.is_none() {
+                // XEP-0198 §3: not before authentication.
+                out.push(Action::Send(sm::failed("not-authorized", None)));
+                return;
+            }
+            return self.sm_element(e, out);
+        }
         match self.phase {
             Phase::Header => self.fail(StreamCondition::NotWellFormed, None, out),
             Phase::Negotiating | Phase::Sasl => self.negotiate(e, out),

@@ -84,6 +84,10 @@ impl Machine {
             f.push_str("<sub xmlns='urn:xmpp:features:pre-approval'/>");
             // XEP-0352 §2.
             f.push_str("<csi xmlns='urn:xmpp:csi:0'/>");
+            // XEP-0198 §2.
+            if self.settings.sm {
+                f.push_str("<sm xmlns='urn:xmpp:sm:3'/>");
+            }
         } else if !self.tls && self.settings.tls_available && self.settings.require_tls {
             f.push_str("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>");
         } else {

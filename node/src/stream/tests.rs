@@ -26,6 +26,8 @@ fn both_bindings() -> Vec<ChannelBinding> {
 
 fn settings() -> Arc<StreamSettings> {
     Arc::new(StreamSettings {
+        sm: true,
+        sm_location: None,
         domains: vec!["localhost".into()],
         require_tls: true,
         tls_available: true,
@@ -55,7 +57,7 @@ fn sent(actions: &[Action]) -> String {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            Action::Send(b) | Action::Reply(b) => Some(String::from_utf8_lossy(b).into_owned()),
             _ => None,
         })
         .collect()

@@ -123,6 +123,9 @@ pub enum DeliveryAction {
     /// The envelope with this sequence number was not processed here:
     /// send it to its shard's leader.
     Redirect(u64),
+    /// Stream management (XEP-0198) counts from here (see
+    /// `router::Outbound::SmStart`).
+    SmStart,
 }
 
 /// A delivery of `action` to `sessions` of one edge, with the trail of
@@ -137,6 +140,7 @@ pub fn to_delivery(sessions: Vec<u64>, action: DeliveryAction, trail: &Trail) ->
         }),
         DeliveryAction::Processed(seq) => pb::delivery::What::Processed(seq),
         DeliveryAction::Redirect(seq) => pb::delivery::What::Redirect(seq),
+        DeliveryAction::SmStart => pb::delivery::What::SmStart(true),
     };
     pb::Delivery {
         sessions,
@@ -159,6 +163,7 @@ pub fn from_delivery(d: pb::Delivery) -> Result<(Vec<u64>, DeliveryAction, Trail
         }
         Some(pb::delivery::What::Processed(seq)) => DeliveryAction::Processed(seq),
         Some(pb::delivery::What::Redirect(seq)) => DeliveryAction::Redirect(seq),
+        Some(pb::delivery::What::SmStart(_)) => DeliveryAction::SmStart,
         None => return Err(ConvertError::EmptyDelivery),
     };
     Ok((d.sessions, action, trail))

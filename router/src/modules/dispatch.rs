@@ -44,7 +44,7 @@ pub(crate) fn bind(ctx: &mut Ctx<'_>, jid: FullJid, sink: SessionSink) -> Result
             proto::error::StreamCondition::Conflict,
             Some("replaced by a new session".into()),
         ));
-        let conn = old.conn_id;
+        let conn = old.conn_id();
         unbind(ctx, &jid, conn);
     }
     let session = Session {
@@ -70,13 +70,15 @@ pub(crate) fn bind(ctx: &mut Ctx<'_>, jid: FullJid, sink: SessionSink) -> Result
 /// A session ended: if it was available, contacts get unavailable presence
 /// (RFC 6121 §4.5.2, also when the connection just dropped).
 pub(crate) fn unbind(ctx: &mut Ctx<'_>, jid: &FullJid, conn_id: u64) {
-    let matches = ctx
+    let Some(unacked) = ctx
         .st
         .session(jid)
-        .is_some_and(|s| s.sink.conn_id == conn_id);
-    if !matches {
+        .filter(|s| s.sink.conn_id() == conn_id)
+        .map(|s| s.sink.take_unacked())
+    else {
         return;
-    }
+    };
+    ctx.st.sm_detached.remove(jid);
     presence::went_offline(ctx, jid);
     ctx.st.changed(jid);
     let bare = jid.bare();
@@ -85,6 +87,9 @@ pub(crate) fn unbind(ctx: &mut Ctx<'_>, jid: &FullJid, conn_id: u64) {
         if u.sessions.is_empty() {
             ctx.st.users.remove(&bare);
         }
+    }
+    if !unacked.is_empty() {
+        super::sm::undelivered(ctx, jid, unacked);
     }
 }
 

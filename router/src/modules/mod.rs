@@ -20,6 +20,7 @@ pub mod pubsub;
 pub mod register;
 pub mod registry;
 pub mod roster;
+pub mod sm;
 pub mod state;
 pub mod subscription;
 pub mod vcard;

@@ -53,6 +53,8 @@ pub struct ShardState {
     /// In a cluster: rooms and occupants changed since the last commit
     /// (`muc::replica`).
     pub(crate) room_dirty: Option<super::muc::replica::Changes>,
+    /// Sessions waiting for their client to resume them (XEP-0198).
+    pub sm_detached: HashSet<FullJid>,
 }
 
 impl ShardState {

@@ -1,0 +1,342 @@
+//! Stream management (XEP-0198) over real sockets: enabling, the counts
+//! both ways, the server's ack requests, resumption after the connection
+//! dropped with nothing lost, the errors, and what becomes of stanzas a
+//! client never acknowledged when its session really ends.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, TestServer};
+use proto::{Element, ns};
+
+const PW: &str = "correct horse";
+const SM: &str = "urn:xmpp:sm:3";
+
+/// Connected and authenticated, not bound (to bind or to resume).
+async fn authenticated(t: &TestServer, user: &str) -> Client {
+    let (local, domain) = user.split_once('@').expect("jid");
+    let mut c = Client::connect(t.addr).await;
+    c.open(domain).await.expect("open");
+    c.starttls().await.expect("starttls");
+    c.open(domain).await.expect("open");
+    c.sasl("SCRAM-SHA-256", local, PW).await.expect("sasl");
+    c.open(domain).await.expect("open");
+    c
+}
+
+/// Enable stream management with resumption; the `<enabled/>`.
+async fn enable(c: &mut Client) -> Element {
+    c.send(&format!("<enable xmlns='{SM}' resume='true'/>"))
+        .await;
+    c.expect(|e| e.ns == SM).await.expect("an answer")
+}
+
+fn body(e: &Element) -> Option<String> {
+    e.child("body", ns::CLIENT).map(Element::text)
+}
+
+/// The next message with a body, skipping everything else (presence, ack
+/// requests), and how many stanzas came on the way (for the count).
+async fn next_body(c: &mut Client, stanzas: &mut u32) -> String {
+    loop {
+        let e = c.next_element().await.expect("an element");
+        if e.ns == ns::CLIENT {
+            *stanzas += 1;
+        }
+        if e.name == "message"
+            && let Some(b) = body(&e)
+        {
+            return b;
+        }
+    }
+}
+
+async fn say(c: &mut Client, to: &str, text: &str) {
+    c.send(&format!(
+        "<message type='chat' to='{to}'><body>{text}</body></message>"
+    ))
+    .await;
+}
+
+/// Ask for the server's count and wait for it: everything sent before
+/// has been taken.
+async fn sync(c: &mut Client) -> u32 {
+    c.send(&format!("<r xmlns='{SM}'/>")).await;
+    let a = c
+        .expect(|e| e.ns == SM && e.name == "a")
+        .await
+        .expect("<a/>");
+    a.attr("h").and_then(|h| h.parse().ok()).expect("h")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_resumes_with_nothing_lost() {
+    let t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    t.add_user("bob@localhost", PW);
+    let mut alice = Client::online(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    let mut bob = authenticated(&t, "bob@localhost").await;
+    let features = bob.features.clone().expect("features");
+    assert!(
+        features.child("sm", SM).is_some(),
+        "{}",
+        features.to_xml(ns::CLIENT)
+    );
+    // XEP-0198 §3: not before binding.
+    bob.send(&format!("<enable xmlns='{SM}'/>")).await;
+    let f = bob.expect(|e| e.ns == SM).await.expect("failed");
+    assert_eq!(f.name, "failed");
+    assert!(f.child("unexpected-request", ns::STANZAS_ERR).is_some());
+    bob.bind(Some("phone")).await.expect("bind");
+    let enabled = enable(&mut bob).await;
+    assert_eq!(enabled.name, "enabled", "{}", enabled.to_xml(SM));
+    assert_eq!(enabled.attr("resume"), Some("true"));
+    let id = enabled.attr("id").expect("an id").to_string();
+    assert!(id.len() >= 16);
+    let max: u64 = enabled
+        .attr("max")
+        .and_then(|m| m.parse().ok())
+        .expect("max");
+    assert!(max > 0 && max <= 300);
+    // A second enable is refused; the stream goes on.
+    bob.send(&format!("<enable xmlns='{SM}'/>")).await;
+    let f = bob.expect(|e| e.ns == SM).await.expect("failed");
+    assert_eq!(f.name, "failed");
+
+    // The server counts bob's stanzas from the enable: two pings.
+    for i in 0..2 {
+        bob.send(&format!(
+            "<iq type='get' id='p{i}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ))
+        .await;
+    }
+    assert_eq!(sync(&mut bob).await, 2);
+
+    // Three messages: bob reads them and the pings' results, and
+    // acknowledges only the first stanza.
+    for i in 1..=3 {
+        say(&mut alice, "bob@localhost/phone", &format!("m{i}")).await;
+    }
+    let mut got = 0;
+    for i in 1..=3 {
+        assert_eq!(next_body(&mut bob, &mut got).await, format!("m{i}"));
+    }
+    bob.send(&format!("<a xmlns='{SM}' h='1'/>")).await;
+    // Another sync, so that the ack is in before the connection goes.
+    let handled = sync(&mut bob).await;
+    assert_eq!(handled, 2);
+
+    // The connection drops without a word.
+    drop(bob);
+    // Two more while bob is away; alice still sees him online.
+    for i in 4..=5 {
+        say(&mut alice, "bob@localhost/phone", &format!("m{i}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut bob = authenticated(&t, "bob@localhost").await;
+    bob.send(&format!("<resume xmlns='{SM}' previd='{id}' h='1'/>"))
+        .await;
+    let r = bob.expect(|e| e.ns == SM).await.expect("resumed");
+    assert_eq!(r.name, "resumed", "{}", r.to_xml(SM));
+    assert_eq!(r.attr("previd"), Some(id.as_str()));
+    assert_eq!(
+        r.attr("h"),
+        Some("2"),
+        "the server's count of bob's stanzas"
+    );
+    // Everything after the first stanza comes again, in order: the
+    // second ping's result, m1..m3, then what came while he was away.
+    let mut again = Vec::new();
+    let mut counted = 1;
+    while again.len() < 5 {
+        let e = bob.next_element().await.expect("replayed");
+        if e.ns == ns::CLIENT {
+            counted += 1;
+        }
+        if let Some(b) = body(&e) {
+            again.push(b);
+        }
+        if e.name == "iq" {
+            assert_eq!(e.attr("id"), Some("p1"));
+        }
+    }
+    assert_eq!(again, ["m1", "m2", "m3", "m4", "m5"]);
+    // The counts go on from the resumption: bob's next stanza is his 3rd.
+    bob.send("<iq type='get' id='p3'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    bob.expect(|e| e.attr("id") == Some("p3"))
+        .await
+        .expect("the ping's result");
+    counted += 1;
+    assert_eq!(sync(&mut bob).await, 3);
+    // An ack of everything so far is taken; more than that is a stream
+    // error (XEP-0198 §4).
+    bob.send(&format!("<a xmlns='{SM}' h='{counted}'/>")).await;
+    bob.send(&format!("<a xmlns='{SM}' h='{}'/>", counted + 10))
+        .await;
+    let err = bob.expect(|e| e.name == "error").await.expect("error");
+    assert!(
+        err.child("handled-count-too-high", SM).is_some(),
+        "{}",
+        err.to_xml(ns::STREAM)
+    );
+    let _ = got;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_asks_for_acks_as_it_sends() {
+    let t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    t.add_user("bob@localhost", PW);
+    let mut alice = Client::online(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    let mut bob = Client::login(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    assert_eq!(enable(&mut bob).await.name, "enabled");
+    // A burst: written together, with a request at its end.
+    for i in 0..12 {
+        say(&mut alice, "bob@localhost/b", &format!("x{i}")).await;
+    }
+    let mut seen = 0;
+    loop {
+        let e = bob.next_element().await.expect("element");
+        if e.name == "message" {
+            seen += 1;
+        }
+        if e.ns == SM && e.name == "r" && seen == 12 {
+            break;
+        }
+    }
+    bob.send(&format!("<a xmlns='{SM}' h='12'/>")).await;
+    // Fewer than sm.request_every (5) stanzas: no request.
+    for i in 0..2 {
+        say(&mut alice, "bob@localhost/b", &format!("y{i}")).await;
+    }
+    let mut n = 0;
+    for i in 0..2 {
+        assert_eq!(next_body(&mut bob, &mut n).await, format!("y{i}"));
+    }
+    if let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(300), bob.next_element()).await {
+        panic!("nothing due yet, got {}", e.to_xml(SM));
+    }
+    // Three more make five since the last request: one comes.
+    for i in 2..5 {
+        say(&mut alice, "bob@localhost/b", &format!("y{i}")).await;
+    }
+    let mut seen = 0;
+    loop {
+        let e = bob.next_element().await.expect("element");
+        if e.name == "message" {
+            seen += 1;
+        }
+        if e.ns == SM && e.name == "r" {
+            assert_eq!(seen, 3);
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_messages_go_offline_when_the_session_really_ends() {
+    let t = TestServer::start_with(|c| c.sm.resume_timeout_secs = 1).await;
+    t.add_user("alice@localhost", PW);
+    t.add_user("bob@localhost", PW);
+    let mut alice = Client::online(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+
+    // 1. A clean close with a message not acknowledged: no resumption,
+    // the message is stored offline.
+    let mut bob = Client::login(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    assert_eq!(enable(&mut bob).await.name, "enabled");
+    say(&mut alice, "bob@localhost/b", "unread").await;
+    let mut n = 0;
+    assert_eq!(next_body(&mut bob, &mut n).await, "unread");
+    bob.send("</stream:stream>").await;
+    let _ = bob.expect(|_| false).await;
+
+    // 2. A resumable session whose client never comes back: after the
+    // timeout, what it did not acknowledge, and what came meanwhile,
+    // is stored offline.
+    let mut bob = Client::login(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    let enabled = enable(&mut bob).await;
+    let id = enabled.attr("id").expect("id").to_string();
+    say(&mut alice, "bob@localhost/b", "seen, not acked").await;
+    assert_eq!(next_body(&mut bob, &mut n).await, "seen, not acked");
+    drop(bob);
+    say(&mut alice, "bob@localhost/b", "while away").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let mut bob = authenticated(&t, "bob@localhost").await;
+    bob.send(&format!("<resume xmlns='{SM}' previd='{id}' h='0'/>"))
+        .await;
+    let f = bob.expect(|e| e.ns == SM).await.expect("failed");
+    assert_eq!(f.name, "failed");
+    assert!(f.child("item-not-found", ns::STANZAS_ERR).is_some());
+    // A garbage id is the same.
+    bob.send(&format!("<resume xmlns='{SM}' previd='nope' h='0'/>"))
+        .await;
+    let f = bob.expect(|e| e.ns == SM).await.expect("failed");
+    assert!(f.child("item-not-found", ns::STANZAS_ERR).is_some());
+    // The client binds a new session and gets all three from storage.
+    bob.bind(Some("b")).await.expect("bind");
+    bob.send("<presence/>").await;
+    let mut bodies = Vec::new();
+    while bodies.len() < 3 {
+        let e = bob.next_element().await.expect("offline");
+        if let Some(b) = body(&e) {
+            assert!(
+                e.child("delay", "urn:xmpp:delay").is_some(),
+                "stored: {}",
+                e.to_xml(ns::CLIENT)
+            );
+            bodies.push(b);
+        }
+    }
+    assert_eq!(bodies, ["unread", "seen, not acked", "while away"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumption_takes_over_a_connection_still_open() {
+    let t = TestServer::start().await;
+    t.add_user("bob@localhost", PW);
+    t.add_user("alice@localhost", PW);
+    let mut alice = Client::online(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    let mut old = Client::login(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    let id = enable(&mut old).await.attr("id").expect("id").to_string();
+    // The client thinks its connection dead (it is not, yet) and resumes
+    // on a new one: the old one is closed with conflict.
+    let mut bob = authenticated(&t, "bob@localhost").await;
+    // Not someone else's session: alice cannot resume bob's.
+    let mut thief = authenticated(&t, "alice@localhost").await;
+    thief
+        .send(&format!("<resume xmlns='{SM}' previd='{id}' h='0'/>"))
+        .await;
+    let f = thief.expect(|e| e.ns == SM).await.expect("failed");
+    assert!(f.child("item-not-found", ns::STANZAS_ERR).is_some());
+
+    bob.send(&format!("<resume xmlns='{SM}' previd='{id}' h='0'/>"))
+        .await;
+    assert_eq!(
+        bob.expect(|e| e.ns == SM).await.expect("resumed").name,
+        "resumed"
+    );
+    assert_eq!(old.stream_error().await.expect("closed"), "conflict");
+    say(&mut alice, "bob@localhost/b", "to the new one").await;
+    let mut n = 0;
+    assert_eq!(next_body(&mut bob, &mut n).await, "to the new one");
+}

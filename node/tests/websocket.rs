@@ -259,6 +259,30 @@ async fn xmpp_js_chats_over_ws_and_wss() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xmpp_js_resumes_its_session_after_the_websocket_is_cut() {
+    // XEP-0198 over WebSocket with xmpp.js's own stream management: the
+    // TCP socket under bob's WebSocket is destroyed, alice goes on
+    // sending, xmpp.js reconnects and resumes (tests/interop/xmppjs/sm.mjs).
+    let (t, ws, _) = server().await;
+    t.add_user("alice@localhost", "alice secret");
+    t.add_user("bob@localhost", "bob secret");
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let out = tokio::process::Command::new("node")
+        .arg(format!("{dir}/../tests/interop/xmppjs/sm.mjs"))
+        .arg(format!("ws://{ws}/xmpp-websocket"))
+        .args(["localhost", "alice secret", "bob secret"])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("node runs (scripts/setup.sh installs it): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("interop ok"),
+        "xmpp.js stream management over WebSocket failed:\n{stdout}\n{stderr}"
+    );
+}
+
 /// One HTTP/1.1 request on a fresh connection; the whole response.
 async fn http_get(addr: SocketAddr, path: &str, headers: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -189,7 +189,7 @@ async fn a_dropped_connection_resumes_with_nothing_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_asks_for_acks_as_it_sends() {
-    let t = TestServer::start().await;
+    let t = TestServer::start_with(|c| c.sm.location = Some("edge1.example.org:5222".into())).await;
     t.add_user("alice@localhost", PW);
     t.add_user("bob@localhost", PW);
     let mut alice = Client::online(t.addr, "alice@localhost", PW, "a")
@@ -198,7 +198,10 @@ async fn the_server_asks_for_acks_as_it_sends() {
     let mut bob = Client::login(t.addr, "bob@localhost", PW, "b")
         .await
         .expect("bob");
-    assert_eq!(enable(&mut bob).await.name, "enabled");
+    let enabled = enable(&mut bob).await;
+    assert_eq!(enabled.name, "enabled");
+    // XEP-0198 §5: where to resume, as configured.
+    assert_eq!(enabled.attr("location"), Some("edge1.example.org:5222"));
     // A burst: written together, with a request at its end.
     for i in 0..12 {
         say(&mut alice, "bob@localhost/b", &format!("x{i}")).await;

@@ -3,7 +3,8 @@
 # clang/libclang (RocksDB's bindings), sccache (optional build cache),
 # slixmpp (the real XMPP client the interop tests drive: the current one
 # from PyPI and Debian's packaged one for the system interpreter), xmpp.js
-# (a second client library, from npm, on Node.js), and Prosody with
+# (a second client library, from npm, on Node.js), Chromium and
+# Converse.js (a browser client, from npm), and Prosody with
 # openssl (the load harness's MUC and PubSub smoke runs use a Prosody of
 # their own on a loopback port; the distribution's service is not
 # started), and schemathesis (PyPI) for the admin API's contract test.
@@ -99,4 +100,26 @@ if [ ! -d "$js/node_modules/@xmpp/client" ]; then
   (cd "$js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 [ -d "$js/node_modules/@xmpp/client" ] || { echo "setup: xmpp.js is missing" >&2; exit 1; }
+
+# A real browser client: Converse.js in Debian's Chromium, headless,
+# driven by puppeteer-core (npm, pinned by the lock file under
+# tests/interop/conversejs; it downloads no browser). Cost on a fresh
+# runner, once: chromium without recommends about 15 s (some 100 MB
+# fetched), npm ci 20-30 s (Converse.js declares its build tools as
+# dependencies: 364 packages, 220 MB). Later runs skip both; npm ci runs
+# again only when package-lock.json changes.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "setup: installing chromium"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+[ -x /usr/bin/chromium ] || { echo "setup: chromium is missing" >&2; exit 1; }
+cjs=$(cd "$(dirname "$0")/.." && pwd)/tests/interop/conversejs
+if ! cmp -s "$cjs/package-lock.json" "$cjs/node_modules/.setup-lock.json"; then
+  echo "setup: installing Converse.js and puppeteer-core (npm ci)"
+  # No install scripts: the dist bundle is used as shipped.
+  (cd "$cjs" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null \
+    && cp package-lock.json node_modules/.setup-lock.json)
+fi
+[ -d "$cjs/node_modules/converse.js/dist" ] || { echo "setup: Converse.js is missing" >&2; exit 1; }
 echo "setup: ok"

@@ -115,6 +115,12 @@ pub async fn serve(
                     None => {
                         edge.metrics.refused.inc();
                         tracing::warn!(%peer, "WebSocket connection refused: connection limit reached");
+                        // Said in HTTP where it is spoken in the clear (a
+                        // TLS listener just closes: no handshake is spent
+                        // on a refusal).
+                        if !tls {
+                            conns.spawn(refuse(tcp));
+                        }
                     }
                 },
                 Err(e) => {
@@ -130,6 +136,18 @@ pub async fn serve(
     drop(listener);
     let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
     conns.abort_all();
+}
+
+/// A connection over the limits: `503`, then close (bounded in time: a
+/// peer that does not read gets nothing).
+async fn refuse(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 32\r\nRetry-After: 10\r\nConnection: close\r\n\r\ntoo many connections: try later\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        tcp.write_all(REFUSED).await?;
+        tcp.shutdown().await
+    })
+    .await;
 }
 
 /// Serve HTTP/1.1 on one connection (TLS first for wss) until it upgrades

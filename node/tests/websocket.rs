@@ -9,6 +9,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use common::TestServer;
 use futures::{SinkExt, StreamExt};
@@ -281,6 +282,104 @@ async fn xmpp_js_resumes_its_session_after_the_websocket_is_cut() {
         out.status.success() && stdout.contains("interop ok"),
         "xmpp.js stream management over WebSocket failed:\n{stdout}\n{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_http_clients_are_cut_off_and_cannot_lock_others_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Slowloris: connections that send their request headers a byte at a
+    // time, or nothing at all, hold at most the per-address limit, get
+    // 503 beyond it, and are closed once the header timeout (10 s) is
+    // up; meanwhile another address is served.
+    const PER_IP: usize = 8;
+    let t = TestServer::start_with(|c| {
+        c.listeners.websocket = Some("127.0.0.1:0".into());
+        c.limits.max_connections_per_ip = PER_IP;
+    })
+    .await;
+    let ws = t
+        .server
+        .as_ref()
+        .expect("running")
+        .websocket_addr
+        .expect("ws");
+    let started = std::time::Instant::now();
+    let mut slow = Vec::new();
+    for i in 0..PER_IP {
+        let mut tcp = TcpStream::connect(ws).await.expect("connect");
+        if i % 2 == 0 {
+            tcp.write_all(b"GET /xmpp-websocket HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .expect("start");
+        }
+        slow.push(tcp);
+    }
+    // The dribble goes on in the background: one header byte a second.
+    let dribble = async {
+        let mut gone = vec![false; slow.len()];
+        for _ in 0..20 {
+            for (i, tcp) in slow.iter_mut().enumerate() {
+                if !gone[i] && tcp.write_all(b"X").await.is_err() {
+                    gone[i] = true;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    let checks = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // One more from the same address: refused, and told so.
+        let mut extra = TcpStream::connect(ws).await.expect("connect");
+        let mut reply = String::new();
+        let _ = tokio::time::timeout(common::TIMEOUT, extra.read_to_string(&mut reply)).await;
+        assert!(reply.starts_with("HTTP/1.1 503"), "{reply:?}");
+        // Another address is served at once.
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.bind("127.0.0.2:0".parse().expect("addr"))
+            .expect("bind");
+        let mut other = sock.connect(ws).await.expect("connect");
+        other
+            .write_all(b"GET /.well-known/host-meta HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("request");
+        let mut body = String::new();
+        tokio::time::timeout(common::TIMEOUT, other.read_to_string(&mut body))
+            .await
+            .expect("in time")
+            .expect("read");
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    };
+    tokio::join!(checks, dribble);
+    // By now (the dribble ran 20 s) every slow connection was closed
+    // by the server: reads end.
+    for tcp in &mut slow {
+        let mut buf = [0u8; 512];
+        let end = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "a slow connection was still open");
+    }
+    assert!(started.elapsed() < Duration::from_secs(40));
+    // And the address may connect again.
+    let mut again = TcpStream::connect(ws).await.expect("connect");
+    again
+        .write_all(
+            b"GET /.well-known/host-meta HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("request");
+    let mut body = String::new();
+    tokio::time::timeout(common::TIMEOUT, again.read_to_string(&mut body))
+        .await
+        .expect("in time")
+        .expect("read");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
 }
 
 /// One HTTP/1.1 request on a fresh connection; the whole response.

@@ -166,7 +166,10 @@ async fn a_client_whose_edge_is_killed_resumes_on_another_with_nothing_lost() {
     let _ = tokio::time::timeout(Duration::from_secs(5), bob.read_until(N)).await;
     drop(edge3);
     let before = bob.bodies.len();
-    eprintln!("bob read {before} messages ({} stanzas) before his edge died", bob.count);
+    eprintln!(
+        "bob read {before} messages ({} stanzas) before his edge died",
+        bob.count
+    );
     assert!(before < N, "the kill came too late to test anything");
 
     // Bob reconnects through the other edge and resumes.

@@ -113,10 +113,7 @@ impl Core {
                 tick.tick().await;
                 let Some(shared) = weak.upgrade() else { return };
                 for h in &shared.shards {
-                    let sweep = ShardMsg::Exec(Box::new(|ctx| {
-                        crate::modules::sm::sweep(ctx, std::time::Instant::now())
-                    }));
-                    if h.internal.send(sweep).is_err() {
+                    if h.internal.send(ShardMsg::SmSweep).is_err() {
                         return;
                     }
                 }

@@ -196,6 +196,11 @@ pub(crate) enum ShardMsg {
     /// End the task (after the last `Stop`): it drops its share of the
     /// core, so the store can close.
     Exit,
+    /// End the sessions that waited too long for a resumption (XEP-0198).
+    /// Handled apart from stanzas, and only where the shard's sessions
+    /// are served: it must not make a node that just came to lead the
+    /// shard load its sessions before the edges have found it.
+    SmSweep,
 }
 
 pub use crate::modules::dispatch::first_hop;
@@ -293,6 +298,18 @@ pub(crate) async fn run(
                 continue;
             }
             ShardMsg::Exit => break,
+            ShardMsg::SmSweep => {
+                let served = !shared.cluster.clustered()
+                    || crate::replicated::serves(&st, &shared.cluster, index);
+                if !st.sm_detached.is_empty() && served {
+                    let now = std::time::Instant::now();
+                    let sweep = ShardMsg::Exec(Box::new(move |ctx| {
+                        crate::modules::sm::sweep(ctx, now)
+                    }));
+                    step(&mut st, &shared, index, sweep, Vec::new()).await;
+                }
+                continue;
+            }
             _ => {}
         }
         // Group commit: messages waiting behind this one are handled with
@@ -588,7 +605,7 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
         ShardMsg::Stop { reply } => {
             let _ = reply.send(());
         }
-        ShardMsg::Exit => {}
+        ShardMsg::Exit | ShardMsg::SmSweep => {}
         ShardMsg::Lost {
             jid,
             session,

@@ -1589,10 +1589,20 @@ impl BoshConfig {
     fn check(&self, p: &mut Problems) {
         for (field, v, lo, hi) in [
             ("bosh.max_wait_secs", self.max_wait_secs, 1, 3600),
-            ("bosh.inactivity_secs", self.inactivity_secs, 1, MAX_TIMEOUT_SECS),
+            (
+                "bosh.inactivity_secs",
+                self.inactivity_secs,
+                1,
+                MAX_TIMEOUT_SECS,
+            ),
             ("bosh.polling_secs", self.polling_secs, 0, 3600),
             ("bosh.max_hold", self.max_hold, 0, 8),
-            ("bosh.max_pause_secs", self.max_pause_secs, 0, MAX_TIMEOUT_SECS),
+            (
+                "bosh.max_pause_secs",
+                self.max_pause_secs,
+                0,
+                MAX_TIMEOUT_SECS,
+            ),
         ] {
             if !(lo..=hi).contains(&v) {
                 p.add(field, format!("is {v}, must be {lo} to {hi}"));

@@ -56,6 +56,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 4 * 1024;
 /// How long connections get to close after the shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How long requests in progress get to be answered at a stop.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// What the WebSocket listeners check and tell.
 #[derive(Debug, Clone, Default)]
@@ -137,11 +139,7 @@ pub async fn serve(
 
 /// Serve HTTP/1.1 on one connection (TLS first for wss) until it upgrades
 /// to a WebSocket (which then lives on in its own task) or ends.
-async fn http_conn(
-    acc: Arc<Accepted>,
-    tcp: tokio::net::TcpStream,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn http_conn(acc: Arc<Accepted>, tcp: tokio::net::TcpStream, stop: watch::Receiver<bool>) {
     let mut app = Router::new()
         .route(PATH, get(upgrade))
         .route("/.well-known/host-meta", get(host_meta))
@@ -168,22 +166,31 @@ async fn http_conn(
                 Ok(Ok(s)) => s,
                 _ => return,
             };
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        tokio::select! {
-            _ = conn => {}
-            _ = stop.changed() => {}
-        }
+        serve_http(&builder, TokioIo::new(stream), service, stop).await;
     } else {
-        let conn = builder
-            .serve_connection(TokioIo::new(tcp), service)
-            .with_upgrades();
-        tokio::select! {
-            _ = conn => {}
-            _ = stop.changed() => {}
-        }
+        serve_http(&builder, TokioIo::new(tcp), service, stop).await;
     }
+}
+
+/// Serve `io` until it ends or the stop signal comes; then the requests
+/// in progress get a moment to be answered (a held BOSH request gets its
+/// session's end) before the connection closes.
+async fn serve_http<I>(
+    builder: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: TowerToHyperService<Router>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let conn = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.changed() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(STOP_GRACE, conn).await;
 }
 
 /// `GET /xmpp-websocket`: the upgrade, with the `xmpp` subprotocol

@@ -92,14 +92,17 @@ async fn try_http(
     })
 }
 
-async fn http(addr: SocketAddr, method: Method, path: &str, headers: &[(&str, &str)], body: String) -> Http {
-    tokio::time::timeout(
-        common::TIMEOUT,
-        try_http(addr, method, path, headers, body),
-    )
-    .await
-    .expect("an answer in time")
-    .expect("an HTTP exchange")
+async fn http(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: String,
+) -> Http {
+    tokio::time::timeout(common::TIMEOUT, try_http(addr, method, path, headers, body))
+        .await
+        .expect("an answer in time")
+        .expect("an HTTP exchange")
 }
 
 async fn post(addr: SocketAddr, body: String) -> Http {
@@ -132,7 +135,12 @@ impl Bosh {
     /// hold are there unless `attrs` gives them).
     async fn create(addr: SocketAddr, attrs: &str) -> (Bosh, Element) {
         let mut a = attrs.to_string();
-        for (k, v) in [("to", "localhost"), ("ver", "1.6"), ("wait", "60"), ("hold", "1")] {
+        for (k, v) in [
+            ("to", "localhost"),
+            ("ver", "1.6"),
+            ("wait", "60"),
+            ("hold", "1"),
+        ] {
             if !attrs.contains(&format!("{k}=")) {
                 a.push_str(&format!(" {k}='{v}'"));
             }
@@ -202,20 +210,29 @@ impl Bosh {
         );
         let creds = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{PW}"));
         s.until(
-            &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"),
+            &format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
+            ),
             |e| e.name == "success",
         )
         .await;
         s.rid += 1;
         let r = s
-            .at(s.rid, "to='localhost' xml:lang='en' xmpp:restart='true'", "")
+            .at(
+                s.rid,
+                "to='localhost' xml:lang='en' xmpp:restart='true'",
+                "",
+            )
             .await
             .body();
         let f = r
             .elements()
             .find(|e| e.name == "features")
             .unwrap_or_else(|| panic!("features after the restart: {}", r.to_xml("")));
-        assert!(f.child("bind", "urn:ietf:params:xml:ns:xmpp-bind").is_some());
+        assert!(
+            f.child("bind", "urn:ietf:params:xml:ns:xmpp-bind")
+                .is_some()
+        );
         let iq = s
             .until(
                 &format!("<iq xmlns='jabber:client' type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"),
@@ -241,7 +258,11 @@ async fn bob(t: &TestServer) -> Client {
 /// Nothing from `c` for a while.
 async fn quiet(c: &mut Client) {
     let r = tokio::time::timeout(Duration::from_millis(600), c.next_element()).await;
-    assert!(r.is_err(), "unexpected: {:?}", r.map(|e| e.map(|e| e.to_xml(""))));
+    assert!(
+        r.is_err(),
+        "unexpected: {:?}",
+        r.map(|e| e.map(|e| e.to_xml("")))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,7 +302,10 @@ async fn a_session_logs_in_and_chats_with_a_tcp_client_through_long_polls() {
         assert_eq!(b.attr(k), Some(v), "{k}: {}", r.text);
     }
     let sid = b.attr("sid").expect("sid");
-    assert!(sid.len() >= 32 && sid.bytes().all(|c| c.is_ascii_hexdigit()), "{sid}");
+    assert!(
+        sid.len() >= 32 && sid.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{sid}"
+    );
     let f = b
         .child("features", "http://etherx.jabber.org/streams")
         .expect("features");
@@ -307,7 +331,12 @@ async fn a_session_logs_in_and_chats_with_a_tcp_client_through_long_polls() {
         .await
         .expect("bob's message");
     assert_eq!(m.attr("from"), Some("alice@localhost/web"));
-    assert_eq!(m.child("body", "jabber:client").map(Element::text).as_deref(), Some("hello bob"));
+    assert_eq!(
+        m.child("body", "jabber:client")
+            .map(Element::text)
+            .as_deref(),
+        Some("hello bob")
+    );
     // In: a long poll held until the answer comes, which carries it.
     alice.rid += 1;
     let poll = {
@@ -324,12 +353,25 @@ async fn a_session_logs_in_and_chats_with_a_tcp_client_through_long_polls() {
         .find(|e| e.name == "message")
         .unwrap_or_else(|| panic!("the message in the held response: {}", r.text));
     assert_eq!(m.ns, "jabber:client");
-    assert!(r.text.contains("<message xmlns='jabber:client'"), "{}", r.text);
+    assert!(
+        r.text.contains("<message xmlns='jabber:client'"),
+        "{}",
+        r.text
+    );
     assert_eq!(m.attr("from"), Some("bob@localhost/tcp"));
-    assert_eq!(m.child("body", "jabber:client").map(Element::text).as_deref(), Some("hi <alice>"));
+    assert_eq!(
+        m.child("body", "jabber:client")
+            .map(Element::text)
+            .as_deref(),
+        Some("hi <alice>")
+    );
     // Nothing to say within the wait: an empty body.
     let b = alice.send("").await;
-    assert!(b.elements().next().is_none() && b.attr("type").is_none(), "{}", b.to_xml(""));
+    assert!(
+        b.elements().next().is_none() && b.attr("type").is_none(),
+        "{}",
+        b.to_xml("")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,7 +382,9 @@ async fn requests_are_taken_in_rid_order_and_a_gap_waits_to_be_filled() {
     let alice = Bosh::login(addr, "alice", "web").await;
     let mut bob = bob(&t).await;
     let msg = |n: &str| {
-        format!("<message xmlns='jabber:client' to='bob@localhost' type='chat'><body>{n}</body></message>")
+        format!(
+            "<message xmlns='jabber:client' to='bob@localhost' type='chat'><body>{n}</body></message>"
+        )
     };
     // The second request comes first: it waits for the first.
     let second = {
@@ -352,7 +396,12 @@ async fn requests_are_taken_in_rid_order_and_a_gap_waits_to_be_filled() {
     assert_eq!(first.status, StatusCode::OK);
     for want in ["first", "second"] {
         let m = bob.expect(|e| e.name == "message").await.expect("message");
-        assert_eq!(m.child("body", "jabber:client").map(Element::text).as_deref(), Some(want));
+        assert_eq!(
+            m.child("body", "jabber:client")
+                .map(Element::text)
+                .as_deref(),
+            Some(want)
+        );
     }
     let b = second.await.expect("second").body();
     assert_ne!(b.attr("type"), Some("terminate"), "{}", b.to_xml(""));
@@ -389,19 +438,46 @@ async fn session_creation_errors_have_the_conditions_the_xep_names() {
     let ask = |attrs: &str| format!("<body xmlns='{NS}' {attrs}/>");
     for (body, want) in [
         // No 'to': improper-addressing; one not served: host-unknown.
-        (ask("rid='10' ver='1.6' wait='60' hold='1'"), "improper-addressing"),
-        (ask("rid='10' ver='1.6' to='elsewhere.example' wait='60' hold='1'"), "host-unknown"),
+        (
+            ask("rid='10' ver='1.6' wait='60' hold='1'"),
+            "improper-addressing",
+        ),
+        (
+            ask("rid='10' ver='1.6' to='elsewhere.example' wait='60' hold='1'"),
+            "host-unknown",
+        ),
         // Bad attributes: bad-request.
         (ask("rid='ten' ver='1.6' to='localhost'"), "bad-request"),
-        (ask("rid='9007199254740992' ver='1.6' to='localhost'"), "bad-request"),
-        (ask("rid='10' ver='1.6' to='localhost' wait='long'"), "bad-request"),
-        (ask("rid='10' ver='1.6' to='localhost' hold='-1'"), "bad-request"),
+        (
+            ask("rid='9007199254740992' ver='1.6' to='localhost'"),
+            "bad-request",
+        ),
+        (
+            ask("rid='10' ver='1.6' to='localhost' wait='long'"),
+            "bad-request",
+        ),
+        (
+            ask("rid='10' ver='1.6' to='localhost' hold='-1'"),
+            "bad-request",
+        ),
         // Not XML, not a <body/>, the wrong namespace, character data.
         ("this is not xml".into(), "bad-request"),
-        ("<body xmlns='http://jabber.org/protocol/httpbind' rid='10' to='localhost'>".into(), "bad-request"),
-        ("<body xmlns='urn:wrong' rid='10' to='localhost' ver='1.6'/>".into(), "bad-request"),
-        ("<iq xmlns='http://jabber.org/protocol/httpbind'/>".into(), "bad-request"),
-        (format!("<body xmlns='{NS}' rid='10' to='localhost' ver='1.6'>text</body>"), "bad-request"),
+        (
+            "<body xmlns='http://jabber.org/protocol/httpbind' rid='10' to='localhost'>".into(),
+            "bad-request",
+        ),
+        (
+            "<body xmlns='urn:wrong' rid='10' to='localhost' ver='1.6'/>".into(),
+            "bad-request",
+        ),
+        (
+            "<iq xmlns='http://jabber.org/protocol/httpbind'/>".into(),
+            "bad-request",
+        ),
+        (
+            format!("<body xmlns='{NS}' rid='10' to='localhost' ver='1.6'>text</body>"),
+            "bad-request",
+        ),
         // An unknown sid.
         (ask("sid='0123456789abcdef' rid='10'"), "item-not-found"),
     ] {
@@ -422,22 +498,36 @@ async fn session_errors_have_the_conditions_the_xep_names() {
     let (s, _) = Bosh::create(addr, "").await;
     let r = s.at(s.rid + 3, "", "").await.body();
     assert_eq!(condition(&r), Some("item-not-found"));
-    assert_eq!(condition(&s.at(s.rid + 1, "", "").await.body()), Some("item-not-found"));
+    assert_eq!(
+        condition(&s.at(s.rid + 1, "", "").await.body()),
+        Some("item-not-found")
+    );
 
     // A rid that is not a number: bad-request.
     let (s, _) = Bosh::create(addr, "").await;
-    let r = post(addr, format!("<body xmlns='{NS}' sid='{}' rid='x'/>", s.sid)).await;
+    let r = post(
+        addr,
+        format!("<body xmlns='{NS}' sid='{}' rid='x'/>", s.sid),
+    )
+    .await;
     assert_eq!(condition(&r.body()), Some("bad-request"));
 
     // A body that is not XML names a live session: it ends.
     let (s, _) = Bosh::create(addr, "").await;
     let r = post(
         addr,
-        format!("<body xmlns='{NS}' sid='{}' rid='{}'><message>", s.sid, s.rid + 1),
+        format!(
+            "<body xmlns='{NS}' sid='{}' rid='{}'><message>",
+            s.sid,
+            s.rid + 1
+        ),
     )
     .await;
     assert_eq!(condition(&r.body()), Some("bad-request"));
-    assert_eq!(condition(&s.at(s.rid + 1, "", "").await.body()), Some("item-not-found"));
+    assert_eq!(
+        condition(&s.at(s.rid + 1, "", "").await.body()),
+        Some("item-not-found")
+    );
 
     // Too many requests at once (§11): requests is 2; one held, one ahead
     // of a gap, and the gap's own: policy-violation; the held one is
@@ -455,8 +545,14 @@ async fn session_errors_have_the_conditions_the_xep_names() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r = s.at(s.rid + 2, "", "").await.body();
     assert_eq!(condition(&r), Some("policy-violation"));
-    assert_eq!(condition(&held.await.expect("held").body()), Some("other-request"));
-    assert_eq!(condition(&ahead.await.expect("ahead").body()), Some("other-request"));
+    assert_eq!(
+        condition(&held.await.expect("held").body()),
+        Some("other-request")
+    );
+    assert_eq!(
+        condition(&ahead.await.expect("ahead").body()),
+        Some("other-request")
+    );
 
     // Polling too often (§12): a polling session (hold 0) whose empty
     // polls come closer together than 'polling' (2 s) seconds, each
@@ -495,7 +591,10 @@ async fn session_errors_have_the_conditions_the_xep_names() {
     );
     let r = s.at(s.rid + 1, "", &big).await.body();
     assert_eq!(condition(&r), Some("policy-violation"));
-    assert_eq!(condition(&s.at(s.rid + 1, "", "").await.body()), Some("item-not-found"));
+    assert_eq!(
+        condition(&s.at(s.rid + 1, "", "").await.body()),
+        Some("item-not-found")
+    );
 
     // A legacy client (no 'ver'): HTTP 404 for item-not-found, 403 for
     // policy-violation (§17.1).
@@ -543,7 +642,12 @@ async fn the_servers_stream_error_ends_the_session_as_remote_stream_error() {
     let b = s
         .send("<message xmlns='jabber:client' to='x@localhost'><body>hi</body></message>")
         .await;
-    assert_eq!(condition(&b), Some("remote-stream-error"), "{}", b.to_xml(""));
+    assert_eq!(
+        condition(&b),
+        Some("remote-stream-error"),
+        "{}",
+        b.to_xml("")
+    );
     let e = b
         .child("error", "http://etherx.jabber.org/streams")
         .unwrap_or_else(|| panic!("the stream error: {}", b.to_xml("")));
@@ -563,15 +667,23 @@ async fn terminate_ends_the_session_and_its_presence() {
     t.add_user("bob@localhost", PW);
     let mut alice = Bosh::login(addr, "alice", "web").await;
     let mut bob = bob(&t).await;
-    alice.send("<presence xmlns='jabber:client' to='bob@localhost/tcp'/>").await;
-    let p = bob.expect(|e| e.name == "presence").await.expect("presence");
+    alice
+        .send("<presence xmlns='jabber:client' to='bob@localhost/tcp'/>")
+        .await;
+    let p = bob
+        .expect(|e| e.name == "presence")
+        .await
+        .expect("presence");
     assert_eq!(p.attr("from"), Some("alice@localhost/web"));
     assert_eq!(p.attr("type"), None);
     // §13: the terminate request is answered type='terminate'.
     alice.rid += 1;
     let b = alice.at(alice.rid, "type='terminate'", "").await.body();
     assert_eq!(condition(&b), None);
-    let p = bob.expect(|e| e.name == "presence").await.expect("unavailable");
+    let p = bob
+        .expect(|e| e.name == "presence")
+        .await
+        .expect("unavailable");
     assert_eq!(p.attr("from"), Some("alice@localhost/web"));
     assert_eq!(p.attr("type"), Some("unavailable"));
     assert_eq!(condition(&alice.send("").await), Some("item-not-found"));
@@ -584,11 +696,18 @@ async fn an_inactive_session_ends_and_a_pause_stretches_the_inactivity() {
     t.add_user("bob@localhost", PW);
     let mut bob = bob(&t).await;
     let mut alice = Bosh::login(addr, "alice", "web").await;
-    alice.send("<presence xmlns='jabber:client' to='bob@localhost/tcp'/>").await;
-    bob.expect(|e| e.name == "presence").await.expect("presence");
+    alice
+        .send("<presence xmlns='jabber:client' to='bob@localhost/tcp'/>")
+        .await;
+    bob.expect(|e| e.name == "presence")
+        .await
+        .expect("presence");
     // No request for longer than 'inactivity' (§8): the session ends, and
     // with it the presence.
-    let p = bob.expect(|e| e.name == "presence").await.expect("unavailable");
+    let p = bob
+        .expect(|e| e.name == "presence")
+        .await
+        .expect("unavailable");
     assert_eq!(p.attr("type"), Some("unavailable"));
     assert_eq!(condition(&alice.send("").await), Some("item-not-found"));
 
@@ -603,15 +722,26 @@ async fn an_inactive_session_ends_and_a_pause_stretches_the_inactivity() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
     let p = s.at(s.rid + 2, "pause='4'", "").await.body();
-    assert!(p.attr("type").is_none() && p.elements().next().is_none(), "{}", p.to_xml(""));
+    assert!(
+        p.attr("type").is_none() && p.elements().next().is_none(),
+        "{}",
+        p.to_xml("")
+    );
     let h = held.await.expect("held").body();
     assert!(h.attr("type").is_none(), "{}", h.to_xml(""));
     assert!(started.elapsed() < Duration::from_secs(1));
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let b = s.at(s.rid + 3, "", "").await.body();
-    assert!(b.attr("type").is_none(), "the pause was not honoured: {}", b.to_xml(""));
+    assert!(
+        b.attr("type").is_none(),
+        "the pause was not honoured: {}",
+        b.to_xml("")
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(condition(&s.at(s.rid + 4, "", "").await.body()), Some("item-not-found"));
+    assert_eq!(
+        condition(&s.at(s.rid + 4, "", "").await.body()),
+        Some("item-not-found")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -647,7 +777,10 @@ async fn acknowledgements_and_the_content_type_asked_for() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let later = s.at(s.rid + 2, &format!("ack='{}'", s.rid), "").await;
     assert_eq!(
-        later.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        later
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("text/plain; charset=utf-8")
     );
     assert_eq!(later.body().attr("ack"), None, "{}", later.text);
@@ -677,24 +810,52 @@ async fn browsers_get_cors_from_the_allowed_origins() {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    assert_eq!(h(&pre, "access-control-allow-origin").as_deref(), Some("https://chat.example"));
+    assert_eq!(
+        h(&pre, "access-control-allow-origin").as_deref(),
+        Some("https://chat.example")
+    );
     assert!(h(&pre, "access-control-allow-methods").is_some_and(|m| m.contains("POST")));
-    assert!(h(&pre, "access-control-allow-headers").is_some_and(|m| m.to_ascii_lowercase().contains("content-type")));
+    assert!(
+        h(&pre, "access-control-allow-headers")
+            .is_some_and(|m| m.to_ascii_lowercase().contains("content-type"))
+    );
     let bad = http(
         addr,
         Method::OPTIONS,
         "/http-bind",
-        &[("origin", "https://evil.example"), ("access-control-request-method", "POST")],
+        &[
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "POST"),
+        ],
         String::new(),
     )
     .await;
     assert_eq!(bad.status, StatusCode::FORBIDDEN);
     // The POST itself: allowed with the origin echoed, or refused.
-    let body = format!("<body xmlns='{NS}' rid='{FIRST_RID}' to='localhost' ver='1.6' wait='60' hold='1'/>");
-    let ok = http(addr, Method::POST, "/http-bind", &[("origin", "https://chat.example")], body.clone()).await;
-    assert_eq!(h(&ok, "access-control-allow-origin").as_deref(), Some("https://chat.example"));
+    let body = format!(
+        "<body xmlns='{NS}' rid='{FIRST_RID}' to='localhost' ver='1.6' wait='60' hold='1'/>"
+    );
+    let ok = http(
+        addr,
+        Method::POST,
+        "/http-bind",
+        &[("origin", "https://chat.example")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(
+        h(&ok, "access-control-allow-origin").as_deref(),
+        Some("https://chat.example")
+    );
     assert!(ok.body().attr("sid").is_some());
-    let no = http(addr, Method::POST, "/http-bind", &[("origin", "https://evil.example")], body).await;
+    let no = http(
+        addr,
+        Method::POST,
+        "/http-bind",
+        &[("origin", "https://evil.example")],
+        body,
+    )
+    .await;
     assert_eq!(no.status, StatusCode::FORBIDDEN);
     // BOSH is POST only.
     let get = http(addr, Method::GET, "/http-bind", &[], String::new()).await;
@@ -704,30 +865,69 @@ async fn browsers_get_cors_from_the_allowed_origins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_meta_names_the_bosh_url() {
     let (_t, addr) = server().await;
-    let xrd = http(addr, Method::GET, "/.well-known/host-meta", &[], String::new()).await;
+    let xrd = http(
+        addr,
+        Method::GET,
+        "/.well-known/host-meta",
+        &[],
+        String::new(),
+    )
+    .await;
     assert!(
-        xrd.text.contains(&format!(
+        xrd.text.contains(
             "<Link rel='urn:xmpp:alt-connections:xbosh' href='http://localhost/http-bind'/>"
-        )),
+        ),
         "{}",
         xrd.text
     );
-    assert!(xrd.text.contains("urn:xmpp:alt-connections:websocket"), "{}", xrd.text);
-    let jrd = http(addr, Method::GET, "/.well-known/host-meta.json", &[("x-forwarded-proto", "https")], String::new()).await;
+    assert!(
+        xrd.text.contains("urn:xmpp:alt-connections:websocket"),
+        "{}",
+        xrd.text
+    );
+    let jrd = http(
+        addr,
+        Method::GET,
+        "/.well-known/host-meta.json",
+        &[("x-forwarded-proto", "https")],
+        String::new(),
+    )
+    .await;
     let v: serde_json::Value = serde_json::from_str(&jrd.text).expect("json");
     let links = v["links"].as_array().expect("links");
     assert!(
-        links.iter().any(|l| l["rel"] == "urn:xmpp:alt-connections:xbosh"
-            && l["href"] == "https://localhost/http-bind"),
+        links
+            .iter()
+            .any(|l| l["rel"] == "urn:xmpp:alt-connections:xbosh"
+                && l["href"] == "https://localhost/http-bind"),
         "{}",
         jrd.text
     );
     // A configured public URL wins; BOSH turned off is not named.
-    let (_t, addr) = server_with(|c| c.bosh.public_url = Some("https://chat.example.org/bosh".into())).await;
-    let xrd = http(addr, Method::GET, "/.well-known/host-meta", &[], String::new()).await;
-    assert!(xrd.text.contains("href='https://chat.example.org/bosh'"), "{}", xrd.text);
+    let (_t, addr) =
+        server_with(|c| c.bosh.public_url = Some("https://chat.example.org/bosh".into())).await;
+    let xrd = http(
+        addr,
+        Method::GET,
+        "/.well-known/host-meta",
+        &[],
+        String::new(),
+    )
+    .await;
+    assert!(
+        xrd.text.contains("href='https://chat.example.org/bosh'"),
+        "{}",
+        xrd.text
+    );
     let (_t, addr) = server_with(|c| c.bosh.enabled = false).await;
-    let xrd = http(addr, Method::GET, "/.well-known/host-meta", &[], String::new()).await;
+    let xrd = http(
+        addr,
+        Method::GET,
+        "/.well-known/host-meta",
+        &[],
+        String::new(),
+    )
+    .await;
     assert!(!xrd.text.contains("xbosh"), "{}", xrd.text);
     let r = post(addr, format!("<body xmlns='{NS}' rid='1' to='localhost'/>")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
@@ -739,7 +939,10 @@ async fn sessions_count_against_the_connection_limits() {
     let mut made = 0;
     let mut refused = false;
     for i in 0..6 {
-        let body = format!("<body xmlns='{NS}' rid='{}' to='localhost' ver='1.6' wait='60' hold='1'/>", FIRST_RID + i);
+        let body = format!(
+            "<body xmlns='{NS}' rid='{}' to='localhost' ver='1.6' wait='60' hold='1'/>",
+            FIRST_RID + i
+        );
         match try_http(addr, Method::POST, "/http-bind", &[], body).await {
             Ok(r) => {
                 let b = r.body();
@@ -819,4 +1022,32 @@ async fn thousands_of_idle_sessions_and_the_server_still_answers() {
         )
         .await;
     assert_eq!(pong.attr("type"), Some("result"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_ends_its_sessions_with_system_shutdown() {
+    let (mut t, addr) = server().await;
+    let (s, _) = Bosh::create(addr, "").await;
+    let held = {
+        let (a, b) = (addr, s.wrap(s.rid + 1, "", ""));
+        tokio::spawn(async move { post(a, b).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    t.stop().await;
+    let b = held.await.expect("held").body();
+    assert_eq!(
+        condition(&b),
+        Some("remote-stream-error"),
+        "{}",
+        b.to_xml("")
+    );
+    let e = b
+        .child("error", "http://etherx.jabber.org/streams")
+        .expect("the stream error");
+    assert!(
+        e.child("system-shutdown", "urn:ietf:params:xml:ns:xmpp-streams")
+            .is_some(),
+        "{}",
+        b.to_xml("")
+    );
 }

@@ -65,7 +65,9 @@ pub(crate) fn parse(raw: &[u8]) -> Result<Request, &'static str> {
     let mut child_start = 0usize;
     loop {
         let before = usize::try_from(reader.buffer_position()).map_err(|_| "too large")?;
-        let ev = reader.read_event().map_err(|_| "the body is not well-formed XML")?;
+        let ev = reader
+            .read_event()
+            .map_err(|_| "the body is not well-formed XML")?;
         let after = usize::try_from(reader.buffer_position()).map_err(|_| "too large")?;
         match ev {
             Event::Eof => {
@@ -85,7 +87,9 @@ pub(crate) fn parse(raw: &[u8]) -> Result<Request, &'static str> {
             }
             Event::Decl(_) if depth == 0 => {}
             Event::Comment(_) | Event::PI(_) | Event::DocType(_) | Event::Decl(_) => {
-                return Err("comments, processing instructions and DTDs are not allowed (XEP-0124 §5)");
+                return Err(
+                    "comments, processing instructions and DTDs are not allowed (XEP-0124 §5)",
+                );
             }
             Event::Start(ref s) | Event::Empty(ref s) if depth == 0 => {
                 req.attrs = wrapper_attrs(s)?;
@@ -110,7 +114,9 @@ pub(crate) fn parse(raw: &[u8]) -> Result<Request, &'static str> {
                 depth = depth.checked_sub(1).ok_or("an end tag without a start")?;
                 match depth {
                     0 => done = true,
-                    1 => req.payload.extend_from_slice(slice(raw, child_start, after)?),
+                    1 => req
+                        .payload
+                        .extend_from_slice(slice(raw, child_start, after)?),
                     _ => {}
                 }
             }
@@ -133,7 +139,9 @@ fn slice(raw: &[u8], from: usize, to: usize) -> Result<&[u8], &'static str> {
 }
 
 /// The `<body>` start tag's attributes, checking its name and namespace.
-fn wrapper_attrs(s: &quick_xml::events::BytesStart<'_>) -> Result<Vec<(String, String)>, &'static str> {
+fn wrapper_attrs(
+    s: &quick_xml::events::BytesStart<'_>,
+) -> Result<Vec<(String, String)>, &'static str> {
     let mut plain = Vec::new();
     let mut prefixed = Vec::new();
     let mut decls: Vec<(String, String)> = Vec::new();
@@ -162,7 +170,9 @@ fn wrapper_attrs(s: &quick_xml::events::BytesStart<'_>) -> Result<Vec<(String, S
     };
     let local = qname.rsplit(':').next().unwrap_or_default();
     if local != "body" || ns.as_deref() != Some(NS_HTTPBIND) {
-        return Err("the request is not a <body/> in the http://jabber.org/protocol/httpbind namespace");
+        return Err(
+            "the request is not a <body/> in the http://jabber.org/protocol/httpbind namespace",
+        );
     }
     for (p, local, v) in prefixed {
         if p == "xml" {
@@ -292,7 +302,8 @@ mod tests {
             String::from_utf8(r.payload).expect("utf-8"),
             "<message to='a@b'><body>1 &lt; 2</body></message><presence/>"
         );
-        let e = parse(b"<b:body xmlns:b='http://jabber.org/protocol/httpbind' rid='1'/>").expect("prefixed");
+        let e = parse(b"<b:body xmlns:b='http://jabber.org/protocol/httpbind' rid='1'/>")
+            .expect("prefixed");
         assert!(e.is_empty() && e.attr("rid") == Some("1"));
     }
 
@@ -356,7 +367,10 @@ mod tests {
 
     #[test]
     fn responses_escape_their_attributes() {
-        let b = response(&[("sid", "a'b".into()), ("xmpp:version", "1.0".into())], b"");
+        let b = response(
+            &[("sid", "a'b".into()), ("xmpp:version", "1.0".into())],
+            b"",
+        );
         assert_eq!(
             &b[..],
             b"<body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' sid='a&apos;b' xmpp:version='1.0'/>"

@@ -221,7 +221,11 @@ pub(crate) async fn post(
         Err(start) => {
             // Too large (or cut off): the session it names, if any, ends.
             tracing::debug!(peer = %acc.peer, "BOSH request body too large or incomplete");
-            if let Some(s) = start.as_deref().and_then(sid_hint).and_then(|s| hub.get(&s)) {
+            if let Some(s) = start
+                .as_deref()
+                .and_then(sid_hint)
+                .and_then(|s| hub.get(&s))
+            {
                 s.with(|st| st.kill(Condition::PolicyViolation, None));
             }
             return respond(Condition::PolicyViolation.reply(false), &text_xml, origin);
@@ -405,7 +409,10 @@ fn create(
             _ => return Err(refuse(Condition::BadRequest)),
         },
     };
-    let ver = req.attr("ver").and_then(parse_version).map_or(VERSION, |v| v.min(VERSION));
+    let ver = req
+        .attr("ver")
+        .and_then(parse_version)
+        .map_or(VERSION, |v| v.min(VERSION));
     let acks = req.attr("ack").map(str::trim) == Some("1");
     let Some(slot) = edge.admit(acc.peer.ip()) else {
         edge.metrics.refused.inc();

@@ -1051,3 +1051,26 @@ async fn a_stopping_server_ends_its_sessions_with_system_shutdown() {
         b.to_xml("")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_while_its_request_is_held_still_times_out() {
+    let (_t, addr) = server_with(|c| {
+        c.bosh.inactivity_secs = 1;
+        c.bosh.max_wait_secs = 60;
+    })
+    .await;
+    let (s, _) = Bosh::create(addr, "").await;
+    // A long poll whose connection goes while it is held: the request
+    // no longer holds the session up, whose inactivity period runs.
+    let held = {
+        let (a, b) = (addr, s.wrap(s.rid + 1, "", ""));
+        tokio::spawn(async move { post(a, b).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    held.abort();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        condition(&s.at(s.rid + 2, "", "").await.body()),
+        Some("item-not-found")
+    );
+}

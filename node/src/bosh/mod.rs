@@ -170,10 +170,12 @@ struct Waiting {
 
 impl Waiting {
     async fn reply(mut self, wait: Duration) -> Reply {
-        let Some(mut rx) = self.rx.take() else {
-            return Condition::ItemNotFound.reply(false);
+        // The receiver stays in `self` while it is awaited, so that a drop
+        // closes it before the session is told (see `Drop`).
+        let first = match self.rx.as_mut() {
+            Some(rx) => tokio::time::timeout(wait, rx).await,
+            None => return Condition::ItemNotFound.reply(false),
         };
-        let first = tokio::time::timeout(wait, &mut rx).await;
         let r = match first {
             Ok(r) => r.ok(),
             Err(_) => {
@@ -181,10 +183,13 @@ impl Waiting {
                     let now = Instant::now();
                     self.session.with(|st| st.expire(rid, now));
                 }
-                tokio::time::timeout(Duration::from_secs(1), rx)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
+                match self.rx.as_mut() {
+                    Some(rx) => tokio::time::timeout(Duration::from_secs(1), rx)
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                    None => None,
+                }
             }
         };
         self.rid = None;

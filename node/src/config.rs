@@ -63,6 +63,8 @@ pub struct Config {
     pub tracing: TracingConfig,
     /// `[websocket]`: who may connect over WebSocket.
     pub websocket: WebSocketConfig,
+    /// `[bosh]`: XMPP over BOSH on the WebSocket listeners.
+    pub bosh: BoshConfig,
     /// `[csi]`: client state indication (XEP-0352).
     pub csi: CsiConfig,
     /// `[sm]`: stream management (XEP-0198).
@@ -159,6 +161,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             tracing: TracingConfig::default(),
             websocket: WebSocketConfig::default(),
+            bosh: BoshConfig::default(),
             csi: CsiConfig::default(),
             sm: SmConfig::default(),
         }
@@ -1066,6 +1069,7 @@ impl Config {
             p.add("admin.token_file", e.to_string());
         }
         self.check_tracing(&mut p);
+        self.bosh.check(&mut p);
         if self.admin.token_file.is_some() && self.listeners.http.is_none() {
             p.add(
                 "admin.token_file",
@@ -1586,6 +1590,111 @@ pub struct WebSocketConfig {
     /// `system-shutdown` and reconnect (to another edge behind the name).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub see_other_uri: Option<String>,
+}
+
+/// `[bosh]`: XMPP over BOSH (XEP-0124, XEP-0206) at `/http-bind`, on the
+/// WebSocket listeners (`listeners.websocket`, `listeners.websocket_tls`),
+/// from the browser origins of `websocket.origins`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BoshConfig {
+    /// Serve `/http-bind` on the WebSocket listeners. Default `true`.
+    pub enabled: bool,
+    /// Longest time a request is held before an empty answer (a client
+    /// asking for a longer `wait` gets this), 1 to 3600. Default 60.
+    pub max_wait_secs: u64,
+    /// Time without a request after which a session is over (its
+    /// presence goes unavailable), 1 to 86400. Default 60; polling
+    /// sessions get twice `polling_secs` more.
+    pub inactivity_secs: u64,
+    /// Shortest interval between two empty requests of a polling session
+    /// (hold or wait 0), 0 to 3600. Default 2.
+    pub polling_secs: u64,
+    /// Most requests held at once (a client asking for more gets this), 0
+    /// to 8. Default 1.
+    pub max_hold: u64,
+    /// Longest pause a client may ask for (XEP-0124 §10), 0 to 86400; 0:
+    /// no pauses. Default 120.
+    pub max_pause_secs: u64,
+    /// Largest request body in bytes, 1024 to 16 MiB. Default 270336
+    /// (the largest stanza and room for the wrapper). Larger: the session
+    /// ends with `policy-violation`.
+    pub max_body_bytes: usize,
+    /// The BOSH URL announced in `/.well-known/host-meta` (XEP-0156), e.g.
+    /// `"https://chat.example.org/http-bind"` behind a proxy. Unset: the
+    /// request's `Host` with http:// (https:// on `websocket_tls`, or when
+    /// the proxy says `X-Forwarded-Proto: https`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+impl Default for BoshConfig {
+    fn default() -> BoshConfig {
+        BoshConfig {
+            enabled: true,
+            max_wait_secs: 60,
+            inactivity_secs: 60,
+            polling_secs: 2,
+            max_hold: 1,
+            max_pause_secs: 120,
+            max_body_bytes: 264 * 1024,
+            public_url: None,
+        }
+    }
+}
+
+impl BoshConfig {
+    fn check(&self, p: &mut Problems) {
+        for (field, v, lo, hi) in [
+            ("bosh.max_wait_secs", self.max_wait_secs, 1, 3600),
+            (
+                "bosh.inactivity_secs",
+                self.inactivity_secs,
+                1,
+                MAX_TIMEOUT_SECS,
+            ),
+            ("bosh.polling_secs", self.polling_secs, 0, 3600),
+            ("bosh.max_hold", self.max_hold, 0, 8),
+            (
+                "bosh.max_pause_secs",
+                self.max_pause_secs,
+                0,
+                MAX_TIMEOUT_SECS,
+            ),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                p.add(field, format!("is {v}, must be {lo} to {hi}"));
+            }
+        }
+        if !(1024..=16 << 20).contains(&self.max_body_bytes) {
+            p.add(
+                "bosh.max_body_bytes",
+                format!("is {}, must be 1024 to {}", self.max_body_bytes, 16 << 20),
+            );
+        }
+        if let Some(u) = &self.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            p.add(
+                "bosh.public_url",
+                format!("{u:?} is not an http:// or https:// URL"),
+            );
+        }
+    }
+
+    /// What the BOSH endpoint runs with.
+    pub fn settings(&self) -> crate::bosh::BoshSettings {
+        use std::time::Duration;
+        crate::bosh::BoshSettings {
+            max_wait: Duration::from_secs(self.max_wait_secs),
+            inactivity: Duration::from_secs(self.inactivity_secs),
+            polling: Duration::from_secs(self.polling_secs),
+            max_hold: self.max_hold as usize,
+            max_pause: Duration::from_secs(self.max_pause_secs),
+            max_body_bytes: self.max_body_bytes,
+            public_url: self.public_url.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

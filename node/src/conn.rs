@@ -147,6 +147,25 @@ pub(crate) async fn run_ws(
     Box::pin(c.finish()).await;
 }
 
+/// Serve one BOSH session (XEP-0124, XEP-0206) to the end: the same
+/// stream, carried by HTTP requests.
+pub(crate) async fn run_bosh(
+    edge: Arc<Edge>,
+    io: crate::bosh::BoshIo,
+    peer: SocketAddr,
+    _slot: Slot,
+) {
+    let _open = edge.metrics.open(Listener::Bosh);
+    let mut c = Conn::over(edge.clone(), Io::Bosh(Box::new(io)), peer);
+    // As for WebSocket: the HTTP layer's TLS (or a proxy's) protects the
+    // stream; no STARTTLS inside it (XEP-0206 §2), no channel binding.
+    c.machine.on_event(Event::TlsEstablished {
+        channel_bindings: Vec::new(),
+    });
+    c.main_loop().await;
+    Box::pin(c.finish()).await;
+}
+
 impl Conn {
     fn new(edge: Arc<Edge>, tcp: TcpStream, peer: SocketAddr) -> Conn {
         Conn::over(edge, Io::Plain(tcp), peer)

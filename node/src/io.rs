@@ -1,5 +1,5 @@
-//! The byte transport of a connection: plain TCP, TLS over it, or a
-//! WebSocket.
+//! The byte transport of a connection: plain TCP, TLS over it, a
+//! WebSocket, or a BOSH session.
 
 use std::io;
 use std::pin::Pin;
@@ -14,6 +14,9 @@ pub(crate) enum Io {
     Tls(Box<TlsStream<TcpStream>>),
     /// A WebSocket (RFC 7395), its framing turned into a byte stream.
     Ws(Box<crate::ws::WsIo>),
+    /// A BOSH session (XEP-0124, XEP-0206), its requests turned into a
+    /// byte stream.
+    Bosh(Box<crate::bosh::BoshIo>),
     /// Transiently empty during the STARTTLS upgrade.
     Upgrading,
 }
@@ -41,6 +44,7 @@ impl AsyncRead for Io {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Io::Ws(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Io::Bosh(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Io::Upgrading => Poll::Ready(Err(upgrading())),
         }
     }
@@ -56,6 +60,7 @@ impl AsyncWrite for Io {
             Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Io::Ws(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Io::Bosh(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Io::Upgrading => Poll::Ready(Err(upgrading())),
         }
     }
@@ -65,6 +70,7 @@ impl AsyncWrite for Io {
             Io::Plain(s) => Pin::new(s).poll_flush(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Io::Ws(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Io::Bosh(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Io::Upgrading => Poll::Ready(Err(upgrading())),
         }
     }
@@ -74,6 +80,7 @@ impl AsyncWrite for Io {
             Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Io::Ws(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Io::Bosh(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Io::Upgrading => Poll::Ready(Ok(())),
         }
     }

@@ -1,11 +1,12 @@
 //! The edge tier and the `xmppd` binary: client listeners (STARTTLS on the
-//! plain port, XEP-0368 direct TLS, WebSocket), the client stream state machine
+//! plain port, XEP-0368 direct TLS, WebSocket, BOSH), the client stream state machine
 //! (RFC 6120 §4–§8) and its socket driver, TLS (rustls), configuration, the
 //! admin socket and the command line. The edge reaches state only through
 //! `router::Core`; it never opens RocksDB itself.
 
 pub mod admin;
 pub mod api;
+pub mod bosh;
 pub mod channel_binding;
 pub mod cli;
 pub mod config;

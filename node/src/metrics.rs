@@ -22,12 +22,14 @@ pub enum Listener {
     DirectTls,
     /// RFC 7395, plain or wss.
     WebSocket,
+    /// XEP-0124/XEP-0206 sessions, on the WebSocket listeners.
+    Bosh,
 }
 
 pub struct Metrics {
     registry: Registry,
-    connections: [IntGauge; 3],
-    accepted: [IntCounter; 3],
+    connections: [IntGauge; 4],
+    accepted: [IntCounter; 4],
     pub refused: IntCounter,
     received: [IntCounter; 3],
     pub stanzas_sent: IntCounter,
@@ -168,7 +170,7 @@ impl Metrics {
             &["version"],
         );
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let listeners = ["c2s", "c2s_direct_tls", "websocket"];
+        let listeners = ["c2s", "c2s_direct_tls", "websocket", "bosh"];
         let kinds = ["message", "presence", "iq"];
         let cpu = reg(
             &r,

@@ -410,6 +410,10 @@ impl Server {
             public_url: cfg.websocket.public_url.clone(),
             see_other_uri: cfg.websocket.see_other_uri.clone(),
             domains: domains.clone(),
+            bosh: cfg
+                .bosh
+                .enabled
+                .then(|| crate::bosh::Hub::new(cfg.bosh.settings())),
         });
         let mut ws_addrs = [None, None];
         for (i, (addr, tls)) in [
@@ -432,6 +436,14 @@ impl Server {
                 "client listener (WebSocket{}, RFC 7395)",
                 if tls { " with TLS" } else { "" }
             );
+            if cfg.bosh.enabled {
+                tracing::info!(
+                    addr = %l.local_addr()?,
+                    path = crate::bosh::PATH,
+                    "client listener (BOSH{}, XEP-0124 and XEP-0206)",
+                    if tls { " with TLS" } else { "" }
+                );
+            }
             tasks.push(tokio::spawn(crate::ws::serve(
                 l,
                 edge.clone(),

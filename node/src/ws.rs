@@ -8,7 +8,8 @@
 //!
 //! The same listeners serve XEP-0156's `/.well-known/host-meta` and
 //! `host-meta.json`, naming the WebSocket URL (`websocket.public_url`
-//! when a proxy in front changes it).
+//! when a proxy in front changes it) and the BOSH one, and BOSH itself at
+//! `/http-bind` (`bosh/`).
 //!
 //! Framing (RFC 7395 §3.3): the client opens with
 //! `<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to=... version='1.0'/>`
@@ -31,7 +32,7 @@ use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use futures::{Sink, Stream};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -55,6 +56,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 4 * 1024;
 /// How long connections get to close after the shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How long requests in progress get to be answered at a stop.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// What the WebSocket listeners check and tell.
 #[derive(Debug, Clone, Default)]
@@ -74,15 +77,17 @@ pub struct WsSettings {
     /// only for a request to one of them (or an IP address), so that a
     /// made-up `Host` is not echoed into a document a cache may keep.
     pub domains: Vec<String>,
+    /// BOSH (XEP-0124, XEP-0206) at `/http-bind`, when on.
+    pub bosh: Option<Arc<crate::bosh::Hub>>,
 }
 
 /// One accepted TCP connection: its place in the edge's connection
 /// count, taken by the WebSocket it upgrades to.
-struct Accepted {
-    edge: Arc<Edge>,
-    peer: SocketAddr,
+pub(crate) struct Accepted {
+    pub(crate) edge: Arc<Edge>,
+    pub(crate) peer: SocketAddr,
     slot: Mutex<Option<Slot>>,
-    settings: Arc<WsSettings>,
+    pub(crate) settings: Arc<WsSettings>,
     tls: bool,
 }
 
@@ -152,16 +157,18 @@ async fn refuse(mut tcp: tokio::net::TcpStream) {
 
 /// Serve HTTP/1.1 on one connection (TLS first for wss) until it upgrades
 /// to a WebSocket (which then lives on in its own task) or ends.
-async fn http_conn(
-    acc: Arc<Accepted>,
-    tcp: tokio::net::TcpStream,
-    mut stop: watch::Receiver<bool>,
-) {
-    let app = Router::new()
+async fn http_conn(acc: Arc<Accepted>, tcp: tokio::net::TcpStream, stop: watch::Receiver<bool>) {
+    let mut app = Router::new()
         .route(PATH, get(upgrade))
         .route("/.well-known/host-meta", get(host_meta))
-        .route("/.well-known/host-meta.json", get(host_meta_json))
-        .with_state(acc.clone());
+        .route("/.well-known/host-meta.json", get(host_meta_json));
+    if acc.settings.bosh.is_some() {
+        app = app.route(
+            crate::bosh::PATH,
+            post(crate::bosh::post).options(crate::bosh::preflight),
+        );
+    }
+    let app = app.with_state(acc.clone());
     let service = TowerToHyperService::new(app);
     let builder = {
         let mut b = hyper::server::conn::http1::Builder::new();
@@ -177,22 +184,31 @@ async fn http_conn(
                 Ok(Ok(s)) => s,
                 _ => return,
             };
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        tokio::select! {
-            _ = conn => {}
-            _ = stop.changed() => {}
-        }
+        serve_http(&builder, TokioIo::new(stream), service, stop).await;
     } else {
-        let conn = builder
-            .serve_connection(TokioIo::new(tcp), service)
-            .with_upgrades();
-        tokio::select! {
-            _ = conn => {}
-            _ = stop.changed() => {}
-        }
+        serve_http(&builder, TokioIo::new(tcp), service, stop).await;
     }
+}
+
+/// Serve `io` until it ends or the stop signal comes; then the requests
+/// in progress get a moment to be answered (a held BOSH request gets its
+/// session's end) before the connection closes.
+async fn serve_http<I>(
+    builder: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: TowerToHyperService<Router>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let conn = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.changed() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(STOP_GRACE, conn).await;
 }
 
 /// `GET /xmpp-websocket`: the upgrade, with the `xmpp` subprotocol
@@ -240,6 +256,25 @@ async fn upgrade(
         .on_upgrade(move |socket| crate::conn::run_ws(edge, socket, see_other, peer, slot))
 }
 
+/// The URLs to announce (XEP-0156 §3), as (rel, href): WebSocket's, and
+/// BOSH's when it is on.
+fn public_urls(acc: &Accepted, headers: &HeaderMap) -> Vec<(&'static str, String)> {
+    let mut links = Vec::new();
+    if let Some(u) = public_url(acc, headers) {
+        links.push((ALT_WS, u));
+    }
+    if let Some(hub) = &acc.settings.bosh
+        && let Some(u) = hub
+            .settings
+            .public_url
+            .clone()
+            .or_else(|| own_url(acc, headers, ("http", "https"), crate::bosh::PATH))
+    {
+        links.push((ALT_BOSH, u));
+    }
+    links
+}
+
 /// The WebSocket URL to announce (XEP-0156 §3): the configured public
 /// one, else this listener's as the client reached it (`wss` when it, or
 /// the proxy in front by `X-Forwarded-Proto`, speaks TLS).
@@ -247,6 +282,18 @@ fn public_url(acc: &Accepted, headers: &HeaderMap) -> Option<String> {
     if let Some(u) = &acc.settings.public_url {
         return Some(u.clone());
     }
+    own_url(acc, headers, ("ws", "wss"), PATH)
+}
+
+/// This listener's URL for `path` as the client reached it, with the
+/// first scheme of `schemes`, or the second for TLS; only for a `Host`
+/// that is a served domain or an IP address.
+fn own_url(
+    acc: &Accepted,
+    headers: &HeaderMap,
+    schemes: (&str, &str),
+    path: &str,
+) -> Option<String> {
     let host = headers.get(header::HOST)?.to_str().ok()?;
     // A Host header is a host and port, nothing else.
     if host.is_empty()
@@ -279,14 +326,15 @@ fn public_url(acc: &Accepted, headers: &HeaderMap) -> Option<String> {
         .and_then(|v| v.split(',').next())
         .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
     let scheme = if acc.tls || forwarded_tls {
-        "wss"
+        schemes.1
     } else {
-        "ws"
+        schemes.0
     };
-    Some(format!("{scheme}://{host}{PATH}"))
+    Some(format!("{scheme}://{host}{path}"))
 }
 
 const ALT_WS: &str = "urn:xmpp:alt-connections:websocket";
+const ALT_BOSH: &str = "urn:xmpp:alt-connections:xbosh";
 
 /// `/.well-known/host-meta` (XEP-0156 §3.1, the XRD form), readable by
 /// pages of any origin.
@@ -294,9 +342,9 @@ async fn host_meta(State(acc): State<Arc<Accepted>>, headers: HeaderMap) -> Resp
     let mut xrd = String::from(
         "<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n",
     );
-    if let Some(u) = public_url(&acc, &headers) {
+    for (rel, u) in public_urls(&acc, &headers) {
         xrd.push_str(&format!(
-            "  <Link rel='{ALT_WS}' href='{}'/>\n",
+            "  <Link rel='{rel}' href='{}'/>\n",
             proto::element::escape(&u)
         ));
     }
@@ -313,9 +361,9 @@ async fn host_meta(State(acc): State<Arc<Accepted>>, headers: HeaderMap) -> Resp
 
 /// `/.well-known/host-meta.json` (XEP-0156 §3.1, the JRD form).
 async fn host_meta_json(State(acc): State<Arc<Accepted>>, headers: HeaderMap) -> Response {
-    let links: Vec<serde_json::Value> = public_url(&acc, &headers)
-        .map(|u| serde_json::json!({ "rel": ALT_WS, "href": u }))
+    let links: Vec<serde_json::Value> = public_urls(&acc, &headers)
         .into_iter()
+        .map(|(rel, u)| serde_json::json!({ "rel": rel, "href": u }))
         .collect();
     (
         [
@@ -570,7 +618,7 @@ fn split(b: &[u8], frames: &mut VecDeque<String>) -> usize {
 /// One element of the server's as a message of its own: the `stream`
 /// prefix declared on a stream-level element, `jabber:client` on a
 /// stanza written without its namespace.
-fn framed(el: &[u8]) -> String {
+pub(crate) fn framed(el: &[u8]) -> String {
     let text = String::from_utf8_lossy(el);
     let name_end = text[1..]
         .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
@@ -593,7 +641,7 @@ fn framed(el: &[u8]) -> String {
 /// The length of the complete element at the head of `b`, or `None`
 /// while it is incomplete. Quotes, CDATA sections, comments and
 /// processing instructions are stepped over.
-fn element_len(b: &[u8]) -> Option<usize> {
+pub(crate) fn element_len(b: &[u8]) -> Option<usize> {
     let mut depth = 0usize;
     let mut at = 0;
     while at < b.len() {

@@ -927,7 +927,10 @@ impl Conn {
                     let handled = sm.handled;
                     self.edge.core.sm_detach(jid, self.conn_id, handled).await;
                 }
-                _ => self.edge.core.unbind(jid, self.conn_id).await,
+                _ => {
+                    self.edge.core.unbind(jid.clone(), self.conn_id).await;
+                    Box::pin(self.hand_back(&jid)).await;
+                }
             }
         }
         // A lingering close: after our side is shut, read and drop what the
@@ -943,6 +946,31 @@ impl Conn {
             Ok::<(), std::io::Error>(())
         })
         .await;
+    }
+}
+
+impl Conn {
+    /// The session ended without stream management: the messages still
+    /// queued or held for it go back to the core for the account's other
+    /// resources or offline storage (`undelivered`), not to nobody.
+    async fn hand_back(&mut self, jid: &proto::FullJid) {
+        let mut left: Vec<Bytes> = Vec::new();
+        if let Some(h) = self.held.as_mut() {
+            left.extend(h.take_each());
+        }
+        if let Some(rx) = self.inbox.as_mut() {
+            while let Some((out, _)) = rx.try_recv() {
+                if let Outbound::Stanza(b) | Outbound::Addressed(b) = out {
+                    left.push(b);
+                }
+            }
+        }
+        for b in left {
+            if let Some(st) = crate::undelivered::returned(&b, Some(jid)) {
+                self.edge.metrics.handed_back.inc();
+                let _ = self.edge.core.route(st).await;
+            }
+        }
     }
 }
 

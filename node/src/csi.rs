@@ -97,6 +97,12 @@ impl Held {
     }
 
     /// Everything held, in order, as one buffer (then empty).
+    /// Everything held, each stanza on its own, oldest first.
+    pub fn take_each(&mut self) -> Vec<Bytes> {
+        self.bytes = 0;
+        self.items.drain(..).map(|(_, b)| b).collect()
+    }
+
     pub fn take(&mut self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.bytes);
         for (_, b) in self.items.drain(..) {

@@ -28,4 +28,5 @@ pub mod services;
 pub mod stream;
 pub mod throttle;
 pub mod tls;
+mod undelivered;
 pub mod ws;

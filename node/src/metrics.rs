@@ -54,6 +54,9 @@ pub struct Metrics {
     pub sm_enabled: IntCounter,
     pub sm_resumed: IntCounter,
     pub sm_resume_failed: IntCounter,
+    /// Messages for a session that ended before they were written, handed
+    /// back to the core (the account's other resources or offline).
+    pub handed_back: IntCounter,
     pub logins: IntCounter,
     login_failures: IntCounterVec,
     pub registrations: IntCounter,
@@ -271,6 +274,11 @@ impl Metrics {
                 &r,
                 "xmppd_sm_resume_failed_total",
                 "Resumptions refused (no such session, timed out, or a bad count).",
+            ),
+            handed_back: counter(
+                &r,
+                "xmppd_messages_handed_back_total",
+                "Messages that reached an edge for a session already gone (without stream management) and were handed back to the core for the account's other resources or offline storage.",
             ),
             logins: counter(&r, "xmppd_logins_total", "Successful SASL authentications."),
             login_failures: {

@@ -110,7 +110,14 @@ pub struct RemoteCore {
     /// The domains served (what is not one of them is a service or remote,
     /// reached through the sender's shard: `first_hop`).
     domains: Vec<String>,
+    /// The last sessions with stream management that left this edge
+    /// waiting for a resumption (deliveries still coming for them are
+    /// kept at the core, not handed back).
+    sm_gone: Mutex<std::collections::VecDeque<u64>>,
 }
+
+/// How many of those are remembered.
+const SM_GONE_KEPT: usize = 4096;
 
 /// An error with its causes, outermost first (`transport error: tcp
 /// connect error: Connection refused`).
@@ -187,6 +194,7 @@ impl RemoteCore {
             cores: RwLock::new(HashMap::new()),
             map: RwLock::new(ShardMap::default()),
             sessions: Arc::new(Mutex::new(HashMap::new())),
+            sm_gone: Mutex::new(std::collections::VecDeque::new()),
         });
         me.apply_status(&status);
         let cores: Vec<u64> = status
@@ -563,6 +571,16 @@ impl RemoteCore {
     /// The connection is gone: the session waits for a resumption (or
     /// ends, if not resumable).
     pub async fn sm_detach(self: &Arc<Self>, jid: FullJid, session: u64, handled: u32) {
+        // What still comes for it is kept at the core for the resumption:
+        // not handed back (noted before it leaves the map, so that no
+        // delivery finds it in neither).
+        {
+            let mut g = lock(&self.sm_gone);
+            if g.len() >= SM_GONE_KEPT {
+                g.pop_front();
+            }
+            g.push_back(session);
+        }
         if lock(&self.sessions).remove(&session).is_none() {
             return;
         }
@@ -618,6 +636,28 @@ impl RemoteCore {
         };
         lock(&self.sessions).remove(&session);
         result
+    }
+
+    /// Messages that came for sessions already gone from this edge, back
+    /// to the core as if sent to the bare JID (`undelivered`); those of
+    /// sessions with stream management stay with the core's copy.
+    fn hand_back(
+        self: Arc<Self>,
+        orphans: Vec<(u64, bytes::Bytes)>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            for (session, raw) in orphans {
+                if lock(&self.sm_gone).contains(&session) {
+                    continue;
+                }
+                if let Some(st) = crate::undelivered::returned(&raw, None) {
+                    tracing::debug!(session, "a message for a gone session handed back");
+                    if let Err(e) = self.route(st).await {
+                        tracing::warn!(error = %e, "a message for a gone session could not be handed back");
+                    }
+                }
+            }
+        })
     }
 
     pub async fn route(self: &Arc<Self>, stanza: Stanza) -> Result<(), RouteError> {
@@ -1059,6 +1099,7 @@ async fn dispatch(
         match down.next().await {
             Some(Ok(batch)) => {
                 let mut redirected = Vec::new();
+                let mut orphans: Vec<(u64, bytes::Bytes)> = Vec::new();
                 let m = lock(&sessions);
                 for d in batch.deliveries {
                     let (ids, action, trail) = match from_delivery(d) {
@@ -1085,12 +1126,26 @@ async fn dispatch(
                         }
                     };
                     for id in ids {
-                        if let Some(b) = m.get(&id) {
-                            b.sink.send_with(out.clone(), trail.clone());
+                        match m.get(&id) {
+                            Some(b) => {
+                                b.sink.send_with(out.clone(), trail.clone());
+                            }
+                            // The session ended here before this came: a
+                            // message goes back (`undelivered`).
+                            None => {
+                                if let Outbound::Stanza(raw) = &out {
+                                    orphans.push((id, raw.clone()));
+                                }
+                            }
                         }
                     }
                 }
                 drop(m);
+                if !orphans.is_empty()
+                    && let Some(c) = cluster.upgrade()
+                {
+                    tokio::spawn(c.hand_back(orphans));
+                }
                 if !redirected.is_empty()
                     && let Some(c) = cluster.upgrade()
                 {

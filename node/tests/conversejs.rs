@@ -123,7 +123,6 @@ fn converse_js_chats_over_websocket() {
 }
 
 #[test]
-#[ignore = "BOSH lands with the bosh branch"]
 fn converse_js_chats_over_bosh() {
     converse_chats(Transport::Bosh);
 }

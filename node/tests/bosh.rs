@@ -1074,3 +1074,82 @@ async fn a_client_gone_while_its_request_is_held_still_times_out() {
         Some("item-not-found")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_management_over_bosh_resumes_a_session_that_timed_out() {
+    // XEP-0198 over BOSH: a BOSH session that ends by inactivity (the
+    // client lost its network) leaves its XMPP session waiting; a new BOSH
+    // session resumes it and gets what was not acknowledged, and what
+    // came meanwhile. Nobody saw it go offline.
+    const SM: &str = "urn:xmpp:sm:3";
+    let (t, addr) = server_with(|c| c.bosh.inactivity_secs = 1).await;
+    t.add_user("alice@localhost", PW);
+    t.add_user("bob@localhost", PW);
+    let mut bob = bob(&t).await;
+    let mut alice = Bosh::login(addr, "alice", "web").await;
+    let enabled = alice
+        .until(&format!("<enable xmlns='{SM}' resume='true'/>"), |e| {
+            e.ns == SM
+        })
+        .await;
+    assert_eq!(enabled.name, "enabled", "{}", enabled.to_xml(""));
+    let id = enabled.attr("id").expect("id").to_string();
+    alice
+        .send("<presence xmlns='jabber:client' to='bob@localhost/tcp'/>")
+        .await;
+    bob.expect(|e| e.name == "presence")
+        .await
+        .expect("alice's presence");
+    bob.send("<message to='alice@localhost/web' type='chat'><body>one</body></message>")
+        .await;
+    let m = alice.until("", |e| e.name == "message").await;
+    assert_eq!(
+        m.child("body", "jabber:client")
+            .map(Element::text)
+            .as_deref(),
+        Some("one")
+    );
+    // Alice's network goes: no more requests; the BOSH session ends.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(condition(&alice.send("").await), Some("item-not-found"));
+    bob.send("<message to='alice@localhost/web' type='chat'><body>two</body></message>")
+        .await;
+    quiet(&mut bob).await;
+
+    // A new BOSH session: authenticate, restart, resume (having handled
+    // nothing: "one" comes again).
+    let (mut s, _) = Bosh::create(addr, "").await;
+    let creds = base64::engine::general_purpose::STANDARD.encode(format!("\0alice\0{PW}"));
+    s.until(
+        &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"),
+        |e| e.name == "success",
+    )
+    .await;
+    s.rid += 1;
+    s.at(
+        s.rid,
+        "to='localhost' xml:lang='en' xmpp:restart='true'",
+        "",
+    )
+    .await;
+    let mut got = Vec::new();
+    let mut next = format!("<resume xmlns='{SM}' previd='{id}' h='0'/>");
+    let mut resumed = false;
+    for _ in 0..10 {
+        let b = s.send(&next).await;
+        next.clear();
+        for e in b.elements() {
+            if e.ns == SM && e.name == "resumed" {
+                resumed = true;
+            }
+            if let Some(t) = e.child("body", "jabber:client") {
+                got.push(t.text());
+            }
+        }
+        if got.len() >= 2 {
+            break;
+        }
+    }
+    assert!(resumed, "no <resumed/>");
+    assert_eq!(got, ["one", "two"]);
+}

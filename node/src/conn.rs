@@ -130,8 +130,9 @@ pub(crate) async fn run_ws(
     see_other_uri: Option<String>,
     peer: SocketAddr,
     _slot: Slot,
+    listener: Listener,
 ) {
-    let _open = edge.metrics.open(Listener::WebSocket);
+    let _open = edge.metrics.open(listener);
     let mut c = Conn::over(
         edge.clone(),
         Io::Ws(Box::new(crate::ws::WsIo::new(socket, see_other_uri))),

@@ -20,16 +20,18 @@ const ROUTING_BUCKETS: &[f64] = &[
 pub enum Listener {
     StartTls,
     DirectTls,
-    /// RFC 7395, plain or wss.
+    /// RFC 7395, plain (for a TLS proxy in front).
     WebSocket,
     /// XEP-0124/XEP-0206 sessions, on the WebSocket listeners.
     Bosh,
+    /// RFC 7395 with TLS (wss).
+    WebSocketTls,
 }
 
 pub struct Metrics {
     registry: Registry,
-    connections: [IntGauge; 4],
-    accepted: [IntCounter; 4],
+    connections: [IntGauge; 5],
+    accepted: [IntCounter; 5],
     pub refused: IntCounter,
     received: [IntCounter; 3],
     pub stanzas_sent: IntCounter,
@@ -173,7 +175,13 @@ impl Metrics {
             &["version"],
         );
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let listeners = ["c2s", "c2s_direct_tls", "websocket", "bosh"];
+        let listeners = [
+            "c2s",
+            "c2s_direct_tls",
+            "websocket",
+            "bosh",
+            "websocket_tls",
+        ];
         let kinds = ["message", "presence", "iq"];
         let cpu = reg(
             &r,

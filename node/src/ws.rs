@@ -246,6 +246,11 @@ async fn upgrade(
     let max = limits.parser.max_stanza_bytes + 1024;
     let (edge, peer) = (acc.edge.clone(), acc.peer);
     let see_other = acc.settings.see_other_uri.clone();
+    let listener = if acc.tls {
+        crate::metrics::Listener::WebSocketTls
+    } else {
+        crate::metrics::Listener::WebSocket
+    };
     ws.protocols(["xmpp"])
         .max_message_size(max)
         .max_frame_size(max)
@@ -253,7 +258,9 @@ async fn upgrade(
         // stanza stream's messages are small, and an idle session should
         // not hold one that size (it grows for a large message).
         .read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| crate::conn::run_ws(edge, socket, see_other, peer, slot))
+        .on_upgrade(move |socket| {
+            crate::conn::run_ws(edge, socket, see_other, peer, slot, listener)
+        })
 }
 
 /// The URLs to announce (XEP-0156 §3), as (rel, href): WebSocket's, and

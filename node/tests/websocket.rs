@@ -258,6 +258,13 @@ async fn xmpp_js_chats_over_ws_and_wss() {
         out.status.success() && stdout.contains("interop ok"),
         "xmpp.js over WebSocket failed:\n{stdout}\n{stderr}"
     );
+    // Each listener counts its own connections.
+    let http = t.server.as_ref().expect("running").http_addr.expect("http");
+    let metrics = http_get(http, "/metrics", "Host: localhost\r\n").await;
+    for l in ["websocket", "websocket_tls"] {
+        let line = format!("xmppd_client_connections_accepted_total{{listener=\"{l}\"}} 1");
+        assert!(metrics.contains(&line), "no {line} in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

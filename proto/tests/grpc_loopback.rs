@@ -81,6 +81,10 @@ impl Core for Echo {
     ) -> Result<Response<pb::Empty>, Status> {
         Err(Status::unimplemented("no relaying here"))
     }
+
+    async fn sm(&self, _: Request<pb::SmRequest>) -> Result<Response<pb::SmReply>, Status> {
+        Err(Status::unimplemented("no stream management here"))
+    }
 }
 
 async fn serve() -> String {

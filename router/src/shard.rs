@@ -303,9 +303,8 @@ pub(crate) async fn run(
                     || crate::replicated::serves(&st, &shared.cluster, index);
                 if !st.sm_detached.is_empty() && served {
                     let now = std::time::Instant::now();
-                    let sweep = ShardMsg::Exec(Box::new(move |ctx| {
-                        crate::modules::sm::sweep(ctx, now)
-                    }));
+                    let sweep =
+                        ShardMsg::Exec(Box::new(move |ctx| crate::modules::sm::sweep(ctx, now)));
                     step(&mut st, &shared, index, sweep, Vec::new()).await;
                 }
                 continue;

@@ -343,3 +343,34 @@ async fn a_resumption_takes_over_a_connection_still_open() {
     let mut n = 0;
     assert_eq!(next_body(&mut bob, &mut n).await, "to the new one");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_request_is_answered_with_an_error_when_the_session_ends() {
+    let t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    t.add_user("bob@localhost", PW);
+    let mut alice = Client::online(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    let mut bob = Client::login(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    assert_eq!(enable(&mut bob).await.name, "enabled");
+    alice
+        .send("<iq type='get' to='bob@localhost/b' id='v1'><query xmlns='jabber:iq:version'/></iq>")
+        .await;
+    bob.expect(|e| e.attr("id") == Some("v1"))
+        .await
+        .expect("bob gets the request");
+    // Bob closes his stream without answering or acknowledging it: the
+    // session ends for good, and alice is not left waiting.
+    bob.send("</stream:stream>").await;
+    let e = alice
+        .expect(|e| e.attr("id") == Some("v1"))
+        .await
+        .expect("an answer");
+    assert_eq!(e.attr("type"), Some("error"), "{}", e.to_xml(ns::CLIENT));
+    assert_eq!(e.attr("from"), Some("bob@localhost/b"));
+    let err = e.child("error", ns::CLIENT).expect("error");
+    assert!(err.child("service-unavailable", ns::STANZAS_ERR).is_some());
+}

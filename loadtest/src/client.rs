@@ -1,7 +1,14 @@
 //! A minimal XMPP client for load: over TCP (STARTTLS, direct TLS or
 //! plain) or WebSocket (RFC 7395, ws or wss); SCRAM or PLAIN; optional
-//! in-band registration (XEP-0077); bind; then raw stanzas. It works
-//! against any RFC 6120 server.
+//! in-band registration (XEP-0077); bind, or resume a session; optional
+//! stream management (XEP-0198); then raw stanzas. It works against any
+//! RFC 6120 server.
+//!
+//! With stream management the [`Reader`] counts the stanzas it takes off
+//! the wire (from `<enabled/>`, or from the `h` of a resumption), and
+//! [`Reader::answer`] turns the server's `<r/>` into `<a h/>` with that
+//! count, as it turns a ping into its result: every place that reads
+//! answers both the same way.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -57,6 +64,10 @@ pub struct Target {
     pub tls: TlsMode,
     pub mechanism: String,
     pub register: bool,
+    /// XEP-0198: enable stream management with resumption after binding.
+    pub sm: bool,
+    /// SCRAM-SHA-256 keys kept between logins (`--cache-scram`).
+    pub scram_keys: Option<Arc<crate::scram::Keys>>,
     pub tls_config: Arc<rustls::ClientConfig>,
 }
 
@@ -119,6 +130,9 @@ pub struct Reader<R> {
     /// Elements read while a session waited for the others of its ramp
     /// (see [`Session::keep_alive`]), returned first.
     held: std::collections::VecDeque<Bytes>,
+    /// XEP-0198, once enabled: the stanzas taken off the wire since
+    /// `<enabled/>` (or since the count a resumption gave), mod 2^32.
+    sm: Option<u32>,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
@@ -129,7 +143,25 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             buf: vec![0u8; 8192],
             framer: None,
             held: Default::default(),
+            sm: None,
         }
+    }
+
+    /// The stanzas handled, with stream management on: the `h` of an
+    /// `<a/>` now, or of a `<resume/>` if the connection ends here.
+    pub fn handled(&self) -> Option<u32> {
+        self.sm
+    }
+
+    /// What to send back for `raw`, if anything: `<a h/>` for the
+    /// server's `<r/>` (XEP-0198 §4), the result of its ping (XEP-0199).
+    pub fn answer(&self, raw: &[u8]) -> Option<String> {
+        if let Some(h) = self.sm
+            && is_ack_request(raw)
+        {
+            return Some(ack(h));
+        }
+        ping_reply(raw)
     }
 
     /// The next top-level element's raw bytes.
@@ -149,7 +181,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             return Some(b);
         }
         match self.framer.as_mut()?.next_frame() {
-            Ok(Frame::Element(e)) => Some(e),
+            Ok(Frame::Element(e)) => {
+                count(&mut self.sm, &e);
+                Some(e)
+            }
             _ => None,
         }
     }
@@ -160,7 +195,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         if let Some(f) = &mut self.framer {
             loop {
                 match f.next_frame() {
-                    Ok(Frame::Element(e)) => return Ok(e),
+                    Ok(Frame::Element(e)) => {
+                        count(&mut self.sm, &e);
+                        return Ok(e);
+                    }
                     Ok(Frame::Closed) => bail!("stream closed by the server"),
                     Ok(Frame::NeedMore) => {}
                     Err(e) => bail!("parse error: {e}"),
@@ -173,7 +211,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
         loop {
             match self.parser.next_event() {
-                Ok(Some(StreamEvent::Element(e))) => return Ok(e.raw),
+                Ok(Some(StreamEvent::Element(e))) => {
+                    count(&mut self.sm, &e.raw);
+                    return Ok(e.raw);
+                }
                 Ok(Some(StreamEvent::Close)) => bail!("stream closed by the server"),
                 Ok(Some(StreamEvent::Open(_))) => continue,
                 Ok(None) => {}
@@ -203,6 +244,9 @@ pub struct Session {
     pub jid: String,
     pub reader: Reader<ReadHalf<Conn>>,
     pub writer: WriteHalf<Conn>,
+    /// XEP-0198: the id to resume this session with, when the server
+    /// allows resumption.
+    pub sm_id: Option<String>,
 }
 
 impl Session {
@@ -216,7 +260,7 @@ impl Session {
     }
 
     /// Send an IQ and wait for the reply with its `id`, answering server
-    /// pings and passing every other stanza to `other`.
+    /// pings (and ack requests) and passing every other stanza to `other`.
     pub async fn request(
         &mut self,
         xml: &str,
@@ -226,8 +270,8 @@ impl Session {
         self.send(xml).await?;
         loop {
             let raw = self.reader.next_raw().await?;
-            if let Some(pong) = ping_reply(&raw) {
-                self.send(&pong).await?;
+            if let Some(answer) = self.reader.answer(&raw) {
+                self.send(&answer).await?;
                 continue;
             }
             let e = self.reader.parse(&raw)?;
@@ -239,11 +283,11 @@ impl Session {
     }
 
     /// Read until `done` says so (or its sender is gone), answering the
-    /// server's pings and keeping every other element for `next_raw`: a
-    /// session waiting for the rest of a long ramp stays alive (the server
-    /// pings a silent client after its idle timeout and closes it when the
-    /// ping is not answered). An ended connection stops the reading; the
-    /// next read meets the same end.
+    /// server's pings and ack requests and keeping every other element
+    /// for `next_raw`: a session waiting for the rest of a long ramp
+    /// stays alive (the server pings a silent client after its idle
+    /// timeout and closes it when the ping is not answered). An ended
+    /// connection stops the reading; the next read meets the same end.
     pub async fn keep_alive(&mut self, mut done: tokio::sync::watch::Receiver<bool>) {
         loop {
             if *done.borrow() {
@@ -252,9 +296,9 @@ impl Session {
             tokio::select! {
                 _ = done.changed() => {}
                 r = self.reader.read_raw() => match r {
-                    Ok(raw) => match ping_reply(&raw) {
-                        Some(pong) => {
-                            if self.send(&pong).await.is_err() {
+                    Ok(raw) => match self.reader.answer(&raw) {
+                        Some(answer) => {
+                            if self.send(&answer).await.is_err() {
                                 return;
                             }
                         }
@@ -271,8 +315,18 @@ impl Session {
     /// Dropping it at once would lose data: anything the server sends after
     /// that draws a reset, and a reset discards what the server has not
     /// yet read from us, such as a final unavailable presence.
+    ///
+    /// With stream management, a last `<a h/>` goes first (XEP-0198 §4):
+    /// a session closed with stanzas unacknowledged ends with them handled
+    /// as undelivered, messages going to offline storage, where the next
+    /// run's login would find them.
     pub async fn close(mut self) {
-        if put(&mut self.writer, b"</stream:stream>").await.is_err() {
+        let mut bye = Vec::new();
+        if let Some(h) = self.reader.sm {
+            bye.extend_from_slice(ack(h).as_bytes());
+        }
+        bye.extend_from_slice(b"</stream:stream>");
+        if put(&mut self.writer, &bye).await.is_err() {
             return;
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
@@ -317,6 +371,45 @@ static PING: Needle = Needle::new(|| memmem::Finder::new("urn:xmpp:ping"));
 
 pub fn contains(hay: &[u8], needle: &Needle) -> bool {
     needle.find(hay).is_some()
+}
+
+/// XEP-0198's namespace.
+pub const NS_SM: &str = "urn:xmpp:sm:3";
+static SM: Needle = Needle::new(|| memmem::Finder::new(NS_SM));
+
+/// An element named `name` (its start tag ends or goes on right after).
+fn named(raw: &[u8], name: &[u8]) -> bool {
+    raw.first() == Some(&b'<')
+        && raw[1..].starts_with(name)
+        && matches!(
+            raw.get(1 + name.len()),
+            Some(b' ' | b'/' | b'>' | b'\t' | b'\n' | b'\r')
+        )
+}
+
+/// A stanza, as XEP-0198 counts them: a message, presence or IQ (the
+/// server writes them unprefixed, in the stream's jabber:client).
+pub fn is_stanza(raw: &[u8]) -> bool {
+    named(raw, b"message") || named(raw, b"presence") || named(raw, b"iq")
+}
+
+/// The server's request for an acknowledgement, `<r xmlns='urn:xmpp:sm:3'/>`.
+pub fn is_ack_request(raw: &[u8]) -> bool {
+    named(raw, b"r") && contains(raw, &SM)
+}
+
+/// The acknowledgement of `h` stanzas.
+pub fn ack(h: u32) -> String {
+    format!("<a xmlns='{NS_SM}' h='{h}'/>")
+}
+
+/// One more stanza taken, if stream management counts.
+fn count(sm: &mut Option<u32>, raw: &[u8]) {
+    if let Some(h) = sm
+        && is_stanza(raw)
+    {
+        *h = h.wrapping_add(1);
+    }
 }
 
 /// An IQ reply's error condition, or the element's name.
@@ -398,8 +491,9 @@ fn failure(e: &Element) -> String {
         .unwrap_or_else(|| e.name.clone())
 }
 
-/// Connect, (register,) authenticate, bind and send `presence` (the
-/// initial presence, or nothing when empty).
+/// Connect, (register,) authenticate, bind, enable stream management if
+/// the target says so, and send `presence` (the initial presence, or
+/// nothing when empty).
 pub async fn login(
     t: &Target,
     addr: SocketAddr,
@@ -409,6 +503,146 @@ pub async fn login(
     source: Option<IpAddr>,
     presence: &str,
 ) -> anyhow::Result<Session> {
+    let (mut r, features) = authenticated(t, addr, user, password, source).await?;
+    put(
+        &mut r.io,
+        format!("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>")
+            .as_bytes(),
+    )
+    .await?;
+    let b = r.next_element().await?;
+    let jid = b
+        .child("bind", proto::ns::BIND)
+        .and_then(|x| x.child("jid", proto::ns::BIND))
+        .map(Element::text)
+        .with_context(|| format!("bind failed: {}", failure(&b)))?;
+    let mut held = std::collections::VecDeque::new();
+    let mut sm_id = None;
+    if t.sm {
+        if features.child("sm", NS_SM).is_none() {
+            bail!("the server does not offer stream management (XEP-0198)");
+        }
+        put(
+            &mut r.io,
+            format!("<enable xmlns='{NS_SM}' resume='true'/>").as_bytes(),
+        )
+        .await?;
+        // The server counts from `<enabled/>`: what comes before it is
+        // not counted, and kept for the scenario.
+        loop {
+            let raw = r.next_raw().await?;
+            if !contains(&raw, &SM) {
+                held.push_back(raw);
+                continue;
+            }
+            let e = r.parse(&raw)?;
+            match e.name.as_str() {
+                "enabled" => {
+                    sm_id = e.attr("id").map(str::to_string);
+                    break;
+                }
+                "failed" => bail!(
+                    "stream management refused: {}",
+                    String::from_utf8_lossy(&raw)
+                ),
+                // An ack request cannot come before <enabled/>.
+                _ => held.push_back(raw),
+            }
+        }
+        r.sm = Some(0);
+    }
+    if !presence.is_empty() {
+        put(&mut r.io, presence.as_bytes()).await?;
+    }
+    Ok(framed(r, jid, sm_id, held))
+}
+
+/// Why a resumption did not happen.
+#[derive(Debug)]
+pub enum ResumeError {
+    /// The server answered `<failed/>` (its XML): no use trying again.
+    Refused(String),
+    /// Anything else (connecting, TLS, authentication, a closed stream):
+    /// another attempt may do.
+    Other(anyhow::Error),
+}
+
+impl std::fmt::Display for ResumeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResumeError::Refused(xml) => write!(f, "resumption refused: {xml}"),
+            ResumeError::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ResumeError {
+    fn from(e: anyhow::Error) -> ResumeError {
+        ResumeError::Other(e)
+    }
+}
+
+/// XEP-0198 §5: connect, authenticate and resume session `previd` (whose
+/// full JID was `jid`), having handled `h` of the stanzas it was sent.
+/// The server sends again what came after those; the new session counts
+/// on from `h`. Returns the session and the server's count of ours.
+#[allow(clippy::too_many_arguments)]
+pub async fn resume(
+    t: &Target,
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    source: Option<IpAddr>,
+    jid: &str,
+    previd: &str,
+    h: u32,
+) -> Result<(Session, u32), ResumeError> {
+    let (mut r, features) = authenticated(t, addr, user, password, source).await?;
+    if features.child("sm", NS_SM).is_none() {
+        return Err(ResumeError::Refused(
+            "(no <sm/> among the stream features)".into(),
+        ));
+    }
+    let req = format!(
+        "<resume xmlns='{NS_SM}' previd='{}' h='{h}'/>",
+        proto::element::escape(previd)
+    );
+    put(&mut r.io, req.as_bytes())
+        .await
+        .map_err(anyhow::Error::from)?;
+    let raw = r.next_raw().await?;
+    let e = r.parse(&raw)?;
+    match (e.name.as_str(), e.ns.as_str()) {
+        ("resumed", NS_SM) => {
+            let theirs = e.attr("h").and_then(|h| h.trim().parse().ok()).unwrap_or(0);
+            r.sm = Some(h);
+            let s = framed(
+                r,
+                jid.to_string(),
+                Some(previd.to_string()),
+                Default::default(),
+            );
+            Ok((s, theirs))
+        }
+        ("failed", NS_SM) => Err(ResumeError::Refused(
+            String::from_utf8_lossy(&raw).into_owned(),
+        )),
+        _ => Err(ResumeError::Other(anyhow::anyhow!(
+            "unexpected answer to <resume/>: {}",
+            String::from_utf8_lossy(&raw)
+        ))),
+    }
+}
+
+/// Connect, (register,) authenticate and open the authenticated stream:
+/// the reader, and that stream's features.
+async fn authenticated(
+    t: &Target,
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    source: Option<IpAddr>,
+) -> anyhow::Result<(Reader<Conn>, Element)> {
     let s = tcp(addr, source).await?;
     let mut cb = None;
     let conn = match (t.transport, t.tls) {
@@ -472,6 +706,57 @@ pub async fn login(
     }
     let mech = Mechanism::parse(&t.mechanism).context("unknown mechanism")?;
     let mut scram = None;
+    let kept = t.scram_keys.as_ref().filter(|_| {
+        matches!(mech, Mechanism::ScramSha256 | Mechanism::ScramSha256Plus)
+            && crate::scram::usable(password)
+    });
+    if let Some(keys) = kept {
+        // As below: binding data only for -PLUS ('y' would tell a server
+        // that offers -PLUS of a downgrade, RFC 5802 §6).
+        let plus = mech.is_plus();
+        let mut c = crate::scram::Exchange::new(user, password, plus, cb.clone().filter(|_| plus))?;
+        put(
+            &mut r.io,
+            format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{}'>{}</auth>",
+                t.mechanism,
+                B64.encode(c.first())
+            )
+            .as_bytes(),
+        )
+        .await?;
+        let ch = r.next_element().await?;
+        if ch.name != "challenge" {
+            bail!("authentication failed: {}", failure(&ch));
+        }
+        let server_first = B64.decode(ch.text().trim())?;
+        // Hashing only the first time for an account: off the async
+        // workers then, as below.
+        let keys = keys.clone();
+        let (c, fin) = tokio::task::spawn_blocking(move || {
+            let fin = c.finish(&server_first, &keys);
+            (c, fin)
+        })
+        .await?;
+        let fin = fin?;
+        put(
+            &mut r.io,
+            format!(
+                "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+                B64.encode(fin)
+            )
+            .as_bytes(),
+        )
+        .await?;
+        let ok = r.next_element().await?;
+        if ok.name != "success" {
+            bail!("authentication failed: {}", failure(&ok));
+        }
+        c.verify(&B64.decode(ok.text().trim())?)
+            .context("the server's SCRAM signature does not verify")?;
+        let features = open(&mut r, &t.domain).await?;
+        return Ok((r, features));
+    }
     if mech == Mechanism::Plain {
         let m = B64.encode(format!("\0{user}\0{password}"));
         put(
@@ -532,37 +817,34 @@ pub async fn login(
         c.verify(&B64.decode(ok.text().trim())?)
             .context("the server's SCRAM signature does not verify")?;
     }
-    open(&mut r, &t.domain).await?;
-    put(
-        &mut r.io,
-        format!("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>")
-            .as_bytes(),
-    )
-    .await?;
-    let b = r.next_element().await?;
-    let jid = b
-        .child("bind", proto::ns::BIND)
-        .and_then(|x| x.child("jid", proto::ns::BIND))
-        .map(Element::text)
-        .with_context(|| format!("bind failed: {}", failure(&b)))?;
-    if !presence.is_empty() {
-        put(&mut r.io, presence.as_bytes()).await?;
-    }
+    let features = open(&mut r, &t.domain).await?;
+    Ok((r, features))
+}
+
+/// The session from here on: the stream only cut into elements (see
+/// framer.rs), split for reading and writing.
+fn framed(
+    r: Reader<Conn>,
+    jid: String,
+    sm_id: Option<String>,
+    held: std::collections::VecDeque<Bytes>,
+) -> Session {
     let mut parser = r.parser;
-    // From here on the stream is only cut into elements (see framer.rs).
     let framer = parser.take_unparsed().map(Framer::new);
     let (rh, wh) = tokio::io::split(r.io);
-    Ok(Session {
+    Session {
         jid,
         reader: Reader {
             io: rh,
             parser,
             buf: if framer.is_some() { Vec::new() } else { r.buf },
             framer,
-            held: Default::default(),
+            held,
+            sm: r.sm,
         },
         writer: wh,
-    })
+        sm_id,
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,11 @@ pub struct Metrics {
     /// Load stanzas that arrived where they were meant to.
     pub delivered: AtomicU64,
     pub errors: AtomicU64,
+    /// XEP-0198: sessions that enabled stream management, sessions
+    /// resumed, and resumptions the server refused.
+    pub sm_enabled: AtomicU64,
+    pub sm_resumed: AtomicU64,
+    pub sm_refused: AtomicU64,
     causes: Mutex<BTreeMap<String, u64>>,
     interval: Mutex<Option<Histogram<u64>>>,
 }

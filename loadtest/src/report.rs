@@ -15,6 +15,8 @@ const MUST_BE_ZERO: &[&str] = &[
     "failed_logins",
     "sessions_lost_during_hold",
     "publishes_refused",
+    "resume_refused",
+    "not_resumed",
 ];
 
 /// Every reason the run failed: nonzero figures of `MUST_BE_ZERO`

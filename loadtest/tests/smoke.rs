@@ -452,6 +452,21 @@ fn scenarios_run_over_websocket_plain_and_with_tls() {
         let r = &run.report["result"];
         assert!(num(r, "sent") > 100, "{transport}: {r}");
         assert_eq!(num(r, "sent"), num(r, "delivered"), "{transport}");
+        // Stream management over WebSocket: <r/> and <a/> are elements
+        // like any other, one per message.
+        let run = harness(
+            &[
+                &["chat", "--sm", "--pairs", "3", "--duration", "2"],
+                &ws[..],
+            ]
+            .concat(),
+            Duration::from_secs(60),
+        );
+        passed(&run);
+        assert_eq!(num(&run.report, "sm.enabled"), 6, "{transport}");
+        let r = &run.report["result"];
+        assert!(num(r, "sent") > 1000, "{transport}: {r}");
+        assert_eq!(num(r, "sent"), num(r, "delivered"), "{transport}");
         let run = harness(
             &[
                 &[
@@ -828,4 +843,125 @@ fn chat_across_the_edges_of_a_cluster() {
         addrs.contains(&port(&e2)) && addrs.contains(&port(&e3)),
         "both edges in the report: {addrs}"
     );
+}
+
+/// `--sm`: every session enables stream management (XEP-0198) and
+/// answers the server's `<r/>`, or the server would close it past
+/// `sm.max_unacked` (1000) stanzas unacknowledged: a chat flat out sends
+/// each receiver thousands.
+#[test]
+fn chat_with_stream_management_answers_every_ack_request() {
+    let x = Xmppd::start();
+    let run = harness(
+        &[
+            "chat",
+            "--port",
+            &port(&x),
+            "--register",
+            "--sm",
+            "--pairs",
+            "3",
+            "--duration",
+            "2",
+        ],
+        Duration::from_secs(60),
+    );
+    passed(&run);
+    let r = &run.report;
+    assert_eq!(num(r, "sm.enabled"), 6, "{r}");
+    assert!(num(r, "result.sent") > 3000, "{r}");
+    assert_eq!(num(r, "result.sent"), num(r, "result.delivered"));
+    // Without --sm the report has no `sm`.
+    let run = harness(
+        &[
+            "chat",
+            "--port",
+            &port(&x),
+            "--pairs",
+            "3",
+            "--duration",
+            "1",
+        ],
+        Duration::from_secs(60),
+    );
+    passed(&run);
+    assert!(run.report.get("sm").is_none(), "{}", run.report);
+}
+
+/// `resume` on a cluster of one core node and two edges: the receivers
+/// (stream management on, on edge 1) lose their connections when edge 1
+/// is killed, resume on edge 2, and get every numbered message the
+/// senders (on edge 2) sent them, also those sent while they were away.
+#[test]
+fn receivers_resume_on_the_other_edge_when_theirs_is_killed() {
+    let core = Xmppd::start_with(
+        "[cluster]\nrole = \"core\"\nlisten = \"127.0.0.1:0\"\n",
+        "cluster listener (gRPC)",
+    );
+    let edge = |id: u64| {
+        Xmppd::start_with(
+            &format!(
+                "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\n\
+                 [cluster]\nrole = \"edge\"\nnode_id = {id}\ncore = \"{}\"\n",
+                core.addr
+            ),
+            "client listener (STARTTLS)",
+        )
+    };
+    let (mut e2, e3) = (edge(2), edge(3));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready");
+    let args: Vec<String> = [
+        "resume",
+        "--port",
+        &port(&e2),
+        "--also",
+        &format!("127.0.0.1:{}", port(&e3)),
+        "--register",
+        "--cache-scram",
+        "--senders",
+        "2",
+        "--receivers",
+        "20",
+        "--rate",
+        "200",
+        "--duration",
+        "6",
+        "--ready-file",
+        ready.to_str().expect("path"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        harness(&args, Duration::from_secs(120))
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the receivers never got in");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Some messages first, then the kill, whose time the harness measures from.
+    std::thread::sleep(Duration::from_secs(1));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let mut killed = ready.clone().into_os_string();
+    killed.push(".killed");
+    std::fs::write(&killed, format!("{now:.6}")).expect("kill time");
+    e2.kill();
+    let run = run.join().expect("harness thread");
+    passed(&run);
+    let r = &run.report["result"];
+    assert_eq!(num(r, "receivers_dropped"), 20, "{r}");
+    assert_eq!(num(r, "resumed"), 20, "{r}");
+    assert_eq!(num(r, "not_resumed"), 0, "{r}");
+    assert_eq!(num(r, "lost"), 0, "{r}");
+    assert!(num(r, "sent") > 500, "{r}");
+    assert_eq!(num(r, "delivered"), num(r, "sent"), "{r}");
+    assert_eq!(r["measured_from"], "the kill", "{r}");
+    assert!(r["all_resumed_after_seconds"].as_f64().is_some(), "{r}");
+    assert_eq!(num(&run.report, "sm.resumed"), 20);
 }

@@ -2,7 +2,10 @@
 //! messages for `--duration`, flat out with `--window` messages in flight
 //! per sender or paced to `--rate` messages/s in all. The receiver reads
 //! each message's number and send time from its body; messages that never
-//! arrive are lost, messages that arrive twice are duplicates.
+//! arrive are lost, messages that arrive twice are duplicates. Messages
+//! stamped before the pair started are an earlier run's (out of offline
+//! storage: with stream management, what a closing session had not
+//! acknowledged goes there); they are counted apart and not matched.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +16,7 @@ use std::fmt::Write as _;
 use super::{
     Ctx, Pace, Report, age, now_micros, ramp, read_stamp, require_all, sleep_until, stamp,
 };
-use crate::client::{Session, ping_reply};
+use crate::client::Session;
 use crate::metrics::{histogram, latency_json};
 
 /// How long after the end receivers wait for messages still in flight.
@@ -23,6 +26,8 @@ struct Tally {
     sent: u64,
     received: u64,
     duplicates: u64,
+    /// Stamped before the pair started: an earlier run's.
+    earlier: u64,
     hist: Histogram<u64>,
 }
 
@@ -41,6 +46,7 @@ pub async fn run(ctx: &Ctx, first: usize, pairs: usize, rate: f64) -> anyhow::Re
         sent: 0,
         received: 0,
         duplicates: 0,
+        earlier: 0,
         hist: histogram(),
     };
     while let Some(r) = tasks.join_next().await {
@@ -49,6 +55,7 @@ pub async fn run(ctx: &Ctx, first: usize, pairs: usize, rate: f64) -> anyhow::Re
                 all.sent += t.sent;
                 all.received += t.received;
                 all.duplicates += t.duplicates;
+                all.earlier += t.earlier;
                 all.hist.add(&t.hist)?;
             }
             Err(e) => ctx.metrics.error(format!("chat task: {e}")),
@@ -65,6 +72,7 @@ pub async fn run(ctx: &Ctx, first: usize, pairs: usize, rate: f64) -> anyhow::Re
     r.insert("delivered".into(), all.received.into());
     r.insert("lost".into(), all.sent.saturating_sub(all.received).into());
     r.insert("duplicates".into(), all.duplicates.into());
+    r.insert("from_earlier_runs".into(), all.earlier.into());
     r.insert(
         "delivered_per_second".into(),
         (all.received as f64 / secs.min(ctx.args.duration).max(1e-3)).into(),
@@ -85,12 +93,14 @@ async fn pair(ctx: Ctx, a: Session, mut b: Session, rate: f64, end: Instant) -> 
         sent: 0,
         received: 0,
         duplicates: 0,
+        earlier: 0,
         hist: histogram(),
     };
     let mut seen = Vec::<u64>::new(); // a bit per message number
     let mut out = String::new();
     // Stamps before this (µs since the epoch) are warm-up: not in the result's latencies.
-    let warm_until = now_micros() + (ctx.args.warmup.max(0.0) * 1e6) as u64;
+    let started = now_micros();
+    let warm_until = started + (ctx.args.warmup.max(0.0) * 1e6) as u64;
     let m = &ctx.metrics;
     let drain_end = end + DRAIN;
     loop {
@@ -136,7 +146,7 @@ async fn pair(ctx: Ctx, a: Session, mut b: Session, rate: f64, end: Instant) -> 
                 break;
             }
         };
-        if let Some(pong) = ping_reply(&raw) {
+        if let Some(pong) = b.reader.answer(&raw) {
             let _ = b.send(&pong).await;
             continue;
         }
@@ -146,6 +156,10 @@ async fn pair(ctx: Ctx, a: Session, mut b: Session, rate: f64, end: Instant) -> 
         let Some((n, ts)) = read_stamp(&raw) else {
             continue;
         };
+        if ts < started {
+            t.earlier += 1;
+            continue;
+        }
         let (word, bit) = ((n / 64) as usize, 1u64 << (n % 64));
         if seen.len() <= word {
             seen.resize(word + 1, 0);

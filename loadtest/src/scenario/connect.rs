@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{Ctx, Report, ramp};
-use crate::client::{Session, ping_reply};
+use crate::client::Session;
 use crate::metrics::rss_kib;
 
 pub async fn run(ctx: &Ctx, first: usize, count: usize) -> anyhow::Result<Report> {
@@ -69,7 +69,7 @@ async fn hold(ctx: Ctx, mut s: Session, mut stop: tokio::sync::watch::Receiver<b
             }
             r = s.reader.next_raw() => match r {
                 Ok(raw) => {
-                    if let Some(pong) = ping_reply(&raw) && s.send(&pong).await.is_err() {
+                    if let Some(pong) = s.reader.answer(&raw) && s.send(&pong).await.is_err() {
                         ctx.metrics.error("connect: write failed during hold");
                         ctx.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
                         return false;

@@ -19,7 +19,7 @@ use hdrhistogram::Histogram;
 use memchr::memmem;
 
 use super::{Ctx, Pace, Report, age, ramp, read_stamp, require_all, sleep_until, stamp};
-use crate::client::{Needle, Session, condition, contains, ping_reply};
+use crate::client::{Needle, Session, condition, contains};
 use crate::metrics::{Metrics, histogram, latency_json};
 
 const DRAIN: Duration = Duration::from_secs(5);
@@ -216,7 +216,7 @@ async fn receive(
         };
         // The rest of the same read too, then all of it is recorded.
         while let Some(raw) = next {
-            if let Some(pong) = ping_reply(&raw) {
+            if let Some(pong) = s.reader.answer(&raw) {
                 let _ = s.send(&pong).await;
             } else if is_load(&raw)
                 && let Some((n, ts)) = read_stamp(&raw)
@@ -406,7 +406,7 @@ async fn join_within(s: &mut Session, room: &str, timeout: Duration) -> anyhow::
         let raw = tokio::time::timeout_at(deadline.into(), s.reader.next_raw())
             .await
             .map_err(|_| anyhow::anyhow!("no answer from the MUC service when joining {room}"))??;
-        if let Some(pong) = ping_reply(&raw) {
+        if let Some(pong) = s.reader.answer(&raw) {
             s.send(&pong).await?;
             continue;
         }
@@ -481,7 +481,7 @@ async fn muc_sender(
         };
         match raw {
             Ok(raw) => {
-                if let Some(pong) = ping_reply(&raw) {
+                if let Some(pong) = s.reader.answer(&raw) {
                     let _ = s.send(&pong).await;
                 } else if is_groupchat(&raw)
                     && let Some((n, ts)) = read_stamp(&raw)
@@ -762,7 +762,7 @@ async fn leave_room(s: &mut Session, room: &str) -> anyhow::Result<()> {
         let raw = tokio::time::timeout_at(deadline.into(), s.reader.next_raw())
             .await
             .map_err(|_| anyhow::anyhow!("no answer when leaving {room}"))??;
-        if let Some(pong) = ping_reply(&raw) {
+        if let Some(pong) = s.reader.answer(&raw) {
             s.send(&pong).await?;
             continue;
         }
@@ -1030,7 +1030,7 @@ pub(super) async fn publish(
         };
         match raw {
             Ok(raw) => {
-                if let Some(pong) = ping_reply(&raw) {
+                if let Some(pong) = s.reader.answer(&raw) {
                     let _ = s.send(&pong).await;
                     continue;
                 }

@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 
 use super::fanout::publish;
 use super::{Ctx, Report, age, ramp, read_stamp, require_all};
-use crate::client::{Session, condition, ping_reply};
+use crate::client::{Session, condition};
 use crate::metrics::{histogram, latency_json};
 
 const DRAIN: Duration = Duration::from_secs(5);
@@ -98,7 +98,7 @@ async fn watch(
         };
         match raw {
             Ok(raw) => {
-                if let Some(pong) = ping_reply(&raw) {
+                if let Some(pong) = s.reader.answer(&raw) {
                     let _ = s.send(&pong).await;
                 } else if raw.starts_with(b"<message")
                     && let (Some(d), Some((n, ts))) = (device_of(&raw, &prefix), read_stamp(&raw))
@@ -191,7 +191,7 @@ pub async fn run(
                     let raw = tokio::time::timeout(SETUP_TIMEOUT, s.reader.next_raw())
                         .await
                         .map_err(|_| anyhow::anyhow!("no answer to a subscription"))??;
-                    if let Some(pong) = ping_reply(&raw) {
+                    if let Some(pong) = s.reader.answer(&raw) {
                         s.send(&pong).await?;
                         continue;
                     }

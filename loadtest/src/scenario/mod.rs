@@ -11,7 +11,9 @@ pub mod fanout;
 pub mod iot;
 pub mod nodes;
 pub mod presence;
+pub mod resume;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -163,6 +165,18 @@ pub async fn ramp(
     count: usize,
     presence: &str,
 ) -> (Vec<(usize, Session)>, usize) {
+    ramp_to(ctx, first, count, presence, None).await
+}
+
+/// [`ramp`], every user to `addr` when given (else user `n` to the `n`th
+/// of the target's addresses, round the list).
+pub async fn ramp_to(
+    ctx: &Ctx,
+    first: usize,
+    count: usize,
+    presence: &str,
+    addr: Option<SocketAddr>,
+) -> (Vec<(usize, Session)>, usize) {
     provision(ctx, first, count).await;
     let start = Instant::now();
     let rate = ctx.args.login_rate.max(0.001);
@@ -179,7 +193,7 @@ pub async fn ramp(
         let (logged, done) = (logged_tx.clone(), done_rx.clone());
         set.spawn(async move {
             tokio::time::sleep_until(due.into()).await;
-            let r = login(&ctx2, n, i, &presence).await;
+            let r = login_to(&ctx2, n, i, &presence, addr).await;
             let _ = logged.send(());
             drop(logged);
             let r = match r {
@@ -218,13 +232,30 @@ pub async fn ramp(
 /// One login of user `n` (the `i`th of its ramp, which picks the source
 /// address), counted in the metrics.
 pub async fn login(ctx: &Ctx, n: usize, i: usize, presence: &str) -> anyhow::Result<Session> {
+    login_to(ctx, n, i, presence, None).await
+}
+
+/// The source address of the `i`th login of a ramp (`--sources`).
+pub fn source(ctx: &Ctx, i: usize) -> Option<std::net::IpAddr> {
+    let s = &ctx.args.sources;
+    (!s.is_empty()).then(|| s[i % s.len()])
+}
+
+/// [`login`] to `addr` when given.
+pub async fn login_to(
+    ctx: &Ctx,
+    n: usize,
+    i: usize,
+    presence: &str,
+    addr: Option<SocketAddr>,
+) -> anyhow::Result<Session> {
     let args = &ctx.args;
-    let source = (!args.sources.is_empty()).then(|| args.sources[i % args.sources.len()]);
+    let source = source(ctx, i);
     let s = tokio::time::timeout(
         Duration::from_secs(60),
         client::login(
             &ctx.target,
-            ctx.target.addrs[n % ctx.target.addrs.len()],
+            addr.unwrap_or(ctx.target.addrs[n % ctx.target.addrs.len()]),
             &ctx.user(n),
             &args.password,
             &args.resource,
@@ -236,6 +267,9 @@ pub async fn login(ctx: &Ctx, n: usize, i: usize, presence: &str) -> anyhow::Res
     .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")))?;
     ctx.metrics.logins.fetch_add(1, Ordering::Relaxed);
     ctx.metrics.sessions.fetch_add(1, Ordering::Relaxed);
+    if ctx.target.sm {
+        ctx.metrics.sm_enabled.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(s)
 }
 

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{Ctx, Report, ramp, require_all};
-use crate::client::{Session, condition, ping_reply};
+use crate::client::{Session, condition};
 use crate::metrics::{histogram, latency_json, rss_kib};
 
 const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
@@ -90,7 +90,7 @@ async fn create_share(
         let raw = tokio::time::timeout(ANSWER_TIMEOUT, s.reader.next_raw())
             .await
             .map_err(|_| anyhow::anyhow!("no answer in {ANSWER_TIMEOUT:?}"))??;
-        if let Some(pong) = ping_reply(&raw) {
+        if let Some(pong) = s.reader.answer(&raw) {
             s.send(&pong).await?;
             continue;
         }

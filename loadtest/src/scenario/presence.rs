@@ -22,7 +22,7 @@ use hdrhistogram::Histogram;
 use proto::Element;
 
 use super::{Ctx, Report, age, login, ramp, read_stamp, require_all, stamp};
-use crate::client::{Session, ping_reply};
+use crate::client::Session;
 use crate::metrics::{histogram, latency_json};
 
 const DRAIN: Duration = Duration::from_secs(3);
@@ -227,7 +227,7 @@ async fn befriend_one(
             Ok(r) => r?,
             Err(_) => continue,
         };
-        if let Some(pong) = ping_reply(&raw) {
+        if let Some(pong) = s.reader.answer(&raw) {
             s.send(&pong).await?;
             continue;
         }
@@ -304,7 +304,7 @@ async fn watch(
                 break;
             }
         };
-        if let Some(pong) = ping_reply(&raw) {
+        if let Some(pong) = s.reader.answer(&raw) {
             let _ = s.send(&pong).await;
             continue;
         }
@@ -366,7 +366,7 @@ async fn churn(
             };
             match raw {
                 Ok(raw) => {
-                    if let Some(pong) = ping_reply(&raw) {
+                    if let Some(pong) = s.reader.answer(&raw) {
                         let _ = s.send(&pong).await;
                     } else if raw.starts_with(b"<presence") {
                         delivered.fetch_add(1, Ordering::Relaxed);

@@ -6,6 +6,9 @@
 #   tcp-plain  TCP without TLS ([tls] require_starttls = false)
 #   websocket  ws://, no TLS (as behind a TLS-terminating proxy)
 #   wss        wss://, TLS under the WebSocket
+#   bosh       BOSH (XEP-0206) over plain HTTP at /http-bind, on the
+#              WebSocket listener (an idle session holds one connection
+#              with a request waiting at the server)
 # Memory: `connect --sessions SESSIONS` on a freshly started server for
 # each run (the accounts stay in its data directory), so that no run
 # inherits the memory that another one freed. Chat: `chat --pairs PAIRS
@@ -18,7 +21,7 @@
 # server processes it started.
 #
 # usage: bash loadtest/bench-websocket.sh   (RUNS=3 SESSIONS=10000 LOGIN_RATE=1000
-#   PAIRS=50 WINDOW=16 DURATION=10 TRANSPORTS="tcp tcp-plain websocket wss";
+#   PAIRS=50 WINDOW=16 DURATION=10 TRANSPORTS="tcp tcp-plain websocket wss bosh";
 #   KEEP=1 keeps the logs and JSON reports)
 set -u
 cd "$(dirname "$0")/.."
@@ -29,7 +32,7 @@ LOGIN_RATE=${LOGIN_RATE:-1000}
 PAIRS=${PAIRS:-50}
 WINDOW=${WINDOW:-16}
 DURATION=${DURATION:-10}
-TRANSPORTS=${TRANSPORTS:-tcp tcp-plain websocket wss}
+TRANSPORTS=${TRANSPORTS:-tcp tcp-plain websocket wss bosh}
 PORT=45700 # c2s; 45701 direct TLS, 45702 WebSocket, 45703 WebSocket with TLS
 # The harness and the server each hold a descriptor per session.
 [ "$(ulimit -n)" -ge $((SESSIONS + 500)) ] || ulimit -n $((SESSIONS + 500)) || exit 1
@@ -60,6 +63,7 @@ opts() {
     tcp-plain) echo "--port $PORT --tls plain" ;;
     websocket) echo "--port $((PORT + 2)) --transport websocket" ;;
     wss) echo "--port $((PORT + 3)) --transport wss" ;;
+    bosh) echo "--port $((PORT + 2)) --transport bosh" ;;
     *) echo "unknown transport $1" >&2; exit 2 ;;
   esac
 }

@@ -47,6 +47,9 @@ pub enum Transport {
     Websocket,
     /// WebSocket (RFC 7395) in TLS: wss://.
     Wss,
+    /// BOSH (XEP-0124, XEP-0206) over plain HTTP/1.1 (as behind a TLS
+    /// proxy).
+    Bosh,
 }
 
 /// Where and how to connect.
@@ -59,6 +62,8 @@ pub struct Target {
     pub transport: Transport,
     /// The WebSocket endpoint's path.
     pub ws_path: String,
+    /// The BOSH endpoint's path.
+    pub bosh_path: String,
     /// TLS on TCP; a WebSocket has none of its own (`Transport::Wss` is
     /// TLS under it).
     pub tls: TlsMode,
@@ -76,6 +81,8 @@ pub enum Conn {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// A WebSocket over one of the others.
     Ws(Box<WsConn>),
+    /// A BOSH session (its own HTTP connections).
+    Bosh(Box<crate::bosh::BoshConn>),
 }
 
 impl AsyncRead for Conn {
@@ -88,6 +95,7 @@ impl AsyncRead for Conn {
             Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Conn::Ws(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Bosh(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -102,6 +110,7 @@ impl AsyncWrite for Conn {
             Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Conn::Ws(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Bosh(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -109,6 +118,7 @@ impl AsyncWrite for Conn {
             Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Conn::Ws(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Bosh(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -116,6 +126,7 @@ impl AsyncWrite for Conn {
             Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Conn::Ws(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Bosh(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -643,21 +654,27 @@ async fn authenticated(
     password: &str,
     source: Option<IpAddr>,
 ) -> anyhow::Result<(Reader<Conn>, Element)> {
-    let s = tcp(addr, source).await?;
     let mut cb = None;
     let conn = match (t.transport, t.tls) {
         (Transport::Tcp, TlsMode::Direct) => {
-            let (c, b) = tls(t, s).await?;
+            let (c, b) = tls(t, tcp(addr, source).await?).await?;
             cb = b;
             c
         }
-        (Transport::Tcp, _) => Conn::Tcp(s),
-        (Transport::Websocket, _) => websocket(t, addr, "ws", Conn::Tcp(s)).await?,
+        (Transport::Tcp, _) => Conn::Tcp(tcp(addr, source).await?),
+        (Transport::Websocket, _) => {
+            websocket(t, addr, "ws", Conn::Tcp(tcp(addr, source).await?)).await?
+        }
         (Transport::Wss, _) => {
-            let (c, b) = tls(t, s).await?;
+            let (c, b) = tls(t, tcp(addr, source).await?).await?;
             cb = b;
             websocket(t, addr, "wss", c).await?
         }
+        // Its own HTTP connections (one, a second when sending while a
+        // request waits at the server; the source address is not taken).
+        (Transport::Bosh, _) => Conn::Bosh(Box::new(
+            crate::bosh::connect(addr, &t.bosh_path, &t.domain).await?,
+        )),
     };
     let mut r = Reader::new(conn);
     open(&mut r, &t.domain).await?;

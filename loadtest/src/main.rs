@@ -11,6 +11,7 @@
 //! with plots (`--html`). The exit status is 0 only if nothing was lost,
 //! duplicated or refused and no session failed.
 
+mod bosh;
 mod client;
 mod framer;
 mod metrics;
@@ -77,13 +78,17 @@ pub struct Args {
     /// The XMPP domain of the accounts.
     #[arg(long, default_value = "localhost")]
     domain: String,
-    /// What the streams run over: TCP, or WebSocket (RFC 7395) at
-    /// ws://HOST:PORT/--ws-path or wss:// (TLS under the WebSocket).
+    /// What the streams run over: TCP, WebSocket (RFC 7395) at
+    /// ws://HOST:PORT/--ws-path or wss:// (TLS under the WebSocket), or
+    /// BOSH (XEP-0206) at http://HOST:PORT/--bosh-path.
     #[arg(long, value_enum, default_value = "tcp")]
     transport: Transport,
     /// The WebSocket endpoint's path (--transport websocket or wss).
     #[arg(long, default_value = "/xmpp-websocket")]
     ws_path: String,
+    /// The BOSH endpoint's path (--transport bosh: http://HOST:PORT/PATH).
+    #[arg(long, default_value = "/http-bind")]
+    bosh_path: String,
     /// TLS on TCP (a WebSocket has no STARTTLS: see --transport).
     /// Certificates are never verified: this is a test tool.
     #[arg(long, value_enum, default_value = "starttls")]
@@ -419,6 +424,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
         domain: args.domain.clone(),
         transport: args.transport,
         ws_path: args.ws_path.clone(),
+        bosh_path: args.bosh_path.clone(),
         tls: args.tls,
         mechanism: args.mechanism.clone(),
         register: args.register,
@@ -551,7 +557,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
             // What the connections did, whatever --tls said.
             "tls": match args.transport {
                 Transport::Tcp => format!("{:?}", args.tls).to_lowercase(),
-                Transport::Websocket => "plain".into(),
+                Transport::Websocket | Transport::Bosh => "plain".into(),
                 Transport::Wss => "direct".into(),
             },
             "mechanism": args.mechanism,
@@ -583,6 +589,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
             Transport::Tcp => "TCP",
             Transport::Websocket => "WebSocket",
             Transport::Wss => "WebSocket with TLS",
+            Transport::Bosh => "BOSH",
         }
     );
     println!("{title}");

@@ -173,7 +173,7 @@ impl AsyncWrite for WsConn {
 /// `</stream:stream>` `<close/>`, the XML declaration goes, and each
 /// element is a message of its own, put in `jabber:client` when it was
 /// written without a namespace.
-fn cut(out: &mut Framer) -> io::Result<Option<Message>> {
+pub(crate) fn cut(out: &mut Framer) -> io::Result<Option<Message>> {
     const OPEN: &[u8] = b"<stream:stream";
     const CLOSE: &[u8] = b"</stream:stream";
     loop {

@@ -414,11 +414,11 @@ fn mixed_runs_the_blend_from_a_scenario_file() {
     assert!(page.contains("<svg") && page.contains("chat.delivered"));
 }
 
-/// Every scenario runs over WebSocket through the same client: logins
-/// (in-band registration, SCRAM, PLAIN), chat and the idle sessions of
-/// `connect`, over ws:// and wss://.
+/// Every scenario runs over WebSocket and BOSH through the same client:
+/// logins (in-band registration, SCRAM, PLAIN), chat and the idle
+/// sessions of `connect`, over ws://, wss:// and BOSH.
 #[test]
-fn scenarios_run_over_websocket_plain_and_with_tls() {
+fn scenarios_run_over_websocket_plain_and_with_tls_and_bosh() {
     for (listener, transport, announce) in [
         (
             "websocket",
@@ -430,6 +430,8 @@ fn scenarios_run_over_websocket_plain_and_with_tls() {
             "wss",
             "client listener (WebSocket with TLS, RFC 7395)",
         ),
+        // BOSH (XEP-0206) at /http-bind on the plain WebSocket listener.
+        ("websocket", "bosh", "client listener (WebSocket, RFC 7395)"),
     ] {
         let x = Xmppd::start_with(
             &format!(

@@ -921,6 +921,15 @@ impl Conn {
 
     async fn finish(&mut self) {
         if let (true, Some(jid)) = (self.inbox.is_some(), self.machine.jid().cloned()) {
+            // XEP-0198: the client's last acknowledgement (often sent
+            // right before its </stream:stream>) is in before the end.
+            if let Some(sm) = self.sm.as_ref().filter(|s| s.counting) {
+                let (h, handled) = (sm.acked, sm.handled);
+                self.edge
+                    .core
+                    .sm_ack_now(jid.clone(), self.conn_id, h, handled)
+                    .await;
+            }
             match self.sm.as_ref() {
                 // XEP-0198 §5: a connection lost (not closed by the client)
                 // leaves a resumable session waiting for its client.

@@ -95,6 +95,18 @@ impl CoreLink {
         }
     }
 
+    /// As [`CoreLink::sm_ack`], waited for: the last acknowledgement goes
+    /// in before the session ends or waits (else its end would hand on
+    /// as undelivered what the client had acknowledged).
+    pub async fn sm_ack_now(&self, jid: FullJid, conn_id: u64, h: u32, handled: u32) {
+        match self {
+            CoreLink::Local(c) => {
+                let _ = c.sm_ack(jid, conn_id, h, handled).await;
+            }
+            CoreLink::Remote(r) => r.sm_ack(jid, conn_id, h, handled).await,
+        }
+    }
+
     /// The connection of a session with stream management is gone: a
     /// resumable session waits for its client, any other ends.
     pub async fn sm_detach(&self, jid: FullJid, conn_id: u64, handled: u32) {

@@ -374,3 +374,39 @@ async fn an_unacknowledged_request_is_answered_with_an_error_when_the_session_en
     let err = e.child("error", ns::CLIENT).expect("error");
     assert!(err.child("service-unavailable", ns::STANZAS_ERR).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_just_before_the_close_is_taken() {
+    // A client that acknowledges everything and closes in the same write:
+    // nothing it acknowledged is handed on as undelivered (no duplicate
+    // from offline storage at its next login).
+    let t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    t.add_user("bob@localhost", PW);
+    let mut alice = Client::online(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    for round in 0..5 {
+        let mut bob = Client::login(t.addr, "bob@localhost", PW, "b")
+            .await
+            .expect("bob");
+        assert_eq!(enable(&mut bob).await.name, "enabled");
+        say(&mut alice, "bob@localhost/b", &format!("r{round}")).await;
+        let mut n = 0;
+        assert_eq!(next_body(&mut bob, &mut n).await, format!("r{round}"));
+        bob.send(&format!("<a xmlns='{SM}' h='{n}'/></stream:stream>"))
+            .await;
+        let _ = bob.expect(|_| false).await;
+    }
+    let mut bob = Client::online(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    while let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(700), bob.next_element()).await
+    {
+        assert!(
+            body(&e).is_none(),
+            "handed on again: {}",
+            e.to_xml(ns::CLIENT)
+        );
+    }
+}

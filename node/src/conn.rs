@@ -535,8 +535,17 @@ impl Conn {
         let Some(h) = self.held.as_mut() else { return };
         let mut urgent = false;
         let mut waiting = 0;
+        // With stream management counting, a presence is never dropped
+        // for a newer one: the core keeps every stanza sent until the
+        // client counts it, so each must reach the client.
+        let keep_all = self.sm.as_ref().is_some_and(|s| s.counting);
         for b in items {
-            match crate::csi::classify(&b, chat_states) {
+            let class = match crate::csi::classify(&b, chat_states) {
+                crate::csi::Class::Urgent => crate::csi::Class::Urgent,
+                _ if keep_all => crate::csi::Class::Hold,
+                c => c,
+            };
+            match class {
                 // Held like the rest, so that it goes after them.
                 crate::csi::Class::Urgent => {
                     urgent = true;

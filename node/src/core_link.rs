@@ -131,7 +131,7 @@ impl CoreLink {
             CoreLink::Local(c) => match c.sm_resume(user, previd, h, sink).await {
                 Ok(Ok((jid, handled))) => Resumed::Yes(jid, handled),
                 Ok(Err(router::ResumeRefused::NotFound)) => Resumed::NotFound,
-                Ok(Err(router::ResumeRefused::TooHigh { sent })) => Resumed::TooHigh { sent },
+                Ok(Err(router::ResumeRefused::TooHigh { handled })) => Resumed::TooHigh { handled },
                 Err(_) => Resumed::Unavailable,
             },
             CoreLink::Remote(r) => r.sm_resume(user, previd, h, sink).await,

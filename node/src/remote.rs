@@ -630,7 +630,7 @@ impl RemoteCore {
             }
             Some(r) if r.result == pb::sm_reply::Result::NotFound as i32 => Resumed::NotFound,
             Some(r) if r.result == pb::sm_reply::Result::TooHigh as i32 => {
-                Resumed::TooHigh { sent: r.h }
+                Resumed::TooHigh { handled: r.h }
             }
             _ => Resumed::Unavailable,
         };

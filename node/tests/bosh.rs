@@ -750,13 +750,20 @@ async fn acknowledgements_and_the_content_type_asked_for() {
     let r = post(
         addr,
         format!(
-            "<body xmlns='{NS}' rid='{FIRST_RID}' to='localhost' ver='1.11' wait='60' hold='1' ack='1' content='text/plain; charset=utf-8'/>"
+            "<body xmlns='{NS}' rid='{FIRST_RID}' to='localhost' ver='1.11' wait='60' hold='1' ack='1' content='application/xml; charset=utf-8'/>"
         ),
     )
     .await;
     assert_eq!(
         r.headers.get("content-type").and_then(|v| v.to_str().ok()),
-        Some("text/plain; charset=utf-8")
+        Some("application/xml; charset=utf-8")
+    );
+    // Never sniffed as something else.
+    assert_eq!(
+        r.headers
+            .get("x-content-type-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("nosniff")
     );
     let b = r.body();
     // §9.1: the creation response acknowledges the creation request.
@@ -781,7 +788,7 @@ async fn acknowledgements_and_the_content_type_asked_for() {
             .headers
             .get("content-type")
             .and_then(|v| v.to_str().ok()),
-        Some("text/plain; charset=utf-8")
+        Some("application/xml; charset=utf-8")
     );
     assert_eq!(later.body().attr("ack"), None, "{}", later.text);
     let h = held.await.expect("held").body();
@@ -1152,4 +1159,54 @@ async fn stream_management_over_bosh_resumes_a_session_that_timed_out() {
     }
     assert!(resumed, "no <resumed/>");
     assert_eq!(got, ["one", "two"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_xml_goes_in_or_out() {
+    // A page of another site can post a form (text/plain, no CORS
+    // preflight) and could ask for responses served as HTML: neither is
+    // taken, so what a stanza carries never runs as script in the
+    // server's origin.
+    let (_t, addr) = server().await;
+    for content in [
+        "text/html",
+        "text/html; charset=utf-8",
+        "application/xhtml+xml",
+        "text/plain",
+    ] {
+        let r = post(
+            addr,
+            format!(
+                "<body xmlns='{NS}' rid='{FIRST_RID}' to='localhost' ver='1.11' wait='60' hold='1' content='{content}'/>"
+            ),
+        )
+        .await;
+        assert_eq!(
+            condition(&r.body()),
+            Some("bad-request"),
+            "{content}: {}",
+            r.text
+        );
+    }
+    for form in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = http(
+            addr,
+            Method::POST,
+            "/http-bind",
+            &[("content-type", form)],
+            format!("<body xmlns='{NS}' rid='{FIRST_RID}' to='localhost' ver='1.11' wait='60' hold='1'/>"),
+        )
+        .await;
+        assert_eq!(
+            condition(&r.body()),
+            Some("bad-request"),
+            "{form}: {}",
+            r.text
+        );
+        assert!(r.body().attr("sid").is_none(), "{form}: a session was made");
+    }
 }

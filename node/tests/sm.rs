@@ -410,3 +410,88 @@ async fn an_acknowledgement_just_before_the_close_is_taken() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inactive_client_with_stream_management_gets_every_stanza_counted() {
+    // XEP-0352 with XEP-0198: while inactive, presence is held, but none
+    // is dropped for a newer one (the core keeps each until counted), so
+    // the client's count and the server's agree; a late <a/> with a lower
+    // h is no error.
+    let t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    t.add_user("bob@localhost", PW);
+    let mut alice = Client::online(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    let mut bob = Client::login(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    let id = enable(&mut bob).await.attr("id").expect("id").to_string();
+    bob.send("<inactive xmlns='urn:xmpp:csi:0'/><iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let mut n = 0u32;
+    bob.expect(|e| e.attr("id") == Some("sync"))
+        .await
+        .expect("sync");
+    n += 1;
+    for show in ["away", "xa", "dnd"] {
+        alice
+            .send(&format!(
+                "<presence to='bob@localhost/b'><show>{show}</show></presence>"
+            ))
+            .await;
+    }
+    // All three held (a message goes straight to bob's shard, presence
+    // through alice's: it must not overtake them).
+    let m = &t.server.as_ref().expect("running").edge.metrics;
+    let deadline = tokio::time::Instant::now() + common::TIMEOUT;
+    while m.csi_held.get() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "held {}",
+            m.csi_held.get()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(m.csi_superseded.get(), 0);
+    say(&mut alice, "bob@localhost/b", "wake up").await;
+    let mut shows = Vec::new();
+    let mut woke = false;
+    while shows.len() < 3 || !woke {
+        let e = bob.next_element().await.expect("element");
+        if e.ns == ns::CLIENT {
+            n += 1;
+        }
+        if e.name == "presence"
+            && let Some(s) = e.child("show", ns::CLIENT)
+        {
+            shows.push(s.text());
+        }
+        woke |= body(&e).is_some();
+        if woke && shows.len() < 3 {
+            // Held again after the flush: the client says it is active.
+            bob.send("<active xmlns='urn:xmpp:csi:0'/>").await;
+        }
+    }
+    assert_eq!(shows, ["away", "xa", "dnd"], "none dropped");
+    bob.send(&format!("<a xmlns='{SM}' h='{n}'/><a xmlns='{SM}' h='1'/>"))
+        .await;
+    // Still there, and the counts agree: resuming with h = n replays nothing.
+    assert_eq!(sync(&mut bob).await, 1);
+    drop(bob);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut bob = authenticated(&t, "bob@localhost").await;
+    bob.send(&format!("<resume xmlns='{SM}' previd='{id}' h='{n}'/>"))
+        .await;
+    assert_eq!(
+        bob.expect(|e| e.ns == SM).await.expect("resumed").name,
+        "resumed"
+    );
+    if let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(500), bob.next_element()).await {
+        assert!(
+            e.ns != ns::CLIENT,
+            "replayed though counted: {}",
+            e.to_xml(ns::CLIENT)
+        );
+    }
+}

@@ -387,10 +387,10 @@ impl pb::core_server::Core for CoreService {
                             result: pb::sm_reply::Result::NotFound as i32,
                             ..Default::default()
                         },
-                        Err(crate::session::ResumeRefused::TooHigh { sent }) => pb::SmReply {
+                        Err(crate::session::ResumeRefused::TooHigh { handled }) => pb::SmReply {
                             result: pb::sm_reply::Result::TooHigh as i32,
                             full_jid: String::new(),
-                            h: sent,
+                            h: handled,
                         },
                     })
             }

@@ -150,8 +150,9 @@ pub enum ResumeRefused {
     /// No such resumable session (or it timed out).
     NotFound,
     /// The client says it handled more than it was sent (or fewer than
-    /// it acknowledged before): `sent` is what it was sent.
-    TooHigh { sent: u32 },
+    /// it acknowledged before); `handled` is the count of the client's
+    /// stanzas the server handled (what `<failed h/>` says, §5).
+    TooHigh { handled: u32 },
 }
 
 /// The core's link to one remote edge: a bounded queue of deliveries that
@@ -488,7 +489,7 @@ impl SessionSink {
         // huge) is an error too: the stanzas it asks for are gone.
         if n > sm.unacked.len() {
             return Err(ResumeRefused::TooHigh {
-                sent: sm.acked.wrapping_add(sm.unacked.len() as u32),
+                handled: sm.handled,
             });
         }
         sm.unacked.drain(..n);

@@ -221,6 +221,15 @@ pub(crate) async fn post(
         return (StatusCode::FORBIDDEN, "this origin may not connect\n").into_response();
     };
     let text_xml = HeaderValue::from_static(TEXT_XML);
+    // Only XML is taken: a form of another site posts text/plain or
+    // form-encoded bodies without asking (no CORS preflight), and must
+    // not be able to drive a session.
+    if let Some(ct) = headers.get(header::CONTENT_TYPE)
+        && !ct.to_str().is_ok_and(is_xml_type)
+    {
+        tracing::debug!(peer = %acc.peer, "BOSH request refused: not an XML content type");
+        return respond(Condition::BadRequest.reply(false), &text_xml, origin);
+    }
     let raw = match read_body(request, hub.settings.max_body_bytes).await {
         Ok(b) => b,
         Err(start) => {
@@ -322,10 +331,26 @@ fn cors_origin(allowed: &[String], headers: &HeaderMap) -> Result<Option<HeaderV
     Ok(Some(origin.clone()))
 }
 
+/// A media type that is XML (`text/xml`, `application/xml`, or any
+/// `+xml`), with or without parameters.
+fn is_xml_type(value: &str) -> bool {
+    let t = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    t == "text/xml" || t == "application/xml" || (t.ends_with("+xml") && !t.contains("html"))
+}
+
 fn respond(reply: Reply, content_type: &HeaderValue, origin: Option<HeaderValue>) -> Response {
     let mut r = (reply.status, reply.body).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type.clone());
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(o) = origin {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
@@ -407,10 +432,12 @@ fn create(
     let hold = usize::try_from(number("hold", 1)?)
         .unwrap_or(usize::MAX)
         .min(s.max_hold);
+    // An XML type only: a response served as HTML would run what a
+    // stanza carries as script in the server's origin.
     let content_type = match req.attr("content") {
         None => HeaderValue::from_static(TEXT_XML),
         Some(c) => match HeaderValue::from_str(c.trim()) {
-            Ok(v) if c.len() <= 128 && !c.trim().is_empty() => v,
+            Ok(v) if c.len() <= 128 && is_xml_type(c) => v,
             _ => return Err(refuse(Condition::BadRequest)),
         },
     };

@@ -21,7 +21,7 @@ pub enum Resumed {
     /// No such session, or it timed out (`item-not-found`).
     NotFound,
     /// The client claimed more stanzas than it was sent.
-    TooHigh { sent: u32 },
+    TooHigh { handled: u32 },
     /// The core could not be asked.
     Unavailable,
 }
@@ -106,10 +106,11 @@ impl Machine {
                 self.phase = Phase::Negotiating;
                 out.push(Action::Send(failed("item-not-found", None)));
             }
-            Resumed::TooHigh { sent } => {
-                // §5: an h the session cannot have seen.
+            Resumed::TooHigh { handled } => {
+                // §5: an h the session cannot have seen; the failure says
+                // how many of the client's stanzas the server handled.
                 self.phase = Phase::Negotiating;
-                out.push(Action::Send(failed("unexpected-request", Some(sent))));
+                out.push(Action::Send(failed("unexpected-request", Some(handled))));
             }
             Resumed::Unavailable => {
                 self.phase = Phase::Negotiating;

@@ -129,8 +129,9 @@ pub(crate) fn sweep(ctx: &mut Ctx<'_>, now: Instant) {
 /// A session with stream management ended for good: what its client did
 /// not acknowledge is handled as if never delivered (XEP-0198 §4, RFC
 /// 6121 §8.5.3.2.1): a message goes to the user's other resources or to
-/// offline storage, an IQ request is answered with an error, presence
-/// and the rest are let go. Called after the session is removed.
+/// offline storage, a groupchat message and an IQ request are answered
+/// with an error, presence and the rest are let go. Called after the
+/// session is removed.
 pub(crate) fn undelivered(ctx: &mut Ctx<'_>, jid: &FullJid, unacked: Vec<Outbound>) {
     let bare = Jid::Bare(jid.bare());
     for out in unacked {
@@ -141,7 +142,15 @@ pub(crate) fn undelivered(ctx: &mut Ctx<'_>, jid: &FullJid, unacked: Vec<Outboun
         let Ok(s) = Stanza::parse(&raw) else { continue };
         match s.kind {
             Kind::Message => {
-                if matches!(s.stype(), "groupchat" | "headline" | "error") {
+                // RFC 6121 §8.5.3.2.1: groupchat to a resource that is
+                // gone is answered (a room learns its occupant left);
+                // a headline or an error is dropped.
+                if s.stype() == "groupchat" {
+                    let s = s.restamped(s.from.clone(), Some(Jid::Full(jid.clone())));
+                    ctx.bounce(&s, StanzaCondition::ServiceUnavailable, None);
+                    continue;
+                }
+                if matches!(s.stype(), "headline" | "error") {
                     continue;
                 }
                 let from = s.from.clone();

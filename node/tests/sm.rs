@@ -495,3 +495,58 @@ async fn an_inactive_client_with_stream_management_gets_every_stanza_counted() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_stores_what_was_not_acknowledged() {
+    // A graceful stop (SIGTERM) ends every session with stream management:
+    // no resumption can find them after the restart, so what their clients
+    // did not acknowledge is stored offline, for a session waiting for its
+    // client and for one still connected alike.
+    let mut t = TestServer::start().await;
+    t.add_user("alice@localhost", PW);
+    t.add_user("bob@localhost", PW);
+    t.add_user("carol@localhost", PW);
+    let mut bob = Client::online(t.addr, "bob@localhost", PW, "b")
+        .await
+        .expect("bob");
+    let mut alice = Client::login(t.addr, "alice@localhost", PW, "a")
+        .await
+        .expect("alice");
+    assert_eq!(enable(&mut alice).await.name, "enabled");
+    let mut carol = Client::login(t.addr, "carol@localhost", PW, "c")
+        .await
+        .expect("carol");
+    assert_eq!(enable(&mut carol).await.name, "enabled");
+    // Alice's connection is cut: her session waits.
+    drop(alice);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..3 {
+        say(&mut bob, "alice@localhost/a", &format!("a{i}")).await;
+        say(&mut bob, "carol@localhost/c", &format!("c{i}")).await;
+    }
+    // Carol reads hers but acknowledges none.
+    let mut n = 0;
+    for i in 0..3 {
+        assert_eq!(next_body(&mut carol, &mut n).await, format!("c{i}"));
+    }
+    bob.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    bob.expect(|e| e.attr("id") == Some("sync"))
+        .await
+        .expect("sync");
+    t.restart().await;
+    for (user, want) in [("alice", "a"), ("carol", "c")] {
+        let mut c = Client::online(t.addr, &format!("{user}@localhost"), PW, "new")
+            .await
+            .expect("login after the restart");
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let e = c.next_element().await.expect("offline");
+            if let Some(b) = body(&e) {
+                got.push(b);
+            }
+        }
+        let expected: Vec<String> = (0..3).map(|i| format!("{want}{i}")).collect();
+        assert_eq!(got, expected, "{user}");
+    }
+}

@@ -38,6 +38,11 @@ struct Record {
     presence: Option<Vec<u8>>,
     interested: bool,
     directed: Vec<String>,
+    /// The session waited for its client to resume it (XEP-0198): its
+    /// unacknowledged stanzas were in the old leader's memory only, so at
+    /// a new leader it ends (rather than live on without a connection).
+    #[serde(default)]
+    detached: bool,
 }
 
 fn key(jid: &FullJid) -> Vec<u8> {
@@ -55,6 +60,7 @@ fn encode(s: &Session) -> Vec<u8> {
             .map(|p| proto::cluster::envelope::to_envelope(0, p).encode_to_vec()),
         interested: s.interested,
         directed: s.directed.iter().map(ToString::to_string).collect(),
+        detached: s.sink.sm_info().is_some_and(|i| i.detached_at.is_some()),
     };
     serde_json::to_vec(&r).unwrap_or_default()
 }
@@ -198,7 +204,7 @@ pub(crate) async fn ensure_loaded(
             .sessions
             .push(session);
         loaded += 1;
-        if !live {
+        if !live || r.detached {
             orphans.push((jid, r.session));
         }
     }

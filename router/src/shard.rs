@@ -291,6 +291,19 @@ pub(crate) async fn run(
         };
         match msg {
             ShardMsg::Stop { reply } => {
+                // Sessions with stream management end before the store
+                // closes: what their clients did not acknowledge goes to
+                // offline storage (routed to this same shard, handled by
+                // the loop below).
+                let served = !shared.cluster.clustered()
+                    || crate::replicated::serves(&st, &shared.cluster, index);
+                if served {
+                    let clustered = shared.cluster.clustered();
+                    let end = ShardMsg::Exec(Box::new(move |ctx| {
+                        crate::modules::sm::end_all(ctx, clustered)
+                    }));
+                    step(&mut st, &shared, index, end, Vec::new()).await;
+                }
                 while let Ok(m) = internal.try_recv() {
                     step(&mut st, &shared, index, m, Vec::new()).await;
                 }

@@ -56,6 +56,8 @@ pub(crate) fn detach(ctx: &mut Ctx<'_>, jid: &FullJid, conn_id: u64, handled: Op
     };
     if sink.sm_detach(conn_id, handled) {
         ctx.st.sm_detached.insert(jid.clone());
+        // A cluster replicates that it waits (see `replicated`).
+        ctx.st.changed(jid);
         tracing::debug!(session = %jid, "session waits for a resumption");
     } else {
         super::dispatch::unbind(ctx, jid, conn_id);
@@ -122,6 +124,35 @@ pub(crate) fn sweep(ctx: &mut Ctx<'_>, now: Instant) {
         .retain(|j| ctx.st.users.contains_key(j.bare_str()));
     for (jid, conn) in expired {
         tracing::debug!(session = %jid, "no resumption came; the session ends");
+        super::dispatch::unbind(ctx, &jid, conn);
+    }
+}
+
+/// The node stops (or hands the shard on): the sessions that wait for a
+/// resumption end now, their unacknowledged messages going to offline
+/// storage, as no resumption can find them afterwards (they live in this
+/// process only). Without a cluster, every session with stream
+/// management ends so (its connection is closing with the server).
+pub(crate) fn end_all(ctx: &mut Ctx<'_>, clustered: bool) {
+    let ending: Vec<(FullJid, u64)> = ctx
+        .st
+        .users
+        .values()
+        .flat_map(|u| &u.sessions)
+        .filter(|s| {
+            s.sink
+                .sm_info()
+                .is_some_and(|i| i.detached_at.is_some() || !clustered)
+        })
+        .map(|s| (s.jid.clone(), s.sink.conn_id()))
+        .collect();
+    if !ending.is_empty() {
+        tracing::info!(
+            sessions = ending.len(),
+            "sessions with stream management end with the node"
+        );
+    }
+    for (jid, conn) in ending {
         super::dispatch::unbind(ctx, &jid, conn);
     }
 }

@@ -550,3 +550,48 @@ async fn a_stopping_server_stores_what_was_not_acknowledged() {
         assert_eq!(got, expected, "{user}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_account_keeps_at_most_ten_sessions_waiting() {
+    // Memory stays bounded: an account that leaves session after session
+    // waiting keeps only the last ten; the oldest end.
+    let t = TestServer::start().await;
+    t.add_user("bob@localhost", PW);
+    for i in 0..13 {
+        let mut c = Client::login(t.addr, "bob@localhost", PW, &format!("r{i}"))
+            .await
+            .expect("bob");
+        assert_eq!(enable(&mut c).await.name, "enabled");
+        drop(c);
+    }
+    let core = t
+        .server
+        .as_ref()
+        .expect("running")
+        .core
+        .clone()
+        .expect("a core");
+    let bob = proto::BareJid::parse("bob@localhost").expect("jid");
+    let deadline = tokio::time::Instant::now() + common::TIMEOUT;
+    loop {
+        let n = core.list_sessions(Some(&bob)).await.len();
+        if n == 10 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} sessions waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The ten kept are the latest.
+    let kept: Vec<String> = core
+        .list_sessions(Some(&bob))
+        .await
+        .into_iter()
+        .map(|s| s.jid.resource().to_string())
+        .collect();
+    for old in ["r0", "r1", "r2"] {
+        assert!(!kept.contains(&old.to_string()), "{kept:?}");
+    }
+}

@@ -132,6 +132,8 @@ struct SmBuffer {
     /// the stanza before `unacked[0]`.
     acked: u32,
     unacked: VecDeque<Outbound>,
+    /// Their bytes.
+    bytes: usize,
     /// The client's stanzas the edge last said it handled.
     handled: u32,
     /// Past this many unacknowledged stanzas the client is told to close.
@@ -142,6 +144,17 @@ struct SmBuffer {
     detached_at: Option<std::time::Instant>,
     /// How long it may wait.
     timeout: std::time::Duration,
+}
+
+/// Bytes of unacknowledged stanzas one session may hold (besides their
+/// count, `max_unacked`): past it, as past the count.
+pub const MAX_UNACKED_BYTES: usize = 4 << 20;
+
+fn out_len(o: &Outbound) -> usize {
+    match o {
+        Outbound::Stanza(b) | Outbound::Addressed(b) => b.len(),
+        _ => 0,
+    }
 }
 
 /// Why a resumption failed (XEP-0198 §5).
@@ -320,13 +333,14 @@ impl SessionSink {
         if let Some(sm) = sm
             && matches!(out, Outbound::Stanza(_) | Outbound::Addressed(_))
         {
+            sm.bytes += out_len(&out);
             sm.unacked.push_back(out.clone());
             if sm.detached_at.is_some() {
                 // Kept for the resumption (or, if none comes, handled as
                 // undelivered when the session ends).
                 return true;
             }
-            if sm.unacked.len() > sm.max_unacked && !sm.told {
+            if (sm.unacked.len() > sm.max_unacked || sm.bytes > MAX_UNACKED_BYTES) && !sm.told {
                 sm.told = true;
                 target.send(conn_id, out, trail.clone());
                 let text = "too many stanzas unacknowledged (XEP-0198)";
@@ -406,6 +420,7 @@ impl SessionSink {
             resume,
             acked: 0,
             unacked: VecDeque::new(),
+            bytes: 0,
             handled: 0,
             max_unacked: max_unacked.max(1),
             told: false,
@@ -426,7 +441,8 @@ impl SessionSink {
         // The edge checked h against what it wrote; more than is kept
         // here cannot be (an old ack after a resumption): ignored.
         if n <= sm.unacked.len() {
-            sm.unacked.drain(..n);
+            let freed: usize = sm.unacked.drain(..n).map(|o| out_len(&o)).sum();
+            sm.bytes -= freed;
             sm.acked = h;
         }
         sm.handled = handled;
@@ -446,6 +462,7 @@ impl SessionSink {
             detached_at: sm.detached_at,
             unacked: sm.unacked.len(),
             max_unacked: sm.max_unacked,
+            bytes: sm.bytes,
             timeout: sm.timeout,
         })
     }
@@ -492,7 +509,8 @@ impl SessionSink {
                 handled: sm.handled,
             });
         }
-        sm.unacked.drain(..n);
+        let freed: usize = sm.unacked.drain(..n).map(|o| out_len(&o)).sum();
+        sm.bytes -= freed;
         sm.acked = h;
         sm.told = false;
         sm.detached_at = None;
@@ -522,7 +540,10 @@ impl SessionSink {
     pub fn take_unacked(&self) -> Vec<Outbound> {
         let mut st = self.state();
         match st.sm.as_mut() {
-            Some(sm) => sm.unacked.drain(..).collect(),
+            Some(sm) => {
+                sm.bytes = 0;
+                sm.unacked.drain(..).collect()
+            }
             None => Vec::new(),
         }
     }
@@ -536,6 +557,8 @@ pub struct SmInfo {
     pub detached_at: Option<std::time::Instant>,
     pub unacked: usize,
     pub max_unacked: usize,
+    /// Bytes of the unacknowledged stanzas.
+    pub bytes: usize,
     pub timeout: std::time::Duration,
 }
 

@@ -15,6 +15,9 @@ use proto::{BareJid, FullJid, Jid};
 use super::Ctx;
 use crate::session::{Outbound, ResumeRefused, SessionSink};
 
+/// Sessions of one account that may wait for a resumption at once.
+pub const MAX_WAITING_PER_ACCOUNT: usize = 10;
+
 /// The session `jid` bound through connection `conn_id`, if it still is.
 fn sink_of(ctx: &Ctx<'_>, jid: &FullJid, conn_id: u64) -> Option<SessionSink> {
     ctx.st
@@ -58,6 +61,23 @@ pub(crate) fn detach(ctx: &mut Ctx<'_>, jid: &FullJid, conn_id: u64, handled: Op
         ctx.st.sm_detached.insert(jid.clone());
         // A cluster replicates that it waits (see `replicated`).
         ctx.st.changed(jid);
+        // One account keeps at most a few sessions waiting: beyond, the
+        // one waiting longest ends (what it holds goes offline).
+        let waiting: Vec<(Instant, FullJid, u64)> = ctx
+            .st
+            .sessions_of(jid.bare_str())
+            .iter()
+            .filter_map(|s| {
+                let t = s.sink.sm_info()?.detached_at?;
+                Some((t, s.jid.clone(), s.sink.conn_id()))
+            })
+            .collect();
+        if waiting.len() > MAX_WAITING_PER_ACCOUNT
+            && let Some((_, oldest, conn)) = waiting.into_iter().min_by_key(|w| w.0)
+        {
+            tracing::debug!(session = %oldest, "too many sessions of one account waiting; the oldest ends");
+            super::dispatch::unbind(ctx, &oldest, conn);
+        }
         tracing::debug!(session = %jid, "session waits for a resumption");
     } else {
         super::dispatch::unbind(ctx, jid, conn_id);
@@ -114,7 +134,8 @@ pub(crate) fn sweep(ctx: &mut Ctx<'_>, now: Instant) {
             let info = s.sink.sm_info()?;
             let waited = info.detached_at.is_some_and(|t| now >= t + info.timeout);
             // A session nobody reads must not keep stanzas without bound.
-            let full = info.unacked > info.max_unacked;
+            let full =
+                info.unacked > info.max_unacked || info.bytes > crate::session::MAX_UNACKED_BYTES;
             (waited || full).then(|| (jid.clone(), s.sink.conn_id()))
         })
         .collect();

@@ -269,6 +269,8 @@ for i in range(1, runs + 1):
         gen=sum((r.get("cpu", {}).get("generator_seconds") or 0) for r in reps),
         errors={k: v for r in reps for k, v in r.get("errors", {}).items()},
         refused_example=next((x.get("resume_refused_example") for x in res if x.get("resume_refused_example")), None),
+        offline_examples=[e for x in res for e in x.get("from_offline_storage_examples", [])],
+        killed=killed,
     ))
 print(f"Build: commit {commit}" + (f", with uncommitted changes in {dirty}" if dirty else "") + ".")
 print(f"{receivers} receivers over {procs} harness processes, {senders} senders each, {rate} messages/s in all; "
@@ -296,4 +298,6 @@ for i, r in enumerate(rows, 1):
             print(f"  a refusal: {r['refused_example']}")
     if r["offline"]:
         print(f"\nrun {i}: {r['offline']} messages out of offline storage (an earlier run's) were set aside")
+        for e in r["offline_examples"][:2]:
+            print(f"  e.g. {e}")
 PY

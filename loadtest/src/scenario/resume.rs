@@ -75,6 +75,8 @@ struct Outcome {
     redelivered: u64,
     /// Stamped messages with a delay stamp: out of offline storage.
     offline: u64,
+    /// The first of those, as received.
+    offline_example: Option<String>,
     drops: u32,
     attempts: u32,
     /// Each resumption's end (`<resumed/>`), µs since the epoch, and its
@@ -97,6 +99,7 @@ impl Outcome {
             seen: Vec::new(),
             redelivered: 0,
             offline: 0,
+            offline_example: None,
             drops: 0,
             attempts: 0,
             resumed: Vec::new(),
@@ -268,6 +271,7 @@ fn report(
     let (mut redelivered, mut offline, mut drops, mut dropped, mut attempts) = (0, 0, 0, 0, 0);
     let (mut refused, mut gave_up, mut not_resumed) = (0, 0, 0);
     let mut refused_example = None;
+    let mut offline_examples = Vec::new();
     let mut gave_up_example = None;
     let mut latency = histogram();
     let mut first_drop: Option<u64> = None;
@@ -294,6 +298,11 @@ fn report(
         not_resumed += u64::from(!o.online);
         if refused_example.is_none() {
             refused_example.clone_from(&o.refused);
+        }
+        if offline_examples.len() < 3
+            && let Some(x) = &o.offline_example
+        {
+            offline_examples.push(serde_json::Value::from(x.as_str()));
         }
         if gave_up_example.is_none() {
             gave_up_example.clone_from(&o.gave_up);
@@ -340,6 +349,12 @@ fn report(
     r.insert("numbers_never_sent".into(), unexpected.into());
     r.insert("redelivered".into(), redelivered.into());
     r.insert("from_offline_storage".into(), offline.into());
+    if !offline_examples.is_empty() {
+        r.insert(
+            "from_offline_storage_examples".into(),
+            offline_examples.into(),
+        );
+    }
     r.insert("receivers_dropped".into(), dropped.into());
     r.insert("drops".into(), drops.into());
     r.insert("resumed".into(), resumed.into());
@@ -537,6 +552,9 @@ async fn receive(
         };
         if contains(&raw, &DELAY) {
             o.offline += 1;
+            if o.offline_example.is_none() {
+                o.offline_example = Some(String::from_utf8_lossy(&raw).into_owned());
+            }
             continue;
         }
         if first_sight(&mut o.seen, num) {
@@ -641,8 +659,14 @@ async fn reconnect(
 struct Jitter(u64);
 
 impl Jitter {
+    /// Seeds that differ in a few low bits (user numbers, a clock) give
+    /// unrelated sequences: the seed is mixed first (SplitMix64's
+    /// finaliser); xorshift's first outputs from a raw seed stay close.
     fn new(seed: u64) -> Jitter {
-        Jitter(seed | 1)
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Jitter((z ^ (z >> 31)) | 1)
     }
 
     /// A number in [0, 1).
@@ -679,6 +703,18 @@ mod tests {
         for _ in 0..10_000 {
             let x = j.unit();
             assert!((0.0..1.0).contains(&x));
+        }
+    }
+
+    /// Receivers seeded with their numbers and one clock reading waited
+    /// nearly the same time: the first draw of each must spread evenly.
+    #[test]
+    fn first_draws_of_close_seeds_were_bunched() {
+        let t = 1_796_139_164_176_058u64;
+        let first: Vec<f64> = (0..10_000u64).map(|n| Jitter::new(n ^ t).unit()).collect();
+        for q in [0.1, 0.25, 0.5, 0.75, 0.9] {
+            let below = first.iter().filter(|&&x| x < q).count() as f64 / 10_000.0;
+            assert!((below - q).abs() < 0.02, "{below} below {q}");
         }
     }
 }

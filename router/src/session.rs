@@ -344,12 +344,19 @@ impl SessionSink {
                 sm.told = true;
                 target.send(conn_id, out, trail.clone());
                 let text = "too many stanzas unacknowledged (XEP-0198)";
-                return target.send(
+                target.send(
                     conn_id,
                     Outbound::Close(StreamCondition::PolicyViolation, Some(text.into())),
                     trail,
                 );
+                return true;
             }
+            // Kept: whether or not the connection took it (an edge that
+            // just died), the buffer hands it on, to a resumption or, at
+            // the session's end, as undelivered. Reporting it refused
+            // would have it stored offline as well (a duplicate).
+            target.send(conn_id, out, trail);
+            return true;
         }
         target.send(conn_id, out, trail)
     }
@@ -687,6 +694,19 @@ mod tests {
         assert!(!sink.send(stanza("4")));
         assert!(matches!(inbox.recv().await, Received::Overflowed));
         assert!(inbox.try_recv().is_none());
+    }
+
+    #[test]
+    fn a_stanza_kept_for_stream_management_counts_as_delivered() {
+        // The connection is gone (an edge that just died) but the session
+        // keeps what it is sent for a resumption: the send is taken, not
+        // refused (a refusal would also store it offline: a duplicate).
+        let (sink, inbox) = SessionSink::channel(1, 8);
+        assert!(sink.sm_enable("id".into(), true, 10, std::time::Duration::from_secs(60)));
+        drop(inbox);
+        assert!(sink.send(stanza("kept")));
+        let kept = sink.take_unacked();
+        assert!(matches!(kept.as_slice(), [Outbound::Stanza(b)] if &b[..] == b"kept"));
     }
 
     #[tokio::test]

@@ -458,14 +458,12 @@ impl SessionSink {
         }
     }
 
-    /// The session's stream management: its resumption id, whether it
-    /// may be resumed, since when it waits for that, and how many
-    /// stanzas are unacknowledged.
+    /// The session's stream management: its resumption id, since when it
+    /// waits for a resumption, and what it holds unacknowledged.
     pub fn sm_info(&self) -> Option<SmInfo> {
         let st = self.state();
         st.sm.as_ref().map(|sm| SmInfo {
             id: sm.id.clone(),
-            resume: sm.resume,
             detached_at: sm.detached_at,
             unacked: sm.unacked.len(),
             max_unacked: sm.max_unacked,
@@ -560,7 +558,6 @@ impl SessionSink {
 #[derive(Debug, Clone)]
 pub struct SmInfo {
     pub id: String,
-    pub resume: bool,
     pub detached_at: Option<std::time::Instant>,
     pub unacked: usize,
     pub max_unacked: usize,

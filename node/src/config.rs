@@ -21,9 +21,11 @@ use serde::{Deserialize, Serialize};
 mod check;
 mod muc;
 mod pubsub;
+mod s2s;
 
 pub use muc::MucConfig;
 pub use pubsub::PubsubConfig;
+pub use s2s::S2sConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +71,8 @@ pub struct Config {
     pub csi: CsiConfig,
     /// `[sm]`: stream management (XEP-0198).
     pub sm: SmConfig,
+    /// `[s2s]`: federation with other servers.
+    pub s2s: S2sConfig,
 }
 
 /// `[tracing]`.
@@ -164,6 +168,7 @@ impl Default for Config {
             bosh: BoshConfig::default(),
             csi: CsiConfig::default(),
             sm: SmConfig::default(),
+            s2s: S2sConfig::default(),
         }
     }
 }
@@ -1070,6 +1075,7 @@ impl Config {
         }
         self.check_tracing(&mut p);
         self.bosh.check(&mut p);
+        self.s2s.check(&self.domains, &mut p);
         if self.admin.token_file.is_some() && self.listeners.http.is_none() {
             p.add(
                 "admin.token_file",

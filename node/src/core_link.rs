@@ -69,6 +69,19 @@ impl CoreLink {
         }
     }
 
+    /// A stanza from another server (its stream checked 'from'), or an
+    /// error answering what could not be sent there: inbound processing
+    /// at the recipient's shard. Not waited for.
+    pub fn route_inbound(&self, stanza: Stanza) {
+        match self {
+            CoreLink::Local(c) => c.route_inbound(stanza),
+            CoreLink::Remote(r) => {
+                let r = r.clone();
+                tokio::spawn(async move { r.route_inbound(stanza).await });
+            }
+        }
+    }
+
     /// XEP-0198 §3: stream management for a bound session; false if the
     /// core has no such session (or it has it already).
     pub async fn sm_enable(&self, jid: FullJid, conn_id: u64, e: SmEnable) -> bool {

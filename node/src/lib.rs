@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod otel;
 pub mod reload;
 pub mod remote;
+pub mod s2s;
 mod scan;
 pub mod server;
 pub mod services;

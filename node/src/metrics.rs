@@ -54,6 +54,8 @@ pub struct Metrics {
     /// XEP-0198: sessions that enabled stream management, resumptions
     /// made and refused.
     pub sm_enabled: IntCounter,
+    /// Server-to-server (federation).
+    pub s2s: S2sMetrics,
     pub sm_resumed: IntCounter,
     pub sm_resume_failed: IntCounter,
     /// Messages for a session that ended before they were written, handed
@@ -268,6 +270,37 @@ impl Metrics {
                 "xmppd_csi_superseded_total",
                 "Presence held for an inactive client and replaced by a newer one of the same resource before it was written (never sent).",
             ),
+            s2s: S2sMetrics {
+                streams: gauge_vec(
+                    &r,
+                    "xmppd_s2s_streams",
+                    "Server-to-server streams open now, by direction (in, out).",
+                    &["direction"],
+                ),
+                stanzas: counter_vec(
+                    &r,
+                    "xmppd_s2s_stanzas_total",
+                    "Stanzas received from (in) and sent to (out) other servers.",
+                    &["direction"],
+                ),
+                bounced: counter(
+                    &r,
+                    "xmppd_s2s_bounced_total",
+                    "Stanzas for other servers answered with an error because their server could not be reached in time, or too many waited.",
+                ),
+                auth: counter_vec(
+                    &r,
+                    "xmppd_s2s_auth_total",
+                    "Authentications of server-to-server streams by direction, method (certificate, dialback) and result (ok, failed).",
+                    &["direction", "method", "result"],
+                ),
+                refused: counter_vec(
+                    &r,
+                    "xmppd_s2s_refused_total",
+                    "Inbound server-to-server streams or stanzas refused, by reason.",
+                    &["reason"],
+                ),
+            },
             sm_enabled: counter(
                 &r,
                 "xmppd_sm_enabled_total",
@@ -534,6 +567,16 @@ impl Metrics {
 }
 
 /// An open client connection, counted until dropped.
+/// Server-to-server metrics (cheap clones of the registered ones).
+#[derive(Clone)]
+pub struct S2sMetrics {
+    pub streams: IntGaugeVec,
+    pub stanzas: IntCounterVec,
+    pub bounced: IntCounter,
+    pub auth: IntCounterVec,
+    pub refused: IntCounterVec,
+}
+
 pub struct OpenConnection {
     metrics: std::sync::Arc<Metrics>,
     listener: Listener,

@@ -671,6 +671,19 @@ impl RemoteCore {
             .await
     }
 
+    /// A stanza from another server: inbound processing at the shard of
+    /// its 'to'.
+    pub async fn route_inbound(self: &Arc<Self>, stanza: Stanza) {
+        let Some(to) = &stanza.to else { return };
+        let (shard, _) = self.shard_of(to.bare_str());
+        let leader = self.live_leader(shard, None).await;
+        let mut env = to_envelope(shard, &stanza);
+        env.inbound = true;
+        if let Err(e) = self.send_envelope(env, leader).await {
+            tracing::debug!(error = %e, "stanza from another server not handed to the core");
+        }
+    }
+
     /// The leader of `shard` if the edge has a live stream to it (and it
     /// is not `lost`). While it has none (the leader died and the shard
     /// elects another), ask for the map again until it names a live one,

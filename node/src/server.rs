@@ -29,6 +29,11 @@ pub struct Server {
     pub cluster_addr: Option<SocketAddr>,
     /// Where `/metrics` and the health probes are served.
     pub http_addr: Option<SocketAddr>,
+    /// Server-to-server listeners (`[s2s]`): STARTTLS and direct TLS.
+    pub s2s_addr: Option<SocketAddr>,
+    pub s2s_direct_tls_addr: Option<SocketAddr>,
+    /// Federation, when `s2s.enabled`.
+    pub s2s: Option<Arc<crate::s2s::S2s>>,
     http: Arc<crate::http::HttpState>,
     http_stop: watch::Sender<bool>,
     http_task: Option<JoinHandle<()>>,
@@ -222,7 +227,7 @@ impl Server {
                 cfg.offline.max_per_user,
             )
             .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
-            let core = Core::start_with(core_cfg, store, &groups).await?;
+            let core = Core::start_with(core_cfg.clone(), store, &groups).await?;
             metrics.register(Box::new(core.commit_latency()));
             http.set_core(core.clone());
             Some(core)
@@ -453,6 +458,55 @@ impl Server {
             )));
         }
         let [websocket_addr, websocket_tls_addr] = ws_addrs;
+        let (mut s2s_addr, mut s2s_direct_tls_addr, mut s2s) = (None, None, None);
+        if clients && cfg.s2s.enabled {
+            let identity = crate::tls::load(&cfg.tls, &domains, &cfg.data_dir)?;
+            let s2s_tls = crate::s2s::tls::S2sTls::new(&cfg.s2s, &identity, cfg.tls.allow_tls12)?;
+            let mut hosted = domains.clone();
+            for d in &domains {
+                hosted.extend(core_cfg.muc_service(d));
+            }
+            hosted.extend(core_cfg.pubsub_services());
+            let fed = crate::s2s::S2s::new(
+                cfg.s2s.clone(),
+                hosted,
+                edge.core.clone(),
+                s2s_tls,
+                edge.limits().parser,
+                edge.metrics.s2s.clone(),
+            );
+            for (addr, direct) in [
+                (Some(&cfg.s2s.listen), false),
+                (cfg.s2s.direct_tls_listen.as_ref(), true),
+            ] {
+                let Some(addr) = addr else { continue };
+                let l = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding server-to-server listener {addr}"))?;
+                let bound = l.local_addr()?;
+                tracing::info!(addr = %bound, "server-to-server listener{}", if direct { " (direct TLS, XEP-0368)" } else { "" });
+                if direct {
+                    s2s_direct_tls_addr = Some(bound);
+                } else {
+                    s2s_addr = Some(bound);
+                }
+                tasks.push(tokio::spawn(crate::s2s::serve(
+                    l,
+                    fed.clone(),
+                    direct,
+                    rx.clone(),
+                )));
+            }
+            match &core {
+                Some(c) => c
+                    .federation()
+                    .set(Some(Arc::new(crate::s2s::Outlet(fed.clone())))),
+                None => tracing::warn!(
+                    "this edge accepts streams from other servers, but stanzas to them leave only through nodes with role \"both\" (not yet through separate core nodes)"
+                ),
+            }
+            s2s = Some(fed);
+        }
         http.set_started(edge.core.clone());
         Ok(Server {
             c2s_addr,
@@ -461,6 +515,9 @@ impl Server {
             websocket_tls_addr,
             cluster_addr,
             http_addr,
+            s2s_addr,
+            s2s_direct_tls_addr,
+            s2s,
             http,
             admin_socket,
             core,

@@ -36,6 +36,10 @@ pub struct TlsSetup {
     /// RFC 5929 `tls-server-end-point` of the certificate, when its
     /// signature algorithm defines one.
     pub end_point: Option<Vec<u8>>,
+    /// The certificate chain and its key (server-to-server TLS builds
+    /// its own configurations from them).
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: Arc<PrivateKeyDer<'static>>,
 }
 
 /// Why TLS cannot be set up; each names the file concerned.
@@ -79,7 +83,7 @@ pub enum TlsError {
     Rustls(#[source] rustls::Error),
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -88,7 +92,7 @@ static TLS13_AND_12: &[&SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
-fn versions(allow_tls12: bool) -> &'static [&'static SupportedProtocolVersion] {
+pub(crate) fn versions(allow_tls12: bool) -> &'static [&'static SupportedProtocolVersion] {
     if allow_tls12 {
         TLS13_AND_12
     } else {
@@ -125,7 +129,7 @@ pub fn load(cfg: &TlsConfig, domains: &[String], data_dir: &Path) -> Result<TlsS
         .with_protocol_versions(versions(cfg.allow_tls12))
         .map_err(TlsError::Rustls)?
         .with_no_client_auth()
-        .with_single_cert(chain, private_key)
+        .with_single_cert(chain.clone(), private_key.clone_key())
         .map_err(|source| TlsError::Unusable {
             cert: cert.clone(),
             key: key.clone(),
@@ -138,6 +142,8 @@ pub fn load(cfg: &TlsConfig, domains: &[String], data_dir: &Path) -> Result<TlsS
         direct: Arc::new(direct),
         self_signed,
         end_point,
+        chain,
+        key: Arc::new(private_key),
     })
 }
 

@@ -12,6 +12,7 @@ pub enum StreamCondition {
     Conflict,
     ConnectionTimeout,
     HostUnknown,
+    ImproperAddressing,
     InternalServerError,
     InvalidFrom,
     InvalidNamespace,
@@ -19,6 +20,7 @@ pub enum StreamCondition {
     NotAuthorized,
     NotWellFormed,
     PolicyViolation,
+    RemoteConnectionFailed,
     ResetThisStream,
     ResourceConstraint,
     RestrictedXml,
@@ -31,7 +33,7 @@ pub enum StreamCondition {
 
 impl StreamCondition {
     /// Every condition, in the order of RFC 6120 §4.9.3.
-    pub const ALL: [StreamCondition; 20] = {
+    pub const ALL: [StreamCondition; 22] = {
         use StreamCondition::*;
         [
             BadFormat,
@@ -39,6 +41,7 @@ impl StreamCondition {
             Conflict,
             ConnectionTimeout,
             HostUnknown,
+            ImproperAddressing,
             InternalServerError,
             InvalidFrom,
             InvalidNamespace,
@@ -46,6 +49,7 @@ impl StreamCondition {
             NotAuthorized,
             NotWellFormed,
             PolicyViolation,
+            RemoteConnectionFailed,
             ResetThisStream,
             ResourceConstraint,
             RestrictedXml,
@@ -70,6 +74,7 @@ impl StreamCondition {
             Conflict => "conflict",
             ConnectionTimeout => "connection-timeout",
             HostUnknown => "host-unknown",
+            ImproperAddressing => "improper-addressing",
             InternalServerError => "internal-server-error",
             InvalidFrom => "invalid-from",
             InvalidNamespace => "invalid-namespace",
@@ -77,6 +82,7 @@ impl StreamCondition {
             NotAuthorized => "not-authorized",
             NotWellFormed => "not-well-formed",
             PolicyViolation => "policy-violation",
+            RemoteConnectionFailed => "remote-connection-failed",
             ResetThisStream => "reset",
             ResourceConstraint => "resource-constraint",
             RestrictedXml => "restricted-xml",

@@ -164,6 +164,12 @@ impl CoreConfig {
         self.domains.iter().any(|d| d == domain)
     }
 
+    /// Whether `domain` is this server's: a served domain or one of its
+    /// services (MUC, PubSub). Any other is a remote server's.
+    pub fn hosts(&self, domain: &str) -> bool {
+        self.serves(domain) || self.is_muc_service(domain) || self.is_pubsub_service(domain)
+    }
+
     /// The PubSub service JID of each served domain.
     pub fn pubsub_services(&self) -> Vec<String> {
         if !self.pubsub.enabled {

@@ -350,6 +350,31 @@ impl Core {
         }
     }
 
+    /// Where stanzas for remote domains go (the edge sets the outlet of
+    /// its server-to-server streams here).
+    pub fn federation(&self) -> &crate::federation::Federation {
+        &self.shared.env.federation
+    }
+
+    /// Whether `domain` is this server's (served, or one of its services).
+    pub fn hosts(&self, domain: &str) -> bool {
+        self.shared.env.cfg.hosts(domain)
+    }
+
+    /// A stanza from another server (its 'from' checked by the
+    /// server-to-server stream), or an error for one of this server's
+    /// users answering what could not be sent there: inbound processing
+    /// at the shard of its 'to' (RFC 6121 §8.5).
+    pub fn route_inbound(&self, stanza: Stanza) {
+        let Some(to) = &stanza.to else { return };
+        if !self.shared.env.cfg.hosts(to.domain()) {
+            return;
+        }
+        let bare = to.bare_str().to_string();
+        self.shared
+            .send_internal(&bare, ShardMsg::Inbound(Box::new(stanza)));
+    }
+
     /// Route a stanza from a bound session; `from` is already stamped with
     /// the session's full JID. Waits while the shard's queue is full.
     pub async fn route(&self, stanza: Stanza) -> Result<(), CoreError> {

@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod federation;
 pub mod modules;
 mod operator;
 mod replicated;

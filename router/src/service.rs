@@ -217,8 +217,19 @@ impl pb::core_server::Core for CoreService {
             'stream: while let Some(batch) = up.next().await {
                 let Ok(batch) = batch else { break };
                 for e in batch.envelopes {
-                    let seq = e.seq;
+                    let (seq, inbound) = (e.seq, e.inbound);
                     match from_envelope(e) {
+                        // From another server: its stream checked 'from'.
+                        Ok((_, st)) if inbound => {
+                            core.route_inbound(st);
+                            if seq != 0 {
+                                Confirm {
+                                    link: link.clone(),
+                                    seq,
+                                }
+                                .done();
+                            }
+                        }
                         // `from` was stamped by the edge from the session.
                         Ok((_, mut st)) => {
                             let confirm = (seq != 0).then(|| Confirm {

@@ -79,6 +79,12 @@ impl Shared {
         let mut by_shard: std::collections::BTreeMap<usize, Vec<proto::Jid>> =
             std::collections::BTreeMap::new();
         for r in recipients {
+            if !self.env.cfg.hosts(r.domain()) {
+                // A recipient at another server gets its own copy there.
+                let one = s.restamped(s.from.clone(), Some(r));
+                self.to_remote(one);
+                continue;
+            }
             by_shard
                 .entry(self.shard_index(r.bare_str()))
                 .or_default()
@@ -95,6 +101,36 @@ impl Shared {
         }
     }
 
+    /// Hand `s`, for a domain this server does not host, to the
+    /// server-to-server streams; without them its sender gets
+    /// `remote-server-not-found` (RFC 6120 §10.4.3). Errors are never
+    /// answered with errors.
+    pub fn to_remote(&self, s: Stanza) {
+        let Err(s) = self.env.federation.send(s) else {
+            return;
+        };
+        let s = *s;
+        if s.is_error() || matches!(s.stype(), "result") {
+            return;
+        }
+        if s.kind == proto::stanza::Kind::Presence && !s.stype().is_empty() {
+            // Probes, subscription states and unavailable presence to a
+            // server that cannot be reached are dropped, not answered.
+            return;
+        }
+        let err = proto::error::StanzaError::with_text(
+            proto::error::StanzaCondition::RemoteServerNotFound,
+            "server-to-server is not enabled",
+        );
+        let Some(reply) = crate::modules::context::error_reply(&s, &err, None) else {
+            return;
+        };
+        if let Some(to) = &reply.to {
+            let bare = to.bare_str().to_string();
+            self.send_internal(&bare, ShardMsg::Inbound(Box::new(reply)));
+        }
+    }
+
     /// Let out an effect of a handler whose writes (if any) committed.
     pub fn release(self: &Arc<Self>, e: Effect) {
         match e {
@@ -103,6 +139,9 @@ impl Shared {
             }
             Effect::Route(s) => {
                 let Some(to) = &s.to else { return };
+                if !self.env.cfg.hosts(to.domain()) {
+                    return self.to_remote(s);
+                }
                 let bare = to.bare_str().to_string();
                 self.send_internal(&bare, ShardMsg::Inbound(Box::new(s)));
             }

@@ -58,6 +58,8 @@ pub(crate) struct Env {
     pub shard_count: usize,
     /// Entity capabilities learnt from clients (XEP-0115).
     pub caps: super::caps::CapsCache,
+    /// Where stanzas for remote domains go (server-to-server).
+    pub federation: crate::federation::Federation,
     next_id: AtomicU64,
 }
 
@@ -66,6 +68,7 @@ impl Env {
         Env {
             shard_count: cfg.shards.max(1),
             caps: Default::default(),
+            federation: Default::default(),
             cfg,
             store,
             accounts,

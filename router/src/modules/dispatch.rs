@@ -133,11 +133,8 @@ pub(crate) fn from_client(ctx: &mut Ctx<'_>, s: Stanza) {
                 } else if ctx.cfg().is_muc_service(to.domain()) {
                     super::muc::inbound(ctx, s)
                 } else {
-                    ctx.bounce(
-                        &s,
-                        proto::error::StanzaCondition::RemoteServerNotFound,
-                        None,
-                    )
+                    // Another server (or none: then the sender is told).
+                    ctx.route(s)
                 }
             }
             Some(_) => inbound(ctx, s),
@@ -179,15 +176,9 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
         return super::muc::inbound(ctx, s);
     }
     if !ctx.cfg().serves(to.domain()) {
-        // No server-to-server yet: a remote domain cannot be reached.
-        if s.kind != Kind::Presence {
-            ctx.bounce(
-                &s,
-                C::RemoteServerNotFound,
-                Some("server-to-server is not enabled"),
-            );
-        }
-        return;
+        // A remote domain: on to its server over server-to-server (or,
+        // with federation off, its sender is told it cannot be reached).
+        return ctx.route(s);
     }
     if to.local().is_none() {
         // Addressed to the server or one of its domains.

@@ -32,14 +32,11 @@ pub(crate) fn outbound(ctx: &mut Ctx<'_>, from: &FullJid, s: Stanza) {
 /// RFC 6121 §4.6: presence sent to one entity; remembered so that it gets
 /// unavailable presence when the session goes offline.
 fn directed(ctx: &mut Ctx<'_>, from: &FullJid, to: Jid, s: Stanza) {
-    // No server-to-server yet: available presence to a domain this server
-    // does not serve (a room of a MUC service elsewhere, say) cannot be
+    // With federation off, available presence to a domain this server
+    // does not host (a room of a MUC service elsewhere, say) cannot be
     // delivered, and the sender is told rather than left waiting (RFC 6120
     // §10.4.3). Unavailable and error presence are not answered.
-    if s.stype().is_empty()
-        && !ctx.cfg().serves(to.domain())
-        && !ctx.cfg().is_muc_service(to.domain())
-    {
+    if s.stype().is_empty() && !ctx.cfg().hosts(to.domain()) && !ctx.env.federation.enabled() {
         ctx.bounce(
             &s,
             proto::error::StanzaCondition::RemoteServerNotFound,

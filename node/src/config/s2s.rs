@@ -1,0 +1,179 @@
+//! `[s2s]`: federation with other servers (RFC 6120 server-to-server
+//! streams, XEP-0220 Server Dialback, XEP-0178 SASL EXTERNAL with
+//! certificates, XEP-0368 direct TLS).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::Problems;
+
+/// `[s2s]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S2sConfig {
+    /// Federate: accept streams from other servers and open streams to
+    /// them for stanzas to their domains. Default `false` (a stanza to
+    /// another domain gets `remote-server-not-found`).
+    pub enabled: bool,
+    /// Where other servers connect, STARTTLS (RFC 6120 §5). Default
+    /// `"0.0.0.0:5269"`.
+    pub listen: String,
+    /// Where other servers connect with TLS from the first byte
+    /// (XEP-0368, ALPN `xmpp-server`; publish it as an
+    /// `_xmpps-server._tcp` SRV record). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_tls_listen: Option<String>,
+    /// The secret dialback keys are made from (XEP-0185). Every node of
+    /// a cluster needs the same one. Default: none, which means a random
+    /// one drawn at start-up (fine for a single node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialback_secret: Option<String>,
+    /// Refuse peers that do not encrypt their stream (STARTTLS or direct
+    /// TLS), and open no unencrypted stream. Default `true`.
+    pub require_encryption: bool,
+    /// Accept only peers whose certificate is valid for their domain
+    /// (SASL EXTERNAL, XEP-0178), and connect only to such peers; with
+    /// `false` (default) a peer without one is authenticated by Server
+    /// Dialback (XEP-0220) instead.
+    pub require_valid_certs: bool,
+    /// PEM file of certificate authorities trusted for peers'
+    /// certificates, besides the system's. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Also trust the system's certificate authorities. Default `true`.
+    pub system_roots: bool,
+    /// Only these remote domains may federate (empty: any). Default empty.
+    pub allow: Vec<String>,
+    /// These remote domains may not federate. Default empty.
+    pub deny: Vec<String>,
+    /// Where a remote domain's server is, instead of DNS:
+    /// `{ "example.net" = "10.0.0.5:5269" }`, or `"tls://10.0.0.5:5270"`
+    /// for direct TLS. For tests and private federation. Default empty.
+    pub hosts: BTreeMap<String, String>,
+    /// DNS servers to ask (`"10.0.0.2:53"`) instead of the system's
+    /// (`/etc/resolv.conf`). Default: the system's.
+    pub nameservers: Vec<String>,
+    /// Seconds to connect, secure and authenticate a stream to a remote
+    /// server; its waiting stanzas are then answered with
+    /// `remote-server-timeout`. 1 to 300, default 30.
+    pub connect_timeout_secs: u64,
+    /// Stanzas waiting for one remote domain's stream; past this many
+    /// they are answered with `remote-server-timeout`. 1 to 1000000,
+    /// default 10000.
+    pub max_queued: usize,
+    /// A stream with no traffic for this long is closed (it opens again
+    /// when needed). 10 to 86400, default 600.
+    pub idle_timeout_secs: u64,
+    /// Most server-to-server streams, inbound and outbound together.
+    /// Default 1000.
+    pub max_streams: usize,
+    /// Stanzas per second one inbound stream may send (beyond a burst of
+    /// this many); 0 = unlimited. Default 0.
+    pub stanza_rate_per_sec: u32,
+}
+
+impl Default for S2sConfig {
+    fn default() -> S2sConfig {
+        S2sConfig {
+            enabled: false,
+            listen: "0.0.0.0:5269".to_string(),
+            direct_tls_listen: None,
+            dialback_secret: None,
+            require_encryption: true,
+            require_valid_certs: false,
+            ca_file: None,
+            system_roots: true,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            hosts: BTreeMap::new(),
+            nameservers: Vec::new(),
+            connect_timeout_secs: 30,
+            max_queued: 10_000,
+            idle_timeout_secs: 600,
+            max_streams: 1000,
+            stanza_rate_per_sec: 0,
+        }
+    }
+}
+
+impl S2sConfig {
+    /// Check the values.
+    pub(super) fn check(&self, domains: &[String], p: &mut Problems) {
+        if !self.enabled {
+            return;
+        }
+        if let Err(why) = super::check_host_port(&self.listen) {
+            p.add("s2s.listen", format!("{:?}: {why}", self.listen));
+        }
+        if let Some(a) = &self.direct_tls_listen
+            && let Err(why) = super::check_host_port(a)
+        {
+            p.add("s2s.direct_tls_listen", format!("{a:?}: {why}"));
+        }
+        if let Some(s) = &self.dialback_secret
+            && s.len() < 16
+        {
+            p.add("s2s.dialback_secret", "must be at least 16 characters");
+        }
+        if !(1..=300).contains(&self.connect_timeout_secs) {
+            p.add("s2s.connect_timeout_secs", "must be 1 to 300");
+        }
+        if !(1..=1_000_000).contains(&self.max_queued) {
+            p.add("s2s.max_queued", "must be 1 to 1000000");
+        }
+        if !(10..=86_400).contains(&self.idle_timeout_secs) {
+            p.add("s2s.idle_timeout_secs", "must be 10 to 86400");
+        }
+        if self.max_streams == 0 {
+            p.add("s2s.max_streams", "must be at least 1");
+        }
+        for (field, list) in [("s2s.allow", &self.allow), ("s2s.deny", &self.deny)] {
+            for (i, d) in list.iter().enumerate() {
+                if proto::BareJid::domain_jid(d)
+                    .map(|j| j.as_str() != d)
+                    .unwrap_or(true)
+                {
+                    p.add(
+                        &format!("{field}[{i}]"),
+                        format!("{d:?} is not a domain in canonical form"),
+                    );
+                }
+            }
+        }
+        for (d, target) in &self.hosts {
+            let field = format!("s2s.hosts.{d:?}");
+            if proto::BareJid::domain_jid(d)
+                .map(|j| j.as_str() != d)
+                .unwrap_or(true)
+            {
+                p.add(&field, "the key is not a domain in canonical form");
+            }
+            if domains.iter().any(|x| x == d) {
+                p.add(&field, "is a domain this server serves");
+            }
+            let addr = target.strip_prefix("tls://").unwrap_or(target);
+            if let Err(why) = super::check_host_port(addr) {
+                p.add(
+                    &field,
+                    format!("{target:?}: {why} (\"host:port\" or \"tls://host:port\")"),
+                );
+            }
+        }
+        for (i, n) in self.nameservers.iter().enumerate() {
+            if n.parse::<std::net::SocketAddr>().is_err() {
+                p.add(
+                    &format!("s2s.nameservers[{i}]"),
+                    format!("{n:?} is not an IP address and port (\"10.0.0.2:53\")"),
+                );
+            }
+        }
+        if self.require_valid_certs && !self.require_encryption {
+            p.add(
+                "s2s.require_valid_certs",
+                "needs s2s.require_encryption (certificates are checked in TLS)",
+            );
+        }
+    }
+}

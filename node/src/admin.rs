@@ -48,6 +48,8 @@ pub enum Request {
     },
     /// End one session's stream (a full JID).
     Kick { jid: String },
+    /// The server-to-server streams of this node, a line each.
+    S2s,
     /// The rooms of a MUC service (the default one when none is named).
     Rooms {
         #[serde(default)]
@@ -84,6 +86,7 @@ impl std::fmt::Debug for Request {
             Request::List { domain } => f.debug_struct("List").field("domain", domain).finish(),
             Request::Sessions { user } => f.debug_struct("Sessions").field("user", user).finish(),
             Request::Kick { jid } => f.debug_struct("Kick").field("jid", jid).finish(),
+            Request::S2s => f.write_str("S2s"),
             Request::Rooms { service } => {
                 f.debug_struct("Rooms").field("service", service).finish()
             }
@@ -175,6 +178,7 @@ pub fn serve(
     path: &Path,
     core: Core,
     domains: Vec<String>,
+    s2s: Option<std::sync::Arc<crate::s2s::S2s>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     if path.exists() {
@@ -193,7 +197,7 @@ pub fn serve(
         loop {
             tokio::select! {
                 r = listener.accept() => if let Ok((s, _)) = r {
-                    tokio::spawn(session(s, core.clone(), domains.clone()));
+                    tokio::spawn(session(s, core.clone(), domains.clone(), s2s.clone()));
                 },
                 _ = shutdown.changed() => break,
             }
@@ -201,7 +205,12 @@ pub fn serve(
     }))
 }
 
-async fn session(s: UnixStream, core: Core, domains: std::sync::Arc<Vec<String>>) {
+async fn session(
+    s: UnixStream,
+    core: Core,
+    domains: std::sync::Arc<Vec<String>>,
+    s2s: Option<std::sync::Arc<crate::s2s::S2s>>,
+) {
     let (r, mut w) = s.into_split();
     let mut reader = BufReader::new(r);
     loop {
@@ -221,7 +230,7 @@ async fn session(s: UnixStream, core: Core, domains: std::sync::Arc<Vec<String>>
             }
         } else {
             match serde_json::from_slice::<Request>(&line) {
-                Ok(req) => execute(&core, &domains, req).await,
+                Ok(req) => execute(&core, &domains, s2s.as_deref(), req).await,
                 Err(e) => Response::Err {
                     message: format!("malformed request: {e}"),
                 },
@@ -246,7 +255,12 @@ where
     w.flush().await
 }
 
-async fn execute(core: &Core, domains: &[String], req: Request) -> Response {
+async fn execute(
+    core: &Core,
+    domains: &[String],
+    s2s: Option<&crate::s2s::S2s>,
+    req: Request,
+) -> Response {
     let ok = |users, sessions, lines| Response::Ok {
         users,
         sessions,
@@ -256,6 +270,14 @@ async fn execute(core: &Core, domains: &[String], req: Request) -> Response {
         Request::Sessions { user } => sessions(core, domains, user.as_deref())
             .await
             .map(|s| ok(Vec::new(), s, Vec::new())),
+        Request::S2s => match s2s {
+            Some(f) => Ok(ok(
+                Vec::new(),
+                Vec::new(),
+                crate::s2s::status_lines(&f.status()),
+            )),
+            None => Err("federation is off on this node (s2s.enabled = false)".to_string()),
+        },
         Request::Rooms { .. }
         | Request::Destroy { .. }
         | Request::Nodes { .. }
@@ -411,6 +433,7 @@ async fn run(core: &Core, domains: &[String], req: Request) -> Result<Vec<String
     let jid = |raw: &str| account_jid(raw, domains).map_err(|e| e.to_string());
     match req {
         Request::Sessions { .. }
+        | Request::S2s
         | Request::Rooms { .. }
         | Request::Destroy { .. }
         | Request::Nodes { .. }

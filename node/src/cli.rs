@@ -46,6 +46,18 @@ pub enum Command {
     /// socket).
     #[command(subcommand)]
     Pubsub(PubsubCommand),
+    /// Federation: the server-to-server streams (through the running
+    /// server's admin socket).
+    #[command(subcommand)]
+    S2s(S2sCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum S2sCommand {
+    /// The streams with other servers, one per line: direction, local
+    /// domain, remote domains, state, authentication, TLS, peer address,
+    /// stanzas, waiting stanzas, age.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,8 +303,8 @@ pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> 
         Request::Passwd { jid: j, password } => accounts.set_password(&jid(&j)?, &password)?,
         Request::Del { jid: j } => accounts.delete(&jid(&j)?)?,
         Request::List { domain } => print_lines(accounts.list(domain.as_deref())?),
-        Request::Sessions { .. } | Request::Kick { .. } => {
-            bail!("sessions exist only in a running server")
+        Request::Sessions { .. } | Request::Kick { .. } | Request::S2s => {
+            bail!("sessions and streams exist only in a running server")
         }
         Request::Rooms { .. }
         | Request::Destroy { .. }

@@ -56,6 +56,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Pubsub(cmd)) => {
             node::cli::service_command(&cfg, node::cli::pubsub_request(cmd)).await
         }
+        Some(Command::S2s(node::cli::S2sCommand::Status)) => {
+            node::cli::service_command(&cfg, node::admin::Request::S2s).await
+        }
     }
 }
 

@@ -370,6 +370,27 @@ impl Server {
             );
             api.set_core(core.clone(), svc, domains.clone());
         }
+        // Federation (`[s2s]`): made before the admin socket, which lists
+        // its streams; its listeners open with the client listeners.
+        let s2s = if clients && cfg.s2s.enabled {
+            let identity = crate::tls::load(&cfg.tls, &domains, &cfg.data_dir)?;
+            let s2s_tls = crate::s2s::tls::S2sTls::new(&cfg.s2s, &identity, cfg.tls.allow_tls12)?;
+            let mut hosted = domains.clone();
+            for d in &domains {
+                hosted.extend(core_cfg.muc_service(d));
+            }
+            hosted.extend(core_cfg.pubsub_services());
+            Some(crate::s2s::S2s::new(
+                cfg.s2s.clone(),
+                hosted,
+                edge.core.clone(),
+                s2s_tls,
+                edge.limits().parser,
+                edge.metrics.s2s.clone(),
+            ))
+        } else {
+            None
+        };
         let admin_socket = cfg.admin_socket_path();
         // Accounts live in the core: the user commands go to a core node.
         // The socket is there before the client listeners announce
@@ -379,6 +400,7 @@ impl Server {
                 &admin_socket,
                 core.clone(),
                 domains.clone(),
+                s2s.clone(),
                 rx.clone(),
             )?);
         }
@@ -458,23 +480,8 @@ impl Server {
             )));
         }
         let [websocket_addr, websocket_tls_addr] = ws_addrs;
-        let (mut s2s_addr, mut s2s_direct_tls_addr, mut s2s) = (None, None, None);
-        if clients && cfg.s2s.enabled {
-            let identity = crate::tls::load(&cfg.tls, &domains, &cfg.data_dir)?;
-            let s2s_tls = crate::s2s::tls::S2sTls::new(&cfg.s2s, &identity, cfg.tls.allow_tls12)?;
-            let mut hosted = domains.clone();
-            for d in &domains {
-                hosted.extend(core_cfg.muc_service(d));
-            }
-            hosted.extend(core_cfg.pubsub_services());
-            let fed = crate::s2s::S2s::new(
-                cfg.s2s.clone(),
-                hosted,
-                edge.core.clone(),
-                s2s_tls,
-                edge.limits().parser,
-                edge.metrics.s2s.clone(),
-            );
+        let (mut s2s_addr, mut s2s_direct_tls_addr) = (None, None);
+        if let Some(fed) = &s2s {
             for (addr, direct) in [
                 (Some(&cfg.s2s.listen), false),
                 (cfg.s2s.direct_tls_listen.as_ref(), true),
@@ -505,7 +512,6 @@ impl Server {
                     "this edge accepts streams from other servers, but stanzas to them leave only through nodes with role \"both\" (not yet through separate core nodes)"
                 ),
             }
-            s2s = Some(fed);
         }
         http.set_started(edge.core.clone());
         Ok(Server {

@@ -307,6 +307,37 @@ impl router::federation::Outlet for Outlet {
     }
 }
 
+/// `xmppd s2s status`: a line per stream.
+pub fn status_lines(streams: &[StreamInfo]) -> Vec<String> {
+    let now = unix_now();
+    streams
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {} {} {} auth={} tls={} peer={} stanzas={} queued={} age={}s",
+                i.direction,
+                i.local,
+                if i.remote.is_empty() {
+                    "-".to_string()
+                } else {
+                    i.remote.join(",")
+                },
+                i.state,
+                match i.auth {
+                    Some(AuthMethod::Certificate) => "certificate",
+                    Some(AuthMethod::Dialback) => "dialback",
+                    None => "none",
+                },
+                if i.tls { "yes" } else { "no" },
+                i.peer.as_deref().unwrap_or("-"),
+                i.stanzas,
+                i.queued,
+                now.saturating_sub(i.since)
+            )
+        })
+        .collect()
+}
+
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

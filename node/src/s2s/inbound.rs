@@ -79,6 +79,9 @@ struct Inbound {
     pairs: HashSet<(String, String)>,
     /// The peer authenticated its domain with SASL EXTERNAL.
     sasl_done: bool,
+    /// Our stream header went out (a stream error needs one before it,
+    /// RFC 6120 §4.9.1.1).
+    said_hello: bool,
     status: Arc<Mutex<StreamInfo>>,
     /// Remote full JIDs that sent available presence, and to whom.
     available: HashMap<proto::Jid, HashSet<proto::Jid>>,
@@ -129,6 +132,7 @@ async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) 
         claimed: None,
         pairs: HashSet::new(),
         sasl_done: false,
+        said_hello: false,
         status,
         available: HashMap::new(),
         budget: StanzaBudget::new(rate, rate.max(1), std::time::Instant::now()),
@@ -137,6 +141,13 @@ async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) 
         s2s: s2s.clone(),
     };
     let result = c.main(&mut rx).await;
+    if result.is_err() && !c.said_hello {
+        let from = s2s.hosted.first().cloned().unwrap_or_default();
+        let _ = c
+            .stream
+            .send(header(&from, None, Some(&c.id)).as_bytes())
+            .await;
+    }
     match result {
         Ok(()) | Err(Failure::Closed) => c.stream.close().await,
         Err(Failure::Xml(e)) => c.stream.fail(e.condition, Some(&e.text)).await,
@@ -254,6 +265,7 @@ impl Inbound {
             self.s2s.hosted.first().cloned().unwrap_or_default()
         };
         let answer = header(&from, hdr.from.as_deref(), Some(&self.id));
+        self.said_hello = true;
         self.stream.send(answer.as_bytes()).await?;
         if hdr.default_ns.as_deref() != Some(ns::SERVER) {
             return Err(Failure::Protocol(

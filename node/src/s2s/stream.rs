@@ -110,6 +110,8 @@ pub(crate) struct XmlStream {
 }
 
 const CHUNK: usize = 16 * 1024;
+/// How long one write may wait for a peer to read.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl XmlStream {
     pub fn new(io: Transport, limits: Limits) -> XmlStream {
@@ -175,9 +177,15 @@ impl XmlStream {
         .map_err(|err| Failure::Protocol(StreamCondition::NotWellFormed, err.to_string()))
     }
 
+    /// Write `bytes`; a peer that does not read them within
+    /// [`WRITE_TIMEOUT`] is given up (its stream holds nothing else).
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), Failure> {
-        self.io.write_all(bytes).await?;
-        self.io.flush().await?;
+        tokio::time::timeout(WRITE_TIMEOUT, async {
+            self.io.write_all(bytes).await?;
+            self.io.flush().await
+        })
+        .await
+        .map_err(|_| Failure::Timeout("the peer does not read"))??;
         Ok(())
     }
 

@@ -1,0 +1,692 @@
+//! Federation (RFC 6120 server-to-server, XEP-0220 dialback, XEP-0178
+//! SASL EXTERNAL, XEP-0368 direct TLS): servers on their own loopback
+//! addresses (127.0.6.x, port 5269) exchange stanzas for their users, and
+//! misbehaving peers written by hand get the stream errors RFC 6120 names.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{Client, TIMEOUT, TestServer};
+use node::config::Config;
+use proto::Element;
+use proto::xml::{Limits, StreamEvent, StreamParser};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const PASS: &str = "secret123";
+const SECRET: &str = "a dialback secret for the tests";
+
+fn at(n: u8, port: u16) -> String {
+    format!("127.0.6.{n}:{port}")
+}
+
+/// A federating server for `domain` on 127.0.6.`me`:5269, reaching
+/// `peers` (domain, address) through `s2s.hosts`.
+async fn fed_server(
+    domain: &str,
+    me: u8,
+    peers: &[(&str, String)],
+    f: impl FnOnce(&mut Config),
+) -> TestServer {
+    TestServer::start_with(|cfg| {
+        cfg.domains = vec![domain.to_string()];
+        cfg.s2s.enabled = true;
+        cfg.s2s.listen = at(me, 5269);
+        cfg.s2s.system_roots = false;
+        cfg.s2s.connect_timeout_secs = 5;
+        cfg.s2s.dialback_secret = Some(SECRET.to_string());
+        for (d, a) in peers {
+            cfg.s2s.hosts.insert((*d).to_string(), a.clone());
+        }
+        f(cfg);
+    })
+    .await
+}
+
+fn status(s: &TestServer) -> Vec<String> {
+    let fed = s
+        .server
+        .as_ref()
+        .and_then(|s| s.s2s.clone())
+        .expect("federation on");
+    node::s2s::status_lines(&fed.status())
+}
+
+fn is(e: &Element, name: &str, attr: &str, value: &str) -> bool {
+    e.name == name && e.attr(attr) == Some(value)
+}
+
+fn error_condition(e: &Element) -> Option<String> {
+    e.child("error", proto::ns::CLIENT).and_then(|err| {
+        err.elements()
+            .find(|c| c.ns == proto::ns::STANZAS_ERR && c.name != "text")
+            .map(|c| c.name.clone())
+    })
+}
+
+#[tokio::test]
+async fn users_of_two_servers_chat_subscribe_and_query_each_other() -> anyhow::Result<()> {
+    let a = fed_server(
+        "a.test",
+        1,
+        &[("b.test", at(2, 5269)), ("c.test", at(3, 1))],
+        |_| {},
+    )
+    .await;
+    let b = fed_server("b.test", 2, &[("a.test", at(1, 5269))], |_| {}).await;
+    a.add_user("alice@a.test", PASS);
+    b.add_user("bob@b.test", PASS);
+    let mut alice = Client::online(a.addr, "alice@a.test", PASS, "phone").await?;
+    let mut bob = Client::online(b.addr, "bob@b.test", PASS, "laptop").await?;
+
+    // Messages both ways, with the sender's full JID.
+    alice
+        .send("<message to='bob@b.test' type='chat' id='m1'><body>hello bob</body></message>")
+        .await;
+    let m = bob.expect(|e| e.name == "message").await?;
+    assert_eq!(m.attr("from"), Some("alice@a.test/phone"));
+    assert_eq!(
+        m.child("body", proto::ns::CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("hello bob")
+    );
+    bob.send(
+        "<message to='alice@a.test/phone' type='chat' id='m2'><body>hi alice</body></message>",
+    )
+    .await;
+    let m = alice.expect(|e| e.name == "message").await?;
+    assert_eq!(m.attr("from"), Some("bob@b.test/laptop"));
+
+    // Subscriptions both ways (RFC 6121 §3), then presence.
+    alice
+        .send("<presence to='bob@b.test' type='subscribe'/>")
+        .await;
+    bob.expect(|e| {
+        is(e, "presence", "type", "subscribe") && e.attr("from") == Some("alice@a.test")
+    })
+    .await?;
+    bob.send("<presence to='alice@a.test' type='subscribed'/>")
+        .await;
+    // Alice's roster says 'to', and bob's available presence follows.
+    alice
+        .expect(|e| {
+            e.name == "iq"
+                && e.child("query", proto::ns::ROSTER)
+                    .and_then(|q| q.child("item", proto::ns::ROSTER))
+                    .is_some_and(|i| i.attr("subscription") == Some("to"))
+        })
+        .await?;
+    alice
+        .expect(|e| {
+            e.name == "presence"
+                && e.attr("from") == Some("bob@b.test/laptop")
+                && e.attr("type").is_none()
+        })
+        .await?;
+    bob.send("<presence to='alice@a.test' type='subscribe'/>")
+        .await;
+    alice
+        .expect(|e| is(e, "presence", "type", "subscribe") && e.attr("from") == Some("bob@b.test"))
+        .await?;
+    alice
+        .send("<presence to='bob@b.test' type='subscribed'/>")
+        .await;
+    bob.expect(|e| {
+        e.name == "iq"
+            && e.child("query", proto::ns::ROSTER)
+                .and_then(|q| q.child("item", proto::ns::ROSTER))
+                .is_some_and(|i| i.attr("subscription") == Some("both"))
+    })
+    .await?;
+    bob.expect(|e| {
+        e.name == "presence"
+            && e.attr("from") == Some("alice@a.test/phone")
+            && e.attr("type").is_none()
+    })
+    .await?;
+
+    // IQs: a ping to the other server, a vCard of its user.
+    alice
+        .send("<iq to='b.test' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let r = alice.expect(|e| is(e, "iq", "id", "p1")).await?;
+    assert_eq!(r.attr("type"), Some("result"));
+    assert_eq!(r.attr("from"), Some("b.test"));
+    alice
+        .send("<iq to='bob@b.test' type='get' id='v1'><vCard xmlns='vcard-temp'/></iq>")
+        .await;
+    let r = alice.expect(|e| is(e, "iq", "id", "v1")).await?;
+    assert_eq!(
+        r.attr("type"),
+        Some("result"),
+        "{}",
+        r.to_xml(proto::ns::CLIENT)
+    );
+    // An IQ to a full JID reaches that resource, and its answer comes back.
+    alice
+        .send("<iq to='bob@b.test/laptop' type='get' id='t1'><time xmlns='urn:xmpp:time'/></iq>")
+        .await;
+    let q = bob.expect(|e| is(e, "iq", "id", "t1")).await?;
+    assert_eq!(q.attr("from"), Some("alice@a.test/phone"));
+    bob.send("<iq to='alice@a.test/phone' type='result' id='t1'/>")
+        .await;
+    let r = alice.expect(|e| is(e, "iq", "id", "t1")).await?;
+    assert_eq!(r.attr("type"), Some("result"));
+
+    // A server that does not answer: the sender is told.
+    let t = Instant::now();
+    alice
+        .send("<message to='carol@c.test' type='chat' id='u1'><body>anyone?</body></message>")
+        .await;
+    let e = alice.expect(|e| is(e, "message", "id", "u1")).await?;
+    assert_eq!(e.attr("type"), Some("error"));
+    assert_eq!(e.attr("from"), Some("carol@c.test"));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found")
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+
+    // Both servers list their streams, authenticated by dialback (the
+    // certificates are self-signed).
+    let sa = status(&a);
+    assert!(
+        sa.iter()
+            .any(|l| l.starts_with("out a.test b.test established auth=dialback tls=yes")),
+        "{sa:?}"
+    );
+    assert!(
+        sa.iter()
+            .any(|l| l.starts_with("in a.test b.test established auth=dialback tls=yes")),
+        "{sa:?}"
+    );
+    Ok(())
+}
+
+/// A test certificate authority and certificates it issues.
+struct Ca {
+    key: rcgen::KeyPair,
+    params: rcgen::CertificateParams,
+    pem: String,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "xmppd test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let pem = params.self_signed(&key).expect("ca").pem();
+        Ca { key, params, pem }
+    }
+
+    /// A certificate for `domain`, written as `dir/domain.{crt,key}`.
+    fn issue(
+        &self,
+        dir: &std::path::Path,
+        domain: &str,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).expect("params");
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).expect("issue");
+        let (c, k) = (
+            dir.join(format!("{domain}.crt")),
+            dir.join(format!("{domain}.key")),
+        );
+        std::fs::write(&c, cert.pem()).expect("write");
+        std::fs::write(&k, key.serialize_pem()).expect("write");
+        (c, k)
+    }
+}
+
+#[tokio::test]
+async fn valid_certificates_authenticate_with_sasl_external() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = Ca::new();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem)?;
+    let (ac, ak) = ca.issue(dir.path(), "a.test");
+    let (bc, bk) = ca.issue(dir.path(), "b.test");
+    let strict = |cert: std::path::PathBuf, key: std::path::PathBuf| {
+        let ca_file = ca_file.clone();
+        move |cfg: &mut Config| {
+            cfg.tls.cert = Some(cert);
+            cfg.tls.key = Some(key);
+            cfg.s2s.ca_file = Some(ca_file);
+            cfg.s2s.require_valid_certs = true;
+        }
+    };
+    let a = fed_server("a.test", 11, &[("b.test", at(12, 5269))], strict(ac, ak)).await;
+    let b = fed_server("b.test", 12, &[("a.test", at(11, 5269))], strict(bc, bk)).await;
+    // A third server with a self-signed certificate may not federate
+    // with the strict ones.
+    let c = fed_server("c.test", 13, &[("a.test", at(11, 5269))], |_| {}).await;
+    a.add_user("alice@a.test", PASS);
+    b.add_user("bob@b.test", PASS);
+    c.add_user("carol@c.test", PASS);
+    let mut alice = Client::online(a.addr, "alice@a.test", PASS, "r").await?;
+    let mut bob = Client::online(b.addr, "bob@b.test", PASS, "r").await?;
+    let mut carol = Client::online(c.addr, "carol@c.test", PASS, "r").await?;
+
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>signed</body></message>")
+        .await;
+    let m = bob.expect(|e| e.name == "message").await?;
+    assert_eq!(m.attr("from"), Some("alice@a.test/r"));
+    let sa = status(&a);
+    assert!(
+        sa.iter()
+            .any(|l| l.starts_with("out a.test b.test established auth=certificate tls=yes")),
+        "{sa:?}"
+    );
+    let sb = status(&b);
+    assert!(
+        sb.iter()
+            .any(|l| l.starts_with("in b.test a.test established auth=certificate tls=yes")),
+        "{sb:?}"
+    );
+
+    carol
+        .send("<message to='alice@a.test' type='chat' id='c1'><body>let me in</body></message>")
+        .await;
+    let e = carol.expect(|e| is(e, "message", "id", "c1")).await?;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found")
+    );
+    // Nothing reached alice.
+    alice
+        .send("<iq type='get' id='ping'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let next = alice
+        .expect(|e| e.name == "message" || is(e, "iq", "id", "ping"))
+        .await?;
+    assert_eq!(next.name, "iq");
+    Ok(())
+}
+
+/// dns.py (tests/interop/s2s) on `listen` with these arguments.
+fn dns(listen: &str, args: &[&str]) -> common::procs::Proc {
+    use std::io::BufRead;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/interop/s2s/dns.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--listen", listen, "--timeout", "120"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs dns.py");
+    let out = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(out)
+        .read_line(&mut line)
+        .expect("dns.py says it is ready");
+    assert!(line.contains("ready"), "{line}");
+    common::procs::Proc(child)
+}
+
+#[tokio::test]
+async fn srv_records_lead_to_a_direct_tls_port() -> anyhow::Result<()> {
+    // b.test publishes only _xmpps-server._tcp (XEP-0368) pointing at
+    // its direct TLS port; a.test finds it through DNS.
+    let _dns = dns(
+        &at(20, 5353),
+        &[
+            "--srv",
+            &format!("_xmpps-server._tcp.b.test=0:0:5270:xmpp.b.test"),
+            "--a",
+            "xmpp.b.test=127.0.6.22",
+        ],
+    );
+    let a = fed_server("a.test", 21, &[], |cfg| {
+        cfg.s2s.nameservers = vec![at(20, 5353)];
+    })
+    .await;
+    let b = fed_server("b.test", 22, &[("a.test", at(21, 5269))], |cfg| {
+        cfg.s2s.direct_tls_listen = Some(at(22, 5270));
+    })
+    .await;
+    a.add_user("alice@a.test", PASS);
+    b.add_user("bob@b.test", PASS);
+    let mut alice = Client::online(a.addr, "alice@a.test", PASS, "r").await?;
+    let mut bob = Client::online(b.addr, "bob@b.test", PASS, "r").await?;
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>via SRV</body></message>")
+        .await;
+    let m = bob.expect(|e| e.name == "message").await?;
+    assert_eq!(m.attr("from"), Some("alice@a.test/r"));
+    let sa = status(&a);
+    assert!(
+        sa.iter()
+            .any(|l| l.starts_with("out a.test b.test established")
+                && l.contains("tls=yes")
+                && l.contains(&format!("peer={}", at(22, 5270)))),
+        "{sa:?}"
+    );
+    // A domain DNS knows nothing of: not found, at once.
+    alice
+        .send("<message to='x@unknown.test' id='u'><body>?</body></message>")
+        .await;
+    let e = alice.expect(|e| is(e, "message", "id", "u")).await?;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn denied_domains_and_unanswering_servers_bounce() -> anyhow::Result<()> {
+    // A server that accepts connections and never says anything.
+    let hole = TcpListener::bind(at(33, 5269)).await?;
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = hole.accept().await {
+            conns.push(c);
+        }
+    });
+    let a = fed_server(
+        "a.test",
+        31,
+        &[("b.test", at(32, 5269)), ("hole.test", at(33, 5269))],
+        |cfg| {
+            cfg.s2s.deny = vec!["b.test".into()];
+            cfg.s2s.connect_timeout_secs = 2;
+            cfg.s2s.max_queued = 2;
+        },
+    )
+    .await;
+    let b = fed_server("b.test", 32, &[("a.test", at(31, 5269))], |_| {}).await;
+    a.add_user("alice@a.test", PASS);
+    b.add_user("bob@b.test", PASS);
+    let mut alice = Client::online(a.addr, "alice@a.test", PASS, "r").await?;
+    let mut bob = Client::online(b.addr, "bob@b.test", PASS, "r").await?;
+
+    alice
+        .send("<message to='bob@b.test' id='d1'><body>denied</body></message>")
+        .await;
+    let e = alice.expect(|e| is(e, "message", "id", "d1")).await?;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found")
+    );
+    // b.test's stream to a.test is refused too.
+    bob.send("<message to='alice@a.test' id='d2'><body>denied</body></message>")
+        .await;
+    let e = bob.expect(|e| is(e, "message", "id", "d2")).await?;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found")
+    );
+
+    // Two stanzas may wait for hole.test; the third is refused at once,
+    // the two others after connect_timeout_secs.
+    let t = Instant::now();
+    for i in 1..=3 {
+        alice
+            .send(&format!(
+                "<message to='x@hole.test' id='h{i}'><body>{i}</body></message>"
+            ))
+            .await;
+    }
+    let e = alice.expect(|e| is(e, "message", "id", "h3")).await?;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-timeout")
+    );
+    assert!(t.elapsed() < Duration::from_secs(2));
+    for id in ["h1", "h2"] {
+        let e = alice.expect(|e| is(e, "message", "id", id)).await?;
+        assert_eq!(
+            error_condition(&e).as_deref(),
+            Some("remote-server-timeout")
+        );
+    }
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+    held.abort();
+    Ok(())
+}
+
+/// A hand-written peer server: a raw stream to `addr` as `from`.
+async fn peer(addr: SocketAddr, from: &str, to: &str) -> anyhow::Result<Client> {
+    let mut c = Client::connect(addr).await;
+    c.send(&format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='{from}' to='{to}' version='1.0'>"
+    ))
+    .await;
+    match c.next().await? {
+        StreamEvent::Open(h) => c.stream_id = h.id.unwrap_or_default(),
+        other => anyhow::bail!("expected a header, got {other:?}"),
+    }
+    let f = c.next_element().await?;
+    anyhow::ensure!(f.name == "features", "no features: {}", f.name);
+    c.features = Some(f);
+    Ok(c)
+}
+
+/// An authoritative server for `domain` that answers every dialback
+/// verification with `verdict`; it counts the requests.
+async fn authority(
+    listen: String,
+    domain: &'static str,
+    verdict: &'static str,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let l = TcpListener::bind(&listen).await.expect("bind");
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(answer_verify(tcp, domain, verdict, counter));
+        }
+    });
+    (task, asked)
+}
+
+async fn answer_verify(
+    mut tcp: TcpStream,
+    domain: &str,
+    verdict: &str,
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let mut parser = StreamParser::new(Limits::default());
+    let mut buf = [0u8; 4096];
+    loop {
+        let ev = loop {
+            match parser.next_event() {
+                Ok(Some(ev)) => break ev,
+                Ok(None) => {}
+                Err(_) => return,
+            }
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => parser.feed(&buf[..n]),
+            }
+        };
+        match ev {
+            StreamEvent::Open(_) => {
+                let hello = format!(
+                    "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='{domain}' id='auth1' version='1.0'><stream:features><dialback xmlns='urn:xmpp:features:dialback'/></stream:features>"
+                );
+                if tcp.write_all(hello.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            StreamEvent::Element(e) if e.name == "verify" => {
+                asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer = format!(
+                    "<db:verify from='{}' to='{}' id='{}' type='{verdict}'/>",
+                    e.attr("to").unwrap_or(""),
+                    e.attr("from").unwrap_or(""),
+                    e.attr("id").unwrap_or("")
+                );
+                if tcp.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            StreamEvent::Element(_) => {}
+            StreamEvent::Close => return,
+        }
+    }
+}
+
+#[tokio::test]
+async fn misbehaving_peers_get_stream_errors_and_others_go_on() -> anyhow::Result<()> {
+    // The server under test takes plain streams, so that the hand-written
+    // peers need no TLS; evil.test and good.test answer its dialback
+    // callbacks (invalid and valid).
+    let (_evil, evil_asked) = authority(at(42, 5269), "evil.test", "invalid").await;
+    let (_good, good_asked) = authority(at(43, 5269), "good.test", "valid").await;
+    let a = fed_server(
+        "a.test",
+        41,
+        &[("evil.test", at(42, 5269)), ("good.test", at(43, 5269))],
+        |cfg| {
+            cfg.s2s.require_encryption = false;
+            cfg.s2s.connect_timeout_secs = 2;
+        },
+    )
+    .await;
+    a.add_user("alice@a.test", PASS);
+    let mut alice = Client::online(a.addr, "alice@a.test", PASS, "r").await?;
+    let s2s: SocketAddr = at(41, 5269).parse()?;
+
+    // A half-open stream: nothing sent, closed after connect_timeout_secs.
+    let mut silent = Client::connect(s2s).await;
+
+    // A header for a domain this server does not host.
+    let mut c = Client::connect(s2s).await;
+    c.send("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='good.test' to='nothere.test' version='1.0'>").await;
+    assert_eq!(c.stream_error().await?, "host-unknown");
+
+    // A client namespace.
+    let mut c = Client::connect(s2s).await;
+    c.send("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='good.test' to='a.test' version='1.0'>").await;
+    assert_eq!(c.stream_error().await?, "invalid-namespace");
+
+    // Stanzas before authentication.
+    let mut c = peer(s2s, "good.test", "a.test").await?;
+    let f = c.features.clone().expect("features");
+    assert!(
+        f.child("dialback", "urn:xmpp:features:dialback").is_some(),
+        "{}",
+        f.to_xml(proto::ns::SERVER)
+    );
+    assert!(f.child("starttls", proto::ns::TLS).is_some());
+    c.send("<message from='mallory@good.test' to='alice@a.test'><body>early</body></message>")
+        .await;
+    assert_eq!(c.stream_error().await?, "not-authorized");
+
+    // A dialback key its domain's server does not vouch for.
+    let mut c = peer(s2s, "evil.test", "a.test").await?;
+    c.send("<db:result from='evil.test' to='a.test'>0123456789</db:result>")
+        .await;
+    let r = c.expect(|e| e.name == "result").await?;
+    assert_eq!(r.attr("type"), Some("invalid"));
+    assert_eq!(evil_asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    c.send("<message from='mallory@evil.test' to='alice@a.test'><body>let me in</body></message>")
+        .await;
+    assert_eq!(c.stream_error().await?, "not-authorized");
+
+    // A vouched-for peer: its stanzas go through, until it sends one from
+    // a domain it did not authenticate.
+    let mut c = peer(s2s, "good.test", "a.test").await?;
+    c.send("<db:result from='good.test' to='a.test'>anykey</db:result>")
+        .await;
+    let r = c.expect(|e| e.name == "result").await?;
+    assert_eq!(r.attr("type"), Some("valid"));
+    assert_eq!(good_asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    c.send("<presence from='gina@good.test/x' to='alice@a.test'/>")
+        .await;
+    c.send("<message from='gina@good.test/x' to='alice@a.test' type='chat'><body>from good</body></message>").await;
+    let m = alice.expect(|e| e.name == "message").await?;
+    assert_eq!(m.attr("from"), Some("gina@good.test/x"));
+    assert_eq!(
+        m.child("body", proto::ns::CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("from good")
+    );
+    c.send("<message from='mallory@evil.test' to='alice@a.test'><body>spoofed</body></message>")
+        .await;
+    assert_eq!(c.stream_error().await?, "invalid-from");
+
+    // A second vouched-for stream sends available presence and is then
+    // cut: the user that had it gets unavailable from the server (RFC
+    // 6121 §4.5.2 as for a lost client), without the peer saying so.
+    let mut c = peer(s2s, "good.test", "a.test").await?;
+    c.send("<db:result from='good.test' to='a.test'>anykey</db:result>")
+        .await;
+    c.expect(|e| e.name == "result").await?;
+    // Alice does not subscribe to gina: directed presence still arrives.
+    c.send("<presence from='gina@good.test/y' to='alice@a.test/r'/>")
+        .await;
+    alice
+        .expect(|e| {
+            e.name == "presence"
+                && e.attr("from") == Some("gina@good.test/y")
+                && e.attr("type").is_none()
+        })
+        .await?;
+    drop(c);
+    let p = alice
+        .expect(|e| e.name == "presence" && e.attr("from") == Some("gina@good.test/y"))
+        .await?;
+    assert_eq!(p.attr("type"), Some("unavailable"));
+
+    // As the authoritative server: a key this server gave verifies, any
+    // other does not (XEP-0220 §2.2).
+    let secret = node::s2s::dialback::Secret::new(SECRET.as_bytes());
+    let mut c = peer(s2s, "good.test", "a.test").await?;
+    let good = secret.key("good.test", "a.test", "S1");
+    c.send(&format!(
+        "<db:verify from='good.test' to='a.test' id='S1'>{good}</db:verify>"
+    ))
+    .await;
+    let v = c.expect(|e| e.name == "verify").await?;
+    assert_eq!(v.attr("type"), Some("valid"));
+    assert_eq!(v.attr("id"), Some("S1"));
+    c.send(&format!(
+        "<db:verify from='good.test' to='a.test' id='S2'>{good}</db:verify>"
+    ))
+    .await;
+    let v = c.expect(|e| e.name == "verify").await?;
+    assert_eq!(v.attr("type"), Some("invalid"));
+
+    // Garbage.
+    let mut c = peer(s2s, "good.test", "a.test").await?;
+    c.send("<message><body></message>").await;
+    assert_eq!(c.stream_error().await?, "not-well-formed");
+
+    // The silent one was timed out, and alice's session never noticed.
+    assert_eq!(
+        tokio::time::timeout(TIMEOUT, silent.stream_error()).await??,
+        "connection-timeout"
+    );
+    alice
+        .send("<iq type='get' id='still'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    alice.expect(|e| is(e, "iq", "id", "still")).await?;
+    Ok(())
+}

@@ -25,7 +25,7 @@ mod s2s;
 
 pub use muc::MucConfig;
 pub use pubsub::PubsubConfig;
-pub use s2s::S2sConfig;
+pub use s2s::{ComponentsConfig, S2sConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +73,8 @@ pub struct Config {
     pub sm: SmConfig,
     /// `[s2s]`: federation with other servers.
     pub s2s: S2sConfig,
+    /// `[components]`: external components (XEP-0114).
+    pub components: ComponentsConfig,
 }
 
 /// `[tracing]`.
@@ -169,6 +171,7 @@ impl Default for Config {
             csi: CsiConfig::default(),
             sm: SmConfig::default(),
             s2s: S2sConfig::default(),
+            components: ComponentsConfig::default(),
         }
     }
 }
@@ -997,6 +1000,17 @@ impl Config {
         }
         .pubsub_services();
         self.muc.check(&self.domains, &pubsub_services, &mut p);
+        let mut services = pubsub_services.clone();
+        for d in &self.domains {
+            services.push(
+                self.muc
+                    .services
+                    .get(d)
+                    .cloned()
+                    .unwrap_or_else(|| format!("conference.{d}")),
+            );
+        }
+        self.components.check(&self.domains, &services, &mut p);
         if self.sm.resume_timeout_secs > 86_400 {
             p.add("sm.resume_timeout_secs", "must be at most 86400 (a day)");
         }

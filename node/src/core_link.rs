@@ -82,6 +82,31 @@ impl CoreLink {
         }
     }
 
+    /// An external component (XEP-0114) for `domain` connected here.
+    pub async fn bind_component(&self, domain: String, sink: SessionSink) -> Result<(), String> {
+        match self {
+            CoreLink::Local(c) => c
+                .bind_component(domain, sink)
+                .await
+                .map_err(|e| e.to_string()),
+            CoreLink::Remote(_) => Err(
+                "components connect to nodes with role \"both\" (not yet to separate edges)"
+                    .to_string(),
+            ),
+        }
+    }
+
+    /// The component's connection `conn_id` ended.
+    pub async fn unbind_component(&self, domain: String, conn_id: u64) -> Result<(), String> {
+        match self {
+            CoreLink::Local(c) => c
+                .unbind_component(domain, conn_id)
+                .await
+                .map_err(|e| e.to_string()),
+            CoreLink::Remote(_) => Ok(()),
+        }
+    }
+
     /// XEP-0198 §3: stream management for a bound session; false if the
     /// core has no such session (or it has it already).
     pub async fn sm_enable(&self, jid: FullJid, conn_id: u64, e: SmEnable) -> bool {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod bosh;
 pub mod channel_binding;
 pub mod cli;
+pub mod component;
 pub mod config;
 mod conn;
 pub mod core_link;

@@ -34,6 +34,8 @@ pub struct Server {
     pub s2s_direct_tls_addr: Option<SocketAddr>,
     /// Federation, when `s2s.enabled`.
     pub s2s: Option<Arc<crate::s2s::S2s>>,
+    /// Where external components connect (`[components]`).
+    pub component_addr: Option<SocketAddr>,
     http: Arc<crate::http::HttpState>,
     http_stop: watch::Sender<bool>,
     http_task: Option<JoinHandle<()>>,
@@ -213,6 +215,7 @@ impl Server {
             },
             muc: cfg.muc.to_core(),
             auto_join: cfg.cluster.auto_join,
+            components: cfg.components.secrets.keys().cloned().collect(),
         };
         let server_features = router::server_features(&core_cfg)?;
         let server_caps = router::server_caps(&core_cfg)?;
@@ -380,6 +383,7 @@ impl Server {
                 hosted.extend(core_cfg.muc_service(d));
             }
             hosted.extend(core_cfg.pubsub_services());
+            hosted.extend(core_cfg.components.iter().cloned());
             Some(crate::s2s::S2s::new(
                 cfg.s2s.clone(),
                 hosted,
@@ -513,6 +517,21 @@ impl Server {
                 ),
             }
         }
+        let mut component_addr = None;
+        if clients && !cfg.components.secrets.is_empty() {
+            let addr = &cfg.components.listen;
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the component listener {addr}"))?;
+            component_addr = Some(l.local_addr()?);
+            tracing::info!(addr = %l.local_addr()?, "component listener (XEP-0114)");
+            let c = Arc::new(crate::component::Components {
+                secrets: cfg.components.secrets.clone(),
+                core: edge.core.clone(),
+                limits: edge.limits().parser,
+            });
+            tasks.push(tokio::spawn(crate::component::serve(l, c, rx.clone())));
+        }
         http.set_started(edge.core.clone());
         Ok(Server {
             c2s_addr,
@@ -524,6 +543,7 @@ impl Server {
             s2s_addr,
             s2s_direct_tls_addr,
             s2s,
+            component_addr,
             http,
             admin_socket,
             core,

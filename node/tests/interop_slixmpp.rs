@@ -165,3 +165,43 @@ async fn xmpp_js_creates_a_room_chats_and_destroys_it() {
     // without a MUC plugin writes them (tests/interop/xmppjs/muc.mjs).
     alice_and_bob("node", "xmppjs/muc.mjs", "xmpp.js MUC").await;
 }
+
+/// An external component (XEP-0114) with slixmpp's ComponentXMPP, on the
+/// packaged and the current slixmpp (tests/interop/component.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slixmpp_component_connects_serves_its_domain_and_messages_users() {
+    let mut t = TestServer::start_with(|cfg| {
+        cfg.components.listen = "127.0.0.1:0".into();
+        cfg.components
+            .secrets
+            .insert("echo.localhost".into(), "component secret".into());
+    })
+    .await;
+    t.add_user("alice@localhost", "alice secret");
+    let cport = t
+        .server
+        .as_ref()
+        .and_then(|s| s.component_addr)
+        .expect("component listener")
+        .port();
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let script = format!("{dir}/../tests/interop/component.py");
+    for (python, _) in PYTHONS {
+        let out = tokio::process::Command::new(python)
+            .arg(&script)
+            .args(["127.0.0.1", &t.addr.port().to_string(), &cport.to_string()])
+            .args(["localhost", "alice", "alice secret"])
+            .args(["echo.localhost", "component secret"])
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{python} runs (scripts/setup.sh installs it): {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!("{python}:\n{stdout}");
+        assert!(
+            out.status.success() && stdout.contains("component ok"),
+            "{python}: component scenario failed:\n{stdout}\n{stderr}"
+        );
+    }
+    t.stop().await;
+}

@@ -347,7 +347,7 @@ async fn srv_records_lead_to_a_direct_tls_port() -> anyhow::Result<()> {
         &at(20, 5353),
         &[
             "--srv",
-            &format!("_xmpps-server._tcp.b.test=0:0:5270:xmpp.b.test"),
+            "_xmpps-server._tcp.b.test=0:0:5270:xmpp.b.test",
             "--a",
             "xmpp.b.test=127.0.6.22",
         ],

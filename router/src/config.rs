@@ -66,6 +66,9 @@ pub struct CoreConfig {
     /// A removed node started again asks to be added back (the node's
     /// process does the asking): it does not stop as removed meanwhile.
     pub auto_join: bool,
+    /// Domains of external components (XEP-0114): every stanza to an
+    /// address at one of them goes to the component connected for it.
+    pub components: Vec<String>,
 }
 
 /// `[muc]` as the core uses it.
@@ -155,6 +158,7 @@ impl Default for CoreConfig {
             pubsub: PubsubConfig::default(),
             muc: MucConfig::default(),
             auto_join: false,
+            components: Vec::new(),
         }
     }
 }
@@ -167,7 +171,15 @@ impl CoreConfig {
     /// Whether `domain` is this server's: a served domain or one of its
     /// services (MUC, PubSub). Any other is a remote server's.
     pub fn hosts(&self, domain: &str) -> bool {
-        self.serves(domain) || self.is_muc_service(domain) || self.is_pubsub_service(domain)
+        self.serves(domain)
+            || self.is_muc_service(domain)
+            || self.is_pubsub_service(domain)
+            || self.is_component(domain)
+    }
+
+    /// Whether `domain` is an external component's (XEP-0114).
+    pub fn is_component(&self, domain: &str) -> bool {
+        self.components.iter().any(|d| d == domain)
     }
 
     /// The PubSub service JID of each served domain.

@@ -366,13 +366,48 @@ impl Core {
     /// users answering what could not be sent there: inbound processing
     /// at the shard of its 'to' (RFC 6121 §8.5).
     pub fn route_inbound(&self, stanza: Stanza) {
-        let Some(to) = &stanza.to else { return };
-        if !self.shared.env.cfg.hosts(to.domain()) {
-            return;
+        self.shared.route(stanza);
+    }
+
+    /// An external component (XEP-0114) for `domain` is connected; `sink`
+    /// reaches it. A component already connected for it is told to close
+    /// (`<conflict/>`, RFC 6120 §4.9.3.3).
+    pub async fn bind_component(&self, domain: String, sink: SessionSink) -> Result<(), CoreError> {
+        if !self.shared.env.cfg.is_component(&domain) {
+            return Err(CoreError::NotComponent(domain));
         }
-        let bare = to.bare_str().to_string();
-        self.shared
-            .send_internal(&bare, ShardMsg::Inbound(Box::new(stanza)));
+        let key = domain.clone();
+        self.exec(
+            &key,
+            Box::new(move |ctx| {
+                if let Some(old) = ctx.st.components.insert(domain, sink) {
+                    old.send(crate::Outbound::Close(
+                        proto::error::StreamCondition::Conflict,
+                        Some("replaced by a new connection of the component".into()),
+                    ));
+                }
+            }),
+        )
+        .await
+    }
+
+    /// The component's connection `conn_id` ended.
+    pub async fn unbind_component(&self, domain: String, conn_id: u64) -> Result<(), CoreError> {
+        let key = domain.clone();
+        self.exec(
+            &key,
+            Box::new(move |ctx| {
+                if ctx
+                    .st
+                    .components
+                    .get(&domain)
+                    .is_some_and(|s| s.conn_id() == conn_id)
+                {
+                    ctx.st.components.remove(&domain);
+                }
+            }),
+        )
+        .await
     }
 
     /// Route a stanza from a bound session; `from` is already stamped with

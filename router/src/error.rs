@@ -7,6 +7,8 @@ use crate::accounts::AccountError;
 pub enum CoreError {
     #[error("the core is shutting down")]
     ShuttingDown,
+    #[error("{0} is not a component domain of this server")]
+    NotComponent(String),
     #[error("account: {0}")]
     Account(#[from] AccountError),
     #[error("module registry: {0}")]

@@ -79,10 +79,11 @@ impl Shared {
         let mut by_shard: std::collections::BTreeMap<usize, Vec<proto::Jid>> =
             std::collections::BTreeMap::new();
         for r in recipients {
-            if !self.env.cfg.hosts(r.domain()) {
-                // A recipient at another server gets its own copy there.
+            if !self.env.cfg.serves(r.domain()) {
+                // A recipient at another server or a component gets its
+                // own copy there.
                 let one = s.restamped(s.from.clone(), Some(r));
-                self.to_remote(one);
+                self.route(one);
                 continue;
             }
             by_shard
@@ -99,6 +100,23 @@ impl Shared {
                 hops,
             );
         }
+    }
+
+    /// Send `s` on to the shard that handles stanzas to its 'to'
+    /// (inbound processing): the recipient's, a component's domain's, or
+    /// out to another server.
+    pub fn route(&self, s: Stanza) {
+        let Some(to) = &s.to else { return };
+        let domain = to.domain();
+        if self.env.cfg.is_component(domain) {
+            let key = domain.to_string();
+            return self.send_internal(&key, ShardMsg::Keyed(key.clone(), Box::new(s)));
+        }
+        if !self.env.cfg.hosts(domain) {
+            return self.to_remote(s);
+        }
+        let bare = to.bare_str().to_string();
+        self.send_internal(&bare, ShardMsg::Inbound(Box::new(s)));
     }
 
     /// Hand `s`, for a domain this server does not host, to the
@@ -137,14 +155,7 @@ impl Shared {
             Effect::Deliver(sink, out, trail) => {
                 sink.send_with(out, trail);
             }
-            Effect::Route(s) => {
-                let Some(to) = &s.to else { return };
-                if !self.env.cfg.hosts(to.domain()) {
-                    return self.to_remote(s);
-                }
-                let bare = to.bare_str().to_string();
-                self.send_internal(&bare, ShardMsg::Inbound(Box::new(s)));
-            }
+            Effect::Route(s) => self.route(s),
             Effect::RouteKey(key, s) => {
                 self.send_internal(&key, ShardMsg::Keyed(key.clone(), Box::new(s)));
             }

@@ -104,13 +104,9 @@ impl S2sConfig {
         if !self.enabled {
             return;
         }
-        if let Err(why) = super::check_host_port(&self.listen) {
-            p.add("s2s.listen", format!("{:?}: {why}", self.listen));
-        }
-        if let Some(a) = &self.direct_tls_listen
-            && let Err(why) = super::check_host_port(a)
-        {
-            p.add("s2s.direct_tls_listen", format!("{a:?}: {why}"));
+        listen_addr("s2s.listen", &self.listen, p);
+        if let Some(a) = &self.direct_tls_listen {
+            listen_addr("s2s.direct_tls_listen", a, p);
         }
         if let Some(s) = &self.dialback_secret
             && s.len() < 16
@@ -175,5 +171,63 @@ impl S2sConfig {
                 "needs s2s.require_encryption (certificates are checked in TLS)",
             );
         }
+    }
+}
+
+/// `[components]`: external components (XEP-0114), such as gateways and
+/// bridges, that connect with a shared secret and then serve every
+/// address at their domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComponentsConfig {
+    /// Where components connect (plain TCP: keep it on a private
+    /// network or loopback). Opened only when `secrets` names one.
+    /// Default `"127.0.0.1:5347"`.
+    pub listen: String,
+    /// Each component's domain and its shared secret:
+    /// `{ "irc.example.com" = "a long secret" }`. Default empty.
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl Default for ComponentsConfig {
+    fn default() -> ComponentsConfig {
+        ComponentsConfig {
+            listen: "127.0.0.1:5347".to_string(),
+            secrets: BTreeMap::new(),
+        }
+    }
+}
+
+impl ComponentsConfig {
+    pub(super) fn check(&self, domains: &[String], services: &[String], p: &mut Problems) {
+        if self.secrets.is_empty() {
+            return;
+        }
+        listen_addr("components.listen", &self.listen, p);
+        for (d, secret) in &self.secrets {
+            let field = format!("components.secrets.{d:?}");
+            if proto::BareJid::domain_jid(d)
+                .map(|j| j.as_str() != d)
+                .unwrap_or(true)
+            {
+                p.add(&field, "the key is not a domain in canonical form");
+            }
+            if domains.iter().chain(services).any(|x| x == d) {
+                p.add(&field, "is a domain (or service) this server serves itself");
+            }
+            if secret.len() < 8 {
+                p.add(&field, "the secret must be at least 8 characters");
+            }
+        }
+    }
+}
+
+/// A listener's address: an IP address and port to bind.
+fn listen_addr(field: &str, addr: &str, p: &mut Problems) {
+    if addr.parse::<std::net::SocketAddr>().is_err() {
+        p.add(
+            field,
+            format!("{addr:?} is not an address like \"0.0.0.0:5269\" or \"[::]:5269\""),
+        );
     }
 }

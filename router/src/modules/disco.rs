@@ -148,6 +148,17 @@ impl IqHandler for DiscoItems {
                         .with_attr("name", "Chatrooms"),
                 );
             }
+            // External components (XEP-0114) under the domain asked (all
+            // of them on a server of one domain).
+            if let Some(d) = iq.to.as_ref().map(|j| j.domain()) {
+                let cfg = ctx.cfg();
+                let suffix = format!(".{d}");
+                for c in &cfg.components {
+                    if c.ends_with(&suffix) || cfg.domains.len() == 1 {
+                        q.push(Element::new("item", ns::DISCO_ITEMS).with_attr("jid", c.clone()));
+                    }
+                }
+            }
         }
         ctx.iq_result(iq, Some(&q));
     }

@@ -161,6 +161,14 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
         return;
     };
     use proto::error::StanzaCondition as C;
+    if ctx.cfg().is_component(to.domain()) {
+        // XEP-0114: everything at a component's domain is the component's,
+        // held by the shard of the domain.
+        if !ctx.is_home(to.domain()) {
+            return ctx.route(s);
+        }
+        return super::component::inbound(ctx, s);
+    }
     if to.local().is_none() && ctx.cfg().is_pubsub_service(to.domain()) {
         // A PubSub service of this server (XEP-0060).
         let service = to.bare();

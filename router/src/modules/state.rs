@@ -55,6 +55,9 @@ pub struct ShardState {
     pub(crate) room_dirty: Option<super::muc::replica::Changes>,
     /// Sessions waiting for their client to resume them (XEP-0198).
     pub sm_detached: HashSet<FullJid>,
+    /// External components (XEP-0114) whose domain this shard owns, and
+    /// the connection each is on.
+    pub components: HashMap<String, crate::session::SessionSink>,
 }
 
 impl ShardState {

@@ -690,3 +690,124 @@ async fn misbehaving_peers_get_stream_errors_and_others_go_on() -> anyhow::Resul
     alice.expect(|e| is(e, "iq", "id", "still")).await?;
     Ok(())
 }
+
+const MUC: &str = "http://jabber.org/protocol/muc";
+
+async fn join(c: &mut Client, room: &str, nick: &str) -> anyhow::Result<Element> {
+    c.send(&format!(
+        "<presence to='{room}/{nick}'><x xmlns='{MUC}'/></presence>"
+    ))
+    .await;
+    let me = format!("{room}/{nick}");
+    c.expect(|e| e.name == "presence" && e.attr("from") == Some(me.as_str()))
+        .await
+}
+
+#[tokio::test]
+async fn rooms_take_occupants_from_other_servers() -> anyhow::Result<()> {
+    // Each server's MUC service is reached through its own streams
+    // (conference.a.test is a domain pair of its own).
+    let a = fed_server(
+        "a.test",
+        51,
+        &[
+            ("b.test", at(52, 5269)),
+            ("conference.b.test", at(52, 5269)),
+        ],
+        |_| {},
+    )
+    .await;
+    let b = fed_server(
+        "b.test",
+        52,
+        &[
+            ("a.test", at(51, 5269)),
+            ("conference.a.test", at(51, 5269)),
+        ],
+        |_| {},
+    )
+    .await;
+    a.add_user("alice@a.test", PASS);
+    b.add_user("bob@b.test", PASS);
+    let mut alice = Client::online(a.addr, "alice@a.test", PASS, "r").await?;
+    let mut bob = Client::online(b.addr, "bob@b.test", PASS, "r").await?;
+
+    // Alice's room on a.test; bob enters from b.test.
+    let room = "lobby@conference.a.test";
+    join(&mut alice, room, "alice").await?;
+    alice
+        .send(&format!(
+            "<iq type='set' id='cfg' to='{room}'><query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+        ))
+        .await;
+    alice.expect(|e| is(e, "iq", "id", "cfg")).await?;
+    let p = join(&mut bob, room, "bob").await?;
+    assert_ne!(
+        p.attr("type"),
+        Some("error"),
+        "{}",
+        p.to_xml(proto::ns::CLIENT)
+    );
+    alice
+        .expect(|e| e.name == "presence" && e.attr("from") == Some("lobby@conference.a.test/bob"))
+        .await?;
+    bob.send(&format!(
+        "<message to='{room}' type='groupchat'><body>hello room</body></message>"
+    ))
+    .await;
+    for c in [&mut alice, &mut bob] {
+        let m = c
+            .expect(|e| {
+                is(e, "message", "type", "groupchat")
+                    && e.child("body", proto::ns::CLIENT).is_some()
+            })
+            .await?;
+        assert_eq!(m.attr("from"), Some("lobby@conference.a.test/bob"));
+    }
+
+    // And the other way: alice enters a room of b.test's service.
+    let there = "den@conference.b.test";
+    join(&mut bob, there, "bob").await?;
+    bob.send(&format!(
+        "<iq type='set' id='cfg2' to='{there}'><query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+    ))
+    .await;
+    bob.expect(|e| is(e, "iq", "id", "cfg2")).await?;
+    let p = join(&mut alice, there, "alice").await?;
+    assert_ne!(
+        p.attr("type"),
+        Some("error"),
+        "{}",
+        p.to_xml(proto::ns::CLIENT)
+    );
+    alice
+        .send(&format!(
+            "<message to='{there}' type='groupchat'><body>from afar</body></message>"
+        ))
+        .await;
+    let m = bob
+        .expect(|e| {
+            is(e, "message", "type", "groupchat")
+                && e.attr("from") == Some("den@conference.b.test/alice")
+        })
+        .await?;
+    assert_eq!(
+        m.child("body", proto::ns::CLIENT)
+            .map(Element::text)
+            .as_deref(),
+        Some("from afar")
+    );
+    // Leaving goes across too.
+    alice
+        .send(&format!(
+            "<presence to='{there}/alice' type='unavailable'/>"
+        ))
+        .await;
+    bob.expect(|e| {
+        e.name == "presence"
+            && e.attr("from") == Some("den@conference.b.test/alice")
+            && e.attr("type") == Some("unavailable")
+    })
+    .await?;
+    Ok(())
+}

@@ -114,6 +114,10 @@ pub struct RemoteCore {
     /// waiting for a resumption (deliveries still coming for them are
     /// kept at the core, not handed back).
     sm_gone: Mutex<std::collections::VecDeque<u64>>,
+    /// This edge federates (`s2s.enabled`): the core nodes send it
+    /// stanzas for other servers, which go to `s2s` once it is set.
+    federates: bool,
+    s2s: std::sync::OnceLock<Arc<crate::s2s::S2s>>,
 }
 
 /// How many of those are remembered.
@@ -148,6 +152,7 @@ impl RemoteCore {
         patience: Duration,
         liveness: Duration,
         domains: Vec<String>,
+        federates: bool,
     ) -> anyhow::Result<Arc<RemoteCore>> {
         let ping = router::service::liveness(liveness);
         let deadline = tokio::time::Instant::now() + patience;
@@ -195,6 +200,8 @@ impl RemoteCore {
             map: RwLock::new(ShardMap::default()),
             sessions: Arc::new(Mutex::new(HashMap::new())),
             sm_gone: Mutex::new(std::collections::VecDeque::new()),
+            federates,
+            s2s: std::sync::OnceLock::new(),
         });
         me.apply_status(&status);
         let cores: Vec<u64> = status
@@ -278,7 +285,7 @@ impl RemoteCore {
     /// Open the forward stream to core node `id` over `channel`.
     async fn add_core(self: &Arc<Self>, id: u64, channel: Channel) -> Result<(), ClusterError> {
         let client = CoreClient::new(channel.clone());
-        let (tx, down) = open_stream(&client, self.edge, self.instance)
+        let (tx, down) = open_stream(&client, self.edge, self.instance, self.federates)
             .await
             .inspect_err(|e| {
                 if is_taken(e) {
@@ -960,6 +967,29 @@ fn is_taken(e: &ClusterError) -> bool {
 }
 
 impl RemoteCore {
+    /// Where stanzas for other servers go (this edge's federation).
+    pub fn set_s2s(&self, s2s: Arc<crate::s2s::S2s>) {
+        let _ = self.s2s.set(s2s);
+    }
+
+    /// Stanzas a core node sent for other servers: onto this edge's
+    /// server-to-server streams, in the order they came.
+    fn to_other_servers(&self, stanzas: Vec<bytes::Bytes>) {
+        let Some(s2s) = self.s2s.get() else {
+            tracing::warn!(
+                n = stanzas.len(),
+                "stanzas for other servers, but federation is not started here"
+            );
+            return;
+        };
+        for raw in stanzas {
+            match Stanza::parse(&raw) {
+                Ok(s) => s2s.queue(s),
+                Err(e) => tracing::warn!(error = ?e, "a stanza for another server did not parse"),
+            }
+        }
+    }
+
     /// Turns true when a core node refuses this edge's random id after
     /// the start (another edge drew it meanwhile): the edge must stop and
     /// start again with another.
@@ -982,6 +1012,7 @@ async fn open_stream(
     client: &CoreClient<Channel>,
     edge: u64,
     instance: Option<u64>,
+    federates: bool,
 ) -> Result<
     (
         mpsc::Sender<pb::Envelope>,
@@ -1006,6 +1037,12 @@ async fn open_stream(
         req.metadata_mut().insert(
             EDGE_INSTANCE_HEADER,
             tonic::metadata::MetadataValue::from(i),
+        );
+    }
+    if federates {
+        req.metadata_mut().insert(
+            router::service::EDGE_S2S_HEADER,
+            tonic::metadata::MetadataValue::from_static("1"),
         );
     }
     let down = client
@@ -1077,7 +1114,8 @@ async fn link(
                 }
             }
             let instance = cluster.upgrade().and_then(|c| c.instance);
-            match open_stream(&conn.client, edge, instance).await {
+            let federates = cluster.upgrade().is_some_and(|c| c.federates);
+            match open_stream(&conn.client, edge, instance, federates).await {
                 Ok((tx, d)) => {
                     *lock(&conn.up) = tx;
                     conn.alive.store(true, Ordering::Relaxed);
@@ -1113,6 +1151,7 @@ async fn dispatch(
             Some(Ok(batch)) => {
                 let mut redirected = Vec::new();
                 let mut orphans: Vec<(u64, bytes::Bytes)> = Vec::new();
+                let mut remote: Vec<bytes::Bytes> = Vec::new();
                 let m = lock(&sessions);
                 for d in batch.deliveries {
                     let (ids, action, trail) = match from_delivery(d) {
@@ -1127,6 +1166,10 @@ async fn dispatch(
                         DeliveryAction::Addressed(b) => Outbound::Addressed(b),
                         DeliveryAction::Close(c, t) => Outbound::Close(c, t),
                         DeliveryAction::SmStart => Outbound::SmStart,
+                        DeliveryAction::Remote(b) => {
+                            remote.push(b);
+                            continue;
+                        }
                         DeliveryAction::Processed(seq) => {
                             lock(&conn.unconfirmed).remove(&seq);
                             continue;
@@ -1154,6 +1197,11 @@ async fn dispatch(
                     }
                 }
                 drop(m);
+                if !remote.is_empty()
+                    && let Some(c) = cluster.upgrade()
+                {
+                    c.to_other_servers(remote);
+                }
                 if !orphans.is_empty()
                     && let Some(c) = cluster.upgrade()
                 {

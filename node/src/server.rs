@@ -308,6 +308,7 @@ impl Server {
                         Duration::from_secs(30),
                         liveness,
                         domains.clone(),
+                        cfg.s2s.enabled,
                     )
                     .await
                     {
@@ -508,13 +509,14 @@ impl Server {
                     rx.clone(),
                 )));
             }
-            match &core {
-                Some(c) => c
+            // Stanzas for other servers come from this process's core, or
+            // from the core nodes over this edge's streams to them.
+            match (&core, &edge.core) {
+                (Some(c), _) => c
                     .federation()
                     .set(Some(Arc::new(crate::s2s::Outlet(fed.clone())))),
-                None => tracing::warn!(
-                    "this edge accepts streams from other servers, but stanzas to them leave only through nodes with role \"both\" (not yet through separate core nodes)"
-                ),
+                (None, CoreLink::Remote(r)) => r.set_s2s(fed.clone()),
+                (None, CoreLink::Local(_)) => {}
             }
         }
         let mut component_addr = None;

@@ -41,6 +41,9 @@ pub const EDGE_HEADER: &str = "x-xmppd-edge";
 /// the process's own random number, so that another edge that drew the
 /// same id is told apart from this one reconnecting.
 pub const EDGE_INSTANCE_HEADER: &str = "x-xmppd-edge-instance";
+/// Forward-stream metadata of an edge that federates (`s2s.enabled`):
+/// stanzas for other servers may be sent to it.
+pub const EDGE_S2S_HEADER: &str = "x-xmppd-edge-s2s";
 /// The message of the `already_exists` status that refuses such an edge.
 pub const EDGE_ID_TAKEN: &str = "edge id taken";
 
@@ -180,6 +183,7 @@ impl pb::core_server::Core for CoreService {
             .and_then(|v| v.parse().ok());
         let from = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let (link, rx) = EdgeLink::new(edge, EDGE_QUEUE);
+        link.set_s2s(req.metadata().get(EDGE_S2S_HEADER).is_some());
         let old = {
             let mut edges = self.edges.lock().unwrap_or_else(|p| p.into_inner());
             // An edge that drew its id at random may have drawn one that a

@@ -175,6 +175,8 @@ pub enum ResumeRefused {
 pub struct EdgeLink {
     pub edge: u64,
     tx: tokio::sync::mpsc::Sender<proto::cluster::pb::Delivery>,
+    /// The edge federates: it takes stanzas for other servers.
+    s2s: std::sync::atomic::AtomicBool,
 }
 
 impl EdgeLink {
@@ -187,7 +189,14 @@ impl EdgeLink {
         tokio::sync::mpsc::Receiver<proto::cluster::pb::Delivery>,
     ) {
         let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
-        (Arc::new(EdgeLink { edge, tx }), rx)
+        (
+            Arc::new(EdgeLink {
+                edge,
+                tx,
+                s2s: Default::default(),
+            }),
+            rx,
+        )
     }
 
     fn deliver(&self, session: u64, out: Outbound, trail: &Trail) -> bool {
@@ -200,6 +209,28 @@ impl EdgeLink {
         };
         self.tx
             .try_send(to_delivery(vec![session], action, trail))
+            .is_ok()
+    }
+
+    /// Mark the edge as one that federates.
+    pub fn set_s2s(&self, on: bool) {
+        self.s2s.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn federates(&self) -> bool {
+        self.s2s.load(std::sync::atomic::Ordering::Relaxed) && !self.tx.is_closed()
+    }
+
+    /// Hand the edge a stanza for another server; false if its queue is
+    /// full or gone.
+    pub fn remote(&self, bytes: bytes::Bytes, trail: &Trail) -> bool {
+        use proto::cluster::envelope::{DeliveryAction, to_delivery};
+        self.tx
+            .try_send(to_delivery(
+                Vec::new(),
+                DeliveryAction::Remote(bytes),
+                trail,
+            ))
             .is_ok()
     }
 

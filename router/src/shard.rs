@@ -128,6 +128,16 @@ impl Shared {
             return;
         };
         let s = *s;
+        // A core node without edges of its own: through an edge that
+        // federates, the same one for every stanza to that domain (so
+        // that they keep their order).
+        if let Some(link) = self
+            .cluster
+            .federating_edge(s.to.as_ref().map(|t| t.domain()))
+            && link.remote(s.rewrite(s.from.as_ref(), s.to.as_ref()), &s.trail)
+        {
+            return;
+        }
         if s.is_error() || matches!(s.stype(), "result") {
             return;
         }

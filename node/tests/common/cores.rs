@@ -16,6 +16,8 @@ pub struct Cores {
     /// Each node's HTTP listener (metrics and probes).
     pub http: Vec<SocketAddr>,
     pub procs: Vec<Option<Proc>>,
+    /// The domain served.
+    pub domain: String,
 }
 
 impl Cores {
@@ -25,6 +27,11 @@ impl Cores {
 
     /// Three core nodes with `extra` added to their `[cluster]` section.
     pub async fn start_with(extra: &str) -> Cores {
+        Cores::start_for("localhost", extra).await
+    }
+
+    /// [`Cores::start_with`] serving `domain`.
+    pub async fn start_for(domain: &str, extra: &str) -> Cores {
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
         let http: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
@@ -35,9 +42,10 @@ impl Cores {
             .collect();
         let cfgs: Vec<PathBuf> = (0..3)
             .map(|i| {
-                config(
+                config_for(
                     dir.path(),
                     &format!("core{}", i + 1),
+                    domain,
                     &format!(
                         "[listeners]\nhttp = \"{}\"\n\n[cluster]\nrole = \"core\"\nnode_id = {}\nlisten = \"{}\"\nliveness_secs = 2\npeers = [{}]\n{extra}",
                         http[i],
@@ -58,6 +66,7 @@ impl Cores {
             addrs,
             http,
             procs,
+            domain: domain.to_string(),
         };
         for i in 0..3 {
             cores.wait_admin(i).await;
@@ -187,9 +196,10 @@ impl Cores {
     /// configuration; its STARTTLS address and its HTTP listener's.
     pub fn edge_with(&self, id: u64, seed: usize, extra: &str) -> (Proc, SocketAddr, SocketAddr) {
         let http = free_addr();
-        let cfg = config(
+        let cfg = config_for(
             self.dir.path(),
             &format!("edge{id}"),
+            &self.domain,
             &format!(
                 "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\nhttp = \"{http}\"\n\n[cluster]\nrole = \"edge\"\nnode_id = {id}\ncore = \"{}\"\nliveness_secs = 2\n{extra}",
                 self.addrs[seed]

@@ -39,6 +39,11 @@ impl std::ops::DerefMut for Proc {
 /// send as fast as the cluster takes it. Each process's HTTP listener
 /// gets a port of its own from the OS (the default 9090 would clash).
 pub fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
+    config_for(dir, name, "localhost", body)
+}
+
+/// [`config`] for another domain than `localhost`.
+pub fn config_for(dir: &Path, name: &str, domain: &str, body: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let http = "http = \"127.0.0.1:0\"\n";
     let body = if body.contains("http = ") {
@@ -49,7 +54,7 @@ pub fn config(dir: &Path, name: &str, body: &str) -> PathBuf {
         format!("[listeners]\n{http}\n{body}")
     };
     let text = format!(
-        "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\n[registration]\nenabled = true\nmin_password_len = 4\n\n[limits]\nstanza_rate_per_sec = 0\n\n{body}",
+        "domains = [\"{domain}\"]\ndata_dir = \"{}\"\n\n[registration]\nenabled = true\nmin_password_len = 4\n\n[limits]\nstanza_rate_per_sec = 0\n\n{body}",
         dir.join(name).display()
     );
     std::fs::write(&path, text).expect("config");

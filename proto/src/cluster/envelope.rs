@@ -126,6 +126,9 @@ pub enum DeliveryAction {
     /// Stream management (XEP-0198) counts from here (see
     /// `router::Outbound::SmStart`).
     SmStart,
+    /// A stanza for another server, for the edge's server-to-server
+    /// streams.
+    Remote(bytes::Bytes),
 }
 
 /// A delivery of `action` to `sessions` of one edge, with the trail of
@@ -141,6 +144,7 @@ pub fn to_delivery(sessions: Vec<u64>, action: DeliveryAction, trail: &Trail) ->
         DeliveryAction::Processed(seq) => pb::delivery::What::Processed(seq),
         DeliveryAction::Redirect(seq) => pb::delivery::What::Redirect(seq),
         DeliveryAction::SmStart => pb::delivery::What::SmStart(true),
+        DeliveryAction::Remote(b) => pb::delivery::What::Remote(b),
     };
     pb::Delivery {
         sessions,
@@ -164,6 +168,7 @@ pub fn from_delivery(d: pb::Delivery) -> Result<(Vec<u64>, DeliveryAction, Trail
         Some(pb::delivery::What::Processed(seq)) => DeliveryAction::Processed(seq),
         Some(pb::delivery::What::Redirect(seq)) => DeliveryAction::Redirect(seq),
         Some(pb::delivery::What::SmStart(_)) => DeliveryAction::SmStart,
+        Some(pb::delivery::What::Remote(b)) => DeliveryAction::Remote(b),
         None => return Err(ConvertError::EmptyDelivery),
     };
     Ok((d.sessions, action, trail))

@@ -395,6 +395,35 @@ impl Cluster {
             .get(&edge)
             .cloned()
     }
+
+    /// The edge that carries stanzas for `domain` to its server: of the
+    /// edges that federate, the one that ranks first for the domain
+    /// (rendezvous hashing, so every core node picks the same one while
+    /// they see the same edges, and losing an edge moves only its
+    /// domains).
+    pub(crate) fn federating_edge(
+        &self,
+        domain: Option<&str>,
+    ) -> Option<Arc<crate::session::EdgeLink>> {
+        let domain = domain?;
+        let links = self.edge_links.lock().unwrap_or_else(|p| p.into_inner());
+        links
+            .values()
+            .filter(|l| l.federates())
+            .max_by_key(|l| rank(domain, l.edge))
+            .cloned()
+    }
+}
+
+/// FNV-1a over the domain and the edge id: a stable rank, the same on
+/// every node and across restarts.
+fn rank(domain: &str, edge: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in domain.bytes().chain(edge.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// The Raft groups of one node: the meta group, a reading handle on its

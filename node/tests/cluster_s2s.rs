@@ -1,0 +1,125 @@
+//! Federation in a cluster: three core nodes and two edges (real
+//! processes) that both federate, and another server (b.test) that finds
+//! the cluster's domain through SRV records naming both edges. Stanzas
+//! for b.test leave through one edge; once that edge is SIGKILLed they
+//! leave through the other, and b.test reaches the cluster through the
+//! remaining edge.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cores::Cores;
+use common::procs::{Proc, signal};
+use common::{Client, TestServer};
+use proto::Element;
+
+const PASS: &str = "secret123";
+const SECRET: &str = "a dialback secret the edges share";
+
+fn s2s_table(n: u8) -> String {
+    format!(
+        "[s2s]\nenabled = true\nlisten = \"127.0.7.{n}:5269\"\ndialback_secret = \"{SECRET}\"\nsystem_roots = false\nconnect_timeout_secs = 5\n[s2s.hosts]\n\"b.test\" = \"127.0.7.9:5269\"\n"
+    )
+}
+
+fn dns() -> Proc {
+    use std::io::BufRead;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/interop/s2s/dns.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--listen", "127.0.7.20:5353", "--timeout", "180"])
+        .args(["--srv", "_xmpp-server._tcp.a.test=0:0:5269:e1.cluster.test"])
+        .args([
+            "--srv",
+            "_xmpp-server._tcp.a.test=10:0:5269:e2.cluster.test",
+        ])
+        .args(["--a", "e1.cluster.test=127.0.7.1"])
+        .args(["--a", "e2.cluster.test=127.0.7.2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs dns.py");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("dns.py is ready");
+    assert!(line.contains("ready"), "{line}");
+    Proc(child)
+}
+
+fn body_of(e: &Element) -> Option<String> {
+    e.child("body", proto::ns::CLIENT).map(Element::text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_federates_through_its_edges_and_survives_losing_one() -> anyhow::Result<()> {
+    let _dns = dns();
+    let cores = Cores::start_for("a.test", "").await;
+    let (mut e1, c2s1, _) = cores.edge_with(11, 0, &s2s_table(1));
+    let (_e2, c2s2, _) = cores.edge_with(12, 1, &s2s_table(2));
+    let b = TestServer::start_with(|cfg| {
+        cfg.domains = vec!["b.test".into()];
+        cfg.s2s.enabled = true;
+        cfg.s2s.listen = "127.0.7.9:5269".into();
+        cfg.s2s.system_roots = false;
+        cfg.s2s.connect_timeout_secs = 5;
+        cfg.s2s.nameservers = vec!["127.0.7.20:5353".into()];
+    })
+    .await;
+    b.add_user("bob@b.test", PASS);
+    let (ok, out) = common::procs::xmppd(
+        &cores.cfgs[0],
+        &["user", "add", "alice@a.test", "--password", PASS],
+    );
+    assert!(ok, "{out}");
+
+    // Alice on the second edge (which stays up), bob at b.test.
+    let mut alice = Client::online(c2s2, "alice@a.test", PASS, "r").await?;
+    let mut bob = Client::online(b.addr, "bob@b.test", PASS, "r").await?;
+    let _watcher = Client::online(c2s1, "alice@a.test", PASS, "other").await?;
+
+    for i in 0..5 {
+        alice
+            .send(&format!(
+                "<message to='bob@b.test' type='chat' id='a{i}'><body>out {i}</body></message>"
+            ))
+            .await;
+    }
+    for i in 0..5 {
+        let m = bob.expect(|e| e.name == "message").await?;
+        assert_eq!(body_of(&m), Some(format!("out {i}")), "in order");
+        assert_eq!(m.attr("from"), Some("alice@a.test/r"));
+    }
+    bob.send("<message to='alice@a.test/r' type='chat' id='b1'><body>back</body></message>")
+        .await;
+    let m = alice.expect(|e| e.name == "message").await?;
+    assert_eq!(body_of(&m).as_deref(), Some("back"));
+
+    // The first edge dies; both directions carry on through the second.
+    signal(&e1, "KILL");
+    let _ = e1.0.wait();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = Vec::new();
+    for round in 0..10 {
+        alice
+            .send(&format!("<message to='bob@b.test' type='chat' id='k{round}'><body>after {round}</body></message>"))
+            .await;
+        if let Ok(Ok(m)) =
+            tokio::time::timeout(Duration::from_secs(3), bob.expect(|e| e.name == "message")).await
+        {
+            got.push(body_of(&m).unwrap_or_default());
+            break;
+        }
+    }
+    assert!(
+        !got.is_empty(),
+        "nothing reached b.test after the edge died"
+    );
+    bob.send("<message to='alice@a.test/r' type='chat' id='b2'><body>back again</body></message>")
+        .await;
+    let m = alice
+        .expect(|e| e.name == "message" && body_of(e).as_deref() == Some("back again"))
+        .await?;
+    assert_eq!(m.attr("from"), Some("bob@b.test/r"));
+    Ok(())
+}

@@ -973,8 +973,9 @@ impl RemoteCore {
     }
 
     /// Stanzas a core node sent for other servers: onto this edge's
-    /// server-to-server streams, in the order they came.
-    fn to_other_servers(&self, stanzas: Vec<bytes::Bytes>) {
+    /// server-to-server streams, in the order they came; the core node is
+    /// told of each once it is written (it keeps them until then).
+    fn to_other_servers(&self, conn: &CoreConn, stanzas: Vec<(bytes::Bytes, u64)>) {
         let Some(s2s) = self.s2s.get() else {
             tracing::warn!(
                 n = stanzas.len(),
@@ -982,10 +983,23 @@ impl RemoteCore {
             );
             return;
         };
-        for raw in stanzas {
+        for (raw, seq) in stanzas {
+            let up = lock(&conn.up).clone();
+            let receipt = crate::s2s::Receipt::new(move || {
+                let done = pb::Envelope {
+                    remote_done: seq,
+                    ..Default::default()
+                };
+                if up.try_send(done).is_err() {
+                    tracing::debug!(seq, "confirmation of a stanza for another server dropped");
+                }
+            });
             match Stanza::parse(&raw) {
-                Ok(s) => s2s.queue(s),
-                Err(e) => tracing::warn!(error = ?e, "a stanza for another server did not parse"),
+                Ok(s) => s2s.queue_with(s, Some(receipt)),
+                Err(e) => {
+                    receipt.done();
+                    tracing::warn!(error = ?e, "a stanza for another server did not parse");
+                }
             }
         }
     }
@@ -1151,7 +1165,7 @@ async fn dispatch(
             Some(Ok(batch)) => {
                 let mut redirected = Vec::new();
                 let mut orphans: Vec<(u64, bytes::Bytes)> = Vec::new();
-                let mut remote: Vec<bytes::Bytes> = Vec::new();
+                let mut remote: Vec<(bytes::Bytes, u64)> = Vec::new();
                 let m = lock(&sessions);
                 for d in batch.deliveries {
                     let (ids, action, trail) = match from_delivery(d) {
@@ -1166,8 +1180,8 @@ async fn dispatch(
                         DeliveryAction::Addressed(b) => Outbound::Addressed(b),
                         DeliveryAction::Close(c, t) => Outbound::Close(c, t),
                         DeliveryAction::SmStart => Outbound::SmStart,
-                        DeliveryAction::Remote(b) => {
-                            remote.push(b);
+                        DeliveryAction::Remote(b, seq) => {
+                            remote.push((b, seq));
                             continue;
                         }
                         DeliveryAction::Processed(seq) => {
@@ -1200,7 +1214,7 @@ async fn dispatch(
                 if !remote.is_empty()
                     && let Some(c) = cluster.upgrade()
                 {
-                    c.to_other_servers(remote);
+                    c.to_other_servers(conn, remote);
                 }
                 if !orphans.is_empty()
                     && let Some(c) = cluster.upgrade()

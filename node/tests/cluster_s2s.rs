@@ -55,8 +55,8 @@ fn body_of(e: &Element) -> Option<String> {
 async fn a_cluster_federates_through_its_edges_and_survives_losing_one() -> anyhow::Result<()> {
     let _dns = dns();
     let cores = Cores::start_for("a.test", "").await;
-    let (mut e1, c2s1, _) = cores.edge_with(11, 0, &s2s_table(1));
-    let (_e2, c2s2, _) = cores.edge_with(12, 1, &s2s_table(2));
+    let (e1, c2s1, http1) = cores.edge_with(11, 0, &s2s_table(1));
+    let (e2, c2s2, http2) = cores.edge_with(12, 1, &s2s_table(2));
     let b = TestServer::start_with(|cfg| {
         cfg.domains = vec!["b.test".into()];
         cfg.s2s.enabled = true;
@@ -73,13 +73,13 @@ async fn a_cluster_federates_through_its_edges_and_survives_losing_one() -> anyh
     );
     assert!(ok, "{out}");
 
-    // Alice on the second edge (which stays up), bob at b.test.
-    let mut alice = Client::online(c2s2, "alice@a.test", PASS, "r").await?;
+    // Alice on both edges, bob at b.test.
+    let mut alice1 = Client::online(c2s1, "alice@a.test", PASS, "one").await?;
+    let mut alice2 = Client::online(c2s2, "alice@a.test", PASS, "two").await?;
     let mut bob = Client::online(b.addr, "bob@b.test", PASS, "r").await?;
-    let _watcher = Client::online(c2s1, "alice@a.test", PASS, "other").await?;
 
     for i in 0..5 {
-        alice
+        alice2
             .send(&format!(
                 "<message to='bob@b.test' type='chat' id='a{i}'><body>out {i}</body></message>"
             ))
@@ -88,38 +88,71 @@ async fn a_cluster_federates_through_its_edges_and_survives_losing_one() -> anyh
     for i in 0..5 {
         let m = bob.expect(|e| e.name == "message").await?;
         assert_eq!(body_of(&m), Some(format!("out {i}")), "in order");
-        assert_eq!(m.attr("from"), Some("alice@a.test/r"));
+        assert_eq!(m.attr("from"), Some("alice@a.test/two"));
     }
-    bob.send("<message to='alice@a.test/r' type='chat' id='b1'><body>back</body></message>")
+    bob.send("<message to='alice@a.test/two' type='chat' id='b1'><body>back</body></message>")
         .await;
-    let m = alice.expect(|e| e.name == "message").await?;
+    let m = alice2.expect(|e| e.name == "message").await?;
     assert_eq!(body_of(&m).as_deref(), Some("back"));
 
-    // The first edge dies; both directions carry on through the second.
-    signal(&e1, "KILL");
-    let _ = e1.0.wait();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut got = Vec::new();
-    for round in 0..10 {
-        alice
-            .send(&format!("<message to='bob@b.test' type='chat' id='k{round}'><body>after {round}</body></message>"))
+    // The edge that carries the stream to b.test dies while alice, on the
+    // other one, sends: every message arrives all the same (the core
+    // nodes keep them until an edge has written them).
+    let carrier = if sent_out(http1) > 0 { 1 } else { 2 };
+    assert!(sent_out(if carrier == 1 { http1 } else { http2 }) >= 5);
+    let (sender, mut victim, survivor_http) = if carrier == 1 {
+        (&mut alice2, e1, http2)
+    } else {
+        (&mut alice1, e2, http1)
+    };
+    for i in 0..30 {
+        sender
+            .send(&format!(
+                "<message to='bob@b.test' type='chat' id='k{i}'><body>during {i}</body></message>"
+            ))
             .await;
-        if let Ok(Ok(m)) =
-            tokio::time::timeout(Duration::from_secs(3), bob.expect(|e| e.name == "message")).await
-        {
-            got.push(body_of(&m).unwrap_or_default());
-            break;
+        if i == 10 {
+            signal(&victim, "KILL");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = victim.0.wait();
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < 30 {
+        let m = bob.expect(|e| e.name == "message").await?;
+        if let Some(b) = body_of(&m).and_then(|b| b.strip_prefix("during ").map(str::to_string)) {
+            got.insert(b.parse::<u32>()?);
         }
     }
+    assert_eq!(got.len(), 30);
     assert!(
-        !got.is_empty(),
-        "nothing reached b.test after the edge died"
+        sent_out(survivor_http) > 0,
+        "the other edge carries them now"
     );
-    bob.send("<message to='alice@a.test/r' type='chat' id='b2'><body>back again</body></message>")
+
+    // And b.test still reaches the cluster (through whichever edge is up).
+    bob.send("<message to='alice@a.test' type='chat' id='b2'><body>back again</body></message>")
         .await;
-    let m = alice
+    let m = sender
         .expect(|e| e.name == "message" && body_of(e).as_deref() == Some("back again"))
         .await?;
     assert_eq!(m.attr("from"), Some("bob@b.test/r"));
     Ok(())
+}
+
+/// Stanzas an edge sent to other servers, from its metrics.
+fn sent_out(http: std::net::SocketAddr) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(http) else {
+        return 0;
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .find(|l| l.starts_with("xmppd_s2s_stanzas_total{direction=\"out\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or(0)
 }

@@ -369,6 +369,13 @@ impl Core {
         self.shared.route(stanza);
     }
 
+    /// Stanzas for other servers, sent (again) through the federation.
+    pub fn to_remote(&self, stanzas: Vec<Stanza>) {
+        for s in stanzas {
+            self.shared.to_remote(s);
+        }
+    }
+
     /// An external component (XEP-0114) for `domain` is connected; `sink`
     /// reaches it. A component already connected for it is told to close
     /// (`<conflict/>`, RFC 6120 §4.9.3.3).

@@ -221,6 +221,10 @@ impl pb::core_server::Core for CoreService {
             'stream: while let Some(batch) = up.next().await {
                 let Ok(batch) = batch else { break };
                 for e in batch.envelopes {
+                    if e.remote_done != 0 {
+                        link.remote_done(e.remote_done);
+                        continue;
+                    }
                     let (seq, inbound) = (e.seq, e.inbound);
                     match from_envelope(e) {
                         // From another server: its stream checked 'from'.
@@ -264,6 +268,17 @@ impl pb::core_server::Core for CoreService {
             }
             tracing::info!(edge, "edge stream ended; removing its sessions");
             core.edge_down(edge, &link);
+            // What it had not yet written to other servers goes through
+            // another edge (it may have written some: they may arrive twice).
+            let unsent = link.take_unconfirmed();
+            if !unsent.is_empty() {
+                tracing::info!(
+                    edge,
+                    n = unsent.len(),
+                    "stanzas for other servers sent again through another edge"
+                );
+                core.to_remote(unsent);
+            }
             core.drop_edge_sessions(link).await;
         });
         let down = futures::stream::unfold(rx, |mut rx| async move {

@@ -177,7 +177,20 @@ pub struct EdgeLink {
     tx: tokio::sync::mpsc::Sender<proto::cluster::pb::Delivery>,
     /// The edge federates: it takes stanzas for other servers.
     s2s: std::sync::atomic::AtomicBool,
+    /// Stanzas for other servers sent to the edge and not yet written
+    /// by it, by number.
+    remote: Mutex<RemoteSent>,
 }
+
+#[derive(Debug, Default)]
+struct RemoteSent {
+    next: u64,
+    unconfirmed: std::collections::BTreeMap<u64, proto::stanza::Stanza>,
+}
+
+/// Stanzas for other servers one edge may hold unconfirmed; past it they
+/// are sent without being kept (a lost edge then loses them).
+const MAX_REMOTE_KEPT: usize = 100_000;
 
 impl EdgeLink {
     /// A link and the receiving end that feeds the edge's stream.
@@ -194,6 +207,7 @@ impl EdgeLink {
                 edge,
                 tx,
                 s2s: Default::default(),
+                remote: Default::default(),
             }),
             rx,
         )
@@ -221,17 +235,47 @@ impl EdgeLink {
         self.s2s.load(std::sync::atomic::Ordering::Relaxed) && !self.tx.is_closed()
     }
 
-    /// Hand the edge a stanza for another server; false if its queue is
-    /// full or gone.
-    pub fn remote(&self, bytes: bytes::Bytes, trail: &Trail) -> bool {
+    /// Hand the edge a stanza for another server, kept until the edge
+    /// confirms it; false if its queue is full or gone.
+    pub fn remote(&self, s: &proto::stanza::Stanza) -> bool {
         use proto::cluster::envelope::{DeliveryAction, to_delivery};
-        self.tx
+        let bytes = s.rewrite(s.from.as_ref(), s.to.as_ref());
+        let seq = {
+            let mut r = self.remote.lock().unwrap_or_else(|p| p.into_inner());
+            r.next += 1;
+            let seq = r.next;
+            if r.unconfirmed.len() < MAX_REMOTE_KEPT {
+                r.unconfirmed.insert(seq, s.clone());
+            }
+            seq
+        };
+        let sent = self
+            .tx
             .try_send(to_delivery(
                 Vec::new(),
-                DeliveryAction::Remote(bytes),
-                trail,
+                DeliveryAction::Remote(bytes, seq),
+                &s.trail,
             ))
-            .is_ok()
+            .is_ok();
+        if !sent {
+            self.remote_done(seq);
+        }
+        sent
+    }
+
+    /// The edge wrote (or answered) stanza `seq` for another server.
+    pub fn remote_done(&self, seq: u64) {
+        self.remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unconfirmed
+            .remove(&seq);
+    }
+
+    /// What the edge never confirmed (it is gone), oldest first.
+    pub fn take_unconfirmed(&self) -> Vec<proto::stanza::Stanza> {
+        let mut r = self.remote.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut r.unconfirmed).into_values().collect()
     }
 
     /// Tell the edge that its envelope `seq` was processed. After the

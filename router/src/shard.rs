@@ -134,7 +134,7 @@ impl Shared {
         if let Some(link) = self
             .cluster
             .federating_edge(s.to.as_ref().map(|t| t.domain()))
-            && link.remote(s.rewrite(s.from.as_ref(), s.to.as_ref()), &s.trail)
+            && link.remote(&s)
         {
             return;
         }

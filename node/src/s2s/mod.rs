@@ -68,9 +68,39 @@ pub struct StreamInfo {
 /// The shared state of a stream, for the status list.
 pub(crate) type Status = Arc<Mutex<StreamInfo>>;
 
+/// Told once a stanza for another server has been written to it (or
+/// answered with an error): a core node keeps it until then.
+pub struct Receipt(Box<dyn FnOnce() + Send>);
+
+impl Receipt {
+    pub fn new(f: impl FnOnce() + Send + 'static) -> Receipt {
+        Receipt(Box::new(f))
+    }
+
+    pub fn done(self) {
+        (self.0)()
+    }
+}
+
+/// A stanza waiting for its stream, with whom to tell when it is sent.
+pub(crate) struct Queued {
+    pub s: Stanza,
+    pub receipt: Option<Receipt>,
+}
+
+impl Queued {
+    /// It was sent, or answered: tell whoever waits.
+    pub fn done(self) -> Stanza {
+        if let Some(r) = self.receipt {
+            r.done();
+        }
+        self.s
+    }
+}
+
 /// The queue to one outbound stream.
 struct OutHandle {
-    tx: mpsc::UnboundedSender<Stanza>,
+    tx: mpsc::UnboundedSender<Queued>,
     queued: Arc<AtomicUsize>,
     status: Status,
 }
@@ -193,13 +223,20 @@ impl S2s {
     /// Queue `s` on the stream from its 'from' domain to its 'to' domain,
     /// opening it if needed.
     pub(crate) fn queue(self: &Arc<Self>, s: Stanza) {
-        let (Some(from), Some(to)) = (&s.from, &s.to) else {
+        self.queue_with(s, None)
+    }
+
+    /// [`S2s::queue`], telling `receipt` once it is written (or answered).
+    pub fn queue_with(self: &Arc<Self>, s: Stanza, receipt: Option<Receipt>) {
+        let q = Queued { s, receipt };
+        let (Some(from), Some(to)) = (&q.s.from, &q.s.to) else {
+            q.done();
             return;
         };
         let remote = to.domain().to_string();
         if !self.allowed(&remote) {
             self.bounce(
-                vec![s],
+                vec![q.done()],
                 StanzaCondition::RemoteServerNotFound,
                 "federation with this domain is not allowed",
             );
@@ -212,18 +249,19 @@ impl S2s {
                 drop(out);
                 self.metrics.bounced.inc();
                 self.bounce(
-                    vec![s],
+                    vec![q.done()],
                     StanzaCondition::RemoteServerTimeout,
                     "too many stanzas wait for this server",
                 );
                 return;
             }
             h.queued.fetch_add(1, Ordering::Relaxed);
-            if let Err(mpsc::error::SendError(s)) = h.tx.send(s) {
+            if let Err(mpsc::error::SendError(q)) = h.tx.send(q) {
                 // Its task ended without taking itself out: start anew.
+                h.queued.fetch_sub(1, Ordering::Relaxed);
                 out.remove(&key);
                 drop(out);
-                return self.queue(s);
+                return self.queue_with(q.s, q.receipt);
             }
             return;
         }
@@ -241,7 +279,7 @@ impl S2s {
             stanzas: 0,
             queued: 0,
         }));
-        let _ = tx.send(s);
+        let _ = tx.send(q);
         out.insert(
             key.clone(),
             OutHandle {
@@ -259,7 +297,7 @@ impl S2s {
     pub(crate) fn retire(
         &self,
         key: &(String, String),
-        rx: &mpsc::UnboundedReceiver<Stanza>,
+        rx: &mpsc::UnboundedReceiver<Queued>,
     ) -> bool {
         let mut out = self.lock_out();
         if !rx.is_empty() {

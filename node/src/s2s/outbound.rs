@@ -4,6 +4,7 @@
 //! queued stanzas in order until idle. Also the short streams that verify
 //! a dialback key with a peer's authoritative server (XEP-0220 §2.2).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
 use super::stream::{DIALBACK, DIALBACK_FEATURE, Failure, Transport, XmlStream, header};
-use super::{AuthMethod, S2s, Status};
+use super::{AuthMethod, Queued, S2s, Status};
 
 /// Why no stream to a peer could be set up.
 #[derive(Debug, thiserror::Error)]
@@ -50,12 +51,15 @@ pub(crate) struct Conn {
 pub(crate) async fn run(
     s2s: Arc<S2s>,
     key: (String, String),
-    mut rx: mpsc::UnboundedReceiver<Stanza>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
     queued: Arc<AtomicUsize>,
     status: Status,
 ) {
     let (local, remote) = (key.0.clone(), key.1.clone());
     let limit = Duration::from_secs(s2s.cfg.connect_timeout_secs);
+    // Taken from the queue but not written (a stream broke under them):
+    // first on the next stream.
+    let mut pending: VecDeque<Queued> = VecDeque::new();
     loop {
         let outcome = match s2s.slot() {
             None => Err(Some(ConnectError::NotFound(
@@ -80,7 +84,7 @@ pub(crate) async fn run(
                 }
                 let gauge = s2s.metrics.streams.with_label_values(&["out"]);
                 gauge.inc();
-                pump(&s2s, &mut conn, &mut rx, &queued, &status).await;
+                pump(&s2s, &mut conn, &mut rx, &mut pending, &queued, &status).await;
                 gauge.dec();
                 let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
                 st.state = "connecting";
@@ -100,27 +104,29 @@ pub(crate) async fn run(
                     ),
                 };
                 tracing::warn!(%local, %remote, reason = %why, "no server-to-server stream; waiting stanzas answered with errors");
-                let mut failed = Vec::new();
-                while let Ok(s) = rx.try_recv() {
+                let mut failed: Vec<Stanza> = pending.drain(..).map(Queued::done).collect();
+                while let Ok(q) = rx.try_recv() {
                     queued.fetch_sub(1, Ordering::Relaxed);
-                    failed.push(s);
+                    failed.push(q.done());
                 }
                 s2s.metrics.bounced.inc_by(failed.len() as u64);
                 s2s.bounce(failed, cond, &format!("{remote}: {why}"));
             }
         }
-        if s2s.retire(&key, &rx) {
+        if pending.is_empty() && s2s.retire(&key, &rx) {
             return;
         }
     }
 }
 
-/// Write what comes in the queue until the stream breaks or stays idle
+/// Write what is pending, then what comes in the queue, until the stream
+/// breaks (what was being written goes back to `pending`) or stays idle
 /// for `idle_timeout_secs`.
 async fn pump(
     s2s: &S2s,
     conn: &mut Conn,
-    rx: &mut mpsc::UnboundedReceiver<Stanza>,
+    rx: &mut mpsc::UnboundedReceiver<Queued>,
+    pending: &mut VecDeque<Queued>,
     queued: &AtomicUsize,
     status: &Status,
 ) {
@@ -128,41 +134,55 @@ async fn pump(
     let counter = s2s.metrics.stanzas.with_label_values(&["out"]);
     let mut last = Instant::now();
     let mut buf = Vec::with_capacity(16 * 1024);
+    let mut batch: Vec<Queued> = Vec::new();
     loop {
-        tokio::select! {
-            s = rx.recv() => {
-                let Some(s) = s else { return };
-                let mut n = 1u64;
-                buf.clear();
-                buf.extend_from_slice(&super::server_bytes(&s));
-                while buf.len() < 64 * 1024 {
-                    let Ok(s) = rx.try_recv() else { break };
-                    buf.extend_from_slice(&super::server_bytes(&s));
-                    n += 1;
+        if pending.is_empty() {
+            tokio::select! {
+                q = rx.recv() => {
+                    let Some(q) = q else { return };
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    pending.push_back(q);
                 }
-                queued.fetch_sub(n as usize, Ordering::Relaxed);
-                if let Err(e) = conn.stream.send(&buf).await {
-                    tracing::info!(error = %e, "server-to-server stream out broke");
+                ev = conn.stream.next() => match ev {
+                    // Nothing is expected from the peer on this stream but
+                    // whitespace and its end.
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::info!(reason = %e, "server-to-server stream out ended by the peer");
+                        return;
+                    }
+                },
+                _ = tokio::time::sleep_until(last + idle) => {
+                    conn.stream.close().await;
                     return;
                 }
-                counter.inc_by(n);
-                status.lock().unwrap_or_else(|p| p.into_inner()).stanzas += n;
-                last = Instant::now();
-            }
-            ev = conn.stream.next() => match ev {
-                // Nothing is expected from the peer on this stream but
-                // whitespace and its end.
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::info!(reason = %e, "server-to-server stream out ended by the peer");
-                    return;
-                }
-            },
-            _ = tokio::time::sleep_until(last + idle) => {
-                conn.stream.close().await;
-                return;
             }
         }
+        while let Ok(q) = rx.try_recv() {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            pending.push_back(q);
+        }
+        buf.clear();
+        batch.clear();
+        while buf.len() < 64 * 1024 {
+            let Some(q) = pending.pop_front() else { break };
+            buf.extend_from_slice(&super::server_bytes(&q.s));
+            batch.push(q);
+        }
+        if let Err(e) = conn.stream.send(&buf).await {
+            tracing::info!(error = %e, "server-to-server stream out broke; its stanzas wait for the next one");
+            for q in batch.drain(..).rev() {
+                pending.push_front(q);
+            }
+            return;
+        }
+        let n = batch.len() as u64;
+        for q in batch.drain(..) {
+            q.done();
+        }
+        counter.inc_by(n);
+        status.lock().unwrap_or_else(|p| p.into_inner()).stanzas += n;
+        last = Instant::now();
     }
 }
 

@@ -66,6 +66,7 @@ pub fn to_envelope(shard: u32, stanza: &Stanza) -> pb::Envelope {
         interest: None,
         received_us: stanza.trail.received_us,
         traceparent: stanza.trail.traceparent(),
+        remote_done: 0,
     }
 }
 
@@ -127,8 +128,8 @@ pub enum DeliveryAction {
     /// `router::Outbound::SmStart`).
     SmStart,
     /// A stanza for another server, for the edge's server-to-server
-    /// streams.
-    Remote(bytes::Bytes),
+    /// streams, and its number to confirm it by.
+    Remote(bytes::Bytes, u64),
 }
 
 /// A delivery of `action` to `sessions` of one edge, with the trail of
@@ -144,7 +145,9 @@ pub fn to_delivery(sessions: Vec<u64>, action: DeliveryAction, trail: &Trail) ->
         DeliveryAction::Processed(seq) => pb::delivery::What::Processed(seq),
         DeliveryAction::Redirect(seq) => pb::delivery::What::Redirect(seq),
         DeliveryAction::SmStart => pb::delivery::What::SmStart(true),
-        DeliveryAction::Remote(b) => pb::delivery::What::Remote(b),
+        DeliveryAction::Remote(stanza, seq) => {
+            pb::delivery::What::Remote(pb::RemoteStanza { stanza, seq })
+        }
     };
     pb::Delivery {
         sessions,
@@ -168,7 +171,7 @@ pub fn from_delivery(d: pb::Delivery) -> Result<(Vec<u64>, DeliveryAction, Trail
         Some(pb::delivery::What::Processed(seq)) => DeliveryAction::Processed(seq),
         Some(pb::delivery::What::Redirect(seq)) => DeliveryAction::Redirect(seq),
         Some(pb::delivery::What::SmStart(_)) => DeliveryAction::SmStart,
-        Some(pb::delivery::What::Remote(b)) => DeliveryAction::Remote(b),
+        Some(pb::delivery::What::Remote(r)) => DeliveryAction::Remote(r.stanza, r.seq),
         None => return Err(ConvertError::EmptyDelivery),
     };
     Ok((d.sessions, action, trail))

@@ -23,6 +23,9 @@ usage:
          [--peer DOMAIN=IP:PORT]...            SRV _xmpp-server._tcp.DOMAIN
                                                -> 0 0 PORT DOMAIN, and
                                                A DOMAIN -> IP
+         [--ip-targets]                        --peer's SRV targets are the
+                                               addresses written as names
+                                               (0 0 PORT 127.0.0.3.)
          [--srv NAME=PRIO:WEIGHT:PORT:TARGET]... any SRV record
          [--a NAME=IPV4]... [--aaaa NAME=IPV6]...
          [--json FILE]
@@ -32,6 +35,14 @@ The JSON file holds any of:
            [{"priority": 0, "weight": 0, "port": 5269, "target": "host"}]},
    "a": {"host": ["127.0.0.3"]}, "aaaa": {"host": ["::1"]}}
 A target "." says the service is not offered there (RFC 2782).
+
+Why --ip-targets: ejabberd 23.01 (its xmpp library, p1_xmpp 1.6) looks up
+SRV records with Erlang's resolver, which can be pointed at this server,
+but the SRV target's address with getaddrinfo(3), which only knows
+/etc/hosts and /etc/resolv.conf. A target that is an address literal is
+the one name getaddrinfo turns into an address without asking anyone;
+Prosody takes it as an address too, and the A record for it serves a
+resolver that looks it up anyway.
 
 Port 0 picks a free port (the same for UDP and TCP). Once both sockets
 listen it prints one line to stdout:
@@ -112,10 +123,16 @@ class Zone:
         self.aaaa.setdefault(norm(name), []).append(ipaddress.IPv6Address(ip).packed)
         self._index(norm(name))
 
-    def add_peer(self, domain, hostport):
+    def add_peer(self, domain, hostport, ip_target=False):
+        """SRV _xmpp-server._tcp.DOMAIN -> PORT at DOMAIN, or at the
+        address itself written as a name (`127.0.0.3.`) with ip_target,
+        and A records for DOMAIN and that name."""
         ip, port = split_hostport(hostport)
-        self.add_srv("_xmpp-server._tcp." + domain, 0, 0, port, domain)
+        target = ip if ip_target else domain
+        self.add_srv("_xmpp-server._tcp." + domain, 0, 0, port, target)
         self.add_a(domain, ip)
+        if ip_target:
+            self.add_a(ip, ip)
 
     def names(self):
         return len(set(self.srv) | set(self.a) | set(self.aaaa))
@@ -439,6 +456,8 @@ def main():
                    help="exit after this many seconds (default %(default)s)")
     p.add_argument("--ttl", type=int, default=5, help="TTL of every record, seconds")
     p.add_argument("--peer", action="append", default=[], metavar="DOMAIN=IP:PORT")
+    p.add_argument("--ip-targets", action="store_true",
+                   help="SRV targets of --peer and peers are the addresses written as names")
     p.add_argument("--srv", action="append", default=[], metavar="NAME=PRIO:WEIGHT:PORT:TARGET")
     p.add_argument("--a", action="append", default=[], metavar="NAME=IPV4")
     p.add_argument("--aaaa", action="append", default=[], metavar="NAME=IPV6")
@@ -452,7 +471,7 @@ def main():
             with open(args.json) as f:
                 data = json.load(f)
             for domain, hp in data.get("peers", {}).items():
-                zone.add_peer(domain, hp)
+                zone.add_peer(domain, hp, args.ip_targets)
             for name, recs in data.get("srv", {}).items():
                 for r in recs:
                     zone.add_srv(name, r.get("priority", 0), r.get("weight", 0), r["port"], r["target"])
@@ -464,7 +483,7 @@ def main():
                     zone.add_aaaa(name, ip)
         for item in args.peer:
             domain, _, hp = item.partition("=")
-            zone.add_peer(domain, hp)
+            zone.add_peer(domain, hp, args.ip_targets)
         for item in args.srv:
             name, _, v = item.partition("=")
             prio, weight, port, target = v.split(":", 3)

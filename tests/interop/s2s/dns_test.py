@@ -164,6 +164,26 @@ class DnsTest(unittest.TestCase):
         self.assertEqual(r["an"], [("_xmpp-server._tcp.prosody.test", 33, (0, 0, 45269, "prosody.test"))])
         self.assertEqual(r["ar"], [("prosody.test", 1, "127.0.0.3")])
 
+    def test_ip_targets(self):
+        p = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "dns.py"), "--listen", "127.0.0.1:0", "--timeout", "20",
+             "--ip-targets", "--peer", "ejabberd.test=127.0.0.4:45269"], stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(p.stdout.readline().split()[3].rsplit(":", 1)[1])
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(2)
+            s.sendto(query("_xmpp-server._tcp.ejabberd.test", 33), ("127.0.0.1", port))
+            r = parse(s.recv(4096))
+            self.assertEqual(r["an"][0][2], (0, 0, 45269, "127.0.0.4"))
+            self.assertEqual(r["ar"], [("127.0.0.4", 1, "127.0.0.4")])
+            s.sendto(query("ejabberd.test", 1), ("127.0.0.1", port))
+            self.assertEqual(parse(s.recv(4096))["an"], [("ejabberd.test", 1, "127.0.0.4")])
+            s.close()
+        finally:
+            p.terminate()
+            p.wait(10)
+            p.stdout.close()
+
     def test_xmpps_srv(self):
         r = parse(self.udp(query("_xmpps-server._tcp.prosody.test", 33)))
         self.assertEqual(r["an"], [("_xmpps-server._tcp.prosody.test", 33, (5, 10, 45270, "tls.prosody.test"))])

@@ -7,8 +7,12 @@
 # Converse.js (a browser client, from npm), and Prosody with
 # openssl (the load harness's MUC and PubSub smoke runs use a Prosody of
 # their own on a loopback port; the distribution's service is not
-# started), and schemathesis (PyPI) for the admin API's contract test.
-# Idempotent.
+# started), ejabberd and lua-unbound (the federation tests in
+# tests/interop/s2s run Prosody and ejabberd as server-to-server peers on
+# loopback addresses; Prosody needs lua-unbound to ask the tests' own DNS
+# server; ejabberd's service is not started either), and schemathesis
+# (PyPI) for the admin API's contract test. Idempotent: each package is
+# installed only when missing.
 set -euo pipefail
 
 SUDO=""
@@ -46,10 +50,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libclang-dev clang >/dev/null
 fi
 
-if [ "$need_prosody" = 1 ]; then
-  echo "setup: installing prosody and fail2ban (their services are not started)"
+# Servers installed for tests only: their packages must not start their
+# system services.
+need_servers=()
+[ "$need_prosody" = 1 ] && need_servers+=(prosody fail2ban)
+have_deb() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+have_deb lua-unbound || need_servers+=(lua-unbound)
+command -v ejabberdctl >/dev/null 2>&1 || need_servers+=(ejabberd)
+if [ ${#need_servers[@]} -gt 0 ]; then
+  echo "setup: installing ${need_servers[*]} (their services are not started)"
   [ ${#need_apt[@]} -gt 0 ] || $SUDO apt-get update -qq
-  # Keep the package from starting its system service.
+  # Keep the packages from starting their system services.
   policy=/usr/sbin/policy-rc.d
   made_policy=0
   if [ ! -e "$policy" ]; then
@@ -57,9 +68,11 @@ if [ "$need_prosody" = 1 ]; then
     $SUDO chmod +x "$policy"
     made_policy=1
   fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prosody fail2ban >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_servers[@]}" >/dev/null
   if [ "$made_policy" = 1 ]; then $SUDO rm -f "$policy"; fi
 fi
+command -v ejabberdctl >/dev/null 2>&1 || { echo "setup: ejabberd is missing" >&2; exit 1; }
+have_deb lua-unbound || { echo "setup: lua-unbound is missing" >&2; exit 1; }
 
 if ! python3 -c 'import slixmpp' >/dev/null 2>&1; then
   echo "setup: installing slixmpp"

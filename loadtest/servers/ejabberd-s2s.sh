@@ -132,9 +132,13 @@ ejabberd_s2s_ctl() { # WORKDIR ARGS...
     --config "$w/ejabberd.yml" --logs "$w/logs" --spool "$w/spool" "$@"
 }
 
-# ejabberd_s2s_adduser WORKDIR USER DOMAIN PASSWORD (once started)
+# ejabberd_s2s_adduser WORKDIR USER DOMAIN PASSWORD (once started); an
+# account that exists (a WORKDIR used again) is made anew (change_password
+# needs mod_admin_extra).
 ejabberd_s2s_adduser() {
-  ejabberd_s2s_ctl "$1" register "$2" "$3" "$4" >> "$1/stdout" 2>&1
+  ejabberd_s2s_ctl "$1" register "$2" "$3" "$4" >> "$1/stdout" 2>&1 && return 0
+  ejabberd_s2s_ctl "$1" unregister "$2" "$3" >> "$1/stdout" 2>&1 &&
+    ejabberd_s2s_ctl "$1" register "$2" "$3" "$4" >> "$1/stdout" 2>&1
 }
 
 # ejabberd_s2s_start WORKDIR: sets PID (the shell that runs ejabberdctl,

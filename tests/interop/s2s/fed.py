@@ -158,6 +158,28 @@ class Run:
         self.report(True, f"login {name}", f"{c.boundjid.full} at {host}:{port} with {c.mech}")
         return c
 
+    async def clean(self, a, b):
+        """Accounts used before may hold each other in their rosters: such
+        items are removed first (RFC 6121 §2.5), so that the subscription
+        steps start from none."""
+        pairs = [(a, b.boundjid.bare), (b, a.boundjid.bare)]
+        stale = [(x, jid) for x, jid in pairs if jid in x.client_roster and
+                 x.client_roster[jid]["subscription"] != "remove"]
+        if not stale:
+            return True
+        for x, jid in stale:
+            iq = x.Iq()
+            iq["type"] = "set"
+            iq["roster"]["items"] = {jid: {"subscription": "remove"}}
+            try:
+                await iq.send(timeout=self.args.step_timeout)
+            except (IqError, IqTimeout) as e:
+                return self.report(False, "clean rosters", f"{x.name} could not remove {jid}: {e}")
+        ok = await until(lambda: all(x.subscription(jid) in ("none", "remove") for x, jid in pairs),
+                         self.args.step_timeout)
+        return self.report(ok, "clean rosters", "removed " + ", ".join(
+            f"{jid} from {x.name}'s roster" for x, jid in stale))
+
     async def subscribe(self, x, y):
         """x asks for y's presence, y approves; x's roster ends `to` or
         `both`."""
@@ -252,6 +274,7 @@ async def main(args, run):
     b = await run.login("B", args.b_host, args.b_port, args.b_jid + "/fed", args.b_password)
     try:
         if a and b:
+            await run.clean(a, b)
             await run.subscribe(a, b)
             await run.subscribe(b, a)
             await run.both(a, b)

@@ -187,7 +187,7 @@ if [ "$start_dns" = 1 ]; then
   done
   python3 "$here/dns.py" "${args[@]}" > "$work/dns.out" 2> "$work/dns.log" &
   dns_pid=$!
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 100); do
     grep -q ready "$work/dns.out" 2>/dev/null && break
     kill -0 "$dns_pid" 2>/dev/null || break
     sleep 0.1

@@ -33,7 +33,14 @@ pub struct Components {
     pub secrets: BTreeMap<String, String>,
     pub core: CoreLink,
     pub limits: proto::xml::Limits,
+    /// The edge's connection ids (in a cluster they name the edge).
+    pub edge: Arc<crate::edge::Edge>,
 }
+
+/// How often a connected component is bound again at its domain's shard:
+/// in a cluster the shard's leader may change (the binding is not
+/// replicated), and the new one learns of the component this way.
+const REBIND: Duration = Duration::from_secs(5);
 
 /// Accept component connections until shutdown.
 pub async fn serve(listener: TcpListener, c: Arc<Components>, mut shutdown: watch::Receiver<bool>) {
@@ -68,9 +75,9 @@ async fn run(c: Arc<Components>, tcp: TcpStream, peer: SocketAddr) {
             return end(&mut stream, Failure::Timeout("no handshake in time"), peer).await;
         }
     };
-    let conn_id = rand::random::<u64>();
+    let conn_id = c.edge.next_conn_id();
     let (sink, mut inbox) = SessionSink::channel(conn_id, QUEUE);
-    if let Err(e) = c.core.bind_component(domain.clone(), sink).await {
+    if let Err(e) = c.core.bind_component(domain.clone(), sink.clone()).await {
         tracing::warn!(%domain, error = %e, "component not connected");
         let f = Failure::Protocol(StreamCondition::InternalServerError, e);
         return end(&mut stream, f, peer).await;
@@ -78,8 +85,15 @@ async fn run(c: Arc<Components>, tcp: TcpStream, peer: SocketAddr) {
     tracing::info!(%domain, %peer, "component connected (XEP-0114)");
     let result: Result<(), Failure> = async {
         stream.send(b"<handshake/>").await?;
+        let mut rebind = tokio::time::interval(REBIND);
+        rebind.tick().await;
         loop {
             tokio::select! {
+                _ = rebind.tick() => {
+                    if let Err(e) = c.core.bind_component(domain.clone(), sink.clone()).await {
+                        tracing::warn!(%domain, error = %e, "component not bound again");
+                    }
+                }
                 r = inbox.recv() => match r {
                     Received::Item(Outbound::Stanza(b) | Outbound::Addressed(b), _) => {
                         let mut buf = b.to_vec();

@@ -89,10 +89,7 @@ impl CoreLink {
                 .bind_component(domain, sink)
                 .await
                 .map_err(|e| e.to_string()),
-            CoreLink::Remote(_) => Err(
-                "components connect to nodes with role \"both\" (not yet to separate edges)"
-                    .to_string(),
-            ),
+            CoreLink::Remote(r) => r.bind_component(domain, sink).await,
         }
     }
 
@@ -103,7 +100,10 @@ impl CoreLink {
                 .unbind_component(domain, conn_id)
                 .await
                 .map_err(|e| e.to_string()),
-            CoreLink::Remote(_) => Ok(()),
+            CoreLink::Remote(r) => {
+                r.unbind_component(domain, conn_id).await;
+                Ok(())
+            }
         }
     }
 

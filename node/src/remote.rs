@@ -118,6 +118,8 @@ pub struct RemoteCore {
     /// stanzas for other servers, which go to `s2s` once it is set.
     federates: bool,
     s2s: std::sync::OnceLock<Arc<crate::s2s::S2s>>,
+    /// External components (XEP-0114) connected here, by connection id.
+    components: Mutex<HashMap<u64, SessionSink>>,
 }
 
 /// How many of those are remembered.
@@ -202,6 +204,7 @@ impl RemoteCore {
             sm_gone: Mutex::new(std::collections::VecDeque::new()),
             federates,
             s2s: std::sync::OnceLock::new(),
+            components: Mutex::new(HashMap::new()),
         });
         me.apply_status(&status);
         let cores: Vec<u64> = status
@@ -439,6 +442,7 @@ impl RemoteCore {
                 edge: self.edge,
                 session,
                 full_jid: jid.to_string(),
+                component: false,
             };
             let r = conn.client.clone().bind(with_edge(self.edge, req)).await;
             match r {
@@ -498,6 +502,7 @@ impl RemoteCore {
                 session,
                 full_jid: jid.to_string(),
                 lost: false,
+                component: false,
             };
             match conn.client.clone().unbind(with_edge(self.edge, req)).await {
                 Ok(_) => return,
@@ -769,6 +774,7 @@ impl RemoteCore {
                         session,
                         full_jid: jid.to_string(),
                         lost: true,
+                        component: false,
                     };
                     match conn.client.clone().unbind(with_edge(self.edge, req)).await {
                         Ok(r) => {
@@ -970,6 +976,63 @@ impl RemoteCore {
     /// Where stanzas for other servers go (this edge's federation).
     pub fn set_s2s(&self, s2s: Arc<crate::s2s::S2s>) {
         let _ = self.s2s.set(s2s);
+    }
+
+    /// An external component (XEP-0114) for `domain` connected here: at
+    /// the leader of the domain's shard.
+    pub async fn bind_component(
+        self: &Arc<Self>,
+        domain: String,
+        sink: SessionSink,
+    ) -> Result<(), String> {
+        let session = sink.conn_id();
+        lock(&self.components).insert(session, sink);
+        let mut last = String::from("no core node leads the component's shard");
+        for _ in 0..BIND_TRIES {
+            let (shard, _) = self.shard_of(&domain);
+            let leader = self.live_leader(shard, None).await;
+            let Some(conn) = self.conn(leader) else {
+                self.refresh_now().await;
+                continue;
+            };
+            let req = pb::BindRequest {
+                edge: self.edge,
+                session,
+                full_jid: domain.clone(),
+                component: true,
+            };
+            match conn.client.clone().bind(with_edge(self.edge, req)).await {
+                Ok(_) => return Ok(()),
+                Err(s) => {
+                    last = ClusterError::from(s).to_string();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    self.refresh_now().await;
+                }
+            }
+        }
+        lock(&self.components).remove(&session);
+        Err(last)
+    }
+
+    /// The component's connection `session` ended.
+    pub async fn unbind_component(self: &Arc<Self>, domain: String, session: u64) {
+        if lock(&self.components).remove(&session).is_none() {
+            return;
+        }
+        let (shard, _) = self.shard_of(&domain);
+        let leader = self.live_leader(shard, None).await;
+        if let Some(conn) = self.conn(leader) {
+            let req = pb::UnbindRequest {
+                edge: self.edge,
+                session,
+                full_jid: domain,
+                lost: false,
+                component: true,
+            };
+            if let Err(s) = conn.client.clone().unbind(with_edge(self.edge, req)).await {
+                tracing::debug!(error = %ClusterError::from(s), "component not unbound at the core");
+            }
+        }
     }
 
     /// Stanzas a core node sent for other servers: onto this edge's
@@ -1199,6 +1262,13 @@ async fn dispatch(
                         match m.get(&id) {
                             Some(b) => {
                                 b.sink.send_with(out.clone(), trail.clone());
+                            }
+                            // A component's connection (XEP-0114).
+                            None if let Some(sink) = cluster
+                                .upgrade()
+                                .and_then(|c| lock(&c.components).get(&id).cloned()) =>
+                            {
+                                sink.send_with(out.clone(), trail.clone());
                             }
                             // The session ended here before this came: a
                             // message goes back (`undelivered`).

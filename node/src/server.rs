@@ -531,6 +531,7 @@ impl Server {
                 secrets: cfg.components.secrets.clone(),
                 core: edge.core.clone(),
                 limits: edge.limits().parser,
+                edge: edge.clone(),
             });
             tasks.push(tokio::spawn(crate::component::serve(l, c, rx.clone())));
         }

@@ -156,3 +156,61 @@ fn sent_out(http: std::net::SocketAddr) -> u64 {
         .map(|v| v as u64)
         .unwrap_or(0)
 }
+
+/// A component's stream, authenticated (XEP-0114).
+async fn component(addr: &str, domain: &str, secret: &str) -> anyhow::Result<Client> {
+    use sha1::{Digest, Sha1};
+    let mut c = Client::connect(addr.parse()?).await;
+    c.send(&format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>"
+    ))
+    .await;
+    let id = match c.next().await? {
+        proto::xml::StreamEvent::Open(h) => h.id.unwrap_or_default(),
+        other => anyhow::bail!("expected a header, got {other:?}"),
+    };
+    let hex: String = Sha1::digest(format!("{id}{secret}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    c.send(&format!("<handshake>{hex}</handshake>")).await;
+    let e = c.next_element().await?;
+    anyhow::ensure!(e.name == "handshake", "got {}", e.name);
+    Ok(c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_on_one_edge_serves_users_of_another() -> anyhow::Result<()> {
+    // Every node has the [components] table: the core nodes route by its
+    // domains, the edges take the components' connections.
+    let cores = Cores::start_for(
+        "a.test",
+        "[components.secrets]\n\"gw.a.test\" = \"component secret\"\n",
+    )
+    .await;
+    let comp = |n: u8| {
+        format!(
+            "[components]\nlisten = \"127.0.7.{n}:5347\"\n[components.secrets]\n\"gw.a.test\" = \"component secret\"\n"
+        )
+    };
+    let (_e1, _, _) = cores.edge_with(31, 0, &comp(31));
+    let (_e2, c2s2, _) = cores.edge_with(32, 1, &comp(32));
+    let (ok, out) = common::procs::xmppd(
+        &cores.cfgs[0],
+        &["user", "add", "alice@a.test", "--password", PASS],
+    );
+    assert!(ok, "{out}");
+    let mut gw = component("127.0.7.31:5347", "gw.a.test", "component secret").await?;
+    let mut alice = Client::online(c2s2, "alice@a.test", PASS, "r").await?;
+    alice
+        .send("<message to='bot@gw.a.test' type='chat' id='g1'><body>hi gateway</body></message>")
+        .await;
+    let m = gw.expect(|e| e.name == "message").await?;
+    assert_eq!(m.attr("from"), Some("alice@a.test/r"));
+    gw.send("<message from='bot@gw.a.test' to='alice@a.test/r' type='chat'><body>hi alice</body></message>")
+        .await;
+    let m = alice.expect(|e| e.name == "message").await?;
+    assert_eq!(m.attr("from"), Some("bot@gw.a.test"));
+    assert_eq!(body_of(&m).as_deref(), Some("hi alice"));
+    Ok(())
+}

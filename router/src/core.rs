@@ -383,11 +383,15 @@ impl Core {
         if !self.shared.env.cfg.is_component(&domain) {
             return Err(CoreError::NotComponent(domain));
         }
+        self.component_served_here(&domain).await?;
         let key = domain.clone();
         self.exec(
             &key,
             Box::new(move |ctx| {
-                if let Some(old) = ctx.st.components.insert(domain, sink) {
+                let conn = sink.conn_id();
+                if let Some(old) = ctx.st.components.insert(domain, sink)
+                    && old.conn_id() != conn
+                {
                     old.send(crate::Outbound::Close(
                         proto::error::StreamCondition::Conflict,
                         Some("replaced by a new connection of the component".into()),
@@ -398,8 +402,21 @@ impl Core {
         .await
     }
 
+    /// In a cluster, `NotLeader` unless this node leads the shard of
+    /// the component's domain (which holds its connection).
+    async fn component_served_here(&self, domain: &str) -> Result<(), CoreError> {
+        match self.served_here(domain).await {
+            Ok(_) => Ok(()),
+            Err(BindError::NotLeader { leader, addr }) => {
+                Err(CoreError::NotLeader { leader, addr })
+            }
+            Err(_) => Err(CoreError::ShuttingDown),
+        }
+    }
+
     /// The component's connection `conn_id` ended.
     pub async fn unbind_component(&self, domain: String, conn_id: u64) -> Result<(), CoreError> {
+        self.component_served_here(&domain).await?;
         let key = domain.clone();
         self.exec(
             &key,

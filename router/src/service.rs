@@ -301,6 +301,26 @@ impl pb::core_server::Core for CoreService {
         if edge_of(r.session) != edge {
             return Err(ClusterError::BadRequest("session id of another edge".into()).into());
         }
+        if r.component {
+            let link = self
+                .link(edge)
+                .ok_or_else(|| unavailable("the edge has no forward stream"))?;
+            return match self
+                .core
+                .bind_component(r.full_jid, SessionSink::remote(r.session, link))
+                .await
+            {
+                Ok(()) => Ok(Response::new(pb::BindReply {
+                    result: pb::bind_reply::Result::Bound as i32,
+                })),
+                Err(CoreError::NotLeader { leader, addr }) => Err(ClusterError::NotLeader {
+                    leader,
+                    address: addr,
+                }
+                .into()),
+                Err(e) => Err(ClusterError::BadRequest(e.to_string()).into()),
+            };
+        }
         let jid = full_jid(&r.full_jid)?;
         let link = self
             .link(edge)
@@ -331,6 +351,17 @@ impl pb::core_server::Core for CoreService {
         req: Request<pb::UnbindRequest>,
     ) -> Result<Response<pb::UnbindReply>, Status> {
         let r = req.into_inner();
+        if r.component {
+            return match self.core.unbind_component(r.full_jid, r.session).await {
+                Ok(()) => Ok(Response::new(pb::UnbindReply { kept: false })),
+                Err(CoreError::NotLeader { leader, addr }) => Err(ClusterError::NotLeader {
+                    leader,
+                    address: addr,
+                }
+                .into()),
+                Err(_) => Err(unavailable("the core is stopping")),
+            };
+        }
         let jid = full_jid(&r.full_jid)?;
         let result = if r.lost {
             self.core.session_lost(jid, r.session).await

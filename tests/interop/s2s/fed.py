@@ -63,7 +63,12 @@ class Client(slixmpp.ClientXMPP):
         self.messages = []
         self.errors = []
         self.add_event_handler("session_start", self.on_start)
-        self.add_event_handler("failed_auth", lambda *_: self.fail("authentication failed"))
+        # A refused mechanism is not the end: slixmpp 1.8 tries the next
+        # one (a server may refuse SCRAM-*-PLUS with tls-unique and take
+        # plain SCRAM), so only running out of mechanisms is a failure.
+        self.auth_note = None
+        self.add_event_handler("failed_auth", lambda *_: setattr(self, "auth_note", "authentication failed"))
+        self.add_event_handler("no_auth", lambda *_: self.fail("authentication failed: no mechanism left"))
         self.add_event_handler("connection_failed", lambda e: self.fail(f"connection failed: {e}"))
         self.add_event_handler("disconnected", lambda *_: self.ended.set())
         self.add_event_handler("presence_subscribe", self.on_subscribe)
@@ -152,7 +157,8 @@ class Run:
         connect(c, host, port)
         await until(lambda: c.started.is_set(), self.args.step_timeout)
         if c.failure or not c.started.is_set():
-            self.report(False, f"login {name}", f"{jid} at {host}:{port}: {c.failure or 'timed out'}")
+            why = c.failure or c.auth_note or "timed out"
+            self.report(False, f"login {name}", f"{jid} at {host}:{port}: {why}")
             c.disconnect()
             return None
         self.report(True, f"login {name}", f"{c.boundjid.full} at {host}:{port} with {c.mech}")

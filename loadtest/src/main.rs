@@ -126,6 +126,19 @@ pub struct Args {
     /// `{password}` and `{domain}` are replaced, each quoted as one shell word.
     #[arg(long)]
     create_command: Option<String>,
+    /// Federation: the receivers of `chat` log in to this server instead,
+    /// as accounts of --peer-domain (the same user pattern and password),
+    /// so that every message crosses a server-to-server stream from the
+    /// senders' server (--host) to theirs. The two servers must federate.
+    #[arg(long, requires = "peer_domain")]
+    peer_host: Option<String>,
+    /// The client port of --peer-host.
+    #[arg(long, default_value_t = 5222)]
+    peer_port: u16,
+    /// The XMPP domain of the receivers' accounts (`chat` only); the
+    /// receivers' server is --peer-host, or --host when it is not given.
+    #[arg(long)]
+    peer_domain: Option<String>,
     /// Local source addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3).
     #[arg(long, value_delimiter = ',')]
     sources: Vec<IpAddr>,
@@ -432,10 +445,30 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
         scram_keys: args.cache_scram.then(Default::default),
         tls_config: tls::insecure_client_config()?,
     };
+    let peer = match &args.peer_domain {
+        None => None,
+        Some(domain) => {
+            if args.scenario() != Some(Scenario::Chat) {
+                anyhow::bail!("--peer-domain is for the chat scenario only");
+            }
+            let host = args.peer_host.as_deref().unwrap_or(args.host.as_str());
+            let addr = tokio::net::lookup_host((host, args.peer_port))
+                .await
+                .context("resolving --peer-host")?
+                .next()
+                .context("--peer-host has no address")?;
+            Some(Target {
+                addrs: vec![addr],
+                domain: domain.clone(),
+                ..target.clone()
+            })
+        }
+    };
     let metrics = Arc::new(Metrics::default());
     let ctx = Ctx {
         args: args.clone(),
         target,
+        peer,
         metrics: metrics.clone(),
     };
     let pid = args.server_pid.map(|p| p.to_string());
@@ -546,6 +579,12 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",");
+    let peer = ctx.peer.as_ref().map(|p| {
+        serde_json::json!({
+            "address": p.addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            "domain": p.domain,
+        })
+    });
     let report = serde_json::json!({
         "scenario": args.scenario_name(),
         "ok": ok,
@@ -562,6 +601,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
             },
             "mechanism": args.mechanism,
         },
+        "peer_server": peer,
         "result": result,
         "errors": metrics.causes(),
         "cpu": {
@@ -581,10 +621,14 @@ async fn run(args: Arc<Args>) -> anyhow::Result<bool> {
         r.insert("sm".into(), sm);
     }
     let title = format!(
-        "xmpp-loadtest {} against {} ({}, {})",
+        "xmpp-loadtest {} against {} ({}{}, {})",
         args.scenario_name(),
         addr_list,
         args.domain,
+        ctx.peer
+            .as_ref()
+            .map(|p| format!(", receivers at {} ({})", p.addrs[0], p.domain))
+            .unwrap_or_default(),
         match args.transport {
             Transport::Tcp => "TCP",
             Transport::Websocket => "WebSocket",

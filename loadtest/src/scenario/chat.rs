@@ -6,6 +6,10 @@
 //! stamped before the pair started are an earlier run's (out of offline
 //! storage: with stream management, what a closing session had not
 //! acknowledged goes there); they are counted apart and not matched.
+//!
+//! With `--peer-domain`, the senders are users `first..first+P` of the
+//! server under test and the receivers users of the same numbers on the
+//! peer server, so every message goes over server-to-server federation.
 
 use std::time::{Duration, Instant};
 
@@ -32,7 +36,27 @@ struct Tally {
 }
 
 pub async fn run(ctx: &Ctx, first: usize, pairs: usize, rate: f64) -> anyhow::Result<Report> {
-    let (sessions, failed) = ramp(ctx, first, pairs * 2, "<presence/>").await;
+    let (sessions, failed) = match &ctx.peer {
+        None => ramp(ctx, first, pairs * 2, "<presence/>").await,
+        Some(peer) => {
+            let there = Ctx {
+                target: peer.clone(),
+                ..ctx.clone()
+            };
+            let ((senders, f1), (receivers, f2)) = tokio::join!(
+                ramp(ctx, first, pairs, "<presence/>"),
+                ramp(&there, first, pairs, "<presence/>"),
+            );
+            // Paired by user number, sender first, as the loop below takes them.
+            let mut both: Vec<_> = senders
+                .into_iter()
+                .map(|(n, s)| (2 * n, s))
+                .chain(receivers.into_iter().map(|(n, s)| (2 * n + 1, s)))
+                .collect();
+            both.sort_by_key(|(n, _)| *n);
+            (both, f1 + f2)
+        }
+    };
     require_all("chat", failed, pairs * 2)?;
     let start = Instant::now();
     let end = start + ctx.duration();

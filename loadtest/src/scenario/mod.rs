@@ -29,6 +29,9 @@ pub type Report = serde_json::Map<String, serde_json::Value>;
 pub struct Ctx {
     pub args: Arc<Args>,
     pub target: Target,
+    /// The receivers' server and domain in a federated `chat`
+    /// (`--peer-domain`).
+    pub peer: Option<Target>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -125,7 +128,7 @@ pub async fn provision(ctx: &Ctx, first: usize, count: usize) {
         let cmd = template
             .replace("{user}", &shell_quote(&ctx.user(n)))
             .replace("{password}", &shell_quote(&ctx.args.password))
-            .replace("{domain}", &shell_quote(&ctx.args.domain));
+            .replace("{domain}", &shell_quote(&ctx.target.domain));
         let sem = sem.clone();
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;

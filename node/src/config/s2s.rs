@@ -231,3 +231,73 @@ fn listen_addr(field: &str, addr: &str, p: &mut Problems) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// The problems `from_toml` (which validates) finds.
+    fn problems(toml: &str) -> Vec<String> {
+        match Config::from_toml(toml) {
+            Ok(_) => Vec::new(),
+            // Without the "line N: " the Display adds.
+            Err(e) => e
+                .problems()
+                .iter()
+                .map(|p| {
+                    let t = p.to_string();
+                    match t.split_once(": ") {
+                        Some((l, rest)) if l.starts_with("line ") => rest.to_string(),
+                        _ => t,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn federation_settings_are_checked() {
+        assert!(problems("[s2s]\nenabled = true\n").is_empty());
+        let p = problems(
+            "domains = [\"example.com\"]\n[s2s]\nenabled = true\nlisten = \"nowhere\"\ndialback_secret = \"short\"\nallow = [\"Example.NET\"]\nnameservers = [\"dns.example\"]\nrequire_encryption = false\nrequire_valid_certs = true\n[s2s.hosts]\n\"example.com\" = \"10.0.0.1:5269\"\n\"example.org\" = \"tls://no port\"\n",
+        );
+        for field in [
+            "s2s.listen",
+            "s2s.dialback_secret",
+            "s2s.allow[0]",
+            "s2s.nameservers[0]",
+            "s2s.require_valid_certs",
+            "s2s.hosts.\"example.com\"",
+            "s2s.hosts.\"example.org\"",
+        ] {
+            assert!(
+                p.iter().any(|x| x.starts_with(&format!("{field}: "))),
+                "{field} in {p:#?}"
+            );
+        }
+        // Off, nothing of it is checked.
+        assert!(problems("[s2s]\nlisten = \"nowhere\"\n").is_empty());
+    }
+
+    #[test]
+    fn component_domains_are_checked() {
+        assert!(problems("[components.secrets]\n\"gw.localhost\" = \"long enough\"\n").is_empty());
+        let p = problems(
+            "[components]\nlisten = \"x\"\n[components.secrets]\n\"localhost\" = \"long enough\"\n\"conference.localhost\" = \"long enough\"\n\"gw.localhost\" = \"short\"\n",
+        );
+        assert_eq!(p.len(), 4, "{p:#?}");
+        assert!(p.iter().any(|x| x.starts_with("components.listen: ")));
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("components.secrets.\"localhost\": "))
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("components.secrets.\"conference.localhost\": "))
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("components.secrets.\"gw.localhost\": "))
+        );
+    }
+}

@@ -811,3 +811,57 @@ async fn rooms_take_occupants_from_other_servers() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_remote_user_subscribes_to_a_pubsub_node_and_gets_its_items() -> anyhow::Result<()> {
+    const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+    let a = fed_server("a.test", 61, &[("b.test", at(62, 5269))], |_| {}).await;
+    let b = fed_server(
+        "b.test",
+        62,
+        &[("a.test", at(61, 5269)), ("pubsub.a.test", at(61, 5269))],
+        |_| {},
+    )
+    .await;
+    a.add_user("alice@a.test", PASS);
+    b.add_user("bob@b.test", PASS);
+    let mut alice = Client::online(a.addr, "alice@a.test", PASS, "r").await?;
+    let mut bob = Client::online(b.addr, "bob@b.test", PASS, "r").await?;
+    alice
+        .send(&format!(
+            "<iq type='set' id='c1' to='pubsub.a.test'><pubsub xmlns='{PUBSUB}'><create node='news'/></pubsub></iq>"
+        ))
+        .await;
+    let r = alice.expect(|e| is(e, "iq", "id", "c1")).await?;
+    assert_eq!(
+        r.attr("type"),
+        Some("result"),
+        "{}",
+        r.to_xml(proto::ns::CLIENT)
+    );
+    bob.send(&format!(
+        "<iq type='set' id='s1' to='pubsub.a.test'><pubsub xmlns='{PUBSUB}'><subscribe node='news' jid='bob@b.test'/></pubsub></iq>"
+    ))
+    .await;
+    let r = bob.expect(|e| is(e, "iq", "id", "s1")).await?;
+    assert_eq!(
+        r.attr("type"),
+        Some("result"),
+        "{}",
+        r.to_xml(proto::ns::CLIENT)
+    );
+    alice
+        .send(&format!(
+            "<iq type='set' id='p1' to='pubsub.a.test'><pubsub xmlns='{PUBSUB}'><publish node='news'><item id='i1'><entry xmlns='urn:example'>federated news</entry></item></publish></pubsub></iq>"
+        ))
+        .await;
+    alice.expect(|e| is(e, "iq", "id", "p1")).await?;
+    let m = bob.expect(|e| e.name == "message").await?;
+    assert_eq!(m.attr("from"), Some("pubsub.a.test"));
+    assert!(
+        m.to_xml(proto::ns::CLIENT).contains("federated news"),
+        "{}",
+        m.to_xml(proto::ns::CLIENT)
+    );
+    Ok(())
+}

@@ -567,6 +567,11 @@ impl Server {
     /// Apply what a running node can take from `new` (see
     /// [`crate::reload`]); `set_log` installs a new log filter. An invalid
     /// configuration, or certificates that cannot be read, change nothing.
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.cfg.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn reload(
         &self,
         new: Config,
@@ -590,6 +595,18 @@ impl Server {
             Some(edge_tls(&new, &self.domains)?)
         } else {
             None
+        };
+        // Federation presents the same certificate: read again with it.
+        let s2s_tls = match &self.s2s {
+            Some(_) => {
+                let identity = crate::tls::load(&new.tls, &self.domains, &new.data_dir)?;
+                Some(crate::s2s::tls::S2sTls::new(
+                    &old.s2s,
+                    &identity,
+                    new.tls.allow_tls12,
+                )?)
+            }
+            None => None,
         };
         let token = match (&self.api, &new.admin.token_file) {
             (Some(_), Some(f)) => Some(
@@ -638,6 +655,11 @@ impl Server {
                 .reconfigure(Some(settings), Some(tls), Some(edge_limits(&effective)));
             out.applied
                 .push("tls: certificate and key read again".to_string());
+            if let (Some(fed), Some(t)) = (&self.s2s, s2s_tls) {
+                fed.set_tls(t);
+                out.applied
+                    .push("tls: server-to-server streams use it from now on".to_string());
+            }
             for k in keys
                 .iter()
                 .filter(|k| k.starts_with("limits.") && is_live(k))

@@ -865,3 +865,53 @@ async fn a_remote_user_subscribes_to_a_pubsub_node_and_gets_its_items() -> anyho
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_reloaded_certificate_is_used_for_new_streams() -> anyhow::Result<()> {
+    // a.test starts with a self-signed certificate, which strict b.test
+    // refuses; after a reload with one from the CA b.test takes it.
+    let dir = tempfile::tempdir()?;
+    let ca = Ca::new();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem)?;
+    let (ac, ak) = ca.issue(dir.path(), "a.test");
+    let (bc, bk) = ca.issue(dir.path(), "b.test");
+    let a = fed_server("a.test", 71, &[("b.test", at(72, 5269))], |_| {}).await;
+    let cf = ca_file.clone();
+    let b = fed_server("b.test", 72, &[("a.test", at(71, 5269))], move |cfg| {
+        cfg.tls.cert = Some(bc);
+        cfg.tls.key = Some(bk);
+        cfg.s2s.ca_file = Some(cf);
+        cfg.s2s.require_valid_certs = true;
+    })
+    .await;
+    a.add_user("alice@a.test", PASS);
+    b.add_user("bob@b.test", PASS);
+    let mut alice = Client::online(a.addr, "alice@a.test", PASS, "r").await?;
+    let mut bob = Client::online(b.addr, "bob@b.test", PASS, "r").await?;
+    alice
+        .send("<message to='bob@b.test' id='x1'><body>refused</body></message>")
+        .await;
+    let e = alice.expect(|e| is(e, "message", "id", "x1")).await?;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found")
+    );
+
+    let server = a.server.as_ref().expect("running");
+    let mut cfg = server.config();
+    cfg.tls.cert = Some(ac);
+    cfg.tls.key = Some(ak);
+    let done = server.reload(cfg, &|_| Ok(()))?;
+    assert!(
+        done.applied.iter().any(|l| l.contains("server-to-server")),
+        "{:?}",
+        done.applied
+    );
+    alice
+        .send("<message to='bob@b.test' id='x2'><body>accepted</body></message>")
+        .await;
+    let m = bob.expect(|e| e.name == "message").await?;
+    assert_eq!(m.attr("id"), Some("x2"));
+    Ok(())
+}

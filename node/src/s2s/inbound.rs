@@ -96,7 +96,7 @@ async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) 
     let io = if direct_tls {
         match timeout(
             Duration::from_secs(s2s.cfg.connect_timeout_secs),
-            s2s.tls.direct.accept(tcp),
+            s2s.tls().direct.accept(tcp),
         )
         .await
         {
@@ -330,7 +330,7 @@ impl Inbound {
             return Err("no TLS".into());
         }
         self.s2s
-            .tls
+            .tls()
             .check(self.stream.peer_certs().as_deref(), domain)
     }
 
@@ -358,7 +358,7 @@ impl Inbound {
         self.stream
             .send(format!("<proceed xmlns='{}'/>", ns::TLS).as_bytes())
             .await?;
-        let acceptor = self.s2s.tls.starttls.clone();
+        let acceptor = self.s2s.tls().starttls.clone();
         timeout(
             Duration::from_secs(self.s2s.cfg.connect_timeout_secs),
             self.stream.accept_tls(&acceptor),

@@ -110,7 +110,7 @@ pub struct S2s {
     /// Domains this server hosts (served domains and their services).
     pub(crate) hosted: Vec<String>,
     pub(crate) core: CoreLink,
-    pub(crate) tls: tls::S2sTls,
+    tls: std::sync::RwLock<Arc<tls::S2sTls>>,
     pub(crate) resolver: resolve::Resolver,
     pub(crate) secret: dialback::Secret,
     pub(crate) limits: proto::xml::Limits,
@@ -140,7 +140,7 @@ impl S2s {
             cfg,
             hosted,
             core,
-            tls,
+            tls: std::sync::RwLock::new(Arc::new(tls)),
             resolver,
             secret,
             limits,
@@ -150,6 +150,17 @@ impl S2s {
             next_id: AtomicU64::new(1),
             metrics,
         })
+    }
+
+    /// The TLS configurations in force.
+    pub(crate) fn tls(&self) -> Arc<tls::S2sTls> {
+        self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// New certificates (a configuration reload): for streams opened
+    /// from now on.
+    pub fn set_tls(&self, tls: tls::S2sTls) {
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tls);
     }
 
     /// Whether `domain` is this server's.

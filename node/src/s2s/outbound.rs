@@ -385,7 +385,7 @@ async fn negotiate(
     let io = if direct_tls {
         let name = super::stream::server_name(remote)?;
         let tls = s2s
-            .tls
+            .tls()
             .client_direct
             .connect(name, tcp)
             .await
@@ -408,7 +408,7 @@ async fn negotiate(
                 ));
             }
             stream
-                .connect_tls(&s2s.tls.client, remote)
+                .connect_tls(&s2s.tls().client, remote)
                 .await
                 .map_err(|e| ConnectError::Refused(format!("TLS: {e}")))?;
             (hdr, features) = restart(&mut stream, local, remote).await?;
@@ -422,7 +422,7 @@ async fn negotiate(
         }
     }
     if stream.is_tls()
-        && let Err(why) = s2s.tls.check(stream.peer_certs().as_deref(), remote)
+        && let Err(why) = s2s.tls().check(stream.peer_certs().as_deref(), remote)
     {
         if s2s.cfg.require_valid_certs {
             stream

@@ -120,7 +120,7 @@ async fn run(c: Arc<Components>, tcp: TcpStream, peer: SocketAddr) {
                     _ => return Ok(()),
                 },
                 ev = stream.next() => match ev? {
-                    StreamEvent::Element(e) => stanza(&c, &domain, e)?,
+                    StreamEvent::Element(e) => stanza(&c, &domain, e).await?,
                     StreamEvent::Open(_) => {
                         return Err(Failure::Protocol(StreamCondition::InvalidXml, "a second stream header".into()));
                     }
@@ -190,7 +190,7 @@ async fn handshake(c: &Components, stream: &mut XmlStream, id: &str) -> Result<S
 }
 
 /// A stanza from the component: its 'from' must be at its domain.
-fn stanza(c: &Components, domain: &str, e: TopElement) -> Result<(), Failure> {
+async fn stanza(c: &Components, domain: &str, e: TopElement) -> Result<(), Failure> {
     if e.ns != ACCEPT || !matches!(e.name.as_str(), "message" | "presence" | "iq") {
         return Err(Failure::Protocol(
             StreamCondition::UnsupportedStanzaType,
@@ -228,7 +228,7 @@ fn stanza(c: &Components, domain: &str, e: TopElement) -> Result<(), Failure> {
     } else {
         s
     };
-    c.core.route_inbound(s);
+    c.core.route_inbound_wait(s).await;
     Ok(())
 }
 

@@ -107,6 +107,17 @@ impl CoreLink {
         }
     }
 
+    /// [`CoreLink::route_inbound`], waiting while the core's queue is full
+    /// (back-pressure on the peer's socket).
+    pub async fn route_inbound_wait(&self, stanza: Stanza) {
+        match self {
+            CoreLink::Local(c) => {
+                let _ = c.route_inbound_wait(stanza).await;
+            }
+            CoreLink::Remote(r) => r.route_inbound(stanza).await,
+        }
+    }
+
     /// XEP-0198 §3: stream management for a bound session; false if the
     /// core has no such session (or it has it already).
     pub async fn sm_enable(&self, jid: FullJid, conn_id: u64, e: SmEnable) -> bool {

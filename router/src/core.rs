@@ -376,6 +376,42 @@ impl Core {
         }
     }
 
+    /// [`Core::route_inbound`] for a stream that can wait: through the
+    /// shard's bounded queue, so that a peer server or component that
+    /// sends faster than the shard handles is slowed down (its socket is
+    /// read no faster) rather than queued for without bound.
+    pub async fn route_inbound_wait(&self, stanza: Stanza) -> Result<(), CoreError> {
+        let Some(to) = &stanza.to else { return Ok(()) };
+        let cfg = &self.shared.env.cfg;
+        let domain = to.domain();
+        let (key, keyed) = if cfg.is_component(domain) {
+            (domain.to_string(), true)
+        } else if cfg.hosts(domain) {
+            (to.bare_str().to_string(), false)
+        } else {
+            self.shared.to_remote(stanza);
+            return Ok(());
+        };
+        let i = self.shared.shard_index(&key);
+        if self.shared.cluster.clustered() {
+            self.shared.cluster.wait_leader(i).await;
+        }
+        if self.shared.cluster.elsewhere(i).is_some() {
+            self.shared.route(stanza);
+            return Ok(());
+        }
+        let msg = if keyed {
+            ShardMsg::Keyed(key, Box::new(stanza))
+        } else {
+            ShardMsg::Inbound(Box::new(stanza))
+        };
+        self.shared.shards[i]
+            .edge
+            .send(msg)
+            .await
+            .map_err(|_| CoreError::ShuttingDown)
+    }
+
     /// An external component (XEP-0114) for `domain` is connected; `sink`
     /// reaches it. A component already connected for it is told to close
     /// (`<conflict/>`, RFC 6120 §4.9.3.3).

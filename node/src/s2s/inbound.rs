@@ -640,7 +640,10 @@ impl Inbound {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .stanzas += 1;
-        self.s2s.core.route_inbound(super::client_stanza(s));
+        self.s2s
+            .core
+            .route_inbound_wait(super::client_stanza(s))
+            .await;
         Ok(())
     }
 

@@ -70,15 +70,19 @@ pid_b=$PID
 vm() { if [ "$KIND" = ejabberd ]; then pgrep -P "$1" | head -1; else echo "$1"; fi; }
 vm_a=$(vm "$pid_a") vm_b=$(vm "$pid_b")
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# The whole machine's busy time: what neither server nor the generator
+# used was some other program's, which the table shows, since the figures
+# mean little on a machine that was busy with something else.
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
 lt() { # NAME ARGS...: the harness, bounded; its report in $work/NAME.json
-  local name=$1 t0a t0b w0
+  local name=$1 t0b w0 m0
   shift
-  t0a=$(ticks "$vm_a") t0b=$(ticks "$vm_b") w0=$(date +%s.%N)
+  t0b=$(ticks "$vm_b") m0=$(busy) w0=$(date +%s.%N)
   timeout $((DURATION + 120)) "$LT" "$@" --json "$work/$name.json" > "$work/$name.txt" 2>&1 ||
     log "$name did not pass: $(tail -1 "$work/$name.txt")"
   # Server B's CPU, which the harness (one --server-pid) does not measure.
-  echo "$(ticks "$vm_b") $t0b $(date +%s.%N) $w0 $(getconf CLK_TCK)" > "$work/$name.b"
+  echo "$(ticks "$vm_b") $t0b $(date +%s.%N) $w0 $(getconf CLK_TCK) $(busy) $m0" > "$work/$name.b"
 }
 CHAT=(chat --host 127.0.0.3 --port "$C2S" --domain "$a"
       --peer-host 127.0.0.4 --peer-port "$C2S" --peer-domain "$b"
@@ -108,11 +112,12 @@ def get(name, path):
         d = d.get(k) if isinstance(d, dict) else None
     return d
 def b_cores(name):
+    """Server B's cores and the whole machine's, over the harness's run."""
     try:
-        t1, t0, w1, w0, hz = map(float, open(os.path.join(work, name + ".b")).read().split())
-        return (t1 - t0) / hz / (w1 - w0)
+        t1, t0, w1, w0, hz, m1, m0 = map(float, open(os.path.join(work, name + ".b")).read().split())
+        return (t1 - t0) / hz / (w1 - w0), (m1 - m0) / hz / (w1 - w0)
     except (OSError, ValueError, ZeroDivisionError):
-        return None
+        return None, None
 def med(xs):
     xs = [x for x in xs if isinstance(x, (int, float)) and not isinstance(x, bool)]
     return statistics.median(xs) if xs else None
@@ -122,9 +127,9 @@ print(f"{kind} <-> {kind} over S2S ({auth}), `chat --pairs {pairs} --window {win
       f" senders on {kind}-a.test, receivers on {kind}-b.test; TCP connections established after"
       f" the warm-up: {conns}.")
 print()
-print("| run | delivered/s | lost | p50 ms | p99 ms | server A cores | server B cores | generator cores | passed |")
-print("|---|---|---|---|---|---|---|---|---|")
-cols = {k: [] for k in ("rate", "p50", "p99", "a", "b", "g")}
+print("| run | delivered/s | lost | p50 ms | p99 ms | server A cores | server B cores | generator cores | other programs' cores | passed |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+cols = {k: [] for k in ("rate", "p50", "p99", "a", "b", "g", "o")}
 for i in range(1, int(runs) + 1):
     n = f"run-{i}"
     rate = get(n, "result.delivered_per_second")
@@ -132,12 +137,14 @@ for i in range(1, int(runs) + 1):
     p99 = get(n, "result.latency_us.p99")
     p50 = p50 / 1000 if p50 is not None else None
     p99 = p99 / 1000 if p99 is not None else None
-    a, b, g = get(n, "cpu.server_cores"), b_cores(n), get(n, "cpu.generator_cores")
-    for k, v in zip(cols, (rate, p50, p99, a, b, g)):
+    a, g = get(n, "cpu.server_cores"), get(n, "cpu.generator_cores")
+    b, machine = b_cores(n)
+    o = machine - a - b - g if None not in (machine, a, b, g) else None
+    for k, v in zip(cols, (rate, p50, p99, a, b, g, o)):
         cols[k].append(v)
     print(f"| {i} | {fmt(rate, ',.0f')} | {get(n, 'result.lost')} | {fmt(p50, '.1f')} | {fmt(p99, '.1f')}"
-          f" | {fmt(a, '.2f')} | {fmt(b, '.2f')} | {fmt(g, '.2f')} | {get(n, 'ok')} |")
+          f" | {fmt(a, '.2f')} | {fmt(b, '.2f')} | {fmt(g, '.2f')} | {fmt(o, '.2f')} | {get(n, 'ok')} |")
 m = {k: med(v) for k, v in cols.items()}
 print(f"| median | {fmt(m['rate'], ',.0f')} | | {fmt(m['p50'], '.1f')} | {fmt(m['p99'], '.1f')}"
-      f" | {fmt(m['a'], '.2f')} | {fmt(m['b'], '.2f')} | {fmt(m['g'], '.2f')} | |")
+      f" | {fmt(m['a'], '.2f')} | {fmt(m['b'], '.2f')} | {fmt(m['g'], '.2f')} | {fmt(m['o'], '.2f')} | |")
 PY

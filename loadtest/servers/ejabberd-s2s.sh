@@ -76,9 +76,10 @@ s2s_use_starttls: required
 s2s_access: s2s
 s2s_dns_timeout: 3
 s2s_dns_retries: 1
-# Milliseconds to give a remote domain to connect before its stanzas
-# bounce: the tests expect an error back within seconds.
-outgoing_s2s_timeout: 10000
+# How long a remote domain gets to connect before its stanzas bounce:
+# the tests expect an error back within seconds. (A bare number is
+# seconds; ejabberd warns about one that looks like milliseconds.)
+outgoing_s2s_timeout: 10
 listen:
   -
     port: $c2s

@@ -8,19 +8,39 @@
 # Prints a Markdown table: delivered/s, latency, each server's cores, the
 # generator's cores, and the medians.
 #
-# KIND is prosody or ejabberd (Debian's packages, loadtest/servers/
-# KIND-s2s.sh), found through tests/interop/s2s/dns.py; AUTH is dialback
+# KIND is xmppd (the perf build), prosody or ejabberd (Debian's
+# packages), started by loadtest/servers/KIND-s2s.sh and found through
+# tests/interop/s2s/dns.py; AUTH is dialback
 # (default), external or both. Addresses 127.0.0.2 (DNS, port 45053),
 # 127.0.0.3 (A) and 127.0.0.4 (B), ports 45222 (c2s) and 45269 (s2s);
 # ejabberd's control ports 45403 and 45404. Stops by itself; kills only
 # the processes it started.
 #
-# usage: bash loadtest/bench-s2s.sh KIND   (RUNS=3 PAIRS=20 WINDOW=16
+# usage: bash loadtest/bench-s2s.sh KIND...   (RUNS=3 PAIRS=20 WINDOW=16
 #   DURATION=10 AUTH=dialback; KEEP=1 keeps the logs and JSON reports)
 set -u
 cd "$(dirname "$0")/.."
+# Several kinds: each in turn (same settings, one after the other), then
+# their medians side by side as ratios to the first.
+if [ $# -gt 1 ]; then
+  summary=()
+  for k in "$@"; do
+    out=$(bash "$0" "$k") || echo "bench-s2s.sh $k failed" >&2
+    printf '%s\n\n' "$out"
+    summary+=("$k $(printf '%s\n' "$out" | awk -F'|' '/^\| median /{gsub(/[ ,]/, "", $3); print $3}')")
+  done
+  echo "| pair | delivered/s (median) | ratio to $1 |"
+  echo "|---|---|---|"
+  base=$(printf '%s\n' "${summary[0]}" | awk '{print $2}')
+  for line in "${summary[@]}"; do
+    set -- $line
+    ratio=$(awk -v a="${2:-0}" -v b="${base:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }')
+    echo "| $1 <-> $1 | ${2:-–} | $ratio |"
+  done
+  exit 0
+fi
 KIND=${1:-prosody}
-case $KIND in prosody|ejabberd) ;; *) echo "usage: $0 prosody|ejabberd" >&2; exit 2 ;; esac
+case $KIND in xmppd|prosody|ejabberd) ;; *) echo "usage: $0 xmppd|prosody|ejabberd ..." >&2; exit 2 ;; esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/xmppd-target}"
 RUNS=${RUNS:-3}
 PAIRS=${PAIRS:-20}
@@ -30,17 +50,19 @@ AUTH=${AUTH:-dialback}
 DNS=127.0.0.2:45053
 C2S=45222
 S2S=45269
-cargo build --profile perf -p loadtest || exit 1
+cargo build --profile perf -p loadtest -p node >&2 || exit 1
 LT=$CARGO_TARGET_DIR/perf/xmpp-loadtest
+T=$CARGO_TARGET_DIR/perf
 . loadtest/servers/prosody-s2s.sh
 . loadtest/servers/ejabberd-s2s.sh
+. loadtest/servers/xmppd-s2s.sh
 work=$(mktemp -d)
 dns_pid='' pid_a='' pid_b=''
 cleanup() {
   trap - EXIT INT TERM
   for p in "$pid_a" "$pid_b"; do
     [ -n "$p" ] || continue
-    if [ "$KIND" = prosody ]; then prosody_s2s_stop "$p"; else ejabberd_s2s_stop "$p"; fi
+    "${KIND}_s2s_stop" "$p"
   done
   [ -n "$dns_pid" ] && kill "$dns_pid" 2>/dev/null
   if [ -n "${KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi

@@ -183,6 +183,7 @@ async fn a_redirect_to_the_leader_crosses_the_wire() {
             edge: 1,
             session: 7,
             full_jid: "a@example.com/r".into(),
+            component: false,
         })
         .await
         .expect_err("never the leader");

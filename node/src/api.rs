@@ -51,6 +51,8 @@ pub struct ApiState {
     inner: OnceLock<Inner>,
     /// `POST /drain` asks the node to drain and stop (see `main`).
     drain: tokio::sync::watch::Sender<bool>,
+    /// Federation on this node, for `GET /s2s`.
+    s2s: OnceLock<Arc<crate::s2s::S2s>>,
 }
 
 struct Inner {
@@ -66,7 +68,13 @@ impl ApiState {
             token: std::sync::RwLock::new(token.into_bytes()),
             inner: OnceLock::new(),
             drain: tokio::sync::watch::channel(false).0,
+            s2s: OnceLock::new(),
         })
+    }
+
+    /// Federation on this node (listed by `GET /s2s`).
+    pub fn set_s2s(&self, s2s: Arc<crate::s2s::S2s>) {
+        let _ = self.s2s.set(s2s);
     }
 
     /// Turns true when an operator asked the node to drain and stop.
@@ -136,6 +144,7 @@ pub fn routes(state: Arc<ApiState>) -> Router {
         .route("/pubsub/nodes", get(list_nodes))
         .route("/pubsub/nodes/{node}", delete(delete_node))
         .route("/drain", post(drain))
+        .route("/s2s", get(list_s2s))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such call".into()) })
@@ -528,6 +537,31 @@ async fn kick(
     }
 }
 
+/// The server-to-server streams of this node (`xmppd s2s status`).
+#[derive(serde::Serialize)]
+struct S2sStreams {
+    enabled: bool,
+    streams: Vec<crate::s2s::StreamInfo>,
+}
+
+async fn list_s2s(
+    State(st): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<impl IntoResponse> {
+    query(q, &[])?;
+    let reply = match st.s2s.get() {
+        Some(f) => S2sStreams {
+            enabled: true,
+            streams: f.status(),
+        },
+        None => S2sStreams {
+            enabled: false,
+            streams: Vec::new(),
+        },
+    };
+    Ok(axum::Json(reply))
+}
+
 async fn cluster_status(
     State(st): State<Arc<ApiState>>,
     RawQuery(q): RawQuery,
@@ -895,6 +929,7 @@ mod tests {
             "/api/v1/cluster/nodes",
             "/api/v1/cluster/nodes/{id}",
             "/api/v1/drain",
+            "/api/v1/s2s",
         ] {
             assert!(paths.contains_key(p), "{p} missing from docs/openapi.json");
         }

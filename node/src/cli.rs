@@ -361,7 +361,7 @@ pub async fn service_command(cfg: &Config, req: crate::admin::Request) -> anyhow
         }
         Some(Response::Err { message }) => bail!("{message}"),
         None => bail!(
-            "no server is running on {} (rooms and nodes are served by a running server; on a cluster, run this on a core node)",
+            "no server is running on {} (this is answered by a running server; on a cluster, run it on a core node, or for `s2s status` on a node with role \"both\")",
             cfg.data_dir.display()
         ),
     }

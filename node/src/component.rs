@@ -26,8 +26,10 @@ use crate::s2s::stream::{Failure, Transport, XmlStream};
 pub const ACCEPT: &str = "jabber:component:accept";
 /// How long a component has for its header and handshake.
 const HANDSHAKE: Duration = Duration::from_secs(30);
-/// Stanzas queued for one component before it is disconnected.
+/// Stanzas, and their bytes, queued for one component before it is
+/// disconnected (it does not read them).
 const QUEUE: usize = 100_000;
+const QUEUE_BYTES: usize = 64 << 20;
 
 pub struct Components {
     pub secrets: BTreeMap<String, String>,
@@ -49,7 +51,7 @@ pub async fn serve(listener: TcpListener, c: Arc<Components>, mut shutdown: watc
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((tcp, peer)) => {
-                    conns.spawn(run(c.clone(), tcp, peer));
+                    conns.spawn(run(c.clone(), tcp, peer, shutdown.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -61,10 +63,20 @@ pub async fn serve(listener: TcpListener, c: Arc<Components>, mut shutdown: watc
         }
     }
     drop(listener);
+    // The connections see the same signal and end with <system-shutdown/>.
+    let _ = timeout(Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
     conns.abort_all();
 }
 
-async fn run(c: Arc<Components>, tcp: TcpStream, peer: SocketAddr) {
+async fn run(
+    c: Arc<Components>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = tcp.set_nodelay(true);
     let mut stream = XmlStream::new(Transport::Plain(tcp), c.limits);
     let id = format!("{:016x}", rand::random::<u64>());
@@ -76,7 +88,7 @@ async fn run(c: Arc<Components>, tcp: TcpStream, peer: SocketAddr) {
         }
     };
     let conn_id = c.edge.next_conn_id();
-    let (sink, mut inbox) = SessionSink::channel(conn_id, QUEUE);
+    let (sink, mut inbox) = SessionSink::channel_bounded(conn_id, QUEUE, QUEUE_BYTES);
     if let Err(e) = c.core.bind_component(domain.clone(), sink.clone()).await {
         tracing::warn!(%domain, error = %e, "component not connected");
         let f = Failure::Protocol(StreamCondition::InternalServerError, e);
@@ -89,6 +101,9 @@ async fn run(c: Arc<Components>, tcp: TcpStream, peer: SocketAddr) {
         rebind.tick().await;
         loop {
             tokio::select! {
+                _ = crate::s2s::stream::stopping(&mut shutdown) => {
+                    return Err(Failure::Protocol(StreamCondition::SystemShutdown, "the server is stopping".into()));
+                }
                 _ = rebind.tick() => {
                     if let Err(e) = c.core.bind_component(domain.clone(), sink.clone()).await {
                         tracing::warn!(%domain, error = %e, "component not bound again");

@@ -1011,6 +1011,8 @@ impl Config {
             );
         }
         self.components.check(&self.domains, &services, &mut p);
+        services.extend(self.components.secrets.keys().cloned());
+        self.s2s.check(&self.domains, &services, &mut p);
         if self.sm.resume_timeout_secs > 86_400 {
             p.add("sm.resume_timeout_secs", "must be at most 86400 (a day)");
         }
@@ -1089,7 +1091,7 @@ impl Config {
         }
         self.check_tracing(&mut p);
         self.bosh.check(&mut p);
-        self.s2s.check(&self.domains, &mut p);
+
         if self.admin.token_file.is_some() && self.listeners.http.is_none() {
             p.add(
                 "admin.token_file",
@@ -1264,6 +1266,14 @@ impl Config {
         // the cluster's gRPC.
         let core = self.cluster.role == Role::Core;
         let cluster = core.then(|| self.cluster.listen.clone());
+        let s2s = self.s2s.enabled.then(|| self.s2s.listen.clone());
+        let s2s_direct = self
+            .s2s
+            .direct_tls_listen
+            .clone()
+            .filter(|_| self.s2s.enabled);
+        let components =
+            (!self.components.secrets.is_empty()).then(|| self.components.listen.clone());
         let mut bound: Vec<(SocketAddr, &str)> = Vec::new();
         for (field, addr, binds) in [
             ("listeners.c2s", &l.c2s, !core),
@@ -1272,6 +1282,9 @@ impl Config {
             ("listeners.websocket", &l.websocket, !core),
             ("listeners.websocket_tls", &l.websocket_tls, !core),
             ("cluster.listen", &cluster, core),
+            ("s2s.listen", &s2s, !core),
+            ("s2s.direct_tls_listen", &s2s_direct, !core),
+            ("components.listen", &components, !core),
         ] {
             let Some(addr) = addr else { continue };
             match addr.parse::<SocketAddr>() {

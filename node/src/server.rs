@@ -392,6 +392,7 @@ impl Server {
                 s2s_tls,
                 edge.limits().parser,
                 edge.metrics.s2s.clone(),
+                rx.clone(),
             ))
         } else {
             None
@@ -486,6 +487,9 @@ impl Server {
         }
         let [websocket_addr, websocket_tls_addr] = ws_addrs;
         let (mut s2s_addr, mut s2s_direct_tls_addr) = (None, None);
+        if let (Some(api), Some(fed)) = (&api, &s2s) {
+            api.set_s2s(fed.clone());
+        }
         if let Some(fed) = &s2s {
             for (addr, direct) in [
                 (Some(&cfg.s2s.listen), false),

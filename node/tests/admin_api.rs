@@ -1014,7 +1014,7 @@ fn the_api_keeps_its_openapi_contract() {
         dir.path(),
         "node",
         &format!(
-            "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\nhttp = \"{http}\"\n\n[admin]\ntoken_file = \"{}\"\n",
+            "[listeners]\nc2s = \"127.0.0.1:0\"\nc2s_direct_tls = false\nhttp = \"{http}\"\n\n[admin]\ntoken_file = \"{}\"\n\n[s2s]\nenabled = true\nlisten = \"127.0.0.1:0\"\n",
             tf.display()
         ),
     );
@@ -1052,5 +1052,5 @@ fn the_api_keeps_its_openapi_contract() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("Tested: 13"), "{text}");
+    assert!(text.contains("Tested: 14"), "{text}");
 }

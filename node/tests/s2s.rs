@@ -679,6 +679,62 @@ async fn misbehaving_peers_get_stream_errors_and_others_go_on() -> anyhow::Resul
     c.send("<message><body></message>").await;
     assert_eq!(c.stream_error().await?, "not-well-formed");
 
+    // A stanza whose address is not a JID spoils that stanza only: the
+    // stream goes on. A peer that closes its stream cleanly says nothing
+    // of its users' presence: no unavailable is made up for them.
+    let mut c = peer(s2s, "good.test", "a.test").await?;
+    c.send("<db:result from='good.test' to='a.test'>anykey</db:result>")
+        .await;
+    c.expect(|e| e.name == "result").await?;
+    c.send("<presence from='gina@good.test/z' to='alice@a.test/r'/>")
+        .await;
+    alice
+        .expect(|e| e.name == "presence" && e.attr("from") == Some("gina@good.test/z"))
+        .await?;
+    c.send("<message from='gina@good.test/z' to='a b@a.test'><body>bad address</body></message>")
+        .await;
+    c.send("<message from='gina@good.test/z' to='alice@a.test/r' type='chat' id='after'><body>still here</body></message>").await;
+    let m = alice.expect(|e| e.name == "message").await?;
+    assert_eq!(m.attr("id"), Some("after"));
+    c.send("</stream:stream>").await;
+    let _ = c.next().await;
+    alice
+        .send("<iq type='get' id='clean'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let next = alice
+        .expect(|e| e.name == "presence" || is(e, "iq", "id", "clean"))
+        .await?;
+    assert_eq!(
+        next.name,
+        "iq",
+        "no unavailable after a clean close: {}",
+        next.to_xml(proto::ns::CLIENT)
+    );
+
+    // A peer that never authenticates cannot hold its stream open by
+    // talking: it is closed 2 x connect_timeout_secs after it opened.
+    let mut c = peer(s2s, "good.test", "a.test").await?;
+    let opened = Instant::now();
+    let talker = tokio::spawn(async move {
+        let good = secret.key("good.test", "a.test", "S9");
+        loop {
+            c.send(&format!(
+                "<db:verify from='good.test' to='a.test' id='S9'>{good}</db:verify>"
+            ))
+            .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if c.expect(|e| e.name == "verify" || e.name == "error")
+                .await
+                .map(|e| e.name == "error")
+                .unwrap_or(true)
+            {
+                return opened.elapsed();
+            }
+        }
+    });
+    let held = tokio::time::timeout(Duration::from_secs(15), talker).await??;
+    assert!(held < Duration::from_secs(8), "held {held:?}");
+
     // The silent one was timed out, and alice's session never noticed.
     assert_eq!(
         tokio::time::timeout(TIMEOUT, silent.stream_error()).await??,
@@ -913,5 +969,65 @@ async fn a_reloaded_certificate_is_used_for_new_streams() -> anyhow::Result<()> 
         .await;
     let m = bob.expect(|e| e.name == "message").await?;
     assert_eq!(m.attr("id"), Some("x2"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn limits_pace_and_bound_peers_without_losing_stanzas() -> anyhow::Result<()> {
+    let (_good, _) = authority(at(83, 5269), "good.test", "valid").await;
+    let a = fed_server(
+        "a.test",
+        81,
+        &[("good.test", at(83, 5269)), ("nxdomain.test", at(84, 1))],
+        |cfg| {
+            cfg.s2s.require_encryption = false;
+            cfg.s2s.stanza_rate_per_sec = 20;
+            cfg.s2s.max_streams_per_ip = 2;
+        },
+    )
+    .await;
+    a.add_user("alice@a.test", PASS);
+    let mut alice = Client::online(a.addr, "alice@a.test", PASS, "r").await?;
+    let s2s: SocketAddr = at(81, 5269).parse()?;
+
+    // 40 stanzas at once at 20 a second: all arrive, paced.
+    let mut c = peer(s2s, "good.test", "a.test").await?;
+    c.send("<db:result from='good.test' to='a.test'>anykey</db:result>")
+        .await;
+    c.expect(|e| e.name == "result").await?;
+    let t = Instant::now();
+    let mut burst = String::new();
+    for i in 0..40 {
+        burst.push_str(&format!("<message from='gina@good.test/x' to='alice@a.test' type='chat' id='r{i}'><body>{i}</body></message>"));
+    }
+    c.send(&burst).await;
+    for i in 0..40 {
+        let m = alice.expect(|e| e.name == "message").await?;
+        assert_eq!(m.attr("id"), Some(format!("r{i}").as_str()));
+    }
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // Two streams from one address at most: the third is told why.
+    let _second = peer(s2s, "good.test", "a.test").await?;
+    let mut third = Client::connect(s2s).await;
+    assert_eq!(third.stream_error().await?, "policy-violation");
+
+    // A subscription request to a server that cannot be reached is
+    // answered, so that the roster's pending request can end.
+    alice
+        .send("<presence to='nobody@nxdomain.test' type='subscribe'/>")
+        .await;
+    let p = alice
+        .expect(|e| e.name == "presence" && e.attr("from") == Some("nobody@nxdomain.test"))
+        .await?;
+    assert_eq!(p.attr("type"), Some("error"));
+    assert_eq!(
+        error_condition(&p).as_deref(),
+        Some("remote-server-not-found")
+    );
     Ok(())
 }

@@ -41,6 +41,8 @@ struct State {
     receiver_gone: bool,
     /// Live `SessionSink`s.
     senders: usize,
+    /// Bytes of the stanzas queued.
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -48,6 +50,8 @@ struct Queue {
     state: Mutex<State>,
     notify: Notify,
     capacity: usize,
+    /// Past this many bytes queued, as past `capacity` items.
+    max_bytes: usize,
 }
 
 impl Queue {
@@ -368,15 +372,28 @@ impl SessionSink {
 
     /// A sink and the receiving half for the connection task.
     pub fn channel(conn_id: u64, capacity: usize) -> (SessionSink, SessionInbox) {
+        SessionSink::channel_bounded(conn_id, capacity, usize::MAX)
+    }
+
+    /// [`SessionSink::channel`] that also overflows past `max_bytes` of
+    /// queued stanzas (a component's connection, whose stanzas may be
+    /// large and many).
+    pub fn channel_bounded(
+        conn_id: u64,
+        capacity: usize,
+        max_bytes: usize,
+    ) -> (SessionSink, SessionInbox) {
         let queue = Arc::new(Queue {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 overflowed: false,
                 receiver_gone: false,
                 senders: 1,
+                bytes: 0,
             }),
             notify: Notify::new(),
             capacity: capacity.max(1),
+            max_bytes,
         });
         (
             SessionSink::with(conn_id, Target::Local(queue.clone())),
@@ -442,13 +459,16 @@ impl SessionSink {
             if st.receiver_gone || st.overflowed {
                 return false;
             }
-            if st.items.len() >= queue.capacity {
+            let len = out_len(&out);
+            if st.items.len() >= queue.capacity || st.bytes.saturating_add(len) > queue.max_bytes {
                 st.overflowed = true;
                 st.items.clear();
+                st.bytes = 0;
                 drop(st);
                 queue.notify.notify_one();
                 return false;
             }
+            st.bytes += len;
             st.items.push_back((out, trail));
             st.items.len() == 1
         };
@@ -681,6 +701,7 @@ impl SessionInbox {
             return Some(Received::Overflowed);
         }
         if let Some((o, t)) = st.items.pop_front() {
+            st.bytes = st.bytes.saturating_sub(out_len(&o));
             return Some(Received::Item(o, t));
         }
         if st.senders == 0 {

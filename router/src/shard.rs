@@ -141,8 +141,8 @@ impl Shared {
         if s.is_error() || matches!(s.stype(), "result") {
             return;
         }
-        if s.kind == proto::stanza::Kind::Presence && !s.stype().is_empty() {
-            // Probes, subscription states and unavailable presence to a
+        if s.kind == proto::stanza::Kind::Presence && !matches!(s.stype(), "" | "subscribe") {
+            // Probes, subscription answers and unavailable presence to a
             // server that cannot be reached are dropped, not answered.
             return;
         }

@@ -66,9 +66,11 @@ pub struct S2sConfig {
     /// A stream with no traffic for this long is closed (it opens again
     /// when needed). 10 to 86400, default 600.
     pub idle_timeout_secs: u64,
-    /// Most server-to-server streams, inbound and outbound together.
-    /// Default 1000.
+    /// Most server-to-server streams each way: inbound, and outbound
+    /// (dialback verifications included). Default 1000.
     pub max_streams: usize,
+    /// Most inbound streams from one IP address. Default 50.
+    pub max_streams_per_ip: usize,
     /// Stanzas per second one inbound stream may send (beyond a burst of
     /// this many); 0 = unlimited. Default 0.
     pub stanza_rate_per_sec: u32,
@@ -93,6 +95,7 @@ impl Default for S2sConfig {
             max_queued: 10_000,
             idle_timeout_secs: 600,
             max_streams: 1000,
+            max_streams_per_ip: 50,
             stanza_rate_per_sec: 0,
         }
     }
@@ -100,13 +103,10 @@ impl Default for S2sConfig {
 
 impl S2sConfig {
     /// Check the values.
-    pub(super) fn check(&self, domains: &[String], p: &mut Problems) {
+    /// `services`: the MUC, PubSub and component domains of this server.
+    pub(super) fn check(&self, domains: &[String], services: &[String], p: &mut Problems) {
         if !self.enabled {
             return;
-        }
-        listen_addr("s2s.listen", &self.listen, p);
-        if let Some(a) = &self.direct_tls_listen {
-            listen_addr("s2s.direct_tls_listen", a, p);
         }
         if let Some(s) = &self.dialback_secret
             && s.len() < 16
@@ -124,6 +124,27 @@ impl S2sConfig {
         }
         if self.max_streams == 0 {
             p.add("s2s.max_streams", "must be at least 1");
+        }
+        if self.max_streams_per_ip == 0 {
+            p.add("s2s.max_streams_per_ip", "must be at least 1");
+        }
+        for d in &self.allow {
+            if self.deny.contains(d) {
+                p.add("s2s.deny", format!("{d:?} is in s2s.allow too"));
+            }
+        }
+        if let Some(f) = &self.ca_file {
+            use rustls_pki_types::pem::PemObject;
+            match rustls_pki_types::CertificateDer::pem_file_iter(f)
+                .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+            {
+                Ok(certs) if !certs.is_empty() => {}
+                Ok(_) => p.add(
+                    "s2s.ca_file",
+                    format!("{}: no PEM certificate in it", f.display()),
+                ),
+                Err(e) => p.add("s2s.ca_file", format!("{}: {e}", f.display())),
+            }
         }
         for (field, list) in [("s2s.allow", &self.allow), ("s2s.deny", &self.deny)] {
             for (i, d) in list.iter().enumerate() {
@@ -146,8 +167,8 @@ impl S2sConfig {
             {
                 p.add(&field, "the key is not a domain in canonical form");
             }
-            if domains.iter().any(|x| x == d) {
-                p.add(&field, "is a domain this server serves");
+            if domains.iter().chain(services).any(|x| x == d) {
+                p.add(&field, "is a domain (or service) this server serves itself");
             }
             let addr = target.strip_prefix("tls://").unwrap_or(target);
             if let Err(why) = super::check_host_port(addr) {
@@ -203,7 +224,6 @@ impl ComponentsConfig {
         if self.secrets.is_empty() {
             return;
         }
-        listen_addr("components.listen", &self.listen, p);
         for (d, secret) in &self.secrets {
             let field = format!("components.secrets.{d:?}");
             if proto::BareJid::domain_jid(d)
@@ -219,16 +239,6 @@ impl ComponentsConfig {
                 p.add(&field, "the secret must be at least 8 characters");
             }
         }
-    }
-}
-
-/// A listener's address: an IP address and port to bind.
-fn listen_addr(field: &str, addr: &str, p: &mut Problems) {
-    if addr.parse::<std::net::SocketAddr>().is_err() {
-        p.add(
-            field,
-            format!("{addr:?} is not an address like \"0.0.0.0:5269\" or \"[::]:5269\""),
-        );
     }
 }
 
@@ -277,6 +287,12 @@ mod tests {
         }
         // Off, nothing of it is checked.
         assert!(problems("[s2s]\nlisten = \"nowhere\"\n").is_empty());
+        // Own services, a domain both allowed and denied, a CA file that
+        // is not one.
+        let p = problems(
+            "[s2s]\nenabled = true\nallow = [\"x.example\"]\ndeny = [\"x.example\"]\nca_file = \"/dev/null\"\n[s2s.hosts]\n\"conference.localhost\" = \"10.0.0.1:5269\"\n",
+        );
+        assert_eq!(p.len(), 3, "{p:#?}");
     }
 
     #[test]

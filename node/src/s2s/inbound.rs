@@ -12,7 +12,7 @@ use std::time::Duration;
 use base64::Engine;
 use proto::error::StreamCondition;
 use proto::ns;
-use proto::stanza::{Kind, Stanza};
+use proto::stanza::{EnvelopeError, Kind, Stanza};
 use proto::xml::{StreamEvent, StreamHeader, TopElement};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -21,13 +21,14 @@ use tokio::time::{Instant, timeout};
 
 use super::stream::{DIALBACK, DIALBACK_FEATURE, Failure, Transport, XmlStream, header};
 use super::{AuthMethod, S2s, StreamInfo};
-use crate::throttle::{Budget, StanzaBudget};
 
-/// Most remote full JIDs whose available presence one stream remembers
-/// (to send unavailable for them when the stream is lost).
+/// Most (remote resource, local recipient) pairs of available presence
+/// one stream remembers (to send unavailable for them when the stream is
+/// lost), and all streams together.
 const MAX_TRACKED: usize = 10_000;
+const MAX_TRACKED_ALL: usize = 100_000;
 /// Dialback verifications one stream may have running at once.
-const MAX_PENDING: usize = 16;
+const MAX_PENDING: usize = 8;
 
 /// Accept server-to-server connections until shutdown.
 pub async fn serve(
@@ -40,7 +41,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((tcp, peer)) => match s2s.slot() {
+                Ok((tcp, peer)) => match s2s.inbound_slot(peer.ip()) {
                     Some(slot) => {
                         let s2s = s2s.clone();
                         conns.spawn(async move {
@@ -50,7 +51,10 @@ pub async fn serve(
                     }
                     None => {
                         s2s.metrics.refused.with_label_values(&["max_streams"]).inc();
-                        tracing::warn!(%peer, "server-to-server connection refused: s2s.max_streams reached");
+                        tracing::warn!(%peer, "server-to-server connection refused: s2s.max_streams or s2s.max_streams_per_ip reached");
+                        if !direct_tls {
+                            tokio::spawn(refuse(tcp, s2s.hosted.first().cloned().unwrap_or_default()));
+                        }
                     }
                 },
                 Err(e) => {
@@ -63,7 +67,20 @@ pub async fn serve(
         }
     }
     drop(listener);
+    // The streams see the same signal and end with <system-shutdown/>.
+    let _ = timeout(Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
     conns.abort_all();
+}
+
+/// Tell a refused peer why (RFC 6120 §4.9.3.14 policy-violation).
+async fn refuse(mut tcp: TcpStream, from: String) {
+    use tokio::io::AsyncWriteExt;
+    let mut msg = header(&from, None, None).into_bytes();
+    msg.extend(StreamCondition::PolicyViolation.to_bytes(Some("too many streams")));
+    let _ = timeout(Duration::from_secs(2), tcp.write_all(&msg)).await;
 }
 
 struct Inbound {
@@ -85,10 +102,14 @@ struct Inbound {
     status: Arc<Mutex<StreamInfo>>,
     /// Remote full JIDs that sent available presence, and to whom.
     available: HashMap<proto::Jid, HashSet<proto::Jid>>,
-    budget: StanzaBudget,
     /// Dialback verifications under way: (remote, local, valid).
     verdicts: mpsc::Sender<(String, String, bool)>,
     pending: usize,
+    /// Remote resources' available presence remembered by this stream
+    /// (its share of `S2s::tracked`).
+    tracked: usize,
+    /// The stanza rate: when the next stanza may be taken.
+    next_stanza: Option<tokio::time::Instant>,
 }
 
 async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
@@ -123,7 +144,6 @@ async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) 
     let gauge = s2s.metrics.streams.with_label_values(&["in"]);
     gauge.inc();
     let (tx, mut rx) = mpsc::channel(MAX_PENDING);
-    let rate = s2s.cfg.stanza_rate_per_sec;
     let mut c = Inbound {
         stream: XmlStream::new(io, s2s.limits),
         peer,
@@ -135,9 +155,10 @@ async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) 
         said_hello: false,
         status,
         available: HashMap::new(),
-        budget: StanzaBudget::new(rate, rate.max(1), std::time::Instant::now()),
         verdicts: tx,
         pending: 0,
+        tracked: 0,
+        next_stanza: None,
         s2s: s2s.clone(),
     };
     let result = c.main(&mut rx).await;
@@ -148,6 +169,12 @@ async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) 
             .send(header(&from, None, Some(&c.id)).as_bytes())
             .await;
     }
+    // The peer's resources went away with it only if the connection was
+    // lost; a stream closed (by either side, idle) says nothing of them.
+    let lost = matches!(
+        result,
+        Err(Failure::Io(_) | Failure::Eof | Failure::PeerError(_))
+    );
     match result {
         Ok(()) | Err(Failure::Closed) => c.stream.close().await,
         Err(Failure::Xml(e)) => c.stream.fail(e.condition, Some(&e.text)).await,
@@ -162,7 +189,10 @@ async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) 
         }
         Err(e) => tracing::debug!(peer = %c.peer, error = %e, "server-to-server stream in ended"),
     }
-    c.gone();
+    if lost {
+        c.gone();
+    }
+    c.untrack();
     gauge.dec();
     s2s.unregister_inbound(conn_id);
 }
@@ -174,24 +204,34 @@ impl Inbound {
     ) -> Result<(), Failure> {
         let limit = Duration::from_secs(self.s2s.cfg.connect_timeout_secs);
         let idle = Duration::from_secs(self.s2s.cfg.idle_timeout_secs);
-        // Until a pair is authenticated the peer has `connect_timeout_secs`
-        // for each step; then `idle_timeout_secs` between stanzas.
-        self.open(limit).await?;
+        // A stream authenticates within twice `connect_timeout_secs` of
+        // its start (a dialback callback takes up to one), whatever it
+        // sends meanwhile; then it may stay `idle_timeout_secs` without
+        // a byte (whitespace keepalives count).
+        let auth_deadline = Instant::now() + 2 * limit;
+        let mut shutdown = self.s2s.shutdown.clone();
+        timeout(limit, self.open(limit))
+            .await
+            .map_err(|_| Failure::Timeout("no stream header"))??;
+        let mut last_activity = Instant::now();
         loop {
-            let wait = if self.pairs.is_empty() && self.pending == 0 {
-                limit
+            let deadline = if self.pairs.is_empty() {
+                auth_deadline
             } else {
-                idle
+                last_activity + idle
             };
-            let deadline = Instant::now() + wait;
+            let read_before = self.stream.read;
             tokio::select! {
-                ev = self.stream.next() => match ev? {
-                    StreamEvent::Open(_) => {
-                        return Err(Failure::Protocol(StreamCondition::InvalidXml, "a second stream header".into()));
+                ev = self.stream.next() => {
+                    last_activity = Instant::now();
+                    match ev? {
+                        StreamEvent::Open(_) => {
+                            return Err(Failure::Protocol(StreamCondition::InvalidXml, "a second stream header".into()));
+                        }
+                        StreamEvent::Element(e) => self.element(e).await?,
+                        StreamEvent::Close => return Ok(()),
                     }
-                    StreamEvent::Element(e) => self.element(e).await?,
-                    StreamEvent::Close => return Ok(()),
-                },
+                }
                 Some((remote, local, valid)) = verdicts.recv() => {
                     self.pending -= 1;
                     self.verdict(remote, local, valid).await?;
@@ -200,7 +240,15 @@ impl Inbound {
                     if self.pairs.is_empty() {
                         return Err(Failure::Timeout("not authenticated in time"));
                     }
+                    if self.stream.read != read_before {
+                        // Whitespace came: not idle.
+                        last_activity = Instant::now();
+                        continue;
+                    }
                     return Ok(());
+                }
+                _ = crate::s2s::stream::stopping(&mut shutdown) => {
+                    return Err(Failure::Protocol(StreamCondition::SystemShutdown, "the server is stopping".into()));
                 }
             }
         }
@@ -257,14 +305,32 @@ impl Inbound {
     }
 
     async fn check_header(&mut self, hdr: &StreamHeader) -> Result<(), Failure> {
-        let to = hdr.to.clone().unwrap_or_default();
-        // Our header goes out first, so that an error can follow it.
-        let from = if self.s2s.hosts(&to) {
+        // Domains compare in their canonical form (RFC 7622 §3.2).
+        let to = hdr
+            .to
+            .as_deref()
+            .and_then(|t| proto::jid::normalize_domain(t).ok())
+            .unwrap_or_default();
+        let from = hdr.from.as_deref().map(|f| {
+            proto::BareJid::domain_jid(f)
+                .ok()
+                .filter(|j| j.local().is_none())
+        });
+        // Our header goes out first, so that an error can follow it; it
+        // names the peer only when the peer named itself properly, and
+        // every new stream (after TLS, after SASL) has a new id (RFC 6120
+        // §4.7.3).
+        let ours = if self.s2s.hosts(&to) {
             to.clone()
         } else {
             self.s2s.hosted.first().cloned().unwrap_or_default()
         };
-        let answer = header(&from, hdr.from.as_deref(), Some(&self.id));
+        self.id = self.s2s.stream_id();
+        let peer_name = from
+            .as_ref()
+            .and_then(|f| f.as_ref())
+            .map(|j| j.as_str().to_string());
+        let answer = header(&ours, peer_name.as_deref(), Some(&self.id));
         self.said_hello = true;
         self.stream.send(answer.as_bytes()).await?;
         if hdr.default_ns.as_deref() != Some(ns::SERVER) {
@@ -295,30 +361,32 @@ impl Inbound {
                 "this server does not host that domain".into(),
             ));
         }
-        if let Some(f) = &hdr.from {
-            let canonical = proto::BareJid::domain_jid(f)
-                .ok()
-                .filter(|j| j.as_str() == f && j.local().is_none());
-            if canonical.is_none() {
+        let claimed = match from {
+            None => None,
+            Some(None) => {
                 return Err(Failure::Protocol(
                     StreamCondition::InvalidFrom,
                     "'from' is not a domain".into(),
                 ));
             }
-            if !self.s2s.allowed(f) {
-                self.s2s
-                    .metrics
-                    .refused
-                    .with_label_values(&["denied"])
-                    .inc();
-                return Err(Failure::Protocol(
-                    StreamCondition::PolicyViolation,
-                    "federation with this domain is not allowed".into(),
-                ));
-            }
+            Some(Some(j)) => Some(j.as_str().to_string()),
+        };
+        if let Some(f) = &claimed
+            && !self.s2s.allowed(f)
+        {
+            self.s2s
+                .metrics
+                .refused
+                .with_label_values(&["denied"])
+                .inc();
+            tracing::info!(peer = %self.peer, remote = %f, "server-to-server stream in refused: not allowed");
+            return Err(Failure::Protocol(
+                StreamCondition::PolicyViolation,
+                "federation with this domain is not allowed".into(),
+            ));
         }
         self.local = to;
-        self.claimed = hdr.from.clone();
+        self.claimed = claimed;
         let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
         st.local = self.local.clone();
         st.tls = self.stream.is_tls();
@@ -453,7 +521,10 @@ impl Inbound {
                 "<db:result/> needs 'from' and 'to'".into(),
             ));
         };
-        let (from, to) = (from.to_string(), to.to_string());
+        // Canonical forms (RFC 7622); what does not normalise stays as it
+        // is and fails below.
+        let norm = |d: &str| proto::jid::normalize_domain(d).unwrap_or_else(|_| d.to_string());
+        let (from, to) = (norm(from), norm(to));
         let error = |cond: &str| {
             format!(
                 "<db:result from='{}' to='{}' type='error'><error type='cancel'><{cond} xmlns='{}'/></error></db:result>",
@@ -468,7 +539,7 @@ impl Inbound {
         let canonical = proto::BareJid::domain_jid(&from)
             .ok()
             .is_some_and(|j| j.as_str() == from && j.local().is_none());
-        if !canonical || self.s2s.hosts(&from) {
+        if !canonical || self.s2s.hosts(&from) || from.len() > 1023 {
             return self.stream.send(error("not-allowed").as_bytes()).await;
         }
         if !self.s2s.allowed(&from) {
@@ -507,7 +578,15 @@ impl Inbound {
         let key = self.stream.tree(e)?.text();
         self.pending += 1;
         let (s2s, id, tx) = (self.s2s.clone(), self.id.clone(), self.verdicts.clone());
+        let Some(slot) = self.s2s.slot() else {
+            self.pending -= 1;
+            return self
+                .stream
+                .send(error("resource-constraint").as_bytes())
+                .await;
+        };
         tokio::spawn(async move {
+            let _slot = slot;
             let limit = Duration::from_secs(s2s.cfg.connect_timeout_secs);
             let valid = match timeout(
                 limit,
@@ -521,7 +600,7 @@ impl Inbound {
                     false
                 }
                 Err(_) => {
-                    tracing::info!(remote = %from, "dialback verification timed out");
+                    tracing::debug!(remote = %from, "dialback verification timed out");
                     false
                 }
             };
@@ -577,63 +656,81 @@ impl Inbound {
                 "stanzas before authentication".into(),
             ));
         }
-        let s = match Stanza::from_top(e) {
-            Ok(s) => s,
-            Err(_) => {
-                return Err(Failure::Protocol(
-                    StreamCondition::ImproperAddressing,
-                    "a stanza address is not a JID".into(),
-                ));
-            }
+        let (s, bad) = match Stanza::from_top(e) {
+            Ok(s) => (s, None),
+            // An address that is not a JID spoils that stanza only: it is
+            // answered with jid-malformed (RFC 6120 §8.3.3.8), the stream
+            // goes on.
+            Err(EnvelopeError::Bad { error, stanza }) => (*stanza, Some(error)),
+            Err(EnvelopeError::NotAStanza) => return Ok(()),
         };
-        let (Some(from), Some(to)) = (&s.from, &s.to) else {
+        let Some(from) = &s.from else {
+            if bad.is_some() {
+                self.s2s
+                    .metrics
+                    .refused
+                    .with_label_values(&["jid_malformed"])
+                    .inc();
+                return Ok(());
+            }
             return Err(Failure::Protocol(
                 StreamCondition::ImproperAddressing,
                 "stanzas between servers need 'from' and 'to'".into(),
             ));
         };
-        let (fd, td) = (from.domain().to_string(), to.domain().to_string());
-        if !self.pairs.contains(&(fd.clone(), td.clone())) {
+        let fd = from.domain().to_string();
+        if !self.pairs.iter().any(|(r, _)| *r == fd) {
             self.s2s
                 .metrics
                 .refused
                 .with_label_values(&["unauthenticated_from"])
                 .inc();
-            if self.pairs.iter().any(|(r, _)| *r == fd) {
-                return Err(Failure::Protocol(
-                    StreamCondition::HostUnknown,
-                    format!("{td} was not authenticated on this stream"),
-                ));
-            }
             return Err(Failure::Protocol(
                 StreamCondition::InvalidFrom,
                 format!("{fd} was not authenticated on this stream"),
             ));
         }
-        match self.budget.take(std::time::Instant::now()) {
-            Budget::Take => {}
-            Budget::Refuse => {
-                self.s2s.metrics.refused.with_label_values(&["rate"]).inc();
+        if let Some(error) = bad {
+            self.s2s
+                .metrics
+                .refused
+                .with_label_values(&["jid_malformed"])
+                .inc();
+            if !(s.is_error() || (s.kind == Kind::Iq && s.stype() == "result")) {
                 // The answer goes back on our own stream to that server.
-                let err = proto::error::StanzaError::with_text(
-                    proto::error::StanzaCondition::ResourceConstraint,
-                    "too many stanzas from your server",
+                let raw = s.error_reply(
+                    &error,
+                    self.s2s
+                        .hosted
+                        .first()
+                        .and_then(|d| proto::Jid::parse(d).ok())
+                        .as_ref(),
                 );
-                if !(s.is_error() || s.kind == Kind::Iq && s.stype() == "result")
-                    && s.kind != Kind::Presence
-                    && let Ok(reply) = Stanza::parse(&s.error_reply(&err, None))
-                {
+                if let Ok(reply) = Stanza::parse(&raw) {
                     self.s2s.queue(reply);
                 }
-                return Ok(());
             }
-            Budget::Close => {
-                return Err(Failure::Protocol(
-                    StreamCondition::PolicyViolation,
-                    "too many stanzas".into(),
-                ));
-            }
+            return Ok(());
         }
+        let Some(to) = &s.to else {
+            return Err(Failure::Protocol(
+                StreamCondition::ImproperAddressing,
+                "stanzas between servers need 'from' and 'to'".into(),
+            ));
+        };
+        let td = to.domain().to_string();
+        if !self.pairs.contains(&(fd.clone(), td.clone())) {
+            self.s2s
+                .metrics
+                .refused
+                .with_label_values(&["unauthenticated_to"])
+                .inc();
+            return Err(Failure::Protocol(
+                StreamCondition::HostUnknown,
+                format!("{td} was not authenticated on this stream"),
+            ));
+        }
+        self.pace().await;
         self.track_presence(&s);
         self.s2s.metrics.stanzas.with_label_values(&["in"]).inc();
         self.status
@@ -647,6 +744,23 @@ impl Inbound {
         Ok(())
     }
 
+    /// `s2s.stanza_rate_per_sec`: a stream that sends faster waits (its
+    /// socket is read no faster, so the peer's TCP slows down), and loses
+    /// nothing.
+    async fn pace(&mut self) {
+        let rate = self.s2s.cfg.stanza_rate_per_sec;
+        if rate == 0 {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let at = self.next_stanza.filter(|t| *t > now).unwrap_or(now);
+        if at > now {
+            self.s2s.metrics.refused.with_label_values(&["rate"]).inc();
+            tokio::time::sleep_until(at).await;
+        }
+        self.next_stanza = Some(at + Duration::from_secs_f64(1.0 / f64::from(rate)));
+    }
+
     /// Remember who has a remote resource's available presence.
     fn track_presence(&mut self, s: &Stanza) {
         if s.kind != Kind::Presence || !matches!(s.from, Some(proto::Jid::Full(_))) {
@@ -656,15 +770,33 @@ impl Inbound {
             return;
         };
         match s.stype() {
-            "" if self.available.len() < MAX_TRACKED || self.available.contains_key(from) => {
-                let set = self.available.entry(from.clone()).or_default();
-                if set.len() < MAX_TRACKED {
-                    set.insert(to.clone());
+            "" => {
+                if self.tracked >= MAX_TRACKED
+                    || self.s2s.tracked.load(std::sync::atomic::Ordering::Relaxed)
+                        >= MAX_TRACKED_ALL
+                {
+                    return;
+                }
+                if self
+                    .available
+                    .entry(from.clone())
+                    .or_default()
+                    .insert(to.clone())
+                {
+                    self.tracked += 1;
+                    self.s2s
+                        .tracked
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             "unavailable" => {
                 if let Some(set) = self.available.get_mut(from) {
-                    set.remove(to);
+                    if set.remove(to) {
+                        self.tracked -= 1;
+                        self.s2s
+                            .tracked
+                            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     if set.is_empty() {
                         self.available.remove(from);
                     }
@@ -672,6 +804,15 @@ impl Inbound {
             }
             _ => {}
         }
+    }
+
+    /// Give this stream's share of `S2s::tracked` back.
+    fn untrack(&mut self) {
+        self.s2s
+            .tracked
+            .fetch_sub(self.tracked, std::sync::atomic::Ordering::Relaxed);
+        self.tracked = 0;
+        self.available.clear();
     }
 
     /// The stream is gone: whoever had a remote resource's available

@@ -116,8 +116,17 @@ pub struct S2s {
     pub(crate) limits: proto::xml::Limits,
     out: Mutex<HashMap<(String, String), OutHandle>>,
     inbound: Mutex<HashMap<u64, Status>>,
-    /// Streams open, inbound and outbound.
-    open: AtomicUsize,
+    /// Streams open, inbound and outbound (dialback verifications
+    /// included).
+    open_in: AtomicUsize,
+    open_out: AtomicUsize,
+    /// Inbound streams by the peer's IP address.
+    per_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
+    /// Remote resources' available presence remembered by all inbound
+    /// streams (for unavailable when one is lost).
+    pub(crate) tracked: AtomicUsize,
+    /// Turns true when the node stops: every stream closes.
+    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     next_id: AtomicU64,
     pub(crate) metrics: crate::metrics::S2sMetrics,
 }
@@ -130,6 +139,7 @@ impl S2s {
         tls: tls::S2sTls,
         limits: proto::xml::Limits,
         metrics: crate::metrics::S2sMetrics,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Arc<S2s> {
         let secret = match &cfg.dialback_secret {
             Some(s) => dialback::Secret::new(s.as_bytes()),
@@ -146,7 +156,11 @@ impl S2s {
             limits,
             out: Mutex::new(HashMap::new()),
             inbound: Mutex::new(HashMap::new()),
-            open: AtomicUsize::new(0),
+            open_in: AtomicUsize::new(0),
+            open_out: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            tracked: AtomicUsize::new(0),
+            shutdown,
             next_id: AtomicU64::new(1),
             metrics,
         })
@@ -186,14 +200,33 @@ impl S2s {
         )
     }
 
-    /// Take a stream slot; none past `max_streams`.
+    /// Take an outbound stream slot; none past `max_streams`.
     pub(crate) fn slot(self: &Arc<Self>) -> Option<StreamSlot> {
-        let n = self.open.fetch_add(1, Ordering::AcqRel);
+        let n = self.open_out.fetch_add(1, Ordering::AcqRel);
         if n >= self.cfg.max_streams {
-            self.open.fetch_sub(1, Ordering::AcqRel);
+            self.open_out.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(StreamSlot(self.clone()))
+        Some(StreamSlot(self.clone(), None))
+    }
+
+    /// Take an inbound stream slot for a peer at `ip`; none past
+    /// `max_streams` or `max_streams_per_ip`.
+    pub(crate) fn inbound_slot(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<StreamSlot> {
+        let n = self.open_in.fetch_add(1, Ordering::AcqRel);
+        if n >= self.cfg.max_streams {
+            self.open_in.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let c = per_ip.entry(ip).or_default();
+        if *c >= self.cfg.max_streams_per_ip {
+            drop(per_ip);
+            self.open_in.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        *c += 1;
+        Some(StreamSlot(self.clone(), Some(ip)))
     }
 
     pub(crate) fn register_inbound(&self, id: u64, status: Status) {
@@ -323,9 +356,12 @@ impl S2s {
     pub(crate) fn bounce(&self, stanzas: Vec<Stanza>, cond: StanzaCondition, text: &str) {
         let err = StanzaError::with_text(cond, text);
         for s in stanzas {
+            // Presence is answered when available or a subscription
+            // request (so that the roster's pending request ends); other
+            // presence types are not.
             if s.is_error()
                 || (s.kind == Kind::Iq && s.stype() == "result")
-                || (s.kind == Kind::Presence && !s.stype().is_empty())
+                || (s.kind == Kind::Presence && !matches!(s.stype(), "" | "subscribe"))
             {
                 continue;
             }
@@ -338,12 +374,27 @@ impl S2s {
     }
 }
 
-/// One of `max_streams`, given back when dropped.
-pub(crate) struct StreamSlot(Arc<S2s>);
+/// One of `max_streams` (inbound with the peer's address), given back
+/// when dropped.
+pub(crate) struct StreamSlot(Arc<S2s>, Option<std::net::IpAddr>);
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        match self.1 {
+            None => {
+                self.0.open_out.fetch_sub(1, Ordering::AcqRel);
+            }
+            Some(ip) => {
+                self.0.open_in.fetch_sub(1, Ordering::AcqRel);
+                let mut per_ip = self.0.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(c) = per_ip.get_mut(&ip) {
+                    *c -= 1;
+                    if *c == 0 {
+                        per_ip.remove(&ip);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -358,6 +409,9 @@ impl router::federation::Outlet for Outlet {
 
 /// `xmppd s2s status`: a line per stream.
 pub fn status_lines(streams: &[StreamInfo]) -> Vec<String> {
+    if streams.is_empty() {
+        return vec!["no server-to-server streams".to_string()];
+    }
     let now = unix_now();
     streams
         .iter()

@@ -25,9 +25,12 @@ use super::{AuthMethod, Queued, S2s, Status};
 /// Why no stream to a peer could be set up.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
-    /// Not found, not listening, or not reachable.
+    /// No server for the domain (DNS, or s2s.max_streams here).
     #[error("{0}")]
     NotFound(String),
+    /// Its server does not take connections.
+    #[error("{0}")]
+    Unreachable(String),
     /// Reached, but the streams could not agree (TLS, authentication,
     /// policy).
     #[error("{0}")]
@@ -81,6 +84,8 @@ pub(crate) async fn run(
                     st.tls = conn.stream.is_tls();
                     st.auth = Some(conn.auth);
                     st.since = super::unix_now();
+                    // Counted per stream: a new stream starts at 0.
+                    st.stanzas = 0;
                 }
                 let gauge = s2s.metrics.streams.with_label_values(&["out"]);
                 gauge.inc();
@@ -91,16 +96,28 @@ pub(crate) async fn run(
                 st.auth = None;
             }
             Err(e) => {
-                let (cond, why) = match &e {
-                    Some(ConnectError::NotFound(why)) => {
-                        (StanzaCondition::RemoteServerNotFound, why.clone())
-                    }
-                    Some(ConnectError::Refused(why)) => {
-                        (StanzaCondition::RemoteServerNotFound, why.clone())
-                    }
+                // The log has the details; the sender is told in general
+                // terms (no addresses of the peer's or of this network).
+                let (cond, why, told) = match &e {
+                    Some(ConnectError::NotFound(why)) => (
+                        StanzaCondition::RemoteServerNotFound,
+                        why.clone(),
+                        format!("no server found for {remote}"),
+                    ),
+                    Some(ConnectError::Unreachable(why)) => (
+                        StanzaCondition::RemoteServerNotFound,
+                        why.clone(),
+                        format!("the server of {remote} cannot be reached"),
+                    ),
+                    Some(ConnectError::Refused(why)) => (
+                        StanzaCondition::RemoteServerNotFound,
+                        why.clone(),
+                        format!("no secure, authenticated stream with the server of {remote}"),
+                    ),
                     None => (
                         StanzaCondition::RemoteServerTimeout,
                         format!("no stream within {} s", limit.as_secs()),
+                        format!("no answer from the server of {remote}"),
                     ),
                 };
                 tracing::warn!(%local, %remote, reason = %why, "no server-to-server stream; waiting stanzas answered with errors");
@@ -110,10 +127,10 @@ pub(crate) async fn run(
                     failed.push(q.done());
                 }
                 s2s.metrics.bounced.inc_by(failed.len() as u64);
-                s2s.bounce(failed, cond, &format!("{remote}: {why}"));
+                s2s.bounce(failed, cond, &told);
             }
         }
-        if pending.is_empty() && s2s.retire(&key, &rx) {
+        if *s2s.shutdown.borrow() || (pending.is_empty() && s2s.retire(&key, &rx)) {
             return;
         }
     }
@@ -132,6 +149,7 @@ async fn pump(
 ) {
     let idle = Duration::from_secs(s2s.cfg.idle_timeout_secs);
     let counter = s2s.metrics.stanzas.with_label_values(&["out"]);
+    let mut shutdown = s2s.shutdown.clone();
     let mut last = Instant::now();
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut batch: Vec<Queued> = Vec::new();
@@ -153,6 +171,10 @@ async fn pump(
                     }
                 },
                 _ = tokio::time::sleep_until(last + idle) => {
+                    conn.stream.close().await;
+                    return;
+                }
+                _ = crate::s2s::stream::stopping(&mut shutdown) => {
                     conn.stream.close().await;
                     return;
                 }
@@ -340,7 +362,7 @@ async fn open(s2s: &S2s, local: &str, remote: &str) -> Result<Open, ConnectError
         .targets(remote)
         .await
         .map_err(|e| ConnectError::NotFound(e.to_string()))?;
-    let mut last = ConnectError::NotFound(format!("{remote}: no address"));
+    let mut last = ConnectError::NotFound("no address".to_string());
     for t in targets {
         let addrs = match s2s.resolver.addresses(&t.host, t.port).await {
             Ok(a) => a,
@@ -353,11 +375,11 @@ async fn open(s2s: &S2s, local: &str, remote: &str) -> Result<Open, ConnectError
             let tcp = match timeout(Duration::from_secs(10), TcpStream::connect(addr)).await {
                 Ok(Ok(tcp)) => tcp,
                 Ok(Err(e)) => {
-                    last = ConnectError::NotFound(format!("{addr}: {e}"));
+                    last = ConnectError::Unreachable(format!("{addr}: {e}"));
                     continue;
                 }
                 Err(_) => {
-                    last = ConnectError::NotFound(format!("{addr}: connection timed out"));
+                    last = ConnectError::Unreachable(format!("{addr}: connection timed out"));
                     continue;
                 }
             };

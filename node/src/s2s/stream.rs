@@ -88,9 +88,12 @@ pub enum Failure {
     /// The peer broke XML or a limit: answer with this stream error.
     #[error("{0}")]
     Xml(#[from] XmlError),
-    /// The peer closed its stream or the connection.
+    /// The peer closed its stream (`</stream:stream>`).
     #[error("the peer closed the stream")]
     Closed,
+    /// The connection ended without the stream being closed.
+    #[error("the connection was lost")]
+    Eof,
     /// The peer sent a stream error.
     #[error("the peer sent a stream error: {0}")]
     PeerError(String),
@@ -149,7 +152,7 @@ impl XmlStream {
             }
             let n = self.io.read(&mut buf).await?;
             if n == 0 {
-                return Err(Failure::Closed);
+                return Err(Failure::Eof);
             }
             self.read += n as u64;
             self.parser.feed(&buf[..n]);
@@ -284,4 +287,12 @@ pub fn header(from: &str, to: Option<&str>, id: Option<&str>) -> String {
     }
     s.push_str(" version='1.0'>");
     s
+}
+
+/// Resolves once `shutdown` turns true (never, if its sender is gone
+/// without it).
+pub async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }

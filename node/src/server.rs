@@ -67,13 +67,16 @@ pub struct Reloaded {
 
 /// The TLS configurations of an edge, from the files `cfg` names (or the
 /// generated certificate).
-fn edge_tls(cfg: &Config, domains: &[String]) -> anyhow::Result<EdgeTls> {
+fn edge_tls(cfg: &Config, domains: &[String]) -> anyhow::Result<(EdgeTls, crate::tls::TlsSetup)> {
     let tls = crate::tls::load(&cfg.tls, domains, &cfg.data_dir)?;
-    Ok(EdgeTls {
-        starttls: tokio_rustls::TlsAcceptor::from(tls.starttls.clone()),
-        direct: tokio_rustls::TlsAcceptor::from(tls.direct.clone()),
-        end_point: tls.end_point.clone().map(Arc::from),
-    })
+    Ok((
+        EdgeTls {
+            starttls: tokio_rustls::TlsAcceptor::from(tls.starttls.clone()),
+            direct: tokio_rustls::TlsAcceptor::from(tls.direct.clone()),
+            end_point: tls.end_point.clone().map(Arc::from),
+        },
+        tls,
+    ))
 }
 
 pub fn edge_limits(cfg: &Config) -> EdgeLimits {
@@ -347,10 +350,11 @@ impl Server {
         };
         // A core node takes no clients: its edges do.
         let clients = role != Role::Core;
-        let edge_tls = if clients {
-            Some(edge_tls(&cfg, &domains)?)
+        let (edge_tls, identity) = if clients {
+            let (e, id) = edge_tls(&cfg, &domains)?;
+            (Some(e), Some(id))
         } else {
-            None
+            (None, None)
         };
         // Traces start once this node's id is final (an edge may draw
         // again), before the client listeners open.
@@ -376,9 +380,8 @@ impl Server {
         }
         // Federation (`[s2s]`): made before the admin socket, which lists
         // its streams; its listeners open with the client listeners.
-        let s2s = if clients && cfg.s2s.enabled {
-            let identity = crate::tls::load(&cfg.tls, &domains, &cfg.data_dir)?;
-            let s2s_tls = crate::s2s::tls::S2sTls::new(&cfg.s2s, &identity, cfg.tls.allow_tls12)?;
+        let s2s = if let (Some(identity), true) = (&identity, cfg.s2s.enabled) {
+            let s2s_tls = crate::s2s::tls::S2sTls::new(&cfg.s2s, identity, cfg.tls.allow_tls12)?;
             let mut hosted = domains.clone();
             for d in &domains {
                 hosted.extend(core_cfg.muc_service(d));
@@ -595,22 +598,20 @@ impl Server {
         }
         // Everything that can fail first: then all of it is applied.
         let clients = self.c2s_addr.is_some() || self.direct_tls_addr.is_some();
-        let tls = if clients {
-            Some(edge_tls(&new, &self.domains)?)
+        let (tls, identity) = if clients {
+            let (e, id) = edge_tls(&new, &self.domains)?;
+            (Some(e), Some(id))
         } else {
-            None
+            (None, None)
         };
         // Federation presents the same certificate: read again with it.
-        let s2s_tls = match &self.s2s {
-            Some(_) => {
-                let identity = crate::tls::load(&new.tls, &self.domains, &new.data_dir)?;
-                Some(crate::s2s::tls::S2sTls::new(
-                    &old.s2s,
-                    &identity,
-                    new.tls.allow_tls12,
-                )?)
-            }
-            None => None,
+        let s2s_tls = match (&self.s2s, &identity) {
+            (Some(_), Some(identity)) => Some(crate::s2s::tls::S2sTls::new(
+                &old.s2s,
+                identity,
+                new.tls.allow_tls12,
+            )?),
+            _ => None,
         };
         let token = match (&self.api, &new.admin.token_file) {
             (Some(_), Some(f)) => Some(

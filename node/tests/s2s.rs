@@ -628,9 +628,27 @@ async fn misbehaving_peers_get_stream_errors_and_others_go_on() -> anyhow::Resul
             .as_deref(),
         Some("from good")
     );
+    // A second pair on the same stream (XEP-0220 §2.5): good.test to
+    // this server's MUC service.
+    c.send("<db:result from='good.test' to='conference.a.test'>anykey</db:result>")
+        .await;
+    let r = c
+        .expect(|e| e.name == "result" && e.attr("from") == Some("conference.a.test"))
+        .await?;
+    assert_eq!(r.attr("type"), Some("valid"));
+    c.send("<iq from='gina@good.test/x' to='conference.a.test' type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        .await;
     c.send("<message from='mallory@evil.test' to='alice@a.test'><body>spoofed</body></message>")
         .await;
     assert_eq!(c.stream_error().await?, "invalid-from");
+    // Without that second pair, a stanza to the service is refused.
+    let mut c = peer(s2s, "good.test", "a.test").await?;
+    c.send("<db:result from='good.test' to='a.test'>anykey</db:result>")
+        .await;
+    c.expect(|e| e.name == "result").await?;
+    c.send("<iq from='gina@good.test/x' to='pubsub.a.test' type='get' id='d2'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        .await;
+    assert_eq!(c.stream_error().await?, "host-unknown");
 
     // A second vouched-for stream sends available presence and is then
     // cut: the user that had it gets unavailable from the server (RFC

@@ -429,13 +429,17 @@ def check_rendering(path):
         core_addr = edge.get("cluster", {}).get("core", "")
         need(core_addr.split(".")[0].split(":")[0] == svc_name and port_of(core_addr) == cports.get("grpc"),
              "edge.toml: cluster.core %r is not the core Service %s on the grpc port" % (core_addr, svc_name))
-        lst = edge.get("listeners", {})
+        lst = dict(edge.get("listeners", {}))
+        # Federation listens where [s2s] says, when it is on.
+        s2s = edge.get("s2s", {})
+        if s2s.get("enabled"):
+            lst["s2s"] = s2s.get("listen", "0.0.0.0:5269")
         need(port_of(lst.get("http", ":0")) == eports.get("http"), "edge.toml: listeners.http port != container port http")
         for key, pname in (("c2s", "xmpp-client"), ("c2s_direct_tls", "xmpps-client"), ("s2s", "xmpp-server"), ("web", "web")):
             if lst.get(key):
-                need(port_of(lst[key]) == eports.get(pname), "edge.toml: listeners.%s port != container port %s" % (key, pname))
+                need(port_of(lst[key]) == eports.get(pname), "edge.toml: %s port != container port %s" % ("s2s.listen" if key == "s2s" else "listeners." + key, pname))
             elif pname in eports:
-                need(False, "edge: container port %s but no listeners.%s" % (pname, key))
+                need(False, "edge: container port %s but no %s" % (pname, "[s2s] enabled" if key == "s2s" else "listeners." + key))
         tls = edge.get("tls", {})
         for k in ("cert", "key"):
             if tls.get(k):

@@ -174,7 +174,8 @@ sprig's mergeOverwrite), and a null in src removes the key.
 {{- $c := include "xmppd.config.common" . | fromJson }}
 {{- $l := dict "c2s" "0.0.0.0:5222" "c2s_direct_tls" "0.0.0.0:5223" "http" (printf "0.0.0.0:%d" (int .Values.metrics.port)) }}
 {{- if .Values.s2s.enabled }}
-{{- $_ := set $l "s2s" "0.0.0.0:5269" }}
+{{- $secret := required "s2s.dialbackSecret is required with s2s.enabled (every edge must share it)" .Values.s2s.dialbackSecret }}
+{{- $_ := set $c "s2s" (dict "enabled" true "listen" "0.0.0.0:5269" "dialback_secret" $secret) }}
 {{- end }}
 {{- if .Values.web.enabled }}
 {{- $_ := set $l "web" "0.0.0.0:5280" }}

@@ -135,7 +135,11 @@ async fn run(
                     _ => return Ok(()),
                 },
                 ev = stream.next() => match ev? {
-                    StreamEvent::Element(e) => stanza(&c, &domain, e).await?,
+                    StreamEvent::Element(e) => {
+                        if let Some(answer) = stanza(&c, &domain, e).await? {
+                            stream.send(&answer).await?;
+                        }
+                    }
                     StreamEvent::Open(_) => {
                         return Err(Failure::Protocol(StreamCondition::InvalidXml, "a second stream header".into()));
                     }
@@ -205,19 +209,30 @@ async fn handshake(c: &Components, stream: &mut XmlStream, id: &str) -> Result<S
 }
 
 /// A stanza from the component: its 'from' must be at its domain.
-async fn stanza(c: &Components, domain: &str, e: TopElement) -> Result<(), Failure> {
+/// What to answer the component with, if anything.
+async fn stanza(
+    c: &Components,
+    domain: &str,
+    e: TopElement,
+) -> Result<Option<bytes::Bytes>, Failure> {
     if e.ns != ACCEPT || !matches!(e.name.as_str(), "message" | "presence" | "iq") {
         return Err(Failure::Protocol(
             StreamCondition::UnsupportedStanzaType,
             format!("<{}/> in {}", e.name, e.ns),
         ));
     }
-    let s = Stanza::from_top(e).map_err(|_| {
-        Failure::Protocol(
-            StreamCondition::ImproperAddressing,
-            "a stanza address is not a JID".into(),
-        )
-    })?;
+    let s = match Stanza::from_top(e) {
+        Ok(s) => s,
+        // An address that is not a JID spoils that stanza only: it is
+        // answered with jid-malformed (RFC 6120 §8.3.3.8).
+        Err(proto::stanza::EnvelopeError::Bad { error, stanza }) => {
+            let ours = stanza.from.as_ref().is_some_and(|f| f.domain() == domain);
+            let answerable = !(stanza.is_error()
+                || (stanza.kind == proto::stanza::Kind::Iq && stanza.stype() == "result"));
+            return Ok((ours && answerable).then(|| stanza.error_reply(&error, None)));
+        }
+        Err(proto::stanza::EnvelopeError::NotAStanza) => return Ok(None),
+    };
     let (Some(from), Some(_)) = (&s.from, &s.to) else {
         return Err(Failure::Protocol(
             StreamCondition::ImproperAddressing,
@@ -244,7 +259,7 @@ async fn stanza(c: &Components, domain: &str, e: TopElement) -> Result<(), Failu
         s
     };
     c.core.route_inbound_wait(s).await;
-    Ok(())
+    Ok(None)
 }
 
 async fn end(stream: &mut XmlStream, f: Failure, peer: SocketAddr) {

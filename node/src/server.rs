@@ -45,6 +45,10 @@ pub struct Server {
     pub edge: Arc<Edge>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Federation's and components' stop signal and tasks (after the
+    /// clients').
+    fed_shutdown: watch::Sender<bool>,
+    fed_tasks: Vec<JoinHandle<()>>,
     grpc: Option<JoinHandle<()>>,
     /// The core's services to edges, to drain them on stop.
     core_service: Option<router::service::CoreService>,
@@ -159,6 +163,12 @@ impl Server {
         let mut http_guard = StopOnError(Some(http_tx));
         let mut http_task = None;
         let mut tasks = Vec::new();
+        // Federation and components stop after the clients: the
+        // unavailable presence of the sessions that end goes out on them
+        // first (see `stop`).
+        let (fed_tx, fed_rx) = watch::channel(false);
+        let mut fed_guard = StopOnError(Some(fed_tx));
+        let mut fed_tasks = Vec::new();
         // The probes answer from the start: a core node may wait long for
         // its cluster's leaders.
         let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -395,7 +405,7 @@ impl Server {
                 s2s_tls,
                 edge.limits().parser,
                 edge.metrics.s2s.clone(),
-                rx.clone(),
+                fed_rx.clone(),
             ))
         } else {
             None
@@ -509,11 +519,11 @@ impl Server {
                 } else {
                     s2s_addr = Some(bound);
                 }
-                tasks.push(tokio::spawn(crate::s2s::serve(
+                fed_tasks.push(tokio::spawn(crate::s2s::serve(
                     l,
                     fed.clone(),
                     direct,
-                    rx.clone(),
+                    fed_rx.clone(),
                 )));
             }
             // Stanzas for other servers come from this process's core, or
@@ -540,7 +550,7 @@ impl Server {
                 limits: edge.limits().parser,
                 edge: edge.clone(),
             });
-            tasks.push(tokio::spawn(crate::component::serve(l, c, rx.clone())));
+            fed_tasks.push(tokio::spawn(crate::component::serve(l, c, fed_rx.clone())));
         }
         http.set_started(edge.core.clone());
         Ok(Server {
@@ -559,6 +569,8 @@ impl Server {
             core,
             edge,
             shutdown: stop_guard.defuse(),
+            fed_shutdown: fed_guard.defuse(),
+            fed_tasks,
             http_stop: http_guard.defuse(),
             http_task,
             tasks,
@@ -793,6 +805,21 @@ impl Server {
         }
         let _ = self.shutdown.send(true);
         for t in self.tasks {
+            let _ = t.await;
+        }
+        // The clients are gone: what their ends sent to other servers
+        // (unavailable presence) goes out before the streams close, for
+        // at most a few seconds; the listener stays open meanwhile, for
+        // the peers' dialback callbacks.
+        if let Some(fed) = &self.s2s {
+            let limit = tokio::time::Instant::now() + Duration::from_secs(5);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            while !fed.drained() && tokio::time::Instant::now() < limit {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let _ = self.fed_shutdown.send(true);
+        for t in self.fed_tasks {
             let _ = t.await;
         }
         // Edges' forward streams last as long as the edges: give them a

@@ -118,6 +118,16 @@ async fn components_authenticate_route_and_are_checked() -> anyhow::Result<()> {
     let m = gw2.expect(|e| e.name == "message").await?;
     assert_eq!(m.attr("id"), Some("m2"));
 
+    // An address that is not a JID: that stanza is answered, the
+    // connection stays.
+    gw2.send(
+        "<message from='bot@gw.localhost' to='a b@localhost' id='bad'><body>x</body></message>",
+    )
+    .await;
+    let e = gw2.expect(|e| e.attr("id") == Some("bad")).await?;
+    assert_eq!(e.attr("type"), Some("error"));
+    assert!(e.to_xml(proto::ns::CLIENT).contains("jid-malformed"));
+
     // A 'from' outside its domain ends its stream.
     gw2.send("<message from='alice@localhost' to='alice@localhost'><body>spoof</body></message>")
         .await;

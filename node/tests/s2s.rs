@@ -558,10 +558,22 @@ async fn misbehaving_peers_get_stream_errors_and_others_go_on() -> anyhow::Resul
     // callbacks (invalid and valid).
     let (_evil, evil_asked) = authority(at(42, 5269), "evil.test", "invalid").await;
     let (_good, good_asked) = authority(at(43, 5269), "good.test", "valid").await;
+    // A domain whose server takes connections and never answers.
+    let hole = TcpListener::bind(at(44, 5269)).await?;
+    let _held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = hole.accept().await {
+            conns.push(c);
+        }
+    });
     let a = fed_server(
         "a.test",
         41,
-        &[("evil.test", at(42, 5269)), ("good.test", at(43, 5269))],
+        &[
+            ("evil.test", at(42, 5269)),
+            ("good.test", at(43, 5269)),
+            ("hole.test", at(44, 5269)),
+        ],
         |cfg| {
             cfg.s2s.require_encryption = false;
             cfg.s2s.connect_timeout_secs = 2;
@@ -608,6 +620,18 @@ async fn misbehaving_peers_get_stream_errors_and_others_go_on() -> anyhow::Resul
     c.send("<message from='mallory@evil.test' to='alice@a.test'><body>let me in</body></message>")
         .await;
     assert_eq!(c.stream_error().await?, "not-authorized");
+
+    // A callback that cannot be made is an error, not a verdict
+    // (XEP-0220 §2.4).
+    let mut c = peer(s2s, "hole.test", "a.test").await?;
+    c.send("<db:result from='hole.test' to='a.test'>0123456789</db:result>")
+        .await;
+    let r = c.expect(|e| e.name == "result").await?;
+    assert_eq!(r.attr("type"), Some("error"));
+    assert!(
+        r.to_xml(proto::ns::SERVER)
+            .contains("remote-server-timeout")
+    );
 
     // A vouched-for peer: its stanzas go through, until it sends one from
     // a domain it did not authenticate.
@@ -1047,5 +1071,35 @@ async fn limits_pace_and_bound_peers_without_losing_stanzas() -> anyhow::Result<
         error_condition(&p).as_deref(),
         Some("remote-server-not-found")
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stopping_server_tells_remote_contacts_its_users_left() -> anyhow::Result<()> {
+    let mut a = fed_server("a.test", 91, &[("b.test", at(92, 5269))], |_| {}).await;
+    let b = fed_server("b.test", 92, &[("a.test", at(91, 5269))], |_| {}).await;
+    a.add_user("alice@a.test", PASS);
+    b.add_user("bob@b.test", PASS);
+    let mut alice = Client::online(a.addr, "alice@a.test", PASS, "r").await?;
+    let mut bob = Client::online(b.addr, "bob@b.test", PASS, "r").await?;
+    bob.send("<presence to='alice@a.test' type='subscribe'/>")
+        .await;
+    alice
+        .expect(|e| is(e, "presence", "type", "subscribe"))
+        .await?;
+    alice
+        .send("<presence to='bob@b.test' type='subscribed'/>")
+        .await;
+    bob.expect(|e| {
+        e.name == "presence" && e.attr("from") == Some("alice@a.test/r") && e.attr("type").is_none()
+    })
+    .await?;
+    // SIGTERM's path: the sessions end first, their unavailable presence
+    // crosses before the streams close.
+    a.stop().await;
+    let p = bob
+        .expect(|e| e.name == "presence" && e.attr("from") == Some("alice@a.test/r"))
+        .await?;
+    assert_eq!(p.attr("type"), Some("unavailable"));
     Ok(())
 }

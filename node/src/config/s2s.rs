@@ -128,9 +128,18 @@ impl S2sConfig {
         if self.max_streams_per_ip == 0 {
             p.add("s2s.max_streams_per_ip", "must be at least 1");
         }
-        for d in &self.allow {
-            if self.deny.contains(d) {
-                p.add("s2s.deny", format!("{d:?} is in s2s.allow too"));
+        // A denied domain covers its subdomains: an allowed domain at or
+        // under one is never allowed.
+        for a in &self.allow {
+            if let Some(d) = self
+                .deny
+                .iter()
+                .find(|d| a == *d || a.ends_with(&format!(".{d}")))
+            {
+                p.add(
+                    "s2s.deny",
+                    format!("{d:?} denies {a:?}, which s2s.allow lists"),
+                );
             }
         }
         if let Some(f) = &self.ca_file {
@@ -290,7 +299,7 @@ mod tests {
         // Own services, a domain both allowed and denied, a CA file that
         // is not one.
         let p = problems(
-            "[s2s]\nenabled = true\nallow = [\"x.example\"]\ndeny = [\"x.example\"]\nca_file = \"/dev/null\"\n[s2s.hosts]\n\"conference.localhost\" = \"10.0.0.1:5269\"\n",
+            "[s2s]\nenabled = true\nallow = [\"sub.x.example\"]\ndeny = [\"x.example\"]\nca_file = \"/dev/null\"\n[s2s.hosts]\n\"conference.localhost\" = \"10.0.0.1:5269\"\n",
         );
         assert_eq!(p.len(), 3, "{p:#?}");
     }

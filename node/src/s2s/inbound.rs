@@ -102,8 +102,8 @@ struct Inbound {
     status: Arc<Mutex<StreamInfo>>,
     /// Remote full JIDs that sent available presence, and to whom.
     available: HashMap<proto::Jid, HashSet<proto::Jid>>,
-    /// Dialback verifications under way: (remote, local, valid).
-    verdicts: mpsc::Sender<(String, String, bool)>,
+    /// Dialback verifications under way: (remote, local, verdict).
+    verdicts: mpsc::Sender<(String, String, Verdict)>,
     pending: usize,
     /// Remote resources' available presence remembered by this stream
     /// (its share of `S2s::tracked`).
@@ -178,6 +178,11 @@ async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) 
     match result {
         Ok(()) | Err(Failure::Closed) => c.stream.close().await,
         Err(Failure::Xml(e)) => c.stream.fail(e.condition, Some(&e.text)).await,
+        Err(Failure::Protocol(StreamCondition::SystemShutdown, text)) => {
+            c.stream
+                .fail(StreamCondition::SystemShutdown, Some(&text))
+                .await
+        }
         Err(Failure::Protocol(cond, text)) => {
             tracing::info!(peer = %c.peer, condition = cond.name(), reason = %text, "server-to-server stream in refused");
             c.stream.fail(cond, Some(&text)).await
@@ -200,7 +205,7 @@ async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) 
 impl Inbound {
     async fn main(
         &mut self,
-        verdicts: &mut mpsc::Receiver<(String, String, bool)>,
+        verdicts: &mut mpsc::Receiver<(String, String, Verdict)>,
     ) -> Result<(), Failure> {
         let limit = Duration::from_secs(self.s2s.cfg.connect_timeout_secs);
         let idle = Duration::from_secs(self.s2s.cfg.idle_timeout_secs);
@@ -232,9 +237,9 @@ impl Inbound {
                         StreamEvent::Close => return Ok(()),
                     }
                 }
-                Some((remote, local, valid)) = verdicts.recv() => {
+                Some((remote, local, verdict)) = verdicts.recv() => {
                     self.pending -= 1;
-                    self.verdict(remote, local, valid).await?;
+                    self.verdict(remote, local, verdict).await?;
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     if self.pairs.is_empty() {
@@ -578,7 +583,7 @@ impl Inbound {
         let key = self.stream.tree(e)?.text();
         self.pending += 1;
         let (s2s, id, tx) = (self.s2s.clone(), self.id.clone(), self.verdicts.clone());
-        let Some(slot) = self.s2s.slot() else {
+        let Some(slot) = self.s2s.verify_slot() else {
             self.pending -= 1;
             return self
                 .stream
@@ -588,37 +593,57 @@ impl Inbound {
         tokio::spawn(async move {
             let _slot = slot;
             let limit = Duration::from_secs(s2s.cfg.connect_timeout_secs);
-            let valid = match timeout(
+            let verdict = match timeout(
                 limit,
                 super::outbound::verify(&s2s, &to, &from, &id, key.trim()),
             )
             .await
             {
-                Ok(Ok(v)) => v,
+                Ok(Ok(true)) => Verdict::Valid,
+                Ok(Ok(false)) => Verdict::Invalid,
+                // XEP-0220 §2.4: the callback could not be made.
                 Ok(Err(e)) => {
                     tracing::info!(remote = %from, error = %e, "dialback verification failed");
-                    false
+                    Verdict::Error("remote-server-not-found")
                 }
                 Err(_) => {
                     tracing::debug!(remote = %from, "dialback verification timed out");
-                    false
+                    Verdict::Error("remote-server-timeout")
                 }
             };
-            let _ = tx.send((from, to, valid)).await;
+            let _ = tx.send((from, to, verdict)).await;
         });
         Ok(())
     }
 
-    async fn verdict(&mut self, remote: String, local: String, valid: bool) -> Result<(), Failure> {
-        self.count_auth("dialback", valid);
-        if valid {
-            self.authenticated(remote.clone(), local.clone(), AuthMethod::Dialback);
-        } else {
-            tracing::info!(peer = %self.peer, %remote, "dialback key did not verify");
-        }
-        self.stream
-            .send(verdict_result(&local, &remote, valid).as_bytes())
-            .await
+    async fn verdict(
+        &mut self,
+        remote: String,
+        local: String,
+        verdict: Verdict,
+    ) -> Result<(), Failure> {
+        let answer = match verdict {
+            Verdict::Valid => {
+                self.count_auth("dialback", true);
+                self.authenticated(remote.clone(), local.clone(), AuthMethod::Dialback);
+                verdict_result(&local, &remote, true)
+            }
+            Verdict::Invalid => {
+                self.count_auth("dialback", false);
+                tracing::info!(peer = %self.peer, %remote, "dialback key did not verify");
+                verdict_result(&local, &remote, false)
+            }
+            Verdict::Error(cond) => {
+                self.count_auth("dialback", false);
+                format!(
+                    "<db:result from='{}' to='{}' type='error'><error type='cancel'><{cond} xmlns='{}'/></error></db:result>",
+                    esc(&local),
+                    esc(&remote),
+                    ns::STANZAS_ERR
+                )
+            }
+        };
+        self.stream.send(answer.as_bytes()).await
     }
 
     /// XEP-0220 §2.2: as the authoritative server, say whether a key is
@@ -831,6 +856,15 @@ impl Inbound {
             }
         }
     }
+}
+
+/// What a dialback callback found (XEP-0220 §2.1.4, §2.4).
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    Valid,
+    Invalid,
+    /// It could not be made: this stanza error condition.
+    Error(&'static str),
 }
 
 fn verdict_result(local: &str, remote: &str, valid: bool) -> String {

@@ -116,10 +116,12 @@ pub struct S2s {
     pub(crate) limits: proto::xml::Limits,
     out: Mutex<HashMap<(String, String), OutHandle>>,
     inbound: Mutex<HashMap<u64, Status>>,
-    /// Streams open, inbound and outbound (dialback verifications
-    /// included).
+    /// Streams open, inbound and outbound, and dialback callbacks (a
+    /// budget of their own, so that peers that never authenticate cannot
+    /// take the outbound streams' slots).
     open_in: AtomicUsize,
     open_out: AtomicUsize,
+    open_verify: AtomicUsize,
     /// Inbound streams by the peer's IP address.
     per_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
     /// Remote resources' available presence remembered by all inbound
@@ -158,6 +160,7 @@ impl S2s {
             inbound: Mutex::new(HashMap::new()),
             open_in: AtomicUsize::new(0),
             open_out: AtomicUsize::new(0),
+            open_verify: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
             tracked: AtomicUsize::new(0),
             shutdown,
@@ -207,7 +210,17 @@ impl S2s {
             self.open_out.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(StreamSlot(self.clone(), None))
+        Some(StreamSlot(self.clone(), SlotKind::Out))
+    }
+
+    /// Take a dialback callback slot; none past `max_streams`.
+    pub(crate) fn verify_slot(self: &Arc<Self>) -> Option<StreamSlot> {
+        let n = self.open_verify.fetch_add(1, Ordering::AcqRel);
+        if n >= self.cfg.max_streams {
+            self.open_verify.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(StreamSlot(self.clone(), SlotKind::Verify))
     }
 
     /// Take an inbound stream slot for a peer at `ip`; none past
@@ -226,7 +239,7 @@ impl S2s {
             return None;
         }
         *c += 1;
-        Some(StreamSlot(self.clone(), Some(ip)))
+        Some(StreamSlot(self.clone(), SlotKind::In(ip)))
     }
 
     pub(crate) fn register_inbound(&self, id: u64, status: Status) {
@@ -243,6 +256,13 @@ impl S2s {
 
     fn lock_out(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), OutHandle>> {
         self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Nothing waits to be written to another server.
+    pub fn drained(&self) -> bool {
+        self.lock_out()
+            .values()
+            .all(|h| h.queued.load(Ordering::Relaxed) == 0)
     }
 
     /// Every stream, outbound first.
@@ -376,15 +396,24 @@ impl S2s {
 
 /// One of `max_streams` (inbound with the peer's address), given back
 /// when dropped.
-pub(crate) struct StreamSlot(Arc<S2s>, Option<std::net::IpAddr>);
+pub(crate) struct StreamSlot(Arc<S2s>, SlotKind);
+
+pub(crate) enum SlotKind {
+    Out,
+    Verify,
+    In(std::net::IpAddr),
+}
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         match self.1 {
-            None => {
+            SlotKind::Out => {
                 self.0.open_out.fetch_sub(1, Ordering::AcqRel);
             }
-            Some(ip) => {
+            SlotKind::Verify => {
+                self.0.open_verify.fetch_sub(1, Ordering::AcqRel);
+            }
+            SlotKind::In(ip) => {
                 self.0.open_in.fetch_sub(1, Ordering::AcqRel);
                 let mut per_ip = self.0.per_ip.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(c) = per_ip.get_mut(&ip) {

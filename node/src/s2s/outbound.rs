@@ -31,6 +31,9 @@ pub(crate) enum ConnectError {
     /// Its server does not take connections.
     #[error("{0}")]
     Unreachable(String),
+    /// This server has no stream to spare (`s2s.max_streams`).
+    #[error("{0}")]
+    Busy(String),
     /// Reached, but the streams could not agree (TLS, authentication,
     /// policy).
     #[error("{0}")]
@@ -65,7 +68,7 @@ pub(crate) async fn run(
     let mut pending: VecDeque<Queued> = VecDeque::new();
     loop {
         let outcome = match s2s.slot() {
-            None => Err(Some(ConnectError::NotFound(
+            None => Err(Some(ConnectError::Busy(
                 "too many server-to-server streams (s2s.max_streams)".to_string(),
             ))),
             Some(slot) => match timeout(limit, connect(&s2s, &local, &remote)).await {
@@ -104,6 +107,11 @@ pub(crate) async fn run(
                         why.clone(),
                         format!("no server found for {remote}"),
                     ),
+                    Some(ConnectError::Busy(why)) => (
+                        StanzaCondition::ResourceConstraint,
+                        why.clone(),
+                        "too many streams to other servers here; try again later".to_string(),
+                    ),
                     Some(ConnectError::Unreachable(why)) => (
                         StanzaCondition::RemoteServerNotFound,
                         why.clone(),
@@ -123,9 +131,9 @@ pub(crate) async fn run(
                 tracing::warn!(%local, %remote, reason = %why, "no server-to-server stream; waiting stanzas answered with errors");
                 let mut failed: Vec<Stanza> = pending.drain(..).map(Queued::done).collect();
                 while let Ok(q) = rx.try_recv() {
-                    queued.fetch_sub(1, Ordering::Relaxed);
                     failed.push(q.done());
                 }
+                queued.fetch_sub(failed.len(), Ordering::Relaxed);
                 s2s.metrics.bounced.inc_by(failed.len() as u64);
                 s2s.bounce(failed, cond, &told);
             }
@@ -158,7 +166,6 @@ async fn pump(
             tokio::select! {
                 q = rx.recv() => {
                     let Some(q) = q else { return };
-                    queued.fetch_sub(1, Ordering::Relaxed);
                     pending.push_back(q);
                 }
                 ev = conn.stream.next() => match ev {
@@ -180,8 +187,8 @@ async fn pump(
                 }
             }
         }
+        // `queued` counts these until they are written (or answered).
         while let Ok(q) = rx.try_recv() {
-            queued.fetch_sub(1, Ordering::Relaxed);
             pending.push_back(q);
         }
         buf.clear();
@@ -199,6 +206,7 @@ async fn pump(
             return;
         }
         let n = batch.len() as u64;
+        queued.fetch_sub(batch.len(), Ordering::Relaxed);
         for q in batch.drain(..) {
             q.done();
         }

@@ -20,7 +20,8 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 
 use crate::core_link::CoreLink;
-use crate::s2s::stream::{Failure, Transport, XmlStream};
+use crate::io::Io;
+use crate::s2s::stream::{Failure, XmlStream};
 
 /// The component protocol's namespace.
 pub const ACCEPT: &str = "jabber:component:accept";
@@ -78,7 +79,7 @@ async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let mut stream = XmlStream::new(Transport::Plain(tcp), c.limits);
+    let mut stream = XmlStream::new(Io::Plain(tcp), c.limits);
     let id = format!("{:016x}", rand::random::<u64>());
     let domain = match timeout(HANDSHAKE, handshake(&c, &mut stream, &id)).await {
         Ok(Ok(d)) => d,
@@ -246,18 +247,7 @@ async fn stanza(
         ));
     }
     // Its namespace becomes that of the stream it is delivered on.
-    let s = if s.attrs.iter().any(|(k, v)| k == "xmlns" && v == ACCEPT) {
-        let attrs = s
-            .attrs
-            .iter()
-            .filter(|(k, _)| k != "xmlns")
-            .cloned()
-            .collect();
-        let (f, t) = (s.from.clone(), s.to.clone());
-        Stanza { attrs, ..s }.restamped(f, t)
-    } else {
-        s
-    };
+    let s = s.renamespaced(ACCEPT, None);
     c.core.route_inbound_wait(s).await;
     Ok(None)
 }

@@ -1,5 +1,5 @@
-//! The byte transport of a connection: plain TCP, TLS over it, a
-//! WebSocket, or a BOSH session.
+//! The byte transport of a connection: plain TCP, TLS over it (accepted,
+//! or started by this server), a WebSocket, or a BOSH session.
 
 use std::io;
 use std::pin::Pin;
@@ -12,6 +12,8 @@ use tokio_rustls::server::TlsStream;
 pub(crate) enum Io {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// TLS this server started (a server-to-server stream it opened).
+    TlsOut(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// A WebSocket (RFC 7395), its framing turned into a byte stream.
     Ws(Box<crate::ws::WsIo>),
     /// A BOSH session (XEP-0124, XEP-0206), its requests turned into a
@@ -43,6 +45,7 @@ impl AsyncRead for Io {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Io::TlsOut(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Io::Ws(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Io::Bosh(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Io::Upgrading => Poll::Ready(Err(upgrading())),
@@ -59,6 +62,7 @@ impl AsyncWrite for Io {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Io::TlsOut(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Io::Ws(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Io::Bosh(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Io::Upgrading => Poll::Ready(Err(upgrading())),
@@ -69,6 +73,7 @@ impl AsyncWrite for Io {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_flush(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Io::TlsOut(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Io::Ws(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Io::Bosh(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Io::Upgrading => Poll::Ready(Err(upgrading())),
@@ -79,6 +84,7 @@ impl AsyncWrite for Io {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Io::TlsOut(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Io::Ws(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Io::Bosh(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Io::Upgrading => Poll::Ready(Ok(())),

@@ -157,28 +157,6 @@ fn sent_out(http: std::net::SocketAddr) -> u64 {
         .unwrap_or(0)
 }
 
-/// A component's stream, authenticated (XEP-0114).
-async fn component(addr: &str, domain: &str, secret: &str) -> anyhow::Result<Client> {
-    use sha1::{Digest, Sha1};
-    let mut c = Client::connect(addr.parse()?).await;
-    c.send(&format!(
-        "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>"
-    ))
-    .await;
-    let id = match c.next().await? {
-        proto::xml::StreamEvent::Open(h) => h.id.unwrap_or_default(),
-        other => anyhow::bail!("expected a header, got {other:?}"),
-    };
-    let hex: String = Sha1::digest(format!("{id}{secret}").as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    c.send(&format!("<handshake>{hex}</handshake>")).await;
-    let e = c.next_element().await?;
-    anyhow::ensure!(e.name == "handshake", "got {}", e.name);
-    Ok(c)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_on_one_edge_serves_users_of_another() -> anyhow::Result<()> {
     // Every node has the [components] table: the core nodes route by its
@@ -200,7 +178,8 @@ async fn a_component_on_one_edge_serves_users_of_another() -> anyhow::Result<()>
         &["user", "add", "alice@a.test", "--password", PASS],
     );
     assert!(ok, "{out}");
-    let mut gw = component("127.0.7.31:5347", "gw.a.test", "component secret").await?;
+    let mut gw =
+        common::component("127.0.7.31:5347".parse()?, "gw.a.test", "component secret").await?;
     let mut alice = Client::online(c2s2, "alice@a.test", PASS, "r").await?;
     alice
         .send("<message to='bot@gw.a.test' type='chat' id='g1'><body>hi gateway</body></message>")

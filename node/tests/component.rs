@@ -9,8 +9,6 @@ mod common;
 use std::net::SocketAddr;
 
 use common::{Client, TestServer};
-use proto::xml::StreamEvent;
-use sha1::{Digest, Sha1};
 
 const SECRET: &str = "component secret";
 
@@ -31,32 +29,8 @@ async fn server() -> (TestServer, SocketAddr) {
     (t, addr)
 }
 
-/// Open a component stream for `domain` (namespace `ns`); the stream id.
-async fn open(addr: SocketAddr, domain: &str, ns: &str) -> anyhow::Result<(Client, String)> {
-    let mut c = Client::connect(addr).await;
-    c.send(&format!(
-        "<?xml version='1.0'?><stream:stream xmlns='{ns}' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>"
-    ))
-    .await;
-    let id = match c.next().await? {
-        StreamEvent::Open(h) => h.id.unwrap_or_default(),
-        other => anyhow::bail!("expected a header, got {other:?}"),
-    };
-    Ok((c, id))
-}
-
-fn handshake(id: &str, secret: &str) -> String {
-    let digest = Sha1::digest(format!("{id}{secret}").as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("<handshake>{hex}</handshake>")
-}
-
 async fn connected(addr: SocketAddr) -> anyhow::Result<Client> {
-    let (mut c, id) = open(addr, "gw.localhost", "jabber:component:accept").await?;
-    c.send(&handshake(&id, SECRET)).await;
-    let e = c.next_element().await?;
-    anyhow::ensure!(e.name == "handshake", "got {}", e.name);
-    Ok(c)
+    common::component(addr, "gw.localhost", SECRET).await
 }
 
 #[tokio::test]
@@ -75,13 +49,16 @@ async fn components_authenticate_route_and_are_checked() -> anyhow::Result<()> {
     assert!(e.to_xml(proto::ns::CLIENT).contains("service-unavailable"));
 
     // Wrong secret, unknown domain, wrong namespace.
-    let (mut c, id) = open(addr, "gw.localhost", "jabber:component:accept").await?;
-    c.send(&handshake(&id, "not the secret")).await;
+    let (mut c, id) =
+        common::component_open(addr, "gw.localhost", "jabber:component:accept").await?;
+    c.send(&common::component_handshake(&id, "not the secret"))
+        .await;
     assert_eq!(c.stream_error().await?, "not-authorized");
-    let (mut c, id) = open(addr, "other.localhost", "jabber:component:accept").await?;
-    c.send(&handshake(&id, SECRET)).await;
+    let (mut c, id) =
+        common::component_open(addr, "other.localhost", "jabber:component:accept").await?;
+    c.send(&common::component_handshake(&id, SECRET)).await;
     assert_eq!(c.stream_error().await?, "host-unknown");
-    let (mut c, _) = open(addr, "gw.localhost", "jabber:client").await?;
+    let (mut c, _) = common::component_open(addr, "gw.localhost", "jabber:client").await?;
     assert_eq!(c.stream_error().await?, "invalid-namespace");
 
     // Connected: both ways, addresses intact.

@@ -45,13 +45,13 @@ async fn fed_server(
     .await
 }
 
-fn status(s: &TestServer) -> Vec<String> {
-    let fed = s
-        .server
-        .as_ref()
-        .and_then(|s| s.s2s.clone())
-        .expect("federation on");
-    node::s2s::status_lines(&fed.status())
+/// What `xmppd s2s status` prints: the lines the admin socket answers.
+async fn status(s: &TestServer) -> Vec<String> {
+    let path = &s.server.as_ref().expect("running").admin_socket;
+    match node::admin::request(path, &node::admin::Request::S2s).await {
+        Ok(Some(node::admin::Response::Ok { lines, .. })) => lines,
+        other => panic!("the admin socket answered {other:?}"),
+    }
 }
 
 fn is(e: &Element, name: &str, attr: &str, value: &str) -> bool {
@@ -192,7 +192,7 @@ async fn users_of_two_servers_chat_subscribe_and_query_each_other() -> anyhow::R
 
     // Both servers list their streams, authenticated by dialback (the
     // certificates are self-signed).
-    let sa = status(&a);
+    let sa = status(&a).await;
     assert!(
         sa.iter()
             .any(|l| l.starts_with("out a.test b.test established auth=dialback tls=yes")),
@@ -287,13 +287,13 @@ async fn valid_certificates_authenticate_with_sasl_external() -> anyhow::Result<
         .await;
     let m = bob.expect(|e| e.name == "message").await?;
     assert_eq!(m.attr("from"), Some("alice@a.test/r"));
-    let sa = status(&a);
+    let sa = status(&a).await;
     assert!(
         sa.iter()
             .any(|l| l.starts_with("out a.test b.test established auth=certificate tls=yes")),
         "{sa:?}"
     );
-    let sb = status(&b);
+    let sb = status(&b).await;
     assert!(
         sb.iter()
             .any(|l| l.starts_with("in b.test a.test established auth=certificate tls=yes")),
@@ -369,7 +369,7 @@ async fn srv_records_lead_to_a_direct_tls_port() -> anyhow::Result<()> {
         .await;
     let m = bob.expect(|e| e.name == "message").await?;
     assert_eq!(m.attr("from"), Some("alice@a.test/r"));
-    let sa = status(&a);
+    let sa = status(&a).await;
     assert!(
         sa.iter()
             .any(|l| l.starts_with("out a.test b.test established")
@@ -479,6 +479,16 @@ async fn peer(addr: SocketAddr, from: &str, to: &str) -> anyhow::Result<Client> 
     let f = c.next_element().await?;
     anyhow::ensure!(f.name == "features", "no features: {}", f.name);
     c.features = Some(f);
+    Ok(c)
+}
+
+/// A hand-written peer of good.test whose dialback key good.test's
+/// authority vouches for (`authority(.., "good.test", "valid")`).
+async fn vouched(addr: SocketAddr) -> anyhow::Result<Client> {
+    let mut c = peer(addr, "good.test", "a.test").await?;
+    c.send("<db:result from='good.test' to='a.test'>anykey</db:result>")
+        .await;
+    c.expect(|e| e.name == "result").await?;
     Ok(c)
 }
 
@@ -666,10 +676,7 @@ async fn misbehaving_peers_get_stream_errors_and_others_go_on() -> anyhow::Resul
         .await;
     assert_eq!(c.stream_error().await?, "invalid-from");
     // Without that second pair, a stanza to the service is refused.
-    let mut c = peer(s2s, "good.test", "a.test").await?;
-    c.send("<db:result from='good.test' to='a.test'>anykey</db:result>")
-        .await;
-    c.expect(|e| e.name == "result").await?;
+    let mut c = vouched(s2s).await?;
     c.send("<iq from='gina@good.test/x' to='pubsub.a.test' type='get' id='d2'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
         .await;
     assert_eq!(c.stream_error().await?, "host-unknown");
@@ -677,10 +684,7 @@ async fn misbehaving_peers_get_stream_errors_and_others_go_on() -> anyhow::Resul
     // A second vouched-for stream sends available presence and is then
     // cut: the user that had it gets unavailable from the server (RFC
     // 6121 §4.5.2 as for a lost client), without the peer saying so.
-    let mut c = peer(s2s, "good.test", "a.test").await?;
-    c.send("<db:result from='good.test' to='a.test'>anykey</db:result>")
-        .await;
-    c.expect(|e| e.name == "result").await?;
+    let mut c = vouched(s2s).await?;
     // Alice does not subscribe to gina: directed presence still arrives.
     c.send("<presence from='gina@good.test/y' to='alice@a.test/r'/>")
         .await;
@@ -724,10 +728,7 @@ async fn misbehaving_peers_get_stream_errors_and_others_go_on() -> anyhow::Resul
     // A stanza whose address is not a JID spoils that stanza only: the
     // stream goes on. A peer that closes its stream cleanly says nothing
     // of its users' presence: no unavailable is made up for them.
-    let mut c = peer(s2s, "good.test", "a.test").await?;
-    c.send("<db:result from='good.test' to='a.test'>anykey</db:result>")
-        .await;
-    c.expect(|e| e.name == "result").await?;
+    let mut c = vouched(s2s).await?;
     c.send("<presence from='gina@good.test/z' to='alice@a.test/r'/>")
         .await;
     alice
@@ -1033,10 +1034,7 @@ async fn limits_pace_and_bound_peers_without_losing_stanzas() -> anyhow::Result<
     let s2s: SocketAddr = at(81, 5269).parse()?;
 
     // 40 stanzas at once at 20 a second: all arrive, paced.
-    let mut c = peer(s2s, "good.test", "a.test").await?;
-    c.send("<db:result from='good.test' to='a.test'>anykey</db:result>")
-        .await;
-    c.expect(|e| e.name == "result").await?;
+    let mut c = vouched(s2s).await?;
     let t = Instant::now();
     let mut burst = String::new();
     for i in 0..40 {

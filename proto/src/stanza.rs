@@ -197,6 +197,33 @@ impl Stanza {
         self.stype() == "error"
     }
 
+    /// Whether its start tag declares `xmlns='ns'` itself (rather than
+    /// taking the stream's namespace).
+    pub fn declares_ns(&self, ns: &str) -> bool {
+        self.attrs.iter().any(|(k, v)| k == "xmlns" && v == ns)
+    }
+
+    /// The stanza moved to another stream's namespace (RFC 6120 §4.8.3):
+    /// a top-level `xmlns='from_ns'` becomes `to_ns`, or is dropped with
+    /// `None` (the stanza then takes the namespace of the stream it is
+    /// written on). Unchanged, and not copied, without one.
+    pub fn renamespaced(self, from_ns: &str, to_ns: Option<&str>) -> Stanza {
+        if !self.declares_ns(from_ns) {
+            return self;
+        }
+        let attrs = self
+            .attrs
+            .iter()
+            .filter_map(|(k, v)| match (k == "xmlns" && v == from_ns, to_ns) {
+                (false, _) => Some((k.clone(), v.clone())),
+                (true, Some(n)) => Some((k.clone(), n.to_string())),
+                (true, None) => None,
+            })
+            .collect();
+        let (from, to) = (self.from.clone(), self.to.clone());
+        Stanza { attrs, ..self }.restamped(from, to)
+    }
+
     /// The stanza's bytes with `from` and `to` set as given.
     pub fn rewrite(&self, from: Option<&Jid>, to: Option<&Jid>) -> Bytes {
         self.rewrite_head(from, to).0
@@ -362,6 +389,34 @@ pub fn iq_result(id: &str, from: Option<&Jid>, to: &Jid, payload: Option<&Elemen
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_stanza_changes_namespace_only_where_it_declares_one() {
+        let s = Stanza::parse(
+            b"<message xmlns='jabber:client' to='a@b' id='1'><body>x</body></message>",
+        )
+        .expect("stanza");
+        let moved = s
+            .clone()
+            .renamespaced(crate::ns::CLIENT, Some(crate::ns::SERVER));
+        assert!(moved.declares_ns(crate::ns::SERVER));
+        assert!(
+            std::str::from_utf8(&moved.raw)
+                .expect("utf-8")
+                .contains("xmlns='jabber:server'")
+        );
+        let dropped = s.renamespaced(crate::ns::CLIENT, None);
+        assert!(
+            !std::str::from_utf8(&dropped.raw)
+                .expect("utf-8")
+                .contains("xmlns")
+        );
+        let plain = Stanza::parse(b"<message to='a@b'/>").expect("stanza");
+        assert_eq!(
+            plain.clone().renamespaced(crate::ns::CLIENT, None).raw,
+            plain.raw
+        );
+    }
+
     use super::*;
     use crate::xml::{Limits, StreamEvent, StreamParser};
 

@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use proto::stanza::Stanza;
+use proto::stanza::{Kind, Stanza};
 
 /// What takes stanzas for remote domains (the edge's server-to-server
 /// streams). `send` must not block: it queues.
@@ -63,5 +63,19 @@ impl Federation {
             }
             None => Err(Box::new(s)),
         }
+    }
+}
+
+/// Whether a stanza that cannot reach its server is answered with an
+/// error (RFC 6120 §10.4.3): never an error or an IQ result, and of
+/// presence only available presence and a subscription request (so that
+/// the roster's pending request ends); probes, subscription answers and
+/// unavailable presence are dropped.
+pub fn answered_when_unreachable(s: &Stanza) -> bool {
+    match s.kind {
+        _ if s.is_error() => false,
+        Kind::Iq => s.stype() != "result",
+        Kind::Presence => matches!(s.stype(), "" | "subscribe"),
+        Kind::Message => true,
     }
 }

@@ -138,24 +138,15 @@ impl Shared {
         {
             return;
         }
-        if s.is_error() || matches!(s.stype(), "result") {
-            return;
-        }
-        if s.kind == proto::stanza::Kind::Presence && !matches!(s.stype(), "" | "subscribe") {
-            // Probes, subscription answers and unavailable presence to a
-            // server that cannot be reached are dropped, not answered.
+        if !crate::federation::answered_when_unreachable(&s) {
             return;
         }
         let err = proto::error::StanzaError::with_text(
             proto::error::StanzaCondition::RemoteServerNotFound,
             "server-to-server is not enabled",
         );
-        let Some(reply) = crate::modules::context::error_reply(&s, &err, None) else {
-            return;
-        };
-        if let Some(to) = &reply.to {
-            let bare = to.bare_str().to_string();
-            self.send_internal(&bare, ShardMsg::Inbound(Box::new(reply)));
+        if let Some(reply) = crate::modules::context::error_reply(&s, &err, None) {
+            self.route(reply);
         }
     }
 

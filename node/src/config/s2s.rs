@@ -131,11 +131,7 @@ impl S2sConfig {
         // A denied domain covers its subdomains: an allowed domain at or
         // under one is never allowed.
         for a in &self.allow {
-            if let Some(d) = self
-                .deny
-                .iter()
-                .find(|d| a == *d || a.ends_with(&format!(".{d}")))
-            {
+            if let Some(d) = self.deny.iter().find(|d| crate::s2s::at_or_under(a, d)) {
                 p.add(
                     "s2s.deny",
                     format!("{d:?} denies {a:?}, which s2s.allow lists"),

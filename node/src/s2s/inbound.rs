@@ -19,8 +19,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
 
-use super::stream::{DIALBACK, DIALBACK_FEATURE, Failure, Transport, XmlStream, header};
+use super::stream::{DIALBACK, DIALBACK_FEATURE, Failure, XmlStream, header};
 use super::{AuthMethod, S2s, StreamInfo};
+use crate::io::Io;
 
 /// Most (remote resource, local recipient) pairs of available presence
 /// one stream remembers (to send unavailable for them when the stream is
@@ -50,7 +51,7 @@ pub async fn serve(
                         });
                     }
                     None => {
-                        s2s.metrics.refused.with_label_values(&["max_streams"]).inc();
+                        s2s.refused("max_streams");
                         tracing::warn!(%peer, "server-to-server connection refused: s2s.max_streams or s2s.max_streams_per_ip reached");
                         if !direct_tls {
                             tokio::spawn(refuse(tcp, s2s.hosted.first().cloned().unwrap_or_default()));
@@ -92,8 +93,9 @@ struct Inbound {
     local: String,
     /// The domain the peer named itself in its header, if any.
     claimed: Option<String>,
-    /// Authenticated (remote, local) pairs.
-    pairs: HashSet<(String, String)>,
+    /// Authenticated (remote, local) pairs (a few: searched in place,
+    /// nothing allocated per stanza).
+    pairs: Vec<(String, String)>,
     /// The peer authenticated its domain with SASL EXTERNAL.
     sasl_done: bool,
     /// Our stream header went out (a stream error needs one before it,
@@ -110,6 +112,8 @@ struct Inbound {
     tracked: usize,
     /// The stanza rate: when the next stanza may be taken.
     next_stanza: Option<tokio::time::Instant>,
+    /// `xmppd_s2s_stanzas_total{direction="in"}`, looked up once.
+    counted: prometheus::IntCounter,
 }
 
 async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
@@ -121,11 +125,11 @@ async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) 
         )
         .await
         {
-            Ok(Ok(t)) => Transport::Accepted(Box::new(t)),
+            Ok(Ok(t)) => Io::Tls(Box::new(t)),
             _ => return,
         }
     } else {
-        Transport::Plain(tcp)
+        Io::Plain(tcp)
     };
     let conn_id = rand::random::<u64>();
     let status = Arc::new(Mutex::new(StreamInfo {
@@ -150,7 +154,7 @@ async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) 
         id: s2s.stream_id(),
         local: String::new(),
         claimed: None,
-        pairs: HashSet::new(),
+        pairs: Vec::new(),
         sasl_done: false,
         said_hello: false,
         status,
@@ -159,6 +163,7 @@ async fn run(s2s: Arc<S2s>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) 
         pending: 0,
         tracked: 0,
         next_stanza: None,
+        counted: s2s.metrics.stanzas.with_label_values(&["in"]),
         s2s: s2s.clone(),
     };
     let result = c.main(&mut rx).await;
@@ -344,23 +349,14 @@ impl Inbound {
                 "server-to-server streams are jabber:server".into(),
             ));
         }
-        if hdr
-            .version
-            .as_deref()
-            .and_then(|v| v.split('.').next()?.parse::<u32>().ok())
-            < Some(1)
-        {
+        if !super::stream::speaks_xmpp_1(hdr) {
             return Err(Failure::Protocol(
                 StreamCondition::UnsupportedVersion,
                 "XMPP 1.0 (version='1.0') is required".into(),
             ));
         }
         if !self.s2s.hosts(&to) {
-            self.s2s
-                .metrics
-                .refused
-                .with_label_values(&["host_unknown"])
-                .inc();
+            self.s2s.refused("host_unknown");
             return Err(Failure::Protocol(
                 StreamCondition::HostUnknown,
                 "this server does not host that domain".into(),
@@ -379,11 +375,7 @@ impl Inbound {
         if let Some(f) = &claimed
             && !self.s2s.allowed(f)
         {
-            self.s2s
-                .metrics
-                .refused
-                .with_label_values(&["denied"])
-                .inc();
+            self.s2s.refused("denied");
             tracing::info!(peer = %self.peer, remote = %f, "server-to-server stream in refused: not allowed");
             return Err(Failure::Protocol(
                 StreamCondition::PolicyViolation,
@@ -396,6 +388,11 @@ impl Inbound {
         st.local = self.local.clone();
         st.tls = self.stream.is_tls();
         Ok(())
+    }
+
+    /// Whether (remote, local) is authenticated on this stream.
+    fn paired(&self, remote: &str, local: &str) -> bool {
+        self.pairs.iter().any(|(r, l)| r == remote && l == local)
     }
 
     fn cert_valid(&self, domain: &str) -> Result<(), String> {
@@ -514,7 +511,9 @@ impl Inbound {
             st.remote.push(remote.clone());
         }
         drop(st);
-        self.pairs.insert((remote, local));
+        if !self.paired(&remote, &local) {
+            self.pairs.push((remote, local));
+        }
     }
 
     /// XEP-0220 §2.1: the peer offers a key for a (remote, local) pair.
@@ -548,17 +547,13 @@ impl Inbound {
             return self.stream.send(error("not-allowed").as_bytes()).await;
         }
         if !self.s2s.allowed(&from) {
-            self.s2s
-                .metrics
-                .refused
-                .with_label_values(&["denied"])
-                .inc();
+            self.s2s.refused("denied");
             return self.stream.send(error("not-allowed").as_bytes()).await;
         }
         if self.s2s.cfg.require_valid_certs {
             return self.stream.send(error("policy-violation").as_bytes()).await;
         }
-        if self.pairs.contains(&(from.clone(), to.clone())) {
+        if self.paired(&from, &to) {
             return self
                 .stream
                 .send(verdict_result(&to, &from, true).as_bytes())
@@ -671,11 +666,7 @@ impl Inbound {
 
     async fn stanza(&mut self, e: TopElement) -> Result<(), Failure> {
         if self.pairs.is_empty() {
-            self.s2s
-                .metrics
-                .refused
-                .with_label_values(&["not_authorized"])
-                .inc();
+            self.s2s.refused("not_authorized");
             return Err(Failure::Protocol(
                 StreamCondition::NotAuthorized,
                 "stanzas before authentication".into(),
@@ -691,11 +682,7 @@ impl Inbound {
         };
         let Some(from) = &s.from else {
             if bad.is_some() {
-                self.s2s
-                    .metrics
-                    .refused
-                    .with_label_values(&["jid_malformed"])
-                    .inc();
+                self.s2s.refused("jid_malformed");
                 return Ok(());
             }
             return Err(Failure::Protocol(
@@ -703,24 +690,16 @@ impl Inbound {
                 "stanzas between servers need 'from' and 'to'".into(),
             ));
         };
-        let fd = from.domain().to_string();
-        if !self.pairs.iter().any(|(r, _)| *r == fd) {
-            self.s2s
-                .metrics
-                .refused
-                .with_label_values(&["unauthenticated_from"])
-                .inc();
+        let fd = from.domain();
+        if !self.pairs.iter().any(|(r, _)| r == fd) {
+            self.s2s.refused("unauthenticated_from");
             return Err(Failure::Protocol(
                 StreamCondition::InvalidFrom,
                 format!("{fd} was not authenticated on this stream"),
             ));
         }
         if let Some(error) = bad {
-            self.s2s
-                .metrics
-                .refused
-                .with_label_values(&["jid_malformed"])
-                .inc();
+            self.s2s.refused("jid_malformed");
             if !(s.is_error() || (s.kind == Kind::Iq && s.stype() == "result")) {
                 // The answer goes back on our own stream to that server.
                 let raw = s.error_reply(
@@ -743,13 +722,9 @@ impl Inbound {
                 "stanzas between servers need 'from' and 'to'".into(),
             ));
         };
-        let td = to.domain().to_string();
-        if !self.pairs.contains(&(fd.clone(), td.clone())) {
-            self.s2s
-                .metrics
-                .refused
-                .with_label_values(&["unauthenticated_to"])
-                .inc();
+        let td = to.domain();
+        if !self.paired(fd, td) {
+            self.s2s.refused("unauthenticated_to");
             return Err(Failure::Protocol(
                 StreamCondition::HostUnknown,
                 format!("{td} was not authenticated on this stream"),
@@ -757,7 +732,7 @@ impl Inbound {
         }
         self.pace().await;
         self.track_presence(&s);
-        self.s2s.metrics.stanzas.with_label_values(&["in"]).inc();
+        self.counted.inc();
         self.status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -780,7 +755,7 @@ impl Inbound {
         let now = tokio::time::Instant::now();
         let at = self.next_stanza.filter(|t| *t > now).unwrap_or(now);
         if at > now {
-            self.s2s.metrics.refused.with_label_values(&["rate"]).inc();
+            self.s2s.refused("rate");
             tokio::time::sleep_until(at).await;
         }
         self.next_stanza = Some(at + Duration::from_secs_f64(1.0 / f64::from(rate)));

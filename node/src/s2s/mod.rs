@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use proto::error::{StanzaCondition, StanzaError};
-use proto::stanza::{Kind, Stanza};
+use proto::stanza::Stanza;
 use tokio::sync::mpsc;
 
 use crate::config::S2sConfig;
@@ -187,11 +187,13 @@ impl S2s {
 
     /// Whether the operator lets `domain` federate.
     pub fn allowed(&self, domain: &str) -> bool {
-        let listed = |l: &[String]| {
-            l.iter()
-                .any(|d| d == domain || domain.ends_with(&format!(".{d}")))
-        };
+        let listed = |l: &[String]| l.iter().any(|d| at_or_under(domain, d));
         !listed(&self.cfg.deny) && (self.cfg.allow.is_empty() || listed(&self.cfg.allow))
+    }
+
+    /// Count an inbound stream or stanza refused, by reason.
+    pub(crate) fn refused(&self, reason: &str) {
+        self.metrics.refused.with_label_values(&[reason]).inc();
     }
 
     /// A fresh stream id (random: dialback keys depend on it).
@@ -376,13 +378,7 @@ impl S2s {
     pub(crate) fn bounce(&self, stanzas: Vec<Stanza>, cond: StanzaCondition, text: &str) {
         let err = StanzaError::with_text(cond, text);
         for s in stanzas {
-            // Presence is answered when available or a subscription
-            // request (so that the roster's pending request ends); other
-            // presence types are not.
-            if s.is_error()
-                || (s.kind == Kind::Iq && s.stype() == "result")
-                || (s.kind == Kind::Presence && !matches!(s.stype(), "" | "subscribe"))
-            {
+            if !router::federation::answered_when_unreachable(&s) {
                 continue;
             }
             let raw = s.error_reply(&err, None);
@@ -436,6 +432,15 @@ impl router::federation::Outlet for Outlet {
     }
 }
 
+/// Whether `domain` is `parent` or one of its subdomains (no allocation:
+/// this runs for every stanza to another server).
+pub(crate) fn at_or_under(domain: &str, parent: &str) -> bool {
+    domain == parent
+        || domain
+            .strip_suffix(parent)
+            .is_some_and(|head| head.ends_with('.'))
+}
+
 /// `xmppd s2s status`: a line per stream.
 pub fn status_lines(streams: &[StreamInfo]) -> Vec<String> {
     if streams.is_empty() {
@@ -481,40 +486,17 @@ pub(crate) fn unix_now() -> u64 {
 /// `xmlns='jabber:client'` a client wrote becomes `jabber:server`
 /// (RFC 6120 §4.8.3); without one it takes the stream's.
 pub(crate) fn server_bytes(s: &Stanza) -> bytes::Bytes {
-    rewrite_ns(s, proto::ns::CLIENT, Some(proto::ns::SERVER))
+    if s.declares_ns(proto::ns::CLIENT) {
+        s.clone()
+            .renamespaced(proto::ns::CLIENT, Some(proto::ns::SERVER))
+            .raw
+    } else {
+        s.raw.clone()
+    }
 }
 
 /// A stanza read from a server: a top-level `xmlns='jabber:server'` is
 /// dropped, so that it takes the client stream's namespace on delivery.
 pub(crate) fn client_stanza(s: Stanza) -> Stanza {
-    if !s.attrs.iter().any(|(k, _)| k == "xmlns") {
-        return s;
-    }
-    let attrs = s
-        .attrs
-        .iter()
-        .filter(|(k, v)| !(k == "xmlns" && v == proto::ns::SERVER))
-        .cloned()
-        .collect();
-    let from = s.from.clone();
-    let to = s.to.clone();
-    Stanza { attrs, ..s }.restamped(from, to)
-}
-
-fn rewrite_ns(s: &Stanza, from_ns: &str, to_ns: Option<&str>) -> bytes::Bytes {
-    if !s.attrs.iter().any(|(k, v)| k == "xmlns" && v == from_ns) {
-        return s.raw.clone();
-    }
-    let attrs = s
-        .attrs
-        .iter()
-        .filter_map(|(k, v)| {
-            if k == "xmlns" && v == from_ns {
-                to_ns.map(|n| (k.clone(), n.to_string()))
-            } else {
-                Some((k.clone(), v.clone()))
-            }
-        })
-        .collect();
-    Stanza { attrs, ..s.clone() }.rewrite(s.from.as_ref(), s.to.as_ref())
+    s.renamespaced(proto::ns::SERVER, None)
 }

@@ -19,8 +19,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
-use super::stream::{DIALBACK, DIALBACK_FEATURE, Failure, Transport, XmlStream, header};
+use super::stream::{DIALBACK, DIALBACK_FEATURE, Failure, XmlStream, header};
 use super::{AuthMethod, Queued, S2s, Status};
+use crate::io::Io;
 
 /// Why no stream to a peer could be set up.
 #[derive(Debug, thiserror::Error)]
@@ -420,9 +421,9 @@ async fn negotiate(
             .connect(name, tcp)
             .await
             .map_err(|e| ConnectError::Refused(format!("TLS: {e}")))?;
-        Transport::Connected(Box::new(tls))
+        Io::TlsOut(Box::new(tls))
     } else {
-        Transport::Plain(tcp)
+        Io::Plain(tcp)
     };
     let mut stream = XmlStream::new(io, s2s.limits);
     let (mut hdr, mut features) = restart(&mut stream, local, remote).await?;
@@ -494,12 +495,7 @@ async fn restart(
             "the peer's stream is not jabber:server".to_string(),
         ));
     }
-    if hdr
-        .version
-        .as_deref()
-        .and_then(|v| v.split('.').next()?.parse::<u32>().ok())
-        < Some(1)
-    {
+    if !super::stream::speaks_xmpp_1(&hdr) {
         stream.fail(StreamCondition::UnsupportedVersion, None).await;
         return Err(ConnectError::Refused(
             "the peer does not speak XMPP 1.0".to_string(),

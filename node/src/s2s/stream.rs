@@ -3,82 +3,19 @@
 //! TLS (STARTTLS) and restarts.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
+use crate::io::Io;
 use proto::error::StreamCondition;
 use proto::xml::{Limits, StreamEvent, StreamParser, XmlError};
 use proto::{Element, ns};
 use rustls_pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The dialback namespace (XEP-0220), declared on our stream headers as
 /// `db`.
 pub const DIALBACK: &str = "jabber:server:dialback";
 /// XEP-0220 §2.4: the stream feature offering dialback.
 pub const DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
-
-pub(crate) enum Transport {
-    Plain(TcpStream),
-    /// We accepted the TLS (inbound).
-    Accepted(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    /// We started the TLS (outbound).
-    Connected(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-    Upgrading,
-}
-
-fn upgrading() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "transport is being upgraded")
-}
-
-impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Accepted(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Transport::Connected(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Transport::Upgrading => Poll::Ready(Err(upgrading())),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Transport::Accepted(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Transport::Connected(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Transport::Upgrading => Poll::Ready(Err(upgrading())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
-            Transport::Accepted(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Transport::Connected(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Transport::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Transport::Accepted(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Transport::Connected(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Transport::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
-}
 
 /// Why a stream stopped.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +43,7 @@ pub enum Failure {
 }
 
 pub(crate) struct XmlStream {
-    pub io: Transport,
+    pub io: Io,
     pub parser: StreamParser,
     /// Bytes read so far (for the read-rate limit and status).
     pub read: u64,
@@ -117,7 +54,7 @@ const CHUNK: usize = 16 * 1024;
 pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl XmlStream {
-    pub fn new(io: Transport, limits: Limits) -> XmlStream {
+    pub fn new(io: Io, limits: Limits) -> XmlStream {
         XmlStream {
             io,
             parser: StreamParser::new(limits),
@@ -212,14 +149,14 @@ impl XmlStream {
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self.io, Transport::Accepted(_) | Transport::Connected(_))
+        matches!(self.io, Io::Tls(_) | Io::TlsOut(_))
     }
 
     /// The certificate chain the peer presented in TLS.
     pub fn peer_certs(&self) -> Option<Vec<CertificateDer<'static>>> {
         let certs = match &self.io {
-            Transport::Accepted(t) => t.get_ref().1.peer_certificates(),
-            Transport::Connected(t) => t.get_ref().1.peer_certificates(),
+            Io::Tls(t) => t.get_ref().1.peer_certificates(),
+            Io::TlsOut(t) => t.get_ref().1.peer_certificates(),
             _ => None,
         }?;
         Some(certs.iter().map(|c| c.clone().into_owned()).collect())
@@ -230,14 +167,14 @@ impl XmlStream {
         &mut self,
         acceptor: &tokio_rustls::TlsAcceptor,
     ) -> Result<(), Failure> {
-        let Transport::Plain(tcp) = std::mem::replace(&mut self.io, Transport::Upgrading) else {
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Upgrading) else {
             return Err(Failure::Protocol(
                 StreamCondition::PolicyViolation,
                 "TLS twice".to_string(),
             ));
         };
         let tls = acceptor.accept(tcp).await?;
-        self.io = Transport::Accepted(Box::new(tls));
+        self.io = Io::Tls(Box::new(tls));
         self.parser.reset();
         Ok(())
     }
@@ -248,7 +185,7 @@ impl XmlStream {
         connector: &tokio_rustls::TlsConnector,
         domain: &str,
     ) -> Result<(), Failure> {
-        let Transport::Plain(tcp) = std::mem::replace(&mut self.io, Transport::Upgrading) else {
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Upgrading) else {
             return Err(Failure::Protocol(
                 StreamCondition::PolicyViolation,
                 "TLS twice".to_string(),
@@ -256,7 +193,7 @@ impl XmlStream {
         };
         let name = server_name(domain)?;
         let tls = connector.connect(name, tcp).await?;
-        self.io = Transport::Connected(Box::new(tls));
+        self.io = Io::TlsOut(Box::new(tls));
         self.parser.reset();
         Ok(())
     }
@@ -295,4 +232,12 @@ pub async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     if shutdown.wait_for(|stop| *stop).await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// Whether a stream header says XMPP 1.0 or later (RFC 6120 §4.7.5).
+pub fn speaks_xmpp_1(hdr: &proto::xml::StreamHeader) -> bool {
+    hdr.version
+        .as_deref()
+        .and_then(|v| v.split('.').next()?.parse::<u32>().ok())
+        .is_some_and(|major| major >= 1)
 }

@@ -442,3 +442,41 @@ impl Client {
         Ok(c)
     }
 }
+
+/// Open an external component's stream (XEP-0114) for `domain`, in
+/// namespace `ns`; the client and the server's stream id.
+pub async fn component_open(
+    addr: SocketAddr,
+    domain: &str,
+    ns: &str,
+) -> anyhow::Result<(Client, String)> {
+    let mut c = Client::connect(addr).await;
+    c.send(&format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{ns}' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>"
+    ))
+    .await;
+    let id = match c.next().await? {
+        StreamEvent::Open(h) => h.id.unwrap_or_default(),
+        other => bail!("expected a header, got {other:?}"),
+    };
+    Ok((c, id))
+}
+
+/// The component's `<handshake/>` for stream `id` and `secret`.
+pub fn component_handshake(id: &str, secret: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let hex: String = Sha1::digest(format!("{id}{secret}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("<handshake>{hex}</handshake>")
+}
+
+/// A component's stream for `domain`, authenticated.
+pub async fn component(addr: SocketAddr, domain: &str, secret: &str) -> anyhow::Result<Client> {
+    let (mut c, id) = component_open(addr, domain, "jabber:component:accept").await?;
+    c.send(&component_handshake(&id, secret)).await;
+    let e = c.next_element().await?;
+    anyhow::ensure!(e.name == "handshake", "got {}", e.name);
+    Ok(c)
+}

@@ -23,13 +23,8 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, s: Stanza) {
     };
     // Both addresses written out, and the content namespace left to the
     // component's stream (`jabber:component:accept`).
-    let attrs = s
-        .attrs
-        .iter()
-        .filter(|(k, v)| !(k == "xmlns" && v == proto::ns::CLIENT))
-        .cloned()
-        .collect();
-    let bytes = Stanza { attrs, ..s.clone() }.rewrite(s.from.as_ref(), s.to.as_ref());
+    let out = s.clone().renamespaced(proto::ns::CLIENT, None);
+    let bytes = out.rewrite(out.from.as_ref(), out.to.as_ref());
     if !ctx.send(&sink, Outbound::Stanza(bytes)) && s.kind != Kind::Presence {
         ctx.bounce(
             &s,

@@ -1154,3 +1154,50 @@ async fn a_core_node_joining_after_the_log_was_purged_is_sent_a_snapshot() {
     assert!(missing.is_empty(), "not in node 4's store: {missing:?}");
     assert!(listed.contains(after.as_str()), "{out}");
 }
+
+/// A member whose first start comes after the other two formed the
+/// cluster (a slow pod, a node started by hand later) joins them: it has
+/// never held data, so it is not taken for one that lost its volume.
+/// Once it has held data, a start on an emptied volume is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_starts_after_the_others_formed_the_cluster_joins_them() {
+    let mut cores = Cores::configure("localhost", "");
+    for i in 0..2 {
+        cores.procs[i] = Some(start(&cores.cfgs[i], "cluster listener (gRPC)").0);
+    }
+    // Nodes 1 and 2 are a majority of three: they elect leaders and
+    // serve without node 3.
+    for i in 0..2 {
+        cores.wait_admin(i).await;
+    }
+    until(
+        "nodes 1 and 2 lead every shard",
+        Duration::from_secs(30),
+        || {
+            let (_, st) = cores.status(0);
+            st.contains("meta leader:") && (0..16).all(|s| leader_in_status(&st, s).is_some())
+        },
+    )
+    .await;
+    cores.procs[2] = Some(start(&cores.cfgs[2], "cluster listener (gRPC)").0);
+    cores.wait_admin(2).await;
+    // Node 3 catches up and takes the lead of its shards.
+    cores.wait_balanced(0).await;
+    let p = cores.procs[2].as_mut().expect("node 3");
+    assert!(p.0.try_wait().expect("wait").is_none(), "node 3 runs");
+
+    // Node 3 recorded that it holds data (within a publish round, 200 ms).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cores.kill(2);
+    std::fs::remove_dir_all(cores.dir.path().join("core3")).expect("wipe node 3's data");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cores.cfgs[2])
+        .arg("serve")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run xmppd");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("has no cluster data here"), "{text}");
+}

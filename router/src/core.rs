@@ -1024,6 +1024,11 @@ impl Core {
         self.shared.cluster.is_left(id)
     }
 
+    /// Whether node `id` has held cluster data (see `membership::data_key`).
+    pub fn holds_data(&self, id: u64) -> bool {
+        self.shared.cluster.holds_data(id)
+    }
+
     /// The meta group's leader, as this node knows it.
     pub fn meta_leader(&self) -> Option<u64> {
         self.shared.cluster.meta.metrics().borrow().current_leader

@@ -577,6 +577,7 @@ impl pb::admin_server::Admin for CoreService {
             healthy,
             sessions: 0,
             state: state.to_string(),
+            holds_data: self.core.holds_data(id),
         };
         // The members as the meta group has them (this node alone, with
         // its own address, when it is a single node). Another node is
@@ -625,6 +626,7 @@ impl pb::admin_server::Admin for CoreService {
                     self.core.session_count_via(&link).await as u64
                 },
                 state: String::new(),
+                holds_data: false,
             });
         }
         members.sort_by_key(|m| (m.role, m.id));

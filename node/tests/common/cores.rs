@@ -32,6 +32,18 @@ impl Cores {
 
     /// [`Cores::start_with`] serving `domain`.
     pub async fn start_for(domain: &str, extra: &str) -> Cores {
+        let mut cores = Cores::configure(domain, extra);
+        for i in 0..3 {
+            cores.procs[i] = Some(start(&cores.cfgs[i], "cluster listener (gRPC)").0);
+        }
+        for i in 0..3 {
+            cores.wait_admin(i).await;
+        }
+        cores
+    }
+
+    /// Three core nodes configured, none started.
+    pub fn configure(domain: &str, extra: &str) -> Cores {
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
         let http: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
@@ -56,22 +68,14 @@ impl Cores {
                 )
             })
             .collect();
-        let procs = cfgs
-            .iter()
-            .map(|c| Some(start(c, "cluster listener (gRPC)").0))
-            .collect();
-        let cores = Cores {
+        Cores {
             dir,
             cfgs,
             addrs,
             http,
-            procs,
+            procs: vec![None, None, None],
             domain: domain.to_string(),
-        };
-        for i in 0..3 {
-            cores.wait_admin(i).await;
         }
-        cores
     }
 
     /// Node `i` (0-based) serves its admin socket (after its shards have

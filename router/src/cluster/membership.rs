@@ -43,6 +43,14 @@ pub(crate) fn left_key(id: u64) -> Vec<u8> {
     format!("left/{id}").into_bytes()
 }
 
+/// The meta group's key recording that node `id` has held cluster data
+/// (it applied the meta group's log as a voter). A node that starts with
+/// no data while the running cluster has this key for it lost its volume;
+/// one without it is a member whose first start came late.
+pub(crate) fn data_key(id: u64) -> Vec<u8> {
+    format!("data/{id}").into_bytes()
+}
+
 /// Whether `addr` is `host:port` with a port and a plausible host name
 /// or IP address.
 fn valid_addr(addr: &str) -> bool {
@@ -171,6 +179,12 @@ impl Cluster {
         matches!(self.meta_state.get(&left_key(id)), Ok(Some(_)))
     }
 
+    /// Whether node `id` has held cluster data, as it recorded in the
+    /// meta group ([`data_key`]).
+    pub fn holds_data(&self, id: u64) -> bool {
+        matches!(self.meta_state.get(&data_key(id)), Ok(Some(_)))
+    }
+
     /// The meta leader, if known, and its address.
     fn meta_leader(&self) -> (Option<u64>, Option<String>) {
         let m = self.meta.metrics();
@@ -278,10 +292,13 @@ impl Cluster {
         }
         self.meta
             .client_write(Command {
-                ops: vec![Op::Put {
-                    key: left_key(id),
-                    value: b"1".to_vec(),
-                }],
+                ops: vec![
+                    Op::Put {
+                        key: left_key(id),
+                        value: b"1".to_vec(),
+                    },
+                    Op::Delete { key: data_key(id) },
+                ],
             })
             .await
             .map_err(raft_err)?;
@@ -655,6 +672,26 @@ pub(crate) async fn publish(shared: std::sync::Weak<Cluster>) {
                 ops.push(Op::Put {
                     key: shard_key(i),
                     value,
+                });
+            }
+        }
+        // This node holds cluster data once it has applied the meta
+        // group's log as a voter: recorded once, so that a later start
+        // with an emptied volume is refused (`open_groups`).
+        if !sh.is_left(me) && !sh.holds_data(me) {
+            let m = sh.meta.metrics();
+            let voter_with_data = {
+                let m = m.borrow();
+                m.last_applied.is_some()
+                    && m.membership_config
+                        .membership()
+                        .voter_ids()
+                        .any(|v| v == me)
+            };
+            if voter_with_data {
+                ops.push(Op::Put {
+                    key: data_key(me),
+                    value: b"1".to_vec(),
                 });
             }
         }

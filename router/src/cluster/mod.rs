@@ -435,39 +435,63 @@ pub(crate) struct Opened {
     pub shard_states: Vec<storage::raft::StateMachine>,
 }
 
-/// The members of the cluster that this node's peers run, if one of them
-/// answers with any (each asked for at most 2 s). `None`: no cluster yet,
+/// What this node's peers say of the cluster they run.
+#[derive(Debug, Default)]
+struct Running {
+    /// The members, from the first peer that answers with a meta leader.
+    members: Vec<u64>,
+    /// Whether any answering peer records this node as having held
+    /// cluster data (`membership::data_key`).
+    had_data: bool,
+}
+
+/// The cluster that this node's peers run, if any of them answers with
+/// one (each asked for at most 2 s, all at once). `None`: no cluster yet,
 /// or no peer answers (a first start, when they all start together).
-async fn running_members(cfg: &CoreConfig) -> Option<Vec<u64>> {
+async fn running_cluster(cfg: &CoreConfig) -> Option<Running> {
     use proto::cluster::pb;
-    for (id, addr) in &cfg.peers {
-        if *id == cfg.node_id {
-            continue;
-        }
-        let ask = async {
-            let mut admin = admin_client::admin_at(addr).await.ok()?;
-            admin
-                .status(pb::StatusRequest { map_only: true })
-                .await
-                .ok()
-                .map(|r| r.into_inner())
-        };
-        let Ok(Some(st)) = tokio::time::timeout(Duration::from_secs(2), ask).await else {
-            continue;
-        };
-        let members: Vec<u64> = st
-            .members
-            .iter()
-            .filter(|m| m.role == pb::Role::Core as i32 && m.state.is_empty())
-            .map(|m| m.id)
-            .collect();
+    let me = cfg.node_id;
+    let asks = cfg
+        .peers
+        .iter()
+        .filter(|(id, _)| *id != me)
+        .map(|(_, addr)| {
+            let ask = async move {
+                let mut admin = admin_client::admin_at(addr).await.ok()?;
+                admin
+                    .status(pb::StatusRequest { map_only: true })
+                    .await
+                    .ok()
+                    .map(|r| r.into_inner())
+            };
+            async move {
+                tokio::time::timeout(Duration::from_secs(2), ask)
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        });
+    let mut running: Option<Running> = None;
+    for st in futures::future::join_all(asks).await.into_iter().flatten() {
+        let core = |m: &&pb::Member| m.role == pb::Role::Core as i32 && m.state.is_empty();
+        let members: Vec<u64> = st.members.iter().filter(core).map(|m| m.id).collect();
         // A peer that waits for its cluster lists itself alone, as
         // "joining"; a running cluster has a meta leader.
-        if st.meta_leader.is_some() && !members.is_empty() {
-            return Some(members);
+        if st.meta_leader.is_none() || members.is_empty() {
+            continue;
         }
+        let had_data = st
+            .members
+            .iter()
+            .filter(core)
+            .any(|m| m.id == me && m.holds_data);
+        let r = running.get_or_insert_with(|| Running {
+            members,
+            had_data: false,
+        });
+        r.had_data |= had_data;
     }
-    None
+    running
 }
 
 /// Open (or create) the meta group and the Raft group of every shard on
@@ -523,9 +547,11 @@ pub(crate) async fn open_groups(
     let meta = open(meta_group, log, sm).await?;
     // A node with no cluster state yet: the founder creates the groups,
     // unless its peers already run a cluster. One that lists this node as
-    // a member means this node lost its data (an emptied volume): as a
-    // voter with an empty log it could elect a leader that lacks
-    // committed entries, so it refuses to start.
+    // a member that has held data means this node lost its data (an
+    // emptied volume): as a voter with an empty log it could elect a
+    // leader that lacks committed entries, so it refuses to start. A
+    // member that never held any is a first start that came late (its
+    // peers formed the cluster without it): it waits to hear from them.
     if meta.is_initialized().await.map_err(|e| raft_err(&e))? {
         // A restart: a shard group left uninitialized by a crash during
         // the first start is created as it was meant to be.
@@ -534,15 +560,22 @@ pub(crate) async fn open_groups(
         let running = if cfg.peers.is_empty() {
             None
         } else {
-            running_members(cfg).await
+            running_cluster(cfg).await
         };
         match running {
-            Some(members) if members.contains(&me) => {
+            Some(Running { members, had_data }) if members.contains(&me) && had_data => {
                 return Err(CoreError::Membership(format!(
                     "node {me} is a member of the running cluster (members {members:?}) but has no cluster data here (a lost or emptied volume?): take it out first with `xmppd cluster remove-node {me}` on another core node, then start it again to join as a new replica"
                 )));
             }
-            Some(_) => {}
+            Some(Running { members, .. }) => {
+                if members.contains(&me) {
+                    tracing::info!(
+                        ?members,
+                        "the other members formed the cluster without this node: it joins them with no data yet"
+                    );
+                }
+            }
             None if founder => {
                 found.store(true, std::sync::atomic::Ordering::Relaxed);
                 meta.initialize(voters.clone())

@@ -233,21 +233,35 @@ fn publish_xml(node: &str, id: &str) -> String {
     )
 }
 
-/// The ids of every item of `node`, as `c` retrieves them.
+/// The ids of every item of `node`, as `c` retrieves them. A request
+/// that gets no answer in 10 s is sent again, as a client would (a stanza
+/// relayed between core nodes while leaders move may be lost; the items
+/// are what is checked here).
 async fn stored_ids(c: &mut Client, node: &str, id: &str) -> Vec<String> {
     let get = format!(
         "<pubsub xmlns='{}'><items node='{node}'/></pubsub>",
         ns::PUBSUB
     );
-    c.send(&format!("<iq type='get' id='{id}' to='{PS}'>{get}</iq>"))
-        .await;
-    let r = tokio::time::timeout(
-        Duration::from_secs(10),
-        c.expect(|e| e.attr("id") == Some(id)),
-    )
-    .await
-    .expect("an answer in time")
-    .expect("items");
+    let mut answer = None;
+    for attempt in 0..3 {
+        let id = format!("{id}-{attempt}");
+        c.send(&format!("<iq type='get' id='{id}' to='{PS}'>{get}</iq>"))
+            .await;
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            c.expect(|e| e.attr("id") == Some(id.as_str())),
+        )
+        .await
+        {
+            Ok(Ok(r)) => {
+                answer = Some(r);
+                break;
+            }
+            Ok(Err(e)) if !e.to_string().contains("timed out") => panic!("items: {e}"),
+            _ => eprintln!("items request {id} unanswered in 10 s; asking again"),
+        }
+    }
+    let r = answer.expect("the items, within three requests");
     assert_eq!(r.attr("type"), Some("result"), "{r:?}");
     r.child("pubsub", ns::PUBSUB)
         .and_then(|p| p.child("items", ns::PUBSUB))

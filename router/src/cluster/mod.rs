@@ -485,7 +485,7 @@ async fn running_cluster(cfg: &CoreConfig) -> Option<Running> {
             .iter()
             .filter(core)
             .any(|m| m.id == me && m.holds_data);
-        let r = running.get_or_insert_with(|| Running {
+        let r = running.get_or_insert(Running {
             members,
             had_data: false,
         });
@@ -568,14 +568,13 @@ pub(crate) async fn open_groups(
                     "node {me} is a member of the running cluster (members {members:?}) but has no cluster data here (a lost or emptied volume?): take it out first with `xmppd cluster remove-node {me}` on another core node, then start it again to join as a new replica"
                 )));
             }
-            Some(Running { members, .. }) => {
-                if members.contains(&me) {
-                    tracing::info!(
-                        ?members,
-                        "the other members formed the cluster without this node: it joins them with no data yet"
-                    );
-                }
+            Some(Running { members, .. }) if members.contains(&me) => {
+                tracing::info!(
+                    ?members,
+                    "the other members formed the cluster without this node: it joins them with no data yet"
+                );
             }
+            Some(_) => {}
             None if founder => {
                 found.store(true, std::sync::atomic::Ordering::Relaxed);
                 meta.initialize(voters.clone())

@@ -173,10 +173,11 @@ pub fn list_domain(raw: &str) -> Result<String, AdminError> {
 }
 
 /// Bind the socket and serve it until shutdown. `domains` are the served
-/// domains in canonical form.
+/// domains in canonical form. An edge has no `core`: it answers
+/// `s2s status` and refuses the rest, which a core node answers.
 pub fn serve(
     path: &Path,
-    core: Core,
+    core: Option<Core>,
     domains: Vec<String>,
     s2s: Option<std::sync::Arc<crate::s2s::S2s>>,
     mut shutdown: watch::Receiver<bool>,
@@ -205,9 +206,37 @@ pub fn serve(
     }))
 }
 
+/// [`serve`] on an edge, which has no store and so no lock on its data
+/// directory: a socket that answers belongs to another running process
+/// and is left alone, and an edge that cannot have a socket (a read-only
+/// directory) runs on without one.
+pub async fn serve_edge(
+    path: &Path,
+    domains: Vec<String>,
+    s2s: Option<std::sync::Arc<crate::s2s::S2s>>,
+    shutdown: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    if UnixStream::connect(path).await.is_ok() {
+        tracing::warn!(path = %path.display(), "another process serves the admin socket of this data directory; this edge serves none");
+        return None;
+    }
+    let made = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| serve(path, None, domains, s2s, shutdown));
+    match made {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "no admin socket on this edge");
+            None
+        }
+    }
+}
+
 async fn session(
     s: UnixStream,
-    core: Core,
+    core: Option<Core>,
     domains: std::sync::Arc<Vec<String>>,
     s2s: Option<std::sync::Arc<crate::s2s::S2s>>,
 ) {
@@ -230,7 +259,7 @@ async fn session(
             }
         } else {
             match serde_json::from_slice::<Request>(&line) {
-                Ok(req) => execute(&core, &domains, s2s.as_deref(), req).await,
+                Ok(req) => execute(core.as_ref(), &domains, s2s.as_deref(), req).await,
                 Err(e) => Response::Err {
                     message: format!("malformed request: {e}"),
                 },
@@ -256,7 +285,7 @@ where
 }
 
 async fn execute(
-    core: &Core,
+    core: Option<&Core>,
     domains: &[String],
     s2s: Option<&crate::s2s::S2s>,
     req: Request,
@@ -266,18 +295,27 @@ async fn execute(
         sessions,
         lines,
     };
+    if let Request::S2s = req {
+        return match s2s {
+            Some(f) => ok(
+                Vec::new(),
+                Vec::new(),
+                crate::s2s::status_lines(&f.status()),
+            ),
+            None => Response::Err {
+                message: "federation is off on this node (s2s.enabled = false)".into(),
+            },
+        };
+    }
+    let Some(core) = core else {
+        return Response::Err {
+            message: "this node is an edge: accounts, sessions, rooms and nodes are the core's; run the command on a core node".into(),
+        };
+    };
     let r = match req {
         Request::Sessions { user } => sessions(core, domains, user.as_deref())
             .await
             .map(|s| ok(Vec::new(), s, Vec::new())),
-        Request::S2s => match s2s {
-            Some(f) => Ok(ok(
-                Vec::new(),
-                Vec::new(),
-                crate::s2s::status_lines(&f.status()),
-            )),
-            None => Err("federation is off on this node (s2s.enabled = false)".to_string()),
-        },
         Request::Rooms { .. }
         | Request::Destroy { .. }
         | Request::Nodes { .. }

@@ -284,7 +284,22 @@ pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> 
         Some(Response::Err { message }) => bail!("{message}"),
         None => {}
     }
-    // No server running: work on the store directly.
+    // No server running: work on the store directly, on a single node.
+    // An edge has no accounts, and a core node's accounts change only
+    // through its shards' Raft logs (a write here would reach no other
+    // replica); reading a stopped core node's store is harmless.
+    let writes = !matches!(req, Request::List { .. });
+    match cfg.cluster.role {
+        crate::config::Role::Both => {}
+        crate::config::Role::Edge => bail!(
+            "this is an edge's configuration: accounts are kept by the core nodes; run the command with a core node's configuration, where it runs"
+        ),
+        crate::config::Role::Core if writes => bail!(
+            "no core node is running on {}: in a cluster, accounts change only through a running core node, so that every replica of the shard gets the change",
+            cfg.data_dir.display()
+        ),
+        crate::config::Role::Core => {}
+    }
     let store = router::open_store(
         &cfg.data_dir.join("db"),
         cfg.storage.sync_writes,
@@ -361,7 +376,7 @@ pub async fn service_command(cfg: &Config, req: crate::admin::Request) -> anyhow
         }
         Some(Response::Err { message }) => bail!("{message}"),
         None => bail!(
-            "no server is running on {} (this is answered by a running server; on a cluster, run it on a core node, or for `s2s status` on a node with role \"both\")",
+            "no server is running on {} (this is answered by a running server; on a cluster, run it on a core node, or for `s2s status` on an edge that federates)",
             cfg.data_dir.display()
         ),
     }

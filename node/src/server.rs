@@ -417,11 +417,17 @@ impl Server {
         if let Some(core) = &core {
             tasks.push(crate::admin::serve(
                 &admin_socket,
-                core.clone(),
+                Some(core.clone()),
                 domains.clone(),
                 s2s.clone(),
                 rx.clone(),
             )?);
+        } else if let Some(t) =
+            crate::admin::serve_edge(&admin_socket, domains.clone(), s2s.clone(), rx.clone()).await
+        {
+            // An edge answers `xmppd s2s status`, and tells the other
+            // commands to go to a core node.
+            tasks.push(t);
         }
         let mut c2s_addr = None;
         if let (true, Some(addr)) = (clients, &cfg.listeners.c2s) {

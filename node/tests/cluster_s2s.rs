@@ -100,6 +100,14 @@ async fn a_cluster_federates_through_its_edges_and_survives_losing_one() -> anyh
     // nodes keep them until an edge has written them).
     let carrier = if sent_out(http1) > 0 { 1 } else { 2 };
     assert!(sent_out(if carrier == 1 { http1 } else { http2 }) >= 5);
+    // `xmppd s2s status` with the carrying edge's configuration lists its
+    // stream to b.test (an edge's admin socket answers it); the user
+    // commands are the core's.
+    let edge_cfg = cores.dir.path().join(format!("edge1{carrier}.toml"));
+    let (ok, out) = common::procs::xmppd(&edge_cfg, &["s2s", "status"]);
+    assert!(ok && out.contains("b.test"), "{out}");
+    let (ok, out) = common::procs::xmppd(&edge_cfg, &["user", "list"]);
+    assert!(!ok && out.contains("edge"), "{out}");
     let (sender, mut victim, survivor_http) = if carrier == 1 {
         (&mut alice2, e1, http2)
     } else {

@@ -109,6 +109,49 @@ fn user_commands_work_with_the_server_stopped() {
     );
 }
 
+/// With no server running, the user commands write to the store only on
+/// a single node: an edge has no accounts (it used to make a store of its
+/// own and report success), and a core node's store changes only through
+/// its shards' Raft logs (`user list` may still read it).
+#[test]
+fn user_commands_with_a_cluster_nodes_stopped_configuration_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, cluster, expect) in [
+        (
+            "edge",
+            "role = \"edge\"\nnode_id = 7\ncore = \"127.0.0.1:1\"\n",
+            "edge's configuration",
+        ),
+        (
+            "core",
+            "role = \"core\"\nnode_id = 1\nlisten = \"127.0.0.1:0\"\npeers = [\"1=127.0.0.1:1\", \"2=127.0.0.1:2\"]\n",
+            "no core node is running",
+        ),
+    ] {
+        let data = dir.path().join(name);
+        let cfg = dir.path().join(format!("{name}.toml"));
+        let text = format!(
+            "domains = [\"localhost\"]\ndata_dir = \"{}\"\n\n[cluster]\n{cluster}",
+            data.display()
+        );
+        std::fs::write(&cfg, text).expect("config");
+        for args in [
+            &["user", "add", "alice@localhost", "--password", PW][..],
+            &["user", "passwd", "alice@localhost", "--password", PW][..],
+            &["user", "del", "alice@localhost"][..],
+        ] {
+            let out = xmppd(&cfg, args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{name} {args:?}: {err}");
+            assert!(err.contains(expect), "{name} {args:?}: {err}");
+        }
+        assert!(!data.join("db").exists(), "{name}: no store made");
+    }
+    let out = xmppd(&dir.path().join("edge.toml"), &["user", "list"]);
+    assert!(!out.status.success());
+    assert!(!dir.path().join("edge").join("db").exists());
+}
+
 #[test]
 fn config_check_reports_problems() {
     let dir = tempfile::tempdir().expect("tempdir");

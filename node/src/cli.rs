@@ -295,7 +295,7 @@ pub async fn user_command(cfg: &Config, cmd: UserCommand) -> anyhow::Result<()> 
             "this is an edge's configuration: accounts are kept by the core nodes; run the command with a core node's configuration, where it runs"
         ),
         crate::config::Role::Core if writes => bail!(
-            "no core node is running on {}: in a cluster, accounts change only through a running core node, so that every replica of the shard gets the change",
+            "no core node is running on {}: a core node's accounts change only through its running shards (their Raft logs), so that every replica, now or added later, gets the change; start it and run the command again",
             cfg.data_dir.display()
         ),
         crate::config::Role::Core => {}

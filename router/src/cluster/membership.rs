@@ -251,10 +251,14 @@ impl Cluster {
                 "{addr} is the address of member {other}"
             )));
         }
-        // A node that was removed before may come back.
+        // A node that was removed before may come back, as a new replica
+        // (it marks itself as holding data again once it does).
         self.meta
             .client_write(Command {
-                ops: vec![Op::Delete { key: left_key(id) }],
+                ops: vec![
+                    Op::Delete { key: left_key(id) },
+                    Op::Delete { key: data_key(id) },
+                ],
             })
             .await
             .map_err(raft_err)?;
@@ -292,13 +296,10 @@ impl Cluster {
         }
         self.meta
             .client_write(Command {
-                ops: vec![
-                    Op::Put {
-                        key: left_key(id),
-                        value: b"1".to_vec(),
-                    },
-                    Op::Delete { key: data_key(id) },
-                ],
+                ops: vec![Op::Put {
+                    key: left_key(id),
+                    value: b"1".to_vec(),
+                }],
             })
             .await
             .map_err(raft_err)?;
@@ -675,22 +676,29 @@ pub(crate) async fn publish(shared: std::sync::Weak<Cluster>) {
                 });
             }
         }
-        // This node holds cluster data once it has applied the meta
-        // group's log as a voter: recorded once, so that a later start
-        // with an emptied volume is refused (`open_groups`).
-        if !sh.is_left(me) && !sh.holds_data(me) {
+        // A voter holds cluster data once it has applied the meta group's
+        // log (this node, of itself) or acknowledged its entries (any
+        // voter, as its leader sees it): recorded once, so that a later
+        // start with an emptied volume is refused (`open_groups`).
+        let holding: Vec<u64> = {
             let m = sh.meta.metrics();
-            let voter_with_data = {
-                let m = m.borrow();
-                m.last_applied.is_some()
-                    && m.membership_config
-                        .membership()
-                        .voter_ids()
-                        .any(|v| v == me)
-            };
-            if voter_with_data {
+            let m = m.borrow();
+            let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+            voters
+                .into_iter()
+                .filter(|v| {
+                    let acked = m
+                        .replication
+                        .as_ref()
+                        .is_some_and(|r| r.get(v).is_some_and(|l| l.is_some()));
+                    (*v == me && m.last_applied.is_some()) || acked
+                })
+                .collect()
+        };
+        for v in holding {
+            if !sh.is_left(v) && !sh.holds_data(v) {
                 ops.push(Op::Put {
-                    key: data_key(me),
+                    key: data_key(v),
                     value: b"1".to_vec(),
                 });
             }
@@ -698,7 +706,7 @@ pub(crate) async fn publish(shared: std::sync::Weak<Cluster>) {
         if !ops.is_empty()
             && let Err(e) = sh.meta_write(ops).await
         {
-            tracing::debug!(error = %e, "publishing the shard map failed; retrying");
+            tracing::debug!(error = %e, "writing the shard map or data marks failed; retrying");
         }
     }
 }

@@ -472,24 +472,36 @@ async fn running_cluster(cfg: &CoreConfig) -> Option<Running> {
             }
         });
     let mut running: Option<Running> = None;
+    let mut had_data = false;
     for st in futures::future::join_all(asks).await.into_iter().flatten() {
-        let core = |m: &&pb::Member| m.role == pb::Role::Core as i32 && m.state.is_empty();
-        let members: Vec<u64> = st.members.iter().filter(core).map(|m| m.id).collect();
-        // A peer that waits for its cluster lists itself alone, as
-        // "joining"; a running cluster has a meta leader.
-        if st.meta_leader.is_none() || members.is_empty() {
-            continue;
-        }
-        let had_data = st
+        let core = |m: &&pb::Member| m.role == pb::Role::Core as i32;
+        // Any peer that records this node as holding data says so, with
+        // or without a meta leader (a peer that restarted has the marks
+        // in its own applied state), whatever state it lists it in.
+        had_data |= st
             .members
             .iter()
             .filter(core)
             .any(|m| m.id == me && m.holds_data);
-        let r = running.get_or_insert(Running {
-            members,
-            had_data: false,
-        });
-        r.had_data |= had_data;
+        let members: Vec<u64> = st
+            .members
+            .iter()
+            .filter(core)
+            .filter(|m| m.state.is_empty())
+            .map(|m| m.id)
+            .collect();
+        // A peer that waits for its cluster lists itself alone, as
+        // "joining"; a running cluster has a meta leader.
+        if st.meta_leader.is_some() && !members.is_empty() && running.is_none() {
+            running = Some(Running {
+                members,
+                had_data: false,
+            });
+        }
+    }
+    if had_data {
+        let r = running.get_or_insert_with(Running::default);
+        r.had_data = true;
     }
     running
 }
@@ -546,12 +558,12 @@ pub(crate) async fn open_groups(
     let meta_state = sm.clone();
     let meta = open(meta_group, log, sm).await?;
     // A node with no cluster state yet: the founder creates the groups,
-    // unless its peers already run a cluster. One that lists this node as
-    // a member that has held data means this node lost its data (an
-    // emptied volume): as a voter with an empty log it could elect a
-    // leader that lacks committed entries, so it refuses to start. A
-    // member that never held any is a first start that came late (its
-    // peers formed the cluster without it): it waits to hear from them.
+    // unless its peers already run a cluster. A peer that records this
+    // node as having held data means it lost its data (an emptied
+    // volume): as a voter with an empty log it could elect a leader that
+    // lacks committed entries, so it refuses to start. A member that
+    // never held any is a first start that came late (its peers formed
+    // the cluster without it): it waits to hear from them.
     if meta.is_initialized().await.map_err(|e| raft_err(&e))? {
         // A restart: a shard group left uninitialized by a crash during
         // the first start is created as it was meant to be.
@@ -563,9 +575,9 @@ pub(crate) async fn open_groups(
             running_cluster(cfg).await
         };
         match running {
-            Some(Running { members, had_data }) if members.contains(&me) && had_data => {
+            Some(Running { had_data: true, .. }) => {
                 return Err(CoreError::Membership(format!(
-                    "node {me} is a member of the running cluster (members {members:?}) but has no cluster data here (a lost or emptied volume?): take it out first with `xmppd cluster remove-node {me}` on another core node, then start it again to join as a new replica"
+                    "node {me} held data of the cluster, as its peers record, but has no cluster data here (a lost or emptied volume?): take it out first with `xmppd cluster remove-node {me}` on another core node, then start it again to join as a new replica"
                 )));
             }
             Some(Running { members, .. }) if members.contains(&me) => {

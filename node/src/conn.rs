@@ -95,6 +95,10 @@ struct Conn {
     /// The client closed its stream (`</stream:stream>`): the session
     /// ends for good, even a resumable one.
     peer_closed: bool,
+    /// The session has Message Carbons (XEP-0280) on: its messages go
+    /// through its own shard first, which copies them to the account's
+    /// other sessions (`Trail::via_sender`).
+    carbons: bool,
     done: bool,
 }
 
@@ -196,6 +200,7 @@ impl Conn {
             held: None,
             sm: None,
             peer_closed: false,
+            carbons: false,
             done: false,
         }
     }
@@ -453,6 +458,15 @@ impl Conn {
                 });
                 if let Some(sp) = &span {
                     st.trail = sp.continue_trail(&st.trail);
+                }
+                match st.kind {
+                    proto::stanza::Kind::Message => st.trail.via_sender = self.carbons,
+                    proto::stanza::Kind::Iq => {
+                        if let Some(on) = carbons_request(&st) {
+                            self.carbons = on;
+                        }
+                    }
+                    proto::stanza::Kind::Presence => {}
                 }
                 if self.edge.core.route(st).await.is_err() {
                     self.fail(StreamCondition::SystemShutdown, None).await;
@@ -1072,4 +1086,30 @@ async fn recv(inbox: &mut Option<SessionInbox>) -> Received {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether `iq` turns Message Carbons (XEP-0280) on or off for its
+/// session: an IQ set to the server or the account with `<enable/>` or
+/// `<disable/>` (the core answers it; the connection only routes by it).
+fn carbons_request(iq: &proto::stanza::Stanza) -> Option<bool> {
+    const NS: &str = router::modules::carbons::NS;
+    if iq.stype() != "set" || !memchr_contains(&iq.raw, NS.as_bytes()) {
+        return None;
+    }
+    if iq.to.as_ref().is_some_and(|t| {
+        t.local().is_some() && Some(t.bare_str()) != iq.from.as_ref().map(|f| f.bare_str())
+    }) {
+        return None;
+    }
+    let el = iq.element(proto::ns::CLIENT).ok()?;
+    let p = el.elements().next()?;
+    match (p.ns == NS, p.name.as_str()) {
+        (true, "enable") => Some(true),
+        (true, "disable") => Some(false),
+        _ => None,
+    }
+}
+
+fn memchr_contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }

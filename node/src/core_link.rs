@@ -178,7 +178,7 @@ impl CoreLink {
         use crate::stream::Resumed;
         match self {
             CoreLink::Local(c) => match c.sm_resume(user, previd, h, sink).await {
-                Ok(Ok((jid, handled))) => Resumed::Yes(jid, handled),
+                Ok(Ok((jid, handled, carbons))) => Resumed::Yes(jid, handled, carbons),
                 Ok(Err(router::ResumeRefused::NotFound)) => Resumed::NotFound,
                 Ok(Err(router::ResumeRefused::TooHigh { handled })) => Resumed::TooHigh { handled },
                 Err(_) => Resumed::Unavailable,

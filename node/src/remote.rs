@@ -635,7 +635,7 @@ impl RemoteCore {
                         if let Some(b) = lock(&self.sessions).get_mut(&session) {
                             b.jid = jid.clone();
                         }
-                        return Resumed::Yes(jid, r.h);
+                        return Resumed::Yes(jid, r.h, r.carbons);
                     }
                     Err(_) => Resumed::Unavailable,
                 }

@@ -1186,8 +1186,9 @@ async fn a_member_that_starts_after_the_others_formed_the_cluster_joins_them() {
     let p = cores.procs[2].as_mut().expect("node 3");
     assert!(p.0.try_wait().expect("wait").is_none(), "node 3 runs");
 
-    // Node 3 recorded that it holds data (within a publish round, 200 ms).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Node 3's data is recorded in the meta group (by node 3 and by the
+    // meta leader, each within a publish round of 200 ms).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     cores.kill(2);
     std::fs::remove_dir_all(cores.dir.path().join("core3")).expect("wipe node 3's data");
     let out = Command::new(BIN)
@@ -1200,4 +1201,93 @@ async fn a_member_that_starts_after_the_others_formed_the_cluster_joins_them() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("has no cluster data here"), "{text}");
+}
+
+/// Message Carbons (XEP-0280) across a cluster: alice's two sessions on
+/// two edges, bob's shard led by another core node than hers. What bob
+/// sends to one of alice's sessions, and what one of them sends to bob,
+/// the other gets a copy of; after the leader of alice's shard is killed,
+/// the new leader still knows which sessions have carbons on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carbons_reach_a_users_sessions_on_other_edges() {
+    const CARBONS: &str = "urn:xmpp:carbons:2";
+    let mut cores = Cores::start().await;
+    cores.wait_balanced(0).await;
+    // alice's shard is led by node 2, bob's by node 3.
+    let alice = user_in_shard("alice", 1);
+    let bob = user_in_shard("bob", 2);
+    for u in [&alice, &bob] {
+        let (ok, out) = xmppd(&cores.cfgs[0], &["user", "add", u, "--password", PW]);
+        assert!(ok, "{out}");
+    }
+    let (_edge_a, addr_a) = cores.edge(21, 0);
+    let (_edge_b, addr_b) = cores.edge(22, 2);
+    let mut phone = Client::online(addr_a, &alice, PW, "phone")
+        .await
+        .expect("phone");
+    let mut desk = Client::online(addr_b, &alice, PW, "desk")
+        .await
+        .expect("desk");
+    let mut b = Client::online(addr_a, &bob, PW, "b").await.expect("bob");
+    for (c, id) in [(&mut phone, "e1"), (&mut desk, "e2")] {
+        c.send(&format!(
+            "<iq type='set' id='{id}'><enable xmlns='{CARBONS}'/></iq>"
+        ))
+        .await;
+        let r = c
+            .expect(|e| e.attr("id") == Some(id))
+            .await
+            .expect("enabled");
+        assert_eq!(r.attr("type"), Some("result"));
+    }
+    let carbon = |e: &Element, way: &str| -> Option<String> {
+        e.child(way, CARBONS)
+            .and_then(|w| w.child("forwarded", "urn:xmpp:forward:0"))
+            .and_then(|f| f.child("message", proto::ns::CLIENT))
+            .and_then(body)
+    };
+    for round in ["before", "after"] {
+        b.send(&format!(
+            "<message to='{alice}/phone' type='chat'><body>in {round}</body></message>"
+        ))
+        .await;
+        let m = phone
+            .expect(|e| e.name == "message" && body(e).is_some())
+            .await
+            .expect("the message");
+        assert_eq!(body(&m), Some(format!("in {round}")));
+        let c = desk
+            .expect(|e| e.name == "message" && carbon(e, "received").is_some())
+            .await
+            .expect("a received carbon on the other edge");
+        assert_eq!(carbon(&c, "received"), Some(format!("in {round}")));
+        assert_eq!(c.attr("from"), Some(alice.as_str()));
+
+        desk.send(&format!(
+            "<message to='{bob}' type='chat'><body>out {round}</body></message>"
+        ))
+        .await;
+        let m = b
+            .expect(|e| e.name == "message" && body(e).is_some())
+            .await
+            .expect("bob's message");
+        assert_eq!(body(&m), Some(format!("out {round}")));
+        let c = phone
+            .expect(|e| e.name == "message" && carbon(e, "sent").is_some())
+            .await
+            .expect("a sent carbon on the other edge");
+        assert_eq!(carbon(&c, "sent"), Some(format!("out {round}")));
+
+        if round == "before" {
+            // Node 2, the leader of alice's shard, dies: her sessions
+            // (carbons on) were replicated with the shard.
+            cores.kill(1);
+            until(
+                "a new leader for alice's shard",
+                Duration::from_secs(15),
+                || leader_in_status(&cores.status(0).1, 1).is_some_and(|l| l != 2),
+            )
+            .await;
+        }
+    }
 }

@@ -147,6 +147,14 @@ async fn slixmpp_stream_management_resumes_after_the_connection_is_cut() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slixmpp_carbons_plugin_gets_received_and_sent_copies() {
+    // XEP-0280 through slixmpp's xep_0280 plugin, Debian's and PyPI's.
+    for (python, _) in PYTHONS {
+        alice_and_bob(python, "carbons.py", "slixmpp carbons").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xmpp_js_logs_in_and_uses_pubsub_and_pep() {
     // A second client library (xmpp.js, @xmpp/client from npm; scripts/setup.sh
     // installs it under tests/interop/xmppjs).

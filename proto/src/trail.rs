@@ -20,6 +20,11 @@ pub struct Trail {
     /// The parent span for the next span of its trace, when the trace is
     /// sampled. Boxed: most stanzas carry none.
     pub span: Option<Box<SpanRef>>,
+    /// A client's message that goes first to its sender's shard rather
+    /// than its recipient's: the sending session has Message Carbons
+    /// (XEP-0280) on, and the sender's shard copies it to the account's
+    /// other sessions.
+    pub via_sender: bool,
 }
 
 /// A span of a sampled trace, as a W3C trace context names it.
@@ -48,6 +53,7 @@ impl Trail {
         Trail {
             received_us: now_us(),
             span: None,
+            via_sender: false,
         }
     }
 
@@ -69,6 +75,7 @@ impl Trail {
         Trail {
             received_us,
             span: traceparent.and_then(SpanRef::parse).map(Box::new),
+            via_sender: false,
         }
     }
 }

@@ -278,14 +278,15 @@ impl Core {
 
     /// XEP-0198 §5: resume `user`'s session `previd` on `sink`'s
     /// connection, its client having handled `h` stanzas. The session's
-    /// full JID and the count of the client's stanzas handled.
+    /// full JID, the count of the client's stanzas handled, and whether
+    /// it has Message Carbons on.
     pub async fn sm_resume(
         &self,
         user: BareJid,
         previd: String,
         h: u32,
         sink: SessionSink,
-    ) -> Result<Result<(FullJid, u32), crate::session::ResumeRefused>, BindError> {
+    ) -> Result<Result<(FullJid, u32, bool), crate::session::ResumeRefused>, BindError> {
         let i = self.served_here(user.as_str()).await?;
         self.on_shard(i, move |ctx| {
             crate::modules::sm::resume(ctx, &user, &previd, h, sink)

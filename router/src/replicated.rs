@@ -43,6 +43,9 @@ struct Record {
     /// a new leader it ends (rather than live on without a connection).
     #[serde(default)]
     detached: bool,
+    /// XEP-0280 Message Carbons on.
+    #[serde(default)]
+    carbons: bool,
 }
 
 fn key(jid: &FullJid) -> Vec<u8> {
@@ -61,6 +64,7 @@ fn encode(s: &Session) -> Vec<u8> {
         interested: s.interested,
         directed: s.directed.iter().map(ToString::to_string).collect(),
         detached: s.sink.sm_info().is_some_and(|i| i.detached_at.is_some()),
+        carbons: s.carbons,
     };
     serde_json::to_vec(&r).unwrap_or_default()
 }
@@ -185,6 +189,7 @@ pub(crate) async fn ensure_loaded(
             .map(Arc::new);
         let session = Session {
             caps,
+            carbons: r.carbons,
             sent_once: None,
             jid: jid.clone(),
             sink: SessionSink::remote(r.session, link),

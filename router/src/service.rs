@@ -390,6 +390,7 @@ impl pb::core_server::Core for CoreService {
             result: pb::sm_reply::Result::Ok as i32,
             full_jid,
             h,
+            carbons: false,
         };
         let result = match r.what {
             Some(What::Enable(e)) => {
@@ -443,7 +444,10 @@ impl pb::core_server::Core for CoreService {
                     .sm_resume(user, res.previd, res.h, sink)
                     .await
                     .map(|r| match r {
-                        Ok((jid, handled)) => ok(jid.to_string(), handled),
+                        Ok((jid, handled, carbons)) => pb::SmReply {
+                            carbons,
+                            ..ok(jid.to_string(), handled)
+                        },
                         Err(crate::session::ResumeRefused::NotFound) => pb::SmReply {
                             result: pb::sm_reply::Result::NotFound as i32,
                             ..Default::default()
@@ -452,6 +456,7 @@ impl pb::core_server::Core for CoreService {
                             result: pb::sm_reply::Result::TooHigh as i32,
                             full_jid: String::new(),
                             h: handled,
+                            carbons: false,
                         },
                     })
             }

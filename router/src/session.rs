@@ -755,6 +755,7 @@ mod tests {
         let trail = Trail {
             received_us: 7,
             span: None,
+            via_sender: false,
         };
         assert!(other.send_with(stanza("b"), trail.clone()));
         assert_eq!(text(inbox.recv().await), "a");

@@ -50,6 +50,7 @@ impl Span {
         Trail {
             received_us: trail.received_us,
             span: Some(Box::new(self.span_ref())),
+            via_sender: trail.via_sender,
         }
     }
 

@@ -89,7 +89,8 @@ impl Conn {
             .core
             .sm_resume(user, previd.clone(), h, sink)
             .await;
-        if let Resumed::Yes(_, handled) = &r {
+        if let Resumed::Yes(_, handled, carbons) = &r {
+            self.carbons = *carbons;
             let resumed = format!(
                 "<resumed xmlns='{NS}' previd='{}' h='{handled}'/>",
                 proto::element::escape(&previd)

@@ -15,9 +15,10 @@ pub(crate) const NS_SM: &str = "urn:xmpp:sm:3";
 /// How a resumption the driver asked the core for ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resumed {
-    /// The session goes on: its full JID and the count of the client's
-    /// stanzas the server handled (`<resumed h/>`).
-    Yes(FullJid, u32),
+    /// The session goes on: its full JID, the count of the client's
+    /// stanzas the server handled (`<resumed h/>`), and whether it has
+    /// Message Carbons (XEP-0280) on.
+    Yes(FullJid, u32, bool),
     /// No such session, or it timed out (`item-not-found`).
     NotFound,
     /// The client claimed more stanzas than it was sent.
@@ -97,7 +98,7 @@ impl Machine {
     /// The driver's answer to [`Action::SmResume`].
     pub(super) fn on_resumed(&mut self, r: Resumed, out: &mut Vec<Action>) {
         match r {
-            Resumed::Yes(jid, _) => {
+            Resumed::Yes(jid, ..) => {
                 self.jid = Some(jid);
                 self.phase = Phase::Bound;
                 self.sm_on = true;

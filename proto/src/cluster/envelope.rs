@@ -67,6 +67,7 @@ pub fn to_envelope(shard: u32, stanza: &Stanza) -> pb::Envelope {
         received_us: stanza.trail.received_us,
         traceparent: stanza.trail.traceparent(),
         remote_done: 0,
+        via_sender: stanza.trail.via_sender,
     }
 }
 
@@ -107,7 +108,10 @@ pub fn from_envelope(e: pb::Envelope) -> Result<(u32, Stanza), ConvertError> {
         raw: e.raw,
         head_len,
         empty: e.empty,
-        trail: Trail::from_wire(e.received_us, e.traceparent.as_deref()),
+        trail: Trail {
+            via_sender: e.via_sender,
+            ..Trail::from_wire(e.received_us, e.traceparent.as_deref())
+        },
     };
     Ok((e.shard, stanza))
 }

@@ -278,6 +278,7 @@ impl Ctx<'_> {
     fn stamped(&self, mut s: Stanza) -> Stanza {
         if !self.trail.is_empty() {
             s.trail = self.trail.clone();
+            s.trail.via_sender = false;
         }
         s
     }

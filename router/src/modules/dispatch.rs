@@ -15,7 +15,9 @@ use crate::session::SessionSink;
 /// The bare JID whose shard sees a client's stanza first: the sender's for
 /// presence, for IQs to the account or server, and for anything to a
 /// domain that is not one of `served` (a MUC or PubSub service, a remote
-/// server); the recipient's for messages and IQs to a local user.
+/// server); the recipient's for messages and IQs to a local user, but
+/// the sender's for a message whose sending session has Message Carbons
+/// on (`Trail::via_sender`: its account's other sessions get a copy).
 ///
 /// A service gets a client's presence through the sender's shard (which
 /// keeps its directed presence), so it must get the client's messages
@@ -28,6 +30,7 @@ pub fn first_hop<'a>(s: &'a Stanza, from_bare: &'a str, served: &[String]) -> &'
         (Kind::Presence, Some(_)) => from_bare,
         (Kind::Iq, Some(to)) if to.local().is_none() => from_bare,
         (_, Some(to)) if !served.iter().any(|d| d == to.domain()) => from_bare,
+        (Kind::Message, Some(_)) if s.trail.via_sender => from_bare,
         (_, Some(to)) => to.bare_str(),
     }
 }
@@ -57,6 +60,7 @@ pub(crate) fn bind(ctx: &mut Ctx<'_>, jid: FullJid, sink: SessionSink) -> Result
         directed: Vec::new(),
         caps: None,
         sent_once: None,
+        carbons: false,
     };
     // Exactly as many slots as sessions: a Session is a few hundred bytes,
     // and most users have one (a Vec's first growth would reserve four).
@@ -97,6 +101,10 @@ pub(crate) fn from_client(ctx: &mut Ctx<'_>, s: Stanza) {
     let Some(Jid::Full(from)) = s.from.clone() else {
         return;
     };
+    // XEP-0280: the sender's shard copies what its sessions send.
+    if s.kind == Kind::Message && ctx.is_home(from.bare_str()) {
+        super::carbons::sent(ctx, &from, &s);
+    }
     // A message or IQ to a service or a remote domain came here first
     // (see `first_hop`): on to its own shard, behind what came before it.
     if s.kind != Kind::Presence

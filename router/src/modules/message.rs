@@ -20,6 +20,8 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
     if let Some(Jid::Full(full)) = &s.to {
         if let Some(sess) = ctx.st.session(full) {
             ctx.send(&sess.sink, Outbound::Stanza(s.raw.clone()));
+            // XEP-0280 §6: the other sessions with carbons get a copy.
+            super::carbons::received(ctx, user, &s, &|x| &x.jid == full);
             return;
         }
         // §8.5.3.2.1: no such resource. Only 'chat' is handled as if sent
@@ -49,15 +51,24 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
                 .filter(|x| x.available && x.priority >= 0)
                 .map(|x| x.priority)
                 .max();
-            match best {
+            let got = match best {
                 Some(p) => {
                     let n = ctx.deliver_to(user, |x| x.available && x.priority == p, &s.raw);
                     if n == 0 {
                         store_offline(ctx, user, &s);
                     }
+                    Some(p).filter(|_| n > 0)
                 }
-                None => store_offline(ctx, user, &s),
-            }
+                None => {
+                    store_offline(ctx, user, &s);
+                    None
+                }
+            };
+            // XEP-0280 §6: the sessions with carbons that did not get it
+            // get a copy.
+            super::carbons::received(ctx, user, &s, &|x| {
+                got.is_some_and(|p| x.available && x.priority == p)
+            });
         }
     }
 }

@@ -6,6 +6,7 @@
 //! send. It never sees a Raft group, a relay or another module's records.
 
 pub mod caps;
+pub mod carbons;
 pub mod component;
 pub mod context;
 pub mod disco;

@@ -13,6 +13,8 @@ pub(crate) fn registry(cfg: &CoreConfig) -> Result<Registry, String> {
         // XEP-0030 Service Discovery: https://xmpp.org/extensions/xep-0030.html
         Arc::new(super::disco::DiscoInfo),
         Arc::new(super::disco::DiscoItems),
+        // XEP-0280 Message Carbons: https://xmpp.org/extensions/xep-0280.html
+        Arc::new(super::carbons::Carbons),
         // XEP-0199 XMPP Ping: https://xmpp.org/extensions/xep-0199.html
         Arc::new(super::ping::Ping),
         // XEP-0092 Software Version: https://xmpp.org/extensions/xep-0092.html

@@ -85,15 +85,16 @@ pub(crate) fn detach(ctx: &mut Ctx<'_>, jid: &FullJid, conn_id: u64, handled: Op
 }
 
 /// XEP-0198 §5: the user's session with resumption id `previd` goes on
-/// on `sink`'s connection. The session's full JID and the count of its
-/// client's stanzas handled.
+/// on `sink`'s connection. The session's full JID, the count of its
+/// client's stanzas handled, and whether it has Message Carbons on (its
+/// new connection routes by it).
 pub(crate) fn resume(
     ctx: &mut Ctx<'_>,
     user: &BareJid,
     previd: &str,
     h: u32,
     sink: SessionSink,
-) -> Result<(FullJid, u32), ResumeRefused> {
+) -> Result<(FullJid, u32, bool), ResumeRefused> {
     let Some(session) = ctx
         .st
         .sessions(user)
@@ -102,13 +103,13 @@ pub(crate) fn resume(
     else {
         return Err(ResumeRefused::NotFound);
     };
-    let jid = session.jid.clone();
+    let (jid, carbons) = (session.jid.clone(), session.carbons);
     let handled = session.sink.sm_resume(h, sink)?;
     ctx.st.sm_detached.remove(&jid);
     // Its connection changed: a cluster replicates the new one.
     ctx.st.changed(&jid);
     tracing::debug!(session = %jid, "session resumed");
-    Ok((jid, handled))
+    Ok((jid, handled, carbons))
 }
 
 /// Bytes the edge answered the client with itself (a ping's result, an

@@ -32,6 +32,8 @@ pub struct Session {
     /// What it was sent once only (PEP last items on presence, by sender
     /// and feature); not replicated.
     pub sent_once: Option<Box<HashSet<String>>>,
+    /// Gets copies of its account's messages (XEP-0280 Message Carbons).
+    pub carbons: bool,
 }
 
 #[derive(Debug, Default)]

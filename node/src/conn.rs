@@ -465,6 +465,8 @@ impl Conn {
                         if let Some(on) = carbons_request(&st) {
                             self.carbons = on;
                         }
+                        // Behind the session's messages (RFC 6120 §10.1).
+                        st.trail.via_sender = self.carbons;
                     }
                     proto::stanza::Kind::Presence => {}
                 }
@@ -1096,10 +1098,16 @@ fn carbons_request(iq: &proto::stanza::Stanza) -> Option<bool> {
     if iq.stype() != "set" || !memchr_contains(&iq.raw, NS.as_bytes()) {
         return None;
     }
-    if iq.to.as_ref().is_some_and(|t| {
-        t.local().is_some() && Some(t.bare_str()) != iq.from.as_ref().map(|f| f.bare_str())
-    }) {
-        return None;
+    // Handled by the server only without 'to', or to the account's bare
+    // JID or its domain (anything else is routed on to its addressee).
+    let from = iq.from.as_ref()?;
+    if let Some(t) = &iq.to {
+        let bare = t.resource().is_none();
+        let own_bare = bare && t.bare_str() == from.bare_str();
+        let own_domain = bare && t.local().is_none() && t.domain() == from.domain();
+        if !own_bare && !own_domain {
+            return None;
+        }
     }
     let el = iq.element(proto::ns::CLIENT).ok()?;
     let p = el.elements().next()?;

@@ -299,3 +299,137 @@ async fn a_resumed_session_keeps_its_carbons() {
         (format!("sent:{alice}"), Some("after"))
     );
 }
+
+/// What a review of the first version found: a copy is never made into
+/// an ordinary message when its session ends unacknowledged, a session
+/// that will get a stored message does not also get a copy, a carbons
+/// session's IQs keep their place behind its messages, an unknown type is
+/// copied as a normal message, and a message from a session without
+/// carbons to a local user is not copied wherever the two accounts are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_are_not_repeated_and_order_is_kept() {
+    let t = TestServer::start().await;
+    let (alice, bob) = users();
+    let shard = |j: &str| router::cluster::shard_of(j, 16);
+    let cat = (0..)
+        .map(|i| format!("cat{i}@localhost"))
+        .find(|c| shard(c) == shard(&alice))
+        .expect("a name in alice's shard");
+    for u in [&alice, &bob, &cat] {
+        t.add_user(u, PW);
+    }
+    let mut desk = Client::online(t.addr, &alice, PW, "desk")
+        .await
+        .expect("desk");
+    enable(&mut desk, "e1").await;
+    let mut b = Client::online(t.addr, &bob, PW, "b").await.expect("bob");
+
+    // The phone: carbons and stream management, gets a copy, does not
+    // acknowledge it, and closes its stream.
+    let mut phone = authenticated(&t, &alice).await;
+    phone.bind(Some("phone")).await.expect("bind");
+    phone.send("<presence/>").await;
+    phone
+        .send(&format!("<enable xmlns='{SM}' resume='true'/>"))
+        .await;
+    phone.expect(|e| e.ns == SM).await.expect("enabled");
+    enable(&mut phone, "e2").await;
+    say(&mut b, &format!("{alice}/desk"), "x1", "").await;
+    let (k, _) = next_message(&mut phone).await;
+    assert_eq!(k, format!("received:{alice}"));
+    let (k, m) = next_message(&mut desk).await;
+    assert_eq!((k.as_str(), body(&m).as_deref()), ("message", Some("x1")));
+    phone.send("</stream:stream>").await;
+    // The server closes its side too once it has ended the session.
+    while phone.next().await.is_ok() {}
+    drop(phone);
+    // Not again at the desk, as a copy or otherwise.
+    say(&mut b, &format!("{alice}/desk"), "x2", "").await;
+    let (k, m) = next_message(&mut desk).await;
+    assert_eq!(
+        (k.as_str(), body(&m).as_deref()),
+        ("message", Some("x2")),
+        "the phone's unacknowledged copy came back"
+    );
+
+    // A session with carbons but no presence yet, the only one: the
+    // message is stored, and it gets it once, when it comes online.
+    desk.send("<presence type='unavailable'/>").await;
+    let mut late = authenticated(&t, &alice).await;
+    late.bind(Some("late")).await.expect("bind");
+    enable(&mut late, "e3").await;
+    // (The desk's unavailable presence and the late session's enable
+    // reach alice's shard on two connections: a moment for both.)
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    say(&mut b, &alice, "stored", "").await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    late.send("<presence/>").await;
+    let (k, m) = next_message(&mut late).await;
+    assert_eq!(
+        (k.as_str(), body(&m).as_deref()),
+        ("message", Some("stored"))
+    );
+    assert!(m.child("delay", "urn:xmpp:delay").is_some(), "from storage");
+    say(&mut b, &format!("{alice}/late"), "y1", "").await;
+    let (k, m) = next_message(&mut late).await;
+    assert_eq!(
+        (k.as_str(), body(&m).as_deref()),
+        ("message", Some("y1")),
+        "the stored message came twice"
+    );
+    desk.send("<presence/>").await;
+
+    // Messages and IQs of a carbons session reach bob in the order sent.
+    let bob_b = format!("{bob}/b");
+    for i in 0..20 {
+        say(&mut late, &bob_b, &format!("m{i}"), "").await;
+        late.send(&format!(
+            "<iq type='get' to='{bob_b}' id='q{i}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ))
+        .await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 40 {
+        let e = b.next_element().await.expect("bob's stanzas");
+        match e.name.as_str() {
+            "message" if body(&e).is_some() => seen.push(body(&e).unwrap_or_default()),
+            "iq" if e.attr("type") == Some("get") => {
+                seen.push(e.attr("id").unwrap_or_default().to_string())
+            }
+            _ => {}
+        }
+    }
+    let want: Vec<String> = (0..20)
+        .flat_map(|i| [format!("m{i}"), format!("q{i}")])
+        .collect();
+    assert_eq!(seen, want);
+
+    // An unknown type is a normal message (RFC 6121 §5.2.2): copied.
+    b.send(&format!(
+        "<message type='weird' to='{alice}/desk'><body>w1</body></message>"
+    ))
+    .await;
+    let (k, m) = next_message(&mut late).await;
+    assert_eq!(
+        (k, body(&m).as_deref()),
+        (format!("received:{alice}"), Some("w1"))
+    );
+
+    // A session without carbons writes to cat, in alice's own shard, and
+    // to bob, in another: neither is copied.
+    let mut old = Client::online(t.addr, &alice, PW, "old")
+        .await
+        .expect("old");
+    let mut c = Client::online(t.addr, &cat, PW, "c").await.expect("cat");
+    say(&mut old, &cat, "n1", "").await;
+    say(&mut old, &bob, "n2", "").await;
+    next_message(&mut c).await;
+    next_message(&mut b).await;
+    say(&mut desk, &bob, "after", "").await;
+    let (k, m) = next_message(&mut late).await;
+    assert_eq!(
+        (k, body(&m).as_deref()),
+        (format!("sent:{alice}"), Some("after")),
+        "a message of a session without carbons was copied"
+    );
+}

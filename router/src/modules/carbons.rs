@@ -6,9 +6,9 @@
 //! recipient's shard). Sent copies are made at the sender's shard, which
 //! sees first every message for a service or another server; a message
 //! for another local user goes first to the sender's shard when the
-//! sending session has carbons on itself (its connection marks it,
-//! `Trail::via_sender`), and otherwise straight to the recipient's shard,
-//! uncopied.
+//! sending session has carbons on itself (its connection marks its
+//! messages and IQs, `Trail::via_sender`), and otherwise straight to the
+//! recipient's shard, uncopied (see `dispatch::from_client`).
 
 use bytes::Bytes;
 use proto::stanza::{Kind, Stanza};
@@ -97,10 +97,11 @@ fn wanted(ctx: &Ctx<'_>, user: &BareJid, skip: &dyn Fn(&Session) -> bool) -> boo
 /// a carbon; and, received, not from a chat room (its service copies to
 /// every joined client itself).
 fn eligible(ctx: &Ctx<'_>, s: &Stanza, el: &Element, way: Way) -> bool {
+    // RFC 6121 §5.2.2: an unknown type is handled as 'normal'.
     let normal = match s.stype() {
         "chat" => false,
-        "" | "normal" => true,
-        _ => return false,
+        "groupchat" | "headline" | "error" => return false,
+        _ => true,
     };
     if normal && el.child("body", ns::CLIENT).is_none() {
         return false;

@@ -16,8 +16,9 @@ use crate::session::SessionSink;
 /// presence, for IQs to the account or server, and for anything to a
 /// domain that is not one of `served` (a MUC or PubSub service, a remote
 /// server); the recipient's for messages and IQs to a local user, but
-/// the sender's for a message whose sending session has Message Carbons
-/// on (`Trail::via_sender`: its account's other sessions get a copy).
+/// the sender's for those of a session with Message Carbons on
+/// (`Trail::via_sender`: its account's other sessions get a copy of its
+/// messages, and its IQs keep their place among them, RFC 6120 §10.1).
 ///
 /// A service gets a client's presence through the sender's shard (which
 /// keeps its directed presence), so it must get the client's messages
@@ -30,7 +31,7 @@ pub fn first_hop<'a>(s: &'a Stanza, from_bare: &'a str, served: &[String]) -> &'
         (Kind::Presence, Some(_)) => from_bare,
         (Kind::Iq, Some(to)) if to.local().is_none() => from_bare,
         (_, Some(to)) if !served.iter().any(|d| d == to.domain()) => from_bare,
-        (Kind::Message, Some(_)) if s.trail.via_sender => from_bare,
+        (Kind::Message | Kind::Iq, Some(_)) if s.trail.via_sender => from_bare,
         (_, Some(to)) => to.bare_str(),
     }
 }
@@ -101,8 +102,19 @@ pub(crate) fn from_client(ctx: &mut Ctx<'_>, s: Stanza) {
     let Some(Jid::Full(from)) = s.from.clone() else {
         return;
     };
-    // XEP-0280: the sender's shard copies what its sessions send.
-    if s.kind == Kind::Message && ctx.is_home(from.bare_str()) {
+    // XEP-0280: the sender's shard copies what its sessions send: what
+    // a session with carbons on sends (it comes here first), and what
+    // any session sends to a service or another server (which always
+    // does). A message from a session without carbons to a local user
+    // goes to that user's shard and is not copied, even when that shard
+    // is this one (the same rule wherever the accounts are).
+    if s.kind == Kind::Message
+        && ctx.is_home(from.bare_str())
+        && (s.trail.via_sender
+            || s.to
+                .as_ref()
+                .is_some_and(|t| t.local().is_none() || !ctx.cfg().serves(t.domain())))
+    {
         super::carbons::sent(ctx, &from, &s);
     }
     // A message or IQ to a service or a remote domain came here first

@@ -65,9 +65,11 @@ pub(crate) fn inbound(ctx: &mut Ctx<'_>, user: &BareJid, s: Stanza) {
                 }
             };
             // XEP-0280 §6: the sessions with carbons that did not get it
-            // get a copy.
-            super::carbons::received(ctx, user, &s, &|x| {
-                got.is_some_and(|p| x.available && x.priority == p)
+            // get a copy. Stored for later, it reaches a session that is
+            // not available yet when it becomes so: no copy now.
+            super::carbons::received(ctx, user, &s, &|x| match got {
+                Some(p) => x.available && x.priority == p,
+                None => !x.available,
             });
         }
     }

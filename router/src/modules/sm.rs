@@ -206,6 +206,14 @@ pub(crate) fn undelivered(ctx: &mut Ctx<'_>, jid: &FullJid, unacked: Vec<Outboun
                 if matches!(s.stype(), "headline" | "error") {
                     continue;
                 }
+                // From the account's own bare JID: a copy made for this
+                // session alone (XEP-0280 carbons), not a message to it.
+                if s.from
+                    .as_ref()
+                    .is_some_and(|f| f.as_str() == jid.bare_str())
+                {
+                    continue;
+                }
                 let from = s.from.clone();
                 ctx.route(s.restamped(from, Some(bare.clone())));
             }

@@ -343,6 +343,17 @@ async fn copies_are_not_repeated_and_order_is_kept() {
     // The server closes its side too once it has ended the session.
     while phone.next().await.is_ok() {}
     drop(phone);
+    // The desk hears the phone go: its session has ended, and what it
+    // left unacknowledged has been dealt with (in the same step, ahead of
+    // what bob sends next).
+    let alice_phone = format!("{alice}/phone");
+    desk.expect(|e| {
+        e.name == "presence"
+            && e.attr("from") == Some(alice_phone.as_str())
+            && e.attr("type") == Some("unavailable")
+    })
+    .await
+    .expect("the phone's unavailable presence");
     // Not again at the desk, as a copy or otherwise.
     say(&mut b, &format!("{alice}/desk"), "x2", "").await;
     let (k, m) = next_message(&mut desk).await;

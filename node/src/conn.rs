@@ -1095,7 +1095,7 @@ async fn recv(inbox: &mut Option<SessionInbox>) -> Received {
 /// `<disable/>` (the core answers it; the connection only routes by it).
 fn carbons_request(iq: &proto::stanza::Stanza) -> Option<bool> {
     const NS: &str = router::modules::carbons::NS;
-    if iq.stype() != "set" || !memchr_contains(&iq.raw, NS.as_bytes()) {
+    if iq.stype() != "set" || crate::scan::find(&iq.raw, NS.as_bytes()).is_none() {
         return None;
     }
     // Handled by the server only without 'to', or to the account's bare
@@ -1116,8 +1116,4 @@ fn carbons_request(iq: &proto::stanza::Stanza) -> Option<bool> {
         (true, "disable") => Some(false),
         _ => None,
     }
-}
-
-fn memchr_contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }

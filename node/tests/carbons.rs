@@ -444,3 +444,41 @@ async fn copies_are_not_repeated_and_order_is_kept() {
         "a message of a session without carbons was copied"
     );
 }
+
+/// An `<enable/>` or `<disable/>` addressed to another of the account's
+/// resources is that resource's IQ, not the server's: it reaches the
+/// resource and leaves the sender's carbons as they were (its messages
+/// are still copied).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disable_sent_to_another_resource_does_not_turn_the_senders_carbons_off() {
+    let t = TestServer::start().await;
+    let (alice, bob) = users();
+    t.add_user(&alice, PW);
+    t.add_user(&bob, PW);
+    let mut phone = Client::online(t.addr, &alice, PW, "phone")
+        .await
+        .expect("phone");
+    let mut desk = Client::online(t.addr, &alice, PW, "desk")
+        .await
+        .expect("desk");
+    let mut b = Client::online(t.addr, &bob, PW, "b").await.expect("bob");
+    enable(&mut phone, "e1").await;
+    enable(&mut desk, "e2").await;
+    phone
+        .send(&format!(
+            "<iq type='set' id='x' to='{alice}/desk'><disable xmlns='{CARBONS}'/></iq>"
+        ))
+        .await;
+    let iq = desk
+        .expect(|e| e.name == "iq" && e.attr("id") == Some("x"))
+        .await
+        .expect("the desk gets the IQ");
+    assert_eq!(iq.attr("type"), Some("set"));
+    say(&mut phone, &bob, "still", "").await;
+    next_message(&mut b).await;
+    let (k, m) = next_message(&mut desk).await;
+    assert_eq!(
+        (k, body(&m).as_deref()),
+        (format!("sent:{alice}"), Some("still"))
+    );
+}

@@ -1,6 +1,7 @@
 //! XEP-0045 rooms in a cluster of real processes: three core nodes, the
 //! room's shard led by one of them, occupants on two edges. The room's
-//! shard leader is killed with -9 in the middle of a conversation: every
+//! shard leader, or an occupant's, is killed with -9 in the middle of a
+//! conversation: every
 //! message the room reflected to its sender reaches every occupant that
 //! stayed (none twice under one stanza id), the occupants are still in
 //! the room, and its configuration and owner are unchanged.
@@ -57,11 +58,29 @@ async fn drain(c: &mut Client, quiet: Duration, got: &mut BTreeMap<String, BTree
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_keeps_its_occupants_when_its_shard_leader_is_killed_mid_conversation() {
+    talk_through_a_kill(2).await;
+}
+
+/// The node that leads bob's shard (not the room's) is killed while the
+/// room sends him messages: what the room had relayed to that node and
+/// what it relays before it learns of the new leader go to the new
+/// leader, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_reaches_an_occupant_whose_shard_leader_is_killed_mid_conversation() {
+    talk_through_a_kill(1).await;
+}
+
+/// Alice talks in a moderated room with bob and carol; core node
+/// `victim` (index) is killed with -9 a third of the way, just after a
+/// burst of messages. Every message the room reflected to alice reaches
+/// bob and carol under the stanza id alice saw, and the room keeps its
+/// occupants, their roles, its configuration and its owner.
+async fn talk_through_a_kill(victim: usize) {
     const N: usize = 90;
     let mut cores = Cores::start().await;
     cores.wait_balanced(0).await;
-    // Shard 2 is led by node 3; the users' shards by nodes 1 and 2, so
-    // only the room moves.
+    // Shard 2 (the room's) is led by node 3, alice's and carol's shards
+    // by node 1, bob's by node 2.
     let room = (0..)
         .map(|i| format!("room{i}@conference.localhost"))
         .find(|r| router::cluster::shard_of(r, 16) == 2)
@@ -115,7 +134,8 @@ async fn a_room_keeps_its_occupants_when_its_shard_leader_is_killed_mid_conversa
         );
     }
 
-    // Alice talks; node 3 (the room's leader) dies a third of the way.
+    // Alice talks; the victim dies a third of the way, right after a
+    // burst, so that the room has stanzas in flight to every node.
     let mut killed = false;
     for i in 0..N {
         a.send(&format!(
@@ -123,10 +143,12 @@ async fn a_room_keeps_its_occupants_when_its_shard_leader_is_killed_mid_conversa
         ))
         .await;
         if i == N / 3 {
-            cores.kill(2);
+            cores.kill(victim);
             killed = true;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        if !(N / 3 - 15..N / 3).contains(&i) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     assert!(killed);
     // What the room reflected to alice is what it acknowledged.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use proto::cluster::pb;
 use proto::stanza::Stanza;
 use proto::{BareJid, FullJid};
 use tokio::sync::{mpsc, oneshot};
@@ -120,6 +121,9 @@ impl Core {
             }
         });
         let cluster = &shared.cluster;
+        cluster
+            .relays
+            .set_reroute(Arc::new(Rerouter(Arc::downgrade(&shared))));
         if cluster.clustered() {
             for (i, r) in cluster.rafts.iter().enumerate() {
                 let tx = shared.shards[i].internal.clone();
@@ -526,6 +530,31 @@ impl Core {
             .send(ShardMsg::FromClient(Box::new(stanza), confirm))
             .await
             .map_err(|_| CoreError::ShuttingDown)
+    }
+
+    /// An envelope another core node relayed here, or one of this node's
+    /// relays that it takes back (its stream failed and this node now
+    /// leads the shard). A bad envelope is dropped and logged.
+    pub(crate) async fn relayed_envelope(&self, e: pb::Envelope) -> Result<(), CoreError> {
+        let (inbound, hops) = (e.inbound, e.hops);
+        let key = e.route_key.clone();
+        let interest = e.interest.clone();
+        let recipients: Vec<proto::Jid> = e
+            .recipients
+            .iter()
+            .filter_map(|j| proto::Jid::parse(j).ok())
+            .collect();
+        match proto::cluster::envelope::from_envelope(e) {
+            Ok((_, mut st)) => {
+                let _span = crate::trace::hop(&mut st, "core relay", 0);
+                self.relayed(st, inbound, hops, key, recipients, interest)
+                    .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bad relayed envelope dropped");
+                Ok(())
+            }
+        }
     }
 
     /// A stanza another core node relayed here (`Core.Relay`): processed
@@ -1095,5 +1124,35 @@ mod tests {
         for i in 0..1000 {
             assert!(crate::cluster::shard_of(&format!("u{i}@x"), 7) < 7);
         }
+    }
+}
+
+/// How the relays find a shard's leader again after a stream to a peer
+/// failed, and take back what this node now leads.
+struct Rerouter(std::sync::Weak<Shared>);
+
+impl crate::cluster::relay::Reroute for Rerouter {
+    fn next(&self, shard: u32) -> crate::cluster::relay::Next {
+        use crate::cluster::relay::Next;
+        let Some(shared) = self.0.upgrade() else {
+            return Next::Here;
+        };
+        if shard as usize >= shared.shards.len() {
+            return Next::Here;
+        }
+        match shared.cluster.elsewhere(shard as usize) {
+            Some(addr) => Next::Peer(addr),
+            None => Next::Here,
+        }
+    }
+
+    fn here(&self, env: pb::Envelope) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let core = Core { shared };
+        tokio::spawn(async move {
+            let _ = core.relayed_envelope(env).await;
+        });
     }
 }

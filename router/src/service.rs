@@ -229,13 +229,25 @@ impl pb::core_server::Core for CoreService {
                     match from_envelope(e) {
                         // From another server: its stream checked 'from'.
                         Ok((_, st)) if inbound => {
-                            core.route_inbound(st);
+                            // Confirmed once a core node that leads
+                            // its shard has it (the edge keeps it until
+                            // then, and sends it again should this node
+                            // die first).
+                            let receipts =
+                                crate::cluster::relay::collect(|| core.route_inbound(st));
                             if seq != 0 {
-                                Confirm {
+                                let c = Confirm {
                                     link: link.clone(),
                                     seq,
+                                };
+                                if receipts.is_empty() {
+                                    c.done();
+                                } else {
+                                    tokio::spawn(async move {
+                                        receipts.wait().await;
+                                        c.done();
+                                    });
                                 }
-                                .done();
                             }
                         }
                         // `from` was stamped by the edge from the session.
@@ -535,33 +547,45 @@ impl pb::core_server::Core for CoreService {
     ) -> Result<Response<pb::Empty>, Status> {
         let mut up = req.into_inner();
         while let Some(batch) = up.next().await {
-            let batch = batch?;
-            for e in batch.envelopes {
-                let (inbound, hops) = (e.inbound, e.hops);
-                let key = e.route_key.clone();
-                let interest = e.interest.clone();
-                let recipients: Vec<proto::Jid> = e
-                    .recipients
-                    .iter()
-                    .filter_map(|j| proto::Jid::parse(j).ok())
-                    .collect();
-                match from_envelope(e) {
-                    Ok((_, mut st)) => {
-                        let _span = crate::trace::hop(&mut st, "core relay", 0);
-                        if self
-                            .core
-                            .relayed(st, inbound, hops, key, recipients, interest)
-                            .await
-                            .is_err()
-                        {
-                            return Err(unavailable("the core is stopping"));
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "bad relayed envelope dropped"),
+            for e in batch?.envelopes {
+                if self.core.relayed_envelope(e).await.is_err() {
+                    return Err(unavailable("the core is stopping"));
                 }
             }
         }
         Ok(Response::new(pb::Empty {}))
+    }
+
+    type RelayAckedStream = Out<pb::RelayAck>;
+
+    /// `Relay` with an acknowledgement of each batch once its stanzas
+    /// are taken (queued at this node's shards or relayed on).
+    async fn relay_acked(
+        &self,
+        req: Request<Streaming<pb::EnvelopeBatch>>,
+    ) -> Result<Response<Self::RelayAckedStream>, Status> {
+        let mut up = req.into_inner();
+        let core = self.core.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut taken = 0u64;
+            while let Some(batch) = up.next().await {
+                let Ok(batch) = batch else { return };
+                for e in batch.envelopes {
+                    if core.relayed_envelope(e).await.is_err() {
+                        let _ = tx.send(Err(unavailable("the core is stopping"))).await;
+                        return;
+                    }
+                    taken += 1;
+                }
+                if tx.send(Ok(pb::RelayAck { taken })).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let down =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|a| (a, rx)) });
+        Ok(Response::new(Box::pin(down)))
     }
 }
 

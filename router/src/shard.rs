@@ -13,7 +13,7 @@ use proto::stanza::{Kind, Stanza};
 use proto::{BareJid, FullJid};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cluster::{Cluster, shard_of};
+use crate::cluster::{Cluster, relay, shard_of};
 use crate::error::{BindError, CoreError};
 use crate::modules::dispatch::{bind, from_client, inbound, notify, unbind};
 use crate::modules::state::ShardState;
@@ -523,10 +523,15 @@ async fn step(
     let (writes, held) = ctx.into_pending();
     let mut moved = false;
     let commit_start = (!traced.is_empty()).then(std::time::SystemTime::now);
+    // What the effects relay to other core nodes: the edges hear that
+    // their stanzas were processed once the peers have it.
+    let mut receipts = None;
     if writes.is_empty() && session_ops.is_empty() {
-        for (e, _) in held {
-            shared.release(e);
-        }
+        receipts = Some(relay::collect(|| {
+            for (e, _) in held {
+                shared.release(e);
+            }
+        }));
     } else {
         let entries = writes.len() as i64;
         let committed = shared
@@ -555,9 +560,11 @@ async fn step(
         }
         match committed {
             Ok(()) => {
-                for (e, _) in held {
-                    shared.release(e);
-                }
+                receipts = Some(relay::collect(|| {
+                    for (e, _) in held {
+                        shared.release(e);
+                    }
+                }));
             }
             Err(e) => {
                 let failed = CommitFailed(e.to_string());
@@ -587,11 +594,30 @@ async fn step(
             }
         }
     }
-    for (c, waited) in confirms {
-        if moved && waited {
-            c.redirect();
-        } else {
-            c.done();
+    let confirms: Vec<_> = confirms
+        .into_iter()
+        .filter_map(|(c, waited)| {
+            if moved && waited {
+                c.redirect();
+                None
+            } else {
+                Some(c)
+            }
+        })
+        .collect();
+    match receipts {
+        Some(r) if !r.is_empty() && !confirms.is_empty() => {
+            tokio::spawn(async move {
+                r.wait().await;
+                for c in confirms {
+                    c.done();
+                }
+            });
+        }
+        _ => {
+            for c in confirms {
+                c.done();
+            }
         }
     }
 }

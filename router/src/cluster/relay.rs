@@ -1,57 +1,183 @@
 //! Stanzas between core nodes. A stanza can reach a core node that does
 //! not lead its next shard: an edge's shard map was stale, or a shard of
-//! this node routes to a user whose shard another node leads. The node
-//! hands it to the leader over one client stream per peer (`Core.Relay`),
-//! batched like an edge's forward stream. The queue to each peer is
-//! bounded; when it is full, or the peer cannot be reached, stanzas are
+//! this node routes to a user whose shard another node leads (a room's
+//! message to its occupants, a PubSub notification to subscribers). The
+//! node hands it to the leader over one stream per peer
+//! (`Core.RelayAcked`), batched like an edge's forward stream.
+//!
+//! Relays are at least once. The peer acknowledges each batch once it
+//! has taken its stanzas (handed them to its shards or relayed them on);
+//! what it has not acknowledged when the stream fails is sent again to
+//! the leader of its shard as this node then knows it: the same peer
+//! once it is back, another node after an election, or this node's own
+//! shards. A stanza not acknowledged within [`GIVE_UP`] is dropped and
+//! logged. Stanzas relayed while a shard lets out what an edge's stanza
+//! caused are collected ([`collect`]), so that the edge is told its
+//! stanza was processed only once the peers have them: should this node
+//! die before, the edge sends the stanza again to the shard's new leader
+//! rather than lose what was still queued here.
+//!
+//! The queue to each peer is bounded; when it is full, stanzas are
 //! dropped and counted in the log (the sender's edge gets no error: the
-//! same as a lost connection).
+//! same as a lost connection). A peer of an earlier version, without
+//! `RelayAcked`, is sent stanzas over `Core.Relay` without
+//! acknowledgements.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use proto::cluster::pb::{self, core_client::CoreClient};
-use tokio::sync::mpsc;
-use tonic::transport::Endpoint;
+use tokio::sync::{mpsc, oneshot};
+use tonic::transport::{Channel, Endpoint};
 
-/// Stanzas queued for one peer before further ones are dropped.
+/// Stanzas queued for one peer before further ones are dropped (and as
+/// many again sent and not yet acknowledged).
 const QUEUE: usize = 16_384;
 /// Envelopes per batch.
 const BATCH: usize = 256;
 /// A relayed stanza is dropped after this many hops.
 pub const MAX_HOPS: u32 = 4;
+/// A stanza no peer has acknowledged for this long is dropped.
+pub const GIVE_UP: Duration = Duration::from_secs(30);
+/// The pause before a failed stream is opened again.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// Where a stanza for a shard goes now.
+pub enum Next {
+    /// To the core node at this address, which leads the shard.
+    Peer(String),
+    /// To this node's own shards (which wait for an election's outcome
+    /// or relay it on).
+    Here,
+}
+
+/// What the relays ask of the node when a stream to a peer fails.
+pub trait Reroute: Send + Sync {
+    /// Where a stanza for shard `shard` goes now.
+    fn next(&self, shard: u32) -> Next;
+    /// Take a stanza at this node, as if a peer had relayed it here.
+    fn here(&self, env: pb::Envelope);
+}
+
+/// A relayed stanza waiting for its peer's acknowledgement, and who
+/// waits on it.
+struct Item {
+    env: pb::Envelope,
+    receipt: Option<oneshot::Sender<()>>,
+    since: Instant,
+}
+
+impl Item {
+    /// A node has it: whoever waits on it goes on.
+    fn taken(self) -> pb::Envelope {
+        if let Some(r) = self.receipt {
+            let _ = r.send(());
+        }
+        self.env
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    queues: Mutex<HashMap<String, mpsc::Sender<Item>>>,
+    reroute: OnceLock<Arc<dyn Reroute>>,
+}
 
 /// The relay queues of one core node, by peer address.
 #[derive(Clone, Default)]
-pub struct Relays(Arc<Mutex<HashMap<String, mpsc::Sender<pb::Envelope>>>>);
+pub struct Relays(Arc<Inner>);
+
+tokio::task_local! {
+    static RECEIPTS: RefCell<Vec<oneshot::Receiver<()>>>;
+}
+
+/// The acknowledgements of the relays made within [`collect`].
+#[must_use]
+pub struct Receipts(Vec<oneshot::Receiver<()>>);
+
+impl Receipts {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Wait until every stanza was acknowledged by a peer, taken here,
+    /// or given up.
+    pub async fn wait(self) {
+        for r in self.0 {
+            let _ = r.await;
+        }
+    }
+}
+
+/// Run `f`; the stanzas it relays are acknowledged through the receipts.
+pub fn collect(f: impl FnOnce()) -> Receipts {
+    RECEIPTS.sync_scope(RefCell::new(Vec::new()), || {
+        f();
+        Receipts(RECEIPTS.with(|r| r.take()))
+    })
+}
 
 impl Relays {
+    /// Tell the relays how to find a shard's leader again.
+    pub fn set_reroute(&self, r: Arc<dyn Reroute>) {
+        let _ = self.0.reroute.set(r);
+    }
+
     /// Queue `env` for the core node at `addr`.
     pub fn send(&self, addr: &str, env: pb::Envelope) {
-        if env.hops > MAX_HOPS {
+        let receipt = RECEIPTS
+            .try_with(|r| {
+                let (tx, rx) = oneshot::channel();
+                r.borrow_mut().push(rx);
+                tx
+            })
+            .ok();
+        self.enqueue(
+            addr,
+            Item {
+                env,
+                receipt,
+                since: Instant::now(),
+            },
+        );
+    }
+
+    fn enqueue(&self, addr: &str, item: Item) {
+        if item.env.hops > MAX_HOPS {
             tracing::warn!(to = addr, "stanza relayed too often; dropped");
             return;
         }
         let tx = {
-            let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut m = self.0.queues.lock().unwrap_or_else(|p| p.into_inner());
             m.entry(addr.to_string())
                 .or_insert_with(|| {
                     let (tx, rx) = mpsc::channel(QUEUE);
-                    tokio::spawn(run(addr.to_string(), rx));
+                    tokio::spawn(run(addr.to_string(), rx, Arc::downgrade(&self.0)));
                     tx
                 })
                 .clone()
         };
-        if tx.try_send(env).is_err() {
+        if tx.try_send(item).is_err() {
             tracing::warn!(to = addr, "relay queue full or closed; stanza dropped");
         }
     }
 }
 
-/// Keep a `Relay` stream open to `addr` and feed it the queue.
-async fn run(addr: String, rx: mpsc::Receiver<pb::Envelope>) {
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+/// How one call to a peer ended.
+enum Ended {
+    /// This node is stopping (the queue's senders are gone).
+    Stopping,
+    /// The peer does not know `RelayAcked`.
+    Unimplemented,
+    /// The call failed or the peer could not be reached.
+    Failed,
+}
+
+/// Keep a stream open to `addr` and feed it the queue; on failure, send
+/// what it did not acknowledge to where its shard is led now.
+async fn run(addr: String, mut rx: mpsc::Receiver<Item>, relays: Weak<Inner>) {
     let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
         Ok(e) => e
             .connect_timeout(Duration::from_secs(1))
@@ -63,28 +189,166 @@ async fn run(addr: String, rx: mpsc::Receiver<pb::Envelope>) {
         }
     };
     let mut client = CoreClient::new(endpoint.connect_lazy());
+    let mut pending: VecDeque<Item> = VecDeque::new();
+    let mut legacy = false;
     loop {
-        let queue = rx.clone();
-        let batches = futures::stream::unfold(queue, |q| async move {
-            let mut rx = q.lock().await;
-            let first = rx.recv().await?;
-            let mut envelopes = vec![first];
-            while envelopes.len() < BATCH {
+        let ended = if legacy {
+            call_legacy(&mut client, &mut rx, &mut pending).await
+        } else {
+            call(&mut client, &mut rx, &mut pending).await
+        };
+        match ended {
+            Ended::Stopping => return,
+            Ended::Unimplemented => {
+                tracing::info!(to = %addr, "peer without acknowledged relays; relaying without them");
+                legacy = true;
+                continue;
+            }
+            // A peer restarted at a later version gets acknowledged
+            // relays again.
+            Ended::Failed => legacy = false,
+        }
+        tokio::time::sleep(RETRY).await;
+        let Some(inner) = relays.upgrade() else {
+            return;
+        };
+        let Some(reroute) = inner.reroute.get().cloned() else {
+            continue;
+        };
+        let relays = Relays(inner);
+        let mut dropped = 0usize;
+        let mut keep = VecDeque::with_capacity(pending.len());
+        for item in pending.drain(..) {
+            if item.since.elapsed() > GIVE_UP {
+                dropped += 1;
+                continue;
+            }
+            match reroute.next(item.env.shard) {
+                Next::Peer(a) if a == addr => keep.push_back(item),
+                Next::Peer(a) => relays.enqueue(&a, item),
+                Next::Here => reroute.here(item.taken()),
+            }
+        }
+        pending = keep;
+        if dropped > 0 {
+            tracing::warn!(to = %addr, dropped, "relayed stanzas unacknowledged for too long; dropped");
+        }
+    }
+}
+
+/// One `RelayAcked` call: send `pending` (sent before, not acknowledged),
+/// then what comes on the queue, and drop each item (answering its
+/// receipt) once the peer has taken it.
+async fn call(
+    client: &mut CoreClient<Channel>,
+    rx: &mut mpsc::Receiver<Item>,
+    pending: &mut VecDeque<Item>,
+) -> Ended {
+    let (out, out_rx) = mpsc::channel::<pb::EnvelopeBatch>(4);
+    let up = futures::stream::unfold(
+        out_rx,
+        |mut r| async move { r.recv().await.map(|b| (b, r)) },
+    );
+    let mut acks = match client.relay_acked(up).await {
+        Ok(r) => r.into_inner(),
+        Err(s) if s.code() == tonic::Code::Unimplemented => return Ended::Unimplemented,
+        Err(s) => {
+            tracing::debug!(error = %s, "relay call failed; again shortly");
+            return Ended::Failed;
+        }
+    };
+    // Of `pending`, how many went out on this call; how many the peer took.
+    let mut sent = 0usize;
+    let mut taken = 0u64;
+    let mut closed = false;
+    loop {
+        if closed && pending.is_empty() {
+            return Ended::Stopping;
+        }
+        let unsent = sent < pending.len();
+        tokio::select! {
+            biased;
+            a = acks.message() => match a {
+                Ok(Some(a)) => {
+                    let n = (a.taken.saturating_sub(taken) as usize).min(sent);
+                    taken = a.taken;
+                    for i in pending.drain(..n) {
+                        i.taken();
+                    }
+                    sent -= n;
+                }
+                Ok(None) => return Ended::Failed,
+                Err(s) => {
+                    tracing::debug!(error = %s, "relay stream ended; reopening");
+                    return Ended::Failed;
+                }
+            },
+            permit = out.reserve(), if unsent => {
+                let Ok(permit) = permit else { return Ended::Failed };
+                let end = (sent + BATCH).min(pending.len());
+                let envelopes = pending.range(sent..end).map(|i| i.env.clone()).collect();
+                permit.send(pb::EnvelopeBatch { envelopes });
+                sent = end;
+            }
+            item = rx.recv(), if !closed && pending.len() < QUEUE => match item {
+                Some(i) => {
+                    pending.push_back(i);
+                    while pending.len() < QUEUE {
+                        match rx.try_recv() {
+                            Ok(i) => pending.push_back(i),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                None => closed = true,
+            },
+        }
+    }
+}
+
+/// A `Relay` call to a peer of an earlier version: stanzas are taken as
+/// delivered once written to the call.
+async fn call_legacy(
+    client: &mut CoreClient<Channel>,
+    rx: &mut mpsc::Receiver<Item>,
+    pending: &mut VecDeque<Item>,
+) -> Ended {
+    let (out, out_rx) = mpsc::channel::<pb::EnvelopeBatch>(4);
+    let up = futures::stream::unfold(
+        out_rx,
+        |mut r| async move { r.recv().await.map(|b| (b, r)) },
+    );
+    let mut client = client.clone();
+    let call = tokio::spawn(async move { client.relay(up).await });
+    loop {
+        if pending.is_empty() {
+            match rx.recv().await {
+                Some(i) => pending.push_back(i),
+                None => {
+                    drop(out);
+                    let _ = call.await;
+                    return Ended::Stopping;
+                }
+            }
+            while pending.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(e) => envelopes.push(e),
+                    Ok(i) => pending.push_back(i),
                     Err(_) => break,
                 }
             }
-            drop(rx);
-            Some((pb::EnvelopeBatch { envelopes }, q))
-        });
-        match client.relay(batches).await {
-            // The queue's senders are gone: this node is stopping.
-            Ok(_) => return,
-            Err(s) => {
-                tracing::debug!(to = %addr, error = %s, "relay stream ended; reopening");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+        }
+        let envelopes = pending.iter().map(|i| i.env.clone()).collect();
+        if out.send(pb::EnvelopeBatch { envelopes }).await.is_err() {
+            return match call.await {
+                Ok(Err(s)) => {
+                    tracing::debug!(error = %s, "relay stream ended; reopening");
+                    Ended::Failed
+                }
+                _ => Ended::Failed,
+            };
+        }
+        for i in pending.drain(..) {
+            i.taken();
         }
     }
 }

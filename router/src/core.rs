@@ -532,6 +532,12 @@ impl Core {
             .map_err(|_| CoreError::ShuttingDown)
     }
 
+    /// Add to `r` a barrier behind what its scope handed to each of this
+    /// node's shards.
+    pub(crate) fn barriers(&self, r: &mut crate::cluster::relay::Receipts) {
+        self.shared.barriers(r);
+    }
+
     /// An envelope another core node relayed here, or one of this node's
     /// relays that it takes back (its stream failed and this node now
     /// leads the shard). A bad envelope is dropped and logged.

@@ -233,8 +233,9 @@ impl pb::core_server::Core for CoreService {
                             // its shard has it (the edge keeps it until
                             // then, and sends it again should this node
                             // die first).
-                            let receipts =
+                            let mut receipts =
                                 crate::cluster::relay::collect(|| core.route_inbound(st));
+                            core.barriers(&mut receipts);
                             if seq != 0 {
                                 let c = Confirm {
                                     link: link.clone(),
@@ -567,18 +568,40 @@ impl pb::core_server::Core for CoreService {
         let mut up = req.into_inner();
         let core = self.core.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
+        // Each batch is acknowledged, in order, once its stanzas were
+        // handled by this node's shards or taken by the next node.
+        let (done, mut waiting) =
+            tokio::sync::mpsc::channel::<(u64, crate::cluster::relay::Receipts)>(64);
+        let acks = tx.clone();
+        tokio::spawn(async move {
+            while let Some((taken, r)) = waiting.recv().await {
+                r.wait().await;
+                if acks.send(Ok(pb::RelayAck { taken })).await.is_err() {
+                    return;
+                }
+            }
+        });
         tokio::spawn(async move {
             let mut taken = 0u64;
             while let Some(batch) = up.next().await {
                 let Ok(batch) = batch else { return };
-                for e in batch.envelopes {
-                    if core.relayed_envelope(e).await.is_err() {
-                        let _ = tx.send(Err(unavailable("the core is stopping"))).await;
-                        return;
+                let n = batch.envelopes.len() as u64;
+                let (ok, mut r) = crate::cluster::relay::collect_async(async {
+                    for e in batch.envelopes {
+                        if core.relayed_envelope(e).await.is_err() {
+                            return false;
+                        }
                     }
-                    taken += 1;
+                    true
+                })
+                .await;
+                if !ok {
+                    let _ = tx.send(Err(unavailable("the core is stopping"))).await;
+                    return;
                 }
-                if tx.send(Ok(pb::RelayAck { taken })).await.is_err() {
+                taken += n;
+                core.barriers(&mut r);
+                if done.send((taken, r)).await.is_err() {
                     return;
                 }
             }

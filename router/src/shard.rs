@@ -59,8 +59,22 @@ impl Shared {
             self.cluster.relays.send(&addr, env);
             return;
         }
+        if self.cluster.clustered() {
+            relay::touched(i);
+        }
         if self.shards[i].internal.send(msg).is_err() {
             tracing::debug!(to = bare, "shard stopped, stanza dropped");
+        }
+    }
+
+    /// Add to `r` a barrier behind what its scope handed to each of this
+    /// node's shards: waiting on `r` then waits for their handling too.
+    pub fn barriers(&self, r: &mut relay::Receipts) {
+        for i in r.take_shards() {
+            let (tx, rx) = oneshot::channel();
+            if self.shards[i].internal.send(ShardMsg::Barrier(tx)).is_ok() {
+                r.add(rx);
+            }
         }
     }
 
@@ -229,6 +243,9 @@ pub(crate) enum ShardMsg {
         link: Arc<EdgeLink>,
         reply: oneshot::Sender<()>,
     },
+    /// Answered once what was queued before it was handled (its effects
+    /// let out).
+    Barrier(oneshot::Sender<()>),
     /// Process everything queued, then answer.
     Stop {
         reply: oneshot::Sender<()>,
@@ -362,6 +379,10 @@ pub(crate) async fn run(
                 continue;
             }
             ShardMsg::Exit => break,
+            ShardMsg::Barrier(tx) => {
+                let _ = tx.send(());
+                continue;
+            }
             ShardMsg::SmSweep => {
                 let served = !shared.cluster.clustered()
                     || crate::replicated::serves(&st, &shared.cluster, index);
@@ -606,7 +627,8 @@ async fn step(
         })
         .collect();
     match receipts {
-        Some(r) if !r.is_empty() && !confirms.is_empty() => {
+        Some(mut r) if !r.is_empty() && !confirms.is_empty() => {
+            shared.barriers(&mut r);
             tokio::spawn(async move {
                 r.wait().await;
                 for c in confirms {
@@ -628,6 +650,9 @@ fn handle(ctx: &mut Ctx<'_>, msg: ShardMsg) {
             let _ = reply.send(bind(ctx, jid, sink));
         }
         ShardMsg::Unbind { jid, conn_id } => unbind(ctx, &jid, conn_id),
+        ShardMsg::Barrier(tx) => {
+            let _ = tx.send(());
+        }
         ShardMsg::FromClient(s, _) => from_client(ctx, *s),
         ShardMsg::Inbound(s) | ShardMsg::Keyed(_, s) => inbound(ctx, *s),
         ShardMsg::Notify(s, to, interest) => notify(ctx, &s, &to, interest.as_deref()),

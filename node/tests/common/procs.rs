@@ -95,7 +95,10 @@ pub fn start_logged_env(
 /// [`start`] with `envs` set, e.g. the `HOSTNAME` of a StatefulSet's pod.
 pub fn start_env(cfg: &Path, announce: &'static str, envs: &[(&str, &str)]) -> (Proc, SocketAddr) {
     let mut cmd = Command::new(BIN);
-    cmd.env("RUST_LOG", "info");
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+    );
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -132,7 +135,10 @@ pub fn start_in(netns: Option<&str>, cfg: &Path, announce: &'static str) -> (Pro
         }
         None => Command::new(BIN),
     };
-    cmd.env("RUST_LOG", "info");
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+    );
     spawn(cmd, cfg, announce, None)
 }
 

@@ -5,17 +5,18 @@
 //! node hands it to the leader over one stream per peer
 //! (`Core.RelayAcked`), batched like an edge's forward stream.
 //!
-//! Relays are at least once. The peer acknowledges each batch once it
-//! has taken its stanzas (handed them to its shards or relayed them on);
-//! what it has not acknowledged when the stream fails is sent again to
+//! Relays are at least once. The peer acknowledges each batch once its
+//! shards have handled its stanzas (or the next peer has acknowledged
+//! those it relayed on); what it has not acknowledged when the stream fails is sent again to
 //! the leader of its shard as this node then knows it: the same peer
 //! once it is back, another node after an election, or this node's own
 //! shards. A stanza not acknowledged within [`GIVE_UP`] is dropped and
-//! logged. Stanzas relayed while a shard lets out what an edge's stanza
-//! caused are collected ([`collect`]), so that the edge is told its
-//! stanza was processed only once the peers have them: should this node
-//! die before, the edge sends the stanza again to the shard's new leader
-//! rather than lose what was still queued here.
+//! logged. What a shard lets out for an edge's stanza, relayed or handed
+//! to another shard of this node, is collected ([`collect`]), so that
+//! the edge is told its stanza was processed only once all of it was
+//! handled: should this node or the peer die before, the edge sends the
+//! stanza again to the shard's new leader rather than lose what was
+//! still queued.
 //!
 //! The queue to each peer is bounded; when it is full, stanzas are
 //! dropped and counted in the log (the sender's edge gets no error: the
@@ -89,34 +90,88 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct Relays(Arc<Inner>);
 
-tokio::task_local! {
-    static RECEIPTS: RefCell<Vec<oneshot::Receiver<()>>>;
+/// What a [`collect`] scope gathered: the relays made, and this node's
+/// shards that were handed stanzas.
+#[derive(Default)]
+struct Collected {
+    acks: Vec<oneshot::Receiver<()>>,
+    shards: Vec<usize>,
 }
 
-/// The acknowledgements of the relays made within [`collect`].
+tokio::task_local! {
+    static COLLECTED: RefCell<Collected>;
+}
+
+/// What a [`collect`] scope handed on: the acknowledgements of its
+/// relays, and the shards of this node that it handed stanzas to (whose
+/// handling the caller waits for with a barrier of its own).
 #[must_use]
-pub struct Receipts(Vec<oneshot::Receiver<()>>);
+pub struct Receipts {
+    acks: Vec<oneshot::Receiver<()>>,
+    shards: Vec<usize>,
+}
 
 impl Receipts {
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.acks.is_empty() && self.shards.is_empty()
+    }
+
+    /// The shards of this node that were handed stanzas.
+    pub fn take_shards(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.shards)
+    }
+
+    /// Wait on `rx` too.
+    pub fn add(&mut self, rx: oneshot::Receiver<()>) {
+        self.acks.push(rx);
     }
 
     /// Wait until every stanza was acknowledged by a peer, taken here,
     /// or given up.
     pub async fn wait(self) {
-        for r in self.0 {
+        for r in self.acks {
             let _ = r.await;
         }
     }
 }
 
-/// Run `f`; the stanzas it relays are acknowledged through the receipts.
+impl From<Collected> for Receipts {
+    fn from(c: Collected) -> Receipts {
+        Receipts {
+            acks: c.acks,
+            shards: c.shards,
+        }
+    }
+}
+
+/// Run `f`; the stanzas it relays or hands to this node's shards are
+/// accounted for in the receipts.
 pub fn collect(f: impl FnOnce()) -> Receipts {
-    RECEIPTS.sync_scope(RefCell::new(Vec::new()), || {
+    COLLECTED.sync_scope(RefCell::new(Collected::default()), || {
         f();
-        Receipts(RECEIPTS.with(|r| r.take()))
+        COLLECTED.with(|c| c.take()).into()
     })
+}
+
+/// [`collect`] for a future.
+pub async fn collect_async<T>(f: impl std::future::Future<Output = T>) -> (T, Receipts) {
+    COLLECTED
+        .scope(RefCell::new(Collected::default()), async move {
+            let t = f.await;
+            (t, COLLECTED.with(|c| c.take()).into())
+        })
+        .await
+}
+
+/// Note, within a [`collect`] scope, that this node's shard `i` was
+/// handed a stanza.
+pub fn touched(i: usize) {
+    let _ = COLLECTED.try_with(|c| {
+        let mut c = c.borrow_mut();
+        if !c.shards.contains(&i) {
+            c.shards.push(i);
+        }
+    });
 }
 
 impl Relays {
@@ -127,10 +182,10 @@ impl Relays {
 
     /// Queue `env` for the core node at `addr`.
     pub fn send(&self, addr: &str, env: pb::Envelope) {
-        let receipt = RECEIPTS
-            .try_with(|r| {
+        let receipt = COLLECTED
+            .try_with(|c| {
                 let (tx, rx) = oneshot::channel();
-                r.borrow_mut().push(rx);
+                c.borrow_mut().acks.push(rx);
                 tx
             })
             .ok();
@@ -216,6 +271,13 @@ async fn run(addr: String, mut rx: mpsc::Receiver<Item>, relays: Weak<Inner>) {
             continue;
         };
         let relays = Relays(inner);
+        // What waits in the queue goes where its shard is led now too.
+        while pending.len() < QUEUE {
+            match rx.try_recv() {
+                Ok(i) => pending.push_back(i),
+                Err(_) => break,
+            }
+        }
         let mut dropped = 0usize;
         let mut keep = VecDeque::with_capacity(pending.len());
         for item in pending.drain(..) {

@@ -82,6 +82,15 @@ impl Core for Echo {
         Err(Status::unimplemented("no relaying here"))
     }
 
+    type RelayAckedStream = Out<pb::RelayAck>;
+
+    async fn relay_acked(
+        &self,
+        _: Request<Streaming<EnvelopeBatch>>,
+    ) -> Result<Response<Self::RelayAckedStream>, Status> {
+        Err(Status::unimplemented("no relaying here"))
+    }
+
     async fn sm(&self, _: Request<pb::SmRequest>) -> Result<Response<pb::SmReply>, Status> {
         Err(Status::unimplemented("no stream management here"))
     }

@@ -1119,20 +1119,6 @@ impl Core {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn shard_function_is_stable_and_in_range() {
-        assert_eq!(
-            crate::cluster::shard_of("alice@localhost", 16),
-            crate::cluster::shard_of("alice@localhost", 16)
-        );
-        for i in 0..1000 {
-            assert!(crate::cluster::shard_of(&format!("u{i}@x"), 7) < 7);
-        }
-    }
-}
-
 /// How the relays find a shard's leader again after a stream to a peer
 /// failed, and take back what this node now leads.
 struct Rerouter(std::sync::Weak<Shared>);
@@ -1160,5 +1146,19 @@ impl crate::cluster::relay::Reroute for Rerouter {
         tokio::spawn(async move {
             let _ = core.relayed_envelope(env).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shard_function_is_stable_and_in_range() {
+        assert_eq!(
+            crate::cluster::shard_of("alice@localhost", 16),
+            crate::cluster::shard_of("alice@localhost", 16)
+        );
+        for i in 0..1000 {
+            assert!(crate::cluster::shard_of(&format!("u{i}@x"), 7) < 7);
+        }
     }
 }

@@ -414,3 +414,286 @@ async fn call_legacy(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The relays against hand-written peers over real sockets: a peer of
+    //! an earlier version (no `RelayAcked`), one that takes stanzas and
+    //! never acknowledges them, one that acknowledges, and none at all.
+    use super::*;
+    use futures::{Stream, StreamExt};
+    use proto::cluster::pb::core_server::{Core, CoreServer};
+    use std::pin::Pin;
+    use tonic::{Request, Response, Status, Streaming};
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mode {
+        /// Serves only `Relay`.
+        Legacy,
+        /// Acknowledges each batch.
+        Acks,
+        /// Takes batches and never acknowledges them; ends the call with
+        /// an error when told to.
+        Silent,
+    }
+
+    #[derive(Clone)]
+    struct Peer {
+        mode: Mode,
+        got: Arc<Mutex<Vec<String>>>,
+        fail: Arc<tokio::sync::Notify>,
+    }
+
+    type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+    fn no<T>() -> Result<T, Status> {
+        Err(Status::unimplemented("not in this peer"))
+    }
+
+    impl Peer {
+        async fn take(&self, batch: Result<pb::EnvelopeBatch, Status>) -> bool {
+            let Ok(batch) = batch else { return false };
+            let mut got = self.got.lock().expect("lock");
+            got.extend(
+                batch
+                    .envelopes
+                    .into_iter()
+                    .map(|e| e.to.unwrap_or_default()),
+            );
+            true
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Core for Peer {
+        type ForwardStream = Out<pb::DeliveryBatch>;
+        type RelayAckedStream = Out<pb::RelayAck>;
+
+        async fn forward(
+            &self,
+            _: Request<Streaming<pb::EnvelopeBatch>>,
+        ) -> Result<Response<Self::ForwardStream>, Status> {
+            no()
+        }
+        async fn bind(
+            &self,
+            _: Request<pb::BindRequest>,
+        ) -> Result<Response<pb::BindReply>, Status> {
+            no()
+        }
+        async fn unbind(
+            &self,
+            _: Request<pb::UnbindRequest>,
+        ) -> Result<Response<pb::UnbindReply>, Status> {
+            no()
+        }
+        async fn credentials(
+            &self,
+            _: Request<pb::AccountRequest>,
+        ) -> Result<Response<pb::CredentialsReply>, Status> {
+            no()
+        }
+        async fn register(
+            &self,
+            _: Request<pb::RegisterRequest>,
+        ) -> Result<Response<pb::RegisterReply>, Status> {
+            no()
+        }
+        async fn sm(&self, _: Request<pb::SmRequest>) -> Result<Response<pb::SmReply>, Status> {
+            no()
+        }
+
+        async fn relay(
+            &self,
+            req: Request<Streaming<pb::EnvelopeBatch>>,
+        ) -> Result<Response<pb::Empty>, Status> {
+            let mut up = req.into_inner();
+            while let Some(b) = up.next().await {
+                self.take(b).await;
+            }
+            Ok(Response::new(pb::Empty {}))
+        }
+
+        async fn relay_acked(
+            &self,
+            req: Request<Streaming<pb::EnvelopeBatch>>,
+        ) -> Result<Response<Self::RelayAckedStream>, Status> {
+            if self.mode == Mode::Legacy {
+                return no();
+            }
+            let mut up = req.into_inner();
+            let (tx, rx) = mpsc::channel(16);
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut taken = 0u64;
+                loop {
+                    tokio::select! {
+                        b = up.next() => {
+                            let Some(b) = b else { return };
+                            let n = b.as_ref().map(|b| b.envelopes.len() as u64).unwrap_or(0);
+                            if !me.take(b).await {
+                                return;
+                            }
+                            taken += n;
+                            if me.mode == Mode::Acks
+                                && tx.send(Ok(pb::RelayAck { taken })).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                        _ = me.fail.notified() => {
+                            let _ = tx.send(Err(Status::unavailable("going away"))).await;
+                            return;
+                        }
+                    }
+                }
+            });
+            let down =
+                futures::stream::unfold(
+                    rx,
+                    |mut rx| async move { rx.recv().await.map(|a| (a, rx)) },
+                );
+            Ok(Response::new(Box::pin(down)))
+        }
+    }
+
+    async fn serve(mode: Mode) -> (Peer, String) {
+        let peer = Peer {
+            mode,
+            got: Arc::default(),
+            fail: Arc::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address").to_string();
+        let svc = CoreServer::new(peer.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        (peer, addr)
+    }
+
+    fn envelope(i: usize) -> pb::Envelope {
+        pb::Envelope {
+            shard: 3,
+            to: Some(format!("m{i}@example.test")),
+            ..Default::default()
+        }
+    }
+
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Where shard 3 is led: a peer, or (None) this node.
+    #[derive(Default)]
+    struct Route {
+        target: Mutex<Option<String>>,
+        here: Mutex<Vec<String>>,
+    }
+
+    impl Reroute for Route {
+        fn next(&self, shard: u32) -> Next {
+            assert_eq!(shard, 3);
+            match self.target.lock().expect("lock").clone() {
+                Some(a) => Next::Peer(a),
+                None => Next::Here,
+            }
+        }
+        fn here(&self, env: pb::Envelope) {
+            self.here
+                .lock()
+                .expect("lock")
+                .push(env.to.unwrap_or_default());
+        }
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("m{i}@example.test")).collect()
+    }
+
+    #[tokio::test]
+    async fn a_peer_of_an_earlier_version_gets_relays_without_acknowledgements() {
+        let (peer, addr) = serve(Mode::Legacy).await;
+        let relays = Relays::default();
+        let r = collect(|| {
+            for i in 0..10 {
+                relays.send(&addr, envelope(i));
+            }
+        });
+        until("the legacy peer's stanzas", || {
+            peer.got.lock().expect("lock").len() == 10
+        })
+        .await;
+        tokio::time::timeout(Duration::from_secs(10), r.wait())
+            .await
+            .expect("written stanzas count as taken");
+        assert_eq!(*peer.got.lock().expect("lock"), names(10));
+    }
+
+    #[tokio::test]
+    async fn unacknowledged_relays_go_to_the_shards_new_leader_when_the_stream_fails() {
+        let (silent, a) = serve(Mode::Silent).await;
+        let (acks, b) = serve(Mode::Acks).await;
+        let route = Arc::new(Route::default());
+        *route.target.lock().expect("lock") = Some(a.clone());
+        let relays = Relays::default();
+        relays.set_reroute(route.clone());
+        let r = collect(|| {
+            for i in 0..20 {
+                relays.send(&a, envelope(i));
+            }
+        });
+        until("the silent peer's stanzas", || {
+            silent.got.lock().expect("lock").len() == 20
+        })
+        .await;
+        let waiting = tokio::spawn(r.wait());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "nothing was acknowledged");
+        // The shard's lead moves to b, and a's stream fails.
+        *route.target.lock().expect("lock") = Some(b.clone());
+        silent.fail.notify_waiters();
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("acknowledged by the new leader")
+            .expect("waiter");
+        assert_eq!(*acks.got.lock().expect("lock"), names(20));
+    }
+
+    #[tokio::test]
+    async fn relays_queued_for_an_unreachable_peer_come_back_when_this_node_leads() {
+        // A port nobody listens on.
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("address").to_string()
+        };
+        let route = Arc::new(Route::default());
+        *route.target.lock().expect("lock") = Some(dead.clone());
+        let relays = Relays::default();
+        relays.set_reroute(route.clone());
+        let r = collect(|| {
+            for i in 0..5 {
+                relays.send(&dead, envelope(i));
+            }
+        });
+        let waiting = tokio::spawn(r.wait());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(route.here.lock().expect("lock").is_empty());
+        assert!(!waiting.is_finished());
+        // This node now leads shard 3.
+        *route.target.lock().expect("lock") = None;
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("taken here")
+            .expect("waiter");
+        assert_eq!(*route.here.lock().expect("lock"), names(5));
+    }
+}

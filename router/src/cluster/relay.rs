@@ -44,6 +44,9 @@ pub const MAX_HOPS: u32 = 4;
 pub const GIVE_UP: Duration = Duration::from_secs(30);
 /// The pause before a failed stream is opened again.
 const RETRY: Duration = Duration::from_millis(200);
+/// How long a peer may leave a stanza unacknowledged, or a call
+/// unanswered, before the shard's leader is looked up again.
+const ACK_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Where a stanza for a shard goes now.
 pub enum Next {
@@ -236,6 +239,11 @@ async fn run(addr: String, mut rx: mpsc::Receiver<Item>, relays: Weak<Inner>) {
     let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
         Ok(e) => e
             .connect_timeout(Duration::from_secs(1))
+            // A connection whose peer vanished (no reset) fails within
+            // seconds rather than at TCP's retransmission timeout.
+            .http2_keep_alive_interval(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(4))
+            .keep_alive_while_idle(true)
             .initial_connection_window_size(crate::service::CLUSTER_WINDOW_BYTES)
             .tcp_nodelay(true),
         Err(e) => {
@@ -250,7 +258,8 @@ async fn run(addr: String, mut rx: mpsc::Receiver<Item>, relays: Weak<Inner>) {
         let ended = if legacy {
             call_legacy(&mut client, &mut rx, &mut pending).await
         } else {
-            call(&mut client, &mut rx, &mut pending).await
+            let reroute = relays.upgrade().and_then(|i| i.reroute.get().cloned());
+            call(&mut client, &mut rx, &mut pending, &addr, reroute).await
         };
         match ended {
             Ended::Stopping => return,
@@ -301,24 +310,37 @@ async fn run(addr: String, mut rx: mpsc::Receiver<Item>, relays: Weak<Inner>) {
 /// One `RelayAcked` call: send `pending` (sent before, not acknowledged),
 /// then what comes on the queue, and drop each item (answering its
 /// receipt) once the peer has taken it.
+///
+/// A peer that leaves the oldest stanza unacknowledged for
+/// [`ACK_PATIENCE`] while another node now leads that stanza's shard (it
+/// hangs, or is cut off from this node and lost the lead) is given up:
+/// the call ends and its stanzas go to the new leader.
 async fn call(
     client: &mut CoreClient<Channel>,
     rx: &mut mpsc::Receiver<Item>,
     pending: &mut VecDeque<Item>,
+    addr: &str,
+    reroute: Option<Arc<dyn Reroute>>,
 ) -> Ended {
     let (out, out_rx) = mpsc::channel::<pb::EnvelopeBatch>(4);
     let up = futures::stream::unfold(
         out_rx,
         |mut r| async move { r.recv().await.map(|b| (b, r)) },
     );
-    let mut acks = match client.relay_acked(up).await {
-        Ok(r) => r.into_inner(),
-        Err(s) if s.code() == tonic::Code::Unimplemented => return Ended::Unimplemented,
-        Err(s) => {
+    let mut acks = match tokio::time::timeout(ACK_PATIENCE, client.relay_acked(up)).await {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => return Ended::Unimplemented,
+        Ok(Err(s)) => {
             tracing::debug!(error = %s, "relay call failed; again shortly");
             return Ended::Failed;
         }
+        Err(_) => {
+            tracing::debug!(to = addr, "relay call unanswered; again shortly");
+            return Ended::Failed;
+        }
     };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Of `pending`, how many went out on this call; how many the peer took.
     let mut sent = 0usize;
     let mut taken = 0u64;
@@ -351,6 +373,15 @@ async fn call(
                 let envelopes = pending.range(sent..end).map(|i| i.env.clone()).collect();
                 permit.send(pb::EnvelopeBatch { envelopes });
                 sent = end;
+            }
+            _ = tick.tick() => {
+                let stuck = pending.front().filter(|i| i.since.elapsed() > ACK_PATIENCE);
+                if let (Some(i), Some(r)) = (stuck, &reroute)
+                    && !matches!(r.next(i.env.shard), Next::Peer(a) if a == addr)
+                {
+                    tracing::info!(to = addr, pending = pending.len(), "relay peer unanswering and no longer the leader; its stanzas go to the new one");
+                    return Ended::Failed;
+                }
             }
             item = rx.recv(), if !closed && pending.len() < QUEUE => match item {
                 Some(i) => {
@@ -666,6 +697,37 @@ mod tests {
             .expect("acknowledged by the new leader")
             .expect("waiter");
         assert_eq!(*acks.got.lock().expect("lock"), names(20));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_answering_and_loses_the_lead_is_given_up() {
+        let (silent, a) = serve(Mode::Silent).await;
+        let (acks, b) = serve(Mode::Acks).await;
+        let route = Arc::new(Route::default());
+        *route.target.lock().expect("lock") = Some(a.clone());
+        let relays = Relays::default();
+        relays.set_reroute(route.clone());
+        let r = collect(|| {
+            for i in 0..8 {
+                relays.send(&a, envelope(i));
+            }
+        });
+        until("the silent peer's stanzas", || {
+            silent.got.lock().expect("lock").len() == 8
+        })
+        .await;
+        let waiting = tokio::spawn(r.wait());
+        // Still the leader: waited for, however long it takes.
+        tokio::time::sleep(ACK_PATIENCE + Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished());
+        assert!(acks.got.lock().expect("lock").is_empty());
+        // The lead moves while the stream stays open and silent.
+        *route.target.lock().expect("lock") = Some(b.clone());
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("acknowledged by the new leader")
+            .expect("waiter");
+        assert_eq!(*acks.got.lock().expect("lock"), names(8));
     }
 
     #[tokio::test]

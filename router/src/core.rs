@@ -526,6 +526,15 @@ impl Core {
             return Ok(());
         }
         let h = self.shared.shards[i].clone();
+        if hops > 0 && self.shared.cluster.clustered() {
+            // Relayed from another core node, which waits for its handling:
+            // through the queue that a barrier can follow.
+            crate::cluster::relay::touched(i);
+            return h
+                .internal
+                .send(ShardMsg::FromClient(Box::new(stanza), confirm))
+                .map_err(|_| CoreError::ShuttingDown);
+        }
         h.edge
             .send(ShardMsg::FromClient(Box::new(stanza), confirm))
             .await
@@ -1138,14 +1147,26 @@ impl crate::cluster::relay::Reroute for Rerouter {
         }
     }
 
-    fn here(&self, env: pb::Envelope) {
-        let Some(shared) = self.0.upgrade() else {
-            return;
-        };
-        let core = Core { shared };
-        tokio::spawn(async move {
-            let _ = core.relayed_envelope(env).await;
-        });
+    fn here(
+        &self,
+        envs: Vec<pb::Envelope>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> {
+        let shared = self.0.upgrade();
+        Box::pin(async move {
+            let Some(shared) = shared else { return false };
+            let core = Core { shared };
+            let (ok, mut r) = crate::cluster::relay::collect_async(async {
+                for e in envs {
+                    if core.relayed_envelope(e).await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            })
+            .await;
+            core.barriers(&mut r);
+            ok && r.wait().await
+        })
     }
 }
 

@@ -245,8 +245,9 @@ impl pb::core_server::Core for CoreService {
                                     c.done();
                                 } else {
                                     tokio::spawn(async move {
-                                        receipts.wait().await;
-                                        c.done();
+                                        if receipts.wait().await {
+                                            c.done();
+                                        }
                                     });
                                 }
                             }
@@ -575,7 +576,12 @@ impl pb::core_server::Core for CoreService {
         let acks = tx.clone();
         tokio::spawn(async move {
             while let Some((taken, r)) = waiting.recv().await {
-                r.wait().await;
+                // Dropped unhandled: this node is stopping; the sender
+                // sends the batch again to the shards' next leaders.
+                if !r.wait().await {
+                    let _ = acks.send(Err(unavailable("the core is stopping"))).await;
+                    return;
+                }
                 if acks.send(Ok(pb::RelayAck { taken })).await.is_err() {
                     return;
                 }

@@ -72,9 +72,10 @@ impl Shared {
     pub fn barriers(&self, r: &mut relay::Receipts) {
         for i in r.take_shards() {
             let (tx, rx) = oneshot::channel();
-            if self.shards[i].internal.send(ShardMsg::Barrier(tx)).is_ok() {
-                r.add(rx);
-            }
+            // A shard that stopped drops the barrier: waiting on it says
+            // its stanzas were not handled.
+            let _ = self.shards[i].internal.send(ShardMsg::Barrier(tx));
+            r.add(rx);
         }
     }
 
@@ -630,9 +631,13 @@ async fn step(
         Some(mut r) if !r.is_empty() && !confirms.is_empty() => {
             shared.barriers(&mut r);
             tokio::spawn(async move {
-                r.wait().await;
-                for c in confirms {
-                    c.done();
+                // Unhandled because this node stops: left unconfirmed,
+                // the edge sends them again to the shards' next leaders
+                // when this node's stream ends.
+                if r.wait().await {
+                    for c in confirms {
+                        c.done();
+                    }
                 }
             });
         }

@@ -133,6 +133,25 @@ impl Cores {
         self.remove_admin_socket(i);
     }
 
+    /// Send node `i` SIGTERM without waiting: the caller checks with
+    /// [`Cores::reap`] that it stopped cleanly.
+    pub fn term(&mut self, i: usize) -> Proc {
+        let p = self.procs[i].take().expect("running");
+        signal(&p, "TERM");
+        p
+    }
+
+    /// Wait for node `i`, sent SIGTERM by [`Cores::term`], to exit cleanly.
+    pub fn reap(&mut self, i: usize, mut p: Proc) {
+        let status = p.0.wait().expect("wait");
+        assert!(
+            status.success(),
+            "core node {} stops cleanly: {status}",
+            i + 1
+        );
+        self.remove_admin_socket(i);
+    }
+
     /// The socket a stopped node left behind (a restart waits for the
     /// new one).
     fn remove_admin_socket(&self, i: usize) {

@@ -61,8 +61,12 @@ pub enum Next {
 pub trait Reroute: Send + Sync {
     /// Where a stanza for shard `shard` goes now.
     fn next(&self, shard: u32) -> Next;
-    /// Take a stanza at this node, as if a peer had relayed it here.
-    fn here(&self, env: pb::Envelope);
+    /// Take stanzas at this node, in order, as if a peer had relayed
+    /// them here; resolves to whether they were all handled.
+    fn here(
+        &self,
+        envs: Vec<pb::Envelope>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
 }
 
 /// A relayed stanza waiting for its peer's acknowledgement, and who
@@ -129,12 +133,17 @@ impl Receipts {
         self.acks.push(rx);
     }
 
-    /// Wait until every stanza was acknowledged by a peer, taken here,
-    /// or given up.
-    pub async fn wait(self) {
+    /// Wait until every stanza was acknowledged by a peer, handled
+    /// here, or given up (each logged): true. False when one was dropped
+    /// unhandled because this node is stopping (a shard's task or a
+    /// relay queue ended): the caller then confirms nothing, and the
+    /// edge sends its stanza again to the shard's next leader.
+    pub async fn wait(self) -> bool {
+        let mut all = true;
         for r in self.acks {
-            let _ = r.await;
+            all &= r.await.is_ok();
         }
+        all
     }
 }
 
@@ -202,9 +211,13 @@ impl Relays {
         );
     }
 
+    /// Queue `item` for `addr`. A stanza dropped here (too many hops, a
+    /// full queue) is logged and counts as taken: waiting on it could
+    /// never end.
     fn enqueue(&self, addr: &str, item: Item) {
         if item.env.hops > MAX_HOPS {
             tracing::warn!(to = addr, "stanza relayed too often; dropped");
+            item.taken();
             return;
         }
         let tx = {
@@ -217,8 +230,11 @@ impl Relays {
                 })
                 .clone()
         };
-        if tx.try_send(item).is_err() {
+        if let Err(e) = tx.try_send(item) {
             tracing::warn!(to = addr, "relay queue full or closed; stanza dropped");
+            let (mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item)) =
+                e;
+            item.taken();
         }
     }
 }
@@ -289,18 +305,32 @@ async fn run(addr: String, mut rx: mpsc::Receiver<Item>, relays: Weak<Inner>) {
         }
         let mut dropped = 0usize;
         let mut keep = VecDeque::with_capacity(pending.len());
+        let mut here = Vec::new();
         for item in pending.drain(..) {
             if item.since.elapsed() > GIVE_UP {
                 dropped += 1;
+                item.taken();
                 continue;
             }
             match reroute.next(item.env.shard) {
                 Next::Peer(a) if a == addr => keep.push_back(item),
                 Next::Peer(a) => relays.enqueue(&a, item),
-                Next::Here => reroute.here(item.taken()),
+                Next::Here => here.push(item),
             }
         }
         pending = keep;
+        if !here.is_empty() {
+            // Handled here in their order; their waiters go on once
+            // this node's shards have handled them.
+            let handled = reroute.here(here.iter().map(|i| i.env.clone()).collect());
+            tokio::spawn(async move {
+                if handled.await {
+                    for i in here {
+                        i.taken();
+                    }
+                }
+            });
+        }
         if dropped > 0 {
             tracing::warn!(to = %addr, dropped, "relayed stanzas unacknowledged for too long; dropped");
         }
@@ -638,11 +668,13 @@ mod tests {
                 None => Next::Here,
             }
         }
-        fn here(&self, env: pb::Envelope) {
-            self.here
-                .lock()
-                .expect("lock")
-                .push(env.to.unwrap_or_default());
+        fn here(
+            &self,
+            envs: Vec<pb::Envelope>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> {
+            let mut here = self.here.lock().expect("lock");
+            here.extend(envs.into_iter().map(|e| e.to.unwrap_or_default()));
+            Box::pin(async { true })
         }
     }
 

@@ -400,6 +400,10 @@ pub(crate) async fn run(
         // Group commit: messages waiting behind this one are handled with
         // it and their writes (offline storage) committed together.
         let mut more = Vec::new();
+        // Barriers met among the group's messages are answered after it:
+        // what came before them is handled then (they do not end the
+        // group, which would cost a fan-out its group commits).
+        let mut barriers = Vec::new();
         if groupable(&msg) {
             while more.len() + 1 < GROUP {
                 let m = match internal.try_recv() {
@@ -409,15 +413,20 @@ pub(crate) async fn run(
                         Err(_) => break,
                     },
                 };
-                if groupable(&m) {
-                    more.push(m);
-                } else {
-                    next = Some(m);
-                    break;
+                match m {
+                    ShardMsg::Barrier(tx) => barriers.push(tx),
+                    m if groupable(&m) => more.push(m),
+                    m => {
+                        next = Some(m);
+                        break;
+                    }
                 }
             }
         }
         step(&mut st, &shared, index, msg, more).await;
+        for tx in barriers {
+            let _ = tx.send(());
+        }
     }
     tracing::debug!(shard = index, "shard stopped");
 }

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use proto::cluster::ClusterError;
 use proto::cluster::envelope::from_envelope;
 use proto::cluster::pb;
@@ -575,10 +575,16 @@ impl pb::core_server::Core for CoreService {
             tokio::sync::mpsc::channel::<(u64, crate::cluster::relay::Receipts)>(64);
         let acks = tx.clone();
         tokio::spawn(async move {
-            while let Some((taken, r)) = waiting.recv().await {
+            while let Some((mut taken, r)) = waiting.recv().await {
                 // Dropped unhandled: this node is stopping; the sender
                 // sends the batch again to the shards' next leaders.
-                if !r.wait().await {
+                let mut handled = r.wait().await;
+                // The batches handled meanwhile go in the same answer.
+                while handled && let Ok((t, r)) = waiting.try_recv() {
+                    handled = r.wait().await;
+                    taken = t;
+                }
+                if !handled {
                     let _ = acks.send(Err(unavailable("the core is stopping"))).await;
                     return;
                 }
@@ -591,9 +597,17 @@ impl pb::core_server::Core for CoreService {
             let mut taken = 0u64;
             while let Some(batch) = up.next().await {
                 let Ok(batch) = batch else { return };
-                let n = batch.envelopes.len() as u64;
+                // The batches already arrived are handled together: one
+                // barrier per shard for all of them.
+                let mut envelopes = batch.envelopes;
+                while envelopes.len() < 4096
+                    && let Some(Some(Ok(more))) = up.next().now_or_never()
+                {
+                    envelopes.extend(more.envelopes);
+                }
+                let n = envelopes.len() as u64;
                 let (ok, mut r) = crate::cluster::relay::collect_async(async {
-                    for e in batch.envelopes {
+                    for e in envelopes {
                         if core.relayed_envelope(e).await.is_err() {
                             return false;
                         }

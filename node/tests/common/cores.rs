@@ -122,15 +122,8 @@ impl Cores {
 
     /// Stop node `i` with SIGTERM and check that it exits cleanly.
     pub fn terminate(&mut self, i: usize) {
-        let mut p = self.procs[i].take().expect("running");
-        signal(&p, "TERM");
-        let status = p.0.wait().expect("wait");
-        assert!(
-            status.success(),
-            "core node {} stops cleanly: {status}",
-            i + 1
-        );
-        self.remove_admin_socket(i);
+        let p = self.term(i);
+        self.reap(i, p);
     }
 
     /// Send node `i` SIGTERM without waiting: the caller checks with

@@ -695,71 +695,84 @@ mod tests {
             peer.got.lock().expect("lock").len() == 10
         })
         .await;
-        tokio::time::timeout(Duration::from_secs(10), r.wait())
+        let handled = tokio::time::timeout(Duration::from_secs(10), r.wait())
             .await
             .expect("written stanzas count as taken");
+        assert!(handled);
         assert_eq!(*peer.got.lock().expect("lock"), names(10));
+    }
+
+    /// A silent peer `a` that leads shard 3 has taken `n` relayed
+    /// stanzas, and a peer `b` that acknowledges waits; the stanzas'
+    /// receipts are being waited on.
+    struct Handover {
+        silent: Peer,
+        acks: Peer,
+        b: String,
+        route: Arc<Route>,
+        waiting: tokio::task::JoinHandle<bool>,
+        _relays: Relays,
+    }
+
+    async fn handover(n: usize) -> Handover {
+        let (silent, a) = serve(Mode::Silent).await;
+        let (acks, b) = serve(Mode::Acks).await;
+        let route = Arc::new(Route::default());
+        *route.target.lock().expect("lock") = Some(a.clone());
+        let relays = Relays::default();
+        relays.set_reroute(route.clone());
+        let r = collect(|| {
+            for i in 0..n {
+                relays.send(&a, envelope(i));
+            }
+        });
+        until("the silent peer's stanzas", || {
+            silent.got.lock().expect("lock").len() == n
+        })
+        .await;
+        Handover {
+            silent,
+            acks,
+            b,
+            route,
+            waiting: tokio::spawn(r.wait()),
+            _relays: relays,
+        }
+    }
+
+    impl Handover {
+        /// The receipts resolve once `b` acknowledged every stanza.
+        async fn done_at_b(self, n: usize) {
+            let handled = tokio::time::timeout(Duration::from_secs(10), self.waiting)
+                .await
+                .expect("acknowledged by the new leader")
+                .expect("waiter");
+            assert!(handled);
+            assert_eq!(*self.acks.got.lock().expect("lock"), names(n));
+        }
     }
 
     #[tokio::test]
     async fn unacknowledged_relays_go_to_the_shards_new_leader_when_the_stream_fails() {
-        let (silent, a) = serve(Mode::Silent).await;
-        let (acks, b) = serve(Mode::Acks).await;
-        let route = Arc::new(Route::default());
-        *route.target.lock().expect("lock") = Some(a.clone());
-        let relays = Relays::default();
-        relays.set_reroute(route.clone());
-        let r = collect(|| {
-            for i in 0..20 {
-                relays.send(&a, envelope(i));
-            }
-        });
-        until("the silent peer's stanzas", || {
-            silent.got.lock().expect("lock").len() == 20
-        })
-        .await;
-        let waiting = tokio::spawn(r.wait());
+        let h = handover(20).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!waiting.is_finished(), "nothing was acknowledged");
+        assert!(!h.waiting.is_finished(), "nothing was acknowledged");
         // The shard's lead moves to b, and a's stream fails.
-        *route.target.lock().expect("lock") = Some(b.clone());
-        silent.fail.notify_waiters();
-        tokio::time::timeout(Duration::from_secs(10), waiting)
-            .await
-            .expect("acknowledged by the new leader")
-            .expect("waiter");
-        assert_eq!(*acks.got.lock().expect("lock"), names(20));
+        *h.route.target.lock().expect("lock") = Some(h.b.clone());
+        h.silent.fail.notify_waiters();
+        h.done_at_b(20).await;
     }
 
     #[tokio::test]
     async fn a_peer_that_stops_answering_and_loses_the_lead_is_given_up() {
-        let (silent, a) = serve(Mode::Silent).await;
-        let (acks, b) = serve(Mode::Acks).await;
-        let route = Arc::new(Route::default());
-        *route.target.lock().expect("lock") = Some(a.clone());
-        let relays = Relays::default();
-        relays.set_reroute(route.clone());
-        let r = collect(|| {
-            for i in 0..8 {
-                relays.send(&a, envelope(i));
-            }
-        });
-        until("the silent peer's stanzas", || {
-            silent.got.lock().expect("lock").len() == 8
-        })
-        .await;
-        let waiting = tokio::spawn(r.wait());
+        let h = handover(8).await;
         // Still the leader: waited for, however long it takes.
         tokio::time::sleep(ACK_PATIENCE + Duration::from_secs(1)).await;
-        assert!(!waiting.is_finished());
-        assert!(acks.got.lock().expect("lock").is_empty());
+        assert!(!h.waiting.is_finished());
+        assert!(h.acks.got.lock().expect("lock").is_empty());
         // The lead moves while the stream stays open and silent.
-        *route.target.lock().expect("lock") = Some(b.clone());
-        tokio::time::timeout(Duration::from_secs(10), waiting)
-            .await
-            .expect("acknowledged by the new leader")
-            .expect("waiter");
-        assert_eq!(*acks.got.lock().expect("lock"), names(8));
+        *h.route.target.lock().expect("lock") = Some(h.b.clone());
+        h.done_at_b(8).await;
     }
 
     #[tokio::test]
@@ -784,10 +797,11 @@ mod tests {
         assert!(!waiting.is_finished());
         // This node now leads shard 3.
         *route.target.lock().expect("lock") = None;
-        tokio::time::timeout(Duration::from_secs(10), waiting)
+        let handled = tokio::time::timeout(Duration::from_secs(10), waiting)
             .await
             .expect("taken here")
             .expect("waiter");
+        assert!(handled);
         assert_eq!(*route.here.lock().expect("lock"), names(5));
     }
 }

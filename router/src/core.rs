@@ -541,10 +541,34 @@ impl Core {
             .map_err(|_| CoreError::ShuttingDown)
     }
 
-    /// Add to `r` a barrier behind what its scope handed to each of this
-    /// node's shards.
-    pub(crate) fn barriers(&self, r: &mut crate::cluster::relay::Receipts) {
-        self.shared.barriers(r);
+    /// Run `f` once what `r`'s scope handed on was handled
+    /// ([`Shared::when_handled`]).
+    pub(crate) fn when_handled(
+        &self,
+        r: crate::cluster::relay::Receipts,
+        f: impl FnOnce() + Send + 'static,
+    ) {
+        self.shared.when_handled(r, f);
+    }
+
+    /// Take relayed envelopes in order (handled here or relayed on):
+    /// whether this node took them all (false: it is stopping), and what
+    /// waiting for their handling waits on, barriers included.
+    pub(crate) async fn take_relayed(
+        &self,
+        envs: Vec<pb::Envelope>,
+    ) -> (bool, crate::cluster::relay::Receipts) {
+        let (ok, mut r) = crate::cluster::relay::collect_async(async {
+            for e in envs {
+                if self.relayed_envelope(e).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        self.shared.barriers(&mut r);
+        (ok, r)
     }
 
     /// An envelope another core node relayed here, or one of this node's
@@ -1155,16 +1179,7 @@ impl crate::cluster::relay::Reroute for Rerouter {
         Box::pin(async move {
             let Some(shared) = shared else { return false };
             let core = Core { shared };
-            let (ok, mut r) = crate::cluster::relay::collect_async(async {
-                for e in envs {
-                    if core.relayed_envelope(e).await.is_err() {
-                        return false;
-                    }
-                }
-                true
-            })
-            .await;
-            core.barriers(&mut r);
+            let (ok, r) = core.take_relayed(envs).await;
             ok && r.wait().await
         })
     }

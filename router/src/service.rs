@@ -233,23 +233,14 @@ impl pb::core_server::Core for CoreService {
                             // its shard has it (the edge keeps it until
                             // then, and sends it again should this node
                             // die first).
-                            let mut receipts =
+                            let receipts =
                                 crate::cluster::relay::collect(|| core.route_inbound(st));
-                            core.barriers(&mut receipts);
                             if seq != 0 {
                                 let c = Confirm {
                                     link: link.clone(),
                                     seq,
                                 };
-                                if receipts.is_empty() {
-                                    c.done();
-                                } else {
-                                    tokio::spawn(async move {
-                                        if receipts.wait().await {
-                                            c.done();
-                                        }
-                                    });
-                                }
+                                core.when_handled(receipts, move || c.done());
                             }
                         }
                         // `from` was stamped by the edge from the session.
@@ -606,21 +597,12 @@ impl pb::core_server::Core for CoreService {
                     envelopes.extend(more.envelopes);
                 }
                 let n = envelopes.len() as u64;
-                let (ok, mut r) = crate::cluster::relay::collect_async(async {
-                    for e in envelopes {
-                        if core.relayed_envelope(e).await.is_err() {
-                            return false;
-                        }
-                    }
-                    true
-                })
-                .await;
+                let (ok, r) = core.take_relayed(envelopes).await;
                 if !ok {
                     let _ = tx.send(Err(unavailable("the core is stopping"))).await;
                     return;
                 }
                 taken += n;
-                core.barriers(&mut r);
                 if done.send((taken, r)).await.is_err() {
                     return;
                 }

@@ -67,6 +67,23 @@ impl Shared {
         }
     }
 
+    /// Run `f` once what `r`'s scope handed on was handled (relays
+    /// acknowledged, this node's shards past a barrier): at once when it
+    /// handed on nothing, never when some of it was dropped unhandled
+    /// because this node stops (an edge then sends its stanza again to
+    /// the shard's next leader).
+    pub fn when_handled(&self, mut r: relay::Receipts, f: impl FnOnce() + Send + 'static) {
+        self.barriers(&mut r);
+        if r.is_empty() {
+            return f();
+        }
+        tokio::spawn(async move {
+            if r.wait().await {
+                f();
+            }
+        });
+    }
+
     /// Add to `r` a barrier behind what its scope handed to each of this
     /// node's shards: waiting on `r` then waits for their handling too.
     pub fn barriers(&self, r: &mut relay::Receipts) {
@@ -636,25 +653,17 @@ async fn step(
             }
         })
         .collect();
+    if confirms.is_empty() {
+        return;
+    }
+    let done = move || {
+        for c in confirms {
+            c.done();
+        }
+    };
     match receipts {
-        Some(mut r) if !r.is_empty() && !confirms.is_empty() => {
-            shared.barriers(&mut r);
-            tokio::spawn(async move {
-                // Unhandled because this node stops: left unconfirmed,
-                // the edge sends them again to the shards' next leaders
-                // when this node's stream ends.
-                if r.wait().await {
-                    for c in confirms {
-                        c.done();
-                    }
-                }
-            });
-        }
-        _ => {
-            for c in confirms {
-                c.done();
-            }
-        }
+        Some(r) => shared.when_handled(r, done),
+        None => done(),
     }
 }
 
